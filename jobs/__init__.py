@@ -1,0 +1,1 @@
+"""The offline side of Leakguard: batch jobs run by the CLI or by rq workers."""

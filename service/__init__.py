@@ -1,0 +1,1 @@
+"""Leakguard: account protection after a third-party leak of email addresses."""

@@ -1,0 +1,43 @@
+"""The /v1 JSON API for the login service."""
+
+from __future__ import annotations
+
+from flask import request
+from flask_openapi3 import APIBlueprint
+
+from service.api.auth import authenticate_request
+from service.api.problems import problem_responses
+from service.errors import InvalidRequest, UnsupportedMediaType
+
+JSON_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+api = APIBlueprint(
+    "api",
+    __name__,
+    url_prefix="/v1",
+    abp_security=[{"bearer": []}],
+    abp_responses=problem_responses(401, 403),
+    operation_id_callback=lambda name, path, method: name.removeprefix("api_"),
+)
+
+
+@api.before_request
+def _authenticate() -> None:
+    authenticate_request()
+
+
+@api.before_request
+def _require_json_body() -> None:
+    """Reject a body that is not JSON with 400, before validation sees it as missing."""
+    if request.method not in JSON_METHODS:
+        return
+    if not request.is_json:
+        raise UnsupportedMediaType("send the body as JSON (Content-Type: application/json)")
+    # get_data enforces MAX_CONTENT_LENGTH (413); the parsed value is cached for the view.
+    if request.get_json(silent=True) is None:
+        raise InvalidRequest("the body is not valid JSON")
+
+
+def register_routes() -> None:
+    """Import the route modules, which attach themselves to ``api``."""
+    from service.api import accounts  # noqa: F401, PLC0415

@@ -1,0 +1,110 @@
+"""/v1/accounts: the login service keeps Leakguard's mirror of its accounts in step."""
+
+from __future__ import annotations
+
+from flask import Response, jsonify
+from flask_openapi3 import Tag
+
+from service.accounts import (
+    AccountInput,
+    AccountView,
+    UpsertOutcome,
+    delete_account,
+    get_account,
+    upsert_account,
+    upsert_accounts,
+)
+from service.api import api
+from service.api.auth import requires_scope, runtime
+from service.api.problems import problem_responses
+from service.api.schemas import (
+    AccountBatchBody,
+    AccountBatchOut,
+    AccountBody,
+    AccountOut,
+    AccountPath,
+    AccountUpsertOut,
+)
+from service.api_clients import Scope
+from service.db import run_in_transaction, utcnow
+
+TAG = Tag(name="accounts", description="The mirror of the login service's accounts")
+BODY_ERRORS = (400, 413, 415, 422)
+
+
+@api.put(
+    "/accounts/<external_id>",
+    tags=[TAG],
+    responses={200: AccountUpsertOut, 201: AccountUpsertOut, **problem_responses(*BODY_ERRORS)},
+)
+@requires_scope(Scope.ACCOUNTS_WRITE)
+def put_account(path: AccountPath, body: AccountBody) -> tuple[Response, int]:
+    """Create the account or change its address or locale.
+
+    201 when created, 200 otherwise (with status updated or unchanged).
+    """
+    item = AccountInput(external_id=path.external_id, email=body.email, locale=body.locale)
+    keys = runtime().keys
+    result = run_in_transaction(
+        runtime().db, lambda session: upsert_account(session, item, keys=keys, now=utcnow())
+    )
+    assert result.account is not None
+    status = 201 if result.outcome is UpsertOutcome.CREATED else 200
+    return jsonify(_account_json(result.account) | {"status": result.outcome.value}), status
+
+
+@api.get(
+    "/accounts/<external_id>",
+    tags=[TAG],
+    responses={200: AccountOut, **problem_responses(404, 422)},
+)
+@requires_scope(Scope.ACCOUNTS_READ)
+def read_account(path: AccountPath) -> Response:
+    """Return the account as Leakguard knows it."""
+    with runtime().db.read_session() as session:
+        view = get_account(session, path.external_id)
+    return jsonify(_account_json(view))
+
+
+@api.delete(
+    "/accounts/<external_id>",
+    tags=[TAG],
+    responses={204: None, **problem_responses(404, 422)},
+)
+@requires_scope(Scope.ACCOUNTS_WRITE)
+def remove_account(path: AccountPath) -> tuple[str, int]:
+    """Forget the account (it was deleted in the login service)."""
+    with runtime().db.transaction() as session:
+        delete_account(session, path.external_id)
+    return "", 204
+
+
+@api.post(
+    "/accounts:batch",
+    tags=[TAG],
+    responses={200: AccountBatchOut, **problem_responses(*BODY_ERRORS)},
+)
+@requires_scope(Scope.ACCOUNTS_WRITE)
+def batch_upsert_accounts(body: AccountBatchBody) -> Response:
+    """Create or update up to 1,000 accounts; invalid items are reported, the rest applied."""
+    items = [
+        AccountInput(external_id=item.external_id, email=item.email, locale=item.locale)
+        for item in body.accounts
+    ]
+    keys = runtime().keys
+    report = run_in_transaction(
+        runtime().db, lambda session: upsert_accounts(session, items, keys=keys, now=utcnow())
+    )
+    return jsonify(
+        {
+            **{outcome.value: report.count(outcome) for outcome in UpsertOutcome},
+            "results": [
+                {"external_id": r.external_id, "status": r.outcome.value, "error": r.error}
+                for r in report.results
+            ],
+        }
+    )
+
+
+def _account_json(view: AccountView) -> dict[str, object]:
+    return view.to_json()

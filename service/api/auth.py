@@ -1,0 +1,59 @@
+"""Bearer-key authentication and per-endpoint scopes for /v1.
+
+Default-deny: an endpoint without a declared scope answers 403 to everyone, so a new
+endpoint cannot be exposed by forgetting its decorator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from flask import current_app, g, request
+
+from service.api_clients import Principal, Scope, authenticate
+from service.errors import Forbidden, Unauthorized
+from service.runtime import Runtime
+
+F = TypeVar("F", bound=Callable[..., object])
+SCOPE_ATTRIBUTE = "_leakguard_scope"
+PUBLIC_ENDPOINTS = frozenset({"api.openapi"})
+
+
+def requires_scope(scope: Scope) -> Callable[[F], F]:
+    """Mark a view as needing ``scope``; checked before the body is even parsed."""
+
+    def mark(view: F) -> F:
+        setattr(view, SCOPE_ATTRIBUTE, scope)
+        return view
+
+    return mark
+
+
+def current_principal() -> Principal:
+    principal: Principal = g.principal
+    return principal
+
+
+def runtime() -> Runtime:
+    value: Runtime = current_app.extensions["leakguard"]
+    return value
+
+
+def authenticate_request() -> None:
+    """Resolve the bearer key to a principal and enforce the endpoint's scope."""
+    view = current_app.view_functions.get(request.endpoint or "")
+    if view is None:
+        return  # 404/405: let routing answer
+    header = request.headers.get("Authorization", "")
+    scheme, _, key = header.partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise Unauthorized("send Authorization: Bearer <key>")
+    with runtime().db.read_session() as session:
+        principal = authenticate(session, key.strip())
+    if principal is None:
+        raise Unauthorized("the API key is unknown or revoked")
+    scope: Scope | None = getattr(view, SCOPE_ATTRIBUTE, None)
+    if scope is None or not principal.may(scope):
+        raise Forbidden(f"this endpoint needs the scope {scope}" if scope else None)
+    g.principal = principal

@@ -1,0 +1,139 @@
+"""RFC 9457 problem details for every error the API returns.
+
+One handler, registered once by the app factory, renders domain errors, werkzeug's HTTP
+errors and pydantic's validation errors as ``application/problem+json``. An unexpected
+exception is logged and becomes a 500 with no detail: a stack trace helps only an attacker.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, Response, json, request
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from werkzeug.exceptions import HTTPException
+
+from service.errors import PROBLEM_BASE, LeakguardError, ValidationFailed
+
+log = logging.getLogger(__name__)
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+PROBLEM_SCHEMA_REF = "#/components/schemas/Problem"
+
+
+class FieldError(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, with the stable ``code`` a client may branch on."""
+
+    model_config = ConfigDict(title="Problem", extra="allow")
+
+    type: str = Field(examples=[PROBLEM_BASE + "validation-failed"])
+    title: str
+    status: int = Field(ge=400, le=599)
+    code: str
+    detail: str | None = None
+    errors: list[FieldError] | None = None
+
+
+def problem_responses(*statuses: int) -> dict[int, dict[str, Any]]:
+    """Describe error responses for the OpenAPI document (a fresh dict: the library edits it)."""
+    return {
+        status: {
+            "description": _STATUS_TEXT.get(status, "Error"),
+            "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": PROBLEM_SCHEMA_REF}}},
+        }
+        for status in statuses
+    }
+
+
+_STATUS_TEXT = {
+    400: "Malformed request",
+    401: "Missing or unknown API key",
+    403: "The API key lacks the required scope",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    413: "Request body too large",
+    415: "Request body must be JSON",
+    422: "Invalid fields",
+    429: "Too many requests",
+}
+
+
+def problem_response(
+    status: int,
+    code: str,
+    title: str,
+    *,
+    detail: str | None = None,
+    errors: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    body: dict[str, Any] = {
+        "type": PROBLEM_BASE + code.replace("_", "-"),
+        "title": title,
+        "status": status,
+        "code": code,
+    }
+    if detail:
+        body["detail"] = detail
+    if errors is not None:
+        body["errors"] = errors
+    response = Response(json.dumps(body), status=status, mimetype=PROBLEM_MEDIA_TYPE)
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def render_domain_error(exc: LeakguardError) -> Response:
+    errors = exc.extra.get("errors") if isinstance(exc, ValidationFailed) else None
+    return problem_response(
+        exc.status, exc.code, exc.title, detail=exc.detail, errors=errors, headers=exc.headers
+    )
+
+
+def render_validation_error(exc: ValidationError) -> Response:
+    """pydantic's report, minus the rejected input: it may hold an address or a secret."""
+    errors = [
+        {"loc": [str(part) for part in error["loc"]], "msg": error["msg"], "type": error["type"]}
+        for error in exc.errors(include_url=False, include_input=False, include_context=False)
+    ]
+    return problem_response(
+        ValidationFailed.status, ValidationFailed.code, ValidationFailed.title, errors=errors
+    )
+
+
+def render_http_error(exc: HTTPException) -> Response:
+    status = exc.code or 500
+    code = (exc.name or "error").lower().replace(" ", "_").replace("'", "")
+    headers = {
+        name: value
+        for name, value in exc.get_headers()
+        if name.lower() in {"allow", "retry-after", "www-authenticate"}
+    }
+    return problem_response(status, code, exc.name, detail=exc.description, headers=headers)
+
+
+def register_problem_handlers(app: Flask) -> None:
+    """Render every error as problem+json, once, for the whole app."""
+
+    @app.errorhandler(LeakguardError)
+    def _domain(exc: LeakguardError) -> Response:
+        return render_domain_error(exc)
+
+    @app.errorhandler(HTTPException)
+    def _http(exc: HTTPException) -> Response | HTTPException:
+        if exc.response is not None:  # already rendered, e.g. by the validation callback
+            return exc.response  # type: ignore[return-value]
+        return render_http_error(exc)
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return problem_response(500, "internal_error", "Internal error")

@@ -1,0 +1,95 @@
+"""Request and response bodies of /v1: the source of the OpenAPI document."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from service.accounts import MAX_EMAIL_CHARS, MAX_EXTERNAL_ID_CHARS, MAX_LOCALE_CHARS
+
+
+def _storable(value: str) -> str:
+    # Lone surrogates and NUL survive JSON parsing but no database accepts them.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text") from None
+    return value
+
+
+StorableText = Annotated[str, AfterValidator(_storable)]
+ExternalId = Annotated[
+    StorableText,
+    Field(
+        min_length=1,
+        max_length=MAX_EXTERNAL_ID_CHARS,
+        pattern=r"^[^\x00-\x1f\x7f]+$",
+        description="The login service's own id of the account.",
+    ),
+]
+EmailText = Annotated[
+    StorableText,
+    Field(min_length=3, max_length=MAX_EMAIL_CHARS, examples=["jane.doe@example.com"]),
+]
+Locale = Annotated[
+    StorableText,
+    Field(
+        max_length=MAX_LOCALE_CHARS,
+        pattern=r"^[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8})*$",
+        description="BCP 47 tag; picks the language of the person's notices.",
+        examples=["de-AT"],
+    ),
+]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class AccountPath(BaseModel):
+    external_id: ExternalId
+
+
+class AccountBody(Strict):
+    email: EmailText
+    locale: Locale | None = None
+
+
+class AccountItem(Strict):
+    external_id: ExternalId
+    email: EmailText
+    locale: Locale | None = None
+
+
+class AccountBatchBody(Strict):
+    accounts: list[AccountItem] = Field(min_length=1, max_length=1000)
+
+
+class AccountOut(BaseModel):
+    external_id: str
+    email: str
+    locale: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class AccountUpsertOut(AccountOut):
+    status: str = Field(description="created, updated or unchanged")
+
+
+class AccountBatchResult(BaseModel):
+    external_id: str
+    status: str = Field(description="created, updated, unchanged or invalid")
+    error: str | None = None
+
+
+class AccountBatchOut(BaseModel):
+    created: int
+    updated: int
+    unchanged: int
+    invalid: int
+    results: list[AccountBatchResult]

@@ -1,0 +1,81 @@
+"""The application factory."""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from flask import Response, jsonify
+from flask_openapi3 import Info, OpenAPI, SecurityScheme
+from sqlalchemy import text
+
+from service.api import api, register_routes
+from service.api.problems import (
+    Problem,
+    problem_response,
+    register_problem_handlers,
+    render_validation_error,
+)
+from service.config import Settings, load_settings
+from service.migrate import is_at_head
+from service.runtime import Runtime, build_runtime
+
+OPENAPI_PATH = "/openapi/openapi.json"
+
+API_DESCRIPTION = """\
+Leakguard flags the accounts whose email address appeared in a third-party leak and tells
+the login service how to treat them. Every request carries `Authorization: Bearer <key>`
+(create one with `leakguard api-clients create NAME --scope ...`); every error is
+`application/problem+json` (RFC 9457) with a stable `code`.
+"""
+
+
+def package_version() -> str:
+    try:
+        return version("leakguard")
+    except PackageNotFoundError:
+        return "0.0.0"
+
+
+def create_app(settings: Settings | None = None) -> OpenAPI:
+    """Build the Flask app from ``settings`` (default: the environment). Connects to nothing."""
+    settings = settings or load_settings()
+    app = OpenAPI(
+        __name__,
+        info=Info(title="Leakguard", version=package_version(), description=API_DESCRIPTION),
+        security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer")},
+        validation_error_status=422,
+        validation_error_model=Problem,
+        validation_error_callback=render_validation_error,
+        doc_prefix="/openapi",
+    )
+    app.config.update(
+        SECRET_KEY=settings.secret_key_text(),
+        MAX_CONTENT_LENGTH=settings.max_request_bytes,
+    )
+    runtime = build_runtime(settings)
+    app.extensions["leakguard"] = runtime
+    register_problem_handlers(app)
+    register_routes()
+    app.register_api(api)
+    _register_health(app, runtime)
+    return app
+
+
+def _register_health(app: OpenAPI, runtime: Runtime) -> None:
+    @app.get("/healthz", doc_ui=False)
+    def healthz() -> Response:
+        """The process is up."""
+        return jsonify({"status": "ok"})
+
+    @app.get("/readyz", doc_ui=False)
+    def readyz() -> Response:
+        """The database answers and its schema is at the migrations' head."""
+        try:
+            with runtime.db.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+            migrated = is_at_head(runtime.db.engine)
+        except Exception:  # noqa: BLE001  (any failure means: not ready)
+            return problem_response(503, "not_ready", "The database is unreachable")
+        if not migrated:
+            return problem_response(503, "not_ready", "The database is not migrated")
+        return jsonify({"status": "ready"})

@@ -1,0 +1,26 @@
+"""The audit trail: one row per security-relevant act, in the act's own transaction."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from service.models import AuditEvent
+
+
+def record_event(
+    session: Session,
+    *,
+    actor: str,
+    action: str,
+    target: str | None = None,
+    detail: dict[str, Any] | None = None,
+    now: datetime,
+) -> None:
+    """Add an audit row to the session; the caller's commit makes it durable with the act.
+
+    ``detail`` must never hold a clear address, code, token or password: mask first.
+    """
+    session.add(AuditEvent(at=now, actor=actor, action=action, target=target, detail=detail))

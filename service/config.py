@@ -1,0 +1,155 @@
+"""Settings from ``LEAKGUARD_*`` environment variables, with an embedded default.
+
+The embedded default needs nothing installed: a SQLite file, an in-process fake Redis and
+a mail folder, all under the instance folder. Production (``LEAKGUARD_ENV=production``)
+refuses to start without the secrets, because a generated key would silently change the
+keyed hashes that join leaks to accounts.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "LEAKGUARD_"
+HASH_KEY_FILE = "hash_key"
+SECRET_KEY_FILE = "secret_key"
+MIN_KEY_BYTES = 16
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names the variable."""
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    PRODUCTION = "production"
+
+
+class Settings(BaseSettings):
+    """Everything Leakguard reads from its environment. Frozen: pass a new one to change it."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore")
+
+    env: Environment = Environment.DEVELOPMENT
+    instance_dir: Path = Field(default_factory=lambda: Path.cwd() / "instance")
+    database_url: str | None = None
+    redis_url: str | None = None
+    hash_key: SecretStr | None = None
+    secret_key: SecretStr | None = None
+    smtp_url: str | None = None
+    mail_dir: Path | None = None
+    mail_from: str = "Leakguard <security@localhost>"
+
+    # Canonical form rules (service/emails.py); each can be switched off for a deployment
+    # whose users' mail servers treat, say, "+" literally.
+    canon_lowercase_local: bool = True
+    canon_drop_subaddress: bool = True
+    canon_gmail_dots: bool = True
+
+    max_request_bytes: Annotated[int, Field(gt=0)] = 1024 * 1024
+    max_batch_accounts: Annotated[int, Field(gt=0, le=10_000)] = 1000
+    import_chunk_rows: Annotated[int, Field(gt=0)] = 20_000
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("sqlite", "postgresql")):
+            raise ValueError("must be a sqlite:/// or postgresql+psycopg:// URL")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("smtp://", "smtps://")):
+            raise ValueError("must be an smtp:// or smtps:// URL")
+        return value
+
+    @field_validator("hash_key", "secret_key")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().encode()) < MIN_KEY_BYTES:
+            raise ValueError(f"must be at least {MIN_KEY_BYTES} bytes")
+        return value
+
+    @model_validator(mode="after")
+    def _production_needs_secrets(self) -> Settings:
+        if self.env is Environment.PRODUCTION:
+            for name in ("hash_key", "secret_key", "database_url"):
+                if getattr(self, name) is None:
+                    raise ValueError(f"{ENV_PREFIX}{name.upper()} is required in production")
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.instance_dir / 'leakguard.sqlite3'}"
+
+    @property
+    def resolved_mail_dir(self) -> Path:
+        return self.mail_dir or self.instance_dir / "mail"
+
+    def hash_key_bytes(self) -> bytes:
+        """Return the key of the address hash; in development, generate it once and keep it."""
+        if self.hash_key is not None:
+            return self.hash_key.get_secret_value().encode()
+        return _instance_secret(self.instance_dir / HASH_KEY_FILE).encode()
+
+    def secret_key_text(self) -> str:
+        """Return Flask's signing key; in development, generate it once and keep it."""
+        if self.secret_key is not None:
+            return self.secret_key.get_secret_value()
+        return _instance_secret(self.instance_dir / SECRET_KEY_FILE)
+
+
+def _instance_secret(path: Path) -> str:
+    """Read a secret kept in the instance folder, creating it 0600 on first use.
+
+    Created with O_EXCL so two processes starting at once agree on one key.
+    """
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_hex(32)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value + "\n")
+    return value
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings from the environment; raise ConfigError naming the bad variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc)) from None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """Turn pydantic's report into one line that names the environment variable."""
+    parts = []
+    for error in exc.errors():
+        field = ".".join(str(loc) for loc in error["loc"])
+        message = str(error["msg"]).removeprefix("Value error, ")
+        if field:
+            parts.append(f"{ENV_PREFIX}{field.upper()}: {message}")
+        else:
+            parts.append(message)
+    return "invalid configuration: " + "; ".join(parts)

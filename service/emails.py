@@ -1,0 +1,389 @@
+"""Canonical form, keyed hashing and log masking of email addresses.
+
+Account addresses and leaked addresses both pass through ``canonicalize_email`` with the
+same ``CanonicalRules``, so the surface forms a leak uses ("Name <Addr>", ``mailto:``,
+quotes, case, ``+tags``, Gmail dots) still meet the account they belong to. Only the keyed
+hash of the canonical form is meant to be stored; ``mask_email`` is for logs.
+"""
+
+from __future__ import annotations
+
+import email.errors
+import hashlib
+import re
+import unicodedata
+from dataclasses import dataclass
+from email.header import decode_header, make_header
+from typing import Final
+
+from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
+from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES
+
+__all__ = [
+    "DEFAULT_RULES",
+    "MAX_INPUT_CHARS",
+    "CanonicalAddress",
+    "CanonicalRules",
+    "EmailHasher",
+    "InvalidAddress",
+    "canonicalize_email",
+    "clean_address",
+    "mask_email",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class CanonicalRules:
+    """Choose which provider conventions the canonical form folds together.
+
+    Every rule only ever merges addresses; switching one off never splits two addresses that
+    the validator alone would treat as one.
+    """
+
+    lowercase_local: bool = True
+    drop_subaddress: bool = True
+    gmail_dots: bool = True
+
+
+DEFAULT_RULES: Final = CanonicalRules()
+
+
+@dataclass(frozen=True, slots=True)
+class CanonicalAddress:
+    """Hold one address in canonical form.
+
+    ``domain`` is lowercase ASCII (IDNA A-labels); ``canonicalize_email(self.address)``
+    returns an equal object under the rules that produced it.
+    """
+
+    local: str
+    domain: str
+
+    @property
+    def address(self) -> str:
+        """Return ``local@domain``."""
+        return f"{self.local}@{self.domain}"
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidAddress:
+    """Say why a text is not an address, as a short stable slug.
+
+    Slugs: ``not_a_string``, ``empty``, ``too_long``, ``no_at_sign``, ``syntax`` (rejected by
+    email-validator) and ``unstable`` (valid, but the rules turn it into something invalid or
+    into a form that would not map to itself, e.g. ``a.+tag@x.com`` -> ``a.@x.com``).
+    """
+
+    reason: str
+
+
+MAX_INPUT_CHARS: Final = 1000
+
+_NOT_A_STRING: Final = InvalidAddress("not_a_string")
+_EMPTY: Final = InvalidAddress("empty")
+_TOO_LONG: Final = InvalidAddress("too_long")
+_NO_AT_SIGN: Final = InvalidAddress("no_at_sign")
+_SYNTAX: Final = InvalidAddress("syntax")
+_UNSTABLE: Final = InvalidAddress("unstable")
+
+_GMAIL_DOMAINS: Final = frozenset({"gmail.com", "googlemail.com"})
+# Snapshots of email-validator's module-level lists; the library reads them live, so a
+# caller that mutates them at runtime would make the fast path disagree with the slow one.
+_SPECIAL_USE_NAMES: Final = frozenset(SPECIAL_USE_DOMAIN_NAMES)
+_SPECIAL_USE_SUFFIXES: Final = tuple("." + name for name in SPECIAL_USE_DOMAIN_NAMES)
+_CASE_INSENSITIVE_NAMES: Final = frozenset(CASE_INSENSITIVE_MAILBOX_NAMES)
+
+# RFC 5322 dot-atom with ASCII atext, then RFC 1123 host labels. The final label has to end
+# in a letter because that is email-validator's TLD test (it accepts "x.1com", not "x.com1").
+_ATEXT: Final = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
+_LABEL: Final = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_TLD: Final = r"(?:[A-Za-z0-9][A-Za-z0-9-]{0,61})?[A-Za-z]"
+_FAST_ADDRESS: Final = re.compile(
+    rf"({_ATEXT}+(?:\.{_ATEXT}+)*)@((?:{_LABEL}\.)+{_TLD})",
+    re.ASCII,
+)
+_FAST_MAX_LOCAL: Final = 64
+_FAST_MAX_ADDRESS: Final = 254
+
+_MAX_CLEAN_ROUNDS: Final = 32
+_TRAILING_PUNCTUATION: Final = ".,;"
+_MAILTO: Final = "mailto:"
+
+_MASK: Final = "***"
+_MASK_DOMAIN: Final = re.compile(r"[^\W_][\w-]*(?:\.[^\W_][\w-]*)+")
+_MASK_MAX_DOMAIN: Final = 253
+
+_HASH_PERSON: Final = b"leakguard-email"
+_HASH_DIGEST_SIZE: Final = 16
+_KEY_MIN_BYTES: Final = 16
+_KEY_MAX_BYTES: Final = 64
+
+
+def _decode_encoded_words(text: str) -> str:
+    """Return ``text`` with RFC 2047 encoded words decoded, or unchanged if that fails."""
+    # decode_header re-encodes plain text with raw-unicode-escape, which turns any non-Latin-1
+    # character outside an encoded word into a literal "\uXXXX"; only pure-ASCII input
+    # round-trips exactly, and an encoded word is ASCII by definition.
+    if not text.isascii():
+        return text
+    try:
+        return str(make_header(decode_header(text)))
+    except (ValueError, LookupError, email.errors.MessageError):
+        # Bad base64, unknown charsets and undecodable bytes all mean "not really MIME".
+        return text
+
+
+def _strip_trailing_junk(text: str) -> str:
+    """Return ``text`` without trailing whitespace (any Unicode kind) and ``.,;``."""
+    end = len(text)
+    while end and (text[end - 1] in _TRAILING_PUNCTUATION or text[end - 1].isspace()):
+        end -= 1
+    return text[:end]
+
+
+def clean_address(text: str) -> str:
+    """Strip the surface forms leaks use around an address and return the bare candidate.
+
+    Handles surrounding whitespace, MIME encoded-word display names, ``Name <addr>`` (the
+    last ``<...>`` pair wins), ``mailto:`` with any ``?query``, quotes, angle brackets and
+    trailing ``.,;``. Never raises; a non-str gives "". The result is not validated, and
+    the work is linear in the input length.
+    """
+    if not isinstance(text, str):
+        return ""
+    candidate = text.strip()
+    if "=?" in candidate:
+        candidate = _decode_encoded_words(candidate).strip()
+    # A fixed number of rounds keeps hostile nesting ('"'"'"...) from going quadratic; real
+    # lines need a handful.
+    for _ in range(_MAX_CLEAN_ROUNDS):
+        before = candidate
+        candidate = _strip_trailing_junk(candidate).lstrip()
+        if len(candidate) >= 2 and candidate[0] == candidate[-1] and candidate[0] in "\"'":
+            candidate = candidate[1:-1]
+        elif candidate.endswith(">"):
+            # rfind: a quoted display name may itself contain "<".
+            open_at = candidate.rfind("<")
+            candidate = candidate.rstrip(">") if open_at < 0 else candidate[open_at + 1 : -1]
+        elif candidate[:7].lower() == _MAILTO:
+            candidate = candidate[7:].partition("?")[0]
+        else:
+            # A lone leading "'" is legal atext ('tis@x.com), so only '"' and '<' go on the
+            # left; nothing quoted or bracketed can legally end an address.
+            candidate = candidate.lstrip('"<').rstrip("\"'")
+        if candidate == before:
+            break
+    return candidate
+
+
+def _apply_rules(local: str, domain: str, rules: CanonicalRules) -> tuple[str, str]:
+    """Apply ``rules`` to a validated local part and ASCII domain."""
+    if rules.lowercase_local:
+        local = unicodedata.normalize("NFC", local.lower())
+    if rules.drop_subaddress:
+        plus = local.find("+")
+        # At position 0 the "+" is the whole mailbox name, not a tag.
+        if plus > 0:
+            local = local[:plus]
+    if rules.gmail_dots and domain in _GMAIL_DOMAINS:
+        undotted = local.replace(".", "")
+        if undotted:
+            local = undotted
+        domain = "gmail.com"
+    return local, domain
+
+
+def _validate(candidate: str) -> tuple[str, str] | None:
+    """Return email-validator's (local part, ASCII domain) for ``candidate``, or None."""
+    try:
+        # Every option is pinned so another module changing email_validator's module-level
+        # defaults cannot change which leaks match which accounts.
+        result = validate_email(
+            candidate,
+            allow_smtputf8=True,
+            allow_empty_local=False,
+            allow_quoted_local=False,
+            allow_domain_literal=False,
+            allow_display_name=False,
+            strict=False,
+            check_deliverability=False,
+            test_environment=False,
+            globally_deliverable=True,
+        )
+    except (EmailNotValidError, UnicodeError):
+        # idna's errors are UnicodeErrors; the validator wraps the ones it expects, and this
+        # keeps the never-raises promise for any it does not.
+        return None
+    return result.local_part, result.ascii_domain.lower()
+
+
+def _canonicalize_slow(candidate: str, rules: CanonicalRules) -> CanonicalAddress | InvalidAddress:
+    """Canonicalize a cleaned candidate with the full validator.
+
+    The result is a fixed point: cleaning, validating and applying ``rules`` to its address
+    gives it back, otherwise the candidate is InvalidAddress("unstable").
+    """
+    validated = _validate(candidate)
+    if validated is None:
+        return _SYNTAX
+    local, domain = _apply_rules(*validated, rules)
+    # Rules can produce something the validator rewrites (a role name like "INFO" it
+    # lowercases, a non-NFC join after dot removal, an over-long lowercasing); iterating to a
+    # fixed point is what makes the public function idempotent.
+    for _ in range(4):
+        address = f"{local}@{domain}"
+        if "=?" in address and clean_address(address) != address:
+            # Decoding nested encoded words on the next call would give another address.
+            return _UNSTABLE
+        if address == candidate:
+            # Validating the same string again would give the same answer.
+            return CanonicalAddress(local, domain)
+        again = _validate(address)
+        if again is None:
+            return _UNSTABLE
+        next_local, next_domain = _apply_rules(*again, rules)
+        if (next_local, next_domain) == (local, domain):
+            return CanonicalAddress(local, domain)
+        local, domain = next_local, next_domain
+    return _UNSTABLE
+
+
+def _canonicalize_fast(candidate: str, rules: CanonicalRules) -> CanonicalAddress | None:
+    """Canonicalize an ordinary ASCII address without email-validator, or return None.
+
+    A non-None result equals ``_canonicalize_slow(candidate, rules)``; None only means
+    "ask the slow path", never "invalid".
+    """
+    if len(candidate) > _FAST_MAX_ADDRESS:
+        return None
+    match = _FAST_ADDRESS.fullmatch(candidate)
+    if match is None:
+        return None
+    local, domain = match.groups()
+    # The validator accepts longer local parts (it only checks 64 in strict mode) and those
+    # are rare enough to leave to it; "=?" could decode differently on a second pass.
+    if len(local) > _FAST_MAX_LOCAL or "=?" in local:
+        return None
+    domain = domain.lower()
+    # "--" covers both R-LDH labels ("ab--c", rejected) and Punycode ("xn--", IDNA-checked).
+    if "--" in domain or domain in _SPECIAL_USE_NAMES or domain.endswith(_SPECIAL_USE_SUFFIXES):
+        return None
+    if rules.lowercase_local:
+        local = local.lower()
+    if rules.drop_subaddress:
+        plus = local.find("+")
+        if plus > 0:
+            local = local[:plus]
+    if rules.gmail_dots and domain in _GMAIL_DOMAINS:
+        undotted = local.replace(".", "")
+        if undotted:
+            local = undotted
+        domain = "gmail.com"
+    # The validator lowercases RFC 2142 role names (INFO, Abuse, ...) on the next pass.
+    folded = local if rules.lowercase_local else local.lower()
+    if folded in _CASE_INSENSITIVE_NAMES:
+        local = folded
+    # Cutting at "+" can leave "a." from "a.+tag"; the slow path reports that.
+    if local.endswith("."):
+        return None
+    return CanonicalAddress(local, domain)
+
+
+def canonicalize_email(
+    text: str, rules: CanonicalRules = DEFAULT_RULES
+) -> CanonicalAddress | InvalidAddress:
+    """Return the canonical form of the address in ``text`` under ``rules``.
+
+    Never raises on any str; a non-str gives InvalidAddress("not_a_string") and text longer
+    than 1,000 characters gives InvalidAddress("too_long") without further work. A valid
+    result maps to itself: ``canonicalize_email(result.address, rules) == result``.
+    """
+    if not isinstance(text, str):
+        return _NOT_A_STRING
+    if len(text) > MAX_INPUT_CHARS:
+        return _TOO_LONG
+    candidate = clean_address(text)
+    if not candidate:
+        return _EMPTY
+    if "@" not in candidate:
+        return _NO_AT_SIGN
+    fast = _canonicalize_fast(candidate, rules)
+    if fast is not None:
+        return fast
+    return _canonicalize_slow(candidate, rules)
+
+
+class EmailHasher:
+    """Hash canonical addresses with a secret key, so stored keys reveal no addresses.
+
+    Equal canonical strings give equal 16-byte digests under one key; without the key the
+    digests cannot be recomputed from a list of guessed addresses.
+    """
+
+    __slots__ = ("_key",)
+
+    def __init__(self, key: bytes) -> None:
+        """Keep ``key``; 16..64 bytes are used as is, longer keys are first reduced.
+
+        Raises TypeError for a non-bytes key and ValueError for one shorter than 16 bytes.
+        """
+        if not isinstance(key, bytes):
+            raise TypeError("key must be bytes")
+        if len(key) < _KEY_MIN_BYTES:
+            raise ValueError(f"key must be at least {_KEY_MIN_BYTES} bytes")
+        if len(key) > _KEY_MAX_BYTES:
+            # BLAKE2b takes at most 64 key bytes; hashing keeps all the entropy of longer keys.
+            key = hashlib.blake2b(key, digest_size=_KEY_MAX_BYTES).digest()
+        self._key = key
+
+    def __repr__(self) -> str:
+        return "EmailHasher(key=<redacted>)"
+
+    def hash(self, canonical: str) -> bytes:
+        """Return the 16-byte keyed BLAKE2b digest of ``canonical`` encoded as UTF-8.
+
+        Raises UnicodeEncodeError for lone surrogates, which no canonical address contains.
+        """
+        return hashlib.blake2b(
+            canonical.encode("utf-8"),
+            key=self._key,
+            digest_size=_HASH_DIGEST_SIZE,
+            person=_HASH_PERSON,
+        ).digest()
+
+    def hash_address(self, text: str, rules: CanonicalRules = DEFAULT_RULES) -> bytes | None:
+        """Return the digest of ``text``'s canonical form, or None if it is no address.
+
+        Never raises on any str.
+        """
+        canonical = canonicalize_email(text, rules)
+        if isinstance(canonical, InvalidAddress):
+            return None
+        return self.hash(canonical.address)
+
+
+def mask_email(text: str) -> str:
+    """Return a log-safe form of ``text``: "john@example.com" -> "j***@example.com".
+
+    Anything not shaped like local@host.name gives "***". The result never contains the local
+    part unless it happens to occur in "***@" + domain (a one-character local part is dropped
+    entirely). Never raises.
+    """
+    if not isinstance(text, str) or len(text) > MAX_INPUT_CHARS:
+        return _MASK
+    local, at, domain = clean_address(text).rpartition("@")
+    if (
+        not at
+        or not local
+        or "@" in local
+        or len(domain) > _MASK_MAX_DOMAIN
+        or _MASK_DOMAIN.fullmatch(domain) is None
+    ):
+        return _MASK
+    hidden = f"{_MASK}@{domain}"
+    first = local[0]
+    if len(local) < 2 or not first.isprintable() or first.isspace():
+        return hidden
+    masked = first + hidden
+    # "a*" would survive as the prefix of "a***"; fall back rather than leak it.
+    return hidden if local in masked else masked

@@ -1,0 +1,79 @@
+"""Domain errors. Each names a fact and carries what the API needs to render it.
+
+``code`` is a stable slug the login service may branch on; it also forms the problem
+``type`` URI (RFC 9457). Domain code raises these; only the web layer renders them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+PROBLEM_BASE = "https://leakguard.dev/problems/"
+
+
+class LeakguardError(Exception):
+    """Base of every error the service reports to a caller."""
+
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+    title: ClassVar[str] = "Internal error"
+    headers: ClassVar[dict[str, str]] = {}
+
+    def __init__(self, detail: str | None = None, **extra: Any) -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail
+        self.extra = extra
+
+    @classmethod
+    def type_uri(cls) -> str:
+        return PROBLEM_BASE + cls.code.replace("_", "-")
+
+
+class InvalidRequest(LeakguardError):
+    status = 400
+    code = "invalid_request"
+    title = "The request is not valid"
+
+
+class ValidationFailed(LeakguardError):
+    """Well-formed JSON whose fields break the schema; ``errors`` lists them per field."""
+
+    status = 422
+    code = "validation_failed"
+    title = "The request's fields are not valid"
+
+
+class InvalidEmail(ValidationFailed):
+    code = "invalid_email"
+    title = "The email address is not valid"
+
+
+class Unauthorized(LeakguardError):
+    status = 401
+    code = "unauthorized"
+    title = "A valid API key is required"
+    headers: ClassVar[dict[str, str]] = {"WWW-Authenticate": 'Bearer realm="leakguard"'}
+
+
+class Forbidden(LeakguardError):
+    status = 403
+    code = "forbidden"
+    title = "The API key lacks the scope this endpoint requires"
+
+
+class NotFound(LeakguardError):
+    status = 404
+    code = "not_found"
+    title = "Not found"
+
+
+class AlreadyExists(LeakguardError):
+    status = 409
+    code = "already_exists"
+    title = "It exists already"
+
+
+class UnsupportedMediaType(LeakguardError):
+    status = 415
+    code = "unsupported_media_type"
+    title = "The request body must be JSON"
