@@ -87,9 +87,11 @@ def _people(rng: random.Random, count: int) -> list[tuple[str, str | None]]:
         seen.add(address.lower())
         people.append((address, rng.choice(LOCALES)))
     # Two accounts with one canonical address: the login service sees two people.
-    if count >= 2 and people[0][0].endswith("@gmail.com"):
-        local = people[0][0].split("@")[0].replace(".", "")
-        people[1] = (f"{local}@gmail.com", people[1][1])
+    dotted = next((p for p in people if p[0].endswith("@gmail.com") and "." in p[0][:-10]), None)
+    if dotted is not None and count >= 2:
+        twin = dotted[0].split("@")[0].replace(".", "") + "@gmail.com"
+        index = 1 if people[0] is dotted else 0
+        people[index] = (twin, people[index][1])
     return people
 
 

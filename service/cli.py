@@ -19,6 +19,7 @@ from sqlalchemy.exc import OperationalError
 from tqdm import tqdm
 
 from jobs.account_import import ImportAborted, ImportFileError, import_accounts
+from jobs.sample import generate_sample
 from service.api_clients import (
     Scope,
     create_api_client,
@@ -196,6 +197,30 @@ def api_clients_revoke(name: str) -> None:
     except LeakguardError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"API client {name} {'revoked' if changed else 'was already revoked'}")
+
+
+# --- demo -----------------------------------------------------------------------------
+
+
+@cli.command("demo")
+@click.option("--accounts", "account_count", default=3000, show_default=True)
+@click.option("--exposed", default=300, show_default=True, help="Accounts in the leaked mail.")
+def demo(account_count: int, exposed: int) -> None:
+    """Run the whole job on a generated sample, in the embedded default."""
+    value = runtime()
+    upgrade_database(value.db.engine)
+    directory = value.settings.instance_dir / "demo"
+    sample = generate_sample(directory, accounts=account_count, exposed=exposed)
+    click.echo(f"sample written to {directory}/")
+    click.echo(
+        f"  {sample.accounts_csv.name}: {sample.accounts} accounts (and 2 broken rows)\n"
+        f"  {sample.leak_eml.name}: a mass mail exposing {sample.exposed_accounts} of them "
+        "among strangers' addresses"
+    )
+    report = import_accounts(value, sample.accounts_csv)
+    click.echo(f"accounts imported into {value.settings.resolved_database_url}:")
+    click.echo("  " + report.summary().replace("\n", "\n  "))
+    click.echo("next: `leakguard run` serves the API; its OpenAPI document is /openapi/openapi.json")
 
 
 def main() -> None:

@@ -1,0 +1,22 @@
+"""gunicorn settings: `gunicorn -c deploy/gunicorn.conf.py 'service.app:create_app()'`.
+
+Every value can be overridden from the environment (GUNICORN_*), so one file serves a
+laptop and a container.
+"""
+
+import multiprocessing
+import os
+
+bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
+workers = int(os.environ.get("GUNICORN_WORKERS", str(multiprocessing.cpu_count() * 2 + 1)))
+worker_class = "gthread"
+threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+# The login service waits on us during sign-in: fail fast rather than queue forever.
+timeout = 30
+graceful_timeout = 20
+keepalive = 5
+# Build the app (and its engine) in each worker: database connections must not be
+# shared across fork.
+preload_app = False
+accesslog = "-"
+errorlog = "-"

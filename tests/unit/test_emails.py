@@ -1,0 +1,477 @@
+"""Canonical form, fast/slow path agreement, hashing and masking of email addresses."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import string
+from collections.abc import Callable
+
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+from hypothesis.provisional import domains as provisional_domains
+
+from service.emails import (
+    DEFAULT_RULES,
+    MAX_INPUT_CHARS,
+    CanonicalAddress,
+    CanonicalRules,
+    EmailHasher,
+    InvalidAddress,
+    _canonicalize_fast,
+    _canonicalize_slow,
+    canonicalize_email,
+    clean_address,
+    mask_email,
+)
+
+ALL_RULES = [CanonicalRules(*flags) for flags in itertools.product([True, False], repeat=3)]
+RULES = st.builds(CanonicalRules, st.booleans(), st.booleans(), st.booleans())
+PROPERTY = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def canonical(text: str, rules: CanonicalRules = DEFAULT_RULES) -> str | None:
+    result = canonicalize_email(text, rules)
+    return result.address if isinstance(result, CanonicalAddress) else None
+
+
+def same_verdict(
+    left: CanonicalAddress | InvalidAddress, right: CanonicalAddress | InvalidAddress
+) -> bool:
+    if isinstance(left, InvalidAddress) or isinstance(right, InvalidAddress):
+        return isinstance(left, InvalidAddress) and isinstance(right, InvalidAddress)
+    return left == right
+
+
+# --- strategies --------------------------------------------------------------------------
+
+ATEXT = string.ascii_letters + string.digits + "!#$%&'*+/=?^_`{|}~-"
+UNICODE_LETTERS = "äöüßéÉİıЖжΣσςǅﬀK中ñÑ\u0301"
+ASCII_DOMAINS = [
+    "example.com",
+    "Example.COM",
+    "gmail.com",
+    "GoogleMail.com",
+    "googlemail.com",
+    "sub.mail.example.org",
+    "x.c",
+    "x.1com",
+    "x.com1",
+    "123.456",
+    "ab--c.com",
+    "xn--bcher-kva.de",
+    "XN--BCHER-KVA.DE",
+    "xn--abc.com",
+    "mail.test",
+    "localhost",
+    "x.localhost",
+    "x.onion",
+    "x.example",
+    "a-b.co",
+    "-ab.com",
+    "ab-.com",
+    "x.xn--p1ai",
+    "b",
+    "a" * 63 + ".com",
+    "a" * 64 + ".com",
+    ".".join(["a" * 60] * 4) + ".com",
+]
+UNICODE_DOMAINS = [
+    "bücher.de",
+    "BÜCHER.DE",
+    "münchen.de",
+    "例え.jp",
+    "ｅｘａｍｐｌｅ.com",
+    "x。com",
+    "1.אב.com",
+    "straße.de",
+]
+ASCII_WRAPPERS = [
+    "{}",
+    "<{}>",
+    "John <{}>",
+    '"Smith, John" <{}>',
+    '"a <b" <{}>',
+    "'{}'",
+    '"{}"',
+    "mailto:{}",
+    "MAILTO:{}?subject=hi",
+    "<mailto:{}>",
+    "  {} ,",
+    "<<{}>>;",
+    "{}.",
+    "\t{}\n",
+    "=?utf-8?q?J=C3=BCrgen?= <{}>",
+    "=?UTF-8?B?SsO8cmdlbg==?= <{}>",
+]
+WRAPPERS = [*ASCII_WRAPPERS, "\u00a0{}\u3000", "Jürgen <{}>", "«{}»"]
+RECASE: list[Callable[[str], str]] = [str, str.lower, str.upper, str.swapcase, str.title]
+
+
+@st.composite
+def local_parts(draw: st.DrawFn, *, ascii_only: bool) -> str:
+    alphabet = ATEXT if ascii_only else ATEXT + UNICODE_LETTERS
+    atom = st.text(alphabet=alphabet, min_size=1, max_size=8)
+    local = ".".join(draw(st.lists(atom, min_size=1, max_size=4)))
+    if draw(st.booleans()):
+        local += "+" + draw(st.text(alphabet=alphabet + ".", max_size=6))
+    edit = draw(st.sampled_from(["", "", "", "+lead", ".lead", "trail.", "double", "long"]))
+    if edit == "+lead":
+        local = "+" + local
+    elif edit == ".lead":
+        local = "." + local
+    elif edit == "trail.":
+        local += "."
+    elif edit == "double":
+        local = local.replace(".", "..", 1)
+    elif edit == "long":
+        local = (local * 70)[:70]
+    return draw(st.sampled_from(RECASE))(local)
+
+
+@st.composite
+def address_texts(draw: st.DrawFn, *, ascii_only: bool) -> str:
+    local = draw(local_parts(ascii_only=ascii_only))
+    domain_pool = ASCII_DOMAINS if ascii_only else ASCII_DOMAINS + UNICODE_DOMAINS
+    domain = draw(st.sampled_from(domain_pool) | provisional_domains(max_length=40))
+    address = f"{local}@{draw(st.sampled_from(RECASE))(domain)}"
+    return draw(st.sampled_from(ASCII_WRAPPERS if ascii_only else WRAPPERS)).format(address)
+
+
+ADDRESS_TEXTS = address_texts(ascii_only=False)
+ASCII_ADDRESS_TEXTS = address_texts(ascii_only=True) | st.emails()
+NASTY_TEXT = st.text(
+    alphabet=st.sampled_from(list("<>\"'@.,;:+ =?_-aAzZ09mailto\x00\ud800ü\u0301\u00a0\n")),
+    max_size=40,
+)
+ANY_TEXT = st.text() | NASTY_TEXT | st.text(st.characters(exclude_categories=()))
+
+
+# --- cleaning ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('  "John Smith" <John.Smith+news@GoogleMail.com>, ', "John.Smith+news@GoogleMail.com"),
+        ("mailto:a@b.org?subject=x", "a@b.org"),
+        ("MailTo:a@b.org", "a@b.org"),
+        ("<mailto:a@b.org?x=1>", "a@b.org"),
+        ("<<a@b.org>>;", "a@b.org"),
+        ("'a@b.org'", "a@b.org"),
+        ('"a@b.org"', "a@b.org"),
+        ("a@b.org.,;", "a@b.org"),
+        ("\u00a0a@b.org\u3000", "a@b.org"),
+        ('"a <b" <x@y.com>', "x@y.com"),
+        ("=?utf-8?q?J=C3=BCrgen?= <juergen@example.de>", "juergen@example.de"),
+        ("=?UTF-8?B?SsO8cmdlbg==?= <j@x.de>", "j@x.de"),
+        ("=?utf-8?b?Sm9obiA8am9obkB4LmNvbT4=?=", "john@x.com"),
+        ("=?no-such-charset?q?x?= <a@b.com>", "a@b.com"),
+        ("Jürgen <jürgen@bücher.de>", "jürgen@bücher.de"),
+        ("'tis@x.com", "'tis@x.com"),
+        ("a?b@x.com", "a?b@x.com"),
+    ],
+)
+def test_clean_address_strips_surface_forms(text: str, expected: str) -> None:
+    assert clean_address(text) == expected
+
+
+def test_clean_address_of_non_str_is_empty() -> None:
+    assert clean_address(None) == ""  # type: ignore[arg-type]
+
+
+def test_clean_address_stays_fast_on_hostile_nesting() -> None:
+    hostile = "'\"" * 50_000 + "a@b.com" + "\"'" * 50_000
+    assert isinstance(clean_address(hostile), str)
+
+
+# --- canonical form ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('  "John Smith" <John.Smith+news@GoogleMail.com>, ', "johnsmith@gmail.com"),
+        ("mailto:a@b.org?subject=x", "a@b.org"),
+        ("<<a@b.org>>;", "a@b.org"),
+        ("'a@b.org'", "a@b.org"),
+        ("=?utf-8?q?J=C3=BCrgen?= <juergen@example.de>", "juergen@example.de"),
+        ("user@bücher.de", "user@xn--bcher-kva.de"),
+        ("user@xn--bcher-kva.de", "user@xn--bcher-kva.de"),
+        ("USER@BÜCHER.DE", "user@xn--bcher-kva.de"),
+        ("+tag@example.com", "+tag@example.com"),
+        ("a+b+c@x.com", "a@x.com"),
+        ("J.S@GMAIL.COM", "js@gmail.com"),
+        ("Jürgen@Example.com", "jürgen@example.com"),
+        ("ÄNDI@x.de", "ändi@x.de"),
+        ("a@ｅｘａｍｐｌｅ.com", "a@example.com"),
+        ("a@x。com", "a@x.com"),
+        ("a.+b@gmail.com", "a@gmail.com"),
+        ("x" * 70 + "@x.com", "x" * 70 + "@x.com"),
+    ],
+)
+def test_canonical_form_with_default_rules(text: str, expected: str) -> None:
+    assert canonical(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("rules", "text", "expected"),
+    [
+        (CanonicalRules(drop_subaddress=False), "a+b@x.com", "a+b@x.com"),
+        (CanonicalRules(drop_subaddress=False), "J.S+x@googlemail.com", "js+x@gmail.com"),
+        (CanonicalRules(lowercase_local=False), "John@Example.COM", "John@example.com"),
+        (CanonicalRules(lowercase_local=False), "J.S+x@GoogleMail.com", "JS@gmail.com"),
+        (CanonicalRules(gmail_dots=False), "j.s@googlemail.com", "j.s@googlemail.com"),
+        (CanonicalRules(gmail_dots=False), "J.S+x@gmail.com", "j.s@gmail.com"),
+        (CanonicalRules(False, False, False), "J.S+x@GoogleMail.COM", "J.S+x@googlemail.com"),
+    ],
+)
+def test_each_rule_switched_off_keeps_exactly_its_part(
+    rules: CanonicalRules, text: str, expected: str
+) -> None:
+    assert canonical(text, rules) == expected
+
+
+def test_unicode_and_punycode_domains_are_one_domain() -> None:
+    forms = {canonical(t) for t in ["user@bücher.de", "user@xn--bcher-kva.de", "USER@BÜCHER.DE"]}
+    assert forms == {"user@xn--bcher-kva.de"}
+
+
+@pytest.mark.parametrize("text", ["INFO+x@example.com", "Abuse@example.com", "IN.FO@gmail.com"])
+def test_role_mailbox_names_come_out_lowercase_even_without_lowercasing(text: str) -> None:
+    # email-validator lowercases RFC 2142 names, so the canonical form must already be lower.
+    result = canonical(text, CanonicalRules(lowercase_local=False))
+    assert result is not None
+    assert result.split("@")[0].islower()
+
+
+def test_rules_that_break_the_address_give_unstable() -> None:
+    assert canonicalize_email("a.+tag@x.com") == InvalidAddress("unstable")
+    assert canonical("a.+tag@x.com", CanonicalRules(drop_subaddress=False)) == "a.+tag@x.com"
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("", "empty"),
+        ("   ", "empty"),
+        ("<>", "empty"),
+        ("no-at-sign", "no_at_sign"),
+        ("a@b", "syntax"),
+        ("a@localhost", "syntax"),
+        ("a@@b.com", "syntax"),
+        ("a..b@x.com", "syntax"),
+        ("a@x.test", "syntax"),
+        ('"quoted"@x.com', "syntax"),
+        ("a@[192.0.2.1]", "syntax"),
+        ("a\x00b@x.com", "syntax"),
+        ("\ud800@x.com", "syntax"),
+        ("a@x.com\ud800", "syntax"),
+        ("a" * (MAX_INPUT_CHARS + 1), "too_long"),
+        ("a@" + "b" * 995 + ".com", "too_long"),
+        ("a" * 250 + "@x.com", "syntax"),
+    ],
+)
+def test_invalid_inputs_give_invalid_address(text: str, reason: str) -> None:
+    assert canonicalize_email(text) == InvalidAddress(reason)
+
+
+@pytest.mark.parametrize("value", [None, b"a@b.com", 5])
+def test_non_str_gives_invalid_address(value: object) -> None:
+    assert canonicalize_email(value) == InvalidAddress("not_a_string")  # type: ignore[arg-type]
+
+
+@given(text=ANY_TEXT, rules=RULES)
+@PROPERTY
+def test_canonicalize_never_raises(text: str, rules: CanonicalRules) -> None:
+    assert isinstance(canonicalize_email(text, rules), CanonicalAddress | InvalidAddress)
+
+
+@given(text=ADDRESS_TEXTS, rules=RULES)
+@PROPERTY
+def test_canonical_form_maps_to_itself(text: str, rules: CanonicalRules) -> None:
+    result = canonicalize_email(text, rules)
+    if isinstance(result, CanonicalAddress):
+        assert canonicalize_email(result.address, rules) == result
+        assert result.domain.isascii()
+        assert result.domain == result.domain.lower()
+
+
+@pytest.mark.parametrize("rules", ALL_RULES)
+def test_address_like_texts_are_mostly_valid(rules: CanonicalRules) -> None:
+    # Guards the idempotence property against a strategy that only ever yields junk.
+    texts = [w.format("John.Smith+x@Example.com") for w in WRAPPERS if w != "«{}»"]
+    assert all(canonical(t, rules) is not None for t in texts)
+
+
+# --- fast path ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "candidate",
+    ["john@example.com", "John.Smith+news@GoogleMail.com", "a_b-c@sub.Example.ORG", "x@x.1com"],
+)
+def test_fast_path_takes_ordinary_addresses(candidate: str) -> None:
+    assert _canonicalize_fast(candidate, DEFAULT_RULES) is not None
+
+
+@pytest.mark.parametrize(
+    "domain",
+    [
+        "x.com1",
+        "123.456",
+        "ab--c.com",
+        "xn--bcher-kva.de",
+        "x.test",
+        "a.localhost",
+        "b",
+        "a" * 64 + ".com",
+        "x.example",
+        "x.c",
+        "bücher.de",
+    ],
+)
+@pytest.mark.parametrize("rules", ALL_RULES)
+def test_fast_path_agrees_with_validator_on_edge_domains(domain: str, rules: CanonicalRules) -> None:
+    candidate = f"Info.x+y@{domain}"
+    fast = _canonicalize_fast(candidate, rules)
+    slow = _canonicalize_slow(candidate, rules)
+    assert fast is None or fast == slow
+    assert same_verdict(canonicalize_email(candidate, rules), slow)
+
+
+@pytest.mark.parametrize(
+    "candidate",
+    [
+        "a" * 64 + "@x.com",
+        "a" * 65 + "@x.com",
+        "a@" + ".".join(["b" * 61] * 4) + ".co",
+        "a@" + ".".join(["b" * 61] * 4) + ".com",
+        "a" * 60 + "@" + ".".join(["b" * 61] * 3) + ".com",
+        "a" * 64 + "@" + ".".join(["b" * 61] * 3) + ".com",
+    ],
+)
+@pytest.mark.parametrize("rules", ALL_RULES)
+def test_fast_path_agrees_with_validator_on_length_limits(
+    candidate: str, rules: CanonicalRules
+) -> None:
+    fast = _canonicalize_fast(candidate, rules)
+    assert fast is None or fast == _canonicalize_slow(candidate, rules)
+    assert same_verdict(canonicalize_email(candidate, rules), _canonicalize_slow(candidate, rules))
+
+
+@given(text=ASCII_ADDRESS_TEXTS, rules=RULES)
+@PROPERTY
+def test_fast_path_equals_slow_path(text: str, rules: CanonicalRules) -> None:
+    candidate = clean_address(text)
+    slow = _canonicalize_slow(candidate, rules)
+    fast = _canonicalize_fast(candidate, rules)
+    if fast is not None:
+        assert fast == slow
+    assert same_verdict(canonicalize_email(text, rules), slow)
+
+
+# --- hashing -----------------------------------------------------------------------------
+
+KEY = bytes(range(32))
+
+
+def test_hash_is_keyed_blake2b_of_utf8() -> None:
+    expected = hashlib.blake2b(
+        "jürgen@x.de".encode(), key=KEY, digest_size=16, person=b"leakguard-email"
+    ).digest()
+    assert EmailHasher(KEY).hash("jürgen@x.de") == expected
+
+
+def test_hash_is_deterministic_and_16_bytes() -> None:
+    first, second = EmailHasher(KEY), EmailHasher(KEY)
+    assert first.hash("a@b.com") == second.hash("a@b.com")
+    assert len(first.hash("a@b.com")) == 16
+
+
+def test_different_keys_give_different_hashes() -> None:
+    assert EmailHasher(KEY).hash("a@b.com") != EmailHasher(KEY[::-1]).hash("a@b.com")
+
+
+@pytest.mark.parametrize("size", [0, 1, 15])
+def test_short_key_is_rejected(size: int) -> None:
+    with pytest.raises(ValueError, match="at least 16"):
+        EmailHasher(b"k" * size)
+
+
+def test_non_bytes_key_is_rejected() -> None:
+    with pytest.raises(TypeError):
+        EmailHasher("k" * 32)  # type: ignore[arg-type]
+
+
+def test_long_key_is_reduced_with_blake2b() -> None:
+    long_key = bytes(range(200))
+    reduced = hashlib.blake2b(long_key, digest_size=64).digest()
+    assert EmailHasher(long_key).hash("a@b.com") == EmailHasher(reduced).hash("a@b.com")
+    assert EmailHasher(b"k" * 64).hash("a@b.com") != EmailHasher(b"k" * 65).hash("a@b.com")
+
+
+def test_hash_address_is_equal_for_surface_forms_of_one_address() -> None:
+    hasher = EmailHasher(KEY)
+    digest = hasher.hash_address('"J. Smith" <J.Smith+leak@GoogleMail.com>;')
+    assert digest is not None
+    assert digest == hasher.hash_address("jsmith@gmail.com") == hasher.hash("jsmith@gmail.com")
+
+
+def test_hash_address_of_invalid_text_is_none() -> None:
+    assert EmailHasher(KEY).hash_address("not an address") is None
+
+
+def test_hasher_repr_hides_the_key() -> None:
+    assert KEY.hex() not in repr(EmailHasher(KEY))
+
+
+# --- masking -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("john@example.com", "j***@example.com"),
+        ('"John" <john@example.com>', "j***@example.com"),
+        ("j@example.com", "***@example.com"),
+        ("a*@example.com", "***@example.com"),
+        ("jürgen@bücher.de", "j***@bücher.de"),
+        ("not an address", "***"),
+        ("a@b", "***"),
+        ("@example.com", "***"),
+        ("john@", "***"),
+        ("a@b@c.com", "***"),
+        ("john@exa\nmple.com", "***"),
+        ("", "***"),
+        ("x" * 2000 + "@example.com", "***"),
+    ],
+)
+def test_mask_email(text: str, expected: str) -> None:
+    assert mask_email(text) == expected
+
+
+@pytest.mark.parametrize("value", [None, b"john@example.com", 5])
+def test_mask_email_of_non_str_is_stars(value: object) -> None:
+    assert mask_email(value) == "***"  # type: ignore[arg-type]
+
+
+@given(address=st.emails() | address_texts(ascii_only=False).map(clean_address))
+@PROPERTY
+def test_mask_never_shows_the_local_part(address: str) -> None:
+    assume(clean_address(address) == address and "@" in address)
+    local, _, domain = address.rpartition("@")
+    assume(len(local) >= 2)
+    masked = mask_email(address)
+    if local not in f"***@{domain}":
+        assert local not in masked
+
+
+@given(text=ANY_TEXT)
+@PROPERTY
+def test_mask_and_clean_never_raise(text: str) -> None:
+    assert isinstance(mask_email(text), str)
+    assert isinstance(clean_address(text), str)
+    digest = EmailHasher(KEY).hash_address(text)
+    assert digest is None or len(digest) == 16
