@@ -21,28 +21,37 @@ def _storable(value: str) -> str:
     return value
 
 
-StorableText = Annotated[str, AfterValidator(_storable)]
+# Constraints before the validator: pydantic leaves those after it out of the JSON schema.
+Storable = AfterValidator(_storable)
 ExternalId = Annotated[
-    StorableText,
+    str,
     Field(
         min_length=1,
         max_length=MAX_EXTERNAL_ID_CHARS,
         pattern=r"^[^\x00-\x1f\x7f]+$",
         description="The login service's own id of the account.",
     ),
+    Storable,
 ]
 EmailText = Annotated[
-    StorableText,
-    Field(min_length=3, max_length=MAX_EMAIL_CHARS, examples=["jane.doe@example.com"]),
+    str,
+    Field(
+        min_length=3,
+        max_length=MAX_EMAIL_CHARS,
+        json_schema_extra={"format": "email"},
+        examples=["jane.doe@example.com"],
+    ),
+    Storable,
 ]
 Locale = Annotated[
-    StorableText,
+    str,
     Field(
         max_length=MAX_LOCALE_CHARS,
         pattern=r"^[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8})*$",
         description="BCP 47 tag; picks the language of the person's notices.",
         examples=["de-AT"],
     ),
+    Storable,
 ]
 
 
