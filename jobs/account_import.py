@@ -1,9 +1,10 @@
 """Import the login service's accounts from a CSV file, in chunks, in flat memory.
 
 Each chunk is one transaction with a handful of set-based statements (one read of the
-chunk's existing accounts, one multi-row insert, one executemany update), so a million
-rows take seconds, and a failure leaves every earlier chunk committed and the failing
-chunk untouched: the report says how far the import got.
+chunk's existing accounts, one executemany insert, one executemany update), so a million
+rows take under half a minute (bench/import_accounts.py), and a failure leaves every
+earlier chunk committed and the failing chunk untouched: the report says how far the
+import got.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import String, any_, bindparam, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -23,6 +25,7 @@ from jobs.textfiles import open_text
 from service.accounts import check_external_id, email_key_for, normalize_locale
 from service.db import utcnow
 from service.errors import ValidationFailed
+from service.exposures import flag_from_watchlist
 from service.models import Account
 from service.runtime import Runtime
 
@@ -30,6 +33,8 @@ DELIMITERS = ",;\t|"
 SNIFF_BYTES = 64 * 1024
 MAX_REPORTED_LINES = 100
 SELECT_BATCH = 5000  # stays under SQLite's bound-parameter limit
+# The Core table (typed, unlike Account.__table__): a plain executemany INSERT, no ORM work.
+ACCOUNT_TABLE = Account.metadata.tables[Account.__tablename__]
 COLUMN_ALIASES = {
     "external_id": {"external_id", "externalid", "external-id", "external id"},
     "email": {"email", "e-mail", "email_address", "email address", "mail"},
@@ -60,6 +65,7 @@ class ImportReport:
     updated: int = 0
     unchanged: int = 0
     invalid: int = 0
+    flagged: int = 0  # accounts found in a known leak by the watch list
     invalid_lines: list[int] = field(default_factory=list)
     committed_through_line: int = 0
 
@@ -75,6 +81,7 @@ class ImportReport:
             "updated": self.updated,
             "unchanged": self.unchanged,
             "invalid": self.invalid,
+            "flagged": self.flagged,
             "invalid_lines": self.invalid_lines,
         }
 
@@ -83,6 +90,8 @@ class ImportReport:
             f"{self.rows} rows: {self.created} created, {self.updated} updated, "
             f"{self.unchanged} unchanged, {self.invalid} invalid"
         )
+        if self.flagged:
+            text += f"; {self.flagged} flagged: their address is in a known leak"
         if self.invalid_lines:
             shown = ", ".join(str(n) for n in self.invalid_lines[:20])
             more = "" if self.invalid <= 20 else f" (and {self.invalid - 20} more)"
@@ -104,7 +113,7 @@ def import_accounts(
     path: Path,
     *,
     chunk_rows: int | None = None,
-    on_progress: Callable[[int], None] | None = None,
+    on_progress: Callable[[int], object] | None = None,
 ) -> ImportReport:
     """Upsert every account in the CSV at ``path`` by external_id; commit chunk by chunk.
 
@@ -145,19 +154,24 @@ def _read_rows(runtime: Runtime, path: Path, report: ImportReport) -> Iterator[_
         columns = _header_columns(reader, path)
         keys = runtime.keys
         needed = max(columns["external_id"], columns["email"]) + 1
+        end = reader.line_num
         while True:
+            # A quoted field may span lines; a row is reported by the line it starts on,
+            # which is where a stray opening quote that swallowed the lines after it sits.
+            line = end + 1
             try:
                 record = next(reader)
             except StopIteration:
                 return
             except csv.Error:
+                end = reader.line_num
                 report.rows += 1
-                report.note_invalid(reader.line_num)
+                report.note_invalid(line)
                 continue
-            if not record or all(not cell.strip() for cell in record):
+            end = reader.line_num
+            if not "".join(record).strip():  # blank line, or only empty cells
                 continue
             report.rows += 1
-            line = reader.line_num
             if len(record) < needed:
                 report.note_invalid(line)
                 continue
@@ -176,9 +190,14 @@ def _sniff(sample: str) -> type[csv.Dialect] | str:
     # The first lines are enough, and a truncated last line would only confuse the sniffer.
     head = "\n".join(sample.splitlines()[:20])
     try:
-        return csv.Sniffer().sniff(head, DELIMITERS)
+        dialect = csv.Sniffer().sniff(head, DELIMITERS)
     except csv.Error:
         return "excel"
+    # The sniffer turns doublequote off unless its sample happens to hold a "" escape, and
+    # then a later "Smith, ""J""" splits at the comma and shifts every column after it.
+    # Exporters write a quote inside a quoted field as "" (RFC 4180): always read it so.
+    dialect.doublequote = True
+    return dialect
 
 
 def _header_columns(reader: Any, path: Path) -> dict[str, int]:
@@ -234,13 +253,19 @@ def _apply_chunk(
         latest[row.external_id] = row
     existing: dict[str, tuple[int, str, str | None]] = {}
     ids = list(latest)
-    for start in range(0, len(ids), SELECT_BATCH):
-        batch = ids[start : start + SELECT_BATCH]
-        for account_id, external_id, email, locale in session.execute(
-            select(Account.id, Account.external_id, Account.email, Account.locale).where(
-                Account.external_id.in_(batch)
-            )
-        ):
+    columns = select(Account.id, Account.external_id, Account.email, Account.locale)
+    if session.get_bind().dialect.name == "postgresql":
+        # One array parameter: rendering and parsing an IN list of thousands of
+        # placeholders costs more than the query itself.
+        wanted = bindparam("ids", ids, type_=ARRAY(String))
+        queries = [columns.where(Account.external_id == any_(wanted))]
+    else:
+        queries = [
+            columns.where(Account.external_id.in_(ids[start : start + SELECT_BATCH]))
+            for start in range(0, len(ids), SELECT_BATCH)
+        ]
+    for query in queries:
+        for account_id, external_id, email, locale in session.execute(query):
             existing[external_id] = (account_id, email, locale)
     inserts: list[dict[str, Any]] = []
     updates: list[dict[str, Any]] = []
@@ -267,10 +292,17 @@ def _apply_chunk(
                     "updated_at": now,
                 }
             )
+    changed: list[int] = []
     if inserts:
-        session.execute(Account.__table__.insert(), inserts)
+        changed += session.execute(
+            ACCOUNT_TABLE.insert().returning(ACCOUNT_TABLE.c.id), inserts
+        ).scalars()
     if updates:
         session.execute(update(Account), updates)
+        changed += [row["id"] for row in updates]
+    # The watch list: an account that arrives with (or moves to) a leaked address is
+    # flagged in the same transaction, as if the leak had been ingested after it.
+    report.flagged += flag_from_watchlist(session, changed, now=now).flagged
     duplicates = len(chunk) - len(latest)
     report.created += len(inserts)
     report.updated += len(updates)

@@ -14,16 +14,89 @@ from dataclasses import dataclass
 from email.header import Header
 from pathlib import Path
 
-FIRST_NAMES = (
-    "anna ben carla david emma felix greta hannah ivan julia karl lena max nina oskar paula "
-    "quentin rosa stefan tina ulrich vera walter xenia yusuf zoe jürgen sophie noah mia liam "
-    "olivia lucas amelia leon chloe mateo sara elias ida jonas maria tom eva"
-).split()
-LAST_NAMES = (
-    "smith mueller schmidt schneider fischer weber meyer wagner becker schulz hoffmann koch "
-    "richter klein wolf schroeder neumann schwarz zimmermann braun krueger hofmann hartmann "
-    "lange schmitt werner krause meier lehmann garcia martin bernard dubois rossi ferrari"
-).split()
+FIRST_NAMES = [
+    "anna",
+    "ben",
+    "carla",
+    "david",
+    "emma",
+    "felix",
+    "greta",
+    "hannah",
+    "ivan",
+    "julia",
+    "karl",
+    "lena",
+    "max",
+    "nina",
+    "oskar",
+    "paula",
+    "quentin",
+    "rosa",
+    "stefan",
+    "tina",
+    "ulrich",
+    "vera",
+    "walter",
+    "xenia",
+    "yusuf",
+    "zoe",
+    "jürgen",
+    "sophie",
+    "noah",
+    "mia",
+    "liam",
+    "olivia",
+    "lucas",
+    "amelia",
+    "leon",
+    "chloe",
+    "mateo",
+    "sara",
+    "elias",
+    "ida",
+    "jonas",
+    "maria",
+    "tom",
+    "eva",
+]
+LAST_NAMES = [
+    "smith",
+    "mueller",
+    "schmidt",
+    "schneider",
+    "fischer",
+    "weber",
+    "meyer",
+    "wagner",
+    "becker",
+    "schulz",
+    "hoffmann",
+    "koch",
+    "richter",
+    "klein",
+    "wolf",
+    "schroeder",
+    "neumann",
+    "schwarz",
+    "zimmermann",
+    "braun",
+    "krueger",
+    "hofmann",
+    "hartmann",
+    "lange",
+    "schmitt",
+    "werner",
+    "krause",
+    "meier",
+    "lehmann",
+    "garcia",
+    "martin",
+    "bernard",
+    "dubois",
+    "rossi",
+    "ferrari",
+]
 DOMAINS = (
     ("gmail.com", 30),
     ("yahoo.com", 8),
@@ -56,7 +129,7 @@ def generate_sample(
     ``exposed`` of the accounts appear in the mail, among about three times as many
     addresses of people who are not our users.
     """
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311  (synthetic demo data, not a secret)
     directory.mkdir(parents=True, exist_ok=True)
     people = _people(rng, accounts)
     accounts_csv = directory / "accounts.csv"

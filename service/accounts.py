@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from service.address_keys import AddressKeys
 from service.errors import InvalidEmail, NotFound, ValidationFailed
+from service.exposures import flag_from_watchlist
 from service.models import Account
 
 MAX_EXTERNAL_ID_CHARS = 255
@@ -74,10 +75,16 @@ class AccountView:
 
 
 @dataclass(frozen=True, slots=True)
+class Upserted:
+    outcome: UpsertOutcome
+    account: AccountView
+    flagged: int = 0  # leaks this account was newly found in (the watch list)
+
+
+@dataclass(frozen=True, slots=True)
 class UpsertResult:
     external_id: str
     outcome: UpsertOutcome
-    account: AccountView | None = None
     error: str | None = None
 
 
@@ -137,18 +144,20 @@ def _validate(item: AccountInput, keys: AddressKeys) -> _ValidInput:
 
 def upsert_account(
     session: Session, item: AccountInput, *, keys: AddressKeys, now: datetime
-) -> UpsertResult:
+) -> Upserted:
     """Create the account or bring it up to date. Does not commit.
 
+    A new account, or one given a new address, is checked against the watch list at once:
+    if its address is in a leak, it is flagged and warned like one found by the ingest.
     Raises ValidationFailed (InvalidEmail) before writing anything; writes nothing when
     unchanged. Two concurrent creations of one external_id: one raises IntegrityError,
-    which the caller retries (``Database.run``).
+    which the caller retries (``run_in_transaction``).
     """
     valid = _validate(item, keys)
     return _apply(session, valid, now=now)
 
 
-def _apply(session: Session, valid: _ValidInput, *, now: datetime) -> UpsertResult:
+def _apply(session: Session, valid: _ValidInput, *, now: datetime) -> Upserted:
     account = session.scalars(
         select(Account).where(Account.external_id == valid.external_id).with_for_update()
     ).one_or_none()
@@ -163,15 +172,18 @@ def _apply(session: Session, valid: _ValidInput, *, now: datetime) -> UpsertResu
         )
         session.add(account)
         session.flush()
-        return UpsertResult(valid.external_id, UpsertOutcome.CREATED, AccountView.of(account))
+        flagged = flag_from_watchlist(session, [account.id], now=now).flagged
+        return Upserted(UpsertOutcome.CREATED, AccountView.of(account), flagged)
     if (account.email, account.locale) == (valid.email, valid.locale):
-        return UpsertResult(valid.external_id, UpsertOutcome.UNCHANGED, AccountView.of(account))
+        return Upserted(UpsertOutcome.UNCHANGED, AccountView.of(account))
+    new_key = account.email_key != valid.email_key
     account.email = valid.email
     account.email_key = valid.email_key
     account.locale = valid.locale
     account.updated_at = now
     session.flush()
-    return UpsertResult(valid.external_id, UpsertOutcome.UPDATED, AccountView.of(account))
+    flagged = flag_from_watchlist(session, [account.id], now=now).flagged if new_key else 0
+    return Upserted(UpsertOutcome.UPDATED, AccountView.of(account), flagged)
 
 
 def upsert_accounts(
@@ -189,7 +201,8 @@ def upsert_accounts(
         except ValidationFailed as exc:
             results.append(UpsertResult(item.external_id, UpsertOutcome.INVALID, error=str(exc)))
             continue
-        results.append(_apply(session, valid, now=now))
+        upserted = _apply(session, valid, now=now)
+        results.append(UpsertResult(valid.external_id, upserted.outcome))
     return BatchReport(tuple(results))
 
 

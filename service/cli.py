@@ -28,7 +28,7 @@ from service.api_clients import (
     revoke_api_client,
 )
 from service.app import create_app
-from service.config import ConfigError
+from service.config import ConfigError, load_settings
 from service.db import utcnow
 from service.errors import LeakguardError
 from service.migrate import current_revision, head_revision, is_at_head, upgrade_database
@@ -109,7 +109,7 @@ def accounts_group() -> None:
 
 
 @accounts_group.command("import")
-@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("path", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 def accounts_import(path: Path, as_json: bool) -> None:
     """Create or update accounts from a CSV with external_id and email columns."""
@@ -220,12 +220,17 @@ def demo(account_count: int, exposed: int) -> None:
     report = import_accounts(value, sample.accounts_csv)
     click.echo(f"accounts imported into {value.settings.resolved_database_url}:")
     click.echo("  " + report.summary().replace("\n", "\n  "))
-    click.echo("next: `leakguard run` serves the API; its OpenAPI document is /openapi/openapi.json")
+    click.echo(
+        "next: `leakguard run` serves the API; its OpenAPI document is /openapi/openapi.json"
+    )
 
 
 def main() -> None:
     """Console-script entry point: configuration and connection failures in one line."""
     try:
+        # Check the settings first: Flask lists commands (--help) by loading the app and
+        # prints any error there as a stack trace.
+        load_settings()
         cli.main(prog_name="leakguard")
     except ConfigError as exc:
         click.echo(f"Error: {exc}", err=True)

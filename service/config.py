@@ -19,8 +19,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "LEAKGUARD_"
 HASH_KEY_FILE = "hash_key"
-SECRET_KEY_FILE = "secret_key"
+SECRET_KEY_FILE = "secret_key"  # noqa: S105  (a file name, not a secret)
 MIN_KEY_BYTES = 16
+MAX_BATCH_ACCOUNTS_LIMIT = 10_000  # ceiling of LEAKGUARD_MAX_BATCH_ACCOUNTS
 
 
 class ConfigError(Exception):
@@ -54,7 +55,7 @@ class Settings(BaseSettings):
     canon_gmail_dots: bool = True
 
     max_request_bytes: Annotated[int, Field(gt=0)] = 1024 * 1024
-    max_batch_accounts: Annotated[int, Field(gt=0, le=10_000)] = 1000
+    max_batch_accounts: Annotated[int, Field(gt=0, le=MAX_BATCH_ACCOUNTS_LIMIT)] = 1000
     import_chunk_rows: Annotated[int, Field(gt=0)] = 20_000
 
     @field_validator("database_url")
@@ -117,20 +118,32 @@ class Settings(BaseSettings):
 def _instance_secret(path: Path) -> str:
     """Read a secret kept in the instance folder, creating it 0600 on first use.
 
-    Created with O_EXCL so two processes starting at once agree on one key.
+    Written to a private temporary file and hard-linked into place, so two processes
+    starting at once agree on one key and neither can read a half-written file.
     """
     try:
-        return path.read_text().strip()
+        return _read_secret(path)
     except FileNotFoundError:
         pass
     path.parent.mkdir(parents=True, exist_ok=True)
     value = secrets.token_hex(32)
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(value + "\n")
+        os.link(temporary, path)
     except FileExistsError:
-        return path.read_text().strip()
-    with os.fdopen(fd, "w") as handle:
-        handle.write(value + "\n")
+        return _read_secret(path)
+    finally:
+        temporary.unlink()
+    return value
+
+
+def _read_secret(path: Path) -> str:
+    value = path.read_text().strip()
+    if len(value.encode()) < MIN_KEY_BYTES:
+        raise ConfigError(f"{path} holds fewer than {MIN_KEY_BYTES} bytes; delete or fix it")
     return value
 
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, ClassVar, TypeVar
 
-from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy import DateTime, Engine, Insert, MetaData, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Session, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -20,7 +21,7 @@ T = TypeVar("T")
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
-    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
     "ck": "ck_%(table_name)s_%(constraint_name)s",
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
@@ -59,7 +60,7 @@ Timestamp = Annotated[datetime, mapped_column(UTCDateTime())]
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
-    type_annotation_map = {datetime: UTCDateTime()}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime()}
 
 
 class Database:
@@ -111,9 +112,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def run_in_transaction(
-    database: Database, work: Callable[[Session], T], *, attempts: int = 3
-) -> T:
+def run_in_transaction(database: Database, work: Callable[[Session], T], *, attempts: int = 3) -> T:
     """Run ``work`` in a transaction, retrying when a concurrent writer won a unique race.
 
     ``work`` must be safe to repeat: it runs again from the start in a fresh transaction.
@@ -126,3 +125,10 @@ def run_in_transaction(
             if attempt == attempts:
                 raise
     raise AssertionError("unreachable")
+
+
+def insert_ignoring_conflicts(session: Session, model: type[Base]) -> Insert:
+    """An INSERT that skips rows violating a unique constraint, on SQLite and PostgreSQL."""
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert(model).on_conflict_do_nothing()
+    return sqlite.insert(model).on_conflict_do_nothing()

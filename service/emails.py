@@ -152,7 +152,10 @@ def clean_address(text: str) -> str:
     if not isinstance(text, str):
         return ""
     candidate = text.strip()
-    if "=?" in candidate:
+    # Encoded words are decoded only where they can hide the address: in a display name
+    # before "<addr>", or around the whole address. "=?a?q?b?=@x.com" is itself a valid
+    # address, and decoding it would both break it and make canonical forms unstable.
+    if "=?" in candidate and ("<" in candidate or "@" not in candidate):
         candidate = _decode_encoded_words(candidate).strip()
     # A fixed number of rounds keeps hostile nesting ('"'"'"...) from going quadratic; real
     # lines need a handful.
@@ -233,7 +236,8 @@ def _canonicalize_slow(candidate: str, rules: CanonicalRules) -> CanonicalAddres
     for _ in range(4):
         address = f"{local}@{domain}"
         if "=?" in address and clean_address(address) != address:
-            # Decoding nested encoded words on the next call would give another address.
+            # clean_address leaves bare addresses alone today; this keeps idempotence if its
+            # MIME handling ever grows.
             return _UNSTABLE
         if address == candidate:
             # Validating the same string again would give the same answer.
@@ -260,9 +264,9 @@ def _canonicalize_fast(candidate: str, rules: CanonicalRules) -> CanonicalAddres
     if match is None:
         return None
     local, domain = match.groups()
-    # The validator accepts longer local parts (it only checks 64 in strict mode) and those
-    # are rare enough to leave to it; "=?" could decode differently on a second pass.
-    if len(local) > _FAST_MAX_LOCAL or "=?" in local:
+    # The validator accepts longer local parts (it only checks 64 in strict mode); they are
+    # rare enough to leave to it.
+    if len(local) > _FAST_MAX_LOCAL:
         return None
     domain = domain.lower()
     # "--" covers both R-LDH labels ("ab--c", rejected) and Punycode ("xn--", IDNA-checked).

@@ -34,10 +34,14 @@ def _require_json_body() -> None:
     if not request.is_json:
         raise UnsupportedMediaType("send the body as JSON (Content-Type: application/json)")
     # get_data enforces MAX_CONTENT_LENGTH (413); the parsed value is cached for the view.
-    if request.get_json(silent=True) is None:
+    try:
+        parsed = request.get_json(silent=True)
+    except RecursionError:  # deeply nested arrays exhaust the parser's recursion
+        raise InvalidRequest("the body is nested too deeply") from None
+    if parsed is None:
         raise InvalidRequest("the body is not valid JSON")
 
 
 def register_routes() -> None:
     """Import the route modules, which attach themselves to ``api``."""
-    from service.api import accounts  # noqa: F401, PLC0415
+    from service.api import accounts  # noqa: F401

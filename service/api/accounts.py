@@ -27,6 +27,7 @@ from service.api.schemas import (
 )
 from service.api_clients import Scope
 from service.db import run_in_transaction, utcnow
+from service.errors import ValidationFailed
 
 TAG = Tag(name="accounts", description="The mirror of the login service's accounts")
 BODY_ERRORS = (400, 413, 415, 422)
@@ -48,7 +49,6 @@ def put_account(path: AccountPath, body: AccountBody) -> tuple[Response, int]:
     result = run_in_transaction(
         runtime().db, lambda session: upsert_account(session, item, keys=keys, now=utcnow())
     )
-    assert result.account is not None
     status = 201 if result.outcome is UpsertOutcome.CREATED else 200
     return jsonify(_account_json(result.account) | {"status": result.outcome.value}), status
 
@@ -87,6 +87,18 @@ def remove_account(path: AccountPath) -> tuple[str, int]:
 @requires_scope(Scope.ACCOUNTS_WRITE)
 def batch_upsert_accounts(body: AccountBatchBody) -> Response:
     """Create or update up to 1,000 accounts; invalid items are reported, the rest applied."""
+    limit = runtime().settings.max_batch_accounts
+    if len(body.accounts) > limit:
+        raise ValidationFailed(
+            f"at most {limit} accounts per request",
+            errors=[
+                {
+                    "loc": ["accounts"],
+                    "msg": f"List should have at most {limit} items, not {len(body.accounts)}",
+                    "type": "too_long",
+                }
+            ],
+        )
     items = [
         AccountInput(external_id=item.external_id, email=item.email, locale=item.locale)
         for item in body.accounts

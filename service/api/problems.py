@@ -8,6 +8,7 @@ exception is logged and becomes a 500 with no detail: a stack trace helps only a
 from __future__ import annotations
 
 import logging
+from http import HTTPStatus
 from typing import Any
 
 from flask import Flask, Response, json, request
@@ -41,7 +42,10 @@ class Problem(BaseModel):
     errors: list[FieldError] | None = None
 
 
-def problem_responses(*statuses: int) -> dict[int, dict[str, Any]]:
+ResponseSpec = dict[str | int | HTTPStatus, type[BaseModel] | dict[Any, Any] | None]
+
+
+def problem_responses(*statuses: int) -> ResponseSpec:
     """Describe error responses for the OpenAPI document (a fresh dict: the library edits it)."""
     return {
         status: {
@@ -135,5 +139,5 @@ def register_problem_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
-        log.exception("unhandled error on %s %s", request.method, request.path)
+        log.error("unhandled error on %s %s", request.method, request.path, exc_info=exc)
         return problem_response(500, "internal_error", "Internal error")

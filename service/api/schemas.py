@@ -8,6 +8,7 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from service.accounts import MAX_EMAIL_CHARS, MAX_EXTERNAL_ID_CHARS, MAX_LOCALE_CHARS
+from service.config import MAX_BATCH_ACCOUNTS_LIMIT
 
 
 def _storable(value: str) -> str:
@@ -75,7 +76,12 @@ class AccountItem(Strict):
 
 
 class AccountBatchBody(Strict):
-    accounts: list[AccountItem] = Field(min_length=1, max_length=1000)
+    # The deployment's limit (LEAKGUARD_MAX_BATCH_ACCOUNTS) is checked by the view.
+    accounts: list[AccountItem] = Field(
+        min_length=1,
+        max_length=MAX_BATCH_ACCOUNTS_LIMIT,
+        description="At most LEAKGUARD_MAX_BATCH_ACCOUNTS items (default 1,000).",
+    )
 
 
 class AccountOut(BaseModel):

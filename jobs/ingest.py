@@ -1,0 +1,424 @@
+"""Ingest a leak file: match its addresses to accounts, flag them, queue their warnings.
+
+The file is read once, in order, in chunks of records. Each chunk is one transaction that
+stages the chunk's keyed hashes in bulk, adds them to the watch list, matches them to
+accounts with one set-based join, opens exposures with their warnings, and moves the
+file's resume point. A run killed at any moment has either committed a chunk entirely or
+not at all, so the next run resumes at the last committed record and ends in exactly the
+state of one uninterrupted run.
+
+Reading and canonicalizing (CPU, Python) overlap with the database work and the argon2
+hashing of leaked passwords (waiting, outside the GIL): the main thread reads chunk k+1
+while a single writer thread commits chunk k. One writer keeps commits in file order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from jobs.ingest_lock import IngestBusy, ingest_lock
+from jobs.leaklist import LeakFileError, LeakFormat, LeakSource, open_leak
+from jobs.stage import stage_and_match
+from service.db import utcnow
+from service.emails import InvalidAddress, canonicalize_email
+from service.exposures import NewExposure, record_exposures
+from service.leaked_passwords import hash_leaked_password
+from service.leaks import get_or_create_leak
+from service.models import ExposureKind, Leak, LeakFile, LeakFileState
+from service.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CHUNK_RECORDS = 200_000
+MAX_REPORTED_LINES = 100
+FINGERPRINT_BLOCK = 1 << 20
+
+__all__ = ["IngestBusy", "IngestReport", "LeakFileError", "ingest_leak"]
+
+
+@dataclass(slots=True)
+class Counters:
+    lines: int = 0
+    valid: int = 0
+    invalid: int = 0
+    duplicates: int = 0
+    matched: int = 0
+    notices: int = 0
+
+    def add(self, other: Counters) -> None:
+        for name in self.__slots__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    def as_dict(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+@dataclass(slots=True)
+class IngestReport:
+    """What one run did. ``matched`` and ``notices`` count only what this run added."""
+
+    leak: str
+    format: str
+    compression: str | None
+    sha256: str
+    run: Counters = field(default_factory=Counters)
+    invalid_lines: list[int] = field(default_factory=list)
+    resumed_at_record: int = 0
+    already_ingested: bool = False
+    dry_run: bool = False
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "leak": self.leak,
+            **self.run.as_dict(),
+            "format": self.format,
+            "compression": self.compression,
+            "sha256": self.sha256,
+            "invalid_lines": self.invalid_lines,
+            "resumed_at_record": self.resumed_at_record,
+            "already_ingested": self.already_ingested,
+            "dry_run": self.dry_run,
+            "seconds": round(self.seconds, 3),
+        }
+
+    def summary(self) -> str:
+        run = self.run
+        head = "dry run, nothing written: " if self.dry_run else ""
+        if self.already_ingested:
+            return (
+                f"leak {self.leak}: this file ({self.sha256[:12]}) was ingested before; "
+                "nothing changed (matched 0, notices 0)"
+            )
+        text = (
+            f"{head}leak {self.leak} ({self.format}"
+            f"{', ' + self.compression if self.compression else ''}): "
+            f"{run.lines} records, {run.valid} valid, {run.invalid} invalid, "
+            f"{run.duplicates} duplicates; {run.matched} accounts flagged, "
+            f"{run.notices} warnings queued in {self.seconds:.1f}s"
+        )
+        if self.resumed_at_record:
+            text += f"\nresumed after record {self.resumed_at_record} of an interrupted run"
+        if self.invalid_lines:
+            shown = ", ".join(str(n) for n in self.invalid_lines[:20])
+            more = "" if run.invalid <= 20 else f" (and more; {run.invalid} in all)"
+            text += f"\ninvalid at lines {shown}{more}"
+        return text
+
+
+@dataclass(slots=True)
+class _Chunk:
+    records: int  # records consumed, the resume point moves by this much
+    counters: Counters
+    keys: list[bytes]
+    passwords: dict[bytes, str]
+    invalid_lines: list[int]
+
+
+ProgressCallback = Callable[[int, int], None]
+
+
+def fingerprint_file(path: Path) -> str:
+    """Return the SHA-256 of the file's bytes: the file's identity across runs."""
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as handle:
+            while block := handle.read(FINGERPRINT_BLOCK):
+                digest.update(block)
+    except IsADirectoryError:
+        raise LeakFileError(f"{path} is a directory, not a leak file") from None
+    except OSError as exc:
+        raise LeakFileError(f"cannot read {path}: {exc.strerror or exc}") from None
+    return digest.hexdigest()
+
+
+def ingest_leak(
+    runtime: Runtime,
+    path: Path,
+    *,
+    slug: str,
+    name: str | None = None,
+    source: str | None = None,
+    fmt: LeakFormat = LeakFormat.AUTO,
+    dry_run: bool = False,
+    chunk_records: int = DEFAULT_CHUNK_RECORDS,
+    on_progress: ProgressCallback | None = None,
+) -> IngestReport:
+    """Flag every account whose address is in the leak file at ``path``.
+
+    Idempotent: a file ingested to the end is recognised by its SHA-256 and changes
+    nothing. Resumable: an interrupted run of the same file continues where its last
+    commit stopped. ``dry_run`` does everything in one transaction and rolls it back.
+    Raises LeakFileError for an unusable file, IngestBusy if another run holds this file.
+    """
+    started = time.monotonic()
+    sha256 = fingerprint_file(path)
+    with open_leak(path, fmt) as reader:
+        source_info = reader.source
+        report = IngestReport(
+            leak=slug,
+            format=source_info.format.value,
+            compression=source_info.compression,
+            sha256=sha256,
+            dry_run=dry_run,
+        )
+        writer = _Writer(runtime, dry_run=dry_run)
+        try:
+            leak_id, file_id, state, done = writer.open_file(
+                slug=slug, name=name, source=source, sha256=sha256, info=source_info, path=path
+            )
+            if state is LeakFileState.COMPLETE:
+                report.already_ingested = True
+                return report
+            with ingest_lock(runtime, file_id, dry_run=dry_run):
+                done = writer.records_done(file_id) if not dry_run else done
+                report.resumed_at_record = done
+                chunks = _read_chunks(
+                    runtime, reader.records(skip=done), chunk_records, report.invalid_lines
+                )
+                writer.run(chunks, leak_id, file_id, report, on_progress)
+                report.seconds = time.monotonic() - started
+                writer.finish(file_id, seconds=report.seconds)
+        finally:
+            writer.close()
+    log.info(
+        "ingested leak %s: %s records, %s flagged, %s notices",
+        slug,
+        report.run.lines,
+        report.run.matched,
+        report.run.notices,
+    )
+    return report
+
+
+def _read_chunks(
+    runtime: Runtime, records: Iterator[Any], size: int, invalid_lines: list[int]
+) -> Iterator[_Chunk]:
+    """Canonicalize and hash records into chunks; the hot loop of the whole ingest."""
+    rules = runtime.keys.rules
+    digest = runtime.keys.hasher.hash
+    chunk = _new_chunk()
+    counters, keys, passwords = chunk.counters, chunk.keys, chunk.passwords
+    for record in records:
+        chunk.records += 1
+        counters.lines += 1
+        candidate = record.candidate
+        canonical = canonicalize_email(candidate, rules) if candidate is not None else None
+        if canonical is None or isinstance(canonical, InvalidAddress):
+            counters.invalid += 1
+            if len(invalid_lines) + len(chunk.invalid_lines) < MAX_REPORTED_LINES:
+                chunk.invalid_lines.append(record.line)
+        else:
+            counters.valid += 1
+            key = digest(canonical.address)
+            keys.append(key)
+            if record.password and key not in passwords:
+                passwords[key] = record.password
+        if chunk.records >= size:
+            yield chunk
+            chunk = _new_chunk()
+            counters, keys, passwords = chunk.counters, chunk.keys, chunk.passwords
+    if chunk.records:
+        yield chunk
+
+
+def _new_chunk() -> _Chunk:
+    return _Chunk(records=0, counters=Counters(), keys=[], passwords={}, invalid_lines=[])
+
+
+class _Writer:
+    """The database side of one run: opens the file's record, commits chunks in order."""
+
+    def __init__(self, runtime: Runtime, *, dry_run: bool) -> None:
+        self.runtime = runtime
+        self.dry_run = dry_run
+        # A dry run keeps one transaction open across the whole file and rolls it back.
+        self._dry_session: Session | None = runtime.db.sessions() if dry_run else None
+        self._hash_pool = ThreadPoolExecutor(max_workers=_hash_workers())
+
+    def _session(self) -> Any:
+        if self._dry_session is not None:
+            return _borrowed(self._dry_session)
+        return self.runtime.db.transaction()
+
+    def open_file(
+        self,
+        *,
+        slug: str,
+        name: str | None,
+        source: str | None,
+        sha256: str,
+        info: LeakSource,
+        path: Path,
+    ) -> tuple[int, int, LeakFileState, int]:
+        now = utcnow()
+        with self._session() as session:
+            leak = get_or_create_leak(session, slug=slug, name=name, source=source, now=now)
+            digest = bytes.fromhex(sha256)
+            leak_file = session.scalars(
+                select(LeakFile).where(LeakFile.leak_id == leak.id, LeakFile.sha256 == digest)
+            ).one_or_none()
+            if leak_file is None:
+                leak_file = LeakFile(
+                    leak_id=leak.id,
+                    sha256=digest,
+                    size=path.stat().st_size,
+                    format=info.format.value,
+                    compression=info.compression,
+                    state=LeakFileState.RUNNING,
+                    records_done=0,
+                    invalid_lines=[],
+                    runs=0,
+                    seconds=0.0,
+                    started_at=now,
+                    **Counters().as_dict(),
+                )
+                session.add(leak_file)
+                session.flush()
+            return leak.id, leak_file.id, leak_file.state, leak_file.records_done
+
+    def records_done(self, file_id: int) -> int:
+        with self.runtime.db.read_session() as session:
+            done = session.scalar(select(LeakFile.records_done).where(LeakFile.id == file_id))
+        return int(done or 0)
+
+    def run(
+        self,
+        chunks: Iterator[_Chunk],
+        leak_id: int,
+        file_id: int,
+        report: IngestReport,
+        on_progress: ProgressCallback | None,
+    ) -> None:
+        """Commit chunks on a writer thread while this thread reads the next one."""
+        handoff: queue.Queue[_Chunk | None] = queue.Queue(maxsize=1)
+        failure: list[BaseException] = []
+
+        def write() -> None:
+            try:
+                while (chunk := handoff.get()) is not None:
+                    self._commit_chunk(chunk, leak_id, file_id, report)
+                    if on_progress is not None:
+                        on_progress(chunk.records, chunk.counters.matched)
+            except BaseException as exc:  # noqa: BLE001  (re-raised on the reading thread)
+                failure.append(exc)
+                while handoff.get() is not None:  # drain so the reader never blocks
+                    pass
+
+        thread = threading.Thread(target=write, name="ingest-writer", daemon=True)
+        thread.start()
+        try:
+            for chunk in chunks:
+                if failure:
+                    break
+                handoff.put(chunk)
+        finally:
+            handoff.put(None)
+            thread.join()
+        if failure:
+            raise failure[0]
+
+    def _commit_chunk(
+        self, chunk: _Chunk, leak_id: int, file_id: int, report: IngestReport
+    ) -> None:
+        counters = chunk.counters
+        now = utcnow()
+        with self._session() as session:
+            new_entries, matches = stage_and_match(session, leak_id, chunk.keys)
+            counters.duplicates = counters.valid - new_entries
+            candidates = self._exposures(matches, chunk.passwords)
+            outcome = record_exposures(session, leak_id, candidates, now=now)
+            counters.matched, counters.notices = outcome.flagged, outcome.notices
+            session.execute(
+                update(LeakFile)
+                .where(LeakFile.id == file_id)
+                .values(
+                    records_done=LeakFile.records_done + chunk.records,
+                    **{name: getattr(LeakFile, name) + n for name, n in counters.as_dict().items()},
+                )
+            )
+            session.execute(
+                update(Leak)
+                .where(Leak.id == leak_id)
+                .values(
+                    updated_at=now,
+                    **{name: getattr(Leak, name) + n for name, n in counters.as_dict().items()},
+                )
+            )
+            if chunk.invalid_lines:
+                stored = session.scalar(
+                    select(LeakFile.invalid_lines).where(LeakFile.id == file_id)
+                )
+                merged = (list(stored or []) + chunk.invalid_lines)[:MAX_REPORTED_LINES]
+                session.execute(
+                    update(LeakFile).where(LeakFile.id == file_id).values(invalid_lines=merged)
+                )
+        report.run.add(counters)
+        report.invalid_lines.extend(
+            chunk.invalid_lines[: MAX_REPORTED_LINES - len(report.invalid_lines)]
+        )
+
+    def _exposures(
+        self, matches: list[tuple[int, bytes]], passwords: dict[bytes, str]
+    ) -> list[NewExposure]:
+        """Exposure rows for matched accounts; leaked passwords hashed in parallel."""
+        plain = [NewExposure(account_id) for account_id, key in matches if key not in passwords]
+        credential = [
+            (account_id, passwords[key]) for account_id, key in matches if key in passwords
+        ]
+        hashes = self._hash_pool.map(hash_leaked_password, [p for _, p in credential])
+        return plain + [
+            NewExposure(account_id, ExposureKind.CREDENTIAL, password_hash)
+            for (account_id, _), password_hash in zip(credential, hashes, strict=True)
+        ]
+
+    def finish(self, file_id: int, *, seconds: float) -> None:
+        """Mark the file complete: from now on, ingesting it again changes nothing."""
+        with self._session() as session:
+            session.execute(
+                update(LeakFile)
+                .where(LeakFile.id == file_id)
+                .values(
+                    state=LeakFileState.COMPLETE,
+                    finished_at=utcnow(),
+                    runs=LeakFile.runs + 1,
+                    seconds=LeakFile.seconds + seconds,
+                )
+            )
+
+    def close(self) -> None:
+        self._hash_pool.shutdown(wait=True)
+        if self._dry_session is not None:
+            self._dry_session.rollback()
+            self._dry_session.close()
+
+
+class _borrowed:  # noqa: N801  (a context manager used like a function)
+    """Lend the dry run's one session to a block without committing it."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def __enter__(self) -> Session:
+        return self.session
+
+    def __exit__(self, *exc: object) -> None:
+        self.session.flush()
+
+
+def _hash_workers() -> int:
+    # argon2-cffi releases the GIL: one hashing thread per core runs truly in parallel.
+    return max(1, os.cpu_count() or 1)

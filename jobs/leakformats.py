@@ -1,0 +1,537 @@
+"""What each leak format holds: one record generator per format, and the checks that tell
+the formats apart.
+
+Every generator here takes the decoded text as batches of physical lines (line ends already
+removed, each line capped) and yields ``LeakRecord``s; none of them opens a file. Opening,
+containers, encodings and the public interface are in ``jobs.leaklist``, the module callers
+import. Nothing here canonicalizes an address: a record carries the text as found.
+
+The hot loops (lines, combo, jsonl) are written out inline on purpose: at tens of millions
+of lines, one helper call per line is a measurable share of the run.
+"""
+
+from __future__ import annotations
+
+import csv
+import inspect
+import io
+import json
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from email.utils import getaddresses
+from functools import partial
+from itertools import chain
+from typing import Any, Final
+
+Batches = Iterable[list[str]]
+
+ADDRESS: Final = "address"
+CREDENTIAL: Final = "credential"
+
+CSV_DELIMITERS: Final = (",", ";", "\t", "|")
+SNIFF_ROWS: Final = 50
+COMBO_SEPARATORS: Final = (":", ";", "|")
+# Recipient fields only: From, Sender, Reply-To and Return-Path name the leaker, not the
+# people whose addresses leaked.
+RECIPIENT_FIELDS: Final = frozenset({"to", "cc", "bcc", "resent-to", "resent-cc", "resent-bcc"})
+EML_KEY_FIELDS: Final = frozenset({"to", "cc", "from", "subject", "received", "message-id", "date"})
+# A 30,000-recipient To: is about 1.5 MB. Past HEADER_FLUSH_CHARS a field is parsed in pieces
+# at folds after a comma (outside quotes); past MAX_HEADER_CHARS without such a fold, further
+# continuation lines are dropped, so one endless header cannot grow memory.
+HEADER_FLUSH_CHARS = 256 * 1024
+MAX_HEADER_CHARS = 1024 * 1024
+
+_CAMEL_BREAK: Final = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+_WORD_BREAK: Final = re.compile(r"[\W_]+")
+_EMAIL_WORDS: Final = frozenset({"email", "mail", "emailaddress", "mailaddress", "emailadresse"})
+_ADDRESS_WORDS: Final = frozenset({"address", "addr", "adresse", "adress"})
+_PASSWORD_WORDS: Final = frozenset({"password", "pass", "passwd", "pwd", "passwort", "pw"})
+_EXACT_EMAIL_NAMES: Final = (["email"], ["mail"], ["emailaddress"])
+_ARRAY_TAILS: Final = frozenset({",", "]", "],"})
+_CACHE_SIZE: Final = 4096
+_json_shapes: dict[tuple[str, ...], tuple[str | None, str | None]] = {}
+_key_roles: dict[str, str | None] = {}
+
+# RFC 5322 field name (printable ASCII but ":"), with obsolete whitespace before the colon.
+_FIELD: Final = re.compile(r"([!-9;-~]+)[ \t]*:")
+# Possessive quantifiers and the look-behind make every run of local-part characters a
+# candidate once, at its start: linear time on hostile lines (a 64 KiB run of "a.a.a...").
+_TEXT_ADDRESS: Final = re.compile(r"(?<![\w.+'-])[\w.+'-]++@[^\W_][\w-]*+(?:\.[^\W_][\w-]*+)++")
+
+_parse_addresses: Callable[[list[str]], list[tuple[str, str]]]
+if "strict" in inspect.signature(getaddresses).parameters:
+    # Strict mode (CPython's gh-102988 fix) answers [("", "")] for the whole field when it
+    # miscounts, and a quoted comma in one display name is enough: thousands of addresses lost.
+    _parse_addresses = partial(getaddresses, strict=False)
+else:  # pragma: no cover - depends on the CPython patch level
+    _parse_addresses = getaddresses
+
+
+@dataclass(frozen=True, slots=True)
+class LeakRecord:
+    """One address occurrence in a leak file.
+
+    ``line`` is the 1-based physical line in the decompressed, decoded text; ``candidate`` is
+    the address text as found, not canonicalized, or None when the line holds nothing usable;
+    ``password`` comes from a combo, a CSV password column or a JSON password key.
+    """
+
+    line: int
+    candidate: str | None
+    password: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CsvLayout:
+    """Where a CSV keeps its addresses: delimiter, columns, and whether row one is a header."""
+
+    delimiter: str
+    email_column: int
+    password_column: int | None
+    has_header: bool
+
+
+def name_words(name: str) -> list[str]:
+    """Split a column or key name into lowercase words, joining "e" + "mail" into "email"."""
+    words: list[str] = []
+    for word in _WORD_BREAK.split(_CAMEL_BREAK.sub(" ", name).lower()):
+        if word == "mail" and words and words[-1] == "e":
+            words[-1] = "email"
+        elif word:
+            words.append(word)
+    if len(words) > 1 and words[-1] in _ADDRESS_WORDS:
+        words.pop()
+    return words
+
+
+def name_role(name: str) -> str | None:
+    """Say whether a column or key name names the address (ADDRESS), the password, or neither.
+
+    The last word decides, after dropping a trailing "address": email or mail name the
+    address (email, E-Mail, Email Address, emailAddress, user_email, Login Email,
+    E-Mail-Adresse); password, pass, passwd, pwd name the password. So hotmail,
+    email_verified and password_hash name neither.
+    """
+    words = name_words(name)
+    if not words:
+        return None
+    if words[-1] in _EMAIL_WORDS:
+        return ADDRESS
+    if words[-1] in _PASSWORD_WORDS:
+        return CREDENTIAL
+    return None
+
+
+# --- detection -----------------------------------------------------------------------------
+
+
+def looks_like_eml(lines: list[str]) -> bool:
+    """Say whether ``lines`` open an mbox or an RFC 5322 message."""
+    if lines and lines[0].startswith("From "):
+        return True
+    names: set[str] = set()
+    for text in lines:
+        if not text:
+            break
+        if text[0] in " \t":
+            if not names:
+                return False
+            continue
+        match = _FIELD.match(text)
+        # An '@' is legal in a field name but never seen in one; in "x@y.org:pw" it is the
+        # combo list that happens to follow a "Subject:" line.
+        if match is None or "@" in match.group(1):
+            return False
+        names.add(match.group(1).lower())
+    return not names.isdisjoint(EML_KEY_FIELDS)
+
+
+def looks_like_jsonl(lines: list[str]) -> bool:
+    """Say whether the first non-blank line opens a JSON object (or an array of them)."""
+    opening = [text.strip() for text in lines if text.strip()][:2]
+    if not opening:
+        return False
+    if opening[0] == "[":
+        # A JSON array written one object per line, as many dumps are.
+        return len(opening) > 1 and opening[1].startswith("{")
+    return opening[0].lstrip("[").lstrip().startswith("{")
+
+
+def looks_like_combo(lines: list[str]) -> bool:
+    """Say whether most non-blank lines have a combo separator after their '@'."""
+    total = combos = 0
+    for text in lines:
+        if not text.strip():
+            continue
+        total += 1
+        at = text.find("@")
+        if at >= 0 and any(text.find(sep, at) >= 0 for sep in COMBO_SEPARATORS):
+            combos += 1
+    return total > 0 and 2 * combos > total
+
+
+def sniff_csv(lines: list[str], *, auto: bool) -> CsvLayout | None:
+    """Find the delimiter and the address column of a CSV sample, or None.
+
+    A header cell naming an address (``name_role``) wins; the delimiter is the one whose
+    header has the most cells. Without one, the first column whose values mostly contain
+    '@' is used, if the rows have a consistent number of cells; the first row is then a
+    header only if that cell has no '@'. With ``auto`` the header needs two cells, and a
+    headerless two-column file split by ';' or '|' with the addresses first is left to the
+    combo reader (its second column is a password the CSV reader could not name).
+    """
+    min_columns = 2 if auto else 1
+    samples = [(delimiter, _sample_rows(lines, delimiter)) for delimiter in CSV_DELIMITERS]
+    samples = [(d, rows) for d, rows in samples if rows and len(rows[0]) >= min_columns]
+    named = [
+        (len(rows[0]), -order, delimiter, column)
+        for order, (delimiter, rows) in enumerate(samples)
+        if (column := _named_column(rows[0], ADDRESS)) is not None
+    ]
+    if named:
+        _, _, delimiter, column = max(named)
+        header = dict(samples)[delimiter][0]
+        return CsvLayout(delimiter, column, _named_column(header, CREDENTIAL), has_header=True)
+    best: tuple[int, int, str, int, list[list[str]]] | None = None
+    for order, (delimiter, rows) in enumerate(samples):
+        widths = [len(row) for row in rows]
+        width = max(set(widths), key=widths.count)
+        if width < min_columns or 10 * widths.count(width) < 9 * len(rows):
+            continue
+        column = _address_column(rows, width)
+        if column is not None and (best is None or (width, -order) > best[:2]):
+            best = (width, -order, delimiter, column, rows)
+    if best is None:
+        return None
+    width, _, delimiter, column, rows = best
+    if auto and width == 2 and column == 0 and delimiter in COMBO_SEPARATORS:
+        return None
+    return CsvLayout(delimiter, column, None, has_header="@" not in rows[0][column])
+
+
+def _sample_rows(lines: list[str], delimiter: str) -> list[list[str]]:
+    rows: list[list[str]] = []
+    try:
+        for row in csv.reader(lines, delimiter=delimiter):
+            if any(cell.strip() for cell in row):
+                rows.append(row)
+                if len(rows) >= SNIFF_ROWS:
+                    break
+    except csv.Error:
+        pass  # a broken row ends the sample; the rows before it still count
+    return rows
+
+
+def _named_column(header: list[str], role: str) -> int | None:
+    found = [i for i, cell in enumerate(header) if name_role(cell) == role]
+    if role == ADDRESS:
+        # "email" beats "recovery_email" wherever it stands; otherwise the leftmost wins.
+        exact = [i for i in found if name_words(header[i]) in _EXACT_EMAIL_NAMES]
+        found = exact or found
+    return found[0] if found else None
+
+
+def _address_column(rows: list[list[str]], width: int) -> int | None:
+    for column in range(width):
+        values = [row[column] for row in rows if len(row) > column and row[column].strip()]
+        with_at = sum("@" in value for value in values)
+        if with_at and 2 * with_at >= len(values):
+            return column
+    return None
+
+
+# --- record generators ---------------------------------------------------------------------
+
+
+def _nonblank(batch: list[str]) -> int:
+    return len(batch) - list(map(str.strip, batch)).count("")
+
+
+def lines_records(batches: Batches, *, skip: int) -> Iterator[LeakRecord]:
+    """Yield one record per non-blank line: the stripped line, or None without an '@'."""
+    line = 0
+    for batch in batches:
+        if skip:
+            # A record per non-blank line: whole batches are skipped without building any.
+            count = _nonblank(batch)
+            if count <= skip:
+                skip -= count
+                line += len(batch)
+                continue
+        for text in batch:
+            line += 1
+            text = text.strip()
+            if not text:
+                continue
+            if skip:
+                skip -= 1
+                continue
+            yield LeakRecord(line, text if "@" in text else None)
+
+
+def combo_records(batches: Batches, *, skip: int) -> Iterator[LeakRecord]:
+    """Yield one record per non-blank ``email:password`` line (also ';' and '|').
+
+    The split is at the first separator after the first '@' (a domain cannot hold one, a
+    password can). The password is kept verbatim, spaces included; empty means None.
+    """
+    line = 0
+    for batch in batches:
+        if skip:
+            count = _nonblank(batch)
+            if count <= skip:
+                skip -= count
+                line += len(batch)
+                continue
+        for text in batch:
+            line += 1
+            at = text.find("@")
+            if at < 0:
+                if not text.strip():
+                    continue
+                record = LeakRecord(line, None)
+            else:
+                cut = text.find(":", at)
+                if ";" in text or "|" in text:  # rare: most lists use ':' alone
+                    end = len(text) if cut < 0 else cut
+                    semicolon = text.find(";", at, end)
+                    if semicolon >= 0:
+                        cut = end = semicolon
+                    bar = text.find("|", at, end)
+                    if bar >= 0:
+                        cut = bar
+                if cut < 0:
+                    record = LeakRecord(line, text.strip())
+                else:
+                    record = LeakRecord(line, text[:cut].strip(), text[cut + 1 :] or None)
+            if skip:
+                skip -= 1
+                continue
+            yield record
+
+
+def jsonl_records(batches: Batches, *, skip: int) -> Iterator[LeakRecord]:
+    """Yield one record per non-blank line holding a JSON object with an address key.
+
+    Keys are matched by ``name_role`` at the top level, else one object level down; a
+    line that is not an object, or has no such string, gives candidate None.
+    """
+    # raw_decode skips json.loads's two whitespace regex passes (a third of its cost on
+    # short objects); the line is stripped already, and trailing text is checked below.
+    decode = json.JSONDecoder().raw_decode
+    line = 0
+    for batch in batches:
+        if skip:
+            count = _nonblank(batch)
+            if count <= skip:
+                skip -= count
+                line += len(batch)
+                continue
+        for text in batch:
+            line += 1
+            text = text.strip()
+            if not text:
+                continue
+            if skip:
+                skip -= 1
+                continue
+            if text[0] != "{":
+                if text[0] != "[":
+                    yield LeakRecord(line, None)
+                    continue
+                text = text[1:].lstrip()  # the first object of a one-object-per-line array
+            try:
+                document, end = decode(text)
+            except (ValueError, RecursionError):
+                # JSONDecodeError is a ValueError, and so is an over-long integer literal;
+                # deep nesting is a RecursionError.
+                yield LeakRecord(line, None)
+                continue
+            # The "," (or "]") after an array element is the only trailing text allowed.
+            if end == len(text) or text[end:].strip() in _ARRAY_TAILS:
+                yield _json_record(line, document)
+            else:
+                yield LeakRecord(line, None)
+
+
+def _json_record(line: int, document: Any) -> LeakRecord:
+    if type(document) is not dict:
+        return LeakRecord(line, None)
+    shape = tuple(document)
+    keys = _json_shapes.get(shape)
+    if keys is None:
+        keys = _named_keys(document)
+        # A dump repeats one shape millions of times; a hostile file invents new ones, so
+        # the cache stops growing rather than evicting.
+        if len(_json_shapes) < _CACHE_SIZE:
+            _json_shapes[shape] = keys
+    address_key, password_key = keys
+    address = document.get(address_key) if address_key is not None else None
+    password = document.get(password_key) if password_key is not None else None
+    if address_key is None:
+        for value in document.values():
+            if type(value) is dict:
+                nested_address, nested_password = _named_keys(value)
+                if nested_address is not None:
+                    address = value[nested_address]
+                    if password_key is None and nested_password is not None:
+                        password = value[nested_password]
+                    break
+    if type(password) is int:
+        password = str(password)  # dumps store numeric passwords as numbers
+    return LeakRecord(
+        line,
+        address.strip() if isinstance(address, str) and "@" in address else None,
+        password if isinstance(password, str) and password else None,
+    )
+
+
+def _named_keys(document: dict[str, Any]) -> tuple[str | None, str | None]:
+    """Return the first keys naming the address and the password, by ``name_role``."""
+    address = password = None
+    for key in document:
+        role = _key_roles.get(key, "")
+        if role == "":
+            role = name_role(key)
+            if len(_key_roles) < _CACHE_SIZE:
+                _key_roles[key] = role
+        if role == ADDRESS and address is None:
+            address = key
+        elif role == CREDENTIAL and password is None:
+            password = key
+    return address, password
+
+
+def csv_records(batches: Batches, *, layout: CsvLayout, skip: int) -> Iterator[LeakRecord]:
+    """Yield one record per non-blank CSV row, starting at the row's first line.
+
+    A row that cannot be parsed (an over-long field) is a record with candidate None. A
+    newline inside a quoted field is dropped from the value (the csv module sees lines
+    without their ends); such fields are notes, not addresses.
+    """
+    reader = csv.reader(chain.from_iterable(batches), delimiter=layout.delimiter)
+    column, password_column = layout.email_column, layout.password_column
+    header_pending = layout.has_header
+    end = 0
+    # A csv.Error ends the for loop but not the reader, which goes on at the next line.
+    while True:
+        try:
+            for row in reader:
+                line, end = end + 1, reader.line_num
+                cell = row[column].strip() if len(row) > column else ""
+                if "@" not in cell:
+                    if not any(value.strip() for value in row):
+                        continue
+                    cell = ""
+                if header_pending:
+                    header_pending = False
+                    continue
+                if skip:
+                    skip -= 1
+                    continue
+                password = None
+                if password_column is not None and len(row) > password_column:
+                    password = row[password_column] or None
+                yield LeakRecord(line, cell or None, password)
+            return
+        except csv.Error:
+            line, end = end + 1, reader.line_num
+            if skip:
+                skip -= 1
+            else:
+                yield LeakRecord(line, None)
+
+
+def eml_records(batches: Batches, *, skip: int) -> Iterator[LeakRecord]:
+    """Yield a record per address in the To/Cc/Bcc (and Resent-) fields of each message.
+
+    One message, or an mbox of many ("From " lines start them; bodies are skipped line by
+    line and never kept). ``line`` is the line where the field starts. Only addresses with
+    an '@' count: group names and display-name debris are not records.
+    """
+    line = 0
+    mbox = False
+    in_headers = True
+    seen_field = False
+    # StringIO, not a list of lines: 100,000 short continuation lines as separate str objects
+    # would cost six times their text.
+    value: io.StringIO | None = None
+    start = size = quotes = 0
+    for batch in batches:
+        for text in batch:
+            line += 1
+            if not in_headers:
+                if text.startswith("From "):
+                    in_headers, seen_field = True, False
+                continue
+            if text[:1] in (" ", "\t"):
+                if value is None or size > MAX_HEADER_CHARS:
+                    continue
+                value.write(text)
+                size += len(text)
+                quotes += text.count('"')
+                if size > HEADER_FLUSH_CHARS and quotes % 2 == 0 and text.rstrip().endswith(","):
+                    records, skip = _field_records(value, start, skip)
+                    yield from records
+                    value, size = io.StringIO(), 0
+                continue
+            if value is not None:
+                records, skip = _field_records(value, start, skip)
+                yield from records
+                value = None
+            if not text:
+                if seen_field:
+                    if not mbox:
+                        return  # one message: its body cannot hold recipients
+                    in_headers = False
+                continue
+            if not seen_field and text.startswith("From "):
+                mbox = True
+                continue
+            match = _FIELD.match(text)
+            if match is None:
+                # Like the stdlib parser: a line that is no field ends the header section.
+                if not mbox:
+                    return
+                in_headers = False
+                continue
+            seen_field = True
+            if match.group(1).lower() in RECIPIENT_FIELDS:
+                head = text[match.end() :]
+                value, start, size, quotes = io.StringIO(), line, len(head), head.count('"')
+                value.write(head)
+    if value is not None:
+        records, skip = _field_records(value, start, skip)
+        yield from records
+
+
+def _field_records(value: io.StringIO, line: int, skip: int) -> tuple[list[LeakRecord], int]:
+    """Return the records of one unfolded field value, less ``skip``, and the skip left."""
+    # Unfolding is joining: each continuation line keeps its leading whitespace (RFC 5322
+    # 2.2.3). getaddresses on the raw value is ~100x faster than policy header objects.
+    pairs = _parse_addresses([value.getvalue()])
+    addresses = [address.strip() for _, address in pairs if "@" in address]
+    passed = min(skip, len(addresses))
+    return [LeakRecord(line, address) for address in addresses[passed:]], skip - passed
+
+
+def text_records(batches: Batches, *, skip: int) -> Iterator[LeakRecord]:
+    """Yield a record per address-shaped token in free text; lines without one give none."""
+    finditer = _TEXT_ADDRESS.finditer
+    line = 0
+    for batch in batches:
+        for text in batch:
+            line += 1
+            if "@" not in text:
+                continue
+            for match in finditer(text):
+                # Quotes and dots may open a run ('jane@x.org', ...jane@x.org) but in prose
+                # they are punctuation, not part of the address.
+                token = match.group().lstrip(".'")
+                if token[0] == "@":
+                    continue
+                if skip:
+                    skip -= 1
+                    continue
+                yield LeakRecord(line, token)

@@ -1,0 +1,400 @@
+"""Stream the address occurrences out of a leak file, whatever shape it arrived in.
+
+A leak reaches the operator as a forwarded mass mail, a paste-site CSV, a 40 GB combo list
+or a gzip of JSON lines. ``open_leak`` works out the container (gzip, bz2, xz, by magic
+bytes), the encoding (UTF-8 with or without BOM, UTF-16/32 with BOM, UTF-16 without one by
+its NUL pattern) and the format, from at most the first 64 KiB of text; ``records()`` then
+streams ``LeakRecord``s in file order. Nothing is decompressed to disk, and memory stays
+bounded whatever the input: every physical line keeps at most its first ``MAX_LINE_BYTES``
+bytes, and the rest of it is read in bounded blocks and dropped.
+
+This module does not canonicalize or validate addresses (``service.emails`` does); it
+reports where each candidate was found and never puts file content in an error message.
+"""
+
+from __future__ import annotations
+
+import bz2
+import codecs
+import gzip
+import lzma
+import os
+import stat
+import weakref
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from enum import StrEnum
+from functools import partial
+from pathlib import Path
+from types import TracebackType
+from typing import Final
+
+from jobs.leakformats import (
+    CsvLayout,
+    LeakRecord,
+    combo_records,
+    csv_records,
+    eml_records,
+    jsonl_records,
+    lines_records,
+    looks_like_combo,
+    looks_like_eml,
+    looks_like_jsonl,
+    sniff_csv,
+    text_records,
+)
+
+__all__ = [
+    "MAX_LINE_BYTES",
+    "LeakFileError",
+    "LeakFormat",
+    "LeakReader",
+    "LeakRecord",
+    "LeakSource",
+    "open_leak",
+]
+
+# One constant for both: a line inside one block can then never exceed the cap, so only the
+# line carried across blocks needs cutting, and every line keeps exactly its first 64 KiB.
+MAX_LINE_BYTES: Final = 64 * 1024
+_BLOCK_BYTES: Final = MAX_LINE_BYTES
+SNIFF_BYTES: Final = 64 * 1024
+
+_UNSUPPORTED: Final = (
+    (b"PK\x03\x04", "a zip archive"),
+    (b"7z\xbc\xaf\x27\x1c", "a 7z archive"),
+    (b"\x28\xb5\x2f\xfd", "zstd-compressed"),
+    (b"Rar!\x1a\x07", "a rar archive"),
+)
+_BOMS: Final = (
+    (codecs.BOM_UTF8, "utf-8", 3),
+    (codecs.BOM_UTF32_LE, "utf-32", 0),  # before UTF-16 LE, whose BOM is its prefix
+    (codecs.BOM_UTF32_BE, "utf-32", 0),
+    (codecs.BOM_UTF16_LE, "utf-16", 0),
+    (codecs.BOM_UTF16_BE, "utf-16", 0),
+)
+_UTF16_PROBE_BYTES: Final = 4096
+# Stream errors of the decompressors: a truncated stream is EOFError, a corrupt one OSError
+# (gzip.BadGzipFile, bz2), zlib.error or lzma.LZMAError.
+_STREAM_ERRORS: Final = (OSError, EOFError, zlib.error, lzma.LZMAError)
+
+
+class LeakFormat(StrEnum):
+    """The shape of a leak file; AUTO asks ``open_leak`` to detect it (TEXT never is)."""
+
+    AUTO = "auto"
+    LINES = "lines"
+    CSV = "csv"
+    COMBO = "combo"
+    JSONL = "jsonl"
+    EML = "eml"
+    TEXT = "text"
+
+
+class LeakFileError(Exception):
+    """The file cannot be read at all (missing, a directory, unreadable, corrupt compression
+    stream, CSV without an email column...). Message: one line, never file content."""
+
+
+@dataclass(frozen=True, slots=True)
+class LeakSource:
+    """What ``open_leak`` found: the concrete format (never AUTO), container and encoding."""
+
+    format: LeakFormat
+    compression: str | None
+    encoding: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Identity:
+    device: int
+    inode: int
+    size: int
+
+
+def open_leak(path: Path, fmt: LeakFormat = LeakFormat.AUTO) -> LeakReader:
+    """Open the leak file at ``path`` and work out its container, encoding and format.
+
+    Reads at most the first 64 KiB of decompressed text. Raises LeakFileError when the file
+    is missing, not a regular file, unreadable, in an unsupported archive format, or a CSV
+    (asked for or detected) has no address column. A stream that breaks later is reported by
+    ``records()``, after the records before the break.
+    """
+    path = Path(path)
+    fmt = LeakFormat(fmt)
+    identity = _identify(path)
+    with ExitStack() as stack:
+        read, compression = _open_stream(path, identity, stack)
+        try:
+            first = _read_block(read, path)
+        except LeakFileError:
+            first = b""  # records() reports the broken stream, after what came before it
+        codec, _ = _detect_encoding(first)
+        sample, complete = _sample(_decoded_blocks(read, path, first))
+    lines = _sample_lines(sample, complete=complete)
+    layout: CsvLayout | None = None
+    if fmt is LeakFormat.AUTO:
+        fmt, layout = _detect_format(lines)
+    elif fmt is LeakFormat.CSV:
+        layout = sniff_csv(lines, auto=False)
+        if layout is None:
+            raise LeakFileError(f"{_shown(path)}: no column of email addresses in the CSV")
+    source = LeakSource(fmt, compression, codec, identity.size)
+    return LeakReader(path, source, identity=identity, layout=layout)
+
+
+class LeakReader:
+    """Read one opened leak file; ``records()`` may be called any number of times.
+
+    A context manager: ``close()`` (or leaving the ``with``) ends every iteration still open.
+    """
+
+    source: LeakSource
+
+    def __init__(
+        self,
+        path: Path,
+        source: LeakSource,
+        *,
+        identity: _Identity,
+        layout: CsvLayout | None = None,
+    ) -> None:
+        self.source = source
+        self._path = path
+        self._identity = identity
+        self._layout = layout
+        self._closed = False
+        self._active: weakref.WeakSet[Iterator[LeakRecord]] = weakref.WeakSet()
+
+    def __enter__(self) -> LeakReader:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def records(self, *, skip: int = 0) -> Iterator[LeakRecord]:
+        """Yield every record in file order, after passing over the first ``skip`` of them.
+
+        Deterministic: the same file always yields the same sequence, so a caller that
+        stored how many records it consumed resumes with ``skip`` exactly where it stopped.
+        Skipped records are counted, not built. Raises LeakFileError (from the iteration) if
+        the file is gone, was replaced since ``open_leak``, or its compressed stream breaks;
+        never anything else, whatever the bytes.
+        """
+        if self._closed:
+            raise ValueError("records() on a closed LeakReader")
+        if skip < 0:
+            raise ValueError("skip must be >= 0")
+        batches = _line_batches(self._blocks())
+        reader: Callable[..., Iterator[LeakRecord]]
+        if self._layout is not None:
+            reader = partial(csv_records, layout=self._layout)
+        else:
+            reader = _FORMAT_READERS[self.source.format]
+        iterator = reader(batches, skip=skip)
+        self._active.add(iterator)
+        return iterator
+
+    def close(self) -> None:
+        """End every open ``records()`` iteration and release its file; safe to repeat."""
+        self._closed = True
+        for iterator in list(self._active):
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                close()
+
+    def _blocks(self) -> Iterator[bytes]:
+        with ExitStack() as stack:
+            read, _ = _open_stream(self._path, self._identity, stack)
+            yield from _decoded_blocks(read, self._path, _read_block(read, self._path))
+
+
+_FORMAT_READERS: Final[dict[LeakFormat, Callable[..., Iterator[LeakRecord]]]] = {
+    LeakFormat.LINES: lines_records,
+    LeakFormat.COMBO: combo_records,
+    LeakFormat.JSONL: jsonl_records,
+    LeakFormat.EML: eml_records,
+    LeakFormat.TEXT: text_records,
+}
+
+
+def _shown(path: Path) -> str:
+    # A file name may hold a newline; the message must stay one line.
+    return "".join(char if char.isprintable() else "?" for char in str(path))
+
+
+def _identify(path: Path) -> _Identity:
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise LeakFileError(f"{_shown(path)}: no such file") from None
+    except OSError as exc:
+        raise LeakFileError(f"{_shown(path)}: cannot read ({exc.strerror or 'error'})") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise LeakFileError(f"{_shown(path)}: is a directory, not a leak file")
+    if not stat.S_ISREG(info.st_mode):
+        # records() reopens the file for every pass, which a pipe or device cannot offer.
+        raise LeakFileError(f"{_shown(path)}: not a regular file")
+    return _Identity(info.st_dev, info.st_ino, info.st_size)
+
+
+def _open_stream(
+    path: Path, identity: _Identity, stack: ExitStack
+) -> tuple[Callable[[int], bytes], str | None]:
+    """Open ``path`` (the same file as at ``open_leak``) and return its decompressed reader."""
+    try:
+        raw = stack.enter_context(path.open("rb", buffering=0))
+        info = os.fstat(raw.fileno())
+        magic = raw.read(8)
+        raw.seek(0)
+    except OSError as exc:
+        raise LeakFileError(f"{_shown(path)}: cannot read ({exc.strerror or 'error'})") from None
+    if _Identity(info.st_dev, info.st_ino, info.st_size) != identity:
+        raise LeakFileError(f"{_shown(path)}: the file changed since it was opened")
+    for prefix, what in _UNSUPPORTED:
+        if magic.startswith(prefix):
+            raise LeakFileError(f"{_shown(path)}: {what}; extract or decompress it first")
+    if magic.startswith(b"\x1f\x8b"):
+        return stack.enter_context(gzip.GzipFile(fileobj=raw, mode="rb")).read, "gzip"
+    # "BZh" and a block size digit: a text file starting "BZh" stays text.
+    if magic[:3] == b"BZh" and magic[3:4].isdigit() and magic[3:4] != b"0":
+        return stack.enter_context(bz2.BZ2File(raw)).read, "bz2"
+    if magic.startswith(b"\xfd7zXZ\x00"):
+        return stack.enter_context(lzma.LZMAFile(raw)).read, "xz"
+    return raw.read, None
+
+
+def _read_block(read: Callable[[int], bytes], path: Path) -> bytes:
+    try:
+        return read(_BLOCK_BYTES)
+    except _STREAM_ERRORS as exc:
+        if isinstance(exc, EOFError):
+            reason = "the compressed stream is truncated"
+        elif isinstance(exc, OSError) and exc.errno is not None:
+            reason = f"cannot read ({exc.strerror})"  # the disk, not the data
+        else:
+            reason = f"the compressed stream is corrupt ({type(exc).__name__})"
+        raise LeakFileError(f"{_shown(path)}: {reason}") from None
+
+
+def _detect_encoding(head: bytes) -> tuple[str, int]:
+    """Return the codec of the decompressed text that starts with ``head``, and its BOM length."""
+    for bom, codec, length in _BOMS:
+        if head.startswith(bom):
+            return codec, length
+    probe = head[: _UTF16_PROBE_BYTES & ~1]
+    pairs = len(probe) // 2
+    if pairs >= 4:
+        # ASCII text in UTF-16 without a BOM: a NUL in (nearly) every pair, always on one side.
+        even, odd = probe[0::2].count(0), probe[1::2].count(0)
+        if odd >= 0.4 * pairs and even <= 0.05 * pairs:
+            return "utf-16-le", 0
+        if even >= 0.4 * pairs and odd <= 0.05 * pairs:
+            return "utf-16-be", 0
+    return "utf-8", 0
+
+
+def _decoded_blocks(read: Callable[[int], bytes], path: Path, first: bytes) -> Iterator[bytes]:
+    """Yield the text as UTF-8 blocks of at most ``_BLOCK_BYTES``, BOM removed.
+
+    ``first`` is the stream's first block, already read. Other encodings are transcoded;
+    bytes that do not decode stay for the line decoder (UTF-8) or become U+FFFD (UTF-16/32).
+    Raises LeakFileError when the stream breaks.
+    """
+    block = first
+    codec, bom = _detect_encoding(block)
+    if codec == "utf-8":
+        block = block[bom:]
+        while block:
+            yield block
+            block = _read_block(read, path)
+        return
+    decoder = codecs.getincrementaldecoder(codec)("replace")
+    while True:
+        # surrogatepass: a lone surrogate cannot come out of a "replace" decoder, but if one
+        # did, the UTF-8 line decoder would turn its bytes into U+FFFD rather than raise.
+        data = decoder.decode(block, final=not block).encode("utf-8", "surrogatepass")
+        for start in range(0, len(data), _BLOCK_BYTES):
+            yield data[start : start + _BLOCK_BYTES]
+        if not block:
+            return
+        block = _read_block(read, path)
+
+
+def _line_batches(blocks: Iterator[bytes]) -> Iterator[list[str]]:
+    """Split UTF-8 blocks into physical lines (LF, CRLF or lone CR), one list per block.
+
+    Each line keeps at most its first MAX_LINE_BYTES bytes; undecodable bytes become U+FFFD
+    line by line, so a bad byte never costs the rest of its line.
+    """
+    carry = b""
+    after_cr = False
+    for block in blocks:
+        data = block[1:] if after_cr and block.startswith(b"\n") else block
+        after_cr = data.endswith(b"\r")
+        if b"\r" in data:
+            data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        last = data.rfind(b"\n")
+        if last < 0:
+            if len(carry) < MAX_LINE_BYTES:
+                carry = (carry + data)[:MAX_LINE_BYTES]
+            continue
+        if carry:
+            first = data.find(b"\n")
+            if len(carry) < MAX_LINE_BYTES:
+                carry = (carry + data[:first])[:MAX_LINE_BYTES]
+            chunk = carry + data[first:last]
+        else:
+            chunk = data[:last]
+        carry = data[last + 1 :]
+        # "\n" never occurs inside a multi-byte sequence, so decoding the whole chunk at once
+        # replaces exactly what decoding line by line would, at a fraction of the cost.
+        yield chunk.decode("utf-8", "replace").split("\n")
+    if carry:
+        yield [carry.decode("utf-8", "replace")]
+
+
+def _sample(blocks: Iterator[bytes]) -> tuple[bytes, bool]:
+    """Return the first SNIFF_BYTES (or a little more) of decoded text, and whether that is
+    the whole text."""
+    parts: list[bytes] = []
+    size = 0
+    try:
+        for block in blocks:
+            parts.append(block)
+            size += len(block)
+            if size >= SNIFF_BYTES:
+                return b"".join(parts), False
+    except LeakFileError:
+        pass  # a broken stream ends the sample; records() reports it in its turn
+    return b"".join(parts), True
+
+
+def _sample_lines(sample: bytes, *, complete: bool) -> list[str]:
+    text = sample.replace(b"\r\n", b"\n").replace(b"\r", b"\n").decode("utf-8", "replace")
+    lines = text.split("\n")
+    if not complete or not lines[-1]:
+        lines.pop()  # cut mid-line by the sample size, or the empty tail after a final newline
+    return lines
+
+
+def _detect_format(lines: list[str]) -> tuple[LeakFormat, CsvLayout | None]:
+    """Pick the format of a sample, in the documented order; free text is never guessed."""
+    if looks_like_eml(lines):
+        return LeakFormat.EML, None
+    if looks_like_jsonl(lines):
+        return LeakFormat.JSONL, None
+    layout = sniff_csv(lines, auto=True)
+    if layout is not None:
+        return LeakFormat.CSV, layout
+    if looks_like_combo(lines):
+        return LeakFormat.COMBO, None
+    return LeakFormat.LINES, None

@@ -1,0 +1,86 @@
+"""Exposures: which accounts are in which leak, created by ingest and by the watch list."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from service.db import insert_ignoring_conflicts
+from service.models import Account, Exposure, ExposureKind, ExposureState, LeakEntry
+from service.notices import create_leak_warnings
+
+LOOKUP_BATCH = 5000  # ids per IN list: stays under SQLite's bound-parameter limit
+
+
+@dataclass(frozen=True, slots=True)
+class NewExposure:
+    account_id: int
+    kind: ExposureKind = ExposureKind.EMAIL
+    password_hash: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ExposureOutcome:
+    flagged: int  # accounts newly exposed to this leak
+    notices: int  # warnings newly put in the outbox
+
+
+def record_exposures(
+    session: Session, leak_id: int, candidates: Sequence[NewExposure], *, now: datetime
+) -> ExposureOutcome:
+    """Open an exposure and queue one warning per account not yet exposed to the leak.
+
+    Idempotent (unique per account and leak) and safe against a concurrent writer: a row
+    another transaction inserted first is skipped, not doubled. Does not commit.
+    """
+    if not candidates:
+        return ExposureOutcome(0, 0)
+    rows = [
+        {
+            "account_id": c.account_id,
+            "leak_id": leak_id,
+            "kind": c.kind,
+            "password_hash": c.password_hash,
+            "state": ExposureState.OPEN,
+            "created_at": now,
+        }
+        for c in candidates
+    ]
+    inserted = session.execute(
+        insert_ignoring_conflicts(session, Exposure).returning(Exposure.account_id), rows
+    ).scalars()
+    flagged = list(inserted)
+    notices = create_leak_warnings(session, flagged, leak_id=leak_id, now=now)
+    return ExposureOutcome(len(flagged), notices)
+
+
+def flag_from_watchlist(
+    session: Session, account_ids: Sequence[int], *, now: datetime
+) -> ExposureOutcome:
+    """Expose accounts (just created, or given a new address) whose address is in any leak.
+
+    One set-based read of the watch list for all ``account_ids``. Does not commit.
+    """
+    pairs: list[tuple[int, int]] = []
+    for start in range(0, len(account_ids), LOOKUP_BATCH):
+        pairs.extend(
+            (account_id, leak_id)
+            for account_id, leak_id in session.execute(
+                select(Account.id, LeakEntry.leak_id)
+                .join(LeakEntry, LeakEntry.email_key == Account.email_key)
+                .where(Account.id.in_(account_ids[start : start + LOOKUP_BATCH]))
+            )
+        )
+    by_leak: dict[int, list[NewExposure]] = {}
+    for account_id, leak_id in pairs:
+        by_leak.setdefault(leak_id, []).append(NewExposure(account_id))
+    flagged = notices = 0
+    for leak_id, candidates in sorted(by_leak.items()):
+        outcome = record_exposures(session, leak_id, candidates, now=now)
+        flagged += outcome.flagged
+        notices += outcome.notices
+    return ExposureOutcome(flagged, notices)

@@ -1,0 +1,183 @@
+"""Leaks: created by an ingest, listed and shown to operators."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from service.errors import NotFound, ValidationFailed
+from service.models import Exposure, Leak, LeakFile, Notice
+
+SLUG_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{0,99}")
+
+
+def check_slug(slug: str) -> str:
+    if not SLUG_PATTERN.fullmatch(slug):
+        raise ValidationFailed(
+            "a leak slug is 1-100 characters: lowercase letters, digits, '.', '_' or '-'"
+        )
+    return slug
+
+
+def get_or_create_leak(
+    session: Session, *, slug: str, name: str | None, source: str | None, now: datetime
+) -> Leak:
+    """Return the leak named ``slug``, creating it; a given name or source updates it."""
+    check_slug(slug)
+    leak = session.scalars(select(Leak).where(Leak.slug == slug)).one_or_none()
+    if leak is None:
+        leak = Leak(
+            slug=slug,
+            name=name or slug,
+            source=source,
+            created_at=now,
+            updated_at=now,
+            lines=0,
+            valid=0,
+            invalid=0,
+            duplicates=0,
+            matched=0,
+            notices=0,
+        )
+        session.add(leak)
+        session.flush()
+        return leak
+    if name and leak.name != name:
+        leak.name = name
+    if source and leak.source != source:
+        leak.source = source
+    return leak
+
+
+@dataclass(frozen=True, slots=True)
+class LeakFileView:
+    sha256: str
+    format: str
+    compression: str | None
+    state: str
+    size: int
+    records_done: int
+    counters: dict[str, int]
+    invalid_lines: list[int]
+    runs: int
+    seconds: float
+    started_at: datetime
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class LeakView:
+    slug: str
+    name: str
+    source: str | None
+    created_at: datetime
+    updated_at: datetime
+    counters: dict[str, int]
+    exposures: dict[str, int]
+    notices: dict[str, int]
+    files: tuple[LeakFileView, ...]
+
+    @property
+    def state(self) -> str:
+        if any(f.state != "complete" for f in self.files):
+            return "incomplete"
+        return "complete" if self.files else "empty"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "slug": self.slug,
+            "name": self.name,
+            "source": self.source,
+            "state": self.state,
+            "created_at": self.created_at.isoformat(),
+            "updated_at": self.updated_at.isoformat(),
+            **self.counters,
+            "exposures": self.exposures,
+            "notices_by_state": self.notices,
+            "files": [
+                {
+                    "sha256": f.sha256,
+                    "format": f.format,
+                    "compression": f.compression,
+                    "state": f.state,
+                    "size": f.size,
+                    "records_done": f.records_done,
+                    **f.counters,
+                    "invalid_lines": f.invalid_lines,
+                    "runs": f.runs,
+                    "seconds": round(f.seconds, 3),
+                    "started_at": f.started_at.isoformat(),
+                    "finished_at": f.finished_at.isoformat() if f.finished_at else None,
+                }
+                for f in self.files
+            ],
+        }
+
+
+COUNTER_NAMES = ("lines", "valid", "invalid", "duplicates", "matched", "notices")
+
+
+def list_leaks(session: Session) -> list[LeakView]:
+    """Every leak, newest first, with its files and the state of its exposures and notices."""
+    leaks = session.scalars(select(Leak).order_by(Leak.created_at.desc(), Leak.id.desc())).all()
+    return [_view(session, leak) for leak in leaks]
+
+
+def show_leak(session: Session, slug: str) -> LeakView:
+    """One leak in detail; raise NotFound."""
+    leak = session.scalars(select(Leak).where(Leak.slug == slug)).one_or_none()
+    if leak is None:
+        raise NotFound(f"no leak named {slug!r}")
+    return _view(session, leak)
+
+
+def _view(session: Session, leak: Leak) -> LeakView:
+    files = session.scalars(
+        select(LeakFile).where(LeakFile.leak_id == leak.id).order_by(LeakFile.id)
+    ).all()
+    exposures = dict(
+        session.execute(
+            select(Exposure.state, func.count())
+            .where(Exposure.leak_id == leak.id)
+            .group_by(Exposure.state)
+        ).all()
+    )
+    notices = dict(
+        session.execute(
+            select(Notice.state, func.count())
+            .where(Notice.leak_id == leak.id)
+            .group_by(Notice.state)
+        ).all()
+    )
+    return LeakView(
+        slug=leak.slug,
+        name=leak.name,
+        source=leak.source,
+        created_at=leak.created_at,
+        updated_at=leak.updated_at,
+        counters={name: getattr(leak, name) for name in COUNTER_NAMES},
+        exposures={str(k): v for k, v in exposures.items()},
+        notices={str(k): v for k, v in notices.items()},
+        files=tuple(
+            LeakFileView(
+                sha256=f.sha256.hex(),
+                format=f.format,
+                compression=f.compression,
+                state=str(f.state),
+                size=f.size,
+                records_done=f.records_done,
+                counters={name: getattr(f, name) for name in COUNTER_NAMES},
+                invalid_lines=list(f.invalid_lines or []),
+                runs=f.runs,
+                seconds=f.seconds,
+                started_at=f.started_at,
+                finished_at=f.finished_at,
+            )
+            for f in files
+        ),
+    )

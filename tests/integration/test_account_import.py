@@ -1,0 +1,462 @@
+"""The accounts CSV import, on SQLite and PostgreSQL: the job itself and its CLI contract."""
+
+from __future__ import annotations
+
+import codecs
+import json
+import os
+import subprocess
+import sys
+import tracemalloc
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import NamedTuple
+
+import pytest
+from sqlalchemy import select
+
+from jobs.account_import import ImportAborted, ImportFileError, import_accounts
+from service.models import Account
+from service.runtime import Runtime
+from tests.conftest import TEST_HASH_KEY
+
+LEAKGUARD = Path(sys.executable).with_name("leakguard")
+# Five chunks of the default 20,000 rows. Under tracemalloc the import runs about four
+# times slower, so 200,000 rows would cost 20 s per backend; 100,000 already separates a
+# streaming import (about 30 MiB peak) from one that holds the file (over 120 MiB).
+MEMORY_ROWS = 100_000
+MEMORY_BOUND_BYTES = 60 * 1024 * 1024
+
+
+class Stored(NamedTuple):
+    email: str
+    email_key: bytes
+    locale: str | None
+
+
+def stored_accounts(runtime: Runtime) -> dict[str, Stored]:
+    with runtime.db.read_session() as session:
+        rows = session.execute(
+            select(Account.external_id, Account.email, Account.email_key, Account.locale)
+        )
+        return {
+            external_id: Stored(email, email_key, locale)
+            for external_id, email, email_key, locale in rows
+        }
+
+
+def write_lines(path: Path, lines: list[str]) -> Path:
+    path.write_bytes(("\n".join(lines) + "\n").encode("utf-8"))
+    return path
+
+
+def run_cli(db_url: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("LEAKGUARD_")}
+    env.update(
+        LEAKGUARD_DATABASE_URL=db_url,
+        LEAKGUARD_INSTANCE_DIR=str(tmp_path),
+        LEAKGUARD_HASH_KEY=TEST_HASH_KEY,
+    )
+    return subprocess.run(
+        [str(LEAKGUARD), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def import_json(db_url: str, tmp_path: Path, path: Path) -> dict[str, object]:
+    result = run_cli(db_url, tmp_path, "accounts", "import", str(path), "--json")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("\n") == 1, result.stdout
+    payload = json.loads(result.stdout)
+    assert isinstance(payload, dict)
+    return payload
+
+
+def assert_one_line(text: str) -> None:
+    assert text.strip(), "expected a message"
+    assert text.strip().count("\n") == 0, text
+
+
+# --- the CLI contract -----------------------------------------------------------------
+
+
+def test_cli_reports_counts_as_json_and_a_second_run_changes_nothing(
+    runtime: Runtime, db_url: str, tmp_path: Path
+) -> None:
+    lines = ["external_id,email,locale"] + [f"u{n},user{n}@example.com,en" for n in range(5)]
+    first = import_json(db_url, tmp_path, write_lines(tmp_path / "a.csv", lines))
+    assert first["rows"] == 5
+    assert first["created"] == 5
+    assert first["updated"] == 0
+    assert first["invalid"] == 0
+
+    second = import_json(db_url, tmp_path, tmp_path / "a.csv")
+    assert (second["rows"], second["created"], second["updated"]) == (5, 0, 0)
+    assert second["unchanged"] == 5
+
+    lines[3] = "u2,someone-new@example.com,en"
+    third = import_json(db_url, tmp_path, write_lines(tmp_path / "b.csv", lines))
+    assert (third["created"], third["updated"], third["unchanged"]) == (0, 1, 4)
+    assert stored_accounts(runtime)["u2"].email == "someone-new@example.com"
+
+
+def test_cli_never_prints_the_content_of_an_invalid_row(
+    runtime: Runtime, db_url: str, tmp_path: Path
+) -> None:
+    secret = "private-not-an-address-7f3a9"
+    path = write_lines(
+        tmp_path / "a.csv",
+        ["external_id,email", "u1,ok@example.com", f"u2,{secret}", f"{secret}-only-field"],
+    )
+    as_json = run_cli(db_url, tmp_path, "accounts", "import", str(path), "--json")
+    as_text = run_cli(db_url, tmp_path, "accounts", "import", str(path))
+    for result in (as_json, as_text):
+        assert result.returncode == 0, result.stderr
+        assert secret not in result.stdout
+        assert secret not in result.stderr
+    # The line numbers are what it reports instead.
+    assert json.loads(as_json.stdout)["invalid_lines"] == [3, 4]
+    assert "lines 3, 4" in as_text.stdout
+    assert set(stored_accounts(runtime)) == {"u1"}
+
+
+def test_cli_rejects_a_file_without_the_needed_columns_without_echoing_its_first_line(
+    runtime: Runtime, db_url: str, tmp_path: Path
+) -> None:
+    path = write_lines(
+        tmp_path / "a.csv", ["u1,first-person-9b2c@example.com,en", "u2,b@example.com,de"]
+    )
+    result = run_cli(db_url, tmp_path, "accounts", "import", str(path), "--json")
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert_one_line(result.stderr)
+    assert "external_id" in result.stderr
+    assert "email" in result.stderr
+    assert "first-person-9b2c" not in result.stderr
+    assert stored_accounts(runtime) == {}
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "missing",
+        "directory",
+        "empty",
+    ],
+)
+def test_cli_fails_with_one_line_for_a_file_it_cannot_import(
+    runtime: Runtime, db_url: str, tmp_path: Path, kind: str
+) -> None:
+    path = tmp_path / kind
+    if kind == "directory":
+        path.mkdir()
+    elif kind == "empty":
+        path.write_bytes(b"")
+    result = run_cli(db_url, tmp_path, "accounts", "import", str(path), "--json")
+    assert result.returncode != 0
+    assert result.stdout == ""
+    assert_one_line(result.stderr)
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("kind", ["missing", "directory", "empty"])
+def test_a_file_it_cannot_import_raises_import_file_error(
+    runtime: Runtime, tmp_path: Path, kind: str
+) -> None:
+    path = tmp_path / kind
+    if kind == "directory":
+        path.mkdir()
+    elif kind == "empty":
+        path.write_bytes(b"")
+    with pytest.raises(ImportFileError) as caught:
+        import_accounts(runtime, path)
+    assert_one_line(str(caught.value))
+
+
+# --- reading the file -----------------------------------------------------------------
+
+
+def test_header_is_matched_case_insensitively_in_any_order_and_other_columns_are_ignored(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    path = write_lines(
+        tmp_path / "a.csv",
+        [
+            "Plan, EMAIL ,Signup Date,Locale,External_ID",
+            "pro,anna@example.com,2019-11-02,de-AT,u1",
+            "free,ben@example.com,2020-01-15,,u2",
+            "free,carla@example.com,2020-01-16,not a locale!,u3",
+        ],
+    )
+    report = import_accounts(runtime, path)
+    assert (report.rows, report.created, report.invalid) == (3, 3, 0)
+    accounts = stored_accounts(runtime)
+    assert accounts["u1"].email == "anna@example.com"
+    assert accounts["u1"].locale == "de-AT"
+    assert accounts["u2"].email == "ben@example.com"
+    assert accounts["u2"].locale is None
+    assert accounts["u3"].locale is None  # a bad locale falls back, the account stays
+
+
+@pytest.mark.parametrize("delimiter", [",", ";", "\t", "|"], ids=["comma", "semi", "tab", "pipe"])
+def test_delimiter_is_sniffed_and_quoted_fields_may_contain_it(
+    runtime: Runtime, tmp_path: Path, delimiter: str
+) -> None:
+    d = delimiter
+    lines = [f"external_id{d}name{d}email{d}locale"]
+    lines += [f'u{n}{d}"Last{d} First"{d}user{n}@example.com{d}en' for n in range(6)]
+    lines.append(f'"v-1"{d}"Quoted{d} {d}Name"{d}"quoted@example.com"{d}fr')
+    report = import_accounts(runtime, write_lines(tmp_path / "a.csv", lines))
+    assert (report.created, report.invalid) == (7, 0)
+    accounts = stored_accounts(runtime)
+    assert accounts["u5"] == Stored("user5@example.com", accounts["u5"].email_key, "en")
+    assert accounts["v-1"].email == "quoted@example.com"
+    assert accounts["v-1"].locale == "fr"
+
+
+def test_doubled_quotes_after_the_sniffed_lines_do_not_shift_columns(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    # The sniffer sees only the first lines; a name written "Smith, ""JJ"", Jr" further down
+    # is still one field (RFC 4180), so the email column stays where the header says.
+    lines = ["external_id,name,email"]
+    lines += [f"u{n},Plain Name,user{n}@example.com" for n in range(40)]
+    lines.append('u-q,"Smith, ""JJ"", Jr",quoted@example.com')
+    report = import_accounts(runtime, write_lines(tmp_path / "a.csv", lines))
+    assert report.invalid_lines == []
+    assert stored_accounts(runtime)["u-q"].email == "quoted@example.com"
+
+
+@pytest.mark.parametrize(
+    ("bom", "codec"),
+    [
+        (codecs.BOM_UTF8, "utf-8"),
+        (codecs.BOM_UTF16_LE, "utf-16-le"),
+        (codecs.BOM_UTF16_BE, "utf-16-be"),
+    ],
+    ids=["utf-8-bom", "utf-16-le", "utf-16-be"],
+)
+def test_byte_order_marks_and_crlf_line_ends_are_read(
+    runtime: Runtime, tmp_path: Path, bom: bytes, codec: str
+) -> None:
+    # external_id comes first, so a BOM left in the text would hide that header cell.
+    text = "external_id,email,locale\r\nü-1,jürgen@bücher.de,de\r\nu-2,zoe@example.com,\r\n"
+    path = tmp_path / "a.csv"
+    path.write_bytes(bom + text.encode(codec))
+    report = import_accounts(runtime, path)
+    assert (report.rows, report.created, report.invalid) == (2, 2, 0)
+    accounts = stored_accounts(runtime)
+    assert accounts["ü-1"].email == "jürgen@bücher.de"
+    assert accounts["ü-1"].locale == "de"
+    assert accounts["ü-1"].email_key == runtime.keys.key("jürgen@xn--bcher-kva.de")
+    assert accounts["u-2"] == Stored("zoe@example.com", accounts["u-2"].email_key, None)
+
+
+def test_a_latin1_byte_in_another_column_does_not_lose_the_row(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    path = tmp_path / "a.csv"
+    path.write_bytes(
+        b"external_id,name,email\n"
+        b"u1,Fran\xe7ois M\xfcller,francois@example.com\n"
+        b"u2,Zo\xe9,zoe@example.com\n"
+    )
+    report = import_accounts(runtime, path)
+    assert (report.rows, report.created, report.invalid) == (2, 2, 0)
+    assert stored_accounts(runtime)["u1"].email == "francois@example.com"
+
+
+# --- invalid rows ---------------------------------------------------------------------
+
+
+def test_invalid_rows_are_counted_and_reported_by_line_number(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    lines = [
+        "external_id,email,note",  # line 1
+        "u1,ok1@example.com,",  # 2
+        "u2,not-an-address,",  # 3: bad email
+        ",nobody@example.com,",  # 4: empty external_id
+        "u4",  # 5: too few columns
+        "x" * 256 + ",long@example.com,",  # 6: external_id over 255 characters
+        "u6,big@example.com," + "Z" * 200_000,  # 7: a 200 KB field
+        "",  # 8: blank, neither a row nor invalid
+        'u7,ok7@example.com,"two',  # 9
+        'lines"',  # 10: the rest of row 9's quoted note
+        "u8,@example.com,",  # 11: bad email
+        'u9,"not an',  # 12: bad email, reported where it starts
+        'address",',  # 13
+        "u10,ok10@example.com,",  # 14
+    ]
+    report = import_accounts(runtime, write_lines(tmp_path / "a.csv", lines))
+    assert report.invalid_lines == [3, 4, 5, 6, 7, 11, 12]
+    assert report.invalid == 7
+    assert report.rows == 10
+    assert report.created == 3
+    assert set(stored_accounts(runtime)) == {"u1", "u7", "u10"}
+
+
+def test_a_stray_opening_quote_is_reported_at_its_own_line(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    # The quote makes the csv reader take the following lines into that field, so the
+    # report must point at the line to fix, not at the end of the file.
+    lines = ["external_id,email", "u1,ok@example.com", 'u2,"u2@example.com']
+    lines += [f"u{n},u{n}@example.com" for n in range(3, 9)]
+    report = import_accounts(runtime, write_lines(tmp_path / "a.csv", lines))
+    assert report.invalid_lines == [3]
+    assert "u1" in stored_accounts(runtime)
+
+
+def test_two_rows_with_one_canonical_address_are_both_imported_with_one_email_key(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    path = write_lines(
+        tmp_path / "a.csv",
+        ["external_id,email", "u1,John.Smith@gmail.com", "u2,johnsmith@googlemail.com"],
+    )
+    report = import_accounts(runtime, path)
+    assert (report.created, report.invalid) == (2, 0)
+    accounts = stored_accounts(runtime)
+    assert accounts["u1"].email == "John.Smith@gmail.com"
+    assert accounts["u2"].email == "johnsmith@googlemail.com"
+    assert accounts["u1"].email_key == accounts["u2"].email_key
+    assert accounts["u1"].email_key == runtime.keys.key("johnsmith@gmail.com")
+
+
+@pytest.mark.parametrize("chunk_rows", [None, 2], ids=["one-chunk", "chunks-of-2"])
+def test_a_repeated_external_id_takes_the_last_row(
+    runtime: Runtime, tmp_path: Path, chunk_rows: int | None
+) -> None:
+    lines = [
+        "external_id,email,locale",
+        "u1,first@example.com,en",
+        "u2,two@example.com,en",
+        "u1,second@example.com,de",
+        "u3,three@example.com,en",
+        "u4,four@example.com,en",
+        "u1,last@example.com,fr",
+    ]
+    report = import_accounts(runtime, write_lines(tmp_path / "a.csv", lines), chunk_rows=chunk_rows)
+    assert report.rows == 6
+    assert report.created == 4
+    assert report.created + report.updated + report.unchanged == report.rows
+    accounts = stored_accounts(runtime)
+    assert set(accounts) == {"u1", "u2", "u3", "u4"}
+    assert accounts["u1"].email == "last@example.com"
+    assert accounts["u1"].locale == "fr"
+    assert accounts["u1"].email_key == runtime.keys.key("last@example.com")
+
+
+def test_a_second_import_finds_accounts_whose_external_id_has_special_characters(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    # The lookup of existing accounts must match each id exactly, whatever the backend
+    # does with lists of ids (SQL quoting, array literals: NULL, braces, backslashes).
+    external_ids = ["a,b", "{x}", 'q"q', "back\\slash", "NULL", "it's", "ü-%_*", "x" * 255]
+    lines = ["external_id,email"]
+    lines += [
+        f'"{eid.replace(chr(34), chr(34) * 2)}",u{n}@example.com'
+        for n, eid in enumerate(external_ids)
+    ]
+    path = write_lines(tmp_path / "a.csv", lines)
+    first = import_accounts(runtime, path)
+    second = import_accounts(runtime, path)
+    lines[1] = lines[1].replace("u0@", "changed@")
+    third = import_accounts(runtime, write_lines(tmp_path / "b.csv", lines))
+    assert (first.created, first.invalid) == (len(external_ids), 0)
+    assert (second.created, second.updated, second.unchanged) == (0, 0, len(external_ids))
+    assert (third.created, third.updated) == (0, 1)
+    accounts = stored_accounts(runtime)
+    assert set(accounts) == set(external_ids)
+    assert accounts["a,b"].email == "changed@example.com"
+
+
+# --- failure and scale ----------------------------------------------------------------
+
+
+@contextmanager
+def poison_trigger(runtime: Runtime) -> Iterator[None]:
+    """A real trigger that makes the database refuse the account 'poison'."""
+    with runtime.db.engine.begin() as connection:
+        if runtime.db.is_postgres:
+            connection.exec_driver_sql(
+                "CREATE FUNCTION poison_account() RETURNS trigger LANGUAGE plpgsql AS $$ "
+                "BEGIN IF NEW.external_id = 'poison' THEN RAISE EXCEPTION 'poisoned'; END IF; "
+                "RETURN NEW; END $$"
+            )
+            connection.exec_driver_sql(
+                "CREATE TRIGGER poison BEFORE INSERT ON account "
+                "FOR EACH ROW EXECUTE FUNCTION poison_account()"
+            )
+        else:
+            connection.exec_driver_sql(
+                "CREATE TRIGGER poison BEFORE INSERT ON account "
+                "WHEN NEW.external_id = 'poison' BEGIN SELECT RAISE(ABORT, 'poisoned'); END"
+            )
+    try:
+        yield
+    finally:
+        with runtime.db.engine.begin() as connection:
+            if runtime.db.is_postgres:
+                connection.exec_driver_sql("DROP TRIGGER IF EXISTS poison ON account")
+                connection.exec_driver_sql("DROP FUNCTION IF EXISTS poison_account()")
+            else:
+                connection.exec_driver_sql("DROP TRIGGER IF EXISTS poison")
+
+
+def test_a_refused_chunk_keeps_earlier_chunks_and_says_how_far_the_import_got(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    before = ["external_id,email", "u05,old5@example.com", "u23,old23@example.com"]
+    import_accounts(runtime, write_lines(tmp_path / "before.csv", before))
+
+    with_poison = _refused_chunk_fixture_lines()
+    path = write_lines(tmp_path / "a.csv", with_poison)
+    with poison_trigger(runtime), pytest.raises(ImportAborted) as caught:
+        import_accounts(runtime, path, chunk_rows=10)
+
+    accounts = stored_accounts(runtime)
+    assert set(accounts) == {f"u{n:02d}" for n in range(1, 21)} | {"u23"}
+    assert accounts["u05"].email == "user05@example.com"  # updated in a committed chunk
+    assert accounts["u23"].email == "old23@example.com"  # in the refused chunk: untouched
+    message = str(caught.value)
+    assert "line 22" in message  # where the refused chunk starts (row 21)
+    assert "line 21" in message  # the last line that is imported (row 20)
+    assert "user25@example.com" not in message  # the refused row's content
+    assert caught.value.report.created == 19  # u05 already existed
+    assert caught.value.report.updated == 1
+
+
+def _refused_chunk_fixture_lines() -> list[str]:
+    lines = ["external_id,email"]
+    for n in range(1, 31):
+        external_id = "poison" if n == 25 else f"u{n:02d}"
+        lines.append(f"{external_id},user{n:02d}@example.com")
+    return lines
+
+
+@pytest.fixture(scope="module")
+def large_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("large") / "accounts.csv"
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        handle.write("external_id,email,locale,plan\n")
+        for n in range(MEMORY_ROWS):
+            handle.write(f"acct-{n:07d},Person.{n}+news@Example{n % 97}.com,de-AT,pro\n")
+    return path
+
+
+def test_memory_stays_flat_while_importing_many_rows(runtime: Runtime, large_csv: Path) -> None:
+    tracemalloc.start()
+    try:
+        report = import_accounts(runtime, large_csv)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert (report.created, report.invalid) == (MEMORY_ROWS, 0)
+    assert peak < MEMORY_BOUND_BYTES, f"peak {peak / 2**20:.1f} MiB"

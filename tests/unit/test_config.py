@@ -1,0 +1,214 @@
+"""Settings from LEAKGUARD_* variables: defaults, generated keys, refusals naming the variable."""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from service.config import (
+    HASH_KEY_FILE,
+    SECRET_KEY_FILE,
+    ConfigError,
+    Environment,
+    Settings,
+    load_settings,
+)
+
+GOOD_KEY = "k" * 32
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No LEAKGUARD_ variable of the caller leaks in; the working directory is empty."""
+    for name in list(os.environ):
+        if name.startswith("LEAKGUARD_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+
+
+def config_error(**env: str) -> str:
+    """The ConfigError message load_settings raises for ``env``; it is one line."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        with pytest.raises(ConfigError) as raised:
+            load_settings()
+    message = str(raised.value)
+    assert "\n" not in message
+    assert "Traceback" not in message
+    return message
+
+
+# --- defaults -------------------------------------------------------------------------
+
+
+def test_defaults_keep_everything_in_the_instance_folder(tmp_path: Path) -> None:
+    settings = load_settings()
+    assert settings.env is Environment.DEVELOPMENT
+    assert settings.instance_dir == tmp_path / "instance"
+    assert (
+        settings.resolved_database_url == f"sqlite:///{tmp_path / 'instance' / 'leakguard.sqlite3'}"
+    )
+    assert settings.resolved_mail_dir == tmp_path / "instance" / "mail"
+    assert settings.redis_url is None
+    assert settings.smtp_url is None
+    assert settings.max_request_bytes == 1024 * 1024
+    assert settings.max_batch_accounts == 1000
+
+
+def test_instance_dir_from_the_environment_moves_the_sqlite_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("LEAKGUARD_INSTANCE_DIR", str(tmp_path / "elsewhere"))
+    settings = load_settings()
+    assert (
+        settings.resolved_database_url
+        == f"sqlite:///{tmp_path / 'elsewhere' / 'leakguard.sqlite3'}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("file_name", "read"),
+    [
+        (HASH_KEY_FILE, lambda settings: settings.hash_key_bytes().decode()),
+        (SECRET_KEY_FILE, Settings.secret_key_text),
+    ],
+    ids=["hash_key", "secret_key"],
+)
+def test_development_key_is_generated_once_into_a_private_file(
+    tmp_path: Path, file_name: str, read: Callable[[Settings], str]
+) -> None:
+    instance = tmp_path / "instance"
+    first = read(Settings(instance_dir=instance))
+    path = instance / file_name
+    assert path.is_file()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert len(first.encode()) >= 16
+    assert path.read_text().strip() == first
+    second = read(Settings(instance_dir=instance))
+    assert second == first
+    assert read(Settings(instance_dir=tmp_path / "other")) != first
+
+
+def test_hash_key_and_secret_key_differ(tmp_path: Path) -> None:
+    settings = Settings(instance_dir=tmp_path / "instance")
+    assert settings.hash_key_bytes().decode() != settings.secret_key_text()
+
+
+def start_at_once(instance: Path, starters: int) -> tuple[list[bytes], list[BaseException]]:
+    """``starters`` threads read the hash key of a fresh ``instance`` at the same moment."""
+    barrier = threading.Barrier(starters)
+    keys: list[bytes] = []
+    failures: list[BaseException] = []
+
+    def start() -> None:
+        barrier.wait(timeout=10)
+        try:
+            keys.append(Settings(instance_dir=instance).hash_key_bytes())
+        except BaseException as exc:  # noqa: BLE001  (returned to the test)
+            failures.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(starters)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    return keys, failures
+
+
+def test_processes_starting_at_once_agree_on_one_generated_key(tmp_path: Path) -> None:
+    # A reader must never see the key file created but not yet written.
+    for trial in range(20):
+        instance = tmp_path / f"race-{trial}"
+        keys, failures = start_at_once(instance, 8)
+        assert failures == []
+        assert len(keys) == 8
+        assert len(set(keys)) == 1
+        assert len(keys[0]) >= 16
+        assert sorted(p.name for p in instance.iterdir()) == [HASH_KEY_FILE]
+
+
+def test_truncated_key_file_is_refused(tmp_path: Path) -> None:
+    instance = tmp_path / "instance"
+    instance.mkdir()
+    (instance / HASH_KEY_FILE).write_text("")
+    with pytest.raises(ConfigError, match=HASH_KEY_FILE):
+        Settings(instance_dir=instance).hash_key_bytes()
+
+
+def test_hash_key_from_the_environment_wins(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    instance = tmp_path / "instance"
+    generated = Settings(instance_dir=instance).hash_key_bytes()
+    monkeypatch.setenv("LEAKGUARD_HASH_KEY", GOOD_KEY)
+    monkeypatch.setenv("LEAKGUARD_SECRET_KEY", "s" * 16)
+    settings = load_settings(instance_dir=instance)
+    assert settings.hash_key_bytes() == GOOD_KEY.encode()
+    assert settings.hash_key_bytes() != generated
+    assert settings.secret_key_text() == "s" * 16
+    assert not (instance / SECRET_KEY_FILE).exists()
+    assert GOOD_KEY not in repr(settings)
+
+
+@pytest.mark.parametrize("variable", ["LEAKGUARD_HASH_KEY", "LEAKGUARD_SECRET_KEY"])
+def test_key_shorter_than_16_bytes_is_refused_naming_the_variable(variable: str) -> None:
+    message = config_error(**{variable: "fifteen-bytes!!"})
+    assert variable in message
+    assert "fifteen-bytes!!" not in message
+    # 16 bytes, counted in UTF-8 (eight two-byte characters), is enough.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(variable, "ä" * 8)
+        load_settings()
+
+
+def test_production_refuses_to_start_without_its_secrets(tmp_path: Path) -> None:
+    assert "LEAKGUARD_HASH_KEY" in config_error(LEAKGUARD_ENV="production")
+    assert "LEAKGUARD_SECRET_KEY" in config_error(
+        LEAKGUARD_ENV="production", LEAKGUARD_HASH_KEY=GOOD_KEY
+    )
+    assert "LEAKGUARD_DATABASE_URL" in config_error(
+        LEAKGUARD_ENV="production", LEAKGUARD_HASH_KEY=GOOD_KEY, LEAKGUARD_SECRET_KEY=GOOD_KEY
+    )
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LEAKGUARD_ENV", "production")
+        patch.setenv("LEAKGUARD_HASH_KEY", GOOD_KEY)
+        patch.setenv("LEAKGUARD_SECRET_KEY", GOOD_KEY)
+        patch.setenv("LEAKGUARD_DATABASE_URL", "postgresql+psycopg://lg@db.internal/lg")
+        settings = load_settings()
+    assert settings.env is Environment.PRODUCTION
+    assert not (tmp_path / "instance" / HASH_KEY_FILE).exists()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("LEAKGUARD_DATABASE_URL", "mysql://root:hunter2-pw@db/lg"),
+        ("LEAKGUARD_SMTP_URL", "http://user:hunter2-pw@mail.example"),
+        ("LEAKGUARD_REDIS_URL", "http://hunter2-pw@cache"),
+        ("LEAKGUARD_ENV", "staging-hunter2-pw"),
+        ("LEAKGUARD_MAX_REQUEST_BYTES", "0"),
+        ("LEAKGUARD_MAX_BATCH_ACCOUNTS", "100000"),
+        ("LEAKGUARD_CANON_GMAIL_DOTS", "maybe-hunter2-pw"),
+    ],
+)
+def test_bad_value_is_one_line_naming_the_variable(variable: str, value: str) -> None:
+    message = config_error(**{variable: value})
+    assert variable in message
+    assert "hunter2-pw" not in message
+
+
+def test_good_urls_are_accepted() -> None:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LEAKGUARD_DATABASE_URL", "postgresql+psycopg://u:p@h/db")
+        patch.setenv("LEAKGUARD_SMTP_URL", "smtps://u:p@mail.example:465")
+        patch.setenv("LEAKGUARD_REDIS_URL", "redis://127.0.0.1:6379/0")
+        settings = load_settings()
+    assert settings.resolved_database_url == "postgresql+psycopg://u:p@h/db"
+    assert settings.smtp_url == "smtps://u:p@mail.example:465"
+    assert settings.redis_url == "redis://127.0.0.1:6379/0"

@@ -1,0 +1,761 @@
+"""The leak file reader: formats, containers, encodings, resumption and hostile input."""
+
+from __future__ import annotations
+
+import bz2
+import codecs
+import csv
+import gzip
+import io
+import json
+import lzma
+import time
+import tracemalloc
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from jobs import leakformats
+from jobs.leakformats import name_role
+from jobs.leaklist import (
+    MAX_LINE_BYTES,
+    LeakFileError,
+    LeakFormat,
+    LeakRecord,
+    LeakSource,
+    open_leak,
+)
+
+PROPERTY = settings(
+    max_examples=120,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+CONCRETE_FORMATS = [f for f in LeakFormat if f is not LeakFormat.AUTO]
+R = LeakRecord
+
+
+def write(directory: Path, name: str, data: bytes | str) -> Path:
+    path = directory / name
+    path.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
+    return path
+
+
+def read(
+    path: Path, fmt: LeakFormat = LeakFormat.AUTO, *, skip: int = 0
+) -> tuple[LeakSource, list[LeakRecord]]:
+    with open_leak(path, fmt) as reader:
+        return reader.source, list(reader.records(skip=skip))
+
+
+def candidates(records: list[LeakRecord]) -> list[str | None]:
+    return [record.candidate for record in records]
+
+
+# --- lines ---------------------------------------------------------------------------------
+
+
+def test_lines_skip_blank_lines_and_give_none_without_an_at_sign(tmp_path: Path) -> None:
+    path = write(tmp_path, "leak.txt", "jane@x.org\n\n   \n  Bob@Y.com \t\nno address here\n")
+    source, records = read(path)
+    assert source.format is LeakFormat.LINES
+    assert records == [R(1, "jane@x.org"), R(4, "Bob@Y.com"), R(5, None)]
+
+
+def test_lines_keep_the_address_when_other_bytes_on_the_line_are_not_utf8(tmp_path: Path) -> None:
+    path = write(tmp_path, "leak.txt", b"jane@x.org\n\xff\xfe\x00garbage\nbob@y.com \xc3\n")
+    _, records = read(path, LeakFormat.LINES)
+    assert records == [R(1, "jane@x.org"), R(2, None), R(3, "bob@y.com \ufffd")]
+
+
+def test_a_line_over_the_cap_keeps_its_head_and_the_next_line_is_read(tmp_path: Path) -> None:
+    long_line = b"head@x.org " + b"z" * (3 * MAX_LINE_BYTES)
+    path = write(tmp_path, "leak.txt", long_line + b"\nnext@y.org\n")
+    _, records = read(path, LeakFormat.LINES)
+    assert len(records) == 2
+    assert records[0].line == 1
+    assert records[0].candidate == long_line[:MAX_LINE_BYTES].decode()
+    assert records[1] == R(2, "next@y.org")
+
+
+# --- csv -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "email",
+        "E-Mail",
+        "MAIL",
+        "Email Address",
+        "e-mail address",
+        "EmailAddress",
+        "email_address",
+        "user_email",
+        "Login Email",
+        "emailAddress",
+        "E-Mail-Adresse",
+    ],
+)
+def test_csv_finds_the_address_column_by_name_in_any_position(tmp_path: Path, name: str) -> None:
+    path = write(tmp_path, "leak.csv", f"id,nick,{name},city\n1,jj,jane@x.org,Oslo\n")
+    source, records = read(path)
+    assert source.format is LeakFormat.CSV
+    assert records == [R(2, "jane@x.org")]
+
+
+@pytest.mark.parametrize(
+    ("name", "role"),
+    [
+        ("hotmail", None),
+        ("email_verified", None),
+        ("mail_count", None),
+        ("password_hash", None),
+        ("hash", None),
+        ("Password", leakformats.CREDENTIAL),
+        ("pwd", leakformats.CREDENTIAL),
+        ("user pass", leakformats.CREDENTIAL),
+        ("recovery-mail", leakformats.ADDRESS),
+        ("eMail", leakformats.ADDRESS),
+    ],
+)
+def test_column_names_are_matched_by_their_last_word(name: str, role: str | None) -> None:
+    assert name_role(name) == role
+
+
+@pytest.mark.parametrize("delimiter", [",", ";", "\t", "|"])
+def test_csv_sniffs_the_delimiter_and_reads_the_password_column(
+    tmp_path: Path, delimiter: str
+) -> None:
+    rows = [
+        ["Password", "Name", "Email", "hash"],
+        ["s3cret", "Jane", "jane@x.org", "ab12"],
+        ["", "Bob", "bob@y.com", "cd34"],
+    ]
+    text = "\n".join(delimiter.join(row) for row in rows) + "\n"
+    _, records = read(write(tmp_path, "leak.csv", text))
+    assert records == [R(2, "jane@x.org", "s3cret"), R(3, "bob@y.com", None)]
+
+
+def test_csv_hash_column_is_not_a_password(tmp_path: Path) -> None:
+    path = write(tmp_path, "leak.csv", "email,password_hash,hash\njane@x.org,$2y$10$abc,ab12\n")
+    _, records = read(path)
+    assert records == [R(2, "jane@x.org", None)]
+
+
+def test_csv_quoted_fields_hold_delimiters_and_newlines(tmp_path: Path) -> None:
+    text = (
+        'note,email,password\n"multi\nline, note",jane@x.org,"p,w;d"\n'
+        '"plain",bob@y.com,"say ""hi"""\n\n,,\n'
+    )
+    _, records = read(write(tmp_path, "leak.csv", text))
+    assert records == [R(2, "jane@x.org", "p,w;d"), R(4, "bob@y.com", 'say "hi"')]
+
+
+def test_csv_prefers_the_plain_email_column_over_a_secondary_one(tmp_path: Path) -> None:
+    text = "recovery_email,email\nold@x.org,new@y.org\n"
+    _, records = read(write(tmp_path, "leak.csv", text))
+    assert records == [R(2, "new@y.org")]
+
+
+def test_csv_bad_bytes_in_another_column_keep_the_address(tmp_path: Path) -> None:
+    data = b"name;email;password\n\xe9\xff\xfe;jane@x.org;pa\xffss\nBob;bob@y.com;\x00\n"
+    _, records = read(write(tmp_path, "leak.csv", data))
+    assert records == [R(2, "jane@x.org", "pa\ufffdss"), R(3, "bob@y.com", "\x00")]
+
+
+def test_csv_without_a_named_column_uses_the_column_of_addresses(tmp_path: Path) -> None:
+    rows = "\n".join(f"{n},user{n},user{n}@x.org,2019-11-01" for n in range(5))
+    _, records = read(write(tmp_path, "headerless.csv", rows + "\n"))
+    assert candidates(records) == [f"user{n}@x.org" for n in range(5)]
+    assert records[0].line == 1  # the first row holds an '@': it is data, not a header
+    named_otherwise = "id,login,contact,since\n" + rows + "\n"
+    _, records = read(write(tmp_path, "unnamed.csv", named_otherwise), LeakFormat.CSV)
+    assert candidates(records) == [f"user{n}@x.org" for n in range(5)]
+    assert records[0].line == 2
+
+
+def test_csv_rows_without_an_address_are_records_without_a_candidate(tmp_path: Path) -> None:
+    path = write(tmp_path, "leak.csv", "email,name\njane@x.org,Jane\nnot-an-address,Bob\n,Eve\n")
+    _, records = read(path)
+    assert records == [R(2, "jane@x.org"), R(3, None), R(4, None)]
+
+
+def test_csv_with_no_email_column_is_a_file_error(tmp_path: Path) -> None:
+    path = write(tmp_path, "leak.csv", "id,name,city\n1,Jane,Oslo\n2,Bob,Rome\n")
+    with pytest.raises(LeakFileError, match="no column of email addresses") as caught:
+        open_leak(path, LeakFormat.CSV)
+    assert "Jane" not in str(caught.value)
+
+
+# --- combo ---------------------------------------------------------------------------------
+
+
+def test_combo_splits_at_the_first_separator_after_the_at_sign(tmp_path: Path) -> None:
+    text = (
+        "jane@x.org:pass:with:colons\n"
+        "bob@y.com;semi|bar\n"
+        "a|b@z.com|pipe\n"
+        "eve@w.net:p@ss\n"
+        " pad@x.org : spaced \n"
+        "nosep@q.com\n"
+        "empty@pw.org:\n"
+        "no at sign:pw\n"
+        "\n"
+    )
+    source, records = read(write(tmp_path, "combo.txt", text))
+    assert source.format is LeakFormat.COMBO
+    assert records == [
+        R(1, "jane@x.org", "pass:with:colons"),
+        R(2, "bob@y.com", "semi|bar"),
+        R(3, "a|b@z.com", "pipe"),
+        R(4, "eve@w.net", "p@ss"),
+        R(5, "pad@x.org", " spaced "),
+        R(6, "nosep@q.com", None),
+        R(7, "empty@pw.org", None),
+        R(8, None),
+    ]
+
+
+# --- jsonl ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", ["email", "Email", "e_mail", "emailAddress", "user_email", "mail"])
+def test_jsonl_finds_the_address_under_any_email_like_key(tmp_path: Path, key: str) -> None:
+    line = json.dumps({"id": 7, key: "jane@x.org", "Password": "pw"})
+    _, records = read(write(tmp_path, "leak.jsonl", line + "\n"))
+    assert records == [R(1, "jane@x.org", "pw")]
+
+
+def test_jsonl_looks_one_level_down_and_tolerates_broken_lines(tmp_path: Path) -> None:
+    lines = [
+        json.dumps({"user": {"emailAddress": "bob@y.com", "pwd": 123456}}),
+        "{not json",
+        json.dumps({"name": "no address"}),
+        json.dumps(["jane@x.org"]),
+        "",
+        json.dumps({"email": 42}),
+        json.dumps({"email": "eve@w.net", "pass": "p"}) + " trailing",
+        json.dumps({"email": "deep@x.org"}) + ",",
+        "[" * 5000,
+        '{"n": ' + "9" * 5000 + "}",
+    ]
+    source, records = read(write(tmp_path, "leak.jsonl", "\n".join(lines)))
+    assert source.format is LeakFormat.JSONL
+    assert records == [
+        R(1, "bob@y.com", "123456"),
+        R(2, None),
+        R(3, None),
+        R(4, None),
+        R(6, None),
+        R(7, None),
+        R(8, "deep@x.org"),
+        R(9, None),
+        R(10, None),
+    ]
+
+
+# --- eml -----------------------------------------------------------------------------------
+
+SENDERS = (
+    "Return-Path: <bounce@mailer.exchange.example>\r\n"
+    "From: Exchange Newsletter <news@exchange.example>\r\n"
+    "Sender: relay@exchange.example\r\n"
+    'Reply-To: "Support, Team" <support@exchange.example>\r\n'
+)
+
+
+def recipient(n: int) -> tuple[str, str]:
+    """One recipient as a mass mail spells it, and its bare address."""
+    address = f"user{n}@domain{n % 7}.example"
+    forms = (
+        address,
+        f'"Doe, Jane {n}" <{address}>',
+        f"=?utf-8?q?J=C3=BCrgen_M=C3=BCller_{n}?= <{address}>",
+        f"=?utf-8?b?{codecs.encode(f'Zoë, {n}'.encode(), 'base64').decode().strip()}?= <{address}>",
+        f'"Folded,\r\n Name {n}" <{address}>',
+        f"Plain Name <{address}>",
+        f"{address} (a comment, with a comma)",
+    )
+    return forms[n % len(forms)], address
+
+
+def mass_mail(count: int) -> tuple[bytes, list[str]]:
+    pairs = [recipient(n) for n in range(count)]
+    to, cc, bcc = pairs[: count // 2], pairs[count // 2 : count * 5 // 6], pairs[count * 5 // 6 :]
+
+    def field(name: str, part: list[tuple[str, str]], fold: str) -> str:
+        return f"{name}: " + f",{fold}".join(form for form, _ in part) + "\r\n"
+
+    head = (
+        SENDERS
+        + field("To", to, "\r\n ")
+        + "Subject: Important update\r\n"
+        + field("Cc", cc, "\r\n\t")
+        + field("BCC", bcc, "\r\n  ")
+        + "Date: Fri, 01 Nov 2019 09:12:44 +0000\r\n\r\n"
+    )
+    body = "Dear customer,\r\nTo: body@not-a-recipient.example\r\n"
+    return (head + body).encode("utf-8"), [address for _, address in pairs]
+
+
+def test_mass_mail_yields_every_recipient_and_never_the_sender(tmp_path: Path) -> None:
+    data, expected = mass_mail(3000)
+    source, records = read(write(tmp_path, "leak.eml", data))
+    assert source.format is LeakFormat.EML
+    assert candidates(records) == expected
+    found = set(candidates(records))
+    assert not found & {
+        "news@exchange.example",
+        "relay@exchange.example",
+        "support@exchange.example",
+        "bounce@mailer.exchange.example",
+        "body@not-a-recipient.example",
+    }
+    # Every address carries the line where its field starts.
+    lines = data.split(b"\r\n\r\n")[0].split(b"\r\n")
+    starts = {n for n, text in enumerate(lines, 1) if text.startswith((b"To:", b"Cc:", b"BCC:"))}
+    assert {record.line for record in records} == starts
+    assert len(starts) == 3
+
+
+def test_a_header_of_30000_addresses_parses_in_seconds(tmp_path: Path) -> None:
+    data, expected = mass_mail(30000)
+    started = time.perf_counter()
+    _, records = read(write(tmp_path, "leak.eml", data))
+    assert time.perf_counter() - started < 5
+    assert len(records) == len(expected)
+
+
+def test_a_huge_header_is_parsed_in_pieces_without_losing_addresses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(leakformats, "HEADER_FLUSH_CHARS", 2000)
+    data, expected = mass_mail(600)
+    _, records = read(write(tmp_path, "leak.eml", data))
+    assert candidates(records) == expected
+
+
+def test_eml_groups_resent_fields_and_empty_headers(tmp_path: Path) -> None:
+    text = (
+        "Received: from mx by mx\n"
+        "From: boss@corp.example\n"
+        "To: undisclosed-recipients:;\n"
+        'Cc: Friends: a@x.org, "b, c" <b@y.org>;, d@z.org\n'
+        "Resent-To: r@x.org\n"
+        "Resent-Cc: =?iso-8859-1?q?Andr=E9?= <s@x.org>\n"
+        "Resent-From: never@x.org\n"
+        "Bcc:\n"
+        "\n"
+        "To: body@x.org\n"
+    )
+    source, records = read(write(tmp_path, "leak.eml", text))
+    assert source.format is LeakFormat.EML
+    assert records == [
+        R(4, "a@x.org"),
+        R(4, "b@y.org"),
+        R(4, "d@z.org"),
+        R(5, "r@x.org"),
+        R(6, "s@x.org"),
+    ]
+
+
+def test_mbox_yields_the_recipients_of_each_message_and_skips_bodies(tmp_path: Path) -> None:
+    text = (
+        "From sender@x.org Fri Nov  1 09:12:44 2019\n"  # 1
+        "From: sender@x.org\n"
+        "To: one@x.org\n"  # 3
+        "\n"
+        "To: in-body@x.org\n"
+        ">From the body, escaped\n"
+        "\n"
+        "From other@y.org Fri Nov  1 10:00:00 2019\n"  # 8
+        "Subject: second\n"
+        "Cc: two@y.org,\n"  # 10
+        " three@y.org\n"
+        "\n"
+        "body\n"
+        "From third@z.org Fri Nov  1 11:00:00 2019\n"  # 14
+        "To: four@z.org\n"  # 15
+        "\n"
+    )
+    source, records = read(write(tmp_path, "leak.mbox", text))
+    assert source.format is LeakFormat.EML
+    assert records == [
+        R(3, "one@x.org"),
+        R(10, "two@y.org"),
+        R(10, "three@y.org"),
+        R(15, "four@z.org"),
+    ]
+
+
+# --- text ----------------------------------------------------------------------------------
+
+
+def test_text_finds_every_address_shaped_token_in_prose(tmp_path: Path) -> None:
+    text = (
+        "Leaked by 'jane@x.org', see ...bob@y.com.\n"
+        "nothing here\n"
+        "o'brien@bücher.de, <mailto:Z.Z+tag@mail.example.io>; user@localhost\n"
+    )
+    path = write(tmp_path, "paste.txt", text)
+    assert read(path)[0].format is LeakFormat.LINES  # free text is never guessed
+    _, records = read(path, LeakFormat.TEXT)
+    assert records == [
+        R(1, "jane@x.org"),
+        R(1, "bob@y.com"),
+        R(3, "o'brien@bücher.de"),
+        R(3, "Z.Z+tag@mail.example.io"),
+    ]
+
+
+def test_text_is_linear_on_hostile_lines(tmp_path: Path) -> None:
+    hostile = ("a." * (MAX_LINE_BYTES // 4)) + " " + ("b'" * (MAX_LINE_BYTES // 4)) + "\n"
+    started = time.perf_counter()
+    _, records = read(write(tmp_path, "paste.txt", hostile * 4 + "x@y.org\n"), LeakFormat.TEXT)
+    assert time.perf_counter() - started < 2
+    assert records == [R(5, "x@y.org")]
+
+
+# --- auto-detection ------------------------------------------------------------------------
+
+DETECTED = [
+    ("mass-mail", mass_mail(20)[0], LeakFormat.EML),
+    ("mbox", b"From a@b.c Mon Jan  1 00:00:00 2024\nTo: x@y.org\n\n", LeakFormat.EML),
+    ("headers", b"Message-ID: <1@x>\nSubject: hi\nTo: x@y.org\n\nbody\n", LeakFormat.EML),
+    ("jsonl", b'\n{"email": "x@y.org"}\n', LeakFormat.JSONL),
+    ("json-array", b'[\n{"email": "x@y.org"},\n{"email": "z@y.org"}\n]\n', LeakFormat.JSONL),
+    ("csv", b"id;E-mail;pw\n1;x@y.org;a\n", LeakFormat.CSV),
+    ("tsv-headerless", b"1\tx@y.org\tJ\n2\tz@y.org\tK\n", LeakFormat.CSV),
+    ("combo-colon", b"x@y.org:pw1\nz@y.org:pw2\n", LeakFormat.COMBO),
+    ("combo-semicolon", b"x@y.org;pw1\nz@y.org;pw2\n", LeakFormat.COMBO),
+    ("combo-bar", b"x@y.org|pw1\nz@y.org|p|w2\n", LeakFormat.COMBO),
+    ("combo-under-subject", b"Subject: dump\nx@y.org:pw1\nz@y.org:pw2\n", LeakFormat.COMBO),
+    ("lines", b"x@y.org\nJane <z@y.org>\n", LeakFormat.LINES),
+    ("prose", b"Dear all, write to x@y.org: thanks.\nBye\n", LeakFormat.LINES),
+    ("empty", b"", LeakFormat.LINES),
+]
+
+
+@pytest.mark.parametrize(("name", "data", "expected"), DETECTED, ids=[d[0] for d in DETECTED])
+def test_auto_detection_picks_the_format_and_says_so(
+    tmp_path: Path, name: str, data: bytes, expected: LeakFormat
+) -> None:
+    source, records = read(write(tmp_path, name, data))
+    assert source.format is expected
+    assert source.compression is None
+    if data:
+        assert any(record.candidate for record in records)
+
+
+# --- containers and encodings --------------------------------------------------------------
+
+COMPRESSORS: dict[str, Callable[[bytes], bytes]] = {
+    "gzip": gzip.compress,
+    "bz2": bz2.compress,
+    "xz": lzma.compress,
+}
+
+
+@pytest.mark.parametrize("compression", sorted(COMPRESSORS))
+def test_compressed_files_are_detected_by_magic_and_streamed(
+    tmp_path: Path, compression: str
+) -> None:
+    rows = "".join(f"user{n}@x.org:pw{n}\n" for n in range(30000))  # several blocks
+    path = write(tmp_path, "leak.txt", COMPRESSORS[compression](rows.encode()))
+    source, records = read(path)
+    assert (source.format, source.compression, source.encoding) == (
+        LeakFormat.COMBO,
+        compression,
+        "utf-8",
+    )
+    assert source.size == path.stat().st_size
+    assert records[-1] == R(30000, "user29999@x.org", "pw29999")
+    assert len(records) == 30000
+
+
+def test_a_gz_name_on_plain_text_is_read_as_plain_text(tmp_path: Path) -> None:
+    source, records = read(write(tmp_path, "leak.txt.gz", "jane@x.org\n"))
+    assert source.compression is None
+    assert records == [R(1, "jane@x.org")]
+
+
+@pytest.mark.parametrize(
+    ("encoded", "encoding"),
+    [
+        (codecs.BOM_UTF8 + "email\nJürgen@bücher.de\r\nb@x.org\rc@x.org".encode(), "utf-8"),
+        ("\ufeffemail\nJürgen@bücher.de\r\nb@x.org\rc@x.org".encode("utf-16-le"), "utf-16"),
+        ("\ufeffemail\nJürgen@bücher.de\r\nb@x.org\rc@x.org".encode("utf-16-be"), "utf-16"),
+        ("\ufeffemail\nJürgen@bücher.de\r\nb@x.org\rc@x.org".encode("utf-32"), "utf-32"),
+        ("email\nJürgen@bücher.de\r\nb@x.org\rc@x.org".encode("utf-16-le"), "utf-16-le"),
+    ],
+)
+def test_boms_utf16_and_every_line_end_are_read(
+    tmp_path: Path, encoded: bytes, encoding: str
+) -> None:
+    for name, data in (("plain", encoded), ("gzipped", gzip.compress(encoded))):
+        source, records = read(write(tmp_path, name, data))
+        assert source.encoding == encoding
+        assert records == [R(1, None), R(2, "Jürgen@bücher.de"), R(3, "b@x.org"), R(4, "c@x.org")]
+
+
+def test_a_crlf_split_across_blocks_is_one_line_end(tmp_path: Path) -> None:
+    first = b"a@x.org\n" * ((MAX_LINE_BYTES - 9) // 8) + b"b@x.org"
+    first += b"-" * (MAX_LINE_BYTES - 1 - len(first)) + b"\r"
+    path = write(tmp_path, "leak.txt", first + b"\nc@x.org\r\n")
+    _, records = read(path, LeakFormat.LINES)
+    assert records[-1] == R(len(records), "c@x.org")
+    assert len(records) == first.count(b"\n") + 2
+
+
+# --- resumption and the reader's life cycle ------------------------------------------------
+
+SAMPLES: dict[LeakFormat, bytes] = {
+    LeakFormat.LINES: b"a@x.org\n\nno at\n  b@x.org  \n\xff\n",
+    LeakFormat.CSV: b'email;password\na@x.org;1\n\n"b@x.org";"2\n2"\nnone;3\nc@x.org;\n',
+    LeakFormat.COMBO: b"a@x.org:1\n\nb@x.org;2\nno at\nc@x.org\n",
+    LeakFormat.JSONL: b'{"email": "a@x.org"}\n\n{bad\n{"mail": "b@x.org", "pwd": "p"}\n[1]\n',
+    LeakFormat.EML: b"From x Mon\nTo: a@x.org, b@x.org\nCc: c@x.org\n\nFrom y Tue\nTo: d@x.org\n",
+    LeakFormat.TEXT: b"see a@x.org and b@x.org\nnone\nc@x.org\n(d@x.org)",
+}
+
+
+@pytest.mark.parametrize("fmt", sorted(SAMPLES))
+def test_skip_yields_exactly_the_suffix_of_the_full_sequence(
+    tmp_path: Path, fmt: LeakFormat
+) -> None:
+    path = write(tmp_path, f"sample-{fmt}", SAMPLES[fmt])
+    _, everything = read(path, fmt)
+    assert len(everything) >= 4
+    for skip in range(len(everything) + 2):
+        assert read(path, fmt, skip=skip)[1] == everything[skip:]
+
+
+@pytest.mark.parametrize("fmt", [LeakFormat.LINES, LeakFormat.COMBO, LeakFormat.JSONL])
+def test_skip_over_whole_blocks_matches_the_full_sequence(tmp_path: Path, fmt: LeakFormat) -> None:
+    line = {
+        LeakFormat.LINES: "u{n}@x.org",
+        LeakFormat.COMBO: "u{n}@x.org:p{n}",
+        LeakFormat.JSONL: '{{"email": "u{n}@x.org"}}',
+    }[fmt]
+    text = "".join(line.format(n=n) + ("\n\n \n" if n % 3 else "\nnope\n") for n in range(40000))
+    path = write(tmp_path, "big.txt", gzip.compress(text.encode()))
+    _, everything = read(path, fmt)
+    for skip in (0, 1, 9999, 20000, 33333, len(everything) - 1, len(everything)):
+        assert read(path, fmt, skip=skip)[1] == everything[skip:]
+
+
+def test_records_can_be_read_twice_and_close_ends_an_open_iteration(tmp_path: Path) -> None:
+    path = write(tmp_path, "leak.txt", "a@x.org\nb@x.org\n")
+    with open_leak(path) as reader:
+        assert list(reader.records()) == list(reader.records())
+        iterator = reader.records()
+        assert next(iterator) == R(1, "a@x.org")
+    assert list(iterator) == []
+    with pytest.raises(ValueError, match="closed"):
+        reader.records()
+
+
+def test_a_file_replaced_after_opening_is_a_file_error(tmp_path: Path) -> None:
+    path = write(tmp_path, "leak.txt", "a@x.org\n")
+    with open_leak(path) as reader:
+        path.write_text("a@x.org\nb@x.org\n")
+        with pytest.raises(LeakFileError, match="changed"):
+            list(reader.records())
+
+
+# --- unreadable files ----------------------------------------------------------------------
+
+
+def test_missing_file_and_directory_are_file_errors(tmp_path: Path) -> None:
+    with pytest.raises(LeakFileError, match="no such file"):
+        open_leak(tmp_path / "missing.txt")
+    with pytest.raises(LeakFileError, match="directory"):
+        open_leak(tmp_path)
+
+
+def test_an_archive_is_a_file_error_that_says_what_to_do(tmp_path: Path) -> None:
+    with pytest.raises(LeakFileError, match="zip archive; extract"):
+        open_leak(write(tmp_path, "leak.zip", b"PK\x03\x04" + b"\x00" * 40))
+
+
+def test_a_truncated_gzip_fails_from_records_after_what_it_could_read(tmp_path: Path) -> None:
+    rows = "".join(f"user{n}@x.org\n" for n in range(100000)).encode()
+    whole = gzip.compress(rows)
+    path = write(tmp_path, "leak.gz", whole[: len(whole) // 2])
+    got: list[LeakRecord] = []
+    with open_leak(path) as reader, pytest.raises(LeakFileError, match="truncated") as caught:
+        got.extend(reader.records())
+    assert 0 < len(got) < 100000
+    assert got == [R(n + 1, f"user{n}@x.org") for n in range(len(got))]
+    assert "\n" not in str(caught.value)
+    assert "user" not in str(caught.value)
+
+
+def test_a_corrupt_gzip_is_a_file_error(tmp_path: Path) -> None:
+    whole = bytearray(gzip.compress(b"a@x.org\n" * 1000))
+    whole[20:40] = b"\xff" * 20
+    with (
+        open_leak(write(tmp_path, "leak.gz", bytes(whole))) as reader,
+        pytest.raises(LeakFileError, match="corrupt"),
+    ):
+        list(reader.records())
+
+
+# --- bounded memory ------------------------------------------------------------------------
+
+
+def peak_bytes_while_reading(path: Path, fmt: LeakFormat) -> tuple[int, list[LeakRecord]]:
+    tracemalloc.start()
+    try:
+        _, records = read(path, fmt)
+        return tracemalloc.get_traced_memory()[1], records
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_50_mb_line_without_newline_stays_in_bounded_memory(tmp_path: Path) -> None:
+    path = tmp_path / "one-line.txt"
+    chunk = b"x@y.org " * (1024 * 1024 // 8)
+    with path.open("wb") as handle:
+        for _ in range(50):
+            handle.write(chunk)
+    peak, records = peak_bytes_while_reading(path, LeakFormat.LINES)
+    assert peak < 20 * 1024 * 1024
+    assert len(records) == 1
+    assert len(records[0].candidate or "") <= MAX_LINE_BYTES
+
+
+@pytest.mark.parametrize("fmt", [LeakFormat.AUTO, LeakFormat.EML, LeakFormat.TEXT])
+def test_a_gzip_bomb_of_one_endless_line_stays_in_bounded_memory(
+    tmp_path_factory: pytest.TempPathFactory, fmt: LeakFormat
+) -> None:
+    path = tmp_path_factory.getbasetemp() / "bomb.gz"
+    if not path.exists():
+        zeros = bytes(1024 * 1024)
+        with gzip.open(path, "wb", compresslevel=1) as handle:
+            for _ in range(200):
+                handle.write(zeros)
+    peak, records = peak_bytes_while_reading(path, fmt)
+    assert peak < 20 * 1024 * 1024
+    assert len(records) <= 1
+
+
+def test_an_endless_folded_header_stays_in_bounded_memory(tmp_path: Path) -> None:
+    path = tmp_path / "endless.eml"
+    with path.open("wb") as handle:
+        handle.write(b'To: "unclosed quote <a@x.org>,\n')
+        for _ in range(8):  # eight times the cap on one field
+            handle.write(b" b@x.org\n" * (1024 * 1024 // 9))
+        handle.write(b"Cc: after@x.org\n")
+    peak, records = peak_bytes_while_reading(path, LeakFormat.EML)
+    assert peak < 20 * 1024 * 1024
+    assert records[-1] == R(8 * (1024 * 1024 // 9) + 2, "after@x.org")
+
+
+# --- properties ----------------------------------------------------------------------------
+
+PREFIXES = [
+    b"",
+    codecs.BOM_UTF8,
+    codecs.BOM_UTF16_LE,
+    codecs.BOM_UTF16_BE,
+    b"\x1f\x8b\x08\x00",
+    b"BZh9",
+    b"\xfd7zXZ\x00",
+    b"From ",
+    b"{",
+    b"\x00" * 64,
+    b"To: ",
+    b"email,password\n",
+]
+TOKENS = [b"@", b":", b";", b"|", b",", b"\t", b"\n", b"\r", b'"', b"<", b">", b"(", b"{"]
+HOSTILE = st.one_of(
+    st.binary(max_size=600),
+    st.lists(st.sampled_from([*TOKENS, b"a", b"x.org", b"\xff", b" ", b"\x00"]), max_size=200).map(
+        b"".join
+    ),
+)
+
+
+@pytest.mark.parametrize("fmt", list(LeakFormat))
+@PROPERTY
+@given(prefix=st.sampled_from(PREFIXES), body=HOSTILE, compress=st.booleans())
+def test_arbitrary_bytes_never_raise_anything_but_a_file_error(
+    tmp_path: Path, fmt: LeakFormat, prefix: bytes, body: bytes, compress: bool
+) -> None:
+    data = prefix + body
+    if compress:
+        data = gzip.compress(data)[: len(data) + 10]  # sometimes whole, sometimes truncated
+    path = write(tmp_path, "fuzz.bin", data)
+    error = ""
+    try:
+        with open_leak(path, fmt) as reader:
+            first = list(reader.records())
+            assert list(reader.records(skip=len(first) // 2)) == first[len(first) // 2 :]
+    except LeakFileError as exc:
+        error = str(exc)
+    assert "\n" not in error
+
+
+LOCAL = st.from_regex(r"[a-z0-9]{1,8}(\.[a-z0-9_+-]{1,8}){0,2}", fullmatch=True)
+DOMAIN = st.from_regex(r"[a-z0-9]{1,10}(\.[a-z0-9]{1,8}){0,2}\.[a-z]{2,6}", fullmatch=True)
+ADDRESSES = st.lists(st.builds("{}@{}".format, LOCAL, DOMAIN), min_size=1, max_size=30)
+PASSWORD = st.text(
+    st.characters(blacklist_categories=["Cs"], blacklist_characters="\r\n"), min_size=1
+)
+
+
+def encode_leak(fmt: LeakFormat, rows: list[tuple[str, str]], delimiter: str) -> str:
+    if fmt is LeakFormat.LINES:
+        return "".join(f"  {address}\n\n" for address, _ in rows)
+    if fmt is LeakFormat.COMBO:
+        return "".join(f"{address}{delimiter}{password}\r\n" for address, password in rows)
+    if fmt is LeakFormat.JSONL:
+        return "".join(
+            json.dumps({"Email": address, "pass": password}, ensure_ascii=False) + "\n"
+            for address, password in rows
+        )
+    if fmt is LeakFormat.CSV:
+        out = io.StringIO()
+        writer = csv.writer(out, delimiter=delimiter)
+        writer.writerow(["password", "e-mail"])
+        writer.writerows((password, address) for address, password in rows)
+        return out.getvalue()
+    if fmt is LeakFormat.EML:
+        return "From: x@sender.example\nTo: " + ",\n ".join(a for a, _ in rows) + "\n\nbody\n"
+    return "".join(f"Write to {address}, now.\n" for address, _ in rows)
+
+
+@pytest.mark.parametrize("fmt", CONCRETE_FORMATS)
+@PROPERTY
+@given(
+    addresses=ADDRESSES,
+    passwords=st.lists(PASSWORD, min_size=30, max_size=30),
+    delimiter=st.sampled_from([",", ";", "\t", "|", ":"]),
+    compression=st.sampled_from([None, *sorted(COMPRESSORS)]),
+)
+def test_written_leaks_read_back_exactly(
+    tmp_path: Path,
+    fmt: LeakFormat,
+    addresses: list[str],
+    passwords: list[str],
+    delimiter: str,
+    compression: str | None,
+) -> None:
+    if fmt is LeakFormat.CSV and delimiter == ":":
+        delimiter = ","
+    if fmt is LeakFormat.COMBO and delimiter in ",\t":
+        delimiter = ":"
+    rows = list(zip(addresses, passwords, strict=False))
+    data = encode_leak(fmt, rows, delimiter).encode("utf-8")
+    if compression is not None:
+        data = COMPRESSORS[compression](data)
+    source, records = read(write(tmp_path, "leak.bin", data), fmt)
+    assert source.compression == compression
+    assert candidates(records) == addresses
+    if fmt in (LeakFormat.COMBO, LeakFormat.JSONL, LeakFormat.CSV):
+        assert [record.password for record in records] == [password for _, password in rows]
