@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from email.header import Header
 from pathlib import Path
 
+from service.emails import CanonicalAddress, canonicalize_email
+
 FIRST_NAMES = [
     "anna",
     "ben",
@@ -142,12 +144,23 @@ def generate_sample(
         writer.writerow(["u-broken-1", "not-an-address", "en", "free"])
         writer.writerow(["", "someone@example-corp.com", "en", "free"])
     leaked = [address for address, _ in rng.sample(people, min(exposed, len(people)))]
-    strangers = [_address(rng, f"x{n}") for n in range(exposed * 3)]
+    ours = {_canonical(address) for address, _ in people}
+    strangers: list[str] = []
+    while len(strangers) < exposed * 3:
+        # Strangers must not be our users in disguise: the demo's count stays exact.
+        stranger = _address(rng, f"x{len(strangers)}")
+        if _canonical(stranger) not in ours:
+            strangers.append(stranger)
     recipients = [_surface_form(rng, a) for a in leaked] + strangers
     rng.shuffle(recipients)
     leak_eml = directory / "leaked-mass-mail.eml"
     leak_eml.write_bytes(_mass_mail(recipients))
     return SampleFiles(accounts_csv, leak_eml, len(people), len(leaked))
+
+
+def _canonical(address: str) -> str:
+    canonical = canonicalize_email(address)
+    return canonical.address if isinstance(canonical, CanonicalAddress) else address
 
 
 def _people(rng: random.Random, count: int) -> list[tuple[str, str | None]]:

@@ -1,0 +1,56 @@
+"""The ``leakguard`` command group and what its commands share.
+
+Commands parse their input, call one function, and print a summary (or ``--json`` alone on
+stdout for machines). Failures are one line on stderr and a non-zero exit, never a trace.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+from typing import Any
+
+import click
+from flask import Flask, current_app
+from flask.cli import FlaskGroup
+
+from service.app import create_app
+from service.migrate import is_at_head
+from service.runtime import Runtime
+
+
+def _create_app() -> Flask:
+    return create_app()
+
+
+cli = FlaskGroup(
+    create_app=_create_app,
+    add_default_commands=True,
+    help="Leakguard: protect accounts after a third-party leak of email addresses.",
+)
+
+
+def runtime() -> Runtime:
+    value: Runtime = current_app.extensions["leakguard"]
+    return value
+
+
+def migrated_runtime() -> Runtime:
+    """The runtime, after making sure the schema is current."""
+    value = runtime()
+    if not is_at_head(value.db.engine):
+        raise click.ClickException(
+            "the database schema is not current: run `leakguard db upgrade` first"
+        )
+    return value
+
+
+def cli_actor() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+def emit_json(payload: dict[str, Any] | list[Any]) -> None:
+    click.echo(json.dumps(payload, default=str))
