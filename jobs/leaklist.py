@@ -24,7 +24,7 @@ import weakref
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from functools import partial
 from pathlib import Path
@@ -180,7 +180,30 @@ class LeakReader:
     ) -> None:
         self.close()
 
-    def records(self, *, skip: int = 0) -> Iterator[LeakRecord]:
+    @property
+    def splittable(self) -> bool:
+        """Whether byte ranges of this file can be read independently (by parallel workers).
+
+        Only plain UTF-8 files of one-record-per-line formats: a compressed stream cannot be
+        entered in the middle, and a mail header or UTF-16 text cannot be cut at any newline.
+        """
+        return (
+            self.source.compression is None
+            and self.source.encoding.startswith("utf-8")
+            and self.source.format in SPLITTABLE_FORMATS
+        )
+
+    def byte_ranges(self, parts: int) -> list[tuple[int, int]]:
+        """Cut the file into at most ``parts`` byte ranges; one range if not splittable."""
+        size = self.source.size
+        if not self.splittable or parts <= 1 or size == 0:
+            return [(0, size)]
+        step = -(-size // parts)
+        return [(start, min(size, start + step)) for start in range(0, size, step)]
+
+    def records(
+        self, *, skip: int = 0, byte_range: tuple[int, int] | None = None
+    ) -> Iterator[LeakRecord]:
         """Yield every record in file order, after passing over the first ``skip`` of them.
 
         Deterministic: the same file always yields the same sequence, so a caller that
@@ -193,10 +216,19 @@ class LeakReader:
             raise ValueError("records() on a closed LeakReader")
         if skip < 0:
             raise ValueError("skip must be >= 0")
-        batches = _line_batches(self._blocks())
+        layout = self._layout
+        if byte_range is None or byte_range == (0, self.source.size):
+            batches = _line_batches(self._blocks())
+        else:
+            if not self.splittable:
+                raise ValueError("byte ranges need a plain UTF-8 file of a line format")
+            start, end = byte_range
+            batches = _line_batches(self._range_blocks(start, end))
+            if layout is not None and start > self._origin():
+                layout = replace(layout, has_header=False)  # the header is in the first range
         reader: Callable[..., Iterator[LeakRecord]]
-        if self._layout is not None:
-            reader = partial(csv_records, layout=self._layout)
+        if layout is not None:
+            reader = partial(csv_records, layout=layout)
         else:
             reader = _FORMAT_READERS[self.source.format]
         iterator = reader(batches, skip=skip)
@@ -211,11 +243,73 @@ class LeakReader:
             if close is not None:
                 close()
 
+    def _range_blocks(self, start: int, end: int) -> Iterator[bytes]:
+        """Yield the bytes of every line that starts in [start, end), whole.
+
+        A line belongs to the range its first byte lies in, so consecutive ranges read every
+        line exactly once: this range finishes the line that straddles ``end`` and the next
+        one drops it.
+        """
+        with ExitStack() as stack:
+            origin = self._origin()
+            inside = start > origin  # else the range starts with the file's first line
+            try:
+                raw = stack.enter_context(self._path.open("rb", buffering=0))
+                offset = start - 1 if inside else origin  # of data[0] in the file
+                raw.seek(offset)
+            except OSError as exc:
+                raise LeakFileError(
+                    f"{_shown(self._path)}: cannot read ({exc.strerror or 'error'})"
+                ) from None
+            data = _read_block(raw.read, self._path)
+            while inside:  # data[0] is byte start-1: drop through the next newline
+                newline = data.find(b"\n")
+                if newline >= 0:
+                    data, offset = data[newline + 1 :], offset + newline + 1
+                    break
+                offset += len(data)
+                data = _read_block(raw.read, self._path)
+                if not data:
+                    return
+            finishing = False
+            while data:
+                if finishing:
+                    newline = data.find(b"\n")
+                    if newline >= 0:
+                        yield data[: newline + 1]
+                        return
+                else:
+                    if offset >= end:
+                        return
+                    if offset + len(data) >= end:
+                        newline = data.find(b"\n", end - 1 - offset)
+                        if newline >= 0:
+                            yield data[: newline + 1]
+                            return
+                        finishing = True  # the last line goes on in the next blocks
+                yield data
+                offset += len(data)
+                data = _read_block(raw.read, self._path)
+
+    def _origin(self) -> int:
+        """Return the offset of the first line: after a UTF-8 BOM, which belongs to no line."""
+        try:
+            with self._path.open("rb") as raw:
+                return len(codecs.BOM_UTF8) if raw.read(3) == codecs.BOM_UTF8 else 0
+        except OSError as exc:
+            raise LeakFileError(
+                f"{_shown(self._path)}: cannot read ({exc.strerror or 'error'})"
+            ) from None
+
     def _blocks(self) -> Iterator[bytes]:
         with ExitStack() as stack:
             read, _ = _open_stream(self._path, self._identity, stack)
             yield from _decoded_blocks(read, self._path, _read_block(read, self._path))
 
+
+SPLITTABLE_FORMATS: Final = frozenset(
+    {LeakFormat.LINES, LeakFormat.COMBO, LeakFormat.JSONL, LeakFormat.CSV}
+)
 
 _FORMAT_READERS: Final[dict[LeakFormat, Callable[..., Iterator[LeakRecord]]]] = {
     LeakFormat.LINES: lines_records,
