@@ -37,7 +37,7 @@ from service.emails import InvalidAddress, canonicalize_email
 from service.exposures import NewExposure, record_exposures
 from service.leaked_passwords import hash_leaked_password
 from service.leaks import get_or_create_leak
-from service.models import ExposureKind, Leak, LeakFile, LeakFileState
+from service.models import ExposureKind, Leak, LeakFile, LeakFileState, LeakPart
 from service.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -131,6 +131,15 @@ class _Chunk:
 ProgressCallback = Callable[[int, int], None]
 
 
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where a run's progress is committed: the file, or one part of it (split runs)."""
+
+    leak_id: int
+    file_id: int
+    part_id: int | None = None
+
+
 def fingerprint_file(path: Path) -> str:
     """Return the SHA-256 of the file's bytes: the file's identity across runs."""
     digest = hashlib.sha256()
@@ -175,7 +184,7 @@ def ingest_leak(
             sha256=sha256,
             dry_run=dry_run,
         )
-        writer = _Writer(runtime, dry_run=dry_run)
+        writer = ChunkWriter(runtime, dry_run=dry_run)
         try:
             leak_id, file_id, state, done = writer.open_file(
                 slug=slug, name=name, source=source, sha256=sha256, info=source_info, path=path
@@ -183,13 +192,18 @@ def ingest_leak(
             if state is LeakFileState.COMPLETE:
                 report.already_ingested = True
                 return report
+            if writer.split_into_parts(file_id):
+                raise IngestBusy(
+                    "this file is being ingested in parts by workers: run the same "
+                    "`leakguard ingest ... --enqueue` again to resume it"
+                )
             with ingest_lock(runtime, file_id, dry_run=dry_run):
                 done = writer.records_done(file_id) if not dry_run else done
                 report.resumed_at_record = done
-                chunks = _read_chunks(
+                chunks = read_chunks(
                     runtime, reader.records(skip=done), chunk_records, report.invalid_lines
                 )
-                writer.run(chunks, leak_id, file_id, report, on_progress)
+                writer.run(chunks, Target(leak_id, file_id), report, on_progress)
                 report.seconds = time.monotonic() - started
                 writer.finish(file_id, seconds=report.seconds)
         finally:
@@ -204,10 +218,20 @@ def ingest_leak(
     return report
 
 
-def _read_chunks(
-    runtime: Runtime, records: Iterator[Any], size: int, invalid_lines: list[int]
+def read_chunks(
+    runtime: Runtime,
+    records: Iterator[Any],
+    size: int,
+    invalid_lines: list[int],
+    *,
+    locate_invalid: bool = True,
 ) -> Iterator[_Chunk]:
-    """Canonicalize and hash records into chunks; the hot loop of the whole ingest."""
+    """Canonicalize and hash records into chunks; the hot loop of the whole ingest.
+
+    ``locate_invalid`` False: count invalid records without their line numbers (a part of
+    a split file knows only lines relative to its own start).
+    """
+    reported = 0 if locate_invalid else MAX_REPORTED_LINES
     rules = runtime.keys.rules
     digest = runtime.keys.hasher.hash
     chunk = _new_chunk()
@@ -219,7 +243,7 @@ def _read_chunks(
         canonical = canonicalize_email(candidate, rules) if candidate is not None else None
         if canonical is None or isinstance(canonical, InvalidAddress):
             counters.invalid += 1
-            if len(invalid_lines) + len(chunk.invalid_lines) < MAX_REPORTED_LINES:
+            if reported + len(invalid_lines) + len(chunk.invalid_lines) < MAX_REPORTED_LINES:
                 chunk.invalid_lines.append(record.line)
         else:
             counters.valid += 1
@@ -239,7 +263,7 @@ def _new_chunk() -> _Chunk:
     return _Chunk(records=0, counters=Counters(), keys=[], passwords={}, invalid_lines=[])
 
 
-class _Writer:
+class ChunkWriter:
     """The database side of one run: opens the file's record, commits chunks in order."""
 
     def __init__(self, runtime: Runtime, *, dry_run: bool) -> None:
@@ -295,11 +319,15 @@ class _Writer:
             done = session.scalar(select(LeakFile.records_done).where(LeakFile.id == file_id))
         return int(done or 0)
 
+    def split_into_parts(self, file_id: int) -> bool:
+        with self._session() as session:
+            parts = session.scalar(select(LeakFile.parts).where(LeakFile.id == file_id))
+        return bool(parts)
+
     def run(
         self,
         chunks: Iterator[_Chunk],
-        leak_id: int,
-        file_id: int,
+        target: Target,
         report: IngestReport,
         on_progress: ProgressCallback | None,
     ) -> None:
@@ -310,7 +338,7 @@ class _Writer:
         def write() -> None:
             try:
                 while (chunk := handoff.get()) is not None:
-                    self._commit_chunk(chunk, leak_id, file_id, report)
+                    self._commit_chunk(chunk, target, report)
                     if on_progress is not None:
                         on_progress(chunk.records, chunk.counters.matched)
             except BaseException as exc:  # noqa: BLE001  (re-raised on the reading thread)
@@ -331,23 +359,37 @@ class _Writer:
         if failure:
             raise failure[0]
 
-    def _commit_chunk(
-        self, chunk: _Chunk, leak_id: int, file_id: int, report: IngestReport
-    ) -> None:
+    def _commit_chunk(self, chunk: _Chunk, target: Target, report: IngestReport) -> None:
         counters = chunk.counters
         now = utcnow()
+        leak_id, file_id = target.leak_id, target.file_id
         with self._session() as session:
             new_entries, matches = stage_and_match(session, leak_id, chunk.keys)
             counters.duplicates = counters.valid - new_entries
             candidates = self._exposures(matches, chunk.passwords)
             outcome = record_exposures(session, leak_id, candidates, now=now)
             counters.matched, counters.notices = outcome.flagged, outcome.notices
+            added = counters.as_dict()
+            # Counters last: parallel parts share the file's and the leak's rows, so their
+            # row locks are held only from here to the commit.
+            if target.part_id is not None:
+                session.execute(
+                    update(LeakPart)
+                    .where(LeakPart.id == target.part_id)
+                    .values(
+                        records_done=LeakPart.records_done + chunk.records,
+                        **{name: getattr(LeakPart, name) + n for name, n in added.items()},
+                    )
+                )
+                file_progress: dict[str, Any] = {}
+            else:
+                file_progress = {"records_done": LeakFile.records_done + chunk.records}
             session.execute(
                 update(LeakFile)
                 .where(LeakFile.id == file_id)
                 .values(
-                    records_done=LeakFile.records_done + chunk.records,
-                    **{name: getattr(LeakFile, name) + n for name, n in counters.as_dict().items()},
+                    **file_progress,
+                    **{name: getattr(LeakFile, name) + n for name, n in added.items()},
                 )
             )
             session.execute(
@@ -355,7 +397,7 @@ class _Writer:
                 .where(Leak.id == leak_id)
                 .values(
                     updated_at=now,
-                    **{name: getattr(Leak, name) + n for name, n in counters.as_dict().items()},
+                    **{name: getattr(Leak, name) + n for name, n in added.items()},
                 )
             )
             if chunk.invalid_lines:
@@ -380,10 +422,12 @@ class _Writer:
             (account_id, passwords[key]) for account_id, key in matches if key in passwords
         ]
         hashes = self._hash_pool.map(hash_leaked_password, [p for _, p in credential])
-        return plain + [
+        exposures = plain + [
             NewExposure(account_id, ExposureKind.CREDENTIAL, password_hash)
             for (account_id, _), password_hash in zip(credential, hashes, strict=True)
         ]
+        # One order for every writer: parallel parts then take row locks in the same order.
+        return sorted(exposures, key=lambda exposure: exposure.account_id)
 
     def finish(self, file_id: int, *, seconds: float) -> None:
         """Mark the file complete: from now on, ingesting it again changes nothing."""

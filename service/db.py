@@ -83,11 +83,15 @@ class Database:
 
     @contextmanager
     def read_session(self) -> Iterator[Session]:
-        """Yield a session for reads; whatever it did is rolled back."""
+        """Yield a session for reads; whatever it did is rolled back.
+
+        Objects read stay usable after the block: they are detached, not expired.
+        """
         with self.sessions() as session:
             try:
                 yield session
             finally:
+                session.expunge_all()
                 session.rollback()
 
     def dispose(self) -> None:

@@ -151,6 +151,32 @@ class LeakFile(Base):
     seconds: Mapped[float] = mapped_column(Float, default=0.0)
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
+    # Split runs (``ingest --enqueue``): workers open the file by this path, in parts.
+    path: Mapped[str | None] = mapped_column(String(1000))
+    parts: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class LeakPart(Base):
+    """A byte range of a leak file, ingested by one rq job; its own unit of resumption."""
+
+    __tablename__ = "leak_part"
+    __table_args__ = (UniqueConstraint("leak_file_id", "seq"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    leak_file_id: Mapped[int] = mapped_column(ForeignKey("leak_file.id", ondelete="CASCADE"))
+    seq: Mapped[int] = mapped_column(Integer)
+    first_byte: Mapped[int] = mapped_column(BigInteger)
+    end_byte: Mapped[int] = mapped_column(BigInteger)
+    state: Mapped[LeakFileState] = mapped_column(_str_enum(LeakFileState))
+    records_done: Mapped[int] = mapped_column(BigInteger, default=0)
+    lines: Mapped[int] = mapped_column(BigInteger, default=0)
+    valid: Mapped[int] = mapped_column(BigInteger, default=0)
+    invalid: Mapped[int] = mapped_column(BigInteger, default=0)
+    duplicates: Mapped[int] = mapped_column(BigInteger, default=0)
+    matched: Mapped[int] = mapped_column(BigInteger, default=0)
+    notices: Mapped[int] = mapped_column(BigInteger, default=0)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    finished_at: Mapped[datetime | None]
 
 
 class LeakEntry(Base):

@@ -7,7 +7,14 @@ import sys
 import click
 from sqlalchemy.exc import OperationalError
 
-from service.cli import accounts, api_clients, database, demo, leaks  # noqa: F401  (registers)
+from service.cli import (  # noqa: F401  (importing a command module registers it)
+    accounts,
+    api_clients,
+    database,
+    demo,
+    leaks,
+    worker,
+)
 from service.cli.base import cli
 from service.config import ConfigError, load_settings
 

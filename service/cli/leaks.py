@@ -3,16 +3,29 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import click
 from tqdm import tqdm
 
-from jobs.ingest import DEFAULT_CHUNK_RECORDS, IngestBusy, ingest_leak
+from jobs.context import use_runtime
+from jobs.ingest import Counters, IngestBusy, ingest_leak
+from jobs.ingest_parts import (
+    MAX_PARTS,
+    PART_QUEUE,
+    SplitProgress,
+    enqueue_parts,
+    plan_parts,
+    wait_for_parts,
+)
 from jobs.leaklist import LeakFileError, LeakFormat
+from jobs.queues import make_worker, redis_connection, uses_fake_redis
 from service.cli.base import cli, emit_json, migrated_runtime
 from service.errors import LeakguardError
 from service.leaks import LeakView, list_leaks, show_leak
+from service.runtime import Runtime
 
 
 @cli.command("ingest")
@@ -32,9 +45,24 @@ from service.leaks import LeakView, list_leaks, show_leak
 @click.option(
     "--chunk-records",
     type=click.IntRange(min=1),
-    default=DEFAULT_CHUNK_RECORDS,
+    help="Records per transaction: memory and resume granularity "
+    "(default: LEAKGUARD_INGEST_CHUNK_RECORDS, 200000).",
+)
+@click.option(
+    "--enqueue",
+    is_flag=True,
+    help="Cut the file into byte-range parts, one rq job each, for `leakguard worker`s.",
+)
+@click.option(
+    "--parts",
+    type=click.IntRange(min=1, max=MAX_PARTS),
+    help="With --enqueue: how many parts (default: one per 64 MiB, at least 4).",
+)
+@click.option(
+    "--wait/--no-wait",
+    default=True,
     show_default=True,
-    help="Records per transaction: memory and resume granularity.",
+    help="With --enqueue: wait for the workers and print the totals.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 def ingest_command(
@@ -44,7 +72,10 @@ def ingest_command(
     source: str | None,
     fmt: str,
     dry_run: bool,
-    chunk_records: int,
+    chunk_records: int | None,
+    enqueue: bool,
+    parts: int | None,
+    wait: bool,
     as_json: bool,
 ) -> None:
     """Flag every account whose address is in the leak file PATH, and queue their warnings.
@@ -52,6 +83,20 @@ def ingest_command(
     Safe to run again: a finished file changes nothing, an interrupted one resumes.
     """
     value = migrated_runtime()
+    if enqueue:
+        if dry_run:
+            raise click.ClickException("--dry-run runs in one process: drop --enqueue")
+        try:
+            summary = _ingest_in_parts(
+                value, path, slug=slug, name=name, source=source, fmt=fmt, parts=parts, wait=wait
+            )
+        except (LeakFileError, IngestBusy, LeakguardError) as exc:
+            raise click.ClickException(str(exc)) from None
+        if as_json:
+            emit_json(summary)
+        else:
+            click.echo(_describe_split(summary))
+        return
     bar = tqdm(unit=" lines", unit_scale=True, disable=None, file=sys.stderr, leave=False)
     matched = 0
 
@@ -71,7 +116,7 @@ def ingest_command(
                 source=source,
                 fmt=LeakFormat(fmt),
                 dry_run=dry_run,
-                chunk_records=chunk_records,
+                chunk_records=chunk_records or value.settings.ingest_chunk_records,
                 on_progress=progress,
             )
     except (LeakFileError, IngestBusy, LeakguardError) as exc:
@@ -80,6 +125,78 @@ def ingest_command(
         emit_json(report.to_json())
     else:
         click.echo(report.summary())
+
+
+def _ingest_in_parts(
+    value: Runtime,
+    path: Path,
+    *,
+    slug: str,
+    name: str | None,
+    source: str | None,
+    fmt: str,
+    parts: int | None,
+    wait: bool,
+) -> dict[str, Any]:
+    started = time.monotonic()
+    plan = plan_parts(
+        value, path, slug=slug, name=name, source=source, fmt=LeakFormat(fmt), parts=parts
+    )
+    summary: dict[str, Any] = {
+        "leak": slug,
+        "format": plan.format,
+        "compression": plan.compression,
+        "sha256": plan.sha256,
+        "parts": plan.parts,
+        "enqueued": 0,
+        "already_ingested": plan.already_ingested,
+    }
+    if plan.already_ingested:
+        return summary | Counters().as_dict() | {"complete": True, "seconds": 0.0}
+    connection = redis_connection(value.settings)
+    summary["enqueued"] = len(enqueue_parts(value, plan.pending, connection))
+    if uses_fake_redis(value.settings):
+        # The embedded queue lives in this process: its worker must too.
+        use_runtime(value)
+        make_worker(value.settings, connection, (PART_QUEUE,)).work(
+            burst=True, logging_level="WARNING"
+        )
+    elif not wait:
+        return summary | {"complete": False}
+    with tqdm(total=plan.parts, unit=" parts", disable=None, file=sys.stderr, leave=False) as bar:
+
+        def progress(state: SplitProgress) -> None:
+            bar.update(state.complete - bar.n)
+            bar.set_postfix(lines=state.totals.lines, matched=state.totals.matched)
+
+        done = wait_for_parts(value, plan, connection, on_progress=progress)
+    added = {
+        name: getattr(done.totals, name) - getattr(plan.before, name) for name in Counters.__slots__
+    }
+    return (
+        summary
+        | added
+        | {
+            "complete": done.done,
+            "seconds": round(time.monotonic() - started, 3),
+        }
+    )
+
+
+def _describe_split(summary: dict[str, Any]) -> str:
+    if summary["already_ingested"]:
+        return f"leak {summary['leak']}: this file was ingested before; nothing changed"
+    if not summary.get("complete"):
+        return (
+            f"leak {summary['leak']}: {summary['enqueued']} of {summary['parts']} parts "
+            "enqueued for `leakguard worker`; `leakguard leaks show` follows their progress"
+        )
+    return (
+        f"leak {summary['leak']} ({summary['format']}, {summary['parts']} parts): "
+        f"{summary['lines']} records, {summary['valid']} valid, {summary['invalid']} invalid, "
+        f"{summary['duplicates']} duplicates; {summary['matched']} accounts flagged, "
+        f"{summary['notices']} warnings queued in {summary['seconds']:.1f}s"
+    )
 
 
 @cli.group("leaks")

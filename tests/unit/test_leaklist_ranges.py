@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import itertools
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from jobs.leaklist import LeakFormat, open_leak
 LINE_FORMATS = {
     "lines": lambda i: f"user{i}@example.com",
     "combo": lambda i: f"user{i}@example.com:pa:ss|{i}",
-    "jsonl": lambda i: '{"Email": "u%d@x.org", "pwd": "p%d"}' % (i, i),
+    "jsonl": lambda i: f'{{"Email": "u{i}@x.org", "pwd": "p{i}"}}',
 }
 
 
@@ -76,5 +77,5 @@ def test_byte_ranges_cover_the_file_without_gaps(tmp_path: Path) -> None:
         ranges = reader.byte_ranges(7)
     assert ranges[0][0] == 0
     assert ranges[-1][1] == path.stat().st_size
-    assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:], strict=False))
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(ranges))
     assert len(ranges) == 7

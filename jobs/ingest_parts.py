@@ -1,0 +1,349 @@
+"""Ingest one leak file on many machines: byte-range parts, one rq job each.
+
+``plan_parts`` cuts a plain line-format file into byte ranges and records them; each part
+is then ingested by ``ingest_part`` on whichever worker takes it, with the same chunked
+commits and resume point as a single-process run, so a worker killed mid-part loses
+nothing: the part's job is retried (rq ``Retry``, or ``requeue_stalled_parts`` for a
+worker that died without a word) and continues from the part's last commit. Totals are
+exact whatever the number of workers: the watch list's and the exposures' unique keys
+decide every race, and every counter is added in the transaction of its chunk.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from redis import Redis
+from rq import Retry
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
+from sqlalchemy import func, select, update
+
+from jobs.context import job_runtime
+from jobs.ingest import (
+    ChunkWriter,
+    Counters,
+    IngestBusy,
+    IngestReport,
+    Target,
+    fingerprint_file,
+    read_chunks,
+)
+from jobs.ingest_lock import ingest_lock, part_is_idle
+from jobs.leaklist import LeakFileError, LeakFormat, open_leak
+from jobs.queues import QueueName, get_queue
+from service.db import utcnow
+from service.models import LeakFile, LeakFileState, LeakPart
+from service.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+PART_QUEUE = QueueName.DEFAULT
+PART_BYTES = 64 * 1024 * 1024  # a part per 64 MiB by default: work for many workers
+MIN_PARTS = 4
+MAX_PARTS = 1024
+PART_JOB_TIMEOUT = 6 * 3600  # seconds: a 64 MiB part takes about a minute
+PART_RETRY = Retry(max=5, interval=[5, 30, 120, 300, 600])
+
+COUNTER_NAMES = tuple(Counters.__slots__)
+
+
+@dataclass(frozen=True, slots=True)
+class SplitPlan:
+    leak: str
+    file_id: int
+    leak_id: int
+    sha256: str
+    format: str
+    compression: str | None
+    parts: int
+    pending: tuple[int, ...]  # part ids not yet complete
+    before: Counters  # the file's totals before this run, to report only what it adds
+    already_ingested: bool = False
+
+
+def default_parts(size: int) -> int:
+    return max(MIN_PARTS, min(MAX_PARTS, -(-size // PART_BYTES)))
+
+
+def plan_parts(
+    runtime: Runtime,
+    path: Path,
+    *,
+    slug: str,
+    name: str | None = None,
+    source: str | None = None,
+    fmt: LeakFormat = LeakFormat.AUTO,
+    parts: int | None = None,
+) -> SplitPlan:
+    """Record the leak, the file and its parts; return the parts still to ingest.
+
+    Safe to run again: an existing split of the same file is reused as it is. A file that
+    cannot be cut (compressed, a mail, UTF-16) becomes one part. Raises LeakFileError, or
+    IngestBusy for a file a single-process run has started (resume that one instead).
+    """
+    sha256 = fingerprint_file(path)
+    with open_leak(path, fmt) as reader:
+        info = reader.source
+        writer = ChunkWriter(runtime, dry_run=False)
+        try:
+            leak_id, file_id, state, done = writer.open_file(
+                slug=slug, name=name, source=source, sha256=sha256, info=info, path=path
+            )
+        finally:
+            writer.close()
+        plan = SplitPlan(
+            leak=slug,
+            file_id=file_id,
+            leak_id=leak_id,
+            sha256=sha256,
+            format=info.format.value,
+            compression=info.compression,
+            parts=0,
+            pending=(),
+            before=Counters(),
+        )
+        if state is LeakFileState.COMPLETE:
+            return replace(plan, already_ingested=True)
+        with runtime.db.transaction() as session:
+            leak_file = session.scalars(
+                select(LeakFile).where(LeakFile.id == file_id).with_for_update()
+            ).one()
+            if leak_file.parts == 0:
+                if done:
+                    raise IngestBusy(
+                        "this file was started by a single-process run: run `leakguard "
+                        "ingest` again without --enqueue to resume it"
+                    )
+                ranges = reader.byte_ranges(parts or default_parts(info.size))
+                leak_file.parts = len(ranges)
+                leak_file.path = str(path.resolve())
+                leak_file.started_at = utcnow()
+                session.add_all(
+                    LeakPart(
+                        leak_file_id=file_id,
+                        seq=seq,
+                        first_byte=start,
+                        end_byte=end,
+                        state=LeakFileState.RUNNING,
+                        records_done=0,
+                        attempts=0,
+                        **Counters().as_dict(),
+                    )
+                    for seq, (start, end) in enumerate(ranges)
+                )
+            elif leak_file.path != str(path.resolve()):
+                leak_file.path = str(path.resolve())  # the same bytes, moved: follow them
+            session.flush()
+            pending = session.scalars(
+                select(LeakPart.id)
+                .where(LeakPart.leak_file_id == file_id, LeakPart.state != LeakFileState.COMPLETE)
+                .order_by(LeakPart.seq)
+            ).all()
+            before = Counters(**{name: getattr(leak_file, name) for name in COUNTER_NAMES})
+            return replace(plan, parts=leak_file.parts, pending=tuple(pending), before=before)
+
+
+def enqueue_parts(runtime: Runtime, part_ids: tuple[int, ...], connection: Redis) -> list[str]:
+    """Put one job per part on the queue; job ids carry the attempt, never an address."""
+    queue = get_queue(PART_QUEUE, connection)
+    with runtime.db.transaction() as session:
+        session.execute(
+            update(LeakPart).where(LeakPart.id.in_(part_ids)).values(attempts=LeakPart.attempts + 1)
+        )
+        attempts = dict(
+            session.execute(select(LeakPart.id, LeakPart.attempts).where(LeakPart.id.in_(part_ids)))
+            .tuples()
+            .all()
+        )
+    queue.enqueue_many(
+        [
+            queue.prepare_data(
+                ingest_part,
+                args=(part_id,),
+                job_id=part_job_id(part_id, attempts[part_id]),
+                timeout=PART_JOB_TIMEOUT,
+                retry=PART_RETRY,
+                result_ttl=24 * 3600,
+                failure_ttl=7 * 24 * 3600,
+            )
+            for part_id in part_ids
+        ]
+    )
+    return [part_job_id(part_id, attempts[part_id]) for part_id in part_ids]
+
+
+def part_job_id(part_id: int, attempt: int) -> str:
+    return f"ingest-part-{part_id}-{attempt}"
+
+
+def ingest_part(part_id: int) -> dict[str, int]:
+    """The rq job: ingest one part of a leak file. Returns what this attempt added."""
+    return run_part(job_runtime(), part_id).as_dict()
+
+
+def run_part(runtime: Runtime, part_id: int, *, chunk_records: int | None = None) -> Counters:
+    """Ingest the part from its last commit to its end; mark the file complete with its last.
+
+    Idempotent: a complete part does nothing; a part another worker holds does nothing.
+    Raises LeakFileError if the file is gone or changed (the job fails and is retried).
+    """
+    with runtime.db.read_session() as session:
+        row = session.execute(
+            select(LeakPart, LeakFile)
+            .join(LeakFile, LeakFile.id == LeakPart.leak_file_id)
+            .where(LeakPart.id == part_id)
+        ).one_or_none()
+        if row is None:
+            return Counters()
+        part, leak_file = row.tuple()
+    if part.state is LeakFileState.COMPLETE or leak_file.path is None:
+        return Counters()
+    try:
+        with ingest_lock(runtime, leak_file.id, part_id=part_id):
+            size = chunk_records or runtime.settings.ingest_chunk_records
+            return _ingest_range(runtime, part_id, leak_file, size)
+    except IngestBusy:  # only the lock raises it: a second delivery of a running part
+        log.info("part %s is being ingested by another worker", part_id)
+        return Counters()
+
+
+def _ingest_range(
+    runtime: Runtime, part_id: int, leak_file: LeakFile, chunk_records: int
+) -> Counters:
+    path = Path(leak_file.path or "")
+    with runtime.db.read_session() as session:
+        part = session.scalars(select(LeakPart).where(LeakPart.id == part_id)).one()
+    if part.state is LeakFileState.COMPLETE:
+        return Counters()
+    with open_leak(path, LeakFormat(leak_file.format)) as reader:
+        if reader.source.size != leak_file.size:
+            raise LeakFileError(f"{path}: the file changed since the ingest was planned")
+        report = IngestReport(
+            leak=str(leak_file.leak_id),
+            format=leak_file.format,
+            compression=leak_file.compression,
+            sha256=leak_file.sha256.hex(),
+        )
+        records = reader.records(
+            skip=part.records_done, byte_range=(part.first_byte, part.end_byte)
+        )
+        chunks = read_chunks(
+            runtime, records, chunk_records, report.invalid_lines, locate_invalid=part.seq == 0
+        )
+        writer = ChunkWriter(runtime, dry_run=False)
+        try:
+            writer.run(chunks, Target(leak_file.leak_id, leak_file.id, part_id), report, None)
+        finally:
+            writer.close()
+    _complete_part(runtime, part_id, leak_file.id)
+    return report.run
+
+
+def _complete_part(runtime: Runtime, part_id: int, file_id: int) -> None:
+    """Mark the part complete, and the file with its last part: one writer decides, by lock."""
+    now = utcnow()
+    with runtime.db.transaction() as session:
+        leak_file = session.scalars(
+            select(LeakFile).where(LeakFile.id == file_id).with_for_update()
+        ).one()
+        session.execute(
+            update(LeakPart)
+            .where(LeakPart.id == part_id)
+            .values(state=LeakFileState.COMPLETE, finished_at=now)
+        )
+        left = session.scalar(
+            select(func.count())
+            .select_from(LeakPart)
+            .where(LeakPart.leak_file_id == file_id, LeakPart.state != LeakFileState.COMPLETE)
+        )
+        if not left:
+            leak_file.state = LeakFileState.COMPLETE
+            leak_file.finished_at = now
+            leak_file.runs += 1
+            leak_file.seconds = (now - leak_file.started_at).total_seconds()
+            leak_file.records_done = leak_file.lines
+
+
+@dataclass(frozen=True, slots=True)
+class SplitProgress:
+    parts: int
+    complete: int
+    totals: Counters
+
+    @property
+    def done(self) -> bool:
+        return self.complete == self.parts
+
+
+def split_progress(runtime: Runtime, file_id: int) -> SplitProgress:
+    with runtime.db.read_session() as session:
+        leak_file = session.scalars(select(LeakFile).where(LeakFile.id == file_id)).one()
+        complete = session.scalar(
+            select(func.count())
+            .select_from(LeakPart)
+            .where(LeakPart.leak_file_id == file_id, LeakPart.state == LeakFileState.COMPLETE)
+        )
+        totals = Counters(**{name: getattr(leak_file, name) for name in COUNTER_NAMES})
+    return SplitProgress(parts=leak_file.parts, complete=int(complete or 0), totals=totals)
+
+
+WAITING = frozenset({JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED})
+
+
+def requeue_stalled_parts(runtime: Runtime, file_id: int, connection: Redis) -> list[int]:
+    """Enqueue again the parts whose job is gone, failed for good, or died with its worker.
+
+    A part whose job says "started" but whose lock nobody holds lost its worker (SIGKILL,
+    a crashed machine): rq would notice only at its next maintenance, minutes later.
+    """
+    with runtime.db.read_session() as session:
+        parts = session.execute(
+            select(LeakPart.id, LeakPart.attempts).where(
+                LeakPart.leak_file_id == file_id, LeakPart.state != LeakFileState.COMPLETE
+            )
+        ).all()
+    stalled = []
+    for part_id, attempt in parts:
+        try:
+            job = Job.fetch(part_job_id(part_id, attempt), connection=connection)
+            status: JobStatus | None = job.get_status()
+        except NoSuchJobError:
+            status = None
+        if status in WAITING or not part_is_idle(runtime, part_id):
+            continue
+        if status is JobStatus.STARTED:
+            # Started but idle may be a worker between dequeue and lock: look once more.
+            time.sleep(0.5)
+            if not part_is_idle(runtime, part_id):
+                continue
+        stalled.append(part_id)
+    if stalled:
+        enqueue_parts(runtime, tuple(stalled), connection)
+    return stalled
+
+
+def wait_for_parts(
+    runtime: Runtime,
+    plan: SplitPlan,
+    connection: Redis,
+    *,
+    poll_seconds: float = 2.0,
+    on_progress: Callable[[SplitProgress], None] | None = None,
+) -> SplitProgress:
+    """Wait until every part is complete, re-enqueueing parts whose worker died."""
+    checked = time.monotonic()
+    while True:
+        progress = split_progress(runtime, plan.file_id)
+        if on_progress is not None:
+            on_progress(progress)
+        if progress.done:
+            return progress
+        time.sleep(poll_seconds)
+        if time.monotonic() - checked > 5 * poll_seconds:
+            requeue_stalled_parts(runtime, plan.file_id, connection)
+            checked = time.monotonic()

@@ -1,0 +1,33 @@
+"""`leakguard worker`: run queued jobs (ingest parts now; notices later)."""
+
+from __future__ import annotations
+
+import click
+
+from jobs.context import use_runtime
+from jobs.queues import ALL_QUEUES, QueueName, make_worker, redis_connection, uses_fake_redis
+from service.cli.base import cli, migrated_runtime
+
+
+@cli.command("worker")
+@click.option("--burst", is_flag=True, help="Stop when the queues are empty.")
+@click.option(
+    "--queue",
+    "queues",
+    multiple=True,
+    type=click.Choice([name.value for name in ALL_QUEUES]),
+    help="Repeatable; default: high, default, low, in that priority.",
+)
+def worker_command(burst: bool, queues: tuple[str, ...]) -> None:
+    """Run jobs from the rq queues on LEAKGUARD_REDIS_URL."""
+    value = migrated_runtime()
+    settings = value.settings
+    if uses_fake_redis(settings) and not burst:
+        raise click.ClickException(
+            "without LEAKGUARD_REDIS_URL the queue lives inside one process: "
+            "use --burst, or set LEAKGUARD_REDIS_URL to share a Redis with other processes"
+        )
+    use_runtime(value)
+    names = tuple(QueueName(name) for name in queues) or ALL_QUEUES
+    worker = make_worker(settings, redis_connection(settings), names)
+    worker.work(burst=burst, with_scheduler=not uses_fake_redis(settings))
