@@ -14,6 +14,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import redis
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import create_engine, text
@@ -68,6 +69,22 @@ def db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     upgrade_database(engine)
     engine.dispose()
     return url
+
+
+REDIS_TEST_URL = os.environ.get("LEAKGUARD_TEST_REDIS", "redis://127.0.0.1:6379/15")
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """The real Redis, on a database of its own, empty before and after the test."""
+    connection = redis.Redis.from_url(REDIS_TEST_URL, socket_connect_timeout=3)
+    try:
+        connection.flushdb()
+    except redis.RedisError as exc:
+        service_missing("Redis", str(exc).splitlines()[0])
+    yield REDIS_TEST_URL
+    connection.flushdb()
+    connection.close()
 
 
 @pytest.fixture
