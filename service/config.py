@@ -47,6 +47,12 @@ class Settings(BaseSettings):
     smtp_url: str | None = None
     mail_dir: Path | None = None
     mail_from: str = "Leakguard <security@localhost>"
+    # Messages a second from each delivering process (0: as fast as the server takes them).
+    mail_rate: Annotated[float, Field(ge=0)] = 0.0
+    # Named in the notices: "the email address of your <service_name> account".
+    service_name: str = "our service"
+    # Where a person changes the address of their account; the only link a notice carries.
+    account_url: str | None = None
 
     # Canonical form rules (service/emails.py); each can be switched off for a deployment
     # whose users' mail servers treat, say, "+" literally.
@@ -79,6 +85,13 @@ class Settings(BaseSettings):
     def _smtp_scheme(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("smtp://", "smtps://")):
             raise ValueError("must be an smtp:// or smtps:// URL")
+        return value
+
+    @field_validator("account_url")
+    @classmethod
+    def _https_only(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("https://"):
+            raise ValueError("must be an https:// URL: a notice links nowhere else")
         return value
 
     @field_validator("hash_key", "secret_key")

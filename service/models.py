@@ -42,6 +42,8 @@ class Account(Base):
     locale: Mapped[str | None] = mapped_column(String(35))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # Set by a permanent refusal or a reported bounce; cleared when the address changes.
+    undeliverable_at: Mapped[datetime | None]
 
 
 class ApiClient(Base):
@@ -236,7 +238,25 @@ class Notice(Base):
     state: Mapped[NoticeState] = mapped_column(_str_enum(NoticeState))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(String(500))
-    message_id: Mapped[str | None] = mapped_column(String(255))
+    reply_code: Mapped[int | None] = mapped_column(Integer)
+    message_id: Mapped[str | None] = mapped_column(String(255), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     queued_at: Mapped[datetime | None]
     sent_at: Mapped[datetime | None]
+    # A transient failure waits until then; the relay skips the row before.
+    not_before: Mapped[datetime | None]
+    # A worker's claim: past it, a row still "sending" is taken back by the sweep.
+    lease_until: Mapped[datetime | None]
+
+
+class Campaign(Base):
+    """The warnings of one leak, as an operator steers them: paused or going."""
+
+    __tablename__ = "campaign"
+
+    leak_id: Mapped[int] = mapped_column(
+        ForeignKey("leak.id", ondelete="CASCADE"), primary_key=True
+    )
+    paused: Mapped[bool] = mapped_column(default=False)
+    changed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    changed_by: Mapped[str | None] = mapped_column(String(200))

@@ -13,6 +13,7 @@ from service.cli import (  # noqa: F401  (importing a command module registers i
     database,
     demo,
     leaks,
+    notices,
     worker,
 )
 from service.cli.base import cli

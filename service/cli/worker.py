@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from jobs.context import use_runtime
+from jobs.deliver import RelayThread, RelayUnavailable, drain_outbox, relay_notices
 from jobs.queues import ALL_QUEUES, QueueName, make_worker, redis_connection, uses_fake_redis
 from service.cli.base import cli, migrated_runtime
 
@@ -29,5 +30,23 @@ def worker_command(burst: bool, queues: tuple[str, ...]) -> None:
         )
     use_runtime(value)
     names = tuple(QueueName(name) for name in queues) or ALL_QUEUES
-    worker = make_worker(settings, redis_connection(settings), names)
-    worker.work(burst=burst, with_scheduler=not uses_fake_redis(settings))
+    connection = redis_connection(settings)
+    if uses_fake_redis(settings):
+        # The embedded queue lives in this process: relay the outbox into it, deliver, repeat.
+        delivered = drain_outbox(
+            value, connection, lambda: make_worker(settings, connection, names)
+        )
+        click.echo(f"relayed and delivered {delivered} notices in this process", err=True)
+        return
+    try:
+        relay_notices(value, connection)
+    except RelayUnavailable as exc:
+        raise click.ClickException(str(exc)) from None
+    relay = None if burst else RelayThread(value, connection)
+    if relay is not None:
+        relay.start()
+    try:
+        make_worker(settings, connection, names).work(burst=burst, with_scheduler=not burst)
+    finally:
+        if relay is not None:
+            relay.stopping.set()

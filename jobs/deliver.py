@@ -1,0 +1,277 @@
+"""Deliver the outbox: relay due notices to rq in batches; send each batch's messages.
+
+One rq job carries a batch of notice ids (never an address): rq's per-job cost (about
+90 jobs/s with the forking worker here) would otherwise cap delivery far below what one
+reused SMTP connection can carry. Every message is still its own, to one person.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC
+
+from redis import Redis
+from redis.exceptions import RedisError
+from sqlalchemy import select
+
+from jobs.context import job_runtime
+from jobs.queues import QueueName, get_queue
+from service.db import utcnow
+from service.mail import Mailer, MultipleRecipients, make_mailer
+from service.messages import (
+    NoticeContext,
+    PreparedNotice,
+    build_message,
+    new_message_id,
+    pick_language,
+    prepare_notice,
+)
+from service.models import Notice, NoticeKind, NoticeState
+from service.outbox import (
+    ClaimedNotice,
+    claim_notices,
+    due_notice_ids,
+    mark_queued,
+    record_failure,
+    record_sent,
+    release_stale,
+)
+from service.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 200
+RELAY_LIMIT = 10_000
+QUEUE_OF_KIND = {NoticeKind.LEAK_WARNING: QueueName.DEFAULT}
+DELIVERY_JOB_TIMEOUT = 3600
+
+
+class RelayUnavailable(Exception):
+    """The queue cannot be reached; the notices stay pending for the next relay."""
+
+
+@dataclass(slots=True)
+class DeliveryReport:
+    claimed: int = 0
+    sent: int = 0
+    retrying: int = 0
+    failed: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+def relay_notices(runtime: Runtime, connection: Redis, *, limit: int = RELAY_LIMIT) -> int:
+    """Hand due pending notices to the queue in batches; return how many were relayed.
+
+    Safe from several processes at once, and against a failing Redis: rows are marked
+    queued only after their jobs are enqueued, in the same transaction that selected them.
+    """
+    relayed = 0
+    queue = get_queue(QueueName.DEFAULT, connection)
+    while True:
+        with runtime.db.transaction() as session:
+            now = utcnow()
+            release_stale(session, now=now)
+            ids = due_notice_ids(session, limit=limit, now=now)
+            if not ids:
+                return relayed
+            batches = [ids[i : i + BATCH_SIZE] for i in range(0, len(ids), BATCH_SIZE)]
+            try:
+                with connection.pipeline() as pipe:
+                    queue.enqueue_many(
+                        [
+                            queue.prepare_data(
+                                deliver_notices,
+                                args=(batch,),
+                                timeout=DELIVERY_JOB_TIMEOUT,
+                                description=f"deliver {len(batch)} notices from {batch[0]}",
+                            )
+                            for batch in batches
+                        ],
+                        pipeline=pipe,
+                    )
+                    pipe.execute()
+            except RedisError as exc:
+                raise RelayUnavailable(f"the queue is unreachable: {exc}") from None
+            mark_queued(session, ids, now=now)
+        relayed += len(ids)
+        if len(ids) < limit:
+            return relayed
+
+
+def deliver_notices(notice_ids: list[int]) -> dict[str, int]:
+    """The rq job: send the batch's notices that are still waiting, one message each."""
+    return send_notices(job_runtime(), notice_ids).as_dict()
+
+
+class RateLimiter:
+    """At most ``rate`` messages a second from this process (0: no limit)."""
+
+    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval = 1.0 / rate if rate > 0 else 0.0
+        self.clock = clock
+        self.next_at = 0.0
+
+    def wait(self) -> None:
+        if not self.interval:
+            return
+        now = self.clock()
+        if now < self.next_at:
+            time.sleep(self.next_at - now)
+            now = self.next_at
+        self.next_at = now + self.interval
+
+
+def send_notices(
+    runtime: Runtime, notice_ids: list[int], *, mailer: Mailer | None = None
+) -> DeliveryReport:
+    """Claim, send and record each notice in ``notice_ids``. Idempotent per notice."""
+    settings = runtime.settings
+    report = DeliveryReport()
+    with runtime.db.transaction() as session:
+        claimed = claim_notices(session, notice_ids, now=utcnow())
+    report.claimed = len(claimed)
+    if not claimed:
+        return report
+    own_mailer = mailer is None
+    mailer = mailer or make_mailer(
+        settings.smtp_url, mail_dir=settings.resolved_mail_dir, envelope_from=settings.mail_from
+    )
+    limiter = RateLimiter(settings.mail_rate)
+    prepared: dict[tuple[NoticeKind, str, int | None, bool], PreparedNotice] = {}
+    try:
+        for index, notice in enumerate(claimed):
+            limiter.wait()
+            template = _template(runtime, prepared, notice)
+            message_id = new_message_id(notice.id, settings.mail_from)
+            try:
+                message = build_message(
+                    template,
+                    recipient=notice.recipient,
+                    sender=settings.mail_from,
+                    message_id=message_id,
+                    now=utcnow(),
+                )
+                result = mailer.send(message)
+            except (MultipleRecipients, ValueError) as exc:
+                # An address the mail library cannot put in a header: no retry will help.
+                _fail(runtime, notice, permanent=True, code=None, error=str(exc), report=report)
+                continue
+            if result.accepted:
+                with runtime.db.transaction() as session:
+                    record_sent(session, notice.id, message_id=message_id, now=utcnow())
+                report.sent += 1
+                continue
+            _fail(
+                runtime,
+                notice,
+                permanent=result.permanent,
+                code=result.code,
+                error=result.error,
+                report=report,
+            )
+            if result.code is None:
+                # No server to talk to: the rest of the batch would fail the same way.
+                for rest in claimed[index + 1 :]:
+                    _fail(
+                        runtime, rest, permanent=False, code=None, error=result.error, report=report
+                    )
+                break
+    finally:
+        if own_mailer:
+            mailer.close()
+    log.info(
+        "delivered notices: %s sent, %s retrying, %s failed",
+        report.sent,
+        report.retrying,
+        report.failed,
+    )
+    return report
+
+
+def _template(
+    runtime: Runtime,
+    cache: dict[tuple[NoticeKind, str, int | None, bool], PreparedNotice],
+    notice: ClaimedNotice,
+) -> PreparedNotice:
+    language = pick_language(notice.locale)
+    key = (notice.kind, language, notice.leak_id, notice.password_leaked)
+    if key not in cache:
+        settings = runtime.settings
+        cache[key] = prepare_notice(
+            notice.kind.value,
+            language,
+            NoticeContext(
+                service_name=settings.service_name,
+                leak_name=notice.leak_name or "",
+                leak_date=(
+                    notice.leak_date.astimezone(UTC).strftime("%Y-%m-%d")
+                    if notice.leak_date
+                    else None
+                ),
+                account_url=settings.account_url,
+                password_leaked=notice.password_leaked,
+            ),
+        )
+    return cache[key]
+
+
+def _fail(
+    runtime: Runtime,
+    notice: ClaimedNotice,
+    *,
+    permanent: bool,
+    code: int | None,
+    error: str | None,
+    report: DeliveryReport,
+) -> None:
+    with runtime.db.transaction() as session:
+        attempts = session.scalar(select(Notice.attempts).where(Notice.id == notice.id)) or 0
+        state = record_failure(
+            session,
+            notice.id,
+            permanent=permanent,
+            code=code,
+            error=error,
+            attempts=attempts,
+            now=utcnow(),
+        )
+    if state is NoticeState.FAILED:
+        report.failed += 1
+    else:
+        report.retrying += 1
+
+
+def drain_outbox(runtime: Runtime, connection: Redis, worker_factory: Callable[[], object]) -> int:
+    """Relay and deliver in this process until nothing is due (the embedded default)."""
+    total = 0
+    while relayed := relay_notices(runtime, connection):
+        total += relayed
+        worker = worker_factory()
+        worker.work(burst=True, logging_level="WARNING")  # type: ignore[attr-defined]
+    return total
+
+
+class RelayThread(threading.Thread):
+    """Relay due notices every few seconds, beside a long-running worker."""
+
+    def __init__(self, runtime: Runtime, connection: Redis, *, every: float = 5.0) -> None:
+        super().__init__(name="notice-relay", daemon=True)
+        self.runtime = runtime
+        self.connection = connection
+        self.every = every
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.wait(self.every):
+            try:
+                relay_notices(self.runtime, self.connection)
+            except RelayUnavailable as exc:
+                log.warning("notice relay: %s; the notices stay pending", exc)
+            except Exception:
+                log.exception("notice relay failed; retrying in %s s", self.every)

@@ -1,0 +1,197 @@
+"""Sending one message to one person: over SMTP, or into a folder of ``.eml`` files.
+
+Two implementations of one small protocol. ``SmtpMailer`` keeps one connection open for
+a whole batch and tells a transient refusal (4xx, a dropped connection: try later) from a
+permanent one (5xx: record it and stop). Every message passes ``check_one_recipient``
+first: no code path can send a message addressed to a list of people.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import smtplib
+import ssl
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import getaddresses
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from service.emails import mask_email
+
+log = logging.getLogger(__name__)
+
+SMTP_TIMEOUT_SECONDS = 30
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+class MultipleRecipients(Exception):
+    """A message addressed to more than one person: refused before it leaves."""
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    accepted: bool
+    permanent: bool = False  # a refusal that retrying will not change
+    code: int | None = None
+    error: str | None = None
+
+
+class Mailer(Protocol):
+    def send(self, message: EmailMessage) -> SendResult: ...
+
+    def close(self) -> None: ...
+
+
+def check_one_recipient(message: EmailMessage) -> str:
+    """Return the message's one recipient; raise MultipleRecipients otherwise.
+
+    Exactly one address in To, none in Cc or Bcc: the leak that started all this was a
+    mass mail with every recipient visible.
+    """
+    for header in ("Cc", "Bcc", "Resent-To", "Resent-Cc", "Resent-Bcc"):
+        if message.get_all(header):
+            raise MultipleRecipients(f"a notice must not carry a {header} header")
+    to_headers = message.get_all("To") or []
+    addresses = [address for _, address in getaddresses([str(h) for h in to_headers])]
+    if len(to_headers) != 1 or len(addresses) != 1 or not addresses[0]:
+        raise MultipleRecipients("a notice must have exactly one To address")
+    return addresses[0]
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpSettings:
+    host: str
+    port: int
+    implicit_tls: bool
+    starttls: str  # "required" | "if-offered" | "off"
+    username: str | None
+    password: str | None
+
+
+def parse_smtp_url(url: str) -> SmtpSettings:
+    """Read ``smtp://user:pass@host:587`` (STARTTLS) or ``smtps://...:465`` (TLS).
+
+    STARTTLS is required on ``smtp://`` except to a loopback relay, where it is used if
+    offered; ``?starttls=off`` turns it off explicitly (a relay on a trusted network).
+    """
+    parts = urlsplit(url)
+    implicit = parts.scheme == "smtps"
+    host = parts.hostname or "localhost"
+    query = parse_qs(parts.query)
+    default = "if-offered" if host in LOOPBACK_HOSTS else "required"
+    starttls = "off" if implicit else query.get("starttls", [default])[0]
+    if starttls not in {"required", "if-offered", "off"}:
+        raise ValueError("starttls must be required, if-offered or off")
+    return SmtpSettings(
+        host=host,
+        port=parts.port or (465 if implicit else 587),
+        implicit_tls=implicit,
+        starttls=starttls,
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+    )
+
+
+class SmtpMailer:
+    """One reused SMTP connection; reconnects once when the server dropped it."""
+
+    def __init__(self, settings: SmtpSettings, *, envelope_from: str) -> None:
+        self.settings = settings
+        self.envelope_from = envelope_from
+        self._connection: smtplib.SMTP | None = None
+
+    def _connect(self) -> smtplib.SMTP:
+        s = self.settings
+        context = ssl.create_default_context()
+        connection: smtplib.SMTP
+        if s.implicit_tls:
+            connection = smtplib.SMTP_SSL(
+                s.host, s.port, timeout=SMTP_TIMEOUT_SECONDS, context=context
+            )
+        else:
+            connection = smtplib.SMTP(s.host, s.port, timeout=SMTP_TIMEOUT_SECONDS)
+            connection.ehlo()
+            if s.starttls != "off" and connection.has_extn("starttls"):
+                connection.starttls(context=context)
+                connection.ehlo()
+            elif s.starttls == "required":
+                connection.close()
+                raise smtplib.SMTPNotSupportedError("the server does not offer STARTTLS")
+        if s.username:
+            connection.login(s.username, s.password or "")
+        return connection
+
+    def send(self, message: EmailMessage) -> SendResult:
+        recipient = check_one_recipient(message)
+        for attempt in (1, 2):
+            try:
+                if self._connection is None:
+                    self._connection = self._connect()
+                self._connection.send_message(
+                    message, from_addr=self.envelope_from, to_addrs=[recipient]
+                )
+                return SendResult(accepted=True, code=250)
+            except smtplib.SMTPServerDisconnected as exc:
+                self._drop()
+                if attempt == 2:
+                    return SendResult(False, error=f"disconnected: {exc}"[:300])
+            except smtplib.SMTPRecipientsRefused as exc:
+                code, reply = next(iter(exc.recipients.values()))
+                return _refusal(code, reply, recipient)
+            except smtplib.SMTPResponseException as exc:
+                if exc.smtp_code in (421,):  # the server is closing: reconnect next time
+                    self._drop()
+                return _refusal(exc.smtp_code, exc.smtp_error, recipient)
+            except (OSError, smtplib.SMTPException) as exc:
+                self._drop()
+                return SendResult(False, error=f"{type(exc).__name__}: {exc}"[:300])
+        return SendResult(False, error="unreachable")
+
+    def _drop(self) -> None:
+        if self._connection is not None:
+            with contextlib.suppress(OSError, smtplib.SMTPException):
+                self._connection.close()
+        self._connection = None
+
+    def close(self) -> None:
+        if self._connection is not None:
+            with contextlib.suppress(OSError, smtplib.SMTPException):
+                self._connection.quit()
+        self._drop()
+
+
+def _refusal(code: int, reply: bytes | str, recipient: str) -> SendResult:
+    text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
+    # A server's reply may quote the address back; the record keeps it masked.
+    text = text.replace(recipient, mask_email(recipient))
+    return SendResult(False, permanent=500 <= code < 600, code=code, error=text[:300])
+
+
+class FolderMailer:
+    """Write each message as one ``.eml`` file: the embedded default, with no SMTP."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def send(self, message: EmailMessage) -> SendResult:
+        check_one_recipient(message)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        name = (message["Message-ID"] or "message").strip("<>").replace("/", "_")
+        target = self.directory / f"{name}.eml"
+        partial = target.with_suffix(".eml.part")
+        # Written aside and renamed: a reader never sees half a message.
+        partial.write_bytes(message.as_bytes())
+        partial.replace(target)
+        return SendResult(accepted=True)
+
+    def close(self) -> None:
+        return None
+
+
+def make_mailer(smtp_url: str | None, *, mail_dir: Path, envelope_from: str) -> Mailer:
+    if smtp_url is None:
+        return FolderMailer(mail_dir)
+    return SmtpMailer(parse_smtp_url(smtp_url), envelope_from=envelope_from)

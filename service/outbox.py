@@ -1,0 +1,223 @@
+"""The outbox's state machine: pending -> queued -> sending -> sent | failed.
+
+The notice row, not the queue, is the truth until the SMTP server accepts the message
+(rq/rq #1461, #2015: a killed worker's job can vanish). So:
+
+- the relay marks rows ``queued`` only in the transaction that follows a successful
+  enqueue; with Redis down, rows stay ``pending`` and the next relay takes them;
+- a worker claims a row (``sending``, with a lease) in its own transaction before sending,
+  so a second delivery of the same job finds nothing to do;
+- a row left ``sending`` past its lease (the worker died) or ``queued`` too long (its job
+  was lost with Redis) goes back to ``pending``.
+
+The one window left: a worker killed after the SMTP server accepted a message and before
+its row is marked ``sent``. The row goes back to ``pending`` when its lease ends and the
+person gets the message twice. The lease keeps that to messages in flight at the kill.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import CursorResult, and_, exists, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from service.models import (
+    Account,
+    Campaign,
+    Exposure,
+    ExposureKind,
+    Leak,
+    Notice,
+    NoticeKind,
+    NoticeState,
+)
+
+SEND_LEASE = timedelta(minutes=5)
+QUEUED_TIMEOUT = timedelta(hours=1)
+MAX_TRANSIENT_ATTEMPTS = 8
+BACKOFF_BASE = timedelta(seconds=30)
+BACKOFF_MAX = timedelta(hours=2)
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedNotice:
+    id: int
+    kind: NoticeKind
+    recipient: str
+    locale: str | None
+    leak_id: int | None
+    leak_name: str | None
+    leak_date: datetime | None
+    password_leaked: bool
+
+
+def due_notice_ids(session: Session, *, limit: int, now: datetime) -> list[int]:
+    """Pending notices that may go now, oldest first, locked for this relay.
+
+    On PostgreSQL, ``SKIP LOCKED`` lets several relays run at once without taking the
+    same rows; a paused campaign's notices wait.
+    """
+    paused = exists().where(Campaign.leak_id == Notice.leak_id, Campaign.paused.is_(True))
+    query = (
+        select(Notice.id)
+        .where(
+            Notice.state == NoticeState.PENDING,
+            or_(Notice.not_before.is_(None), Notice.not_before <= now),
+            ~paused,
+        )
+        .order_by(Notice.id)
+        .limit(limit)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True, of=Notice)
+    return list(session.scalars(query))
+
+
+def mark_queued(session: Session, notice_ids: Sequence[int], *, now: datetime) -> None:
+    session.execute(
+        update(Notice)
+        .where(Notice.id.in_(notice_ids), Notice.state == NoticeState.PENDING)
+        .values(state=NoticeState.QUEUED, queued_at=now)
+    )
+
+
+def claim_notices(
+    session: Session, notice_ids: Sequence[int], *, now: datetime
+) -> list[ClaimedNotice]:
+    """Take the rows still waiting (pending or queued) for this worker; skip the rest.
+
+    Idempotent: a row another worker claimed, or one already sent, is not returned.
+    Does not commit: the caller commits the claim before sending anything.
+    """
+    claimable = and_(
+        Notice.id.in_(notice_ids),
+        Notice.state.in_((NoticeState.PENDING, NoticeState.QUEUED)),
+    )
+    paused = exists().where(Campaign.leak_id == Notice.leak_id, Campaign.paused.is_(True))
+    claimed = list(
+        session.scalars(
+            update(Notice)
+            .where(claimable, ~paused)
+            .values(
+                state=NoticeState.SENDING,
+                lease_until=now + SEND_LEASE,
+                attempts=Notice.attempts + 1,
+            )
+            .returning(Notice.id)
+        )
+    )
+    if not claimed:
+        return []
+    rows = session.execute(
+        select(
+            Notice.id,
+            Notice.kind,
+            Account.email,
+            Account.locale,
+            Notice.leak_id,
+            Leak.name,
+            Leak.created_at,
+            Exposure.kind == ExposureKind.CREDENTIAL,
+        )
+        .join(Account, Account.id == Notice.account_id)
+        .outerjoin(Leak, Leak.id == Notice.leak_id)
+        .outerjoin(
+            Exposure,
+            and_(Exposure.account_id == Notice.account_id, Exposure.leak_id == Notice.leak_id),
+        )
+        .where(Notice.id.in_(claimed))
+        .order_by(Notice.leak_id, Notice.id)
+    ).all()
+    return [ClaimedNotice(*row[:-1], password_leaked=bool(row[-1])) for row in rows]
+
+
+def record_sent(session: Session, notice_id: int, *, message_id: str, now: datetime) -> None:
+    session.execute(
+        update(Notice)
+        .where(Notice.id == notice_id)
+        .values(
+            state=NoticeState.SENT,
+            sent_at=now,
+            message_id=message_id,
+            reply_code=250,
+            last_error=None,
+            lease_until=None,
+        )
+    )
+
+
+def record_failure(
+    session: Session,
+    notice_id: int,
+    *,
+    permanent: bool,
+    code: int | None,
+    error: str | None,
+    attempts: int,
+    now: datetime,
+) -> NoticeState:
+    """Record a refusal: permanent (or too many tries) fails the notice, else it waits.
+
+    A permanent refusal also marks the account's address undeliverable, for support.
+    """
+    if permanent or attempts >= MAX_TRANSIENT_ATTEMPTS:
+        session.execute(
+            update(Notice)
+            .where(Notice.id == notice_id)
+            .values(
+                state=NoticeState.FAILED,
+                reply_code=code,
+                last_error=(error or "")[:500],
+                lease_until=None,
+            )
+        )
+        if permanent:
+            account_id = select(Notice.account_id).where(Notice.id == notice_id).scalar_subquery()
+            session.execute(
+                update(Account).where(Account.id == account_id).values(undeliverable_at=now)
+            )
+        return NoticeState.FAILED
+    session.execute(
+        update(Notice)
+        .where(Notice.id == notice_id)
+        .values(
+            state=NoticeState.PENDING,
+            reply_code=code,
+            last_error=(error or "")[:500],
+            lease_until=None,
+            not_before=now + backoff(attempts),
+        )
+    )
+    return NoticeState.PENDING
+
+
+def backoff(attempts: int) -> timedelta:
+    """Exponential: 30 s, 1 min, 2 min ... at most 2 h."""
+    delay: timedelta = BACKOFF_BASE * (2 ** max(attempts - 1, 0))
+    return min(delay, BACKOFF_MAX)
+
+
+def release_stale(session: Session, *, now: datetime) -> int:
+    """Put back rows whose worker died (lease over) or whose job was lost (queued too long)."""
+    expired: CursorResult[Any] = session.execute(  # type: ignore[assignment]
+        update(Notice)
+        .where(
+            or_(
+                and_(Notice.state == NoticeState.SENDING, Notice.lease_until < now),
+                and_(Notice.state == NoticeState.QUEUED, Notice.queued_at < now - QUEUED_TIMEOUT),
+            )
+        )
+        .values(state=NoticeState.PENDING, lease_until=None)
+    )
+    return int(expired.rowcount or 0)
+
+
+def notice_counts(session: Session, *, leak_id: int) -> dict[str, int]:
+    rows = session.execute(
+        select(Notice.state, func.count()).where(Notice.leak_id == leak_id).group_by(Notice.state)
+    ).all()
+    return {str(state): count for state, count in rows}
