@@ -49,8 +49,8 @@ class Settings(BaseSettings):
     mail_from: str = "Leakguard <security@localhost>"
     # Messages a second from each delivering process (0: as fast as the server takes them).
     mail_rate: Annotated[float, Field(ge=0)] = 0.0
-    # Named in the notices: "the email address of your <service_name> account".
-    service_name: str = "our service"
+    # Named in the notices: "your account with <service_name>" ("us" when unset).
+    service_name: str = "us"
     # Where a person changes the address of their account; the only link a notice carries.
     account_url: str | None = None
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 import click
 
 from jobs.account_import import import_accounts
+from jobs.context import use_runtime
+from jobs.deliver import drain_outbox, relay_notices
 from jobs.ingest import ingest_leak
+from jobs.queues import make_worker, redis_connection, uses_fake_redis
 from jobs.sample import generate_sample
 from service.cli.base import cli, runtime
 from service.migrate import upgrade_database
@@ -40,8 +43,22 @@ def demo(account_count: int, exposed: int) -> None:
     )
     click.echo("leak ingested:")
     click.echo("  " + ingested.summary().replace("\n", "\n  "))
+    settings = value.settings
+    connection = redis_connection(settings)
+    if uses_fake_redis(settings):
+        use_runtime(value)
+        delivered = drain_outbox(value, connection, lambda: make_worker(settings, connection))
+        where = (
+            "the SMTP server"
+            if settings.smtp_url
+            else f"{settings.resolved_mail_dir}/ (.eml files)"
+        )
+        click.echo(f"warnings delivered: {delivered}, one message per person, to {where}")
+    else:
+        relayed = relay_notices(value, connection)
+        click.echo(f"warnings relayed to the queue: {relayed}; `leakguard worker` delivers them")
     click.echo(
-        "the warnings wait in the outbox (table notice) for delivery.\n"
-        f"next: `leakguard leaks show {DEMO_LEAK}` for the details; `leakguard run` serves the\n"
-        "      API, whose OpenAPI document is /openapi/openapi.json"
+        f"next: `leakguard leaks show {DEMO_LEAK}` and `leakguard notices status --leak "
+        f"{DEMO_LEAK}`;\n      `leakguard run` serves the API "
+        "(OpenAPI document at /openapi/openapi.json)"
     )
