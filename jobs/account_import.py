@@ -267,6 +267,7 @@ def _apply_chunk(
     for query in queries:
         for account_id, external_id, email, locale in session.execute(query):
             existing[external_id] = (account_id, email, locale)
+    moved: list[int] = []
     inserts: list[dict[str, Any]] = []
     updates: list[dict[str, Any]] = []
     for external_id, row in latest.items():
@@ -283,6 +284,8 @@ def _apply_chunk(
                 }
             )
         elif (current[1], current[2]) != (row.email, row.locale):
+            if current[1] != row.email:
+                moved.append(current[0])
             updates.append(
                 {
                     "id": current[0],
@@ -293,6 +296,11 @@ def _apply_chunk(
                 }
             )
     changed: list[int] = []
+    if moved:  # a new address deserves a new chance at delivery
+        session.execute(
+            update(Account).where(Account.id.in_(moved)).values(undeliverable_at=None),
+            execution_options={"synchronize_session": False},
+        )
     if inserts:
         changed += session.execute(
             ACCOUNT_TABLE.insert().returning(ACCOUNT_TABLE.c.id), inserts

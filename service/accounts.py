@@ -177,6 +177,8 @@ def _apply(session: Session, valid: _ValidInput, *, now: datetime) -> Upserted:
     if (account.email, account.locale) == (valid.email, valid.locale):
         return Upserted(UpsertOutcome.UNCHANGED, AccountView.of(account))
     new_key = account.email_key != valid.email_key
+    if account.email != valid.email:
+        account.undeliverable_at = None  # a new address deserves a new chance
     account.email = valid.email
     account.email_key = valid.email_key
     account.locale = valid.locale

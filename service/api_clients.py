@@ -31,6 +31,7 @@ class Scope(StrEnum):
     ACCOUNTS_READ = "accounts:read"
     ACCOUNTS_WRITE = "accounts:write"
     RISK_CHECK = "risk:check"
+    NOTICES_BOUNCES = "notices:bounces"
 
 
 @dataclass(frozen=True, slots=True)

@@ -110,6 +110,12 @@ def claim_notices(
             .returning(Notice.id)
         )
     )
+    # A paused campaign's rows handed to this job go back to wait in the outbox.
+    session.execute(
+        update(Notice)
+        .where(Notice.id.in_(notice_ids), Notice.state == NoticeState.QUEUED, paused)
+        .values(state=NoticeState.PENDING)
+    )
     if not claimed:
         return []
     rows = session.execute(
@@ -221,3 +227,41 @@ def notice_counts(session: Session, *, leak_id: int) -> dict[str, int]:
         select(Notice.state, func.count()).where(Notice.leak_id == leak_id).group_by(Notice.state)
     ).all()
     return {str(state): count for state, count in rows}
+
+
+@dataclass(frozen=True, slots=True)
+class BounceOutcome:
+    matched: int
+    unknown: int
+
+
+def record_bounces(
+    session: Session, bounces: Sequence[tuple[str, int | None, str | None]], *, now: datetime
+) -> BounceOutcome:
+    """Mark the notices named by Message-ID failed and their addresses undeliverable.
+
+    ``bounces`` holds (message_id, reply code, reason) as the mail provider reported them.
+    Idempotent: a bounce reported twice changes nothing the second time.
+    """
+    matched = 0
+    for message_id, code, reason in bounces:
+        notice = session.scalars(
+            select(Notice).where(Notice.message_id == _bracketed(message_id))
+        ).one_or_none()
+        if notice is None:
+            continue
+        matched += 1
+        notice.state = NoticeState.FAILED
+        notice.reply_code = code
+        notice.last_error = f"bounced: {reason or 'no reason given'}"[:500]
+        session.execute(
+            update(Account)
+            .where(Account.id == notice.account_id, Account.undeliverable_at.is_(None))
+            .values(undeliverable_at=now)
+        )
+    return BounceOutcome(matched=matched, unknown=len(bounces) - matched)
+
+
+def _bracketed(message_id: str) -> str:
+    text = message_id.strip()
+    return text if text.startswith("<") else f"<{text}>"

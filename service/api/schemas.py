@@ -108,3 +108,30 @@ class AccountBatchOut(BaseModel):
     unchanged: int
     invalid: int
     results: list[AccountBatchResult]
+
+
+MessageId = Annotated[
+    str,
+    Field(
+        min_length=3,
+        max_length=255,
+        pattern=r"^<?[^<>\s@]+@[^<>\s@]+>?$",
+        description="The Message-ID of the notice, with or without angle brackets.",
+    ),
+    Storable,
+]
+
+
+class BounceItem(Strict):
+    message_id: MessageId
+    code: int | None = Field(default=None, ge=200, le=599, description="SMTP reply code")
+    reason: Annotated[str, Field(max_length=500), Storable] | None = None
+
+
+class BounceBatchBody(Strict):
+    bounces: list[BounceItem] = Field(min_length=1, max_length=1000)
+
+
+class BounceBatchOut(BaseModel):
+    matched: int = Field(description="bounces that named one of our notices")
+    unknown: int = Field(description="bounces whose Message-ID is not ours")
