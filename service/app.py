@@ -16,6 +16,7 @@ from service.api.problems import (
     render_validation_error,
 )
 from service.config import Settings, load_settings
+from service.logs import configure_logging
 from service.migrate import is_at_head
 from service.runtime import Runtime, build_runtime
 
@@ -39,6 +40,7 @@ def package_version() -> str:
 def create_app(settings: Settings | None = None) -> OpenAPI:
     """Build the Flask app from ``settings`` (default: the environment). Connects to nothing."""
     settings = settings or load_settings()
+    configure_logging(settings.log_level)
     app = OpenAPI(
         __name__,
         info=Info(title="Leakguard", version=package_version(), description=API_DESCRIPTION),

@@ -60,6 +60,7 @@ class Settings(BaseSettings):
     canon_drop_subaddress: bool = True
     canon_gmail_dots: bool = True
 
+    log_level: str = "INFO"
     max_request_bytes: Annotated[int, Field(gt=0)] = 1024 * 1024
     max_batch_accounts: Annotated[int, Field(gt=0, le=MAX_BATCH_ACCOUNTS_LIMIT)] = 1000
     import_chunk_rows: Annotated[int, Field(gt=0)] = 20_000
@@ -86,6 +87,13 @@ class Settings(BaseSettings):
         if value is not None and not value.startswith(("smtp://", "smtps://")):
             raise ValueError("must be an smtp:// or smtps:// URL")
         return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        if value.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+        return value.upper()
 
     @field_validator("account_url")
     @classmethod
