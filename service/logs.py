@@ -36,7 +36,7 @@ class MaskAddresses(logging.Filter):
         return True
 
 
-def configure_logging(level: str = "INFO") -> None:
+def configure_logging(level: str = "WARNING") -> None:
     """One stderr handler with the mask, for the app, the CLI and the workers. Idempotent."""
     root = logging.getLogger()
     if any(isinstance(f, MaskAddresses) for h in root.handlers for f in h.filters):

@@ -39,7 +39,6 @@ EmailText = Annotated[
     Field(
         min_length=3,
         max_length=MAX_EMAIL_CHARS,
-        json_schema_extra={"format": "email"},
         examples=["jane.doe@example.com"],
     ),
     Storable,

@@ -57,7 +57,7 @@ def test_defaults_keep_everything_in_the_instance_folder(tmp_path: Path) -> None
     assert settings.resolved_mail_dir == tmp_path / "instance" / "mail"
     assert settings.redis_url is None
     assert settings.smtp_url is None
-    assert settings.max_request_bytes == 1024 * 1024
+    assert settings.max_request_bytes == 4 * 1024 * 1024
     assert settings.max_batch_accounts == 1000
 
 
