@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from jobs.ingest_lock import IngestBusy, ingest_lock
@@ -203,7 +203,14 @@ def ingest_leak(
                 chunks = read_chunks(
                     runtime, reader.records(skip=done), chunk_records, report.invalid_lines
                 )
-                writer.run(chunks, Target(leak_id, file_id), report, on_progress)
+                try:
+                    writer.run(chunks, Target(leak_id, file_id), report, on_progress)
+                except LeakFileError:
+                    # Bad input harms nothing: a file that breaks before any of its records
+                    # is committed leaves no half-registered leak to list or resume.
+                    if done == 0 and report.run.lines == 0:
+                        writer.forget_file(leak_id, file_id)
+                    raise
                 report.seconds = time.monotonic() - started
                 writer.finish(file_id, seconds=report.seconds)
         finally:
@@ -442,6 +449,15 @@ class ChunkWriter:
                     seconds=LeakFile.seconds + seconds,
                 )
             )
+
+    def forget_file(self, leak_id: int, file_id: int) -> None:
+        """Remove a file none of whose records is committed, and its leak if it has no other."""
+        with self._session() as session:
+            session.execute(
+                delete(LeakFile).where(LeakFile.id == file_id, LeakFile.records_done == 0)
+            )
+            others = select(LeakFile.id).where(LeakFile.leak_id == leak_id).exists()
+            session.execute(delete(Leak).where(Leak.id == leak_id, ~others))
 
     def close(self) -> None:
         self._hash_pool.shutdown(wait=True)

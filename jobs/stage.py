@@ -22,17 +22,22 @@ _PG_MATCH = """
     SELECT a.id, a.email_key FROM account a
     WHERE a.email_key IN (SELECT email_key FROM ingest_stage)
       AND NOT EXISTS (
-          SELECT 1 FROM exposure e WHERE e.account_id = a.id AND e.leak_id = %s)
+          SELECT 1 FROM exposure e
+          WHERE e.account_id = a.id AND e.leak_id = %s AND e.password_hash IS NOT NULL)
 """
 _SQLITE_MATCH = """
     SELECT a.id, a.email_key FROM ingest_stage s JOIN account a ON a.email_key = s.email_key
-    WHERE NOT EXISTS (SELECT 1 FROM exposure e WHERE e.account_id = a.id AND e.leak_id = ?)
+    WHERE NOT EXISTS (
+        SELECT 1 FROM exposure e
+        WHERE e.account_id = a.id AND e.leak_id = ? AND e.password_hash IS NOT NULL)
 """
 
 
 def stage_and_match(session: Session, leak_id: int, keys: list[bytes]) -> tuple[int, list[Match]]:
     """Add ``keys`` to the leak's watch list and find the accounts not yet exposed to it.
 
+    Accounts exposed without a leaked password match again: a later record of the same
+    leak may carry their password, which must not be lost because the address came first.
     Returns the number of keys new to this leak and the (account, key) matches. Runs in
     the session's transaction; does not commit.
     """

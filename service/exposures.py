@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from service.db import insert_ignoring_conflicts
@@ -14,6 +14,8 @@ from service.models import Account, Exposure, ExposureKind, ExposureState, LeakE
 from service.notices import create_leak_warnings
 
 LOOKUP_BATCH = 5000  # ids per IN list: stays under SQLite's bound-parameter limit
+# The Core table: an executemany UPDATE by (account, leak), which ORM bulk update cannot do.
+EXPOSURE_TABLE = Exposure.metadata.tables[Exposure.__tablename__]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,8 +56,35 @@ def record_exposures(
         insert_ignoring_conflicts(session, Exposure).returning(Exposure.account_id), rows
     ).scalars()
     flagged = list(inserted)
+    _add_leaked_passwords(session, leak_id, candidates, skip=set(flagged))
     notices = create_leak_warnings(session, flagged, leak_id=leak_id, now=now)
     return ExposureOutcome(len(flagged), notices)
+
+
+def _add_leaked_passwords(
+    session: Session, leak_id: int, candidates: Sequence[NewExposure], *, skip: set[int]
+) -> None:
+    """Give an exposure opened without a password the one a later record of the leak holds.
+
+    Without this, whether a credential is kept would depend on which file, or which chunk,
+    named the address first.
+    """
+    rows = [
+        {"account": c.account_id, "hash": c.password_hash}
+        for c in candidates
+        if c.password_hash is not None and c.account_id not in skip
+    ]
+    if rows:
+        session.execute(
+            update(EXPOSURE_TABLE)
+            .where(
+                EXPOSURE_TABLE.c.account_id == bindparam("account"),
+                EXPOSURE_TABLE.c.leak_id == leak_id,
+                EXPOSURE_TABLE.c.password_hash.is_(None),
+            )
+            .values(kind=ExposureKind.CREDENTIAL, password_hash=bindparam("hash")),
+            rows,
+        )
 
 
 def flag_from_watchlist(

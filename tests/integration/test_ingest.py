@@ -1,0 +1,630 @@
+"""Leak ingestion end to end, on SQLite and PostgreSQL: formats, counts, flags, notices,
+idempotency, the watch list, the operator's commands and what bad input does."""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from jobs.ingest import IngestBusy, ingest_leak
+from jobs.ingest_lock import ingest_lock
+from jobs.leaklist import LeakFormat
+from service.config import Settings
+from service.leaked_passwords import is_leaked_password
+from service.models import LeakFile, LeakFileState
+from service.runtime import Runtime
+from tests.leakfiles import (
+    ADDRESS,
+    all_rows,
+    cli_env,
+    exposures,
+    flagged,
+    json_output,
+    leak_counters,
+    load_accounts,
+    notices,
+    one_error_line,
+    row_counts,
+    run_leakguard,
+    stored_values,
+    write_accounts_csv,
+    write_jsonl,
+    write_lines,
+    write_mass_mail,
+)
+
+ACCOUNTS = {
+    "u-jane": "jane@gmail.com",
+    "u-jane-dots": "J.Ane@gmail.com",  # the same canonical address as u-jane
+    "u-bob": "bob@example.org",
+    "u-carol": "Carol@Example.com",
+    "u-dave": "dave@example.net",
+    "u-erin": "erin@example.com",  # in no leak
+    "u-news": "news@exchange.example",  # sends the mass mail, is not a recipient
+}
+JANES = {"u-jane", "u-jane-dots"}
+EMPTY = {"leak": 0, "leak_file": 0, "leak_entry": 0, "exposure": 0, "notice": 0}
+
+
+@pytest.fixture
+def accounts(runtime: Runtime, tmp_path: Path) -> dict[str, str]:
+    load_accounts(runtime, tmp_path, ACCOUNTS)
+    return ACCOUNTS
+
+
+@pytest.fixture
+def env(runtime: Runtime, settings: Settings) -> dict[str, str]:
+    """The CLI's environment: the test database, the test keys, the runtime's instance dir."""
+    return cli_env(settings.resolved_database_url, settings.instance_dir)
+
+
+def counters_of(report_json: dict[str, object]) -> dict[str, object]:
+    names = ("lines", "valid", "invalid", "duplicates", "matched", "notices")
+    return {name: report_json[name] for name in names}
+
+
+# --- the console script --------------------------------------------------------------------
+
+INVALID_TEXTS = ("no-at-sign-qzx-secret", "qzx-invalid@@nowhere.example", "qzx@")
+CLI_LEAK = [
+    "jane@gmail.com",  # 1
+    '"Jane" <JANE+x@googlemail.com>',  # 2 duplicate of 1
+    "bob@example.org",  # 3
+    INVALID_TEXTS[0],  # 4 invalid
+    "",  # 5 blank: no record
+    INVALID_TEXTS[1],  # 6 invalid
+    "stranger.one@example.com",  # 7 no account
+    "  BOB@EXAMPLE.ORG  ",  # 8 duplicate of 3
+    "<carol+news@example.com>",  # 9 u-carol
+    "mailto:stranger.one@example.com",  # 10 duplicate of 7
+    INVALID_TEXTS[2],  # 11 invalid
+]
+
+
+def test_cli_ingest_prints_one_json_report_with_exact_counts(
+    runtime: Runtime, accounts: dict[str, str], env: dict[str, str], tmp_path: Path
+) -> None:
+    path = write_lines(tmp_path / "leak.txt", CLI_LEAK)
+
+    result = run_leakguard(env, "ingest", str(path), "--leak", "exchange-2019", "--json")
+
+    report = json_output(result)
+    assert report["leak"] == "exchange-2019"
+    assert report["format"] == "lines"
+    assert counters_of(report) == {
+        "lines": 10,
+        "valid": 7,
+        "invalid": 3,
+        "duplicates": 3,
+        "matched": 4,
+        "notices": 4,
+    }
+    assert report["invalid_lines"] == [4, 6, 11]
+    assert report["already_ingested"] is False
+    # The report names lines, never their content, and no address at all.
+    for text in INVALID_TEXTS:
+        assert text not in result.stdout + result.stderr
+    assert ADDRESS.findall(result.stdout + result.stderr) == []
+    assert flagged(runtime, "exchange-2019") == {*JANES, "u-bob", "u-carol"}
+    assert leak_counters(runtime, "exchange-2019") == counters_of(report)
+
+
+# --- every format ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FormatCase:
+    name: str
+    write: Callable[[Path], Path]
+    detected: str
+    counters: dict[str, int]
+    flagged: set[str]
+    fmt: LeakFormat = LeakFormat.AUTO
+    compression: str | None = None
+    kind: str = "email"
+    invalid_lines: list[int] = field(default_factory=list)
+
+
+def _counts(lines: int, valid: int, duplicates: int, matched: int) -> dict[str, int]:
+    return {
+        "lines": lines,
+        "valid": valid,
+        "invalid": lines - valid,
+        "duplicates": duplicates,
+        "matched": matched,
+        "notices": matched,
+    }
+
+
+FORMAT_CASES = [
+    FormatCase(
+        "lines",
+        lambda d: write_lines(
+            d / "list.txt",
+            ["jane@gmail.com", "bob@example.org", "stranger.one@example.com", "not an address"],
+        ),
+        "lines",
+        _counts(4, 3, 0, 3),
+        {*JANES, "u-bob"},
+        invalid_lines=[4],
+    ),
+    FormatCase(
+        "csv-email-not-first",
+        lambda d: write_lines(
+            d / "users.csv",
+            [
+                "id,name,email,signup",
+                "1,Jane,jane@gmail.com,2019-01-01",
+                '2,"Smith, Bob",bob@example.org,2019-01-02',
+                "3,Nobody,,2019-01-03",
+                "4,Stranger,stranger.two@example.com,2019-01-04",
+                "5,Dup,JANE@googlemail.com,2019-01-05",
+            ],
+        ),
+        "csv",
+        _counts(5, 4, 1, 3),
+        {*JANES, "u-bob"},
+        invalid_lines=[4],
+    ),
+    FormatCase(
+        "combo-colon-in-password",
+        lambda d: write_lines(
+            d / "combo.txt",
+            [
+                "carol@example.com:pa:ss:word1",
+                "dave@example.net:hunter2",
+                "stranger.three@example.com:stranger-pw",
+                "garbage-without-at",
+            ],
+        ),
+        "combo",
+        _counts(4, 3, 0, 2),
+        {"u-carol", "u-dave"},
+        kind="credential",
+        invalid_lines=[4],
+    ),
+    FormatCase(
+        "jsonl",
+        lambda d: write_jsonl(
+            d / "dump.jsonl",
+            [
+                {"id": 1, "email": "dave@example.net", "name": "Dave"},
+                {"id": 2, "user": {"mail": "stranger.four@example.com"}},
+                {"id": 3, "email": None},
+                "not json at all",
+                {"id": 4, "Email": "<bob@example.org>"},
+            ],
+        ),
+        "jsonl",
+        _counts(5, 3, 0, 2),
+        {"u-dave", "u-bob"},
+        invalid_lines=[3, 4],
+    ),
+    FormatCase(
+        "eml-mass-mail",
+        lambda d: write_mass_mail(
+            d / "mass-mail.eml",
+            sender=ACCOUNTS["u-news"],
+            to=[
+                '"Jane Doe" <jane@gmail.com>',
+                "stranger.five@example.com",
+                '"Smith, J." <j.smith@example.net>',
+            ],
+            cc=["Carol <carol@example.com>", "stranger.six@example.com"],
+        ),
+        "eml",
+        _counts(5, 5, 0, 3),
+        {*JANES, "u-carol"},
+    ),
+    FormatCase(
+        "text",
+        lambda d: write_lines(
+            d / "paste.txt",
+            [
+                "Hi team, the dump mentions dave@example.net and (bob@example.org).",
+                "Also see <stranger.seven@example.com>; DAVE@example.net again; 'erin@' is cut.",
+                "Nothing here.",
+            ],
+        ),
+        "text",
+        _counts(4, 4, 1, 2),
+        {"u-dave", "u-bob"},
+        fmt=LeakFormat.TEXT,
+    ),
+    FormatCase(
+        "gzip-lines",
+        lambda d: write_lines(
+            d / "list.txt.gz",
+            ["bob@example.org", "dave@example.net", "nobody-at-all"],
+            compress=True,
+        ),
+        "lines",
+        _counts(3, 2, 0, 2),
+        {"u-bob", "u-dave"},
+        compression="gzip",
+        invalid_lines=[3],
+    ),
+]
+
+
+@pytest.mark.parametrize("case", FORMAT_CASES, ids=lambda case: case.name)
+def test_every_format_flags_exactly_the_accounts_it_names(
+    runtime: Runtime, accounts: dict[str, str], tmp_path: Path, case: FormatCase
+) -> None:
+    path = case.write(tmp_path)
+
+    report = ingest_leak(runtime, path, slug="leak", fmt=case.fmt)
+
+    assert (report.format, report.compression) == (case.detected, case.compression)
+    assert report.run.as_dict() == case.counters
+    assert report.invalid_lines == case.invalid_lines
+    assert leak_counters(runtime, "leak") == case.counters
+    assert flagged(runtime, "leak") == case.flagged
+    assert {kind for kind, _ in exposures(runtime).values()} == {case.kind}
+    assert "u-news" not in flagged(runtime, "leak")  # the sender of a mail is not its victim
+
+
+# --- idempotency and flags -------------------------------------------------------------------
+
+
+def test_invariant_second_ingest_of_same_file_changes_nothing(
+    runtime: Runtime, accounts: dict[str, str], tmp_path: Path
+) -> None:
+    first = write_lines(
+        tmp_path / "part1.txt", ["jane@gmail.com", "bob@example.org", "stranger.one@example.com"]
+    )
+    ingest_leak(runtime, first, slug="leak")
+    before = all_rows(runtime)
+    assert row_counts(runtime)["exposure"] == 3
+
+    again = ingest_leak(runtime, first, slug="leak")
+
+    assert again.already_ingested is True
+    assert (again.run.matched, again.run.notices) == (0, 0)
+    assert all_rows(runtime) == before
+
+
+def test_another_file_of_the_same_leak_flags_only_new_accounts(
+    runtime: Runtime, accounts: dict[str, str], tmp_path: Path
+) -> None:
+    first = write_lines(
+        tmp_path / "part1.txt", ["jane@gmail.com", "bob@example.org", "stranger.one@example.com"]
+    )
+    second = write_lines(
+        tmp_path / "part2.txt",
+        [
+            "bob@example.org",
+            "stranger.one@example.com",
+            "carol@example.com",
+            "dave@example.net",
+            "stranger.eight@example.com",
+        ],
+    )
+    ingest_leak(runtime, first, slug="leak")
+    entries_before = row_counts(runtime)["leak_entry"]
+
+    report = ingest_leak(runtime, second, slug="leak")
+
+    assert report.run.as_dict() == _counts(5, 5, 2, 2)
+    assert flagged(runtime, "leak") == {*JANES, "u-bob", "u-carol", "u-dave"}
+    assert [n[0] for n in notices(runtime)].count("u-bob") == 1
+    assert row_counts(runtime)["leak_entry"] == entries_before + 3
+    assert leak_counters(runtime, "leak") == _counts(8, 8, 2, 5)
+
+
+def test_two_accounts_sharing_one_canonical_address_are_both_flagged_with_a_notice_each(
+    runtime: Runtime, accounts: dict[str, str], tmp_path: Path
+) -> None:
+    path = write_lines(tmp_path / "one.txt", ["J.A.N.E+promo@googlemail.com"])
+
+    report = ingest_leak(runtime, path, slug="leak")
+
+    assert (report.run.matched, report.run.notices) == (2, 2)
+    assert flagged(runtime, "leak") == JANES
+    assert notices(runtime) == [
+        ("u-jane", "leak", "leak_warning", "pending"),
+        ("u-jane-dots", "leak", "leak_warning", "pending"),
+    ]
+
+
+def test_one_pending_warning_per_flagged_account_and_leak_none_for_strangers(
+    runtime: Runtime, accounts: dict[str, str], tmp_path: Path
+) -> None:
+    leak_a = write_lines(
+        tmp_path / "a.txt",
+        ["bob@example.org", "BOB@example.org", "stranger.one@example.com", "dave@example.net"],
+    )
+    leak_a_again = write_lines(tmp_path / "a2.txt", ["bob@example.org", "dave+x@example.net"])
+    leak_b = write_lines(tmp_path / "b.txt", ["bob@example.org", "stranger.two@example.com"])
+
+    ingest_leak(runtime, leak_a, slug="leak-a")
+    ingest_leak(runtime, leak_a_again, slug="leak-a")
+    ingest_leak(runtime, leak_b, slug="leak-b")
+
+    assert notices(runtime) == [
+        ("u-bob", "leak-a", "leak_warning", "pending"),
+        ("u-bob", "leak-b", "leak_warning", "pending"),
+        ("u-dave", "leak-a", "leak_warning", "pending"),
+    ]
+    assert set(exposures(runtime)) == {(n[0], n[1]) for n in notices(runtime)}
+
+
+PASSWORDS = {
+    "carol@example.com": "Carol:pw:with:colons-7Qx",
+    "dave@example.net": "dave-Hunter2-9Zk",
+    "stranger.nine@example.com": "Stranger-Secret-4Wm",
+    "stranger.ten@example.com": "Another:Stranger:Pw-8Jt",
+}
+
+
+def test_credential_leak_keeps_argon2id_of_matched_passwords_and_nothing_of_the_rest(
+    runtime: Runtime, accounts: dict[str, str], tmp_path: Path
+) -> None:
+    path = write_lines(tmp_path / "combo.txt", [f"{a}:{p}" for a, p in PASSWORDS.items()])
+
+    report = ingest_leak(runtime, path, slug="combo")
+
+    assert report.format == "combo"
+    found = exposures(runtime)
+    assert set(found) == {("u-carol", "combo"), ("u-dave", "combo")}
+    for (external_id, _), (kind, password_hash) in found.items():
+        password = PASSWORDS[ACCOUNTS[external_id].lower()]
+        assert kind == "credential"
+        assert password_hash is not None
+        assert password_hash.startswith("$argon2id$")
+        assert is_leaked_password(password_hash, password)
+        assert not is_leaked_password(password_hash, password + "!")
+        assert not is_leaked_password(password_hash, PASSWORDS["stranger.nine@example.com"])
+    values = stored_values(runtime)
+    assert any(column == "password_hash" for _, column, _ in values)  # the scan sees them
+    for password in PASSWORDS.values():
+        for table, column, value in values:
+            needle = password.encode() if isinstance(value, bytes) else password
+            assert needle not in value, f"a leaked password in {table}.{column}"  # type: ignore[operator]
+
+
+def test_password_in_a_later_file_of_the_leak_reaches_an_account_flagged_by_an_earlier_one(
+    runtime: Runtime, accounts: dict[str, str], tmp_path: Path
+) -> None:
+    ingest_leak(
+        runtime,
+        write_lines(tmp_path / "bare.txt", ["carol@example.com", "dave@example.net"]),
+        slug="leak",
+    )
+    password = PASSWORDS["carol@example.com"]
+    combo = write_lines(
+        tmp_path / "combo.txt", [f"Carol@example.com:{password}", "stranger.one@example.com:x"]
+    )
+
+    report = ingest_leak(runtime, combo, slug="leak")
+
+    assert (report.run.matched, report.run.notices) == (0, 0)  # flagged once, warned once
+    kind, password_hash = exposures(runtime)[("u-carol", "leak")]
+    assert kind == "credential"
+    assert password_hash is not None
+    assert is_leaked_password(password_hash, password)
+    assert exposures(runtime)[("u-dave", "leak")] == ("email", None)
+    assert [n[0] for n in notices(runtime)] == ["u-carol", "u-dave"]
+
+
+@pytest.mark.parametrize("chunk_records", [1, 2, 1000])
+def test_credential_is_kept_whichever_chunk_names_the_address_first(
+    runtime: Runtime, accounts: dict[str, str], tmp_path: Path, chunk_records: int
+) -> None:
+    password = PASSWORDS["dave@example.net"]
+    path = write_lines(
+        tmp_path / "combo.txt",
+        [
+            "dave@example.net",
+            "stranger.one@example.com:one",
+            "stranger.two@example.com:two",
+            f"dave@example.net:{password}",
+        ],
+    )
+
+    report = ingest_leak(runtime, path, slug="leak", chunk_records=chunk_records)
+
+    assert (report.format, report.run.matched, report.run.notices) == ("combo", 1, 1)
+    kind, password_hash = exposures(runtime)[("u-dave", "leak")]
+    assert kind == "credential"
+    assert password_hash is not None
+    assert is_leaked_password(password_hash, password)
+
+
+def test_dry_run_reports_the_real_count_and_writes_nothing(
+    runtime: Runtime, accounts: dict[str, str], env: dict[str, str], tmp_path: Path
+) -> None:
+    earlier = write_lines(tmp_path / "earlier.txt", ["bob@example.org"])
+    ingest_leak(runtime, earlier, slug="earlier")  # something for "as before" to keep
+    path = write_lines(
+        tmp_path / "leak.txt",
+        ["jane@gmail.com", "carol@example.com", "stranger.one@example.com", "bob@example.org"],
+    )
+    before = all_rows(runtime)
+
+    dry = json_output(
+        run_leakguard(env, "ingest", str(path), "--leak", "new", "--dry-run", "--json")
+    )
+
+    assert dry["dry_run"] is True
+    assert all_rows(runtime) == before
+    real = ingest_leak(runtime, path, slug="new")
+    assert dry["matched"] == real.run.matched == 4
+    assert counters_of(dry) == real.run.as_dict()
+
+
+# --- the watch list -------------------------------------------------------------------------
+
+WATCHED_LEAK = ["stranger.one@example.com", "frank.leaked@example.com", "gina@gmail.com"]
+
+
+def test_account_created_or_changed_to_a_leaked_address_is_flagged_at_once(
+    runtime: Runtime,
+    accounts: dict[str, str],
+    client: FlaskClient,
+    auth: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    ingest_leak(runtime, write_lines(tmp_path / "leak.txt", WATCHED_LEAK), slug="watched")
+    assert flagged(runtime, "watched") == set()
+
+    created = client.put(
+        "/v1/accounts/w-new", json={"email": "Stranger.One+shop@EXAMPLE.com"}, headers=auth
+    )
+    changed = client.put(
+        "/v1/accounts/u-erin", json={"email": "G.I.N.A@googlemail.com"}, headers=auth
+    )
+    clean = client.put("/v1/accounts/w-clean", json={"email": "clean@example.com"}, headers=auth)
+
+    assert (created.status_code, changed.status_code, clean.status_code) == (201, 200, 201)
+    assert changed.get_json()["status"] == "updated"
+    assert flagged(runtime, "watched") == {"w-new", "u-erin"}
+    assert notices(runtime) == [
+        ("u-erin", "watched", "leak_warning", "pending"),
+        ("w-new", "watched", "leak_warning", "pending"),
+    ]
+
+
+def test_accounts_import_flags_imported_accounts_with_leaked_addresses(
+    runtime: Runtime, accounts: dict[str, str], env: dict[str, str], tmp_path: Path
+) -> None:
+    ingest_leak(runtime, write_lines(tmp_path / "leak.txt", WATCHED_LEAK), slug="watched")
+    csv_path = write_accounts_csv(
+        tmp_path / "more.csv",
+        {"w-imp1": "Frank.Leaked+x@Example.com", "w-imp2": "nobody.else@example.com"},
+    )
+
+    report = json_output(run_leakguard(env, "accounts", "import", str(csv_path), "--json"))
+
+    assert (report["created"], report["flagged"]) == (2, 1)
+    assert flagged(runtime, "watched") == {"w-imp1"}
+    assert notices(runtime) == [("w-imp1", "watched", "leak_warning", "pending")]
+
+
+# --- the operator's view --------------------------------------------------------------------
+
+
+def test_leaks_list_and_show_give_counts_state_files_and_timings(
+    runtime: Runtime, accounts: dict[str, str], env: dict[str, str], tmp_path: Path
+) -> None:
+    ingest_leak(runtime, write_lines(tmp_path / "a.txt", ["bob@example.org", "x"]), slug="two")
+    ingest_leak(
+        runtime,
+        write_lines(tmp_path / "b.gz", ["dave@example.net", "bob@example.org"], compress=True),
+        slug="two",
+    )
+    expected = _counts(4, 3, 1, 2)
+
+    listed = json_output(run_leakguard(env, "leaks", "list", "--json"))
+    shown = json_output(run_leakguard(env, "leaks", "show", "two", "--json"))
+    missing = run_leakguard(env, "leaks", "show", "unknown")
+
+    assert [leak["slug"] for leak in listed] == ["two"]
+    for view in (listed[0], shown):
+        assert view["state"] == "complete"
+        assert counters_of(view) == expected
+        assert view["exposures"] == {"open": 2}
+        assert view["notices_by_state"] == {"pending": 2}
+        files = view["files"]
+        assert [(f["format"], f["compression"], f["state"]) for f in files] == [
+            ("lines", None, "complete"),
+            ("lines", "gzip", "complete"),
+        ]
+        assert [counters_of(f) for f in files] == [_counts(2, 1, 0, 1), _counts(2, 2, 1, 1)]
+        for f in files:
+            assert f["runs"] == 1
+            assert f["seconds"] >= 0
+            assert f["started_at"] <= f["finished_at"]
+    assert missing.returncode == 1
+    assert "unknown" in one_error_line(missing)
+
+
+# --- bad input ------------------------------------------------------------------------------
+
+
+def _truncated_gzip(path: Path, lines: int) -> Path:
+    data = gzip.compress(
+        "".join(f"victim{i}@example.com\n" for i in range(lines)).encode(), mtime=0
+    )
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+def _bad_input(name: str, directory: Path) -> tuple[Path, str, list[str]]:
+    """The file, slug and options of one kind of bad input."""
+    if name == "missing-file":
+        return directory / "nope.txt", "bad-input", []
+    if name == "directory":
+        (directory / "a-dir").mkdir()
+        return directory / "a-dir", "bad-input", []
+    if name == "truncated-gzip-small":  # the stream breaks in its first block
+        return _truncated_gzip(directory / "small.txt.gz", 50), "bad-input", []
+    if name == "truncated-gzip-large":  # after thousands of records, before any commit
+        return _truncated_gzip(directory / "large.txt.gz", 40_000), "bad-input", []
+    if name == "csv-without-email-column":
+        rows = ["id,name,city", "1,Jane,Paris", "2,Bob,Rome"]
+        return write_lines(directory / "nomail.csv", rows), "bad-input", ["--format", "csv"]
+    assert name == "bad-slug"
+    return write_lines(directory / "ok.txt", ["bob@example.org"]), "Bad Slug!", []
+
+
+BAD_INPUTS = [
+    "missing-file",
+    "directory",
+    "truncated-gzip-small",
+    "truncated-gzip-large",
+    "csv-without-email-column",
+    "bad-slug",
+]
+
+
+@pytest.mark.parametrize("bad", BAD_INPUTS)
+def test_invariant_bad_input_exits_with_one_line_and_writes_nothing(
+    runtime: Runtime, accounts: dict[str, str], env: dict[str, str], tmp_path: Path, bad: str
+) -> None:
+    path, slug, options = _bad_input(bad, tmp_path)
+
+    result = run_leakguard(env, "ingest", str(path), "--leak", slug, *options, "--json")
+
+    one_error_line(result)
+    assert result.stdout == ""
+    assert row_counts(runtime) == EMPTY
+
+
+# --- one run per file at a time -------------------------------------------------------------
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_ingest_of_a_file_whose_lock_is_held_raises_busy_and_resumes_after_release(
+    runtime: Runtime, accounts: dict[str, str], tmp_path: Path
+) -> None:
+    path = write_lines(tmp_path / "leak.txt", ["bob@example.org", "dave@example.net"])
+
+    def stop(records: int, matched: int) -> None:
+        raise Interrupted
+
+    with pytest.raises(Interrupted):  # one chunk committed, then the run dies
+        ingest_leak(runtime, path, slug="locked", chunk_records=1, on_progress=stop)
+    with runtime.db.read_session() as session:
+        file_id, state = session.execute(select(LeakFile.id, LeakFile.state)).one()
+    assert state is LeakFileState.RUNNING
+
+    with ingest_lock(runtime, file_id), pytest.raises(IngestBusy):
+        ingest_leak(runtime, path, slug="locked", chunk_records=1)
+    assert flagged(runtime, "locked") == {"u-bob"}
+
+    report = ingest_leak(runtime, path, slug="locked", chunk_records=1)
+
+    assert report.resumed_at_record == 1
+    assert (report.run.lines, report.run.matched) == (1, 1)
+    assert flagged(runtime, "locked") == {"u-bob", "u-dave"}
+    assert leak_counters(runtime, "locked") == _counts(2, 2, 0, 2)

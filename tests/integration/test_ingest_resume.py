@@ -1,0 +1,166 @@
+"""An ingest killed with SIGKILL at many points and run again ends exactly where one clean run
+ends (SECURITY.md, "Ingest: idempotent and resumable"), on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import random
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+
+from jobs.ingest import ingest_leak
+from service.config import Settings
+from service.models import Leak, LeakEntry, LeakFile
+from service.runtime import Runtime
+from tests.conftest import empty_tables
+from tests.leakfiles import (
+    COUNTER_NAMES,
+    LEAKGUARD,
+    BigLeak,
+    cli_env,
+    exposures,
+    json_output,
+    load_accounts,
+    notices,
+    run_leakguard,
+    write_big_leak,
+)
+
+SLUG = "exchange-2019"
+CHUNK_RECORDS = 2000
+# Kill windows as fractions of the file: each kill lands later than the one before, so every
+# run resumes a file that an earlier kill left part-done.
+KILL_WINDOWS = ((0.05, 0.25), (0.35, 0.55), (0.65, 0.85))
+POLL_SECONDS = 0.002
+
+
+def snapshot(runtime: Runtime) -> dict[str, Any]:
+    """Everything an ingest decides: counters, resume point, flags, warnings, watch list."""
+    with runtime.db.read_session() as session:
+        leaks = session.execute(
+            select(Leak.slug, *(getattr(Leak, name) for name in COUNTER_NAMES))
+        ).all()
+        files = session.execute(
+            select(
+                LeakFile.sha256,
+                LeakFile.state,
+                LeakFile.records_done,
+                LeakFile.invalid_lines,
+                LeakFile.runs,
+                *(getattr(LeakFile, name) for name in COUNTER_NAMES),
+            )
+        ).all()
+        entries = session.scalar(select(func.count()).select_from(LeakEntry))
+    return {
+        "leaks": [tuple(row) for row in leaks],
+        "files": [tuple(row) for row in files],
+        "leak_entries": entries,
+        "exposures": exposures(runtime),
+        "notices": notices(runtime),  # a list: a doubled warning would show twice
+    }
+
+
+def records_done(runtime: Runtime) -> int:
+    with runtime.db.read_session() as session:
+        return session.scalar(select(func.coalesce(func.max(LeakFile.records_done), 0))) or 0
+
+
+def start_ingest(env: dict[str, str], path: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [
+            str(LEAKGUARD),
+            *("ingest", str(path), "--leak", SLUG),
+            *("--chunk-records", str(CHUNK_RECORDS), "--json"),
+        ],
+        env=env,
+        cwd=env["LEAKGUARD_INSTANCE_DIR"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def kill(process: subprocess.Popen[str]) -> None:
+    assert process.poll() is None, f"the run ended before the kill: {process.communicate()}"
+    process.send_signal(signal.SIGKILL)
+    process.communicate(timeout=30)
+    assert process.returncode == -signal.SIGKILL
+
+
+def file_registered(runtime: Runtime) -> bool:
+    with runtime.db.read_session() as session:
+        return session.scalar(select(func.count()).select_from(LeakFile)) == 1
+
+
+def past(runtime: Runtime, threshold: int) -> Callable[[], bool]:
+    return lambda: records_done(runtime) >= threshold
+
+
+def kill_when(
+    runtime: Runtime, env: dict[str, str], path: Path, reached: Callable[[], bool]
+) -> int:
+    """Run the ingest, SIGKILL it as soon as ``reached()``; return the committed resume point."""
+    process = start_ingest(env, path)
+    deadline = time.monotonic() + 60
+    while not reached():
+        assert process.poll() is None, f"the run ended early: {process.communicate()}"
+        assert time.monotonic() < deadline, "no progress within 60 s"
+        time.sleep(POLL_SECONDS)
+    kill(process)
+    return records_done(runtime)
+
+
+def clean_run_state(runtime: Runtime, big: BigLeak) -> dict[str, Any]:
+    """The state one uninterrupted run leaves; the database is emptied again afterwards."""
+    ingest_leak(runtime, big.path, slug=SLUG, chunk_records=CHUNK_RECORDS)
+    state = snapshot(runtime)
+    empty_tables(runtime)
+    return state
+
+
+def test_invariant_ingest_killed_at_random_points_resumes_to_the_clean_run_state(
+    runtime: Runtime, settings: Settings, tmp_path: Path
+) -> None:
+    seed = random.randrange(1 << 32)
+    rng = random.Random(seed)
+    big = write_big_leak(tmp_path, accounts=2000, lines=200_000, leaked_accounts=300, seed=2019)
+    load_accounts(runtime, tmp_path, big.accounts)
+    expected = clean_run_state(runtime, big)
+    assert 250 <= len(expected["exposures"]) <= 300  # the file really flags a few hundred
+    files = expected["files"]
+    assert files[0][2] == big.lines  # records_done: every line is a record
+    load_accounts(runtime, tmp_path, big.accounts)
+    env = cli_env(settings.resolved_database_url, settings.instance_dir)
+
+    # Two kills before the first commit: while the process starts, and (most runs) between
+    # registering the file and committing its first chunk.
+    early = start_ingest(env, big.path)
+    time.sleep(rng.uniform(0.05, 0.3))
+    kill(early)
+    assert records_done(runtime) == 0
+    kill_points = [kill_when(runtime, env, big.path, lambda: file_registered(runtime))]
+    for low, high in KILL_WINDOWS:
+        threshold = int(rng.uniform(low, high) * big.lines)
+        kill_points.append(kill_when(runtime, env, big.path, past(runtime, threshold)))
+    assert kill_points == sorted(kill_points), f"seed {seed}: {kill_points}"
+    assert len(set(kill_points[1:])) == 3, f"seed {seed}: {kill_points}"
+    assert 0 < kill_points[-1] < big.lines, f"seed {seed}: {kill_points}"
+
+    final = json_output(
+        run_leakguard(
+            env, "ingest", str(big.path), "--leak", SLUG, "--chunk-records", "2000", "--json"
+        )
+    )
+
+    assert final["resumed_at_record"] == kill_points[-1] > 0
+    assert final["lines"] == big.lines - kill_points[-1]
+    assert snapshot(runtime) == expected, f"seed {seed}, killed at {kill_points}"
+    again = json_output(run_leakguard(env, "ingest", str(big.path), "--leak", SLUG, "--json"))
+    assert again["already_ingested"] is True
+    assert (again["matched"], again["notices"]) == (0, 0)
+    assert snapshot(runtime) == expected
