@@ -175,7 +175,7 @@ def send_notices(
                 error=result.error,
                 report=report,
             )
-            if result.code is None:
+            if result.code is None and not result.permanent:
                 # No server to talk to: the rest of the batch would fail the same way.
                 for rest in claimed[index + 1 :]:
                     _fail(

@@ -138,6 +138,12 @@ class SmtpMailer:
                 self._drop()
                 if attempt == 2:
                     return SendResult(False, error=f"disconnected: {exc}"[:300])
+            except smtplib.SMTPNotSupportedError as exc:
+                if self._connection is None:  # STARTTLS or AUTH missing: the relay's fault
+                    return SendResult(False, error=f"{type(exc).__name__}: {exc}"[:300])
+                # A non-ASCII address and a relay without SMTPUTF8 (RFC 6531): nothing was
+                # sent, retrying changes nothing, and the next message may well go.
+                return SendResult(False, permanent=True, error=str(exc)[:300])
             except smtplib.SMTPRecipientsRefused as exc:
                 code, reply = next(iter(exc.recipients.values()))
                 return _refusal(code, reply, recipient)

@@ -148,5 +148,6 @@ def _plain(address: str) -> bool:
 
 def new_message_id(notice_id: int, sender: str) -> str:
     """A unique Message-ID naming the notice, so a bounce finds its row."""
-    domain = parseaddr(sender)[1].rpartition("@")[2] or "leakguard.invalid"
+    _, at, domain = parseaddr(sender)[1].rpartition("@")
+    domain = domain if at and domain else "leakguard.invalid"
     return f"<notice-{notice_id}.{secrets.token_hex(8)}@{domain}>"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from jobs.context import use_runtime
@@ -38,6 +40,10 @@ def worker_command(burst: bool, queues: tuple[str, ...]) -> None:
         )
         click.echo(f"relayed and delivered {delivered} notices in this process", err=True)
         return
+    # rq forks a work horse per job. A pooled database connection must not cross the fork:
+    # the horse and this process's relay thread would talk over one socket at once, and a
+    # horse's commit could be lost (SQLAlchemy: "Using Connection Pools with os.fork()").
+    os.register_at_fork(after_in_child=lambda: value.db.engine.dispose(close=False))
     try:
         relay_notices(value, connection)
     except RelayUnavailable as exc:
