@@ -11,8 +11,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, TypeVar
 
-from sqlalchemy import DateTime, Engine, Insert, MetaData, create_engine, event
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Session, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -129,10 +128,3 @@ def run_in_transaction(database: Database, work: Callable[[Session], T], *, atte
             if attempt == attempts:
                 raise
     raise AssertionError("unreachable")
-
-
-def insert_ignoring_conflicts(session: Session, model: type[Base]) -> Insert:
-    """An INSERT that skips rows violating a unique constraint, on SQLite and PostgreSQL."""
-    if session.get_bind().dialect.name == "postgresql":
-        return postgresql.insert(model).on_conflict_do_nothing()
-    return sqlite.insert(model).on_conflict_do_nothing()

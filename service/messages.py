@@ -75,11 +75,15 @@ def prepare_notice(kind: str, language: str, context: NoticeContext) -> Prepared
     subject = str(getattr(template.make_module(values), "subject", ""))
     if not subject:
         raise LookupError(f"template notices/{kind}.{language}.txt sets no subject")
-    return PreparedNotice(kind, language, subject, text, html_from_text(text))
+    links = (context.account_url,) if context.account_url else ()
+    return PreparedNotice(kind, language, subject, text, html_from_text(text, links=links))
 
 
-def html_from_text(text: str) -> str:
+def html_from_text(text: str, *, links: tuple[str, ...] = ()) -> str:
     """The HTML alternative of a notice: the same words, escaped; only our own links.
+
+    A URL becomes a link only if it starts with one of ``links`` (ours): a leak's name
+    could carry any URL, and a notice must never point people to a stranger's page.
 
     No images, no tracking: a security notice that phones home would teach people the
     very habits phishing relies on.
@@ -91,10 +95,12 @@ def html_from_text(text: str) -> str:
         if all(line.startswith(("- ", "  ")) for line in lines):
             items = " ".join(lines).split("- ")
             body.append(
-                "<ul>" + "".join(f"<li>{_inline(i)}</li>" for i in items if i.strip()) + "</ul>"
+                "<ul>"
+                + "".join(f"<li>{_inline(i, links)}</li>" for i in items if i.strip())
+                + "</ul>"
             )
         else:
-            body.append(f"<p>{'<br>'.join(_inline(line) for line in lines)}</p>")
+            body.append(f"<p>{'<br>'.join(_inline(line, links) for line in lines)}</p>")
     return (
         '<!DOCTYPE html><html><head><meta charset="utf-8"></head>'
         '<body style="font-family: sans-serif; line-height: 1.5; max-width: 40em">'
@@ -103,9 +109,15 @@ def html_from_text(text: str) -> str:
     )
 
 
-def _inline(text: str) -> str:
+def _inline(text: str, links: tuple[str, ...]) -> str:
     escaped = html.escape(text.strip(), quote=True)
-    return _URL.sub(lambda m: f'<a href="{m.group(0)}">{m.group(0)}</a>', escaped)
+    own = tuple(html.escape(link, quote=True) for link in links if link)
+
+    def link(match: re.Match[str]) -> str:
+        url = match.group(0)
+        return f'<a href="{url}">{url}</a>' if own and url.startswith(own) else url
+
+    return _URL.sub(link, escaped)
 
 
 def build_message(

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from service.campaigns import campaign_status, set_paused
 from service.cli.base import cli, cli_actor, emit_json, migrated_runtime
 from service.db import utcnow
-from service.emails import InvalidAddress, canonicalize_email, mask_email
+from service.emails import InvalidAddress, canonicalize_email, clean_address, mask_email
 from service.errors import LeakguardError, NotFound
 from service.mail import make_mailer
 from service.messages import (
@@ -81,6 +81,7 @@ def _as_text(message: EmailMessage) -> str:
 def notices_test_send(slug: str, recipient: str, language: str) -> None:
     """Send one warning of the leak to a seed address, now, outside the campaign."""
     value = migrated_runtime()
+    recipient = clean_address(recipient)  # "mailto:", brackets and quotes are not the address
     if isinstance(canonicalize_email(recipient), InvalidAddress):
         raise click.ClickException("--to is not a valid email address")
     settings = value.settings

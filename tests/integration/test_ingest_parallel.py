@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from jobs.account_import import import_accounts
 from service.models import Exposure, LeakEntry, LeakFile, LeakPart, Notice
 from service.runtime import Runtime
 from tests.conftest import TEST_HASH_KEY
+from tests.processes import kill_session
 
 LEAKGUARD = Path(sys.executable).with_name("leakguard")
 ACCOUNTS = 3000
@@ -89,8 +89,7 @@ def workers(
     started: list[subprocess.Popen[bytes]] = []
     yield started
     for process in started:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
+        kill_session(process.pid)
         process.wait(timeout=30)
 
 
@@ -181,7 +180,9 @@ def test_a_worker_killed_mid_part_loses_nothing(
         time.sleep(0.02)
     else:
         pytest.fail("the worker never committed a chunk")
-    os.killpg(victim.pid, signal.SIGKILL)
+    # The whole session: rq's work horse leaves the worker's process group, and a kill of
+    # the group alone would let it finish the part.
+    kill_session(victim.pid)
     victim.wait(timeout=30)
     with runtime.db.read_session() as session:
         unfinished = session.scalar(
