@@ -22,11 +22,12 @@ from service.runtime import Runtime
 from tests.conftest import TEST_HASH_KEY
 
 LEAKGUARD = Path(sys.executable).with_name("leakguard")
-# Five chunks of the default 20,000 rows. Under tracemalloc the import runs about four
-# times slower, so 200,000 rows would cost 20 s per backend; 100,000 already separates a
-# streaming import (about 30 MiB peak) from one that holds the file (over 120 MiB).
-MEMORY_ROWS = 100_000
-MEMORY_BOUND_BYTES = 60 * 1024 * 1024
+# Eight chunks of 5,000 rows. Under tracemalloc the import runs about four times slower,
+# so the file stays small; its 40,000 rows held at once take over 50 MiB, a streaming
+# import stays far below the bound. (The 1,000,000-row figure is bench/import_accounts.py.)
+MEMORY_ROWS = 40_000
+MEMORY_CHUNK_ROWS = 5_000
+MEMORY_BOUND_BYTES = 30 * 1024 * 1024
 
 
 class Stored(NamedTuple):
@@ -454,7 +455,7 @@ def large_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_memory_stays_flat_while_importing_many_rows(runtime: Runtime, large_csv: Path) -> None:
     tracemalloc.start()
     try:
-        report = import_accounts(runtime, large_csv)
+        report = import_accounts(runtime, large_csv, chunk_rows=MEMORY_CHUNK_ROWS)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
