@@ -68,7 +68,7 @@ class Settings(BaseSettings):
     max_batch_accounts: Annotated[int, Field(gt=0, le=MAX_BATCH_ACCOUNTS_LIMIT)] = 1000
     import_chunk_rows: Annotated[int, Field(gt=0)] = 20_000
     # Records per ingest transaction: memory, commit cost and resume granularity.
-    ingest_chunk_records: Annotated[int, Field(gt=0)] = 200_000
+    ingest_chunk_records: Annotated[int, Field(gt=0)] = 100_000
 
     @field_validator("database_url")
     @classmethod

@@ -46,7 +46,7 @@ from service.runtime import Runtime
     "--chunk-records",
     type=click.IntRange(min=1),
     help="Records per transaction: memory and resume granularity "
-    "(default: LEAKGUARD_INGEST_CHUNK_RECORDS, 200000).",
+    "(default: LEAKGUARD_INGEST_CHUNK_RECORDS, 100000).",
 )
 @click.option(
     "--enqueue",
