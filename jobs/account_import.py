@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import String, any_, bindparam, select, update
+from sqlalchemy import String, any_, bindparam, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -245,6 +245,18 @@ def _chunks(rows: Iterator[_Row], size: int) -> Iterator[list[_Row]]:
         yield chunk
 
 
+_PG_INSERT_ACCOUNTS = text(
+    """
+    INSERT INTO account (external_id, email, email_key, locale, created_at, updated_at)
+    SELECT t.external_id, t.email, t.email_key, t.locale, :now, :now
+    FROM unnest(CAST(:external_ids AS varchar[]), CAST(:emails AS varchar[]),
+                CAST(:keys AS bytea[]), CAST(:locales AS varchar[]))
+         AS t(external_id, email, email_key, locale)
+    RETURNING id
+    """
+)
+
+
 def _apply_chunk(
     session: Session, chunk: list[_Row], report: ImportReport, *, now: datetime
 ) -> None:
@@ -301,7 +313,20 @@ def _apply_chunk(
             update(Account).where(Account.id.in_(moved)).values(undeliverable_at=None),
             execution_options={"synchronize_session": False},
         )
-    if inserts:
+    if inserts and session.get_bind().dialect.name == "postgresql":
+        # One statement per chunk: multi-row VALUES batches with RETURNING tripled the
+        # import's time on PostgreSQL (the driver splits every huge statement it is given).
+        changed += session.scalars(
+            _PG_INSERT_ACCOUNTS,
+            {
+                "external_ids": [row["external_id"] for row in inserts],
+                "emails": [row["email"] for row in inserts],
+                "keys": [row["email_key"] for row in inserts],
+                "locales": [row["locale"] for row in inserts],
+                "now": now,
+            },
+        )
+    elif inserts:
         changed += session.execute(
             ACCOUNT_TABLE.insert().returning(ACCOUNT_TABLE.c.id), inserts
         ).scalars()
