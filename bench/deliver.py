@@ -1,0 +1,450 @@
+"""Benchmark notice delivery through the real worker path; prints figures only.
+
+A discarding aiosmtpd sink runs in a process of its own on 127.0.0.1 (it answers 250 and
+counts messages and RCPTs). Per run, a fresh database (SQLite in a temp dir, or a
+PostgreSQL database ``leakguard_bench_deliver``, created and dropped) is migrated and
+filled with N accounts, one leak, N exposures and N pending warning notices.
+
+Baseline, in the same run: the same messages (``prepare_notice`` + ``build_message``,
+untimed) sent by a bare smtplib loop over one reused connection. Then the real path:
+``relay_notices`` in this process (untimed), K ``leakguard worker --burst`` processes on a
+real Redis, timed from their start until every notice is ``sent`` (polled in the DB).
+Peak RSS is each worker's own (os.wait4; it covers the work horses rq forks per job).
+
+    .venv/bin/python bench/deliver.py [--notices 20000] [--backend sqlite|postgres]
+                                      [--workers 1,2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import select
+import signal
+import smtplib
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from redis import Redis
+from sqlalchemy import func, insert, update
+from sqlalchemy import select as sql_select
+
+from jobs.deliver import relay_notices
+from jobs.queues import redis_connection
+from service.config import Settings
+from service.db import utcnow
+from service.emails import EmailHasher
+from service.messages import (
+    NoticeContext,
+    build_message,
+    new_message_id,
+    pick_language,
+    prepare_notice,
+)
+from service.models import (
+    Account,
+    Exposure,
+    ExposureKind,
+    ExposureState,
+    Leak,
+    Notice,
+    NoticeKind,
+    NoticeState,
+)
+from service.runtime import Runtime, build_runtime
+
+LEAKGUARD = Path(sys.executable).with_name("leakguard")
+HOST = "127.0.0.1"
+HASH_KEY = "bench-hash-key-0123456789abcdef!"  # 32 characters
+REDIS_URL = "redis://127.0.0.1:6379/9"
+PG_ADMIN_URL = os.environ.get("LEAKGUARD_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+PG_DATABASE = "leakguard_bench_deliver"
+LOCALES = ("en", "en", "de-AT", "en-GB", "de", None)
+POLL_SECONDS = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class Sink:
+    process: subprocess.Popen[str]
+    port: int
+    counts: Path
+
+    @property
+    def url(self) -> str:
+        return f"smtp://{HOST}:{self.port}?starttls=off"
+
+
+# --- the sink process -------------------------------------------------------------------
+
+
+class Discard:
+    """aiosmtpd handler: accept everything, keep nothing but counts."""
+
+    def __init__(self) -> None:
+        self.messages = 0
+        self.rcpts = 0
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        self.messages += 1
+        self.rcpts += len(envelope.rcpt_tos)
+        return "250 2.0.0 OK discarded"
+
+
+def serve_sink(counts: Path) -> None:
+    from aiosmtpd.smtp import SMTP  # the sink process only
+
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    handler = Discard()
+    server = loop.run_until_complete(
+        loop.create_server(
+            lambda: SMTP(handler, hostname="sink.bench", decode_data=False, loop=loop),
+            HOST,
+            0,
+        )
+    )
+    print(f"READY {server.sockets[0].getsockname()[1]}", flush=True)
+    loop.add_signal_handler(signal.SIGTERM, loop.stop)
+    loop.run_forever()
+    server.close()
+    counts.write_text(json.dumps({"messages": handler.messages, "rcpts": handler.rcpts}))
+
+
+def start_sink(directory: Path, label: str) -> Sink:
+    counts = directory / f"sink-{label}.json"
+    process = subprocess.Popen(
+        [sys.executable, __file__, "--sink", str(counts)],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    ready, _, _ = select.select([process.stdout], [], [], 15) if process.stdout else ([], 0, 0)
+    line = process.stdout.readline() if ready and process.stdout else ""
+    if not line.startswith("READY "):
+        process.kill()
+        sys.exit(f"the sink did not start: {line!r}")
+    return Sink(process, int(line.split()[1]), counts)
+
+
+def stop_sink(sink: Sink) -> dict[str, int]:
+    sink.process.terminate()
+    sink.process.wait(timeout=30)
+    if sink.process.stdout is not None:
+        sink.process.stdout.close()
+    counts: dict[str, int] = json.loads(sink.counts.read_text())
+    return counts
+
+
+# --- the benchmark ------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--notices", type=int, default=20_000)
+    parser.add_argument("--backend", choices=("sqlite", "postgres"), default="sqlite")
+    parser.add_argument("--workers", default="1,2")
+    parser.add_argument("--sink", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.sink is not None:
+        serve_sink(args.sink)
+        return
+    worker_counts = [int(k) for k in args.workers.split(",") if k.strip()]
+
+    print(
+        f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs; {args.notices:,} notices; "
+        f"backend {args.backend}; sink: aiosmtpd (discarding) on {HOST}"
+    )
+    with tempfile.TemporaryDirectory(prefix="leakguard-bench-deliver-") as tmp:
+        directory = Path(tmp)
+        if args.backend == "sqlite":
+            url = f"sqlite:///{directory / 'bench.sqlite3'}"
+        else:
+            url = create_pg_database()
+        redis = Redis.from_url(REDIS_URL)
+        redis.flushdb()
+        try:
+            run(url, directory, args.notices, worker_counts)
+        finally:
+            redis.flushdb()
+            if args.backend == "postgres":
+                drop_pg_database()
+
+
+def run(url: str, directory: Path, n: int, worker_counts: list[int]) -> None:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("LEAKGUARD_")}
+    env.update(
+        LEAKGUARD_DATABASE_URL=url,
+        LEAKGUARD_REDIS_URL=REDIS_URL,
+        LEAKGUARD_HASH_KEY=HASH_KEY,
+        LEAKGUARD_INSTANCE_DIR=str(directory / "instance"),
+        LEAKGUARD_LOG_LEVEL="WARNING",
+    )
+    subprocess.run([str(LEAKGUARD), "db", "upgrade"], env=env, check=True, capture_output=True)
+    settings = Settings(
+        database_url=url,
+        redis_url=REDIS_URL,
+        hash_key=HASH_KEY,
+        instance_dir=directory / "instance",
+    )
+    runtime = build_runtime(settings)
+    started = time.perf_counter()
+    recipients = fill(runtime, n)
+    print(f"filled {n:,} accounts, exposures and notices in {time.perf_counter() - started:.1f} s")
+
+    # Baseline: the same messages, built beforehand, over one reused connection.
+    started = time.perf_counter()
+    messages = baseline_messages(settings, recipients)
+    print(f"built {n:,} messages for the baseline in {time.perf_counter() - started:.1f} s")
+    sink = start_sink(directory, "baseline")
+    wall = smtplib_loop(sink.port, settings.mail_from, messages, flat=False)
+    counts = stop_sink(sink)
+    base_rate = n / wall
+    print(
+        f"\nbaseline: bare smtplib send_message loop, one connection: {n:,} msgs in "
+        f"{wall:.2f} s = {base_rate:,.0f} msgs/s (sink got {counts['messages']:,} msgs, "
+        f"{counts['rcpts']:,} RCPTs)"
+    )
+    sink = start_sink(directory, "baseline-bytes")
+    flat = [(rcpt, m.as_bytes(policy=m.policy.clone(linesep="\r\n"))) for rcpt, m in messages]
+    wall_flat = smtplib_loop(sink.port, settings.mail_from, flat, flat=True)
+    counts = stop_sink(sink)
+    print(
+        f"          (info) sendmail of pre-flattened bytes: {n / wall_flat:,.0f} msgs/s "
+        f"(sink got {counts['messages']:,} msgs): the SMTP exchange alone"
+    )
+    del messages, flat
+
+    connection = redis_connection(settings)
+    header = (
+        f"\n{'workers':>7} {'sent':>7} {'other':>6} {'wall s':>7} {'msgs/s':>8} "
+        f"{'vs base':>8} {'sink msgs':>10} {'sink rcpt':>10} {'peak RSS per worker':>22}"
+    )
+    print(header)
+    print("-" * (len(header) - 1))
+    for k in worker_counts:
+        reset(runtime)
+        connection.flushdb()
+        relay_started = time.perf_counter()
+        relayed = relay_notices(runtime, connection)
+        relay_wall = time.perf_counter() - relay_started
+        sink = start_sink(directory, f"workers-{k}")
+        env["LEAKGUARD_SMTP_URL"] = sink.url
+        wall, rss = run_workers(runtime, env, k, n, directory)
+        counts = stop_sink(sink)
+        states = state_counts(runtime)
+        sent = states.pop(NoticeState.SENT.value, 0)
+        rate = sent / wall
+        rss_text = ", ".join(f"{mb:.0f}" for mb in rss) + " MiB"
+        print(
+            f"{k:>7} {sent:>7,} {sum(states.values()):>6,} {wall:>7.2f} {rate:>8,.0f} "
+            f"{rate / base_rate:>7.0%} {counts['messages']:>10,} {counts['rcpts']:>10,} "
+            f"{rss_text:>22}"
+        )
+        if states:
+            print(f"        not sent: {states}")
+        print(f"        (relayed {relayed:,} notices in-process first, {relay_wall:.2f} s untimed)")
+    connection.flushdb()
+    print(
+        "\nwall: from starting the workers until every notice is 'sent' (polled every "
+        f"{POLL_SECONDS} s); it includes each worker's interpreter start and imports. "
+        "'vs base' is msgs/s over the send_message baseline. Peak RSS: os.wait4 of each "
+        "worker (max over the worker and its forked work horses)."
+    )
+
+
+def fill(runtime: Runtime, n: int) -> list[tuple[str, str | None]]:
+    """N accounts, one leak, N exposures, N pending notices; return (address, locale)."""
+    hasher = EmailHasher(HASH_KEY.encode())
+    now = utcnow()
+    recipients = [(f"person.{i:06d}@example.com", LOCALES[i % len(LOCALES)]) for i in range(n)]
+    with runtime.db.transaction() as session:
+        leak_id = session.scalar(
+            insert(Leak)
+            .values(slug="bench-leak", name="Bench Leak 2024", lines=n, valid=n, matched=n)
+            .returning(Leak.id)
+        )
+        session.execute(
+            insert(Account),
+            [
+                {
+                    "external_id": f"usr_{i:08d}",
+                    "email": address,
+                    "email_key": hasher.hash(address),
+                    "locale": locale,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for i, (address, locale) in enumerate(recipients)
+            ],
+        )
+        ids = list(session.scalars(sql_select(Account.id).order_by(Account.id)))
+        session.execute(
+            insert(Exposure),
+            [
+                {
+                    "account_id": account_id,
+                    "leak_id": leak_id,
+                    # One in four leaked with a password: two templates per language.
+                    "kind": ExposureKind.CREDENTIAL if i % 4 == 0 else ExposureKind.EMAIL,
+                    "state": ExposureState.OPEN,
+                    "created_at": now,
+                }
+                for i, account_id in enumerate(ids)
+            ],
+        )
+        session.execute(
+            insert(Notice),
+            [
+                {
+                    "account_id": account_id,
+                    "leak_id": leak_id,
+                    "kind": NoticeKind.LEAK_WARNING,
+                    "state": NoticeState.PENDING,
+                    "attempts": 0,
+                    "created_at": now,
+                }
+                for account_id in ids
+            ],
+        )
+    return recipients
+
+
+def baseline_messages(
+    settings: Settings, recipients: list[tuple[str, str | None]]
+) -> list[tuple[str, EmailMessage]]:
+    """The messages the worker would build, as ``send_notices`` builds them."""
+    leak_date = utcnow().astimezone(UTC).strftime("%Y-%m-%d")
+    templates = {}
+    messages = []
+    for i, (address, locale) in enumerate(recipients):
+        key = (pick_language(locale), i % 4 == 0)
+        if key not in templates:
+            templates[key] = prepare_notice(
+                NoticeKind.LEAK_WARNING.value,
+                key[0],
+                NoticeContext(
+                    service_name=settings.service_name,
+                    leak_name="Bench Leak 2024",
+                    leak_date=leak_date,
+                    account_url=settings.account_url,
+                    password_leaked=key[1],
+                ),
+            )
+        message = build_message(
+            templates[key],
+            recipient=address,
+            sender=settings.mail_from,
+            message_id=new_message_id(i + 1, settings.mail_from),
+            now=utcnow(),
+        )
+        messages.append((address, message))
+    return messages
+
+
+def smtplib_loop(port: int, envelope_from: str, messages: list[Any], *, flat: bool) -> float:
+    started = time.perf_counter()
+    connection = smtplib.SMTP(HOST, port, timeout=30)
+    connection.ehlo()
+    for recipient, message in messages:
+        if flat:
+            connection.sendmail(envelope_from, [recipient], message)
+        else:
+            connection.send_message(message, from_addr=envelope_from, to_addrs=[recipient])
+    connection.quit()
+    return time.perf_counter() - started
+
+
+def reset(runtime: Runtime) -> None:
+    with runtime.db.transaction() as session:
+        session.execute(
+            update(Notice).values(
+                state=NoticeState.PENDING,
+                attempts=0,
+                message_id=None,
+                sent_at=None,
+                queued_at=None,
+                lease_until=None,
+                last_error=None,
+                reply_code=None,
+                not_before=None,
+            )
+        )
+
+
+def sent_count(runtime: Runtime) -> int:
+    with runtime.db.read_session() as session:
+        return int(
+            session.scalar(
+                sql_select(func.count()).select_from(Notice).where(Notice.state == NoticeState.SENT)
+            )
+            or 0
+        )
+
+
+def state_counts(runtime: Runtime) -> dict[str, int]:
+    with runtime.db.read_session() as session:
+        rows = session.execute(sql_select(Notice.state, func.count()).group_by(Notice.state)).all()
+    return {str(getattr(state, "value", state)): int(count) for state, count in rows}
+
+
+def run_workers(
+    runtime: Runtime, env: dict[str, str], k: int, n: int, directory: Path
+) -> tuple[float, list[float]]:
+    """Start K burst workers; return seconds until all N are sent, and each one's peak RSS."""
+    logs = [(directory / f"worker-{k}-{i}.log").open("w") for i in range(k)]
+    started = time.perf_counter()
+    workers = [
+        subprocess.Popen(
+            [str(LEAKGUARD), "worker", "--burst"], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+        for log in logs
+    ]
+    rss: dict[int, float] = {}
+    done_at: float | None = None
+    while done_at is None or len(rss) < k:
+        for worker in workers:
+            if worker.pid in rss:
+                continue
+            pid, status, usage = os.wait4(worker.pid, os.WNOHANG)
+            if pid:
+                worker.returncode = os.waitstatus_to_exitcode(status)
+                rss[worker.pid] = usage.ru_maxrss / 1024
+        if done_at is None and sent_count(runtime) >= n:
+            done_at = time.perf_counter()
+        if done_at is None and len(rss) == k:
+            done_at = time.perf_counter()  # all exited without sending everything
+        time.sleep(POLL_SECONDS)
+    for log in logs:
+        log.close()
+    for i, worker in enumerate(workers):
+        if worker.returncode:
+            tail = (directory / f"worker-{k}-{i}.log").read_text()[-2000:]
+            print(f"worker {i} exited {worker.returncode}:\n{tail}")
+    return done_at - started, [rss[w.pid] for w in workers]
+
+
+def create_pg_database() -> str:
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{PG_DATABASE}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{PG_DATABASE}"')
+    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
+    return f"{base}/{PG_DATABASE}"
+
+
+def drop_pg_database() -> None:
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{PG_DATABASE}" WITH (FORCE)')
+
+
+if __name__ == "__main__":
+    main()
