@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import string
+import unicodedata
 from collections.abc import Callable
 
+import idna
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
@@ -20,7 +23,12 @@ from service.emails import (
     EmailHasher,
     InvalidAddress,
     _canonicalize_fast,
+    _canonicalize_reference,
     _canonicalize_slow,
+    _domain_verdict,
+    _local_verdict,
+    _validate,
+    _validate_split,
     canonicalize_email,
     clean_address,
     mask_email,
@@ -29,6 +37,8 @@ from service.emails import (
 ALL_RULES = [CanonicalRules(*flags) for flags in itertools.product([True, False], repeat=3)]
 RULES = st.builds(CanonicalRules, st.booleans(), st.booleans(), st.booleans())
 PROPERTY = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# The slow path against its reference; run once with max_examples=20_000 when touching it.
+EQUIVALENCE = settings(PROPERTY, max_examples=250)
 
 
 def canonical(text: str, rules: CanonicalRules = DEFAULT_RULES) -> str | None:
@@ -385,6 +395,279 @@ def test_fast_path_equals_slow_path(text: str, rules: CanonicalRules) -> None:
     if fast is not None:
         assert fast == slow
     assert same_verdict(canonicalize_email(text, rules), slow)
+
+
+# --- slow path against its reference ----------------------------------------------------
+
+
+def reference_canonicalize(
+    text: str, rules: CanonicalRules = DEFAULT_RULES
+) -> CanonicalAddress | InvalidAddress:
+    """Return what canonicalize_email returned before the cached slow path."""
+    if not isinstance(text, str):
+        return InvalidAddress("not_a_string")
+    if len(text) > MAX_INPUT_CHARS:
+        return InvalidAddress("too_long")
+    candidate = clean_address(text)
+    if not candidate:
+        return InvalidAddress("empty")
+    if "@" not in candidate:
+        return InvalidAddress("no_at_sign")
+    fast = _canonicalize_fast(candidate, rules)
+    return fast if fast is not None else _canonicalize_reference(candidate, rules)
+
+
+def assert_same_as_reference(text: str, rules: CanonicalRules) -> None:
+    # The raw text, exercising quotes, brackets and spaces, and what cleaning leaves of it.
+    for candidate in {text, clean_address(text)}:
+        assert _validate_split(candidate) == _validate(candidate)
+        assert _canonicalize_slow(candidate, rules) == _canonicalize_reference(candidate, rules)
+    assert canonicalize_email(text, rules) == reference_canonicalize(text, rules)
+
+
+# Letters from several scripts, with the characters whose case mapping or normalization is
+# irregular, combining marks, joiners, 4-byte characters and full-width forms.
+SCRIPT_RANGES = [
+    (0x00C0, 0x017F),  # Latin-1 Supplement, Latin Extended-A
+    (0x0370, 0x03FF),  # Greek
+    (0x0400, 0x04FF),  # Cyrillic
+    (0x05D0, 0x05EA),  # Hebrew (right to left)
+    (0x0620, 0x0669),  # Arabic letters and Arabic-Indic digits
+    (0x0900, 0x097F),  # Devanagari, with nukta letters that NFC decomposes
+    (0x0E01, 0x0E3A),  # Thai
+    (0x1100, 0x1175),  # Hangul jamo, which NFC composes
+    (0xAC00, 0xAC40),  # Hangul syllables
+    (0x4E00, 0x4E40),  # CJK
+    (0x0300, 0x036F),  # combining marks
+    (0xFF01, 0xFF5E),  # full-width forms
+    (0x1F600, 0x1F64F),  # emoji
+]
+IRREGULAR = [
+    *UNICODE_LETTERS,
+    *"\u212b\u2126\u00c5\u0345\u1e9e\u0149\u01f0\u0390\u1fd3\ufb01\u2163\u24b6\u017f",
+    *"\u200c\u200d\u00ad\u3002\uff0e\uff61\u00a0\u2028\u0000\u007f\u0085",
+    "\U0001d400",
+    "\U00010400",
+]
+SCRIPT_CHARS = st.one_of(
+    *(st.characters(min_codepoint=low, max_codepoint=high) for low, high in SCRIPT_RANGES),
+    st.sampled_from(IRREGULAR),
+)
+UNICODE_ATOM = st.text(st.sampled_from(ATEXT) | SCRIPT_CHARS, min_size=1, max_size=10)
+
+
+@st.composite
+def unicode_local_parts(draw: st.DrawFn) -> str:
+    local = ".".join(draw(st.lists(UNICODE_ATOM, min_size=1, max_size=4)))
+    if draw(st.booleans()):
+        local += "+" + draw(st.text(st.sampled_from(ATEXT + ".") | SCRIPT_CHARS, max_size=6))
+    local = draw(st.sampled_from(RECASE))(local)
+    edit = draw(st.sampled_from(["", "", "", "nfd", "nfc-grows", "role", "dots"]))
+    if edit == "nfd":
+        local = unicodedata.normalize("NFD", local)
+    elif edit == "nfc-grows":
+        # U+0958 is excluded from composition: NFC turns its 3 bytes into 6.
+        local += "\u0958"
+    elif edit == "role":
+        local = draw(st.sampled_from(["INFO", "Abuse", "in.fo", "Info+x", "\u017fupport"]))
+    elif edit == "dots":
+        local = draw(st.sampled_from([".", ""])) + local + draw(st.sampled_from([".", "..", ""]))
+    return local
+
+
+LABEL_SEPARATORS = [".", ".", ".", "\u3002", "\uff0e", "\uff61"]
+TLDS = ["com", "de", "c", "1com", "com1", "рф", "中国", "xn--p1ai", "test", "local", "example"]
+
+
+@st.composite
+def idn_domains(draw: st.DrawFn) -> str:
+    label = st.text(
+        st.sampled_from(string.ascii_letters + string.digits + "-") | SCRIPT_CHARS,
+        min_size=1,
+        max_size=20,
+    )
+    labels = draw(st.lists(label, min_size=1, max_size=3))
+    labels.append(draw(st.sampled_from(TLDS) | label))
+    domain = draw(st.sampled_from(LABEL_SEPARATORS)).join(labels)
+    form = draw(st.sampled_from(["unicode", "unicode", "punycode", "upper", "nfd"]))
+    if form == "punycode":
+        with contextlib.suppress(idna.IDNAError, UnicodeError):
+            domain = idna.encode(domain, uts46=True).decode("ascii")
+    elif form == "upper":
+        domain = domain.upper()
+    elif form == "nfd":
+        domain = unicodedata.normalize("NFD", domain)
+    return domain
+
+
+ANY_DOMAIN = (
+    st.sampled_from(ASCII_DOMAINS + UNICODE_DOMAINS)
+    | provisional_domains(max_length=60)
+    | idn_domains()
+)
+
+
+@st.composite
+def unicode_addresses(draw: st.DrawFn) -> str:
+    local = draw(unicode_local_parts() | local_parts(ascii_only=False))
+    return f"{local}@{draw(ANY_DOMAIN)}"
+
+
+# Characters the validator splits on, or rejects, or that change a length in UTF-8 bytes.
+JUNK_PIECES = st.sampled_from(
+    [
+        *["a", "Z", "ü", "中", "\U0001f600", ".", "..", "@", "@@", '"', "<", ">", "-", "+", " "],
+        *["\\", "xn--", "[192.0.2.1]", "[IPv6:::1]", "\u0301", "\u0338", "\u3002", "=?"],
+        *["\x00", "\ud800", "example.com", "gmail.com", "bücher.de", "localhost", "x.test", "a.b"],
+    ]
+)
+JUNK = st.lists(JUNK_PIECES, max_size=12).map("".join)
+
+
+def long_domain(size: int) -> str:
+    """Return a valid ASCII domain of exactly ``size`` characters (200 to 253)."""
+    head = ("b" * 63 + ".") * ((size - 6) // 64)
+    return head + "c" * (size - len(head))
+
+
+# Byte widths 1 to 4, a pair NFC shortens, a letter NFC lengthens, one lowercasing lengthens.
+FILLERS = ["a", "x.", "ü", "中", "\U0001f600", "e\u0301", "\u0958", "\u0130", "INFO"]
+
+
+@st.composite
+def near_limit_addresses(draw: st.DrawFn) -> str:
+    """An address whose UTF-8 length, in some form, is within a few bytes of 254."""
+    domain = draw(
+        st.sampled_from(
+            [
+                "x.com",
+                "bücher.de",
+                "xn--bcher-kva.de",
+                "中" * 20 + ".com",
+                "xn--fiqaaaaaaaaaaaaaaaaaaa.com",
+                ".".join(["b" * 61] * 3) + ".com",
+                ".".join(["b" * 63] * 3) + ".co",
+                ".".join(["ü" * 20] * 5) + ".de",
+                long_domain(251),
+                long_domain(252),
+                long_domain(253),
+            ]
+        )
+        | ANY_DOMAIN
+    )
+    filler = draw(st.sampled_from(FILLERS))
+    target = 254 - 1 - len(domain.encode("utf-8", "surrogatepass")) + draw(st.integers(-6, 6))
+    local = ""
+    while len(local.encode("utf-8")) + len(filler.encode("utf-8")) <= max(target, 1):
+        local += filler
+    local += draw(st.sampled_from(["", "a", "ü", "+tag", "+ü"]))
+    local = local.strip(".") or "a"
+    return f"{local}@{draw(st.sampled_from(RECASE))(domain)}"
+
+
+EQUIVALENCE_TEXTS = (
+    unicode_addresses()
+    | unicode_addresses().flatmap(lambda a: st.sampled_from(WRAPPERS).map(lambda w: w.format(a)))
+    | near_limit_addresses()
+    | JUNK
+    | ADDRESS_TEXTS
+    | ASCII_ADDRESS_TEXTS
+    | ANY_TEXT
+)
+
+
+@given(text=unicode_addresses(), rules=RULES)
+@EQUIVALENCE
+def test_slow_path_equals_reference_on_unicode_addresses(text: str, rules: CanonicalRules) -> None:
+    assert_same_as_reference(text, rules)
+
+
+@given(text=near_limit_addresses(), rules=RULES)
+@EQUIVALENCE
+def test_slow_path_equals_reference_near_length_limits(text: str, rules: CanonicalRules) -> None:
+    assert_same_as_reference(text, rules)
+
+
+@given(text=JUNK | ANY_TEXT, rules=RULES)
+@EQUIVALENCE
+def test_slow_path_equals_reference_on_junk(text: str, rules: CanonicalRules) -> None:
+    assert_same_as_reference(text, rules)
+
+
+@given(text=EQUIVALENCE_TEXTS, rules=RULES)
+@EQUIVALENCE
+def test_slow_path_equals_reference_on_everything(text: str, rules: CanonicalRules) -> None:
+    assert_same_as_reference(text, rules)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "jürgen.neumann@icloud.com",
+        "Jürgen.Neumann@iCloud.com",
+        "user@bücher.de",
+        "USER@BÜCHER.DE",
+        "user@xn--bcher-kva.de",
+        "user@XN--BCHER-KVA.DE",
+        "ivan..schulz@x.com",
+        "a@@b.com",
+        "a@b@c.com",
+        "@x.com",
+        "a@",
+        '"a"@x.com',
+        'a"b@x.com',
+        '"a@b"@x.com',
+        "a<b@x.com",
+        "a@b<c.com",
+        "John <a@x.com>",
+        "a@[192.0.2.1]",
+        "a@\u0301x.com",
+        "INFO@bücher.de",
+        "İnfo@bücher.de",
+        "e.\u0301x@gmail.com",
+        "\u0130" * 120 + "@bücher.de",
+        "ü" * 123 + "@x.com",
+        "ü" * 124 + "@x.com",
+        "\u0958" * 41 + "@x.com",
+        "\u0958" * 42 + "@x.com",
+        "e\u0301" * 83 + "@x.com",
+        "x" * 223 + "@xn--fiqaaaaaaaaaaaaaaaaaaa.com",
+        "x" * 189 + "@xn--fiqaaaaaaaaaaaaaaaaaaa.com",
+        "x" * 190 + "@xn--fiqaaaaaaaaaaaaaaaaaaa.com",
+        "x" * 189 + "@" + "中" * 20 + ".com",
+        "x" * 190 + "@" + "中" * 20 + ".com",
+        "a@" + ".".join(["ü" * 20] * 5) + ".de",
+        # Only the address as given is too long: its domain shrinks under normalization.
+        "x" * 246 + "@\u212a.com",
+        "x" * 247 + "@\u212a.com",
+        "x" * 228 + "@\uff45\uff58\uff41\uff4d\uff50\uff4c\uff45.com",
+        "x" * 229 + "@\uff45\uff58\uff41\uff4d\uff50\uff4c\uff45.com",
+        "a@" + long_domain(252),
+        "ab@" + long_domain(252),
+        "ü@" + long_domain(252),
+        "a@" + long_domain(253),
+        "A@" + long_domain(251).upper(),
+    ],
+)
+@pytest.mark.parametrize("rules", ALL_RULES)
+def test_slow_path_equals_reference_on_edge_cases(text: str, rules: CanonicalRules) -> None:
+    assert_same_as_reference(text, rules)
+
+
+@pytest.mark.parametrize(
+    "domain", ["x.com", "bücher.de", "xn--fiqaaaaaaaaaaaaaaaaaaa.com", "中" * 20 + ".com"]
+)
+def test_cached_verdicts_do_not_depend_on_call_order(domain: str) -> None:
+    # A domain verdict is cached from a short address and must not let a long one through,
+    # nor the other way round; the same for local parts.
+    local = "ü" * 100
+    texts = [f"a@{domain}", f"{local}@{domain}", f"{local}@x.com", f"a{local}@{domain}"]
+    for order in (texts, texts[::-1]):
+        _domain_verdict.cache_clear()
+        _local_verdict.cache_clear()
+        for text in order:
+            assert _validate_split(text) == _validate(text)
+            assert canonicalize_email(text) == reference_canonicalize(text)
 
 
 # --- hashing -----------------------------------------------------------------------------
