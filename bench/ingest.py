@@ -22,8 +22,15 @@ The baseline, measured in the same run (before and after; the faster one is the
 reference): a bare Python loop over the plain-lines file that reads, strips, lowercases
 and keyed-BLAKE2b-hashes each line, with no canonical form and no database.
 
+If ``leakguard ingest`` has ``--enqueue``, the largest plain-lines file is also ingested that
+way: enqueued with ``--no-wait`` on a real Redis (db 12, used only if empty), then run by
+two ``leakguard worker --burst`` processes; the counters come from ``leaks show``.
+
 ``--profile`` also runs one ingest (PostgreSQL, lines, the prefix size) under py-spy, once
-on-CPU and once with idle samples, and prints the top functions by self and inclusive time.
+on-CPU and once with idle samples, and prints the top functions by self and inclusive time;
+then the same ingest in-process with every psycopg call timed (where the writer's time goes),
+and the CPU stages alone in this process: the reader per format, ``canonicalize_email`` (fast
+path and the rest) and the keyed hash.
 
     .venv/bin/python bench/ingest.py [--lines 10000000] [--accounts 1000000]
         [--backends sqlite,postgres] [--formats lines,csv,combo,jsonl]
@@ -764,10 +771,13 @@ def bench_enqueue(
     rq jobs, ``leakguard worker`` runs them); the counters come from ``leaks show``.
     """
     redis = Redis.from_url(REDIS_URL, socket_connect_timeout=5)
+    if redis.dbsize():
+        # Checked before the try: its cleanup must only ever touch a database this run had
+        # to itself.
+        redis.close()
+        print(f"  --enqueue: {REDIS_URL} is not empty (someone else's?); not measured")
+        return
     try:
-        if redis.dbsize():
-            print(f"  --enqueue: {REDIS_URL} is not empty (someone else's?); not measured")
-            return
         reset_leaks(backend, url)
         env = {**env, "LEAKGUARD_REDIS_URL": REDIS_URL}
         slug = "bench-lines-enqueue"
