@@ -31,6 +31,8 @@ class Scope(StrEnum):
     ACCOUNTS_READ = "accounts:read"
     ACCOUNTS_WRITE = "accounts:write"
     RISK_CHECK = "risk:check"
+    STEP_UP_VERIFY = "step_up:verify"  # emailed-code challenges and verification
+    STEP_UP_ENROLL = "step_up:enroll"  # TOTP enrolment, recovery codes
     NOTICES_BOUNCES = "notices:bounces"
 
 

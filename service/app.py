@@ -9,6 +9,7 @@ from flask_openapi3 import Info, OpenAPI, SecurityScheme
 from sqlalchemy import text
 
 from service.api import api, register_routes
+from service.api.limits import install_rate_limits
 from service.api.problems import (
     Problem,
     problem_response,
@@ -59,6 +60,7 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
     register_problem_handlers(app)
     register_routes()
     app.register_api(api)
+    install_rate_limits(app, settings)
     _register_health(app, runtime)
     return app
 

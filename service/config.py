@@ -14,6 +14,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
+from limits import parse_many
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -63,6 +64,17 @@ class Settings(BaseSettings):
     canon_drop_subaddress: bool = True
     canon_gmail_dots: bool = True
 
+    # Step-up verification (service/stepup.py).
+    totp_issuer: str = "Leakguard"  # the name authenticator apps show beside the code
+    email_code_ttl_seconds: Annotated[int, Field(ge=60, le=3600)] = 600
+    assurance_ttl_seconds: Annotated[int, Field(ge=60, le=86400)] = 900
+    # Rate limits, as Flask-Limiter strings, kept in Redis (in memory without it).
+    # Per API client: a login service sends every sign-in of its users through one key.
+    rate_limit_risk: str = "500/second"
+    rate_limit_step_up: str = "50/second"
+    # Per account: emailed codes it may be sent, against mail bombing.
+    rate_limit_email_code: str = "5/15minutes"
+
     log_level: str = "WARNING"
     max_request_bytes: Annotated[int, Field(gt=0)] = 4 * 1024 * 1024
     max_batch_accounts: Annotated[int, Field(gt=0, le=MAX_BATCH_ACCOUNTS_LIMIT)] = 1000
@@ -89,6 +101,15 @@ class Settings(BaseSettings):
     def _smtp_scheme(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("smtp://", "smtps://")):
             raise ValueError("must be an smtp:// or smtps:// URL")
+        return value
+
+    @field_validator("rate_limit_risk", "rate_limit_step_up", "rate_limit_email_code")
+    @classmethod
+    def _rate_limit(cls, value: str) -> str:
+        try:
+            parse_many(value)
+        except ValueError:
+            raise ValueError("must be a rate limit such as 50/second or 5/15minutes") from None
         return value
 
     @field_validator("log_level")

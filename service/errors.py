@@ -24,6 +24,10 @@ class LeakguardError(Exception):
         self.detail = detail
         self.extra = extra
 
+    def response_headers(self) -> dict[str, str]:
+        """Headers the HTTP answer carries, such as Retry-After; per instance if need be."""
+        return dict(self.headers)
+
     @classmethod
     def type_uri(cls) -> str:
         return PROBLEM_BASE + cls.code.replace("_", "-")

@@ -44,6 +44,11 @@ class Account(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     # Set by a permanent refusal or a reported bounce; cleared when the address changes.
     undeliverable_at: Mapped[datetime | None]
+    # Step-up lockout (service/stepup.py): failed verifications since the last success or
+    # lock, the lock's end, and how many locks in a row (each one twice as long).
+    failed_verifications: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None]
+    lock_count: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class ApiClient(Base):
@@ -90,6 +95,13 @@ class LeakFileState(StrEnum):
 
 class NoticeKind(StrEnum):
     LEAK_WARNING = "leak_warning"
+    STEP_UP_CODE = "step_up_code"  # an emailed one-time code; high priority
+
+
+class ChallengeState(StrEnum):
+    PENDING = "pending"
+    PASSED = "passed"
+    VOID = "void"  # superseded, or out of attempts
 
 
 class NoticeState(StrEnum):
@@ -247,6 +259,10 @@ class Notice(Base):
     not_before: Mapped[datetime | None]
     # A worker's claim: past it, a row still "sending" is taken back by the sweep.
     lease_until: Mapped[datetime | None]
+    # The emailed code's challenge (kind step_up_code): the code is derived from it, not stored.
+    challenge_id: Mapped[str | None] = mapped_column(
+        ForeignKey("step_up_challenge.id", ondelete="CASCADE"), index=True
+    )
 
 
 class Campaign(Base):
@@ -260,3 +276,53 @@ class Campaign(Base):
     paused: Mapped[bool] = mapped_column(default=False)
     changed_at: Mapped[datetime] = mapped_column(default=utcnow)
     changed_by: Mapped[str | None] = mapped_column(String(200))
+
+
+class TotpCredential(Base):
+    """An account's TOTP secret, encrypted (service/secret_box.py), and its replay guard.
+
+    ``pending_secret`` holds an enrolment until its first code confirms it; the confirmed
+    ``secret`` stays in force meanwhile. ``last_counter`` is the last accepted time step:
+    a code at or below it is a replay.
+    """
+
+    __tablename__ = "totp_credential"
+
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("account.id", ondelete="CASCADE"), primary_key=True
+    )
+    secret: Mapped[bytes | None] = mapped_column(LargeBinary(128))
+    pending_secret: Mapped[bytes | None] = mapped_column(LargeBinary(128))
+    last_counter: Mapped[int | None] = mapped_column(BigInteger)
+    confirmed_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RecoveryCode(Base):
+    """One look-up secret: a public ``lookup`` prefix and the argon2id hash of the rest."""
+
+    __tablename__ = "recovery_code"
+    __table_args__ = (Index("ix_recovery_code_account_lookup", "account_id", "lookup"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("account.id", ondelete="CASCADE"))
+    lookup: Mapped[str] = mapped_column(String(8))
+    code_hash: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    used_at: Mapped[datetime | None]
+
+
+class StepUpChallenge(Base):
+    """An emailed code in flight. The code is an HMAC of the id, so no copy of it is stored."""
+
+    __tablename__ = "step_up_challenge"
+    __table_args__ = (Index("ix_step_up_challenge_account_state", "account_id", "state"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("account.id", ondelete="CASCADE"))
+    method: Mapped[str] = mapped_column(String(20))
+    state: Mapped[ChallengeState] = mapped_column(_str_enum(ChallengeState))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]

@@ -7,10 +7,13 @@ connects at import time.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from service.address_keys import AddressKeys, address_keys_from
+from service.assurance import AssuranceSigner
 from service.config import Settings
 from service.db import Database
+from service.stepup import StepUp, StepUpPolicy
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,12 +21,21 @@ class Runtime:
     settings: Settings
     db: Database
     keys: AddressKeys
+    step_up: StepUp
 
 
 def build_runtime(settings: Settings) -> Runtime:
     settings.instance_dir.mkdir(parents=True, exist_ok=True)
+    signer = AssuranceSigner(
+        settings.secret_key_text(), timedelta(seconds=settings.assurance_ttl_seconds)
+    )
+    policy = StepUpPolicy(
+        code_ttl=timedelta(seconds=settings.email_code_ttl_seconds),
+        totp_issuer=settings.totp_issuer,
+    )
     return Runtime(
         settings=settings,
         db=Database(settings.resolved_database_url),
         keys=address_keys_from(settings),
+        step_up=StepUp(master_key=settings.hash_key_bytes(), signer=signer, policy=policy),
     )

@@ -44,4 +44,4 @@ def _require_json_body() -> None:
 
 def register_routes() -> None:
     """Import the route modules, which attach themselves to ``api``."""
-    from service.api import accounts, notices  # noqa: F401
+    from service.api import accounts, notices, risk, stepup  # noqa: F401

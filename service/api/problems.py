@@ -13,6 +13,7 @@ from typing import Any
 
 from flask import Flask, Response, json, request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException
 
 from service.errors import PROBLEM_BASE, LeakguardError, ValidationFailed
@@ -67,6 +68,7 @@ _STATUS_TEXT = {
     415: "Request body must be JSON",
     422: "Invalid fields",
     429: "Too many requests",
+    503: "A backing service is unavailable",
 }
 
 
@@ -98,7 +100,12 @@ def problem_response(
 def render_domain_error(exc: LeakguardError) -> Response:
     errors = exc.extra.get("errors") if isinstance(exc, ValidationFailed) else None
     return problem_response(
-        exc.status, exc.code, exc.title, detail=exc.detail, errors=errors, headers=exc.headers
+        exc.status,
+        exc.code,
+        exc.title,
+        detail=exc.detail,
+        errors=errors,
+        headers=exc.response_headers(),
     )
 
 
@@ -136,6 +143,17 @@ def register_problem_handlers(app: Flask) -> None:
         if exc.response is not None:  # already rendered, e.g. by the validation callback
             return exc.response  # type: ignore[return-value]
         return render_http_error(exc)
+
+    @app.errorhandler(RedisError)
+    def _store_down(exc: RedisError) -> Response:
+        # The rate limiter's store (or the queue) is down: refuse rather than run unlimited.
+        log.error("Redis unavailable on %s %s: %s", request.method, request.path, exc)
+        return problem_response(
+            503,
+            "service_unavailable",
+            "A backing service is unavailable; try again shortly",
+            headers={"Retry-After": "5"},
+        )
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:

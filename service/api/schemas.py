@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from service.accounts import MAX_EMAIL_CHARS, MAX_EXTERNAL_ID_CHARS, MAX_LOCALE_CHARS
+from service.assurance import MAX_TOKEN_CHARS
 from service.config import MAX_BATCH_ACCOUNTS_LIMIT
+from service.leaked_passwords import MAX_PASSWORD_CHARS
+from service.models import ExposureKind
+from service.risk import REASON_DESCRIPTIONS, Decision, Reason
+from service.stepup import MAX_CODE_CHARS, Method
+
+REASONS_DOC = "Stable reason codes: " + "; ".join(
+    f"`{reason.value}` ({text})" for reason, text in REASON_DESCRIPTIONS.items()
+)
 
 
 def _storable(value: str) -> str:
@@ -134,3 +144,107 @@ class BounceBatchBody(Strict):
 class BounceBatchOut(BaseModel):
     matched: int = Field(description="bounces that named one of our notices")
     unknown: int = Field(description="bounces whose Message-ID is not ours")
+
+
+def _ip_address(value: str) -> str:
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise ValueError("must be an IPv4 or IPv6 address") from None
+
+
+class RiskContext(Strict):
+    ip: (
+        Annotated[str, Field(max_length=45, examples=["203.0.113.7"]), AfterValidator(_ip_address)]
+        | None
+    ) = None
+    user_agent: Annotated[str, Field(max_length=500), Storable] | None = None
+
+
+AssuranceToken = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=MAX_TOKEN_CHARS,
+        description="From a passed step-up (POST /v1/step-up/verify); valid for 15 minutes.",
+    ),
+    Storable,
+]
+
+
+class RiskCheckBody(Strict):
+    account_id: ExternalId
+    password: (
+        Annotated[
+            str,
+            Field(
+                max_length=MAX_PASSWORD_CHARS,
+                description="The password being tried, to recognise one that leaked. Never stored.",
+            ),
+            Storable,
+        ]
+        | None
+    ) = None
+    context: RiskContext | None = None
+    assurance_token: AssuranceToken | None = None
+
+
+class ExposureOut(BaseModel):
+    leak: str = Field(description="The leak's slug")
+    kind: ExposureKind
+    since: datetime
+
+
+class RiskCheckOut(BaseModel):
+    decision: Decision
+    reasons: list[Reason] = Field(description=REASONS_DOC)
+    methods: list[Method] = Field(description="Step-up methods this account can use")
+    exposures: list[ExposureOut]
+
+
+Code = Annotated[str, Field(min_length=1, max_length=MAX_CODE_CHARS), Storable]
+ChallengeId = Annotated[
+    str,
+    Field(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"),
+]
+
+
+class ChallengeBody(Strict):
+    account_id: ExternalId
+    method: Literal["email_code"] = Field(description="Only emailed codes need a challenge")
+
+
+class ChallengeOut(BaseModel):
+    challenge_id: str
+    method: Method
+    expires_at: datetime
+
+
+class VerifyBody(Strict):
+    account_id: ExternalId
+    method: Method
+    code: Code
+    challenge_id: ChallengeId | None = Field(
+        default=None, description="Required with method email_code"
+    )
+
+
+class AssuranceOut(BaseModel):
+    assurance_token: str
+    method: Method
+    expires_at: datetime
+
+
+class TotpEnrollmentOut(BaseModel):
+    secret: str = Field(description="Base32, for manual entry; shown once")
+    provisioning_uri: str = Field(description="otpauth:// URI, what the QR code holds")
+    qr_svg: str = Field(description="The QR code as an inline SVG document")
+    qr_png: str = Field(description="The QR code as a data: URI of a PNG image")
+
+
+class TotpConfirmBody(Strict):
+    code: Code
+
+
+class RecoveryCodesOut(BaseModel):
+    codes: list[str] = Field(description="Ten single-use codes, shown once; the old set is void")

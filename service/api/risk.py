@@ -1,0 +1,57 @@
+"""/v1/risk/check: the login service asks, on every sign-in, how to treat the person."""
+
+from __future__ import annotations
+
+from flask import Response, jsonify
+from flask_openapi3 import Tag
+
+from service.api import api
+from service.api.auth import current_principal, requires_scope, runtime
+from service.api.problems import problem_responses
+from service.api.schemas import RiskCheckBody, RiskCheckOut
+from service.api_clients import Scope
+from service.db import utcnow
+from service.risk import assess
+
+TAG = Tag(name="risk", description="The sign-in decision: allow, step up or deny")
+
+
+@api.post(
+    "/risk/check",
+    tags=[TAG],
+    responses={200: RiskCheckOut, **problem_responses(400, 413, 415, 422, 429, 503)},
+)
+@requires_scope(Scope.RISK_CHECK)
+def risk_check(body: RiskCheckBody) -> Response:
+    """Decide how the login service treats this sign-in.
+
+    `allow` when the account is in no open leak (or unknown to Leakguard, or a fresh
+    assurance token comes along); `step_up` when its address leaked, with the `methods`
+    it can use; `deny` when the submitted password is the leaked one, or when step-up is
+    locked after repeated failures. An expired or forged `assurance_token` is a 400:
+    drop it and ask again without it.
+    """
+    context = body.context.model_dump(exclude_none=True) if body.context else None
+    rt = runtime()
+    result = assess(
+        rt.db,
+        rt.step_up,
+        body.account_id,
+        password=body.password,
+        assurance_token=body.assurance_token,
+        actor=f"api:{current_principal().name}",
+        context=context,
+        now=utcnow(),
+    )
+    verdict = result.verdict
+    return jsonify(
+        {
+            "decision": verdict.decision.value,
+            "reasons": [reason.value for reason in verdict.reasons],
+            "methods": [method.value for method in result.methods],
+            "exposures": [
+                {"leak": e.leak, "kind": e.kind.value, "since": e.since.isoformat()}
+                for e in verdict.exposures
+            ],
+        }
+    )

@@ -1,0 +1,189 @@
+"""The risk decision the login service asks for on every sign-in.
+
+``load_facts`` is one indexed read (the account and its open exposures, joined);
+``decide`` is a pure function of those facts. Only a decision other than ``allow`` costs
+more: the methods the account can use, an argon2 check of a submitted password against a
+leaked one, and an audit row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import and_, select
+from sqlalchemy.orm import Session
+
+from service.assurance import Assurance, AssuranceTokenInvalid
+from service.audit import record_event
+from service.db import Database
+from service.emails import mask_email
+from service.leaked_passwords import is_leaked_password
+from service.models import Account, Exposure, ExposureKind, ExposureState, Leak
+from service.stepup import Method, StepUp
+
+
+class Decision(StrEnum):
+    ALLOW = "allow"
+    STEP_UP = "step_up"
+    DENY = "deny"
+
+
+class Reason(StrEnum):
+    """The stable reason codes of a decision; the OpenAPI document lists them."""
+
+    UNKNOWN_ACCOUNT = "unknown_account"  # allow: Leakguard does not know this account
+    EMAIL_EXPOSED = "email_exposed"  # step_up: the address is in an open leak
+    CREDENTIAL_EXPOSED = "credential_exposed"  # step_up: it leaked with a password
+    STEP_UP_PASSED = "step_up_passed"  # allow: a valid assurance token came along
+    LEAKED_PASSWORD = "leaked_password"  # noqa: S105  (deny: the password is the leaked one)
+    LOCKED = "locked"  # deny: too many failed verifications, until the lock ends
+
+
+REASON_DESCRIPTIONS = {
+    Reason.UNKNOWN_ACCOUNT: "allow: Leakguard has no account with this id",
+    Reason.EMAIL_EXPOSED: "step_up: the account's address is in a leak",
+    Reason.CREDENTIAL_EXPOSED: "step_up: the address leaked together with a password",
+    Reason.STEP_UP_PASSED: "allow: the assurance token shows a step-up within its lifetime",
+    Reason.LEAKED_PASSWORD: "deny: the submitted password is the one that leaked; reset it",
+    Reason.LOCKED: "deny: step-up is locked after repeated failures, until it ends",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class OpenExposure:
+    leak: str
+    kind: ExposureKind
+    since: datetime
+    password_hash: str | None  # never leaves this module
+
+
+@dataclass(frozen=True, slots=True)
+class AccountFacts:
+    account_id: int
+    email: str
+    locked_until: datetime | None
+    exposures: tuple[OpenExposure, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    decision: Decision
+    reasons: tuple[Reason, ...]
+    exposures: tuple[OpenExposure, ...] = field(default=())
+
+
+def load_facts(session: Session, external_id: str) -> AccountFacts | None:
+    """The account and its open exposures in one query (account index, exposure index)."""
+    rows = session.execute(
+        select(
+            Account.id,
+            Account.email,
+            Account.locked_until,
+            Leak.slug,
+            Exposure.kind,
+            Exposure.created_at,
+            Exposure.password_hash,
+        )
+        .outerjoin(
+            Exposure,
+            and_(Exposure.account_id == Account.id, Exposure.state == ExposureState.OPEN),
+        )
+        .outerjoin(Leak, Leak.id == Exposure.leak_id)
+        .where(Account.external_id == external_id)
+        .order_by(Exposure.created_at)
+    ).all()
+    if not rows:
+        return None
+    first = rows[0]
+    exposures = tuple(
+        OpenExposure(row.slug, row.kind, row.created_at, row.password_hash)
+        for row in rows
+        if row.slug is not None
+    )
+    return AccountFacts(first.id, first.email, first.locked_until, exposures)
+
+
+def decide(
+    facts: AccountFacts | None,
+    *,
+    password: str | None,
+    assurance: Assurance | None,
+    now: datetime,
+) -> Verdict:
+    """Decide from the facts. Precedence: locked, leaked password, assurance, exposure.
+
+    Raises AssuranceTokenInvalid for a token that belongs to another incarnation of the
+    account (deleted and created again under the same external id).
+    """
+    if facts is None:
+        return Verdict(Decision.ALLOW, (Reason.UNKNOWN_ACCOUNT,))
+    if assurance is not None and assurance.account_id != facts.account_id:
+        raise AssuranceTokenInvalid()
+    exposures = facts.exposures
+    if facts.locked_until is not None and facts.locked_until > now:
+        return Verdict(Decision.DENY, (Reason.LOCKED,), exposures)
+    if not exposures:
+        return Verdict(Decision.ALLOW, (), exposures)
+    if password is not None and any(
+        exposure.password_hash is not None and is_leaked_password(exposure.password_hash, password)
+        for exposure in exposures
+    ):
+        return Verdict(Decision.DENY, (Reason.LEAKED_PASSWORD,), exposures)
+    if assurance is not None:
+        return Verdict(Decision.ALLOW, (Reason.STEP_UP_PASSED,), exposures)
+    kinds = {exposure.kind for exposure in exposures}
+    reasons = [Reason.EMAIL_EXPOSED]
+    if ExposureKind.CREDENTIAL in kinds:
+        reasons.append(Reason.CREDENTIAL_EXPOSED)
+    return Verdict(Decision.STEP_UP, tuple(reasons), exposures)
+
+
+@dataclass(frozen=True, slots=True)
+class Assessment:
+    verdict: Verdict
+    methods: tuple[Method, ...]
+
+
+def assess(
+    db: Database,
+    step_up: StepUp,
+    external_id: str,
+    *,
+    password: str | None,
+    assurance_token: str | None,
+    actor: str,
+    context: dict[str, str] | None,
+    now: datetime,
+) -> Assessment:
+    """Answer a risk check. ``allow`` reads once and writes nothing; any other decision
+    is audited, with the methods the person can step up with."""
+    assurance = None
+    if assurance_token is not None:
+        assurance = step_up.signer.verify(assurance_token, external_id=external_id, now=now)
+    with db.read_session() as session:
+        facts = load_facts(session, external_id)
+    verdict = decide(facts, password=password, assurance=assurance, now=now)
+    if verdict.decision is Decision.ALLOW or facts is None:
+        return Assessment(verdict, ())
+    with db.transaction() as session:
+        methods = (
+            tuple(step_up.methods(session, facts.account_id))
+            if verdict.decision is Decision.STEP_UP
+            else ()
+        )
+        record_event(
+            session,
+            actor=actor,
+            action=f"risk.{verdict.decision.value}",
+            target=f"account:{external_id}",
+            detail={
+                "email": mask_email(facts.email),
+                "reasons": [reason.value for reason in verdict.reasons],
+                "leaks": [exposure.leak for exposure in verdict.exposures],
+                **(context or {}),
+            },
+            now=now,
+        )
+    return Assessment(verdict, methods)

@@ -1,0 +1,409 @@
+"""Step-up rules (service/stepup.py) with a frozen clock, on SQLite and PostgreSQL.
+
+The rows of ../shared/SECURITY.md on TOTP, emailed codes, recovery codes, lockout and
+assurance tokens, each proven on the domain module; tests/integration/test_stepup_api.py
+proves them again over HTTP, with concurrency and rate limits.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+
+import pyotp
+import pytest
+from sqlalchemy import select, text
+
+from service.assurance import AssuranceTokenExpired, AssuranceTokenInvalid
+from service.models import (
+    AuditEvent,
+    ChallengeState,
+    Notice,
+    NoticeKind,
+    RecoveryCode,
+    StepUpChallenge,
+    TotpCredential,
+)
+from service.runtime import Runtime
+from service.secret_box import SecretBox, SecretUnreadable
+from service.stepup import (
+    BASE32_ALPHABET,
+    RECOVERY_SECRET_CHARS,
+    Method,
+    Outcome,
+    Passed,
+    Refused,
+    normalize_recovery_code,
+)
+from tests.conftest import TEST_HASH_KEY
+from tests.stepup_fixtures import ACTOR, add_account, enroll_totp
+
+# Mid-step (steps start at :00 and :30), so that +-31 s lands one step away and +-61 s two.
+T0 = datetime(2026, 11, 26, 12, 0, 15, tzinfo=UTC)
+
+
+def verify(
+    runtime: Runtime,
+    external_id: str,
+    method: Method,
+    code: str,
+    *,
+    now: datetime,
+    challenge_id: str | None = None,
+) -> Outcome:
+    with runtime.db.transaction() as session:
+        return runtime.step_up.verify(
+            session, external_id, method, code, challenge_id=challenge_id, actor=ACTOR, now=now
+        )
+
+
+def challenge(runtime: Runtime, external_id: str, *, now: datetime) -> str:
+    with runtime.db.transaction() as session:
+        return runtime.step_up.start_email_challenge(session, external_id, actor=ACTOR, now=now).id
+
+
+def recovery_codes(runtime: Runtime, external_id: str, *, now: datetime = T0) -> list[str]:
+    with runtime.db.transaction() as session:
+        return runtime.step_up.new_recovery_codes(session, external_id, actor=ACTOR, now=now)
+
+
+def passed(outcome: Outcome) -> bool:
+    return isinstance(outcome, Passed)
+
+
+# --- TOTP -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("offset", "accepted"), [(-61, False), (-31, True), (0, True), (31, True), (61, False)]
+)
+def test_totp_accepts_one_step_of_drift_only(runtime: Runtime, offset: int, accepted: bool) -> None:
+    add_account(runtime, "drift")
+    totp = enroll_totp(runtime, "drift", now=T0 - timedelta(minutes=5))
+    code = totp.at(T0 + timedelta(seconds=offset))
+    assert passed(verify(runtime, "drift", Method.TOTP, code, now=T0)) is accepted
+
+
+def test_totp_code_is_accepted_once(runtime: Runtime) -> None:
+    add_account(runtime, "replay")
+    totp = enroll_totp(runtime, "replay", now=T0 - timedelta(minutes=5))
+    code = totp.at(T0)
+    assert passed(verify(runtime, "replay", Method.TOTP, code, now=T0))
+    assert not passed(verify(runtime, "replay", Method.TOTP, code, now=T0 + timedelta(seconds=5)))
+
+
+def test_previous_step_code_after_the_current_one_is_refused(runtime: Runtime) -> None:
+    add_account(runtime, "older")
+    totp = enroll_totp(runtime, "older", now=T0 - timedelta(minutes=5))
+    assert passed(verify(runtime, "older", Method.TOTP, totp.at(T0), now=T0))
+    previous = totp.at(T0 - timedelta(seconds=30))
+    assert not passed(verify(runtime, "older", Method.TOTP, previous, now=T0))
+
+
+def test_enrolment_code_cannot_be_replayed_as_a_step_up(runtime: Runtime) -> None:
+    add_account(runtime, "confirm")
+    totp = enroll_totp(runtime, "confirm", now=T0)  # confirmed with totp.at(T0)
+    assert not passed(verify(runtime, "confirm", Method.TOTP, totp.at(T0), now=T0))
+    later = T0 + timedelta(seconds=30)
+    assert passed(verify(runtime, "confirm", Method.TOTP, totp.at(later), now=later))
+
+
+def test_unconfirmed_enrolment_does_not_replace_the_working_authenticator(
+    runtime: Runtime,
+) -> None:
+    add_account(runtime, "phone")
+    old = enroll_totp(runtime, "phone", now=T0 - timedelta(minutes=5))
+    with runtime.db.transaction() as session:
+        new = pyotp.TOTP(runtime.step_up.enroll_totp(session, "phone", actor=ACTOR, now=T0).secret)
+    assert not passed(verify(runtime, "phone", Method.TOTP, new.at(T0), now=T0))
+    assert passed(verify(runtime, "phone", Method.TOTP, old.at(T0), now=T0))
+
+
+def test_enrolment_gives_a_provisioning_uri_and_qr_codes(runtime: Runtime) -> None:
+    add_account(runtime, "qr")
+    with runtime.db.transaction() as session:
+        enrollment = runtime.step_up.enroll_totp(session, "qr", actor=ACTOR, now=T0)
+    parsed = pyotp.parse_uri(enrollment.provisioning_uri)
+    assert parsed.secret == enrollment.secret
+    assert parsed.issuer == "Leakguard"
+    assert len(base32_bits(enrollment.secret)) >= 160
+    assert enrollment.qr_svg.startswith("<svg")
+    assert enrollment.qr_png.startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def base32_bits(secret: str) -> str:
+    return "".join(f"{BASE32_ALPHABET.index(ch):05b}" for ch in secret.rstrip("="))
+
+
+def test_totp_secret_is_not_in_the_database_in_the_clear(runtime: Runtime) -> None:
+    account_id = add_account(runtime, "dump")
+    with runtime.db.transaction() as session:
+        secret = runtime.step_up.enroll_totp(session, "dump", actor=ACTOR, now=T0).secret
+    with runtime.db.read_session() as session:
+        stored = session.get(TotpCredential, account_id)
+        assert stored is not None
+        assert stored.pending_secret is not None
+        sealed = stored.pending_secret
+    assert secret.encode() not in sealed
+    assert pyotp.TOTP(secret).byte_secret() not in sealed
+    # Only the deployment's key opens it, and only for this account.
+    box = SecretBox(TEST_HASH_KEY.encode(), "totp-secret")
+    assert box.open(sealed, f"totp:{account_id}".encode()) == secret.encode()
+    with pytest.raises(SecretUnreadable):
+        box.open(sealed, f"totp:{account_id + 1}".encode())
+    with pytest.raises(SecretUnreadable):
+        SecretBox(b"another-deployment-key-000000000", "totp-secret").open(
+            sealed, f"totp:{account_id}".encode()
+        )
+
+
+# --- emailed codes ----------------------------------------------------------------------
+
+
+def test_emailed_code_accepted_at_9_59_refused_at_10_01(runtime: Runtime) -> None:
+    add_account(runtime, "mail")
+    first = challenge(runtime, "mail", now=T0)
+    code = runtime.step_up.email_code(first)
+    late = T0 + timedelta(minutes=10, seconds=1)
+    assert not passed(
+        verify(runtime, "mail", Method.EMAIL_CODE, code, challenge_id=first, now=late)
+    )
+    second = challenge(runtime, "mail", now=T0)
+    in_time = T0 + timedelta(minutes=9, seconds=59)
+    code = runtime.step_up.email_code(second)
+    assert passed(
+        verify(runtime, "mail", Method.EMAIL_CODE, code, challenge_id=second, now=in_time)
+    )
+
+
+def test_emailed_code_works_once(runtime: Runtime) -> None:
+    add_account(runtime, "once")
+    cid = challenge(runtime, "once", now=T0)
+    code = runtime.step_up.email_code(cid)
+    assert passed(verify(runtime, "once", Method.EMAIL_CODE, code, challenge_id=cid, now=T0))
+    assert not passed(verify(runtime, "once", Method.EMAIL_CODE, code, challenge_id=cid, now=T0))
+
+
+def test_emailed_code_is_bound_to_its_challenge_and_account(runtime: Runtime) -> None:
+    add_account(runtime, "alice")
+    add_account(runtime, "bob")
+    a = challenge(runtime, "alice", now=T0)
+    b = challenge(runtime, "bob", now=T0)
+    code_a = runtime.step_up.email_code(a)
+    assert runtime.step_up.email_code(b) != code_a or a == b
+    assert not passed(verify(runtime, "bob", Method.EMAIL_CODE, code_a, challenge_id=b, now=T0))
+    # Alice's challenge id and code, presented for Bob's account.
+    assert not passed(verify(runtime, "bob", Method.EMAIL_CODE, code_a, challenge_id=a, now=T0))
+    assert passed(verify(runtime, "alice", Method.EMAIL_CODE, code_a, challenge_id=a, now=T0))
+
+
+def test_a_new_code_voids_the_old_one(runtime: Runtime) -> None:
+    add_account(runtime, "again")
+    old = challenge(runtime, "again", now=T0)
+    new = challenge(runtime, "again", now=T0 + timedelta(seconds=20))
+    old_code = runtime.step_up.email_code(old)
+    assert not passed(
+        verify(runtime, "again", Method.EMAIL_CODE, old_code, challenge_id=old, now=T0)
+    )
+    new_code = runtime.step_up.email_code(new)
+    assert passed(verify(runtime, "again", Method.EMAIL_CODE, new_code, challenge_id=new, now=T0))
+
+
+def test_five_tries_then_the_code_is_void(runtime: Runtime) -> None:
+    add_account(runtime, "guess")
+    cid = challenge(runtime, "guess", now=T0)
+    code = runtime.step_up.email_code(cid)
+    wrong = f"{(int(code) + 1) % 1_000_000:06d}"
+    for _ in range(5):
+        assert not passed(
+            verify(runtime, "guess", Method.EMAIL_CODE, wrong, challenge_id=cid, now=T0)
+        )
+    assert not passed(verify(runtime, "guess", Method.EMAIL_CODE, code, challenge_id=cid, now=T0))
+    with runtime.db.read_session() as session:
+        row = session.get(StepUpChallenge, cid)
+        assert row is not None
+        assert (row.state, row.attempts) == (ChallengeState.VOID, 5)
+
+
+def test_a_challenge_queues_one_code_notice_and_stores_no_code(runtime: Runtime) -> None:
+    account_id = add_account(runtime, "notice")
+    cid = challenge(runtime, "notice", now=T0)
+    code = runtime.step_up.email_code(cid)
+    with runtime.db.read_session() as session:
+        notices = session.scalars(select(Notice).where(Notice.account_id == account_id)).all()
+        assert [(n.kind, n.challenge_id) for n in notices] == [(NoticeKind.STEP_UP_CODE, cid)]
+    assert_not_stored(runtime, code)
+
+
+def test_unknown_account_gets_a_challenge_of_the_same_shape_and_no_mail(runtime: Runtime) -> None:
+    add_account(runtime, "known")
+    with runtime.db.transaction() as session:
+        known = runtime.step_up.start_email_challenge(session, "known", actor=ACTOR, now=T0)
+        unknown = runtime.step_up.start_email_challenge(session, "nobody", actor=ACTOR, now=T0)
+    assert (len(known.id), known.method, known.expires_at) == (
+        len(unknown.id),
+        unknown.method,
+        unknown.expires_at,
+    )
+    assert known.notice_id is not None
+    assert unknown.notice_id is None
+    code = runtime.step_up.email_code(unknown.id)
+    refused = verify(runtime, "nobody", Method.EMAIL_CODE, code, challenge_id=unknown.id, now=T0)
+    assert refused == Refused(None)
+
+
+# --- recovery codes ---------------------------------------------------------------------
+
+
+def test_ten_recovery_codes_of_at_least_64_bits_stored_as_argon2id(runtime: Runtime) -> None:
+    add_account(runtime, "rc")
+    codes = recovery_codes(runtime, "rc")
+    assert len(codes) == len(set(codes)) == 10
+    secret_bits = RECOVERY_SECRET_CHARS * math.log2(len(BASE32_ALPHABET))
+    assert secret_bits >= 64
+    for code in codes:
+        normalized = normalize_recovery_code(code)
+        assert normalized is not None
+        assert set(normalized) <= set(BASE32_ALPHABET)
+    with runtime.db.read_session() as session:
+        hashes = session.scalars(select(RecoveryCode.code_hash)).all()
+    assert len(hashes) == 10
+    assert all(h.startswith("$argon2id$") for h in hashes)
+    for code in codes:
+        assert_not_stored(runtime, normalize_recovery_code(code) or code)
+
+
+def test_recovery_code_works_once_and_forgives_typing(runtime: Runtime) -> None:
+    add_account(runtime, "rc-once")
+    code = recovery_codes(runtime, "rc-once")[3]
+    typed = code.lower().replace("-", " ")
+    assert passed(verify(runtime, "rc-once", Method.RECOVERY_CODE, typed, now=T0))
+    assert not passed(verify(runtime, "rc-once", Method.RECOVERY_CODE, code, now=T0))
+
+
+def test_regenerating_voids_every_earlier_recovery_code(runtime: Runtime) -> None:
+    add_account(runtime, "rc-new")
+    old = recovery_codes(runtime, "rc-new")
+    new = recovery_codes(runtime, "rc-new")
+    assert not set(old) & set(new)
+    # Nine of them: a tenth failure in a row would lock step-up.
+    assert not any(
+        passed(verify(runtime, "rc-new", Method.RECOVERY_CODE, c, now=T0)) for c in old[:9]
+    )
+    assert passed(verify(runtime, "rc-new", Method.RECOVERY_CODE, new[0], now=T0))
+
+
+def test_methods_follow_what_the_account_has(runtime: Runtime) -> None:
+    account_id = add_account(runtime, "methods")
+    with runtime.db.read_session() as session:
+        assert runtime.step_up.methods(session, account_id) == [Method.EMAIL_CODE]
+    enroll_totp(runtime, "methods", now=T0)
+    codes = recovery_codes(runtime, "methods")
+    with runtime.db.read_session() as session:
+        assert runtime.step_up.methods(session, account_id) == list(Method)
+    for code in codes:
+        assert passed(verify(runtime, "methods", Method.RECOVERY_CODE, code, now=T0))
+    with runtime.db.read_session() as session:
+        assert runtime.step_up.methods(session, account_id) == [Method.TOTP, Method.EMAIL_CODE]
+
+
+# --- lockout ----------------------------------------------------------------------------
+
+
+def test_ten_failures_lock_for_15_minutes_then_twice_as_long(runtime: Runtime) -> None:
+    add_account(runtime, "locked")
+    totp = enroll_totp(runtime, "locked", now=T0 - timedelta(hours=1))
+    for _ in range(9):
+        assert verify(runtime, "locked", Method.TOTP, "000000", now=T0) == Refused(None)
+    tenth = verify(runtime, "locked", Method.TOTP, "000000", now=T0)
+    assert tenth == Refused(T0 + timedelta(minutes=15))
+    # Locked: even the right code is refused, without being evaluated.
+    right = verify(runtime, "locked", Method.TOTP, totp.at(T0), now=T0 + timedelta(minutes=14))
+    assert right == Refused(T0 + timedelta(minutes=15))
+    later = T0 + timedelta(minutes=15)
+    for _ in range(10):
+        outcome = verify(runtime, "locked", Method.TOTP, "000000", now=later)
+    assert outcome == Refused(later + timedelta(minutes=30))
+    after = later + timedelta(minutes=30)
+    assert passed(verify(runtime, "locked", Method.TOTP, totp.at(after), now=after))
+    with runtime.db.read_session() as session:
+        actions = session.scalars(
+            select(AuditEvent.action).where(AuditEvent.action == "step_up.locked")
+        ).all()
+    assert len(actions) == 2
+
+
+def test_a_success_resets_the_failure_count(runtime: Runtime) -> None:
+    add_account(runtime, "reset")
+    codes = recovery_codes(runtime, "reset")
+    for round_ in range(3):
+        for _ in range(9):
+            assert verify(runtime, "reset", Method.RECOVERY_CODE, "nope", now=T0) == Refused(None)
+        assert passed(verify(runtime, "reset", Method.RECOVERY_CODE, codes[round_], now=T0))
+
+
+def test_support_unlock_ends_the_lock(runtime: Runtime) -> None:
+    add_account(runtime, "support")
+    for _ in range(10):
+        verify(runtime, "support", Method.RECOVERY_CODE, "nope", now=T0)
+    with runtime.db.transaction() as session:
+        assert runtime.step_up.unlock(session, "support", actor="staff:ana", now=T0)
+    cid = challenge(runtime, "support", now=T0)
+    code = runtime.step_up.email_code(cid)
+    assert passed(verify(runtime, "support", Method.EMAIL_CODE, code, challenge_id=cid, now=T0))
+
+
+# --- assurance tokens -------------------------------------------------------------------
+
+
+def test_assurance_token_is_bound_to_account_and_method(runtime: Runtime) -> None:
+    account_id = add_account(runtime, "token")
+    add_account(runtime, "other")
+    cid = challenge(runtime, "token", now=T0)
+    outcome = verify(
+        runtime,
+        "token",
+        Method.EMAIL_CODE,
+        runtime.step_up.email_code(cid),
+        challenge_id=cid,
+        now=T0,
+    )
+    assert isinstance(outcome, Passed)
+    signer = runtime.step_up.signer
+    claims = signer.verify(outcome.token, external_id="token", now=T0 + timedelta(minutes=14))
+    assert (claims.account_id, claims.method) == (account_id, "email_code")
+    assert outcome.expires_at == T0 + timedelta(minutes=15)
+    with pytest.raises(AssuranceTokenExpired):
+        signer.verify(outcome.token, external_id="token", now=T0 + timedelta(minutes=15))
+    with pytest.raises(AssuranceTokenInvalid):
+        signer.verify(outcome.token, external_id="other", now=T0)
+    for tampered in tamperings(outcome.token):
+        with pytest.raises(AssuranceTokenInvalid):
+            signer.verify(tampered, external_id="token", now=T0)
+
+
+def tamperings(token: str) -> list[str]:
+    """The token with one character changed in each of its parts, truncated and extended."""
+    flipped = [
+        token[:i] + ("A" if token[i] != "A" else "B") + token[i + 1 :]
+        for i in (0, len(token) // 2, len(token) - 1)
+    ]
+    return [*flipped, token[:-3], token + "x", "", "not.a.token"]
+
+
+# --- helpers ----------------------------------------------------------------------------
+
+
+def assert_not_stored(runtime: Runtime, secret: str) -> None:
+    """``secret`` appears in no text column of any table (a dump would not show it)."""
+    with runtime.db.engine.connect() as connection:
+        for table in (
+            "step_up_challenge",
+            "notice",
+            "recovery_code",
+            "audit_event",
+            "totp_credential",
+        ):
+            rows = connection.execute(text(f"SELECT * FROM {table}")).all()  # noqa: S608
+            for row in rows:
+                assert all(secret not in str(value) for value in row), table
