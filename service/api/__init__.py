@@ -29,8 +29,8 @@ def _authenticate() -> None:
 @api.before_request
 def _require_json_body() -> None:
     """Reject a body that is not JSON with 400, before validation sees it as missing."""
-    if request.method not in JSON_METHODS:
-        return
+    if request.method not in JSON_METHODS or _has_no_body():
+        return  # an endpoint that needs a body answers 422 for the missing one
     if not request.is_json:
         raise UnsupportedMediaType("send the body as JSON (Content-Type: application/json)")
     # get_data enforces MAX_CONTENT_LENGTH (413); the parsed value is cached for the view.
@@ -40,6 +40,11 @@ def _require_json_body() -> None:
         raise InvalidRequest("the body is nested too deeply") from None
     if parsed is None:
         raise InvalidRequest("the body is not valid JSON")
+
+
+def _has_no_body() -> bool:
+    chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+    return not request.content_length and not chunked
 
 
 def register_routes() -> None:

@@ -222,7 +222,8 @@ class ChallengeOut(BaseModel):
 
 class VerifyBody(Strict):
     account_id: ExternalId
-    method: Method
+    # A Literal, not the enum: strict validation would refuse the JSON string for an enum.
+    method: Literal["totp", "email_code", "recovery_code"]
     code: Code
     challenge_id: ChallengeId | None = Field(
         default=None, description="Required with method email_code"

@@ -26,7 +26,7 @@ from service.api.schemas import (
 )
 from service.api_clients import Scope
 from service.db import utcnow
-from service.stepup import Outcome, Passed
+from service.stepup import Method, Outcome, Passed
 
 TAG = Tag(name="step-up", description="Extra verification for accounts whose address leaked")
 BODY_ERRORS = (400, 413, 415, 422, 429, 503)
@@ -90,7 +90,7 @@ def verify_step_up(body: VerifyBody) -> Response:
         outcome = rt.step_up.verify(
             session,
             body.account_id,
-            body.method,
+            Method(body.method),
             body.code,
             challenge_id=body.challenge_id,
             actor=_actor(),

@@ -1,0 +1,384 @@
+"""The risk check and step-up over HTTP, on SQLite and PostgreSQL: decisions, concurrency,
+rate limits on the real Redis, no account enumeration, audit rows, problem+json."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pyotp
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import event, select
+from werkzeug.test import TestResponse
+
+from service.api_clients import Scope
+from service.app import create_app
+from service.models import AuditEvent, StepUpChallenge
+from service.runtime import Runtime
+from tests.conftest import make_api_key
+from tests.integration.test_api_auth import assert_problem
+from tests.stepup_fixtures import add_account, expose
+
+LEAKED_PASSWORD = "hunter2-from-the-leak"
+
+
+def post(client: FlaskClient, auth: dict[str, str], path: str, body: Any) -> TestResponse:
+    return client.post(path, json=body, headers=auth)
+
+
+def risk(client: FlaskClient, auth: dict[str, str], **body: Any) -> TestResponse:
+    return post(client, auth, "/v1/risk/check", body)
+
+
+def enroll(client: FlaskClient, auth: dict[str, str], external_id: str) -> pyotp.TOTP:
+    response = client.post(f"/v1/accounts/{external_id}/totp", headers=auth)
+    assert response.status_code == 201, response.get_data(as_text=True)
+    body = response.get_json()
+    assert body["qr_png"].startswith("data:image/png;base64,")
+    assert body["qr_svg"].startswith("<svg")
+    totp = pyotp.TOTP(body["secret"])
+    confirmed = post(client, auth, f"/v1/accounts/{external_id}/totp/confirm", {"code": totp.now()})
+    assert confirmed.status_code == 200, confirmed.get_data(as_text=True)
+    return totp
+
+
+def email_challenge(client: FlaskClient, auth: dict[str, str], external_id: str) -> str:
+    response = post(
+        client, auth, "/v1/step-up/challenges", {"account_id": external_id, "method": "email_code"}
+    )
+    assert response.status_code == 202, response.get_data(as_text=True)
+    return str(response.get_json()["challenge_id"])
+
+
+def verify(
+    client: FlaskClient,
+    auth: dict[str, str],
+    external_id: str,
+    method: str,
+    code: str,
+    **extra: Any,
+) -> TestResponse:
+    body = {"account_id": external_id, "method": method, "code": code, **extra}
+    return post(client, auth, "/v1/step-up/verify", body)
+
+
+# --- the risk check -----------------------------------------------------------------------
+
+
+def test_unknown_account_is_allowed_with_its_reason(
+    client: FlaskClient, auth: dict[str, str]
+) -> None:
+    response = risk(client, auth, account_id="nobody")
+    assert response.status_code == 200
+    assert response.get_json() == {
+        "decision": "allow",
+        "reasons": ["unknown_account"],
+        "methods": [],
+        "exposures": [],
+    }
+
+
+def test_account_in_no_leak_is_allowed_with_one_read_and_no_write(
+    runtime: Runtime, app: Flask, client: FlaskClient, auth: dict[str, str]
+) -> None:
+    add_account(runtime, "clean")
+    statements: list[str] = []
+    engine = app.extensions["leakguard"].db.engine
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement.split()[0].upper())
+
+    risk(client, auth, account_id="clean")  # warm the pool: connection setup is not the path
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        response = risk(client, auth, account_id="clean", password="whatever")
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert response.get_json()["decision"] == "allow"
+    assert response.get_json()["reasons"] == []
+    # One read authenticates the key, one reads the account with its open exposures.
+    assert statements == ["SELECT", "SELECT"]
+
+
+def test_exposed_account_must_step_up_with_the_methods_it_has(
+    runtime: Runtime, client: FlaskClient, auth: dict[str, str]
+) -> None:
+    account_id = add_account(runtime, "exposed")
+    expose(runtime, account_id)
+    body = risk(client, auth, account_id="exposed").get_json()
+    assert body["decision"] == "step_up"
+    assert body["reasons"] == ["email_exposed"]
+    assert body["methods"] == ["email_code"]
+    assert [(e["leak"], e["kind"]) for e in body["exposures"]] == [("exchange-2019", "email")]
+    assert body["exposures"][0]["since"]
+    enroll(client, auth, "exposed")
+    assert client.post("/v1/accounts/exposed/recovery-codes", headers=auth).status_code == 201
+    body = risk(client, auth, account_id="exposed").get_json()
+    assert body["methods"] == ["totp", "email_code", "recovery_code"]
+
+
+def test_leaked_password_is_denied_and_another_password_steps_up(
+    runtime: Runtime, client: FlaskClient, auth: dict[str, str]
+) -> None:
+    account_id = add_account(runtime, "combo")
+    expose(runtime, account_id, slug="combo-list", password=LEAKED_PASSWORD)
+    denied = risk(client, auth, account_id="combo", password=LEAKED_PASSWORD).get_json()
+    assert (denied["decision"], denied["reasons"]) == ("deny", ["leaked_password"])
+    other = risk(client, auth, account_id="combo", password="a-new-password").get_json()
+    assert (other["decision"], other["reasons"]) == (
+        "step_up",
+        ["email_exposed", "credential_exposed"],
+    )
+    assert other["exposures"][0]["kind"] == "credential"
+    no_password = risk(client, auth, account_id="combo").get_json()
+    assert no_password["decision"] == "step_up"
+
+
+def test_passed_step_up_allows_and_bad_tokens_are_400(
+    runtime: Runtime, client: FlaskClient, auth: dict[str, str]
+) -> None:
+    for external_id in ("stepper", "neighbour"):
+        expose(runtime, add_account(runtime, external_id))
+    challenge = email_challenge(client, auth, "stepper")
+    code = runtime.step_up.email_code(challenge)
+    passed = verify(client, auth, "stepper", "email_code", code, challenge_id=challenge)
+    assert passed.status_code == 200, passed.get_data(as_text=True)
+    token = passed.get_json()["assurance_token"]
+    assert passed.get_json()["method"] == "email_code"
+    allowed = risk(client, auth, account_id="stepper", assurance_token=token).get_json()
+    assert (allowed["decision"], allowed["reasons"]) == ("allow", ["step_up_passed"])
+    other = risk(client, auth, account_id="neighbour", assurance_token=token)
+    assert_problem(other, 400, "assurance_token_invalid")
+    tampered = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
+    assert_problem(
+        risk(client, auth, account_id="stepper", assurance_token=tampered),
+        400,
+        "assurance_token_invalid",
+    )
+
+
+def test_locked_account_is_denied_until_the_lock_ends(
+    runtime: Runtime, client: FlaskClient, auth: dict[str, str]
+) -> None:
+    expose(runtime, add_account(runtime, "victim"))
+    for attempt in range(10):
+        response = verify(client, auth, "victim", "recovery_code", "AAAA-BBBB-CCCC-DDDD-EEEE")
+        assert_problem(response, 403, "locked" if attempt == 9 else "verification_failed")
+    locked = verify(client, auth, "victim", "totp", "123456")
+    body = assert_problem(locked, 403, "locked")
+    assert 14 * 60 < int(locked.headers["Retry-After"]) <= 15 * 60
+    assert "until" in body["detail"]
+    decision = risk(client, auth, account_id="victim").get_json()
+    assert (decision["decision"], decision["reasons"]) == ("deny", ["locked"])
+
+
+def test_non_allow_decisions_and_step_up_attempts_are_audited_with_masked_addresses(
+    runtime: Runtime, client: FlaskClient, auth: dict[str, str]
+) -> None:
+    expose(runtime, add_account(runtime, "audited", "jane.audited@example.org"))
+    add_account(runtime, "quiet")
+    risk(client, auth, account_id="quiet")
+    risk(client, auth, account_id="audited", context={"ip": "203.0.113.7", "user_agent": "UA/1"})
+    verify(client, auth, "audited", "totp", "000000")
+    with runtime.db.read_session() as session:
+        events = session.scalars(select(AuditEvent).order_by(AuditEvent.id)).all()
+    rows = [(e.action, e.target) for e in events if e.target != "account:quiet"]
+    assert ("risk.step_up", "account:audited") in rows
+    assert ("step_up.failed", "account:audited") in rows
+    assert not [e for e in events if e.target == "account:quiet"]
+    for audit in events:
+        text = repr(audit.detail)
+        assert "jane.audited@example.org" not in text
+    step_up = next(e for e in events if e.action == "risk.step_up")
+    assert step_up.detail is not None
+    assert step_up.detail["email"] == "j***@example.org"
+    assert step_up.detail["ip"] == "203.0.113.7"
+    assert step_up.actor.startswith("api:")
+
+
+# --- step-up over HTTP --------------------------------------------------------------------
+
+
+def test_totp_replay_over_http_is_refused(
+    runtime: Runtime, client: FlaskClient, auth: dict[str, str]
+) -> None:
+    add_account(runtime, "totp-user")
+    totp = enroll(client, auth, "totp-user")
+    # The confirmation used the current step; the next step's code works once.
+    code = totp.at(time.time() + 30)
+    assert verify(client, auth, "totp-user", "totp", code).status_code == 200
+    assert_problem(verify(client, auth, "totp-user", "totp", code), 403, "verification_failed")
+
+
+def test_email_challenge_and_verify_answer_the_same_for_unknown_accounts(
+    runtime: Runtime, client: FlaskClient, auth: dict[str, str]
+) -> None:
+    add_account(runtime, "real")
+    answers = {}
+    for external_id in ("real", "imaginary"):
+        response = post(
+            client,
+            auth,
+            "/v1/step-up/challenges",
+            {"account_id": external_id, "method": "email_code"},
+        )
+        assert response.status_code == 202
+        answers[external_id] = response.get_json()
+    assert answers["real"].keys() == answers["imaginary"].keys()
+    assert answers["real"]["method"] == answers["imaginary"]["method"]
+    wrong = {
+        external_id: verify(
+            client, auth, external_id, "email_code", "123456", challenge_id=answer["challenge_id"]
+        )
+        for external_id, answer in answers.items()
+    }
+    assert wrong["real"].status_code == wrong["imaginary"].status_code == 403
+    assert wrong["real"].get_json() == wrong["imaginary"].get_json()
+
+
+def test_bad_step_up_requests_are_problems(client: FlaskClient, auth: dict[str, str]) -> None:
+    cases: list[tuple[dict[str, Any], int]] = [
+        ({"account_id": "a", "method": "sms", "code": "1"}, 422),
+        ({"account_id": "a", "method": "totp"}, 422),
+        ({"account_id": "a", "method": "totp", "code": 123456}, 422),
+        ({"account_id": "a", "method": "email_code", "code": "1", "challenge_id": "x"}, 422),
+        ({"account_id": "", "method": "totp", "code": "1"}, 422),
+    ]
+    for body, status in cases:
+        assert_problem(post(client, auth, "/v1/step-up/verify", body), status)
+    assert_problem(post(client, auth, "/v1/risk/check", {"account_id": 5}), 422)
+    assert_problem(
+        post(client, auth, "/v1/risk/check", {"account_id": "a", "context": {"ip": "999.1.1.1"}}),
+        422,
+    )
+    assert_problem(client.post("/v1/accounts/nobody/totp", headers=auth), 404)
+    assert_problem(client.post("/v1/accounts/nobody/recovery-codes", headers=auth), 404)
+
+
+def test_scopes_separate_risk_checks_from_step_up(runtime: Runtime, client: FlaskClient) -> None:
+    risk_only = {"Authorization": f"Bearer {make_api_key(runtime, Scope.RISK_CHECK)}"}
+    assert risk(client, risk_only, account_id="x").status_code == 200
+    assert_problem(verify(client, risk_only, "x", "totp", "123456"), 403, "forbidden")
+    verify_only = {"Authorization": f"Bearer {make_api_key(runtime, Scope.STEP_UP_VERIFY)}"}
+    assert_problem(client.post("/v1/accounts/x/totp", headers=verify_only), 403, "forbidden")
+
+
+# --- concurrency --------------------------------------------------------------------------
+
+
+def in_parallel(count: int, call: Callable[[], TestResponse]) -> list[TestResponse]:
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        return list(pool.map(lambda _: call(), range(count)))
+
+
+def test_twenty_parallel_posts_of_one_totp_code_pass_once(
+    runtime: Runtime, app: Flask, auth: dict[str, str]
+) -> None:
+    add_account(runtime, "race")
+    totp = enroll(app.test_client(), auth, "race")
+    code = totp.at(time.time() + 30)
+    responses = in_parallel(20, lambda: verify(app.test_client(), auth, "race", "totp", code))
+    assert Counter(r.status_code for r in responses) == {200: 1, 403: 19}
+
+
+def test_fifty_parallel_wrong_codes_evaluate_at_most_five(
+    runtime: Runtime, app: Flask, auth: dict[str, str]
+) -> None:
+    add_account(runtime, "storm")
+    challenge = email_challenge(app.test_client(), auth, "storm")
+    right = runtime.step_up.email_code(challenge)
+    wrong = f"{(int(right) + 1) % 1_000_000:06d}"
+    responses = in_parallel(
+        50,
+        lambda: verify(
+            app.test_client(), auth, "storm", "email_code", wrong, challenge_id=challenge
+        ),
+    )
+    assert all(r.status_code == 403 for r in responses)
+    with runtime.db.read_session() as session:
+        row = session.get(StepUpChallenge, challenge)
+        assert row is not None
+        assert row.attempts == 5
+    # Ten failures locked the account; the other forty were refused unevaluated.
+    codes = Counter(r.get_json()["code"] for r in responses)
+    assert codes == {"verification_failed": 9, "locked": 41}
+
+
+def test_two_parallel_uses_of_one_recovery_code_pass_once(
+    runtime: Runtime, app: Flask, auth: dict[str, str]
+) -> None:
+    add_account(runtime, "twice")
+    codes = app.test_client().post("/v1/accounts/twice/recovery-codes", headers=auth)
+    code = codes.get_json()["codes"][0]
+    responses = in_parallel(
+        2, lambda: verify(app.test_client(), auth, "twice", "recovery_code", code)
+    )
+    assert sorted(r.status_code for r in responses) == [200, 403]
+
+
+# --- rate limits ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def limited_app(runtime: Runtime, redis_url: str) -> Iterator[Flask]:
+    """The app with small limits, counted in the real Redis."""
+    settings = runtime.settings.model_copy(
+        update={
+            "redis_url": redis_url,
+            "rate_limit_step_up": "3/minute",
+            "rate_limit_risk": "4/minute",
+            "rate_limit_email_code": "2/minute",
+        }
+    )
+    flask_app = create_app(settings)
+    yield flask_app
+    flask_app.extensions["leakguard"].db.dispose()
+
+
+@pytest.mark.redis
+def test_over_the_limit_is_429_with_retry_after(limited_app: Flask, auth: dict[str, str]) -> None:
+    client = limited_app.test_client()
+    statuses = [verify(client, auth, "x", "totp", "123456").status_code for _ in range(4)]
+    assert statuses == [403, 403, 403, 429]
+    limited = verify(client, auth, "x", "totp", "123456")
+    assert_problem(limited, 429)
+    assert 0 < int(limited.headers["Retry-After"]) <= 60
+    assert [risk(client, auth, account_id="x").status_code for _ in range(5)][-1] == 429
+
+
+@pytest.mark.redis
+def test_emailed_codes_are_limited_per_account(
+    runtime: Runtime, limited_app: Flask, auth: dict[str, str]
+) -> None:
+    add_account(runtime, "mailbomb")
+    client = limited_app.test_client()
+    statuses = [
+        post(
+            client,
+            auth,
+            "/v1/step-up/challenges",
+            {"account_id": "mailbomb", "method": "email_code"},
+        ).status_code
+        for _ in range(3)
+    ]
+    assert statuses == [202, 202, 429]
+
+
+def test_verification_fails_closed_when_the_limit_store_is_down(
+    runtime: Runtime, auth: dict[str, str]
+) -> None:
+    settings = runtime.settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"})
+    flask_app = create_app(settings)
+    try:
+        client = flask_app.test_client()
+        response = verify(client, auth, "x", "totp", "123456")
+        assert_problem(response, 503, "service_unavailable")
+        assert response.headers["Retry-After"]
+        assert_problem(risk(client, auth, account_id="x"), 503, "service_unavailable")
+    finally:
+        flask_app.extensions["leakguard"].db.dispose()
