@@ -9,7 +9,9 @@ import click
 from tqdm import tqdm
 
 from jobs.account_import import ImportAborted, ImportFileError, import_accounts
-from service.cli.base import cli, emit_json, migrated_runtime
+from service.cli.base import cli, cli_actor, emit_json, migrated_runtime
+from service.db import utcnow
+from service.errors import NotFound
 
 
 @cli.group("accounts")
@@ -34,3 +36,16 @@ def accounts_import(path: Path, as_json: bool) -> None:
         emit_json(report.to_json())
     else:
         click.echo(report.summary())
+
+
+@accounts_group.command("unlock")
+@click.argument("external_id")
+def accounts_unlock(external_id: str) -> None:
+    """End an account's step-up lock and forget its failed verifications (support)."""
+    value = migrated_runtime()
+    try:
+        with value.db.transaction() as session:
+            was_locked = value.step_up.unlock(session, external_id, actor=cli_actor(), now=utcnow())
+    except NotFound:
+        raise click.ClickException(f"no account with the id {external_id!r}") from None
+    click.echo("unlocked" if was_locked else "not locked; its failure count is reset")

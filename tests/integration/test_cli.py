@@ -16,9 +16,12 @@ from sqlalchemy import select
 from service.api_clients import Scope
 from service.app import create_app
 from service.config import Settings
-from service.models import ApiClient, AuditEvent
+from service.db import utcnow
+from service.models import Account, ApiClient, AuditEvent
 from service.runtime import Runtime
+from service.stepup import Method
 from tests.conftest import TEST_HASH_KEY, TEST_SECRET_KEY
+from tests.stepup_fixtures import add_account
 
 LEAKGUARD = Path(sys.executable).with_name("leakguard")
 ACCOUNT = {"email": "jane@example.org"}
@@ -265,3 +268,31 @@ def test_demo_runs_on_the_embedded_default_and_a_second_run_changes_nothing(
     assert "3000 unchanged" in second.stdout
     assert "0 created" in second.stdout
     assert "Traceback" not in first.stderr + second.stderr
+
+
+def test_accounts_unlock_ends_a_step_up_lock(
+    env: dict[str, str], tmp_path: Path, runtime: Runtime
+) -> None:
+    add_account(runtime, "locked-out")
+    for _ in range(10):
+        with runtime.db.transaction() as session:
+            runtime.step_up.verify(
+                session, "locked-out", Method.TOTP, "000000", actor="test", now=utcnow()
+            )
+    with runtime.db.read_session() as session:
+        assert session.scalars(
+            select(Account.locked_until).where(Account.external_id == "locked-out")
+        ).one()
+    result = cli(env, tmp_path, "accounts", "unlock", "locked-out")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "unlocked"
+    with runtime.db.read_session() as session:
+        account = session.scalars(select(Account).where(Account.external_id == "locked-out")).one()
+        events = session.scalars(
+            select(AuditEvent.actor).where(AuditEvent.action == "step_up.unlocked")
+        ).all()
+    assert (account.locked_until, account.failed_verifications, account.lock_count) == (None, 0, 0)
+    assert [actor.startswith("cli") for actor in events] == [True]
+    missing = cli(env, tmp_path, "accounts", "unlock", "nobody")
+    assert missing.returncode == 1
+    assert "no account" in one_error_line(missing)
