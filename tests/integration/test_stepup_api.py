@@ -19,6 +19,7 @@ from werkzeug.test import TestResponse
 from service.api_clients import Scope
 from service.app import create_app
 from service.models import AuditEvent, StepUpChallenge
+from service.risk import Reason
 from service.runtime import Runtime
 from tests.conftest import make_api_key
 from tests.integration.test_api_auth import assert_problem
@@ -382,3 +383,17 @@ def test_verification_fails_closed_when_the_limit_store_is_down(
         assert_problem(risk(client, auth, account_id="x"), 503, "service_unavailable")
     finally:
         flask_app.extensions["leakguard"].db.dispose()
+
+
+def test_openapi_document_lists_the_reason_codes_and_methods(client: FlaskClient) -> None:
+    document = client.get("/openapi/openapi.json").get_json()
+    schemas = document["components"]["schemas"]
+    out = schemas["RiskCheckOut"]["properties"]
+    reasons = schemas[out["reasons"]["items"]["$ref"].rsplit("/", 1)[-1]]
+    assert reasons["enum"] == [reason.value for reason in Reason]
+    for reason in Reason:
+        assert f"`{reason.value}`" in out["reasons"]["description"]
+    decisions = schemas[out["decision"]["$ref"].rsplit("/", 1)[-1]]
+    assert decisions["enum"] == ["allow", "step_up", "deny"]
+    assert "/v1/risk/check" in document["paths"]
+    assert "/v1/step-up/verify" in document["paths"]
