@@ -5,10 +5,13 @@ counts messages and RCPTs). Per run, a fresh database (SQLite in a temp dir, or 
 PostgreSQL database ``leakguard_bench_deliver``, created and dropped) is migrated and
 filled with N accounts, one leak, N exposures and N pending warning notices.
 
-Baseline, in the same run: the same messages (``prepare_notice`` + ``build_message``,
-untimed) sent by a bare smtplib loop over one reused connection. Then the real path:
-``relay_notices`` in this process (untimed), K ``leakguard worker --burst`` processes on a
-real Redis, timed from their start until every notice is ``sent`` (polled in the DB).
+Baselines, in the same run: the same messages (``prepare_notice`` + ``address_message``,
+untimed) sent by a bare smtplib loop over one reused connection: as bytes with ``sendmail``
+(the reference of the ratio: the SMTP exchange alone), and, for information, parsed back into
+EmailMessage objects and sent with ``send_message`` (which flattens each one again).
+Then the real path: ``relay_notices`` in this process (untimed), K ``leakguard worker
+--burst`` processes on a real Redis, timed from their start until every notice is ``sent``
+(polled in the DB).
 Peak RSS and CPU seconds are each worker's own: ``os.wait4`` in a small fork wrapper, so
 this process's memory is not inherited; they cover the work horses rq forks per job.
 Redis: db 12 of 127.0.0.1 (``LEAKGUARD_BENCH_REDIS`` to change it), flushed before and after.
@@ -32,7 +35,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from datetime import UTC
-from email.message import EmailMessage
+from email import message_from_bytes, policy
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +51,7 @@ from service.db import utcnow
 from service.emails import EmailHasher
 from service.messages import (
     NoticeContext,
-    build_message,
+    address_message,
     new_message_id,
     pick_language,
     prepare_notice,
@@ -203,28 +206,30 @@ def run(url: str, directory: Path, n: int, worker_counts: list[int]) -> None:
     recipients = fill(runtime, n)
     print(f"filled {n:,} accounts, exposures and notices in {time.perf_counter() - started:.1f} s")
 
-    # Baseline: the same messages, built beforehand, over one reused connection.
+    # Baselines: the same messages, rendered beforehand (untimed), over one reused
+    # connection: as bytes with sendmail (the ratio's reference: the SMTP exchange alone),
+    # and as EmailMessage objects with send_message (which flattens each one on the way).
     started = time.perf_counter()
-    messages = baseline_messages(settings, recipients)
-    print(f"built {n:,} messages for the baseline in {time.perf_counter() - started:.1f} s")
-    sink = start_sink(directory, "baseline")
-    wall = smtplib_loop(sink.port, settings.mail_from, messages, flat=False)
+    rendered = baseline_messages(settings, recipients)
+    print(f"rendered {n:,} messages for the baselines in {time.perf_counter() - started:.1f} s")
+    sink = start_sink(directory, "baseline-bytes")
+    wall = smtplib_loop(sink.port, settings.mail_from, rendered, flat=True)
     counts = stop_sink(sink)
     base_rate = n / wall
     print(
-        f"\nbaseline: bare smtplib send_message loop, one connection: {n:,} msgs in "
-        f"{wall:.2f} s = {base_rate:,.0f} msgs/s (sink got {counts['messages']:,} msgs, "
-        f"{counts['rcpts']:,} RCPTs)"
+        f"\nbaseline: bare smtplib sendmail loop of pre-rendered bytes, one connection: "
+        f"{n:,} msgs in {wall:.2f} s = {base_rate:,.0f} msgs/s "
+        f"(sink got {counts['messages']:,} msgs, {counts['rcpts']:,} RCPTs)"
     )
-    sink = start_sink(directory, "baseline-bytes")
-    flat = [(rcpt, m.as_bytes(policy=m.policy.clone(linesep="\r\n"))) for rcpt, m in messages]
-    wall_flat = smtplib_loop(sink.port, settings.mail_from, flat, flat=True)
+    parsed = [(rcpt, message_from_bytes(data, policy=policy.SMTP)) for rcpt, data in rendered]
+    sink = start_sink(directory, "baseline-objects")
+    wall_objects = smtplib_loop(sink.port, settings.mail_from, parsed, flat=False)
     counts = stop_sink(sink)
     print(
-        f"          (info) sendmail of pre-flattened bytes: {n / wall_flat:,.0f} msgs/s "
-        f"(sink got {counts['messages']:,} msgs): the SMTP exchange alone"
+        f"          (info) send_message of pre-built EmailMessage objects: "
+        f"{n / wall_objects:,.0f} msgs/s (sink got {counts['messages']:,} msgs)"
     )
-    del messages, flat
+    del rendered, parsed
 
     connection = redis_connection(settings)
     header = (
@@ -261,9 +266,9 @@ def run(url: str, directory: Path, n: int, worker_counts: list[int]) -> None:
     print(
         "\nwall: from starting the workers until every notice is 'sent' (polled every "
         f"{POLL_SECONDS} s); it includes each worker's interpreter start and imports. "
-        "'vs base' is msgs/s over the send_message baseline. Peak RSS and CPU: os.wait4 "
-        "of each worker in a fork wrapper, so the figure is the worker's own (max over the "
-        "worker and its forked work horses), not this process's inherited peak."
+        "'vs base' is msgs/s over the sendmail (pre-rendered bytes) baseline. Peak RSS and "
+        "CPU: os.wait4 of each worker in a fork wrapper, so the figure is the worker's own "
+        "(max over the worker and its forked work horses), not this process's inherited peak."
     )
 
 
@@ -326,8 +331,8 @@ def fill(runtime: Runtime, n: int) -> list[tuple[str, str | None]]:
 
 def baseline_messages(
     settings: Settings, recipients: list[tuple[str, str | None]]
-) -> list[tuple[str, EmailMessage]]:
-    """The messages the worker would build, as ``send_notices`` builds them."""
+) -> list[tuple[str, bytes]]:
+    """The messages the worker sends, as ``send_notices`` renders them: (recipient, bytes)."""
     leak_date = utcnow().astimezone(UTC).strftime("%Y-%m-%d")
     templates = {}
     messages = []
@@ -344,15 +349,15 @@ def baseline_messages(
                     account_url=settings.account_url,
                     password_leaked=key[1],
                 ),
+                sender=settings.mail_from,
             )
-        message = build_message(
+        message = address_message(
             templates[key],
             recipient=address,
-            sender=settings.mail_from,
             message_id=new_message_id(i + 1, settings.mail_from),
             now=utcnow(),
         )
-        messages.append((address, message))
+        messages.append((address, message.data))
     return messages
 
 

@@ -25,7 +25,7 @@ from service.mail import Mailer, MultipleRecipients, make_mailer
 from service.messages import (
     NoticeContext,
     PreparedNotice,
-    build_message,
+    address_message,
     new_message_id,
     pick_language,
     prepare_notice,
@@ -33,6 +33,7 @@ from service.messages import (
 from service.models import Notice, NoticeKind, NoticeState
 from service.outbox import (
     ClaimedNotice,
+    SentNotice,
     claim_notices,
     due_notice_ids,
     mark_queued,
@@ -150,12 +151,8 @@ def send_notices(
             template = _template(runtime, prepared, notice)
             message_id = new_message_id(notice.id, settings.mail_from)
             try:
-                message = build_message(
-                    template,
-                    recipient=notice.recipient,
-                    sender=settings.mail_from,
-                    message_id=message_id,
-                    now=utcnow(),
+                message = address_message(
+                    template, recipient=notice.recipient, message_id=message_id, now=utcnow()
                 )
                 result = mailer.send(message)
             except (MultipleRecipients, ValueError) as exc:
@@ -164,7 +161,7 @@ def send_notices(
                 continue
             if result.accepted:
                 with runtime.db.transaction() as session:
-                    record_sent(session, notice.id, message_id=message_id, now=utcnow())
+                    record_sent(session, [SentNotice(notice.id, message_id, utcnow())])
                 report.sent += 1
                 continue
             _fail(
@@ -217,6 +214,7 @@ def _template(
                 account_url=settings.account_url,
                 password_leaked=notice.password_leaked,
             ),
+            sender=settings.mail_from,
         )
     return cache[key]
 
