@@ -5,11 +5,16 @@ counts messages and RCPTs). Per run, a fresh database (SQLite in a temp dir, or 
 PostgreSQL database ``leakguard_bench_deliver``, created and dropped) is migrated and
 filled with N accounts, one leak, N exposures and N pending warning notices.
 
-Baseline, in the same run: the same messages (``prepare_notice`` + ``build_message``,
-untimed) sent by a bare smtplib loop over one reused connection. Then the real path:
-``relay_notices`` in this process (untimed), K ``leakguard worker --burst`` processes on a
-real Redis, timed from their start until every notice is ``sent`` (polled in the DB).
-Peak RSS is each worker's own (os.wait4; it covers the work horses rq forks per job).
+Baselines, in the same run: the same messages (``prepare_notice`` + ``address_message``,
+untimed) sent by a bare smtplib loop over one reused connection: as bytes with ``sendmail``
+(the reference of the ratio: the SMTP exchange alone), and, for information, parsed back into
+EmailMessage objects and sent with ``send_message`` (which flattens each one again).
+Then the real path: ``relay_notices`` in this process (untimed), K ``leakguard worker
+--burst`` processes on a real Redis, timed from their start until every notice is ``sent``
+(polled in the DB).
+Peak RSS and CPU seconds are each worker's own: ``os.wait4`` in a small fork wrapper, so
+this process's memory is not inherited; they cover the work horses rq forks per job.
+Redis: db 12 of 127.0.0.1 (``LEAKGUARD_BENCH_REDIS`` to change it), flushed before and after.
 
     .venv/bin/python bench/deliver.py [--notices 20000] [--backend sqlite|postgres]
                                       [--workers 1,2]
@@ -30,7 +35,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from datetime import UTC
-from email.message import EmailMessage
+from email import message_from_bytes, policy
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +51,7 @@ from service.db import utcnow
 from service.emails import EmailHasher
 from service.messages import (
     NoticeContext,
-    build_message,
+    address_message,
     new_message_id,
     pick_language,
     prepare_notice,
@@ -66,7 +71,7 @@ from service.runtime import Runtime, build_runtime
 LEAKGUARD = Path(sys.executable).with_name("leakguard")
 HOST = "127.0.0.1"
 HASH_KEY = "bench-hash-key-0123456789abcdef!"  # 32 characters
-REDIS_URL = "redis://127.0.0.1:6379/9"
+REDIS_URL = os.environ.get("LEAKGUARD_BENCH_REDIS", "redis://127.0.0.1:6379/12")
 PG_ADMIN_URL = os.environ.get("LEAKGUARD_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 PG_DATABASE = "leakguard_bench_deliver"
 LOCALES = ("en", "en", "de-AT", "en-GB", "de", None)
@@ -201,33 +206,36 @@ def run(url: str, directory: Path, n: int, worker_counts: list[int]) -> None:
     recipients = fill(runtime, n)
     print(f"filled {n:,} accounts, exposures and notices in {time.perf_counter() - started:.1f} s")
 
-    # Baseline: the same messages, built beforehand, over one reused connection.
+    # Baselines: the same messages, rendered beforehand (untimed), over one reused
+    # connection: as bytes with sendmail (the ratio's reference: the SMTP exchange alone),
+    # and as EmailMessage objects with send_message (which flattens each one on the way).
     started = time.perf_counter()
-    messages = baseline_messages(settings, recipients)
-    print(f"built {n:,} messages for the baseline in {time.perf_counter() - started:.1f} s")
-    sink = start_sink(directory, "baseline")
-    wall = smtplib_loop(sink.port, settings.mail_from, messages, flat=False)
+    rendered = baseline_messages(settings, recipients)
+    print(f"rendered {n:,} messages for the baselines in {time.perf_counter() - started:.1f} s")
+    sink = start_sink(directory, "baseline-bytes")
+    wall = smtplib_loop(sink.port, settings.mail_from, rendered, flat=True)
     counts = stop_sink(sink)
     base_rate = n / wall
     print(
-        f"\nbaseline: bare smtplib send_message loop, one connection: {n:,} msgs in "
-        f"{wall:.2f} s = {base_rate:,.0f} msgs/s (sink got {counts['messages']:,} msgs, "
-        f"{counts['rcpts']:,} RCPTs)"
+        f"\nbaseline: bare smtplib sendmail loop of pre-rendered bytes, one connection: "
+        f"{n:,} msgs in {wall:.2f} s = {base_rate:,.0f} msgs/s "
+        f"(sink got {counts['messages']:,} msgs, {counts['rcpts']:,} RCPTs)"
     )
-    sink = start_sink(directory, "baseline-bytes")
-    flat = [(rcpt, m.as_bytes(policy=m.policy.clone(linesep="\r\n"))) for rcpt, m in messages]
-    wall_flat = smtplib_loop(sink.port, settings.mail_from, flat, flat=True)
+    parsed = [(rcpt, message_from_bytes(data, policy=policy.SMTP)) for rcpt, data in rendered]
+    sink = start_sink(directory, "baseline-objects")
+    wall_objects = smtplib_loop(sink.port, settings.mail_from, parsed, flat=False)
     counts = stop_sink(sink)
     print(
-        f"          (info) sendmail of pre-flattened bytes: {n / wall_flat:,.0f} msgs/s "
-        f"(sink got {counts['messages']:,} msgs): the SMTP exchange alone"
+        f"          (info) send_message of pre-built EmailMessage objects: "
+        f"{n / wall_objects:,.0f} msgs/s (sink got {counts['messages']:,} msgs)"
     )
-    del messages, flat
+    del rendered, parsed
 
     connection = redis_connection(settings)
     header = (
         f"\n{'workers':>7} {'sent':>7} {'other':>6} {'wall s':>7} {'msgs/s':>8} "
-        f"{'vs base':>8} {'sink msgs':>10} {'sink rcpt':>10} {'peak RSS per worker':>22}"
+        f"{'vs base':>8} {'sink msgs':>10} {'sink rcpt':>10} {'peak RSS per worker':>20} "
+        f"{'cpu s per worker':>17}"
     )
     print(header)
     print("-" * (len(header) - 1))
@@ -239,16 +247,17 @@ def run(url: str, directory: Path, n: int, worker_counts: list[int]) -> None:
         relay_wall = time.perf_counter() - relay_started
         sink = start_sink(directory, f"workers-{k}")
         env["LEAKGUARD_SMTP_URL"] = sink.url
-        wall, rss = run_workers(runtime, env, k, n, directory)
+        workers = run_workers(runtime, env, k, n, directory)
         counts = stop_sink(sink)
         states = state_counts(runtime)
         sent = states.pop(NoticeState.SENT.value, 0)
-        rate = sent / wall
-        rss_text = ", ".join(f"{mb:.0f}" for mb in rss) + " MiB"
+        rate = sent / workers.wall
+        rss_text = ", ".join(f"{mb:.0f}" for mb in workers.peak_rss_mb) + " MiB"
+        cpu_text = ", ".join(f"{seconds:.1f}" for seconds in workers.cpu)
         print(
-            f"{k:>7} {sent:>7,} {sum(states.values()):>6,} {wall:>7.2f} {rate:>8,.0f} "
+            f"{k:>7} {sent:>7,} {sum(states.values()):>6,} {workers.wall:>7.2f} {rate:>8,.0f} "
             f"{rate / base_rate:>7.0%} {counts['messages']:>10,} {counts['rcpts']:>10,} "
-            f"{rss_text:>22}"
+            f"{rss_text:>20} {cpu_text:>17}"
         )
         if states:
             print(f"        not sent: {states}")
@@ -257,8 +266,9 @@ def run(url: str, directory: Path, n: int, worker_counts: list[int]) -> None:
     print(
         "\nwall: from starting the workers until every notice is 'sent' (polled every "
         f"{POLL_SECONDS} s); it includes each worker's interpreter start and imports. "
-        "'vs base' is msgs/s over the send_message baseline. Peak RSS: os.wait4 of each "
-        "worker (max over the worker and its forked work horses)."
+        "'vs base' is msgs/s over the sendmail (pre-rendered bytes) baseline. Peak RSS and "
+        "CPU: os.wait4 of each worker in a fork wrapper, so the figure is the worker's own "
+        "(max over the worker and its forked work horses), not this process's inherited peak."
     )
 
 
@@ -321,8 +331,8 @@ def fill(runtime: Runtime, n: int) -> list[tuple[str, str | None]]:
 
 def baseline_messages(
     settings: Settings, recipients: list[tuple[str, str | None]]
-) -> list[tuple[str, EmailMessage]]:
-    """The messages the worker would build, as ``send_notices`` builds them."""
+) -> list[tuple[str, bytes]]:
+    """The messages the worker sends, as ``send_notices`` renders them: (recipient, bytes)."""
     leak_date = utcnow().astimezone(UTC).strftime("%Y-%m-%d")
     templates = {}
     messages = []
@@ -339,15 +349,15 @@ def baseline_messages(
                     account_url=settings.account_url,
                     password_leaked=key[1],
                 ),
+                sender=settings.mail_from,
             )
-        message = build_message(
+        message = address_message(
             templates[key],
             recipient=address,
-            sender=settings.mail_from,
             message_id=new_message_id(i + 1, settings.mail_from),
             now=utcnow(),
         )
-        messages.append((address, message))
+        messages.append((address, message.data))
     return messages
 
 
@@ -397,40 +407,66 @@ def state_counts(runtime: Runtime) -> dict[str, int]:
     return {str(getattr(state, "value", state)): int(count) for state, count in rows}
 
 
+# A child's ru_maxrss starts at its parent's RSS at fork time (the kernel carries the old
+# memory map's high-water mark across exec), and this process holds the baseline's 20,000
+# messages by then. So each worker is started by a small fresh interpreter that forks the
+# real command and reports that grandchild's own rusage (as bench/ingest.py does): peak RSS
+# is then the worker's own, or its largest work horse's (wait4 covers waited-for children).
+_RUSAGE_WRAPPER = """
+import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.argv[2], sys.argv[2:])
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as out:
+    out.write(f"{usage.ru_maxrss} {usage.ru_utime + usage.ru_stime}")
+code = os.waitstatus_to_exitcode(status)
+sys.exit(code if code >= 0 else 128 - code)
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerRun:
+    wall: float  # from the start until every notice is sent
+    peak_rss_mb: list[float]  # per worker
+    cpu: list[float]  # per worker, user + system seconds, its work horses included
+
+
 def run_workers(
     runtime: Runtime, env: dict[str, str], k: int, n: int, directory: Path
-) -> tuple[float, list[float]]:
-    """Start K burst workers; return seconds until all N are sent, and each one's peak RSS."""
+) -> WorkerRun:
+    """Start K burst workers; return seconds until all N are sent, each one's RSS and CPU."""
     logs = [(directory / f"worker-{k}-{i}.log").open("w") for i in range(k)]
+    usages = [directory / f"worker-{k}-{i}.rusage" for i in range(k)]
     started = time.perf_counter()
+    command = [str(LEAKGUARD), "worker", "--burst"]
     workers = [
         subprocess.Popen(
-            [str(LEAKGUARD), "worker", "--burst"], env=env, stdout=log, stderr=subprocess.STDOUT
+            [sys.executable, "-c", _RUSAGE_WRAPPER, str(usage), *command],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
-        for log in logs
+        for log, usage in zip(logs, usages, strict=True)
     ]
-    rss: dict[int, float] = {}
     done_at: float | None = None
-    while done_at is None or len(rss) < k:
-        for worker in workers:
-            if worker.pid in rss:
-                continue
-            pid, status, usage = os.wait4(worker.pid, os.WNOHANG)
-            if pid:
-                worker.returncode = os.waitstatus_to_exitcode(status)
-                rss[worker.pid] = usage.ru_maxrss / 1024
+    while done_at is None or any(worker.poll() is None for worker in workers):
         if done_at is None and sent_count(runtime) >= n:
             done_at = time.perf_counter()
-        if done_at is None and len(rss) == k:
+        if done_at is None and all(worker.poll() is not None for worker in workers):
             done_at = time.perf_counter()  # all exited without sending everything
         time.sleep(POLL_SECONDS)
     for log in logs:
         log.close()
-    for i, worker in enumerate(workers):
+    rss, cpu = [], []
+    for i, (worker, usage) in enumerate(zip(workers, usages, strict=True)):
+        figures = usage.read_text().split() if usage.exists() else []
+        rss.append(float(figures[0]) / 1024 if figures else float("nan"))
+        cpu.append(float(figures[1]) if figures else float("nan"))
         if worker.returncode:
             tail = (directory / f"worker-{k}-{i}.log").read_text()[-2000:]
             print(f"worker {i} exited {worker.returncode}:\n{tail}")
-    return done_at - started, [rss[w.pid] for w in workers]
+    return WorkerRun(done_at - started, rss, cpu)
 
 
 def create_pg_database() -> str:

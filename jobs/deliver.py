@@ -25,7 +25,7 @@ from service.mail import Mailer, MultipleRecipients, make_mailer
 from service.messages import (
     NoticeContext,
     PreparedNotice,
-    build_message,
+    address_message,
     new_message_id,
     pick_language,
     prepare_notice,
@@ -33,6 +33,7 @@ from service.messages import (
 from service.models import Notice, NoticeKind, NoticeState
 from service.outbox import (
     ClaimedNotice,
+    SentNotice,
     claim_notices,
     due_notice_ids,
     mark_queued,
@@ -45,6 +46,8 @@ from service.runtime import Runtime
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 200
+RECORD_EVERY_MESSAGES = 50  # the at-most-once window: see SentRecorder
+RECORD_EVERY_SECONDS = 0.5
 RELAY_LIMIT = 10_000
 QUEUE_OF_KIND = {NoticeKind.LEAK_WARNING: QueueName.DEFAULT}
 DELIVERY_JOB_TIMEOUT = 3600
@@ -127,10 +130,52 @@ class RateLimiter:
         self.next_at = now + self.interval
 
 
+class SentRecorder:
+    """Accepted notices not yet marked ``sent``: recorded together, in few transactions.
+
+    One commit per message would cost more than sending it. The price is the at-most-once
+    window (service/outbox.py): a worker killed between the server's 250 and the next
+    write leaves up to ``RECORD_EVERY_MESSAGES`` accepted rows in ``sending``, and they go
+    out again once their lease ends. Written when that many are waiting, or when the first
+    of them has waited ``RECORD_EVERY_SECONDS`` (checked at the next outcome), and always
+    before the job returns.
+    """
+
+    def __init__(self, runtime: Runtime, clock: Callable[[], float] = time.monotonic) -> None:
+        self.runtime = runtime
+        self.clock = clock
+        self.waiting: list[SentNotice] = []
+        self.since = 0.0
+
+    def add(self, notice_id: int, message_id: str) -> None:
+        if not self.waiting:
+            self.since = self.clock()
+        self.waiting.append(SentNotice(notice_id, message_id, utcnow()))
+        self.flush_if_due()
+
+    def flush_if_due(self) -> None:
+        if self.waiting and (
+            len(self.waiting) >= RECORD_EVERY_MESSAGES
+            or self.clock() - self.since >= RECORD_EVERY_SECONDS
+        ):
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.waiting:
+            return
+        with self.runtime.db.transaction() as session:
+            record_sent(session, self.waiting)
+        self.waiting = []
+
+
 def send_notices(
     runtime: Runtime, notice_ids: list[int], *, mailer: Mailer | None = None
 ) -> DeliveryReport:
-    """Claim, send and record each notice in ``notice_ids``. Idempotent per notice."""
+    """Claim, send and record each notice in ``notice_ids``. Idempotent per notice.
+
+    Commits the claim before anything is sent; outcomes are committed in groups
+    (``SentRecorder``), all of them before this returns.
+    """
     settings = runtime.settings
     report = DeliveryReport()
     with runtime.db.transaction() as session:
@@ -144,18 +189,15 @@ def send_notices(
     )
     limiter = RateLimiter(settings.mail_rate)
     prepared: dict[tuple[NoticeKind, str, int | None, bool], PreparedNotice] = {}
+    recorder = SentRecorder(runtime)
     try:
         for index, notice in enumerate(claimed):
             limiter.wait()
             template = _template(runtime, prepared, notice)
             message_id = new_message_id(notice.id, settings.mail_from)
             try:
-                message = build_message(
-                    template,
-                    recipient=notice.recipient,
-                    sender=settings.mail_from,
-                    message_id=message_id,
-                    now=utcnow(),
+                message = address_message(
+                    template, recipient=notice.recipient, message_id=message_id, now=utcnow()
                 )
                 result = mailer.send(message)
             except (MultipleRecipients, ValueError) as exc:
@@ -163,8 +205,7 @@ def send_notices(
                 _fail(runtime, notice, permanent=True, code=None, error=str(exc), report=report)
                 continue
             if result.accepted:
-                with runtime.db.transaction() as session:
-                    record_sent(session, notice.id, message_id=message_id, now=utcnow())
+                recorder.add(notice.id, message_id)
                 report.sent += 1
                 continue
             _fail(
@@ -183,8 +224,11 @@ def send_notices(
                     )
                 break
     finally:
-        if own_mailer:
-            mailer.close()
+        try:
+            recorder.flush()
+        finally:
+            if own_mailer:
+                mailer.close()
     log.info(
         "delivered notices: %s sent, %s retrying, %s failed",
         report.sent,
@@ -217,6 +261,7 @@ def _template(
                 account_url=settings.account_url,
                 password_leaked=notice.password_leaked,
             ),
+            sender=settings.mail_from,
         )
     return cache[key]
 

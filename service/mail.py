@@ -1,9 +1,11 @@
 """Sending one message to one person: over SMTP, or into a folder of ``.eml`` files.
 
-Two implementations of one small protocol. ``SmtpMailer`` keeps one connection open for
-a whole batch and tells a transient refusal (4xx, a dropped connection: try later) from a
-permanent one (5xx: record it and stop). Every message passes ``check_one_recipient``
-first: no code path can send a message addressed to a list of people.
+Two implementations of one small protocol. A message arrives as the bytes that go on the
+wire and its one envelope recipient (``OutgoingMessage``). ``SmtpMailer`` keeps one
+connection open for a whole batch and tells a transient refusal (4xx, a dropped
+connection: try later) from a permanent one (5xx: record it and stop). Every message
+passes ``check_outgoing`` first, on those very bytes: no code path can send a message
+addressed to a list of people.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ import logging
 import smtplib
 import ssl
 from dataclasses import dataclass
-from email.message import EmailMessage
+from email import policy
+from email.message import Message
+from email.parser import HeaderParser
 from email.utils import getaddresses
 from pathlib import Path
 from typing import Protocol
@@ -39,13 +43,24 @@ class SendResult:
     error: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class OutgoingMessage:
+    """One message as it goes on the wire, and the one person it goes to."""
+
+    recipient: str  # the one envelope recipient (RCPT TO)
+    message_id: str
+    data: bytes  # the whole message, CRLF line ends
+    smtputf8: bool = False  # the recipient's address is not ASCII (RFC 6531)
+    eight_bit: bool = False  # the content holds 8-bit bytes (RFC 6152)
+
+
 class Mailer(Protocol):
-    def send(self, message: EmailMessage) -> SendResult: ...
+    def send(self, message: OutgoingMessage) -> SendResult: ...
 
     def close(self) -> None: ...
 
 
-def check_one_recipient(message: EmailMessage) -> str:
+def check_one_recipient(message: Message) -> str:
     """Return the message's one recipient; raise MultipleRecipients otherwise.
 
     Exactly one address in To, none in Cc or Bcc: the leak that started all this was a
@@ -59,6 +74,27 @@ def check_one_recipient(message: EmailMessage) -> str:
     if len(to_headers) != 1 or len(addresses) != 1 or not addresses[0]:
         raise MultipleRecipients("a notice must have exactly one To address")
     return addresses[0]
+
+
+_HEADERS_ONLY = HeaderParser(policy=policy.compat32)
+
+
+def check_outgoing(message: OutgoingMessage) -> str:
+    """Check the bytes about to leave: one To address, the envelope's; no Cc, no Bcc.
+
+    Reads the header block of ``message.data`` itself (not an object it was made from),
+    so what is checked is what is sent. Returns the recipient; raises MultipleRecipients.
+    """
+    head, separator, _ = message.data.partition(b"\r\n\r\n")
+    if not separator:
+        raise MultipleRecipients("a notice must have a header block")
+    # RFC 6532: header fields may carry UTF-8; anything else is not a message of ours.
+    headers = _HEADERS_ONLY.parsestr(head.decode("utf-8", "replace") + "\r\n\r\n")
+    if headers.defects:
+        raise MultipleRecipients(f"a notice's header block is malformed: {headers.defects[0]!r}")
+    if check_one_recipient(headers) != message.recipient:
+        raise MultipleRecipients("a notice's To address must be its envelope recipient")
+    return message.recipient
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,15 +160,15 @@ class SmtpMailer:
             connection.login(s.username, s.password or "")
         return connection
 
-    def send(self, message: EmailMessage) -> SendResult:
-        recipient = check_one_recipient(message)
+    def send(self, message: OutgoingMessage) -> SendResult:
+        recipient = check_outgoing(message)
         for attempt in (1, 2):
             try:
                 if self._connection is None:
                     self._connection = self._connect()
-                self._connection.send_message(
-                    message, from_addr=self.envelope_from, to_addrs=[recipient]
-                )
+                connection = self._connection
+                options = _mail_options(connection, message)
+                connection.sendmail(self.envelope_from, [recipient], message.data, options)
                 return SendResult(accepted=True, code=250)
             except smtplib.SMTPServerDisconnected as exc:
                 self._drop()
@@ -169,6 +205,20 @@ class SmtpMailer:
         self._drop()
 
 
+def _mail_options(connection: smtplib.SMTP, message: OutgoingMessage) -> list[str]:
+    """MAIL FROM parameters, as ``smtplib.SMTP.send_message`` chooses them."""
+    if message.smtputf8:
+        if not connection.has_extn("smtputf8"):
+            raise smtplib.SMTPNotSupportedError(
+                "One or more source or delivery addresses require internationalized email "
+                "support, but the server does not advertise the required SMTPUTF8 capability"
+            )
+        return ["SMTPUTF8", "BODY=8BITMIME"]
+    if message.eight_bit and connection.has_extn("8bitmime"):
+        return ["BODY=8BITMIME"]
+    return []
+
+
 def _refusal(code: int, reply: bytes | str, recipient: str) -> SendResult:
     text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
     # A server's reply may quote the address back; the record keeps it masked.
@@ -182,14 +232,14 @@ class FolderMailer:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
 
-    def send(self, message: EmailMessage) -> SendResult:
-        check_one_recipient(message)
+    def send(self, message: OutgoingMessage) -> SendResult:
+        check_outgoing(message)
         self.directory.mkdir(parents=True, exist_ok=True)
-        name = (message["Message-ID"] or "message").strip("<>").replace("/", "_")
+        name = (message.message_id or "message").strip("<>").replace("/", "_")
         target = self.directory / f"{name}.eml"
         partial = target.with_suffix(".eml.part")
         # Written aside and renamed: a reader never sees half a message.
-        partial.write_bytes(message.as_bytes())
+        partial.write_bytes(message.data)
         partial.replace(target)
         return SendResult(accepted=True)
 

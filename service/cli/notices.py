@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from email import message_from_bytes, policy
 from email.message import EmailMessage
 
 import click
@@ -17,7 +18,7 @@ from service.messages import (
     LANGUAGES,
     NoticeContext,
     PreparedNotice,
-    build_message,
+    address_message,
     new_message_id,
     prepare_notice,
 )
@@ -46,6 +47,7 @@ def _prepared(value: Runtime, slug: str, language: str) -> PreparedNotice:
             leak_date=date,
             account_url=settings.account_url,
         ),
+        sender=settings.mail_from,
     )
 
 
@@ -57,13 +59,13 @@ def notices_preview(slug: str, language: str) -> None:
     value = migrated_runtime()
     prepared = _prepared(value, slug, language)
     sample = "jane.doe@example.com"
-    message = build_message(
+    outgoing = address_message(
         prepared,
         recipient=sample,
-        sender=value.settings.mail_from,
         message_id=new_message_id(0, value.settings.mail_from),
         now=utcnow(),
     )
+    message = message_from_bytes(outgoing.data, policy=policy.default)
     click.echo(_as_text(message).replace(sample, mask_email(sample)))
 
 
@@ -85,13 +87,15 @@ def notices_test_send(slug: str, recipient: str, language: str) -> None:
     if isinstance(canonicalize_email(recipient), InvalidAddress):
         raise click.ClickException("--to is not a valid email address")
     settings = value.settings
-    message = build_message(
-        _prepared(value, slug, language),
-        recipient=recipient,
-        sender=settings.mail_from,
-        message_id=new_message_id(0, settings.mail_from),
-        now=utcnow(),
-    )
+    try:
+        message = address_message(
+            _prepared(value, slug, language),
+            recipient=recipient,
+            message_id=new_message_id(0, settings.mail_from),
+            now=utcnow(),
+        )
+    except ValueError as exc:
+        raise click.ClickException("--to cannot be written into a To header") from exc
     mailer = make_mailer(
         settings.smtp_url, mail_dir=settings.resolved_mail_dir, envelope_from=settings.mail_from
     )
@@ -104,7 +108,7 @@ def notices_test_send(slug: str, recipient: str, language: str) -> None:
             f"not sent to {mask_email(recipient)}: {result.code or ''} {result.error or ''}".strip()
         )
     where = (settings.smtp_url and "the SMTP server") or str(settings.resolved_mail_dir)
-    click.echo(f"sent to {mask_email(recipient)} via {where}: {message['Message-ID']}")
+    click.echo(f"sent to {mask_email(recipient)} via {where}: {message.message_id}")
 
 
 def _set_paused(slug: str, paused: bool) -> None:

@@ -14,6 +14,7 @@ from collections import Counter
 from datetime import datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
+from email.policy import SMTP
 from email.utils import getaddresses
 from html import unescape
 from pathlib import Path
@@ -29,15 +30,32 @@ from sqlalchemy import select, update
 
 from jobs.account_import import import_accounts
 from jobs.context import use_runtime
-from jobs.deliver import deliver_notices, relay_notices, send_notices
+from jobs.deliver import (
+    RECORD_EVERY_MESSAGES,
+    RECORD_EVERY_SECONDS,
+    SentRecorder,
+    deliver_notices,
+    relay_notices,
+    send_notices,
+)
 from jobs.ingest import ingest_leak
 from jobs.queues import QueueName, get_queue
 from service.api_clients import Scope
 from service.app import create_app
 from service.cli import cli
-from service.mail import FolderMailer, MultipleRecipients, SmtpMailer, check_one_recipient
+from service.db import utcnow
+from service.mail import (
+    FolderMailer,
+    MultipleRecipients,
+    OutgoingMessage,
+    SendResult,
+    SmtpMailer,
+    check_one_recipient,
+    check_outgoing,
+)
 from service.mail import parse_smtp_url as smtp_settings
 from service.models import Account, Leak, Notice
+from service.outbox import claim_notices
 from service.runtime import Runtime
 from tests.conftest import make_api_key
 from tests.leakfiles import cli_env, run_leakguard, write_lines
@@ -247,7 +265,8 @@ def test_invariant_one_recipient_per_message_on_the_wire(
         assert message["List-Unsubscribe-Post"] is None
         assert str(message["Message-ID"]) in message_ids
         text, html = parts(message)
-        assert rcpt in text
+        # The body is the same for everyone: the To header alone shows the address.
+        assert "@" not in text + html
         assert "<script" not in html.lower()
         assert links(text) == {ACCOUNT_URL}, links(text)
         assert links(html) == {ACCOUNT_URL}, links(html)
@@ -285,6 +304,13 @@ def two_people_message(**headers: str) -> EmailMessage:
     return message
 
 
+def on_the_wire(message: EmailMessage, recipient: str = "a@example.com") -> OutgoingMessage:
+    """``message`` as a mailer gets it: its bytes and one envelope recipient."""
+    return OutgoingMessage(
+        recipient=recipient, message_id="<test@localhost>", data=message.as_bytes(policy=SMTP)
+    )
+
+
 SEVERAL_PEOPLE = [
     pytest.param({"To": "a@example.com, b@example.com"}, id="two-to-addresses"),
     pytest.param({"To": "a@example.com", "Cc": "b@example.com"}, id="cc"),
@@ -305,16 +331,16 @@ def test_a_message_for_several_people_is_refused_before_it_leaves(
     mailer = SmtpMailer(smtp_settings(smtp_server.url), envelope_from="security@localhost")
     try:
         with pytest.raises(MultipleRecipients):
-            mailer.send(message)
+            mailer.send(on_the_wire(message))
         # The same mailer still sends a proper message: the refusal was this message's.
-        assert mailer.send(two_people_message(To="a@example.com")).accepted
+        assert mailer.send(on_the_wire(two_people_message(To="a@example.com"))).accepted
     finally:
         mailer.close()
     assert [e.rcpt_tos for e in smtp_server.messages()] == [("a@example.com",)]
     assert [e for e in smtp_server.events() if e["event"] != "accepted"] == []
     folder = tmp_path / "mail"
     with pytest.raises(MultipleRecipients):
-        FolderMailer(folder).send(message)
+        FolderMailer(folder).send(on_the_wire(message))
     assert not folder.exists() or list(folder.iterdir()) == []
 
 
@@ -342,6 +368,16 @@ def test_worker_burst_without_smtp_writes_one_eml_per_flagged_account(
         addresses = getaddresses([str(h) for h in to_headers])
         assert len(addresses) == 1
         assert all(message.get_all(header) is None for header in RECIPIENT_HEADERS)
+        assert message.defects == []
+        assert str(message["Subject"]).startswith("Security notice")
+        assert message.get_content_type() == "multipart/alternative"
+        assert [part.get_content_type() for part in message.iter_parts()] == [
+            "text/plain",
+            "text/html",
+        ]
+        text, html = parts(message)
+        assert text.startswith("Hello")
+        assert "<p>Hello,</p>" in html
         recipients.append(addresses[0][1])
     assert Counter(recipients) == Counter(flagged.values())
     rows = notice_rows(runtime)
@@ -349,6 +385,75 @@ def test_worker_burst_without_smtp_writes_one_eml_per_flagged_account(
     assert {f"{row.message_id}".strip("<>") + ".eml" for row in rows.values()} == {
         path.name for path in files
     }
+
+
+# --- outcomes written in groups -------------------------------------------------------------
+
+
+def claimed_ids(runtime: Runtime) -> list[int]:
+    with runtime.db.transaction() as session:
+        ids = sorted(session.scalars(select(Notice.id)))
+        claim_notices(session, ids, now=utcnow())
+    return ids
+
+
+def test_sent_rows_are_written_every_50_messages_or_half_second(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    flag_accounts(runtime, tmp_path, RECORD_EVERY_MESSAGES + 10)
+    ids = claimed_ids(runtime)
+    now = [0.0]
+    recorder = SentRecorder(runtime, clock=lambda: now[0])
+    for notice_id in ids[: RECORD_EVERY_MESSAGES - 1]:
+        recorder.add(notice_id, f"<m{notice_id}@example.com>")
+    assert states(runtime) == {"sending": len(ids)}  # the window: all of them, so far
+    recorder.add(ids[RECORD_EVERY_MESSAGES - 1], "<last@example.com>")
+    assert states(runtime) == {"sent": RECORD_EVERY_MESSAGES, "sending": 10}
+
+    rest = iter(ids[RECORD_EVERY_MESSAGES:])
+    recorder.add(next(rest), "<a@example.com>")
+    now[0] += RECORD_EVERY_SECONDS - 0.1
+    recorder.add(next(rest), "<b@example.com>")
+    assert states(runtime)["sent"] == RECORD_EVERY_MESSAGES
+    now[0] += 0.1  # the first waiting row has waited its half second
+    recorder.add(next(rest), "<c@example.com>")
+    assert states(runtime)["sent"] == RECORD_EVERY_MESSAGES + 3
+    recorder.add(next(rest), "<d@example.com>")
+    recorder.flush()
+    assert states(runtime) == {"sent": RECORD_EVERY_MESSAGES + 4, "sending": 6}
+    message_ids = {row.message_id for row in notice_rows(runtime).values()}
+    assert {"<last@example.com>", "<d@example.com>"} <= message_ids
+
+
+class FailingAfter:
+    """A mailer that accepts ``count`` messages, then breaks as no SMTP error does."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.sent: list[str] = []
+
+    def send(self, message: OutgoingMessage) -> SendResult:
+        check_outgoing(message)
+        if len(self.sent) == self.count:
+            raise RuntimeError("the mailer broke")
+        self.sent.append(message.recipient)
+        return SendResult(accepted=True)
+
+    def close(self) -> None:
+        return None
+
+
+def test_an_error_mid_batch_still_records_what_was_accepted(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    flag_accounts(runtime, tmp_path, 8)
+    with runtime.db.read_session() as session:
+        ids = sorted(session.scalars(select(Notice.id)))
+    mailer = FailingAfter(3)
+    with pytest.raises(RuntimeError, match="broke"):
+        send_notices(runtime, ids, mailer=mailer)
+    # The three accepted are sent; the rest wait in ``sending`` for their lease to end.
+    assert states(runtime) == {"sent": 3, "sending": 5}
 
 
 # --- bounces -------------------------------------------------------------------------------

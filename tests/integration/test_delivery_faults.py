@@ -4,7 +4,7 @@ worker killed mid-campaign.
 Every test ends on the same check, counted on the SMTP server's own record: each flagged
 account got exactly one accepted message, or its notice is failed with the reply code (or,
 for a message no relay without SMTPUTF8 can carry, the reason) and it got none. Nothing
-lost, nothing doubled.
+lost, nothing doubled (but within the documented window of a killed worker).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from redis import Redis
 from sqlalchemy import select, update
 
 from jobs.account_import import import_accounts
-from jobs.deliver import BATCH_SIZE, RelayUnavailable, relay_notices
+from jobs.deliver import BATCH_SIZE, RECORD_EVERY_MESSAGES, RelayUnavailable, relay_notices
 from jobs.ingest import ingest_leak
 from service.db import utcnow
 from service.models import Notice
@@ -294,8 +294,9 @@ def test_worker_killed_mid_campaign_loses_nothing(
     lost = [k for k, email in flagged.items() if received[email.lower()] == 0]
     doubled = sum(count - 1 for count in received.values() if count > 1)
     assert lost == []
-    # The documented window: a message accepted and not yet recorded at the kill goes out
-    # again. Messages go one at a time over one connection: one at most.
-    assert doubled <= min(1, len(sending)), received.most_common(3)
+    # The documented window (service/outbox.py): messages accepted and not yet recorded at
+    # the kill go out again. Outcomes are written every RECORD_EVERY_MESSAGES or
+    # RECORD_EVERY_SECONDS: at SMTP_DELAY a message, about 25 at most here, 50 at worst.
+    assert doubled <= min(RECORD_EVERY_MESSAGES, len(sending)), received.most_common(3)
     assert set(received) == {email.lower() for email in flagged.values()}
     assert states(mail_runtime) == {"sent": KILL_ACCOUNTS}

@@ -1,20 +1,31 @@
-"""The mail pieces without a network: SMTP URLs, message building, HTML, languages."""
+"""The mail pieces without a network: SMTP URLs, message building and checks, HTML, languages."""
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
+from email.headerregistry import Address
 from email.message import EmailMessage
 from html.parser import HTMLParser
 from typing import cast
 
 import pytest
 
-from service.mail import MultipleRecipients, SmtpSettings, check_one_recipient, parse_smtp_url
+from service.mail import (
+    MultipleRecipients,
+    OutgoingMessage,
+    SmtpSettings,
+    check_one_recipient,
+    check_outgoing,
+    parse_smtp_url,
+)
 from service.messages import (
+    LANGUAGES,
     NoticeContext,
     PreparedNotice,
-    build_message,
+    address_message,
     html_from_text,
     new_message_id,
     pick_language,
@@ -94,34 +105,58 @@ def test_parse_smtp_url_refuses_bad_values(url: str) -> None:
         parse_smtp_url(url)
 
 
-# --- build_message -------------------------------------------------------------------------
+# --- address_message -----------------------------------------------------------------------
 
 
-def prepared(account_url: str | None = "https://accounts.example.com/email") -> PreparedNotice:
+def prepared(
+    account_url: str | None = "https://accounts.example.com/email",
+    *,
+    language: str = "en",
+    service_name: str = "Example",
+    sender: str = SENDER,
+) -> PreparedNotice:
     return prepare_notice(
         "leak_warning",
-        "en",
+        language,
         NoticeContext(
-            service_name="Example",
+            service_name=service_name,
             leak_name="Exchange newsletter",
             leak_date="2019-11-01",
             account_url=account_url,
         ),
+        sender=sender,
     )
 
 
-def built(recipient: str = "jane.doe@example.org") -> EmailMessage:
-    return build_message(
-        prepared(),
+def built(
+    recipient: str = "jane.doe@example.org", notice: PreparedNotice | None = None
+) -> OutgoingMessage:
+    return address_message(
+        notice or prepared(),
         recipient=recipient,
-        sender=SENDER,
         message_id="<notice-7.abc@example.com>",
         now=NOW,
     )
 
 
-def test_build_message_writes_one_recipient_and_the_notice_headers() -> None:
-    message = built()
+def parsed(message: OutgoingMessage) -> EmailMessage:
+    """The message as the person's mail program reads it."""
+    return cast(EmailMessage, message_from_bytes(message.data, policy=policy.default))
+
+
+def text_and_html(message: EmailMessage) -> tuple[str, str]:
+    text = message.get_body(preferencelist=("plain",))
+    html = message.get_body(preferencelist=("html",))
+    assert isinstance(text, EmailMessage)
+    assert isinstance(html, EmailMessage)
+    return text.get_content(), html.get_content()
+
+
+def test_address_message_writes_one_recipient_and_the_notice_headers() -> None:
+    outgoing = built()
+    assert (outgoing.recipient, outgoing.smtputf8) == ("jane.doe@example.org", False)
+    assert check_outgoing(outgoing) == "jane.doe@example.org"
+    message = parsed(outgoing)
     assert message["From"] == SENDER
     assert message.get_all("To") == ["jane.doe@example.org"]
     assert message["Subject"] == "Security notice: your email address appeared in a leak"
@@ -137,30 +172,99 @@ def test_build_message_writes_one_recipient_and_the_notice_headers() -> None:
         "text/plain",
         "text/html",
     ]
+    assert message.defects == []
+    assert all(part.defects == [] for part in message.walk())
 
 
-def test_build_message_fills_the_address_in_both_parts_escaped_in_html() -> None:
-    message = built("o'brien&co@example.org")
-    # Sent and read back as bytes: what the person's mail program gets.
-    parsed = cast(EmailMessage, message_from_bytes(message.as_bytes(), policy=policy.default))
-    text = parsed.get_body(preferencelist=("plain",))
-    html = parsed.get_body(preferencelist=("html",))
-    assert isinstance(text, EmailMessage)
-    assert isinstance(html, EmailMessage)
-    assert "(o'brien&co@example.org)" in text.get_content()
-    assert "o&#x27;brien&amp;co@example.org" in html.get_content()
-    assert "\x00" not in text.get_content() + html.get_content()
+def test_the_wire_form_is_crlf_throughout_with_short_lines() -> None:
+    data = built(notice=prepared(language="de")).data
+    assert b"\n" not in data.replace(b"\r\n", b"")
+    assert b"\r" not in data.replace(b"\r\n", b"")
+    assert max(len(line) for line in data.split(b"\r\n")) <= 998  # RFC 5322 2.1.1
+
+
+def test_everyone_gets_the_same_content_behind_their_own_headers() -> None:
+    notice = prepared()
+    first = built("jane.doe@example.org", notice)
+    second = built("o'brien&co@example.org", notice)
+    assert first.data.endswith(notice.content)
+    assert second.data.endswith(notice.content)
+    # No address in the body: the To header shows the person theirs, nobody sees another's.
+    for outgoing in (first, second):
+        text, html = text_and_html(parsed(outgoing))
+        assert "@" not in text + html
+        assert "\x00" not in text + html
+    assert parsed(second).get_all("To") == ["o'brien&co@example.org"]
+
+
+def test_the_prepared_message_reads_as_one_built_field_by_field() -> None:
+    """The bytes parse to what EmailMessage and Address make of the same fields."""
+    sender = "Sicherheitsteam Über <security@example.com>"
+    for language in LANGUAGES:
+        notice = prepared(language=language, service_name="Bücher & Co", sender=sender)
+        for recipient in ("jane.doe@example.org", "jörg@example.com", "user@bücher.de"):
+            outgoing = built(recipient, notice)
+            reference = EmailMessage()
+            reference["From"] = sender
+            reference["To"] = Address(addr_spec=recipient) if recipient.isascii() else recipient
+            reference["Subject"] = notice.subject
+            reference.set_content(notice.text)
+            reference.add_alternative(notice.html, subtype="html")
+            reread = cast(
+                EmailMessage,
+                message_from_bytes(
+                    reference.as_bytes(policy=policy.SMTPUTF8), policy=policy.default
+                ),
+            )
+            message = parsed(outgoing)
+            for header in ("From", "To", "Subject"):
+                assert str(message[header]) == str(reread[header]), (header, recipient)
+            assert text_and_html(message) == text_and_html(reread)
+
+
+@pytest.mark.parametrize(
+    "recipient", ["jörg@example.com", "user@bücher.de", "Jörg.Müller@Bücher.example"]
+)
+def test_a_non_ascii_address_goes_in_utf8_and_asks_for_smtputf8(recipient: str) -> None:
+    outgoing = built(recipient)
+    assert (outgoing.smtputf8, outgoing.eight_bit) == (True, True)
+    assert check_outgoing(outgoing) == recipient
+    assert b"To: " + recipient.encode() + b"\r\n" in outgoing.data  # RFC 6532, not =?utf-8?
+    assert parsed(outgoing).get_all("To") == [recipient]
+    assert check_one_recipient(parsed(outgoing)) == recipient
 
 
 def test_a_recipient_naming_two_people_gives_a_message_that_is_refused() -> None:
-    message = built("a@example.org, b@example.org")
-    with pytest.raises(MultipleRecipients):
-        check_one_recipient(message)
+    for recipient in ("a@example.org, b@example.org", "friends: a@example.org, b@example.org;"):
+        with pytest.raises(MultipleRecipients):
+            check_outgoing(built(recipient))
 
 
 def test_a_recipient_cannot_smuggle_a_header() -> None:
-    with pytest.raises(ValueError, match=r"linefeed|newline|CR|LF"):
-        built("a@example.org\r\nBcc: b@example.org")
+    for recipient in ("a@example.org\r\nBcc: b@example.org", "a@example.org\nCc: b@x.org"):
+        with pytest.raises(ValueError, match=r"linefeed|newline|CR|LF"):
+            built(recipient)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param(lambda data: b"Cc: b@example.org\r\n" + data, id="cc"),
+        pytest.param(lambda data: b"Bcc: b@example.org\r\n" + data, id="bcc"),
+        pytest.param(lambda data: b"To: b@example.org\r\n" + data, id="second-to"),
+        pytest.param(lambda data: b"Resent-To: b@example.org\r\n" + data, id="resent-to"),
+        pytest.param(lambda data: data.replace(b"To: a@", b"To: x@", 1), id="other-to"),
+        pytest.param(lambda data: data.replace(b"To: a@", b"X-To: a@", 1), id="no-to"),
+        pytest.param(lambda data: data.replace(b"\r\n\r\n", b"\r\n"), id="no-body"),
+    ],
+)
+def test_check_outgoing_refuses_bytes_for_anyone_but_the_one_recipient(
+    change: Callable[[bytes], bytes],
+) -> None:
+    good = built("a@example.org")
+    assert check_outgoing(good) == "a@example.org"
+    with pytest.raises(MultipleRecipients):
+        check_outgoing(dataclasses.replace(good, data=change(good.data)))
 
 
 def test_message_ids_are_unique_and_name_the_notice() -> None:
