@@ -35,7 +35,7 @@ from service.outbox import (
     ClaimedNotice,
     SentNotice,
     claim_notices,
-    due_notice_ids,
+    due_notices,
     mark_queued,
     record_failure,
     record_sent,
@@ -49,7 +49,10 @@ BATCH_SIZE = 200
 RECORD_EVERY_MESSAGES = 50  # the at-most-once window: see SentRecorder
 RECORD_EVERY_SECONDS = 0.5
 RELAY_LIMIT = 10_000
-QUEUE_OF_KIND = {NoticeKind.LEAK_WARNING: QueueName.DEFAULT}
+QUEUE_OF_KIND = {
+    NoticeKind.LEAK_WARNING: QueueName.DEFAULT,
+    NoticeKind.STEP_UP_CODE: QueueName.HIGH,
+}
 DELIVERY_JOB_TIMEOUT = 3600
 
 
@@ -71,40 +74,48 @@ class DeliveryReport:
 def relay_notices(runtime: Runtime, connection: Redis, *, limit: int = RELAY_LIMIT) -> int:
     """Hand due pending notices to the queue in batches; return how many were relayed.
 
-    Safe from several processes at once, and against a failing Redis: rows are marked
-    queued only after their jobs are enqueued, in the same transaction that selected them.
+    Emailed codes go to ``high``, warnings to ``default``. Safe from several processes at
+    once, and against a failing Redis: rows are marked queued only after their jobs are
+    enqueued, in the same transaction that selected them.
     """
     relayed = 0
-    queue = get_queue(QueueName.DEFAULT, connection)
     while True:
         with runtime.db.transaction() as session:
             now = utcnow()
             release_stale(session, now=now)
-            ids = due_notice_ids(session, limit=limit, now=now)
-            if not ids:
+            due = due_notices(session, limit=limit, now=now)
+            if not due:
                 return relayed
-            batches = [ids[i : i + BATCH_SIZE] for i in range(0, len(ids), BATCH_SIZE)]
+            by_queue: dict[QueueName, list[int]] = {}
+            for notice_id, kind in due:
+                by_queue.setdefault(QUEUE_OF_KIND[kind], []).append(notice_id)
             try:
                 with connection.pipeline() as pipe:
-                    queue.enqueue_many(
-                        [
-                            queue.prepare_data(
-                                deliver_notices,
-                                args=(batch,),
-                                timeout=DELIVERY_JOB_TIMEOUT,
-                                description=f"deliver {len(batch)} notices from {batch[0]}",
-                            )
-                            for batch in batches
-                        ],
-                        pipeline=pipe,
-                    )
+                    for name, ids in by_queue.items():
+                        queue = get_queue(name, connection)
+                        queue.enqueue_many(
+                            [
+                                queue.prepare_data(
+                                    deliver_notices,
+                                    args=(batch,),
+                                    timeout=DELIVERY_JOB_TIMEOUT,
+                                    description=f"deliver {len(batch)} notices from {batch[0]}",
+                                )
+                                for batch in _batches(ids)
+                            ],
+                            pipeline=pipe,
+                        )
                     pipe.execute()
             except RedisError as exc:
                 raise RelayUnavailable(f"the queue is unreachable: {exc}") from None
-            mark_queued(session, ids, now=now)
-        relayed += len(ids)
-        if len(ids) < limit:
+            mark_queued(session, [notice_id for notice_id, _ in due], now=now)
+        relayed += len(due)
+        if len(due) < limit:
             return relayed
+
+
+def _batches(ids: list[int]) -> list[list[int]]:
+    return [ids[i : i + BATCH_SIZE] for i in range(0, len(ids), BATCH_SIZE)]
 
 
 def deliver_notices(notice_ids: list[int]) -> dict[str, int]:
@@ -243,10 +254,26 @@ def _template(
     cache: dict[tuple[NoticeKind, str, int | None, bool], PreparedNotice],
     notice: ClaimedNotice,
 ) -> PreparedNotice:
+    """The prepared message of ``notice``: shared by a leak's warnings, own for a code."""
     language = pick_language(notice.locale)
+    settings = runtime.settings
+    if notice.kind is NoticeKind.STEP_UP_CODE:
+        # The code is derived from the challenge here and lives only in this one message.
+        return prepare_notice(
+            notice.kind.value,
+            language,
+            NoticeContext(
+                service_name=settings.service_name,
+                leak_name="",
+                leak_date=None,
+                account_url=None,
+                code=runtime.step_up.email_code(notice.challenge_id or ""),
+                code_minutes=settings.email_code_ttl_seconds // 60,
+            ),
+            sender=settings.mail_from,
+        )
     key = (notice.kind, language, notice.leak_id, notice.password_leaked)
     if key not in cache:
-        settings = runtime.settings
         cache[key] = prepare_notice(
             notice.kind.value,
             language,

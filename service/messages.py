@@ -49,6 +49,8 @@ class NoticeContext:
     leak_date: str | None
     account_url: str | None
     password_leaked: bool = False
+    code: str | None = None  # an emailed step-up code: this message is for one person only
+    code_minutes: int = 10
 
 
 def pick_language(locale: str | None) -> str:
@@ -84,6 +86,8 @@ def prepare_notice(
         "leak_date": context.leak_date,
         "account_url": context.account_url,
         "password_leaked": context.password_leaked,
+        "code": context.code,
+        "code_minutes": context.code_minutes,
     }
     text = template.render(values)
     subject = str(getattr(template.make_module(values), "subject", ""))

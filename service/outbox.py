@@ -41,12 +41,14 @@ from sqlalchemy.orm import Session
 from service.models import (
     Account,
     Campaign,
+    ChallengeState,
     Exposure,
     ExposureKind,
     Leak,
     Notice,
     NoticeKind,
     NoticeState,
+    StepUpChallenge,
 )
 
 SEND_LEASE = timedelta(minutes=5)
@@ -65,18 +67,19 @@ class ClaimedNotice:
     leak_id: int | None
     leak_name: str | None
     leak_date: datetime | None
+    challenge_id: str | None
     password_leaked: bool
 
 
-def due_notice_ids(session: Session, *, limit: int, now: datetime) -> list[int]:
-    """Pending notices that may go now, oldest first, locked for this relay.
+def due_notices(session: Session, *, limit: int, now: datetime) -> list[tuple[int, NoticeKind]]:
+    """Pending notices that may go now, as (id, kind), oldest first, locked for this relay.
 
     On PostgreSQL, ``SKIP LOCKED`` lets several relays run at once without taking the
     same rows; a paused campaign's notices wait.
     """
     paused = exists().where(Campaign.leak_id == Notice.leak_id, Campaign.paused.is_(True))
     query = (
-        select(Notice.id)
+        select(Notice.id, Notice.kind)
         .where(
             Notice.state == NoticeState.PENDING,
             or_(Notice.not_before.is_(None), Notice.not_before <= now),
@@ -87,7 +90,7 @@ def due_notice_ids(session: Session, *, limit: int, now: datetime) -> list[int]:
     )
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True, of=Notice)
-    return list(session.scalars(query))
+    return [(row.id, row.kind) for row in session.execute(query)]
 
 
 def mark_queued(session: Session, notice_ids: Sequence[int], *, now: datetime) -> None:
@@ -109,6 +112,17 @@ def claim_notices(
     claimable = and_(
         Notice.id.in_(notice_ids),
         Notice.state.in_((NoticeState.PENDING, NoticeState.QUEUED)),
+    )
+    # A code whose challenge expired or was replaced would only mislead: it is not sent.
+    live_challenge = exists().where(
+        StepUpChallenge.id == Notice.challenge_id,
+        StepUpChallenge.state == ChallengeState.PENDING,
+        StepUpChallenge.expires_at > now,
+    )
+    session.execute(
+        update(Notice)
+        .where(claimable, Notice.kind == NoticeKind.STEP_UP_CODE, ~live_challenge)
+        .values(state=NoticeState.FAILED, last_error="the code expired before it could be sent")
     )
     paused = exists().where(Campaign.leak_id == Notice.leak_id, Campaign.paused.is_(True))
     claimed = list(
@@ -140,6 +154,7 @@ def claim_notices(
             Notice.leak_id,
             Leak.name,
             Leak.created_at,
+            Notice.challenge_id,
             Exposure.kind == ExposureKind.CREDENTIAL,
         )
         .join(Account, Account.id == Notice.account_id)

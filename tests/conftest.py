@@ -19,6 +19,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import create_engine, text
 
+from jobs.context import use_runtime
 from service.api_clients import Scope, create_api_client
 from service.app import create_app
 from service.config import Settings
@@ -99,8 +100,12 @@ def settings(db_url: str, tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def runtime(settings: Settings) -> Iterator[Runtime]:
-    """A runtime on the migrated database; every table is emptied after the test."""
+    """A runtime on the migrated database; every table is emptied after the test.
+
+    Jobs run in this process (an emailed code on the embedded default) use it too.
+    """
     value = build_runtime(settings)
+    use_runtime(value)
     yield value
     empty_tables(value)
     value.db.dispose()

@@ -7,10 +7,13 @@ though the answer is an error.
 from __future__ import annotations
 
 import base64
+import logging
 
 from flask import Response, jsonify
 from flask_openapi3 import Tag
+from redis.exceptions import RedisError
 
+from jobs.queues import QueueName, enqueue_delivery
 from service.api import api
 from service.api.auth import current_principal, requires_scope, runtime
 from service.api.problems import problem_responses
@@ -26,10 +29,29 @@ from service.api.schemas import (
 )
 from service.api_clients import Scope
 from service.db import utcnow
+from service.outbox import mark_queued
 from service.stepup import Method, Outcome, Passed
+
+log = logging.getLogger(__name__)
 
 TAG = Tag(name="step-up", description="Extra verification for accounts whose address leaked")
 BODY_ERRORS = (400, 413, 415, 422, 429, 503)
+
+
+def _send_now(notice_id: int) -> None:
+    """Put the code's message on the high-priority queue at once.
+
+    With Redis down the notice stays pending in the outbox and the relay of a running
+    worker sends it as soon as it can; the person may ask for a new code meanwhile.
+    """
+    rt = runtime()
+    try:
+        enqueue_delivery(rt.settings, [notice_id], QueueName.HIGH)
+    except RedisError as exc:
+        log.warning("emailed code %s left to the relay: %s", notice_id, exc)
+        return
+    with rt.db.transaction() as session:
+        mark_queued(session, [notice_id], now=utcnow())
 
 
 def _actor() -> str:
@@ -65,6 +87,8 @@ def start_challenge(body: ChallengeBody) -> tuple[Response, int]:
         challenge = rt.step_up.start_email_challenge(
             session, body.account_id, actor=_actor(), now=utcnow()
         )
+    if challenge.notice_id is not None:
+        _send_now(challenge.notice_id)
     body_json = {
         "challenge_id": challenge.id,
         "method": challenge.method.value,
