@@ -18,5 +18,6 @@ keepalive = 5
 # Build the app (and its engine) in each worker: database connections must not be
 # shared across fork.
 preload_app = False
-accesslog = "-"
+# GUNICORN_ACCESSLOG="" turns the access log off (benchmarks); "-" is stdout.
+accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-") or None
 errorlog = "-"

@@ -3,28 +3,48 @@
 Keys are 256-bit random secrets, so a plain SHA-256 of the key is enough to store them
 (nothing to brute-force) and keeps authentication to one fast indexed read: a password
 hash such as argon2 would cost ~90 ms on every sign-in the login service checks.
+
+Each web process remembers the keys it authenticated for ``AUTH_CACHE_TTL`` (a
+``PrincipalCache``), so that the risk check, asked on every sign-in, does not pay that read
+(a pool checkout, a ping, the query, a rollback) on every request. The price: a key revoked
+in another process (``leakguard api-clients revoke``, another gunicorn worker) keeps working
+for at most ``AUTH_CACHE_TTL`` in this one. A revocation in this process empties its caches
+at once (only a request racing the revoking transaction can still keep the key, again for at
+most ``AUTH_CACHE_TTL``). Unknown and revoked keys are never remembered, so a key works as
+soon as it is created and a refused one is read again on every request.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
 import secrets
-from collections.abc import Iterable
+import threading
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.audit import record_event
+from service.db import Database
 from service.errors import AlreadyExists, NotFound, ValidationFailed
 from service.models import ApiClient
 
 KEY_PREFIX = "lgk_"
 KEY_RANDOM_BYTES = 32
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+# How long another process may still accept a revoked key (see the module docstring).
+AUTH_CACHE_TTL = timedelta(seconds=5)
+AUTH_CACHE_MAX_KEYS = 1000  # a deployment has a handful of clients; past this, start over
+
+# Bumped by every revocation in this process: each PrincipalCache then forgets everything.
+_revocations = itertools.count(1)
+_revocation_seen = 0
 
 
 class Scope(StrEnum):
@@ -133,17 +153,72 @@ def revoke_api_client(session: Session, *, name: str, actor: str, now: datetime)
     if client.revoked_at is not None:
         return False
     client.revoked_at = now
+    _forget_principals()
     record_event(session, actor=actor, action="api_client.revoked", target=name, now=now)
     return True
 
 
 def authenticate(session: Session, key: str) -> Principal | None:
     """Return the caller holding ``key``, or None for an unknown or revoked key."""
+    return _authenticate_digest(session, hash_api_key(key))
+
+
+def _authenticate_digest(session: Session, digest: bytes) -> Principal | None:
     row = session.execute(
         select(ApiClient.id, ApiClient.name, ApiClient.scopes).where(
-            ApiClient.key_hash == hash_api_key(key), ApiClient.revoked_at.is_(None)
+            ApiClient.key_hash == digest, ApiClient.revoked_at.is_(None)
         )
     ).first()
     if row is None:
         return None
     return Principal(client_id=row.id, name=row.name, scopes=frozenset(row.scopes.split()))
+
+
+def _forget_principals() -> None:
+    global _revocation_seen  # one process-wide generation, read without a lock
+    _revocation_seen = next(_revocations)
+
+
+class PrincipalCache:
+    """The principals of keys authenticated in the last ``ttl``, for one app.
+
+    Thread-safe. Remembers only keys that were valid when read, by their SHA-256; forgets
+    all of them when this process revokes any key, and each one ``ttl`` after its read.
+    """
+
+    def __init__(
+        self,
+        *,
+        ttl: timedelta = AUTH_CACHE_TTL,
+        max_keys: int = AUTH_CACHE_MAX_KEYS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._ttl = ttl.total_seconds()
+        self._max_keys = max_keys
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._entries: dict[bytes, tuple[float, Principal]] = {}
+        self._generation = _revocation_seen
+
+    def authenticate(self, db: Database, key: str) -> Principal | None:
+        """Return the caller holding ``key``, or None; read the database only on a miss."""
+        digest = hash_api_key(key)
+        generation = _revocation_seen  # before the read: a revocation during it wins
+        now = self._clock()
+        with self._lock:
+            if self._generation != generation:
+                self._entries.clear()
+                self._generation = generation
+            entry = self._entries.get(digest)
+            if entry is not None and entry[0] > now:
+                return entry[1]
+        with db.read_session() as session:
+            principal = _authenticate_digest(session, digest)
+        if principal is None:
+            return None
+        with self._lock:
+            if self._generation == generation == _revocation_seen:
+                if len(self._entries) >= self._max_keys:
+                    self._entries.clear()
+                self._entries[digest] = (now + self._ttl, principal)
+        return principal

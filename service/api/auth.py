@@ -11,13 +11,14 @@ from typing import TypeVar
 
 from flask import current_app, g, request
 
-from service.api_clients import Principal, Scope, authenticate
+from service.api_clients import Principal, PrincipalCache, Scope
 from service.errors import Forbidden, Unauthorized
 from service.runtime import Runtime
 
 F = TypeVar("F", bound=Callable[..., object])
 SCOPE_ATTRIBUTE = "_leakguard_scope"
 PUBLIC_ENDPOINTS = frozenset({"api.openapi"})
+PRINCIPALS = "leakguard.principals"  # the app's PrincipalCache, in app.extensions
 
 
 def requires_scope(scope: Scope) -> Callable[[F], F]:
@@ -40,6 +41,14 @@ def runtime() -> Runtime:
     return value
 
 
+def principal_cache() -> PrincipalCache:
+    """This app's cache of authenticated keys, made on first use."""
+    cache: PrincipalCache | None = current_app.extensions.get(PRINCIPALS)
+    if cache is None:  # setdefault: two threads of a fresh worker keep the same one
+        cache = current_app.extensions.setdefault(PRINCIPALS, PrincipalCache())
+    return cache
+
+
 def authenticate_request() -> None:
     """Resolve the bearer key to a principal and enforce the endpoint's scope."""
     view = current_app.view_functions.get(request.endpoint or "")
@@ -49,8 +58,7 @@ def authenticate_request() -> None:
     scheme, _, key = header.partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
         raise Unauthorized("send Authorization: Bearer <key>")
-    with runtime().db.read_session() as session:
-        principal = authenticate(session, key.strip())
+    principal = principal_cache().authenticate(runtime().db, key.strip())
     if principal is None:
         raise Unauthorized("the API key is unknown or revoked")
     scope: Scope | None = getattr(view, SCOPE_ATTRIBUTE, None)

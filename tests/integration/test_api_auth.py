@@ -10,10 +10,17 @@ from typing import Any
 
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import select, update
 from werkzeug.test import TestResponse
 
-from service.api_clients import Scope, revoke_api_client
+from service.api.auth import PRINCIPALS
+from service.api_clients import (
+    AUTH_CACHE_TTL,
+    PrincipalCache,
+    Scope,
+    hash_api_key,
+    revoke_api_client,
+)
 from service.app import create_app
 from service.config import Settings
 from service.db import utcnow
@@ -110,6 +117,84 @@ def test_revoked_key_is_401(client: FlaskClient, runtime: Runtime) -> None:
     assert_problem(
         client.put("/v1/accounts/u-1", json=ACCOUNT, headers=bearer(key)), 401, "unauthorized"
     )
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.seconds = 1000.0
+
+    def __call__(self) -> float:
+        return self.seconds
+
+
+def test_key_revoked_elsewhere_is_401_once_the_auth_cache_ttl_has_passed(
+    app: Flask, client: FlaskClient, runtime: Runtime
+) -> None:
+    clock = FakeClock()
+    app.extensions[PRINCIPALS] = PrincipalCache(clock=clock)
+    key = make_api_key(runtime, name="revoked-elsewhere")
+    assert_problem(client.get("/v1/accounts/u-1", headers=bearer(key)), 404)
+    # Another process (the CLI, another worker) revokes: this one cannot know at once.
+    with runtime.db.transaction() as session:
+        session.execute(
+            update(ApiClient)
+            .where(ApiClient.name == "revoked-elsewhere")
+            .values(revoked_at=utcnow())
+        )
+    clock.seconds += AUTH_CACHE_TTL.total_seconds() - 0.5
+    assert_problem(client.get("/v1/accounts/u-1", headers=bearer(key)), 404)
+    clock.seconds += 1
+    assert_problem(client.get("/v1/accounts/u-1", headers=bearer(key)), 401, "unauthorized")
+    clock.seconds += 60  # and a refused key is not remembered as valid again
+    assert_problem(client.get("/v1/accounts/u-1", headers=bearer(key)), 401, "unauthorized")
+
+
+def test_revocation_in_this_process_empties_the_auth_cache_at_once(
+    app: Flask, client: FlaskClient, runtime: Runtime
+) -> None:
+    app.extensions[PRINCIPALS] = PrincipalCache(clock=FakeClock())  # time stands still
+    kept = make_api_key(runtime, name="kept")
+    revoked = make_api_key(runtime, name="revoked-here")
+    for key in (kept, revoked):
+        assert_problem(client.get("/v1/accounts/u-1", headers=bearer(key)), 404)
+    with runtime.db.transaction() as session:
+        assert revoke_api_client(session, name="revoked-here", actor="test", now=utcnow())
+    assert_problem(client.get("/v1/accounts/u-1", headers=bearer(revoked)), 401)
+    assert_problem(client.get("/v1/accounts/u-1", headers=bearer(kept)), 404)
+
+
+def test_refused_key_is_not_remembered_so_a_new_key_works_at_once(
+    app: Flask, client: FlaskClient, runtime: Runtime
+) -> None:
+    app.extensions[PRINCIPALS] = PrincipalCache(clock=FakeClock())  # time stands still
+    key = "lgk_" + "k" * 43
+    assert_problem(client.get("/v1/accounts/u-1", headers=bearer(key)), 401)
+    with runtime.db.transaction() as session:
+        session.add(
+            ApiClient(
+                name="late", key_hash=hash_api_key(key), scopes="accounts:read", created_at=utcnow()
+            )
+        )
+    assert_problem(client.get("/v1/accounts/u-1", headers=bearer(key)), 404)
+
+
+def test_scopes_are_checked_on_every_request_even_for_a_remembered_key(
+    client: FlaskClient, runtime: Runtime
+) -> None:
+    reader = bearer(make_api_key(runtime, Scope.ACCOUNTS_READ))
+    for _ in range(2):
+        assert_problem(client.get("/v1/accounts/u-1", headers=reader), 404)
+        assert_problem(client.put("/v1/accounts/u-1", json=ACCOUNT, headers=reader), 403)
+
+
+def test_full_auth_cache_starts_over_and_keeps_answering(
+    app: Flask, client: FlaskClient, runtime: Runtime
+) -> None:
+    app.extensions[PRINCIPALS] = PrincipalCache(clock=FakeClock(), max_keys=2)
+    keys = [make_api_key(runtime, name=f"many-{n}") for n in range(5)]
+    for _ in range(2):
+        for key in keys:
+            assert_problem(client.get("/v1/accounts/u-1", headers=bearer(key)), 404)
 
 
 def test_auth_is_checked_before_the_body_is_parsed(client: FlaskClient, runtime: Runtime) -> None:
