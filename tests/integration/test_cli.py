@@ -13,6 +13,7 @@ import pytest
 from flask import Flask
 from sqlalchemy import select
 
+from service.api.auth import PRINCIPALS
 from service.api_clients import Scope
 from service.app import create_app
 from service.config import Settings
@@ -149,6 +150,9 @@ def test_api_client_lifecycle_create_use_list_revoke(
 
     revoked = cli(env, tmp_path, "api-clients", "revoke", "login-service")
     assert revoked.returncode == 0, revoked.stderr
+    # Revoked in another process: this app stops accepting the key once its cache of
+    # authenticated keys (AUTH_CACHE_TTL) has let go of it; here, at once.
+    cli_app.extensions.pop(PRINCIPALS, None)
     response = api.put("/v1/accounts/u-2", json=ACCOUNT, headers=headers)
     assert response.status_code == 401
 
