@@ -16,6 +16,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from email import policy
+from email.errors import HeaderParseError
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
@@ -24,7 +25,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from service.mail import OutgoingMessage
+from service.mail import DOT_ATOM_ADDRESS, OutgoingMessage
 
 LANGUAGES = ("en", "de")  # the first is the fallback
 _URL = re.compile(r"https://[^\s<>\"']+")
@@ -157,7 +158,7 @@ def address_message(
 
     Exactly one To address, no Cc, no Bcc (the prepared part carries no recipient header;
     the mailer checks the finished bytes again). Raises ValueError for a recipient that
-    cannot be written into a header (a line break: header injection).
+    cannot be written into a header (a line break: header injection; or unparseable).
     """
     if "\r" in recipient or "\n" in recipient:
         raise ValueError("a recipient must not contain CR or LF characters")
@@ -183,15 +184,20 @@ def address_message(
 
 
 def _folded(name: str, value: str, header_policy: policy.EmailPolicy[Any]) -> bytes:
-    stored_name, header = header_policy.header_store_parse(name, value)  # refuses CR, LF
-    return header_policy.fold_binary(stored_name, header)
+    try:
+        stored_name, header = header_policy.header_store_parse(name, value)  # refuses CR, LF
+        return header_policy.fold_binary(stored_name, header)
+    except HeaderParseError as exc:  # not a ValueError, but the same verdict: no such address
+        raise ValueError(f"{name} cannot be written: {exc}") from exc
 
 
 def _plain(address: str) -> bool:
     """True for one plain ASCII address that Address() takes as it is."""
+    if DOT_ATOM_ADDRESS.fullmatch(address):
+        return True  # Address(addr_spec=...) writes a dot-atom addr-spec unchanged
     try:
         parsed = Address(addr_spec=address)
-    except (ValueError, IndexError):
+    except (ValueError, IndexError, HeaderParseError):
         return False
     return not parsed.display_name and str(parsed) == address
 

@@ -169,6 +169,18 @@ def claim_notices(
     return [ClaimedNotice(*row[:-1], password_leaked=bool(row[-1])) for row in rows]
 
 
+def extend_lease(session: Session, notice_ids: Sequence[int], *, now: datetime) -> None:
+    """Renew this worker's hold on rows it is still sending: a long batch, a slow relay.
+
+    Only rows still ``sending`` are touched; does not commit.
+    """
+    session.execute(
+        update(Notice)
+        .where(Notice.id.in_(notice_ids), Notice.state == NoticeState.SENDING)
+        .values(lease_until=now + SEND_LEASE)
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class SentNotice:
     """A notice the SMTP server accepted (or the mail folder took)."""

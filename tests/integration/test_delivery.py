@@ -55,7 +55,7 @@ from service.mail import (
 )
 from service.mail import parse_smtp_url as smtp_settings
 from service.models import Account, Leak, Notice
-from service.outbox import claim_notices
+from service.outbox import SEND_LEASE, claim_notices
 from service.runtime import Runtime
 from tests.conftest import make_api_key
 from tests.leakfiles import cli_env, run_leakguard, write_lines
@@ -454,6 +454,47 @@ def test_an_error_mid_batch_still_records_what_was_accepted(
         send_notices(runtime, ids, mailer=mailer)
     # The three accepted are sent; the rest wait in ``sending`` for their lease to end.
     assert states(runtime) == {"sent": 3, "sending": 5}
+
+
+class SlowMailer:
+    """Accepts every message, ``seconds`` of the job's clock each; notes each row's lease."""
+
+    def __init__(self, runtime: Runtime, now: list[float], seconds: float) -> None:
+        self.runtime = runtime
+        self.now = now
+        self.seconds = seconds
+        self.leases: list[datetime | None] = []
+
+    def send(self, message: OutgoingMessage) -> SendResult:
+        check_outgoing(message)
+        notice_id = int(message.message_id.split(".")[0].removeprefix("<notice-"))
+        with self.runtime.db.read_session() as session:
+            self.leases.append(
+                session.scalar(select(Notice.lease_until).where(Notice.id == notice_id))
+            )
+        self.now[0] += self.seconds
+        return SendResult(accepted=True)
+
+    def close(self) -> None:
+        return None
+
+
+def test_a_long_batch_renews_the_lease_of_the_rows_it_still_holds(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    flag_accounts(runtime, tmp_path, 4)
+    with runtime.db.read_session() as session:
+        ids = sorted(session.scalars(select(Notice.id)))
+    now = [0.0]
+    mailer = SlowMailer(runtime, now, SEND_LEASE.total_seconds() / 2)
+    report = send_notices(runtime, ids, mailer=mailer, clock=lambda: now[0])
+    assert report.sent == 4
+    # Each message took half a lease: every row still held was renewed before it went.
+    leases = [lease for lease in mailer.leases if lease is not None]
+    assert len(leases) == 4
+    assert leases == sorted(leases)
+    assert leases[0] < leases[1] < leases[2] < leases[3]
+    assert states(runtime) == {"sent": 4}
 
 
 # --- bounces -------------------------------------------------------------------------------

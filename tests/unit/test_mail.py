@@ -14,6 +14,7 @@ from typing import cast
 import pytest
 
 from service.mail import (
+    DOT_ATOM_ADDRESS,
     MultipleRecipients,
     OutgoingMessage,
     SmtpSettings,
@@ -234,6 +235,38 @@ def test_a_non_ascii_address_goes_in_utf8_and_asks_for_smtputf8(recipient: str) 
     assert check_one_recipient(parsed(outgoing)) == recipient
 
 
+@pytest.mark.parametrize(
+    "address",
+    [
+        "jane.doe@example.org",
+        "o'brien&co@example.org",
+        "a+tag@sub.example.co.uk",
+        "x!#$%&'*+/=?^_`{|}~-@example.org",
+        "UPPER.case@Example.ORG",
+    ],
+)
+def test_a_dot_atom_address_is_written_as_address_writes_it(address: str) -> None:
+    assert DOT_ATOM_ADDRESS.fullmatch(address)
+    assert str(Address(addr_spec=address)) == address
+    outgoing = built(address)
+    assert outgoing.data.startswith(f"To: {address}\r\n".encode())
+    assert check_outgoing(outgoing) == address
+    assert check_one_recipient(parsed(outgoing)) == address
+
+
+@pytest.mark.parametrize(
+    "address", ['"john doe"@example.org', "a..b@example.org", "a@[127.0.0.1]", "a@b@example.org"]
+)
+def test_other_addresses_take_the_full_parser(address: str) -> None:
+    assert not DOT_ATOM_ADDRESS.fullmatch(address)
+    outgoing = built(address)
+    try:
+        found = check_outgoing(outgoing)
+    except MultipleRecipients:
+        return  # refused: never sent
+    assert check_one_recipient(parsed(outgoing)) == found == address
+
+
 def test_a_recipient_naming_two_people_gives_a_message_that_is_refused() -> None:
     for recipient in ("a@example.org, b@example.org", "friends: a@example.org, b@example.org;"):
         with pytest.raises(MultipleRecipients):
@@ -256,6 +289,15 @@ def test_a_recipient_cannot_smuggle_a_header() -> None:
         pytest.param(lambda data: data.replace(b"To: a@", b"To: x@", 1), id="other-to"),
         pytest.param(lambda data: data.replace(b"To: a@", b"X-To: a@", 1), id="no-to"),
         pytest.param(lambda data: data.replace(b"\r\n\r\n", b"\r\n"), id="no-body"),
+        pytest.param(
+            lambda data: data.replace(b"a@example.org\r\n", b"a@example.org,\r\n b@x.org\r\n"),
+            id="folded-second-to",
+        ),
+        pytest.param(lambda data: b"X-Note: y\nBcc: b@example.org\r\n" + data, id="bare-lf"),
+        pytest.param(lambda data: b"X-Note: y\rBcc: b@example.org\r\n" + data, id="bare-cr"),
+        pytest.param(lambda data: b"not a field\r\n" + data, id="not-a-field"),
+        pytest.param(lambda data: b"BCC : b@example.org\r\n" + data, id="space-before-colon"),
+        pytest.param(lambda data: b"bcc: b@example.org\r\n" + data, id="lowercase-bcc"),
     ],
 )
 def test_check_outgoing_refuses_bytes_for_anyone_but_the_one_recipient(
