@@ -15,22 +15,16 @@ database never sees, so the worker that mails it and the verifier derive it alik
 
 from __future__ import annotations
 
-import base64
-import io
-import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-import pyotp
-import segno
-from argon2 import PasswordHasher, Type
-from argon2.exceptions import InvalidHashError, VerificationError
 from pyotp.utils import strings_equal
 from sqlalchemy import delete, exists, select, update
 from sqlalchemy.orm import Session
 
+from service import recovery_codes, totp
 from service.assurance import AssuranceSigner
 from service.audit import record_event
 from service.emails import mask_email
@@ -46,19 +40,11 @@ from service.models import (
     TotpCredential,
 )
 from service.secret_box import SecretBox, SecretUnreadable, keyed_digest
+from service.totp import TotpEnrollment
 
-TOTP_DIGITS = 6
-TOTP_SECRET_BYTES = 20  # 160 bits, as RFC 4226 recommends for HMAC-SHA1
 EMAIL_CODE_DIGITS = 6
-RECOVERY_CODES = 10
-RECOVERY_LOOKUP_CHARS = 4  # public: finds the row, so one argon2 verify per attempt
-RECOVERY_SECRET_CHARS = 16  # base32: 80 bits of entropy, the part only the person knows
-BASE32_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
 MAX_CODE_CHARS = 64
 MAX_LOCK = timedelta(days=1)
-# OWASP's argon2id minimum (19 MiB, 2 passes, ~25 ms here). The codes carry 80 bits, so the
-# hash is not what stops guessing; it keeps a database dump from being a list of codes.
-RECOVERY_HASHER = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1, type=Type.ID)
 
 
 class Method(StrEnum):
@@ -96,14 +82,6 @@ class StepUpPolicy:
     max_failures: int = 10
     lock_base: timedelta = timedelta(minutes=15)
     totp_issuer: str = "Leakguard"
-
-
-@dataclass(frozen=True, slots=True)
-class TotpEnrollment:
-    secret: str  # base32, shown once to the person for manual entry
-    provisioning_uri: str
-    qr_svg: str
-    qr_png: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +145,7 @@ class StepUp:
         """Start (or restart) an enrolment; a confirmed credential stays in force until the
         new one is confirmed. Raises NotFound."""
         account = _account(session, external_id)
-        secret = base64.b32encode(secrets.token_bytes(TOTP_SECRET_BYTES)).decode()
+        secret = totp.new_secret()
         sealed = self._totp_box.seal(secret.encode(), _context(account.id))
         credential = session.get(TotpCredential, account.id)
         if credential is None:
@@ -176,17 +154,8 @@ class StepUp:
             )
         else:
             credential.pending_secret = sealed
-        uri = pyotp.TOTP(secret, digits=TOTP_DIGITS).provisioning_uri(
-            name=external_id, issuer_name=self.policy.totp_issuer
-        )
-        qr = segno.make(uri, error="m")
         _audit(session, actor, "step_up.totp_enrollment_started", account.email, external_id, now)
-        return TotpEnrollment(
-            secret=secret,
-            provisioning_uri=uri,
-            qr_svg=qr.svg_inline(scale=4, title="TOTP enrolment"),
-            qr_png=_png(qr),
-        )
+        return totp.enrollment(secret, name=external_id, issuer=self.policy.totp_issuer)
 
     def confirm_totp(
         self, session: Session, external_id: str, code: str, *, actor: str, now: datetime
@@ -214,20 +183,11 @@ class StepUp:
         _audit(session, actor, "step_up.totp_removed", account.email, external_id, now)
 
     def _totp_counter(self, account_id: int, sealed: bytes, code: str, now: datetime) -> int | None:
-        """The time step ``code`` belongs to, within one step of drift, or None."""
-        code = code.strip()
-        if len(code) != TOTP_DIGITS or not code.isascii() or not code.isdigit():
-            return None
         try:
             secret = self._totp_box.open(sealed, _context(account_id)).decode()
         except SecretUnreadable:
             return None
-        try:
-            return pyotp.TOTP(secret, digits=TOTP_DIGITS).verify_and_get_timecode(
-                code, for_time=now, valid_window=1
-            )
-        except pyotp.exceptions.OTPVerificationError:
-            return None
+        return totp.step_of(secret, code, now)
 
     def _verify_totp(self, session: Session, account_id: int, code: str, now: datetime) -> bool:
         credential = session.get(TotpCredential, account_id)
@@ -349,37 +309,31 @@ class StepUp:
         """Replace the account's recovery codes with ten new ones, returned this once."""
         account = _account(session, external_id)
         session.execute(delete(RecoveryCode).where(RecoveryCode.account_id == account.id))
-        codes = []
-        for _ in range(RECOVERY_CODES):
-            lookup = _base32(RECOVERY_LOOKUP_CHARS)
-            code = lookup + _base32(RECOVERY_SECRET_CHARS)
-            session.add(
-                RecoveryCode(
-                    account_id=account.id,
-                    lookup=lookup,
-                    code_hash=RECOVERY_HASHER.hash(code),
-                    created_at=now,
-                )
+        codes = [recovery_codes.new_code() for _ in range(recovery_codes.CODES_PER_SET)]
+        session.add_all(
+            RecoveryCode(
+                account_id=account.id, lookup=code.lookup, code_hash=code.code_hash, created_at=now
             )
-            codes.append(format_recovery_code(code))
+            for code in codes
+        )
         _audit(session, actor, "step_up.recovery_codes_generated", account.email, external_id, now)
-        return codes
+        return [code.shown for code in codes]
 
     def _verify_recovery_code(
         self, session: Session, account_id: int, code: str, now: datetime
     ) -> bool:
-        normalized = normalize_recovery_code(code)
+        normalized = recovery_codes.normalize_code(code)
         if normalized is None:
             return False
         candidates = session.execute(
             select(RecoveryCode.id, RecoveryCode.code_hash).where(
                 RecoveryCode.account_id == account_id,
-                RecoveryCode.lookup == normalized[:RECOVERY_LOOKUP_CHARS],
+                RecoveryCode.lookup == normalized[: recovery_codes.LOOKUP_CHARS],
                 RecoveryCode.used_at.is_(None),
             )
         ).all()
         for row in candidates:
-            if not _argon2_matches(row.code_hash, normalized):
+            if not recovery_codes.matches(row.code_hash, normalized):
                 continue
             used = session.execute(
                 update(RecoveryCode)
@@ -526,31 +480,6 @@ class StepUp:
         return Refused(locked_until)
 
 
-def format_recovery_code(code: str) -> str:
-    return "-".join(code[i : i + 4] for i in range(0, len(code), 4))
-
-
-def normalize_recovery_code(text: str) -> str | None:
-    """Undo what people do to codes: case, spaces, dashes, 0/O and 1/I mix-ups."""
-    cleaned = "".join(ch for ch in text.upper() if ch not in " -\t")
-    cleaned = cleaned.translate(str.maketrans("018", "OIB"))
-    length = RECOVERY_LOOKUP_CHARS + RECOVERY_SECRET_CHARS
-    if len(cleaned) != length or not set(cleaned) <= set(BASE32_ALPHABET):
-        return None
-    return cleaned
-
-
-def _base32(chars: int) -> str:
-    return "".join(secrets.choice(BASE32_ALPHABET) for _ in range(chars))
-
-
-def _argon2_matches(code_hash: str, code: str) -> bool:
-    try:
-        return RECOVERY_HASHER.verify(code_hash, code)
-    except (VerificationError, InvalidHashError):
-        return False
-
-
 def _account(session: Session, external_id: str) -> Account:
     account = session.scalars(select(Account).where(Account.external_id == external_id)).first()
     if account is None:
@@ -560,12 +489,6 @@ def _account(session: Session, external_id: str) -> Account:
 
 def _context(account_id: int) -> bytes:
     return b"totp:" + str(account_id).encode()
-
-
-def _png(qr: segno.QRCode) -> bytes:
-    buffer = io.BytesIO()
-    qr.save(buffer, kind="png", scale=4)
-    return buffer.getvalue()
 
 
 def _audit(

@@ -24,17 +24,10 @@ from service.models import (
     StepUpChallenge,
     TotpCredential,
 )
+from service.recovery_codes import BASE32_ALPHABET, SECRET_CHARS, normalize_code
 from service.runtime import Runtime
 from service.secret_box import SecretBox, SecretUnreadable
-from service.stepup import (
-    BASE32_ALPHABET,
-    RECOVERY_SECRET_CHARS,
-    Method,
-    Outcome,
-    Passed,
-    Refused,
-    normalize_recovery_code,
-)
+from service.stepup import Method, Outcome, Passed, Refused
 from tests.conftest import TEST_HASH_KEY
 from tests.stepup_fixtures import ACTOR, add_account, enroll_totp
 
@@ -259,10 +252,10 @@ def test_ten_recovery_codes_of_at_least_64_bits_stored_as_argon2id(runtime: Runt
     add_account(runtime, "rc")
     codes = recovery_codes(runtime, "rc")
     assert len(codes) == len(set(codes)) == 10
-    secret_bits = RECOVERY_SECRET_CHARS * math.log2(len(BASE32_ALPHABET))
+    secret_bits = SECRET_CHARS * math.log2(len(BASE32_ALPHABET))
     assert secret_bits >= 64
     for code in codes:
-        normalized = normalize_recovery_code(code)
+        normalized = normalize_code(code)
         assert normalized is not None
         assert set(normalized) <= set(BASE32_ALPHABET)
     with runtime.db.read_session() as session:
@@ -270,7 +263,7 @@ def test_ten_recovery_codes_of_at_least_64_bits_stored_as_argon2id(runtime: Runt
     assert len(hashes) == 10
     assert all(h.startswith("$argon2id$") for h in hashes)
     for code in codes:
-        assert_not_stored(runtime, normalize_recovery_code(code) or code)
+        assert_not_stored(runtime, normalize_code(code) or code)
 
 
 def test_recovery_code_works_once_and_forgives_typing(runtime: Runtime) -> None:
