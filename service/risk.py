@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import and_, bindparam, select, text
+from sqlalchemy import Connection, and_, bindparam, select, text
 from sqlalchemy.orm import Session
 
 from service.assurance import Assurance, AssuranceTokenInvalid
@@ -98,9 +98,9 @@ _FACTS = (
 )
 
 
-def load_facts(session: Session, external_id: str) -> AccountFacts | None:
+def load_facts(connection: Connection | Session, external_id: str) -> AccountFacts | None:
     """The account and its open exposures in one query (account index, exposure index)."""
-    rows = session.execute(_FACTS, {"external_id": external_id}).all()
+    rows = connection.execute(_FACTS, {"external_id": external_id}).all()
     if not rows:
         return None
     first = rows[0]
@@ -169,8 +169,9 @@ def assess(
     assurance = None
     if assurance_token is not None:
         assurance = step_up.signer.verify(assurance_token, external_id=external_id, now=now)
-    with db.read_session() as session:
-        facts = load_facts(session, external_id)
+    # A bare connection, not an ORM session: this read runs on every sign-in.
+    with db.engine.connect() as connection:
+        facts = load_facts(connection, external_id)
     verdict = decide(facts, password=password, assurance=assurance, now=now)
     if verdict.decision is Decision.ALLOW or facts is None:
         return Assessment(verdict, ())
