@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import Connection, insert
 from sqlalchemy.orm import Session
 
 from service.models import AuditEvent
@@ -24,3 +25,18 @@ def record_event(
     ``detail`` must never hold a clear address, code, token or password: mask first.
     """
     session.add(AuditEvent(at=now, actor=actor, action=action, target=target, detail=detail))
+
+
+def insert_event(
+    connection: Connection,
+    *,
+    actor: str,
+    action: str,
+    target: str | None = None,
+    detail: dict[str, Any] | None = None,
+    now: datetime,
+) -> None:
+    """The same row, on a bare connection (the risk check's hot path); the caller commits."""
+    connection.execute(
+        insert(AuditEvent).values(at=now, actor=actor, action=action, target=target, detail=detail)
+    )

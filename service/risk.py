@@ -12,16 +12,24 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Connection, and_, bindparam, select, text
+from sqlalchemy import Connection, and_, bindparam, exists, select, text
 from sqlalchemy.orm import Session
 
 from service.assurance import Assurance, AssuranceTokenInvalid
-from service.audit import record_event
+from service.audit import insert_event
 from service.db import Database
 from service.emails import mask_email
 from service.leaked_passwords import is_leaked_password
-from service.models import Account, Exposure, ExposureKind, ExposureState, Leak
-from service.stepup import Method, StepUp
+from service.models import (
+    Account,
+    Exposure,
+    ExposureKind,
+    ExposureState,
+    Leak,
+    RecoveryCode,
+    TotpCredential,
+)
+from service.stepup import Method, StepUp, available_methods
 
 
 class Decision(StrEnum):
@@ -65,6 +73,8 @@ class AccountFacts:
     email: str
     locked_until: datetime | None
     exposures: tuple[OpenExposure, ...]
+    has_totp: bool = False
+    has_recovery_codes: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +87,7 @@ class Verdict:
 # Built once, and from the tables rather than the mapped classes: a Core statement skips the
 # ORM's per-call statement building, compile state and row loading (bench/risk.py --profile).
 _ACCOUNT, _EXPOSURE, _LEAK = Account.__table__, Exposure.__table__, Leak.__table__
+_TOTP, _CODES = TotpCredential.__table__, RecoveryCode.__table__
 _FACTS = (
     select(
         _ACCOUNT.c.id,
@@ -86,6 +97,14 @@ _FACTS = (
         _EXPOSURE.c.kind,
         _EXPOSURE.c.created_at,
         _EXPOSURE.c.password_hash,
+        # The step-up methods, so that a step_up answer needs no second read: two probes of
+        # small primary-key and account indexes, also on the allow path.
+        exists()
+        .where(_TOTP.c.account_id == _ACCOUNT.c.id, _TOTP.c.secret.is_not(None))
+        .label("has_totp"),
+        exists()
+        .where(_CODES.c.account_id == _ACCOUNT.c.id, _CODES.c.used_at.is_(None))
+        .label("has_codes"),
     )
     .select_from(_ACCOUNT)
     .outerjoin(
@@ -109,7 +128,14 @@ def load_facts(connection: Connection | Session, external_id: str) -> AccountFac
         for row in rows
         if row.slug is not None
     )
-    return AccountFacts(first.id, first.email, first.locked_until, exposures)
+    return AccountFacts(
+        first.id,
+        first.email,
+        first.locked_until,
+        exposures,
+        has_totp=bool(first.has_totp),
+        has_recovery_codes=bool(first.has_codes),
+    )
 
 
 def decide(
@@ -169,25 +195,20 @@ def assess(
     assurance = None
     if assurance_token is not None:
         assurance = step_up.signer.verify(assurance_token, external_id=external_id, now=now)
-    # A bare connection, not an ORM session: this read runs on every sign-in.
+    # A bare connection, not an ORM session: this runs on every sign-in. The allow path
+    # reads once and ends in a rollback; any other decision adds its audit row.
     with db.engine.connect() as connection:
         facts = load_facts(connection, external_id)
-    verdict = decide(facts, password=password, assurance=assurance, now=now)
-    if verdict.decision is Decision.ALLOW or facts is None:
-        return Assessment(verdict, ())
-    with db.transaction() as session:
+        verdict = decide(facts, password=password, assurance=assurance, now=now)
+        if verdict.decision is Decision.ALLOW or facts is None:
+            return Assessment(verdict, ())
         if db.is_postgres:
             # The audit row of a decision need not wait for the WAL flush: a PostgreSQL
             # crash may lose the last fraction of a second of them, never corrupt anything,
             # and the login service, waiting on this answer, saves the flush on every one.
-            session.execute(text("SET LOCAL synchronous_commit TO OFF"))
-        methods = (
-            tuple(step_up.methods(session, facts.account_id))
-            if verdict.decision is Decision.STEP_UP
-            else ()
-        )
-        record_event(
-            session,
+            connection.execute(text("SET LOCAL synchronous_commit TO OFF"))
+        insert_event(
+            connection,
             actor=actor,
             action=f"risk.{verdict.decision.value}",
             target=f"account:{external_id}",
@@ -199,4 +220,10 @@ def assess(
             },
             now=now,
         )
+        connection.commit()
+    methods = (
+        tuple(available_methods(totp_enrolled=facts.has_totp, codes_left=facts.has_recovery_codes))
+        if verdict.decision is Decision.STEP_UP
+        else ()
+    )
     return Assessment(verdict, methods)

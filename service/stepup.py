@@ -374,7 +374,7 @@ class StepUp:
 
     def methods(self, session: Session, account_id: int) -> list[Method]:
         """What this account can step up with: ``email_code`` always. One query."""
-        row = session.execute(
+        totp_enrolled, codes_left = session.execute(
             select(
                 exists().where(
                     TotpCredential.account_id == account_id, TotpCredential.secret.is_not(None)
@@ -384,12 +384,7 @@ class StepUp:
                 ),
             )
         ).one()
-        totp, codes_left = row
-        methods = [Method.TOTP] if totp else []
-        methods.append(Method.EMAIL_CODE)
-        if codes_left:
-            methods.append(Method.RECOVERY_CODE)
-        return methods
+        return available_methods(totp_enrolled=bool(totp_enrolled), codes_left=bool(codes_left))
 
     def unlock(self, session: Session, external_id: str, *, actor: str, now: datetime) -> bool:
         """Support's override: end the lock and forget the failures. Raises NotFound."""
@@ -478,6 +473,15 @@ class StepUp:
             until=locked_until.isoformat(),
         )
         return Refused(locked_until)
+
+
+def available_methods(*, totp_enrolled: bool, codes_left: bool) -> list[Method]:
+    """The methods, in the order a login service offers them; ``email_code`` always."""
+    methods = [Method.TOTP] if totp_enrolled else []
+    methods.append(Method.EMAIL_CODE)
+    if codes_left:
+        methods.append(Method.RECOVERY_CODE)
+    return methods
 
 
 def _account(session: Session, external_id: str) -> Account:
