@@ -195,13 +195,14 @@ def assess(
     assurance = None
     if assurance_token is not None:
         assurance = step_up.signer.verify(assurance_token, external_id=external_id, now=now)
-    # A bare connection, not an ORM session: this runs on every sign-in. The allow path
-    # reads once and ends in a rollback; any other decision adds its audit row.
-    with db.engine.connect() as connection:
+    # A bare connection in autocommit, not an ORM session in a transaction: this read runs
+    # on every sign-in, and one statement needs no BEGIN and no ROLLBACK around it.
+    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         facts = load_facts(connection, external_id)
-        verdict = decide(facts, password=password, assurance=assurance, now=now)
-        if verdict.decision is Decision.ALLOW or facts is None:
-            return Assessment(verdict, ())
+    verdict = decide(facts, password=password, assurance=assurance, now=now)
+    if verdict.decision is Decision.ALLOW or facts is None:
+        return Assessment(verdict, ())
+    with db.engine.begin() as connection:
         if db.is_postgres:
             # The audit row of a decision need not wait for the WAL flush: a PostgreSQL
             # crash may lose the last fraction of a second of them, never corrupt anything,
@@ -220,7 +221,6 @@ def assess(
             },
             now=now,
         )
-        connection.commit()
     methods = (
         tuple(available_methods(totp_enrolled=facts.has_totp, codes_left=facts.has_recovery_codes))
         if verdict.decision is Decision.STEP_UP
