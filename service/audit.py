@@ -27,6 +27,9 @@ def record_event(
     session.add(AuditEvent(at=now, actor=actor, action=action, target=target, detail=detail))
 
 
+_INSERT = insert(AuditEvent)  # built once: the risk check writes it often
+
+
 def insert_event(
     connection: Connection,
     *,
@@ -38,5 +41,5 @@ def insert_event(
 ) -> None:
     """The same row, on a bare connection (the risk check's hot path); the caller commits."""
     connection.execute(
-        insert(AuditEvent).values(at=now, actor=actor, action=action, target=target, detail=detail)
+        _INSERT, {"at": now, "actor": actor, "action": action, "target": target, "detail": detail}
     )

@@ -117,6 +117,9 @@ _FACTS = (
 )
 
 
+_NO_FLUSH = text("SET LOCAL synchronous_commit TO OFF")
+
+
 def load_facts(connection: Connection | Session, external_id: str) -> AccountFacts | None:
     """The account and its open exposures in one query (account index, exposure index)."""
     rows = connection.execute(_FACTS, {"external_id": external_id}).all()
@@ -199,28 +202,31 @@ def assess(
     # on every sign-in, and one statement needs no BEGIN and no ROLLBACK around it.
     with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         facts = load_facts(connection, external_id)
-    verdict = decide(facts, password=password, assurance=assurance, now=now)
-    if verdict.decision is Decision.ALLOW or facts is None:
-        return Assessment(verdict, ())
-    with db.engine.begin() as connection:
-        if db.is_postgres:
-            # The audit row of a decision need not wait for the WAL flush: a PostgreSQL
-            # crash may lose the last fraction of a second of them, never corrupt anything,
-            # and the login service, waiting on this answer, saves the flush on every one.
-            connection.execute(text("SET LOCAL synchronous_commit TO OFF"))
-        insert_event(
-            connection,
-            actor=actor,
-            action=f"risk.{verdict.decision.value}",
-            target=f"account:{external_id}",
-            detail={
-                "email": mask_email(facts.email),
-                "reasons": [reason.value for reason in verdict.reasons],
-                "leaks": [exposure.leak for exposure in verdict.exposures],
-                **(context or {}),
-            },
-            now=now,
-        )
+        verdict = decide(facts, password=password, assurance=assurance, now=now)
+        if verdict.decision is Decision.ALLOW or facts is None:
+            return Assessment(verdict, ())
+        # Any other decision adds its audit row: on the same connection, in a transaction.
+        connection.commit()  # ends the read's (database-side empty) transaction object
+        connection.execution_options(isolation_level=db.engine.dialect.default_isolation_level)
+        with connection.begin():
+            if db.is_postgres:
+                # The row need not wait for the WAL flush: a PostgreSQL crash may lose the
+                # last fraction of a second of decision rows, never corrupt anything, and
+                # the login service, waiting on this answer, saves the flush every time.
+                connection.execute(_NO_FLUSH)
+            insert_event(
+                connection,
+                actor=actor,
+                action=f"risk.{verdict.decision.value}",
+                target=f"account:{external_id}",
+                detail={
+                    "email": mask_email(facts.email),
+                    "reasons": [reason.value for reason in verdict.reasons],
+                    "leaks": [exposure.leak for exposure in verdict.exposures],
+                    **(context or {}),
+                },
+                now=now,
+            )
     methods = (
         tuple(available_methods(totp_enrolled=facts.has_totp, codes_left=facts.has_recovery_codes))
         if verdict.decision is Decision.STEP_UP
