@@ -40,7 +40,7 @@ from email import message_from_bytes, policy
 from pathlib import Path
 from typing import Any
 
-import psycopg
+from common import RUSAGE_WRAPPER, create_pg_database, drop_pg_database
 from redis import Redis
 from sqlalchemy import func, insert, update
 from sqlalchemy import select as sql_select
@@ -73,7 +73,6 @@ LEAKGUARD = Path(sys.executable).with_name("leakguard")
 HOST = "127.0.0.1"
 HASH_KEY = "bench-hash-key-0123456789abcdef!"  # 32 characters
 REDIS_URL = os.environ.get("LEAKGUARD_BENCH_REDIS", "redis://127.0.0.1:6379/12")
-PG_ADMIN_URL = os.environ.get("LEAKGUARD_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 PG_DATABASE = "leakguard_bench_deliver"
 LOCALES = ("en", "en", "de-AT", "en-GB", "de", None)
 POLL_SECONDS = 0.05
@@ -175,7 +174,7 @@ def main() -> None:
         if args.backend == "sqlite":
             url = f"sqlite:///{directory / 'bench.sqlite3'}"
         else:
-            url = create_pg_database()
+            url = create_pg_database(PG_DATABASE)
         redis = Redis.from_url(REDIS_URL)
         redis.flushdb()
         try:
@@ -183,7 +182,7 @@ def main() -> None:
         finally:
             redis.flushdb()
             if args.backend == "postgres":
-                drop_pg_database()
+                drop_pg_database(PG_DATABASE)
 
 
 def run(url: str, directory: Path, n: int, worker_counts: list[int]) -> None:
@@ -427,24 +426,6 @@ def state_counts(runtime: Runtime) -> dict[str, int]:
     return {str(getattr(state, "value", state)): int(count) for state, count in rows}
 
 
-# A child's ru_maxrss starts at its parent's RSS at fork time (the kernel carries the old
-# memory map's high-water mark across exec), and this process holds the baseline's 20,000
-# messages by then. So each worker is started by a small fresh interpreter that forks the
-# real command and reports that grandchild's own rusage (as bench/ingest.py does): peak RSS
-# is then the worker's own, or its largest work horse's (wait4 covers waited-for children).
-_RUSAGE_WRAPPER = """
-import os, sys
-pid = os.fork()
-if pid == 0:
-    os.execv(sys.argv[2], sys.argv[2:])
-_, status, usage = os.wait4(pid, 0)
-with open(sys.argv[1], "w") as out:
-    out.write(f"{usage.ru_maxrss} {usage.ru_utime + usage.ru_stime}")
-code = os.waitstatus_to_exitcode(status)
-sys.exit(code if code >= 0 else 128 - code)
-"""
-
-
 @dataclass(frozen=True, slots=True)
 class WorkerRun:
     wall: float  # from the start until the last notice was accepted
@@ -462,7 +443,7 @@ def run_workers(runtime: Runtime, env: dict[str, str], k: int, directory: Path) 
     started = time.perf_counter()
     workers = [
         subprocess.Popen(
-            [sys.executable, "-c", _RUSAGE_WRAPPER, str(usage), *command],
+            [sys.executable, "-c", RUSAGE_WRAPPER, str(usage), *command],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -489,19 +470,6 @@ def run_workers(runtime: Runtime, env: dict[str, str], k: int, directory: Path) 
     everything_sent = set(states) == {NoticeState.SENT.value} and last is not None
     wall = (last - started_at).total_seconds() if everything_sent and last else exited
     return WorkerRun(wall, rss, cpu, states)
-
-
-def create_pg_database() -> str:
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{PG_DATABASE}" WITH (FORCE)')
-        admin.execute(f'CREATE DATABASE "{PG_DATABASE}"')
-    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
-    return f"{base}/{PG_DATABASE}"
-
-
-def drop_pg_database() -> None:
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{PG_DATABASE}" WITH (FORCE)')
 
 
 if __name__ == "__main__":

@@ -27,33 +27,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import psycopg
+from common import DOMAINS, create_pg_database, drop_pg_database
 
 from jobs.sample import FIRST_NAMES, LAST_NAMES
 from service.emails import CanonicalAddress, CanonicalRules, EmailHasher, canonicalize_email
 
 LEAKGUARD = Path(sys.executable).with_name("leakguard")
 HASH_KEY = "bench-hash-key-0123456789abcdef"
-PG_ADMIN_URL = os.environ.get("LEAKGUARD_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 PG_DATABASE = "leakguard_bench"
 BROKEN_EVERY = 5000  # one row in 5,000 is not an account, as in real exports
 
-DOMAINS = (
-    ("gmail.com", 28),
-    ("googlemail.com", 3),
-    ("yahoo.com", 8),
-    ("outlook.com", 9),
-    ("hotmail.com", 5),
-    ("web.de", 8),
-    ("gmx.de", 8),
-    ("proton.me", 5),
-    ("posteo.de", 3),
-    ("icloud.com", 6),
-    ("fastmail.com", 2),
-    ("bücher.de", 1),
-    ("example-corp.com", 4),
-    ("mail.example.co.uk", 2),
-)
 LOCALES = ("en", "en", "en", "en-GB", "de", "de", "de-AT", "fr", "es", "pt-BR", "")
 PLANS = ("free", "free", "free", "pro", "team", "trial; expired", 'legacy "gold"')
 
@@ -161,10 +144,8 @@ def bench_backend(backend: str, directory: Path, path: Path, base_rate: float) -
         database = directory / "bench.sqlite3"
         database.unlink(missing_ok=True)
         url = f"sqlite:///{database}"
-        drop = None
     else:
-        url = create_pg_database()
-        drop = drop_pg_database
+        url = create_pg_database(PG_DATABASE)
     try:
         env = child_env(url, directory / f"instance-{backend}")
         upgrade = run_child(["db", "upgrade"], env)
@@ -173,8 +154,8 @@ def bench_backend(backend: str, directory: Path, path: Path, base_rate: float) -
             print_run(backend, label, run, base_rate)
         print(f"{backend:<9} (db upgrade alone: {upgrade.peak_rss_mb:.0f} MiB peak RSS)")
     finally:
-        if drop is not None:
-            drop()
+        if backend != "sqlite":
+            drop_pg_database(PG_DATABASE)
 
 
 def child_env(url: str, instance: Path) -> dict[str, str]:
@@ -218,19 +199,6 @@ def print_run(backend: str, label: str, run: Run, base_rate: float) -> None:
         f"{report['unchanged']:>10,} {report['invalid']:>8,} {run.wall:>8.2f} "
         f"{rate:>9,.0f} {rate / base_rate:>7.0%} {run.peak_rss_mb:>5.0f} MiB"
     )
-
-
-def create_pg_database() -> str:
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{PG_DATABASE}" WITH (FORCE)')
-        admin.execute(f'CREATE DATABASE "{PG_DATABASE}"')
-    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
-    return f"{base}/{PG_DATABASE}"
-
-
-def drop_pg_database() -> None:
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{PG_DATABASE}" WITH (FORCE)')
 
 
 if __name__ == "__main__":

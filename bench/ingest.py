@@ -63,6 +63,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from common import DOMAINS, RUSAGE_WRAPPER, create_pg_database, drop_pg_database, pg_url
 from redis import Redis
 
 from jobs.sample import FIRST_NAMES, LAST_NAMES
@@ -72,7 +73,6 @@ BIN = Path(sys.executable).parent
 LEAKGUARD = BIN / "leakguard"
 PY_SPY = BIN / "py-spy"
 HASH_KEY = "bench-hash-key-0123456789abcdef"
-PG_ADMIN_URL = os.environ.get("LEAKGUARD_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 PG_DATABASE = f"leakguard_bench_ingest_{os.getpid()}"
 # Not 15: the test suite's (tests/conftest.py). Used only if empty; its rq keys are removed.
 REDIS_URL = os.environ.get("LEAKGUARD_BENCH_REDIS", "redis://127.0.0.1:6379/12")
@@ -101,22 +101,6 @@ DUPLICATE_SHARE = 0.05
 RECENT_LINES = 200_000  # duplicates repeat one of the last this many lines
 WRITE_BLOCK = 10_000  # lines per write; sizes are cut at block ends
 
-DOMAINS = (
-    ("gmail.com", 28),
-    ("googlemail.com", 3),
-    ("yahoo.com", 8),
-    ("outlook.com", 9),
-    ("hotmail.com", 5),
-    ("web.de", 8),
-    ("gmx.de", 8),
-    ("proton.me", 5),
-    ("posteo.de", 3),
-    ("icloud.com", 6),
-    ("fastmail.com", 2),
-    ("bücher.de", 1),
-    ("example-corp.com", 4),
-    ("mail.example.co.uk", 2),
-)
 GMAIL = ("gmail.com", "googlemail.com")
 TAGS = ("news", "shop", "leak-test", "2019", "spam")
 PASSWORDS = ("123456", "password", "qwerty", "iloveyou", "letmein", "dragon", "monkey")
@@ -558,7 +542,7 @@ def bench_backend(
         database = directory / "bench.sqlite3"
         url = f"sqlite:///{database}"
     else:
-        url = create_pg_database()
+        url = create_pg_database(PG_DATABASE)
     try:
         env = child_env(url, directory / f"instance-{backend}")
         upgrade = run_child(["db", "upgrade"], env)
@@ -595,7 +579,7 @@ def bench_backend(
             print_stages({f: path for (f, n), path in leaks.paths.items() if n == size})
     finally:
         if backend == "postgres":
-            drop_pg_database()
+            drop_pg_database(PG_DATABASE)
 
 
 def child_env(url: str, instance: Path) -> dict[str, str]:
@@ -606,23 +590,6 @@ def child_env(url: str, instance: Path) -> dict[str, str]:
         LEAKGUARD_HASH_KEY=HASH_KEY,
     )
     return env
-
-
-# A child's ru_maxrss starts at its parent's RSS at fork time (the kernel carries the old
-# memory map's high-water mark across exec), and this process holds up to ~200 MB after
-# generating the data. So each child is started by a small fresh interpreter that forks the
-# real command and reports that grandchild's own rusage: peak RSS is then the command's own.
-_RUSAGE_WRAPPER = """
-import os, sys
-pid = os.fork()
-if pid == 0:
-    os.execv(sys.argv[2], sys.argv[2:])
-_, status, usage = os.wait4(pid, 0)
-with open(sys.argv[1], "w") as out:
-    out.write(f"{usage.ru_maxrss} {usage.ru_utime + usage.ru_stime}")
-code = os.waitstatus_to_exitcode(status)
-sys.exit(code if code >= 0 else 128 - code)
-"""
 
 
 def run_child(
@@ -652,7 +619,7 @@ def run_child(
         before = Usage.now()
         children = [
             subprocess.Popen(
-                [sys.executable, "-c", _RUSAGE_WRAPPER, usage.name, *command],
+                [sys.executable, "-c", RUSAGE_WRAPPER, usage.name, *command],
                 env=env,
                 stdout=out,
                 stderr=err,
@@ -824,7 +791,7 @@ def analyze(backend: str, url: str) -> None:
         with sqlite3.connect(url.removeprefix("sqlite:///")) as connection:
             connection.execute("ANALYZE")
         return
-    with psycopg.connect(_pg_url(), autocommit=True) as pg:
+    with psycopg.connect(pg_url(PG_DATABASE), autocommit=True) as pg:
         pg.execute("VACUUM ANALYZE")
 
 
@@ -845,28 +812,12 @@ def reset_leaks(backend: str, url: str) -> None:
         finally:
             connection.close()
         return
-    with psycopg.connect(_pg_url(), autocommit=True) as pg:
+    with psycopg.connect(pg_url(PG_DATABASE), autocommit=True) as pg:
         rows = pg.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
         tables = [f'"{table}"' for (table,) in rows.fetchall() if table not in KEPT_TABLES]
         if tables:
             pg.execute(f"TRUNCATE {', '.join(tables)}")
         pg.execute("CHECKPOINT")
-
-
-def _pg_url() -> str:
-    return f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{PG_DATABASE}"
-
-
-def create_pg_database() -> str:
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{PG_DATABASE}" WITH (FORCE)')
-        admin.execute(f'CREATE DATABASE "{PG_DATABASE}"')
-    return _pg_url().replace("postgresql://", "postgresql+psycopg://")
-
-
-def drop_pg_database() -> None:
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{PG_DATABASE}" WITH (FORCE)')
 
 
 def _busy_seconds() -> float:

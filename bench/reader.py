@@ -24,24 +24,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from common import DOMAINS
+
 from jobs.leaklist import LeakFormat, open_leak
 from jobs.sample import FIRST_NAMES, LAST_NAMES
 
 FORMATS = ("lines", "csv", "combo", "jsonl")
-DOMAINS = (
-    ("gmail.com", 28),
-    ("googlemail.com", 3),
-    ("yahoo.com", 8),
-    ("outlook.com", 9),
-    ("hotmail.com", 5),
-    ("web.de", 8),
-    ("gmx.de", 8),
-    ("proton.me", 5),
-    ("icloud.com", 6),
-    ("bücher.de", 1),
-    ("example-corp.com", 4),
-    ("mail.example.co.uk", 2),
-)
 PASSWORDS = ("123456", "password", "qwerty", "iloveyou", "letmein", "dragon", "monkey")
 BROKEN_EVERY = 1000
 

@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from common import create_pg_database, drop_pg_database, pg_url
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -55,7 +56,6 @@ GUNICORN = BIN / "gunicorn"
 WRK = shutil.which("wrk") or "wrk"
 HASH_KEY = "bench-hash-key-0123456789abcdef"
 SECRET_KEY = "bench-secret-key-0123456789abcdef"  # noqa: S105  (a throw-away bench key)
-PG_ADMIN_URL = os.environ.get("LEAKGUARD_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 PG_DATABASE = "leakguard_bench_risk"
 REDIS_URL = "redis://127.0.0.1:6379/10"
 LIMITER_KEYS = "LIMITER*leakguard*"
@@ -162,9 +162,9 @@ def main() -> None:
     )
     with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="leakguard-bench-risk-") as tmp:
         directory = Path(tmp)
-        url = create_pg_database()
+        url = create_pg_database(PG_DATABASE)
         if not args.keep:
-            stack.callback(drop_pg_database)
+            stack.callback(drop_pg_database, PG_DATABASE)
         stack.callback(remove_limiter_keys)
         rng = random.Random(args.seed)
         started = time.perf_counter()
@@ -223,7 +223,7 @@ def load_data(url: str, accounts: int, exposures: int, rng: random.Random) -> li
     finally:
         engine.dispose()
     keys = AddressKeys(hasher=EmailHasher(HASH_KEY.encode()), rules=CanonicalRules())
-    with psycopg.connect(_pg_url()) as pg:
+    with psycopg.connect(pg_url(PG_DATABASE)) as pg:
         with pg.cursor() as cursor:
             copy_sql = (
                 "COPY account (external_id, email, email_key, locale, created_at, updated_at, "
@@ -251,7 +251,7 @@ def load_data(url: str, accounts: int, exposures: int, rng: random.Random) -> li
                 (leak_id[0], [external_id(n) for n in exposed]),
             )
         pg.commit()
-    with psycopg.connect(_pg_url(), autocommit=True) as pg:
+    with psycopg.connect(pg_url(PG_DATABASE), autocommit=True) as pg:
         pg.execute("VACUUM ANALYZE")
     return exposed
 
@@ -616,22 +616,6 @@ def create_baseline_app() -> Any:
 
 
 # --- database --------------------------------------------------------------------------------
-
-
-def _pg_url() -> str:
-    return f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{PG_DATABASE}"
-
-
-def create_pg_database() -> str:
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{PG_DATABASE}" WITH (FORCE)')
-        admin.execute(f'CREATE DATABASE "{PG_DATABASE}"')
-    return _pg_url().replace("postgresql://", "postgresql+psycopg://")
-
-
-def drop_pg_database() -> None:
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{PG_DATABASE}" WITH (FORCE)')
 
 
 def remove_limiter_keys() -> None:
