@@ -7,6 +7,7 @@ plain name from the bench folder.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import psycopg
 
@@ -67,3 +68,14 @@ def create_pg_database(name: str) -> str:
 def drop_pg_database(name: str) -> None:
     with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def child_env(url: str, instance: Path, hash_key: str) -> dict[str, str]:
+    """The environment of a measured ``leakguard`` command: this one's, minus LEAKGUARD_*."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("LEAKGUARD_")}
+    env.update(
+        LEAKGUARD_DATABASE_URL=url,
+        LEAKGUARD_INSTANCE_DIR=str(instance),
+        LEAKGUARD_HASH_KEY=hash_key,
+    )
+    return env

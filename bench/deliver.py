@@ -67,6 +67,7 @@ from service.models import (
     NoticeKind,
     NoticeState,
 )
+from service.notices import create_leak_warnings
 from service.runtime import Runtime, build_runtime
 
 LEAKGUARD = Path(sys.executable).with_name("leakguard")
@@ -329,20 +330,7 @@ def fill(runtime: Runtime, n: int) -> list[tuple[str, str | None]]:
                 for i, account_id in enumerate(ids)
             ],
         )
-        session.execute(
-            insert(Notice),
-            [
-                {
-                    "account_id": account_id,
-                    "leak_id": leak_id,
-                    "kind": NoticeKind.LEAK_WARNING,
-                    "state": NoticeState.PENDING,
-                    "attempts": 0,
-                    "created_at": now,
-                }
-                for account_id in ids
-            ],
-        )
+        create_leak_warnings(session, ids, leak_id=leak_id, now=now)
     return recipients
 
 

@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from common import DOMAINS, create_pg_database, drop_pg_database
+from common import DOMAINS, child_env, create_pg_database, drop_pg_database
 
 from jobs.sample import FIRST_NAMES, LAST_NAMES
 from service.emails import CanonicalAddress, CanonicalRules, EmailHasher, canonicalize_email
@@ -147,7 +147,7 @@ def bench_backend(backend: str, directory: Path, path: Path, base_rate: float) -
     else:
         url = create_pg_database(PG_DATABASE)
     try:
-        env = child_env(url, directory / f"instance-{backend}")
+        env = child_env(url, directory / f"instance-{backend}", HASH_KEY)
         upgrade = run_child(["db", "upgrade"], env)
         for label in ("first", "second"):
             run = run_child(["accounts", "import", str(path), "--json"], env)
@@ -156,16 +156,6 @@ def bench_backend(backend: str, directory: Path, path: Path, base_rate: float) -
     finally:
         if backend != "sqlite":
             drop_pg_database(PG_DATABASE)
-
-
-def child_env(url: str, instance: Path) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("LEAKGUARD_")}
-    env.update(
-        LEAKGUARD_DATABASE_URL=url,
-        LEAKGUARD_INSTANCE_DIR=str(instance),
-        LEAKGUARD_HASH_KEY=HASH_KEY,
-    )
-    return env
 
 
 def run_child(args: list[str], env: dict[str, str]) -> Run:

@@ -63,7 +63,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from common import DOMAINS, RUSAGE_WRAPPER, create_pg_database, drop_pg_database, pg_url
+from common import DOMAINS, RUSAGE_WRAPPER, child_env, create_pg_database, drop_pg_database, pg_url
 from redis import Redis
 
 from jobs.sample import FIRST_NAMES, LAST_NAMES
@@ -544,7 +544,7 @@ def bench_backend(
     else:
         url = create_pg_database(PG_DATABASE)
     try:
-        env = child_env(url, directory / f"instance-{backend}")
+        env = child_env(url, directory / f"instance-{backend}", HASH_KEY)
         upgrade = run_child(["db", "upgrade"], env)
         imported = run_child(["accounts", "import", str(accounts_csv), "--json"], env)
         report = imported.report
@@ -580,16 +580,6 @@ def bench_backend(
     finally:
         if backend == "postgres":
             drop_pg_database(PG_DATABASE)
-
-
-def child_env(url: str, instance: Path) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("LEAKGUARD_")}
-    env.update(
-        LEAKGUARD_DATABASE_URL=url,
-        LEAKGUARD_INSTANCE_DIR=str(instance),
-        LEAKGUARD_HASH_KEY=HASH_KEY,
-    )
-    return env
 
 
 def run_child(

@@ -10,9 +10,11 @@ from sqlalchemy.orm import Session
 
 from service.models import AuditEvent
 
+_INSERT = insert(AuditEvent)  # built once: the risk check writes it on every step_up
+
 
 def record_event(
-    session: Session,
+    executor: Session | Connection,
     *,
     actor: str,
     action: str,
@@ -20,26 +22,11 @@ def record_event(
     detail: dict[str, Any] | None = None,
     now: datetime,
 ) -> None:
-    """Add an audit row to the session; the caller's commit makes it durable with the act.
+    """Write an audit row in the caller's transaction (an ORM session, or a bare connection
+    on the risk check's hot path); the caller's commit makes it durable with the act.
 
     ``detail`` must never hold a clear address, code, token or password: mask first.
     """
-    session.add(AuditEvent(at=now, actor=actor, action=action, target=target, detail=detail))
-
-
-_INSERT = insert(AuditEvent)  # built once: the risk check writes it often
-
-
-def insert_event(
-    connection: Connection,
-    *,
-    actor: str,
-    action: str,
-    target: str | None = None,
-    detail: dict[str, Any] | None = None,
-    now: datetime,
-) -> None:
-    """The same row, on a bare connection (the risk check's hot path); the caller commits."""
-    connection.execute(
+    executor.execute(
         _INSERT, {"at": now, "actor": actor, "action": action, "target": target, "detail": detail}
     )

@@ -16,7 +16,7 @@ from sqlalchemy import Connection, and_, bindparam, exists, select, text
 from sqlalchemy.orm import Session
 
 from service.assurance import Assurance, AssuranceTokenInvalid
-from service.audit import insert_event
+from service.audit import record_event
 from service.db import Database
 from service.emails import mask_email
 from service.leaked_passwords import is_leaked_password
@@ -214,7 +214,7 @@ def assess(
                 # last fraction of a second of decision rows, never corrupt anything, and
                 # the login service, waiting on this answer, saves the flush every time.
                 connection.execute(_NO_FLUSH)
-            insert_event(
+            record_event(
                 connection,
                 actor=actor,
                 action=f"risk.{verdict.decision.value}",
