@@ -32,8 +32,8 @@ import sys
 import time
 from collections.abc import Callable
 
-from service import emails
-from service.emails import DEFAULT_RULES, CanonicalAddress, InvalidAddress
+from service.addresses import DEFAULT_RULES, CanonicalAddress, InvalidAddress
+from service.addresses import canonical as emails
 
 Canonicalize = Callable[[str], CanonicalAddress | InvalidAddress]
 

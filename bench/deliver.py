@@ -47,16 +47,9 @@ from sqlalchemy import select as sql_select
 
 from jobs.deliver import relay_notices
 from jobs.queues import redis_connection
+from service.addresses import EmailHasher
 from service.config import Settings
 from service.db import utcnow
-from service.emails import EmailHasher
-from service.messages import (
-    NoticeContext,
-    address_message,
-    new_message_id,
-    pick_language,
-    prepare_notice,
-)
 from service.models import (
     Account,
     Exposure,
@@ -67,7 +60,14 @@ from service.models import (
     NoticeKind,
     NoticeState,
 )
-from service.notices import create_leak_warnings
+from service.notices.outbox import create_leak_warnings
+from service.notices.render import (
+    NoticeContext,
+    address_message,
+    new_message_id,
+    pick_language,
+    prepare_notice,
+)
 from service.runtime import Runtime, build_runtime
 
 LEAKGUARD = Path(sys.executable).with_name("leakguard")

@@ -30,7 +30,7 @@ from pathlib import Path
 from common import DOMAINS, child_env, create_pg_database, drop_pg_database
 
 from jobs.sample import FIRST_NAMES, LAST_NAMES
-from service.emails import CanonicalAddress, CanonicalRules, EmailHasher, canonicalize_email
+from service.addresses import CanonicalAddress, CanonicalRules, EmailHasher, canonicalize_email
 
 LEAKGUARD = Path(sys.executable).with_name("leakguard")
 HASH_KEY = "bench-hash-key-0123456789abcdef"

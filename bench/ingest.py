@@ -67,7 +67,7 @@ from common import DOMAINS, RUSAGE_WRAPPER, child_env, create_pg_database, drop_
 from redis import Redis
 
 from jobs.sample import FIRST_NAMES, LAST_NAMES
-from service.leaked_passwords import hash_leaked_password
+from service.leaks.passwords import hash_leaked_password
 
 BIN = Path(sys.executable).parent
 LEAKGUARD = BIN / "leakguard"
@@ -902,8 +902,8 @@ def sql_profile_child(path: Path) -> None:
     from collections.abc import Callable
     from contextlib import contextmanager
 
-    from jobs.ingest import ingest_leak
-    from jobs.leaklist import LeakFormat
+    from jobs.ingest.pipeline import ingest_leak
+    from jobs.reader.stream import LeakFormat
     from service.app import create_app
 
     totals: dict[str, list[float]] = {}
@@ -974,16 +974,16 @@ def sql_profile_child(path: Path) -> None:
 def print_stages(paths: dict[str, Path]) -> None:
     """In this process, no database: the reader alone per format, then the lines file through
     the reader, ``canonicalize_email`` and the keyed hash, the CPU part of ``read_chunks``."""
-    from jobs.leaklist import LeakFormat, open_leak
-    from service import emails
-    from service.emails import (
+    from jobs.reader.stream import LeakFormat, open_leak
+    from service.addresses import (
         CanonicalRules,
         EmailHasher,
         InvalidAddress,
         canonicalize_email,
         clean_address,
     )
-    from service.emails import _canonicalize_fast as fast
+    from service.addresses import _canonicalize_fast as fast
+    from service.addresses import canonical as emails
 
     def cold() -> None:
         """Empty the module's memo caches (if any), so every timing starts cold."""

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from common import DOMAINS
 
-from jobs.leaklist import LeakFormat, open_leak
+from jobs.reader.stream import LeakFormat, open_leak
 from jobs.sample import FIRST_NAMES, LAST_NAMES
 
 FORMATS = ("lines", "csv", "combo", "jsonl")

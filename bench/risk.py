@@ -213,9 +213,8 @@ def load_data(url: str, accounts: int, exposures: int, rng: random.Random) -> li
     """Migrate, then COPY the accounts and insert the exposures; return the exposed numbers."""
     from sqlalchemy import create_engine
 
-    from service.address_keys import AddressKeys
-    from service.emails import CanonicalRules, EmailHasher
-    from service.migrate import upgrade_database
+    from service.addresses import AddressKeys, CanonicalRules, EmailHasher
+    from service.db.migrate import upgrade_database
 
     engine = create_engine(url)
     try:
@@ -261,7 +260,7 @@ def external_id(n: int) -> str:
 
 
 def create_key(url: str) -> str:
-    from service.api_clients import Scope, create_api_client
+    from service.clients import Scope, create_api_client
     from service.db import Database, utcnow
 
     database = Database(url)

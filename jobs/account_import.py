@@ -1,10 +1,9 @@
 """Import the login service's accounts from a CSV file, in chunks, in flat memory.
 
-Each chunk is one transaction with a handful of set-based statements (one read of the
-chunk's existing accounts, one executemany insert, one executemany update), so a million
-rows take under half a minute (bench/import_accounts.py), and a failure leaves every
-earlier chunk committed and the failing chunk untouched: the report says how far the
-import got.
+Each chunk is one transaction through the one account upsert (``service.accounts.
+apply_accounts``, a handful of set-based statements), so a million rows take under half a
+minute (bench/import_accounts.py), and a failure leaves every earlier chunk committed and
+the failing chunk untouched: the report says how far the import got.
 """
 
 from __future__ import annotations
@@ -16,25 +15,25 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import String, any_, bindparam, select, text, update
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from jobs.textfiles import open_text
-from service.accounts import check_external_id, email_key_for, normalize_locale
+from jobs.reader.encoding import open_text
+from service.accounts import (
+    AccountInput,
+    UpsertOutcome,
+    ValidAccount,
+    apply_accounts,
+    normalize_locale,
+    validate_account,
+)
 from service.db import utcnow
-from service.errors import ValidationFailed
-from service.exposures import flag_from_watchlist
-from service.models import Account
+from service.errors import JobError, ValidationFailed
 from service.runtime import Runtime
 
 DELIMITERS = ",;\t|"
 SNIFF_BYTES = 64 * 1024
 MAX_REPORTED_LINES = 100
-SELECT_BATCH = 5000  # stays under SQLite's bound-parameter limit
-# The Core table (typed, unlike Account.__table__): a plain executemany INSERT, no ORM work.
-ACCOUNT_TABLE = Account.metadata.tables[Account.__tablename__]
 COLUMN_ALIASES = {
     "external_id": {"external_id", "externalid", "external-id", "external id"},
     "email": {"email", "e-mail", "email_address", "email address", "mail"},
@@ -46,11 +45,11 @@ COLUMN_ALIASES = {
 csv.field_size_limit(128 * 1024)
 
 
-class ImportFileError(Exception):
+class ImportFileError(JobError):
     """The file cannot be imported at all (unreadable, no usable header)."""
 
 
-class ImportAborted(Exception):
+class ImportAborted(JobError):
     """The database refused a chunk; the chunks before it are committed."""
 
     def __init__(self, message: str, report: ImportReport) -> None:
@@ -102,10 +101,7 @@ class ImportReport:
 @dataclass(frozen=True, slots=True)
 class _Row:
     line: int
-    external_id: str
-    email: str
-    email_key: bytes
-    locale: str | None
+    account: ValidAccount
 
 
 def import_accounts(
@@ -175,15 +171,17 @@ def _read_rows(runtime: Runtime, path: Path, report: ImportReport) -> Iterator[_
             if len(record) < needed:
                 report.note_invalid(line)
                 continue
+            item = AccountInput(
+                external_id=record[columns["external_id"]].strip(),
+                email=record[columns["email"]],
+                locale=_lenient_locale(record, columns.get("locale")),
+            )
             try:
-                external_id = check_external_id(record[columns["external_id"]].strip())
-                email = record[columns["email"]].strip()
-                email_key = email_key_for(keys, email)
+                account = validate_account(item, keys)
             except ValidationFailed:
                 report.note_invalid(line)
                 continue
-            locale = _lenient_locale(record, columns.get("locale"))
-            yield _Row(line, external_id, email, email_key, locale)
+            yield _Row(line, account)
 
 
 def _sniff(sample: str) -> type[csv.Dialect] | str:
@@ -245,98 +243,15 @@ def _chunks(rows: Iterator[_Row], size: int) -> Iterator[list[_Row]]:
         yield chunk
 
 
-_PG_INSERT_ACCOUNTS = text(
-    """
-    INSERT INTO account (external_id, email, email_key, locale, created_at, updated_at)
-    SELECT t.external_id, t.email, t.email_key, t.locale, :now, :now
-    FROM unnest(CAST(:external_ids AS varchar[]), CAST(:emails AS varchar[]),
-                CAST(:keys AS bytea[]), CAST(:locales AS varchar[]))
-         AS t(external_id, email, email_key, locale)
-    RETURNING id
-    """
-)
-
-
 def _apply_chunk(
     session: Session, chunk: list[_Row], report: ImportReport, *, now: datetime
 ) -> None:
-    latest: dict[str, _Row] = {}
+    latest: dict[str, ValidAccount] = {}
     for row in chunk:  # a repeated external_id: the last row wins
-        latest[row.external_id] = row
-    existing: dict[str, tuple[int, str, str | None]] = {}
-    ids = list(latest)
-    columns = select(Account.id, Account.external_id, Account.email, Account.locale)
-    if session.get_bind().dialect.name == "postgresql":
-        # One array parameter: rendering and parsing an IN list of thousands of
-        # placeholders costs more than the query itself.
-        wanted = bindparam("ids", ids, type_=ARRAY(String))
-        queries = [columns.where(Account.external_id == any_(wanted))]
-    else:
-        queries = [
-            columns.where(Account.external_id.in_(ids[start : start + SELECT_BATCH]))
-            for start in range(0, len(ids), SELECT_BATCH)
-        ]
-    for query in queries:
-        for account_id, external_id, email, locale in session.execute(query):
-            existing[external_id] = (account_id, email, locale)
-    moved: list[int] = []
-    inserts: list[dict[str, Any]] = []
-    updates: list[dict[str, Any]] = []
-    for external_id, row in latest.items():
-        current = existing.get(external_id)
-        if current is None:
-            inserts.append(
-                {
-                    "external_id": external_id,
-                    "email": row.email,
-                    "email_key": row.email_key,
-                    "locale": row.locale,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-            )
-        elif (current[1], current[2]) != (row.email, row.locale):
-            if current[1] != row.email:
-                moved.append(current[0])
-            updates.append(
-                {
-                    "id": current[0],
-                    "email": row.email,
-                    "email_key": row.email_key,
-                    "locale": row.locale,
-                    "updated_at": now,
-                }
-            )
-    changed: list[int] = []
-    if moved:  # a new address deserves a new chance at delivery
-        session.execute(
-            update(Account).where(Account.id.in_(moved)).values(undeliverable_at=None),
-            execution_options={"synchronize_session": False},
-        )
-    if inserts and session.get_bind().dialect.name == "postgresql":
-        # One statement per chunk: multi-row VALUES batches with RETURNING tripled the
-        # import's time on PostgreSQL (the driver splits every huge statement it is given).
-        changed += session.scalars(
-            _PG_INSERT_ACCOUNTS,
-            {
-                "external_ids": [row["external_id"] for row in inserts],
-                "emails": [row["email"] for row in inserts],
-                "keys": [row["email_key"] for row in inserts],
-                "locales": [row["locale"] for row in inserts],
-                "now": now,
-            },
-        )
-    elif inserts:
-        changed += session.execute(
-            ACCOUNT_TABLE.insert().returning(ACCOUNT_TABLE.c.id), inserts
-        ).scalars()
-    if updates:
-        session.execute(update(Account), updates)
-        changed += [row["id"] for row in updates]
-    # The watch list: an account that arrives with (or moves to) a leaked address is
-    # flagged in the same transaction, as if the leak had been ingested after it.
-    report.flagged += flag_from_watchlist(session, changed, now=now).flagged
-    duplicates = len(chunk) - len(latest)
-    report.created += len(inserts)
-    report.updated += len(updates)
-    report.unchanged += len(latest) - len(inserts) - len(updates) + duplicates
+        latest[row.account.external_id] = row.account
+    applied = apply_accounts(session, list(latest.values()), now=now)
+    outcomes = list(applied.outcomes.values())
+    report.created += outcomes.count(UpsertOutcome.CREATED)
+    report.updated += outcomes.count(UpsertOutcome.UPDATED)
+    report.unchanged += outcomes.count(UpsertOutcome.UNCHANGED) + len(chunk) - len(latest)
+    report.flagged += applied.flagged

@@ -19,22 +19,15 @@ from datetime import UTC
 
 from redis import Redis
 from redis.exceptions import RedisError
+from rq import Queue
 from sqlalchemy import select
 
 from jobs.context import job_runtime
-from jobs.queues import QueueName, get_queue
+from jobs.queues import QueueName, get_queue, redis_connection, uses_fake_redis
 from service.db import utcnow
-from service.mail import Mailer, MultipleRecipients, make_mailer
-from service.messages import (
-    NoticeContext,
-    PreparedNotice,
-    address_message,
-    new_message_id,
-    pick_language,
-    prepare_notice,
-)
+from service.errors import JobError
 from service.models import Notice, NoticeKind, NoticeState
-from service.outbox import (
+from service.notices.outbox import (
     SEND_LEASE,
     ClaimedNotice,
     SentNotice,
@@ -46,6 +39,15 @@ from service.outbox import (
     record_sent,
     release_stale,
 )
+from service.notices.render import (
+    NoticeContext,
+    PreparedNotice,
+    address_message,
+    new_message_id,
+    pick_language,
+    prepare_notice,
+)
+from service.notices.transport import Mailer, MultipleRecipients, make_mailer
 from service.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -61,7 +63,7 @@ QUEUE_OF_KIND = {
 DELIVERY_JOB_TIMEOUT = 3600
 
 
-class RelayUnavailable(Exception):
+class RelayUnavailable(JobError):
     """The queue cannot be reached; the notices stay pending for the next relay."""
 
 
@@ -117,6 +119,36 @@ def relay_notices(runtime: Runtime, connection: Redis, *, limit: int = RELAY_LIM
         relayed += len(due)
         if len(due) < limit:
             return relayed
+
+
+def send_now(runtime: Runtime, notice_ids: list[int], name: QueueName = QueueName.HIGH) -> bool:
+    """Send these notices at once, ahead of the relay: emailed codes must not wait for it.
+
+    Enqueue first, then mark the rows queued in a transaction of their own, so a row is
+    never marked for a job that does not exist. On the fake Redis of the embedded default
+    no worker could see the job, so it runs here, before this returns. With Redis down the
+    notices stay pending and the relay of a running worker sends them as soon as it can:
+    returns False then (the person may ask for a new code meanwhile).
+    """
+    settings = runtime.settings
+    queue = Queue(
+        name.value,
+        connection=redis_connection(settings),
+        is_async=not uses_fake_redis(settings),
+    )
+    try:
+        queue.enqueue(
+            deliver_notices,
+            notice_ids,
+            job_timeout=DELIVERY_JOB_TIMEOUT,
+            description=f"deliver {len(notice_ids)} notices now",
+        )
+    except RedisError as exc:
+        log.warning("notices %s left to the relay: %s", notice_ids, exc)
+        return False
+    with runtime.db.transaction() as session:
+        mark_queued(session, notice_ids, now=utcnow())
+    return True
 
 
 def _batches(ids: list[int]) -> list[list[int]]:

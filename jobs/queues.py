@@ -57,18 +57,3 @@ def make_worker(
     worker_class: Any = SimpleWorker if uses_fake_redis(settings) else Worker
     worker: Worker = worker_class(queues, connection=connection)
     return worker
-
-
-DELIVERY_JOB = "jobs.deliver.deliver_notices"  # by name: the web side does not import jobs
-
-
-def enqueue_delivery(settings: Settings, notice_ids: list[int], name: QueueName) -> None:
-    """Send these notices now, ahead of the relay: emailed codes must not wait for it.
-
-    On the fake Redis of the embedded default no worker could see the job, so it runs
-    here, before this returns. Raises RedisError when the real Redis is down; the notices
-    then stay pending and the relay hands them over later.
-    """
-    connection = redis_connection(settings)
-    queue = Queue(name.value, connection=connection, is_async=not uses_fake_redis(settings))
-    queue.enqueue(DELIVERY_JOB, notice_ids, description=f"deliver {len(notice_ids)} notices now")

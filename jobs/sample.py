@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from email.header import Header
 from pathlib import Path
 
-from service.emails import CanonicalAddress, canonicalize_email
+from service.addresses import CanonicalAddress, canonicalize_email
 
 FIRST_NAMES = [
     "anna",

@@ -13,14 +13,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, select
+from sqlalchemy import Table, delete, select, update
 from sqlalchemy.orm import Session
 
-from service.address_keys import AddressKeys
+from service.addresses import AddressKeys
+from service.db import bulk
 from service.errors import InvalidEmail, NotFound, ValidationFailed
-from service.exposures import flag_from_watchlist
+from service.leaks.exposures import flag_from_watchlist
 from service.models import Account
 
 MAX_EXTERNAL_ID_CHARS = 255
@@ -63,15 +64,6 @@ class AccountView:
             created_at=account.created_at,
             updated_at=account.updated_at,
         )
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "external_id": self.external_id,
-            "email": self.email,
-            "locale": self.locale,
-            "created_at": self.created_at.isoformat(),
-            "updated_at": self.updated_at.isoformat(),
-        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,16 +117,19 @@ def email_key_for(keys: AddressKeys, email: str) -> bytes:
 
 
 @dataclass(frozen=True, slots=True)
-class _ValidInput:
+class ValidAccount:
+    """An account as it will be stored: checked, its address keyed."""
+
     external_id: str
     email: str
     email_key: bytes
     locale: str | None
 
 
-def _validate(item: AccountInput, keys: AddressKeys) -> _ValidInput:
+def validate_account(item: AccountInput, keys: AddressKeys) -> ValidAccount:
+    """Check an account's fields and key its address; raise ValidationFailed (InvalidEmail)."""
     email = item.email.strip()
-    return _ValidInput(
+    return ValidAccount(
         external_id=check_external_id(item.external_id),
         email=email,
         email_key=email_key_for(keys, email),
@@ -142,50 +137,106 @@ def _validate(item: AccountInput, keys: AddressKeys) -> _ValidInput:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class AppliedAccounts:
+    """What ``apply_accounts`` did: each row's outcome by external_id, and leaks found."""
+
+    outcomes: dict[str, UpsertOutcome]
+    flagged: int  # exposures opened by the watch list for new or re-addressed accounts
+
+
+ACCOUNT_TABLE = cast(Table, Account.__table__)
+
+
+def apply_accounts(
+    session: Session, rows: Sequence[ValidAccount], *, now: datetime, lock: bool = False
+) -> AppliedAccounts:
+    """Create or update accounts by external_id, set-based: the one account upsert.
+
+    The API calls it with one row, the CSV import with a chunk of thousands; a handful of
+    statements either way (one read, one insert, one update, one watch-list join). Rows
+    must have distinct external_ids. An account created, or given an address with another
+    key, is checked against the watch list at once and flagged like one found by an ingest;
+    a locale-only change, or a respelling of the same canonical address, is not. A new
+    address text clears the undeliverable mark. ``lock`` takes row locks on the existing
+    accounts (PostgreSQL), so concurrent calls on one account apply one after the other.
+    Does not commit; two concurrent creations of one external_id: one raises
+    IntegrityError, which the caller retries (``run_in_transaction``).
+    """
+    existing: dict[str, tuple[int, str, bytes, str | None]] = {}
+    columns = select(
+        Account.id, Account.external_id, Account.email, Account.email_key, Account.locale
+    )
+    for condition in bulk.in_batches(session, Account.external_id, [r.external_id for r in rows]):
+        query = columns.where(condition)
+        for account_id, external_id, email, email_key, locale in session.execute(
+            query.with_for_update() if lock else query
+        ):
+            existing[external_id] = (account_id, email, email_key, locale)
+    outcomes: dict[str, UpsertOutcome] = {}
+    inserts: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    readdressed: list[int] = []
+    rekeyed: list[int] = []
+    for row in rows:
+        current = existing.get(row.external_id)
+        if current is None:
+            outcomes[row.external_id] = UpsertOutcome.CREATED
+            inserts.append(
+                {
+                    "external_id": row.external_id,
+                    "email": row.email,
+                    "email_key": row.email_key,
+                    "locale": row.locale,
+                }
+            )
+            continue
+        account_id, email, email_key, locale = current
+        if (email, locale) == (row.email, row.locale):
+            outcomes[row.external_id] = UpsertOutcome.UNCHANGED
+            continue
+        outcomes[row.external_id] = UpsertOutcome.UPDATED
+        updates.append(
+            {
+                "id": account_id,
+                "email": row.email,
+                "email_key": row.email_key,
+                "locale": row.locale,
+                "updated_at": now,
+            }
+        )
+        if email != row.email:
+            readdressed.append(account_id)
+        if email_key != row.email_key:
+            rekeyed.append(account_id)
+    created = bulk.insert_accounts(session, ACCOUNT_TABLE, inserts, now=now)
+    if updates:
+        session.execute(update(Account), updates)
+    for condition in bulk.in_batches(session, Account.id, readdressed):
+        # A new address deserves a new chance at delivery.
+        session.execute(
+            update(Account).where(condition).values(undeliverable_at=None),
+            execution_options={"synchronize_session": False},
+        )
+    flagged = flag_from_watchlist(session, created + rekeyed, now=now).flagged
+    return AppliedAccounts(outcomes, flagged)
+
+
 def upsert_account(
     session: Session, item: AccountInput, *, keys: AddressKeys, now: datetime
 ) -> Upserted:
-    """Create the account or bring it up to date. Does not commit.
+    """Create the account or bring it up to date (``apply_accounts`` for one). Does not commit.
 
-    A new account, or one given a new address, is checked against the watch list at once:
-    if its address is in a leak, it is flagged and warned like one found by the ingest.
     Raises ValidationFailed (InvalidEmail) before writing anything; writes nothing when
-    unchanged. Two concurrent creations of one external_id: one raises IntegrityError,
-    which the caller retries (``run_in_transaction``).
+    unchanged.
     """
-    valid = _validate(item, keys)
-    return _apply(session, valid, now=now)
-
-
-def _apply(session: Session, valid: _ValidInput, *, now: datetime) -> Upserted:
-    account = session.scalars(
-        select(Account).where(Account.external_id == valid.external_id).with_for_update()
-    ).one_or_none()
-    if account is None:
-        account = Account(
-            external_id=valid.external_id,
-            email=valid.email,
-            email_key=valid.email_key,
-            locale=valid.locale,
-            created_at=now,
-            updated_at=now,
-        )
-        session.add(account)
-        session.flush()
-        flagged = flag_from_watchlist(session, [account.id], now=now).flagged
-        return Upserted(UpsertOutcome.CREATED, AccountView.of(account), flagged)
-    if (account.email, account.locale) == (valid.email, valid.locale):
-        return Upserted(UpsertOutcome.UNCHANGED, AccountView.of(account))
-    new_key = account.email_key != valid.email_key
-    if account.email != valid.email:
-        account.undeliverable_at = None  # a new address deserves a new chance
-    account.email = valid.email
-    account.email_key = valid.email_key
-    account.locale = valid.locale
-    account.updated_at = now
-    session.flush()
-    flagged = flag_from_watchlist(session, [account.id], now=now).flagged if new_key else 0
-    return Upserted(UpsertOutcome.UPDATED, AccountView.of(account), flagged)
+    valid = validate_account(item, keys)
+    applied = apply_accounts(session, [valid], now=now, lock=True)
+    return Upserted(
+        applied.outcomes[valid.external_id],
+        get_account(session, valid.external_id),
+        applied.flagged,
+    )
 
 
 def upsert_accounts(
@@ -194,18 +245,29 @@ def upsert_accounts(
     """Upsert many accounts; an invalid item is reported and skipped, the rest are applied.
 
     Does not commit. Items are validated before any write, so a bad item changes nothing;
-    a repeated external_id is applied in order (the last one wins).
+    a repeated external_id is applied in order (the last one wins): the k-th occurrences
+    of every id go in the k-th call of ``apply_accounts``.
     """
-    results = []
-    for item in items:
+    results: list[UpsertResult | None] = []
+    rounds: list[list[tuple[int, ValidAccount]]] = []
+    seen: dict[str, int] = {}
+    for position, item in enumerate(items):
         try:
-            valid = _validate(item, keys)
+            valid = validate_account(item, keys)
         except ValidationFailed as exc:
             results.append(UpsertResult(item.external_id, UpsertOutcome.INVALID, error=str(exc)))
             continue
-        upserted = _apply(session, valid, now=now)
-        results.append(UpsertResult(valid.external_id, upserted.outcome))
-    return BatchReport(tuple(results))
+        results.append(None)
+        occurrence = seen.get(valid.external_id, 0)
+        seen[valid.external_id] = occurrence + 1
+        if occurrence == len(rounds):
+            rounds.append([])
+        rounds[occurrence].append((position, valid))
+    for batch in rounds:
+        applied = apply_accounts(session, [valid for _, valid in batch], now=now, lock=True)
+        for position, valid in batch:
+            results[position] = UpsertResult(valid.external_id, applied.outcomes[valid.external_id])
+    return BatchReport(tuple(result for result in results if result is not None))
 
 
 def get_account(session: Session, external_id: str) -> AccountView:

@@ -17,11 +17,9 @@ from service.api.problems import (
     render_validation_error,
 )
 from service.config import Settings, load_settings
+from service.db.migrate import is_at_head
 from service.logs import configure_logging
-from service.migrate import is_at_head
-from service.runtime import Runtime, build_runtime
-
-OPENAPI_PATH = "/openapi/openapi.json"
+from service.runtime import EXTENSION, Runtime, build_runtime
 
 API_DESCRIPTION = """\
 Leakguard flags the accounts whose email address appeared in a third-party leak and tells
@@ -56,7 +54,7 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
         MAX_CONTENT_LENGTH=settings.max_request_bytes,
     )
     runtime = build_runtime(settings)
-    app.extensions["leakguard"] = runtime
+    app.extensions[EXTENSION] = runtime
     register_problem_handlers(app)
     register_routes()
     app.register_api(api)

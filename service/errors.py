@@ -28,10 +28,6 @@ class LeakguardError(Exception):
         """Headers the HTTP answer carries, such as Retry-After; per instance if need be."""
         return dict(self.headers)
 
-    @classmethod
-    def type_uri(cls) -> str:
-        return PROBLEM_BASE + cls.code.replace("_", "-")
-
 
 class InvalidRequest(LeakguardError):
     status = 400
@@ -81,3 +77,11 @@ class UnsupportedMediaType(LeakguardError):
     status = 415
     code = "unsupported_media_type"
     title = "The request body must be JSON"
+
+
+class JobError(Exception):
+    """A batch job cannot go on: an unusable input file, a run already going, a service down.
+
+    Its message is one line for the operator (the CLI prints it and exits 1); like every
+    message here, it never holds an address or a line of a leak.
+    """

@@ -8,18 +8,9 @@ record leaving a handler has each address-shaped token masked, whatever library 
 from __future__ import annotations
 
 import logging
-import re
 import sys
 
-from service.emails import mask_email
-
-# No "/" in the local part, unlike RFC 5322: a URL path before an address must survive.
-# No "*" either: "j***@example.com" is masked already, and masking is then idempotent.
-_ADDRESS = re.compile(r"[\w.!#$%&'+=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+")
-
-
-def mask_addresses(text: str) -> str:
-    return _ADDRESS.sub(lambda match: mask_email(match.group(0)), text)
+from service.addresses import mask_addresses
 
 
 class MaskAddresses(logging.Filter):

@@ -12,24 +12,28 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Connection, and_, bindparam, exists, select, text
+from sqlalchemy import Connection, and_, bindparam, select
 from sqlalchemy.orm import Session
 
-from service.assurance import Assurance, AssuranceTokenInvalid
+from service.addresses import mask_email
 from service.audit import record_event
-from service.db import Database
-from service.emails import mask_email
-from service.leaked_passwords import is_leaked_password
+from service.db import Database, bulk
+from service.leaks.passwords import is_leaked_password
 from service.models import (
     Account,
     Exposure,
     ExposureKind,
     ExposureState,
     Leak,
-    RecoveryCode,
-    TotpCredential,
 )
-from service.stepup import Method, StepUp, available_methods
+from service.stepup.assurance import Assurance, AssuranceTokenInvalid
+from service.stepup.services import (
+    Method,
+    StepUp,
+    available_methods,
+    recovery_codes_left,
+    totp_enrolled,
+)
 
 
 class Decision(StrEnum):
@@ -87,7 +91,6 @@ class Verdict:
 # Built once, and from the tables rather than the mapped classes: a Core statement skips the
 # ORM's per-call statement building, compile state and row loading (bench/risk.py --profile).
 _ACCOUNT, _EXPOSURE, _LEAK = Account.__table__, Exposure.__table__, Leak.__table__
-_TOTP, _CODES = TotpCredential.__table__, RecoveryCode.__table__
 _FACTS = (
     select(
         _ACCOUNT.c.id,
@@ -99,12 +102,8 @@ _FACTS = (
         _EXPOSURE.c.password_hash,
         # The step-up methods, so that a step_up answer needs no second read: two probes of
         # small primary-key and account indexes, also on the allow path.
-        exists()
-        .where(_TOTP.c.account_id == _ACCOUNT.c.id, _TOTP.c.secret.is_not(None))
-        .label("has_totp"),
-        exists()
-        .where(_CODES.c.account_id == _ACCOUNT.c.id, _CODES.c.used_at.is_(None))
-        .label("has_codes"),
+        totp_enrolled(_ACCOUNT.c.id).label("has_totp"),
+        recovery_codes_left(_ACCOUNT.c.id).label("has_codes"),
     )
     .select_from(_ACCOUNT)
     .outerjoin(
@@ -115,9 +114,6 @@ _FACTS = (
     .where(_ACCOUNT.c.external_id == bindparam("external_id"))
     .order_by(_EXPOSURE.c.created_at)
 )
-
-
-_NO_FLUSH = text("SET LOCAL synchronous_commit TO OFF")
 
 
 def load_facts(connection: Connection | Session, external_id: str) -> AccountFacts | None:
@@ -209,11 +205,9 @@ def assess(
         connection.commit()  # ends the read's (database-side empty) transaction object
         connection.execution_options(isolation_level=db.engine.dialect.default_isolation_level)
         with connection.begin():
-            if db.is_postgres:
-                # The row need not wait for the WAL flush: a PostgreSQL crash may lose the
-                # last fraction of a second of decision rows, never corrupt anything, and
-                # the login service, waiting on this answer, saves the flush every time.
-                connection.execute(_NO_FLUSH)
+            # The row need not wait for the WAL flush: the login service, waiting on this
+            # answer, saves the flush every time; a crash loses at most the last decisions.
+            bulk.relax_commit(connection)
             record_event(
                 connection,
                 actor=actor,

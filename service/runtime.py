@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
-from service.address_keys import AddressKeys, address_keys_from
-from service.assurance import AssuranceSigner
+from service.addresses import AddressKeys, address_keys_from
 from service.config import Settings
 from service.db import Database
-from service.stepup import StepUp, StepUpPolicy
+from service.stepup.assurance import AssuranceSigner
+from service.stepup.services import StepUp, StepUpPolicy
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,3 +40,13 @@ def build_runtime(settings: Settings) -> Runtime:
         keys=address_keys_from(settings),
         step_up=StepUp(master_key=settings.hash_key_bytes(), signer=signer, policy=policy),
     )
+
+
+EXTENSION = "leakguard"  # the key of the Runtime in a Flask app's ``extensions``
+
+
+def runtime_of(app: Any) -> Runtime:
+    """The runtime the app factory built for ``app`` (a Flask app; typed loosely so that
+    this module stays free of Flask)."""
+    value: Runtime = app.extensions[EXTENSION]
+    return value

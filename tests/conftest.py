@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,11 +21,11 @@ from flask.testing import FlaskClient
 from sqlalchemy import create_engine, text
 
 from jobs.context import use_runtime
-from service.api_clients import Scope, create_api_client
 from service.app import create_app
+from service.clients import Scope, create_api_client
 from service.config import Settings
 from service.db import Base, utcnow
-from service.migrate import upgrade_database
+from service.db.migrate import upgrade_database
 from service.runtime import Runtime, build_runtime
 
 PG_ADMIN_URL = os.environ.get("LEAKGUARD_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -72,19 +73,67 @@ def db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     return url
 
 
-REDIS_TEST_URL = os.environ.get("LEAKGUARD_TEST_REDIS", "redis://127.0.0.1:6379/15")
+REDIS_SERVER_URL = os.environ.get("LEAKGUARD_TEST_REDIS_SERVER", "redis://127.0.0.1:6379")
+REDIS_CLAIM_TTL_SECONDS = 6 * 3600  # longer than any run; a crashed run's claim lapses
+REDIS_OWNER_KEY = "leakguard:test-run-owner"  # inside a claimed database: "a test run's"
+
+
+def claim_redis_database(admin: redis.Redis) -> int:
+    """Claim a Redis database that no other run and no other user is on; return its number.
+
+    A claim is a key in database 0 set only if absent (``SET NX``), so two runs starting at
+    once never share a database. A database is taken only when it is empty or was left by
+    a test run that died (its owner key is there, its claim has lapsed): never one that a
+    worker or anything else uses.
+    """
+    count = int(admin.config_get("databases").get("databases", 16))
+    owner = f"{socket.gethostname()}:{os.getpid()}"
+    for number in range(1, count):
+        claim = f"leakguard:test-run:db{number}"
+        if not admin.set(claim, owner, nx=True, ex=REDIS_CLAIM_TTL_SECONDS):
+            continue
+        database = redis.Redis.from_url(f"{REDIS_SERVER_URL}/{number}")
+        with database:
+            if database.dbsize() == 0 or database.exists(REDIS_OWNER_KEY):
+                database.flushdb()
+                database.set(REDIS_OWNER_KEY, owner)
+                return number
+        admin.delete(claim)
+    raise RuntimeError(f"every Redis database on {REDIS_SERVER_URL} is in use")
+
+
+@pytest.fixture(scope="session")
+def redis_database() -> Iterator[str]:
+    """The URL of a Redis database of this run's own (LEAKGUARD_TEST_REDIS: a fixed one)."""
+    fixed = os.environ.get("LEAKGUARD_TEST_REDIS")
+    if fixed:
+        yield fixed
+        return
+    admin = redis.Redis.from_url(f"{REDIS_SERVER_URL}/0", socket_connect_timeout=3)
+    try:
+        admin.ping()
+    except redis.RedisError as exc:
+        service_missing("Redis", str(exc).splitlines()[0])
+    number = claim_redis_database(admin)
+    yield f"{REDIS_SERVER_URL}/{number}"
+    with redis.Redis.from_url(f"{REDIS_SERVER_URL}/{number}") as database:
+        database.flushdb()
+    admin.delete(f"leakguard:test-run:db{number}")
+    admin.close()
 
 
 @pytest.fixture
-def redis_url() -> Iterator[str]:
-    """The real Redis, on a database of its own, empty before and after the test."""
-    connection = redis.Redis.from_url(REDIS_TEST_URL, socket_connect_timeout=3)
+def redis_url(redis_database: str) -> Iterator[str]:
+    """The real Redis, on this run's own database, empty before and after the test."""
+    connection = redis.Redis.from_url(redis_database, socket_connect_timeout=3)
     try:
         connection.flushdb()
+        connection.set(REDIS_OWNER_KEY, "pytest")
     except redis.RedisError as exc:
         service_missing("Redis", str(exc).splitlines()[0])
-    yield REDIS_TEST_URL
+    yield redis_database
     connection.flushdb()
+    connection.set(REDIS_OWNER_KEY, "pytest")
     connection.close()
 
 

@@ -9,12 +9,12 @@ from sqlalchemy import select
 
 from service.accounts import AccountInput, upsert_account
 from service.db import utcnow
-from service.exposures import NewExposure, record_exposures
-from service.leaked_passwords import hash_leaked_password
-from service.leaks import get_or_create_leak
+from service.leaks.catalogue import get_or_create_leak
+from service.leaks.exposures import NewExposure, record_exposures
+from service.leaks.passwords import hash_leaked_password
 from service.models import Account, ExposureKind
 from service.runtime import Runtime
-from service.stepup import Passed
+from service.stepup.services import Passed
 
 ACTOR = "test"
 

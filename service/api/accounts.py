@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from flask import Response, jsonify
+from dataclasses import asdict
+
+from flask import Response
 from flask_openapi3 import Tag
 
 from service.accounts import (
     AccountInput,
-    AccountView,
     UpsertOutcome,
     delete_account,
     get_account,
@@ -16,21 +17,27 @@ from service.accounts import (
 )
 from service.api import api
 from service.api.auth import requires_scope, runtime
+from service.api.limits import no_rate_limit
 from service.api.problems import problem_responses
 from service.api.schemas import (
     AccountBatchBody,
     AccountBatchOut,
+    AccountBatchResult,
     AccountBody,
     AccountOut,
     AccountPath,
     AccountUpsertOut,
+    answer,
 )
-from service.api_clients import Scope
+from service.clients import Scope
 from service.db import run_in_transaction, utcnow
 from service.errors import ValidationFailed
 
 TAG = Tag(name="accounts", description="The mirror of the login service's accounts")
 BODY_ERRORS = (400, 413, 415, 422)
+# The login service keeps its own accounts in step: its calls follow its sign-ups and
+# changes, and a batch is bounded by LEAKGUARD_MAX_BATCH_ACCOUNTS.
+ACCOUNT_SYNC = "account sync by the login service, bounded by its own traffic"
 
 
 @api.put(
@@ -39,7 +46,8 @@ BODY_ERRORS = (400, 413, 415, 422)
     responses={200: AccountUpsertOut, 201: AccountUpsertOut, **problem_responses(*BODY_ERRORS)},
 )
 @requires_scope(Scope.ACCOUNTS_WRITE)
-def put_account(path: AccountPath, body: AccountBody) -> tuple[Response, int]:
+@no_rate_limit(ACCOUNT_SYNC)
+def put_account(path: AccountPath, body: AccountBody) -> Response:
     """Create the account or change its address or locale.
 
     201 when created, 200 otherwise (with status updated or unchanged).
@@ -50,7 +58,7 @@ def put_account(path: AccountPath, body: AccountBody) -> tuple[Response, int]:
         runtime().db, lambda session: upsert_account(session, item, keys=keys, now=utcnow())
     )
     status = 201 if result.outcome is UpsertOutcome.CREATED else 200
-    return jsonify(_account_json(result.account) | {"status": result.outcome.value}), status
+    return answer(AccountUpsertOut(**asdict(result.account), status=result.outcome), status)
 
 
 @api.get(
@@ -59,11 +67,12 @@ def put_account(path: AccountPath, body: AccountBody) -> tuple[Response, int]:
     responses={200: AccountOut, **problem_responses(404, 422)},
 )
 @requires_scope(Scope.ACCOUNTS_READ)
+@no_rate_limit(ACCOUNT_SYNC)
 def read_account(path: AccountPath) -> Response:
     """Return the account as Leakguard knows it."""
     with runtime().db.read_session() as session:
         view = get_account(session, path.external_id)
-    return jsonify(_account_json(view))
+    return answer(AccountOut(**asdict(view)))
 
 
 @api.delete(
@@ -72,6 +81,7 @@ def read_account(path: AccountPath) -> Response:
     responses={204: None, **problem_responses(404, 422)},
 )
 @requires_scope(Scope.ACCOUNTS_WRITE)
+@no_rate_limit(ACCOUNT_SYNC)
 def remove_account(path: AccountPath) -> tuple[str, int]:
     """Forget the account (it was deleted in the login service)."""
     with runtime().db.transaction() as session:
@@ -85,6 +95,7 @@ def remove_account(path: AccountPath) -> tuple[str, int]:
     responses={200: AccountBatchOut, **problem_responses(*BODY_ERRORS)},
 )
 @requires_scope(Scope.ACCOUNTS_WRITE)
+@no_rate_limit(ACCOUNT_SYNC)
 def batch_upsert_accounts(body: AccountBatchBody) -> Response:
     """Create or update up to 1,000 accounts; invalid items are reported, the rest applied."""
     limit = runtime().settings.max_batch_accounts
@@ -107,16 +118,15 @@ def batch_upsert_accounts(body: AccountBatchBody) -> Response:
     report = run_in_transaction(
         runtime().db, lambda session: upsert_accounts(session, items, keys=keys, now=utcnow())
     )
-    return jsonify(
-        {
-            **{outcome.value: report.count(outcome) for outcome in UpsertOutcome},
-            "results": [
-                {"external_id": r.external_id, "status": r.outcome.value, "error": r.error}
+    return answer(
+        AccountBatchOut(
+            created=report.count(UpsertOutcome.CREATED),
+            updated=report.count(UpsertOutcome.UPDATED),
+            unchanged=report.count(UpsertOutcome.UNCHANGED),
+            invalid=report.count(UpsertOutcome.INVALID),
+            results=[
+                AccountBatchResult(external_id=r.external_id, status=r.outcome, error=r.error)
                 for r in report.results
             ],
-        }
+        )
     )
-
-
-def _account_json(view: AccountView) -> dict[str, object]:
-    return view.to_json()

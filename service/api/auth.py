@@ -11,13 +11,12 @@ from typing import TypeVar
 
 from flask import current_app, g, request
 
-from service.api_clients import Principal, PrincipalCache, Scope
+from service.clients import Principal, PrincipalCache, Scope
 from service.errors import Forbidden, Unauthorized
-from service.runtime import Runtime
+from service.runtime import Runtime, runtime_of
 
 F = TypeVar("F", bound=Callable[..., object])
 SCOPE_ATTRIBUTE = "_leakguard_scope"
-PUBLIC_ENDPOINTS = frozenset({"api.openapi"})
 PRINCIPALS = "leakguard.principals"  # the app's PrincipalCache, in app.extensions
 
 
@@ -37,8 +36,7 @@ def current_principal() -> Principal:
 
 
 def runtime() -> Runtime:
-    value: Runtime = current_app.extensions["leakguard"]
-    return value
+    return runtime_of(current_app)
 
 
 def principal_cache() -> PrincipalCache:

@@ -1,4 +1,8 @@
-"""Per-client and per-account rate limits on the risk check and step-up (Flask-Limiter).
+"""Per-client and per-account rate limits on the /v1 endpoints (Flask-Limiter).
+
+Default-deny, like the scopes: every /v1 view declares its limit with ``@rate_limit`` or
+says why it has none with ``@no_rate_limit``; the app refuses to start with a view that
+does neither, so a new endpoint cannot go out unlimited by omission.
 
 Counters live in Redis (``LEAKGUARD_REDIS_URL``), shared by every web process; without
 it, in this process's memory. When Redis cannot be reached the request fails closed with
@@ -11,24 +15,54 @@ from __future__ import annotations
 import hashlib
 import math
 import time
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from flask import Flask, Response, request
 from flask_limiter import Limiter, RequestLimit
 
+from service.api import api
 from service.api.problems import problem_response
 from service.config import Settings
 
-# Endpoint -> the setting that bounds each API client on it.
-PER_CLIENT = {
-    "api.risk_check": "rate_limit_risk",
-    "api.start_challenge": "rate_limit_step_up",
-    "api.verify_step_up": "rate_limit_step_up",
-    "api.enroll_totp": "rate_limit_step_up",
-    "api.confirm_totp": "rate_limit_step_up",
-    "api.remove_totp": "rate_limit_step_up",
-    "api.new_recovery_codes": "rate_limit_step_up",
-}
+F = TypeVar("F", bound=Callable[..., object])
+LIMIT_ATTRIBUTE = "_leakguard_rate_limit"
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """A view's limits, named by the settings that hold them (``Settings.rate_limit_*``).
+
+    ``per_client`` bounds each API client; ``per_account`` (optional) each account the
+    body names, across clients. None for both, with a ``reason``: deliberately unlimited.
+    """
+
+    per_client: str | None
+    per_account: str | None = None
+    reason: str | None = None
+
+
+def rate_limit(per_client: str, *, per_account: str | None = None) -> Callable[[F], F]:
+    """Declare the view's limits by setting name, e.g. ``rate_limit("rate_limit_risk")``."""
+    return _declare(RateLimit(per_client, per_account))
+
+
+def no_rate_limit(reason: str) -> Callable[[F], F]:
+    """Declare that the view has no rate limit, and why."""
+    return _declare(RateLimit(None, None, reason))
+
+
+def _declare(limit: RateLimit) -> Callable[[F], F]:
+    def mark(view: F) -> F:
+        setattr(view, LIMIT_ATTRIBUTE, limit)
+        return view
+
+    return mark
+
+
+def declared_limit(view: Callable[..., object]) -> RateLimit | None:
+    return getattr(view, LIMIT_ATTRIBUTE, None)
 
 
 def client_key() -> str:
@@ -71,11 +105,18 @@ def install_rate_limits(app: Flask, settings: Settings) -> Limiter:
         key_prefix="leakguard",
     )
     views: dict[str, Any] = app.view_functions
-    for endpoint, setting in PER_CLIENT.items():
-        views[endpoint] = limiter.limit(getattr(settings, setting), key_func=client_key)(
-            views[endpoint]
-        )
-    views["api.start_challenge"] = limiter.limit(
-        settings.rate_limit_email_code, key_func=account_key, scope="email-code"
-    )(views["api.start_challenge"])
+    for endpoint in [name for name in views if name.startswith(f"{api.name}.")]:
+        limit = declared_limit(views[endpoint])
+        if limit is None:
+            raise RuntimeError(f"{endpoint} declares no rate limit (@rate_limit/@no_rate_limit)")
+        view = views[endpoint]
+        if limit.per_client is not None:
+            view = limiter.limit(getattr(settings, limit.per_client), key_func=client_key)(view)
+        if limit.per_account is not None:
+            view = limiter.limit(
+                getattr(settings, limit.per_account),
+                key_func=account_key,
+                scope=f"{endpoint}:account",
+            )(view)
+        views[endpoint] = view
     return limiter

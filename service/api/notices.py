@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from flask import Response, jsonify
+from flask import Response
 from flask_openapi3 import Tag
 
 from service.api import api
 from service.api.auth import requires_scope, runtime
+from service.api.limits import no_rate_limit
 from service.api.problems import problem_responses
-from service.api.schemas import BounceBatchBody, BounceBatchOut
-from service.api_clients import Scope
+from service.api.schemas import BounceBatchBody, BounceBatchOut, answer
+from service.clients import Scope
 from service.db import utcnow
-from service.outbox import record_bounces
+from service.notices.outbox import record_bounces
 
 TAG = Tag(name="notices", description="Delivery reports on warning notices")
 
@@ -22,6 +23,7 @@ TAG = Tag(name="notices", description="Delivery reports on warning notices")
     responses={200: BounceBatchOut, **problem_responses(400, 413, 415, 422)},
 )
 @requires_scope(Scope.NOTICES_BOUNCES)
+@no_rate_limit("the mail provider's reports; each call is bounded to 1,000 bounces")
 def report_bounces(body: BounceBatchBody) -> Response:
     """Record bounces by Message-ID: the notice fails and the address is marked undeliverable.
 
@@ -30,4 +32,4 @@ def report_bounces(body: BounceBatchBody) -> Response:
     bounces = [(item.message_id, item.code, item.reason) for item in body.bounces]
     with runtime().db.transaction() as session:
         outcome = record_bounces(session, bounces, now=utcnow())
-    return jsonify({"matched": outcome.matched, "unknown": outcome.unknown})
+    return answer(BounceBatchOut(matched=outcome.matched, unknown=outcome.unknown))

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from flask import Response, jsonify
+from flask import Response
 from flask_openapi3 import Tag
 
 from service.api import api
 from service.api.auth import current_principal, requires_scope, runtime
+from service.api.limits import rate_limit
 from service.api.problems import problem_responses
-from service.api.schemas import RiskCheckBody, RiskCheckOut
-from service.api_clients import Scope
+from service.api.schemas import ExposureOut, RiskCheckBody, RiskCheckOut, answer
+from service.clients import Scope
 from service.db import utcnow
 from service.risk import assess
 
@@ -22,6 +23,7 @@ TAG = Tag(name="risk", description="The sign-in decision: allow, step up or deny
     responses={200: RiskCheckOut, **problem_responses(400, 413, 415, 422, 429, 503)},
 )
 @requires_scope(Scope.RISK_CHECK)
+@rate_limit("rate_limit_risk")
 def risk_check(body: RiskCheckBody) -> Response:
     """Decide how the login service treats this sign-in.
 
@@ -44,14 +46,13 @@ def risk_check(body: RiskCheckBody) -> Response:
         now=utcnow(),
     )
     verdict = result.verdict
-    return jsonify(
-        {
-            "decision": verdict.decision.value,
-            "reasons": [reason.value for reason in verdict.reasons],
-            "methods": [method.value for method in result.methods],
-            "exposures": [
-                {"leak": e.leak, "kind": e.kind.value, "since": e.since.isoformat()}
-                for e in verdict.exposures
+    return answer(
+        RiskCheckOut(
+            decision=verdict.decision,
+            reasons=list(verdict.reasons),
+            methods=list(result.methods),
+            exposures=[
+                ExposureOut(leak=e.leak, kind=e.kind, since=e.since) for e in verdict.exposures
             ],
-        }
+        )
     )

@@ -1,4 +1,8 @@
-"""Request and response bodies of /v1: the source of the OpenAPI document."""
+"""Request and response bodies of /v1: the source of the OpenAPI document.
+
+Answers are serialized through the same ``*Out`` models (``answer``), so what the document
+shows is what is sent.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +10,16 @@ import ipaddress
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from flask import Response
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer
 
 from service.accounts import MAX_EMAIL_CHARS, MAX_EXTERNAL_ID_CHARS, MAX_LOCALE_CHARS
-from service.assurance import MAX_TOKEN_CHARS
 from service.config import MAX_BATCH_ACCOUNTS_LIMIT
-from service.leaked_passwords import MAX_PASSWORD_CHARS
+from service.leaks.passwords import MAX_PASSWORD_CHARS
 from service.models import ExposureKind
 from service.risk import REASON_DESCRIPTIONS, Decision, Reason
-from service.stepup import MAX_CODE_CHARS, Method
+from service.stepup.assurance import MAX_TOKEN_CHARS
+from service.stepup.services import MAX_CODE_CHARS, Method
 
 REASONS_DOC = "Stable reason codes: " + "; ".join(
     f"`{reason.value}` ({text})" for reason, text in REASON_DESCRIPTIONS.items()
@@ -65,6 +70,16 @@ Locale = Annotated[
 ]
 
 
+# RFC 3339 with a numeric offset ("+00:00"), as Python writes it: the wire format the
+# login service has always had.
+Timestamp = Annotated[datetime, PlainSerializer(datetime.isoformat, when_used="json")]
+
+
+def answer(body: BaseModel, status: int = 200) -> Response:
+    """The JSON answer of a view, serialized through its documented model."""
+    return Response(body.model_dump_json(), status=status, mimetype="application/json")
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
@@ -97,8 +112,8 @@ class AccountOut(BaseModel):
     external_id: str
     email: str
     locale: str | None
-    created_at: datetime
-    updated_at: datetime
+    created_at: Timestamp
+    updated_at: Timestamp
 
 
 class AccountUpsertOut(AccountOut):
@@ -192,7 +207,7 @@ class RiskCheckBody(Strict):
 class ExposureOut(BaseModel):
     leak: str = Field(description="The leak's slug")
     kind: ExposureKind
-    since: datetime
+    since: Timestamp
 
 
 class RiskCheckOut(BaseModel):
@@ -217,7 +232,7 @@ class ChallengeBody(Strict):
 class ChallengeOut(BaseModel):
     challenge_id: str
     method: Method
-    expires_at: datetime
+    expires_at: Timestamp
 
 
 class VerifyBody(Strict):
@@ -233,7 +248,7 @@ class VerifyBody(Strict):
 class AssuranceOut(BaseModel):
     assurance_token: str
     method: Method
-    expires_at: datetime
+    expires_at: Timestamp
 
 
 class TotpEnrollmentOut(BaseModel):

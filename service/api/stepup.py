@@ -7,15 +7,14 @@ though the answer is an error.
 from __future__ import annotations
 
 import base64
-import logging
 
-from flask import Response, jsonify
+from flask import Response
 from flask_openapi3 import Tag
-from redis.exceptions import RedisError
 
-from jobs.queues import QueueName, enqueue_delivery
+from jobs.deliver import send_now
 from service.api import api
 from service.api.auth import current_principal, requires_scope, runtime
+from service.api.limits import rate_limit
 from service.api.problems import problem_responses
 from service.api.schemas import (
     AccountPath,
@@ -26,32 +25,14 @@ from service.api.schemas import (
     TotpConfirmBody,
     TotpEnrollmentOut,
     VerifyBody,
+    answer,
 )
-from service.api_clients import Scope
+from service.clients import Scope
 from service.db import utcnow
-from service.outbox import mark_queued
-from service.stepup import Method, Outcome, Passed
-
-log = logging.getLogger(__name__)
+from service.stepup.services import Method, Outcome, Passed
 
 TAG = Tag(name="step-up", description="Extra verification for accounts whose address leaked")
 BODY_ERRORS = (400, 413, 415, 422, 429, 503)
-
-
-def _send_now(notice_id: int) -> None:
-    """Put the code's message on the high-priority queue at once.
-
-    With Redis down the notice stays pending in the outbox and the relay of a running
-    worker sends it as soon as it can; the person may ask for a new code meanwhile.
-    """
-    rt = runtime()
-    try:
-        enqueue_delivery(rt.settings, [notice_id], QueueName.HIGH)
-    except RedisError as exc:
-        log.warning("emailed code %s left to the relay: %s", notice_id, exc)
-        return
-    with rt.db.transaction() as session:
-        mark_queued(session, [notice_id], now=utcnow())
 
 
 def _actor() -> str:
@@ -61,12 +42,10 @@ def _actor() -> str:
 def _assurance(outcome: Outcome) -> Response:
     if not isinstance(outcome, Passed):
         raise outcome.error(utcnow())
-    return jsonify(
-        {
-            "assurance_token": outcome.token,
-            "method": outcome.method.value,
-            "expires_at": outcome.expires_at.isoformat(),
-        }
+    return answer(
+        AssuranceOut(
+            assurance_token=outcome.token, method=outcome.method, expires_at=outcome.expires_at
+        )
     )
 
 
@@ -76,7 +55,8 @@ def _assurance(outcome: Outcome) -> Response:
     responses={202: ChallengeOut, **problem_responses(*BODY_ERRORS)},
 )
 @requires_scope(Scope.STEP_UP_VERIFY)
-def start_challenge(body: ChallengeBody) -> tuple[Response, int]:
+@rate_limit("rate_limit_step_up", per_account="rate_limit_email_code")
+def start_challenge(body: ChallengeBody) -> Response:
     """Email a 6-digit code to the account's address; it expires in 10 minutes.
 
     A new challenge voids the account's earlier ones. The answer is the same for an
@@ -88,13 +68,13 @@ def start_challenge(body: ChallengeBody) -> tuple[Response, int]:
             session, body.account_id, actor=_actor(), now=utcnow()
         )
     if challenge.notice_id is not None:
-        _send_now(challenge.notice_id)
-    body_json = {
-        "challenge_id": challenge.id,
-        "method": challenge.method.value,
-        "expires_at": challenge.expires_at.isoformat(),
-    }
-    return jsonify(body_json), 202
+        send_now(rt, [challenge.notice_id])
+    return answer(
+        ChallengeOut(
+            challenge_id=challenge.id, method=challenge.method, expires_at=challenge.expires_at
+        ),
+        202,
+    )
 
 
 @api.post(
@@ -103,6 +83,7 @@ def start_challenge(body: ChallengeBody) -> tuple[Response, int]:
     responses={200: AssuranceOut, **problem_responses(403, *BODY_ERRORS)},
 )
 @requires_scope(Scope.STEP_UP_VERIFY)
+@rate_limit("rate_limit_step_up")
 def verify_step_up(body: VerifyBody) -> Response:
     """Check a TOTP, emailed or recovery code; answer an assurance token if it is right.
 
@@ -129,7 +110,8 @@ def verify_step_up(body: VerifyBody) -> Response:
     responses={201: TotpEnrollmentOut, **problem_responses(404, 422, 429, 503)},
 )
 @requires_scope(Scope.STEP_UP_ENROLL)
-def enroll_totp(path: AccountPath) -> tuple[Response, int]:
+@rate_limit("rate_limit_step_up")
+def enroll_totp(path: AccountPath) -> Response:
     """Start TOTP enrolment: a new secret, its otpauth:// URI and QR code.
 
     The enrolment takes effect when confirmed with a first code; until then an earlier
@@ -139,14 +121,15 @@ def enroll_totp(path: AccountPath) -> tuple[Response, int]:
     with rt.db.transaction() as session:
         enrollment = rt.step_up.enroll_totp(session, path.external_id, actor=_actor(), now=utcnow())
     png = base64.b64encode(enrollment.qr_png).decode()
-    return jsonify(
-        {
-            "secret": enrollment.secret,
-            "provisioning_uri": enrollment.provisioning_uri,
-            "qr_svg": enrollment.qr_svg,
-            "qr_png": f"data:image/png;base64,{png}",
-        }
-    ), 201
+    return answer(
+        TotpEnrollmentOut(
+            secret=enrollment.secret,
+            provisioning_uri=enrollment.provisioning_uri,
+            qr_svg=enrollment.qr_svg,
+            qr_png=f"data:image/png;base64,{png}",
+        ),
+        201,
+    )
 
 
 @api.post(
@@ -155,6 +138,7 @@ def enroll_totp(path: AccountPath) -> tuple[Response, int]:
     responses={200: AssuranceOut, **problem_responses(403, 404, *BODY_ERRORS)},
 )
 @requires_scope(Scope.STEP_UP_ENROLL)
+@rate_limit("rate_limit_step_up")
 def confirm_totp(path: AccountPath, body: TotpConfirmBody) -> Response:
     """Confirm enrolment with the authenticator's first code; it counts as a TOTP step-up."""
     rt = runtime()
@@ -171,6 +155,7 @@ def confirm_totp(path: AccountPath, body: TotpConfirmBody) -> Response:
     responses={204: None, **problem_responses(404, 422, 429, 503)},
 )
 @requires_scope(Scope.STEP_UP_ENROLL)
+@rate_limit("rate_limit_step_up")
 def remove_totp(path: AccountPath) -> tuple[str, int]:
     """Remove the account's authenticator (confirmed or pending)."""
     rt = runtime()
@@ -185,11 +170,12 @@ def remove_totp(path: AccountPath) -> tuple[str, int]:
     responses={201: RecoveryCodesOut, **problem_responses(404, 422, 429, 503)},
 )
 @requires_scope(Scope.STEP_UP_ENROLL)
-def new_recovery_codes(path: AccountPath) -> tuple[Response, int]:
+@rate_limit("rate_limit_step_up")
+def new_recovery_codes(path: AccountPath) -> Response:
     """Issue ten new single-use recovery codes; every earlier code stops working."""
     rt = runtime()
     with rt.db.transaction() as session:
         codes = rt.step_up.new_recovery_codes(
             session, path.external_id, actor=_actor(), now=utcnow()
         )
-    return jsonify({"codes": codes}), 201
+    return answer(RecoveryCodesOut(codes=codes), 201)

@@ -8,10 +8,9 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
-from jobs.account_import import ImportAborted, ImportFileError, import_accounts
+from jobs.account_import import import_accounts
 from service.cli.base import cli, cli_actor, emit_json, migrated_runtime
 from service.db import utcnow
-from service.errors import NotFound
 
 
 @cli.group("accounts")
@@ -26,12 +25,7 @@ def accounts_import(path: Path, as_json: bool) -> None:
     """Create or update accounts from a CSV with external_id and email columns."""
     value = migrated_runtime()
     with tqdm(unit=" rows", unit_scale=True, disable=None, file=sys.stderr, leave=False) as bar:
-        try:
-            report = import_accounts(value, path, on_progress=bar.update)
-        except ImportFileError as exc:
-            raise click.ClickException(str(exc)) from None
-        except ImportAborted as exc:
-            raise click.ClickException(str(exc)) from None
+        report = import_accounts(value, path, on_progress=bar.update)
     if as_json:
         emit_json(report.to_json())
     else:
@@ -43,9 +37,6 @@ def accounts_import(path: Path, as_json: bool) -> None:
 def accounts_unlock(external_id: str) -> None:
     """End an account's step-up lock and forget its failed verifications (support)."""
     value = migrated_runtime()
-    try:
-        with value.db.transaction() as session:
-            was_locked = value.step_up.unlock(session, external_id, actor=cli_actor(), now=utcnow())
-    except NotFound:
-        raise click.ClickException(f"no account with the id {external_id!r}") from None
+    with value.db.transaction() as session:
+        was_locked = value.step_up.unlock(session, external_id, actor=cli_actor(), now=utcnow())
     click.echo("unlocked" if was_locked else "not locked; its failure count is reset")

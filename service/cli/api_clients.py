@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import click
 
-from service.api_clients import (
+from service.cli.base import cli, cli_actor, emit_json, migrated_runtime
+from service.clients import (
     Scope,
     create_api_client,
     list_api_clients,
     parse_scopes,
     revoke_api_client,
 )
-from service.cli.base import cli, cli_actor, emit_json, migrated_runtime
 from service.db import utcnow
-from service.errors import LeakguardError
 
 
 @cli.group("api-clients")
@@ -34,13 +33,10 @@ def api_clients_group() -> None:
 def api_clients_create(name: str, scopes: tuple[str, ...], as_json: bool) -> None:
     """Create an API client and print its key, once: it is stored only as a hash."""
     value = migrated_runtime()
-    try:
-        with value.db.transaction() as session:
-            new = create_api_client(
-                session, name=name, scopes=parse_scopes(scopes), actor=cli_actor(), now=utcnow()
-            )
-    except LeakguardError as exc:
-        raise click.ClickException(str(exc)) from None
+    with value.db.transaction() as session:
+        new = create_api_client(
+            session, name=name, scopes=parse_scopes(scopes), actor=cli_actor(), now=utcnow()
+        )
     if as_json:
         emit_json({"name": new.name, "key": new.key, "scopes": [s.value for s in new.scopes]})
     else:
@@ -77,9 +73,6 @@ def api_clients_list(as_json: bool) -> None:
 def api_clients_revoke(name: str) -> None:
     """Revoke a client's key; its requests fail from now on."""
     value = migrated_runtime()
-    try:
-        with value.db.transaction() as session:
-            changed = revoke_api_client(session, name=name, actor=cli_actor(), now=utcnow())
-    except LeakguardError as exc:
-        raise click.ClickException(str(exc)) from None
+    with value.db.transaction() as session:
+        changed = revoke_api_client(session, name=name, actor=cli_actor(), now=utcnow())
     click.echo(f"API client {name} {'revoked' if changed else 'was already revoked'}")

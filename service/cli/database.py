@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from service.cli.base import cli, runtime
-from service.migrate import current_revision, head_revision, upgrade_database
+from service.db.migrate import current_revision, head_revision, upgrade_database
 
 
 @cli.group("db")

@@ -7,11 +7,11 @@ import click
 from jobs.account_import import import_accounts
 from jobs.context import use_runtime
 from jobs.deliver import drain_outbox, relay_notices
-from jobs.ingest import ingest_leak
+from jobs.ingest.pipeline import ingest_leak
 from jobs.queues import make_worker, redis_connection, uses_fake_redis
 from jobs.sample import generate_sample
 from service.cli.base import cli, runtime
-from service.migrate import upgrade_database
+from service.db.migrate import upgrade_database
 
 DEMO_LEAK = "exchange-2019-sample"
 

@@ -3,29 +3,17 @@
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
-from typing import Any
 
 import click
 from tqdm import tqdm
 
-from jobs.context import use_runtime
-from jobs.ingest import Counters, IngestBusy, ingest_leak
-from jobs.ingest_parts import (
-    MAX_PARTS,
-    PART_QUEUE,
-    SplitProgress,
-    enqueue_parts,
-    plan_parts,
-    wait_for_parts,
-)
-from jobs.leaklist import LeakFileError, LeakFormat
-from jobs.queues import make_worker, redis_connection, uses_fake_redis
+from jobs.ingest.parts import MAX_PARTS, SplitProgress
+from jobs.ingest.pipeline import ingest_leak
+from jobs.ingest.split import ingest_in_parts
+from jobs.reader.stream import LeakFormat
 from service.cli.base import cli, emit_json, migrated_runtime
-from service.errors import LeakguardError
-from service.leaks import LeakView, list_leaks, show_leak
-from service.runtime import Runtime
+from service.leaks.catalogue import LeakView, list_leaks, show_leak
 
 
 @cli.command("ingest")
@@ -86,16 +74,25 @@ def ingest_command(
     if enqueue:
         if dry_run:
             raise click.ClickException("--dry-run runs in one process: drop --enqueue")
-        try:
-            summary = _ingest_in_parts(
-                value, path, slug=slug, name=name, source=source, fmt=fmt, parts=parts, wait=wait
+        with tqdm(total=0, unit=" parts", disable=None, file=sys.stderr, leave=False) as parts_bar:
+
+            def parts_progress(state: SplitProgress) -> None:
+                parts_bar.total = state.parts
+                parts_bar.update(state.complete - parts_bar.n)
+                parts_bar.set_postfix(lines=state.totals.lines, matched=state.totals.matched)
+
+            split = ingest_in_parts(
+                value,
+                path,
+                slug=slug,
+                name=name,
+                source=source,
+                fmt=LeakFormat(fmt),
+                parts=parts,
+                wait=wait,
+                on_progress=parts_progress,
             )
-        except (LeakFileError, IngestBusy, LeakguardError) as exc:
-            raise click.ClickException(str(exc)) from None
-        if as_json:
-            emit_json(summary)
-        else:
-            click.echo(_describe_split(summary))
+        emit_json(split.to_json()) if as_json else click.echo(split.summary())
         return
     bar = tqdm(unit=" lines", unit_scale=True, disable=None, file=sys.stderr, leave=False)
     matched = 0
@@ -106,97 +103,19 @@ def ingest_command(
         bar.set_postfix(matched=matched, refresh=False)
         bar.update(records)
 
-    try:
-        with bar:
-            report = ingest_leak(
-                value,
-                path,
-                slug=slug,
-                name=name,
-                source=source,
-                fmt=LeakFormat(fmt),
-                dry_run=dry_run,
-                chunk_records=chunk_records or value.settings.ingest_chunk_records,
-                on_progress=progress,
-            )
-    except (LeakFileError, IngestBusy, LeakguardError) as exc:
-        raise click.ClickException(str(exc)) from None
-    if as_json:
-        emit_json(report.to_json())
-    else:
-        click.echo(report.summary())
-
-
-def _ingest_in_parts(
-    value: Runtime,
-    path: Path,
-    *,
-    slug: str,
-    name: str | None,
-    source: str | None,
-    fmt: str,
-    parts: int | None,
-    wait: bool,
-) -> dict[str, Any]:
-    started = time.monotonic()
-    plan = plan_parts(
-        value, path, slug=slug, name=name, source=source, fmt=LeakFormat(fmt), parts=parts
-    )
-    summary: dict[str, Any] = {
-        "leak": slug,
-        "format": plan.format,
-        "compression": plan.compression,
-        "sha256": plan.sha256,
-        "parts": plan.parts,
-        "enqueued": 0,
-        "already_ingested": plan.already_ingested,
-    }
-    if plan.already_ingested:
-        return summary | Counters().as_dict() | {"complete": True, "seconds": 0.0}
-    connection = redis_connection(value.settings)
-    summary["enqueued"] = len(enqueue_parts(value, plan.pending, connection))
-    if uses_fake_redis(value.settings):
-        # The embedded queue lives in this process: its worker must too.
-        use_runtime(value)
-        make_worker(value.settings, connection, (PART_QUEUE,)).work(
-            burst=True, logging_level="WARNING"
+    with bar:
+        report = ingest_leak(
+            value,
+            path,
+            slug=slug,
+            name=name,
+            source=source,
+            fmt=LeakFormat(fmt),
+            dry_run=dry_run,
+            chunk_records=chunk_records,
+            on_progress=progress,
         )
-    elif not wait:
-        return summary | {"complete": False}
-    with tqdm(total=plan.parts, unit=" parts", disable=None, file=sys.stderr, leave=False) as bar:
-
-        def progress(state: SplitProgress) -> None:
-            bar.update(state.complete - bar.n)
-            bar.set_postfix(lines=state.totals.lines, matched=state.totals.matched)
-
-        done = wait_for_parts(value, plan, connection, on_progress=progress)
-    added = {
-        name: getattr(done.totals, name) - getattr(plan.before, name) for name in Counters.__slots__
-    }
-    return (
-        summary
-        | added
-        | {
-            "complete": done.done,
-            "seconds": round(time.monotonic() - started, 3),
-        }
-    )
-
-
-def _describe_split(summary: dict[str, Any]) -> str:
-    if summary["already_ingested"]:
-        return f"leak {summary['leak']}: this file was ingested before; nothing changed"
-    if not summary.get("complete"):
-        return (
-            f"leak {summary['leak']}: {summary['enqueued']} of {summary['parts']} parts "
-            "enqueued for `leakguard worker`; `leakguard leaks show` follows their progress"
-        )
-    return (
-        f"leak {summary['leak']} ({summary['format']}, {summary['parts']} parts): "
-        f"{summary['lines']} records, {summary['valid']} valid, {summary['invalid']} invalid, "
-        f"{summary['duplicates']} duplicates; {summary['matched']} accounts flagged, "
-        f"{summary['notices']} warnings queued in {summary['seconds']:.1f}s"
-    )
+    emit_json(report.to_json()) if as_json else click.echo(report.summary())
 
 
 @cli.group("leaks")
@@ -230,11 +149,8 @@ def leaks_list(as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def leaks_show(slug: str, as_json: bool) -> None:
     """Show one leak: counts, state, files and formats, timings, exposures, notices."""
-    try:
-        with migrated_runtime().db.read_session() as session:
-            leak = show_leak(session, slug)
-    except LeakguardError as exc:
-        raise click.ClickException(str(exc)) from None
+    with migrated_runtime().db.read_session() as session:
+        leak = show_leak(session, slug)
     if as_json:
         emit_json(leak.to_json())
         return

@@ -14,14 +14,14 @@ from sqlalchemy import select, update
 from werkzeug.test import TestResponse
 
 from service.api.auth import PRINCIPALS
-from service.api_clients import (
+from service.app import create_app
+from service.clients import (
     AUTH_CACHE_TTL,
     PrincipalCache,
     Scope,
     hash_api_key,
     revoke_api_client,
 )
-from service.app import create_app
 from service.config import Settings
 from service.db import utcnow
 from service.models import ApiClient

@@ -14,13 +14,13 @@ from flask import Flask
 from sqlalchemy import select
 
 from service.api.auth import PRINCIPALS
-from service.api_clients import Scope
 from service.app import create_app
+from service.clients import Scope
 from service.config import Settings
 from service.db import utcnow
 from service.models import Account, ApiClient, AuditEvent
 from service.runtime import Runtime
-from service.stepup import Method
+from service.stepup.services import Method
 from tests.conftest import TEST_HASH_KEY, TEST_SECRET_KEY
 from tests.stepup_fixtures import add_account
 

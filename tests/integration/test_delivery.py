@@ -38,13 +38,15 @@ from jobs.deliver import (
     relay_notices,
     send_notices,
 )
-from jobs.ingest import ingest_leak
+from jobs.ingest.pipeline import ingest_leak
 from jobs.queues import QueueName, get_queue
-from service.api_clients import Scope
 from service.app import create_app
 from service.cli import cli
+from service.clients import Scope
 from service.db import utcnow
-from service.mail import (
+from service.models import Account, Leak, Notice
+from service.notices.outbox import SEND_LEASE, claim_notices
+from service.notices.transport import (
     FolderMailer,
     MultipleRecipients,
     OutgoingMessage,
@@ -53,9 +55,7 @@ from service.mail import (
     check_one_recipient,
     check_outgoing,
 )
-from service.mail import parse_smtp_url as smtp_settings
-from service.models import Account, Leak, Notice
-from service.outbox import SEND_LEASE, claim_notices
+from service.notices.transport import parse_smtp_url as smtp_settings
 from service.runtime import Runtime
 from tests.conftest import make_api_key
 from tests.leakfiles import cli_env, run_leakguard, write_lines

@@ -22,10 +22,10 @@ from sqlalchemy import select, update
 
 from jobs.account_import import import_accounts
 from jobs.deliver import BATCH_SIZE, RECORD_EVERY_MESSAGES, RelayUnavailable, relay_notices
-from jobs.ingest import ingest_leak
+from jobs.ingest.pipeline import ingest_leak
 from service.db import utcnow
 from service.models import Notice
-from service.outbox import BACKOFF_BASE, SEND_LEASE, release_stale
+from service.notices.outbox import BACKOFF_BASE, SEND_LEASE, release_stale
 from service.runtime import Runtime
 from tests.integration.test_delivery import (
     LEAK,

@@ -12,11 +12,11 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from jobs.ingest import IngestBusy, ingest_leak
-from jobs.ingest_lock import ingest_lock
-from jobs.leaklist import LeakFormat
+from jobs.ingest.lock import ingest_lock
+from jobs.ingest.pipeline import IngestBusy, ingest_leak
+from jobs.reader.stream import LeakFormat
 from service.config import Settings
-from service.leaked_passwords import is_leaked_password
+from service.leaks.passwords import is_leaked_password
 from service.models import LeakFile, LeakFileState
 from service.runtime import Runtime
 from tests.leakfiles import (

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from jobs.ingest import ingest_leak
+from jobs.ingest.pipeline import ingest_leak
 from service.config import Settings
 from service.models import Leak, LeakEntry, LeakFile
 from service.runtime import Runtime

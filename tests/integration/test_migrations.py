@@ -10,7 +10,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, inspect
 
 from service.db import Base
-from service.migrate import (
+from service.db.migrate import (
     alembic_config,
     current_revision,
     head_revision,

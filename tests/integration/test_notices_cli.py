@@ -16,7 +16,7 @@ from typing import cast
 
 import pytest
 
-from jobs.ingest import ingest_leak
+from jobs.ingest.pipeline import ingest_leak
 from service.runtime import Runtime
 from tests.leakfiles import cli_env, one_error_line, run_leakguard, write_lines
 from tests.smtp_server import (

@@ -15,9 +15,9 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from jobs.account_import import import_accounts
-from jobs.ingest import ingest_leak
+from jobs.ingest.pipeline import ingest_leak
+from service.addresses import CanonicalAddress, canonicalize_email
 from service.config import Settings
-from service.emails import CanonicalAddress, canonicalize_email
 from service.runtime import Runtime
 from tests.conftest import service_missing
 from tests.leakfiles import (
@@ -173,7 +173,7 @@ def test_invariant_no_address_in_any_log_record_of_an_ingest_and_an_account_impo
     late = write_accounts_csv(tmp_path / "late.csv", {"p-late": leak.strangers[2].upper()})
     assert import_accounts(runtime, late).flagged == 1  # the watch list ran too
 
-    assert "jobs.ingest" in {name for name, _ in raw_messages.messages}  # capture works
+    assert "jobs.ingest.pipeline" in {name for name, _ in raw_messages.messages}  # capture works
     for name, message in raw_messages.messages:
         assert ADDRESS.search(message) is None, f"{name} logged an address"
     assert ADDRESS.findall(caplog.text) == []

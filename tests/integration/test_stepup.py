@@ -14,7 +14,6 @@ import pyotp
 import pytest
 from sqlalchemy import select, text
 
-from service.assurance import AssuranceTokenExpired, AssuranceTokenInvalid
 from service.models import (
     AuditEvent,
     ChallengeState,
@@ -24,10 +23,11 @@ from service.models import (
     StepUpChallenge,
     TotpCredential,
 )
-from service.recovery_codes import BASE32_ALPHABET, SECRET_CHARS, normalize_code
 from service.runtime import Runtime
-from service.secret_box import SecretBox, SecretUnreadable
-from service.stepup import Method, Outcome, Passed, Refused
+from service.stepup.assurance import AssuranceTokenExpired, AssuranceTokenInvalid
+from service.stepup.recovery_codes import BASE32_ALPHABET, SECRET_CHARS, normalize_code
+from service.stepup.secret_box import SecretBox, SecretUnreadable
+from service.stepup.services import Method, Outcome, Passed, Refused
 from tests.conftest import TEST_HASH_KEY
 from tests.stepup_fixtures import ACTOR, add_account, enroll_totp
 

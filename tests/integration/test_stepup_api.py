@@ -16,8 +16,8 @@ from flask.testing import FlaskClient
 from sqlalchemy import event, select
 from werkzeug.test import TestResponse
 
-from service.api_clients import Scope
 from service.app import create_app
+from service.clients import Scope
 from service.models import AuditEvent, StepUpChallenge
 from service.risk import Reason
 from service.runtime import Runtime

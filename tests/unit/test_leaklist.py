@@ -18,9 +18,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from jobs import leakformats
-from jobs.leakformats import name_role
-from jobs.leaklist import (
+from jobs.reader import formats as leakformats
+from jobs.reader.formats import name_role
+from jobs.reader.stream import (
     MAX_LINE_BYTES,
     LeakFileError,
     LeakFormat,

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from jobs.leaklist import LeakFormat, open_leak
+from jobs.reader.stream import LeakFormat, open_leak
 
 LINE_FORMATS = {
     "lines": lambda i: f"user{i}@example.com",

@@ -13,16 +13,7 @@ from typing import cast
 
 import pytest
 
-from service.mail import (
-    DOT_ATOM_ADDRESS,
-    MultipleRecipients,
-    OutgoingMessage,
-    SmtpSettings,
-    check_one_recipient,
-    check_outgoing,
-    parse_smtp_url,
-)
-from service.messages import (
+from service.notices.render import (
     LANGUAGES,
     NoticeContext,
     PreparedNotice,
@@ -31,6 +22,15 @@ from service.messages import (
     new_message_id,
     pick_language,
     prepare_notice,
+)
+from service.notices.transport import (
+    DOT_ATOM_ADDRESS,
+    MultipleRecipients,
+    OutgoingMessage,
+    SmtpSettings,
+    check_one_recipient,
+    check_outgoing,
+    parse_smtp_url,
 )
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from service.emails import mask_email
+from service.addresses import mask_email
 
 log = logging.getLogger(__name__)
 

@@ -1,16 +1,15 @@
-"""Canonical form, keyed hashing and log masking of email addresses.
+"""The canonical form of an email address.
 
 Account addresses and leaked addresses both pass through ``canonicalize_email`` with the
 same ``CanonicalRules``, so the surface forms a leak uses ("Name <Addr>", ``mailto:``,
 quotes, case, ``+tags``, Gmail dots) still meet the account they belong to. Only the keyed
-hash of the canonical form is meant to be stored; ``mask_email`` is for logs.
+hash of the canonical form is stored (``service.addresses.keys``).
 """
 
 from __future__ import annotations
 
 import email.errors
 import functools
-import hashlib
 import re
 import unicodedata
 from collections.abc import Callable
@@ -32,11 +31,9 @@ __all__ = [
     "MAX_INPUT_CHARS",
     "CanonicalAddress",
     "CanonicalRules",
-    "EmailHasher",
     "InvalidAddress",
     "canonicalize_email",
     "clean_address",
-    "mask_email",
 ]
 
 
@@ -123,15 +120,6 @@ _PROBE_LOCAL: Final = "a"
 _MAX_CLEAN_ROUNDS: Final = 32
 _TRAILING_PUNCTUATION: Final = ".,;"
 _MAILTO: Final = "mailto:"
-
-_MASK: Final = "***"
-_MASK_DOMAIN: Final = re.compile(r"[^\W_][\w-]*(?:\.[^\W_][\w-]*)+")
-_MASK_MAX_DOMAIN: Final = 253
-
-_HASH_PERSON: Final = b"leakguard-email"
-_HASH_DIGEST_SIZE: Final = 16
-_KEY_MIN_BYTES: Final = 16
-_KEY_MAX_BYTES: Final = 64
 
 
 def _decode_encoded_words(text: str) -> str:
@@ -377,21 +365,12 @@ def _canonicalize_validated(
     return _UNSTABLE
 
 
-def _canonicalize_reference(
-    candidate: str, rules: CanonicalRules
-) -> CanonicalAddress | InvalidAddress:
-    """Canonicalize a cleaned candidate with full validator calls only.
-
-    The slow path as it was before the cached verdicts; kept as the oracle the tests hold
-    ``_canonicalize_slow`` to.
-    """
-    return _canonicalize_validated(candidate, rules, _validate)
-
-
 def _canonicalize_slow(candidate: str, rules: CanonicalRules) -> CanonicalAddress | InvalidAddress:
-    """Canonicalize a cleaned candidate with the validator; equals ``_canonicalize_reference``.
+    """Canonicalize a cleaned candidate with the validator.
 
-    Each validation is assembled from cached verdicts on the local part and the domain.
+    Each validation is assembled from cached verdicts on the local part and the domain;
+    the result equals ``_canonicalize_validated(candidate, rules, _validate)``, with a full
+    validator call each time (the tests hold the two to each other).
     """
     return _canonicalize_validated(candidate, rules, _validate_split)
 
@@ -416,17 +395,7 @@ def _canonicalize_fast(candidate: str, rules: CanonicalRules) -> CanonicalAddres
     # "--" covers both R-LDH labels ("ab--c", rejected) and Punycode ("xn--", IDNA-checked).
     if "--" in domain or domain in _SPECIAL_USE_NAMES or domain.endswith(_SPECIAL_USE_SUFFIXES):
         return None
-    if rules.lowercase_local:
-        local = local.lower()
-    if rules.drop_subaddress:
-        plus = local.find("+")
-        if plus > 0:
-            local = local[:plus]
-    if rules.gmail_dots and domain in _GMAIL_DOMAINS:
-        undotted = local.replace(".", "")
-        if undotted:
-            local = undotted
-        domain = "gmail.com"
+    local, domain = _apply_rules(local, domain, rules)
     # The validator lowercases RFC 2142 role names (INFO, Abuse, ...) on the next pass.
     folded = local if rules.lowercase_local else local.lower()
     if folded in _CASE_INSENSITIVE_NAMES:
@@ -459,79 +428,3 @@ def canonicalize_email(
     if fast is not None:
         return fast
     return _canonicalize_slow(candidate, rules)
-
-
-class EmailHasher:
-    """Hash canonical addresses with a secret key, so stored keys reveal no addresses.
-
-    Equal canonical strings give equal 16-byte digests under one key; without the key the
-    digests cannot be recomputed from a list of guessed addresses.
-    """
-
-    __slots__ = ("_key",)
-
-    def __init__(self, key: bytes) -> None:
-        """Keep ``key``; 16..64 bytes are used as is, longer keys are first reduced.
-
-        Raises TypeError for a non-bytes key and ValueError for one shorter than 16 bytes.
-        """
-        if not isinstance(key, bytes):
-            raise TypeError("key must be bytes")
-        if len(key) < _KEY_MIN_BYTES:
-            raise ValueError(f"key must be at least {_KEY_MIN_BYTES} bytes")
-        if len(key) > _KEY_MAX_BYTES:
-            # BLAKE2b takes at most 64 key bytes; hashing keeps all the entropy of longer keys.
-            key = hashlib.blake2b(key, digest_size=_KEY_MAX_BYTES).digest()
-        self._key = key
-
-    def __repr__(self) -> str:
-        return "EmailHasher(key=<redacted>)"
-
-    def hash(self, canonical: str) -> bytes:
-        """Return the 16-byte keyed BLAKE2b digest of ``canonical`` encoded as UTF-8.
-
-        Raises UnicodeEncodeError for lone surrogates, which no canonical address contains.
-        """
-        return hashlib.blake2b(
-            canonical.encode("utf-8"),
-            key=self._key,
-            digest_size=_HASH_DIGEST_SIZE,
-            person=_HASH_PERSON,
-        ).digest()
-
-    def hash_address(self, text: str, rules: CanonicalRules = DEFAULT_RULES) -> bytes | None:
-        """Return the digest of ``text``'s canonical form, or None if it is no address.
-
-        Never raises on any str.
-        """
-        canonical = canonicalize_email(text, rules)
-        if isinstance(canonical, InvalidAddress):
-            return None
-        return self.hash(canonical.address)
-
-
-def mask_email(text: str) -> str:
-    """Return a log-safe form of ``text``: "john@example.com" -> "j***@example.com".
-
-    Anything not shaped like local@host.name gives "***". The result never contains the local
-    part unless it happens to occur in "***@" + domain (a one-character local part is dropped
-    entirely). Never raises.
-    """
-    if not isinstance(text, str) or len(text) > MAX_INPUT_CHARS:
-        return _MASK
-    local, at, domain = clean_address(text).rpartition("@")
-    if (
-        not at
-        or not local
-        or "@" in local
-        or len(domain) > _MASK_MAX_DOMAIN
-        or _MASK_DOMAIN.fullmatch(domain) is None
-    ):
-        return _MASK
-    hidden = f"{_MASK}@{domain}"
-    first = local[0]
-    if len(local) < 2 or not first.isprintable() or first.isspace():
-        return hidden
-    masked = first + hidden
-    # "a*" would survive as the prefix of "a***"; fall back rather than leak it.
-    return hidden if local in masked else masked

@@ -5,13 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.audit import record_event
-from service.errors import NotFound
-from service.models import Campaign, Leak
-from service.outbox import notice_counts
+from service.leaks.catalogue import find_leak
+from service.models import Campaign
+from service.notices.outbox import notice_counts
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,19 +28,12 @@ class CampaignStatus:
         }
 
 
-def _leak(session: Session, slug: str) -> Leak:
-    leak = session.scalars(select(Leak).where(Leak.slug == slug)).one_or_none()
-    if leak is None:
-        raise NotFound(f"no leak named {slug!r}")
-    return leak
-
-
 def set_paused(session: Session, slug: str, *, paused: bool, actor: str, now: datetime) -> bool:
     """Pause or resume the leak's warnings; return whether anything changed. Raises NotFound.
 
     Paused notices stay pending: the relay skips them and a worker holding one releases it.
     """
-    leak = _leak(session, slug)
+    leak = find_leak(session, slug)
     campaign = session.get(Campaign, leak.id)
     if campaign is None:
         campaign = Campaign(leak_id=leak.id, paused=False, changed_at=now)
@@ -62,7 +54,7 @@ def set_paused(session: Session, slug: str, *, paused: bool, actor: str, now: da
 
 
 def campaign_status(session: Session, slug: str) -> CampaignStatus:
-    leak = _leak(session, slug)
+    leak = find_leak(session, slug)
     campaign = session.get(Campaign, leak.id)
     return CampaignStatus(
         leak=slug,

@@ -25,7 +25,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from service.mail import DOT_ATOM_ADDRESS, OutgoingMessage
+from service.notices.transport import DOT_ATOM_ADDRESS, OutgoingMessage
 
 LANGUAGES = ("en", "de")  # the first is the fallback
 _URL = re.compile(r"https://[^\s<>\"']+")
@@ -63,7 +63,7 @@ def pick_language(locale: str | None) -> str:
 @lru_cache(maxsize=1)
 def _environment() -> Environment:
     return Environment(
-        loader=PackageLoader("service", "templates"),
+        loader=PackageLoader("service.notices", "templates"),
         undefined=StrictUndefined,
         keep_trailing_newline=True,
         # Plain-text templates; the HTML part is escaped, whole, by html_from_text.
@@ -80,7 +80,7 @@ def prepare_notice(
     and no List-Unsubscribe: a one-click stop must not silence the only warning a person
     gets. Raises LookupError for a template without a subject.
     """
-    template = _environment().get_template(f"notices/{kind}.{language}.txt")
+    template = _environment().get_template(f"{kind}.{language}.txt")
     values = {
         "service_name": context.service_name,
         "leak_name": context.leak_name,
@@ -93,7 +93,7 @@ def prepare_notice(
     text = template.render(values)
     subject = str(getattr(template.make_module(values), "subject", ""))
     if not subject:
-        raise LookupError(f"template notices/{kind}.{language}.txt sets no subject")
+        raise LookupError(f"template {kind}.{language}.txt sets no subject")
     links = (context.account_url,) if context.account_url else ()
     html_text = html_from_text(text, links=links)
 

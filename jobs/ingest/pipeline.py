@@ -26,44 +26,34 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from jobs.ingest_lock import IngestBusy, ingest_lock
-from jobs.leaklist import LeakFileError, LeakFormat, LeakSource, open_leak
-from jobs.stage import stage_and_match
+from jobs.ingest.lock import IngestBusy, ingest_lock
+from jobs.reader.stream import LeakFileError, LeakFormat, LeakSource, open_leak
+from service.addresses import InvalidAddress, canonicalize_email
 from service.db import utcnow
-from service.emails import InvalidAddress, canonicalize_email
-from service.exposures import NewExposure, record_exposures
-from service.leaked_passwords import hash_leaked_password
-from service.leaks import get_or_create_leak
-from service.models import ExposureKind, Leak, LeakFile, LeakFileState, LeakPart
+from service.db.bulk import stage_and_match
+from service.leaks.counters import Counters
+from service.leaks.exposures import NewExposure, record_exposures
+from service.leaks.passwords import hash_leaked_password
+from service.leaks.progress import (
+    MAX_REPORTED_LINES,
+    OpenedFile,
+    Target,
+    finish_file,
+    forget_file,
+    open_leak_file,
+    record_chunk,
+    records_done,
+)
+from service.models import ExposureKind, LeakFileState
 from service.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CHUNK_RECORDS = 100_000  # three chunks in flight keep the peak RSS under 150 MB
-MAX_REPORTED_LINES = 100
 FINGERPRINT_BLOCK = 1 << 20
 
 __all__ = ["IngestBusy", "IngestReport", "LeakFileError", "ingest_leak"]
-
-
-@dataclass(slots=True)
-class Counters:
-    lines: int = 0
-    valid: int = 0
-    invalid: int = 0
-    duplicates: int = 0
-    matched: int = 0
-    notices: int = 0
-
-    def add(self, other: Counters) -> None:
-        for name in self.__slots__:
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-
-    def as_dict(self) -> dict[str, int]:
-        return {name: getattr(self, name) for name in self.__slots__}
 
 
 @dataclass(slots=True)
@@ -131,15 +121,6 @@ class _Chunk:
 ProgressCallback = Callable[[int, int], None]
 
 
-@dataclass(frozen=True, slots=True)
-class Target:
-    """Where a run's progress is committed: the file, or one part of it (split runs)."""
-
-    leak_id: int
-    file_id: int
-    part_id: int | None = None
-
-
 def fingerprint_file(path: Path) -> str:
     """Return the SHA-256 of the file's bytes: the file's identity across runs."""
     digest = hashlib.sha256()
@@ -163,7 +144,7 @@ def ingest_leak(
     source: str | None = None,
     fmt: LeakFormat = LeakFormat.AUTO,
     dry_run: bool = False,
-    chunk_records: int = DEFAULT_CHUNK_RECORDS,
+    chunk_records: int | None = None,
     on_progress: ProgressCallback | None = None,
 ) -> IngestReport:
     """Flag every account whose address is in the leak file at ``path``.
@@ -171,7 +152,9 @@ def ingest_leak(
     Idempotent: a file ingested to the end is recognised by its SHA-256 and changes
     nothing. Resumable: an interrupted run of the same file continues where its last
     commit stopped. ``dry_run`` does everything in one transaction and rolls it back.
-    Raises LeakFileError for an unusable file, IngestBusy if another run holds this file.
+    ``chunk_records`` (default: the setting ``ingest_chunk_records``) is the records per
+    transaction: memory and resume granularity. Raises LeakFileError for an unusable file,
+    IngestBusy if another run holds this file.
     """
     started = time.monotonic()
     sha256 = fingerprint_file(path)
@@ -186,13 +169,14 @@ def ingest_leak(
         )
         writer = ChunkWriter(runtime, dry_run=dry_run)
         try:
-            leak_id, file_id, state, done = writer.open_file(
+            opened = writer.open_file(
                 slug=slug, name=name, source=source, sha256=sha256, info=source_info, path=path
             )
-            if state is LeakFileState.COMPLETE:
+            leak_id, file_id, done = opened.leak_id, opened.file_id, opened.records_done
+            if opened.state is LeakFileState.COMPLETE:
                 report.already_ingested = True
                 return report
-            if writer.split_into_parts(file_id):
+            if opened.parts:
                 raise IngestBusy(
                     "this file is being ingested in parts by workers: run the same "
                     "`leakguard ingest ... --enqueue` again to resume it"
@@ -200,9 +184,8 @@ def ingest_leak(
             with ingest_lock(runtime, file_id, dry_run=dry_run):
                 done = writer.records_done(file_id) if not dry_run else done
                 report.resumed_at_record = done
-                chunks = read_chunks(
-                    runtime, reader.records(skip=done), chunk_records, report.invalid_lines
-                )
+                size = chunk_records or runtime.settings.ingest_chunk_records
+                chunks = read_chunks(runtime, reader.records(skip=done), size, report.invalid_lines)
                 try:
                     writer.run(chunks, Target(leak_id, file_id), report, on_progress)
                 except LeakFileError:
@@ -294,42 +277,23 @@ class ChunkWriter:
         sha256: str,
         info: LeakSource,
         path: Path,
-    ) -> tuple[int, int, LeakFileState, int]:
-        now = utcnow()
+    ) -> OpenedFile:
         with self._session() as session:
-            leak = get_or_create_leak(session, slug=slug, name=name, source=source, now=now)
-            digest = bytes.fromhex(sha256)
-            leak_file = session.scalars(
-                select(LeakFile).where(LeakFile.leak_id == leak.id, LeakFile.sha256 == digest)
-            ).one_or_none()
-            if leak_file is None:
-                leak_file = LeakFile(
-                    leak_id=leak.id,
-                    sha256=digest,
-                    size=path.stat().st_size,
-                    format=info.format.value,
-                    compression=info.compression,
-                    state=LeakFileState.RUNNING,
-                    records_done=0,
-                    invalid_lines=[],
-                    runs=0,
-                    seconds=0.0,
-                    started_at=now,
-                    **Counters().as_dict(),
-                )
-                session.add(leak_file)
-                session.flush()
-            return leak.id, leak_file.id, leak_file.state, leak_file.records_done
+            return open_leak_file(
+                session,
+                slug=slug,
+                name=name,
+                source=source,
+                sha256=sha256,
+                size=path.stat().st_size,
+                file_format=info.format.value,
+                compression=info.compression,
+                now=utcnow(),
+            )
 
     def records_done(self, file_id: int) -> int:
         with self.runtime.db.read_session() as session:
-            done = session.scalar(select(LeakFile.records_done).where(LeakFile.id == file_id))
-        return int(done or 0)
-
-    def split_into_parts(self, file_id: int) -> bool:
-        with self._session() as session:
-            parts = session.scalar(select(LeakFile.parts).where(LeakFile.id == file_id))
-        return bool(parts)
+            return records_done(session, file_id)
 
     def run(
         self,
@@ -369,52 +333,21 @@ class ChunkWriter:
     def _commit_chunk(self, chunk: _Chunk, target: Target, report: IngestReport) -> None:
         counters = chunk.counters
         now = utcnow()
-        leak_id, file_id = target.leak_id, target.file_id
+        leak_id = target.leak_id
         with self._session() as session:
             new_entries, matches = stage_and_match(session, leak_id, chunk.keys)
             counters.duplicates = counters.valid - new_entries
             candidates = self._exposures(matches, chunk.passwords)
             outcome = record_exposures(session, leak_id, candidates, now=now)
             counters.matched, counters.notices = outcome.flagged, outcome.notices
-            added = counters.as_dict()
-            # Counters last: parallel parts share the file's and the leak's rows, so their
-            # row locks are held only from here to the commit.
-            if target.part_id is not None:
-                session.execute(
-                    update(LeakPart)
-                    .where(LeakPart.id == target.part_id)
-                    .values(
-                        records_done=LeakPart.records_done + chunk.records,
-                        **{name: getattr(LeakPart, name) + n for name, n in added.items()},
-                    )
-                )
-                file_progress: dict[str, Any] = {}
-            else:
-                file_progress = {"records_done": LeakFile.records_done + chunk.records}
-            session.execute(
-                update(LeakFile)
-                .where(LeakFile.id == file_id)
-                .values(
-                    **file_progress,
-                    **{name: getattr(LeakFile, name) + n for name, n in added.items()},
-                )
+            record_chunk(
+                session,
+                target,
+                records=chunk.records,
+                added=counters,
+                invalid_lines=chunk.invalid_lines,
+                now=now,
             )
-            session.execute(
-                update(Leak)
-                .where(Leak.id == leak_id)
-                .values(
-                    updated_at=now,
-                    **{name: getattr(Leak, name) + n for name, n in added.items()},
-                )
-            )
-            if chunk.invalid_lines:
-                stored = session.scalar(
-                    select(LeakFile.invalid_lines).where(LeakFile.id == file_id)
-                )
-                merged = (list(stored or []) + chunk.invalid_lines)[:MAX_REPORTED_LINES]
-                session.execute(
-                    update(LeakFile).where(LeakFile.id == file_id).values(invalid_lines=merged)
-                )
         report.run.add(counters)
         report.invalid_lines.extend(
             chunk.invalid_lines[: MAX_REPORTED_LINES - len(report.invalid_lines)]
@@ -437,27 +370,12 @@ class ChunkWriter:
         return sorted(exposures, key=lambda exposure: exposure.account_id)
 
     def finish(self, file_id: int, *, seconds: float) -> None:
-        """Mark the file complete: from now on, ingesting it again changes nothing."""
         with self._session() as session:
-            session.execute(
-                update(LeakFile)
-                .where(LeakFile.id == file_id)
-                .values(
-                    state=LeakFileState.COMPLETE,
-                    finished_at=utcnow(),
-                    runs=LeakFile.runs + 1,
-                    seconds=LeakFile.seconds + seconds,
-                )
-            )
+            finish_file(session, file_id, seconds=seconds, now=utcnow())
 
     def forget_file(self, leak_id: int, file_id: int) -> None:
-        """Remove a file none of whose records is committed, and its leak if it has no other."""
         with self._session() as session:
-            session.execute(
-                delete(LeakFile).where(LeakFile.id == file_id, LeakFile.records_done == 0)
-            )
-            others = select(LeakFile.id).where(LeakFile.leak_id == leak_id).exists()
-            session.execute(delete(Leak).where(Leak.id == leak_id, ~others))
+            forget_file(session, leak_id, file_id)
 
     def close(self) -> None:
         self._hash_pool.shutdown(wait=True)

@@ -21,13 +21,13 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from pyotp.utils import strings_equal
-from sqlalchemy import delete, exists, select, update
+from sqlalchemy import Exists, delete, exists, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
-from service import recovery_codes, totp
-from service.assurance import AssuranceSigner
+from service.addresses import mask_email
 from service.audit import record_event
-from service.emails import mask_email
+from service.db import rowcount
 from service.errors import LeakguardError, NotFound
 from service.models import (
     Account,
@@ -39,8 +39,10 @@ from service.models import (
     StepUpChallenge,
     TotpCredential,
 )
-from service.secret_box import SecretBox, SecretUnreadable, keyed_digest
-from service.totp import TotpEnrollment
+from service.stepup import recovery_codes, totp
+from service.stepup.assurance import AssuranceSigner
+from service.stepup.secret_box import SecretBox, SecretUnreadable, keyed_digest
+from service.stepup.totp import TotpEnrollment
 
 EMAIL_CODE_DIGITS = 6
 MAX_CODE_CHARS = 64
@@ -206,7 +208,7 @@ class StepUp:
             .values(last_counter=counter)
             .execution_options(synchronize_session=False)
         )
-        return bool(claimed.rowcount == 1)  # type: ignore[attr-defined]
+        return rowcount(claimed) == 1
 
     # Emailed codes ----------------------------------------------------------------------
 
@@ -341,7 +343,7 @@ class StepUp:
                 .values(used_at=now)
                 .execution_options(synchronize_session=False)
             )
-            return bool(used.rowcount == 1)  # type: ignore[attr-defined]
+            return rowcount(used) == 1
         return False
 
     # Verification and lockout -----------------------------------------------------------
@@ -372,23 +374,14 @@ class StepUp:
             return self._fail(session, attempt, method, external_id, actor=actor, now=now)
         return self._pass(session, attempt, method, external_id, actor=actor, now=now)
 
-    def methods(self, session: Session, account_id: int) -> list[Method]:
-        """What this account can step up with: ``email_code`` always. One query."""
-        totp_enrolled, codes_left = session.execute(
-            select(
-                exists().where(
-                    TotpCredential.account_id == account_id, TotpCredential.secret.is_not(None)
-                ),
-                exists().where(
-                    RecoveryCode.account_id == account_id, RecoveryCode.used_at.is_(None)
-                ),
-            )
-        ).one()
-        return available_methods(totp_enrolled=bool(totp_enrolled), codes_left=bool(codes_left))
-
     def unlock(self, session: Session, external_id: str, *, actor: str, now: datetime) -> bool:
-        """Support's override: end the lock and forget the failures. Raises NotFound."""
-        account = _account(session, external_id)
+        """Support's override: end the lock and forget the failures. Raises NotFound.
+
+        Support names the account on purpose, so the error names it too.
+        """
+        account = session.scalars(select(Account).where(Account.external_id == external_id)).first()
+        if account is None:
+            raise NotFound(f"no account with the id {external_id!r}")
         was_locked = account.locked_until is not None and account.locked_until > now
         account.locked_until = None
         account.failed_verifications = 0
@@ -473,6 +466,18 @@ class StepUp:
             until=locked_until.isoformat(),
         )
         return Refused(locked_until)
+
+
+def totp_enrolled(account_id: ColumnElement[int]) -> Exists:
+    """True where the account has a confirmed authenticator (a subquery on ``account_id``)."""
+    return exists().where(
+        TotpCredential.account_id == account_id, TotpCredential.secret.is_not(None)
+    )
+
+
+def recovery_codes_left(account_id: ColumnElement[int]) -> Exists:
+    """True where the account has an unused recovery code (a subquery on ``account_id``)."""
+    return exists().where(RecoveryCode.account_id == account_id, RecoveryCode.used_at.is_(None))
 
 
 def available_methods(*, totp_enrolled: bool, codes_left: bool) -> list[Method]:

@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from service.errors import NotFound, ValidationFailed
+from service.leaks.counters import Counters
 from service.models import Exposure, Leak, LeakFile, Notice
 
 SLUG_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{0,99}")
@@ -22,6 +23,14 @@ def check_slug(slug: str) -> str:
             "a leak slug is 1-100 characters: lowercase letters, digits, '.', '_' or '-'"
         )
     return slug
+
+
+def find_leak(session: Session, slug: str) -> Leak:
+    """The leak named ``slug``; raise NotFound."""
+    leak = session.scalars(select(Leak).where(Leak.slug == slug)).one_or_none()
+    if leak is None:
+        raise NotFound(f"no leak named {slug!r}")
+    return leak
 
 
 def get_or_create_leak(
@@ -37,12 +46,7 @@ def get_or_create_leak(
             source=source,
             created_at=now,
             updated_at=now,
-            lines=0,
-            valid=0,
-            invalid=0,
-            duplicates=0,
-            matched=0,
-            notices=0,
+            **Counters().as_dict(),
         )
         session.add(leak)
         session.flush()
@@ -119,9 +123,6 @@ class LeakView:
         }
 
 
-COUNTER_NAMES = ("lines", "valid", "invalid", "duplicates", "matched", "notices")
-
-
 def list_leaks(session: Session) -> list[LeakView]:
     """Every leak, newest first, with its files and the state of its exposures and notices."""
     leaks = session.scalars(select(Leak).order_by(Leak.created_at.desc(), Leak.id.desc())).all()
@@ -130,10 +131,7 @@ def list_leaks(session: Session) -> list[LeakView]:
 
 def show_leak(session: Session, slug: str) -> LeakView:
     """One leak in detail; raise NotFound."""
-    leak = session.scalars(select(Leak).where(Leak.slug == slug)).one_or_none()
-    if leak is None:
-        raise NotFound(f"no leak named {slug!r}")
-    return _view(session, leak)
+    return _view(session, find_leak(session, slug))
 
 
 def _view(session: Session, leak: Leak) -> LeakView:
@@ -160,7 +158,7 @@ def _view(session: Session, leak: Leak) -> LeakView:
         source=leak.source,
         created_at=leak.created_at,
         updated_at=leak.updated_at,
-        counters={name: getattr(leak, name) for name in COUNTER_NAMES},
+        counters=Counters.of(leak).as_dict(),
         exposures={str(k): v for k, v in exposures.items()},
         notices={str(k): v for k, v in notices.items()},
         files=tuple(
@@ -171,7 +169,7 @@ def _view(session: Session, leak: Leak) -> LeakView:
                 state=str(f.state),
                 size=f.size,
                 records_done=f.records_done,
-                counters={name: getattr(f, name) for name in COUNTER_NAMES},
+                counters=Counters.of(f).as_dict(),
                 invalid_lines=list(f.invalid_lines or []),
                 runs=f.runs,
                 seconds=f.seconds,

@@ -24,19 +24,19 @@ from rq.job import Job, JobStatus
 from sqlalchemy import func, select, update
 
 from jobs.context import job_runtime
-from jobs.ingest import (
+from jobs.ingest.lock import ingest_lock, part_is_idle
+from jobs.ingest.pipeline import (
     ChunkWriter,
-    Counters,
     IngestBusy,
     IngestReport,
-    Target,
     fingerprint_file,
     read_chunks,
 )
-from jobs.ingest_lock import ingest_lock, part_is_idle
-from jobs.leaklist import LeakFileError, LeakFormat, open_leak
 from jobs.queues import QueueName, get_queue
+from jobs.reader.stream import LeakFileError, LeakFormat, open_leak
 from service.db import utcnow
+from service.leaks.counters import Counters
+from service.leaks.progress import Target
 from service.models import LeakFile, LeakFileState, LeakPart
 from service.runtime import Runtime
 
@@ -48,8 +48,6 @@ MIN_PARTS = 4
 MAX_PARTS = 1024
 PART_JOB_TIMEOUT = 6 * 3600  # seconds: a 64 MiB part takes about a minute
 PART_RETRY = Retry(max=5, interval=[5, 30, 120, 300, 600])
-
-COUNTER_NAMES = tuple(Counters.__slots__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,15 +89,16 @@ def plan_parts(
         info = reader.source
         writer = ChunkWriter(runtime, dry_run=False)
         try:
-            leak_id, file_id, state, done = writer.open_file(
+            opened = writer.open_file(
                 slug=slug, name=name, source=source, sha256=sha256, info=info, path=path
             )
         finally:
             writer.close()
+        file_id, done = opened.file_id, opened.records_done
         plan = SplitPlan(
             leak=slug,
             file_id=file_id,
-            leak_id=leak_id,
+            leak_id=opened.leak_id,
             sha256=sha256,
             format=info.format.value,
             compression=info.compression,
@@ -107,7 +106,7 @@ def plan_parts(
             pending=(),
             before=Counters(),
         )
-        if state is LeakFileState.COMPLETE:
+        if opened.state is LeakFileState.COMPLETE:
             return replace(plan, already_ingested=True)
         with runtime.db.transaction() as session:
             leak_file = session.scalars(
@@ -144,7 +143,7 @@ def plan_parts(
                 .where(LeakPart.leak_file_id == file_id, LeakPart.state != LeakFileState.COMPLETE)
                 .order_by(LeakPart.seq)
             ).all()
-            before = Counters(**{name: getattr(leak_file, name) for name in COUNTER_NAMES})
+            before = Counters.of(leak_file)
             return replace(plan, parts=leak_file.parts, pending=tuple(pending), before=before)
 
 
@@ -288,7 +287,7 @@ def split_progress(runtime: Runtime, file_id: int) -> SplitProgress:
             .select_from(LeakPart)
             .where(LeakPart.leak_file_id == file_id, LeakPart.state == LeakFileState.COMPLETE)
         )
-        totals = Counters(**{name: getattr(leak_file, name) for name in COUNTER_NAMES})
+        totals = Counters.of(leak_file)
     return SplitProgress(parts=leak_file.parts, complete=int(complete or 0), totals=totals)
 
 

@@ -31,7 +31,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Final
 
-from jobs.leakformats import (
+from jobs.reader.encoding import detect_encoding
+from jobs.reader.formats import (
     CsvLayout,
     LeakRecord,
     combo_records,
@@ -45,6 +46,7 @@ from jobs.leakformats import (
     sniff_csv,
     text_records,
 )
+from service.errors import JobError
 
 __all__ = [
     "MAX_LINE_BYTES",
@@ -68,14 +70,6 @@ _UNSUPPORTED: Final = (
     (b"\x28\xb5\x2f\xfd", "zstd-compressed"),
     (b"Rar!\x1a\x07", "a rar archive"),
 )
-_BOMS: Final = (
-    (codecs.BOM_UTF8, "utf-8", 3),
-    (codecs.BOM_UTF32_LE, "utf-32", 0),  # before UTF-16 LE, whose BOM is its prefix
-    (codecs.BOM_UTF32_BE, "utf-32", 0),
-    (codecs.BOM_UTF16_LE, "utf-16", 0),
-    (codecs.BOM_UTF16_BE, "utf-16", 0),
-)
-_UTF16_PROBE_BYTES: Final = 4096
 # Stream errors of the decompressors: a truncated stream is EOFError, a corrupt one OSError
 # (gzip.BadGzipFile, bz2), zlib.error or lzma.LZMAError.
 _STREAM_ERRORS: Final = (OSError, EOFError, zlib.error, lzma.LZMAError)
@@ -93,7 +87,7 @@ class LeakFormat(StrEnum):
     TEXT = "text"
 
 
-class LeakFileError(Exception):
+class LeakFileError(JobError):
     """The file cannot be read at all (missing, a directory, unreadable, corrupt compression
     stream, CSV without an email column...). Message: one line, never file content."""
 
@@ -132,7 +126,7 @@ def open_leak(path: Path, fmt: LeakFormat = LeakFormat.AUTO) -> LeakReader:
             first = _read_block(read, path)
         except LeakFileError:
             first = b""  # records() reports the broken stream, after what came before it
-        codec, _ = _detect_encoding(first)
+        codec, _ = detect_encoding(first)
         sample, complete = _sample(_decoded_blocks(read, path, first))
     lines = _sample_lines(sample, complete=complete)
     layout: CsvLayout | None = None
@@ -379,23 +373,6 @@ def _read_block(read: Callable[[int], bytes], path: Path) -> bytes:
         raise LeakFileError(f"{_shown(path)}: {reason}") from None
 
 
-def _detect_encoding(head: bytes) -> tuple[str, int]:
-    """Return the codec of the decompressed text that starts with ``head``, and its BOM length."""
-    for bom, codec, length in _BOMS:
-        if head.startswith(bom):
-            return codec, length
-    probe = head[: _UTF16_PROBE_BYTES & ~1]
-    pairs = len(probe) // 2
-    if pairs >= 4:
-        # ASCII text in UTF-16 without a BOM: a NUL in (nearly) every pair, always on one side.
-        even, odd = probe[0::2].count(0), probe[1::2].count(0)
-        if odd >= 0.4 * pairs and even <= 0.05 * pairs:
-            return "utf-16-le", 0
-        if even >= 0.4 * pairs and odd <= 0.05 * pairs:
-            return "utf-16-be", 0
-    return "utf-8", 0
-
-
 def _decoded_blocks(read: Callable[[int], bytes], path: Path, first: bytes) -> Iterator[bytes]:
     """Yield the text as UTF-8 blocks of at most ``_BLOCK_BYTES``, BOM removed.
 
@@ -404,7 +381,7 @@ def _decoded_blocks(read: Callable[[int], bytes], path: Path, first: bytes) -> I
     Raises LeakFileError when the stream breaks.
     """
     block = first
-    codec, bom = _detect_encoding(block)
+    codec, bom = detect_encoding(block)
     if codec == "utf-8":
         block = block[bom:]
         while block:

@@ -1,4 +1,9 @@
-"""The outbox's state machine: pending -> queued -> sending -> sent | failed.
+"""The outbox: one row per message to one person, and its state machine.
+
+Rows are created in the same transaction as what causes them (``create_leak_warnings``
+beside the exposure), so a crash can never leave an exposure without its warning or a
+warning without its exposure; the queue only carries rows that exist. Then:
+pending -> queued -> sending -> sent | failed.
 
 The notice row, not the queue, is the truth until the SMTP server accepts the message
 (rq/rq #1461, #2015: a killed worker's job can vanish). So:
@@ -20,13 +25,12 @@ included; below 100 messages a second, about what was accepted in the last half 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import cast
 
 from sqlalchemy import (
-    CursorResult,
     Table,
     and_,
     bindparam,
@@ -38,6 +42,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from service.db import bulk, rowcount
 from service.models import (
     Account,
     Campaign,
@@ -56,6 +61,27 @@ QUEUED_TIMEOUT = timedelta(hours=1)
 MAX_TRANSIENT_ATTEMPTS = 8
 BACKOFF_BASE = timedelta(seconds=30)
 BACKOFF_MAX = timedelta(hours=2)
+
+
+NOTICE_TABLE = cast(Table, Notice.__table__)
+
+
+def create_leak_warnings(
+    session: Session, account_ids: Iterable[int], *, leak_id: int, now: datetime
+) -> int:
+    """Add one pending leak warning per account; return how many are new. Does not commit.
+
+    Idempotent: an account already warned about this leak gets no second row.
+    """
+    return bulk.insert_notices(
+        session,
+        NOTICE_TABLE,
+        list(account_ids),
+        leak_id=leak_id,
+        kind=NoticeKind.LEAK_WARNING.value,
+        state=NoticeState.PENDING.value,
+        now=now,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,8 +114,8 @@ def due_notices(session: Session, *, limit: int, now: datetime) -> list[tuple[in
         .order_by(Notice.id)
         .limit(limit)
     )
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True, of=Notice)
+    # SQLite, with one writer, has no row locks: SQLAlchemy leaves the clause out there.
+    query = query.with_for_update(skip_locked=True, of=Notice)
     return [(row.id, row.kind) for row in session.execute(query)]
 
 
@@ -194,7 +220,7 @@ def record_sent(session: Session, sent: Sequence[SentNotice]) -> None:
     """Mark accepted notices ``sent``, all in one executemany statement. Does not commit."""
     if not sent:
         return
-    table = cast(Table, Notice.__table__)
+    table = NOTICE_TABLE
     session.execute(
         update(table)
         .where(table.c.id == bindparam("notice_id"))
@@ -266,7 +292,7 @@ def backoff(attempts: int) -> timedelta:
 
 def release_stale(session: Session, *, now: datetime) -> int:
     """Put back rows whose worker died (lease over) or whose job was lost (queued too long)."""
-    expired: CursorResult[Any] = session.execute(  # type: ignore[assignment]
+    expired = session.execute(
         update(Notice)
         .where(
             or_(
@@ -276,7 +302,7 @@ def release_stale(session: Session, *, now: datetime) -> int:
         )
         .values(state=NoticeState.PENDING, lease_until=None)
     )
-    return int(expired.rowcount or 0)
+    return rowcount(expired)
 
 
 def notice_counts(session: Session, *, leak_id: int) -> dict[str, int]:

@@ -1,0 +1,124 @@
+"""A split ingest from the operator's side: plan the parts, enqueue them, wait, report.
+
+``ingest_in_parts`` is what ``leakguard ingest --enqueue`` runs: the parts are ingested by
+``leakguard worker``s anywhere (``jobs.ingest.parts``); on the embedded default, whose queue
+lives in this process, by a burst worker right here.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from jobs.context import use_runtime
+from jobs.ingest.parts import (
+    PART_QUEUE,
+    SplitProgress,
+    enqueue_parts,
+    plan_parts,
+    wait_for_parts,
+)
+from jobs.queues import make_worker, redis_connection, uses_fake_redis
+from jobs.reader.stream import LeakFormat
+from service.leaks.counters import Counters
+from service.runtime import Runtime
+
+
+@dataclass(slots=True)
+class SplitReport:
+    """What a split run did; ``added`` counts only what this run added to the file."""
+
+    leak: str
+    format: str
+    compression: str | None
+    sha256: str
+    parts: int
+    enqueued: int = 0
+    already_ingested: bool = False
+    complete: bool = False
+    waited: bool = False
+    added: Counters = field(default_factory=Counters)
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        payload: dict[str, Any] = {
+            "leak": self.leak,
+            "format": self.format,
+            "compression": self.compression,
+            "sha256": self.sha256,
+            "parts": self.parts,
+            "enqueued": self.enqueued,
+            "already_ingested": self.already_ingested,
+            "complete": self.complete,
+        }
+        if self.waited or self.already_ingested:
+            payload |= self.added.as_dict() | {"seconds": round(self.seconds, 3)}
+        return payload
+
+    def summary(self) -> str:
+        if self.already_ingested:
+            return f"leak {self.leak}: this file was ingested before; nothing changed"
+        if not self.complete:
+            return (
+                f"leak {self.leak}: {self.enqueued} of {self.parts} parts enqueued for "
+                "`leakguard worker`; `leakguard leaks show` follows their progress"
+            )
+        added = self.added
+        return (
+            f"leak {self.leak} ({self.format}, {self.parts} parts): "
+            f"{added.lines} records, {added.valid} valid, {added.invalid} invalid, "
+            f"{added.duplicates} duplicates; {added.matched} accounts flagged, "
+            f"{added.notices} warnings queued in {self.seconds:.1f}s"
+        )
+
+
+def ingest_in_parts(
+    runtime: Runtime,
+    path: Path,
+    *,
+    slug: str,
+    name: str | None = None,
+    source: str | None = None,
+    fmt: LeakFormat = LeakFormat.AUTO,
+    parts: int | None = None,
+    wait: bool = True,
+    on_progress: Callable[[SplitProgress], None] | None = None,
+) -> SplitReport:
+    """Cut the file into byte-range parts, one rq job each; wait for them unless told not to.
+
+    Safe to run again: a finished file changes nothing, a split run resumes its parts (a
+    part whose worker died is enqueued again while waiting). Raises LeakFileError,
+    IngestBusy, ValidationFailed (bad slug) or RedisError.
+    """
+    started = time.monotonic()
+    plan = plan_parts(runtime, path, slug=slug, name=name, source=source, fmt=fmt, parts=parts)
+    report = SplitReport(
+        leak=slug,
+        format=plan.format,
+        compression=plan.compression,
+        sha256=plan.sha256,
+        parts=plan.parts,
+        already_ingested=plan.already_ingested,
+        complete=plan.already_ingested,
+    )
+    if plan.already_ingested:
+        return report
+    connection = redis_connection(runtime.settings)
+    report.enqueued = len(enqueue_parts(runtime, plan.pending, connection))
+    if uses_fake_redis(runtime.settings):
+        # The embedded queue lives in this process: its worker must too.
+        use_runtime(runtime)
+        make_worker(runtime.settings, connection, (PART_QUEUE,)).work(
+            burst=True, logging_level="WARNING"
+        )
+    elif not wait:
+        return report
+    done = wait_for_parts(runtime, plan, connection, on_progress=on_progress)
+    report.waited = True
+    report.complete = done.done
+    report.added = done.totals.minus(plan.before)
+    report.seconds = time.monotonic() - started
+    return report

@@ -1,0 +1,87 @@
+"""The one way an address becomes a key: canonical form, then keyed hash."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Final
+
+from service.addresses.canonical import (
+    CanonicalAddress,
+    CanonicalRules,
+    InvalidAddress,
+    canonicalize_email,
+)
+from service.config import Settings
+
+_HASH_PERSON: Final = b"leakguard-email"
+# The stored key's size (account.email_key, leak_entry.email_key): 128 bits.
+EMAIL_KEY_BYTES: Final = 16
+_KEY_MIN_BYTES: Final = 16
+_KEY_MAX_BYTES: Final = 64
+
+
+class EmailHasher:
+    """Hash canonical addresses with a secret key, so stored keys reveal no addresses.
+
+    Equal canonical strings give equal 16-byte digests under one key; without the key the
+    digests cannot be recomputed from a list of guessed addresses.
+    """
+
+    __slots__ = ("_key",)
+
+    def __init__(self, key: bytes) -> None:
+        """Keep ``key``; 16..64 bytes are used as is, longer keys are first reduced.
+
+        Raises TypeError for a non-bytes key and ValueError for one shorter than 16 bytes.
+        """
+        if not isinstance(key, bytes):
+            raise TypeError("key must be bytes")
+        if len(key) < _KEY_MIN_BYTES:
+            raise ValueError(f"key must be at least {_KEY_MIN_BYTES} bytes")
+        if len(key) > _KEY_MAX_BYTES:
+            # BLAKE2b takes at most 64 key bytes; hashing keeps all the entropy of longer keys.
+            key = hashlib.blake2b(key, digest_size=_KEY_MAX_BYTES).digest()
+        self._key = key
+
+    def __repr__(self) -> str:
+        return "EmailHasher(key=<redacted>)"
+
+    def hash(self, canonical: str) -> bytes:
+        """Return the 16-byte keyed BLAKE2b digest of ``canonical`` encoded as UTF-8.
+
+        Raises UnicodeEncodeError for lone surrogates, which no canonical address contains.
+        """
+        return hashlib.blake2b(
+            canonical.encode("utf-8"),
+            key=self._key,
+            digest_size=EMAIL_KEY_BYTES,
+            person=_HASH_PERSON,
+        ).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class AddressKeys:
+    """Canonical rules and hash key of one deployment; accounts and leaks share them."""
+
+    hasher: EmailHasher
+    rules: CanonicalRules
+
+    def canonical(self, text: str) -> CanonicalAddress | InvalidAddress:
+        return canonicalize_email(text, self.rules)
+
+    def key(self, text: str) -> bytes | None:
+        """Return the keyed hash of ``text``'s canonical form, or None if it is no address."""
+        canonical = canonicalize_email(text, self.rules)
+        if isinstance(canonical, InvalidAddress):
+            return None
+        return self.hasher.hash(canonical.address)
+
+
+def address_keys_from(settings: Settings) -> AddressKeys:
+    rules = CanonicalRules(
+        lowercase_local=settings.canon_lowercase_local,
+        drop_subaddress=settings.canon_drop_subaddress,
+        gmail_dots=settings.canon_gmail_dots,
+    )
+    return AddressKeys(hasher=EmailHasher(settings.hash_key_bytes()), rules=rules)

@@ -1,0 +1,20 @@
+"""Storage: the declarative base, the engine and sessions, migrations, bulk statements.
+
+Domain modules import ``Database``, ``Base`` and ``utcnow`` from here; the one place that
+knows which database it talks to is ``service.db.bulk``.
+"""
+
+from service.db.base import Base, BigId, UTCDateTime, str_enum, utcnow
+from service.db.engine import Database, make_engine, rowcount, run_in_transaction
+
+__all__ = [
+    "Base",
+    "BigId",
+    "Database",
+    "UTCDateTime",
+    "make_engine",
+    "rowcount",
+    "run_in_transaction",
+    "str_enum",
+    "utcnow",
+]

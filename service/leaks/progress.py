@@ -1,0 +1,156 @@
+"""An ingest's bookkeeping: the leak file's record, its counters and its resume point.
+
+Whatever reads the file (one process, or many workers over byte-range parts), each chunk's
+counters are added in the chunk's own transaction, to the part, the file and the leak at
+once, and the resume point moves with them: so a killed run resumes exactly where its last
+commit ended, and totals are exact whatever the number of writers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from service.leaks.catalogue import get_or_create_leak
+from service.leaks.counters import Counters
+from service.models import IngestCounters, Leak, LeakFile, LeakFileState, LeakPart
+
+MAX_REPORTED_LINES = 100  # invalid line numbers kept per file, for the operator's report
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where a run's progress is committed: the file, or one part of it (split runs)."""
+
+    leak_id: int
+    file_id: int
+    part_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OpenedFile:
+    leak_id: int
+    file_id: int
+    state: LeakFileState
+    records_done: int
+    parts: int  # > 0: the file is split into parts for workers
+
+
+def open_leak_file(
+    session: Session,
+    *,
+    slug: str,
+    name: str | None,
+    source: str | None,
+    sha256: str,
+    size: int,
+    file_format: str,
+    compression: str | None,
+    now: datetime,
+) -> OpenedFile:
+    """Find the leak's record of this file (by its SHA-256), creating leak and file as needed.
+
+    Does not commit. Raises ValidationFailed for a bad slug.
+    """
+    leak = get_or_create_leak(session, slug=slug, name=name, source=source, now=now)
+    digest = bytes.fromhex(sha256)
+    leak_file = session.scalars(
+        select(LeakFile).where(LeakFile.leak_id == leak.id, LeakFile.sha256 == digest)
+    ).one_or_none()
+    if leak_file is None:
+        leak_file = LeakFile(
+            leak_id=leak.id,
+            sha256=digest,
+            size=size,
+            format=file_format,
+            compression=compression,
+            state=LeakFileState.RUNNING,
+            records_done=0,
+            invalid_lines=[],
+            runs=0,
+            seconds=0.0,
+            started_at=now,
+            parts=0,
+            **Counters().as_dict(),
+        )
+        session.add(leak_file)
+        session.flush()
+    return OpenedFile(
+        leak.id, leak_file.id, leak_file.state, leak_file.records_done, leak_file.parts
+    )
+
+
+def records_done(session: Session, file_id: int) -> int:
+    """The file's resume point: records whose effects are committed."""
+    return int(session.scalar(select(LeakFile.records_done).where(LeakFile.id == file_id)) or 0)
+
+
+def record_chunk(
+    session: Session,
+    target: Target,
+    *,
+    records: int,
+    added: Counters,
+    invalid_lines: list[int],
+    now: datetime,
+) -> None:
+    """Add a chunk's counters to the part, file and leak, and move the resume point.
+
+    Call last in the chunk's transaction: parallel parts share the file's and the leak's
+    rows, so their row locks are then held only from here to the commit. Does not commit.
+    """
+    increments = added.as_dict()
+    if target.part_id is not None:
+        session.execute(
+            update(LeakPart)
+            .where(LeakPart.id == target.part_id)
+            .values(records_done=LeakPart.records_done + records, **_plus(LeakPart, increments))
+        )
+        file_progress: dict[str, Any] = {}
+    else:
+        file_progress = {"records_done": LeakFile.records_done + records}
+    session.execute(
+        update(LeakFile)
+        .where(LeakFile.id == target.file_id)
+        .values(**file_progress, **_plus(LeakFile, increments))
+    )
+    session.execute(
+        update(Leak)
+        .where(Leak.id == target.leak_id)
+        .values(updated_at=now, **_plus(Leak, increments))
+    )
+    if invalid_lines:
+        stored = session.scalar(select(LeakFile.invalid_lines).where(LeakFile.id == target.file_id))
+        merged = (list(stored or []) + invalid_lines)[:MAX_REPORTED_LINES]
+        session.execute(
+            update(LeakFile).where(LeakFile.id == target.file_id).values(invalid_lines=merged)
+        )
+
+
+def _plus(model: type[IngestCounters], increments: dict[str, int]) -> dict[str, Any]:
+    return {name: getattr(model, name) + n for name, n in increments.items()}
+
+
+def finish_file(session: Session, file_id: int, *, seconds: float, now: datetime) -> None:
+    """Mark the file complete: from now on, ingesting it again changes nothing."""
+    session.execute(
+        update(LeakFile)
+        .where(LeakFile.id == file_id)
+        .values(
+            state=LeakFileState.COMPLETE,
+            finished_at=now,
+            runs=LeakFile.runs + 1,
+            seconds=LeakFile.seconds + seconds,
+        )
+    )
+
+
+def forget_file(session: Session, leak_id: int, file_id: int) -> None:
+    """Remove a file none of whose records is committed, and its leak if it has no other."""
+    session.execute(delete(LeakFile).where(LeakFile.id == file_id, LeakFile.records_done == 0))
+    others = select(LeakFile.id).where(LeakFile.leak_id == leak_id).exists()
+    session.execute(delete(Leak).where(Leak.id == leak_id, ~others))

@@ -1,0 +1,45 @@
+"""The tables, one module per capability. Columns, constraints and relationships only:
+no I/O, no policy. Importing this package registers every table on ``Base.metadata``.
+"""
+
+from service.addresses.keys import EMAIL_KEY_BYTES
+from service.models.accounts import Account
+from service.models.audit import AuditEvent
+from service.models.clients import ApiClient
+from service.models.leaks import (
+    Exposure,
+    ExposureKind,
+    ExposureState,
+    IngestCounters,
+    Leak,
+    LeakEntry,
+    LeakFile,
+    LeakFileState,
+    LeakPart,
+)
+from service.models.notices import Campaign, Notice, NoticeKind, NoticeState
+from service.models.stepup import ChallengeState, RecoveryCode, StepUpChallenge, TotpCredential
+
+__all__ = [
+    "EMAIL_KEY_BYTES",
+    "Account",
+    "ApiClient",
+    "AuditEvent",
+    "Campaign",
+    "ChallengeState",
+    "Exposure",
+    "ExposureKind",
+    "ExposureState",
+    "IngestCounters",
+    "Leak",
+    "LeakEntry",
+    "LeakFile",
+    "LeakFileState",
+    "LeakPart",
+    "Notice",
+    "NoticeKind",
+    "NoticeState",
+    "RecoveryCode",
+    "StepUpChallenge",
+    "TotpCredential",
+]

@@ -1,0 +1,151 @@
+"""Leaks, their files and parts, the watch list, and the exposures they cause."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from service.addresses.keys import EMAIL_KEY_BYTES
+from service.db import Base, BigId, str_enum, utcnow
+
+
+class ExposureKind(StrEnum):
+    EMAIL = "email"  # the address leaked
+    CREDENTIAL = "credential"  # the address leaked with a password
+
+
+class ExposureState(StrEnum):
+    OPEN = "open"
+    RESOLVED = "resolved"
+    DISMISSED = "dismissed"
+
+
+class LeakFileState(StrEnum):
+    RUNNING = "running"  # started, or killed part-way: the next run resumes it
+    COMPLETE = "complete"
+
+
+class IngestCounters:
+    """The six totals of an ingest, kept alike on a leak, each of its files and parts.
+
+    A leak's totals are the sum of its files', a split file's the sum of its parts'.
+    ``matched`` and ``notices`` count accounts newly flagged and warnings newly queued.
+    """
+
+    lines: Mapped[int] = mapped_column(BigInteger, default=0)
+    valid: Mapped[int] = mapped_column(BigInteger, default=0)
+    invalid: Mapped[int] = mapped_column(BigInteger, default=0)
+    duplicates: Mapped[int] = mapped_column(BigInteger, default=0)
+    matched: Mapped[int] = mapped_column(BigInteger, default=0)
+    notices: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class Leak(IngestCounters, Base):
+    """A third-party leak, made of one or more ingested files. Totals sum its files."""
+
+    __tablename__ = "leak"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    slug: Mapped[str] = mapped_column(String(100), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    source: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class LeakFile(IngestCounters, Base):
+    """One file of a leak, known by the SHA-256 of its bytes; the unit of resumption.
+
+    ``records_done`` counts the records whose effects are committed: a killed run restarts
+    there, so a record is never applied twice and never skipped.
+    """
+
+    __tablename__ = "leak_file"
+    __table_args__ = (UniqueConstraint("leak_id", "sha256"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    leak_id: Mapped[int] = mapped_column(ForeignKey("leak.id", ondelete="CASCADE"))
+    sha256: Mapped[bytes] = mapped_column(LargeBinary(32))
+    size: Mapped[int] = mapped_column(BigInteger)
+    format: Mapped[str] = mapped_column(String(10))
+    compression: Mapped[str | None] = mapped_column(String(10))
+    state: Mapped[LeakFileState] = mapped_column(str_enum(LeakFileState))
+    records_done: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Line numbers only, never line content: the first few, for the operator's report.
+    invalid_lines: Mapped[list[int]] = mapped_column(JSON, default=list)
+    runs: Mapped[int] = mapped_column(Integer, default=0)
+    seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+    # Split runs (``ingest --enqueue``): workers open the file by this path, in parts.
+    path: Mapped[str | None] = mapped_column(String(1000))
+    parts: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class LeakPart(IngestCounters, Base):
+    """A byte range of a leak file, ingested by one rq job; its own unit of resumption."""
+
+    __tablename__ = "leak_part"
+    __table_args__ = (UniqueConstraint("leak_file_id", "seq"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    leak_file_id: Mapped[int] = mapped_column(ForeignKey("leak_file.id", ondelete="CASCADE"))
+    seq: Mapped[int] = mapped_column(Integer)
+    first_byte: Mapped[int] = mapped_column(BigInteger)
+    end_byte: Mapped[int] = mapped_column(BigInteger)
+    state: Mapped[LeakFileState] = mapped_column(str_enum(LeakFileState))
+    records_done: Mapped[int] = mapped_column(BigInteger, default=0)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    finished_at: Mapped[datetime | None]
+
+
+class LeakEntry(Base):
+    """The watch list: the keyed hash of every address in a leak, never the address.
+
+    Keyed by email_key first, so that an account created later finds its leaks with one
+    index probe. The primary key is the table's only index and there is no foreign key:
+    this table takes hundreds of millions of rows, and a second index or a per-row
+    foreign-key check would slow every ingest for the sake of a rare leak deletion
+    (``delete_leak`` removes the entries itself).
+    """
+
+    __tablename__ = "leak_entry"
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+    email_key: Mapped[bytes] = mapped_column(LargeBinary(EMAIL_KEY_BYTES), primary_key=True)
+    leak_id: Mapped[int] = mapped_column(BigId, primary_key=True)
+
+
+class Exposure(Base):
+    """An account whose address is in a leak."""
+
+    __tablename__ = "exposure"
+    __table_args__ = (
+        UniqueConstraint("account_id", "leak_id"),
+        Index("ix_exposure_account_state", "account_id", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("account.id", ondelete="CASCADE"))
+    leak_id: Mapped[int] = mapped_column(ForeignKey("leak.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[ExposureKind] = mapped_column(str_enum(ExposureKind))
+    # argon2id of the leaked password (credential leaks, matched accounts only).
+    password_hash: Mapped[str | None] = mapped_column(String(200))
+    state: Mapped[ExposureState] = mapped_column(str_enum(ExposureState))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    resolved_at: Mapped[datetime | None]
+    resolved_by: Mapped[str | None] = mapped_column(String(200))
+    resolution: Mapped[str | None] = mapped_column(String(500))

@@ -1,0 +1,67 @@
+"""Second factors and emailed-code challenges."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, LargeBinary, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from service.db import Base, BigId, str_enum, utcnow
+
+
+class ChallengeState(StrEnum):
+    PENDING = "pending"
+    PASSED = "passed"
+    VOID = "void"  # superseded, or out of attempts
+
+
+class TotpCredential(Base):
+    """An account's TOTP secret, encrypted (service/secret_box.py), and its replay guard.
+
+    ``pending_secret`` holds an enrolment until its first code confirms it; the confirmed
+    ``secret`` stays in force meanwhile. ``last_counter`` is the last accepted time step:
+    a code at or below it is a replay.
+    """
+
+    __tablename__ = "totp_credential"
+
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("account.id", ondelete="CASCADE"), primary_key=True
+    )
+    secret: Mapped[bytes | None] = mapped_column(LargeBinary(128))
+    pending_secret: Mapped[bytes | None] = mapped_column(LargeBinary(128))
+    last_counter: Mapped[int | None] = mapped_column(BigInteger)
+    confirmed_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RecoveryCode(Base):
+    """One look-up secret: a public ``lookup`` prefix and the argon2id hash of the rest."""
+
+    __tablename__ = "recovery_code"
+    __table_args__ = (Index("ix_recovery_code_account_lookup", "account_id", "lookup"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("account.id", ondelete="CASCADE"))
+    lookup: Mapped[str] = mapped_column(String(8))
+    code_hash: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    used_at: Mapped[datetime | None]
+
+
+class StepUpChallenge(Base):
+    """An emailed code in flight. The code is an HMAC of the id, so no copy of it is stored."""
+
+    __tablename__ = "step_up_challenge"
+    __table_args__ = (Index("ix_step_up_challenge_account_state", "account_id", "state"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("account.id", ondelete="CASCADE"))
+    method: Mapped[str] = mapped_column(String(20))
+    state: Mapped[ChallengeState] = mapped_column(str_enum(ChallengeState))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]

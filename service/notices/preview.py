@@ -1,0 +1,114 @@
+"""What an operator checks before mailing thousands of people: one warning, seen or sent.
+
+``preview_warning`` renders a leak's warning as a person would get it, with the address
+masked; ``send_test_warning`` sends one to a seed address of the operator's own, outside
+the campaign (no notice row, nothing counted).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+
+from sqlalchemy.orm import Session
+
+from service.addresses import InvalidAddress, canonicalize_email, clean_address, mask_email
+from service.config import Settings
+from service.errors import LeakguardError
+from service.leaks.catalogue import find_leak
+from service.models import NoticeKind
+from service.notices.render import (
+    NoticeContext,
+    PreparedNotice,
+    address_message,
+    new_message_id,
+    prepare_notice,
+)
+from service.notices.transport import make_mailer
+
+SAMPLE_RECIPIENT = "jane.doe@example.com"
+
+
+class SeedRefused(LeakguardError):
+    """The seed address is no address, or the mail server refused the message."""
+
+    status = 422
+    code = "seed_refused"
+    title = "The test message was not sent"
+
+
+@dataclass(frozen=True, slots=True)
+class SentSeed:
+    masked_recipient: str
+    message_id: str
+    via: str  # "the SMTP server", or the mail folder's path
+
+
+def prepare_warning(
+    session: Session, settings: Settings, *, slug: str, language: str
+) -> PreparedNotice:
+    """The leak's warning in ``language``, rendered once; raise NotFound for no such leak."""
+    leak = find_leak(session, slug)
+    return prepare_notice(
+        NoticeKind.LEAK_WARNING.value,
+        language,
+        NoticeContext(
+            service_name=settings.service_name,
+            leak_name=leak.name,
+            leak_date=leak.created_at.strftime("%Y-%m-%d"),
+            account_url=settings.account_url,
+        ),
+        sender=settings.mail_from,
+    )
+
+
+def preview_warning(prepared: PreparedNotice, settings: Settings, *, now: datetime) -> str:
+    """The headers and text part of the warning to a sample person, address masked."""
+    outgoing = address_message(
+        prepared,
+        recipient=SAMPLE_RECIPIENT,
+        message_id=new_message_id(0, settings.mail_from),
+        now=now,
+    )
+    message = message_from_bytes(outgoing.data, policy=policy.default)
+    head = "\n".join(f"{name}: {value}" for name, value in message.items())
+    body = message.get_body(preferencelist=("plain",))
+    text = body.get_content() if isinstance(body, EmailMessage) else ""
+    return f"{head}\n\n{text}".replace(SAMPLE_RECIPIENT, mask_email(SAMPLE_RECIPIENT))
+
+
+def send_test_warning(
+    prepared: PreparedNotice, settings: Settings, *, recipient: str, now: datetime
+) -> SentSeed:
+    """Send the warning to one seed address now, over the configured transport.
+
+    ``mailto:``, brackets and quotes around the address are dropped. Raises SeedRefused
+    for no address, one that cannot be written into a To header, or a refusal.
+    """
+    recipient = clean_address(recipient)
+    if isinstance(canonicalize_email(recipient), InvalidAddress):
+        raise SeedRefused("--to is not a valid email address")
+    try:
+        message = address_message(
+            prepared,
+            recipient=recipient,
+            message_id=new_message_id(0, settings.mail_from),
+            now=now,
+        )
+    except ValueError:
+        raise SeedRefused("--to cannot be written into a To header") from None
+    mailer = make_mailer(
+        settings.smtp_url, mail_dir=settings.resolved_mail_dir, envelope_from=settings.mail_from
+    )
+    try:
+        result = mailer.send(message)
+    finally:
+        mailer.close()
+    masked = mask_email(recipient)
+    if not result.accepted:
+        reason = f"{result.code or ''} {result.error or ''}".strip()
+        raise SeedRefused(f"not sent to {masked}: {reason}".strip())
+    via = "the SMTP server" if settings.smtp_url else str(settings.resolved_mail_dir)
+    return SentSeed(masked, message.message_id, via)
