@@ -80,15 +80,16 @@ FORMATS = ("lines", "csv", "combo", "jsonl")
 WORKERS = 2  # --enqueue workers, one per core of the reference machine
 KEPT_TABLES = frozenset({"account", "api_client", "alembic_version"})  # the rest is reset
 WATCHED_CODE = (
-    "jobs/ingest.py",
-    "jobs/ingest_parts.py",
-    "jobs/stage.py",
-    "jobs/leaklist.py",
-    "jobs/leakformats.py",
-    "service/emails.py",
-    "service/exposures.py",
-    "service/notices.py",
-    "service/leaked_passwords.py",
+    "jobs/ingest/pipeline.py",
+    "jobs/ingest/parts.py",
+    "service/db/bulk.py",
+    "jobs/reader/stream.py",
+    "jobs/reader/formats.py",
+    "service/addresses/canonical.py",
+    "service/leaks/exposures.py",
+    "service/leaks/progress.py",
+    "service/notices/outbox.py",
+    "service/leaks/passwords.py",
     "service/config.py",
 )
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -982,8 +983,8 @@ def print_stages(paths: dict[str, Path]) -> None:
         canonicalize_email,
         clean_address,
     )
-    from service.addresses import _canonicalize_fast as fast
     from service.addresses import canonical as emails
+    from service.addresses.canonical import _canonicalize_fast as fast
 
     def cold() -> None:
         """Empty the module's memo caches (if any), so every timing starts cold."""

@@ -1,4 +1,4 @@
-"""Benchmark the leak file reader alone (jobs.leaklist); prints figures, never pass/fail.
+"""Benchmark the leak file reader alone (jobs.reader); prints figures, never pass/fail.
 
 Generates realistic leak files (varied names and domains, case, +tags, display names, a few
 broken lines; passwords for combo, CSV and JSON lines) in the formats lines, csv, combo and
