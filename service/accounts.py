@@ -18,7 +18,8 @@ from typing import Any, cast
 from sqlalchemy import Table, delete, select, update
 from sqlalchemy.orm import Session
 
-from service.addresses import AddressKeys
+from service.addresses import AddressKeys, InvalidAddress
+from service.addresses.mailbox import SEVERAL_ADDRESSES, Mailbox, bare_mailbox
 from service.db import bulk
 from service.errors import InvalidEmail, NotFound, ValidationFailed
 from service.leaks.exposures import flag_from_watchlist
@@ -106,14 +107,21 @@ def normalize_locale(locale: str | None) -> str | None:
     return locale
 
 
-def email_key_for(keys: AddressKeys, email: str) -> bytes:
-    """Return the keyed hash of ``email``; raise InvalidEmail if it is no address."""
-    if len(email) > MAX_EMAIL_CHARS or not _is_utf8(email):
+def bare_email(keys: AddressKeys, email: str) -> Mailbox:
+    """Return the one bare addr-spec ``email`` names (as stored) and its canonical form.
+
+    Dressing such as a display name, angle brackets, quotes, ``mailto:``, a comment or a
+    trailing ``;`` is dropped (``service.addresses.mailbox``). Raises InvalidEmail for no
+    address, and for a value naming two mailboxes.
+    """
+    if len(email) > MAX_EMAIL_CHARS or not _is_utf8(email) or _CONTROL.search(email):
         raise InvalidEmail()
-    key = keys.key(email)
-    if key is None:
+    mailbox = bare_mailbox(email, keys.rules)
+    if mailbox == SEVERAL_ADDRESSES:
+        raise InvalidEmail("the value names more than one address: send the person's one address")
+    if isinstance(mailbox, InvalidAddress):
         raise InvalidEmail()
-    return key
+    return mailbox
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,11 +136,12 @@ class ValidAccount:
 
 def validate_account(item: AccountInput, keys: AddressKeys) -> ValidAccount:
     """Check an account's fields and key its address; raise ValidationFailed (InvalidEmail)."""
-    email = item.email.strip()
+    external_id = check_external_id(item.external_id)
+    mailbox = bare_email(keys, item.email)
     return ValidAccount(
-        external_id=check_external_id(item.external_id),
-        email=email,
-        email_key=email_key_for(keys, email),
+        external_id=external_id,
+        email=mailbox.bare,
+        email_key=keys.hasher.hash(mailbox.canonical.address),
         locale=normalize_locale(item.locale),
     )
 

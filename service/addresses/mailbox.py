@@ -1,0 +1,101 @@
+"""One bare mailbox from a value that names an address: what an account's address is stored as.
+
+An address the login service sends may come dressed as it appears in a header or a link
+(``Alice <a@example.org>``, ``"a@example.org"``, ``mailto:a@example.org``, a trailing
+``;``, a comment). Leakguard mails that person, one message to one address, so it stores
+the bare addr-spec (RFC 5322 section 3.4.1) the value names, never the dressing: a
+dressed value as RCPT TO or in a To header is either refused by the mail server or, worse,
+names someone else. A value naming two or more mailboxes (an address list, a ``mailto:``
+with ``cc=``, two addresses side by side) is refused: which one is the person's is not
+ours to guess.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Final
+from urllib.parse import unquote
+
+from service.addresses.canonical import (
+    CanonicalAddress,
+    CanonicalRules,
+    InvalidAddress,
+    canonicalize_email,
+    clean_address,
+)
+
+_QUOTED_STRING: Final = re.compile(r'"(?:[^"\\]|\\.)*"', re.S)
+_QUOTED: Final = re.compile(r'"(?:[^"\\]|\\.)*"(@?)', re.S)
+_COMMENT: Final = re.compile(r"\((?:[^()\\]|\\.)*\)", re.S)
+_MAX_NESTING: Final = 16
+_MAILTO: Final = "mailto:"
+
+SEVERAL_ADDRESSES: Final = InvalidAddress("several_addresses")
+
+
+def strip_comments(text: str) -> str:
+    """Return ``text`` without RFC 5322 comments (section 3.2.2), nested ones included.
+
+    Quoted strings are kept as they are: a "(" inside quotes opens no comment. An
+    unbalanced parenthesis is left in place (and the address is then invalid).
+    """
+    if "(" not in text:
+        return text
+    parts: list[str] = []
+    last = 0
+    for quoted in _QUOTED_STRING.finditer(text):
+        parts += [_drop_comments(text[last : quoted.start()]), quoted.group(0)]
+        last = quoted.end()
+    parts.append(_drop_comments(text[last:]))
+    return "".join(parts)
+
+
+def _drop_comments(text: str) -> str:
+    for _ in range(_MAX_NESTING):  # innermost first; a bound keeps hostile nesting linear
+        stripped = _COMMENT.sub(" ", text)
+        if stripped == text:
+            break
+        text = stripped
+    return text
+
+
+def mailboxes_named(text: str) -> int:
+    """Count the mailboxes ``text`` names: its "@" signs outside display names and comments.
+
+    An "@" can stand outside an addr-spec only in a quoted display name or a comment; a
+    ``mailto:`` URI (RFC 6068) names one mailbox per address in its path and in its
+    ``to``, ``cc`` and ``bcc`` fields, percent-encoded or not.
+    """
+    value = text.strip().lstrip("<").strip()
+    if value[: len(_MAILTO)].lower() == _MAILTO:
+        value = unquote(value)
+    # A quoted string followed by "@" is a quoted local part: its address's "@" counts once.
+    value = _QUOTED.sub(lambda match: "q" + match.group(1), strip_comments(value))
+    return value.count("@")
+
+
+@dataclass(frozen=True, slots=True)
+class Mailbox:
+    """One mailbox: the addr-spec as written, and its canonical form (what is hashed)."""
+
+    bare: str
+    canonical: CanonicalAddress
+
+
+def bare_mailbox(text: str, rules: CanonicalRules) -> Mailbox | InvalidAddress:
+    """Return the one addr-spec ``text`` names, as written, with its canonical form.
+
+    Never raises. InvalidAddress("several_addresses") for a value naming more than one
+    mailbox; otherwise whatever ``canonicalize_email`` says of an invalid one. ``bare`` is
+    exactly what the canonical form of ``text`` is cleaned from, so both hash alike.
+    """
+    if not isinstance(text, str):
+        return InvalidAddress("not_a_string")
+    if mailboxes_named(text) > 1:
+        return SEVERAL_ADDRESSES
+    bare = clean_address(strip_comments(text))
+    canonical = canonicalize_email(bare, rules)
+    if isinstance(canonical, InvalidAddress):
+        return canonical
+    return Mailbox(bare, canonical)
