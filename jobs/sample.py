@@ -15,6 +15,7 @@ from email.header import Header
 from pathlib import Path
 
 from service.addresses import CanonicalAddress, canonicalize_email
+from service.private_files import private_dir
 
 FIRST_NAMES = [
     "anna",
@@ -132,7 +133,7 @@ def generate_sample(
     addresses of people who are not our users.
     """
     rng = random.Random(seed)  # noqa: S311  (synthetic demo data, not a secret)
-    directory.mkdir(parents=True, exist_ok=True)
+    private_dir(directory)  # the sample's addresses are made up, but look real
     people = _people(rng, accounts)
     accounts_csv = directory / "accounts.csv"
     with accounts_csv.open("w", newline="", encoding="utf-8") as handle:

@@ -9,6 +9,7 @@ people): both are kept and a leak of that address flags both.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,7 +32,15 @@ MAX_LOCALE_CHARS = 35
 # BCP 47 in the shape mail templates need (language, optional script/region/variants);
 # not a full registry check: an unknown tag only falls back to English.
 LOCALE_PATTERN = re.compile(r"[A-Za-z]{2,8}(?:-[A-Za-z0-9]{1,8})*")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Characters that change how text around them is shown or read rather than being part
+# of it (Unicode categories Cc control, Cf format: bidirectional overrides such as U+202E,
+# zero-width characters; Zl, Zp line breaks): an id holding them can be made to look
+# like another in a log, a page or a terminal (CVE-2021-42574, "Trojan Source").
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
+
+
+def _has_invisible(text: str) -> bool:
+    return any(unicodedata.category(char) in _INVISIBLE_CATEGORIES for char in text)
 
 
 class UpsertOutcome(StrEnum):
@@ -93,7 +102,7 @@ def check_external_id(external_id: str) -> str:
     """Return ``external_id`` if it can be stored; raise ValidationFailed otherwise."""
     if not external_id or len(external_id) > MAX_EXTERNAL_ID_CHARS:
         raise ValidationFailed(f"external_id must be 1 to {MAX_EXTERNAL_ID_CHARS} characters")
-    if _CONTROL.search(external_id) or not _is_utf8(external_id):
+    if _has_invisible(external_id) or not _is_utf8(external_id):
         raise ValidationFailed("external_id contains characters that cannot be stored")
     return external_id
 
@@ -114,7 +123,8 @@ def bare_email(keys: AddressKeys, email: str) -> Mailbox:
     trailing ``;`` is dropped (``service.addresses.mailbox``). Raises InvalidEmail for no
     address, and for a value naming two mailboxes.
     """
-    if len(email) > MAX_EMAIL_CHARS or not _is_utf8(email) or _CONTROL.search(email):
+    email = email.strip()
+    if len(email) > MAX_EMAIL_CHARS or not _is_utf8(email) or _has_invisible(email):
         raise InvalidEmail()
     mailbox = bare_mailbox(email, keys.rules)
     if mailbox == SEVERAL_ADDRESSES:

@@ -13,6 +13,7 @@ from typing import Any
 from service.addresses import AddressKeys, address_keys_from
 from service.config import Settings
 from service.db import Database
+from service.private_files import private_dir
 from service.stepup.assurance import AssuranceSigner
 from service.stepup.services import StepUp, StepUpPolicy
 
@@ -26,7 +27,7 @@ class Runtime:
 
 
 def build_runtime(settings: Settings) -> Runtime:
-    settings.instance_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.instance_dir)
     signer = AssuranceSigner(
         settings.secret_key_text(), timedelta(seconds=settings.assurance_ttl_seconds)
     )

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, Result, create_engine, event
+from sqlalchemy import Engine, Result, create_engine, event, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
+
+from service.private_files import narrow_if_present, private_file
 
 T = TypeVar("T")
 
@@ -55,6 +58,14 @@ class Database:
 def make_engine(url: str, *, echo: bool = False) -> Engine:
     """Create an engine with the per-backend settings Leakguard relies on."""
     if url.startswith("sqlite"):
+        database = make_url(url).database
+        if database and database != ":memory:" and not database.startswith("file:"):
+            path = Path(database)
+            if path.parent.is_dir():
+                # Created 0600 before SQLite opens it: its -wal and -shm files take its mode.
+                private_file(path)
+                for suffix in ("-wal", "-shm", "-journal"):
+                    narrow_if_present(path.with_name(path.name + suffix))
         engine = create_engine(url, echo=echo, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine

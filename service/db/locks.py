@@ -17,6 +17,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from service.db.engine import Database
+from service.private_files import private_dir
 
 
 class LockBusy(Exception):
@@ -44,7 +45,7 @@ def exclusive_lock(
                 connection.scalar(select(func.pg_advisory_unlock(namespace, key)))
                 connection.commit()
         return
-    lock_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(lock_dir)
     fd = os.open(lock_dir / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         try:

@@ -24,6 +24,7 @@ from typing import Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from service.addresses import mask_email
+from service.private_files import private_dir, write_private
 
 log = logging.getLogger(__name__)
 
@@ -265,13 +266,9 @@ class FolderMailer:
 
     def send(self, message: OutgoingMessage) -> SendResult:
         check_outgoing(message)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        private_dir(self.directory)
         name = (message.message_id or "message").strip("<>").replace("/", "_")
-        target = self.directory / f"{name}.eml"
-        partial = target.with_suffix(".eml.part")
-        # Written aside and renamed: a reader never sees half a message.
-        partial.write_bytes(message.data)
-        partial.replace(target)
+        write_private(self.directory / f"{name}.eml", message.data)
         return SendResult(accepted=True)
 
     def close(self) -> None:
