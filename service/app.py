@@ -7,6 +7,7 @@ from importlib.metadata import PackageNotFoundError, version
 from flask import Response, jsonify
 from flask_openapi3 import Info, OpenAPI, SecurityScheme
 from sqlalchemy import text
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from service.api import api, register_routes
 from service.api.limits import install_rate_limits
@@ -59,6 +60,14 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
     register_routes()
     app.register_api(api)
     install_rate_limits(app, settings)
+    if settings.trusted_proxies:
+        # Only the hops the deployment names may say who the client is: the per-IP limits
+        # would otherwise count every caller as the load balancer, or trust forged headers.
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app,
+            x_for=settings.trusted_proxies,
+            x_proto=settings.trusted_proxies,
+        )
     _register_health(app, runtime)
     return app
 

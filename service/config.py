@@ -76,6 +76,11 @@ class Settings(BaseSettings):
     rate_limit_step_up: str = "50/second"
     # Per account: emailed codes it may be sent, against mail bombing.
     rate_limit_email_code: str = "5/15minutes"
+    # Per IP: requests with a missing, unknown or revoked key (a key guesser).
+    rate_limit_auth_failures: str = "20/minute"
+
+    # Reverse proxies in front of the app whose X-Forwarded-For/-Proto it believes (0: none).
+    trusted_proxies: Annotated[int, Field(ge=0, le=5)] = 0
 
     log_level: str = "WARNING"
     max_request_bytes: Annotated[int, Field(gt=0)] = 4 * 1024 * 1024
@@ -105,7 +110,12 @@ class Settings(BaseSettings):
             raise ValueError("must be an smtp:// or smtps:// URL")
         return value
 
-    @field_validator("rate_limit_risk", "rate_limit_step_up", "rate_limit_email_code")
+    @field_validator(
+        "rate_limit_risk",
+        "rate_limit_step_up",
+        "rate_limit_email_code",
+        "rate_limit_auth_failures",
+    )
     @classmethod
     def _rate_limit(cls, value: str) -> str:
         try:

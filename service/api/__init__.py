@@ -10,11 +10,12 @@ from service.api.problems import problem_responses
 from service.errors import InvalidRequest, UnsupportedMediaType
 
 JSON_METHODS = frozenset({"POST", "PUT", "PATCH"})
+API_PREFIX = "/v1/"
 
 api = APIBlueprint(
     "api",
     __name__,
-    url_prefix="/v1",
+    url_prefix=API_PREFIX.rstrip("/"),
     abp_security=[{"bearer": []}],
     abp_responses=problem_responses(401, 403),
     operation_id_callback=lambda name, path, method: name.removeprefix("api_"),

@@ -18,6 +18,7 @@ from service.runtime import Runtime, runtime_of
 F = TypeVar("F", bound=Callable[..., object])
 SCOPE_ATTRIBUTE = "_leakguard_scope"
 PRINCIPALS = "leakguard.principals"  # the app's PrincipalCache, in app.extensions
+PRINCIPAL = "leakguard_principal"  # this request's Principal or None, in flask.g
 
 
 def requires_scope(scope: Scope) -> Callable[[F], F]:
@@ -31,7 +32,35 @@ def requires_scope(scope: Scope) -> Callable[[F], F]:
 
 
 def current_principal() -> Principal:
-    principal: Principal = g.principal
+    """The authenticated caller (inside a /v1 view, after ``authenticate_request``)."""
+    principal = request_principal()
+    if principal is None:
+        raise Unauthorized("the API key is unknown or revoked")
+    return principal
+
+
+def bearer_key() -> str | None:
+    """The key of ``Authorization: Bearer <key>`` (RFC 6750 section 2.1), or None.
+
+    The scheme is case-insensitive and whitespace around and between the parts is not
+    part of the key (RFC 9110 section 11.6.2), so every spelling of one header names one key.
+    """
+    parts = request.headers.get("Authorization", "").split(None, 1)
+    if len(parts) != 2 or parts[0].lower() != "bearer":
+        return None
+    return parts[1].strip() or None
+
+
+def request_principal() -> Principal | None:
+    """The API client the request's key authenticates, or None; resolved once per request.
+
+    The rate limiter asks first (its hook runs before the blueprint's), then the scope check.
+    """
+    if PRINCIPAL not in g:
+        key = bearer_key()
+        found = None if key is None else principal_cache().authenticate(runtime().db, key)
+        setattr(g, PRINCIPAL, found)
+    principal: Principal | None = getattr(g, PRINCIPAL)
     return principal
 
 
@@ -52,14 +81,11 @@ def authenticate_request() -> None:
     view = current_app.view_functions.get(request.endpoint or "")
     if view is None:
         return  # 404/405: let routing answer
-    header = request.headers.get("Authorization", "")
-    scheme, _, key = header.partition(" ")
-    if scheme.lower() != "bearer" or not key.strip():
+    if bearer_key() is None:
         raise Unauthorized("send Authorization: Bearer <key>")
-    principal = principal_cache().authenticate(runtime().db, key.strip())
+    principal = request_principal()
     if principal is None:
         raise Unauthorized("the API key is unknown or revoked")
     scope: Scope | None = getattr(view, SCOPE_ATTRIBUTE, None)
     if scope is None or not principal.may(scope):
         raise Forbidden(f"this endpoint needs the scope {scope}" if scope else None)
-    g.principal = principal

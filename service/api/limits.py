@@ -7,7 +7,9 @@ does neither, so a new endpoint cannot go out unlimited by omission.
 Counters live in Redis (``LEAKGUARD_REDIS_URL``), shared by every web process; without
 it, in this process's memory. When Redis cannot be reached the request fails closed with
 503: an attacker must not be able to switch the limits off by overloading their store.
-Limits key on a hash of the bearer key, so they apply before the key is even looked up.
+Per-client limits key on the authenticated client's id, so every spelling of one key
+shares one budget; requests without a valid key count against their IP, and failed
+authentications have a budget of their own per IP.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from typing import Any, TypeVar
 from flask import Flask, Response, request
 from flask_limiter import Limiter, RequestLimit
 
-from service.api import api
+from service.api import API_PREFIX, api
+from service.api.auth import request_principal
 from service.api.problems import problem_response
 from service.config import Settings
 
@@ -66,8 +69,22 @@ def declared_limit(view: Callable[..., object]) -> RateLimit | None:
 
 
 def client_key() -> str:
-    header = request.headers.get("Authorization", "")
-    return "client:" + hashlib.sha256(header.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    """The authenticated API client, however its header is spelled; else the caller's IP."""
+    principal = request_principal()
+    return f"client:{principal.client_id}" if principal is not None else f"ip:{remote_ip()}"
+
+
+def remote_ip() -> str:
+    """The caller's address (behind LEAKGUARD_TRUSTED_PROXIES proxies: as they report it)."""
+    return request.remote_addr or "unknown"
+
+
+def _unauthenticated(response: Response) -> bool:
+    return response.status_code == 401
+
+
+def _not_a_guess() -> bool:
+    return not request.path.startswith(API_PREFIX) or request_principal() is not None
 
 
 def account_key() -> str:
@@ -103,6 +120,13 @@ def install_rate_limits(app: Flask, settings: Settings) -> Limiter:
         headers_enabled=False,
         on_breach=too_many_requests,
         key_prefix="leakguard",
+        # Failed authentications, per IP (``client_key`` of a request without a valid key),
+        # over all of /v1 together: checked before the scope check, counted only when the
+        # answer is 401, and never applied to a request with a valid key. An application
+        # limit, because a route's own limits are only checked once its view runs.
+        application_limits=[settings.rate_limit_auth_failures],
+        application_limits_exempt_when=_not_a_guess,
+        application_limits_deduct_when=_unauthenticated,
     )
     views: dict[str, Any] = app.view_functions
     for endpoint in [name for name in views if name.startswith(f"{api.name}.")]:
