@@ -21,3 +21,5 @@ preload_app = False
 # GUNICORN_ACCESSLOG="" turns the access log off (benchmarks); "-" is stdout.
 accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-") or None
 errorlog = "-"
+# Every line gunicorn writes passes the address mask, like the app's own logs.
+logger_class = "service.logs.GunicornLogger"

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import Any
+
+from gunicorn import glogging
 
 from service.addresses import mask_addresses
 
@@ -38,3 +41,19 @@ def configure_logging(level: str = "WARNING") -> None:
     handler.addFilter(MaskAddresses())
     root.addHandler(handler)
     root.setLevel(level)
+
+
+class GunicornLogger(glogging.Logger):  # type: ignore[misc]  # gunicorn ships no types
+    """gunicorn's logger with the address mask on its access and error logs.
+
+    gunicorn writes its logs through handlers of its own, not the root logger's: without
+    this, ``GET /v1/accounts/alice@example.org`` lands in the access log in clear. Named in
+    deploy/gunicorn.conf.py as ``logger_class``.
+    """
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        for logger in (self.error_log, self.access_log):
+            for handler in logger.handlers:
+                if not any(isinstance(f, MaskAddresses) for f in handler.filters):
+                    handler.addFilter(MaskAddresses())

@@ -12,7 +12,9 @@ _MASK_DOMAIN: Final = re.compile(r"[^\W_][\w-]*(?:\.[^\W_][\w-]*)+")
 _MASK_MAX_DOMAIN: Final = 253
 # No "/" in the local part, unlike RFC 5322: a URL path before an address must survive.
 # No "*" either: "j***@example.com" is masked already, and masking is then idempotent.
-_ADDRESS: Final = re.compile(r"[\w.!#$%&'+=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+")
+# "%40" is an "@" percent-encoded in a URL (RFC 3986 section 2.1): /v1/accounts/a%40b.org.
+_at_sign: Final = re.compile("%40", re.IGNORECASE)
+_ADDRESS: Final = re.compile(r"[\w.!#$%&'+=?^`{|}~-]+(?:@|%40)[\w-]+(?:\.[\w-]+)+", re.IGNORECASE)
 
 
 def mask_email(text: str) -> str:
@@ -44,4 +46,4 @@ def mask_email(text: str) -> str:
 
 def mask_addresses(text: str) -> str:
     """Return ``text`` with every address-shaped token masked (for log lines)."""
-    return _ADDRESS.sub(lambda match: mask_email(match.group(0)), text)
+    return _ADDRESS.sub(lambda match: mask_email(_at_sign.sub("@", match.group(0))), text)

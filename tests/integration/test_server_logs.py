@@ -1,0 +1,87 @@
+"""Every line the product or its server writes passes the address mask (security review,
+item 4): under gunicorn, ``GET /v1/accounts/alice@example.org`` was in the access log."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from service.runtime import Runtime
+from tests.conftest import make_api_key
+from tests.leakfiles import cli_env
+
+ROOT = Path(__file__).resolve().parents[2]
+GUNICORN = Path(sys.executable).with_name("gunicorn")
+APP = "service.app:create_app()"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def get(url: str, key: str) -> int:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"})  # noqa: S310
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310  (loopback)
+            return int(answer.status)
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def test_gunicorn_access_and_error_logs_mask_addresses(
+    runtime: Runtime, db_url: str, tmp_path: Path
+) -> None:
+    key = make_api_key(runtime)
+    port = free_port()
+    env = cli_env(
+        db_url,
+        tmp_path,
+        GUNICORN_BIND=f"127.0.0.1:{port}",
+        GUNICORN_WORKERS="1",
+        LEAKGUARD_LOG_LEVEL="DEBUG",
+    )
+    log_path = tmp_path / "server.log"
+    with log_path.open("w") as log:
+        server = subprocess.Popen(
+            [
+                str(GUNICORN),
+                "-c",
+                str(ROOT / "deploy/gunicorn.conf.py"),
+                "service.app:create_app()",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            base = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    urllib.request.urlopen(f"{base}/healthz", timeout=1).close()  # noqa: S310
+                    break
+                except OSError:
+                    assert time.monotonic() < deadline, log_path.read_text()
+                    time.sleep(0.2)
+            statuses = [
+                get(f"{base}/v1/accounts/alice@example.org", key),
+                get(f"{base}/v1/accounts/bob%40example.org", key),
+                get(f"{base}/v1/accounts/x?who=carol@example.net", key),
+            ]
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    text = log_path.read_text()
+    assert statuses == [404, 404, 404]
+    assert "GET /v1/accounts/" in text  # the access log was written
+    for clear in ("alice@example.org", "bob%40example.org", "bob@example.org", "carol@example.net"):
+        assert clear not in text, text
+    assert "a***@example.org" in text
