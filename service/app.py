@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from datetime import timedelta
 from importlib.metadata import PackageNotFoundError, version
 
 from flask import Response, jsonify
@@ -72,7 +75,19 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
     return app
 
 
+READINESS_TIMEOUT = timedelta(seconds=1)
+
+
 def _register_health(app: OpenAPI, runtime: Runtime) -> None:
+    # One probe at a time per process, on a thread of its own, so that a database that
+    # hangs makes the probe answer 503 within READINESS_TIMEOUT instead of hanging too.
+    probes = ThreadPoolExecutor(max_workers=1, thread_name_prefix="readyz")
+
+    def database_state() -> str | None:
+        with runtime.db.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        return None if is_at_head(runtime.db.engine) else "The database is not migrated"
+
     @app.get("/healthz", doc_ui=False)
     def healthz() -> Response:
         """The process is up."""
@@ -80,13 +95,13 @@ def _register_health(app: OpenAPI, runtime: Runtime) -> None:
 
     @app.get("/readyz", doc_ui=False)
     def readyz() -> Response:
-        """The database answers and its schema is at the migrations' head."""
+        """The database answers within a second and its schema is at the migrations' head."""
         try:
-            with runtime.db.engine.connect() as connection:
-                connection.execute(text("SELECT 1"))
-            migrated = is_at_head(runtime.db.engine)
+            problem = probes.submit(database_state).result(READINESS_TIMEOUT.total_seconds())
+        except FutureTimeout:
+            problem = "The database did not answer in time"
         except Exception:  # noqa: BLE001  (any failure means: not ready)
-            return problem_response(503, "not_ready", "The database is unreachable")
-        if not migrated:
-            return problem_response(503, "not_ready", "The database is not migrated")
+            problem = "The database is unreachable"
+        if problem is not None:
+            return problem_response(503, "not_ready", problem, headers={"Retry-After": "5"})
         return jsonify({"status": "ready"})

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
+import time
+from datetime import timedelta
 from typing import Any
 
 from gunicorn import glogging
@@ -57,3 +60,30 @@ class GunicornLogger(glogging.Logger):  # type: ignore[misc]  # gunicorn ships n
             for handler in logger.handlers:
                 if not any(isinstance(f, MaskAddresses) for f in handler.filters):
                     handler.addFilter(MaskAddresses())
+
+
+class ThrottledLog:
+    """Log a kind of failure once per interval, with how many were left out meanwhile.
+
+    For outages that fail every request alike: the first line says what broke, and the
+    log is not flooded with a line (or a traceback) per request. Thread-safe.
+    """
+
+    def __init__(self, logger: logging.Logger, *, every: timedelta) -> None:
+        self._logger = logger
+        self._every = every.total_seconds()
+        self._lock = threading.Lock()
+        self._last: dict[str, tuple[float, int]] = {}  # kind -> (logged at, left out since)
+
+    def warning(self, kind: str, message: str, *args: object) -> None:
+        now = time.monotonic()
+        with self._lock:
+            logged_at, left_out = self._last.get(kind, (float("-inf"), 0))
+            if now - logged_at < self._every:
+                self._last[kind] = (logged_at, left_out + 1)
+                return
+            self._last[kind] = (now, 0)
+        if left_out:
+            message += " (and %d more like it since the last such line)"
+            args = (*args, left_out)
+        self._logger.warning(message, *args)

@@ -8,15 +8,19 @@ exception is logged and becomes a 500 with no detail: a stack trace helps only a
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from http import HTTPStatus
 from typing import Any
 
 from flask import Flask, Response, json, request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from redis.exceptions import RedisError
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from service.errors import PROBLEM_BASE, LeakguardError, ValidationFailed
+from service.logs import ThrottledLog
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +137,7 @@ def render_http_error(exc: HTTPException) -> Response:
 
 def register_problem_handlers(app: Flask) -> None:
     """Render every error as problem+json, once, for the whole app."""
+    outages = ThrottledLog(log, every=OUTAGE_LOG_EVERY)
 
     @app.errorhandler(LeakguardError)
     def _domain(exc: LeakguardError) -> Response:
@@ -147,15 +152,40 @@ def register_problem_handlers(app: Flask) -> None:
     @app.errorhandler(RedisError)
     def _store_down(exc: RedisError) -> Response:
         # The rate limiter's store (or the queue) is down: refuse rather than run unlimited.
-        log.error("Redis unavailable on %s %s: %s", request.method, request.path, exc)
-        return problem_response(
-            503,
-            "service_unavailable",
-            "A backing service is unavailable; try again shortly",
-            headers={"Retry-After": "5"},
-        )
+        return _unavailable(outages, "Redis", exc)
+
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(InterfaceError)
+    @app.errorhandler(PoolTimeout)
+    def _database_down(exc: SQLAlchemyError) -> Response:
+        # Unreachable, restarting, or every pooled connection busy: the caller should retry,
+        # and a traceback per request would bury the one line that says so.
+        return _unavailable(outages, "the database", exc)
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
         log.error("unhandled error on %s %s", request.method, request.path, exc_info=exc)
         return problem_response(500, "internal_error", "Internal error")
+
+
+UNAVAILABLE_RETRY_SECONDS = 5
+OUTAGE_LOG_EVERY = timedelta(minutes=1)
+
+
+def _unavailable(outages: ThrottledLog, service: str, exc: Exception) -> Response:
+    """503 with Retry-After; one log line per kind of failure and minute, no traceback."""
+    original = getattr(exc, "orig", None) or exc
+    outages.warning(
+        f"{service}:{type(original).__name__}",
+        "%s unavailable (%s): %s",
+        service,
+        type(original).__name__,
+        str(original).strip().splitlines()[0] if str(original).strip() else "no detail",
+    )
+    return problem_response(
+        503,
+        "service_unavailable",
+        "A backing service is unavailable; try again shortly",
+        detail=f"{service} cannot be reached",
+        headers={"Retry-After": str(UNAVAILABLE_RETRY_SECONDS)},
+    )
