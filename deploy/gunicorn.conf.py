@@ -23,3 +23,6 @@ accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-") or None
 errorlog = "-"
 # Every line gunicorn writes passes the address mask, like the app's own logs.
 logger_class = "service.logs.GunicornLogger"
+# The longest request line gunicorn reads (its own maximum): a longer /v1 URI then reaches
+# the app, which answers it as problem+json; past this gunicorn answers its own plain 414.
+limit_request_line = 8190

@@ -34,9 +34,14 @@ def _require_json_body() -> None:
         return  # an endpoint that needs a body answers 422 for the missing one
     if not request.is_json:
         raise UnsupportedMediaType("send the body as JSON (Content-Type: application/json)")
-    # get_data enforces MAX_CONTENT_LENGTH (413); the parsed value is cached for the view.
+    # A declared Content-Length over MAX_CONTENT_LENGTH is a 413 already. A chunked body
+    # has none: werkzeug reads it up to the limit and stops, and the cut-off JSON would
+    # pass for malformed. Reading once more past the limit raises its 413 instead.
+    request.get_data(cache=True)
+    if getattr(request.stream, "is_exhausted", False):
+        request.stream.read(1)
     try:
-        parsed = request.get_json(silent=True)
+        parsed = request.get_json(silent=True)  # parsed from the cached data, for the view
     except RecursionError:  # deeply nested arrays exhaust the parser's recursion
         raise InvalidRequest("the body is nested too deeply") from None
     if parsed is None:

@@ -1,5 +1,6 @@
-"""Every line the product or its server writes passes the address mask (security review,
-item 4): under gunicorn, ``GET /v1/accounts/alice@example.org`` was in the access log."""
+"""Under the real server: every line the product or gunicorn writes passes the address mask
+(security review, item 4: ``GET /v1/accounts/alice@example.org`` was in the access log), and
+a long URI is the app's problem+json, not gunicorn's HTML 414 (item 9)."""
 
 from __future__ import annotations
 
@@ -26,13 +27,14 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def get(url: str, key: str) -> int:
+def get(url: str, key: str) -> tuple[int, str]:
+    """The status and media type of a GET."""
     request = urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"})  # noqa: S310
     try:
         with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310  (loopback)
-            return int(answer.status)
+            return int(answer.status), answer.headers.get_content_type()
     except urllib.error.HTTPError as error:
-        return error.code
+        return error.code, error.headers.get_content_type()
 
 
 def test_gunicorn_access_and_error_logs_mask_addresses(
@@ -71,16 +73,19 @@ def test_gunicorn_access_and_error_logs_mask_addresses(
                 except OSError:
                     assert time.monotonic() < deadline, log_path.read_text()
                     time.sleep(0.2)
-            statuses = [
+            answers = [
                 get(f"{base}/v1/accounts/alice@example.org", key),
                 get(f"{base}/v1/accounts/bob%40example.org", key),
                 get(f"{base}/v1/accounts/x?who=carol@example.net", key),
+                # longer than gunicorn's default request line (4094): the app answers it
+                get(f"{base}/v1/accounts/{'x' * 6000}", key),
             ]
         finally:
             server.terminate()
             server.wait(timeout=30)
     text = log_path.read_text()
-    assert statuses == [404, 404, 404]
+    problem = "application/problem+json"
+    assert answers == [(404, problem), (404, problem), (404, problem), (422, problem)]
     assert "GET /v1/accounts/" in text  # the access log was written
     for clear in ("alice@example.org", "bob%40example.org", "bob@example.org", "carol@example.net"):
         assert clear not in text, text
