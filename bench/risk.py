@@ -226,14 +226,12 @@ def load_data(url: str, accounts: int, exposures: int, rng: random.Random) -> li
         with pg.cursor() as cursor:
             copy_sql = (
                 "COPY account (external_id, email, email_key, locale, created_at, updated_at, "
-                "failed_verifications, lock_count) FROM STDIN"
+                "security_epoch) FROM STDIN"
             )
             with cursor.copy(copy_sql) as copy:
                 for n in range(1, accounts + 1):
                     email = f"user.{n}.{rng.randrange(10_000)}@{rng.choice(DOMAINS)}"
-                    copy.write_row(
-                        (external_id(n), email, keys.key(email), "en", "now", "now", 0, 0)
-                    )
+                    copy.write_row((external_id(n), email, keys.key(email), "en", "now", "now", 0))
             leak_id = cursor.execute(
                 "INSERT INTO leak (slug, name, created_at, updated_at, lines, valid, invalid, "
                 "duplicates, matched, notices) VALUES (%s, %s, now(), now(), 0, 0, 0, 0, %s, 0) "
@@ -580,7 +578,7 @@ def create_baseline_app() -> Any:
     query = (
         select(
             account.c.id,
-            account.c.locked_until,
+            account.c.security_epoch,
             leak.c.slug,
             exposure.c.kind,
             exposure.c.created_at,

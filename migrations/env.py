@@ -1,4 +1,4 @@
-"""Alembic environment: runs against the connection or URL that service/migrate.py passes."""
+"""Alembic environment: runs against the connection or URL that service/db/migrate.py passes."""
 
 from __future__ import annotations
 

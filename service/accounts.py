@@ -232,9 +232,12 @@ def apply_accounts(
     if updates:
         session.execute(update(Account), updates)
     for condition in bulk.in_batches(session, Account.id, readdressed):
-        # A new address deserves a new chance at delivery.
+        # A new address deserves a new chance at delivery; and what a step-up vouched for
+        # was the account at its old address (earlier assurance tokens stop working).
         session.execute(
-            update(Account).where(condition).values(undeliverable_at=None),
+            update(Account)
+            .where(condition)
+            .values(undeliverable_at=None, security_epoch=Account.security_epoch + 1),
             execution_options={"synchronize_session": False},
         )
     flagged = flag_from_watchlist(session, created + rekeyed, now=now).flagged

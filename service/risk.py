@@ -2,12 +2,13 @@
 
 ``load_facts`` is one indexed read (the account and its open exposures, joined);
 ``decide`` is a pure function of those facts. Only a decision other than ``allow`` costs
-more: the methods the account can use, an argon2 check of a submitted password against a
-leaked one, and an audit row.
+more: an argon2 check of a submitted password against a leaked one, a read of the step-up
+locks, and an audit row.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -34,6 +35,8 @@ from service.stepup.services import (
     recovery_codes_left,
     totp_enrolled,
 )
+from service.stepup.throttle import ThrottleState
+from service.stepup.throttle import state as throttle_state
 
 
 class Decision(StrEnum):
@@ -50,7 +53,8 @@ class Reason(StrEnum):
     CREDENTIAL_EXPOSED = "credential_exposed"  # step_up: it leaked with a password
     STEP_UP_PASSED = "step_up_passed"  # allow: a valid assurance token came along
     LEAKED_PASSWORD = "leaked_password"  # noqa: S105  (deny: the password is the leaked one)
-    LOCKED = "locked"  # deny: too many failed verifications, until the lock ends
+    LOCKED = "locked"  # deny: every usable method is locked, or support must unlock
+    NO_USABLE_METHOD = "no_usable_method"  # deny: nothing left to step up with: support
 
 
 REASON_DESCRIPTIONS = {
@@ -59,7 +63,16 @@ REASON_DESCRIPTIONS = {
     Reason.CREDENTIAL_EXPOSED: "step_up: the address leaked together with a password",
     Reason.STEP_UP_PASSED: "allow: the assurance token shows a step-up within its lifetime",
     Reason.LEAKED_PASSWORD: "deny: the submitted password is the one that leaked; reset it",
-    Reason.LOCKED: "deny: step-up is locked after repeated failures, until it ends",
+    Reason.LOCKED: (
+        "deny: every method the account could step up with is locked after repeated "
+        "failures (retry_after says when one opens), or, without retry_after, blocked "
+        "until support unlocks it"
+    ),
+    Reason.NO_USABLE_METHOD: (
+        "deny: the account needs a step-up but has no method it can use (no authenticator, "
+        "no recovery codes, and a mailbox that is undeliverable or whose password leaked): "
+        "send the person to support"
+    ),
 }
 
 
@@ -75,10 +88,22 @@ class OpenExposure:
 class AccountFacts:
     account_id: int
     email: str
-    locked_until: datetime | None
+    security_epoch: int
     exposures: tuple[OpenExposure, ...]
     has_totp: bool = False
     has_recovery_codes: bool = False
+    undeliverable: bool = False
+
+    @property
+    def methods(self) -> list[Method]:
+        """What the account can step up with, locks aside. A code is not mailed to an
+        undeliverable address, nor to a mailbox whose password leaked with its address."""
+        credential_leaked = any(e.kind is ExposureKind.CREDENTIAL for e in self.exposures)
+        return available_methods(
+            totp_enrolled=self.has_totp,
+            codes_left=self.has_recovery_codes,
+            mailbox_usable=not self.undeliverable and not credential_leaked,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +111,8 @@ class Verdict:
     decision: Decision
     reasons: tuple[Reason, ...]
     exposures: tuple[OpenExposure, ...] = field(default=())
+    methods: tuple[Method, ...] = ()  # open now (step_up only)
+    retry_after: int | None = None  # seconds until a locked method opens again
 
 
 # Built once, and from the tables rather than the mapped classes: a Core statement skips the
@@ -95,13 +122,14 @@ _FACTS = (
     select(
         _ACCOUNT.c.id,
         _ACCOUNT.c.email,
-        _ACCOUNT.c.locked_until,
+        _ACCOUNT.c.security_epoch,
+        _ACCOUNT.c.undeliverable_at,
         _LEAK.c.slug,
         _EXPOSURE.c.kind,
         _EXPOSURE.c.created_at,
         _EXPOSURE.c.password_hash,
-        # The step-up methods, so that a step_up answer needs no second read: two probes of
-        # small primary-key and account indexes, also on the allow path.
+        # The step-up methods, so that a step_up answer needs no second read for them: two
+        # probes of small primary-key and account indexes, also on the allow path.
         totp_enrolled(_ACCOUNT.c.id).label("has_totp"),
         recovery_codes_left(_ACCOUNT.c.id).label("has_codes"),
     )
@@ -130,10 +158,11 @@ def load_facts(connection: Connection | Session, external_id: str) -> AccountFac
     return AccountFacts(
         first.id,
         first.email,
-        first.locked_until,
+        first.security_epoch,
         exposures,
         has_totp=bool(first.has_totp),
         has_recovery_codes=bool(first.has_codes),
+        undeliverable=first.undeliverable_at is not None,
     )
 
 
@@ -142,20 +171,23 @@ def decide(
     *,
     password: str | None,
     assurance: Assurance | None,
+    throttle: ThrottleState | None,
     now: datetime,
 ) -> Verdict:
-    """Decide from the facts. Precedence: locked, leaked password, assurance, exposure.
+    """Decide from the facts. Precedence: leaked password, assurance, exposure and locks.
 
-    Raises AssuranceTokenInvalid for a token that belongs to another incarnation of the
-    account (deleted and created again under the same external id).
+    A lock on one method never denies the sign-in while another method is open: the owner
+    steps up with that one (``retry_after`` says when the locked one opens). ``throttle``
+    is needed only for an account with an open exposure. Raises AssuranceTokenInvalid for
+    a token of another incarnation of the account or of an earlier security epoch.
     """
     if facts is None:
         return Verdict(Decision.ALLOW, (Reason.UNKNOWN_ACCOUNT,))
-    if assurance is not None and assurance.account_id != facts.account_id:
+    if assurance is not None and not assurance.holds_for(
+        account_id=facts.account_id, epoch=facts.security_epoch
+    ):
         raise AssuranceTokenInvalid()
     exposures = facts.exposures
-    if facts.locked_until is not None and facts.locked_until > now:
-        return Verdict(Decision.DENY, (Reason.LOCKED,), exposures)
     if not exposures:
         return Verdict(Decision.ALLOW, (), exposures)
     if password is not None and any(
@@ -165,17 +197,25 @@ def decide(
         return Verdict(Decision.DENY, (Reason.LEAKED_PASSWORD,), exposures)
     if assurance is not None:
         return Verdict(Decision.ALLOW, (Reason.STEP_UP_PASSED,), exposures)
-    kinds = {exposure.kind for exposure in exposures}
+    locks = throttle or ThrottleState({}, blocked=False)
+    if locks.blocked:
+        return Verdict(Decision.DENY, (Reason.LOCKED,), exposures)
+    usable = facts.methods
+    if not usable:
+        return Verdict(Decision.DENY, (Reason.NO_USABLE_METHOD,), exposures)
+    open_methods = tuple(method for method in usable if method.value not in locks.locked)
+    ends = [locks.locked[m.value] for m in usable if m.value in locks.locked]
+    retry_after = _seconds_until(min(ends), now) if ends else None
+    if not open_methods:
+        return Verdict(Decision.DENY, (Reason.LOCKED,), exposures, retry_after=retry_after)
     reasons = [Reason.EMAIL_EXPOSED]
-    if ExposureKind.CREDENTIAL in kinds:
+    if any(exposure.kind is ExposureKind.CREDENTIAL for exposure in exposures):
         reasons.append(Reason.CREDENTIAL_EXPOSED)
-    return Verdict(Decision.STEP_UP, tuple(reasons), exposures)
+    return Verdict(Decision.STEP_UP, tuple(reasons), exposures, open_methods, retry_after)
 
 
-@dataclass(frozen=True, slots=True)
-class Assessment:
-    verdict: Verdict
-    methods: tuple[Method, ...]
+def _seconds_until(moment: datetime, now: datetime) -> int:
+    return max(1, math.ceil((moment - now).total_seconds()))
 
 
 def assess(
@@ -188,9 +228,9 @@ def assess(
     actor: str,
     context: dict[str, str] | None,
     now: datetime,
-) -> Assessment:
+) -> Verdict:
     """Answer a risk check. ``allow`` reads once and writes nothing; any other decision
-    is audited, with the methods the person can step up with."""
+    reads the step-up locks too and is audited."""
     assurance = None
     if assurance_token is not None:
         assurance = step_up.signer.verify(assurance_token, external_id=external_id, now=now)
@@ -198,9 +238,12 @@ def assess(
     # on every sign-in, and one statement needs no BEGIN and no ROLLBACK around it.
     with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         facts = load_facts(connection, external_id)
-        verdict = decide(facts, password=password, assurance=assurance, now=now)
+        verdict = decide(facts, password=password, assurance=assurance, throttle=None, now=now)
         if verdict.decision is Decision.ALLOW or facts is None:
-            return Assessment(verdict, ())
+            return verdict
+        if verdict.decision is Decision.STEP_UP:
+            locks = throttle_state(connection, step_up.subject(external_id), now=now)
+            verdict = decide(facts, password=password, assurance=assurance, throttle=locks, now=now)
         # Any other decision adds its audit row: on the same connection, in a transaction.
         connection.commit()  # ends the read's (database-side empty) transaction object
         connection.execution_options(isolation_level=db.engine.dialect.default_isolation_level)
@@ -221,9 +264,4 @@ def assess(
                 },
                 now=now,
             )
-    methods = (
-        tuple(available_methods(totp_enrolled=facts.has_totp, codes_left=facts.has_recovery_codes))
-        if verdict.decision is Decision.STEP_UP
-        else ()
-    )
-    return Assessment(verdict, methods)
+    return verdict

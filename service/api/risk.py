@@ -29,13 +29,14 @@ def risk_check(body: RiskCheckBody) -> Response:
 
     `allow` when the account is in no open leak (or unknown to Leakguard, or a fresh
     assurance token comes along); `step_up` when its address leaked, with the `methods`
-    it can use; `deny` when the submitted password is the leaked one, or when step-up is
-    locked after repeated failures. An expired or forged `assurance_token` is a 400:
-    drop it and ask again without it.
+    open now (and `retry_after` seconds when another one is locked for a while); `deny`
+    when the submitted password is the leaked one, when every usable method is locked
+    (`locked`), or when the account has no method left (`no_usable_method`: support).
+    An expired, forged or outdated `assurance_token` is a 400: drop it and ask again.
     """
     context = body.context.model_dump(exclude_none=True) if body.context else None
     rt = runtime()
-    result = assess(
+    verdict = assess(
         rt.db,
         rt.step_up,
         body.account_id,
@@ -45,12 +46,12 @@ def risk_check(body: RiskCheckBody) -> Response:
         context=context,
         now=utcnow(),
     )
-    verdict = result.verdict
     return answer(
         RiskCheckOut(
             decision=verdict.decision,
             reasons=list(verdict.reasons),
-            methods=list(result.methods),
+            methods=list(verdict.methods),
+            retry_after=verdict.retry_after,
             exposures=[
                 ExposureOut(leak=e.leak, kind=e.kind, since=e.since) for e in verdict.exposures
             ],

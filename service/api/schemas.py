@@ -19,7 +19,7 @@ from service.leaks.passwords import MAX_PASSWORD_CHARS
 from service.models import ExposureKind
 from service.risk import REASON_DESCRIPTIONS, Decision, Reason
 from service.stepup.assurance import MAX_TOKEN_CHARS
-from service.stepup.services import MAX_CODE_CHARS, Method
+from service.stepup.services import MAX_CODE_CHARS, MAX_LABEL_CHARS, Method
 
 REASONS_DOC = "Stable reason codes: " + "; ".join(
     f"`{reason.value}` ({text})" for reason, text in REASON_DESCRIPTIONS.items()
@@ -213,7 +213,11 @@ class ExposureOut(BaseModel):
 class RiskCheckOut(BaseModel):
     decision: Decision
     reasons: list[Reason] = Field(description=REASONS_DOC)
-    methods: list[Method] = Field(description="Step-up methods this account can use")
+    methods: list[Method] = Field(description="Step-up methods this account can use now")
+    retry_after: int | None = Field(
+        default=None,
+        description="Seconds until a locked method opens again (step_up or deny locked)",
+    )
     exposures: list[ExposureOut]
 
 
@@ -260,6 +264,35 @@ class TotpEnrollmentOut(BaseModel):
 
 class TotpConfirmBody(Strict):
     code: Code
+
+
+class TotpEnrollBody(Strict):
+    label: (
+        Annotated[
+            str,
+            Field(
+                min_length=1,
+                max_length=MAX_LABEL_CHARS,
+                description="What the authenticator app shows for this account (default: "
+                "the masked address); never an id",
+            ),
+            Storable,
+        ]
+        | None
+    ) = None
+
+
+class AssuranceHeader(BaseModel):
+    assurance_token: AssuranceToken | None = Field(
+        default=None,
+        alias="Assurance-Token",
+        description="From a passed step-up: needed to replace or remove a factor",
+    )
+
+
+class TotpConfirmedOut(BaseModel):
+    enrolled: bool
+    method: Method
 
 
 class RecoveryCodesOut(BaseModel):

@@ -21,6 +21,7 @@ from sqlalchemy import (
     select,
     text,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import InstrumentedAttribute, Session
 from sqlalchemy.sql.elements import ColumnElement
@@ -68,6 +69,16 @@ def relax_commit(executor: Session | Connection) -> None:
 
 
 _NO_FLUSH = text("SET LOCAL synchronous_commit TO OFF")
+
+
+def insert_ignore(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert the rows that do not exist yet (by any unique key); leave the others alone."""
+    if not rows:
+        return
+    statement = (
+        postgresql.insert(table) if is_postgres(session) else sqlite.insert(table)
+    ).on_conflict_do_nothing()
+    session.execute(statement, list(rows))
 
 
 _PG_INSERT_ACCOUNTS = text(

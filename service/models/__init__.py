@@ -18,10 +18,18 @@ from service.models.leaks import (
     LeakPart,
 )
 from service.models.notices import Campaign, Notice, NoticeKind, NoticeState
-from service.models.stepup import ChallengeState, RecoveryCode, StepUpChallenge, TotpCredential
+from service.models.stepup import (
+    THROTTLE_ALL_METHODS,
+    ChallengeState,
+    RecoveryCode,
+    StepUpChallenge,
+    StepUpThrottle,
+    TotpCredential,
+)
 
 __all__ = [
     "EMAIL_KEY_BYTES",
+    "THROTTLE_ALL_METHODS",
     "Account",
     "ApiClient",
     "AuditEvent",
@@ -41,5 +49,6 @@ __all__ = [
     "NoticeState",
     "RecoveryCode",
     "StepUpChallenge",
+    "StepUpThrottle",
     "TotpCredential",
 ]

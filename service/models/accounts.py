@@ -27,8 +27,7 @@ class Account(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     # Set by a permanent refusal or a reported bounce; cleared when the address changes.
     undeliverable_at: Mapped[datetime | None]
-    # Step-up lockout (service/stepup.py): failed verifications since the last success or
-    # lock, the lock's end, and how many locks in a row (each one twice as long).
-    failed_verifications: Mapped[int] = mapped_column(Integer, default=0)
-    locked_until: Mapped[datetime | None]
-    lock_count: Mapped[int] = mapped_column(Integer, default=0)
+    # Raised by every change to how the account is verified (a factor added or removed,
+    # recovery codes replaced, a method locked, the address changed): an assurance token
+    # names the epoch it was issued in and is void in any other (service/stepup/assurance.py).
+    security_epoch: Mapped[int] = mapped_column(Integer, default=0)

@@ -52,16 +52,47 @@ class RecoveryCode(Base):
 
 
 class StepUpChallenge(Base):
-    """An emailed code in flight. The code is an HMAC of the id, so no copy of it is stored."""
+    """An emailed code in flight. The code is an HMAC of the id, so no copy of it is stored.
+
+    A challenge for an id no account has (or whose code may not be mailed) is kept too,
+    with no account and no notice: it costs the same to make and answers the same when
+    verified, so neither the answer nor its time tells which accounts exist.
+    """
 
     __tablename__ = "step_up_challenge"
     __table_args__ = (Index("ix_step_up_challenge_account_state", "account_id", "state"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    account_id: Mapped[int] = mapped_column(ForeignKey("account.id", ondelete="CASCADE"))
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("account.id", ondelete="CASCADE"))
     method: Mapped[str] = mapped_column(String(20))
     state: Mapped[ChallengeState] = mapped_column(str_enum(ChallengeState))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime]
     used_at: Mapped[datetime | None]
+
+
+# The budget of guesses: one row per verification method, and one for all methods together.
+THROTTLE_ALL_METHODS = "all"
+
+
+class StepUpThrottle(Base):
+    """Failed verifications of one subject, per method and for all methods together.
+
+    ``subject`` is a keyed digest of the external id the login service named, known
+    account or not, so an unknown id is throttled exactly like a known one (no answer tells
+    them apart). Per method: ``failures`` in a row, the method's ``locked_until`` and how
+    many locks in a row (``lock_count``: each lock twice as long, forgotten after a quiet
+    day). For all methods (``scope`` "all"): failures in a row across methods, the last
+    30 days' only; at the ceiling only support unlocks (``blocked_at``).
+    """
+
+    __tablename__ = "step_up_throttle"
+
+    subject: Mapped[bytes] = mapped_column(LargeBinary(16), primary_key=True)
+    scope: Mapped[str] = mapped_column(String(20), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_failed_at: Mapped[datetime | None]
+    locked_until: Mapped[datetime | None]
+    lock_count: Mapped[int] = mapped_column(Integer, default=0)
+    blocked_at: Mapped[datetime | None]

@@ -2,13 +2,16 @@
 
 Signed (itsdangerous, HMAC-SHA256 with ``LEAKGUARD_SECRET_KEY``), typed, and bound to the
 account (its external id and our row id, so a deleted and re-created account does not
-inherit it) and to the method that was passed: an emailed code is a weaker factor than
-TOTP, and whoever accepts the token may ask which one it was. Expiry is checked against
-the caller's clock, which keeps it testable with a frozen clock.
+inherit it), to the method that was passed (an emailed code is a weaker factor than TOTP,
+and whoever accepts the token may ask which one it was), and to the account's security
+epoch when it was issued: a factor added or removed, a lock or an address change raises
+the epoch, and every earlier token is void (ASVS 7.4.1). Each token has an id (``jti``)
+for the uses that may spend it once. Expiry is checked against the caller's clock.
 """
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -37,8 +40,14 @@ class Assurance:
     external_id: str
     account_id: int
     method: str
+    epoch: int  # the account's security epoch at issue
+    token_id: str
     issued_at: datetime
     expires_at: datetime
+
+    def holds_for(self, *, account_id: int, epoch: int) -> bool:
+        """Whether the token still speaks for this account as it is now."""
+        return self.account_id == account_id and self.epoch == epoch
 
 
 class AssuranceSigner:
@@ -46,12 +55,16 @@ class AssuranceSigner:
         self._serializer = URLSafeSerializer(secret_key, salt=SALT)
         self.ttl = ttl
 
-    def issue(self, *, external_id: str, account_id: int, method: str, now: datetime) -> str:
+    def issue(
+        self, *, external_id: str, account_id: int, method: str, epoch: int, now: datetime
+    ) -> str:
         payload = {
             "typ": TOKEN_TYPE,
             "sub": external_id,
             "aid": account_id,
             "m": method,
+            "se": epoch,
+            "jti": secrets.token_urlsafe(16),
             "iat": int(now.timestamp()),
             "exp": int((now + self.ttl).timestamp()),
         }
@@ -77,6 +90,8 @@ class AssuranceSigner:
             or payload.get("sub") != external_id
             or not isinstance(payload.get("aid"), int)
             or not isinstance(payload.get("m"), str)
+            or not isinstance(payload.get("se"), int)
+            or not isinstance(payload.get("jti"), str)
             or not isinstance(payload.get("iat"), int)
             or not isinstance(payload.get("exp"), int)
         ):
@@ -87,6 +102,8 @@ class AssuranceSigner:
             external_id=external_id,
             account_id=payload["aid"],
             method=payload["m"],
+            epoch=payload["se"],
+            token_id=payload["jti"],
             issued_at=datetime.fromtimestamp(payload["iat"], UTC),
             expires_at=datetime.fromtimestamp(payload["exp"], UTC),
         )

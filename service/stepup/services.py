@@ -1,14 +1,20 @@
 """Step-up verification: TOTP, emailed codes and recovery codes, with a bounded guess budget.
 
-Every verification first *reserves* one failure on the account with a single conditional
-UPDATE (``failed_verifications < limit`` and not locked). On PostgreSQL that row stays
-locked until commit and SQLite has one writer at a time, so concurrent verifications of
-one account run one after another: 50 parallel wrong codes meet the limits exactly, and
-of 20 parallel posts of one right code exactly one wins. A success gives the reservation
-back (the counter restarts at 0); the tenth failure locks step-up for 15 minutes, twice as
-long on each lock in a row (NIST SP 800-63B allows at most 100 consecutive failures).
+Every verification first *reserves* one failure with the subject's throttle
+(``service.stepup.throttle``): per method, so that an attacker hammering one method does
+not lock the owner out of another, and across methods up to a ceiling only support lifts.
+Verifications of one subject run one after another, so 50 parallel wrong codes meet the
+limits exactly, and of 20 parallel posts of one right code exactly one wins. An unknown
+account is throttled and answered exactly like a known one.
 
-Secrets at rest: TOTP secrets encrypted (service/secret_box.py); recovery codes as argon2id
+A factor change needs the factors it replaces (ASVS 6.4.3, NIST SP 800-63B 6.1.2):
+replacing or removing a confirmed authenticator, or replacing recovery codes while any
+factor exists, needs an assurance token from TOTP or a recovery code; a first factor on an
+account whose address leaked needs an assurance token at all (from the emailed code, the
+factor the account already had), and confirming it is no step-up. Every such change, a
+lock and an address change raise the account's security epoch, voiding earlier tokens.
+
+Secrets at rest: TOTP secrets encrypted (secret_box.py); recovery codes as argon2id
 hashes; emailed codes not at all: a code is an HMAC of its challenge's id under a key the
 database never sees, so the worker that mails it and the verifier derive it alike.
 """
@@ -16,22 +22,25 @@ database never sees, so the worker that mails it and the verifier derive it alik
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
 from pyotp.utils import strings_equal
-from sqlalchemy import Exists, delete, exists, select, update
+from sqlalchemy import BigInteger, Exists, delete, exists, insert, literal, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from service.addresses import mask_email
 from service.audit import record_event
-from service.db import rowcount
+from service.db import UTCDateTime, rowcount
 from service.errors import LeakguardError, NotFound
 from service.models import (
     Account,
     ChallengeState,
+    Exposure,
+    ExposureKind,
+    ExposureState,
     Notice,
     NoticeKind,
     NoticeState,
@@ -39,20 +48,26 @@ from service.models import (
     StepUpChallenge,
     TotpCredential,
 )
-from service.stepup import recovery_codes, totp
-from service.stepup.assurance import AssuranceSigner
+from service.stepup import recovery_codes, throttle, totp
+from service.stepup.assurance import Assurance, AssuranceSigner, AssuranceTokenInvalid
 from service.stepup.secret_box import SecretBox, SecretUnreadable, keyed_digest
+from service.stepup.throttle import Locked, Reservation, ThrottlePolicy
 from service.stepup.totp import TotpEnrollment
 
 EMAIL_CODE_DIGITS = 6
 MAX_CODE_CHARS = 64
-MAX_LOCK = timedelta(days=1)
+MAX_LABEL_CHARS = 100
+SUBJECT_BYTES = 16
 
 
 class Method(StrEnum):
     TOTP = "totp"
     EMAIL_CODE = "email_code"
     RECOVERY_CODE = "recovery_code"
+
+
+# The factors a person holds apart from their mailbox: only they may replace a factor.
+POSSESSION_METHODS = frozenset({Method.TOTP, Method.RECOVERY_CODE})
 
 
 class VerificationFailed(LeakguardError):
@@ -64,26 +79,42 @@ class VerificationFailed(LeakguardError):
 
 
 class StepUpLocked(LeakguardError):
+    """The method is locked for a while (``Retry-After``), or, without an end, until support."""
+
     status = 403
     code = "locked"
-    title = "Too many failed verifications: step-up is locked for this account"
+    title = "Too many failed verifications: this method is locked for this account"
 
-    def __init__(self, locked_until: datetime, now: datetime) -> None:
-        super().__init__(f"locked until {locked_until.isoformat()}")
-        self.locked_until = locked_until
-        self.retry_after = max(1, int((locked_until - now).total_seconds() + 0.999))
+    def __init__(self, locked_until: datetime | None, now: datetime) -> None:
+        if locked_until is None:
+            super().__init__("step-up is blocked for this account until support unlocks it")
+            self.retry_after: int | None = None
+        else:
+            super().__init__(f"locked until {locked_until.isoformat()}")
+            self.retry_after = max(1, int((locked_until - now).total_seconds() + 0.999))
 
     def response_headers(self) -> dict[str, str]:
-        return {"Retry-After": str(self.retry_after)}
+        return {} if self.retry_after is None else {"Retry-After": str(self.retry_after)}
+
+
+class AssuranceRequired(LeakguardError):
+    status = 403
+    code = "assurance_required"
+    title = "This change needs a passed step-up: send its assurance token"
+
+
+class AssuranceTooWeak(LeakguardError):
+    status = 403
+    code = "assurance_too_weak"
+    title = "Replacing a factor needs a step-up with TOTP or a recovery code"
 
 
 @dataclass(frozen=True, slots=True)
 class StepUpPolicy:
     code_ttl: timedelta = timedelta(minutes=10)
     code_attempts: int = 5
-    max_failures: int = 10
-    lock_base: timedelta = timedelta(minutes=15)
     totp_issuer: str = "Leakguard"
+    throttle: ThrottlePolicy = field(default_factory=ThrottlePolicy)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +122,7 @@ class Challenge:
     id: str
     method: Method
     expires_at: datetime
-    notice_id: int | None  # None when nothing is sent (unknown or locked account)
+    notice_id: int | None  # None when nothing is sent (unknown account, method closed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,12 +133,19 @@ class Passed:
 
 
 @dataclass(frozen=True, slots=True)
+class Enrolled:
+    """A confirmed authenticator. Not a passed step-up: no assurance token comes with it."""
+
+    method: Method
+
+
+@dataclass(frozen=True, slots=True)
 class Refused:
-    locked_until: datetime | None  # set when this failure, or an earlier one, locked step-up
+    locked: Locked | None  # set when this failure, or an earlier one, locked the method
 
     def error(self, now: datetime) -> LeakguardError:
-        if self.locked_until is not None:
-            return StepUpLocked(self.locked_until, now)
+        if self.locked is not None:
+            return StepUpLocked(self.locked.until, now)
         return VerificationFailed()
 
 
@@ -115,13 +153,10 @@ Outcome = Passed | Refused
 
 
 @dataclass(frozen=True, slots=True)
-class _Attempt:
-    """One reserved failure on an account, given back if the code proves right."""
-
-    account_id: int
+class _Account:
+    id: int
     email: str
-    failures: int
-    lock_count: int
+    epoch: int
 
 
 class StepUp:
@@ -138,18 +173,38 @@ class StepUp:
         self.signer = signer
         self._totp_box = SecretBox(master_key, "totp-secret")
         self._code_key = keyed_digest(master_key, b"email-code")
+        self._subject_key = keyed_digest(master_key, b"step-up-subject")
+
+    def subject(self, external_id: str) -> bytes:
+        """The throttle's key of an external id, known account or not (a keyed digest)."""
+        digest = keyed_digest(self._subject_key, external_id.encode("utf-8", "surrogatepass"))
+        return digest[:SUBJECT_BYTES]
 
     # TOTP -------------------------------------------------------------------------------
 
     def enroll_totp(
-        self, session: Session, external_id: str, *, actor: str, now: datetime
+        self,
+        session: Session,
+        external_id: str,
+        *,
+        assurance_token: str | None,
+        label: str | None = None,
+        actor: str,
+        now: datetime,
     ) -> TotpEnrollment:
         """Start (or restart) an enrolment; a confirmed credential stays in force until the
-        new one is confirmed. Raises NotFound."""
+        new one is confirmed.
+
+        The authenticator shows ``label`` (a name the login service chose) or the masked
+        address, never our ids. Raises NotFound, AssuranceRequired, AssuranceTooWeak or
+        AssuranceTokenInvalid (see the module's rules for a factor change).
+        """
         account = _account(session, external_id)
+        credential = session.get(TotpCredential, account.id)
+        replaces = credential is not None and credential.secret is not None
+        self._authorize_change(session, account, external_id, assurance_token, replaces, now)
         secret = totp.new_secret()
         sealed = self._totp_box.seal(secret.encode(), _context(account.id))
-        credential = session.get(TotpCredential, account.id)
         if credential is None:
             session.add(
                 TotpCredential(account_id=account.id, pending_secret=sealed, created_at=now)
@@ -157,30 +212,51 @@ class StepUp:
         else:
             credential.pending_secret = sealed
         _audit(session, actor, "step_up.totp_enrollment_started", account.email, external_id, now)
-        return totp.enrollment(secret, name=external_id, issuer=self.policy.totp_issuer)
+        name = (label or "").strip()[:MAX_LABEL_CHARS] or mask_email(account.email)
+        return totp.enrollment(secret, name=name, issuer=self.policy.totp_issuer)
 
     def confirm_totp(
         self, session: Session, external_id: str, code: str, *, actor: str, now: datetime
-    ) -> Outcome:
-        """Confirm the pending enrolment with its first code; it counts as a TOTP step-up."""
-        attempt = self._reserve(session, external_id, now=now)
+    ) -> Enrolled | Refused:
+        """Confirm the pending enrolment with its first code. Not a step-up: a factor that
+        was just added proves nothing about who added it. A wrong code counts as a failure."""
+        attempt = self._reserve(session, external_id, Method.TOTP, now=now)
         if isinstance(attempt, Refused):
             return attempt
-        credential = session.get(TotpCredential, attempt.account_id)
+        reservation, account = attempt
+        credential = session.get(TotpCredential, account.id) if account else None
         counter = None
-        if credential is not None and credential.pending_secret is not None:
-            counter = self._totp_counter(attempt.account_id, credential.pending_secret, code, now)
-        if counter is None or credential is None:
-            return self._fail(session, attempt, Method.TOTP, external_id, actor=actor, now=now)
+        if account and credential is not None and credential.pending_secret is not None:
+            counter = self._totp_counter(account.id, credential.pending_secret, code, now)
+        if account is None or credential is None or counter is None:
+            return self._fail(session, reservation, account, Method.TOTP, external_id, actor, now)
         credential.secret = credential.pending_secret
         credential.pending_secret = None
         credential.last_counter = counter
         credential.confirmed_at = now
-        _audit(session, actor, "step_up.totp_enrolled", attempt.email, external_id, now)
-        return self._pass(session, attempt, Method.TOTP, external_id, actor=actor, now=now)
+        throttle.succeed(session, reservation)
+        _raise_epoch(session, account.id)
+        _audit(session, actor, "step_up.totp_enrolled", account.email, external_id, now)
+        return Enrolled(Method.TOTP)
 
-    def remove_totp(self, session: Session, external_id: str, *, actor: str, now: datetime) -> None:
+    def remove_totp(
+        self,
+        session: Session,
+        external_id: str,
+        *,
+        assurance_token: str | None,
+        actor: str,
+        now: datetime,
+    ) -> None:
+        """Remove the authenticator; a confirmed one only with an assurance token from TOTP
+        or a recovery code. Raises NotFound and the errors of a factor change."""
         account = _account(session, external_id)
+        credential = session.get(TotpCredential, account.id)
+        if credential is None:
+            return
+        if credential.secret is not None:
+            self._authorize_change(session, account, external_id, assurance_token, True, now)
+            _raise_epoch(session, account.id)
         session.execute(delete(TotpCredential).where(TotpCredential.account_id == account.id))
         _audit(session, actor, "step_up.totp_removed", account.email, external_id, now)
 
@@ -217,30 +293,28 @@ class StepUp:
     ) -> Challenge:
         """Create a challenge and its one-recipient notice; void the account's earlier ones.
 
-        An unknown or locked account gets an answer of the same shape, and nothing is sent.
+        The answer has the same shape, and the work the same cost, whatever happens; nothing
+        is sent to an unknown account, one whose emailed code is locked, or one whose
+        mailbox cannot be trusted (undeliverable, or its password leaked with it).
         """
         challenge_id = str(uuid.uuid4())
         expires_at = now + self.policy.code_ttl
         account = session.execute(
-            select(Account.id, Account.email, Account.locked_until).where(
+            select(Account.id, Account.email, mailbox_usable().label("usable")).where(
                 Account.external_id == external_id
             )
         ).first()
-        if account is None or (account.locked_until is not None and account.locked_until > now):
-            return Challenge(challenge_id, Method.EMAIL_CODE, expires_at, notice_id=None)
+        state = throttle.state(session, self.subject(external_id), now=now)
+        closed = state.blocked or Method.EMAIL_CODE.value in state.locked
+        sending = account is not None and not closed and bool(account.usable)
+        account_id = account.id if account is not None and sending else None
+        # The same statements whatever the case, so the time tells nothing either; only a
+        # challenge that will be mailed gets an account and a notice.
+        self._void_challenges(session, account_id)
         session.execute(
-            update(StepUpChallenge)
-            .where(
-                StepUpChallenge.account_id == account.id,
-                StepUpChallenge.state == ChallengeState.PENDING,
-            )
-            .values(state=ChallengeState.VOID)
-            .execution_options(synchronize_session=False)
-        )
-        session.add(
-            StepUpChallenge(
+            insert(StepUpChallenge).values(
                 id=challenge_id,
-                account_id=account.id,
+                account_id=account_id,
                 method=Method.EMAIL_CODE.value,
                 state=ChallengeState.PENDING,
                 attempts=0,
@@ -248,19 +322,37 @@ class StepUp:
                 expires_at=expires_at,
             )
         )
-        session.flush()
-        notice = Notice(
-            account_id=account.id,
-            kind=NoticeKind.STEP_UP_CODE,
-            state=NoticeState.PENDING,
-            attempts=0,
-            challenge_id=challenge_id,
-            created_at=now,
+        # The notice: a row when the code is mailed; otherwise the same insert, of no row.
+        values = select(
+            literal(account_id or 0, BigInteger()).label("account_id"),
+            literal(NoticeKind.STEP_UP_CODE.value).label("kind"),
+            literal(NoticeState.PENDING.value).label("state"),
+            literal(0).label("attempts"),
+            literal(challenge_id).label("challenge_id"),
+            literal(now, UTCDateTime()).label("created_at"),
+        ).where(literal(sending))
+        notice_id = session.scalar(
+            insert(Notice)
+            .from_select(
+                ["account_id", "kind", "state", "attempts", "challenge_id", "created_at"], values
+            )
+            .returning(Notice.id)
         )
-        session.add(notice)
-        session.flush()
-        _audit(session, actor, "step_up.email_code_sent", account.email, external_id, now)
-        return Challenge(challenge_id, Method.EMAIL_CODE, expires_at, notice_id=notice.id)
+        action = "step_up.email_code_sent" if sending else "step_up.email_code_withheld"
+        _audit(session, actor, action, account.email if account else "", external_id, now)
+        return Challenge(challenge_id, Method.EMAIL_CODE, expires_at, notice_id=notice_id)
+
+    def _void_challenges(self, session: Session, account_id: int | None) -> None:
+        """A new challenge voids the account's earlier ones (None: an account that is not)."""
+        session.execute(
+            update(StepUpChallenge)
+            .where(
+                StepUpChallenge.account_id == (account_id if account_id is not None else -1),
+                StepUpChallenge.state == ChallengeState.PENDING,
+            )
+            .values(state=ChallengeState.VOID)
+            .execution_options(synchronize_session=False)
+        )
 
     def email_code(self, challenge_id: str) -> str:
         """The code of a challenge: what the mail carries and what verification expects."""
@@ -290,7 +382,7 @@ class StepUp:
         ).scalar_one_or_none()
         if spent is None:
             return False
-        right = strings_equal(code.strip(), self.email_code(challenge_id))
+        right = strings_equal("".join(code.split()), self.email_code(challenge_id))
         if right or spent >= self.policy.code_attempts:
             session.execute(
                 update(StepUpChallenge)
@@ -306,10 +398,24 @@ class StepUp:
     # Recovery codes ---------------------------------------------------------------------
 
     def new_recovery_codes(
-        self, session: Session, external_id: str, *, actor: str, now: datetime
+        self,
+        session: Session,
+        external_id: str,
+        *,
+        assurance_token: str | None,
+        actor: str,
+        now: datetime,
     ) -> list[str]:
-        """Replace the account's recovery codes with ten new ones, returned this once."""
+        """Replace the account's recovery codes with ten new ones, returned this once.
+
+        While the account has any factor, only with an assurance token from TOTP or a
+        recovery code. Raises NotFound and the errors of a factor change.
+        """
         account = _account(session, external_id)
+        has_factor = session.execute(
+            select(totp_enrolled(account.id), recovery_codes_left(account.id))
+        ).one()
+        self._authorize_change(session, account, external_id, assurance_token, any(has_factor), now)
         session.execute(delete(RecoveryCode).where(RecoveryCode.account_id == account.id))
         codes = [recovery_codes.new_code() for _ in range(recovery_codes.CODES_PER_SET)]
         session.add_all(
@@ -318,6 +424,7 @@ class StepUp:
             )
             for code in codes
         )
+        _raise_epoch(session, account.id)
         _audit(session, actor, "step_up.recovery_codes_generated", account.email, external_id, now)
         return [code.shown for code in codes]
 
@@ -360,133 +467,163 @@ class StepUp:
         now: datetime,
     ) -> Outcome:
         """Check one code. The caller commits whatever the outcome: failures must count."""
-        attempt = self._reserve(session, external_id, now=now)
+        attempt = self._reserve(session, external_id, method, now=now)
         if isinstance(attempt, Refused):
             return attempt
+        reservation, account = attempt
         code = code[:MAX_CODE_CHARS]
-        if method is Method.TOTP:
-            right = self._verify_totp(session, attempt.account_id, code, now)
-        elif method is Method.EMAIL_CODE:
-            right = self._verify_email_code(session, attempt.account_id, challenge_id, code, now)
-        else:
-            right = self._verify_recovery_code(session, attempt.account_id, code, now)
-        if not right:
-            return self._fail(session, attempt, method, external_id, actor=actor, now=now)
-        return self._pass(session, attempt, method, external_id, actor=actor, now=now)
+        right = False
+        if account is not None:
+            if method is Method.TOTP:
+                right = self._verify_totp(session, account.id, code, now)
+            elif method is Method.EMAIL_CODE:
+                right = self._verify_email_code(session, account.id, challenge_id, code, now)
+            else:
+                right = self._verify_recovery_code(session, account.id, code, now)
+        if account is None or not right:
+            return self._fail(session, reservation, account, method, external_id, actor, now)
+        throttle.succeed(session, reservation)
+        _audit(session, actor, "step_up.passed", account.email, external_id, now, method=method)
+        token = self.signer.issue(
+            external_id=external_id,
+            account_id=account.id,
+            method=method.value,
+            epoch=account.epoch,
+            now=now,
+        )
+        return Passed(method=method, token=token, expires_at=self.signer.expires_at(now))
+
+    def check_assurance(
+        self, session: Session, external_id: str, token: str, *, now: datetime
+    ) -> Assurance:
+        """The token's claims if it speaks for the account as it is now; raise
+        AssuranceTokenInvalid (or AssuranceTokenExpired) otherwise."""
+        assurance = self.signer.verify(token, external_id=external_id, now=now)
+        row = session.execute(
+            select(Account.id, Account.security_epoch).where(Account.external_id == external_id)
+        ).first()
+        if row is None or not assurance.holds_for(account_id=row.id, epoch=row.security_epoch):
+            raise AssuranceTokenInvalid()
+        return assurance
 
     def unlock(self, session: Session, external_id: str, *, actor: str, now: datetime) -> bool:
-        """Support's override: end the lock and forget the failures. Raises NotFound.
+        """Support's override: end every lock and block, forget the failures. Raises NotFound.
 
         Support names the account on purpose, so the error names it too.
         """
         account = session.scalars(select(Account).where(Account.external_id == external_id)).first()
         if account is None:
             raise NotFound(f"no account with the id {external_id!r}")
-        was_locked = account.locked_until is not None and account.locked_until > now
-        account.locked_until = None
-        account.failed_verifications = 0
-        account.lock_count = 0
+        was_locked = throttle.clear(session, self.subject(external_id))
         _audit(session, actor, "step_up.unlocked", account.email, external_id, now)
         return was_locked
 
-    def _reserve(self, session: Session, external_id: str, *, now: datetime) -> _Attempt | Refused:
-        row = session.execute(
-            update(Account)
-            .where(
-                Account.external_id == external_id,
-                Account.failed_verifications < self.policy.max_failures,
-                Account.locked_until.is_(None) | (Account.locked_until <= now),
-            )
-            .values(failed_verifications=Account.failed_verifications + 1)
-            .returning(Account.id, Account.email, Account.failed_verifications, Account.lock_count)
-            .execution_options(synchronize_session=False)
-        ).first()
-        if row is not None:
-            return _Attempt(row.id, row.email, row.failed_verifications, row.lock_count)
-        locked_until = session.scalar(
-            select(Account.locked_until).where(Account.external_id == external_id)
-        )
-        if locked_until is not None and locked_until > now:
-            return Refused(locked_until)
-        return Refused(None)  # unknown account: the same answer as a wrong code
-
-    def _pass(
+    def _authorize_change(
         self,
         session: Session,
-        attempt: _Attempt,
-        method: Method,
+        account: Account,
         external_id: str,
-        *,
-        actor: str,
+        token: str | None,
+        replaces_factor: bool,
         now: datetime,
-    ) -> Passed:
-        session.execute(
-            update(Account)
-            .where(Account.id == attempt.account_id)
-            .values(failed_verifications=0, lock_count=0)
-            .execution_options(synchronize_session=False)
+    ) -> None:
+        """Enforce the rules of a factor change (module docstring); raise if they fail."""
+        if not replaces_factor and not session.scalar(select(open_exposure(account.id))):
+            return  # a first factor on an account no leak names
+        if token is None:
+            raise AssuranceRequired()
+        assurance = self.signer.verify(token, external_id=external_id, now=now)
+        if not assurance.holds_for(account_id=account.id, epoch=account.security_epoch):
+            raise AssuranceTokenInvalid()
+        if replaces_factor and assurance.method not in POSSESSION_METHODS:
+            raise AssuranceTooWeak()
+
+    def _reserve(
+        self, session: Session, external_id: str, method: Method, *, now: datetime
+    ) -> tuple[Reservation, _Account | None] | Refused:
+        reserved = throttle.reserve(
+            session, self.subject(external_id), method.value, self.policy.throttle, now=now
         )
-        _audit(session, actor, "step_up.passed", attempt.email, external_id, now, method=method)
-        token = self.signer.issue(
-            external_id=external_id, account_id=attempt.account_id, method=method.value, now=now
-        )
-        return Passed(method=method, token=token, expires_at=self.signer.expires_at(now))
+        if isinstance(reserved, Locked):
+            return Refused(reserved)
+        row = session.execute(
+            select(Account.id, Account.email, Account.security_epoch).where(
+                Account.external_id == external_id
+            )
+        ).first()
+        account = None if row is None else _Account(row.id, row.email, row.security_epoch)
+        return reserved, account
 
     def _fail(
         self,
         session: Session,
-        attempt: _Attempt,
+        reservation: Reservation,
+        account: _Account | None,
         method: Method,
         external_id: str,
-        *,
         actor: str,
         now: datetime,
     ) -> Refused:
-        _audit(session, actor, "step_up.failed", attempt.email, external_id, now, method=method)
-        if attempt.failures < self.policy.max_failures:
+        email = account.email if account else ""
+        _audit(session, actor, "step_up.failed", email, external_id, now, method=method)
+        locked = throttle.fail(session, reservation, self.policy.throttle, now=now)
+        if locked is None:
             return Refused(None)
-        locked_until = now + min(self.policy.lock_base * 2**attempt.lock_count, MAX_LOCK)
-        session.execute(
-            update(Account)
-            .where(Account.id == attempt.account_id)
-            .values(
-                failed_verifications=0,
-                locked_until=locked_until,
-                lock_count=attempt.lock_count + 1,
-            )
-            .execution_options(synchronize_session=False)
-        )
-        _audit(
-            session,
-            actor,
-            "step_up.locked",
-            attempt.email,
-            external_id,
-            now,
-            until=locked_until.isoformat(),
-        )
-        return Refused(locked_until)
+        if account is not None:
+            _raise_epoch(session, account.id)  # a lock ends what earlier tokens vouched for
+        action = "step_up.blocked" if locked.until is None else "step_up.locked"
+        until = locked.until.isoformat() if locked.until else None
+        _audit(session, actor, action, email, external_id, now, method=method, until=until)
+        return Refused(locked)
 
 
-def totp_enrolled(account_id: ColumnElement[int]) -> Exists:
+def totp_enrolled(account_id: ColumnElement[int] | int) -> Exists:
     """True where the account has a confirmed authenticator (a subquery on ``account_id``)."""
     return exists().where(
         TotpCredential.account_id == account_id, TotpCredential.secret.is_not(None)
     )
 
 
-def recovery_codes_left(account_id: ColumnElement[int]) -> Exists:
+def recovery_codes_left(account_id: ColumnElement[int] | int) -> Exists:
     """True where the account has an unused recovery code (a subquery on ``account_id``)."""
     return exists().where(RecoveryCode.account_id == account_id, RecoveryCode.used_at.is_(None))
 
 
-def available_methods(*, totp_enrolled: bool, codes_left: bool) -> list[Method]:
-    """The methods, in the order a login service offers them; ``email_code`` always."""
+def open_exposure(account_id: ColumnElement[int] | int) -> Exists:
+    """True where a leak names the account's address and the exposure is open."""
+    return exists().where(Exposure.account_id == account_id, Exposure.state == ExposureState.OPEN)
+
+
+def mailbox_usable() -> ColumnElement[bool]:
+    """True for an account (in a query over ``account``) whose mailbox a code may go to:
+    the address is deliverable, and no open leak gave out the mailbox's password with it."""
+    credential_leaked = exists().where(
+        Exposure.account_id == Account.id,
+        Exposure.state == ExposureState.OPEN,
+        Exposure.kind == ExposureKind.CREDENTIAL,
+    )
+    return Account.undeliverable_at.is_(None) & ~credential_leaked
+
+
+def available_methods(
+    *, totp_enrolled: bool, codes_left: bool, mailbox_usable: bool
+) -> list[Method]:
+    """The methods the account can use, in the order a login service offers them."""
     methods = [Method.TOTP] if totp_enrolled else []
-    methods.append(Method.EMAIL_CODE)
+    if mailbox_usable:
+        methods.append(Method.EMAIL_CODE)
     if codes_left:
         methods.append(Method.RECOVERY_CODE)
     return methods
+
+
+def _raise_epoch(session: Session, account_id: int) -> None:
+    session.execute(
+        update(Account)
+        .where(Account.id == account_id)
+        .values(security_epoch=Account.security_epoch + 1)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def _account(session: Session, external_id: str) -> Account:
@@ -511,7 +648,7 @@ def _audit(
     method: Method | None = None,
     until: str | None = None,
 ) -> None:
-    detail: dict[str, str] = {"email": mask_email(email)}
+    detail: dict[str, str] = {"email": mask_email(email)} if email else {}
     if method is not None:
         detail["method"] = method.value
     if until is not None:

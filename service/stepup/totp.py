@@ -45,9 +45,10 @@ def enrollment(secret: str, *, name: str, issuer: str) -> TotpEnrollment:
 def step_of(secret: str, code: str, now: datetime) -> int | None:
     """The time step ``code`` belongs to, within one step of drift, or None.
 
+    Spaces are no part of the code: apps show it as "123 456", and people type it so.
     The caller refuses a step at or below the last one it accepted: a code works once.
     """
-    code = code.strip()
+    code = "".join(code.split())
     if len(code) != DIGITS or not code.isascii() or not code.isdigit():
         return None
     try:

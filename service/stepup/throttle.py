@@ -1,0 +1,178 @@
+"""The guess budget of step-up: per method, and for all methods of one subject together.
+
+NIST SP 800-63B section 5.2.2 asks for a bound on failed attempts that an attacker cannot
+turn against the owner. So the budget is kept per verification method: ten wrong TOTP
+codes lock TOTP for 15 minutes (twice as long on each lock in a row, at most a day, the
+doubling forgotten after a quiet day), and the emailed code or a recovery code stays open
+to the owner meanwhile. Across methods, at most ``ceiling`` failures in a row within 30
+days; past that only support unlocks. A success resets both counts of its subject.
+
+The subject is a keyed digest of the external id as the login service sent it, whether an
+account has it or not: an unknown id is throttled, and locked, exactly like a known one.
+
+Every verification of a subject first takes the lock of its "all methods" row (an UPDATE
+on PostgreSQL, the one writer on SQLite), so verifications of one subject run one after
+another and concurrent guesses meet the limits exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import cast
+
+from sqlalchemy import Connection, Table, delete, select, update
+from sqlalchemy.orm import Session
+
+from service.db import bulk
+from service.models import THROTTLE_ALL_METHODS, StepUpThrottle
+
+
+@dataclass(frozen=True, slots=True)
+class ThrottlePolicy:
+    method_failures: int = 10  # wrong codes in a row before a method locks
+    lock_base: timedelta = timedelta(minutes=15)
+    max_lock: timedelta = timedelta(days=1)
+    quiet: timedelta = timedelta(days=1)  # after this without a failure, locks start short
+    ceiling: int = 100  # wrong codes in a row over all methods before support must unlock
+    ceiling_window: timedelta = timedelta(days=30)
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """One failure reserved for a verification; given back if the code proves right."""
+
+    subject: bytes
+    method: str
+    failures: int  # of the method, this one included
+    lock_count: int
+    total: int  # over all methods, this one included
+
+
+@dataclass(frozen=True, slots=True)
+class Locked:
+    """The method is locked until ``until``; None: blocked for every method, until support."""
+
+    until: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class ThrottleState:
+    """What a subject may try now: the locks in force, by method, and the support block."""
+
+    locked: dict[str, datetime]
+    blocked: bool
+
+
+TABLE = cast(Table, StepUpThrottle.__table__)
+
+
+def reserve(
+    session: Session, subject: bytes, method: str, policy: ThrottlePolicy, *, now: datetime
+) -> Reservation | Locked:
+    """Count one failure in advance, or say which lock stands in the way. Does not commit."""
+    bulk.insert_ignore(
+        session,
+        TABLE,
+        [_empty(subject, THROTTLE_ALL_METHODS), _empty(subject, method)],
+    )
+    # Taking the subject's row lock first serializes its verifications (see the docstring).
+    everything = session.execute(
+        update(StepUpThrottle)
+        .where(StepUpThrottle.subject == subject, StepUpThrottle.scope == THROTTLE_ALL_METHODS)
+        .values(failures=StepUpThrottle.failures)
+        .returning(
+            StepUpThrottle.failures, StepUpThrottle.last_failed_at, StepUpThrottle.blocked_at
+        )
+        .execution_options(synchronize_session=False)
+    ).one()
+    if everything.blocked_at is not None:
+        return Locked(None)
+    row = session.execute(
+        select(
+            StepUpThrottle.failures,
+            StepUpThrottle.last_failed_at,
+            StepUpThrottle.locked_until,
+            StepUpThrottle.lock_count,
+        ).where(StepUpThrottle.subject == subject, StepUpThrottle.scope == method)
+    ).one()
+    if row.locked_until is not None and row.locked_until > now:
+        return Locked(row.locked_until)
+    failures, lock_count = row.failures, row.lock_count
+    if failures >= policy.method_failures:
+        failures = 0  # a lock that ended gives a fresh budget
+    if row.last_failed_at is not None and now - row.last_failed_at > policy.quiet:
+        failures, lock_count = 0, 0
+    total = everything.failures
+    if everything.last_failed_at is not None and now - everything.last_failed_at > (
+        policy.ceiling_window
+    ):
+        total = 0
+    _set(session, subject, method, failures=failures + 1, last_failed_at=now, lock_count=lock_count)
+    _set(session, subject, THROTTLE_ALL_METHODS, failures=total + 1, last_failed_at=now)
+    return Reservation(subject, method, failures + 1, lock_count, total + 1)
+
+
+def succeed(session: Session, reservation: Reservation) -> None:
+    """The code was right: the reserved failure and the method's lock history are forgotten."""
+    _set(session, reservation.subject, reservation.method, failures=0, lock_count=0)
+    _set(session, reservation.subject, THROTTLE_ALL_METHODS, failures=0)
+
+
+def fail(
+    session: Session, reservation: Reservation, policy: ThrottlePolicy, *, now: datetime
+) -> Locked | None:
+    """The code was wrong: lock the method, or block the subject, when a limit is met."""
+    if reservation.total >= policy.ceiling:
+        _set(session, reservation.subject, THROTTLE_ALL_METHODS, blocked_at=now)
+        return Locked(None)
+    if reservation.failures < policy.method_failures:
+        return None
+    until = now + min(policy.lock_base * 2**reservation.lock_count, policy.max_lock)
+    _set(
+        session,
+        reservation.subject,
+        reservation.method,
+        locked_until=until,
+        lock_count=reservation.lock_count + 1,
+    )
+    return Locked(until)
+
+
+def state(session: Session | Connection, subject: bytes, *, now: datetime) -> ThrottleState:
+    """The subject's locks in force and whether it is blocked. One read."""
+    locked: dict[str, datetime] = {}
+    blocked = False
+    for scope, locked_until, blocked_at in session.execute(
+        select(StepUpThrottle.scope, StepUpThrottle.locked_until, StepUpThrottle.blocked_at).where(
+            StepUpThrottle.subject == subject
+        )
+    ):
+        if blocked_at is not None:
+            blocked = True
+        if locked_until is not None and locked_until > now:
+            locked[scope] = locked_until
+    return ThrottleState(locked, blocked)
+
+
+def clear(session: Session, subject: bytes) -> bool:
+    """Support's override: forget every failure, lock and block; return whether one stood."""
+    rows = session.execute(
+        delete(StepUpThrottle)
+        .where(StepUpThrottle.subject == subject)
+        .returning(StepUpThrottle.locked_until, StepUpThrottle.blocked_at)
+    ).all()
+    return any(row.locked_until is not None or row.blocked_at is not None for row in rows)
+
+
+def _empty(subject: bytes, scope: str) -> dict[str, object]:
+    return {"subject": subject, "scope": scope, "failures": 0, "lock_count": 0}
+
+
+def _set(session: Session, subject: bytes, scope: str, **values: object) -> None:
+    session.execute(
+        update(StepUpThrottle)
+        .where(StepUpThrottle.subject == subject, StepUpThrottle.scope == scope)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
