@@ -11,7 +11,14 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from flask import Response
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    model_validator,
+)
 
 from service.accounts import MAX_EMAIL_CHARS, MAX_EXTERNAL_ID_CHARS, MAX_LOCALE_CHARS
 from service.config import MAX_BATCH_ACCOUNTS_LIMIT
@@ -267,6 +274,13 @@ class TotpConfirmBody(Strict):
 
 
 class TotpEnrollBody(Strict):
+    """Optional: a request without a body enrols with the default label."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_body(cls, data: object) -> object:
+        return {} if data is None else data
+
     label: (
         Annotated[
             str,
