@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import codecs
 import json
-import os
-import subprocess
-import sys
 import tracemalloc
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,14 +11,15 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pytest
+from flask.testing import FlaskCliRunner
 from sqlalchemy import select
 
 from jobs.account_import import ImportAborted, ImportFileError, import_accounts
 from service.models import Account
 from service.runtime import Runtime
-from tests.conftest import TEST_HASH_KEY
+from tests.support.cli import invoke, json_output, one_error_line
+from tests.support.leakfiles import write_lines
 
-LEAKGUARD = Path(sys.executable).with_name("leakguard")
 # Eight chunks of 5,000 rows. Under tracemalloc the import runs about four times slower,
 # so the file stays small; its 40,000 rows held at once take over 50 MiB, a streaming
 # import stays far below the bound. (The 1,000,000-row figure is bench/import_accounts.py.)
@@ -47,33 +45,8 @@ def stored_accounts(runtime: Runtime) -> dict[str, Stored]:
         }
 
 
-def write_lines(path: Path, lines: list[str]) -> Path:
-    path.write_bytes(("\n".join(lines) + "\n").encode("utf-8"))
-    return path
-
-
-def run_cli(db_url: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("LEAKGUARD_")}
-    env.update(
-        LEAKGUARD_DATABASE_URL=db_url,
-        LEAKGUARD_INSTANCE_DIR=str(tmp_path),
-        LEAKGUARD_HASH_KEY=TEST_HASH_KEY,
-    )
-    return subprocess.run(
-        [str(LEAKGUARD), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
-def import_json(db_url: str, tmp_path: Path, path: Path) -> dict[str, object]:
-    result = run_cli(db_url, tmp_path, "accounts", "import", str(path), "--json")
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.count("\n") == 1, result.stdout
-    payload = json.loads(result.stdout)
+def import_json(runner: FlaskCliRunner, path: Path) -> dict[str, object]:
+    payload = json_output(invoke(runner, "accounts", "import", str(path), "--json"))
     assert isinstance(payload, dict)
     return payload
 
@@ -87,37 +60,37 @@ def assert_one_line(text: str) -> None:
 
 
 def test_cli_reports_counts_as_json_and_a_second_run_changes_nothing(
-    runtime: Runtime, db_url: str, tmp_path: Path
+    runtime: Runtime, runner: FlaskCliRunner, tmp_path: Path
 ) -> None:
     lines = ["external_id,email,locale"] + [f"u{n},user{n}@example.com,en" for n in range(5)]
-    first = import_json(db_url, tmp_path, write_lines(tmp_path / "a.csv", lines))
+    first = import_json(runner, write_lines(tmp_path / "a.csv", lines))
     assert first["rows"] == 5
     assert first["created"] == 5
     assert first["updated"] == 0
     assert first["invalid"] == 0
 
-    second = import_json(db_url, tmp_path, tmp_path / "a.csv")
+    second = import_json(runner, tmp_path / "a.csv")
     assert (second["rows"], second["created"], second["updated"]) == (5, 0, 0)
     assert second["unchanged"] == 5
 
     lines[3] = "u2,someone-new@example.com,en"
-    third = import_json(db_url, tmp_path, write_lines(tmp_path / "b.csv", lines))
+    third = import_json(runner, write_lines(tmp_path / "b.csv", lines))
     assert (third["created"], third["updated"], third["unchanged"]) == (0, 1, 4)
     assert stored_accounts(runtime)["u2"].email == "someone-new@example.com"
 
 
 def test_cli_never_prints_the_content_of_an_invalid_row(
-    runtime: Runtime, db_url: str, tmp_path: Path
+    runtime: Runtime, runner: FlaskCliRunner, tmp_path: Path
 ) -> None:
     secret = "private-not-an-address-7f3a9"
     path = write_lines(
         tmp_path / "a.csv",
         ["external_id,email", "u1,ok@example.com", f"u2,{secret}", f"{secret}-only-field"],
     )
-    as_json = run_cli(db_url, tmp_path, "accounts", "import", str(path), "--json")
-    as_text = run_cli(db_url, tmp_path, "accounts", "import", str(path))
+    as_json = invoke(runner, "accounts", "import", str(path), "--json")
+    as_text = invoke(runner, "accounts", "import", str(path))
     for result in (as_json, as_text):
-        assert result.returncode == 0, result.stderr
+        assert result.exit_code == 0, result.stderr
         assert secret not in result.stdout
         assert secret not in result.stderr
     # The line numbers are what it reports instead.
@@ -127,18 +100,18 @@ def test_cli_never_prints_the_content_of_an_invalid_row(
 
 
 def test_cli_rejects_a_file_without_the_needed_columns_without_echoing_its_first_line(
-    runtime: Runtime, db_url: str, tmp_path: Path
+    runtime: Runtime, runner: FlaskCliRunner, tmp_path: Path
 ) -> None:
     path = write_lines(
         tmp_path / "a.csv", ["u1,first-person-9b2c@example.com,en", "u2,b@example.com,de"]
     )
-    result = run_cli(db_url, tmp_path, "accounts", "import", str(path), "--json")
-    assert result.returncode == 1
+    result = invoke(runner, "accounts", "import", str(path), "--json")
+    assert result.exit_code == 1
     assert result.stdout == ""
-    assert_one_line(result.stderr)
-    assert "external_id" in result.stderr
-    assert "email" in result.stderr
-    assert "first-person-9b2c" not in result.stderr
+    line = one_error_line(result)
+    assert "external_id" in line
+    assert "email" in line
+    assert "first-person-9b2c" not in line
     assert stored_accounts(runtime) == {}
 
 
@@ -151,18 +124,16 @@ def test_cli_rejects_a_file_without_the_needed_columns_without_echoing_its_first
     ],
 )
 def test_cli_fails_with_one_line_for_a_file_it_cannot_import(
-    runtime: Runtime, db_url: str, tmp_path: Path, kind: str
+    runtime: Runtime, runner: FlaskCliRunner, tmp_path: Path, kind: str
 ) -> None:
     path = tmp_path / kind
     if kind == "directory":
         path.mkdir()
     elif kind == "empty":
         path.write_bytes(b"")
-    result = run_cli(db_url, tmp_path, "accounts", "import", str(path), "--json")
-    assert result.returncode != 0
+    result = invoke(runner, "accounts", "import", str(path), "--json")
     assert result.stdout == ""
-    assert_one_line(result.stderr)
-    assert "Traceback" not in result.stderr
+    one_error_line(result)
 
 
 @pytest.mark.parametrize("kind", ["missing", "directory", "empty"])

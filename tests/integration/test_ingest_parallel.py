@@ -7,9 +7,7 @@ middle of a part must lose nothing: its part is taken up again from its last com
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,10 +18,9 @@ from sqlalchemy import func, select
 from jobs.account_import import import_accounts
 from service.models import Exposure, LeakEntry, LeakFile, LeakPart, Notice
 from service.runtime import Runtime
-from tests.conftest import TEST_HASH_KEY
-from tests.processes import kill_session
+from tests.support.cli import LEAKGUARD, cli_env
+from tests.support.processes import kill_session
 
-LEAKGUARD = Path(sys.executable).with_name("leakguard")
 ACCOUNTS = 3000
 LEAK_LINES = 60_000
 
@@ -36,16 +33,13 @@ def postgres_only(db_url: str) -> str:
 
 
 def environment(db_url: str, redis_url: str, instance: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LEAKGUARD_")}
-    env.update(
-        LEAKGUARD_DATABASE_URL=db_url,
+    return cli_env(
+        db_url,
+        instance,
         LEAKGUARD_REDIS_URL=redis_url,
-        LEAKGUARD_HASH_KEY=TEST_HASH_KEY,
-        LEAKGUARD_INSTANCE_DIR=str(instance),
         # Small chunks: many commits per part, so a kill lands between two of them.
         LEAKGUARD_INGEST_CHUNK_RECORDS="1500",
     )
-    return env
 
 
 def write_leak(runtime: Runtime, tmp_path: Path) -> Path:

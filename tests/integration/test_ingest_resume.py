@@ -15,21 +15,13 @@ from sqlalchemy import func, select
 
 from jobs.ingest.pipeline import ingest_leak
 from service.config import Settings
+from service.leaks.counters import COUNTERS
 from service.models import Leak, LeakEntry, LeakFile
 from service.runtime import Runtime
-from tests.conftest import empty_tables
-from tests.leakfiles import (
-    COUNTER_NAMES,
-    LEAKGUARD,
-    BigLeak,
-    cli_env,
-    exposures,
-    json_output,
-    load_accounts,
-    notices,
-    run_leakguard,
-    write_big_leak,
-)
+from tests.support.cli import LEAKGUARD, cli_env, json_output, run_leakguard
+from tests.support.db import empty_tables, exposures, notices
+from tests.support.factories import load_accounts
+from tests.support.leakfiles import BigLeak, write_big_leak
 
 SLUG = "exchange-2019"
 CHUNK_RECORDS = 2000
@@ -43,7 +35,7 @@ def snapshot(runtime: Runtime) -> dict[str, Any]:
     """Everything an ingest decides: counters, resume point, flags, warnings, watch list."""
     with runtime.db.read_session() as session:
         leaks = session.execute(
-            select(Leak.slug, *(getattr(Leak, name) for name in COUNTER_NAMES))
+            select(Leak.slug, *(getattr(Leak, name) for name in COUNTERS))
         ).all()
         files = session.execute(
             select(
@@ -52,7 +44,7 @@ def snapshot(runtime: Runtime) -> dict[str, Any]:
                 LeakFile.records_done,
                 LeakFile.invalid_lines,
                 LeakFile.runs,
-                *(getattr(LeakFile, name) for name in COUNTER_NAMES),
+                *(getattr(LeakFile, name) for name in COUNTERS),
             )
         ).all()
         entries = session.scalar(select(func.count()).select_from(LeakEntry))
