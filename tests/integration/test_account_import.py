@@ -1,4 +1,5 @@
-"""The accounts CSV import, on SQLite and PostgreSQL: the job itself and its CLI contract."""
+"""The accounts CSV import, on SQLite and PostgreSQL: the job itself, its CLI contract, and
+the one account upsert it shares with the API (the watch list flags alike)."""
 
 from __future__ import annotations
 
@@ -8,16 +9,18 @@ import tracemalloc
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import pytest
-from flask.testing import FlaskCliRunner
+from flask.testing import FlaskClient, FlaskCliRunner
 from sqlalchemy import select
 
 from jobs.account_import import ImportAborted, ImportFileError, import_accounts
+from jobs.ingest.pipeline import ingest_leak
 from service.models import Account
 from service.runtime import Runtime
 from tests.support.cli import invoke, json_output, one_error_line
+from tests.support.db import all_rows, exposures, notices
 from tests.support.leakfiles import write_lines
 
 # Eight chunks of 5,000 rows. Under tracemalloc the import runs about four times slower,
@@ -432,3 +435,122 @@ def test_memory_stays_flat_while_importing_many_rows(runtime: Runtime, large_csv
         tracemalloc.stop()
     assert (report.created, report.invalid) == (MEMORY_ROWS, 0)
     assert peak < MEMORY_BOUND_BYTES, f"peak {peak / 2**20:.1f} MiB"
+
+
+# --- the one account upsert: the import flags as the API does -------------------------
+
+
+WATCHED = "watched"
+LEAKED = "leaked@example.com"
+
+
+class Face:
+    """One way an account row reaches ``apply_accounts``: the CSV import or the API."""
+
+    def __init__(
+        self, name: str, runtime: Runtime, client: FlaskClient, auth: dict[str, str], tmp: Path
+    ) -> None:
+        self.name = name
+        self.runtime = runtime
+        self.client = client
+        self.auth = auth
+        self.tmp = tmp
+        self.calls = 0
+
+    def apply(self, external_id: str, email: str, locale: str = "") -> str:
+        """Create or update the account; return its outcome (created, updated, unchanged)."""
+        self.calls += 1
+        if self.name == "import":
+            path = self.tmp / f"import-{self.calls}.csv"
+            write_lines(path, ["external_id,email,locale", f"{external_id},{email},{locale}"])
+            report = import_accounts(self.runtime, path)
+            assert (report.rows, report.invalid) == (1, 0)
+            return next(
+                outcome
+                for outcome in ("created", "updated", "unchanged")
+                if getattr(report, outcome) == 1
+            )
+        body = {"email": email, "locale": locale or None}
+        if self.name == "api-batch":
+            response = self.client.post(
+                "/v1/accounts:batch",
+                json={"accounts": [{"external_id": external_id, **body}]},
+                headers=self.auth,
+            )
+            assert response.status_code == 200, response.get_json()
+            return str(response.get_json()["results"][0]["status"])
+        response = self.client.put(f"/v1/accounts/{external_id}", json=body, headers=self.auth)
+        assert response.status_code in (200, 201), response.get_json()
+        return str(response.get_json()["status"])
+
+
+@pytest.fixture(params=["import", "api", "api-batch"])
+def face(
+    request: pytest.FixtureRequest,
+    runtime: Runtime,
+    client: FlaskClient,
+    auth: dict[str, str],
+    tmp_path: Path,
+) -> Face:
+    """A leak is on the watch list; accounts arrive through the CSV import or the API."""
+    leak = write_lines(tmp_path / "leak.txt", [LEAKED, "other.leaked@example.com"])
+    assert ingest_leak(runtime, leak, slug=WATCHED).run.matched == 0
+    return Face(request.param, runtime, client, auth, tmp_path)
+
+
+def flags(runtime: Runtime) -> dict[str, list[tuple[Any, ...]]]:
+    """The exposure and notice rows, whole."""
+    rows = all_rows(runtime)
+    return {table: rows[table] for table in ("exposure", "notice")}
+
+
+def test_a_new_account_with_a_leaked_address_is_flagged_once(face: Face) -> None:
+    assert face.apply("u1", "Leaked+shop@Example.com", "en") == "created"
+    assert exposures(face.runtime) == {("u1", WATCHED): ("email", None)}
+    assert notices(face.runtime) == [("u1", WATCHED, "leak_warning", "pending")]
+
+
+def test_a_locale_only_change_or_a_respelling_does_not_flag_again(face: Face) -> None:
+    assert face.apply("u1", LEAKED, "en") == "created"
+    before = flags(face.runtime)
+    assert len(before["exposure"]) == len(before["notice"]) == 1
+
+    assert face.apply("u1", LEAKED, "de-AT") == "updated"  # the locale alone
+    assert face.apply("u1", "Leaked+shop@EXAMPLE.com", "de-AT") == "updated"  # same address
+    assert face.apply("u1", "Leaked+shop@EXAMPLE.com", "de-AT") == "unchanged"
+
+    assert flags(face.runtime) == before
+    assert stored_accounts(face.runtime)["u1"].locale == "de-AT"
+
+
+def test_a_change_to_a_leaked_address_flags_the_account(face: Face) -> None:
+    assert face.apply("u2", "clean@example.com") == "created"
+    assert flags(face.runtime) == {"exposure": [], "notice": []}
+
+    assert face.apply("u2", "Other.Leaked+x@Example.com") == "updated"
+
+    assert exposures(face.runtime) == {("u2", WATCHED): ("email", None)}
+    assert notices(face.runtime) == [("u2", WATCHED, "leak_warning", "pending")]
+    assert face.apply("u2", "other.leaked@example.com") == "updated"  # the same address
+    assert len(notices(face.runtime)) == 1
+
+
+def test_the_import_reports_what_the_watch_list_flagged(runtime: Runtime, tmp_path: Path) -> None:
+    leak = write_lines(tmp_path / "leak.txt", [LEAKED, "other.leaked@example.com"])
+    ingest_leak(runtime, leak, slug=WATCHED)
+    header = "external_id,email,locale"
+    first = import_accounts(
+        runtime,
+        write_lines(tmp_path / "1.csv", [header, f"u1,{LEAKED},en", "u2,clean@example.com,en"]),
+    )
+    assert (first.created, first.flagged) == (2, 1)
+    second = import_accounts(
+        runtime,
+        write_lines(
+            tmp_path / "2.csv",
+            [header, f"u1,{LEAKED},de", "u2,other.leaked@example.com,en"],
+        ),
+    )
+    # u1: its locale only, not flagged again; u2: a new address, and a leaked one.
+    assert (second.updated, second.flagged) == (2, 1)
+    assert sorted(exposures(runtime)) == [("u1", WATCHED), ("u2", WATCHED)]
