@@ -9,7 +9,6 @@ lost, nothing doubled (but within the documented window of a killed worker).
 
 from __future__ import annotations
 
-import subprocess
 from datetime import timedelta
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from service.db import utcnow
 from service.models import Notice
 from service.notices.outbox import BACKOFF_BASE, SEND_LEASE, release_stale
 from service.runtime import Runtime
-from tests.support.cli import LEAKGUARD, cli_env, run_leakguard
+from tests.support.cli import cli_env, run_leakguard, start_leakguard
 from tests.support.delivery import (
     assert_each_once_or_failed,
     deliver,
@@ -219,25 +218,17 @@ def test_worker_killed_mid_campaign_loses_nothing(
         LEAKGUARD_SMTP_URL=smtp_server.url,
     )
     log_path = tmp_path / "worker.log"
-    with log_path.open("w") as log:
-        worker = subprocess.Popen(
-            [str(LEAKGUARD), "worker"],
-            env=env,
-            cwd=tmp_path,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # a session of its own: the kill takes the work horse too
+    worker = start_leakguard(env, "worker", log=log_path, cwd=tmp_path)
+    try:
+        # Long enough for the worker's relay thread to run beside a delivering job.
+        wait_for(
+            lambda: len(smtp_server.messages()) >= RELAY_PERIOD_MESSAGES,
+            timeout=60,
+            what="the campaign to be well under way",
         )
-        try:
-            # Long enough for the worker's relay thread to run beside a delivering job.
-            wait_for(
-                lambda: len(smtp_server.messages()) >= RELAY_PERIOD_MESSAGES,
-                timeout=60,
-                what="the campaign to be well under way",
-            )
-        finally:
-            kill_session(worker.pid)
-            worker.wait(timeout=10)
+    finally:
+        kill_session(worker.pid)  # the whole session: the work horse too
+        worker.wait(timeout=10)
     log_text = log_path.read_text()
     assert "Traceback" not in log_text, log_text
     with mail_runtime.db.read_session() as session:

@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 from jobs.account_import import import_accounts
 from service.models import Exposure, LeakEntry, LeakFile, LeakPart, Notice
 from service.runtime import Runtime
-from tests.support.cli import LEAKGUARD, cli_env, invoke, json_output
+from tests.support.cli import cli_env, invoke, json_output, start_leakguard
 from tests.support.processes import kill_session
 
 ACCOUNTS = 3000
@@ -99,14 +99,7 @@ def workers(
 
 
 def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    # Its own session: a SIGKILL to the group takes the work horse too, like a lost machine.
-    return subprocess.Popen(
-        [str(LEAKGUARD), "worker"],
-        env=env,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    return start_leakguard(env, "worker", log=log)
 
 
 def database_state(runtime: Runtime) -> dict[str, int]:

@@ -78,6 +78,25 @@ def run_leakguard(
     )
 
 
+def start_leakguard(
+    env: dict[str, str], *args: str, log: Path, cwd: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """Start a long-running ``leakguard ARGS`` (a worker), its stdout and stderr into ``log``.
+
+    It gets a session of its own, as on a machine of its own: ``kill_session`` then takes
+    rq's work horse along, which leaves the worker's process group.
+    """
+    with log.open("wb") as output:
+        return subprocess.Popen(
+            [str(LEAKGUARD), *args],
+            env=env,
+            cwd=cwd,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
 # --- what a run printed, either way ----------------------------------------------------------
 
 
