@@ -36,16 +36,18 @@ def fresh_app(tmp_path: Path) -> Iterator[Flask]:
     runtime_of(value).db.dispose()
 
 
-# --- commands on the test database ----------------------------------------------------
-
-
-def test_help_lists_the_commands(runner: FlaskCliRunner) -> None:
+def test_help_lists_the_commands_without_touching_a_database(
+    fresh_app: Flask, tmp_path: Path
+) -> None:
+    help_text = output(fresh_app.test_cli_runner(), "--help")
     listed = {
-        line.split()[0]
-        for line in output(runner, "--help").split("Commands:", 1)[1].splitlines()
-        if line.strip()
+        line.split()[0] for line in help_text.split("Commands:", 1)[1].splitlines() if line.strip()
     }
     assert {"db", "accounts", "api-clients", "run", "shell", "demo"} <= listed
+    assert not (tmp_path / "fresh.sqlite3").exists()
+
+
+# --- commands on the test database ----------------------------------------------------
 
 
 def test_db_upgrade_on_migrated_database_says_already_at_head(runner: FlaskCliRunner) -> None:
@@ -55,7 +57,7 @@ def test_db_upgrade_on_migrated_database_says_already_at_head(runner: FlaskCliRu
 def test_api_client_lifecycle_create_use_list_revoke(
     runner: FlaskCliRunner, runtime: Runtime, make_app: Callable[..., Flask]
 ) -> None:
-    api_app = make_app()  # the API in another process than the commands
+    api_app = make_app()  # the API: another app than the commands' (another process)
     created = invoke(
         runner,
         "api-clients",
