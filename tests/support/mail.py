@@ -12,7 +12,6 @@ from email import message_from_bytes, policy
 from email.message import EmailMessage, Message
 from email.utils import getaddresses
 from html import unescape
-from typing import cast
 
 RECIPIENT_HEADERS = ("Cc", "Bcc", "Resent-To", "Resent-Cc", "Resent-Bcc")
 # Every link-shaped thing in a message part: schemes, bare www. hosts, href/src targets.
@@ -47,7 +46,9 @@ def to_addresses(message: Message) -> list[str]:
 
 def parse_message(data: bytes) -> EmailMessage:
     """The message as the person's mail program reads it."""
-    return cast(EmailMessage, message_from_bytes(data, policy=policy.default))
+    message = message_from_bytes(data, policy=policy.default)
+    assert isinstance(message, EmailMessage)
+    return message
 
 
 def text_and_html(message: EmailMessage) -> tuple[str, str]:
