@@ -154,11 +154,12 @@ def enqueue_parts(runtime: Runtime, part_ids: tuple[int, ...], connection: Redis
         session.execute(
             update(LeakPart).where(LeakPart.id.in_(part_ids)).values(attempts=LeakPart.attempts + 1)
         )
-        attempts = dict(
-            session.execute(select(LeakPart.id, LeakPart.attempts).where(LeakPart.id.in_(part_ids)))
-            .tuples()
-            .all()
-        )
+        attempts: dict[int, int] = {
+            part_id: attempt
+            for part_id, attempt in session.execute(
+                select(LeakPart.id, LeakPart.attempts).where(LeakPart.id.in_(part_ids))
+            )
+        }
     queue.enqueue_many(
         [
             queue.prepare_data(
