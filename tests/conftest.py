@@ -1,61 +1,52 @@
-"""Shared fixtures: a migrated database per backend, a runtime and an app per test.
+"""The fixtures: a migrated database per backend, a runtime, an app and a CLI runner per test.
 
 Storage tests run on SQLite and on the real PostgreSQL (``db_url`` is parametrized).
 Without a reachable PostgreSQL the postgres half is skipped with a visible reason, except
-under CI=true, where its absence fails the run.
+under CI=true, where its absence fails the run. Helpers live in ``tests/support/``.
 """
 
 from __future__ import annotations
 
 import os
-import secrets
-import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
-import psycopg
 import pytest
-import redis
 from flask import Flask
-from flask.testing import FlaskClient
-from sqlalchemy import create_engine, text
+from flask.testing import FlaskClient, FlaskCliRunner
+from sqlalchemy import create_engine
 
 from jobs.context import use_runtime
 from service.app import create_app
-from service.clients import Scope, create_api_client
 from service.config import Settings
-from service.db import Base, utcnow
 from service.db.migrate import upgrade_database
-from service.runtime import Runtime, build_runtime
+from service.runtime import Runtime, build_runtime, runtime_of
+from tests.support.db import empty_tables
+from tests.support.delivery import ACCOUNT_URL, SERVICE_NAME, runtime_with
+from tests.support.factories import make_api_key
+from tests.support.http import bearer
+from tests.support.services import (
+    REDIS_OWNER_KEY,
+    REDIS_SERVER_URL,
+    claim_redis_database,
+    connect_redis_admin,
+    create_postgres_database,
+    drop_postgres_database,
+    release_redis_database,
+    reset_redis_database,
+)
+from tests.support.settings import make_settings
+from tests.support.smtp import SmtpServer
 
-PG_ADMIN_URL = os.environ.get("LEAKGUARD_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
-TEST_HASH_KEY = "test-hash-key-0123456789abcdef"
-TEST_SECRET_KEY = "test-secret-key-0123456789abcdef"
-
-
-def service_missing(what: str, reason: str) -> None:
-    """Skip, or fail under CI: CI must never pass by skipping the real services."""
-    message = f"{what} not reachable ({reason}); its tests are skipped"
-    if IN_CI:
-        pytest.fail(f"{what} is required under CI=true: {reason}")
-    pytest.skip(message)
+# --- databases -------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     name = f"leakguard_test_{os.getpid()}"
-    try:
-        admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        service_missing("PostgreSQL", str(exc).splitlines()[0])
-    with admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        admin.execute(f'CREATE DATABASE "{name}"')
-    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
-    yield f"{base}/{name}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    yield create_postgres_database(name)
+    drop_postgres_database(name)
 
 
 @pytest.fixture(
@@ -73,33 +64,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     return url
 
 
-REDIS_SERVER_URL = os.environ.get("LEAKGUARD_TEST_REDIS_SERVER", "redis://127.0.0.1:6379")
-REDIS_CLAIM_TTL_SECONDS = 6 * 3600  # longer than any run; a crashed run's claim lapses
-REDIS_OWNER_KEY = "leakguard:test-run-owner"  # inside a claimed database: "a test run's"
-
-
-def claim_redis_database(admin: redis.Redis) -> int:
-    """Claim a Redis database that no other run and no other user is on; return its number.
-
-    A claim is a key in database 0 set only if absent (``SET NX``), so two runs starting at
-    once never share a database. A database is taken only when it is empty or was left by
-    a test run that died (its owner key is there, its claim has lapsed): never one that a
-    worker or anything else uses.
-    """
-    count = int(admin.config_get("databases").get("databases", 16))
-    owner = f"{socket.gethostname()}:{os.getpid()}"
-    for number in range(1, count):
-        claim = f"leakguard:test-run:db{number}"
-        if not admin.set(claim, owner, nx=True, ex=REDIS_CLAIM_TTL_SECONDS):
-            continue
-        database = redis.Redis.from_url(f"{REDIS_SERVER_URL}/{number}")
-        with database:
-            if database.dbsize() == 0 or database.exists(REDIS_OWNER_KEY):
-                database.flushdb()
-                database.set(REDIS_OWNER_KEY, owner)
-                return number
-        admin.delete(claim)
-    raise RuntimeError(f"every Redis database on {REDIS_SERVER_URL} is in use")
+# --- Redis -----------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="session")
@@ -109,42 +74,29 @@ def redis_database() -> Iterator[str]:
     if fixed:
         yield fixed
         return
-    admin = redis.Redis.from_url(f"{REDIS_SERVER_URL}/0", socket_connect_timeout=3)
-    try:
-        admin.ping()
-    except redis.RedisError as exc:
-        service_missing("Redis", str(exc).splitlines()[0])
+    admin = connect_redis_admin()
     number = claim_redis_database(admin)
     yield f"{REDIS_SERVER_URL}/{number}"
-    with redis.Redis.from_url(f"{REDIS_SERVER_URL}/{number}") as database:
-        database.flushdb()
-    admin.delete(f"leakguard:test-run:db{number}")
+    release_redis_database(admin, number)
     admin.close()
 
 
 @pytest.fixture
 def redis_url(redis_database: str) -> Iterator[str]:
     """The real Redis, on this run's own database, empty before and after the test."""
-    connection = redis.Redis.from_url(redis_database, socket_connect_timeout=3)
-    try:
-        connection.flushdb()
-        connection.set(REDIS_OWNER_KEY, "pytest")
-    except redis.RedisError as exc:
-        service_missing("Redis", str(exc).splitlines()[0])
+    connection = reset_redis_database(redis_database)
     yield redis_database
     connection.flushdb()
     connection.set(REDIS_OWNER_KEY, "pytest")
     connection.close()
 
 
+# --- the service -----------------------------------------------------------------------------
+
+
 @pytest.fixture
 def settings(db_url: str, tmp_path: Path) -> Settings:
-    return Settings(
-        database_url=db_url,
-        instance_dir=tmp_path / "instance",
-        hash_key=TEST_HASH_KEY,
-        secret_key=TEST_SECRET_KEY,
-    )
+    return make_settings(db_url, tmp_path / "instance")
 
 
 @pytest.fixture
@@ -160,24 +112,27 @@ def runtime(settings: Settings) -> Iterator[Runtime]:
     value.db.dispose()
 
 
-def empty_tables(value: Runtime) -> None:
-    tables = list(reversed(Base.metadata.sorted_tables))
-    with value.db.engine.begin() as connection:
-        if value.db.is_postgres:
-            names = ", ".join(f'"{table.name}"' for table in tables)
-            connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-        else:
-            for table in tables:
-                connection.execute(table.delete())
+@pytest.fixture
+def make_app(runtime: Runtime) -> Iterator[Callable[..., Flask]]:
+    """Build apps on the test's settings, or on ``settings``, with ``changes`` to them
+    (``make_app(max_batch_accounts=3)``); their connections are closed after the test."""
+    made: list[Flask] = []
+
+    def make(settings: Settings | None = None, **changes: Any) -> Flask:
+        flask_app = create_app((settings or runtime.settings).model_copy(update=changes))
+        flask_app.config["TESTING"] = True
+        made.append(flask_app)
+        return flask_app
+
+    yield make
+    for flask_app in made:
+        runtime_of(flask_app).db.dispose()
 
 
 @pytest.fixture
-def app(runtime: Runtime) -> Iterator[Flask]:
+def app(make_app: Callable[..., Flask]) -> Flask:
     """The app on the same database as ``runtime`` (which empties it afterwards)."""
-    flask_app = create_app(runtime.settings)
-    flask_app.config["TESTING"] = True
-    yield flask_app
-    flask_app.extensions["leakguard"].db.dispose()
+    return make_app()
 
 
 @pytest.fixture
@@ -185,16 +140,10 @@ def client(app: Flask) -> FlaskClient:
     return app.test_client()
 
 
-def make_api_key(value: Runtime, *scopes: Scope, name: str | None = None) -> str:
-    with value.db.transaction() as session:
-        new = create_api_client(
-            session,
-            name=name or f"client-{secrets.token_hex(4)}",
-            scopes=scopes or tuple(Scope),
-            actor="test",
-            now=utcnow(),
-        )
-    return new.key
+@pytest.fixture
+def runner(app: Flask) -> FlaskCliRunner:
+    """``leakguard`` in this process, on ``app`` (``tests.support.cli.invoke``)."""
+    return app.test_cli_runner()
 
 
 @pytest.fixture
@@ -205,4 +154,26 @@ def api_key(runtime: Runtime) -> str:
 
 @pytest.fixture
 def auth(api_key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {api_key}"}
+    return bearer(api_key)
+
+
+# --- mail ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def smtp_server(tmp_path: Path) -> Iterator[SmtpServer]:
+    """A running test SMTP server in a process of its own; stopped at the end of the test."""
+    server = SmtpServer(tmp_path / "smtp-server")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def mail_runtime(runtime: Runtime, smtp_server: SmtpServer) -> Runtime:
+    """The test runtime sending to the test SMTP server, with an account link set."""
+    return runtime_with(
+        runtime, smtp_url=smtp_server.url, account_url=ACCOUNT_URL, service_name=SERVICE_NAME
+    )

@@ -154,11 +154,10 @@ def enqueue_parts(runtime: Runtime, part_ids: tuple[int, ...], connection: Redis
         session.execute(
             update(LeakPart).where(LeakPart.id.in_(part_ids)).values(attempts=LeakPart.attempts + 1)
         )
-        attempts = dict(
-            session.execute(select(LeakPart.id, LeakPart.attempts).where(LeakPart.id.in_(part_ids)))
-            .tuples()
-            .all()
+        rows = session.execute(
+            select(LeakPart.id, LeakPart.attempts).where(LeakPart.id.in_(part_ids))
         )
+        attempts: dict[int, int] = {row.id: row.attempts for row in rows}
     queue.enqueue_many(
         [
             queue.prepare_data(

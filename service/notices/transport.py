@@ -17,7 +17,6 @@ import re
 import smtplib
 import ssl
 from dataclasses import dataclass
-from email.message import Message
 from email.utils import getaddresses
 from pathlib import Path
 from typing import Protocol
@@ -59,22 +58,6 @@ class Mailer(Protocol):
     def send(self, message: OutgoingMessage) -> SendResult: ...
 
     def close(self) -> None: ...
-
-
-def check_one_recipient(message: Message) -> str:
-    """Return the message's one recipient; raise MultipleRecipients otherwise.
-
-    Exactly one address in To, none in Cc or Bcc: the leak that started all this was a
-    mass mail with every recipient visible.
-    """
-    for header in ("Cc", "Bcc", "Resent-To", "Resent-Cc", "Resent-Bcc"):
-        if message.get_all(header):
-            raise MultipleRecipients(f"a notice must not carry a {header} header")
-    to_headers = message.get_all("To") or []
-    addresses = [address for _, address in getaddresses([str(h) for h in to_headers])]
-    if len(to_headers) != 1 or len(addresses) != 1 or not addresses[0]:
-        raise MultipleRecipients("a notice must have exactly one To address")
-    return addresses[0]
 
 
 RECIPIENT_FIELDS = frozenset({b"cc", b"bcc", b"resent-to", b"resent-cc", b"resent-bcc"})

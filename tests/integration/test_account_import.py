@@ -1,27 +1,28 @@
-"""The accounts CSV import, on SQLite and PostgreSQL: the job itself and its CLI contract."""
+"""The accounts CSV import, on SQLite and PostgreSQL: the job itself, its CLI contract, and
+the one account upsert it shares with the API (the watch list flags alike)."""
 
 from __future__ import annotations
 
 import codecs
 import json
-import os
-import subprocess
-import sys
 import tracemalloc
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import pytest
+from flask.testing import FlaskClient, FlaskCliRunner
 from sqlalchemy import select
 
 from jobs.account_import import ImportAborted, ImportFileError, import_accounts
+from jobs.ingest.pipeline import ingest_leak
 from service.models import Account
 from service.runtime import Runtime
-from tests.conftest import TEST_HASH_KEY
+from tests.support.cli import invoke, json_output, one_error_line
+from tests.support.db import all_rows, exposures, notices
+from tests.support.leakfiles import write_lines
 
-LEAKGUARD = Path(sys.executable).with_name("leakguard")
 # Eight chunks of 5,000 rows. Under tracemalloc the import runs about four times slower,
 # so the file stays small; its 40,000 rows held at once take over 50 MiB, a streaming
 # import stays far below the bound. (The 1,000,000-row figure is bench/import_accounts.py.)
@@ -47,33 +48,8 @@ def stored_accounts(runtime: Runtime) -> dict[str, Stored]:
         }
 
 
-def write_lines(path: Path, lines: list[str]) -> Path:
-    path.write_bytes(("\n".join(lines) + "\n").encode("utf-8"))
-    return path
-
-
-def run_cli(db_url: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("LEAKGUARD_")}
-    env.update(
-        LEAKGUARD_DATABASE_URL=db_url,
-        LEAKGUARD_INSTANCE_DIR=str(tmp_path),
-        LEAKGUARD_HASH_KEY=TEST_HASH_KEY,
-    )
-    return subprocess.run(
-        [str(LEAKGUARD), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
-def import_json(db_url: str, tmp_path: Path, path: Path) -> dict[str, object]:
-    result = run_cli(db_url, tmp_path, "accounts", "import", str(path), "--json")
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.count("\n") == 1, result.stdout
-    payload = json.loads(result.stdout)
+def import_json(runner: FlaskCliRunner, path: Path) -> dict[str, object]:
+    payload = json_output(invoke(runner, "accounts", "import", str(path), "--json"))
     assert isinstance(payload, dict)
     return payload
 
@@ -87,37 +63,37 @@ def assert_one_line(text: str) -> None:
 
 
 def test_cli_reports_counts_as_json_and_a_second_run_changes_nothing(
-    runtime: Runtime, db_url: str, tmp_path: Path
+    runtime: Runtime, runner: FlaskCliRunner, tmp_path: Path
 ) -> None:
     lines = ["external_id,email,locale"] + [f"u{n},user{n}@example.com,en" for n in range(5)]
-    first = import_json(db_url, tmp_path, write_lines(tmp_path / "a.csv", lines))
+    first = import_json(runner, write_lines(tmp_path / "a.csv", lines))
     assert first["rows"] == 5
     assert first["created"] == 5
     assert first["updated"] == 0
     assert first["invalid"] == 0
 
-    second = import_json(db_url, tmp_path, tmp_path / "a.csv")
+    second = import_json(runner, tmp_path / "a.csv")
     assert (second["rows"], second["created"], second["updated"]) == (5, 0, 0)
     assert second["unchanged"] == 5
 
     lines[3] = "u2,someone-new@example.com,en"
-    third = import_json(db_url, tmp_path, write_lines(tmp_path / "b.csv", lines))
+    third = import_json(runner, write_lines(tmp_path / "b.csv", lines))
     assert (third["created"], third["updated"], third["unchanged"]) == (0, 1, 4)
     assert stored_accounts(runtime)["u2"].email == "someone-new@example.com"
 
 
 def test_cli_never_prints_the_content_of_an_invalid_row(
-    runtime: Runtime, db_url: str, tmp_path: Path
+    runtime: Runtime, runner: FlaskCliRunner, tmp_path: Path
 ) -> None:
     secret = "private-not-an-address-7f3a9"
     path = write_lines(
         tmp_path / "a.csv",
         ["external_id,email", "u1,ok@example.com", f"u2,{secret}", f"{secret}-only-field"],
     )
-    as_json = run_cli(db_url, tmp_path, "accounts", "import", str(path), "--json")
-    as_text = run_cli(db_url, tmp_path, "accounts", "import", str(path))
+    as_json = invoke(runner, "accounts", "import", str(path), "--json")
+    as_text = invoke(runner, "accounts", "import", str(path))
     for result in (as_json, as_text):
-        assert result.returncode == 0, result.stderr
+        assert result.exit_code == 0, result.stderr
         assert secret not in result.stdout
         assert secret not in result.stderr
     # The line numbers are what it reports instead.
@@ -127,18 +103,18 @@ def test_cli_never_prints_the_content_of_an_invalid_row(
 
 
 def test_cli_rejects_a_file_without_the_needed_columns_without_echoing_its_first_line(
-    runtime: Runtime, db_url: str, tmp_path: Path
+    runtime: Runtime, runner: FlaskCliRunner, tmp_path: Path
 ) -> None:
     path = write_lines(
         tmp_path / "a.csv", ["u1,first-person-9b2c@example.com,en", "u2,b@example.com,de"]
     )
-    result = run_cli(db_url, tmp_path, "accounts", "import", str(path), "--json")
-    assert result.returncode == 1
+    result = invoke(runner, "accounts", "import", str(path), "--json")
+    assert result.exit_code == 1
     assert result.stdout == ""
-    assert_one_line(result.stderr)
-    assert "external_id" in result.stderr
-    assert "email" in result.stderr
-    assert "first-person-9b2c" not in result.stderr
+    line = one_error_line(result)
+    assert "external_id" in line
+    assert "email" in line
+    assert "first-person-9b2c" not in line
     assert stored_accounts(runtime) == {}
 
 
@@ -151,18 +127,16 @@ def test_cli_rejects_a_file_without_the_needed_columns_without_echoing_its_first
     ],
 )
 def test_cli_fails_with_one_line_for_a_file_it_cannot_import(
-    runtime: Runtime, db_url: str, tmp_path: Path, kind: str
+    runtime: Runtime, runner: FlaskCliRunner, tmp_path: Path, kind: str
 ) -> None:
     path = tmp_path / kind
     if kind == "directory":
         path.mkdir()
     elif kind == "empty":
         path.write_bytes(b"")
-    result = run_cli(db_url, tmp_path, "accounts", "import", str(path), "--json")
-    assert result.returncode != 0
+    result = invoke(runner, "accounts", "import", str(path), "--json")
     assert result.stdout == ""
-    assert_one_line(result.stderr)
-    assert "Traceback" not in result.stderr
+    one_error_line(result)
 
 
 @pytest.mark.parametrize("kind", ["missing", "directory", "empty"])
@@ -461,3 +435,122 @@ def test_memory_stays_flat_while_importing_many_rows(runtime: Runtime, large_csv
         tracemalloc.stop()
     assert (report.created, report.invalid) == (MEMORY_ROWS, 0)
     assert peak < MEMORY_BOUND_BYTES, f"peak {peak / 2**20:.1f} MiB"
+
+
+# --- the one account upsert: the import flags as the API does -------------------------
+
+
+WATCHED = "watched"
+LEAKED = "leaked@example.com"
+
+
+class Face:
+    """One way an account row reaches ``apply_accounts``: the CSV import or the API."""
+
+    def __init__(
+        self, name: str, runtime: Runtime, client: FlaskClient, auth: dict[str, str], tmp: Path
+    ) -> None:
+        self.name = name
+        self.runtime = runtime
+        self.client = client
+        self.auth = auth
+        self.tmp = tmp
+        self.calls = 0
+
+    def apply(self, external_id: str, email: str, locale: str = "") -> str:
+        """Create or update the account; return its outcome (created, updated, unchanged)."""
+        self.calls += 1
+        if self.name == "import":
+            path = self.tmp / f"import-{self.calls}.csv"
+            write_lines(path, ["external_id,email,locale", f"{external_id},{email},{locale}"])
+            report = import_accounts(self.runtime, path)
+            assert (report.rows, report.invalid) == (1, 0)
+            return next(
+                outcome
+                for outcome in ("created", "updated", "unchanged")
+                if getattr(report, outcome) == 1
+            )
+        body = {"email": email, "locale": locale or None}
+        if self.name == "api-batch":
+            response = self.client.post(
+                "/v1/accounts:batch",
+                json={"accounts": [{"external_id": external_id, **body}]},
+                headers=self.auth,
+            )
+            assert response.status_code == 200, response.get_json()
+            return str(response.get_json()["results"][0]["status"])
+        response = self.client.put(f"/v1/accounts/{external_id}", json=body, headers=self.auth)
+        assert response.status_code in (200, 201), response.get_json()
+        return str(response.get_json()["status"])
+
+
+@pytest.fixture(params=["import", "api", "api-batch"])
+def face(
+    request: pytest.FixtureRequest,
+    runtime: Runtime,
+    client: FlaskClient,
+    auth: dict[str, str],
+    tmp_path: Path,
+) -> Face:
+    """A leak is on the watch list; accounts arrive through the CSV import or the API."""
+    leak = write_lines(tmp_path / "leak.txt", [LEAKED, "other.leaked@example.com"])
+    assert ingest_leak(runtime, leak, slug=WATCHED).run.matched == 0
+    return Face(request.param, runtime, client, auth, tmp_path)
+
+
+def flags(runtime: Runtime) -> dict[str, list[tuple[Any, ...]]]:
+    """The exposure and notice rows, whole."""
+    rows = all_rows(runtime)
+    return {table: rows[table] for table in ("exposure", "notice")}
+
+
+def test_a_new_account_with_a_leaked_address_is_flagged_once(face: Face) -> None:
+    assert face.apply("u1", "Leaked+shop@Example.com", "en") == "created"
+    assert exposures(face.runtime) == {("u1", WATCHED): ("email", None)}
+    assert notices(face.runtime) == [("u1", WATCHED, "leak_warning", "pending")]
+
+
+def test_a_locale_only_change_or_a_respelling_does_not_flag_again(face: Face) -> None:
+    assert face.apply("u1", LEAKED, "en") == "created"
+    before = flags(face.runtime)
+    assert len(before["exposure"]) == len(before["notice"]) == 1
+
+    assert face.apply("u1", LEAKED, "de-AT") == "updated"  # the locale alone
+    assert face.apply("u1", "Leaked+shop@EXAMPLE.com", "de-AT") == "updated"  # same address
+    assert face.apply("u1", "Leaked+shop@EXAMPLE.com", "de-AT") == "unchanged"
+
+    assert flags(face.runtime) == before
+    assert stored_accounts(face.runtime)["u1"].locale == "de-AT"
+
+
+def test_a_change_to_a_leaked_address_flags_the_account(face: Face) -> None:
+    assert face.apply("u2", "clean@example.com") == "created"
+    assert flags(face.runtime) == {"exposure": [], "notice": []}
+
+    assert face.apply("u2", "Other.Leaked+x@Example.com") == "updated"
+
+    assert exposures(face.runtime) == {("u2", WATCHED): ("email", None)}
+    assert notices(face.runtime) == [("u2", WATCHED, "leak_warning", "pending")]
+    assert face.apply("u2", "other.leaked@example.com") == "updated"  # the same address
+    assert len(notices(face.runtime)) == 1
+
+
+def test_the_import_reports_what_the_watch_list_flagged(runtime: Runtime, tmp_path: Path) -> None:
+    leak = write_lines(tmp_path / "leak.txt", [LEAKED, "other.leaked@example.com"])
+    ingest_leak(runtime, leak, slug=WATCHED)
+    header = "external_id,email,locale"
+    first = import_accounts(
+        runtime,
+        write_lines(tmp_path / "1.csv", [header, f"u1,{LEAKED},en", "u2,clean@example.com,en"]),
+    )
+    assert (first.created, first.flagged) == (2, 1)
+    second = import_accounts(
+        runtime,
+        write_lines(
+            tmp_path / "2.csv",
+            [header, f"u1,{LEAKED},de", "u2,other.leaked@example.com,en"],
+        ),
+    )
+    # u1: its locale only, not flagged again; u2: a new address, and a leaked one.
+    assert (second.updated, second.flagged) == (2, 1)
+    assert sorted(exposures(runtime)) == [("u1", WATCHED), ("u2", WATCHED)]

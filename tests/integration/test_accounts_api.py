@@ -3,35 +3,18 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
-from werkzeug.test import TestResponse
 
-from service.app import create_app
 from service.models import Account
 from service.runtime import Runtime
-
-PROBLEM = "application/problem+json"
-
-
-def assert_problem(response: TestResponse, status: int, code: str | None = None) -> dict[str, Any]:
-    """The response is an RFC 9457 problem with ``status`` (and ``code``), and no trace."""
-    assert response.status_code == status, response.get_data(as_text=True)
-    assert response.mimetype == PROBLEM
-    body = response.get_json(force=True)
-    assert body["status"] == status
-    assert body["type"]
-    assert body["code"]
-    if code is not None:
-        assert body["code"] == code
-    assert "Traceback" not in response.get_data(as_text=True)
-    return dict(body)
+from tests.support.http import assert_problem
 
 
 @dataclass(frozen=True)
@@ -266,18 +249,16 @@ def test_non_json_content_type_is_415(client: FlaskClient, auth: dict[str, str])
     assert_problem(form, 415, "unsupported_media_type")
 
 
-def test_body_over_max_request_bytes_is_413(runtime: Runtime, auth: dict[str, str]) -> None:
-    small = create_app(runtime.settings.model_copy(update={"max_request_bytes": 200}))
-    try:
-        client = small.test_client()
-        fits = client.put("/v1/accounts/u-11", json={"email": "a@x.org"}, headers=auth)
-        assert fits.status_code == 201
-        response = client.put(
-            "/v1/accounts/u-12", json={"email": "a@x.org", "locale": "x" * 300}, headers=auth
-        )
-        assert_problem(response, 413)
-    finally:
-        small.extensions["leakguard"].db.dispose()
+def test_body_over_max_request_bytes_is_413(
+    runtime: Runtime, make_app: Callable[..., Flask], auth: dict[str, str]
+) -> None:
+    client = make_app(max_request_bytes=200).test_client()
+    fits = client.put("/v1/accounts/u-11", json={"email": "a@x.org"}, headers=auth)
+    assert fits.status_code == 201
+    response = client.put(
+        "/v1/accounts/u-12", json={"email": "a@x.org", "locale": "x" * 300}, headers=auth
+    )
+    assert_problem(response, 413)
     assert stored(runtime, "u-12") is None
 
 
@@ -399,23 +380,19 @@ def test_batch_of_1000_is_accepted_and_1001_is_422(
 
 
 def test_batch_limit_follows_max_batch_accounts_setting(
-    runtime: Runtime, auth: dict[str, str]
+    runtime: Runtime, make_app: Callable[..., Flask], auth: dict[str, str]
 ) -> None:
-    small = create_app(runtime.settings.model_copy(update={"max_batch_accounts": 3}))
-    try:
-        client = small.test_client()
-        items = [{"external_id": f"s-{n}", "email": f"s{n}@example.org"} for n in range(4)]
-        body = assert_problem(
-            client.post("/v1/accounts:batch", json={"accounts": items}, headers=auth),
-            422,
-            "validation_failed",
-        )
-        assert body["errors"][0]["loc"] == ["accounts"]
-        assert account_count(runtime) == 0
-        ok = client.post("/v1/accounts:batch", json={"accounts": items[:3]}, headers=auth)
-        assert ok.status_code == 200
-    finally:
-        small.extensions["leakguard"].db.dispose()
+    client = make_app(max_batch_accounts=3).test_client()
+    items = [{"external_id": f"s-{n}", "email": f"s{n}@example.org"} for n in range(4)]
+    body = assert_problem(
+        client.post("/v1/accounts:batch", json={"accounts": items}, headers=auth),
+        422,
+        "validation_failed",
+    )
+    assert body["errors"][0]["loc"] == ["accounts"]
+    assert account_count(runtime) == 0
+    ok = client.post("/v1/accounts:batch", json={"accounts": items[:3]}, headers=auth)
+    assert ok.status_code == 200
     assert account_count(runtime) == 3
 
 

@@ -6,12 +6,10 @@ import base64
 import hashlib
 import re
 from pathlib import Path
-from typing import Any
 
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select, update
-from werkzeug.test import TestResponse
 
 from service.api.auth import PRINCIPALS
 from service.app import create_app
@@ -26,28 +24,11 @@ from service.config import Settings
 from service.db import utcnow
 from service.models import ApiClient
 from service.runtime import Runtime
-from tests.conftest import TEST_HASH_KEY, TEST_SECRET_KEY, make_api_key
+from tests.support.factories import make_api_key
+from tests.support.http import PROBLEM, assert_problem, bearer
+from tests.support.settings import make_settings
 
-PROBLEM = "application/problem+json"
 ACCOUNT = {"email": "jane@example.org"}
-
-
-def assert_problem(response: TestResponse, status: int, code: str | None = None) -> dict[str, Any]:
-    """The response is an RFC 9457 problem with ``status`` (and ``code``), and no trace."""
-    assert response.status_code == status, response.get_data(as_text=True)
-    assert response.mimetype == PROBLEM
-    body = response.get_json(force=True)
-    assert body["status"] == status
-    assert body["type"]
-    assert body["code"]
-    if code is not None:
-        assert body["code"] == code
-    assert "Traceback" not in response.get_data(as_text=True)
-    return dict(body)
-
-
-def bearer(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
 
 
 # --- authentication -------------------------------------------------------------------
@@ -314,12 +295,7 @@ def test_healthz_and_readyz_answer_200_on_the_migrated_database(client: FlaskCli
 
 
 def unready_settings(tmp_path: Path, database_url: str) -> Settings:
-    return Settings(
-        database_url=database_url,
-        instance_dir=tmp_path / "instance",
-        hash_key=TEST_HASH_KEY,
-        secret_key=TEST_SECRET_KEY,
-    )
+    return make_settings(database_url, tmp_path / "instance")
 
 
 def test_readyz_is_503_on_an_unmigrated_database(tmp_path: Path) -> None:

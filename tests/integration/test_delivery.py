@@ -7,29 +7,21 @@ tests assert is what the server received, not what the code says it sent.
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import re
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime
-from email import message_from_bytes, policy
 from email.message import EmailMessage
 from email.policy import SMTP
-from email.utils import getaddresses
-from html import unescape
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pytest
 from flask import Flask
-from flask.testing import FlaskClient
+from flask.testing import FlaskClient, FlaskCliRunner
 from redis import Redis
-from rq import SimpleWorker
-from rq.registry import FailedJobRegistry
 from sqlalchemy import select, update
 
-from jobs.account_import import import_accounts
-from jobs.context import use_runtime
 from jobs.deliver import (
     RECORD_EVERY_MESSAGES,
     RECORD_EVERY_SECONDS,
@@ -38,10 +30,7 @@ from jobs.deliver import (
     relay_notices,
     send_notices,
 )
-from jobs.ingest.pipeline import ingest_leak
 from jobs.queues import QueueName, get_queue
-from service.app import create_app
-from service.cli import cli
 from service.clients import Scope
 from service.db import utcnow
 from service.models import Account, Leak, Notice
@@ -52,178 +41,29 @@ from service.notices.transport import (
     OutgoingMessage,
     SendResult,
     SmtpMailer,
-    check_one_recipient,
     check_outgoing,
 )
 from service.notices.transport import parse_smtp_url as smtp_settings
 from service.runtime import Runtime
-from tests.conftest import make_api_key
-from tests.leakfiles import cli_env, run_leakguard, write_lines
-from tests.smtp_server import (
-    SmtpServer,
-    refuse,
-    smtp_server_fixture,  # noqa: F401  (the fixture)
+from tests.support.cli import cli_env, output, run_leakguard
+from tests.support.delivery import (
+    ACCOUNT_URL,
+    SERVICE_NAME,
+    assert_each_once_or_failed,
+    deliver,
+    notice_rows,
+    states,
 )
-
-ACCOUNT_URL = "https://accounts.example.com/settings/email"
-SERVICE_NAME = "Example Exchange"
-LEAK = "exchange-2019"
-# Every link-shaped thing in a message part: schemes, bare www. hosts, href/src targets.
-_LINKISH = re.compile(r"(?:[a-z][a-z0-9+.-]*://|www\.)[^\s<>\"']+", re.IGNORECASE)
-_ATTRIBUTE_TARGET = re.compile(r"\b(?:href|src|action)\s*=\s*\"([^\"]*)\"", re.IGNORECASE)
-RECIPIENT_HEADERS = ("Cc", "Bcc", "Resent-To", "Resent-Cc", "Resent-Bcc")
-
-
-# --- flagging accounts and delivering, as the service does it -------------------------------
-
-
-def flag_accounts(
-    runtime: Runtime,
-    directory: Path,
-    count: int,
-    *,
-    slug: str = LEAK,
-    prefix: str = "member",
-    locales: tuple[str, ...] = ("",),
-) -> dict[str, str]:
-    """Import ``count`` accounts (and as many not leaked), ingest a leak naming them.
-
-    Returns external_id -> address of the flagged accounts. Locales cycle through ``locales``.
-    """
-    directory.mkdir(parents=True, exist_ok=True)
-    leaked = {
-        f"{prefix}-{i:04d}": f"{prefix.title()}.{i}@Example.com"
-        if i % 7 == 0
-        else f"{prefix}{i}@example.com"
-        for i in range(count)
-    }
-    safe = {f"{prefix}-safe-{i:04d}": f"{prefix}.safe{i}@example.net" for i in range(count)}
-    rows = ["external_id,email,locale"]
-    for index, (external_id, email) in enumerate({**leaked, **safe}.items()):
-        rows.append(f"{external_id},{email},{locales[index % len(locales)]}")
-    imported = import_accounts(runtime, write_lines(directory / f"{slug}-accounts.csv", rows))
-    assert imported.invalid == 0, imported.invalid_lines
-    leak_lines = [email.lower() for email in leaked.values()]
-    leak_lines += [f"stranger{i}@leak-victims.example" for i in range(count)]
-    report = ingest_leak(
-        runtime,
-        write_lines(directory / f"{slug}.txt", leak_lines),
-        slug=slug,
-        name="Exchange newsletter with every recipient visible",
-    )
-    assert report.run.matched == count
-    return leaked
-
-
-def mail_settings_runtime(runtime: Runtime, **changes: Any) -> Runtime:
-    """The test runtime with other settings, on the same database; jobs here use it."""
-    value = dataclasses.replace(runtime, settings=runtime.settings.model_copy(update=changes))
-    use_runtime(value)
-    return value
-
-
-@pytest.fixture(name="mail_runtime")
-def mail_runtime_fixture(runtime: Runtime, smtp_server: SmtpServer) -> Runtime:
-    """The test runtime sending to the test SMTP server, with an account link set."""
-    return mail_settings_runtime(
-        runtime, smtp_url=smtp_server.url, account_url=ACCOUNT_URL, service_name=SERVICE_NAME
-    )
-
-
-class BurstWorker(SimpleWorker):
-    """rq's in-process worker without its command channel, whose thread takes 1 s to stop."""
-
-    def subscribe(self) -> None:
-        return None
-
-
-def deliver(runtime: Runtime, redis_url: str) -> int:
-    """Relay due notices to the real Redis and run an rq worker until the queue is empty.
-
-    Returns how many notices were relayed. A delivery job that raised fails the test.
-    """
-    connection = Redis.from_url(redis_url)
-    try:
-        relayed = relay_notices(runtime, connection)
-        queue = get_queue(QueueName.DEFAULT, connection)
-        BurstWorker([queue], connection=connection).work(burst=True, logging_level="WARNING")
-        assert queue.count == 0
-        failed = FailedJobRegistry(queue=queue)
-        assert failed.count == 0, failed.get_job_ids()
-    finally:
-        connection.close()
-    return relayed
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class NoticeRow:
-    id: int
-    state: str
-    attempts: int
-    reply_code: int | None
-    message_id: str | None
-    not_before: datetime | None
-    queued_at: datetime | None
-    undeliverable_at: datetime | None
-
-
-def notice_rows(runtime: Runtime) -> dict[str, NoticeRow]:
-    """external_id -> its one notice, read with a plain SELECT."""
-    with runtime.db.read_session() as session:
-        rows = session.execute(
-            select(
-                Account.external_id,
-                Notice.id,
-                Notice.state,
-                Notice.attempts,
-                Notice.reply_code,
-                Notice.message_id,
-                Notice.not_before,
-                Notice.queued_at,
-                Account.undeliverable_at,
-            ).join(Account, Account.id == Notice.account_id)
-        ).all()
-    by_account = {row[0]: NoticeRow(row[1], str(row[2]), *row[3:]) for row in rows}
-    assert len(by_account) == len(rows), "two notices for one account"
-    return by_account
-
-
-def states(runtime: Runtime) -> Counter[str]:
-    return Counter(row.state for row in notice_rows(runtime).values())
-
-
-def assert_each_once_or_failed(
-    runtime: Runtime, server: SmtpServer, flagged: dict[str, str]
-) -> Counter[str]:
-    """Every flagged account has exactly one accepted message, or a failed notice with its
-    reply code and no message; nobody else got anything. Returns the final states."""
-    received = server.rcpt_counts()
-    rows = notice_rows(runtime)
-    assert set(rows) == set(flagged)
-    for external_id, email in flagged.items():
-        row = rows[external_id]
-        if row.state == "sent":
-            assert received[email.lower()] == 1, (external_id, received[email.lower()])
-        else:
-            assert row.state == "failed", (external_id, row)
-            assert row.reply_code is not None, (external_id, row)
-            assert received[email.lower()] == 0, external_id
-    assert sum(received.values()) == sum(1 for row in rows.values() if row.state == "sent")
-    return Counter(row.state for row in rows.values())
-
-
-def parts(message: EmailMessage) -> tuple[str, str]:
-    text = message.get_body(preferencelist=("plain",))
-    html = message.get_body(preferencelist=("html",))
-    assert isinstance(text, EmailMessage)
-    assert isinstance(html, EmailMessage)
-    return text.get_content(), html.get_content()
-
-
-def links(text: str) -> set[str]:
-    found = {match.rstrip(".,;:)") for match in _LINKISH.findall(unescape(text))}
-    return found | {unescape(target) for target in _ATTRIBUTE_TARGET.findall(text)}
-
+from tests.support.factories import flag_accounts, make_api_key
+from tests.support.http import bearer
+from tests.support.mail import (
+    NotOneRecipient,
+    links,
+    one_recipient,
+    parse_message,
+    text_and_html,
+)
+from tests.support.smtp import SmtpServer, refuse
 
 # --- the invariant -------------------------------------------------------------------------
 
@@ -252,11 +92,7 @@ def test_invariant_one_recipient_per_message_on_the_wire(
         message = envelope.message
         assert len(envelope.rcpt_tos) == 1
         (rcpt,) = envelope.rcpt_tos
-        to_headers = message.get_all("To") or []
-        assert len(to_headers) == 1
-        assert [address for _, address in getaddresses([str(h) for h in to_headers])] == [rcpt]
-        for header in RECIPIENT_HEADERS:
-            assert message.get_all(header) is None, header
+        assert one_recipient(message) == rcpt  # one To address, no Cc, Bcc or Resent-*
         # Nobody else's address anywhere in the message, not even in the body.
         raw = envelope.data.decode("utf-8", "replace").lower()
         assert [other for other in everyone - {rcpt.lower()} if other in raw] == []
@@ -264,7 +100,7 @@ def test_invariant_one_recipient_per_message_on_the_wire(
         assert message["List-Unsubscribe"] is None
         assert message["List-Unsubscribe-Post"] is None
         assert str(message["Message-ID"]) in message_ids
-        text, html = parts(message)
+        text, html = text_and_html(message)
         # The body is the same for everyone: the To header alone shows the address.
         assert "@" not in text + html
         assert "<script" not in html.lower()
@@ -326,8 +162,8 @@ def test_a_message_for_several_people_is_refused_before_it_leaves(
     headers: dict[str, str], smtp_server: SmtpServer, tmp_path: Path
 ) -> None:
     message = two_people_message(**headers)
-    with pytest.raises(MultipleRecipients):
-        check_one_recipient(message)
+    with pytest.raises(NotOneRecipient):
+        one_recipient(message)
     mailer = SmtpMailer(smtp_settings(smtp_server.url), envelope_from="security@localhost")
     try:
         with pytest.raises(MultipleRecipients):
@@ -362,12 +198,8 @@ def test_worker_burst_without_smtp_writes_one_eml_per_flagged_account(
     assert list(mail_dir.glob("*.part")) == []
     recipients = []
     for path in files:
-        message = cast(EmailMessage, message_from_bytes(path.read_bytes(), policy=policy.default))
-        to_headers = message.get_all("To") or []
-        assert len(to_headers) == 1
-        addresses = getaddresses([str(h) for h in to_headers])
-        assert len(addresses) == 1
-        assert all(message.get_all(header) is None for header in RECIPIENT_HEADERS)
+        message = parse_message(path.read_bytes())
+        recipients.append(one_recipient(message))  # one To address, no Cc, Bcc or Resent-*
         assert message.defects == []
         assert str(message["Subject"]).startswith("Security notice")
         assert message.get_content_type() == "multipart/alternative"
@@ -375,10 +207,9 @@ def test_worker_burst_without_smtp_writes_one_eml_per_flagged_account(
             "text/plain",
             "text/html",
         ]
-        text, html = parts(message)
+        text, html = text_and_html(message)
         assert text.startswith("Hello")
         assert "<p>Hello,</p>" in html
-        recipients.append(addresses[0][1])
     assert Counter(recipients) == Counter(flagged.values())
     rows = notice_rows(runtime)
     assert {row.state for row in rows.values()} == {"sent"}
@@ -532,7 +363,7 @@ def test_bounces_fail_the_notice_and_mark_the_address_until_it_changes(
     assert bracketed.startswith("<")
     assert not bare.startswith("<")
 
-    headers = {"Authorization": f"Bearer {make_api_key(runtime, Scope.NOTICES_BOUNCES)}"}
+    headers = bearer(make_api_key(runtime, Scope.NOTICES_BOUNCES))
     body = {
         "bounces": [
             {"message_id": bare, "code": 550, "reason": "5.1.1 mailbox unknown"},
@@ -557,7 +388,7 @@ def test_bounces_fail_the_notice_and_mark_the_address_until_it_changes(
     assert account_rows(runtime) == before
 
     # A new address deserves a new chance.
-    writer = {"Authorization": f"Bearer {make_api_key(runtime, Scope.ACCOUNTS_WRITE)}"}
+    writer = bearer(make_api_key(runtime, Scope.ACCOUNTS_WRITE))
     changed = client.put(f"/v1/accounts/{first}", json={"email": "new@example.org"}, headers=writer)
     assert changed.status_code == 200, changed.get_json()
     rows = notice_rows(runtime)
@@ -566,13 +397,13 @@ def test_bounces_fail_the_notice_and_mark_the_address_until_it_changes(
 
 
 def test_bounces_need_their_scope_and_a_valid_body(runtime: Runtime, client: FlaskClient) -> None:
-    other = {"Authorization": f"Bearer {make_api_key(runtime, Scope.ACCOUNTS_WRITE)}"}
+    other = bearer(make_api_key(runtime, Scope.ACCOUNTS_WRITE))
     body = {"bounces": [{"message_id": "<x@example.org>", "code": 550}]}
     denied = client.post("/v1/notices/bounces", json=body, headers=other)
     assert denied.status_code == 403
     assert denied.mimetype == "application/problem+json"
 
-    headers = {"Authorization": f"Bearer {make_api_key(runtime, Scope.NOTICES_BOUNCES)}"}
+    headers = bearer(make_api_key(runtime, Scope.NOTICES_BOUNCES))
     for bad in (
         {},
         {"bounces": []},
@@ -593,30 +424,29 @@ def test_bounces_need_their_scope_and_a_valid_body(runtime: Runtime, client: Fla
 # --- pause and resume ----------------------------------------------------------------------
 
 
-def run_cli(app: Flask, *args: str) -> str:
-    """Run a ``leakguard`` command in this process, on ``app``'s runtime."""
-    result = app.test_cli_runner().invoke(cli, list(args), catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return result.output
-
-
-def status(app: Flask, slug: str) -> dict[str, Any]:
-    output = run_cli(app, "notices", "status", "--leak", slug, "--json")
-    payload: dict[str, Any] = json.loads(output)
+def status(runner: FlaskCliRunner, slug: str) -> dict[str, Any]:
+    payload: dict[str, Any] = json.loads(
+        output(runner, "notices", "status", "--leak", slug, "--json")
+    )
     return payload
 
 
 @pytest.mark.redis
 def test_paused_campaign_waits_in_the_outbox_and_goes_out_on_resume(
-    mail_runtime: Runtime, smtp_server: SmtpServer, redis_url: str, tmp_path: Path
+    mail_runtime: Runtime,
+    make_app: Callable[..., Flask],
+    smtp_server: SmtpServer,
+    redis_url: str,
+    tmp_path: Path,
 ) -> None:
     paused = flag_accounts(mail_runtime, tmp_path, 6, slug="paused-leak", prefix="p")
     going = flag_accounts(mail_runtime, tmp_path, 3, slug="going-leak", prefix="g")
-    app = create_app(mail_runtime.settings)
+    app = make_app(mail_runtime.settings)
+    runner = app.test_cli_runner()
+    connection = Redis.from_url(redis_url)
     try:
-        connection = Redis.from_url(redis_url)
         assert relay_notices(mail_runtime, connection) == 9  # both leaks' jobs are queued
-        assert status(app, "paused-leak") == {
+        assert status(runner, "paused-leak") == {
             "leak": "paused-leak",
             "paused": False,
             "pending": 0,
@@ -625,24 +455,24 @@ def test_paused_campaign_waits_in_the_outbox_and_goes_out_on_resume(
             "sent": 0,
             "failed": 0,
         }
-        assert "paused" in run_cli(app, "notices", "pause", "--leak", "paused-leak")
-        assert "already paused" in run_cli(app, "notices", "pause", "--leak", "paused-leak")
+        assert "paused" in output(runner, "notices", "pause", "--leak", "paused-leak")
+        assert "already paused" in output(runner, "notices", "pause", "--leak", "paused-leak")
 
         # The worker holding the paused leak's rows puts them back; the other leak goes.
         assert deliver(mail_runtime, redis_url) == 0
         assert smtp_server.rcpt_counts() == Counter(e.lower() for e in going.values())
-        stopped = status(app, "paused-leak")
+        stopped = status(runner, "paused-leak")
         assert (stopped["paused"], stopped["pending"], stopped["queued"]) == (True, 6, 0)
         assert stopped["sent"] == 0
         # ... and the relay leaves them alone while the campaign is paused.
         assert relay_notices(mail_runtime, connection) == 0
-        assert status(app, "paused-leak")["pending"] == 6
+        assert status(runner, "paused-leak")["pending"] == 6
 
         victim = sorted(paused.values())[0]
         smtp_server.set_mode(refuse(550, recipient=victim))
-        assert "resumed" in run_cli(app, "notices", "resume", "--leak", "paused-leak")
+        assert "resumed" in output(runner, "notices", "resume", "--leak", "paused-leak")
         assert deliver(mail_runtime, redis_url) == 6
-        assert status(app, "paused-leak") == {
+        assert status(runner, "paused-leak") == {
             "leak": "paused-leak",
             "paused": False,
             "pending": 0,
@@ -658,7 +488,7 @@ def test_paused_campaign_waits_in_the_outbox_and_goes_out_on_resume(
             leak_id = session.scalar(select(Leak.id).where(Leak.slug == "going-leak"))
             first = session.scalar(select(Notice.id).where(Notice.leak_id == leak_id).limit(1))
             session.execute(update(Notice).where(Notice.id == first).values(state="sending"))
-        assert (status(app, "going-leak")["sending"], status(app, "going-leak")["sent"]) == (1, 2)
-        connection.close()
+        going_status = status(runner, "going-leak")
+        assert (going_status["sending"], going_status["sent"]) == (1, 2)
     finally:
-        app.extensions["leakguard"].db.dispose()
+        connection.close()

@@ -9,16 +9,12 @@ lost, nothing doubled (but within the documented window of a killed worker).
 
 from __future__ import annotations
 
-import subprocess
-import time
-from collections.abc import Callable
 from datetime import timedelta
-from email.utils import getaddresses
 from pathlib import Path
 
 import pytest
 from redis import Redis
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from jobs.account_import import import_accounts
 from jobs.deliver import BATCH_SIZE, RECORD_EVERY_MESSAGES, RelayUnavailable, relay_notices
@@ -27,37 +23,23 @@ from service.db import utcnow
 from service.models import Notice
 from service.notices.outbox import BACKOFF_BASE, SEND_LEASE, release_stale
 from service.runtime import Runtime
-from tests.integration.test_delivery import (
-    LEAK,
+from tests.support.cli import cli_env, run_leakguard, start_leakguard
+from tests.support.delivery import (
     assert_each_once_or_failed,
     deliver,
-    flag_accounts,
-    mail_runtime_fixture,  # noqa: F401  (the fixture)
+    move_time_forward,
     notice_rows,
     states,
 )
-from tests.leakfiles import LEAKGUARD, cli_env, write_lines
-from tests.processes import kill_session
-from tests.smtp_server import (
-    SmtpServer,
-    drop,
-    refuse,
-    smtp_server_fixture,  # noqa: F401  (the fixture)
-)
+from tests.support.factories import LEAK, flag_accounts
+from tests.support.leakfiles import write_lines
+from tests.support.mail import to_addresses
+from tests.support.processes import kill_session, wait_for
+from tests.support.smtp import SmtpServer, drop, refuse
 
 pytestmark = pytest.mark.redis
 
 ACCOUNTS = 20
-
-
-def move_time_forward(runtime: Runtime) -> None:
-    """Let every backed-off notice go now, as if its wait had passed."""
-    with runtime.db.transaction() as session:
-        session.execute(
-            update(Notice)
-            .where(Notice.not_before.is_not(None))
-            .values(not_before=utcnow() - timedelta(seconds=1))
-        )
 
 
 def test_smtp_down_then_up_backs_off_and_sends_each_once(
@@ -206,8 +188,7 @@ def test_an_address_the_relay_cannot_take_fails_alone(
             assert (row.state, row.attempts, received[address.lower()]) == ("failed", 1, 0)
             assert row.undeliverable_at is not None
     for envelope in smtp_server.messages():
-        to_headers = envelope.message.get_all("To") or []
-        assert [a for _, a in getaddresses([str(h) for h in to_headers])] == list(envelope.rcpt_tos)
+        assert to_addresses(envelope.message) == list(envelope.rcpt_tos)
 
 
 # --- a worker killed mid-campaign -----------------------------------------------------
@@ -216,14 +197,6 @@ def test_an_address_the_relay_cannot_take_fails_alone(
 KILL_ACCOUNTS = 300
 SMTP_DELAY = 0.02  # seconds per message: the campaign takes longer than a relay period
 RELAY_PERIOD_MESSAGES = 260  # at SMTP_DELAY each, past the worker's first relay (5 s)
-
-
-def wait_for(condition: Callable[[], bool], *, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def test_worker_killed_mid_campaign_loses_nothing(
@@ -245,25 +218,17 @@ def test_worker_killed_mid_campaign_loses_nothing(
         LEAKGUARD_SMTP_URL=smtp_server.url,
     )
     log_path = tmp_path / "worker.log"
-    with log_path.open("w") as log:
-        worker = subprocess.Popen(
-            [str(LEAKGUARD), "worker"],
-            env=env,
-            cwd=tmp_path,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # a session of its own: the kill takes the work horse too
+    worker = start_leakguard(env, "worker", log=log_path, cwd=tmp_path)
+    try:
+        # Long enough for the worker's relay thread to run beside a delivering job.
+        wait_for(
+            lambda: len(smtp_server.messages()) >= RELAY_PERIOD_MESSAGES,
+            timeout=60,
+            what="the campaign to be well under way",
         )
-        try:
-            # Long enough for the worker's relay thread to run beside a delivering job.
-            wait_for(
-                lambda: len(smtp_server.messages()) >= RELAY_PERIOD_MESSAGES,
-                timeout=60,
-                what="the campaign to be well under way",
-            )
-        finally:
-            kill_session(worker.pid)
-            worker.wait(timeout=10)
+    finally:
+        kill_session(worker.pid)  # the whole session: the work horse too
+        worker.wait(timeout=10)
     log_text = log_path.read_text()
     assert "Traceback" not in log_text, log_text
     with mail_runtime.db.read_session() as session:
@@ -279,15 +244,7 @@ def test_worker_killed_mid_campaign_loses_nothing(
             sending
         )
     smtp_server.set_mode()
-    finisher = subprocess.run(
-        [str(LEAKGUARD), "worker", "--burst"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    finisher = run_leakguard(env, "worker", "--burst", cwd=tmp_path)
     assert finisher.returncode == 0, finisher.stderr
 
     received = smtp_server.rcpt_counts()

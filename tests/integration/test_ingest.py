@@ -9,30 +9,30 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from flask.testing import FlaskClient
+from flask.testing import FlaskClient, FlaskCliRunner
 from sqlalchemy import select
 
 from jobs.ingest.lock import ingest_lock
 from jobs.ingest.pipeline import IngestBusy, ingest_leak
 from jobs.reader.stream import LeakFormat
 from service.config import Settings
+from service.leaks.counters import COUNTERS
 from service.leaks.passwords import is_leaked_password
 from service.models import LeakFile, LeakFileState
 from service.runtime import Runtime
-from tests.leakfiles import (
-    ADDRESS,
+from tests.support.cli import cli_env, invoke, json_output, one_error_line, run_leakguard
+from tests.support.db import (
     all_rows,
-    cli_env,
     exposures,
     flagged,
-    json_output,
     leak_counters,
-    load_accounts,
     notices,
-    one_error_line,
     row_counts,
-    run_leakguard,
     stored_values,
+)
+from tests.support.factories import load_accounts
+from tests.support.leakfiles import (
+    ADDRESS,
     write_accounts_csv,
     write_jsonl,
     write_lines,
@@ -58,15 +58,8 @@ def accounts(runtime: Runtime, tmp_path: Path) -> dict[str, str]:
     return ACCOUNTS
 
 
-@pytest.fixture
-def env(runtime: Runtime, settings: Settings) -> dict[str, str]:
-    """The CLI's environment: the test database, the test keys, the runtime's instance dir."""
-    return cli_env(settings.resolved_database_url, settings.instance_dir)
-
-
 def counters_of(report_json: dict[str, object]) -> dict[str, object]:
-    names = ("lines", "valid", "invalid", "duplicates", "matched", "notices")
-    return {name: report_json[name] for name in names}
+    return {name: report_json[name] for name in COUNTERS}
 
 
 # --- the console script --------------------------------------------------------------------
@@ -88,10 +81,12 @@ CLI_LEAK = [
 
 
 def test_cli_ingest_prints_one_json_report_with_exact_counts(
-    runtime: Runtime, accounts: dict[str, str], env: dict[str, str], tmp_path: Path
+    runtime: Runtime, accounts: dict[str, str], settings: Settings, tmp_path: Path
 ) -> None:
     path = write_lines(tmp_path / "leak.txt", CLI_LEAK)
+    env = cli_env(settings.resolved_database_url, settings.instance_dir)
 
+    # The installed console script: its stdout and its stderr, logs included.
     result = run_leakguard(env, "ingest", str(path), "--leak", "exchange-2019", "--json")
 
     report = json_output(result)
@@ -438,7 +433,7 @@ def test_credential_is_kept_whichever_chunk_names_the_address_first(
 
 
 def test_dry_run_reports_the_real_count_and_writes_nothing(
-    runtime: Runtime, accounts: dict[str, str], env: dict[str, str], tmp_path: Path
+    runtime: Runtime, accounts: dict[str, str], runner: FlaskCliRunner, tmp_path: Path
 ) -> None:
     earlier = write_lines(tmp_path / "earlier.txt", ["bob@example.org"])
     ingest_leak(runtime, earlier, slug="earlier")  # something for "as before" to keep
@@ -448,9 +443,7 @@ def test_dry_run_reports_the_real_count_and_writes_nothing(
     )
     before = all_rows(runtime)
 
-    dry = json_output(
-        run_leakguard(env, "ingest", str(path), "--leak", "new", "--dry-run", "--json")
-    )
+    dry = json_output(invoke(runner, "ingest", str(path), "--leak", "new", "--dry-run", "--json"))
 
     assert dry["dry_run"] is True
     assert all_rows(runtime) == before
@@ -492,7 +485,7 @@ def test_account_created_or_changed_to_a_leaked_address_is_flagged_at_once(
 
 
 def test_accounts_import_flags_imported_accounts_with_leaked_addresses(
-    runtime: Runtime, accounts: dict[str, str], env: dict[str, str], tmp_path: Path
+    runtime: Runtime, accounts: dict[str, str], runner: FlaskCliRunner, tmp_path: Path
 ) -> None:
     ingest_leak(runtime, write_lines(tmp_path / "leak.txt", WATCHED_LEAK), slug="watched")
     csv_path = write_accounts_csv(
@@ -500,7 +493,7 @@ def test_accounts_import_flags_imported_accounts_with_leaked_addresses(
         {"w-imp1": "Frank.Leaked+x@Example.com", "w-imp2": "nobody.else@example.com"},
     )
 
-    report = json_output(run_leakguard(env, "accounts", "import", str(csv_path), "--json"))
+    report = json_output(invoke(runner, "accounts", "import", str(csv_path), "--json"))
 
     assert (report["created"], report["flagged"]) == (2, 1)
     assert flagged(runtime, "watched") == {"w-imp1"}
@@ -511,7 +504,7 @@ def test_accounts_import_flags_imported_accounts_with_leaked_addresses(
 
 
 def test_leaks_list_and_show_give_counts_state_files_and_timings(
-    runtime: Runtime, accounts: dict[str, str], env: dict[str, str], tmp_path: Path
+    runtime: Runtime, accounts: dict[str, str], runner: FlaskCliRunner, tmp_path: Path
 ) -> None:
     ingest_leak(runtime, write_lines(tmp_path / "a.txt", ["bob@example.org", "x"]), slug="two")
     ingest_leak(
@@ -521,9 +514,9 @@ def test_leaks_list_and_show_give_counts_state_files_and_timings(
     )
     expected = _counts(4, 3, 1, 2)
 
-    listed = json_output(run_leakguard(env, "leaks", "list", "--json"))
-    shown = json_output(run_leakguard(env, "leaks", "show", "two", "--json"))
-    missing = run_leakguard(env, "leaks", "show", "unknown")
+    listed = json_output(invoke(runner, "leaks", "list", "--json"))
+    shown = json_output(invoke(runner, "leaks", "show", "two", "--json"))
+    missing = invoke(runner, "leaks", "show", "unknown")
 
     assert [leak["slug"] for leak in listed] == ["two"]
     for view in (listed[0], shown):
@@ -541,7 +534,7 @@ def test_leaks_list_and_show_give_counts_state_files_and_timings(
             assert f["runs"] == 1
             assert f["seconds"] >= 0
             assert f["started_at"] <= f["finished_at"]
-    assert missing.returncode == 1
+    assert missing.exit_code == 1
     assert "unknown" in one_error_line(missing)
 
 
@@ -586,11 +579,11 @@ BAD_INPUTS = [
 
 @pytest.mark.parametrize("bad", BAD_INPUTS)
 def test_invariant_bad_input_exits_with_one_line_and_writes_nothing(
-    runtime: Runtime, accounts: dict[str, str], env: dict[str, str], tmp_path: Path, bad: str
+    runtime: Runtime, accounts: dict[str, str], runner: FlaskCliRunner, tmp_path: Path, bad: str
 ) -> None:
     path, slug, options = _bad_input(bad, tmp_path)
 
-    result = run_leakguard(env, "ingest", str(path), "--leak", slug, *options, "--json")
+    result = invoke(runner, "ingest", str(path), "--leak", slug, *options, "--json")
 
     one_error_line(result)
     assert result.stdout == ""

@@ -1,31 +1,33 @@
 """One leak, ingested by two real `leakguard worker` processes through the real Redis.
 
 The totals must be exact whatever the number of workers, and a worker SIGKILLed in the
-middle of a part must lose nothing: its part is taken up again from its last commit.
+middle of a part must lose nothing: its part is taken up again from its last commit. The
+operator's `leakguard ingest --enqueue` runs in this process, on an app with the workers'
+settings.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
-import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from flask import Flask
+from flask.testing import FlaskCliRunner
 from sqlalchemy import func, select
 
 from jobs.account_import import import_accounts
 from service.models import Exposure, LeakEntry, LeakFile, LeakPart, Notice
 from service.runtime import Runtime
-from tests.conftest import TEST_HASH_KEY
-from tests.processes import kill_session
+from tests.support.cli import cli_env, invoke, json_output, start_leakguard
+from tests.support.processes import kill_session
 
-LEAKGUARD = Path(sys.executable).with_name("leakguard")
 ACCOUNTS = 3000
 LEAK_LINES = 60_000
+# Small chunks: many commits per part, so a kill lands between two of them.
+CHUNK_RECORDS = 1500
 
 
 @pytest.fixture
@@ -36,16 +38,19 @@ def postgres_only(db_url: str) -> str:
 
 
 def environment(db_url: str, redis_url: str, instance: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LEAKGUARD_")}
-    env.update(
-        LEAKGUARD_DATABASE_URL=db_url,
+    """The workers' environment."""
+    return cli_env(
+        db_url,
+        instance,
         LEAKGUARD_REDIS_URL=redis_url,
-        LEAKGUARD_HASH_KEY=TEST_HASH_KEY,
-        LEAKGUARD_INSTANCE_DIR=str(instance),
-        # Small chunks: many commits per part, so a kill lands between two of them.
-        LEAKGUARD_INGEST_CHUNK_RECORDS="1500",
+        LEAKGUARD_INGEST_CHUNK_RECORDS=str(CHUNK_RECORDS),
     )
-    return env
+
+
+@pytest.fixture
+def operator(make_app: Callable[..., Flask], redis_url: str) -> FlaskCliRunner:
+    """``leakguard`` with the workers' settings, for the operator's commands."""
+    return make_app(redis_url=redis_url, ingest_chunk_records=CHUNK_RECORDS).test_cli_runner()
 
 
 def write_leak(runtime: Runtime, tmp_path: Path) -> Path:
@@ -94,14 +99,7 @@ def workers(
 
 
 def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    # Its own session: a SIGKILL to the group takes the work horse too, like a lost machine.
-    return subprocess.Popen(
-        [str(LEAKGUARD), "worker"],
-        env=env,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    return start_leakguard(env, "worker", log=log)
 
 
 def database_state(runtime: Runtime) -> dict[str, int]:
@@ -113,17 +111,9 @@ def database_state(runtime: Runtime) -> dict[str, int]:
         }
 
 
-def ingest(env: dict[str, str], leak: Path, *extra: str) -> dict[str, object]:
-    result = subprocess.run(
-        [str(LEAKGUARD), "ingest", str(leak), "--leak", "parallel", "--enqueue", "--json", *extra],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    summary: dict[str, object] = json.loads(result.stdout)
+def ingest(operator: FlaskCliRunner, leak: Path, *extra: str) -> dict[str, object]:
+    args = ("ingest", str(leak), "--leak", "parallel", "--enqueue", "--json", *extra)
+    summary: dict[str, object] = json_output(invoke(operator, *args))
     return summary
 
 
@@ -131,6 +121,7 @@ def test_two_workers_ingest_one_leak_with_exact_totals(
     runtime: Runtime,
     postgres_only: str,
     redis_url: str,
+    operator: FlaskCliRunner,
     tmp_path: Path,
     workers: list[subprocess.Popen[bytes]],
 ) -> None:
@@ -138,7 +129,7 @@ def test_two_workers_ingest_one_leak_with_exact_totals(
     env = environment(postgres_only, redis_url, tmp_path / "instance")
     logs = [tmp_path / "worker-a.log", tmp_path / "worker-b.log"]
     workers.extend(start_worker(env, log) for log in logs)
-    summary = ingest(env, leak, "--parts", "8")
+    summary = ingest(operator, leak, "--parts", "8")
     expected = expected_counts()
     assert {name: summary[name] for name in expected} == expected
     assert summary["complete"] is True
@@ -149,7 +140,7 @@ def test_two_workers_ingest_one_leak_with_exact_totals(
     # Both workers took parts: the leak really was spread over them.
     for log in logs:
         assert "ingest_part" in log.read_text(), log.read_text()[-2000:]
-    again = ingest(env, leak)
+    again = ingest(operator, leak)
     assert again["already_ingested"] is True
     assert again["matched"] == again["notices"] == 0
 
@@ -158,12 +149,13 @@ def test_a_worker_killed_mid_part_loses_nothing(
     runtime: Runtime,
     postgres_only: str,
     redis_url: str,
+    operator: FlaskCliRunner,
     tmp_path: Path,
     workers: list[subprocess.Popen[bytes]],
 ) -> None:
     leak = write_leak(runtime, tmp_path)
     env = environment(postgres_only, redis_url, tmp_path / "instance")
-    planned = ingest(env, leak, "--parts", "3", "--no-wait")
+    planned = ingest(operator, leak, "--parts", "3", "--no-wait")
     assert planned["complete"] is False
     victim = start_worker(env, tmp_path / "victim.log")
     workers.append(victim)
@@ -191,7 +183,7 @@ def test_a_worker_killed_mid_part_loses_nothing(
     assert unfinished, "the kill came too late to test anything"
     workers.append(start_worker(env, tmp_path / "survivor.log"))
     # The operator runs the same command again: it waits, and re-enqueues the dead part.
-    summary = ingest(env, leak)
+    summary = ingest(operator, leak)
     assert summary["complete"] is True
     with runtime.db.read_session() as session:
         leak_file = session.scalars(select(LeakFile)).one()

@@ -1,5 +1,10 @@
 """An ingest killed with SIGKILL at many points and run again ends exactly where one clean run
-ends (SECURITY.md, "Ingest: idempotent and resumable"), on SQLite and PostgreSQL."""
+ends (SECURITY.md, "Ingest: idempotent and resumable"), on SQLite and PostgreSQL.
+
+The clean run is made once, on a SQLite database of its own: both backends must end in
+that very state. The kills hit the installed console script; the run that finishes the
+file, and the one after it, are the same command in this process.
+"""
 
 from __future__ import annotations
 
@@ -11,25 +16,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+from flask.testing import FlaskCliRunner
 from sqlalchemy import func, select
 
 from jobs.ingest.pipeline import ingest_leak
 from service.config import Settings
+from service.db.migrate import upgrade_database
+from service.leaks.counters import COUNTERS
 from service.models import Leak, LeakEntry, LeakFile
-from service.runtime import Runtime
-from tests.conftest import empty_tables
-from tests.leakfiles import (
-    COUNTER_NAMES,
-    LEAKGUARD,
-    BigLeak,
-    cli_env,
-    exposures,
-    json_output,
-    load_accounts,
-    notices,
-    run_leakguard,
-    write_big_leak,
-)
+from service.runtime import Runtime, build_runtime
+from tests.support.cli import LEAKGUARD, cli_env, invoke, json_output
+from tests.support.db import exposures, notices
+from tests.support.factories import load_accounts
+from tests.support.leakfiles import BigLeak, write_big_leak
+from tests.support.settings import make_settings
 
 SLUG = "exchange-2019"
 CHUNK_RECORDS = 2000
@@ -43,7 +44,7 @@ def snapshot(runtime: Runtime) -> dict[str, Any]:
     """Everything an ingest decides: counters, resume point, flags, warnings, watch list."""
     with runtime.db.read_session() as session:
         leaks = session.execute(
-            select(Leak.slug, *(getattr(Leak, name) for name in COUNTER_NAMES))
+            select(Leak.slug, *(getattr(Leak, name) for name in COUNTERS))
         ).all()
         files = session.execute(
             select(
@@ -52,7 +53,7 @@ def snapshot(runtime: Runtime) -> dict[str, Any]:
                 LeakFile.records_done,
                 LeakFile.invalid_lines,
                 LeakFile.runs,
-                *(getattr(LeakFile, name) for name in COUNTER_NAMES),
+                *(getattr(LeakFile, name) for name in COUNTERS),
             )
         ).all()
         entries = session.scalar(select(func.count()).select_from(LeakEntry))
@@ -115,22 +116,44 @@ def kill_when(
     return records_done(runtime)
 
 
-def clean_run_state(runtime: Runtime, big: BigLeak) -> dict[str, Any]:
-    """The state one uninterrupted run leaves; the database is emptied again afterwards."""
-    ingest_leak(runtime, big.path, slug=SLUG, chunk_records=CHUNK_RECORDS)
-    state = snapshot(runtime)
-    empty_tables(runtime)
-    return state
+@pytest.fixture(scope="module")
+def big(tmp_path_factory: pytest.TempPathFactory) -> BigLeak:
+    return write_big_leak(
+        tmp_path_factory.mktemp("big-leak"),
+        accounts=2000,
+        lines=200_000,
+        leaked_accounts=300,
+        seed=2019,
+    )
+
+
+@pytest.fixture(scope="module")
+def clean_run_state(big: BigLeak, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The state one uninterrupted run leaves, on a database of its own."""
+    directory = tmp_path_factory.mktemp("clean-run")
+    clean = build_runtime(
+        make_settings(f"sqlite:///{directory / 'clean.sqlite3'}", directory / "instance")
+    )
+    try:
+        upgrade_database(clean.db.engine)
+        load_accounts(clean, directory, big.accounts)
+        ingest_leak(clean, big.path, slug=SLUG, chunk_records=CHUNK_RECORDS)
+        return snapshot(clean)
+    finally:
+        clean.db.dispose()
 
 
 def test_invariant_ingest_killed_at_random_points_resumes_to_the_clean_run_state(
-    runtime: Runtime, settings: Settings, tmp_path: Path
+    runtime: Runtime,
+    settings: Settings,
+    runner: FlaskCliRunner,
+    big: BigLeak,
+    clean_run_state: dict[str, Any],
+    tmp_path: Path,
 ) -> None:
     seed = random.randrange(1 << 32)
     rng = random.Random(seed)
-    big = write_big_leak(tmp_path, accounts=2000, lines=200_000, leaked_accounts=300, seed=2019)
-    load_accounts(runtime, tmp_path, big.accounts)
-    expected = clean_run_state(runtime, big)
+    expected = clean_run_state
     assert 250 <= len(expected["exposures"]) <= 300  # the file really flags a few hundred
     files = expected["files"]
     assert files[0][2] == big.lines  # records_done: every line is a record
@@ -152,15 +175,17 @@ def test_invariant_ingest_killed_at_random_points_resumes_to_the_clean_run_state
     assert 0 < kill_points[-1] < big.lines, f"seed {seed}: {kill_points}"
 
     final = json_output(
-        run_leakguard(
-            env, "ingest", str(big.path), "--leak", SLUG, "--chunk-records", "2000", "--json"
+        invoke(
+            runner,
+            *("ingest", str(big.path), "--leak", SLUG),
+            *("--chunk-records", str(CHUNK_RECORDS), "--json"),
         )
     )
 
     assert final["resumed_at_record"] == kill_points[-1] > 0
     assert final["lines"] == big.lines - kill_points[-1]
     assert snapshot(runtime) == expected, f"seed {seed}, killed at {kill_points}"
-    again = json_output(run_leakguard(env, "ingest", str(big.path), "--leak", SLUG, "--json"))
+    again = json_output(invoke(runner, "ingest", str(big.path), "--leak", SLUG, "--json"))
     assert again["already_ingested"] is True
     assert (again["matched"], again["notices"]) == (0, 0)
     assert snapshot(runtime) == expected

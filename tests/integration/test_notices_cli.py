@@ -1,28 +1,27 @@
 """`leakguard notices preview | test-send`: what an operator checks before mailing everyone.
 
-Run through the installed console script, as an operator would. The commands read one leak
-and send at most one message, so SQLite is enough here; the campaign commands (pause,
-resume, status) are exercised on both backends in test_delivery.py.
+Run through the command group in this process, on an app with the settings under test.
+The commands read one leak and send at most one message, so SQLite is enough here; the
+campaign commands (pause, resume, status) are exercised on both backends in
+test_delivery.py.
 """
 
 from __future__ import annotations
 
 import re
-from email import message_from_bytes, policy
-from email.message import EmailMessage
-from email.utils import getaddresses
+from collections.abc import Callable
 from pathlib import Path
-from typing import cast
 
 import pytest
+from flask import Flask
+from flask.testing import FlaskCliRunner
 
 from jobs.ingest.pipeline import ingest_leak
 from service.runtime import Runtime
-from tests.leakfiles import cli_env, one_error_line, run_leakguard, write_lines
-from tests.smtp_server import (
-    SmtpServer,
-    smtp_server_fixture,  # noqa: F401  (the fixture)
-)
+from tests.support.cli import invoke, one_error_line
+from tests.support.leakfiles import write_lines
+from tests.support.mail import parse_message, to_addresses
+from tests.support.smtp import SmtpServer
 
 pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 
@@ -32,16 +31,26 @@ ADDRESS = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+")
 SENDER = "security@localhost"
 
 
-@pytest.fixture
-def env(runtime: Runtime, db_url: str, tmp_path: Path) -> dict[str, str]:
-    """A CLI environment on a database holding the leak ``LEAK`` (no account needed)."""
+@pytest.fixture(autouse=True)
+def leak(runtime: Runtime, tmp_path: Path) -> str:
+    """The database holds the leak ``LEAK`` (no account needed)."""
     leak_file = write_lines(tmp_path / "leak.txt", ["stranger@leak-victims.example"])
     ingest_leak(runtime, leak_file, slug=LEAK, name="Exchange newsletter")
-    return cli_env(db_url, runtime.settings.instance_dir)
+    return LEAK
+
+
+@pytest.fixture
+def smtp_runner(make_app: Callable[..., Flask], smtp_server: SmtpServer) -> FlaskCliRunner:
+    """``leakguard`` on an app that sends to the test SMTP server."""
+    return make_app(smtp_url=smtp_server.url).test_cli_runner()
 
 
 def clear_addresses(text: str) -> list[str]:
-    """Addresses in ``text`` other than masked ones (``j***@...``) and our own sender."""
+    """Addresses in ``text`` other than masked ones (``j***@...``) and our own sender.
+
+    The text is what the command printed and what it logged (``caplog``: in this process
+    the log handler writes to the test run's stderr, not to the runner's).
+    """
     return [a for a in ADDRESS.findall(text) if "***@" not in a and not a.endswith("@localhost")]
 
 
@@ -49,46 +58,45 @@ def clear_addresses(text: str) -> list[str]:
     ("language", "subject"), [("en", "Security notice"), ("de", "Sicherheitshinweis")]
 )
 def test_preview_prints_a_message_with_the_address_masked(
-    env: dict[str, str], language: str, subject: str
+    runner: FlaskCliRunner, caplog: pytest.LogCaptureFixture, language: str, subject: str
 ) -> None:
-    result = run_leakguard(env, "notices", "preview", "--leak", LEAK, "--language", language)
-    assert result.returncode == 0, result.stderr
+    result = invoke(runner, "notices", "preview", "--leak", LEAK, "--language", language)
+    assert result.exit_code == 0, result.stderr
     out = result.stdout
     assert re.search(r"^To: j\*\*\*@example\.com$", out, re.MULTILINE), out
     assert re.search(rf"^Subject: ?\s*{subject}", out, re.MULTILINE), out
     assert "Exchange newsletter" in out
     assert "@" not in out.split("\n\n", 1)[1]  # the body is everyone's: no address in it
-    assert clear_addresses(out + result.stderr) == []
+    assert clear_addresses(out + result.stderr + caplog.text) == []
 
 
 def test_test_send_sends_one_message_to_the_seed_and_prints_it_masked(
-    env: dict[str, str], smtp_server: SmtpServer
+    smtp_runner: FlaskCliRunner, smtp_server: SmtpServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    env["LEAKGUARD_SMTP_URL"] = smtp_server.url
-    result = run_leakguard(env, "notices", "test-send", "--leak", LEAK, "--to", SEED)
-    assert result.returncode == 0, result.stderr
+    result = invoke(smtp_runner, "notices", "test-send", "--leak", LEAK, "--to", SEED)
+    assert result.exit_code == 0, result.stderr
     assert "s***@example.org" in result.stdout
-    assert clear_addresses(result.stdout + result.stderr) == []
+    assert clear_addresses(result.stdout + result.stderr + caplog.text) == []
 
     (envelope,) = smtp_server.messages()
     assert envelope.rcpt_tos == (SEED,)
-    to_headers = envelope.message.get_all("To") or []
-    assert [a for _, a in getaddresses([str(h) for h in to_headers])] == [SEED]
+    assert to_addresses(envelope.message) == [SEED]
     assert envelope.message["Cc"] is None
     assert envelope.message["Bcc"] is None
     assert str(envelope.message["Message-ID"]) in result.stdout
 
 
-def test_test_send_without_smtp_writes_one_eml(env: dict[str, str], tmp_path: Path) -> None:
+def test_test_send_without_smtp_writes_one_eml(
+    make_app: Callable[..., Flask], tmp_path: Path
+) -> None:
     mail_dir = tmp_path / "mail-folder"
-    env["LEAKGUARD_MAIL_DIR"] = str(mail_dir)
-    result = run_leakguard(env, "notices", "test-send", "--leak", LEAK, "--to", SEED)
-    assert result.returncode == 0, result.stderr
+    runner = make_app(mail_dir=mail_dir).test_cli_runner()
+    result = invoke(runner, "notices", "test-send", "--leak", LEAK, "--to", SEED)
+    assert result.exit_code == 0, result.stderr
     assert "s***@example.org" in result.stdout
     assert SEED not in result.stdout
     (path,) = mail_dir.glob("*.eml")
-    message = cast(EmailMessage, message_from_bytes(path.read_bytes(), policy=policy.default))
-    assert [a for _, a in getaddresses([str(h) for h in message.get_all("To") or []])] == [SEED]
+    assert to_addresses(parse_message(path.read_bytes())) == [SEED]
 
 
 @pytest.mark.parametrize(
@@ -99,11 +107,10 @@ def test_test_send_without_smtp_writes_one_eml(env: dict[str, str], tmp_path: Pa
     ],
 )
 def test_unknown_leak_fails_in_one_line(
-    env: dict[str, str], smtp_server: SmtpServer, args: tuple[str, ...]
+    smtp_runner: FlaskCliRunner, smtp_server: SmtpServer, args: tuple[str, ...]
 ) -> None:
-    env["LEAKGUARD_SMTP_URL"] = smtp_server.url
-    result = run_leakguard(env, "notices", *args)
-    assert result.returncode == 1
+    result = invoke(smtp_runner, "notices", *args)
+    assert result.exit_code == 1
     assert one_error_line(result) == "Error: no leak named 'no-such-leak'"
     assert smtp_server.events() == []
 
@@ -118,11 +125,10 @@ def test_unknown_leak_fails_in_one_line(
     ],
 )
 def test_invalid_recipient_fails_in_one_line_and_sends_nothing(
-    env: dict[str, str], smtp_server: SmtpServer, recipient: str
+    smtp_runner: FlaskCliRunner, smtp_server: SmtpServer, recipient: str
 ) -> None:
-    env["LEAKGUARD_SMTP_URL"] = smtp_server.url
-    result = run_leakguard(env, "notices", "test-send", "--leak", LEAK, "--to", recipient)
-    assert result.returncode == 1
+    result = invoke(smtp_runner, "notices", "test-send", "--leak", LEAK, "--to", recipient)
+    assert result.exit_code == 1
     line = one_error_line(result)
     assert "--to" in line
     assert "other@example.org" not in line

@@ -19,17 +19,11 @@ from jobs.ingest.pipeline import ingest_leak
 from service.addresses import CanonicalAddress, canonicalize_email
 from service.config import Settings
 from service.runtime import Runtime
-from tests.conftest import service_missing
-from tests.leakfiles import (
-    ADDRESS,
-    cli_env,
-    flagged,
-    load_accounts,
-    run_leakguard,
-    write_accounts_csv,
-    write_lines,
-    write_mass_mail,
-)
+from tests.support.cli import cli_env, run_leakguard
+from tests.support.db import flagged
+from tests.support.factories import load_accounts
+from tests.support.leakfiles import ADDRESS, write_accounts_csv, write_lines, write_mass_mail
+from tests.support.services import service_missing
 
 SLUG = "privacy"
 

@@ -23,13 +23,14 @@ from service.models import (
     StepUpChallenge,
     TotpCredential,
 )
+from service.risk import load_facts
 from service.runtime import Runtime
 from service.stepup.assurance import AssuranceTokenExpired, AssuranceTokenInvalid
 from service.stepup.recovery_codes import BASE32_ALPHABET, SECRET_CHARS, normalize_code
 from service.stepup.secret_box import SecretBox, SecretUnreadable
-from service.stepup.services import Method, Outcome, Passed, Refused
-from tests.conftest import TEST_HASH_KEY
-from tests.stepup_fixtures import ACTOR, add_account, enroll_totp
+from service.stepup.services import Method, Outcome, Passed, Refused, available_methods
+from tests.support.factories import ACTOR, enroll_totp, make_account
+from tests.support.settings import TEST_HASH_KEY
 
 # Mid-step (steps start at :00 and :30), so that +-31 s lands one step away and +-61 s two.
 T0 = datetime(2026, 11, 26, 12, 0, 15, tzinfo=UTC)
@@ -71,14 +72,14 @@ def passed(outcome: Outcome) -> bool:
     ("offset", "accepted"), [(-61, False), (-31, True), (0, True), (31, True), (61, False)]
 )
 def test_totp_accepts_one_step_of_drift_only(runtime: Runtime, offset: int, accepted: bool) -> None:
-    add_account(runtime, "drift")
+    make_account(runtime, "drift")
     totp = enroll_totp(runtime, "drift", now=T0 - timedelta(minutes=5))
     code = totp.at(T0 + timedelta(seconds=offset))
     assert passed(verify(runtime, "drift", Method.TOTP, code, now=T0)) is accepted
 
 
 def test_totp_code_is_accepted_once(runtime: Runtime) -> None:
-    add_account(runtime, "replay")
+    make_account(runtime, "replay")
     totp = enroll_totp(runtime, "replay", now=T0 - timedelta(minutes=5))
     code = totp.at(T0)
     assert passed(verify(runtime, "replay", Method.TOTP, code, now=T0))
@@ -86,7 +87,7 @@ def test_totp_code_is_accepted_once(runtime: Runtime) -> None:
 
 
 def test_previous_step_code_after_the_current_one_is_refused(runtime: Runtime) -> None:
-    add_account(runtime, "older")
+    make_account(runtime, "older")
     totp = enroll_totp(runtime, "older", now=T0 - timedelta(minutes=5))
     assert passed(verify(runtime, "older", Method.TOTP, totp.at(T0), now=T0))
     previous = totp.at(T0 - timedelta(seconds=30))
@@ -94,7 +95,7 @@ def test_previous_step_code_after_the_current_one_is_refused(runtime: Runtime) -
 
 
 def test_enrolment_code_cannot_be_replayed_as_a_step_up(runtime: Runtime) -> None:
-    add_account(runtime, "confirm")
+    make_account(runtime, "confirm")
     totp = enroll_totp(runtime, "confirm", now=T0)  # confirmed with totp.at(T0)
     assert not passed(verify(runtime, "confirm", Method.TOTP, totp.at(T0), now=T0))
     later = T0 + timedelta(seconds=30)
@@ -104,7 +105,7 @@ def test_enrolment_code_cannot_be_replayed_as_a_step_up(runtime: Runtime) -> Non
 def test_unconfirmed_enrolment_does_not_replace_the_working_authenticator(
     runtime: Runtime,
 ) -> None:
-    add_account(runtime, "phone")
+    make_account(runtime, "phone")
     old = enroll_totp(runtime, "phone", now=T0 - timedelta(minutes=5))
     with runtime.db.transaction() as session:
         new = pyotp.TOTP(runtime.step_up.enroll_totp(session, "phone", actor=ACTOR, now=T0).secret)
@@ -113,7 +114,7 @@ def test_unconfirmed_enrolment_does_not_replace_the_working_authenticator(
 
 
 def test_enrolment_gives_a_provisioning_uri_and_qr_codes(runtime: Runtime) -> None:
-    add_account(runtime, "qr")
+    make_account(runtime, "qr")
     with runtime.db.transaction() as session:
         enrollment = runtime.step_up.enroll_totp(session, "qr", actor=ACTOR, now=T0)
     parsed = pyotp.parse_uri(enrollment.provisioning_uri)
@@ -129,7 +130,7 @@ def base32_bits(secret: str) -> str:
 
 
 def test_totp_secret_is_not_in_the_database_in_the_clear(runtime: Runtime) -> None:
-    account_id = add_account(runtime, "dump")
+    account_id = make_account(runtime, "dump")
     with runtime.db.transaction() as session:
         secret = runtime.step_up.enroll_totp(session, "dump", actor=ACTOR, now=T0).secret
     with runtime.db.read_session() as session:
@@ -154,7 +155,7 @@ def test_totp_secret_is_not_in_the_database_in_the_clear(runtime: Runtime) -> No
 
 
 def test_emailed_code_accepted_at_9_59_refused_at_10_01(runtime: Runtime) -> None:
-    add_account(runtime, "mail")
+    make_account(runtime, "mail")
     first = challenge(runtime, "mail", now=T0)
     code = runtime.step_up.email_code(first)
     late = T0 + timedelta(minutes=10, seconds=1)
@@ -170,7 +171,7 @@ def test_emailed_code_accepted_at_9_59_refused_at_10_01(runtime: Runtime) -> Non
 
 
 def test_emailed_code_works_once(runtime: Runtime) -> None:
-    add_account(runtime, "once")
+    make_account(runtime, "once")
     cid = challenge(runtime, "once", now=T0)
     code = runtime.step_up.email_code(cid)
     assert passed(verify(runtime, "once", Method.EMAIL_CODE, code, challenge_id=cid, now=T0))
@@ -178,8 +179,8 @@ def test_emailed_code_works_once(runtime: Runtime) -> None:
 
 
 def test_emailed_code_is_bound_to_its_challenge_and_account(runtime: Runtime) -> None:
-    add_account(runtime, "alice")
-    add_account(runtime, "bob")
+    make_account(runtime, "alice")
+    make_account(runtime, "bob")
     a = challenge(runtime, "alice", now=T0)
     b = challenge(runtime, "bob", now=T0)
     code_a = runtime.step_up.email_code(a)
@@ -191,7 +192,7 @@ def test_emailed_code_is_bound_to_its_challenge_and_account(runtime: Runtime) ->
 
 
 def test_a_new_code_voids_the_old_one(runtime: Runtime) -> None:
-    add_account(runtime, "again")
+    make_account(runtime, "again")
     old = challenge(runtime, "again", now=T0)
     new = challenge(runtime, "again", now=T0 + timedelta(seconds=20))
     old_code = runtime.step_up.email_code(old)
@@ -203,7 +204,7 @@ def test_a_new_code_voids_the_old_one(runtime: Runtime) -> None:
 
 
 def test_five_tries_then_the_code_is_void(runtime: Runtime) -> None:
-    add_account(runtime, "guess")
+    make_account(runtime, "guess")
     cid = challenge(runtime, "guess", now=T0)
     code = runtime.step_up.email_code(cid)
     wrong = f"{(int(code) + 1) % 1_000_000:06d}"
@@ -219,7 +220,7 @@ def test_five_tries_then_the_code_is_void(runtime: Runtime) -> None:
 
 
 def test_a_challenge_queues_one_code_notice_and_stores_no_code(runtime: Runtime) -> None:
-    account_id = add_account(runtime, "notice")
+    account_id = make_account(runtime, "notice")
     cid = challenge(runtime, "notice", now=T0)
     code = runtime.step_up.email_code(cid)
     with runtime.db.read_session() as session:
@@ -229,7 +230,7 @@ def test_a_challenge_queues_one_code_notice_and_stores_no_code(runtime: Runtime)
 
 
 def test_unknown_account_gets_a_challenge_of_the_same_shape_and_no_mail(runtime: Runtime) -> None:
-    add_account(runtime, "known")
+    make_account(runtime, "known")
     with runtime.db.transaction() as session:
         known = runtime.step_up.start_email_challenge(session, "known", actor=ACTOR, now=T0)
         unknown = runtime.step_up.start_email_challenge(session, "nobody", actor=ACTOR, now=T0)
@@ -249,7 +250,7 @@ def test_unknown_account_gets_a_challenge_of_the_same_shape_and_no_mail(runtime:
 
 
 def test_ten_recovery_codes_of_at_least_64_bits_stored_as_argon2id(runtime: Runtime) -> None:
-    add_account(runtime, "rc")
+    make_account(runtime, "rc")
     codes = recovery_codes(runtime, "rc")
     assert len(codes) == len(set(codes)) == 10
     secret_bits = SECRET_CHARS * math.log2(len(BASE32_ALPHABET))
@@ -267,7 +268,7 @@ def test_ten_recovery_codes_of_at_least_64_bits_stored_as_argon2id(runtime: Runt
 
 
 def test_recovery_code_works_once_and_forgives_typing(runtime: Runtime) -> None:
-    add_account(runtime, "rc-once")
+    make_account(runtime, "rc-once")
     code = recovery_codes(runtime, "rc-once")[3]
     typed = code.lower().replace("-", " ")
     assert passed(verify(runtime, "rc-once", Method.RECOVERY_CODE, typed, now=T0))
@@ -275,7 +276,7 @@ def test_recovery_code_works_once_and_forgives_typing(runtime: Runtime) -> None:
 
 
 def test_regenerating_voids_every_earlier_recovery_code(runtime: Runtime) -> None:
-    add_account(runtime, "rc-new")
+    make_account(runtime, "rc-new")
     old = recovery_codes(runtime, "rc-new")
     new = recovery_codes(runtime, "rc-new")
     assert not set(old) & set(new)
@@ -286,25 +287,35 @@ def test_regenerating_voids_every_earlier_recovery_code(runtime: Runtime) -> Non
     assert passed(verify(runtime, "rc-new", Method.RECOVERY_CODE, new[0], now=T0))
 
 
-def test_methods_follow_what_the_account_has(runtime: Runtime) -> None:
-    account_id = add_account(runtime, "methods")
+def methods(runtime: Runtime, external_id: str) -> list[Method]:
+    """The methods the account can step up with, read as the risk check reads them."""
     with runtime.db.read_session() as session:
-        assert runtime.step_up.methods(session, account_id) == [Method.EMAIL_CODE]
+        facts = load_facts(session, external_id)
+    assert facts is not None
+    return available_methods(totp_enrolled=facts.has_totp, codes_left=facts.has_recovery_codes)
+
+
+def test_methods_follow_what_the_account_has(runtime: Runtime) -> None:
+    make_account(runtime, "methods")
+    assert methods(runtime, "methods") == [Method.EMAIL_CODE]
+    with runtime.db.transaction() as session:  # an enrolment not yet confirmed is no method
+        runtime.step_up.enroll_totp(session, "methods", actor=ACTOR, now=T0 - timedelta(hours=1))
+    assert methods(runtime, "methods") == [Method.EMAIL_CODE]
     enroll_totp(runtime, "methods", now=T0)
     codes = recovery_codes(runtime, "methods")
-    with runtime.db.read_session() as session:
-        assert runtime.step_up.methods(session, account_id) == list(Method)
-    for code in codes:
+    assert methods(runtime, "methods") == list(Method)
+    for code in codes[:-1]:
         assert passed(verify(runtime, "methods", Method.RECOVERY_CODE, code, now=T0))
-    with runtime.db.read_session() as session:
-        assert runtime.step_up.methods(session, account_id) == [Method.TOTP, Method.EMAIL_CODE]
+    assert methods(runtime, "methods") == list(Method)  # one code left is a method still
+    assert passed(verify(runtime, "methods", Method.RECOVERY_CODE, codes[-1], now=T0))
+    assert methods(runtime, "methods") == [Method.TOTP, Method.EMAIL_CODE]
 
 
 # --- lockout ----------------------------------------------------------------------------
 
 
 def test_ten_failures_lock_for_15_minutes_then_twice_as_long(runtime: Runtime) -> None:
-    add_account(runtime, "locked")
+    make_account(runtime, "locked")
     totp = enroll_totp(runtime, "locked", now=T0 - timedelta(hours=1))
     for _ in range(9):
         assert verify(runtime, "locked", Method.TOTP, "000000", now=T0) == Refused(None)
@@ -327,7 +338,7 @@ def test_ten_failures_lock_for_15_minutes_then_twice_as_long(runtime: Runtime) -
 
 
 def test_a_success_resets_the_failure_count(runtime: Runtime) -> None:
-    add_account(runtime, "reset")
+    make_account(runtime, "reset")
     codes = recovery_codes(runtime, "reset")
     for round_ in range(3):
         for _ in range(9):
@@ -336,7 +347,7 @@ def test_a_success_resets_the_failure_count(runtime: Runtime) -> None:
 
 
 def test_support_unlock_ends_the_lock(runtime: Runtime) -> None:
-    add_account(runtime, "support")
+    make_account(runtime, "support")
     for _ in range(10):
         verify(runtime, "support", Method.RECOVERY_CODE, "nope", now=T0)
     with runtime.db.transaction() as session:
@@ -350,8 +361,8 @@ def test_support_unlock_ends_the_lock(runtime: Runtime) -> None:
 
 
 def test_assurance_token_is_bound_to_account_and_method(runtime: Runtime) -> None:
-    account_id = add_account(runtime, "token")
-    add_account(runtime, "other")
+    account_id = make_account(runtime, "token")
+    make_account(runtime, "other")
     cid = challenge(runtime, "token", now=T0)
     outcome = verify(
         runtime,

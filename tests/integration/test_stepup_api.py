@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -16,14 +16,12 @@ from flask.testing import FlaskClient
 from sqlalchemy import event, select
 from werkzeug.test import TestResponse
 
-from service.app import create_app
 from service.clients import Scope
 from service.models import AuditEvent, StepUpChallenge
 from service.risk import Reason
 from service.runtime import Runtime
-from tests.conftest import make_api_key
-from tests.integration.test_api_auth import assert_problem
-from tests.stepup_fixtures import add_account, expose
+from tests.support.factories import expose, make_account, make_api_key
+from tests.support.http import assert_problem, bearer
 
 LEAKED_PASSWORD = "hunter2-from-the-leak"
 
@@ -87,7 +85,7 @@ def test_unknown_account_is_allowed_with_its_reason(
 def test_account_in_no_leak_is_allowed_with_one_read_and_no_write(
     runtime: Runtime, app: Flask, client: FlaskClient, auth: dict[str, str]
 ) -> None:
-    add_account(runtime, "clean")
+    make_account(runtime, "clean")
     statements: list[str] = []
     engine = app.extensions["leakguard"].db.engine
 
@@ -110,7 +108,7 @@ def test_account_in_no_leak_is_allowed_with_one_read_and_no_write(
 def test_exposed_account_must_step_up_with_the_methods_it_has(
     runtime: Runtime, client: FlaskClient, auth: dict[str, str]
 ) -> None:
-    account_id = add_account(runtime, "exposed")
+    account_id = make_account(runtime, "exposed")
     expose(runtime, account_id)
     body = risk(client, auth, account_id="exposed").get_json()
     assert body["decision"] == "step_up"
@@ -127,7 +125,7 @@ def test_exposed_account_must_step_up_with_the_methods_it_has(
 def test_leaked_password_is_denied_and_another_password_steps_up(
     runtime: Runtime, client: FlaskClient, auth: dict[str, str]
 ) -> None:
-    account_id = add_account(runtime, "combo")
+    account_id = make_account(runtime, "combo")
     expose(runtime, account_id, slug="combo-list", password=LEAKED_PASSWORD)
     denied = risk(client, auth, account_id="combo", password=LEAKED_PASSWORD).get_json()
     assert (denied["decision"], denied["reasons"]) == ("deny", ["leaked_password"])
@@ -145,7 +143,7 @@ def test_passed_step_up_allows_and_bad_tokens_are_400(
     runtime: Runtime, client: FlaskClient, auth: dict[str, str]
 ) -> None:
     for external_id in ("stepper", "neighbour"):
-        expose(runtime, add_account(runtime, external_id))
+        expose(runtime, make_account(runtime, external_id))
     challenge = email_challenge(client, auth, "stepper")
     code = runtime.step_up.email_code(challenge)
     passed = verify(client, auth, "stepper", "email_code", code, challenge_id=challenge)
@@ -167,7 +165,7 @@ def test_passed_step_up_allows_and_bad_tokens_are_400(
 def test_locked_account_is_denied_until_the_lock_ends(
     runtime: Runtime, client: FlaskClient, auth: dict[str, str]
 ) -> None:
-    expose(runtime, add_account(runtime, "victim"))
+    expose(runtime, make_account(runtime, "victim"))
     for attempt in range(10):
         response = verify(client, auth, "victim", "recovery_code", "AAAA-BBBB-CCCC-DDDD-EEEE")
         assert_problem(response, 403, "locked" if attempt == 9 else "verification_failed")
@@ -182,8 +180,8 @@ def test_locked_account_is_denied_until_the_lock_ends(
 def test_non_allow_decisions_and_step_up_attempts_are_audited_with_masked_addresses(
     runtime: Runtime, client: FlaskClient, auth: dict[str, str]
 ) -> None:
-    expose(runtime, add_account(runtime, "audited", "jane.audited@example.org"))
-    add_account(runtime, "quiet")
+    expose(runtime, make_account(runtime, "audited", "jane.audited@example.org"))
+    make_account(runtime, "quiet")
     risk(client, auth, account_id="quiet")
     risk(client, auth, account_id="audited", context={"ip": "203.0.113.7", "user_agent": "UA/1"})
     verify(client, auth, "audited", "totp", "000000")
@@ -209,7 +207,7 @@ def test_non_allow_decisions_and_step_up_attempts_are_audited_with_masked_addres
 def test_totp_replay_over_http_is_refused(
     runtime: Runtime, client: FlaskClient, auth: dict[str, str]
 ) -> None:
-    add_account(runtime, "totp-user")
+    make_account(runtime, "totp-user")
     totp = enroll(client, auth, "totp-user")
     # The confirmation used the current step; the next step's code works once.
     code = totp.at(time.time() + 30)
@@ -220,7 +218,7 @@ def test_totp_replay_over_http_is_refused(
 def test_email_challenge_and_verify_answer_the_same_for_unknown_accounts(
     runtime: Runtime, client: FlaskClient, auth: dict[str, str]
 ) -> None:
-    add_account(runtime, "real")
+    make_account(runtime, "real")
     answers = {}
     for external_id in ("real", "imaginary"):
         response = post(
@@ -263,10 +261,10 @@ def test_bad_step_up_requests_are_problems(client: FlaskClient, auth: dict[str, 
 
 
 def test_scopes_separate_risk_checks_from_step_up(runtime: Runtime, client: FlaskClient) -> None:
-    risk_only = {"Authorization": f"Bearer {make_api_key(runtime, Scope.RISK_CHECK)}"}
+    risk_only = bearer(make_api_key(runtime, Scope.RISK_CHECK))
     assert risk(client, risk_only, account_id="x").status_code == 200
     assert_problem(verify(client, risk_only, "x", "totp", "123456"), 403, "forbidden")
-    verify_only = {"Authorization": f"Bearer {make_api_key(runtime, Scope.STEP_UP_VERIFY)}"}
+    verify_only = bearer(make_api_key(runtime, Scope.STEP_UP_VERIFY))
     assert_problem(client.post("/v1/accounts/x/totp", headers=verify_only), 403, "forbidden")
 
 
@@ -281,7 +279,7 @@ def in_parallel(count: int, call: Callable[[], TestResponse]) -> list[TestRespon
 def test_twenty_parallel_posts_of_one_totp_code_pass_once(
     runtime: Runtime, app: Flask, auth: dict[str, str]
 ) -> None:
-    add_account(runtime, "race")
+    make_account(runtime, "race")
     totp = enroll(app.test_client(), auth, "race")
     code = totp.at(time.time() + 30)
     responses = in_parallel(20, lambda: verify(app.test_client(), auth, "race", "totp", code))
@@ -291,7 +289,7 @@ def test_twenty_parallel_posts_of_one_totp_code_pass_once(
 def test_fifty_parallel_wrong_codes_evaluate_at_most_five(
     runtime: Runtime, app: Flask, auth: dict[str, str]
 ) -> None:
-    add_account(runtime, "storm")
+    make_account(runtime, "storm")
     challenge = email_challenge(app.test_client(), auth, "storm")
     right = runtime.step_up.email_code(challenge)
     wrong = f"{(int(right) + 1) % 1_000_000:06d}"
@@ -314,7 +312,7 @@ def test_fifty_parallel_wrong_codes_evaluate_at_most_five(
 def test_two_parallel_uses_of_one_recovery_code_pass_once(
     runtime: Runtime, app: Flask, auth: dict[str, str]
 ) -> None:
-    add_account(runtime, "twice")
+    make_account(runtime, "twice")
     codes = app.test_client().post("/v1/accounts/twice/recovery-codes", headers=auth)
     code = codes.get_json()["codes"][0]
     responses = in_parallel(
@@ -327,19 +325,14 @@ def test_two_parallel_uses_of_one_recovery_code_pass_once(
 
 
 @pytest.fixture
-def limited_app(runtime: Runtime, redis_url: str) -> Iterator[Flask]:
+def limited_app(make_app: Callable[..., Flask], redis_url: str) -> Flask:
     """The app with small limits, counted in the real Redis."""
-    settings = runtime.settings.model_copy(
-        update={
-            "redis_url": redis_url,
-            "rate_limit_step_up": "3/minute",
-            "rate_limit_risk": "4/minute",
-            "rate_limit_email_code": "2/minute",
-        }
+    return make_app(
+        redis_url=redis_url,
+        rate_limit_step_up="3/minute",
+        rate_limit_risk="4/minute",
+        rate_limit_email_code="2/minute",
     )
-    flask_app = create_app(settings)
-    yield flask_app
-    flask_app.extensions["leakguard"].db.dispose()
 
 
 @pytest.mark.redis
@@ -357,7 +350,7 @@ def test_over_the_limit_is_429_with_retry_after(limited_app: Flask, auth: dict[s
 def test_emailed_codes_are_limited_per_account(
     runtime: Runtime, limited_app: Flask, auth: dict[str, str]
 ) -> None:
-    add_account(runtime, "mailbomb")
+    make_account(runtime, "mailbomb")
     client = limited_app.test_client()
     statuses = [
         post(
@@ -372,18 +365,13 @@ def test_emailed_codes_are_limited_per_account(
 
 
 def test_verification_fails_closed_when_the_limit_store_is_down(
-    runtime: Runtime, auth: dict[str, str]
+    make_app: Callable[..., Flask], auth: dict[str, str]
 ) -> None:
-    settings = runtime.settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"})
-    flask_app = create_app(settings)
-    try:
-        client = flask_app.test_client()
-        response = verify(client, auth, "x", "totp", "123456")
-        assert_problem(response, 503, "service_unavailable")
-        assert response.headers["Retry-After"]
-        assert_problem(risk(client, auth, account_id="x"), 503, "service_unavailable")
-    finally:
-        flask_app.extensions["leakguard"].db.dispose()
+    client = make_app(redis_url="redis://127.0.0.1:1/0").test_client()
+    response = verify(client, auth, "x", "totp", "123456")
+    assert_problem(response, 503, "service_unavailable")
+    assert response.headers["Retry-After"]
+    assert_problem(risk(client, auth, account_id="x"), 503, "service_unavailable")
 
 
 def test_openapi_document_lists_the_reason_codes_and_methods(client: FlaskClient) -> None:

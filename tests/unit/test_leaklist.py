@@ -703,10 +703,12 @@ def test_arbitrary_bytes_never_raise_anything_but_a_file_error(
 
 LOCAL = st.from_regex(r"[a-z0-9]{1,8}(\.[a-z0-9_+-]{1,8}){0,2}", fullmatch=True)
 DOMAIN = st.from_regex(r"[a-z0-9]{1,10}(\.[a-z0-9]{1,8}){0,2}\.[a-z]{2,6}", fullmatch=True)
-ADDRESSES = st.lists(st.builds("{}@{}".format, LOCAL, DOMAIN), min_size=1, max_size=30)
+ADDRESS = st.builds("{}@{}".format, LOCAL, DOMAIN)
 PASSWORD = st.text(
     st.characters(blacklist_categories=["Cs"], blacklist_characters="\r\n"), min_size=1
 )
+# Each address with its password: only as many passwords drawn as there are rows.
+ROWS = st.lists(st.tuples(ADDRESS, PASSWORD), min_size=1, max_size=30)
 
 
 def encode_leak(fmt: LeakFormat, rows: list[tuple[str, str]], delimiter: str) -> str:
@@ -733,16 +735,14 @@ def encode_leak(fmt: LeakFormat, rows: list[tuple[str, str]], delimiter: str) ->
 @pytest.mark.parametrize("fmt", CONCRETE_FORMATS)
 @PROPERTY
 @given(
-    addresses=ADDRESSES,
-    passwords=st.lists(PASSWORD, min_size=30, max_size=30),
+    rows=ROWS,
     delimiter=st.sampled_from([",", ";", "\t", "|", ":"]),
     compression=st.sampled_from([None, *sorted(COMPRESSORS)]),
 )
 def test_written_leaks_read_back_exactly(
     tmp_path: Path,
     fmt: LeakFormat,
-    addresses: list[str],
-    passwords: list[str],
+    rows: list[tuple[str, str]],
     delimiter: str,
     compression: str | None,
 ) -> None:
@@ -750,7 +750,7 @@ def test_written_leaks_read_back_exactly(
         delimiter = ","
     if fmt is LeakFormat.COMBO and delimiter in ",\t":
         delimiter = ":"
-    rows = list(zip(addresses, passwords, strict=False))
+    addresses = [address for address, _ in rows]
     data = encode_leak(fmt, rows, delimiter).encode("utf-8")
     if compression is not None:
         data = COMPRESSORS[compression](data)

@@ -28,10 +28,10 @@ from service.notices.transport import (
     MultipleRecipients,
     OutgoingMessage,
     SmtpSettings,
-    check_one_recipient,
     check_outgoing,
     parse_smtp_url,
 )
+from tests.support.mail import one_recipient, parse_message, text_and_html
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 SENDER = "Example Security <security@example.com>"
@@ -142,15 +142,7 @@ def built(
 
 def parsed(message: OutgoingMessage) -> EmailMessage:
     """The message as the person's mail program reads it."""
-    return cast(EmailMessage, message_from_bytes(message.data, policy=policy.default))
-
-
-def text_and_html(message: EmailMessage) -> tuple[str, str]:
-    text = message.get_body(preferencelist=("plain",))
-    html = message.get_body(preferencelist=("html",))
-    assert isinstance(text, EmailMessage)
-    assert isinstance(html, EmailMessage)
-    return text.get_content(), html.get_content()
+    return parse_message(message.data)
 
 
 def test_address_message_writes_one_recipient_and_the_notice_headers() -> None:
@@ -167,7 +159,7 @@ def test_address_message_writes_one_recipient_and_the_notice_headers() -> None:
     assert message["X-Auto-Response-Suppress"] == "All"
     for header in ("Cc", "Bcc", "Reply-To", "List-Unsubscribe", "List-Unsubscribe-Post"):
         assert message[header] is None, header
-    assert check_one_recipient(message) == "jane.doe@example.org"
+    assert one_recipient(message) == "jane.doe@example.org"
     assert message.get_content_type() == "multipart/alternative"
     assert [part.get_content_type() for part in message.iter_parts()] == [
         "text/plain",
@@ -232,7 +224,7 @@ def test_a_non_ascii_address_goes_in_utf8_and_asks_for_smtputf8(recipient: str) 
     assert check_outgoing(outgoing) == recipient
     assert b"To: " + recipient.encode() + b"\r\n" in outgoing.data  # RFC 6532, not =?utf-8?
     assert parsed(outgoing).get_all("To") == [recipient]
-    assert check_one_recipient(parsed(outgoing)) == recipient
+    assert one_recipient(parsed(outgoing)) == recipient
 
 
 @pytest.mark.parametrize(
@@ -251,7 +243,7 @@ def test_a_dot_atom_address_is_written_as_address_writes_it(address: str) -> Non
     outgoing = built(address)
     assert outgoing.data.startswith(f"To: {address}\r\n".encode())
     assert check_outgoing(outgoing) == address
-    assert check_one_recipient(parsed(outgoing)) == address
+    assert one_recipient(parsed(outgoing)) == address
 
 
 @pytest.mark.parametrize(
@@ -264,7 +256,7 @@ def test_other_addresses_take_the_full_parser(address: str) -> None:
         found = check_outgoing(outgoing)
     except MultipleRecipients:
         return  # refused: never sent
-    assert check_one_recipient(parsed(outgoing)) == found == address
+    assert one_recipient(parsed(outgoing)) == found == address
 
 
 def test_a_recipient_naming_two_people_gives_a_message_that_is_refused() -> None:

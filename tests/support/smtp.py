@@ -1,8 +1,8 @@
 """A real SMTP server for the tests, in a process of its own.
 
-The server is aiosmtpd on 127.0.0.1, started as a subprocess of this very file, so a test
-can stop it (SMTP down), start it again on the same port (SMTP up), and kill the process
-that talks to it without taking the server along. It records every envelope it accepts
+The server is aiosmtpd on 127.0.0.1, started as a subprocess running this very module, so
+a test can stop it (SMTP down), start it again on the same port (SMTP up), and kill the
+process that talks to it without taking the server along. It records every envelope it accepts
 (and every refusal it answers) as one JSON line, written before it answers ``250``: a
 message the client saw accepted is always on record.
 
@@ -11,8 +11,7 @@ DATA with a reply code, for N messages or for one recipient; drop the connection
 mid-session; answer slowly. Counters live in the record, so "the first N messages" still
 holds across a stop and start.
 
-Usage as a fixture: ``from tests.smtp_server import smtp_server_fixture`` in a test
-module, then a ``smtp_server`` argument.
+The ``smtp_server`` fixture (tests/conftest.py) gives a test a running one.
 """
 
 from __future__ import annotations
@@ -27,19 +26,17 @@ import select
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any, cast
 
-import pytest
-
 HOST = "127.0.0.1"
 CONTROL_FILE = "control.json"
 RECORD_FILE = "envelopes.jsonl"
 START_TIMEOUT_SECONDS = 15
+MODULE = "tests.support.smtp"
 
 
 # --- what the tests see ---------------------------------------------------------------
@@ -111,7 +108,10 @@ class SmtpServer:
             return
         log = (self.directory / "server.log").open("a")
         self._process = subprocess.Popen(
-            [sys.executable, __file__, "--port", str(self.port), "--dir", str(self.directory)],
+            # As a module: run as a file, its directory would come first on sys.path and
+            # this package's http.py would stand in for the standard library's.
+            [sys.executable, "-m", MODULE, "--port", str(self.port), "--dir", str(self.directory)],
+            cwd=self.directory,
             stdout=subprocess.PIPE,
             stderr=log,
             text=True,
@@ -179,17 +179,6 @@ class SmtpServer:
         return collections.Counter(
             rcpt.lower() for envelope in self.messages() for rcpt in envelope.rcpt_tos
         )
-
-
-@pytest.fixture(name="smtp_server")
-def smtp_server_fixture(tmp_path: Path) -> Iterator[SmtpServer]:
-    """A running test SMTP server; stopped at the end of the test."""
-    server = SmtpServer(tmp_path / "smtp-server")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 # --- the server process -------------------------------------------------------------------

@@ -1,0 +1,99 @@
+"""The database as the tests see it: plain SELECTs, so that a test states the outcome
+without trusting the code under test to describe it; and the emptying between tests."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import func, select, text
+
+from service.db import Base
+from service.leaks.counters import COUNTERS
+from service.models import Account, Exposure, Leak, LeakEntry, LeakFile, Notice
+from service.runtime import Runtime
+
+
+def empty_tables(runtime: Runtime) -> None:
+    """Delete every row of every table (PostgreSQL: TRUNCATE, identities restarted)."""
+    tables = list(reversed(Base.metadata.sorted_tables))
+    with runtime.db.engine.begin() as connection:
+        if runtime.db.is_postgres:
+            names = ", ".join(f'"{table.name}"' for table in tables)
+            connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        else:
+            for table in tables:
+                connection.execute(table.delete())
+
+
+def count_rows(runtime: Runtime, model: Any) -> int:
+    with runtime.db.read_session() as session:
+        return session.scalar(select(func.count()).select_from(model)) or 0
+
+
+def row_counts(runtime: Runtime) -> dict[str, int]:
+    """Rows of each ingest table."""
+    return {
+        model.__tablename__: count_rows(runtime, model)
+        for model in (Leak, LeakFile, LeakEntry, Exposure, Notice)
+    }
+
+
+def leak_counters(runtime: Runtime, slug: str) -> dict[str, int]:
+    """The stored totals of the leak ``slug``, by counter name."""
+    with runtime.db.read_session() as session:
+        leak = session.scalars(select(Leak).where(Leak.slug == slug)).one()
+        return {name: getattr(leak, name) for name in COUNTERS}
+
+
+def exposures(runtime: Runtime) -> dict[tuple[str, str], tuple[str, str | None]]:
+    """(external_id, leak slug) -> (kind, password_hash) of every exposure."""
+    with runtime.db.read_session() as session:
+        rows = session.execute(
+            select(Account.external_id, Leak.slug, Exposure.kind, Exposure.password_hash)
+            .join(Account, Account.id == Exposure.account_id)
+            .join(Leak, Leak.id == Exposure.leak_id)
+        ).all()
+    pairs = {(ext, slug): (str(kind), password_hash) for ext, slug, kind, password_hash in rows}
+    assert len(pairs) == len(rows), "two exposures of one account to one leak"
+    return pairs
+
+
+def flagged(runtime: Runtime, slug: str) -> set[str]:
+    """External ids of the accounts exposed to the leak ``slug``."""
+    return {ext for ext, leak in exposures(runtime) if leak == slug}
+
+
+def notices(runtime: Runtime) -> list[tuple[str, str | None, str, str]]:
+    """(external_id, leak slug, kind, state) of every notice, sorted, duplicates kept."""
+    with runtime.db.read_session() as session:
+        rows = session.execute(
+            select(Account.external_id, Leak.slug, Notice.kind, Notice.state)
+            .join(Account, Account.id == Notice.account_id)
+            .outerjoin(Leak, Leak.id == Notice.leak_id)
+        ).all()
+    return sorted((ext, slug, str(kind), str(state)) for ext, slug, kind, state in rows)
+
+
+def all_rows(runtime: Runtime) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table, sorted: two equal results are two equal databases."""
+    with runtime.db.read_session() as session:
+        return {
+            table.name: sorted((tuple(row) for row in session.execute(select(table))), key=repr)
+            for table in Base.metadata.sorted_tables
+        }
+
+
+def stored_values(runtime: Runtime) -> list[tuple[str, str, str | bytes]]:
+    """(table, column, value) of every non-empty text, binary or JSON value in the database."""
+    found: list[tuple[str, str, str | bytes]] = []
+    with runtime.db.read_session() as session:
+        for table in Base.metadata.sorted_tables:
+            for row in session.execute(select(table)).mappings():
+                for column in table.columns:
+                    value = row[column.name]
+                    if isinstance(value, list | dict):
+                        value = json.dumps(value)
+                    if isinstance(value, str | bytes) and value:
+                        found.append((table.name, column.name, value))
+    return found
