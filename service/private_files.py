@@ -3,7 +3,8 @@
 The instance folder keeps the keys, the SQLite database (account addresses, hashes) and
 the mail folder (whole messages): each folder is made 0700 and each file 0600, whatever
 the process's umask, and a folder found wider is narrowed. SQLite creates its ``-wal`` and
-``-shm`` files with the mode of the database file, so a database created 0600 keeps them so.
+``-shm`` files with the mode of the database file, so a database made 0600 as soon as SQLite
+creates it (service/db/engine.py) keeps them so.
 """
 
 from __future__ import annotations
@@ -26,14 +27,6 @@ def private_dir(path: Path) -> Path:
     """
     path.mkdir(parents=True, exist_ok=True)
     _narrow(path, PRIVATE_DIR)
-    return path
-
-
-def private_file(path: Path) -> Path:
-    """Create ``path`` empty if missing, and make it 0600; return it."""
-    fd = os.open(path, os.O_RDONLY | os.O_CREAT, PRIVATE_FILE)
-    os.close(fd)
-    _narrow(path, PRIVATE_FILE)
     return path
 
 

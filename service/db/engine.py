@@ -15,7 +15,7 @@ from sqlalchemy import Engine, Result, create_engine, event, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.private_files import narrow_if_present, private_file
+from service.private_files import narrow_if_present
 
 T = TypeVar("T")
 
@@ -58,16 +58,22 @@ class Database:
 def make_engine(url: str, *, echo: bool = False) -> Engine:
     """Create an engine with the per-backend settings Leakguard relies on."""
     if url.startswith("sqlite"):
-        database = make_url(url).database
-        if database and database != ":memory:" and not database.startswith("file:"):
-            path = Path(database)
-            if path.parent.is_dir():
-                # Created 0600 before SQLite opens it: its -wal and -shm files take its mode.
-                private_file(path)
-                for suffix in ("-wal", "-shm", "-journal"):
-                    narrow_if_present(path.with_name(path.name + suffix))
         engine = create_engine(url, echo=echo, connect_args={"timeout": 30})
-        event.listen(engine, "connect", _sqlite_pragmas)
+        database = make_url(url).database
+        files = (
+            [Path(database + suffix) for suffix in ("", "-wal", "-shm", "-journal")]
+            if database and database != ":memory:" and not database.startswith("file:")
+            else []
+        )
+
+        def on_connect(dbapi_connection: Any, _record: Any) -> None:
+            # SQLite has just created the file (0644 under a usual umask): make it 0600
+            # before WAL mode creates the -wal and -shm files, which take its mode.
+            for path in files:
+                narrow_if_present(path)
+            _sqlite_pragmas(dbapi_connection)
+
+        event.listen(engine, "connect", on_connect)
         return engine
     return create_engine(
         url,
@@ -86,7 +92,7 @@ CONNECT_TIMEOUT_SECONDS = 2  # libpq's smallest
 POOL_TIMEOUT_SECONDS = 5
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_pragmas(dbapi_connection: Any) -> None:
     # WAL lets the API read while an import writes; foreign keys are off by default in SQLite.
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")

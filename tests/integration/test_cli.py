@@ -17,8 +17,9 @@ from service.api.auth import PRINCIPALS
 from service.app import create_app
 from service.clients import Scope
 from service.db import utcnow
-from service.models import Account, ApiClient, AuditEvent
+from service.models import ApiClient, AuditEvent, StepUpThrottle
 from service.runtime import Runtime, runtime_of
+from service.stepup import throttle
 from service.stepup.services import Method
 from tests.support.cli import base_env, invoke, one_error_line, output, run_leakguard
 from tests.support.factories import make_account
@@ -224,17 +225,22 @@ def test_accounts_unlock_ends_a_step_up_lock(runner: FlaskCliRunner, runtime: Ru
             runtime.step_up.verify(
                 session, "locked-out", Method.TOTP, "000000", actor="test", now=utcnow()
             )
+    subject = runtime.step_up.subject("locked-out")
     with runtime.db.read_session() as session:
-        assert session.scalars(
-            select(Account.locked_until).where(Account.external_id == "locked-out")
-        ).one()
+        assert throttle.state(session, subject, now=utcnow()).locked == {
+            "totp": session.scalar(
+                select(StepUpThrottle.locked_until).where(
+                    StepUpThrottle.subject == subject, StepUpThrottle.scope == "totp"
+                )
+            )
+        }
     assert output(runner, "accounts", "unlock", "locked-out").strip() == "unlocked"
     with runtime.db.read_session() as session:
-        account = session.scalars(select(Account).where(Account.external_id == "locked-out")).one()
+        state = throttle.state(session, subject, now=utcnow())
         events = session.scalars(
             select(AuditEvent.actor).where(AuditEvent.action == "step_up.unlocked")
         ).all()
-    assert (account.locked_until, account.failed_verifications, account.lock_count) == (None, 0, 0)
+    assert (state.locked, state.blocked) == ({}, False)
     assert [actor.startswith("cli") for actor in events] == [True]
     missing = invoke(runner, "accounts", "unlock", "nobody")
     assert missing.exit_code == 1

@@ -15,7 +15,7 @@ from flask import Flask
 from service.app import create_app
 from service.config import Settings
 from service.runtime import runtime_of
-from tests.conftest import TEST_HASH_KEY, TEST_SECRET_KEY
+from tests.support.settings import TEST_HASH_KEY, TEST_SECRET_KEY
 
 UNREACHABLE = {
     "postgres": "postgresql+psycopg://postgres@127.0.0.1:1/leakguard",

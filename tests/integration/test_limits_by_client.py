@@ -13,7 +13,7 @@ from flask import Flask
 
 from service.app import create_app
 from service.runtime import Runtime, runtime_of
-from tests.conftest import make_api_key
+from tests.support.factories import make_api_key
 
 pytestmark = pytest.mark.redis
 

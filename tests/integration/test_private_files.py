@@ -48,6 +48,8 @@ def test_a_wider_instance_folder_and_database_are_narrowed(tmp_path: Path) -> No
     database.touch(mode=0o644)
     database.chmod(0o644)
     runtime = build_runtime(Settings(instance_dir=instance))
+    with runtime.db.engine.connect():  # on first use
+        pass
     runtime.db.dispose()
     assert (mode(instance), mode(database)) == (0o700, 0o600)
 

@@ -28,7 +28,8 @@ from service.runtime import Runtime
 from service.stepup.assurance import AssuranceTokenExpired, AssuranceTokenInvalid
 from service.stepup.recovery_codes import BASE32_ALPHABET, SECRET_CHARS, normalize_code
 from service.stepup.secret_box import SecretBox, SecretUnreadable
-from service.stepup.services import Method, Outcome, Passed, Refused, available_methods
+from service.stepup.services import Method, Outcome, Passed, Refused
+from service.stepup.throttle import Locked
 from tests.support.factories import ACTOR, enroll_totp, make_account
 from tests.support.settings import TEST_HASH_KEY
 
@@ -56,9 +57,13 @@ def challenge(runtime: Runtime, external_id: str, *, now: datetime) -> str:
         return runtime.step_up.start_email_challenge(session, external_id, actor=ACTOR, now=now).id
 
 
-def recovery_codes(runtime: Runtime, external_id: str, *, now: datetime = T0) -> list[str]:
+def recovery_codes(
+    runtime: Runtime, external_id: str, *, now: datetime = T0, token: str | None = None
+) -> list[str]:
     with runtime.db.transaction() as session:
-        return runtime.step_up.new_recovery_codes(session, external_id, actor=ACTOR, now=now)
+        return runtime.step_up.new_recovery_codes(
+            session, external_id, assurance_token=token, actor=ACTOR, now=now
+        )
 
 
 def passed(outcome: Outcome) -> bool:
@@ -107,8 +112,16 @@ def test_unconfirmed_enrolment_does_not_replace_the_working_authenticator(
 ) -> None:
     make_account(runtime, "phone")
     old = enroll_totp(runtime, "phone", now=T0 - timedelta(minutes=5))
+    # Replacing a confirmed authenticator takes a step-up with it (or a recovery code).
+    earlier = T0 - timedelta(minutes=4)
+    outcome = verify(runtime, "phone", Method.TOTP, old.at(earlier), now=earlier)
+    assert isinstance(outcome, Passed)
     with runtime.db.transaction() as session:
-        new = pyotp.TOTP(runtime.step_up.enroll_totp(session, "phone", actor=ACTOR, now=T0).secret)
+        new = pyotp.TOTP(
+            runtime.step_up.enroll_totp(
+                session, "phone", assurance_token=outcome.token, actor=ACTOR, now=T0
+            ).secret
+        )
     assert not passed(verify(runtime, "phone", Method.TOTP, new.at(T0), now=T0))
     assert passed(verify(runtime, "phone", Method.TOTP, old.at(T0), now=T0))
 
@@ -116,7 +129,9 @@ def test_unconfirmed_enrolment_does_not_replace_the_working_authenticator(
 def test_enrolment_gives_a_provisioning_uri_and_qr_codes(runtime: Runtime) -> None:
     make_account(runtime, "qr")
     with runtime.db.transaction() as session:
-        enrollment = runtime.step_up.enroll_totp(session, "qr", actor=ACTOR, now=T0)
+        enrollment = runtime.step_up.enroll_totp(
+            session, "qr", assurance_token=None, actor=ACTOR, now=T0
+        )
     parsed = pyotp.parse_uri(enrollment.provisioning_uri)
     assert parsed.secret == enrollment.secret
     assert parsed.issuer == "Leakguard"
@@ -132,7 +147,9 @@ def base32_bits(secret: str) -> str:
 def test_totp_secret_is_not_in_the_database_in_the_clear(runtime: Runtime) -> None:
     account_id = make_account(runtime, "dump")
     with runtime.db.transaction() as session:
-        secret = runtime.step_up.enroll_totp(session, "dump", actor=ACTOR, now=T0).secret
+        secret = runtime.step_up.enroll_totp(
+            session, "dump", assurance_token=None, actor=ACTOR, now=T0
+        ).secret
     with runtime.db.read_session() as session:
         stored = session.get(TotpCredential, account_id)
         assert stored is not None
@@ -278,11 +295,14 @@ def test_recovery_code_works_once_and_forgives_typing(runtime: Runtime) -> None:
 def test_regenerating_voids_every_earlier_recovery_code(runtime: Runtime) -> None:
     make_account(runtime, "rc-new")
     old = recovery_codes(runtime, "rc-new")
-    new = recovery_codes(runtime, "rc-new")
+    # Replacing the codes takes a step-up with one of them.
+    outcome = verify(runtime, "rc-new", Method.RECOVERY_CODE, old[0], now=T0)
+    assert isinstance(outcome, Passed)
+    new = recovery_codes(runtime, "rc-new", token=outcome.token)
     assert not set(old) & set(new)
-    # Nine of them: a tenth failure in a row would lock step-up.
+    # Nine of them, the ones not used: a tenth failure in a row would lock the method.
     assert not any(
-        passed(verify(runtime, "rc-new", Method.RECOVERY_CODE, c, now=T0)) for c in old[:9]
+        passed(verify(runtime, "rc-new", Method.RECOVERY_CODE, c, now=T0)) for c in old[1:]
     )
     assert passed(verify(runtime, "rc-new", Method.RECOVERY_CODE, new[0], now=T0))
 
@@ -292,17 +312,22 @@ def methods(runtime: Runtime, external_id: str) -> list[Method]:
     with runtime.db.read_session() as session:
         facts = load_facts(session, external_id)
     assert facts is not None
-    return available_methods(totp_enrolled=facts.has_totp, codes_left=facts.has_recovery_codes)
+    return facts.methods
 
 
 def test_methods_follow_what_the_account_has(runtime: Runtime) -> None:
     make_account(runtime, "methods")
     assert methods(runtime, "methods") == [Method.EMAIL_CODE]
     with runtime.db.transaction() as session:  # an enrolment not yet confirmed is no method
-        runtime.step_up.enroll_totp(session, "methods", actor=ACTOR, now=T0 - timedelta(hours=1))
+        runtime.step_up.enroll_totp(
+            session, "methods", assurance_token=None, actor=ACTOR, now=T0 - timedelta(hours=1)
+        )
     assert methods(runtime, "methods") == [Method.EMAIL_CODE]
-    enroll_totp(runtime, "methods", now=T0)
-    codes = recovery_codes(runtime, "methods")
+    totp = enroll_totp(runtime, "methods", now=T0)
+    later = T0 + timedelta(seconds=30)
+    outcome = verify(runtime, "methods", Method.TOTP, totp.at(later), now=later)
+    assert isinstance(outcome, Passed)
+    codes = recovery_codes(runtime, "methods", token=outcome.token)
     assert methods(runtime, "methods") == list(Method)
     for code in codes[:-1]:
         assert passed(verify(runtime, "methods", Method.RECOVERY_CODE, code, now=T0))
@@ -320,14 +345,14 @@ def test_ten_failures_lock_for_15_minutes_then_twice_as_long(runtime: Runtime) -
     for _ in range(9):
         assert verify(runtime, "locked", Method.TOTP, "000000", now=T0) == Refused(None)
     tenth = verify(runtime, "locked", Method.TOTP, "000000", now=T0)
-    assert tenth == Refused(T0 + timedelta(minutes=15))
+    assert tenth == Refused(Locked(T0 + timedelta(minutes=15)))
     # Locked: even the right code is refused, without being evaluated.
     right = verify(runtime, "locked", Method.TOTP, totp.at(T0), now=T0 + timedelta(minutes=14))
-    assert right == Refused(T0 + timedelta(minutes=15))
+    assert right == Refused(Locked(T0 + timedelta(minutes=15)))
     later = T0 + timedelta(minutes=15)
     for _ in range(10):
         outcome = verify(runtime, "locked", Method.TOTP, "000000", now=later)
-    assert outcome == Refused(later + timedelta(minutes=30))
+    assert outcome == Refused(Locked(later + timedelta(minutes=30)))
     after = later + timedelta(minutes=30)
     assert passed(verify(runtime, "locked", Method.TOTP, totp.at(after), now=after))
     with runtime.db.read_session() as session:
@@ -349,7 +374,7 @@ def test_a_success_resets_the_failure_count(runtime: Runtime) -> None:
 def test_support_unlock_ends_the_lock(runtime: Runtime) -> None:
     make_account(runtime, "support")
     for _ in range(10):
-        verify(runtime, "support", Method.RECOVERY_CODE, "nope", now=T0)
+        verify(runtime, "support", Method.EMAIL_CODE, "nope", now=T0)
     with runtime.db.transaction() as session:
         assert runtime.step_up.unlock(session, "support", actor="staff:ana", now=T0)
     cid = challenge(runtime, "support", now=T0)

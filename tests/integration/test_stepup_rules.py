@@ -26,8 +26,7 @@ from service.db import utcnow
 from service.models import Account, Notice, NoticeKind
 from service.runtime import Runtime, runtime_of
 from service.stepup.services import Method, Refused
-from tests.conftest import make_api_key
-from tests.stepup_fixtures import add_account, expose
+from tests.support.factories import expose, make_account, make_api_key
 
 ACTOR = "test"
 
@@ -106,7 +105,7 @@ def problem_code(answer: TestResponse) -> str:
 def test_enrol_scope_alone_cannot_replace_a_confirmed_authenticator(
     runtime: Runtime, client: FlaskClient, auth: dict[str, str]
 ) -> None:
-    add_account(runtime, "owner")
+    make_account(runtime, "owner")
     owner_totp = enroll_and_confirm(client, auth, "owner")
     attacker = {"Authorization": f"Bearer {make_api_key(runtime, Scope.STEP_UP_ENROLL)}"}
     answer = enroll(client, attacker, "owner")
@@ -118,7 +117,7 @@ def test_enrol_scope_alone_cannot_replace_a_confirmed_authenticator(
 def test_an_emailed_code_is_too_weak_to_replace_an_authenticator(
     runtime: Runtime, client: FlaskClient, auth: dict[str, str]
 ) -> None:
-    add_account(runtime, "weak")
+    make_account(runtime, "weak")
     enroll_and_confirm(client, auth, "weak")
     token = email_token(runtime, client, auth, "weak")
     answer = enroll(client, auth, "weak", token)
@@ -130,7 +129,7 @@ def test_an_emailed_code_is_too_weak_to_replace_an_authenticator(
 def test_the_owners_totp_token_replaces_and_removes_the_authenticator(
     runtime: Runtime, client: FlaskClient, auth: dict[str, str]
 ) -> None:
-    add_account(runtime, "mover")
+    make_account(runtime, "mover")
     old = enroll_and_confirm(client, auth, "mover")
     new = enroll_and_confirm(client, auth, "mover", totp_token(client, auth, "mover", old))
     assert verify(client, auth, "mover", "totp", old.now()).status_code == 403
@@ -142,7 +141,7 @@ def test_the_owners_totp_token_replaces_and_removes_the_authenticator(
 def test_recovery_codes_are_replaced_only_with_a_possession_token(
     runtime: Runtime, client: FlaskClient, auth: dict[str, str]
 ) -> None:
-    add_account(runtime, "codes")
+    make_account(runtime, "codes")
     first = recovery_codes(client, auth, "codes")
     assert first.status_code == 201  # a first set on an account no leak names
     again = recovery_codes(client, auth, "codes")
@@ -157,7 +156,7 @@ def test_a_first_factor_on_a_flagged_account_needs_the_mailbox_and_is_no_step_up
 ) -> None:
     """The credential-stuffing case: whoever holds the password enrols their own authenticator
     during sign-in and passes the step-up the leak demanded."""
-    expose(runtime, add_account(runtime, "flagged"))
+    expose(runtime, make_account(runtime, "flagged"))
     answer = enroll(client, auth, "flagged")
     assert (answer.status_code, problem_code(answer)) == (403, "assurance_required")
     codes = recovery_codes(client, auth, "flagged")
@@ -173,7 +172,7 @@ def test_a_first_factor_on_a_flagged_account_needs_the_mailbox_and_is_no_step_up
 def test_a_factor_change_voids_every_earlier_token(
     runtime: Runtime, client: FlaskClient, auth: dict[str, str]
 ) -> None:
-    expose(runtime, add_account(runtime, "epoch"))
+    expose(runtime, make_account(runtime, "epoch"))
     token = email_token(runtime, client, auth, "epoch")
     assert risk(client, auth, "epoch", assurance_token=token)["reasons"] == ["step_up_passed"]
     assert risk(client, auth, "epoch", assurance_token=token)["decision"] == "allow"  # reusable
@@ -185,7 +184,7 @@ def test_a_factor_change_voids_every_earlier_token(
 def test_an_address_change_voids_every_earlier_token(
     runtime: Runtime, client: FlaskClient, auth: dict[str, str]
 ) -> None:
-    expose(runtime, add_account(runtime, "moved"))
+    expose(runtime, make_account(runtime, "moved"))
     token = email_token(runtime, client, auth, "moved")
     client.put("/v1/accounts/moved", json={"email": "new.home@example.net"}, headers=auth)
     stale = post(client, auth, "/v1/risk/check", {"account_id": "moved", "assurance_token": token})
@@ -195,7 +194,7 @@ def test_an_address_change_voids_every_earlier_token(
 def test_a_lock_voids_every_earlier_token(
     runtime: Runtime, client: FlaskClient, auth: dict[str, str]
 ) -> None:
-    expose(runtime, add_account(runtime, "locked-out"))
+    expose(runtime, make_account(runtime, "locked-out"))
     token = email_token(runtime, client, auth, "locked-out")
     for _ in range(10):
         verify(client, auth, "locked-out", "totp", "000000")
@@ -216,7 +215,7 @@ def verify_at(runtime: Runtime, account: str, method: Method, code: str, now: da
 def test_ten_wrong_totp_codes_lock_totp_only_and_the_owner_gets_in_by_email(
     runtime: Runtime, client: FlaskClient, auth: dict[str, str]
 ) -> None:
-    account_id = add_account(runtime, "hammered")
+    account_id = make_account(runtime, "hammered")
     enroll_and_confirm(client, auth, "hammered")  # the owner's, from before the leak
     expose(runtime, account_id)
     assert risk(client, auth, "hammered")["methods"] == ["totp", "email_code"]
@@ -238,7 +237,7 @@ def test_ten_wrong_totp_codes_lock_totp_only_and_the_owner_gets_in_by_email(
 def test_every_usable_method_locked_denies_with_retry_after(
     runtime: Runtime, client: FlaskClient, auth: dict[str, str]
 ) -> None:
-    expose(runtime, add_account(runtime, "allshut"))
+    expose(runtime, make_account(runtime, "allshut"))
     for _ in range(10):
         verify(client, auth, "allshut", "email_code", "000000")
     decision = risk(client, auth, "allshut")
@@ -247,7 +246,7 @@ def test_every_usable_method_locked_denies_with_retry_after(
 
 
 def test_locks_double_in_a_row_and_start_short_again_after_a_quiet_day(runtime: Runtime) -> None:
-    add_account(runtime, "doubling")
+    make_account(runtime, "doubling")
     start = utcnow()
 
     def lock_after_ten(at: datetime) -> timedelta:
@@ -269,7 +268,7 @@ def test_locks_double_in_a_row_and_start_short_again_after_a_quiet_day(runtime: 
 def test_a_hundred_failures_in_a_row_block_until_support(
     runtime: Runtime, client: FlaskClient, auth: dict[str, str]
 ) -> None:
-    expose(runtime, add_account(runtime, "ceiling"))
+    expose(runtime, make_account(runtime, "ceiling"))
     at = utcnow()
     methods = [Method.TOTP, Method.EMAIL_CODE, Method.RECOVERY_CODE]
     failures = 0
@@ -299,7 +298,7 @@ def test_a_hundred_failures_in_a_row_block_until_support(
 def test_failures_older_than_thirty_days_do_not_count_toward_the_ceiling(
     runtime: Runtime,
 ) -> None:
-    add_account(runtime, "patient")
+    make_account(runtime, "patient")
     at = utcnow()
     for n in range(95):
         method = [Method.TOTP, Method.EMAIL_CODE][n // 9 % 2]
@@ -318,7 +317,7 @@ def test_failures_older_than_thirty_days_do_not_count_toward_the_ceiling(
 def test_unknown_accounts_lock_like_known_ones(
     runtime: Runtime, client: FlaskClient, auth: dict[str, str]
 ) -> None:
-    add_account(runtime, "known")
+    make_account(runtime, "known")
     for account in ("known", "imaginary"):
         answers = [verify(client, auth, account, "totp", "000000") for _ in range(11)]
         assert [problem_code(a) for a in answers] == ["verification_failed"] * 9 + ["locked"] * 2
@@ -349,7 +348,7 @@ def test_a_challenge_takes_as_long_for_an_unknown_account_as_for_a_known_one(
 
     As deployed: the codes go to the real Redis for a worker, after the answer.
     """
-    add_account(runtime, "timed")
+    make_account(runtime, "timed")
     settings = runtime.settings.model_copy(
         update={
             "redis_url": redis_url,
@@ -379,7 +378,7 @@ def test_a_challenge_takes_as_long_for_an_unknown_account_as_for_a_known_one(
 def test_an_undeliverable_address_gets_no_code_and_no_method_means_support(
     runtime: Runtime, client: FlaskClient, auth: dict[str, str]
 ) -> None:
-    expose(runtime, add_account(runtime, "bounced"))
+    expose(runtime, make_account(runtime, "bounced"))
     with runtime.db.transaction() as session:
         session.execute(
             update(Account)
@@ -399,10 +398,10 @@ def test_an_undeliverable_address_gets_no_code_and_no_method_means_support(
 def test_a_leaked_mailbox_password_closes_the_emailed_code(
     runtime: Runtime, client: FlaskClient, auth: dict[str, str]
 ) -> None:
-    expose(runtime, add_account(runtime, "combo"), password="mailbox-password")
+    expose(runtime, make_account(runtime, "combo"), password="mailbox-password")
     assert risk(client, auth, "combo")["reasons"] == ["no_usable_method"]
     # with recovery codes made before the leak the owner still has a way in
-    account_id = add_account(runtime, "combo-codes")
+    account_id = make_account(runtime, "combo-codes")
     codes = recovery_codes(client, auth, "combo-codes")
     assert codes.status_code == 201
     expose(runtime, account_id, password="mailbox-password")
@@ -414,7 +413,7 @@ def test_a_leaked_mailbox_password_closes_the_emailed_code(
 def test_a_totp_code_typed_with_a_space_is_accepted(
     runtime: Runtime, client: FlaskClient, auth: dict[str, str]
 ) -> None:
-    add_account(runtime, "spaced")
+    make_account(runtime, "spaced")
     totp = enroll_and_confirm(client, auth, "spaced")
     code = totp.at(datetime.now().timestamp() + 30)  # noqa: DTZ005
     answer = verify(client, auth, "spaced", "totp", f"{code[:3]} {code[3:]}")
@@ -427,7 +426,7 @@ def test_a_totp_code_typed_with_a_space_is_accepted(
 def test_the_authenticator_label_is_the_masked_address_or_the_given_name(
     runtime: Runtime, client: FlaskClient, auth: dict[str, str]
 ) -> None:
-    add_account(runtime, "internal-id-42", "jane.doe@example.org")
+    make_account(runtime, "internal-id-42", "jane.doe@example.org")
     uri = unquote(enroll(client, auth, "internal-id-42").get_json()["provisioning_uri"])
     assert "j***@example.org" in uri
     assert "internal-id-42" not in uri

@@ -13,8 +13,8 @@ import urllib.request
 from pathlib import Path
 
 from service.runtime import Runtime
-from tests.conftest import make_api_key
-from tests.leakfiles import cli_env
+from tests.support.cli import cli_env
+from tests.support.factories import make_api_key
 
 ROOT = Path(__file__).resolve().parents[2]
 GUNICORN = Path(sys.executable).with_name("gunicorn")

@@ -26,7 +26,7 @@ from service.leaks.exposures import NewExposure, record_exposures
 from service.leaks.passwords import hash_leaked_password
 from service.models import Account, ExposureKind
 from service.runtime import Runtime
-from service.stepup.services import Passed
+from service.stepup.services import Enrolled
 from tests.support.leakfiles import write_accounts_csv, write_lines
 
 ACTOR = "test"
@@ -93,16 +93,23 @@ def make_api_key(runtime: Runtime, *scopes: Scope, name: str | None = None) -> s
     return new.key
 
 
-def enroll_totp(runtime: Runtime, external_id: str, *, now: datetime) -> pyotp.TOTP:
-    """Enrol and confirm TOTP at ``now``; return the authenticator (as the person's phone)."""
+def enroll_totp(
+    runtime: Runtime, external_id: str, *, now: datetime, assurance_token: str | None = None
+) -> pyotp.TOTP:
+    """Enrol and confirm TOTP at ``now``; return the authenticator (as the person's phone).
+
+    A first authenticator on an account no leak names needs no ``assurance_token``.
+    """
     with runtime.db.transaction() as session:
-        enrollment = runtime.step_up.enroll_totp(session, external_id, actor=ACTOR, now=now)
+        enrollment = runtime.step_up.enroll_totp(
+            session, external_id, assurance_token=assurance_token, actor=ACTOR, now=now
+        )
     totp = pyotp.TOTP(enrollment.secret)
     with runtime.db.transaction() as session:
         outcome = runtime.step_up.confirm_totp(
             session, external_id, totp.at(now), actor=ACTOR, now=now
         )
-    assert isinstance(outcome, Passed)
+    assert isinstance(outcome, Enrolled)
     return totp
 
 

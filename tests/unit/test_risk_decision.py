@@ -1,7 +1,8 @@
 """The sign-in decision as a pure function (service/risk.py ``decide``), on facts made by hand.
 
-No database: ``AccountFacts`` and ``OpenExposure`` are what ``load_facts`` reads; the
-precedence is locked, then the leaked password, then a passed step-up, then exposure.
+No database: ``AccountFacts``, ``OpenExposure`` and ``ThrottleState`` are what the risk
+check reads. The precedence is the leaked password, then a passed step-up, then exposure
+with what the account can still step up with; a lock never denies while a method is open.
 """
 
 from __future__ import annotations
@@ -14,9 +15,12 @@ from service.leaks.passwords import hash_leaked_password
 from service.models import ExposureKind
 from service.risk import AccountFacts, Decision, OpenExposure, Reason, Verdict, decide
 from service.stepup.assurance import Assurance, AssuranceTokenInvalid
+from service.stepup.services import Method
+from service.stepup.throttle import ThrottleState
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 ACCOUNT_ID = 41
+EPOCH = 3
 LEAKED = "hunter2-from-the-leak"
 LEAKED_HASH = hash_leaked_password(LEAKED)
 
@@ -24,34 +28,55 @@ EMAIL_LEAK = OpenExposure("newsletter-2019", ExposureKind.EMAIL, NOW - timedelta
 COMBO_LEAK = OpenExposure(
     "combo-2020", ExposureKind.CREDENTIAL, NOW - timedelta(days=3), LEAKED_HASH
 )
+OPEN = ThrottleState({}, blocked=False)
 
 
 def facts(
-    *exposures: OpenExposure, locked_until: datetime | None = None, account_id: int = ACCOUNT_ID
+    *exposures: OpenExposure,
+    totp: bool = False,
+    codes: bool = False,
+    undeliverable: bool = False,
+    account_id: int = ACCOUNT_ID,
 ) -> AccountFacts:
     return AccountFacts(
         account_id=account_id,
         email="jane@example.org",
-        locked_until=locked_until,
+        security_epoch=EPOCH,
         exposures=exposures,
+        has_totp=totp,
+        has_recovery_codes=codes,
+        undeliverable=undeliverable,
     )
 
 
-def assurance(account_id: int = ACCOUNT_ID) -> Assurance:
+def assurance(account_id: int = ACCOUNT_ID, epoch: int = EPOCH) -> Assurance:
     """Claims of a verified token: a step-up passed a minute ago, good for 14 more."""
     return Assurance(
         external_id="jane",
         account_id=account_id,
         method="totp",
+        epoch=epoch,
+        token_id="t1",
         issued_at=NOW - timedelta(minutes=1),
         expires_at=NOW + timedelta(minutes=14),
     )
 
 
+def locked(*methods: Method, minutes: int = 15, blocked: bool = False) -> ThrottleState:
+    return ThrottleState(
+        {method.value: NOW + timedelta(minutes=minutes) for method in methods}, blocked=blocked
+    )
+
+
 def decided(
-    value: AccountFacts | None, *, password: str | None = None, passed: bool = False
+    value: AccountFacts | None,
+    *,
+    password: str | None = None,
+    passed: bool = False,
+    throttle: ThrottleState = OPEN,
 ) -> Verdict:
-    return decide(value, password=password, assurance=assurance() if passed else None, now=NOW)
+    token = assurance() if passed else None
+    return decide(value, password=password, assurance=token, throttle=throttle, now=NOW)
 
 
 # --- one fact at a time ----------------------------------------------------------------------
@@ -63,7 +88,7 @@ def test_unknown_account_is_allowed_whatever_comes_along(
     password: str | None, passed: bool
 ) -> None:
     assert decided(None, password=password, passed=passed) == Verdict(
-        Decision.ALLOW, (Reason.UNKNOWN_ACCOUNT,), ()
+        Decision.ALLOW, (Reason.UNKNOWN_ACCOUNT,)
     )
 
 
@@ -72,27 +97,53 @@ def test_unknown_account_is_allowed_whatever_comes_along(
 def test_account_in_no_open_leak_is_allowed_without_a_reason(
     password: str | None, passed: bool
 ) -> None:
-    assert decided(facts(), password=password, passed=passed) == Verdict(Decision.ALLOW, (), ())
+    assert decided(facts(), password=password, passed=passed) == Verdict(Decision.ALLOW, ())
 
 
-def test_open_email_exposure_asks_for_step_up() -> None:
+def test_locks_never_deny_an_account_that_needs_no_step_up() -> None:
+    everything = locked(*Method, blocked=True)
+    assert decided(facts(totp=True), throttle=everything) == Verdict(Decision.ALLOW, ())
+
+
+def test_open_email_exposure_asks_for_step_up_with_the_emailed_code() -> None:
     verdict = decided(facts(EMAIL_LEAK), password="any-other-password")
-    assert verdict == Verdict(Decision.STEP_UP, (Reason.EMAIL_EXPOSED,), (EMAIL_LEAK,))
-
-
-@pytest.mark.parametrize("password", [None, "a-new-password"], ids=["no-password", "another"])
-def test_credential_exposure_asks_for_step_up_naming_the_credential(password: str | None) -> None:
-    verdict = decided(facts(COMBO_LEAK), password=password)
     assert verdict == Verdict(
-        Decision.STEP_UP, (Reason.EMAIL_EXPOSED, Reason.CREDENTIAL_EXPOSED), (COMBO_LEAK,)
+        Decision.STEP_UP, (Reason.EMAIL_EXPOSED,), (EMAIL_LEAK,), (Method.EMAIL_CODE,)
     )
 
 
-def test_email_and_credential_exposures_name_both_and_list_every_leak() -> None:
-    verdict = decided(facts(EMAIL_LEAK, COMBO_LEAK))
-    assert verdict.decision is Decision.STEP_UP
-    assert verdict.reasons == (Reason.EMAIL_EXPOSED, Reason.CREDENTIAL_EXPOSED)
-    assert verdict.exposures == (EMAIL_LEAK, COMBO_LEAK)
+def test_the_methods_follow_what_the_account_has_in_the_order_offered() -> None:
+    verdict = decided(facts(EMAIL_LEAK, totp=True, codes=True))
+    assert verdict.methods == (Method.TOTP, Method.EMAIL_CODE, Method.RECOVERY_CODE)
+
+
+def test_a_credential_exposure_closes_the_emailed_code() -> None:
+    """The mailbox's password may be the one that leaked: a code sent there proves nothing."""
+    verdict = decided(facts(COMBO_LEAK, totp=True), password="a-new-password")
+    assert verdict == Verdict(
+        Decision.STEP_UP,
+        (Reason.EMAIL_EXPOSED, Reason.CREDENTIAL_EXPOSED),
+        (COMBO_LEAK,),
+        (Method.TOTP,),
+    )
+
+
+def test_an_undeliverable_address_gets_no_emailed_code() -> None:
+    assert decided(facts(EMAIL_LEAK, codes=True, undeliverable=True)).methods == (
+        Method.RECOVERY_CODE,
+    )
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param(facts(COMBO_LEAK), id="credential-leak"),
+        pytest.param(facts(EMAIL_LEAK, undeliverable=True), id="bounced"),
+    ],
+)
+def test_no_method_left_sends_the_person_to_support(value: AccountFacts) -> None:
+    verdict = decided(value)
+    assert (verdict.decision, verdict.reasons) == (Decision.DENY, (Reason.NO_USABLE_METHOD,))
 
 
 @pytest.mark.parametrize(
@@ -106,21 +157,48 @@ def test_the_leaked_password_itself_is_denied(exposures: tuple[OpenExposure, ...
 
 def test_a_password_is_compared_with_the_leaked_one_exactly() -> None:
     for near in (LEAKED + " ", LEAKED.upper(), LEAKED[:-1], ""):
-        assert decided(facts(COMBO_LEAK), password=near).decision is Decision.STEP_UP, near
+        verdict = decided(facts(COMBO_LEAK, totp=True), password=near)
+        assert verdict.decision is Decision.STEP_UP, near
 
 
-def test_a_lock_in_the_future_denies() -> None:
-    locked = facts(EMAIL_LEAK, locked_until=NOW + timedelta(seconds=1))
-    assert decided(locked) == Verdict(Decision.DENY, (Reason.LOCKED,), (EMAIL_LEAK,))
-    assert decided(facts(locked_until=NOW + timedelta(minutes=15))) == Verdict(
-        Decision.DENY, (Reason.LOCKED,), ()
+# --- locks: one method locked leaves the others open ----------------------------------------
+
+
+def test_a_locked_method_is_left_out_and_retry_after_says_when_it_opens() -> None:
+    verdict = decided(facts(EMAIL_LEAK, totp=True), throttle=locked(Method.TOTP, minutes=15))
+    assert verdict.decision is Decision.STEP_UP
+    assert verdict.methods == (Method.EMAIL_CODE,)
+    assert verdict.retry_after == 15 * 60
+
+
+def test_every_usable_method_locked_denies_until_the_first_opens() -> None:
+    throttle = ThrottleState(
+        {
+            Method.TOTP.value: NOW + timedelta(minutes=30),
+            Method.EMAIL_CODE.value: NOW + timedelta(minutes=15),
+        },
+        blocked=False,
+    )
+    verdict = decided(facts(EMAIL_LEAK, totp=True), throttle=throttle)
+    assert (verdict.decision, verdict.reasons) == (Decision.DENY, (Reason.LOCKED,))
+    assert verdict.retry_after == 15 * 60
+
+
+def test_a_lock_on_a_method_the_account_lacks_changes_nothing() -> None:
+    verdict = decided(facts(EMAIL_LEAK), throttle=locked(Method.TOTP, Method.RECOVERY_CODE))
+    assert (verdict.methods, verdict.retry_after) == ((Method.EMAIL_CODE,), None)
+
+
+def test_the_support_block_denies_without_an_end() -> None:
+    verdict = decided(facts(EMAIL_LEAK, totp=True), throttle=locked(blocked=True))
+    assert (verdict.decision, verdict.reasons, verdict.retry_after) == (
+        Decision.DENY,
+        (Reason.LOCKED,),
+        None,
     )
 
 
-@pytest.mark.parametrize("locked_until", [NOW, NOW - timedelta(seconds=1), NOW - timedelta(days=1)])
-def test_a_lock_that_ended_is_no_lock(locked_until: datetime) -> None:
-    assert decided(facts(EMAIL_LEAK, locked_until=locked_until)) == decided(facts(EMAIL_LEAK))
-    assert decided(facts(locked_until=locked_until)) == Verdict(Decision.ALLOW, (), ())
+# --- assurance ---------------------------------------------------------------------------
 
 
 def test_a_passed_step_up_allows_an_exposed_account() -> None:
@@ -128,38 +206,29 @@ def test_a_passed_step_up_allows_an_exposed_account() -> None:
     assert verdict == Verdict(Decision.ALLOW, (Reason.STEP_UP_PASSED,), (EMAIL_LEAK, COMBO_LEAK))
 
 
-def test_a_token_of_another_incarnation_of_the_account_is_invalid() -> None:
-    """Deleted and created again under the same external id: a new row id, a new account."""
-    with pytest.raises(AssuranceTokenInvalid):
-        decide(facts(EMAIL_LEAK), password=None, assurance=assurance(ACCOUNT_ID + 1), now=NOW)
-    with pytest.raises(AssuranceTokenInvalid):
-        decide(facts(), password=None, assurance=assurance(ACCOUNT_ID + 1), now=NOW)
+@pytest.mark.parametrize(
+    "token",
+    [
+        pytest.param(assurance(account_id=ACCOUNT_ID + 1), id="another-incarnation"),
+        pytest.param(assurance(epoch=EPOCH - 1), id="an-earlier-security-state"),
+    ],
+)
+def test_a_token_that_no_longer_speaks_for_the_account_is_invalid(token: Assurance) -> None:
+    for value in (facts(EMAIL_LEAK), facts()):
+        with pytest.raises(AssuranceTokenInvalid):
+            decide(value, password=None, assurance=token, throttle=OPEN, now=NOW)
 
 
-# --- precedence: locked, leaked password, passed step-up, exposure ----------------------------
+# --- precedence: leaked password, passed step-up, exposure and locks -------------------------
 
 
-def test_locked_beats_the_leaked_password_the_token_and_the_exposure() -> None:
-    locked = facts(EMAIL_LEAK, COMBO_LEAK, locked_until=NOW + timedelta(minutes=5))
-    verdict = decided(locked, password=LEAKED, passed=True)
-    assert (verdict.decision, verdict.reasons) == (Decision.DENY, (Reason.LOCKED,))
-
-
-def test_the_leaked_password_beats_a_passed_step_up() -> None:
-    verdict = decided(facts(COMBO_LEAK), password=LEAKED, passed=True)
+def test_the_leaked_password_beats_a_passed_step_up_and_the_block() -> None:
+    verdict = decided(
+        facts(COMBO_LEAK), password=LEAKED, passed=True, throttle=locked(blocked=True)
+    )
     assert (verdict.decision, verdict.reasons) == (Decision.DENY, (Reason.LEAKED_PASSWORD,))
 
 
 def test_a_passed_step_up_beats_the_exposure() -> None:
     verdict = decided(facts(COMBO_LEAK), password="a-new-password", passed=True)
     assert (verdict.decision, verdict.reasons) == (Decision.ALLOW, (Reason.STEP_UP_PASSED,))
-
-
-def test_an_ended_lock_lets_the_next_rule_decide() -> None:
-    ended = NOW - timedelta(minutes=1)
-    assert decided(facts(COMBO_LEAK, locked_until=ended), password=LEAKED).reasons == (
-        Reason.LEAKED_PASSWORD,
-    )
-    assert decided(facts(COMBO_LEAK, locked_until=ended), passed=True).reasons == (
-        Reason.STEP_UP_PASSED,
-    )
