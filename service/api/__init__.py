@@ -17,7 +17,7 @@ api = APIBlueprint(
     __name__,
     url_prefix=API_PREFIX.rstrip("/"),
     abp_security=[{"bearer": []}],
-    abp_responses=problem_responses(401, 403),
+    abp_responses=problem_responses(401, 403, 429, 503),
     operation_id_callback=lambda name, path, method: name.removeprefix("api_"),
 )
 
