@@ -1,5 +1,5 @@
 """step-up guess budget per method and subject; the account's security epoch; challenges
-for ids without an account
+for ids without an account; audit targets as long as an account id
 
 Revision ID: 0006
 Revises: 0005
@@ -43,9 +43,19 @@ def upgrade() -> None:
         batch.drop_column("lock_count")
     with op.batch_alter_table("step_up_challenge") as batch:
         batch.alter_column("account_id", existing_type=BIG_ID, nullable=True)
+    # "account:" and an external id of up to 255 characters: failures of unknown ids, which
+    # may be that long, are audited too.
+    with op.batch_alter_table("audit_event") as batch:
+        batch.alter_column(
+            "target", existing_type=sa.String(200), type_=sa.String(300), existing_nullable=True
+        )
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("audit_event") as batch:
+        batch.alter_column(
+            "target", existing_type=sa.String(300), type_=sa.String(200), existing_nullable=True
+        )
     op.execute("DELETE FROM step_up_challenge WHERE account_id IS NULL")
     with op.batch_alter_table("step_up_challenge") as batch:
         batch.alter_column("account_id", existing_type=BIG_ID, nullable=False)

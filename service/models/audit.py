@@ -20,5 +20,6 @@ class AuditEvent(Base):
     at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     actor: Mapped[str] = mapped_column(String(200))
     action: Mapped[str] = mapped_column(String(100), index=True)
-    target: Mapped[str | None] = mapped_column(String(200))
+    # What the act was on: "account:<external id>" (ids are up to 255 characters), a slug.
+    target: Mapped[str | None] = mapped_column(String(300))
     detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)

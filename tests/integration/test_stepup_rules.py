@@ -447,3 +447,18 @@ def runtime_notices(runtime: Runtime) -> int:
             )
             or 0
         )
+
+
+def test_the_longest_ids_are_answered_and_audited_like_others(
+    runtime: Runtime, client: FlaskClient, auth: dict[str, str]
+) -> None:
+    """schemathesis found it: the audit row of a 255-character unknown id did not fit."""
+    longest = "0" * 255
+    answer = verify(client, auth, longest, "recovery_code", "0")
+    assert (answer.status_code, problem_code(answer)) == (403, "verification_failed")
+    challenge = post(
+        client, auth, "/v1/step-up/challenges", {"account_id": longest, "method": "email_code"}
+    )
+    assert challenge.status_code == 202
+    confirm = post(client, auth, f"/v1/accounts/{longest}/totp/confirm", {"code": "0"})
+    assert (confirm.status_code, problem_code(confirm)) == (403, "verification_failed")
