@@ -411,11 +411,24 @@ def test_assurance_token_is_bound_to_account_and_method(runtime: Runtime) -> Non
             signer.verify(tampered, external_id="token", now=T0)
 
 
+BASE64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
 def tamperings(token: str) -> list[str]:
-    """The token with one character changed in each of its parts, truncated and extended."""
+    """The token with one character changed in each of its parts, truncated and extended.
+
+    A character moves by 16 places in the base64url alphabet: that changes one of its four
+    high bits, which every character of the signature carries in full (the last one's two
+    low bits are padding: changing only those would leave the same signature).
+    """
+
+    def flip(char: str) -> str:
+        if char not in BASE64URL:
+            return "A"
+        return BASE64URL[(BASE64URL.index(char) + 16) % 64]
+
     flipped = [
-        token[:i] + ("A" if token[i] != "A" else "B") + token[i + 1 :]
-        for i in (0, len(token) // 2, len(token) - 1)
+        token[:i] + flip(token[i]) + token[i + 1 :] for i in (0, len(token) // 2, len(token) - 1)
     ]
     return [*flipped, token[:-3], token + "x", "", "not.a.token"]
 
