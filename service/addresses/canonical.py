@@ -16,7 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from email.header import decode_header, make_header
 from typing import Final
+from urllib.parse import unquote
 
+import idna
 from email_validator import (
     SPECIAL_USE_DOMAIN_NAMES,
     EmailNotValidError,
@@ -34,6 +36,7 @@ __all__ = [
     "InvalidAddress",
     "canonicalize_email",
     "clean_address",
+    "strip_comments",
 ]
 
 
@@ -118,6 +121,11 @@ _LOCAL_CACHE_SIZE: Final = 16384
 _PROBE_LOCAL: Final = "a"
 
 _MAX_CLEAN_ROUNDS: Final = 32
+_MAX_NESTING: Final = 16
+_QUOTED_STRING: Final = re.compile(r'"(?:[^"\\]|\\.)*"', re.S)
+_QUOTED_LOCAL: Final = re.compile(r'"(?:[^"\\]|\\.)*"@[^"@]+\Z', re.S)
+_COMMENT: Final = re.compile(r"\((?:[^()\\]|\\.)*\)", re.S)
+_SPACE_AROUND_AT: Final = re.compile(r"\s*@\s*")
 _TRAILING_PUNCTUATION: Final = ".,;"
 _MAILTO: Final = "mailto:"
 
@@ -136,35 +144,109 @@ def _decode_encoded_words(text: str) -> str:
         return text
 
 
+def _invisible(char: str) -> bool:
+    """Whitespace of any kind, or a format character (Unicode category Cf): a byte-order
+    mark left mid-file by concatenated exports, zero-width spaces and joiners, soft hyphens
+    from copy and paste. None is part of an address."""
+    return char.isspace() or (not char.isascii() and unicodedata.category(char) == "Cf")
+
+
 def _strip_trailing_junk(text: str) -> str:
-    """Return ``text`` without trailing whitespace (any Unicode kind) and ``.,;``."""
+    """Return ``text`` without trailing invisible characters and ``.,;``."""
     end = len(text)
-    while end and (text[end - 1] in _TRAILING_PUNCTUATION or text[end - 1].isspace()):
+    while end and (
+        text[end - 1] in _TRAILING_PUNCTUATION
+        or text[end - 1].isspace()
+        or (not text[end - 1].isascii() and _invisible(text[end - 1]))
+    ):
         end -= 1
     return text[:end]
+
+
+def _strip_invisible(text: str) -> str:
+    """Return ``text`` without invisible characters at either end."""
+    start, end = 0, len(text)
+    while start < end and _invisible(text[start]):
+        start += 1
+    while end > start and _invisible(text[end - 1]):
+        end -= 1
+    return text[start:end]
+
+
+def strip_comments(text: str) -> str:
+    """Return ``text`` without RFC 5322 comments (section 3.2.2), nested ones included.
+
+    A comment may stand wherever the grammar allows folding white space, also around the
+    "@" of an addr-spec (``erin@example.com (Erin)``, ``a(work)@b.example``): it becomes a
+    space, and a space left beside the "@" goes too. Quoted strings are kept as they are
+    (a "(" inside quotes opens no comment); an unbalanced parenthesis stays, and the
+    address is then invalid.
+    """
+    if "(" not in text:
+        return text
+    parts: list[str] = []
+    last = 0
+    for quoted in _QUOTED_STRING.finditer(text):
+        parts += [_drop_comments(text[last : quoted.start()]), quoted.group(0)]
+        last = quoted.end()
+    parts.append(_drop_comments(text[last:]))
+    return _SPACE_AROUND_AT.sub("@", "".join(parts))
+
+
+def _drop_comments(text: str) -> str:
+    for _ in range(_MAX_NESTING):  # innermost first; a bound keeps hostile nesting linear
+        stripped = _COMMENT.sub(" ", text)
+        if stripped == text:
+            break
+        text = stripped
+    return text
+
+
+def _map_domain(candidate: str) -> str:
+    """Map a non-ASCII domain as IDNA does (UTS #46 section 4: lowercase, NFC, and the
+    characters it ignores, such as soft hyphens and zero-width spaces, removed)."""
+    local, at, domain = candidate.rpartition("@")
+    if not at or domain.isascii():
+        return candidate
+    try:
+        return f"{local}@{idna.uts46_remap(domain, std3_rules=False, transitional=False)}"
+    except (idna.IDNAError, UnicodeError):
+        return candidate  # the validator says why it is no domain
 
 
 def clean_address(text: str) -> str:
     """Strip the surface forms leaks use around an address and return the bare candidate.
 
-    Handles surrounding whitespace, MIME encoded-word display names, ``Name <addr>`` (the
-    last ``<...>`` pair wins), ``mailto:`` with any ``?query``, quotes, angle brackets and
-    trailing ``.,;``. Never raises; a non-str gives "". The result is not validated, and
-    the work is linear in the input length.
+    Handles surrounding whitespace and invisible format characters, RFC 5322 comments,
+    MIME encoded-word display names, ``Name <addr>`` (the last ``<...>`` pair wins),
+    ``mailto:`` with any ``?query`` and percent-encoding (RFC 6068 section 2), quotes
+    around the whole address (a quoted local part, ``"john doe"@x``, is kept), angle
+    brackets, trailing ``.,;``, and maps a non-ASCII domain as IDNA does. Never raises; a
+    non-str gives "". The result is not validated, and the work is linear in the input
+    length.
     """
     if not isinstance(text, str):
         return ""
-    candidate = text.strip()
+    # Invisible characters other than whitespace are never ASCII: plain ASCII lines, nearly
+    # all of a leak, keep to the built-in strip.
+    plain = text.isascii()
+    candidate = text.strip() if plain else _strip_invisible(text)
+    if "(" in candidate:
+        candidate = strip_comments(candidate).strip()
     # Encoded words are decoded only where they can hide the address: in a display name
     # before "<addr>", or around the whole address. "=?a?q?b?=@x.com" is itself a valid
     # address, and decoding it would both break it and make canonical forms unstable.
     if "=?" in candidate and ("<" in candidate or "@" not in candidate):
         candidate = _decode_encoded_words(candidate).strip()
+        plain = candidate.isascii()
     # A fixed number of rounds keeps hostile nesting ('"'"'"...) from going quadratic; real
     # lines need a handful.
     for _ in range(_MAX_CLEAN_ROUNDS):
         before = candidate
-        candidate = _strip_trailing_junk(candidate).lstrip()
+        candidate = _strip_trailing_junk(candidate)
+        candidate = candidate.lstrip() if plain else _strip_invisible(candidate)
+        if candidate[:1] == '"' and _QUOTED_LOCAL.match(candidate):
+            break  # a quoted local part: the quotes belong to the address
         if len(candidate) >= 2 and candidate[0] == candidate[-1] and candidate[0] in "\"'":
             candidate = candidate[1:-1]
         elif candidate.endswith(">"):
@@ -172,20 +254,28 @@ def clean_address(text: str) -> str:
             open_at = candidate.rfind("<")
             candidate = candidate.rstrip(">") if open_at < 0 else candidate[open_at + 1 : -1]
         elif candidate[:7].lower() == _MAILTO:
-            candidate = candidate[7:].partition("?")[0]
+            # RFC 6068: the addr-spec is percent-encoded ("%40" an "@", "%2B" a "+").
+            candidate = unquote(candidate[7:].partition("?")[0])
+            plain = candidate.isascii()
         else:
             # A lone leading "'" is legal atext ('tis@x.com), so only '"' and '<' go on the
             # left; nothing quoted or bracketed can legally end an address.
             candidate = candidate.lstrip('"<').rstrip("\"'")
         if candidate == before:
             break
-    return candidate
+    return candidate if plain else _map_domain(candidate)
 
 
 def _apply_rules(local: str, domain: str, rules: CanonicalRules) -> tuple[str, str]:
-    """Apply ``rules`` to a validated local part and ASCII domain."""
+    """Apply ``rules`` to a validated local part and ASCII domain.
+
+    A local part that needs its quotes (email-validator has already unquoted the ones that
+    do not, RFC 5322 section 3.4.1) is only lowercased: "+" and "." inside quotes are text.
+    """
     if rules.lowercase_local:
         local = unicodedata.normalize("NFC", local.lower())
+    if local.startswith('"'):
+        return local, domain
     if rules.drop_subaddress:
         plus = local.find("+")
         # At position 0 the "+" is the whole mailbox name, not a tag.
@@ -213,7 +303,9 @@ def _validate_email(candidate: str) -> ValidatedEmail | None:
             candidate,
             allow_smtputf8=True,
             allow_empty_local=False,
-            allow_quoted_local=False,
+            # A quoted local part that needs no quotes is unquoted ("grace"@x is grace@x,
+            # RFC 5322 section 3.4.1); one that needs them stays valid and quoted.
+            allow_quoted_local=True,
             allow_domain_literal=False,
             allow_display_name=False,
             strict=False,

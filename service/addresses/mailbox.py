@@ -23,41 +23,13 @@ from service.addresses.canonical import (
     InvalidAddress,
     canonicalize_email,
     clean_address,
+    strip_comments,
 )
 
-_QUOTED_STRING: Final = re.compile(r'"(?:[^"\\]|\\.)*"', re.S)
 _QUOTED: Final = re.compile(r'"(?:[^"\\]|\\.)*"(@?)', re.S)
-_COMMENT: Final = re.compile(r"\((?:[^()\\]|\\.)*\)", re.S)
-_MAX_NESTING: Final = 16
 _MAILTO: Final = "mailto:"
 
 SEVERAL_ADDRESSES: Final = InvalidAddress("several_addresses")
-
-
-def strip_comments(text: str) -> str:
-    """Return ``text`` without RFC 5322 comments (section 3.2.2), nested ones included.
-
-    Quoted strings are kept as they are: a "(" inside quotes opens no comment. An
-    unbalanced parenthesis is left in place (and the address is then invalid).
-    """
-    if "(" not in text:
-        return text
-    parts: list[str] = []
-    last = 0
-    for quoted in _QUOTED_STRING.finditer(text):
-        parts += [_drop_comments(text[last : quoted.start()]), quoted.group(0)]
-        last = quoted.end()
-    parts.append(_drop_comments(text[last:]))
-    return "".join(parts)
-
-
-def _drop_comments(text: str) -> str:
-    for _ in range(_MAX_NESTING):  # innermost first; a bound keeps hostile nesting linear
-        stripped = _COMMENT.sub(" ", text)
-        if stripped == text:
-            break
-        text = stripped
-    return text
 
 
 def mailboxes_named(text: str) -> int:
@@ -94,7 +66,7 @@ def bare_mailbox(text: str, rules: CanonicalRules) -> Mailbox | InvalidAddress:
         return InvalidAddress("not_a_string")
     if mailboxes_named(text) > 1:
         return SEVERAL_ADDRESSES
-    bare = clean_address(strip_comments(text))
+    bare = clean_address(text)
     canonical = canonicalize_email(bare, rules)
     if isinstance(canonical, InvalidAddress):
         return canonical

@@ -297,7 +297,7 @@ def test_rules_that_break_the_address_give_unstable() -> None:
         ("a@@b.com", "syntax"),
         ("a..b@x.com", "syntax"),
         ("a@x.test", "syntax"),
-        ('"quoted"@x.com', "syntax"),
+        ('"a b"c@x.com', "syntax"),  # a quoted string, then more local part
         ("a@[192.0.2.1]", "syntax"),
         ("a\x00b@x.com", "syntax"),
         ("\ud800@x.com", "syntax"),
@@ -785,3 +785,56 @@ def test_mask_and_clean_never_raise(text: str) -> None:
     assert isinstance(clean_address(text), str)
     digest = AddressKeys(hasher=EmailHasher(KEY), rules=DEFAULT_RULES).key(text)
     assert digest is None or len(digest) == 16
+
+
+# --- issue 12: the surface forms leaks really use -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "canonical"),
+    [
+        # RFC 5322 section 3.2.2: a comment is no part of an address, wherever CFWS may stand
+        ("erin@example.com (Erin Example)", "erin@example.com"),
+        ("(work) erin@example.com", "erin@example.com"),
+        ("erin(x)@example.com", "erin@example.com"),
+        ("erin@(y)example.com", "erin@example.com"),
+        ("erin@example.com (nested (comment) here)", "erin@example.com"),
+        ("Erin (home) <erin@example.com>", "erin@example.com"),
+        # RFC 5322 section 3.4.1: a quoted local part that needs no quotes is the same mailbox
+        ('"grace"@example.com', "grace@example.com"),
+        ('"Grace.Hopper"@example.com', "grace.hopper@example.com"),
+        ('<"grace"@example.com>', "grace@example.com"),
+        ('Grace <"grace+tag"@example.com>', "grace@example.com"),
+        # invisible characters around an address are not part of it
+        ("\ufeffsybil@example.com", "sybil@example.com"),
+        ("sybil@example.com\u200b", "sybil@example.com"),
+        ("\u2060sybil@example.com\u00ad", "sybil@example.com"),
+        ("\u00a0sybil@example.com\u00a0", "sybil@example.com"),
+        # inside a domain, as IDNA maps them (UTS #46: ignored code points go)
+        ("sybil@exa\u200bmple.com", "sybil@example.com"),
+        ("sybil@b\u00fc\u00adcher.de", "sybil@xn--bcher-kva.de"),
+        # RFC 6068 section 2: mailto URIs are percent-encoded
+        ("mailto:victor%40example.com", "victor@example.com"),
+        ("mailto:walter%2Bnews@example.com", "walter@example.com"),
+        ("MAILTO:x%2Ey@example.com", "x.y@example.com"),
+    ],
+)
+def test_surface_forms_of_real_leaks_fold_to_the_account_address(text: str, canonical: str) -> None:
+    result = canonicalize_email(text)
+    assert isinstance(result, CanonicalAddress), result
+    assert result.address == canonical
+
+
+def test_a_local_part_that_needs_its_quotes_stays_quoted_and_valid() -> None:
+    result = canonicalize_email('"John Doe"@example.com')
+    assert result == CanonicalAddress('"john doe"', "example.com")
+    assert canonicalize_email(result.address) == result
+    # "+" and "." inside quotes are text: no rule folds them
+    assert canonicalize_email('"a b+tag"@gmail.com') == CanonicalAddress('"a b+tag"', "gmail.com")
+
+
+def test_percent_encoding_no_longer_makes_a_valid_but_wrong_address() -> None:
+    """Before: mailto:walter%2Bnews@example.com was the valid walter%2bnews@example.com."""
+    assert canonicalize_email("mailto:walter%2Bnews@example.com") == canonicalize_email(
+        "walter@example.com"
+    )

@@ -20,7 +20,7 @@ from service.addresses.mailbox import (
     ("text", "expected"),
     [
         ("a@b.example (comment)", "a@b.example  "),
-        ("(c1)a(c2)@b.example", " a @b.example"),
+        ("(c1)a(c2)@b.example", " a@b.example"),
         ("a@b.example (outer (inner) more)", "a@b.example  "),
         ('"(not a comment)"@b.example', '"(not a comment)"@b.example'),
         (r"a@b.example (escaped \) paren)", "a@b.example  "),
