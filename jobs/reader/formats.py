@@ -267,7 +267,8 @@ def lines_records(batches: Batches, *, skip: int) -> Iterator[LeakRecord]:
             if skip:
                 skip -= 1
                 continue
-            yield LeakRecord(line, text if "@" in text else None)
+            # "%40": an "@" percent-encoded in a mailto: URI (RFC 6068), still an address.
+            yield LeakRecord(line, text if "@" in text or "%40" in text else None)
 
 
 def combo_records(batches: Batches, *, skip: int) -> Iterator[LeakRecord]:
