@@ -9,13 +9,14 @@ Deterministic for a given seed, so the demo can be run twice with the same resul
 from __future__ import annotations
 
 import csv
+import io
 import random
 from dataclasses import dataclass
 from email.header import Header
 from pathlib import Path
 
 from service.addresses import CanonicalAddress, canonicalize_email
-from service.private_files import private_dir
+from service.private_files import private_dir, write_private
 
 FIRST_NAMES = [
     "anna",
@@ -136,14 +137,15 @@ def generate_sample(
     private_dir(directory)  # the sample's addresses are made up, but look real
     people = _people(rng, accounts)
     accounts_csv = directory / "accounts.csv"
-    with accounts_csv.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["external_id", "email", "locale", "plan"])
-        for index, (address, locale) in enumerate(people, start=1):
-            writer.writerow([f"u-{index:06d}", address, locale or "", rng.choice(["free", "pro"])])
-        # What a real export carries too: rows that are not accounts.
-        writer.writerow(["u-broken-1", "not-an-address", "en", "free"])
-        writer.writerow(["", "someone@example-corp.com", "en", "free"])
+    handle = io.StringIO(newline="")
+    writer = csv.writer(handle)
+    writer.writerow(["external_id", "email", "locale", "plan"])
+    for index, (address, locale) in enumerate(people, start=1):
+        writer.writerow([f"u-{index:06d}", address, locale or "", rng.choice(["free", "pro"])])
+    # What a real export carries too: rows that are not accounts.
+    writer.writerow(["u-broken-1", "not-an-address", "en", "free"])
+    writer.writerow(["", "someone@example-corp.com", "en", "free"])
+    write_private(accounts_csv, handle.getvalue().encode("utf-8"))
     leaked = [address for address, _ in rng.sample(people, min(exposed, len(people)))]
     ours = {_canonical(address) for address, _ in people}
     strangers: list[str] = []
@@ -155,7 +157,7 @@ def generate_sample(
     recipients = [_surface_form(rng, a) for a in leaked] + strangers
     rng.shuffle(recipients)
     leak_eml = directory / "leaked-mass-mail.eml"
-    leak_eml.write_bytes(_mass_mail(recipients))
+    write_private(leak_eml, _mass_mail(recipients))
     return SampleFiles(accounts_csv, leak_eml, len(people), len(leaked))
 
 

@@ -25,6 +25,7 @@ from service.db import bulk
 from service.errors import InvalidEmail, NotFound, ValidationFailed
 from service.leaks.exposures import flag_from_watchlist
 from service.models import Account
+from service.stepup.services import drop_pending_enrolments
 
 MAX_EXTERNAL_ID_CHARS = 255
 MAX_EMAIL_CHARS = 320
@@ -39,8 +40,18 @@ LOCALE_PATTERN = re.compile(r"[A-Za-z]{2,8}(?:-[A-Za-z0-9]{1,8})*")
 _INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
 
 
+# Letters and symbols that render as nothing (Hangul fillers, braille blank, combining
+# grapheme joiner, Mongolian vowel separator); U+FFFD stands for bytes that were not text.
+_BLANK_CHARACTERS = frozenset("\u115f\u1160\u3164\uffa0\u034f\u2800\u180e\ufffd")
+
+
 def _has_invisible(text: str) -> bool:
-    return any(unicodedata.category(char) in _INVISIBLE_CATEGORIES for char in text)
+    return any(
+        char in _BLANK_CHARACTERS
+        or unicodedata.category(char) in _INVISIBLE_CATEGORIES
+        or unicodedata.category(char) == "Cn"  # unassigned, and noncharacters like U+FFFE
+        for char in text
+    )
 
 
 class UpsertOutcome(StrEnum):
@@ -100,7 +111,7 @@ class BatchReport:
 
 def check_external_id(external_id: str) -> str:
     """Return ``external_id`` if it can be stored; raise ValidationFailed otherwise."""
-    if not external_id or len(external_id) > MAX_EXTERNAL_ID_CHARS:
+    if not external_id.strip() or len(external_id) > MAX_EXTERNAL_ID_CHARS:
         raise ValidationFailed(f"external_id must be 1 to {MAX_EXTERNAL_ID_CHARS} characters")
     if _has_invisible(external_id) or not _is_utf8(external_id):
         raise ValidationFailed("external_id contains characters that cannot be stored")
@@ -240,6 +251,7 @@ def apply_accounts(
             .values(undeliverable_at=None, security_epoch=Account.security_epoch + 1),
             execution_options={"synchronize_session": False},
         )
+    drop_pending_enrolments(session, readdressed)
     flagged = flag_from_watchlist(session, created + rekeyed, now=now).flagged
     return AppliedAccounts(outcomes, flagged)
 

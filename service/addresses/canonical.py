@@ -130,7 +130,7 @@ _TRAILING_PUNCTUATION: Final = ".,;"
 _MAILTO: Final = "mailto:"
 
 
-def _decode_encoded_words(text: str) -> str:
+def decode_encoded_words(text: str) -> str:
     """Return ``text`` with RFC 2047 encoded words decoded, or unchanged if that fails."""
     # decode_header re-encodes plain text with raw-unicode-escape, which turns any non-Latin-1
     # character outside an encoded word into a literal "\uXXXX"; only pure-ASCII input
@@ -237,7 +237,7 @@ def clean_address(text: str) -> str:
     # before "<addr>", or around the whole address. "=?a?q?b?=@x.com" is itself a valid
     # address, and decoding it would both break it and make canonical forms unstable.
     if "=?" in candidate and ("<" in candidate or "@" not in candidate):
-        candidate = _decode_encoded_words(candidate).strip()
+        candidate = decode_encoded_words(candidate).strip()
         plain = candidate.isascii()
     # A fixed number of rounds keeps hostile nesting ('"'"'"...) from going quadratic; real
     # lines need a handful.

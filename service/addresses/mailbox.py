@@ -23,6 +23,7 @@ from service.addresses.canonical import (
     InvalidAddress,
     canonicalize_email,
     clean_address,
+    decode_encoded_words,
     strip_comments,
 )
 
@@ -40,6 +41,8 @@ def mailboxes_named(text: str) -> int:
     ``to``, ``cc`` and ``bcc`` fields, percent-encoded or not.
     """
     value = text.strip().lstrip("<").strip()
+    if "=?" in value:  # an RFC 2047 encoded word can hide "<a@x>, <b@y>" (base64 too)
+        value = decode_encoded_words(value)
     if value[: len(_MAILTO)].lower() == _MAILTO:
         value = unquote(value)
     # A quoted string followed by "@" is a quoted local part: its address's "@" counts once.

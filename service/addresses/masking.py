@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from typing import Final
+from urllib.parse import unquote
 
 from service.addresses.canonical import MAX_INPUT_CHARS, clean_address
 
@@ -12,9 +13,13 @@ _MASK_DOMAIN: Final = re.compile(r"[^\W_][\w-]*(?:\.[^\W_][\w-]*)+")
 _MASK_MAX_DOMAIN: Final = 253
 # No "/" in the local part, unlike RFC 5322: a URL path before an address must survive.
 # No "*" either: "j***@example.com" is masked already, and masking is then idempotent.
-# "%40" is an "@" percent-encoded in a URL (RFC 3986 section 2.1): /v1/accounts/a%40b.org.
-_at_sign: Final = re.compile("%40", re.IGNORECASE)
-_ADDRESS: Final = re.compile(r"[\w.!#$%&'+=?^`{|}~-]+(?:@|%40)[\w-]+(?:\.[\w-]+)+", re.IGNORECASE)
+# Any character of a URL may be percent-encoded (RFC 3986 section 2.1), the "@" ("%40", or
+# "%2540" encoded twice) and the dots ("%2E") included: "%XX" counts as a character.
+_PCT: Final = r"%[0-9A-Fa-f]{2}"
+_ADDRESS: Final = re.compile(
+    rf"(?:[\w.!#$&'+=?^`{{|}}~-]|{_PCT})+(?:@|%40|%2540)(?:[\w-]|{_PCT})+"
+    rf"(?:(?:\.|%2[Ee])(?:[\w-]|{_PCT})+)+"
+)
 
 
 def mask_email(text: str) -> str:
@@ -46,4 +51,12 @@ def mask_email(text: str) -> str:
 
 def mask_addresses(text: str) -> str:
     """Return ``text`` with every address-shaped token masked (for log lines)."""
-    return _ADDRESS.sub(lambda match: mask_email(_at_sign.sub("@", match.group(0))), text)
+    return _ADDRESS.sub(lambda match: mask_email(_decoded(match.group(0))), text)
+
+
+def _decoded(text: str) -> str:
+    for _ in range(2):  # at most doubly encoded, as above
+        if "%" not in text:
+            break
+        text = unquote(text)
+    return text

@@ -13,9 +13,10 @@ from http import HTTPStatus
 from typing import Any
 
 from flask import Flask, Response, json, request
+from psycopg.errors import UndefinedColumn, UndefinedTable
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from redis.exceptions import RedisError
-from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import InterfaceError, OperationalError, ProgrammingError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
@@ -161,6 +162,14 @@ def register_problem_handlers(app: Flask) -> None:
         # Unreachable, restarting, or every pooled connection busy: the caller should retry,
         # and a traceback per request would bury the one line that says so.
         return _unavailable(outages, "the database", exc)
+
+    @app.errorhandler(ProgrammingError)
+    def _schema_missing(exc: ProgrammingError) -> Response:
+        # A server started before `leakguard db upgrade`: not ready, not a bug (/readyz says
+        # the same). SQLite reports a missing table as an OperationalError, handled above.
+        if isinstance(exc.orig, UndefinedTable | UndefinedColumn):
+            return _unavailable(outages, "the database (not migrated)", exc)
+        return _unexpected(exc)
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:

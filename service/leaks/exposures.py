@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from service.db import bulk
 from service.models import Account, Exposure, ExposureKind, ExposureState, LeakEntry
 from service.notices.outbox import create_leak_warnings
+from service.stepup.services import drop_pending_enrolments
 
 # The Core table: an executemany UPDATE by (account, leak), which ORM bulk update cannot do.
 EXPOSURE_TABLE = cast(Table, Exposure.__table__)
@@ -51,6 +52,7 @@ def record_exposures(
         now=now,
     )
     _add_leaked_passwords(session, leak_id, candidates, skip=set(flagged))
+    drop_pending_enrolments(session, flagged)
     notices = create_leak_warnings(session, flagged, leak_id=leak_id, now=now)
     return ExposureOutcome(len(flagged), notices)
 

@@ -42,6 +42,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from service.addresses import mask_addresses
 from service.db import bulk, rowcount
 from service.models import (
     Account,
@@ -336,7 +337,8 @@ def record_bounces(
         matched += 1
         notice.state = NoticeState.FAILED
         notice.reply_code = code
-        notice.last_error = f"bounced: {reason or 'no reason given'}"[:500]
+        # Providers quote the address in their reasons ("5.1.1 user a@x unknown").
+        notice.last_error = f"bounced: {mask_addresses(reason or 'no reason given')}"[:500]
         session.execute(
             update(Account)
             .where(Account.id == notice.account_id, Account.undeliverable_at.is_(None))

@@ -8,11 +8,13 @@ limits exactly, and of 20 parallel posts of one right code exactly one wins. An 
 account is throttled and answered exactly like a known one.
 
 A factor change needs the factors it replaces (ASVS 6.4.3, NIST SP 800-63B 6.1.2):
-replacing or removing a confirmed authenticator, or replacing recovery codes while any
-factor exists, needs an assurance token from TOTP or a recovery code; a first factor on an
-account whose address leaked needs an assurance token at all (from the emailed code, the
-factor the account already had), and confirming it is no step-up. Every such change, a
-lock and an address change raise the account's security epoch, voiding earlier tokens.
+adding, replacing or removing an authenticator, or replacing recovery codes, while the
+account has any factor needs an assurance token from TOTP or a recovery code; a first
+factor on an account whose address leaked needs an assurance token at all (from the emailed
+code, the factor the account already had), and confirming it is no step-up. An enrolment
+not yet confirmed is dropped when the account is flagged or its address changes. Every such
+change, a lock and an address change raise the account's security epoch, voiding earlier
+tokens.
 
 Secrets at rest: TOTP secrets encrypted (secret_box.py); recovery codes as argon2id
 hashes; emailed codes not at all: a code is an HMAC of its challenge's id under a key the
@@ -21,7 +23,9 @@ database never sees, so the worker that mails it and the verifier derive it alik
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -33,7 +37,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from service.addresses import mask_email
 from service.audit import record_event
-from service.db import UTCDateTime, rowcount
+from service.db import UTCDateTime, bulk, rowcount
 from service.errors import LeakguardError, NotFound
 from service.models import (
     Account,
@@ -195,14 +199,19 @@ class StepUp:
         """Start (or restart) an enrolment; a confirmed credential stays in force until the
         new one is confirmed.
 
-        The authenticator shows ``label`` (a name the login service chose) or the masked
-        address, never our ids. Raises NotFound, AssuranceRequired, AssuranceTooWeak or
-        AssuranceTokenInvalid (see the module's rules for a factor change).
+        The authenticator shows ``label`` (a name the login service chose, without control
+        or format characters) or the masked address, never our ids. Raises NotFound,
+        AssuranceRequired, AssuranceTooWeak or AssuranceTokenInvalid (see the module's
+        rules for a factor change).
         """
         account = _account(session, external_id)
+        # Adding an authenticator beside recovery codes, like replacing one, is a change to
+        # an account that has a factor: only its holder may make it.
+        has_factor = session.execute(
+            select(totp_enrolled(account.id), recovery_codes_left(account.id))
+        ).one()
+        self._authorize_change(session, account, external_id, assurance_token, any(has_factor), now)
         credential = session.get(TotpCredential, account.id)
-        replaces = credential is not None and credential.secret is not None
-        self._authorize_change(session, account, external_id, assurance_token, replaces, now)
         secret = totp.new_secret()
         sealed = self._totp_box.seal(secret.encode(), _context(account.id))
         if credential is None:
@@ -212,7 +221,10 @@ class StepUp:
         else:
             credential.pending_secret = sealed
         _audit(session, actor, "step_up.totp_enrollment_started", account.email, external_id, now)
-        name = (label or "").strip()[:MAX_LABEL_CHARS] or mask_email(account.email)
+        shown = "".join(
+            c for c in label or "" if unicodedata.category(c)[0] not in "CZ" or c == " "
+        )
+        name = shown.strip()[:MAX_LABEL_CHARS] or mask_email(account.email)
         return totp.enrollment(secret, name=name, issuer=self.policy.totp_issuer)
 
     def confirm_totp(
@@ -615,6 +627,18 @@ def available_methods(
     if codes_left:
         methods.append(Method.RECOVERY_CODE)
     return methods
+
+
+def drop_pending_enrolments(session: Session, account_ids: Sequence[int]) -> None:
+    """Forget enrolments not yet confirmed: the account was just flagged or re-addressed, and
+    an enrolment started before that must not become a factor after it. Does not commit."""
+    for condition in bulk.in_batches(session, TotpCredential.account_id, account_ids):
+        session.execute(
+            update(TotpCredential)
+            .where(condition, TotpCredential.pending_secret.is_not(None))
+            .values(pending_secret=None)
+            .execution_options(synchronize_session=False)
+        )
 
 
 def _raise_epoch(session: Session, account_id: int) -> None:

@@ -47,6 +47,9 @@ SEVERAL = [
     "y6@example.org other@example.net",
     "team: y7@example.org, other@example.net;",
     "y8@example.org,other@example.net",
+    # an encoded word that decodes to two mailboxes (base64 hides the "@" and the ",")
+    "=?UTF-8?B?PGFsaWNlQGV4YW1wbGUub3JnPiwgPGJvYkBleGFtcGxlLm9yZz4=?=",
+    "=?UTF-8?B?PGFsaWNlQGV4YW1wbGUub3JnPg==?= =?UTF-8?B?PGJvYkBleGFtcGxlLm9yZz4=?=",
 ]
 
 

@@ -5,6 +5,7 @@ item 8): before, each request answered 500 internal_error and logged a full trac
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ from flask import Flask
 from service.app import create_app
 from service.config import Settings
 from service.runtime import runtime_of
+from tests.support.services import create_postgres_database, drop_postgres_database
 from tests.support.settings import TEST_HASH_KEY, TEST_SECRET_KEY
 
 UNREACHABLE = {
@@ -74,3 +76,33 @@ def test_readiness_says_503_within_a_second(app_without_database: Flask) -> None
     assert answer.status_code == 503
     assert answer.mimetype == "application/problem+json"
     assert took < 1.5  # the probe's own bound is 1 s; the rest is slack for a busy machine
+
+
+def test_a_server_on_an_unmigrated_database_answers_503_not_500(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, request: pytest.FixtureRequest
+) -> None:
+    """Reviewed from outside: gunicorn on an empty PostgreSQL database answered every /v1
+    request with 500 and two tracebacks."""
+    name = f"leakguard_test_{os.getpid()}_empty"
+    url = create_postgres_database(name)
+    request.addfinalizer(lambda: drop_postgres_database(name))
+    app = create_app(
+        Settings(
+            database_url=url,
+            instance_dir=tmp_path / "instance",
+            hash_key=TEST_HASH_KEY,
+            secret_key=TEST_SECRET_KEY,
+        )
+    )
+    try:
+        with caplog.at_level(logging.WARNING):
+            answers = [
+                app.test_client().get("/v1/accounts/a", headers={"Authorization": "Bearer k"})
+                for _ in range(5)
+            ]
+        assert [a.status_code for a in answers] == [503] * 5
+        assert answers[0].get_json()["detail"] == "the database (not migrated) cannot be reached"
+        assert not any(r.exc_info for r in caplog.records)
+        assert app.test_client().get("/readyz").status_code == 503
+    finally:
+        runtime_of(app).db.dispose()

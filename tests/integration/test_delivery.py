@@ -366,7 +366,7 @@ def test_bounces_fail_the_notice_and_mark_the_address_until_it_changes(
     headers = bearer(make_api_key(runtime, Scope.NOTICES_BOUNCES))
     body = {
         "bounces": [
-            {"message_id": bare, "code": 550, "reason": "5.1.1 mailbox unknown"},
+            {"message_id": bare, "code": 550, "reason": "5.1.1 user jane.doe@example.org unknown"},
             {"message_id": bracketed, "code": 552},
             {"message_id": "<not-ours-1@elsewhere.example>", "code": 550},
         ]
@@ -377,6 +377,9 @@ def test_bounces_fail_the_notice_and_mark_the_address_until_it_changes(
 
     rows = notice_rows(runtime)
     assert (rows[first].state, rows[first].reply_code) == ("failed", 550)
+    with runtime.db.read_session() as session:  # the provider's quote of the address is masked
+        reasons = list(session.scalars(select(Notice.last_error).where(Notice.state == "failed")))
+    assert "bounced: 5.1.1 user j***@example.org unknown" in reasons
     assert (rows[second].state, rows[second].reply_code) == ("failed", 552)
     assert rows[first].undeliverable_at is not None
     assert rows[second].undeliverable_at is not None

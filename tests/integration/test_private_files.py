@@ -11,6 +11,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import text
 
 from jobs.account_import import import_accounts
+from jobs.sample import generate_sample
 from service.config import Settings
 from service.db import utcnow
 from service.notices.render import NoticeContext, address_message, new_message_id, prepare_notice
@@ -75,7 +76,11 @@ def test_mail_folder_and_each_message_are_private(tmp_path: Path) -> None:
     assert (mode(folder), mode(eml)) == (0o700, 0o600)
 
 
-INVISIBLE = ["\u202e", "\u202a", "\u2066", "\u200b", "\u200e", "\ufeff", "\u2028", "\x85"]
+INVISIBLE = [
+    *["\u202e", "\u202a", "\u2066", "\u200b", "\u200e", "\ufeff", "\u2028", "\x85"],
+    # blank letters and symbols, a noncharacter, and U+FFFD (bytes that were not text)
+    *["\u3164", "\u115f", "\u034f", "\u2800", "\ufffe", "\ufffd"],
+]
 
 
 @pytest.mark.parametrize("char", INVISIBLE)
@@ -98,3 +103,21 @@ def test_import_counts_an_id_with_a_bidi_override_invalid(runtime: Runtime, tmp_
     path.write_text("external_id,email\nok,a@example.org\nad\u202enim,b@example.org\n")
     report = import_accounts(runtime, path)
     assert (report.created, report.invalid, report.invalid_lines) == (1, 1, [3])
+
+
+@pytest.mark.parametrize("external_id", [" ", "   ", "\u3000"])
+def test_a_blank_external_id_is_refused(
+    client: FlaskClient, auth: dict[str, str], external_id: str
+) -> None:
+    answer = client.post(
+        "/v1/accounts:batch",
+        json={"accounts": [{"external_id": external_id, "email": "a@example.org"}]},
+        headers=auth,
+    )
+    assert answer.get_json()["results"][0]["status"] == "invalid"
+
+
+def test_the_demo_sample_is_private_too(tmp_path: Path) -> None:
+    sample = generate_sample(tmp_path / "demo", accounts=20, exposed=5)
+    assert mode(tmp_path / "demo") == 0o700
+    assert (mode(sample.accounts_csv), mode(sample.leak_eml)) == (0o600, 0o600)

@@ -462,3 +462,32 @@ def test_the_longest_ids_are_answered_and_audited_like_others(
     assert challenge.status_code == 202
     confirm = post(client, auth, f"/v1/accounts/{longest}/totp/confirm", {"code": "0"})
     assert (confirm.status_code, problem_code(confirm)) == (403, "verification_failed")
+
+
+def test_adding_an_authenticator_beside_recovery_codes_needs_their_token(
+    runtime: Runtime, client: FlaskClient, auth: dict[str, str]
+) -> None:
+    """Reviewed from outside: the enrol scope alone added a TOTP beside the owner's codes,
+    stepped up with it, and replaced the codes."""
+    make_account(runtime, "f9")
+    codes = recovery_codes(client, auth, "f9").get_json()["codes"]
+    answer = enroll(client, auth, "f9")
+    assert (answer.status_code, problem_code(answer)) == (403, "assurance_required")
+    token = verify(client, auth, "f9", "recovery_code", codes[0]).get_json()["assurance_token"]
+    assert enroll(client, auth, "f9", token).status_code == 201
+
+
+@pytest.mark.parametrize("event", ["flagged", "re-addressed"])
+def test_an_enrolment_started_before_a_flag_or_an_address_change_cannot_be_confirmed(
+    runtime: Runtime, client: FlaskClient, auth: dict[str, str], event: str
+) -> None:
+    account_id = make_account(runtime, "f6")
+    started = enroll(client, auth, "f6")
+    assert started.status_code == 201
+    if event == "flagged":
+        expose(runtime, account_id)
+    else:
+        client.put("/v1/accounts/f6", json={"email": "henry@example.org"}, headers=auth)
+    code = pyotp.TOTP(started.get_json()["secret"]).now()
+    answer = post(client, auth, "/v1/accounts/f6/totp/confirm", {"code": code})
+    assert (answer.status_code, problem_code(answer)) == (403, "verification_failed")

@@ -19,6 +19,13 @@ from service.addresses import mask_addresses
             "GET /v1/accounts/b***@example.org HTTP/1.1",
         ),
         ("nothing to mask here: 100%40 done", "nothing to mask here: 100%40 done"),
+        # every character may be percent-encoded (found under gunicorn by a reviewer)
+        ("GET /v1/accounts/juergen%40b%C3%BCcher.de", "GET /v1/accounts/j***@bücher.de"),
+        ("GET /v1/accounts/j%c3%bcrgen@b%c3%bccher.de", "GET /v1/accounts/j***@bücher.de"),
+        ("alice%40EXAMPLE%2ECOM", "a***@EXAMPLE.COM"),
+        ("al%69ce%40ex%61mple.org", "a***@example.org"),
+        ("%61%6c%69%63%65%40%65%78%61%6d%70%6c%65%2e%6f%72%67", "a***@example.org"),
+        ("alice%2540example.org", "a***@example.org"),
     ],
 )
 def test_mask_addresses_covers_percent_encoded_at_signs(text: str, masked: str) -> None:
