@@ -119,8 +119,14 @@ def test_exposed_account_must_step_up_with_the_methods_it_has(
     assert body["exposures"][0]["since"]
     # Factors the person had before the leak are offered too.
     equipped = make_account(runtime, "equipped")
-    assert client.post("/v1/accounts/equipped/recovery-codes", headers=auth).status_code == 201
-    enroll(client, auth, "equipped")
+    totp = enroll(client, auth, "equipped")
+    # codes beside an authenticator: with a step-up by it (the confirmation used this step)
+    passed = verify(client, auth, "equipped", "totp", totp.at(time.time() + 30))
+    token = passed.get_json()["assurance_token"]
+    codes = client.post(
+        "/v1/accounts/equipped/recovery-codes", headers=auth | {"Assurance-Token": token}
+    )
+    assert codes.status_code == 201
     expose(runtime, equipped)
     body = risk(client, auth, account_id="equipped").get_json()
     assert body["methods"] == ["totp", "email_code", "recovery_code"]
