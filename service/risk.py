@@ -203,8 +203,9 @@ def decide(
     usable = facts.methods
     if not usable:
         return Verdict(Decision.DENY, (Reason.NO_USABLE_METHOD,), exposures)
-    open_methods = tuple(method for method in usable if method.value not in locks.locked)
-    ends = [locks.locked[m.value] for m in usable if m.value in locks.locked]
+    ends_by_method = {method: locks.locked_until(method.value) for method in usable}
+    open_methods = tuple(method for method in usable if ends_by_method[method] is None)
+    ends = [end for end in ends_by_method.values() if end is not None]
     retry_after = _seconds_until(min(ends), now) if ends else None
     if not open_methods:
         return Verdict(Decision.DENY, (Reason.LOCKED,), exposures, retry_after=retry_after)

@@ -10,12 +10,15 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from limits import parse
+
 from service.addresses import AddressKeys, address_keys_from
 from service.config import Settings
 from service.db import Database
 from service.private_files import private_dir
 from service.stepup.assurance import AssuranceSigner
 from service.stepup.services import StepUp, StepUpPolicy
+from service.stepup.throttle import ThrottlePolicy
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,9 +34,14 @@ def build_runtime(settings: Settings) -> Runtime:
     signer = AssuranceSigner(
         settings.secret_key_text(), timedelta(seconds=settings.assurance_ttl_seconds)
     )
+    email_sends = parse(settings.rate_limit_email_code)
     policy = StepUpPolicy(
         code_ttl=timedelta(seconds=settings.email_code_ttl_seconds),
         totp_issuer=settings.totp_issuer,
+        throttle=ThrottlePolicy(
+            email_sends=email_sends.amount,
+            email_send_window=timedelta(seconds=email_sends.get_expiry()),
+        ),
     )
     return Runtime(
         settings=settings,

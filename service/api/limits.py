@@ -14,7 +14,6 @@ authentications have a budget of their own per IP.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 from collections.abc import Callable
@@ -35,25 +34,25 @@ LIMIT_ATTRIBUTE = "_leakguard_rate_limit"
 
 @dataclass(frozen=True, slots=True)
 class RateLimit:
-    """A view's limits, named by the settings that hold them (``Settings.rate_limit_*``).
+    """A view's limit, named by the setting that holds it (``Settings.rate_limit_*``).
 
-    ``per_client`` bounds each API client; ``per_account`` (optional) each account the
-    body names, across clients. None for both, with a ``reason``: deliberately unlimited.
+    ``per_client`` bounds each API client; None, with a ``reason``: deliberately unlimited.
+    (Budgets per account, such as emailed codes, live in the step-up throttle, where the
+    risk check sees them: ``service.stepup.throttle``.)
     """
 
     per_client: str | None
-    per_account: str | None = None
     reason: str | None = None
 
 
-def rate_limit(per_client: str, *, per_account: str | None = None) -> Callable[[F], F]:
-    """Declare the view's limits by setting name, e.g. ``rate_limit("rate_limit_risk")``."""
-    return _declare(RateLimit(per_client, per_account))
+def rate_limit(per_client: str) -> Callable[[F], F]:
+    """Declare the view's limit by setting name, e.g. ``rate_limit("rate_limit_risk")``."""
+    return _declare(RateLimit(per_client))
 
 
 def no_rate_limit(reason: str) -> Callable[[F], F]:
     """Declare that the view has no rate limit, and why."""
-    return _declare(RateLimit(None, None, reason))
+    return _declare(RateLimit(None, reason))
 
 
 def _declare(limit: RateLimit) -> Callable[[F], F]:
@@ -85,14 +84,6 @@ def _unauthenticated(response: Response) -> bool:
 
 def _not_a_guess() -> bool:
     return not request.path.startswith(API_PREFIX) or request_principal() is not None
-
-
-def account_key() -> str:
-    """The account a request names in its JSON body (validation rejects a missing one)."""
-    body = request.get_json(silent=True)
-    account = body.get("account_id") if isinstance(body, dict) else None
-    text = account if isinstance(account, str) else ""
-    return "account:" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 def too_many_requests(limit: RequestLimit) -> Response:
@@ -136,11 +127,5 @@ def install_rate_limits(app: Flask, settings: Settings) -> Limiter:
         view = views[endpoint]
         if limit.per_client is not None:
             view = limiter.limit(getattr(settings, limit.per_client), key_func=client_key)(view)
-        if limit.per_account is not None:
-            view = limiter.limit(
-                getattr(settings, limit.per_account),
-                key_func=account_key,
-                scope=f"{endpoint}:account",
-            )(view)
         views[endpoint] = view
     return limiter

@@ -58,7 +58,7 @@ def _assurance(outcome: Outcome) -> Response:
     responses={202: ChallengeOut, **problem_responses(*BODY_ERRORS)},
 )
 @requires_scope(Scope.STEP_UP_VERIFY)
-@rate_limit("rate_limit_step_up", per_account="rate_limit_email_code")
+@rate_limit("rate_limit_step_up")
 def start_challenge(body: ChallengeBody) -> Response:
     """Email a 6-digit code to the account's address; it expires in 10 minutes.
 

@@ -306,8 +306,9 @@ class StepUp:
         """Create a challenge and its one-recipient notice; void the account's earlier ones.
 
         The answer has the same shape, and the work the same cost, whatever happens; nothing
-        is sent to an unknown account, one whose emailed code is locked, or one whose
-        mailbox cannot be trusted (undeliverable, or its password leaked with it).
+        is sent to an unknown account, one whose emailed code is locked or whose send budget
+        (``ThrottlePolicy.email_sends`` per window) is spent, or one whose mailbox cannot be
+        trusted (undeliverable, or its password leaked with it).
         """
         challenge_id = str(uuid.uuid4())
         expires_at = now + self.policy.code_ttl
@@ -316,8 +317,12 @@ class StepUp:
                 Account.external_id == external_id
             )
         ).first()
-        state = throttle.state(session, self.subject(external_id), now=now)
-        closed = state.blocked or Method.EMAIL_CODE.value in state.locked
+        subject = self.subject(external_id)
+        state = throttle.state(session, subject, now=now)
+        closed = state.blocked or state.locked_until(Method.EMAIL_CODE.value) is not None
+        if not closed:  # for every id alike, known or not: the same work, the same budget
+            spent = throttle.spend_email_send(session, subject, self.policy.throttle, now=now)
+            closed = spent is not None
         sending = account is not None and not closed and bool(account.usable)
         account_id = account.id if account is not None and sending else None
         # The same statements whatever the case, so the time tells nothing either; only a

@@ -36,6 +36,8 @@ class ThrottlePolicy:
     quiet: timedelta = timedelta(days=1)  # after this without a failure, locks start short
     ceiling: int = 100  # wrong codes in a row over all methods before support must unlock
     ceiling_window: timedelta = timedelta(days=30)
+    email_sends: int = 5  # emailed codes per subject and window, against mail bombing
+    email_send_window: timedelta = timedelta(minutes=15)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +64,19 @@ class ThrottleState:
 
     locked: dict[str, datetime]
     blocked: bool
+
+    def locked_until(self, method: str) -> datetime | None:
+        """When ``method`` opens again, or None if it is open; the emailed code is also
+        closed while its send budget is spent."""
+        ends = [self.locked.get(method)]
+        if method == EMAIL_METHOD:
+            ends.append(self.locked.get(EMAIL_SENDS))
+        present = [end for end in ends if end is not None]
+        return max(present) if present else None
+
+
+EMAIL_METHOD = "email_code"
+EMAIL_SENDS = "email_sends"  # the scope of the send budget's row
 
 
 TABLE = cast(Table, StepUpThrottle.__table__)
@@ -111,6 +126,38 @@ def reserve(
     _set(session, subject, method, failures=failures + 1, last_failed_at=now, lock_count=lock_count)
     _set(session, subject, THROTTLE_ALL_METHODS, failures=total + 1, last_failed_at=now)
     return Reservation(subject, method, failures + 1, lock_count, total + 1)
+
+
+def spend_email_send(
+    session: Session, subject: bytes, policy: ThrottlePolicy, *, now: datetime
+) -> datetime | None:
+    """Count one emailed code; return when sending opens again if the budget is spent.
+
+    Kept here, beside the guess budget, rather than as a rate limit answering 429: the risk
+    check then sees it, leaves the emailed code out and says when it opens
+    (``retry_after``), instead of offering a method that would fail. ``failures`` counts
+    the window's sends, ``last_failed_at`` is the window's start. Does not commit.
+    """
+    bulk.insert_ignore(session, TABLE, [_empty(subject, EMAIL_SENDS)])
+    row = session.execute(
+        update(StepUpThrottle)
+        .where(StepUpThrottle.subject == subject, StepUpThrottle.scope == EMAIL_SENDS)
+        .values(failures=StepUpThrottle.failures)  # the row's lock, as in reserve()
+        .returning(
+            StepUpThrottle.failures, StepUpThrottle.last_failed_at, StepUpThrottle.locked_until
+        )
+        .execution_options(synchronize_session=False)
+    ).one()
+    spent_until: datetime | None = row.locked_until
+    if spent_until is not None and spent_until > now:
+        return spent_until
+    count, start = row.failures, row.last_failed_at
+    if start is None or now - start >= policy.email_send_window:
+        count, start = 0, now
+    count += 1
+    spent = start + policy.email_send_window if count >= policy.email_sends else None
+    _set(session, subject, EMAIL_SENDS, failures=count, last_failed_at=start, locked_until=spent)
+    return None
 
 
 def succeed(session: Session, reservation: Reservation) -> None:

@@ -17,7 +17,8 @@ from sqlalchemy import event, select
 from werkzeug.test import TestResponse
 
 from service.clients import Scope
-from service.models import AuditEvent, StepUpChallenge
+from service.db import utcnow
+from service.models import AuditEvent, Notice, NoticeKind, StepUpChallenge
 from service.risk import Reason
 from service.runtime import Runtime
 from tests.support.factories import expose, make_account, make_api_key
@@ -362,11 +363,14 @@ def test_over_the_limit_is_429_with_retry_after(limited_app: Flask, auth: dict[s
     assert [risk(client, auth, account_id="x").status_code for _ in range(5)][-1] == 429
 
 
-@pytest.mark.redis
-def test_emailed_codes_are_limited_per_account(
+def test_emailed_codes_are_limited_per_account_and_the_risk_check_says_so(
     runtime: Runtime, limited_app: Flask, auth: dict[str, str]
 ) -> None:
-    make_account(runtime, "mailbomb")
+    """Against mail bombing, at most LEAKGUARD_RATE_LIMIT_EMAIL_CODE codes per account.
+    The budget is the throttle's, not a 429: the risk check leaves the emailed code out and
+    says when it opens, rather than offering a method that would send nothing."""
+    expose(runtime, make_account(runtime, "mailbomb"))
+    make_account(runtime, "neighbour")
     client = limited_app.test_client()
     statuses = [
         post(
@@ -377,7 +381,19 @@ def test_emailed_codes_are_limited_per_account(
         ).status_code
         for _ in range(3)
     ]
-    assert statuses == [202, 202, 429]
+    assert statuses == [202, 202, 202]  # the same answer: nothing tells the budget apart
+    with runtime.db.read_session() as session:
+        sent = session.scalars(
+            select(Notice.id).where(Notice.kind == NoticeKind.STEP_UP_CODE)
+        ).all()
+    assert len(sent) == 2
+    decision = risk(client, auth, account_id="mailbomb").get_json()
+    assert (decision["decision"], decision["reasons"]) == ("deny", ["locked"])
+    assert 0 < decision["retry_after"] <= 60
+    # support resets it
+    with runtime.db.transaction() as session:
+        runtime.step_up.unlock(session, "mailbomb", actor="test", now=utcnow())
+    assert risk(client, auth, account_id="mailbomb").get_json()["methods"] == ["email_code"]
 
 
 def test_verification_fails_closed_when_the_limit_store_is_down(
