@@ -20,6 +20,8 @@ from datetime import UTC
 from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue
+from rq.job import Job
+from rq.results import Result
 from sqlalchemy import select
 
 from jobs.context import job_runtime
@@ -78,12 +80,56 @@ class DeliveryReport:
         return {name: getattr(self, name) for name in self.__slots__}
 
 
-def relay_notices(runtime: Runtime, connection: Redis, *, limit: int = RELAY_LIMIT) -> int:
+@dataclass(slots=True)
+class DrainReport:
+    """What an in-process drain of the outbox did: relayed, then each notice's outcome.
+
+    ``sent`` counts only what a server (or the mail folder) accepted: a notice that failed
+    for good, or waits to be tried again, is not "delivered" and must not read as such.
+    """
+
+    relayed: int = 0
+    sent: int = 0
+    failed: int = 0
+    retrying: int = 0
+    unfinished: int = 0  # in jobs that raised: their rows go out again after the lease
+
+    def add(self, delivery: dict[str, int]) -> None:
+        self.sent += delivery.get("sent", 0)
+        self.failed += delivery.get("failed", 0)
+        self.retrying += delivery.get("retrying", 0)
+
+    def as_dict(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+    def summary(self) -> str:
+        """One line for the operator, e.g. "relayed 2 notices: 1 delivered, 1 failed"."""
+        parts = [f"{self.sent} delivered"]
+        if self.failed:
+            parts.append(f"{self.failed} failed")
+        if self.retrying:
+            parts.append(f"{self.retrying} to be retried")
+        if self.unfinished:
+            parts.append(f"{self.unfinished} in failed jobs, retried after their lease")
+        line = f"relayed {self.relayed} notices: {', '.join(parts)}"
+        if self.failed or self.retrying or self.unfinished:
+            line += " (see leakguard notices status)"
+        return line
+
+
+def relay_notices(
+    runtime: Runtime,
+    connection: Redis,
+    *,
+    limit: int = RELAY_LIMIT,
+    enqueued: list[str] | None = None,
+) -> int:
     """Hand due pending notices to the queue in batches; return how many were relayed.
 
     Emailed codes go to ``high``, warnings to ``default``. Safe from several processes at
     once, and against a failing Redis: rows are marked queued only after their jobs are
-    enqueued, in the same transaction that selected them.
+    enqueued, in the same transaction that selected them. The ids of the jobs enqueued are
+    appended to ``enqueued``, for a caller that reads their outcomes (``drain_outbox``).
     """
     relayed = 0
     while True:
@@ -96,11 +142,12 @@ def relay_notices(runtime: Runtime, connection: Redis, *, limit: int = RELAY_LIM
             by_queue: dict[QueueName, list[int]] = {}
             for notice_id, kind in due:
                 by_queue.setdefault(QUEUE_OF_KIND[kind], []).append(notice_id)
+            jobs: list[Job] = []
             try:
                 with connection.pipeline() as pipe:
                     for name, ids in by_queue.items():
                         queue = get_queue(name, connection)
-                        queue.enqueue_many(
+                        jobs += queue.enqueue_many(
                             [
                                 queue.prepare_data(
                                     deliver_notices,
@@ -115,6 +162,8 @@ def relay_notices(runtime: Runtime, connection: Redis, *, limit: int = RELAY_LIM
                     pipe.execute()
             except RedisError as exc:
                 raise RelayUnavailable(f"the queue is unreachable: {exc}") from None
+            if enqueued is not None:
+                enqueued += [job.id for job in jobs]
             mark_queued(session, [notice_id for notice_id, _ in due], now=now)
         relayed += len(due)
         if len(due) < limit:
@@ -368,14 +417,32 @@ def _fail(
         report.retrying += 1
 
 
-def drain_outbox(runtime: Runtime, connection: Redis, worker_factory: Callable[[], object]) -> int:
-    """Relay and deliver in this process until nothing is due (the embedded default)."""
-    total = 0
-    while relayed := relay_notices(runtime, connection):
-        total += relayed
+def drain_outbox(
+    runtime: Runtime, connection: Redis, worker_factory: Callable[[], object]
+) -> DrainReport:
+    """Relay and deliver in this process until nothing is due (the embedded default).
+
+    Each delivery job's own report (its result) says what became of its notices, so the
+    totals count delivered, failed and retrying notices apart.
+    """
+    report = DrainReport()
+    while True:
+        job_ids: list[str] = []
+        relayed = relay_notices(runtime, connection, enqueued=job_ids)
+        if not relayed:
+            return report
+        report.relayed += relayed
         worker = worker_factory()
         worker.work(burst=True, logging_level="WARNING")  # type: ignore[attr-defined]
-    return total
+        for job_id, job in zip(job_ids, Job.fetch_many(job_ids, connection), strict=True):
+            result = job.latest_result() if job is not None else None
+            if result is not None and result.type is Result.Type.SUCCESSFUL:
+                report.add(result.return_value or {})
+            else:
+                # The job raised (or its record is gone): its rows stay claimed until their
+                # lease ends, then go out again; they are neither delivered nor failed.
+                report.unfinished += len(job.args[0]) if job is not None else 0
+                log.warning("delivery job %s did not finish", job_id)
 
 
 class RelayThread(threading.Thread):

@@ -29,6 +29,7 @@ class DemoReport:
     ingested: IngestReport
     delivered: int | None  # in process (embedded default); None: relayed to a real queue
     relayed: int
+    failed: int = 0  # in process: notices that failed for good (or wait for a retry)
 
     def summary(self, runtime: Runtime) -> str:
         settings = runtime.settings
@@ -52,6 +53,8 @@ class DemoReport:
             lines.append(
                 f"warnings delivered: {self.delivered}, one message per person, to {where}"
             )
+            if self.failed:
+                lines.append(f"warnings not delivered: {self.failed} (see notices status)")
         else:
             lines.append(
                 f"warnings relayed to the queue: {self.relayed}; `leakguard worker` delivers them"
@@ -79,7 +82,16 @@ def run_demo(runtime: Runtime, *, accounts: int, exposed: int) -> DemoReport:
         source=str(sample.leak_eml),
     )
     if uses_fake_redis(runtime.settings):
-        delivered = run_worker(runtime, burst=True)
-        return DemoReport(sample, imported, ingested, delivered or 0, 0)
+        drained = run_worker(runtime, burst=True)
+        if drained is None:
+            return DemoReport(sample, imported, ingested, 0, 0)
+        return DemoReport(
+            sample,
+            imported,
+            ingested,
+            drained.sent,
+            drained.relayed,
+            failed=drained.failed + drained.retrying + drained.unfinished,
+        )
     relayed = relay_notices(runtime, redis_connection(runtime.settings))
     return DemoReport(sample, imported, ingested, None, relayed)

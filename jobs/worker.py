@@ -11,7 +11,7 @@ import os
 from collections.abc import Sequence
 
 from jobs.context import use_runtime
-from jobs.deliver import RelayThread, drain_outbox, relay_notices
+from jobs.deliver import DrainReport, RelayThread, drain_outbox, relay_notices
 from jobs.queues import ALL_QUEUES, QueueName, make_worker, redis_connection, uses_fake_redis
 from service.errors import JobError
 from service.runtime import Runtime
@@ -23,10 +23,11 @@ class NeedsRedis(JobError):
 
 def run_worker(
     runtime: Runtime, queues: Sequence[QueueName] = ALL_QUEUES, *, burst: bool
-) -> int | None:
+) -> DrainReport | None:
     """Work the ``queues`` (in priority order) until stopped, or until empty with ``burst``.
 
-    Returns the notices delivered in process on the embedded default, None otherwise.
+    Returns what became of the notices relayed and delivered in process on the embedded
+    default (delivered, failed, retrying), None otherwise.
     Raises NeedsRedis for a long-running worker without LEAKGUARD_REDIS_URL, and
     RelayUnavailable when the first relay cannot reach Redis.
     """

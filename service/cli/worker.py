@@ -20,8 +20,6 @@ from service.cli.base import cli, migrated_runtime
 )
 def worker_command(burst: bool, queues: tuple[str, ...]) -> None:
     """Run jobs from the rq queues on LEAKGUARD_REDIS_URL."""
-    delivered = run_worker(
-        migrated_runtime(), tuple(QueueName(name) for name in queues), burst=burst
-    )
-    if delivered is not None:
-        click.echo(f"relayed and delivered {delivered} notices in this process", err=True)
+    report = run_worker(migrated_runtime(), tuple(QueueName(name) for name in queues), burst=burst)
+    if report is not None:
+        click.echo(report.summary(), err=True)

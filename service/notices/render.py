@@ -25,7 +25,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from service.notices.transport import DOT_ATOM_ADDRESS, OutgoingMessage
+from service.notices.transport import DOT_ATOM_ADDRESS, OutgoingMessage, wire_address
 
 LANGUAGES = ("en", "de")  # the first is the fallback
 _URL = re.compile(r"https://[^\s<>\"']+")
@@ -157,16 +157,19 @@ def address_message(
     """One message to one person: the prepared bytes behind their own To, Date, Message-ID.
 
     Exactly one To address, no Cc, no Bcc (the prepared part carries no recipient header;
-    the mailer checks the finished bytes again). Raises ValueError for a recipient that
-    cannot be written into a header (a line break: header injection; or unparseable).
+    the mailer checks the finished bytes again). A non-ASCII domain is written as A-labels
+    in the To header and the envelope alike (``wire_address``), so that the two agree.
+    Raises ValueError for a recipient that cannot be written into a header (a line break:
+    header injection; unparseable; a domain IDNA refuses).
     """
     if "\r" in recipient or "\n" in recipient:
         raise ValueError("a recipient must not contain CR or LF characters")
+    recipient = wire_address(recipient)
     wide = not recipient.isascii()
     date = format_datetime(now).encode("ascii")
     if wide or not _plain(recipient):
-        # A non-ASCII address goes in UTF-8 (RFC 6532; sent with SMTPUTF8); anything that is
-        # not one plain address is written as the header parser reads it, so that the
+        # A non-ASCII local part goes in UTF-8 (RFC 6532; sent with SMTPUTF8); anything that
+        # is not one plain address is written as the header parser reads it, so that the
         # mailer's check sees, and refuses, whatever else it names.
         to = _folded("To", recipient, policy.SMTPUTF8 if wide else policy.SMTP)
     else:

@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
+import idna
+
 from service.addresses import mask_email
 from service.private_files import private_dir, write_private
 
@@ -33,6 +35,16 @@ LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 class MultipleRecipients(Exception):
     """A message addressed to more than one person: refused before it leaves."""
+
+
+class UnwritableDomain(ValueError):
+    """An address whose domain has no A-label form (IDNA 2008): no relay can be given it."""
+
+
+NEEDS_SMTPUTF8 = (
+    "the address's local part is not ASCII: it needs SMTPUTF8 (RFC 6531), "
+    "which the relay does not offer; not sent"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +62,7 @@ class OutgoingMessage:
     recipient: str  # the one envelope recipient (RCPT TO)
     message_id: str
     data: bytes  # the whole message, CRLF line ends
-    smtputf8: bool = False  # the recipient's address is not ASCII (RFC 6531)
+    smtputf8: bool = False  # the recipient's local part is not ASCII (RFC 6531)
     eight_bit: bool = False  # the content holds 8-bit bytes (RFC 6152)
 
 
@@ -65,6 +77,33 @@ _FIELD_NAME = re.compile(rb"[\x21-\x39\x3b-\x7e]+")  # RFC 5322 3.6.8: printable
 # An addr-spec of dot-atoms (RFC 5322 3.4.1): one mailbox, nothing quoted, nothing to unfold.
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 DOT_ATOM_ADDRESS = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*@{_ATEXT}(?:\.{_ATEXT})*")
+
+
+def wire_address(address: str) -> str:
+    """The form of ``address`` that goes on the wire: its domain as A-labels, if not ASCII.
+
+    ``carol@Bücher.de`` is sent as ``carol@xn--bcher-kva.de`` (IDNA 2008 with the UTS #46
+    mapping, which also lowercases it), in the envelope and the To header alike. An A-label
+    is valid wherever a domain is (RFC 5890, 5891), so only a non-ASCII local part still
+    needs SMTPUTF8 (RFC 6531), which many relays do not offer. We send the A-label even to
+    a relay that offers SMTPUTF8: the next hop may not, and the relay would then have to
+    bounce a message that needed no extension at all. An ASCII domain (A-labels
+    included, in any case) is left as it is: it is already what the wire carries, and
+    whether its labels are valid is for DNS and the receiving side to say. The local part
+    is never touched: only its owner's server may read it (RFC 5321 2.4).
+
+    Raises UnwritableDomain (a ValueError) for a non-ASCII domain that IDNA refuses.
+    """
+    local, at, domain = address.rpartition("@")
+    if not at or domain.isascii():
+        return address
+    try:
+        a_labels = idna.encode(domain, uts46=True).decode("ascii")
+    except UnicodeError as exc:  # idna.IDNAError and its kin
+        raise UnwritableDomain(
+            f"the address's domain is not a valid internationalized domain name (IDNA 2008): {exc}"
+        ) from None
+    return f"{local}@{a_labels}"
 
 
 def check_outgoing(message: OutgoingMessage) -> str:
@@ -186,8 +225,8 @@ class SmtpMailer:
             except smtplib.SMTPNotSupportedError as exc:
                 if self._connection is None:  # STARTTLS or AUTH missing: the relay's fault
                     return SendResult(False, error=f"{type(exc).__name__}: {exc}"[:300])
-                # A non-ASCII address and a relay without SMTPUTF8 (RFC 6531): nothing was
-                # sent, retrying changes nothing, and the next message may well go.
+                # A non-ASCII local part and a relay without SMTPUTF8 (RFC 6531): nothing
+                # was sent, retrying changes nothing, and the next message may well go.
                 return SendResult(False, permanent=True, error=str(exc)[:300])
             except smtplib.SMTPRecipientsRefused as exc:
                 code, reply = next(iter(exc.recipients.values()))
@@ -224,10 +263,7 @@ def _mail_options(connection: smtplib.SMTP, message: OutgoingMessage) -> list[st
     """MAIL FROM parameters, as ``smtplib.SMTP.send_message`` chooses them."""
     if message.smtputf8:
         if not connection.has_extn("smtputf8"):
-            raise smtplib.SMTPNotSupportedError(
-                "One or more source or delivery addresses require internationalized email "
-                "support, but the server does not advertise the required SMTPUTF8 capability"
-            )
+            raise smtplib.SMTPNotSupportedError(NEEDS_SMTPUTF8)
         return ["SMTPUTF8", "BODY=8BITMIME"]
     if message.eight_bit and connection.has_extn("8bitmime"):
         return ["BODY=8BITMIME"]

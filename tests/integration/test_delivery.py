@@ -191,7 +191,7 @@ def test_worker_burst_without_smtp_writes_one_eml_per_flagged_account(
     env = cli_env(db_url, runtime.settings.instance_dir, LEAKGUARD_MAIL_DIR=str(mail_dir))
     result = run_leakguard(env, "worker", "--burst")
     assert result.returncode == 0, result.stderr
-    assert "delivered 12 notices" in result.stderr
+    assert "relayed 12 notices: 12 delivered" in result.stderr
 
     files = sorted(mail_dir.glob("*.eml"))
     assert len(files) == len(flagged)

@@ -75,6 +75,7 @@ class Envelope:
     mail_from: str
     rcpt_tos: tuple[str, ...]
     data: bytes
+    mail_options: tuple[str, ...] = ()  # MAIL FROM parameters, e.g. SMTPUTF8, BODY=8BITMIME
 
     @property
     def message(self) -> EmailMessage:
@@ -169,7 +170,12 @@ class SmtpServer:
     def messages(self) -> list[Envelope]:
         """The accepted messages, in order."""
         return [
-            Envelope(e["mail_from"], tuple(e["rcpt_tos"]), base64.b64decode(e["data"]))
+            Envelope(
+                e["mail_from"],
+                tuple(e["rcpt_tos"]),
+                base64.b64decode(e["data"]),
+                tuple(e.get("mail_options", ())),
+            )
             for e in self.events()
             if e["event"] == "accepted"
         ]
@@ -265,6 +271,7 @@ class Recorder:
                 "event": "accepted",
                 "mail_from": envelope.mail_from,
                 "rcpt_tos": list(envelope.rcpt_tos),
+                "mail_options": list(envelope.mail_options),
                 "data": base64.b64encode(envelope.original_content).decode(),
             }
         )

@@ -28,8 +28,10 @@ from service.notices.transport import (
     MultipleRecipients,
     OutgoingMessage,
     SmtpSettings,
+    UnwritableDomain,
     check_outgoing,
     parse_smtp_url,
+    wire_address,
 )
 from tests.support.mail import one_recipient, parse_message, text_and_html
 
@@ -195,11 +197,15 @@ def test_the_prepared_message_reads_as_one_built_field_by_field() -> None:
     sender = "Sicherheitsteam Über <security@example.com>"
     for language in LANGUAGES:
         notice = prepared(language=language, service_name="Bücher & Co", sender=sender)
-        for recipient in ("jane.doe@example.org", "jörg@example.com", "user@bücher.de"):
+        for recipient, to in (
+            ("jane.doe@example.org", "jane.doe@example.org"),
+            ("jörg@example.com", "jörg@example.com"),
+            ("user@bücher.de", "user@xn--bcher-kva.de"),  # the domain as its A-label
+        ):
             outgoing = built(recipient, notice)
             reference = EmailMessage()
             reference["From"] = sender
-            reference["To"] = Address(addr_spec=recipient) if recipient.isascii() else recipient
+            reference["To"] = Address(addr_spec=to) if to.isascii() else to
             reference["Subject"] = notice.subject
             reference.set_content(notice.text)
             reference.add_alternative(notice.html, subtype="html")
@@ -216,15 +222,80 @@ def test_the_prepared_message_reads_as_one_built_field_by_field() -> None:
 
 
 @pytest.mark.parametrize(
-    "recipient", ["jörg@example.com", "user@bücher.de", "Jörg.Müller@Bücher.example"]
+    ("recipient", "wire"),
+    [
+        ("jörg@example.com", "jörg@example.com"),
+        ("jürgen@example.de", "jürgen@example.de"),
+        # Only the local part needs SMTPUTF8; the domain still goes as its A-label.
+        ("Jörg.Müller@Bücher.example", "Jörg.Müller@xn--bcher-kva.example"),
+    ],
 )
-def test_a_non_ascii_address_goes_in_utf8_and_asks_for_smtputf8(recipient: str) -> None:
+def test_a_non_ascii_local_part_goes_in_utf8_and_asks_for_smtputf8(
+    recipient: str, wire: str
+) -> None:
     outgoing = built(recipient)
-    assert (outgoing.smtputf8, outgoing.eight_bit) == (True, True)
-    assert check_outgoing(outgoing) == recipient
-    assert b"To: " + recipient.encode() + b"\r\n" in outgoing.data  # RFC 6532, not =?utf-8?
-    assert parsed(outgoing).get_all("To") == [recipient]
-    assert one_recipient(parsed(outgoing)) == recipient
+    assert (outgoing.recipient, outgoing.smtputf8, outgoing.eight_bit) == (wire, True, True)
+    assert check_outgoing(outgoing) == wire
+    assert b"To: " + wire.encode() + b"\r\n" in outgoing.data  # RFC 6532, not =?utf-8?
+    assert parsed(outgoing).get_all("To") == [wire]
+    assert one_recipient(parsed(outgoing)) == wire
+
+
+# --- internationalized domains: A-labels on the wire -------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("address", "wire"),
+    [
+        ("carol@bücher.de", "carol@xn--bcher-kva.de"),
+        # UTS #46 maps case (and full-width forms) before encoding; the local part keeps its.
+        ("Carol@Bücher.DE", "Carol@xn--bcher-kva.de"),
+        ("carol@BÜCHER.de", "carol@xn--bcher-kva.de"),
+        ("carol@\uff42\u00fccher\uff0ede", "carol@xn--bcher-kva.de"),  # full-width b and dot
+        ("carol@mail.bücher.de", "carol@mail.xn--bcher-kva.de"),
+        ("anna@straße.de", "anna@xn--strae-oqa.de"),  # IDNA 2008: ß stays ß, not "ss"
+        ("ivan@пример.рф", "ivan@xn--e1afmkfd.xn--p1ai"),
+        ("jürgen@bücher.de", "jürgen@xn--bcher-kva.de"),
+        # Already ASCII (A-labels in any case, plain names): sent as they are.
+        ("carol@xn--bcher-kva.de", "carol@xn--bcher-kva.de"),
+        ("carol@XN--BCHER-KVA.DE", "carol@XN--BCHER-KVA.DE"),
+        ("UPPER.case@Example.ORG", "UPPER.case@Example.ORG"),
+        ("jürgen@example.de", "jürgen@example.de"),
+        ('"a@b"@bücher.de', '"a@b"@xn--bcher-kva.de'),  # the domain follows the last @
+    ],
+)
+def test_wire_address_writes_a_non_ascii_domain_as_a_labels(address: str, wire: str) -> None:
+    assert wire_address(address) == wire
+
+
+@pytest.mark.parametrize(
+    "address", ["carol@bücher.de", "Carol@Bücher.DE", "carol@xn--bcher-kva.de"]
+)
+def test_an_idn_with_an_ascii_local_part_needs_no_smtputf8(address: str) -> None:
+    outgoing = built(address)
+    wire = address.split("@")[0] + "@xn--bcher-kva.de"
+    assert (outgoing.recipient, outgoing.smtputf8, outgoing.eight_bit) == (wire, False, False)
+    assert outgoing.data.startswith(f"To: {wire}\r\n".encode())  # the envelope's, exactly
+    assert outgoing.data.isascii()
+    assert check_outgoing(outgoing) == wire
+    assert one_recipient(parsed(outgoing)) == wire
+
+
+@pytest.mark.parametrize(
+    ("address", "reason"),
+    [
+        ("carol@☃.com", "U+2603"),  # a symbol: DISALLOWED in IDNA 2008
+        ("carol@-bücher.de", "hyphen"),
+        ("carol@bücher..de", "Empty Label"),
+        ("carol@xn--zz.bücher.de", "A-label"),  # a broken A-label beside a U-label
+        ("carol@bü cher.de", "U+0020"),
+    ],
+)
+def test_an_invalid_idn_is_a_clear_value_error(address: str, reason: str) -> None:
+    with pytest.raises(UnwritableDomain, match="not a valid internationalized domain") as raised:
+        built(address)
+    assert reason in str(raised.value)
+    assert isinstance(raised.value, ValueError)  # what the delivery job records as permanent
 
 
 @pytest.mark.parametrize(
