@@ -188,8 +188,9 @@ def apply_accounts(
     must have distinct external_ids. An account created, or given an address with another
     key, is checked against the watch list at once and flagged like one found by an ingest;
     a locale-only change, or a respelling of the same canonical address, is not. A new
-    address text clears the undeliverable mark. ``lock`` takes row locks on the existing
-    accounts (PostgreSQL), so concurrent calls on one account apply one after the other.
+    mailbox (another canonical address) clears the undeliverable mark. ``lock`` takes row
+    locks on the existing accounts (PostgreSQL), so concurrent calls on one account apply
+    one after the other.
     Does not commit; two concurrent creations of one external_id: one raises
     IntegrityError, which the caller retries (``run_in_transaction``).
     """
@@ -243,12 +244,17 @@ def apply_accounts(
     if updates:
         session.execute(update(Account), updates)
     for condition in bulk.in_batches(session, Account.id, readdressed):
-        # A new address deserves a new chance at delivery; and what a step-up vouched for
-        # was the account at its old address (earlier assurance tokens stop working).
+        # What a step-up vouched for was the account at its old address (earlier assurance
+        # tokens stop working), even for a respelling of the same mailbox.
         session.execute(
-            update(Account)
-            .where(condition)
-            .values(undeliverable_at=None, security_epoch=Account.security_epoch + 1),
+            update(Account).where(condition).values(security_epoch=Account.security_epoch + 1),
+            execution_options={"synchronize_session": False},
+        )
+    for condition in bulk.in_batches(session, Account.id, rekeyed):
+        # A new mailbox deserves a new chance at delivery; a respelling of a bounced one
+        # ("HENRY@example.org" for "henry@example.org") does not.
+        session.execute(
+            update(Account).where(condition).values(undeliverable_at=None),
             execution_options={"synchronize_session": False},
         )
     drop_pending_enrolments(session, readdressed)

@@ -32,6 +32,7 @@ from service.stepup.services import (
     Method,
     StepUp,
     available_methods,
+    mailbox_undeliverable,
     recovery_codes_left,
     totp_enrolled,
 )
@@ -123,7 +124,7 @@ _FACTS = (
         _ACCOUNT.c.id,
         _ACCOUNT.c.email,
         _ACCOUNT.c.security_epoch,
-        _ACCOUNT.c.undeliverable_at,
+        mailbox_undeliverable(_ACCOUNT.c.email_key).label("undeliverable"),
         _LEAK.c.slug,
         _EXPOSURE.c.kind,
         _EXPOSURE.c.created_at,
@@ -162,7 +163,7 @@ def load_facts(connection: Connection | Session, external_id: str) -> AccountFac
         exposures,
         has_totp=bool(first.has_totp),
         has_recovery_codes=bool(first.has_codes),
-        undeliverable=first.undeliverable_at is not None,
+        undeliverable=bool(first.undeliverable),
     )
 
 

@@ -32,7 +32,7 @@ from enum import StrEnum
 
 from pyotp.utils import strings_equal
 from sqlalchemy import BigInteger, Exists, delete, exists, insert, literal, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from service.addresses import mask_email
@@ -611,15 +611,24 @@ def open_exposure(account_id: ColumnElement[int] | int) -> Exists:
     return exists().where(Exposure.account_id == account_id, Exposure.state == ExposureState.OPEN)
 
 
+def mailbox_undeliverable(email_key: ColumnElement[bytes] | InstrumentedAttribute[bytes]) -> Exists:
+    """True where a bounce marked the mailbox undeliverable, on this account or on any other
+    account with the same canonical address: the mark belongs to the mailbox."""
+    same_mailbox = Account.__table__.alias("same_mailbox")
+    return exists().where(
+        same_mailbox.c.email_key == email_key, same_mailbox.c.undeliverable_at.is_not(None)
+    )
+
+
 def mailbox_usable() -> ColumnElement[bool]:
     """True for an account (in a query over ``account``) whose mailbox a code may go to:
-    the address is deliverable, and no open leak gave out the mailbox's password with it."""
+    the mailbox is deliverable, and no open leak gave out its password with the address."""
     credential_leaked = exists().where(
         Exposure.account_id == Account.id,
         Exposure.state == ExposureState.OPEN,
         Exposure.kind == ExposureKind.CREDENTIAL,
     )
-    return Account.undeliverable_at.is_(None) & ~credential_leaked
+    return ~mailbox_undeliverable(Account.email_key) & ~credential_leaked
 
 
 def available_methods(

@@ -491,3 +491,22 @@ def test_an_enrolment_started_before_a_flag_or_an_address_change_cannot_be_confi
     code = pyotp.TOTP(started.get_json()["secret"]).now()
     answer = post(client, auth, "/v1/accounts/f6/totp/confirm", {"code": code})
     assert (answer.status_code, problem_code(answer)) == (403, "verification_failed")
+
+
+def test_a_bounce_marks_the_mailbox_for_every_account_on_it(
+    runtime: Runtime, client: FlaskClient, auth: dict[str, str]
+) -> None:
+    """Reviewed from outside: a second account on the bounced address was still offered, and
+    mailed, the emailed code; a respelled re-sync of the address cleared the mark."""
+    f4 = make_account(runtime, "f4", "henry@example.org")
+    f7 = make_account(runtime, "f7", "Henry@Example.org")
+    expose(runtime, f4)
+    expose(runtime, f7)
+    with runtime.db.transaction() as session:
+        session.execute(update(Account).where(Account.id == f4).values(undeliverable_at=utcnow()))
+    for account in ("f4", "f7"):
+        assert risk(client, auth, account)["reasons"] == ["no_usable_method"], account
+    client.put("/v1/accounts/f4", json={"email": "HENRY@example.org"}, headers=auth)
+    assert risk(client, auth, "f4")["reasons"] == ["no_usable_method"]  # the same mailbox
+    client.put("/v1/accounts/f4", json={"email": "henry.new@example.org"}, headers=auth)
+    assert risk(client, auth, "f4")["methods"] == ["email_code"]  # a new mailbox
