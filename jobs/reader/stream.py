@@ -31,7 +31,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Final
 
-from jobs.reader.encoding import detect_encoding
+from jobs.reader.encoding import decode_line, decode_lines, detect_encoding
 from jobs.reader.formats import (
     CsvLayout,
     LeakRecord,
@@ -403,8 +403,8 @@ def _decoded_blocks(read: Callable[[int], bytes], path: Path, first: bytes) -> I
 def _line_batches(blocks: Iterator[bytes]) -> Iterator[list[str]]:
     """Split UTF-8 blocks into physical lines (LF, CRLF or lone CR), one list per block.
 
-    Each line keeps at most its first MAX_LINE_BYTES bytes; undecodable bytes become U+FFFD
-    line by line, so a bad byte never costs the rest of its line.
+    Each line keeps at most its first MAX_LINE_BYTES bytes; a line that is not valid UTF-8
+    is read as Windows-1252 (``encoding.decode_line``), line by line, as mixed files need.
     """
     carry = b""
     after_cr = False
@@ -426,11 +426,9 @@ def _line_batches(blocks: Iterator[bytes]) -> Iterator[list[str]]:
         else:
             chunk = data[:last]
         carry = data[last + 1 :]
-        # "\n" never occurs inside a multi-byte sequence, so decoding the whole chunk at once
-        # replaces exactly what decoding line by line would, at a fraction of the cost.
-        yield chunk.decode("utf-8", "replace").split("\n")
+        yield decode_lines(chunk, cut_at=MAX_LINE_BYTES)
     if carry:
-        yield [carry.decode("utf-8", "replace")]
+        yield [decode_line(carry, cut_at=MAX_LINE_BYTES)]
 
 
 def _sample(blocks: Iterator[bytes]) -> tuple[bytes, bool]:
@@ -450,8 +448,7 @@ def _sample(blocks: Iterator[bytes]) -> tuple[bytes, bool]:
 
 
 def _sample_lines(sample: bytes, *, complete: bool) -> list[str]:
-    text = sample.replace(b"\r\n", b"\n").replace(b"\r", b"\n").decode("utf-8", "replace")
-    lines = text.split("\n")
+    lines = decode_lines(sample.replace(b"\r\n", b"\n").replace(b"\r", b"\n"))
     if not complete or not lines[-1]:
         lines.pop()  # cut mid-line by the sample size, or the empty tail after a final newline
     return lines

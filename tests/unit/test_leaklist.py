@@ -65,10 +65,36 @@ def test_lines_skip_blank_lines_and_give_none_without_an_at_sign(tmp_path: Path)
     assert records == [R(1, "jane@x.org"), R(4, "Bob@Y.com"), R(5, None)]
 
 
-def test_lines_keep_the_address_when_other_bytes_on_the_line_are_not_utf8(tmp_path: Path) -> None:
+def test_lines_that_are_not_utf8_are_read_as_windows_1252(tmp_path: Path) -> None:
     path = write(tmp_path, "leak.txt", b"jane@x.org\n\xff\xfe\x00garbage\nbob@y.com \xc3\n")
     _, records = read(path, LeakFormat.LINES)
-    assert records == [R(1, "jane@x.org"), R(2, None), R(3, "bob@y.com \ufffd")]
+    assert records == [R(1, "jane@x.org"), R(2, None), R(3, "bob@y.com \u00c3")]
+
+
+def test_legacy_8bit_lines_are_decided_line_by_line(tmp_path: Path) -> None:
+    data = (
+        "josé.luis@example.org\n".encode()  # UTF-8
+        + b"jos\xe9.luis@example.org\n"  # Windows-1252 (also Latin-1)
+        + b"jos\xe8@example.org:pa\x80ss\n"  # the euro sign exists only in Windows-1252
+        + b"odd\x81@example.org\n"  # undefined in Windows-1252: a C1 control (WHATWG)
+        + "zoë@example.org\n".encode()
+    )
+    _, records = read(write(tmp_path, "leak.txt", data), LeakFormat.LINES)
+    assert candidates(records) == [
+        "josé.luis@example.org",
+        "josé.luis@example.org",
+        "josè@example.org:pa€ss",
+        "odd\x81@example.org",
+        "zoë@example.org",
+    ]
+    assert not any("\ufffd" in (c or "") for c in candidates(records))
+
+
+def test_a_utf8_line_cut_by_the_cap_inside_a_character_stays_utf8(tmp_path: Path) -> None:
+    line = "ü@x.org " + "é" * MAX_LINE_BYTES
+    _, records = read(write(tmp_path, "leak.txt", line + "\nnext@y.org\n"), LeakFormat.LINES)
+    assert (records[0].candidate or "").startswith("ü@x.org éé")
+    assert records[1] == R(2, "next@y.org")
 
 
 def test_a_line_over_the_cap_keeps_its_head_and_the_next_line_is_read(tmp_path: Path) -> None:
@@ -161,10 +187,11 @@ def test_csv_prefers_the_plain_email_column_over_a_secondary_one(tmp_path: Path)
     assert records == [R(2, "new@y.org")]
 
 
-def test_csv_bad_bytes_in_another_column_keep_the_address(tmp_path: Path) -> None:
+def test_csv_8bit_bytes_in_another_column_keep_the_address(tmp_path: Path) -> None:
     data = b"name;email;password\n\xe9\xff\xfe;jane@x.org;pa\xffss\nBob;bob@y.com;\x00\n"
     _, records = read(write(tmp_path, "leak.csv", data))
-    assert records == [R(2, "jane@x.org", "pa\ufffdss"), R(3, "bob@y.com", "\x00")]
+    # A line that is not UTF-8 is Windows-1252 as a whole: the password keeps its "ÿ".
+    assert records == [R(2, "jane@x.org", "pa\u00ffss"), R(3, "bob@y.com", "\x00")]
 
 
 def test_csv_without_a_named_column_uses_the_column_of_addresses(tmp_path: Path) -> None:
