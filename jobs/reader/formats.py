@@ -57,6 +57,14 @@ _key_roles: dict[str, str | None] = {}
 _FIELD: Final = re.compile(r"([!-9;-~]+)[ \t]*:")
 # Possessive quantifiers and the look-behind make every run of local-part characters a
 # candidate once, at its start: linear time on hostile lines (a 64 KiB run of "a.a.a...").
+# An addr-spec as a combo field holds it: RFC 5322 dot-atom local part (RFC 6531 lets it be
+# Unicode), a domain of at least two labels. Only to tell fields apart; service.addresses
+# judges the address itself.
+_FIELD_ADDRESS: Final = re.compile(r"[\w!#$%&'*+/=?^`{|}~.-]+@[\w-]+(?:\.[\w-]+)+")
+# A stealer log line opens with the URL the credentials were typed into: scheme://, the
+# authority up to its port or path (so its user-info, "https://user@host/", with it), an
+# optional port, then a path up to the next field separator (RFC 3986 section 3).
+_URL_PREFIX: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/?#:;|\s]*(?::\d+)?(?:[/?#][^:;|]*)?")
 _TEXT_ADDRESS: Final = re.compile(r"(?<![\w.+'-])[\w.+'-]++@[^\W_][\w-]*+(?:\.[^\W_][\w-]*+)++")
 
 _parse_addresses: Callable[[list[str]], list[tuple[str, str]]]
@@ -271,11 +279,16 @@ def lines_records(batches: Batches, *, skip: int) -> Iterator[LeakRecord]:
 
 
 def combo_records(batches: Batches, *, skip: int) -> Iterator[LeakRecord]:
-    """Yield one record per non-blank ``email:password`` line (also ';' and '|').
+    """Yield one record per non-blank ``email:password`` line (also ';' and '|'), or a line
+    of more fields: ``URL:login:password`` (stealer logs), ``login:email:password``.
 
-    The split is at the first separator after the first '@' (a domain cannot hold one, a
-    password can). The password is kept verbatim, spaces included; empty means None.
+    First the split at the first separator after the first '@' (a domain cannot hold one, a
+    password can): if what comes before parses as an address, that is the record. Else the
+    address is the first field that parses as one, after a leading URL (never its user-info
+    part), and the password is the rest of the line after it. The password is kept
+    verbatim, spaces included; empty means None.
     """
+    fullmatch = _FIELD_ADDRESS.fullmatch
     line = 0
     for batch in batches:
         if skip:
@@ -301,14 +314,41 @@ def combo_records(batches: Batches, *, skip: int) -> Iterator[LeakRecord]:
                     bar = text.find("|", at, end)
                     if bar >= 0:
                         cut = bar
-                if cut < 0:
-                    record = LeakRecord(line, text.strip())
+                head = text[:cut].strip() if cut >= 0 else text.strip()
+                if fullmatch(head) is not None:
+                    record = LeakRecord(line, head, text[cut + 1 :] or None if cut >= 0 else None)
                 else:
-                    record = LeakRecord(line, text[:cut].strip(), text[cut + 1 :] or None)
+                    record = _field_record(line, text) or LeakRecord(
+                        line, head, text[cut + 1 :] or None if cut >= 0 else None
+                    )
             if skip:
                 skip -= 1
                 continue
             yield record
+
+
+def _field_record(line: int, text: str) -> LeakRecord | None:
+    """Return the record of a line of more than two fields; None if no field is an address
+    (an empty record if the line opens with a URL).
+
+    Tried with ':' first, the separator of stealer logs, then ';' and '|'.
+    """
+    url = _URL_PREFIX.match(text)
+    rest = text[url.end() :] if url is not None else text
+    for separator in COMBO_SEPARATORS:
+        if separator not in rest:
+            continue
+        fields = rest.split(separator)
+        if url is not None:
+            if fields[0].strip():
+                continue  # the URL runs on past this separator: not the field layout
+            fields = fields[1:]
+        for index, value in enumerate(fields):
+            if "@" in value and _FIELD_ADDRESS.fullmatch(value.strip()) is not None:
+                password = separator.join(fields[index + 1 :])
+                return LeakRecord(line, value.strip(), password or None)
+    # A URL line without an address field: its user-info is no candidate.
+    return LeakRecord(line, None) if url is not None else None
 
 
 def jsonl_records(batches: Batches, *, skip: int) -> Iterator[LeakRecord]:

@@ -247,6 +247,33 @@ def test_combo_splits_at_the_first_separator_after_the_at_sign(tmp_path: Path) -
     ]
 
 
+def test_combo_lines_of_more_fields_take_the_field_that_is_an_address(tmp_path: Path) -> None:
+    text = (
+        "https://shop.example.net/login:niaj@example.com:Hunter2!\n"  # stealer log
+        "android://AbC1_x==@com.example.app/:olga@example.org:pa:ss\n"
+        "https://user@shop.example.net/account:pete@example.com:pw\n"  # user-info is no login
+        "https://admin@shop.example.net:8443/u@x.com:quinn@example.com:pw\n"
+        "https://admin@shop.example.net/nothing-else:pw\n"
+        "rita:rita@example.com:secret:with:colons\n"  # login:email:password
+        "sam;sam@example.com;p:w\n"
+        "tina@example.com;pw\n"
+        "uma@example.com|pw\n"
+    )
+    source, records = read(write(tmp_path, "stealer.txt", text))
+    assert source.format is LeakFormat.COMBO
+    assert records == [
+        R(1, "niaj@example.com", "Hunter2!"),
+        R(2, "olga@example.org", "pa:ss"),
+        R(3, "pete@example.com", "pw"),
+        R(4, "quinn@example.com", "pw"),
+        R(5, None),
+        R(6, "rita@example.com", "secret:with:colons"),
+        R(7, "sam@example.com", "p:w"),
+        R(8, "tina@example.com", "pw"),
+        R(9, "uma@example.com", "pw"),
+    ]
+
+
 # --- jsonl ---------------------------------------------------------------------------------
 
 
@@ -460,6 +487,12 @@ DETECTED = [
     ("combo-colon", b"x@y.org:pw1\nz@y.org:pw2\n", LeakFormat.COMBO),
     ("combo-semicolon", b"x@y.org;pw1\nz@y.org;pw2\n", LeakFormat.COMBO),
     ("combo-bar", b"x@y.org|pw1\nz@y.org|p|w2\n", LeakFormat.COMBO),
+    (
+        "combo-stealer",
+        b"https://shop.example.net/login:x@y.org:pw1\nandroid://k==@com.a.b/:z@y.org:pw2\n",
+        LeakFormat.COMBO,
+    ),
+    ("combo-login-first", b"x:x@y.org:pw1\nz:z@y.org:pw2\n", LeakFormat.COMBO),
     ("combo-under-subject", b"Subject: dump\nx@y.org:pw1\nz@y.org:pw2\n", LeakFormat.COMBO),
     ("lines", b"x@y.org\nJane <z@y.org>\n", LeakFormat.LINES),
     ("prose", b"Dear all, write to x@y.org: thanks.\nBye\n", LeakFormat.LINES),
@@ -698,6 +731,8 @@ PREFIXES = [
     b"\x00" * 64,
     b"To: ",
     b"email,password\n",
+    b"https://u@h.example/p:",
+    b"login:",
 ]
 TOKENS = [b"@", b":", b";", b"|", b",", b"\t", b"\n", b"\r", b'"', b"<", b">", b"(", b"{"]
 HOSTILE = st.one_of(
@@ -757,6 +792,24 @@ def encode_leak(fmt: LeakFormat, rows: list[tuple[str, str]], delimiter: str) ->
     if fmt is LeakFormat.EML:
         return "From: x@sender.example\nTo: " + ",\n ".join(a for a, _ in rows) + "\n\nbody\n"
     return "".join(f"Write to {address}, now.\n" for address, _ in rows)
+
+
+@PROPERTY
+@given(
+    rows=ROWS,
+    login=LOCAL,
+    separator=st.sampled_from([":", ";"]),
+    url=st.sampled_from(["", "https://{login}@shop.example.net/login", "android://k==@com.x.y/"]),
+)
+def test_combo_lines_of_more_fields_read_back_exactly(
+    tmp_path: Path, rows: list[tuple[str, str]], login: str, separator: str, url: str
+) -> None:
+    prefix = url.format(login=login) + separator if url else ""
+    text = "".join(
+        f"{prefix}{login}{separator}{address}{separator}{password}\n" for address, password in rows
+    )
+    _, records = read(write(tmp_path, "combo.txt", text), LeakFormat.COMBO)
+    assert [(r.candidate, r.password) for r in records] == rows
 
 
 @pytest.mark.parametrize("fmt", CONCRETE_FORMATS)
