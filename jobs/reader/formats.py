@@ -31,6 +31,12 @@ CREDENTIAL: Final = "credential"
 
 CSV_DELIMITERS: Final = (",", ";", "\t", "|")
 SNIFF_ROWS: Final = 50
+# How far below the first line a header may stand: exports put a title, a date, a filter
+# description or blank lines above it.
+HEADER_WITHIN_ROWS: Final = 20
+# Excel's first-line "sep=;" names the delimiter of the rest of the file (an Excel
+# convention, not RFC 4180, which knows no such line); Excel writes it for ';' locales.
+_SEP_LINE: Final = re.compile(r"\ufeff?sep=([^\r\n\"])[ \t]*", re.IGNORECASE)
 COMBO_SEPARATORS: Final = (":", ";", "|")
 # Recipient fields only: From, Sender, Reply-To and Return-Path name the leaker, not the
 # people whose addresses leaked.
@@ -92,12 +98,18 @@ class LeakRecord:
 
 @dataclass(frozen=True, slots=True)
 class CsvLayout:
-    """Where a CSV keeps its addresses: delimiter, columns, and whether row one is a header."""
+    """Where a CSV keeps its addresses: delimiter, columns, and how many physical lines come
+    before the first row of data (a ``sep=`` line, titles, blank lines, the header).
+
+    ``data_offset`` is the byte offset of the line after them from the start of the text
+    (after a BOM), for byte ranges of a plain UTF-8 file; ``stream`` fills it in.
+    """
 
     delimiter: str
     email_column: int
     password_column: int | None
-    has_header: bool
+    skip_lines: int
+    data_offset: int = 0
 
 
 def name_words(name: str) -> list[str]:
@@ -180,55 +192,81 @@ def looks_like_combo(lines: list[str]) -> bool:
 
 
 def sniff_csv(lines: list[str], *, auto: bool) -> CsvLayout | None:
-    """Find the delimiter and the address column of a CSV sample, or None.
+    """Find the delimiter, the address column and the first data line of a CSV sample.
 
-    A header cell naming an address (``name_role``) wins; the delimiter is the one whose
-    header has the most cells. Without one, the first column whose values mostly contain
-    '@' is used, if the rows have a consistent number of cells; the first row is then a
-    header only if that cell has no '@'. With ``auto`` the header needs two cells, and a
-    headerless two-column file split by ';' or '|' with the addresses first is left to the
-    combo reader (its second column is a password the CSV reader could not name).
+    A first line ``sep=X`` (Excel) fixes the delimiter and is skipped. A header row with a
+    cell naming an address (``name_role``) wins, in the first HEADER_WITHIN_ROWS rows:
+    lines above it (titles, dates, blank lines) are skipped; below the first row it must be
+    followed by rows that mostly hold an '@' in that column. Among several, the widest
+    header wins, then the highest, then the delimiter order. Without one, the first column
+    whose values mostly contain '@' is used, if the rows have a consistent number of cells;
+    rows before the first of that width are skipped, and so is that row if its cell has no
+    '@' (an unnamed header). With ``auto`` the header needs two cells, and a headerless
+    two-column file split by ';' or '|' with the addresses first is left to the combo
+    reader (its second column is a password the CSV reader could not name).
     """
     min_columns = 2 if auto else 1
-    samples = [(delimiter, _sample_rows(lines, delimiter)) for delimiter in CSV_DELIMITERS]
-    samples = [(d, rows) for d, rows in samples if rows and len(rows[0]) >= min_columns]
-    named = [
-        (len(rows[0]), -order, delimiter, column)
-        for order, (delimiter, rows) in enumerate(samples)
-        if (column := _named_column(rows[0], ADDRESS)) is not None
-    ]
-    if named:
-        _, _, delimiter, column = max(named)
-        header = dict(samples)[delimiter][0]
-        return CsvLayout(delimiter, column, _named_column(header, CREDENTIAL), has_header=True)
-    best: tuple[int, int, str, int, list[list[str]]] | None = None
+    delimiters: tuple[str, ...] = CSV_DELIMITERS
+    first_line = 0
+    if lines and (sep := _SEP_LINE.fullmatch(lines[0])) is not None:
+        delimiters, first_line = (sep.group(1),), 1
+    samples = [(delimiter, _sample_rows(lines, delimiter, first_line)) for delimiter in delimiters]
+    samples = [(d, rows) for d, rows in samples if rows]
+    named: list[tuple[int, int, int, str, int, int]] = []
     for order, (delimiter, rows) in enumerate(samples):
-        widths = [len(row) for row in rows]
+        for index, (row, end_line) in enumerate(rows[:HEADER_WITHIN_ROWS]):
+            if len(row) < min_columns:
+                continue
+            column = _named_column(row, ADDRESS)
+            if column is not None and (index == 0 or _holds_addresses(rows[index + 1 :], column)):
+                named.append((len(row), -index, -order, delimiter, column, end_line))
+    if named:
+        _, index, _, delimiter, column, end_line = max(named)
+        header = dict(samples)[delimiter][-index][0]
+        return CsvLayout(delimiter, column, _named_column(header, CREDENTIAL), end_line)
+    best: tuple[int, int, str, int, list[tuple[list[str], int]]] | None = None
+    for order, (delimiter, rows) in enumerate(samples):
+        widths = [len(row) for row, _ in rows]
         width = max(set(widths), key=widths.count)
         if width < min_columns or 10 * widths.count(width) < 9 * len(rows):
             continue
-        column = _address_column(rows, width)
+        column = _address_column([row for row, _ in rows], width)
         if column is not None and (best is None or (width, -order) > best[:2]):
             best = (width, -order, delimiter, column, rows)
     if best is None:
         return None
     width, _, delimiter, column, rows = best
-    if auto and width == 2 and column == 0 and delimiter in COMBO_SEPARATORS:
+    if auto and width == 2 and column == 0 and delimiter in COMBO_SEPARATORS and not first_line:
         return None
-    return CsvLayout(delimiter, column, None, has_header="@" not in rows[0][column])
+    start = next(i for i, (row, _) in enumerate(rows) if len(row) == width)
+    if "@" not in rows[start][0][column]:
+        skip_lines = rows[start][1]  # an unnamed header
+    else:
+        skip_lines = rows[start - 1][1] if start else first_line
+    return CsvLayout(delimiter, column, None, skip_lines)
 
 
-def _sample_rows(lines: list[str], delimiter: str) -> list[list[str]]:
-    rows: list[list[str]] = []
+def _sample_rows(lines: list[str], delimiter: str, first: int) -> list[tuple[list[str], int]]:
+    """Parse the non-blank rows of ``lines[first:]``, each with the number of the physical
+    line it ends on (counted from the start of ``lines``)."""
+    rows: list[tuple[list[str], int]] = []
+    reader = csv.reader(lines[first:], delimiter=delimiter)
     try:
-        for row in csv.reader(lines, delimiter=delimiter):
+        for row in reader:
             if any(cell.strip() for cell in row):
-                rows.append(row)
+                rows.append((row, first + reader.line_num))
                 if len(rows) >= SNIFF_ROWS:
                     break
     except csv.Error:
         pass  # a broken row ends the sample; the rows before it still count
     return rows
+
+
+def _holds_addresses(rows: list[tuple[list[str], int]], column: int) -> bool:
+    """Say whether the rows below a header candidate hold mostly addresses in ``column``."""
+    values = [row[column] for row, _ in rows if len(row) > column and row[column].strip()]
+    # No rows below: a header with no data yet (or not in the sample) is still a header.
+    return 2 * sum("@" in value for value in values) >= len(values)
 
 
 def _named_column(header: list[str], role: str) -> int | None:
@@ -446,27 +484,27 @@ def _named_keys(document: dict[str, Any]) -> tuple[str | None, str | None]:
 def csv_records(batches: Batches, *, layout: CsvLayout, skip: int) -> Iterator[LeakRecord]:
     """Yield one record per non-blank CSV row, starting at the row's first line.
 
-    A row that cannot be parsed (an over-long field) is a record with candidate None. A
+    The layout's ``skip_lines`` (header and what stands above it) are passed over, and
+    lines are still counted from the start of the text. A row that cannot be parsed (an
+    over-long field) is a record with candidate None. A
     newline inside a quoted field is dropped from the value (the csv module sees lines
     without their ends); such fields are notes, not addresses.
     """
-    reader = csv.reader(chain.from_iterable(batches), delimiter=layout.delimiter)
+    reader = csv.reader(
+        chain.from_iterable(_drop_lines(batches, layout.skip_lines)), delimiter=layout.delimiter
+    )
     column, password_column = layout.email_column, layout.password_column
-    header_pending = layout.has_header
-    end = 0
+    first = end = layout.skip_lines
     # A csv.Error ends the for loop but not the reader, which goes on at the next line.
     while True:
         try:
             for row in reader:
-                line, end = end + 1, reader.line_num
+                line, end = end + 1, first + reader.line_num
                 cell = row[column].strip() if len(row) > column else ""
                 if "@" not in cell:
                     if not any(value.strip() for value in row):
                         continue
                     cell = ""
-                if header_pending:
-                    header_pending = False
-                    continue
                 if skip:
                     skip -= 1
                     continue
@@ -476,11 +514,21 @@ def csv_records(batches: Batches, *, layout: CsvLayout, skip: int) -> Iterator[L
                 yield LeakRecord(line, cell or None, password)
             return
         except csv.Error:
-            line, end = end + 1, reader.line_num
+            line, end = end + 1, first + reader.line_num
             if skip:
                 skip -= 1
             else:
                 yield LeakRecord(line, None)
+
+
+def _drop_lines(batches: Batches, count: int) -> Iterator[list[str]]:
+    """Yield the batches without their first ``count`` lines (those above a CSV's data)."""
+    for batch in batches:
+        if count >= len(batch):
+            count -= len(batch)
+            continue
+        yield batch[count:] if count else batch
+        count = 0
 
 
 def eml_records(batches: Batches, *, skip: int) -> Iterator[LeakRecord]:

@@ -19,6 +19,7 @@ import codecs
 import gzip
 import lzma
 import os
+import re
 import stat
 import weakref
 import zlib
@@ -136,6 +137,10 @@ def open_leak(path: Path, fmt: LeakFormat = LeakFormat.AUTO) -> LeakReader:
         layout = sniff_csv(lines, auto=False)
         if layout is None:
             raise LeakFileError(f"{_shown(path)}: no column of email addresses in the CSV")
+    if layout is not None and layout.skip_lines:
+        # Where the data starts, in bytes: every worker of a split run sniffs the same head
+        # of the file and so knows it, and reads no line above it (see records()).
+        layout = replace(layout, data_offset=_line_offset(sample, layout.skip_lines))
     source = LeakSource(fmt, compression, codec, identity.size)
     return LeakReader(path, source, identity=identity, layout=layout)
 
@@ -217,9 +222,20 @@ class LeakReader:
             if not self.splittable:
                 raise ValueError("byte ranges need a plain UTF-8 file of a line format")
             start, end = byte_range
-            batches = _line_batches(self._range_blocks(start, end))
-            if layout is not None and start > self._origin():
-                layout = replace(layout, has_header=False)  # the header is in the first range
+            origin = self._origin()
+            data = origin + (layout.data_offset if layout is not None else 0)
+            if layout is not None and end <= data and data > origin:
+                batches = iter(())  # only lines above the data start in this range
+            elif layout is None or start <= origin:
+                # The first range passes over the lines above the data, as the whole file does.
+                batches = _line_batches(self._range_blocks(start, end))
+            else:
+                # A later range never sees the header: the lines above the data belong to no
+                # record, so a range starting among them begins at the data's first line.
+                begin = max(start, data)
+                blocks = self._range_blocks(begin, end, at_line_start=begin == data)
+                batches = _line_batches(blocks)
+                layout = replace(layout, skip_lines=0)
         reader: Callable[..., Iterator[LeakRecord]]
         if layout is not None:
             reader = partial(csv_records, layout=layout)
@@ -237,19 +253,23 @@ class LeakReader:
             if close is not None:
                 close()
 
-    def _range_blocks(self, start: int, end: int) -> Iterator[bytes]:
+    def _range_blocks(
+        self, start: int, end: int, *, at_line_start: bool = False
+    ) -> Iterator[bytes]:
         """Yield the bytes of every line that starts in [start, end), whole.
 
         A line belongs to the range its first byte lies in, so consecutive ranges read every
         line exactly once: this range finishes the line that straddles ``end`` and the next
-        one drops it.
+        one drops it. ``at_line_start``: ``start`` is known to begin a line (the first line
+        of a CSV's data), which is read from there.
         """
         with ExitStack() as stack:
             origin = self._origin()
-            inside = start > origin  # else the range starts with the file's first line
+            # Else the range starts with the file's first line, or at a known line start.
+            inside = start > origin and not at_line_start
             try:
                 raw = stack.enter_context(self._path.open("rb", buffering=0))
-                offset = start - 1 if inside else origin  # of data[0] in the file
+                offset = start - 1 if inside else max(start, origin)  # of data[0] in the file
                 raw.seek(offset)
             except OSError as exc:
                 raise LeakFileError(
@@ -452,6 +472,17 @@ def _sample_lines(sample: bytes, *, complete: bool) -> list[str]:
     if not complete or not lines[-1]:
         lines.pop()  # cut mid-line by the sample size, or the empty tail after a final newline
     return lines
+
+
+def _line_offset(sample: bytes, lines: int) -> int:
+    """Return the byte offset in ``sample`` after its first ``lines`` line ends (LF, CRLF or
+    lone CR, as ``_line_batches`` counts them)."""
+    offset = 0
+    for count, match in enumerate(re.finditer(rb"\r\n|\r|\n", sample), 1):
+        offset = match.end()
+        if count == lines:
+            break
+    return offset
 
 
 def _detect_format(lines: list[str]) -> tuple[LeakFormat, CsvLayout | None]:

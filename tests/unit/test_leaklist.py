@@ -211,6 +211,42 @@ def test_csv_rows_without_an_address_are_records_without_a_candidate(tmp_path: P
     assert records == [R(2, "jane@x.org"), R(3, None), R(4, None)]
 
 
+@pytest.mark.parametrize(
+    ("above", "delimiter"),
+    [
+        ("sep=;\r\n", ";"),  # Excel's first line
+        ("SEP=|\n", "|"),
+        ("User export\n", ","),
+        ("Customer list;;\nExported 2019-11-01 by admin@shop.example;;\n\n\n", ";"),
+        ("sep=\t\nReport\tusers\n\n", "\t"),
+    ],
+)
+def test_csv_header_below_titles_dates_blank_lines_and_sep(
+    tmp_path: Path, above: str, delimiter: str
+) -> None:
+    rows = [["id", "E-Mail", "Passwort"], ["1", "jane@x.org", "pw1"], ["2", "nope", ""]]
+    text = above + "".join(delimiter.join(row) + "\n" for row in rows)
+    first = above.replace("\r\n", "\n").count("\n") + 2  # the line after the header
+    for fmt in (LeakFormat.AUTO, LeakFormat.CSV):
+        source, records = read(write(tmp_path, "export.csv", text), fmt)
+        assert source.format is LeakFormat.CSV
+        assert records == [R(first, "jane@x.org", "pw1"), R(first + 1, None)]
+
+
+def test_csv_without_a_named_column_below_a_title_skips_the_title(tmp_path: Path) -> None:
+    rows = "".join(f"{n};user{n}@x.org;2019-11-01\n" for n in range(12))
+    source, records = read(write(tmp_path, "export.csv", "Leaked users\n\n" + rows))
+    assert source.format is LeakFormat.CSV
+    assert candidates(records) == [f"user{n}@x.org" for n in range(12)]
+    assert records[0].line == 3
+
+
+def test_a_data_cell_naming_an_address_is_not_a_header(tmp_path: Path) -> None:
+    text = "id,contact,kind\n1,jane@x.org,email\n2,bob@y.com,mail\n"
+    _, records = read(write(tmp_path, "contacts.csv", text))
+    assert records == [R(2, "jane@x.org"), R(3, "bob@y.com")]
+
+
 def test_csv_with_no_email_column_is_a_file_error(tmp_path: Path) -> None:
     path = write(tmp_path, "leak.csv", "id,name,city\n1,Jane,Oslo\n2,Bob,Rome\n")
     with pytest.raises(LeakFileError, match="no column of email addresses") as caught:
@@ -484,6 +520,8 @@ DETECTED = [
     ("json-array", b'[\n{"email": "x@y.org"},\n{"email": "z@y.org"}\n]\n', LeakFormat.JSONL),
     ("csv", b"id;E-mail;pw\n1;x@y.org;a\n", LeakFormat.CSV),
     ("tsv-headerless", b"1\tx@y.org\tJ\n2\tz@y.org\tK\n", LeakFormat.CSV),
+    ("csv-sep-line", b"sep=;\nmail;pw\nx@y.org;a\n", LeakFormat.CSV),
+    ("csv-under-title", b"Users\n2024-01-02\n\nid,email\n1,x@y.org\n", LeakFormat.CSV),
     ("combo-colon", b"x@y.org:pw1\nz@y.org:pw2\n", LeakFormat.COMBO),
     ("combo-semicolon", b"x@y.org;pw1\nz@y.org;pw2\n", LeakFormat.COMBO),
     ("combo-bar", b"x@y.org|pw1\nz@y.org|p|w2\n", LeakFormat.COMBO),
@@ -731,6 +769,7 @@ PREFIXES = [
     b"\x00" * 64,
     b"To: ",
     b"email,password\n",
+    b"sep=;\ntitle\n\nemail;pw\n",
     b"https://u@h.example/p:",
     b"login:",
 ]
