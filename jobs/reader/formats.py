@@ -196,9 +196,10 @@ def sniff_csv(lines: list[str], *, auto: bool) -> CsvLayout | None:
 
     A first line ``sep=X`` (Excel) fixes the delimiter and is skipped. A header row with a
     cell naming an address (``name_role``) wins, in the first HEADER_WITHIN_ROWS rows:
-    lines above it (titles, dates, blank lines) are skipped; below the first row it must be
-    followed by rows that mostly hold an '@' in that column. Among several, the widest
-    header wins, then the highest, then the delimiter order. Without one, the first column
+    lines above it (titles, dates, blank lines) are skipped; below the first row it must
+    hold no '@' and be followed by rows that mostly hold an '@' in that column. Among
+    several, the widest header wins, then the highest, then the delimiter order. Without
+    one, the first column
     whose values mostly contain '@' is used, if the rows have a consistent number of cells;
     rows before the first of that width are skipped, and so is that row if its cell has no
     '@' (an unnamed header). With ``auto`` the header needs two cells, and a headerless
@@ -218,7 +219,13 @@ def sniff_csv(lines: list[str], *, auto: bool) -> CsvLayout | None:
             if len(row) < min_columns:
                 continue
             column = _named_column(row, ADDRESS)
-            if column is not None and (index == 0 or _holds_addresses(rows[index + 1 :], column)):
+            if column is not None and (
+                index == 0
+                or (
+                    not any("@" in cell for cell in row)
+                    and _holds_addresses(rows[index + 1 :], column)
+                )
+            ):
                 named.append((len(row), -index, -order, delimiter, column, end_line))
     if named:
         _, index, _, delimiter, column, end_line = max(named)
