@@ -12,17 +12,22 @@ of lines, one helper call per line is a measurable share of the run.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import inspect
 import io
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email.utils import getaddresses
 from functools import partial
 from itertools import chain
 from typing import Any, Final
+
+import ijson
+
+from jobs.reader.encoding import FALLBACK_HANDLER
 
 Batches = Iterable[list[str]]
 
@@ -167,15 +172,32 @@ def looks_like_eml(lines: list[str]) -> bool:
     return not names.isdisjoint(EML_KEY_FIELDS)
 
 
-def looks_like_jsonl(lines: list[str]) -> bool:
-    """Say whether the first non-blank line opens a JSON object (or an array of them)."""
+def json_layout(lines: list[str], *, partial: str = "") -> str | None:
+    """Say how a sample holds JSON: "jsonl" (one object per line, also inside an array
+    written one element per line), "json" (any other layout: an array on one line or
+    pretty-printed, concatenated pretty-printed objects, one big object), or None.
+
+    ``partial`` is the start of a first line too long to be complete in the sample.
+    """
     opening = [text.strip() for text in lines if text.strip()][:2]
     if not opening:
-        return False
-    if opening[0] == "[":
-        # A JSON array written one object per line, as many dumps are.
-        return len(opening) > 1 and opening[1].startswith("{")
-    return opening[0].lstrip("[").lstrip().startswith("{")
+        return "json" if partial.lstrip().startswith(("[", "{")) else None
+    first = opening[0]
+    if first == "[":
+        if len(opening) < 2:
+            return None
+        first = opening[1]
+    elif first.startswith("["):
+        first = first[1:].lstrip()
+        if first.startswith(('"', "[", "]")):
+            return "json"  # an array of strings (addresses) or of arrays on one line
+    if not first.startswith("{"):
+        return "json" if opening[0] == "[" and first.startswith(('"', "[")) else None
+    try:
+        _, end = json.JSONDecoder().raw_decode(first)
+    except (ValueError, RecursionError):
+        return "json"  # an object that goes on over the next lines
+    return "jsonl" if first[end:].strip() in ("", *_ARRAY_TAILS) else "json"
 
 
 def looks_like_combo(lines: list[str]) -> bool:
@@ -486,6 +508,180 @@ def _named_keys(document: dict[str, Any]) -> tuple[str | None, str | None]:
         elif role == CREDENTIAL and password is None:
             password = key
     return address, password
+
+
+# A JSON token (a string, a number) longer than this is not a leak's: past it the reader
+# stops rather than let the parser's buffer grow with the file.
+MAX_JSON_TOKEN_BYTES = 8 * 1024 * 1024
+
+
+@dataclass(slots=True)
+class _JsonFrame:
+    """An open object or array while streaming a JSON text."""
+
+    is_map: bool
+    line: int
+    unit: bool  # a top-level value or an element of a top-level array: one entry
+    key: str | None = None
+    has_address_key: bool = False
+    address: str | None = None
+    password: str | None = None
+    nested: LeakRecord | None = None  # a nested object's record, waiting for a password
+    nested_count: int = 0
+
+
+def json_records(blocks: Iterable[bytes], *, skip: int) -> Iterator[LeakRecord]:
+    """Yield the records of a JSON text of any layout (RFC 8259), streamed by ijson.
+
+    Entries are the top-level values (concatenated objects, as ``jq`` prints them) or the
+    elements of a top-level array. Any object that holds a key naming an address
+    (``name_role``, the first such key, as in JSON lines) is a record, at any depth, with
+    its own password key or, if it has none, that of the object it is nested in (``{"user":
+    {"email": ...}, "password": ...}``). An object that names an address itself takes
+    precedence over the objects nested in it; an object holding many address objects
+    (``{"1": {"email": ...}, "2": ...}``) passes each on at once, so memory stays flat. A
+    string element of a top-level array is an address candidate. An entry without any
+    address is one record with candidate None, at the line where it starts. A syntax error
+    ends the reading with one such record.
+
+    Bytes that are not UTF-8 are read as Windows-1252 per byte run, not per line: a JSON
+    text may be one line of gigabytes.
+    """
+    decoder = codecs.getincrementaldecoder("utf-8")(FALLBACK_HANDLER)
+    events: list[tuple[str, Any]] = ijson.sendable_list()
+    parser = ijson.basic_parse_coro(events, multiple_values=True, use_float=True)
+    stack: list[_JsonFrame] = []
+    found = False  # the current entry gave a record
+    line = 1
+    pending = 0  # bytes sent since the parser last produced an event
+    out: list[LeakRecord] = []
+
+    def emit(record: LeakRecord) -> None:
+        nonlocal found
+        found = True
+        out.append(record)
+
+    def close_map(frame: _JsonFrame) -> None:
+        record: LeakRecord | None = None
+        if frame.has_address_key:
+            record = LeakRecord(frame.line, frame.address, frame.password)
+        elif frame.nested is not None:
+            record = frame.nested
+            if record.password is None and frame.password is not None:
+                record = replace(record, password=frame.password)
+        if record is None:
+            return
+        parent = stack[-1] if stack else None
+        if parent is None or not parent.is_map or frame.unit:
+            emit(record)
+        elif parent.nested_count == 0:
+            parent.nested, parent.nested_count = record, 1
+        else:
+            if parent.nested is not None:  # many address objects: a container, not a user
+                emit(parent.nested)
+                parent.nested = None
+            parent.nested_count += 1
+            emit(record)
+
+    def scalar(event: str, value: Any) -> None:
+        top = stack[-1] if stack else None
+        if top is None or (not top.is_map and top.unit is False and len(stack) == 1):
+            # A top-level scalar, or an element of the top-level array: an entry of its own.
+            text = value.strip() if event == "string" and "@" in value else None
+            emit(LeakRecord(line, text))
+            return
+        if not top.is_map or top.key is None:
+            return
+        role = _key_roles.get(top.key, "")
+        if role == "":
+            role = name_role(top.key)
+            if len(_key_roles) < _CACHE_SIZE:
+                _key_roles[top.key] = role
+        if role == ADDRESS and not top.has_address_key:
+            top.has_address_key = True
+            if event == "string" and "@" in value:
+                top.address = value.strip()
+        elif role == CREDENTIAL and top.password is None:
+            if event == "string" and value:
+                top.password = value
+            elif event == "number" and type(value) is int:
+                top.password = str(value)  # dumps store numeric passwords as numbers
+
+    def handle(event: str, value: Any) -> None:
+        nonlocal found
+        if event == "map_key":
+            stack[-1].key = value
+        elif event in ("start_map", "start_array"):
+            # A container in the top-level array, or a top-level object: one entry.
+            unit = not stack or (len(stack) == 1 and not stack[0].is_map and not stack[0].unit)
+            if event == "start_array" and not stack:
+                unit = False  # the top-level array holds the entries
+            if unit:
+                found = False
+            stack.append(_JsonFrame(event == "start_map", line, unit))
+        elif event in ("end_map", "end_array"):
+            frame = stack.pop()
+            if frame.is_map:
+                close_map(frame)
+            if frame.unit and not found:
+                out.append(LeakRecord(frame.line, None))
+            if stack and stack[-1].is_map:
+                stack[-1].key = None
+        else:
+            scalar(event, value)
+            if stack and stack[-1].is_map:
+                stack[-1].key = None
+
+    def feed(data: bytes) -> bool:
+        """Send ``data`` to the parser and handle its events; False ends the reading."""
+        nonlocal pending
+        try:
+            parser.send(data)
+        except (ijson.JSONError, ValueError, RecursionError, OverflowError):
+            for event, value in events:
+                handle(event, value)
+            out.append(LeakRecord(line, None))
+            return False
+        if events:
+            pending = 0
+            for event, value in events:
+                handle(event, value)
+            del events[:]
+        else:
+            pending += len(data)
+            if pending > MAX_JSON_TOKEN_BYTES:
+                out.append(LeakRecord(line, None))
+                return False
+        return True
+
+    reading = True
+    for block in chain(blocks, [b""]):
+        text = decoder.decode(block, final=not block).encode("utf-8", "surrogatepass")
+        pieces = text.split(b"\n")
+        last = len(pieces) - 1
+        for index, piece in enumerate(pieces):
+            # Line by line, so that each event comes out while its line is the current one.
+            data = piece + b"\n" if index < last else piece
+            if data and not feed(data):
+                reading = False
+                break
+            if index < last:
+                line += 1
+        if reading and not block:
+            try:
+                parser.close()
+            except (ijson.JSONError, ValueError, RecursionError, OverflowError):
+                out.append(LeakRecord(line, None))
+            for event, value in events:
+                handle(event, value)
+        for record in out:
+            if skip:
+                skip -= 1
+            else:
+                yield record
+        out.clear()
+        if not reading:
+            return
 
 
 def csv_records(batches: Batches, *, layout: CsvLayout, skip: int) -> Iterator[LeakRecord]:

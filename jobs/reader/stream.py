@@ -39,11 +39,12 @@ from jobs.reader.formats import (
     combo_records,
     csv_records,
     eml_records,
+    json_layout,
+    json_records,
     jsonl_records,
     lines_records,
     looks_like_combo,
     looks_like_eml,
-    looks_like_jsonl,
     sniff_csv,
     text_records,
 )
@@ -84,6 +85,7 @@ class LeakFormat(StrEnum):
     CSV = "csv"
     COMBO = "combo"
     JSONL = "jsonl"
+    JSON = "json"  # any other JSON layout: read streaming, never split
     EML = "eml"
     TEXT = "text"
 
@@ -132,7 +134,8 @@ def open_leak(path: Path, fmt: LeakFormat = LeakFormat.AUTO) -> LeakReader:
     lines = _sample_lines(sample, complete=complete)
     layout: CsvLayout | None = None
     if fmt is LeakFormat.AUTO:
-        fmt, layout = _detect_format(lines)
+        partial = "" if lines else sample[:4096].decode("utf-8", "ignore")
+        fmt, layout = _detect_format(lines, partial)
     elif fmt is LeakFormat.CSV:
         layout = sniff_csv(lines, auto=False)
         if layout is None:
@@ -216,7 +219,14 @@ class LeakReader:
         if skip < 0:
             raise ValueError("skip must be >= 0")
         layout = self._layout
-        if byte_range is None or byte_range == (0, self.source.size):
+        iterator: Iterator[LeakRecord]
+        whole = byte_range is None or byte_range == (0, self.source.size)
+        if whole and self.source.format is LeakFormat.JSON:
+            # Whole blocks, not capped lines: a JSON array may be one line of any length.
+            iterator = json_records(self._blocks(), skip=skip)
+            self._active.add(iterator)
+            return iterator
+        if whole or byte_range is None:
             batches = _line_batches(self._blocks())
         else:
             if not self.splittable:
@@ -485,12 +495,16 @@ def _line_offset(sample: bytes, lines: int) -> int:
     return offset
 
 
-def _detect_format(lines: list[str]) -> tuple[LeakFormat, CsvLayout | None]:
-    """Pick the format of a sample, in the documented order; free text is never guessed."""
+def _detect_format(lines: list[str], partial: str) -> tuple[LeakFormat, CsvLayout | None]:
+    """Pick the format of a sample, in the documented order; free text is never guessed.
+
+    ``partial``: the start of the first line when no line is complete in the sample.
+    """
     if looks_like_eml(lines):
         return LeakFormat.EML, None
-    if looks_like_jsonl(lines):
-        return LeakFormat.JSONL, None
+    json = json_layout(lines, partial=partial)
+    if json is not None:
+        return LeakFormat(json), None
     layout = sniff_csv(lines, auto=True)
     if layout is not None:
         return LeakFormat.CSV, layout

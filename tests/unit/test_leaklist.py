@@ -348,6 +348,95 @@ def test_jsonl_looks_one_level_down_and_tolerates_broken_lines(tmp_path: Path) -
     ]
 
 
+# --- json (any other layout) ----------------------------------------------------------------
+
+JSON_DOCS = [
+    {"id": 1, "email": "a@x.org", "pwd": 1234},
+    {"user": {"Email": "b@x.org"}, "password": "pb"},  # address nested, password beside it
+    {"name": "no address"},
+    {"profile": {"contact": {"mail": "c@x.org", "pass": "pc"}}},
+    {"email": "d@x.org", "referrer": {"email": "not-this@x.org"}},
+]
+JSON_EXPECTED = [
+    ("a@x.org", "1234"),
+    ("b@x.org", "pb"),
+    (None, None),
+    ("c@x.org", "pc"),
+    ("d@x.org", None),
+]
+JSON_LAYOUTS = {
+    "array-one-line": json.dumps(JSON_DOCS),
+    "array-indent-2": json.dumps(JSON_DOCS, indent=2),  # as json.dumps(indent=2) and jq write it
+    "concatenated-pretty": "\n".join(json.dumps(doc, indent=2) for doc in JSON_DOCS) + "\n",
+    "concatenated-one-line": "".join(json.dumps(doc) for doc in JSON_DOCS),
+    "wrapped": json.dumps({"count": 5, "users": JSON_DOCS}, indent=4),
+}
+
+
+@pytest.mark.parametrize("layout", sorted(JSON_LAYOUTS))
+def test_json_of_any_layout_yields_every_address_and_its_password(
+    tmp_path: Path, layout: str
+) -> None:
+    source, records = read(write(tmp_path, "dump.json", JSON_LAYOUTS[layout]))
+    assert source.format is LeakFormat.JSON
+    expected = JSON_EXPECTED
+    if layout == "wrapped":  # entries inside a wrapper are not entries: no empty record
+        expected = [pair for pair in JSON_EXPECTED if pair[0] is not None]
+    assert [(r.candidate, r.password) for r in records] == expected
+
+
+def test_json_records_carry_the_line_where_their_object_starts(tmp_path: Path) -> None:
+    text = JSON_LAYOUTS["array-indent-2"]
+    _, records = read(write(tmp_path, "dump.json", text))
+    lines = text.splitlines()
+    # The object that holds the address ("user": {, "contact": {), else the entry's "{".
+    assert [lines[r.line - 1].strip() for r in records] == [
+        "{",
+        '"user": {',
+        "{",
+        '"contact": {',
+        "{",
+    ]
+
+
+def test_json_objects_keyed_by_id_and_arrays_of_strings(tmp_path: Path) -> None:
+    keyed = {str(n): {"email": f"u{n}@x.org", "pw": f"p{n}"} for n in range(3)}
+    _, records = read(write(tmp_path, "keyed.json", json.dumps(keyed, indent=2)))
+    assert [(r.candidate, r.password) for r in records] == [
+        (f"u{n}@x.org", f"p{n}") for n in range(3)
+    ]
+    strings = json.dumps(["a@x.org", "nope", 7, "b@y.org"], indent=1)
+    source, records = read(write(tmp_path, "strings.json", strings))
+    assert source.format is LeakFormat.JSON
+    assert candidates(records) == ["a@x.org", None, None, "b@y.org"]
+
+
+def test_json_syntax_error_ends_the_reading_with_one_empty_record(tmp_path: Path) -> None:
+    text = JSON_LAYOUTS["array-indent-2"]
+    _, records = read(write(tmp_path, "cut.json", text[: text.index('"c@x.org"')]))
+    assert [(r.candidate, r.password) for r in records] == [*JSON_EXPECTED[:3], (None, None)]
+
+
+def test_json_bytes_that_are_not_utf8_are_windows_1252(tmp_path: Path) -> None:
+    data = b'[{"email": "jos\xe9@example.org"}, {"email": "zo\xc3\xab@example.org"}]'
+    _, records = read(write(tmp_path, "latin.json", data))
+    assert candidates(records) == ["josé@example.org", "zoë@example.org"]
+
+
+def test_a_one_line_json_array_of_many_mb_streams_in_bounded_memory(tmp_path: Path) -> None:
+    path = tmp_path / "big.json"
+    count = 150_000
+    with path.open("w") as handle:  # about 9 MB on one line
+        handle.write("[")
+        handle.write(",".join(f'{{"email": "user{n}@x.org", "pwd": "p{n}"}}' for n in range(count)))
+        handle.write("]")
+    peak, records = peak_bytes_while_reading(path, LeakFormat.AUTO)
+    assert len(records) == count
+    assert records[-1] == R(1, f"user{count - 1}@x.org", f"p{count - 1}")
+    # The records list itself is most of it: 150,000 records of about 200 bytes.
+    assert peak < 60 * 1024 * 1024
+
+
 # --- eml -----------------------------------------------------------------------------------
 
 SENDERS = (
@@ -518,6 +607,10 @@ DETECTED = [
     ("headers", b"Message-ID: <1@x>\nSubject: hi\nTo: x@y.org\n\nbody\n", LeakFormat.EML),
     ("jsonl", b'\n{"email": "x@y.org"}\n', LeakFormat.JSONL),
     ("json-array", b'[\n{"email": "x@y.org"},\n{"email": "z@y.org"}\n]\n', LeakFormat.JSONL),
+    ("json-array-one-line", b'[{"email": "x@y.org"}, {"email": "z@y.org"}]', LeakFormat.JSON),
+    ("json-pretty", b'[\n  {\n    "email": "x@y.org"\n  }\n]\n', LeakFormat.JSON),
+    ("json-stream", b'{\n  "user": {"mail": "x@y.org"}\n}\n{\n  "id": 2\n}\n', LeakFormat.JSON),
+    ("json-strings", b'["x@y.org", "z@y.org"]', LeakFormat.JSON),
     ("csv", b"id;E-mail;pw\n1;x@y.org;a\n", LeakFormat.CSV),
     ("tsv-headerless", b"1\tx@y.org\tJ\n2\tz@y.org\tK\n", LeakFormat.CSV),
     ("csv-sep-line", b"sep=;\nmail;pw\nx@y.org;a\n", LeakFormat.CSV),
@@ -616,6 +709,9 @@ SAMPLES: dict[LeakFormat, bytes] = {
     LeakFormat.CSV: b'email;password\na@x.org;1\n\n"b@x.org";"2\n2"\nnone;3\nc@x.org;\n',
     LeakFormat.COMBO: b"a@x.org:1\n\nb@x.org;2\nno at\nc@x.org\n",
     LeakFormat.JSONL: b'{"email": "a@x.org"}\n\n{bad\n{"mail": "b@x.org", "pwd": "p"}\n[1]\n',
+    LeakFormat.JSON: (
+        b'[\n {"email": "a@x.org"},\n {"x": 1},\n {"u": {"mail": "b@x.org"}},\n "c@x.org"\n]'
+    ),
     LeakFormat.EML: b"From x Mon\nTo: a@x.org, b@x.org\nCc: c@x.org\n\nFrom y Tue\nTo: d@x.org\n",
     LeakFormat.TEXT: b"see a@x.org and b@x.org\nnone\nc@x.org\n(d@x.org)",
 }
@@ -766,6 +862,8 @@ PREFIXES = [
     b"\xfd7zXZ\x00",
     b"From ",
     b"{",
+    b"[\n  {\n",
+    b'[{"email": "a@x.org"}, ',
     b"\x00" * 64,
     b"To: ",
     b"email,password\n",
@@ -828,6 +926,9 @@ def encode_leak(fmt: LeakFormat, rows: list[tuple[str, str]], delimiter: str) ->
         writer.writerow(["password", "e-mail"])
         writer.writerows((password, address) for address, password in rows)
         return out.getvalue()
+    if fmt is LeakFormat.JSON:  # pretty-printed, the address one level down
+        documents = [{"user": {"Email": address}, "pass": password} for address, password in rows]
+        return json.dumps(documents, indent=2, ensure_ascii=False)
     if fmt is LeakFormat.EML:
         return "From: x@sender.example\nTo: " + ",\n ".join(a for a, _ in rows) + "\n\nbody\n"
     return "".join(f"Write to {address}, now.\n" for address, _ in rows)
@@ -876,5 +977,5 @@ def test_written_leaks_read_back_exactly(
     source, records = read(write(tmp_path, "leak.bin", data), fmt)
     assert source.compression == compression
     assert candidates(records) == addresses
-    if fmt in (LeakFormat.COMBO, LeakFormat.JSONL, LeakFormat.CSV):
+    if fmt in (LeakFormat.COMBO, LeakFormat.JSONL, LeakFormat.JSON, LeakFormat.CSV):
         assert [record.password for record in records] == [password for _, password in rows]
