@@ -137,7 +137,7 @@ def import_accounts(
 
 def _read_rows(runtime: Runtime, path: Path, report: ImportReport) -> Iterator[_Row]:
     try:
-        handle = open_text(path, newline="")
+        handle = open_text(path)
     except OSError as exc:
         raise ImportFileError(f"cannot read {path}: {exc.strerror or exc}") from None
     with handle:

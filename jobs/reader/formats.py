@@ -12,17 +12,22 @@ of lines, one helper call per line is a measurable share of the run.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import inspect
 import io
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email.utils import getaddresses
 from functools import partial
 from itertools import chain
 from typing import Any, Final
+
+import ijson
+
+from jobs.reader.encoding import FALLBACK_HANDLER
 
 Batches = Iterable[list[str]]
 
@@ -31,6 +36,12 @@ CREDENTIAL: Final = "credential"
 
 CSV_DELIMITERS: Final = (",", ";", "\t", "|")
 SNIFF_ROWS: Final = 50
+# How far below the first line a header may stand: exports put a title, a date, a filter
+# description or blank lines above it.
+HEADER_WITHIN_ROWS: Final = 20
+# Excel's first-line "sep=;" names the delimiter of the rest of the file (an Excel
+# convention, not RFC 4180, which knows no such line); Excel writes it for ';' locales.
+_SEP_LINE: Final = re.compile(r"\ufeff?sep=([^\r\n\"])[ \t]*", re.IGNORECASE)
 COMBO_SEPARATORS: Final = (":", ";", "|")
 # Recipient fields only: From, Sender, Reply-To and Return-Path name the leaker, not the
 # people whose addresses leaked.
@@ -57,6 +68,14 @@ _key_roles: dict[str, str | None] = {}
 _FIELD: Final = re.compile(r"([!-9;-~]+)[ \t]*:")
 # Possessive quantifiers and the look-behind make every run of local-part characters a
 # candidate once, at its start: linear time on hostile lines (a 64 KiB run of "a.a.a...").
+# An addr-spec as a combo field holds it: RFC 5322 dot-atom local part (RFC 6531 lets it be
+# Unicode), a domain of at least two labels. Only to tell fields apart; service.addresses
+# judges the address itself.
+_FIELD_ADDRESS: Final = re.compile(r"[\w!#$%&'*+/=?^`{|}~.-]+@[\w-]+(?:\.[\w-]+)+")
+# A stealer log line opens with the URL the credentials were typed into: scheme://, the
+# authority up to its port or path (so its user-info, "https://user@host/", with it), an
+# optional port, then a path up to the next field separator (RFC 3986 section 3).
+_URL_PREFIX: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/?#:;|\s]*(?::\d+)?(?:[/?#][^:;|]*)?")
 _TEXT_ADDRESS: Final = re.compile(r"(?<![\w.+'-])[\w.+'-]++@[^\W_][\w-]*+(?:\.[^\W_][\w-]*+)++")
 
 _parse_addresses: Callable[[list[str]], list[tuple[str, str]]]
@@ -84,12 +103,18 @@ class LeakRecord:
 
 @dataclass(frozen=True, slots=True)
 class CsvLayout:
-    """Where a CSV keeps its addresses: delimiter, columns, and whether row one is a header."""
+    """Where a CSV keeps its addresses: delimiter, columns, and how many physical lines come
+    before the first row of data (a ``sep=`` line, titles, blank lines, the header).
+
+    ``data_offset`` is the byte offset of the line after them from the start of the text
+    (after a BOM), for byte ranges of a plain UTF-8 file; ``stream`` fills it in.
+    """
 
     delimiter: str
     email_column: int
     password_column: int | None
-    has_header: bool
+    skip_lines: int
+    data_offset: int = 0
 
 
 def name_words(name: str) -> list[str]:
@@ -147,15 +172,32 @@ def looks_like_eml(lines: list[str]) -> bool:
     return not names.isdisjoint(EML_KEY_FIELDS)
 
 
-def looks_like_jsonl(lines: list[str]) -> bool:
-    """Say whether the first non-blank line opens a JSON object (or an array of them)."""
+def json_layout(lines: list[str], *, partial: str = "") -> str | None:
+    """Say how a sample holds JSON: "jsonl" (one object per line, also inside an array
+    written one element per line), "json" (any other layout: an array on one line or
+    pretty-printed, concatenated pretty-printed objects, one big object), or None.
+
+    ``partial`` is the start of a first line too long to be complete in the sample.
+    """
     opening = [text.strip() for text in lines if text.strip()][:2]
     if not opening:
-        return False
-    if opening[0] == "[":
-        # A JSON array written one object per line, as many dumps are.
-        return len(opening) > 1 and opening[1].startswith("{")
-    return opening[0].lstrip("[").lstrip().startswith("{")
+        return "json" if partial.lstrip().startswith(("[", "{")) else None
+    first = opening[0]
+    if first == "[":
+        if len(opening) < 2:
+            return None
+        first = opening[1]
+    elif first.startswith("["):
+        first = first[1:].lstrip()
+        if first.startswith(('"', "[", "]")):
+            return "json"  # an array of strings (addresses) or of arrays on one line
+    if not first.startswith("{"):
+        return "json" if opening[0] == "[" and first.startswith(('"', "[")) else None
+    try:
+        _, end = json.JSONDecoder().raw_decode(first)
+    except (ValueError, RecursionError):
+        return "json"  # an object that goes on over the next lines
+    return "jsonl" if first[end:].strip() in ("", *_ARRAY_TAILS) else "json"
 
 
 def looks_like_combo(lines: list[str]) -> bool:
@@ -172,55 +214,88 @@ def looks_like_combo(lines: list[str]) -> bool:
 
 
 def sniff_csv(lines: list[str], *, auto: bool) -> CsvLayout | None:
-    """Find the delimiter and the address column of a CSV sample, or None.
+    """Find the delimiter, the address column and the first data line of a CSV sample.
 
-    A header cell naming an address (``name_role``) wins; the delimiter is the one whose
-    header has the most cells. Without one, the first column whose values mostly contain
-    '@' is used, if the rows have a consistent number of cells; the first row is then a
-    header only if that cell has no '@'. With ``auto`` the header needs two cells, and a
-    headerless two-column file split by ';' or '|' with the addresses first is left to the
-    combo reader (its second column is a password the CSV reader could not name).
+    A first line ``sep=X`` (Excel) fixes the delimiter and is skipped. A header row with a
+    cell naming an address (``name_role``) wins, in the first HEADER_WITHIN_ROWS rows:
+    lines above it (titles, dates, blank lines) are skipped; below the first row it must
+    hold no '@' and be followed by rows that mostly hold an '@' in that column. Among
+    several, the widest header wins, then the highest, then the delimiter order. Without
+    one, the first column
+    whose values mostly contain '@' is used, if the rows have a consistent number of cells;
+    rows before the first of that width are skipped, and so is that row if its cell has no
+    '@' (an unnamed header). With ``auto`` the header needs two cells, and a headerless
+    two-column file split by ';' or '|' with the addresses first is left to the combo
+    reader (its second column is a password the CSV reader could not name).
     """
     min_columns = 2 if auto else 1
-    samples = [(delimiter, _sample_rows(lines, delimiter)) for delimiter in CSV_DELIMITERS]
-    samples = [(d, rows) for d, rows in samples if rows and len(rows[0]) >= min_columns]
-    named = [
-        (len(rows[0]), -order, delimiter, column)
-        for order, (delimiter, rows) in enumerate(samples)
-        if (column := _named_column(rows[0], ADDRESS)) is not None
-    ]
-    if named:
-        _, _, delimiter, column = max(named)
-        header = dict(samples)[delimiter][0]
-        return CsvLayout(delimiter, column, _named_column(header, CREDENTIAL), has_header=True)
-    best: tuple[int, int, str, int, list[list[str]]] | None = None
+    delimiters: tuple[str, ...] = CSV_DELIMITERS
+    first_line = 0
+    if lines and (sep := _SEP_LINE.fullmatch(lines[0])) is not None:
+        delimiters, first_line = (sep.group(1),), 1
+    samples = [(delimiter, _sample_rows(lines, delimiter, first_line)) for delimiter in delimiters]
+    samples = [(d, rows) for d, rows in samples if rows]
+    named: list[tuple[int, int, int, str, int, int]] = []
     for order, (delimiter, rows) in enumerate(samples):
-        widths = [len(row) for row in rows]
+        for index, (row, end_line) in enumerate(rows[:HEADER_WITHIN_ROWS]):
+            if len(row) < min_columns:
+                continue
+            column = _named_column(row, ADDRESS)
+            if column is not None and (
+                index == 0
+                or (
+                    not any("@" in cell for cell in row)
+                    and _holds_addresses(rows[index + 1 :], column)
+                )
+            ):
+                named.append((len(row), -index, -order, delimiter, column, end_line))
+    if named:
+        _, index, _, delimiter, column, end_line = max(named)
+        header = dict(samples)[delimiter][-index][0]
+        return CsvLayout(delimiter, column, _named_column(header, CREDENTIAL), end_line)
+    best: tuple[int, int, str, int, list[tuple[list[str], int]]] | None = None
+    for order, (delimiter, rows) in enumerate(samples):
+        widths = [len(row) for row, _ in rows]
         width = max(set(widths), key=widths.count)
         if width < min_columns or 10 * widths.count(width) < 9 * len(rows):
             continue
-        column = _address_column(rows, width)
+        column = _address_column([row for row, _ in rows], width)
         if column is not None and (best is None or (width, -order) > best[:2]):
             best = (width, -order, delimiter, column, rows)
     if best is None:
         return None
     width, _, delimiter, column, rows = best
-    if auto and width == 2 and column == 0 and delimiter in COMBO_SEPARATORS:
+    if auto and width == 2 and column == 0 and delimiter in COMBO_SEPARATORS and not first_line:
         return None
-    return CsvLayout(delimiter, column, None, has_header="@" not in rows[0][column])
+    start = next(i for i, (row, _) in enumerate(rows) if len(row) == width)
+    if "@" not in rows[start][0][column]:
+        skip_lines = rows[start][1]  # an unnamed header
+    else:
+        skip_lines = rows[start - 1][1] if start else first_line
+    return CsvLayout(delimiter, column, None, skip_lines)
 
 
-def _sample_rows(lines: list[str], delimiter: str) -> list[list[str]]:
-    rows: list[list[str]] = []
+def _sample_rows(lines: list[str], delimiter: str, first: int) -> list[tuple[list[str], int]]:
+    """Parse the non-blank rows of ``lines[first:]``, each with the number of the physical
+    line it ends on (counted from the start of ``lines``)."""
+    rows: list[tuple[list[str], int]] = []
+    reader = csv.reader(lines[first:], delimiter=delimiter)
     try:
-        for row in csv.reader(lines, delimiter=delimiter):
+        for row in reader:
             if any(cell.strip() for cell in row):
-                rows.append(row)
+                rows.append((row, first + reader.line_num))
                 if len(rows) >= SNIFF_ROWS:
                     break
     except csv.Error:
         pass  # a broken row ends the sample; the rows before it still count
     return rows
+
+
+def _holds_addresses(rows: list[tuple[list[str], int]], column: int) -> bool:
+    """Say whether the rows below a header candidate hold mostly addresses in ``column``."""
+    values = [row[column] for row, _ in rows if len(row) > column and row[column].strip()]
+    # No rows below: a header with no data yet (or not in the sample) is still a header.
+    return 2 * sum("@" in value for value in values) >= len(values)
 
 
 def _named_column(header: list[str], role: str) -> int | None:
@@ -272,11 +347,16 @@ def lines_records(batches: Batches, *, skip: int) -> Iterator[LeakRecord]:
 
 
 def combo_records(batches: Batches, *, skip: int) -> Iterator[LeakRecord]:
-    """Yield one record per non-blank ``email:password`` line (also ';' and '|').
+    """Yield one record per non-blank ``email:password`` line (also ';' and '|'), or a line
+    of more fields: ``URL:login:password`` (stealer logs), ``login:email:password``.
 
-    The split is at the first separator after the first '@' (a domain cannot hold one, a
-    password can). The password is kept verbatim, spaces included; empty means None.
+    First the split at the first separator after the first '@' (a domain cannot hold one, a
+    password can): if what comes before parses as an address, that is the record. Else the
+    address is the first field that parses as one, after a leading URL (never its user-info
+    part), and the password is the rest of the line after it. The password is kept
+    verbatim, spaces included; empty means None.
     """
+    fullmatch = _FIELD_ADDRESS.fullmatch
     line = 0
     for batch in batches:
         if skip:
@@ -302,14 +382,41 @@ def combo_records(batches: Batches, *, skip: int) -> Iterator[LeakRecord]:
                     bar = text.find("|", at, end)
                     if bar >= 0:
                         cut = bar
-                if cut < 0:
-                    record = LeakRecord(line, text.strip())
+                head = text[:cut].strip() if cut >= 0 else text.strip()
+                if fullmatch(head) is not None:
+                    record = LeakRecord(line, head, text[cut + 1 :] or None if cut >= 0 else None)
                 else:
-                    record = LeakRecord(line, text[:cut].strip(), text[cut + 1 :] or None)
+                    record = _field_record(line, text) or LeakRecord(
+                        line, head, text[cut + 1 :] or None if cut >= 0 else None
+                    )
             if skip:
                 skip -= 1
                 continue
             yield record
+
+
+def _field_record(line: int, text: str) -> LeakRecord | None:
+    """Return the record of a line of more than two fields; None if no field is an address
+    (an empty record if the line opens with a URL).
+
+    Tried with ':' first, the separator of stealer logs, then ';' and '|'.
+    """
+    url = _URL_PREFIX.match(text)
+    rest = text[url.end() :] if url is not None else text
+    for separator in COMBO_SEPARATORS:
+        if separator not in rest:
+            continue
+        fields = rest.split(separator)
+        if url is not None:
+            if fields[0].strip():
+                continue  # the URL runs on past this separator: not the field layout
+            fields = fields[1:]
+        for index, value in enumerate(fields):
+            if "@" in value and _FIELD_ADDRESS.fullmatch(value.strip()) is not None:
+                password = separator.join(fields[index + 1 :])
+                return LeakRecord(line, value.strip(), password or None)
+    # A URL line without an address field: its user-info is no candidate.
+    return LeakRecord(line, None) if url is not None else None
 
 
 def jsonl_records(batches: Batches, *, skip: int) -> Iterator[LeakRecord]:
@@ -404,30 +511,204 @@ def _named_keys(document: dict[str, Any]) -> tuple[str | None, str | None]:
     return address, password
 
 
+# A JSON token (a string, a number) longer than this is not a leak's: past it the reader
+# stops rather than let the parser's buffer grow with the file.
+MAX_JSON_TOKEN_BYTES = 8 * 1024 * 1024
+
+
+@dataclass(slots=True)
+class _JsonFrame:
+    """An open object or array while streaming a JSON text."""
+
+    is_map: bool
+    line: int
+    unit: bool  # a top-level value or an element of a top-level array: one entry
+    key: str | None = None
+    has_address_key: bool = False
+    address: str | None = None
+    password: str | None = None
+    nested: LeakRecord | None = None  # a nested object's record, waiting for a password
+    nested_count: int = 0
+
+
+def json_records(blocks: Iterable[bytes], *, skip: int) -> Iterator[LeakRecord]:
+    """Yield the records of a JSON text of any layout (RFC 8259), streamed by ijson.
+
+    Entries are the top-level values (concatenated objects, as ``jq`` prints them) or the
+    elements of a top-level array. Any object that holds a key naming an address
+    (``name_role``, the first such key, as in JSON lines) is a record, at any depth, with
+    its own password key or, if it has none, that of the object it is nested in (``{"user":
+    {"email": ...}, "password": ...}``). An object that names an address itself takes
+    precedence over the objects nested in it; an object holding many address objects
+    (``{"1": {"email": ...}, "2": ...}``) passes each on at once, so memory stays flat. A
+    string element of a top-level array is an address candidate. An entry without any
+    address is one record with candidate None, at the line where it starts. A syntax error
+    ends the reading with one such record.
+
+    Bytes that are not UTF-8 are read as Windows-1252 per byte run, not per line: a JSON
+    text may be one line of gigabytes.
+    """
+    decoder = codecs.getincrementaldecoder("utf-8")(FALLBACK_HANDLER)
+    events: list[tuple[str, Any]] = ijson.sendable_list()
+    parser = ijson.basic_parse_coro(events, multiple_values=True, use_float=True)
+    stack: list[_JsonFrame] = []
+    found = False  # the current entry gave a record
+    line = 1
+    pending = 0  # bytes sent since the parser last produced an event
+    out: list[LeakRecord] = []
+
+    def emit(record: LeakRecord) -> None:
+        nonlocal found
+        found = True
+        out.append(record)
+
+    def close_map(frame: _JsonFrame) -> None:
+        record: LeakRecord | None = None
+        if frame.has_address_key:
+            record = LeakRecord(frame.line, frame.address, frame.password)
+        elif frame.nested is not None:
+            record = frame.nested
+            if record.password is None and frame.password is not None:
+                record = replace(record, password=frame.password)
+        if record is None:
+            return
+        parent = stack[-1] if stack else None
+        if parent is None or not parent.is_map or frame.unit:
+            emit(record)
+        elif parent.nested_count == 0:
+            parent.nested, parent.nested_count = record, 1
+        else:
+            if parent.nested is not None:  # many address objects: a container, not a user
+                emit(parent.nested)
+                parent.nested = None
+            parent.nested_count += 1
+            emit(record)
+
+    def scalar(event: str, value: Any) -> None:
+        top = stack[-1] if stack else None
+        if top is None or (not top.is_map and top.unit is False and len(stack) == 1):
+            # A top-level scalar, or an element of the top-level array: an entry of its own.
+            text = value.strip() if event == "string" and "@" in value else None
+            emit(LeakRecord(line, text))
+            return
+        if not top.is_map or top.key is None:
+            return
+        role = _key_roles.get(top.key, "")
+        if role == "":
+            role = name_role(top.key)
+            if len(_key_roles) < _CACHE_SIZE:
+                _key_roles[top.key] = role
+        if role == ADDRESS and not top.has_address_key:
+            top.has_address_key = True
+            if event == "string" and "@" in value:
+                top.address = value.strip()
+        elif role == CREDENTIAL and top.password is None:
+            if event == "string" and value:
+                top.password = value
+            elif event == "number" and type(value) is int:
+                top.password = str(value)  # dumps store numeric passwords as numbers
+
+    def handle(event: str, value: Any) -> None:
+        nonlocal found
+        if event == "map_key":
+            stack[-1].key = value
+        elif event in ("start_map", "start_array"):
+            # A container in the top-level array, or a top-level object: one entry.
+            unit = not stack or (len(stack) == 1 and not stack[0].is_map and not stack[0].unit)
+            if event == "start_array" and not stack:
+                unit = False  # the top-level array holds the entries
+            if unit:
+                found = False
+            stack.append(_JsonFrame(event == "start_map", line, unit))
+        elif event in ("end_map", "end_array"):
+            frame = stack.pop()
+            if frame.is_map:
+                close_map(frame)
+            if frame.unit and not found:
+                out.append(LeakRecord(frame.line, None))
+            if stack and stack[-1].is_map:
+                stack[-1].key = None
+        else:
+            scalar(event, value)
+            if stack and stack[-1].is_map:
+                stack[-1].key = None
+
+    def feed(data: bytes) -> bool:
+        """Send ``data`` to the parser and handle its events; False ends the reading."""
+        nonlocal pending
+        try:
+            parser.send(data)
+        except (ijson.JSONError, ValueError, RecursionError, OverflowError):
+            for event, value in events:
+                handle(event, value)
+            out.append(LeakRecord(line, None))
+            return False
+        if events:
+            pending = 0
+            for event, value in events:
+                handle(event, value)
+            del events[:]
+        else:
+            pending += len(data)
+            if pending > MAX_JSON_TOKEN_BYTES:
+                out.append(LeakRecord(line, None))
+                return False
+        return True
+
+    reading = True
+    for block in chain(blocks, [b""]):
+        text = decoder.decode(block, final=not block).encode("utf-8", "surrogatepass")
+        pieces = text.split(b"\n")
+        last = len(pieces) - 1
+        for index, piece in enumerate(pieces):
+            # Line by line, so that each event comes out while its line is the current one.
+            data = piece + b"\n" if index < last else piece
+            if data and not feed(data):
+                reading = False
+                break
+            if index < last:
+                line += 1
+        if reading and not block:
+            try:
+                parser.close()
+            except (ijson.JSONError, ValueError, RecursionError, OverflowError):
+                out.append(LeakRecord(line, None))
+            for event, value in events:
+                handle(event, value)
+        for record in out:
+            if skip:
+                skip -= 1
+            else:
+                yield record
+        out.clear()
+        if not reading:
+            return
+
+
 def csv_records(batches: Batches, *, layout: CsvLayout, skip: int) -> Iterator[LeakRecord]:
     """Yield one record per non-blank CSV row, starting at the row's first line.
 
-    A row that cannot be parsed (an over-long field) is a record with candidate None. A
+    The layout's ``skip_lines`` (header and what stands above it) are passed over, and
+    lines are still counted from the start of the text. A row that cannot be parsed (an
+    over-long field) is a record with candidate None. A
     newline inside a quoted field is dropped from the value (the csv module sees lines
     without their ends); such fields are notes, not addresses.
     """
-    reader = csv.reader(chain.from_iterable(batches), delimiter=layout.delimiter)
+    reader = csv.reader(
+        chain.from_iterable(_drop_lines(batches, layout.skip_lines)), delimiter=layout.delimiter
+    )
     column, password_column = layout.email_column, layout.password_column
-    header_pending = layout.has_header
-    end = 0
+    first = end = layout.skip_lines
     # A csv.Error ends the for loop but not the reader, which goes on at the next line.
     while True:
         try:
             for row in reader:
-                line, end = end + 1, reader.line_num
+                line, end = end + 1, first + reader.line_num
                 cell = row[column].strip() if len(row) > column else ""
                 if "@" not in cell:
                     if not any(value.strip() for value in row):
                         continue
                     cell = ""
-                if header_pending:
-                    header_pending = False
-                    continue
                 if skip:
                     skip -= 1
                     continue
@@ -437,11 +718,21 @@ def csv_records(batches: Batches, *, layout: CsvLayout, skip: int) -> Iterator[L
                 yield LeakRecord(line, cell or None, password)
             return
         except csv.Error:
-            line, end = end + 1, reader.line_num
+            line, end = end + 1, first + reader.line_num
             if skip:
                 skip -= 1
             else:
                 yield LeakRecord(line, None)
+
+
+def _drop_lines(batches: Batches, count: int) -> Iterator[list[str]]:
+    """Yield the batches without their first ``count`` lines (those above a CSV's data)."""
+    for batch in batches:
+        if count >= len(batch):
+            count -= len(batch)
+            continue
+        yield batch[count:] if count else batch
+        count = 0
 
 
 def eml_records(batches: Batches, *, skip: int) -> Iterator[LeakRecord]:

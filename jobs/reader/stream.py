@@ -19,6 +19,7 @@ import codecs
 import gzip
 import lzma
 import os
+import re
 import stat
 import weakref
 import zlib
@@ -31,18 +32,19 @@ from pathlib import Path
 from types import TracebackType
 from typing import Final
 
-from jobs.reader.encoding import detect_encoding
+from jobs.reader.encoding import decode_line, decode_lines, detect_encoding
 from jobs.reader.formats import (
     CsvLayout,
     LeakRecord,
     combo_records,
     csv_records,
     eml_records,
+    json_layout,
+    json_records,
     jsonl_records,
     lines_records,
     looks_like_combo,
     looks_like_eml,
-    looks_like_jsonl,
     sniff_csv,
     text_records,
 )
@@ -83,6 +85,7 @@ class LeakFormat(StrEnum):
     CSV = "csv"
     COMBO = "combo"
     JSONL = "jsonl"
+    JSON = "json"  # any other JSON layout: read streaming, never split
     EML = "eml"
     TEXT = "text"
 
@@ -131,11 +134,16 @@ def open_leak(path: Path, fmt: LeakFormat = LeakFormat.AUTO) -> LeakReader:
     lines = _sample_lines(sample, complete=complete)
     layout: CsvLayout | None = None
     if fmt is LeakFormat.AUTO:
-        fmt, layout = _detect_format(lines)
+        partial = "" if lines else sample[:4096].decode("utf-8", "ignore")
+        fmt, layout = _detect_format(lines, partial)
     elif fmt is LeakFormat.CSV:
         layout = sniff_csv(lines, auto=False)
         if layout is None:
             raise LeakFileError(f"{_shown(path)}: no column of email addresses in the CSV")
+    if layout is not None and layout.skip_lines:
+        # Where the data starts, in bytes: every worker of a split run sniffs the same head
+        # of the file and so knows it, and reads no line above it (see records()).
+        layout = replace(layout, data_offset=_line_offset(sample, layout.skip_lines))
     source = LeakSource(fmt, compression, codec, identity.size)
     return LeakReader(path, source, identity=identity, layout=layout)
 
@@ -211,15 +219,33 @@ class LeakReader:
         if skip < 0:
             raise ValueError("skip must be >= 0")
         layout = self._layout
-        if byte_range is None or byte_range == (0, self.source.size):
+        iterator: Iterator[LeakRecord]
+        whole = byte_range is None or byte_range == (0, self.source.size)
+        if whole and self.source.format is LeakFormat.JSON:
+            # Whole blocks, not capped lines: a JSON array may be one line of any length.
+            iterator = json_records(self._blocks(), skip=skip)
+            self._active.add(iterator)
+            return iterator
+        if whole or byte_range is None:
             batches = _line_batches(self._blocks())
         else:
             if not self.splittable:
                 raise ValueError("byte ranges need a plain UTF-8 file of a line format")
             start, end = byte_range
-            batches = _line_batches(self._range_blocks(start, end))
-            if layout is not None and start > self._origin():
-                layout = replace(layout, has_header=False)  # the header is in the first range
+            origin = self._origin()
+            data = origin + (layout.data_offset if layout is not None else 0)
+            if layout is not None and end <= data and data > origin:
+                batches = iter(())  # only lines above the data start in this range
+            elif layout is None or start <= origin:
+                # The first range passes over the lines above the data, as the whole file does.
+                batches = _line_batches(self._range_blocks(start, end))
+            else:
+                # A later range never sees the header: the lines above the data belong to no
+                # record, so a range starting among them begins at the data's first line.
+                begin = max(start, data)
+                blocks = self._range_blocks(begin, end, at_line_start=begin == data)
+                batches = _line_batches(blocks)
+                layout = replace(layout, skip_lines=0)
         reader: Callable[..., Iterator[LeakRecord]]
         if layout is not None:
             reader = partial(csv_records, layout=layout)
@@ -237,19 +263,23 @@ class LeakReader:
             if close is not None:
                 close()
 
-    def _range_blocks(self, start: int, end: int) -> Iterator[bytes]:
+    def _range_blocks(
+        self, start: int, end: int, *, at_line_start: bool = False
+    ) -> Iterator[bytes]:
         """Yield the bytes of every line that starts in [start, end), whole.
 
         A line belongs to the range its first byte lies in, so consecutive ranges read every
         line exactly once: this range finishes the line that straddles ``end`` and the next
-        one drops it.
+        one drops it. ``at_line_start``: ``start`` is known to begin a line (the first line
+        of a CSV's data), which is read from there.
         """
         with ExitStack() as stack:
             origin = self._origin()
-            inside = start > origin  # else the range starts with the file's first line
+            # Else the range starts with the file's first line, or at a known line start.
+            inside = start > origin and not at_line_start
             try:
                 raw = stack.enter_context(self._path.open("rb", buffering=0))
-                offset = start - 1 if inside else origin  # of data[0] in the file
+                offset = start - 1 if inside else max(start, origin)  # of data[0] in the file
                 raw.seek(offset)
             except OSError as exc:
                 raise LeakFileError(
@@ -403,8 +433,8 @@ def _decoded_blocks(read: Callable[[int], bytes], path: Path, first: bytes) -> I
 def _line_batches(blocks: Iterator[bytes]) -> Iterator[list[str]]:
     """Split UTF-8 blocks into physical lines (LF, CRLF or lone CR), one list per block.
 
-    Each line keeps at most its first MAX_LINE_BYTES bytes; undecodable bytes become U+FFFD
-    line by line, so a bad byte never costs the rest of its line.
+    Each line keeps at most its first MAX_LINE_BYTES bytes; a line that is not valid UTF-8
+    is read as Windows-1252 (``encoding.decode_line``), line by line, as mixed files need.
     """
     carry = b""
     after_cr = False
@@ -426,11 +456,9 @@ def _line_batches(blocks: Iterator[bytes]) -> Iterator[list[str]]:
         else:
             chunk = data[:last]
         carry = data[last + 1 :]
-        # "\n" never occurs inside a multi-byte sequence, so decoding the whole chunk at once
-        # replaces exactly what decoding line by line would, at a fraction of the cost.
-        yield chunk.decode("utf-8", "replace").split("\n")
+        yield decode_lines(chunk, cut_at=MAX_LINE_BYTES)
     if carry:
-        yield [carry.decode("utf-8", "replace")]
+        yield [decode_line(carry, cut_at=MAX_LINE_BYTES)]
 
 
 def _sample(blocks: Iterator[bytes]) -> tuple[bytes, bool]:
@@ -450,19 +478,33 @@ def _sample(blocks: Iterator[bytes]) -> tuple[bytes, bool]:
 
 
 def _sample_lines(sample: bytes, *, complete: bool) -> list[str]:
-    text = sample.replace(b"\r\n", b"\n").replace(b"\r", b"\n").decode("utf-8", "replace")
-    lines = text.split("\n")
+    lines = decode_lines(sample.replace(b"\r\n", b"\n").replace(b"\r", b"\n"))
     if not complete or not lines[-1]:
         lines.pop()  # cut mid-line by the sample size, or the empty tail after a final newline
     return lines
 
 
-def _detect_format(lines: list[str]) -> tuple[LeakFormat, CsvLayout | None]:
-    """Pick the format of a sample, in the documented order; free text is never guessed."""
+def _line_offset(sample: bytes, lines: int) -> int:
+    """Return the byte offset in ``sample`` after its first ``lines`` line ends (LF, CRLF or
+    lone CR, as ``_line_batches`` counts them)."""
+    offset = 0
+    for count, match in enumerate(re.finditer(rb"\r\n|\r|\n", sample), 1):
+        offset = match.end()
+        if count == lines:
+            break
+    return offset
+
+
+def _detect_format(lines: list[str], partial: str) -> tuple[LeakFormat, CsvLayout | None]:
+    """Pick the format of a sample, in the documented order; free text is never guessed.
+
+    ``partial``: the start of the first line when no line is complete in the sample.
+    """
     if looks_like_eml(lines):
         return LeakFormat.EML, None
-    if looks_like_jsonl(lines):
-        return LeakFormat.JSONL, None
+    json = json_layout(lines, partial=partial)
+    if json is not None:
+        return LeakFormat(json), None
     layout = sniff_csv(lines, auto=True)
     if layout is not None:
         return LeakFormat.CSV, layout

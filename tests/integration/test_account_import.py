@@ -246,6 +246,29 @@ def test_a_latin1_byte_in_another_column_does_not_lose_the_row(
     assert stored_accounts(runtime)["u1"].email == "francois@example.com"
 
 
+def test_a_windows_1252_file_imports_accented_addresses_as_themselves(
+    runtime: Runtime, runner: FlaskCliRunner, tmp_path: Path
+) -> None:
+    # Per line, like the leak reader: a UTF-8 row among 8-bit rows stays UTF-8, and a
+    # lone-CR line end still ends a row.
+    path = tmp_path / "latin1.csv"
+    path.write_bytes(
+        b"external_id;email\r\n"
+        b"u-acute;jos\xe9@example.org\r\n"
+        b"u-grave;jos\xe8@example.org\r"
+        + "u-utf8;zoë@example.org\n".encode()
+        + b"u-euro;\x80uro@example.org\n"
+    )
+    report = import_json(runner, path)
+    assert (report["rows"], report["created"], report["invalid"]) == (4, 4, 0)
+    accounts = stored_accounts(runtime)
+    assert accounts["u-acute"].email == "josé@example.org"
+    assert accounts["u-grave"].email == "josè@example.org"
+    assert accounts["u-utf8"].email == "zoë@example.org"
+    assert accounts["u-euro"].email == "€uro@example.org"
+    assert accounts["u-acute"].email_key != accounts["u-grave"].email_key
+
+
 # --- invalid rows ---------------------------------------------------------------------
 
 

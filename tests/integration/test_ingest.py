@@ -4,6 +4,7 @@ idempotency, the watch list, the operator's commands and what bad input does."""
 from __future__ import annotations
 
 import gzip
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -263,6 +264,145 @@ def test_every_format_flags_exactly_the_accounts_it_names(
     assert flagged(runtime, "leak") == case.flagged
     assert {kind for kind, _ in exposures(runtime).values()} == {case.kind}
     assert "u-news" not in flagged(runtime, "leak")  # the sender of a mail is not its victim
+
+
+# --- the layouts of issue 12: through `leakguard ingest --json`, on both databases ----------
+
+LAYOUT_ACCOUNTS = {
+    **ACCOUNTS,
+    "u-niaj": "niaj@example.com",
+    "u-jose": "josé.luis@example.org",
+    "u-jose-grave": "josè@example.org",
+}
+
+
+@dataclass(frozen=True)
+class LayoutCase:
+    name: str
+    data: bytes
+    detected: str
+    valid: int
+    invalid: int
+    matched: set[str]
+    duplicates: int = 0
+
+
+LAYOUT_CASES = [
+    LayoutCase(
+        "csv-sep-and-title-above-the-header",
+        b"sep=;\r\nCustomer export\r\nExported 2019-11-01;by admin\r\n\r\n"
+        b"id;E-Mail;Passwort\r\n1;jane@gmail.com;pw1\r\n2;bob@example.org;\r\n"
+        b"3;n/a;\r\n4;stranger.one@example.com;x\r\n",
+        "csv",
+        valid=3,
+        invalid=1,
+        matched={*JANES, "u-bob"},
+    ),
+    LayoutCase(
+        "json-pretty-array-nested",
+        json.dumps(
+            [
+                {"user": {"email": "dave@example.net"}, "password": "pw"},
+                {"id": 2, "name": "no address"},
+                {"profile": {"Email": "Carol@example.com"}},
+                {"email": "stranger.two@example.com"},
+            ],
+            indent=2,
+        ).encode(),
+        "json",
+        valid=3,
+        invalid=1,
+        matched={"u-dave", "u-carol"},
+    ),
+    LayoutCase(
+        "combo-stealer-and-login-first",
+        b"https://shop.example.net/login:niaj@example.com:Hunter2!\n"
+        b"android://AbC1==@com.example.app/:bob@example.org:pw\n"
+        b"https://dave@shop.example.net/account:stranger.three@example.com:pw\n"
+        b"dave:dave@example.net:p:w\n"
+        b"https://user@shop.example.net/nothing:pw\n",
+        "combo",
+        valid=4,
+        invalid=1,
+        matched={"u-niaj", "u-bob", "u-dave"},
+    ),
+    LayoutCase(
+        "windows-1252-lines",
+        b"jos\xe9.luis@example.org\n"
+        + "josé.luis@example.org\n".encode()
+        + b"jos\xe8@example.org\n",
+        "lines",
+        valid=3,
+        invalid=0,
+        matched={"u-jose", "u-jose-grave"},
+        duplicates=1,
+    ),
+]
+
+
+@pytest.mark.parametrize("case", LAYOUT_CASES, ids=lambda case: case.name)
+def test_cli_ingest_reads_the_layouts_of_issue_12(
+    runtime: Runtime, runner: FlaskCliRunner, tmp_path: Path, case: LayoutCase
+) -> None:
+    load_accounts(runtime, tmp_path, LAYOUT_ACCOUNTS)
+    path = tmp_path / "leak.bin"
+    path.write_bytes(case.data)
+
+    report = json_output(invoke(runner, "ingest", str(path), "--leak", "layout", "--json"))
+
+    assert report["format"] == case.detected
+    assert (report["valid"], report["invalid"], report["duplicates"]) == (
+        case.valid,
+        case.invalid,
+        case.duplicates,
+    )
+    assert report["matched"] == len(case.matched)
+    assert flagged(runtime, "layout") == case.matched
+
+
+@pytest.mark.parametrize("parts", [1, 3, 7])
+def test_enqueued_csv_below_a_title_reads_every_row_once_whatever_the_parts(
+    runtime: Runtime, runner: FlaskCliRunner, tmp_path: Path, parts: int
+) -> None:
+    load_accounts(runtime, tmp_path, LAYOUT_ACCOUNTS)
+    rows = [f"{n};stranger{n}@example.com;pw{n}" for n in range(40)]
+    rows[5], rows[30] = "5;bob@example.org;pw", "30;niaj@example.com;pw"
+    path = write_lines(
+        tmp_path / "export.csv", ["sep=;", "Users", "", "id;email;password", *rows, "41;x;y"]
+    )
+
+    report = json_output(
+        invoke(
+            runner,
+            "ingest",
+            str(path),
+            "--leak",
+            "split",
+            "--enqueue",
+            "--parts",
+            str(parts),
+            "--json",
+        )
+    )
+
+    assert report["format"] == "csv"
+    assert (report["valid"], report["invalid"], report["matched"]) == (40, 1, 2)
+    assert flagged(runtime, "split") == {"u-bob", "u-niaj"}
+
+
+def test_enqueued_json_is_one_part(
+    runtime: Runtime, runner: FlaskCliRunner, tmp_path: Path
+) -> None:
+    load_accounts(runtime, tmp_path, LAYOUT_ACCOUNTS)
+    path = tmp_path / "dump.json"
+    path.write_text(json.dumps([{"email": "bob@example.org"}, {"email": "x@y.org"}], indent=2))
+
+    report = json_output(
+        invoke(runner, "ingest", str(path), "--leak", "j", "--enqueue", "--parts", "4", "--json")
+    )
+
+    assert (report["format"], report["parts"]) == ("json", 1)
+    assert (report["valid"], report["invalid"], report["matched"]) == (2, 0, 1)
 
 
 # --- idempotency and flags -------------------------------------------------------------------

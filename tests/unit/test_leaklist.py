@@ -65,10 +65,36 @@ def test_lines_skip_blank_lines_and_give_none_without_an_at_sign(tmp_path: Path)
     assert records == [R(1, "jane@x.org"), R(4, "Bob@Y.com"), R(5, None)]
 
 
-def test_lines_keep_the_address_when_other_bytes_on_the_line_are_not_utf8(tmp_path: Path) -> None:
+def test_lines_that_are_not_utf8_are_read_as_windows_1252(tmp_path: Path) -> None:
     path = write(tmp_path, "leak.txt", b"jane@x.org\n\xff\xfe\x00garbage\nbob@y.com \xc3\n")
     _, records = read(path, LeakFormat.LINES)
-    assert records == [R(1, "jane@x.org"), R(2, None), R(3, "bob@y.com \ufffd")]
+    assert records == [R(1, "jane@x.org"), R(2, None), R(3, "bob@y.com \u00c3")]
+
+
+def test_legacy_8bit_lines_are_decided_line_by_line(tmp_path: Path) -> None:
+    data = (
+        "josé.luis@example.org\n".encode()  # UTF-8
+        + b"jos\xe9.luis@example.org\n"  # Windows-1252 (also Latin-1)
+        + b"jos\xe8@example.org:pa\x80ss\n"  # the euro sign exists only in Windows-1252
+        + b"odd\x81@example.org\n"  # undefined in Windows-1252: a C1 control (WHATWG)
+        + "zoë@example.org\n".encode()
+    )
+    _, records = read(write(tmp_path, "leak.txt", data), LeakFormat.LINES)
+    assert candidates(records) == [
+        "josé.luis@example.org",
+        "josé.luis@example.org",
+        "josè@example.org:pa€ss",
+        "odd\x81@example.org",
+        "zoë@example.org",
+    ]
+    assert not any("\ufffd" in (c or "") for c in candidates(records))
+
+
+def test_a_utf8_line_cut_by_the_cap_inside_a_character_stays_utf8(tmp_path: Path) -> None:
+    line = "ü@x.org " + "é" * MAX_LINE_BYTES
+    _, records = read(write(tmp_path, "leak.txt", line + "\nnext@y.org\n"), LeakFormat.LINES)
+    assert (records[0].candidate or "").startswith("ü@x.org éé")
+    assert records[1] == R(2, "next@y.org")
 
 
 def test_a_line_over_the_cap_keeps_its_head_and_the_next_line_is_read(tmp_path: Path) -> None:
@@ -161,10 +187,11 @@ def test_csv_prefers_the_plain_email_column_over_a_secondary_one(tmp_path: Path)
     assert records == [R(2, "new@y.org")]
 
 
-def test_csv_bad_bytes_in_another_column_keep_the_address(tmp_path: Path) -> None:
+def test_csv_8bit_bytes_in_another_column_keep_the_address(tmp_path: Path) -> None:
     data = b"name;email;password\n\xe9\xff\xfe;jane@x.org;pa\xffss\nBob;bob@y.com;\x00\n"
     _, records = read(write(tmp_path, "leak.csv", data))
-    assert records == [R(2, "jane@x.org", "pa\ufffdss"), R(3, "bob@y.com", "\x00")]
+    # A line that is not UTF-8 is Windows-1252 as a whole: the password keeps its "ÿ".
+    assert records == [R(2, "jane@x.org", "pa\u00ffss"), R(3, "bob@y.com", "\x00")]
 
 
 def test_csv_without_a_named_column_uses_the_column_of_addresses(tmp_path: Path) -> None:
@@ -182,6 +209,42 @@ def test_csv_rows_without_an_address_are_records_without_a_candidate(tmp_path: P
     path = write(tmp_path, "leak.csv", "email,name\njane@x.org,Jane\nnot-an-address,Bob\n,Eve\n")
     _, records = read(path)
     assert records == [R(2, "jane@x.org"), R(3, None), R(4, None)]
+
+
+@pytest.mark.parametrize(
+    ("above", "delimiter"),
+    [
+        ("sep=;\r\n", ";"),  # Excel's first line
+        ("SEP=|\n", "|"),
+        ("User export\n", ","),
+        ("Customer list;;\nExported 2019-11-01 by admin@shop.example;;\n\n\n", ";"),
+        ("sep=\t\nReport\tusers\n\n", "\t"),
+    ],
+)
+def test_csv_header_below_titles_dates_blank_lines_and_sep(
+    tmp_path: Path, above: str, delimiter: str
+) -> None:
+    rows = [["id", "E-Mail", "Passwort"], ["1", "jane@x.org", "pw1"], ["2", "nope", ""]]
+    text = above + "".join(delimiter.join(row) + "\n" for row in rows)
+    first = above.replace("\r\n", "\n").count("\n") + 2  # the line after the header
+    for fmt in (LeakFormat.AUTO, LeakFormat.CSV):
+        source, records = read(write(tmp_path, "export.csv", text), fmt)
+        assert source.format is LeakFormat.CSV
+        assert records == [R(first, "jane@x.org", "pw1"), R(first + 1, None)]
+
+
+def test_csv_without_a_named_column_below_a_title_skips_the_title(tmp_path: Path) -> None:
+    rows = "".join(f"{n};user{n}@x.org;2019-11-01\n" for n in range(12))
+    source, records = read(write(tmp_path, "export.csv", "Leaked users\n\n" + rows))
+    assert source.format is LeakFormat.CSV
+    assert candidates(records) == [f"user{n}@x.org" for n in range(12)]
+    assert records[0].line == 3
+
+
+def test_a_data_cell_naming_an_address_is_not_a_header(tmp_path: Path) -> None:
+    text = "id,contact,kind\n1,jane@x.org,email\n2,bob@y.com,mail\n"
+    _, records = read(write(tmp_path, "contacts.csv", text))
+    assert records == [R(2, "jane@x.org"), R(3, "bob@y.com")]
 
 
 def test_csv_with_no_email_column_is_a_file_error(tmp_path: Path) -> None:
@@ -217,6 +280,33 @@ def test_combo_splits_at_the_first_separator_after_the_at_sign(tmp_path: Path) -
         R(6, "nosep@q.com", None),
         R(7, "empty@pw.org", None),
         R(8, None),
+    ]
+
+
+def test_combo_lines_of_more_fields_take_the_field_that_is_an_address(tmp_path: Path) -> None:
+    text = (
+        "https://shop.example.net/login:niaj@example.com:Hunter2!\n"  # stealer log
+        "android://AbC1_x==@com.example.app/:olga@example.org:pa:ss\n"
+        "https://user@shop.example.net/account:pete@example.com:pw\n"  # user-info is no login
+        "https://admin@shop.example.net:8443/u@x.com:quinn@example.com:pw\n"
+        "https://admin@shop.example.net/nothing-else:pw\n"
+        "rita:rita@example.com:secret:with:colons\n"  # login:email:password
+        "sam;sam@example.com;p:w\n"
+        "tina@example.com;pw\n"
+        "uma@example.com|pw\n"
+    )
+    source, records = read(write(tmp_path, "stealer.txt", text))
+    assert source.format is LeakFormat.COMBO
+    assert records == [
+        R(1, "niaj@example.com", "Hunter2!"),
+        R(2, "olga@example.org", "pa:ss"),
+        R(3, "pete@example.com", "pw"),
+        R(4, "quinn@example.com", "pw"),
+        R(5, None),
+        R(6, "rita@example.com", "secret:with:colons"),
+        R(7, "sam@example.com", "p:w"),
+        R(8, "tina@example.com", "pw"),
+        R(9, "uma@example.com", "pw"),
     ]
 
 
@@ -256,6 +346,95 @@ def test_jsonl_looks_one_level_down_and_tolerates_broken_lines(tmp_path: Path) -
         R(9, None),
         R(10, None),
     ]
+
+
+# --- json (any other layout) ----------------------------------------------------------------
+
+JSON_DOCS = [
+    {"id": 1, "email": "a@x.org", "pwd": 1234},
+    {"user": {"Email": "b@x.org"}, "password": "pb"},  # address nested, password beside it
+    {"name": "no address"},
+    {"profile": {"contact": {"mail": "c@x.org", "pass": "pc"}}},
+    {"email": "d@x.org", "referrer": {"email": "not-this@x.org"}},
+]
+JSON_EXPECTED = [
+    ("a@x.org", "1234"),
+    ("b@x.org", "pb"),
+    (None, None),
+    ("c@x.org", "pc"),
+    ("d@x.org", None),
+]
+JSON_LAYOUTS = {
+    "array-one-line": json.dumps(JSON_DOCS),
+    "array-indent-2": json.dumps(JSON_DOCS, indent=2),  # as json.dumps(indent=2) and jq write it
+    "concatenated-pretty": "\n".join(json.dumps(doc, indent=2) for doc in JSON_DOCS) + "\n",
+    "concatenated-one-line": "".join(json.dumps(doc) for doc in JSON_DOCS),
+    "wrapped": json.dumps({"count": 5, "users": JSON_DOCS}, indent=4),
+}
+
+
+@pytest.mark.parametrize("layout", sorted(JSON_LAYOUTS))
+def test_json_of_any_layout_yields_every_address_and_its_password(
+    tmp_path: Path, layout: str
+) -> None:
+    source, records = read(write(tmp_path, "dump.json", JSON_LAYOUTS[layout]))
+    assert source.format is LeakFormat.JSON
+    expected = JSON_EXPECTED
+    if layout == "wrapped":  # entries inside a wrapper are not entries: no empty record
+        expected = [pair for pair in JSON_EXPECTED if pair[0] is not None]
+    assert [(r.candidate, r.password) for r in records] == expected
+
+
+def test_json_records_carry_the_line_where_their_object_starts(tmp_path: Path) -> None:
+    text = JSON_LAYOUTS["array-indent-2"]
+    _, records = read(write(tmp_path, "dump.json", text))
+    lines = text.splitlines()
+    # The object that holds the address ("user": {, "contact": {), else the entry's "{".
+    assert [lines[r.line - 1].strip() for r in records] == [
+        "{",
+        '"user": {',
+        "{",
+        '"contact": {',
+        "{",
+    ]
+
+
+def test_json_objects_keyed_by_id_and_arrays_of_strings(tmp_path: Path) -> None:
+    keyed = {str(n): {"email": f"u{n}@x.org", "pw": f"p{n}"} for n in range(3)}
+    _, records = read(write(tmp_path, "keyed.json", json.dumps(keyed, indent=2)))
+    assert [(r.candidate, r.password) for r in records] == [
+        (f"u{n}@x.org", f"p{n}") for n in range(3)
+    ]
+    strings = json.dumps(["a@x.org", "nope", 7, "b@y.org"], indent=1)
+    source, records = read(write(tmp_path, "strings.json", strings))
+    assert source.format is LeakFormat.JSON
+    assert candidates(records) == ["a@x.org", None, None, "b@y.org"]
+
+
+def test_json_syntax_error_ends_the_reading_with_one_empty_record(tmp_path: Path) -> None:
+    text = JSON_LAYOUTS["array-indent-2"]
+    _, records = read(write(tmp_path, "cut.json", text[: text.index('"c@x.org"')]))
+    assert [(r.candidate, r.password) for r in records] == [*JSON_EXPECTED[:3], (None, None)]
+
+
+def test_json_bytes_that_are_not_utf8_are_windows_1252(tmp_path: Path) -> None:
+    data = b'[{"email": "jos\xe9@example.org"}, {"email": "zo\xc3\xab@example.org"}]'
+    _, records = read(write(tmp_path, "latin.json", data))
+    assert candidates(records) == ["josé@example.org", "zoë@example.org"]
+
+
+def test_a_one_line_json_array_of_many_mb_streams_in_bounded_memory(tmp_path: Path) -> None:
+    path = tmp_path / "big.json"
+    count = 150_000
+    with path.open("w") as handle:  # about 9 MB on one line
+        handle.write("[")
+        handle.write(",".join(f'{{"email": "user{n}@x.org", "pwd": "p{n}"}}' for n in range(count)))
+        handle.write("]")
+    peak, records = peak_bytes_while_reading(path, LeakFormat.AUTO)
+    assert len(records) == count
+    assert records[-1] == R(1, f"user{count - 1}@x.org", f"p{count - 1}")
+    # The records list itself is most of it: 150,000 records of about 200 bytes.
+    assert peak < 60 * 1024 * 1024
 
 
 # --- eml -----------------------------------------------------------------------------------
@@ -428,11 +607,23 @@ DETECTED = [
     ("headers", b"Message-ID: <1@x>\nSubject: hi\nTo: x@y.org\n\nbody\n", LeakFormat.EML),
     ("jsonl", b'\n{"email": "x@y.org"}\n', LeakFormat.JSONL),
     ("json-array", b'[\n{"email": "x@y.org"},\n{"email": "z@y.org"}\n]\n', LeakFormat.JSONL),
+    ("json-array-one-line", b'[{"email": "x@y.org"}, {"email": "z@y.org"}]', LeakFormat.JSON),
+    ("json-pretty", b'[\n  {\n    "email": "x@y.org"\n  }\n]\n', LeakFormat.JSON),
+    ("json-stream", b'{\n  "user": {"mail": "x@y.org"}\n}\n{\n  "id": 2\n}\n', LeakFormat.JSON),
+    ("json-strings", b'["x@y.org", "z@y.org"]', LeakFormat.JSON),
     ("csv", b"id;E-mail;pw\n1;x@y.org;a\n", LeakFormat.CSV),
     ("tsv-headerless", b"1\tx@y.org\tJ\n2\tz@y.org\tK\n", LeakFormat.CSV),
+    ("csv-sep-line", b"sep=;\nmail;pw\nx@y.org;a\n", LeakFormat.CSV),
+    ("csv-under-title", b"Users\n2024-01-02\n\nid,email\n1,x@y.org\n", LeakFormat.CSV),
     ("combo-colon", b"x@y.org:pw1\nz@y.org:pw2\n", LeakFormat.COMBO),
     ("combo-semicolon", b"x@y.org;pw1\nz@y.org;pw2\n", LeakFormat.COMBO),
     ("combo-bar", b"x@y.org|pw1\nz@y.org|p|w2\n", LeakFormat.COMBO),
+    (
+        "combo-stealer",
+        b"https://shop.example.net/login:x@y.org:pw1\nandroid://k==@com.a.b/:z@y.org:pw2\n",
+        LeakFormat.COMBO,
+    ),
+    ("combo-login-first", b"x:x@y.org:pw1\nz:z@y.org:pw2\n", LeakFormat.COMBO),
     ("combo-under-subject", b"Subject: dump\nx@y.org:pw1\nz@y.org:pw2\n", LeakFormat.COMBO),
     ("lines", b"x@y.org\nJane <z@y.org>\n", LeakFormat.LINES),
     ("prose", b"Dear all, write to x@y.org: thanks.\nBye\n", LeakFormat.LINES),
@@ -518,6 +709,9 @@ SAMPLES: dict[LeakFormat, bytes] = {
     LeakFormat.CSV: b'email;password\na@x.org;1\n\n"b@x.org";"2\n2"\nnone;3\nc@x.org;\n',
     LeakFormat.COMBO: b"a@x.org:1\n\nb@x.org;2\nno at\nc@x.org\n",
     LeakFormat.JSONL: b'{"email": "a@x.org"}\n\n{bad\n{"mail": "b@x.org", "pwd": "p"}\n[1]\n',
+    LeakFormat.JSON: (
+        b'[\n {"email": "a@x.org"},\n {"x": 1},\n {"u": {"mail": "b@x.org"}},\n "c@x.org"\n]'
+    ),
     LeakFormat.EML: b"From x Mon\nTo: a@x.org, b@x.org\nCc: c@x.org\n\nFrom y Tue\nTo: d@x.org\n",
     LeakFormat.TEXT: b"see a@x.org and b@x.org\nnone\nc@x.org\n(d@x.org)",
 }
@@ -668,9 +862,14 @@ PREFIXES = [
     b"\xfd7zXZ\x00",
     b"From ",
     b"{",
+    b"[\n  {\n",
+    b'[{"email": "a@x.org"}, ',
     b"\x00" * 64,
     b"To: ",
     b"email,password\n",
+    b"sep=;\ntitle\n\nemail;pw\n",
+    b"https://u@h.example/p:",
+    b"login:",
 ]
 TOKENS = [b"@", b":", b";", b"|", b",", b"\t", b"\n", b"\r", b'"', b"<", b">", b"(", b"{"]
 HOSTILE = st.one_of(
@@ -727,9 +926,30 @@ def encode_leak(fmt: LeakFormat, rows: list[tuple[str, str]], delimiter: str) ->
         writer.writerow(["password", "e-mail"])
         writer.writerows((password, address) for address, password in rows)
         return out.getvalue()
+    if fmt is LeakFormat.JSON:  # pretty-printed, the address one level down
+        documents = [{"user": {"Email": address}, "pass": password} for address, password in rows]
+        return json.dumps(documents, indent=2, ensure_ascii=False)
     if fmt is LeakFormat.EML:
         return "From: x@sender.example\nTo: " + ",\n ".join(a for a, _ in rows) + "\n\nbody\n"
     return "".join(f"Write to {address}, now.\n" for address, _ in rows)
+
+
+@PROPERTY
+@given(
+    rows=ROWS,
+    login=LOCAL,
+    separator=st.sampled_from([":", ";"]),
+    url=st.sampled_from(["", "https://{login}@shop.example.net/login", "android://k==@com.x.y/"]),
+)
+def test_combo_lines_of_more_fields_read_back_exactly(
+    tmp_path: Path, rows: list[tuple[str, str]], login: str, separator: str, url: str
+) -> None:
+    prefix = url.format(login=login) + separator if url else ""
+    text = "".join(
+        f"{prefix}{login}{separator}{address}{separator}{password}\n" for address, password in rows
+    )
+    _, records = read(write(tmp_path, "combo.txt", text), LeakFormat.COMBO)
+    assert [(r.candidate, r.password) for r in records] == rows
 
 
 @pytest.mark.parametrize("fmt", CONCRETE_FORMATS)
@@ -757,5 +977,5 @@ def test_written_leaks_read_back_exactly(
     source, records = read(write(tmp_path, "leak.bin", data), fmt)
     assert source.compression == compression
     assert candidates(records) == addresses
-    if fmt in (LeakFormat.COMBO, LeakFormat.JSONL, LeakFormat.CSV):
+    if fmt in (LeakFormat.COMBO, LeakFormat.JSONL, LeakFormat.JSON, LeakFormat.CSV):
         assert [record.password for record in records] == [password for _, password in rows]
