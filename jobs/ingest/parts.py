@@ -198,7 +198,7 @@ def run_part(runtime: Runtime, part_id: int, *, chunk_records: int | None = None
         ).one_or_none()
         if row is None:
             return Counters()
-        part, leak_file = row.tuple()
+        part, leak_file = row[0], row[1]
     if part.state is LeakFileState.COMPLETE or leak_file.path is None:
         return Counters()
     try:
