@@ -64,6 +64,7 @@ class IngestReport:
     format: str
     compression: str | None
     sha256: str
+    format_reason: str = ""  # why this format: what auto-detection saw, or --format
     run: Counters = field(default_factory=Counters)
     invalid_lines: list[int] = field(default_factory=list)
     resumed_at_record: int = 0
@@ -76,6 +77,7 @@ class IngestReport:
             "leak": self.leak,
             **self.run.as_dict(),
             "format": self.format,
+            "format_reason": self.format_reason,
             "compression": self.compression,
             "sha256": self.sha256,
             "invalid_lines": self.invalid_lines,
@@ -100,6 +102,8 @@ class IngestReport:
             f"{run.duplicates} duplicates; {run.matched} accounts flagged, "
             f"{run.notices} warnings queued in {self.seconds:.1f}s"
         )
+        if self.format_reason:
+            text += f"\nformat {self.format}: {self.format_reason}"
         if self.resumed_at_record:
             text += f"\nresumed after record {self.resumed_at_record} of an interrupted run"
         if self.invalid_lines:
@@ -163,6 +167,7 @@ def ingest_leak(
         report = IngestReport(
             leak=slug,
             format=source_info.format.value,
+            format_reason=source_info.reason,
             compression=source_info.compression,
             sha256=sha256,
             dry_run=dry_run,

@@ -103,6 +103,8 @@ class LeakSource:
     compression: str | None
     encoding: str
     size: int
+    # Why this format: what detection saw, or that the operator chose it (--format).
+    reason: str = "given with --format"
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,9 +135,11 @@ def open_leak(path: Path, fmt: LeakFormat = LeakFormat.AUTO) -> LeakReader:
         sample, complete = _sample(_decoded_blocks(read, path, first))
     lines = _sample_lines(sample, complete=complete)
     layout: CsvLayout | None = None
+    reason = "given with --format"
     if fmt is LeakFormat.AUTO:
         partial = "" if lines else sample[:4096].decode("utf-8", "ignore")
         fmt, layout = _detect_format(lines, partial)
+        reason = detection_reason(fmt, layout)
     elif fmt is LeakFormat.CSV:
         layout = sniff_csv(lines, auto=False)
         if layout is None:
@@ -144,8 +148,35 @@ def open_leak(path: Path, fmt: LeakFormat = LeakFormat.AUTO) -> LeakReader:
         # Where the data starts, in bytes: every worker of a split run sniffs the same head
         # of the file and so knows it, and reads no line above it (see records()).
         layout = replace(layout, data_offset=_line_offset(sample, layout.skip_lines))
-    source = LeakSource(fmt, compression, codec, identity.size)
+    source = LeakSource(fmt, compression, codec, identity.size, reason)
     return LeakReader(path, source, identity=identity, layout=layout)
+
+
+def detection_reason(fmt: LeakFormat, layout: CsvLayout | None) -> str:
+    """Say, in a few words an operator can check, what made auto-detection pick ``fmt``."""
+    if layout is not None:
+        where = {",": "','", ";": "';'", "\t": "tab", "|": "'|'"}.get(
+            layout.delimiter, repr(layout.delimiter)
+        )
+        above = f", data below {layout.skip_lines} line(s)" if layout.skip_lines else ""
+        password = " and a password column" if layout.password_column is not None else ""
+        return (
+            f"rows separated by {where} with addresses in column {layout.email_column + 1}"
+            f"{password}{above}"
+        )
+    return _REASONS[fmt]
+
+
+_REASONS: Final = {
+    LeakFormat.EML: "mail headers at the top (every address in To, Cc and Bcc is read)",
+    LeakFormat.JSONL: "one JSON object per line",
+    LeakFormat.JSON: "a JSON document (an array or objects spanning lines)",
+    LeakFormat.COMBO: "an address, a separator and a password on most lines",
+    LeakFormat.LINES: "no mail headers, JSON, CSV columns or passwords: one address per line",
+    LeakFormat.CSV: "rows of columns",
+    LeakFormat.TEXT: "free text",
+    LeakFormat.AUTO: "not detected",
+}
 
 
 class LeakReader:

@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import pytest
 from flask.testing import FlaskCliRunner
 
 from service.runtime import Runtime
@@ -47,3 +49,53 @@ def test_a_quoted_local_part_that_needs_its_quotes_stays_valid(
     path = write_lines(tmp_path / "leak.txt", ['"john doe"@example.com', "john.doe@example.com"])
     report = json_output(invoke(runner, "ingest", str(path), "--leak", "quoted", "--json"))
     assert (report["valid"], report["invalid"], report["matched"]) == (2, 0, 1)
+
+
+@pytest.mark.parametrize(
+    ("name", "lines", "fmt", "reason"),
+    [
+        ("plain.txt", ["a@example.com", "b@example.com"], "lines", "one address per line"),
+        ("combo.txt", ["a@example.com:pw1", "b@example.com:pw2"], "combo", "a password"),
+        (
+            "excel.csv",
+            ["sep=;", "id;email", "1;a@example.com", "2;b@example.com"],
+            "csv",
+            "rows separated by ';' with addresses in column 2, data below 2 line(s)",
+        ),
+        (
+            "rows.jsonl",
+            ['{"email": "a@example.com"}', '{"email": "b@example.com"}'],
+            "jsonl",
+            "one JSON object per line",
+        ),
+        (
+            "dump.json",
+            json.dumps([{"email": "a@example.com"}, {"email": "b@example.com"}], indent=2).split(
+                "\n"
+            ),
+            "json",
+            "a JSON document",
+        ),
+    ],
+)
+def test_auto_detection_says_what_it_chose_and_why(
+    runtime: Runtime,
+    runner: FlaskCliRunner,
+    tmp_path: Path,
+    name: str,
+    lines: list[str],
+    fmt: str,
+    reason: str,
+) -> None:
+    path = write_lines(tmp_path / name, lines)
+    report = json_output(invoke(runner, "ingest", str(path), "--leak", "why", "--json"))
+    assert report["format"] == fmt, report
+    assert reason in report["format_reason"]
+    assert report["valid"] == 2
+    given = write_lines(
+        tmp_path / f"given-{name}", [*lines, "c@example.com"] if fmt == "lines" else lines
+    )
+    forced = json_output(
+        invoke(runner, "ingest", str(given), "--leak", "why-given", "--format", fmt, "--json")
+    )
+    assert forced["format_reason"] == "given with --format"
