@@ -231,8 +231,8 @@ def assess(
     context: dict[str, str] | None,
     now: datetime,
 ) -> Verdict:
-    """Answer a risk check. ``allow`` reads once and writes nothing; any other decision
-    reads the step-up locks too and is audited."""
+    """Answer a risk check. An account in no open leak costs one read and no write; one a
+    leak names has its step-up locks read too, and any decision but ``allow`` is audited."""
     assurance = None
     if assurance_token is not None:
         assurance = step_up.signer.verify(assurance_token, external_id=external_id, now=now)
@@ -240,12 +240,14 @@ def assess(
     # on every sign-in, and one statement needs no BEGIN and no ROLLBACK around it.
     with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         facts = load_facts(connection, external_id)
-        verdict = decide(facts, password=password, assurance=assurance, throttle=None, now=now)
+        # The locks matter only to an account a leak names: every other sign-in stays one
+        # read; and the policy (with its argon2 check of a leaked password) runs once.
+        locks = None
+        if facts is not None and facts.exposures:
+            locks = throttle_state(connection, step_up.subject(external_id), now=now)
+        verdict = decide(facts, password=password, assurance=assurance, throttle=locks, now=now)
         if verdict.decision is Decision.ALLOW or facts is None:
             return verdict
-        if verdict.decision is Decision.STEP_UP:
-            locks = throttle_state(connection, step_up.subject(external_id), now=now)
-            verdict = decide(facts, password=password, assurance=assurance, throttle=locks, now=now)
         # Any other decision adds its audit row: on the same connection, in a transaction.
         connection.commit()  # ends the read's (database-side empty) transaction object
         connection.execution_options(isolation_level=db.engine.dialect.default_isolation_level)
