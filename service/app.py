@@ -40,8 +40,12 @@ def package_version() -> str:
         return "0.0.0"
 
 
-def create_app(settings: Settings | None = None) -> OpenAPI:
-    """Build the Flask app from ``settings`` (default: the environment). Connects to nothing."""
+def create_app(settings: Settings | None = None, *, serving: bool = True) -> OpenAPI:
+    """Build the Flask app from ``settings`` (default: the environment). Connects to nothing.
+
+    ``serving``: the app answers HTTP requests, so its database statements are bounded
+    (``db_request_timeout_seconds``); the CLI builds its app with False.
+    """
     settings = settings or load_settings()
     configure_logging(settings.log_level)
     app = OpenAPI(
@@ -57,7 +61,7 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
         SECRET_KEY=settings.secret_key_text(),
         MAX_CONTENT_LENGTH=settings.max_request_bytes,
     )
-    runtime = build_runtime(settings)
+    runtime = build_runtime(settings, serving=serving)
     app.extensions[EXTENSION] = runtime
     register_problem_handlers(app)
     register_routes()

@@ -29,7 +29,9 @@ class Runtime:
     step_up: StepUp
 
 
-def build_runtime(settings: Settings) -> Runtime:
+def build_runtime(settings: Settings, *, serving: bool = False) -> Runtime:
+    """Build the runtime from ``settings``; ``serving``: for an HTTP server, whose database
+    statements are bounded by ``db_request_timeout_seconds`` (jobs and commands are not)."""
     private_dir(settings.instance_dir)
     signer = AssuranceSigner(
         settings.secret_key_text(), timedelta(seconds=settings.assurance_ttl_seconds)
@@ -45,7 +47,10 @@ def build_runtime(settings: Settings) -> Runtime:
     )
     return Runtime(
         settings=settings,
-        db=Database(settings.resolved_database_url),
+        db=Database(
+            settings.resolved_database_url,
+            statement_timeout=settings.db_request_timeout_seconds if serving else None,
+        ),
         keys=address_keys_from(settings),
         step_up=StepUp(master_key=settings.hash_key_bytes(), signer=signer, policy=policy),
     )

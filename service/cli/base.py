@@ -21,7 +21,7 @@ from service.runtime import Runtime, runtime_of
 
 
 def _create_app() -> Flask:
-    return create_app()
+    return create_app(serving=False)
 
 
 class LeakguardGroup(FlaskGroup):
