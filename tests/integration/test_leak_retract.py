@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from flask.testing import FlaskClient, FlaskCliRunner
 from sqlalchemy import func, select, update
 
 from jobs.ingest.pipeline import ingest_leak
 from service.db import utcnow
+from service.leaks.catalogue import LeakRetracted
 from service.leaks.retract import retract_leak
 from service.models import (
     EMAIL_KEY_BYTES,
@@ -205,3 +207,25 @@ def test_retract_refuses_an_unknown_leak_and_an_empty_reason(runner: FlaskCliRun
     assert one_error_line(unknown) == "Error: no leak named 'no-such-leak'"
     empty = invoke(runner, "leaks", "retract", "no-such-leak", "--reason", "  ")
     assert one_error_line(empty) == "Error: the reason must say why, in 1-500 characters"
+
+
+def test_an_ingest_running_when_its_leak_is_retracted_stops_at_its_next_chunk(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    for i in range(6):
+        make_account(runtime, f"r{i}", f"r{i}@example.org")
+    leak_file = write_lines(tmp_path / "typo.txt", [f"r{i}@example.org" for i in range(6)])
+    retracted: list[bool] = []
+
+    def retract_after_first_chunk(records: int, matched: int) -> None:
+        if not retracted:
+            retract_leak(runtime.db, TYPO, reason="typo", actor="test", now=utcnow())
+            retracted.append(True)
+
+    with pytest.raises(LeakRetracted, match="retracted while this file was being ingested"):
+        ingest_leak(
+            runtime, leak_file, slug=TYPO, chunk_records=2, on_progress=retract_after_first_chunk
+        )
+    assert exposure_states(runtime, TYPO) == {"retracted": 2}  # the first chunk's, ended
+    assert {state for *_, state in notices(runtime)} == {"cancelled"}
+    assert entries(runtime, TYPO) == 0
