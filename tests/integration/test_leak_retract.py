@@ -96,6 +96,20 @@ def test_retract_undoes_the_leak_and_reports_what_went_out(
     )
     assert exposure_states(runtime, TYPO) == {"open": 6}
     assert entries(runtime, TYPO) == 12
+    dry_json = json_output(
+        invoke(runner, "leaks", "retract", TYPO, "--reason", "typo", "--dry-run", "--json")
+    )
+    assert dry_json == {
+        "leak": TYPO,
+        "retracted_at": None,
+        "already_retracted": False,
+        "dry_run": True,
+        "exposures_ended": 6,
+        "warnings_cancelled": 4,
+        "warnings_sent": 2,
+        "warnings_sending": 0,
+        "entries_removed": 12,
+    }
 
     out = output(runner, "leaks", "retract", TYPO, "--reason", "typo in slug")
     assert out == (

@@ -6,11 +6,16 @@ recorded by the product's own ``record_failure``, as a worker records them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+from flask import Flask
 from flask.testing import FlaskCliRunner
+from redis import Redis
 from sqlalchemy import select
 
+from jobs.queues import QueueName, get_queue
 from service.db import utcnow
 from service.models import Account, AuditEvent, Leak, Notice, NoticeState
 from service.notices.outbox import claim_notices, record_failure
@@ -148,3 +153,24 @@ def test_retry_refuses_a_retracted_leak_and_unknown_leaks(
     for command in ("failed", "retry", "cancel"):
         result = invoke(runner, "notices", command, "--leak", "no-such-leak")
         assert one_error_line(result) == "Error: no leak named 'no-such-leak'"
+
+
+@pytest.mark.redis
+def test_retry_with_a_redis_relays_the_warnings_as_delivery_does(
+    runtime: Runtime, make_app: Callable[..., Flask], redis_url: str, tmp_path: Path
+) -> None:
+    flag_accounts(runtime, tmp_path, 2, prefix="m")
+    failed = fail(runtime, 2)
+    runner = make_app(redis_url=redis_url).test_cli_runner()
+
+    out = output(runner, "notices", "retry", "--leak", LEAK)
+    assert out == (
+        f"2 failed warnings of {LEAK} are pending again\n"
+        "relayed 2 notices to the queue for the workers\n"
+    )
+    assert {states(runtime)[i] for i in failed} == {"queued"}
+    connection = Redis.from_url(redis_url)
+    try:
+        assert get_queue(QueueName.DEFAULT, connection).count == 1  # one job, a batch of 2
+    finally:
+        connection.close()
