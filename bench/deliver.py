@@ -338,7 +338,7 @@ def baseline_messages(
     settings: Settings, recipients: list[tuple[str, str | None]]
 ) -> list[tuple[str, bytes]]:
     """The messages the worker sends, as ``send_notices`` renders them: (recipient, bytes)."""
-    leak_date = utcnow().astimezone(UTC).strftime("%Y-%m-%d")
+    leak_date = None  # the bench leak has no date of its own: the worker names none
     templates = {}
     messages = []
     for i, (address, locale) in enumerate(recipients):

@@ -15,7 +15,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC
 
 from redis import Redis
 from redis.exceptions import RedisError
@@ -28,6 +27,7 @@ from jobs.context import job_runtime
 from jobs.queues import QueueName, get_queue, redis_connection, uses_fake_redis
 from service.db import utcnow
 from service.errors import JobError
+from service.leaks.catalogue import leak_name
 from service.models import Notice, NoticeKind, NoticeState
 from service.notices.outbox import (
     SEND_LEASE,
@@ -377,12 +377,8 @@ def _template(
             language,
             NoticeContext(
                 service_name=settings.service_name,
-                leak_name=notice.leak_name or "",
-                leak_date=(
-                    notice.leak_date.astimezone(UTC).strftime("%Y-%m-%d")
-                    if notice.leak_date
-                    else None
-                ),
+                leak_name=leak_name(notice.leak_names, notice.leak_name, language),
+                leak_date=notice.leak_date,
                 account_url=settings.account_url,
                 password_leaked=notice.password_leaked,
             ),

@@ -57,7 +57,8 @@ class Settings(BaseSettings):
     mail_rate: Annotated[float, Field(ge=0)] = 0.0
     # Named in the notices: "your account with <service_name>" ("us" when unset).
     service_name: str = "us"
-    # Where a person changes the address of their account; the only link a notice carries.
+    # Where a person changes the address of their account: named in the warning as an
+    # address to type, not a link (the warning tells people not to sign in through links).
     account_url: str | None = None
 
     # Canonical form rules (service/emails.py); each can be switched off for a deployment

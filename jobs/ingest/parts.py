@@ -35,6 +35,7 @@ from jobs.ingest.pipeline import (
 from jobs.queues import QueueName, get_queue
 from jobs.reader.stream import LeakFileError, LeakFormat, open_leak
 from service.db import utcnow
+from service.leaks.catalogue import LeakFacts
 from service.leaks.counters import Counters
 from service.leaks.progress import Target
 from service.models import LeakFile, LeakFileState, LeakPart
@@ -75,6 +76,7 @@ def plan_parts(
     slug: str,
     name: str | None = None,
     source: str | None = None,
+    facts: LeakFacts | None = None,
     fmt: LeakFormat = LeakFormat.AUTO,
     parts: int | None = None,
 ) -> SplitPlan:
@@ -90,7 +92,13 @@ def plan_parts(
         writer = ChunkWriter(runtime, dry_run=False)
         try:
             opened = writer.open_file(
-                slug=slug, name=name, source=source, sha256=sha256, info=info, path=path
+                slug=slug,
+                name=name,
+                source=source,
+                facts=facts,
+                sha256=sha256,
+                info=info,
+                path=path,
             )
         finally:
             writer.close()

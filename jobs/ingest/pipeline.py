@@ -33,6 +33,7 @@ from jobs.reader.stream import LeakFileError, LeakFormat, LeakSource, open_leak
 from service.addresses import InvalidAddress, canonicalize_email
 from service.db import utcnow
 from service.db.bulk import stage_and_match
+from service.leaks.catalogue import LeakFacts
 from service.leaks.counters import Counters
 from service.leaks.exposures import NewExposure, record_exposures
 from service.leaks.passwords import hash_leaked_password
@@ -146,6 +147,7 @@ def ingest_leak(
     slug: str,
     name: str | None = None,
     source: str | None = None,
+    facts: LeakFacts | None = None,
     fmt: LeakFormat = LeakFormat.AUTO,
     dry_run: bool = False,
     chunk_records: int | None = None,
@@ -157,8 +159,9 @@ def ingest_leak(
     nothing. Resumable: an interrupted run of the same file continues where its last
     commit stopped. ``dry_run`` does everything in one transaction and rolls it back.
     ``chunk_records`` (default: the setting ``ingest_chunk_records``) is the records per
-    transaction: memory and resume granularity. Raises LeakFileError for an unusable file,
-    IngestBusy if another run holds this file.
+    transaction: memory and resume granularity. ``facts``: what the notices say of the leak
+    (its names per language, its own date). Raises LeakFileError for an unusable file,
+    IngestBusy if another run holds this file, LeakRetracted for a retracted leak.
     """
     started = time.monotonic()
     sha256 = fingerprint_file(path)
@@ -175,7 +178,13 @@ def ingest_leak(
         writer = ChunkWriter(runtime, dry_run=dry_run)
         try:
             opened = writer.open_file(
-                slug=slug, name=name, source=source, sha256=sha256, info=source_info, path=path
+                slug=slug,
+                name=name,
+                source=source,
+                facts=facts,
+                sha256=sha256,
+                info=source_info,
+                path=path,
             )
             leak_id, file_id, done = opened.leak_id, opened.file_id, opened.records_done
             if opened.state is LeakFileState.COMPLETE:
@@ -282,6 +291,7 @@ class ChunkWriter:
         sha256: str,
         info: LeakSource,
         path: Path,
+        facts: LeakFacts | None = None,
     ) -> OpenedFile:
         with self._session() as session:
             return open_leak_file(
@@ -289,6 +299,7 @@ class ChunkWriter:
                 slug=slug,
                 name=name,
                 source=source,
+                facts=facts,
                 sha256=sha256,
                 size=path.stat().st_size,
                 file_format=info.format.value,

@@ -23,6 +23,7 @@ from jobs.ingest.parts import (
 )
 from jobs.queues import make_worker, redis_connection, uses_fake_redis
 from jobs.reader.stream import LeakFormat
+from service.leaks.catalogue import LeakFacts
 from service.leaks.counters import Counters
 from service.runtime import Runtime
 
@@ -82,6 +83,7 @@ def ingest_in_parts(
     slug: str,
     name: str | None = None,
     source: str | None = None,
+    facts: LeakFacts | None = None,
     fmt: LeakFormat = LeakFormat.AUTO,
     parts: int | None = None,
     wait: bool = True,
@@ -94,7 +96,9 @@ def ingest_in_parts(
     IngestBusy, ValidationFailed (bad slug) or RedisError.
     """
     started = time.monotonic()
-    plan = plan_parts(runtime, path, slug=slug, name=name, source=source, fmt=fmt, parts=parts)
+    plan = plan_parts(
+        runtime, path, slug=slug, name=name, source=source, facts=facts, fmt=fmt, parts=parts
+    )
     report = SplitReport(
         leak=slug,
         format=plan.format,

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from service.errors import NotFound, ValidationFailed
+from service.audit import record_event
+from service.errors import LeakguardError, NotFound, ValidationFailed
 from service.leaks.counters import Counters
 from service.models import Exposure, Leak, LeakFile, Notice
 
@@ -25,6 +27,36 @@ def check_slug(slug: str) -> str:
     return slug
 
 
+class LeakRetracted(LeakguardError):
+    """The leak was retracted: nothing is added to it any more."""
+
+    status = 409
+    code = "leak_retracted"
+    title = "The leak was retracted"
+
+
+@dataclass(frozen=True, slots=True)
+class LeakFacts:
+    """What the notices say about a leak, beyond its name in the fallback language.
+
+    ``names`` holds the leak's name per language where it differs ({"de": ...});
+    ``observed_at`` the leak's own date (when it appeared), never in the future.
+    """
+
+    names: Mapping[str, str] = field(default_factory=dict)
+    observed_at: date | None = None
+
+
+def check_observed_at(day: date, *, now: datetime) -> date:
+    """Refuse a leak date in the future (UTC): a typo would tell people a wrong story."""
+    if day > now.date():
+        raise ValidationFailed(
+            f"the leak's date {day.isoformat()} is in the future (today is "
+            f"{now.date().isoformat()} UTC)"
+        )
+    return day
+
+
 def find_leak(session: Session, slug: str) -> Leak:
     """The leak named ``slug``; raise NotFound."""
     leak = session.scalars(select(Leak).where(Leak.slug == slug)).one_or_none()
@@ -34,16 +66,31 @@ def find_leak(session: Session, slug: str) -> Leak:
 
 
 def get_or_create_leak(
-    session: Session, *, slug: str, name: str | None, source: str | None, now: datetime
+    session: Session,
+    *,
+    slug: str,
+    name: str | None,
+    source: str | None,
+    now: datetime,
+    facts: LeakFacts | None = None,
 ) -> Leak:
-    """Return the leak named ``slug``, creating it; a given name or source updates it."""
+    """Return the leak named ``slug``, creating it; a given name, source or fact updates it.
+
+    Raises ValidationFailed for a bad slug or a leak date in the future, LeakRetracted for
+    a retracted leak (its slug is taken for good: a new run goes under another one).
+    """
     check_slug(slug)
+    facts = facts or LeakFacts()
+    if facts.observed_at is not None:
+        check_observed_at(facts.observed_at, now=now)
     leak = session.scalars(select(Leak).where(Leak.slug == slug)).one_or_none()
     if leak is None:
         leak = Leak(
             slug=slug,
-            name=name or slug,
+            name=name or None,
+            names=dict(facts.names),
             source=source,
+            observed_at=facts.observed_at,
             created_at=now,
             updated_at=now,
             **Counters().as_dict(),
@@ -51,11 +98,73 @@ def get_or_create_leak(
         session.add(leak)
         session.flush()
         return leak
-    if name and leak.name != name:
-        leak.name = name
-    if source and leak.source != source:
-        leak.source = source
+    if leak.retracted_at is not None:
+        raise LeakRetracted(
+            f"leak {slug} was retracted on {leak.retracted_at:%Y-%m-%d}; "
+            "ingest under another --leak slug"
+        )
+    update_leak_facts(leak, name=name, source=source, facts=facts)
     return leak
+
+
+def update_leak_facts(
+    leak: Leak, *, name: str | None, source: str | None, facts: LeakFacts
+) -> bool:
+    """Set the given facts on ``leak`` (None: keep); return whether anything changed.
+
+    Warnings not yet sent use the new facts: each delivery job reads them afresh.
+    """
+    changed = False
+    if name and leak.name != name:
+        leak.name, changed = name, True
+    if source and leak.source != source:
+        leak.source, changed = source, True
+    names = {**(leak.names or {}), **facts.names}
+    if names != (leak.names or {}):
+        leak.names, changed = names, True
+    if facts.observed_at is not None and leak.observed_at != facts.observed_at:
+        leak.observed_at, changed = facts.observed_at, True
+    return changed
+
+
+def edit_leak(
+    session: Session,
+    slug: str,
+    *,
+    name: str | None,
+    source: str | None,
+    facts: LeakFacts,
+    actor: str,
+    now: datetime,
+) -> bool:
+    """Change the leak's name, names, source or date; audited. Return whether it changed.
+
+    Raises NotFound, ValidationFailed (a date in the future). Does not commit.
+    """
+    if facts.observed_at is not None:
+        check_observed_at(facts.observed_at, now=now)
+    leak = find_leak(session, slug)
+    if not update_leak_facts(leak, name=name, source=source, facts=facts):
+        return False
+    leak.updated_at = now
+    record_event(
+        session,
+        actor=actor,
+        action="leak.edited",
+        target=slug,
+        detail={
+            "name": leak.name,
+            "names": leak.names,
+            "observed_at": leak.observed_at.isoformat() if leak.observed_at else None,
+        },
+        now=now,
+    )
+    return True
+
+
+def leak_name(leak_names: Mapping[str, str] | None, name: str | None, language: str) -> str | None:
+    """The leak's name in ``language``: its own, else the default one, else None (neutral)."""
+    return (leak_names or {}).get(language) or name or None
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,31 +184,49 @@ class LeakFileView:
 
 
 @dataclass(frozen=True, slots=True)
+class Retraction:
+    at: datetime
+    by: str | None
+    reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class LeakView:
     slug: str
-    name: str
+    name: str | None
+    names: dict[str, str]
     source: str | None
+    observed_at: date | None
     created_at: datetime
     updated_at: datetime
     counters: dict[str, int]
     exposures: dict[str, int]
     notices: dict[str, int]
     files: tuple[LeakFileView, ...]
+    retracted: Retraction | None = None
 
     @property
     def state(self) -> str:
+        if self.retracted is not None:
+            return "retracted"
         if any(f.state != "complete" for f in self.files):
             return "incomplete"
         return "complete" if self.files else "empty"
 
     def to_json(self) -> dict[str, Any]:
+        retracted = self.retracted
         return {
             "slug": self.slug,
             "name": self.name,
+            "names": self.names,
             "source": self.source,
+            "observed_at": self.observed_at.isoformat() if self.observed_at else None,
             "state": self.state,
             "created_at": self.created_at.isoformat(),
             "updated_at": self.updated_at.isoformat(),
+            "retracted_at": retracted.at.isoformat() if retracted else None,
+            "retracted_by": retracted.by if retracted else None,
+            "retraction_reason": retracted.reason if retracted else None,
             **self.counters,
             "exposures": self.exposures,
             "notices_by_state": self.notices,
@@ -155,9 +282,16 @@ def _view(session: Session, leak: Leak) -> LeakView:
     return LeakView(
         slug=leak.slug,
         name=leak.name,
+        names=dict(leak.names or {}),
         source=leak.source,
+        observed_at=leak.observed_at,
         created_at=leak.created_at,
         updated_at=leak.updated_at,
+        retracted=(
+            Retraction(leak.retracted_at, leak.retracted_by, leak.retraction_reason)
+            if leak.retracted_at is not None
+            else None
+        ),
         counters=Counters.of(leak).as_dict(),
         exposures={str(k): v for k, v in exposures.items()},
         notices={str(k): v for k, v in notices.items()},

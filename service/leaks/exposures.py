@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import Table, and_, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from service.db import bulk
-from service.models import Account, Exposure, ExposureKind, ExposureState, LeakEntry
+from service.models import Account, Exposure, ExposureKind, ExposureState, Leak, LeakEntry
 from service.notices.outbox import create_leak_warnings
 from service.stepup.services import drop_pending_enrolments
 
@@ -97,6 +97,9 @@ def flag_from_watchlist(
             for account_id, leak_id in session.execute(
                 select(Account.id, LeakEntry.leak_id)
                 .join(LeakEntry, LeakEntry.email_key == Account.email_key)
+                # A retracted leak's entries may outlive it for the minutes their removal
+                # takes (service/leaks/retract.py): they flag nobody.
+                .join(Leak, and_(Leak.id == LeakEntry.leak_id, Leak.retracted_at.is_(None)))
                 .where(condition)
             )
         )

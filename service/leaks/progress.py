@@ -15,7 +15,8 @@ from typing import Any
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from service.leaks.catalogue import get_or_create_leak
+from service.db import rowcount
+from service.leaks.catalogue import LeakFacts, LeakRetracted, get_or_create_leak
 from service.leaks.counters import Counters
 from service.models import IngestCounters, Leak, LeakFile, LeakFileState, LeakPart
 
@@ -51,12 +52,13 @@ def open_leak_file(
     file_format: str,
     compression: str | None,
     now: datetime,
+    facts: LeakFacts | None = None,
 ) -> OpenedFile:
     """Find the leak's record of this file (by its SHA-256), creating leak and file as needed.
 
-    Does not commit. Raises ValidationFailed for a bad slug.
+    Does not commit. Raises ValidationFailed for a bad slug, LeakRetracted.
     """
-    leak = get_or_create_leak(session, slug=slug, name=name, source=source, now=now)
+    leak = get_or_create_leak(session, slug=slug, name=name, source=source, facts=facts, now=now)
     digest = bytes.fromhex(sha256)
     leak_file = session.scalars(
         select(LeakFile).where(LeakFile.leak_id == leak.id, LeakFile.sha256 == digest)
@@ -118,11 +120,14 @@ def record_chunk(
         .where(LeakFile.id == target.file_id)
         .values(**file_progress, **_plus(LeakFile, increments))
     )
-    session.execute(
+    # A retraction that committed while this chunk was written wins: the chunk is undone.
+    counted = session.execute(
         update(Leak)
-        .where(Leak.id == target.leak_id)
+        .where(Leak.id == target.leak_id, Leak.retracted_at.is_(None))
         .values(updated_at=now, **_plus(Leak, increments))
     )
+    if not rowcount(counted):
+        raise LeakRetracted("the leak was retracted while this file was being ingested")
     if invalid_lines:
         stored = session.scalar(select(LeakFile.invalid_lines).where(LeakFile.id == target.file_id))
         merged = (list(stored or []) + invalid_lines)[:MAX_REPORTED_LINES]

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Date,
     Float,
     ForeignKey,
     Index,
@@ -31,6 +32,7 @@ class ExposureState(StrEnum):
     OPEN = "open"
     RESOLVED = "resolved"
     DISMISSED = "dismissed"
+    RETRACTED = "retracted"  # its leak was retracted: ingested by mistake (leaks retract)
 
 
 class LeakFileState(StrEnum):
@@ -60,10 +62,19 @@ class Leak(IngestCounters, Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     slug: Mapped[str] = mapped_column(String(100), unique=True)
-    name: Mapped[str] = mapped_column(String(200))
+    # What the notices call the leak: ``name`` in every language without its own entry in
+    # ``names`` ({"de": ...}); with neither, they use neutral wording, never the slug.
+    name: Mapped[str | None] = mapped_column(String(200))
+    names: Mapped[dict[str, str] | None] = mapped_column(JSON)
     source: Mapped[str | None] = mapped_column(String(500))
+    # The leak's own date (when it appeared), as the operator knows it; not the ingest's.
+    observed_at: Mapped[date | None] = mapped_column(Date)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Retracted (service/leaks/retract.py): ingested by mistake, its effects undone.
+    retracted_at: Mapped[datetime | None]
+    retracted_by: Mapped[str | None] = mapped_column(String(200))
+    retraction_reason: Mapped[str | None] = mapped_column(String(500))
 
 
 class LeakFile(IngestCounters, Base):

@@ -22,6 +22,7 @@ class NoticeState(StrEnum):
     SENDING = "sending"
     SENT = "sent"
     FAILED = "failed"
+    CANCELLED = "cancelled"  # never sent: what it would say stopped being true
 
 
 class Notice(Base):
@@ -47,6 +48,7 @@ class Notice(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     queued_at: Mapped[datetime | None]
     sent_at: Mapped[datetime | None]
+    failed_at: Mapped[datetime | None]
     # A transient failure waits until then; the relay skips the row before.
     not_before: Mapped[datetime | None]
     # A worker's claim: past it, a row still "sending" is taken back by the sweep.

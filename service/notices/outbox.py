@@ -3,7 +3,9 @@
 Rows are created in the same transaction as what causes them (``create_leak_warnings``
 beside the exposure), so a crash can never leave an exposure without its warning or a
 warning without its exposure; the queue only carries rows that exist. Then:
-pending -> queued -> sending -> sent | failed.
+pending -> queued -> sending -> sent | failed. A failed warning can be tried again
+(``retry_failed_warnings``: back to pending); a warning not sent yet can be cancelled
+(``cancel_leak_warnings``: the operator's ``notices cancel``, or its leak retracted).
 
 The notice row, not the queue, is the truth until the SMTP server accepts the message
 (rq/rq #1461, #2015: a killed worker's job can vanish). So:
@@ -27,7 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import cast
 
 from sqlalchemy import (
@@ -42,7 +44,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from service.addresses import mask_addresses
+from service.addresses import mask_addresses, mask_email
 from service.db import bulk, rowcount
 from service.models import (
     Account,
@@ -56,6 +58,9 @@ from service.models import (
     NoticeState,
     StepUpChallenge,
 )
+
+# Warnings not sent and not in a worker's hands: what a cancellation stops.
+UNSENT = (NoticeState.PENDING, NoticeState.QUEUED, NoticeState.FAILED)
 
 SEND_LEASE = timedelta(minutes=5)
 QUEUED_TIMEOUT = timedelta(hours=1)
@@ -92,8 +97,9 @@ class ClaimedNotice:
     recipient: str
     locale: str | None
     leak_id: int | None
-    leak_name: str | None
-    leak_date: datetime | None
+    leak_name: str | None  # in every language without its own in leak_names
+    leak_names: dict[str, str] | None
+    leak_date: date | None  # the leak's own date, as the operator gave it
     challenge_id: str | None
     password_leaked: bool
 
@@ -149,8 +155,15 @@ def claim_notices(
     session.execute(
         update(Notice)
         .where(claimable, Notice.kind == NoticeKind.STEP_UP_CODE, ~live_challenge)
-        .values(state=NoticeState.FAILED, last_error="the code expired before it could be sent")
+        .values(
+            state=NoticeState.FAILED,
+            last_error="the code expired before it could be sent",
+            failed_at=now,
+        )
     )
+    # A warning of a retracted leak is never sent, even one that was in a job already.
+    retracted = exists().where(Leak.id == Notice.leak_id, Leak.retracted_at.is_not(None))
+    session.execute(update(Notice).where(claimable, retracted).values(state=NoticeState.CANCELLED))
     paused = exists().where(Campaign.leak_id == Notice.leak_id, Campaign.paused.is_(True))
     claimed = list(
         session.scalars(
@@ -180,7 +193,8 @@ def claim_notices(
             Account.locale,
             Notice.leak_id,
             Leak.name,
-            Leak.created_at,
+            Leak.names,
+            Leak.observed_at,
             Notice.challenge_id,
             Exposure.kind == ExposureKind.CREDENTIAL,
         )
@@ -193,7 +207,21 @@ def claim_notices(
         .where(Notice.id.in_(claimed))
         .order_by(Notice.leak_id, Notice.id)
     ).all()
-    return [ClaimedNotice(*row[:-1], password_leaked=bool(row[-1])) for row in rows]
+    return [
+        ClaimedNotice(
+            id=row[0],
+            kind=row[1],
+            recipient=row[2],
+            locale=row[3],
+            leak_id=row[4],
+            leak_name=row[5],
+            leak_names=row[6],
+            leak_date=row[7],
+            challenge_id=row[8],
+            password_leaked=bool(row[9]),
+        )
+        for row in rows
+    ]
 
 
 def extend_lease(session: Session, notice_ids: Sequence[int], *, now: datetime) -> None:
@@ -253,7 +281,9 @@ def record_failure(
     """Record a refusal: permanent (or too many tries) fails the notice, else it waits.
 
     A permanent refusal also marks the account's address undeliverable, for support.
+    Servers quote the address in their refusals: it is stored masked.
     """
+    error = mask_addresses(error or "")[:500]
     if permanent or attempts >= MAX_TRANSIENT_ATTEMPTS:
         session.execute(
             update(Notice)
@@ -261,8 +291,9 @@ def record_failure(
             .values(
                 state=NoticeState.FAILED,
                 reply_code=code,
-                last_error=(error or "")[:500],
+                last_error=error,
                 lease_until=None,
+                failed_at=now,
             )
         )
         if permanent:
@@ -277,7 +308,7 @@ def record_failure(
         .values(
             state=NoticeState.PENDING,
             reply_code=code,
-            last_error=(error or "")[:500],
+            last_error=error,
             lease_until=None,
             not_before=now + backoff(attempts),
         )
@@ -336,6 +367,7 @@ def record_bounces(
             continue
         matched += 1
         notice.state = NoticeState.FAILED
+        notice.failed_at = now
         notice.reply_code = code
         # Providers quote the address in their reasons ("5.1.1 user a@x unknown").
         notice.last_error = f"bounced: {mask_addresses(reason or 'no reason given')}"[:500]
@@ -350,3 +382,131 @@ def record_bounces(
 def _bracketed(message_id: str) -> str:
     text = message_id.strip()
     return text if text.startswith("<") else f"<{text}>"
+
+
+def cancel_leak_warnings(session: Session, *, leak_id: int, now: datetime) -> int:
+    """Cancel the leak's warnings not sent yet (pending, queued, failed); count them.
+
+    A warning a worker holds (``sending``) is left alone: it may be on the wire already.
+    Idempotent. Does not commit.
+    """
+    result = session.execute(
+        update(Notice)
+        .where(
+            Notice.leak_id == leak_id,
+            Notice.kind == NoticeKind.LEAK_WARNING,
+            Notice.state.in_(UNSENT),
+        )
+        .values(state=NoticeState.CANCELLED, lease_until=None, not_before=None)
+    )
+    return rowcount(result)
+
+
+def count_unsent_warnings(session: Session, *, leak_id: int) -> int:
+    return int(
+        session.scalar(
+            select(func.count()).where(
+                Notice.leak_id == leak_id,
+                Notice.kind == NoticeKind.LEAK_WARNING,
+                Notice.state.in_(UNSENT),
+            )
+        )
+        or 0
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class FailedNotice:
+    """A warning that failed for good, as an operator sees it: the address masked."""
+
+    id: int
+    address: str  # masked
+    reason: str
+    reply_code: int | None
+    attempts: int
+    failed_at: datetime | None
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "address": self.address,
+            "reason": self.reason,
+            "reply_code": self.reply_code,
+            "attempts": self.attempts,
+            "failed_at": self.failed_at.isoformat() if self.failed_at else None,
+        }
+
+
+def failed_warnings(session: Session, *, leak_id: int) -> list[FailedNotice]:
+    """The leak's failed warnings, oldest first, addresses masked (in reasons too)."""
+    rows = session.execute(
+        select(
+            Notice.id,
+            Account.email,
+            Notice.last_error,
+            Notice.reply_code,
+            Notice.attempts,
+            Notice.failed_at,
+        )
+        .join(Account, Account.id == Notice.account_id)
+        .where(Notice.leak_id == leak_id, Notice.state == NoticeState.FAILED)
+        .order_by(Notice.id)
+    ).all()
+    return [
+        FailedNotice(
+            id=row.id,
+            address=mask_email(row.email),
+            # Rows failed before reasons were masked on the way in may still quote one.
+            reason=mask_addresses(row.last_error or "no reason recorded"),
+            reply_code=row.reply_code,
+            attempts=row.attempts,
+            failed_at=row.failed_at,
+        )
+        for row in rows
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class RetryOutcome:
+    retried: tuple[int, ...]
+    not_failed: tuple[int, ...]  # ids asked for that are no failed warning of this leak
+
+
+def retry_failed_warnings(
+    session: Session, *, leak_id: int, ids: Sequence[int] | None = None
+) -> RetryOutcome:
+    """Put the leak's failed warnings (or those of ``ids``) back to pending, as new.
+
+    Attempts and backoff start over. Retrying says the failure was not the address's
+    fault (a relay refusing everyone, a quota): the accounts' undeliverable mark is lifted,
+    and a new bounce sets it again. The caller relays after commit. Does not commit.
+    """
+    condition = and_(
+        Notice.leak_id == leak_id,
+        Notice.kind == NoticeKind.LEAK_WARNING,
+        Notice.state == NoticeState.FAILED,
+    )
+    if ids is not None:
+        condition = and_(condition, Notice.id.in_(list(ids)))
+    retried = sorted(
+        session.scalars(
+            update(Notice)
+            .where(condition)
+            .values(
+                state=NoticeState.PENDING,
+                attempts=0,
+                not_before=None,
+                lease_until=None,
+                failed_at=None,
+                reply_code=None,
+            )
+            .returning(Notice.id)
+        )
+    )
+    if retried:
+        accounts = select(Notice.account_id).where(Notice.id.in_(retried))
+        session.execute(
+            update(Account).where(Account.id.in_(accounts)).values(undeliverable_at=None)
+        )
+    missing = tuple(sorted(set(ids or ()) - set(retried)))
+    return RetryOutcome(tuple(retried), missing)

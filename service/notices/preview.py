@@ -11,13 +11,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
+from enum import StrEnum
 
 from sqlalchemy.orm import Session
 
 from service.addresses import InvalidAddress, canonicalize_email, clean_address, mask_email
 from service.config import Settings
 from service.errors import LeakguardError
-from service.leaks.catalogue import find_leak
+from service.leaks.catalogue import find_leak, leak_name
 from service.models import NoticeKind
 from service.notices.render import (
     NoticeContext,
@@ -29,6 +30,13 @@ from service.notices.render import (
 from service.notices.transport import make_mailer
 
 SAMPLE_RECIPIENT = "jane.doe@example.com"
+
+
+class WarningVariant(StrEnum):
+    """The two warnings a leak sends: the address leaked, or the address with a password."""
+
+    EMAIL = "email"
+    CREDENTIAL = "credential"
 
 
 class SeedRefused(LeakguardError):
@@ -47,18 +55,25 @@ class SentSeed:
 
 
 def prepare_warning(
-    session: Session, settings: Settings, *, slug: str, language: str
+    session: Session,
+    settings: Settings,
+    *,
+    slug: str,
+    language: str,
+    variant: WarningVariant = WarningVariant.EMAIL,
 ) -> PreparedNotice:
-    """The leak's warning in ``language``, rendered once; raise NotFound for no such leak."""
+    """The leak's warning in ``language``, as delivery renders it (the leak's name in that
+    language, its own date); raise NotFound for no such leak."""
     leak = find_leak(session, slug)
     return prepare_notice(
         NoticeKind.LEAK_WARNING.value,
         language,
         NoticeContext(
             service_name=settings.service_name,
-            leak_name=leak.name,
-            leak_date=leak.created_at.strftime("%Y-%m-%d"),
+            leak_name=leak_name(leak.names, leak.name, language),
+            leak_date=leak.observed_at,
             account_url=settings.account_url,
+            password_leaked=variant is WarningVariant.CREDENTIAL,
         ),
         sender=settings.mail_from,
     )

@@ -6,6 +6,12 @@ person to the next (the To header shows them their address). So ``prepare_notice
 the text and HTML once and serializes the whole message but its per-person headers to
 bytes once (policy SMTP: CRLF, 7-bit headers); ``address_message`` puts the person's own
 To, Date and Message-ID in front of those bytes.
+
+Templates are plain text, wrapped in the source for whoever edits them. A paragraph
+becomes one line of the text part (``reflow``), which quoted-printable carries in short
+wire lines with soft breaks, so every mail program wraps it to its own width; the HTML
+part has one ``<p>`` per paragraph and no ``<br>`` inside a sentence. A block indented by
+four spaces (a code) stays as it is, a ``- `` item is one line.
 """
 
 from __future__ import annotations
@@ -14,9 +20,10 @@ import html
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from email import policy
 from email.errors import HeaderParseError
+from email.header import Header
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
@@ -30,6 +37,40 @@ from service.notices.transport import DOT_ATOM_ADDRESS, OutgoingMessage, wire_ad
 LANGUAGES = ("en", "de")  # the first is the fallback
 _URL = re.compile(r"https://[^\s<>\"']+")
 _DOMAIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
+_BLANK_LINES = re.compile(r"\n(?:[ \t]*\n)+")
+_PREFORMATTED = "    "
+# RFC 5322 2.1.1: header lines SHOULD stay within 78 characters.
+HEADER_LINE_CHARS = 78
+MONTHS = {
+    "en": (
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ),
+    "de": (
+        "Januar",
+        "Februar",
+        "März",
+        "April",
+        "Mai",
+        "Juni",
+        "Juli",
+        "August",
+        "September",
+        "Oktober",
+        "November",
+        "Dezember",
+    ),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,12 +87,20 @@ class PreparedNotice:
 @dataclass(frozen=True, slots=True)
 class NoticeContext:
     service_name: str
-    leak_name: str
-    leak_date: str | None
+    leak_name: str | None  # in the message's language; None: neutral wording, never a slug
+    leak_date: date | None  # the leak's own date (when it appeared); None: not mentioned
     account_url: str | None
     password_leaked: bool = False
     code: str | None = None  # an emailed step-up code: this message is for one person only
     code_minutes: int = 10
+
+
+def format_date(day: date, language: str) -> str:
+    """A date as people write it: "1 November 2019", "1. November 2019"."""
+    month = MONTHS.get(language, MONTHS[LANGUAGES[0]])[day.month - 1]
+    if language == "de":
+        return f"{day.day}. {month} {day.year}"
+    return f"{day.day} {month} {day.year}"
 
 
 def pick_language(locale: str | None) -> str:
@@ -83,31 +132,66 @@ def prepare_notice(
     template = _environment().get_template(f"{kind}.{language}.txt")
     values = {
         "service_name": context.service_name,
-        "leak_name": context.leak_name,
-        "leak_date": context.leak_date,
+        "leak_name": context.leak_name or None,
+        "leak_date": format_date(context.leak_date, language) if context.leak_date else None,
         "account_url": context.account_url,
         "password_leaked": context.password_leaked,
         "code": context.code,
         "code_minutes": context.code_minutes,
     }
-    text = template.render(values)
-    subject = str(getattr(template.make_module(values), "subject", ""))
+    text = reflow(template.render(values))
+    subject = " ".join(str(getattr(template.make_module(values), "subject", "")).split())
     if not subject:
         raise LookupError(f"template {kind}.{language}.txt sets no subject")
-    links = (context.account_url,) if context.account_url else ()
-    html_text = html_from_text(text, links=links)
+    # The account page is named as an address to type, never a link: the warning tells
+    # people not to sign in through links in mail, and must not offer one itself.
+    html_text = html_from_text(text)
 
     message = EmailMessage(policy=policy.SMTP)
     message["From"] = sender
-    message["Subject"] = subject
     message["Auto-Submitted"] = "auto-generated"
     message["X-Auto-Response-Suppress"] = "All"
-    message.set_content(text)
-    message.add_alternative(html_text, subtype="html")
-    content = message.as_bytes()
+    message.set_content(text, cte="quoted-printable")
+    message.add_alternative(html_text, subtype="html", cte="quoted-printable")
+    content = subject_header(subject) + message.as_bytes()
     return PreparedNotice(
         kind, language, subject, text, html_text, content, eight_bit=not content.isascii()
     )
+
+
+def subject_header(subject: str) -> bytes:
+    """The Subject line, folded between words and never right after ``Subject:``.
+
+    policy.SMTP folds a long subject by starting it on the next line, which unfolds to a
+    leading space in many mail programs; ``Header`` fits the first words on the first line
+    (RFC 2047 encoded words when the subject is not ASCII).
+    """
+    charset = "us-ascii" if subject.isascii() else "utf-8"
+    folded = Header(subject, charset, header_name="Subject").encode(
+        linesep="\r\n", maxlinelen=HEADER_LINE_CHARS
+    )
+    return b"Subject: " + folded.encode("ascii") + b"\r\n"
+
+
+def reflow(text: str) -> str:
+    """One line per paragraph and per ``- `` item; indented blocks kept as they are."""
+    lines = "\n".join(line.rstrip() for line in text.strip().split("\n"))
+    blocks = []
+    for block in _BLANK_LINES.split(lines):
+        rows = block.split("\n")
+        if all(row.startswith(_PREFORMATTED) for row in rows):
+            blocks.append(block)
+        elif rows[0].startswith("- "):
+            items: list[str] = []
+            for row in rows:
+                if row.startswith("- ") or not items:
+                    items.append(row.strip())
+                else:
+                    items[-1] += " " + row.strip()
+            blocks.append("\n".join(items))
+        else:
+            blocks.append(" ".join(row.strip() for row in rows))
+    return "\n\n".join(blocks) + "\n"
 
 
 def html_from_text(text: str, *, links: tuple[str, ...] = ()) -> str:
@@ -115,23 +199,24 @@ def html_from_text(text: str, *, links: tuple[str, ...] = ()) -> str:
 
     A URL becomes a link only if it starts with one of ``links`` (ours): a leak's name
     could carry any URL, and a notice must never point people to a stranger's page.
+    Paragraphs flow (a line break inside one is a space, never ``<br>``); an indented
+    block (a code) is shown large, as it is.
 
     No images, no tracking: a security notice that phones home would teach people the
     very habits phishing relies on.
     """
-    blocks = [block for block in text.strip().split("\n\n") if block.strip()]
     body = []
-    for block in blocks:
-        lines = block.split("\n")
-        if all(line.startswith(("- ", "  ")) for line in lines):
-            items = " ".join(lines).split("- ")
+    for block in _BLANK_LINES.split(reflow(text).strip()):
+        rows = block.split("\n")
+        if all(row.startswith(_PREFORMATTED) for row in rows):
+            shown = "\n".join(html.escape(row.strip()) for row in rows)
+            body.append(f'<pre style="font-size: 1.5em; letter-spacing: 0.1em">{shown}</pre>')
+        elif rows[0].startswith("- "):
             body.append(
-                "<ul>"
-                + "".join(f"<li>{_inline(i, links)}</li>" for i in items if i.strip())
-                + "</ul>"
+                "<ul>" + "".join(f"<li>{_inline(row[2:], links)}</li>" for row in rows) + "</ul>"
             )
         else:
-            body.append(f"<p>{'<br>'.join(_inline(line, links) for line in lines)}</p>")
+            body.append(f"<p>{_inline(block, links)}</p>")
     return (
         '<!DOCTYPE html><html><head><meta charset="utf-8"></head>'
         '<body style="font-family: sans-serif; line-height: 1.5; max-width: 40em">'

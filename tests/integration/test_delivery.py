@@ -457,6 +457,7 @@ def test_paused_campaign_waits_in_the_outbox_and_goes_out_on_resume(
             "sending": 0,
             "sent": 0,
             "failed": 0,
+            "cancelled": 0,
         }
         assert "paused" in output(runner, "notices", "pause", "--leak", "paused-leak")
         assert "already paused" in output(runner, "notices", "pause", "--leak", "paused-leak")
@@ -483,6 +484,7 @@ def test_paused_campaign_waits_in_the_outbox_and_goes_out_on_resume(
             "sending": 0,
             "sent": 5,
             "failed": 1,
+            "cancelled": 0,
         }
         assert_each_once_or_failed(mail_runtime, smtp_server, {**paused, **going})
 

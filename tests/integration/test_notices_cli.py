@@ -55,19 +55,49 @@ def clear_addresses(text: str) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    ("language", "subject"), [("en", "Security notice"), ("de", "Sicherheitshinweis")]
+    ("language", "kind", "subject"),
+    [
+        ("en", "email", "Security notice: your email address appeared in a data leak"),
+        (
+            "en",
+            "credential",
+            "Security notice: your email address and a password appeared in a data leak",
+        ),
+        ("de", "email", "Sicherheitshinweis: Ihre E-Mail-Adresse ist in einem Datenleck"),
+        ("de", "credential", "Sicherheitshinweis: Ihre E-Mail-Adresse und ein Passwort sind"),
+    ],
 )
 def test_preview_prints_a_message_with_the_address_masked(
-    runner: FlaskCliRunner, caplog: pytest.LogCaptureFixture, language: str, subject: str
+    runner: FlaskCliRunner,
+    caplog: pytest.LogCaptureFixture,
+    language: str,
+    kind: str,
+    subject: str,
 ) -> None:
-    result = invoke(runner, "notices", "preview", "--leak", LEAK, "--language", language)
+    result = invoke(
+        runner, "notices", "preview", "--leak", LEAK, "--language", language, "--kind", kind
+    )
     assert result.exit_code == 0, result.stderr
     out = result.stdout
+    assert out.startswith(f"=== {kind} warning, {language} ===\n")
     assert re.search(r"^To: j\*\*\*@example\.com$", out, re.MULTILINE), out
-    assert re.search(rf"^Subject: ?\s*{subject}", out, re.MULTILINE), out
+    assert re.search(rf"^Subject: {subject}", out, re.MULTILINE), out  # no leading space
     assert "Exchange newsletter" in out
     assert "@" not in out.split("\n\n", 1)[1]  # the body is everyone's: no address in it
     assert clear_addresses(out + result.stderr + caplog.text) == []
+
+
+def test_preview_without_kind_or_language_shows_every_variant_with_its_own_subject(
+    runner: FlaskCliRunner,
+) -> None:
+    result = invoke(runner, "notices", "preview", "--leak", LEAK)
+    assert result.exit_code == 0, result.stderr
+    heads = re.findall(r"^=== (\w+) warning, (\w+) ===$", result.stdout, re.MULTILINE)
+    assert heads == [("email", "en"), ("email", "de"), ("credential", "en"), ("credential", "de")]
+    subjects = re.findall(r"^Subject: (.+)$", result.stdout, re.MULTILINE)
+    assert len(set(subjects)) == 4
+    assert "password" in subjects[2]
+    assert "Passwort" in subjects[3]
 
 
 def test_test_send_sends_one_message_to_the_seed_and_prints_it_masked(

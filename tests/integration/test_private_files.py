@@ -59,9 +59,7 @@ def test_mail_folder_and_each_message_are_private(tmp_path: Path) -> None:
     prepared = prepare_notice(
         "leak_warning",
         "en",
-        NoticeContext(
-            service_name="Example", leak_name="x", leak_date="2019-11-01", account_url=None
-        ),
+        NoticeContext(service_name="Example", leak_name="x", leak_date=None, account_url=None),
         sender="security@example.com",
     )
     message = address_message(

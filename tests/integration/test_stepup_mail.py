@@ -57,7 +57,7 @@ def test_embedded_default_mails_the_code_right_after_answering(
     [message] = mails(folder_runtime)
     assert str(message["To"]) == "Mail.Me@example.org"
     assert one_recipient(message) == "Mail.Me@example.org"
-    assert str(message["Subject"]) == "Your verification code"
+    assert str(message["Subject"]) == "Your one-time security code"
     text = message.get_body(("plain",))
     assert text is not None
     code = folder_runtime.step_up.email_code(challenge_id)
@@ -76,7 +76,7 @@ def test_code_in_the_persons_language(folder_runtime: Runtime) -> None:
     assert challenge.notice_id is not None
     send_notices(folder_runtime, [challenge.notice_id])
     [message] = mails(folder_runtime)
-    assert str(message["Subject"]) == "Ihr Bestätigungscode"
+    assert str(message["Subject"]) == "Ihr einmaliger Sicherheitscode"
 
 
 def test_a_code_that_expired_before_delivery_is_not_sent(folder_runtime: Runtime) -> None:
