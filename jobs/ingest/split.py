@@ -7,6 +7,7 @@ lives in this process, by a burst worker right here.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -61,6 +62,12 @@ class SplitReport:
     def summary(self) -> str:
         if self.already_ingested:
             return f"leak {self.leak}: this file was ingested before; nothing changed"
+        if not self.complete and self.waited:
+            return (
+                f"leak {self.leak}: stopped waiting with {self.added.lines} records done; "
+                "the parts go on in `leakguard worker`s: run the same command again to follow "
+                "them"
+            )
         if not self.complete:
             return (
                 f"leak {self.leak}: {self.enqueued} of {self.parts} parts enqueued for "
@@ -86,6 +93,10 @@ def ingest_in_parts(
     parts: int | None = None,
     wait: bool = True,
     on_progress: Callable[[SplitProgress], None] | None = None,
+    accept_invalid: bool = False,
+    also_as_new_leak: bool = False,
+    operator: str | None = None,
+    stop: threading.Event | None = None,
 ) -> SplitReport:
     """Cut the file into byte-range parts, one rq job each; wait for them unless told not to.
 
@@ -94,7 +105,19 @@ def ingest_in_parts(
     IngestBusy, ValidationFailed (bad slug) or RedisError.
     """
     started = time.monotonic()
-    plan = plan_parts(runtime, path, slug=slug, name=name, source=source, fmt=fmt, parts=parts)
+    plan = plan_parts(
+        runtime,
+        path,
+        slug=slug,
+        name=name,
+        source=source,
+        fmt=fmt,
+        parts=parts,
+        accept_invalid=accept_invalid,
+        also_as_new_leak=also_as_new_leak,
+        operator=operator,
+        stop=stop,
+    )
     report = SplitReport(
         leak=slug,
         format=plan.format,
@@ -116,7 +139,7 @@ def ingest_in_parts(
         )
     elif not wait:
         return report
-    done = wait_for_parts(runtime, plan, connection, on_progress=on_progress)
+    done = wait_for_parts(runtime, plan, connection, on_progress=on_progress, stop=stop)
     report.waited = True
     report.complete = done.done
     report.added = done.totals.minus(plan.before)
