@@ -40,9 +40,14 @@ def package_version() -> str:
         return "0.0.0"
 
 
-def create_app(settings: Settings | None = None) -> OpenAPI:
-    """Build the Flask app from ``settings`` (default: the environment). Connects to nothing."""
+def create_app(settings: Settings | None = None, *, create_instance: bool = True) -> OpenAPI:
+    """Build the Flask app from ``settings`` (default: the environment). Connects to nothing.
+
+    ``create_instance`` False: raise InstanceNotFound (``service.runtime``) instead of
+    creating the instance folder, keys or SQLite database where none is.
+    """
     settings = settings or load_settings()
+    runtime = build_runtime(settings, create_instance=create_instance)
     configure_logging(settings.log_level)
     app = OpenAPI(
         __name__,
@@ -57,7 +62,6 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
         SECRET_KEY=settings.secret_key_text(),
         MAX_CONTENT_LENGTH=settings.max_request_bytes,
     )
-    runtime = build_runtime(settings)
     app.extensions[EXTENSION] = runtime
     register_problem_handlers(app)
     register_routes()

@@ -16,7 +16,14 @@ from itertools import islice
 from pathlib import Path
 from typing import Final
 
-from jobs.reader.stream import LeakFileError, LeakFormat, LeakReader, open_leak, shown_path
+from jobs.reader.stream import (
+    LeakFileError,
+    LeakFormat,
+    LeakReader,
+    LeakSource,
+    open_leak,
+    shown_path,
+)
 from service.addresses import InvalidAddress, canonicalize_email
 from service.addresses.canonical import CanonicalRules
 from service.errors import JobError
@@ -27,6 +34,7 @@ SAMPLE_RECORDS: Final = 10_000  # records read to judge a file, from its start
 # --accept-invalid). Measured (README, "Ingesting a leak"): real leak files read in their
 # format give 56-100 %, the same files in a wrong format and binaries 0-2 %.
 MIN_VALID_SHARE: Final = 0.10
+BINARY_SNIFF_BYTES: Final = 8 * 1024
 _SUGGEST_RECORDS: Final = 2_000  # records read per other format, to suggest one
 _STOP_EVERY: Final = 1024  # records between looks at the stop signal
 
@@ -101,22 +109,25 @@ def check_leak_file(
         raise IngestRefused(f"{name}: the file is empty; nothing recorded")
     quality = measure_sample(reader, rules, stop=stop)
     how = f"read as {source.format.value} ({source.reason})"
+    if _looks_binary(path, source):
+        # Free text finds a few strings like addresses in any program: never suggest it.
+        how = f"{how}, a binary file (NUL bytes in its first {BINARY_SNIFF_BYTES // 1024} KiB)"
     if quality.records == 0:
         raise IngestRefused(
-            f"{name}: no records {how}; nothing recorded; {_suggest(path, source.format, rules)}"
+            f"{name}: no records {how}; nothing recorded; {_suggest(path, source, rules)}"
         )
     if quality.valid == 0 and quality.whole_file:
         raise IngestRefused(
-            f"{name}: no valid address in its {quality.records} records {how}; nothing "
-            f"recorded; {_suggest(path, source.format, rules)}"
+            f"{name}: no valid address in its {quality.records:,} records {how}; nothing "
+            f"recorded; {_suggest(path, source, rules)}"
         )
     lenient = accept_invalid or source.format is LeakFormat.TEXT
     if quality.share < MIN_VALID_SHARE and not lenient:
         first = "its" if quality.whole_file else "the first"
         raise IngestRefused(
-            f"{name}: only {quality.valid} of {first} {quality.records} records "
+            f"{name}: only {quality.valid:,} of {first} {quality.records:,} records "
             f"({quality.share:.0%}) hold a valid address {how}; nothing recorded; "
-            f"{_suggest(path, source.format, rules)}, or add --accept-invalid to ingest it "
+            f"{_suggest(path, source, rules)}, or add --accept-invalid to ingest it "
             "anyway"
         )
 
@@ -133,11 +144,28 @@ def refuse_if_elsewhere(path: Path, elsewhere: FileElsewhere | None, *, slug: st
     )
 
 
-def _suggest(path: Path, current: LeakFormat, rules: CanonicalRules) -> str:
+def _looks_binary(path: Path, source: LeakSource) -> bool:
+    """A plain file with NUL bytes near its start and no UTF-16/32 text: a program, an image."""
+    if source.compression is not None or not source.encoding.startswith("utf-8"):
+        return False
+    try:
+        with path.open("rb") as handle:
+            return b"\0" in handle.read(BINARY_SNIFF_BYTES)
+    except OSError:
+        return False
+
+
+def _suggest(path: Path, source: LeakSource, rules: CanonicalRules) -> str:
     """Name the format that reads the most valid addresses from the file's start."""
+    current = source.format
+    skip = {LeakFormat.AUTO, current}
+    if _looks_binary(path, source):
+        skip.add(LeakFormat.TEXT)
     best: tuple[float, LeakFormat] | None = None
-    for fmt in LeakFormat:
-        if fmt in (LeakFormat.AUTO, current):
+    # Free text last, and only if no format of records fits: it counts only the strings
+    # that look like addresses, so it reads nearly any text "well".
+    for fmt in [*(f for f in LeakFormat if f is not LeakFormat.TEXT), LeakFormat.TEXT]:
+        if fmt in skip or (fmt is LeakFormat.TEXT and best is not None):
             continue
         try:
             with open_leak(path, fmt) as reader:
@@ -149,6 +177,6 @@ def _suggest(path: Path, current: LeakFormat, rules: CanonicalRules) -> str:
             best = (quality.share, fmt)
     if best is None:
         others = "|".join(f.value for f in LeakFormat if f not in (LeakFormat.AUTO, current))
-        return f"no format reads addresses from it (try --format {others})"
+        return f"no other format reads addresses from it either (--format {others})"
     share, fmt = best
     return f"--format {fmt.value} reads {share:.0%} of its first records as addresses"

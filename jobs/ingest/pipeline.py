@@ -439,21 +439,25 @@ class ChunkWriter:
     ) -> None:
         """Commit chunks on a writer thread while this thread reads the next one.
 
-        ``stop``, once set, hands on no further chunk: those handed on are committed.
+        ``stop``, once set, commits no further chunk: the one being committed ends the run.
         """
         handoff: queue.Queue[_Chunk | None] = queue.Queue(maxsize=1)
         failure: list[BaseException] = []
 
         def write() -> None:
+            chunk = handoff.get()
             try:
-                while (chunk := handoff.get()) is not None:
+                while chunk is not None:
+                    if stop is not None and stop.is_set():
+                        break  # chunks read but not committed: the next run reads them again
                     self._commit_chunk(chunk, target, report)
                     if on_progress is not None:
                         on_progress(chunk)
+                    chunk = handoff.get()
             except BaseException as exc:  # noqa: BLE001  (re-raised on the reading thread)
                 failure.append(exc)
-                while handoff.get() is not None:  # drain so the reader never blocks
-                    pass
+            while chunk is not None:  # drain so the reader never blocks
+                chunk = handoff.get()
 
         thread = threading.Thread(target=write, name="ingest-writer", daemon=True)
         thread.start()

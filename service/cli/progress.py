@@ -93,6 +93,7 @@ class ProgressDisplay:
             bar = self._ensure_bar(progress.total_bytes, unit="B")
             bar.set_postfix(records=progress.records, matched=progress.matched, refresh=False)
             bar.update(max(0, progress.bytes_read - bar.n))
+            bar.refresh()  # once a chunk: cheap, and the postfix is never stale
         else:
             self._maybe_line()
 
@@ -109,6 +110,7 @@ class ProgressDisplay:
                 records=progress.totals.lines, matched=progress.totals.matched, refresh=False
             )
             bar.update(max(0, progress.complete - bar.n))
+            bar.refresh()
         else:
             self._maybe_line()
 
