@@ -82,6 +82,12 @@ class Settings(BaseSettings):
     # Reverse proxies in front of the app whose X-Forwarded-For/-Proto it believes (0: none).
     trusted_proxies: Annotated[int, Field(ge=0, le=5)] = 0
 
+    # Longest a database statement may run, lock waits included, while serving an HTTP
+    # request (PostgreSQL statement_timeout; 0: unbounded). A request held up behind a
+    # migration's or an operator's table lock then answers 503 with Retry-After instead of
+    # holding the sign-in. CLI commands and queue workers are never bounded by it.
+    db_request_timeout_seconds: Annotated[float, Field(ge=0, le=600)] = 5.0
+
     log_level: str = "WARNING"
     max_request_bytes: Annotated[int, Field(gt=0)] = 4 * 1024 * 1024
     max_batch_accounts: Annotated[int, Field(gt=0, le=MAX_BATCH_ACCOUNTS_LIMIT)] = 1000

@@ -91,6 +91,7 @@ class AccountFacts:
     email: str
     security_epoch: int
     exposures: tuple[OpenExposure, ...]
+    created_at: datetime | None = None
     has_totp: bool = False
     has_recovery_codes: bool = False
     undeliverable: bool = False
@@ -124,6 +125,7 @@ _FACTS = (
         _ACCOUNT.c.id,
         _ACCOUNT.c.email,
         _ACCOUNT.c.security_epoch,
+        _ACCOUNT.c.created_at.label("account_created_at"),
         mailbox_undeliverable(_ACCOUNT.c.email_key).label("undeliverable"),
         _LEAK.c.slug,
         _EXPOSURE.c.kind,
@@ -161,6 +163,7 @@ def load_facts(connection: Connection | Session, external_id: str) -> AccountFac
         first.email,
         first.security_epoch,
         exposures,
+        created_at=first.account_created_at,
         has_totp=bool(first.has_totp),
         has_recovery_codes=bool(first.has_codes),
         undeliverable=bool(first.undeliverable),
@@ -244,7 +247,8 @@ def assess(
         # read; and the policy (with its argon2 check of a leaked password) runs once.
         locks = None
         if facts is not None and facts.exposures:
-            locks = throttle_state(connection, step_up.subject(external_id), now=now)
+            subject = step_up.subject(external_id)
+            locks = throttle_state(connection, subject, now=now, since=facts.created_at)
         verdict = decide(facts, password=password, assurance=assurance, throttle=locks, now=now)
         if verdict.decision is Decision.ALLOW or facts is None:
             return verdict

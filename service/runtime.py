@@ -37,10 +37,16 @@ class InstanceNotFound(JobError):
     """No instance where the settings point: a command that must not create one stops."""
 
 
-def build_runtime(settings: Settings, *, create_instance: bool = True) -> Runtime:
-    """Build what a process holds. ``create_instance`` False (every command but ``demo`` and
-    ``db upgrade``): raise InstanceNotFound rather than create an instance folder, keys or a
-    SQLite database, since a new hash key silently matches nothing stored under the old."""
+def build_runtime(
+    settings: Settings, *, serving: bool = False, create_instance: bool = True
+) -> Runtime:
+    """Build the runtime from ``settings``; ``serving``: for an HTTP server, whose database
+    statements are bounded by ``db_request_timeout_seconds`` (jobs and commands are not).
+
+    ``create_instance`` False (every command but ``demo`` and ``db upgrade``): raise
+    InstanceNotFound rather than create an instance folder, keys or a SQLite database,
+    since a new hash key silently matches nothing stored under the old.
+    """
     if create_instance:
         private_dir(settings.instance_dir)
     else:
@@ -63,7 +69,10 @@ def build_runtime(settings: Settings, *, create_instance: bool = True) -> Runtim
     )
     return Runtime(
         settings=settings,
-        db=Database(settings.resolved_database_url),
+        db=Database(
+            settings.resolved_database_url,
+            statement_timeout=settings.db_request_timeout_seconds if serving else None,
+        ),
         keys=address_keys_from(settings),
         step_up=StepUp(master_key=settings.hash_key_bytes(), signer=signer, policy=policy),
     )

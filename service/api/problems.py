@@ -13,7 +13,7 @@ from http import HTTPStatus
 from typing import Any
 
 from flask import Flask, Response, json, request
-from psycopg.errors import UndefinedColumn, UndefinedTable
+from psycopg.errors import QueryCanceled, UndefinedColumn, UndefinedTable
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from redis.exceptions import RedisError
 from sqlalchemy.exc import InterfaceError, OperationalError, ProgrammingError, SQLAlchemyError
@@ -159,8 +159,11 @@ def register_problem_handlers(app: Flask) -> None:
     @app.errorhandler(InterfaceError)
     @app.errorhandler(PoolTimeout)
     def _database_down(exc: SQLAlchemyError) -> Response:
-        # Unreachable, restarting, or every pooled connection busy: the caller should retry,
-        # and a traceback per request would bury the one line that says so.
+        # Unreachable, restarting, every pooled connection busy, or a statement past the
+        # request timeout (behind a table lock, say): the caller should retry, and a
+        # traceback per request would bury the one line that says so.
+        if isinstance(getattr(exc, "orig", None), QueryCanceled):
+            return _unavailable(outages, "the database (statement timeout)", exc)
         return _unavailable(outages, "the database", exc)
 
     @app.errorhandler(ProgrammingError)
@@ -195,6 +198,6 @@ def _unavailable(outages: ThrottledLog, service: str, exc: Exception) -> Respons
         503,
         "service_unavailable",
         "A backing service is unavailable; try again shortly",
-        detail=f"{service} cannot be reached",
+        detail=f"{service} is unavailable",
         headers={"Retry-After": str(UNAVAILABLE_RETRY_SECONDS)},
     )

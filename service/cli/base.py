@@ -28,7 +28,7 @@ CREATING_COMMANDS = frozenset({("demo",), ("db", "upgrade")})
 def _create_app() -> Flask:
     context = click.get_current_context(silent=True)
     command = tuple(context.command_path.split()[1:]) if context is not None else ()
-    return create_app(create_instance=command in CREATING_COMMANDS)
+    return create_app(serving=False, create_instance=command in CREATING_COMMANDS)
 
 
 class LeakguardGroup(FlaskGroup):

@@ -23,9 +23,11 @@ T = TypeVar("T")
 class Database:
     """One engine and its session factory."""
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(
+        self, url: str, *, echo: bool = False, statement_timeout: float | None = None
+    ) -> None:
         self.url = url
-        self.engine = make_engine(url, echo=echo)
+        self.engine = make_engine(url, echo=echo, statement_timeout=statement_timeout)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @property
@@ -55,8 +57,14 @@ class Database:
         self.engine.dispose()
 
 
-def make_engine(url: str, *, echo: bool = False) -> Engine:
-    """Create an engine with the per-backend settings Leakguard relies on."""
+def make_engine(url: str, *, echo: bool = False, statement_timeout: float | None = None) -> Engine:
+    """Create an engine with the per-backend settings Leakguard relies on.
+
+    ``statement_timeout`` (seconds; None or 0: unbounded) bounds every statement on
+    PostgreSQL, waits for locks included; a statement cut short raises OperationalError
+    (SQLSTATE 57014, query_canceled). SQLite has no such bound: its writers wait up to 30 s
+    for the one write lock.
+    """
     if url.startswith("sqlite"):
         engine = create_engine(url, echo=echo, connect_args={"timeout": 30})
         database = make_url(url).database
@@ -75,7 +83,7 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
 
         event.listen(engine, "connect", on_connect)
         return engine
-    return create_engine(
+    engine = create_engine(
         url,
         echo=echo,
         pool_pre_ping=True,
@@ -86,6 +94,20 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         pool_timeout=POOL_TIMEOUT_SECONDS,
         connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS},
     )
+    if statement_timeout:
+        milliseconds = max(1, round(statement_timeout * 1000))
+
+        def bound_statements(dbapi_connection: Any, _record: Any) -> None:
+            # A SET on each new connection rather than libpq's startup "options": PgBouncer
+            # refuses startup options it does not know.
+            autocommit = dbapi_connection.autocommit
+            dbapi_connection.autocommit = True
+            with dbapi_connection.cursor() as cursor:
+                cursor.execute(f"SET statement_timeout = {milliseconds}")
+            dbapi_connection.autocommit = autocommit
+
+        event.listen(engine, "connect", bound_statements)
+    return engine
 
 
 CONNECT_TIMEOUT_SECONDS = 2  # libpq's smallest

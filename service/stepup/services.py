@@ -313,15 +313,18 @@ class StepUp:
         challenge_id = str(uuid.uuid4())
         expires_at = now + self.policy.code_ttl
         account = session.execute(
-            select(Account.id, Account.email, mailbox_usable().label("usable")).where(
-                Account.external_id == external_id
-            )
+            select(
+                Account.id, Account.email, Account.created_at, mailbox_usable().label("usable")
+            ).where(Account.external_id == external_id)
         ).first()
         subject = self.subject(external_id)
-        state = throttle.state(session, subject, now=now)
+        since = None if account is None else account.created_at
+        state = throttle.state(session, subject, now=now, since=since)
         closed = state.blocked or state.locked_until(Method.EMAIL_CODE.value) is not None
         if not closed:  # for every id alike, known or not: the same work, the same budget
-            spent = throttle.spend_email_send(session, subject, self.policy.throttle, now=now)
+            spent = throttle.spend_email_send(
+                session, subject, self.policy.throttle, now=now, since=since
+            )
             closed = spent is not None
         sending = account is not None and not closed and bool(account.usable)
         account_id = account.id if account is not None and sending else None
@@ -558,16 +561,21 @@ class StepUp:
     def _reserve(
         self, session: Session, external_id: str, method: Method, *, now: datetime
     ) -> tuple[Reservation, _Account | None] | Refused:
-        reserved = throttle.reserve(
-            session, self.subject(external_id), method.value, self.policy.throttle, now=now
-        )
-        if isinstance(reserved, Locked):
-            return Refused(reserved)
         row = session.execute(
-            select(Account.id, Account.email, Account.security_epoch).where(
+            select(Account.id, Account.email, Account.security_epoch, Account.created_at).where(
                 Account.external_id == external_id
             )
         ).first()
+        reserved = throttle.reserve(
+            session,
+            self.subject(external_id),
+            method.value,
+            self.policy.throttle,
+            now=now,
+            since=None if row is None else row.created_at,
+        )
+        if isinstance(reserved, Locked):
+            return Refused(reserved)
         account = None if row is None else _Account(row.id, row.email, row.security_epoch)
         return reserved, account
 

@@ -9,6 +9,8 @@ days; past that only support unlocks. A success resets both counts of its subjec
 
 The subject is a keyed digest of the external id as the login service sent it, whether an
 account has it or not: an unknown id is throttled, and locked, exactly like a known one.
+Failures recorded before the account existed (``since``: its creation) do not count against
+it: otherwise anyone could spend a future account's budget, or block it, in advance.
 
 Every verification of a subject first takes the lock of its "all methods" row (an UPDATE
 on PostgreSQL, the one writer on SQLite), so verifications of one subject run one after
@@ -83,9 +85,19 @@ TABLE = cast(Table, StepUpThrottle.__table__)
 
 
 def reserve(
-    session: Session, subject: bytes, method: str, policy: ThrottlePolicy, *, now: datetime
+    session: Session,
+    subject: bytes,
+    method: str,
+    policy: ThrottlePolicy,
+    *,
+    now: datetime,
+    since: datetime | None = None,
 ) -> Reservation | Locked:
-    """Count one failure in advance, or say which lock stands in the way. Does not commit."""
+    """Count one failure in advance, or say which lock stands in the way. Does not commit.
+
+    ``since``: when the account was created; what the subject's rows recorded before that
+    is forgotten (see the module docstring).
+    """
     bulk.insert_ignore(
         session,
         TABLE,
@@ -101,7 +113,8 @@ def reserve(
         )
         .execution_options(synchronize_session=False)
     ).one()
-    if everything.blocked_at is not None:
+    planted = _before(everything.last_failed_at, since)
+    if everything.blocked_at is not None and not planted:
         return Locked(None)
     row = session.execute(
         select(
@@ -111,25 +124,48 @@ def reserve(
             StepUpThrottle.lock_count,
         ).where(StepUpThrottle.subject == subject, StepUpThrottle.scope == method)
     ).one()
-    if row.locked_until is not None and row.locked_until > now:
-        return Locked(row.locked_until)
-    failures, lock_count = row.failures, row.lock_count
+    failures, lock_count, locked_until = row.failures, row.lock_count, row.locked_until
+    if _before(row.last_failed_at, since):
+        failures, lock_count, locked_until = 0, 0, None
+    if locked_until is not None and locked_until > now:
+        return Locked(locked_until)
     if failures >= policy.method_failures:
         failures = 0  # a lock that ended gives a fresh budget
     if row.last_failed_at is not None and now - row.last_failed_at > policy.quiet:
         failures, lock_count = 0, 0
     total = everything.failures
-    if everything.last_failed_at is not None and now - everything.last_failed_at > (
-        policy.ceiling_window
+    if planted or (
+        everything.last_failed_at is not None
+        and now - everything.last_failed_at > policy.ceiling_window
     ):
         total = 0
-    _set(session, subject, method, failures=failures + 1, last_failed_at=now, lock_count=lock_count)
-    _set(session, subject, THROTTLE_ALL_METHODS, failures=total + 1, last_failed_at=now)
+    _set(
+        session,
+        subject,
+        method,
+        failures=failures + 1,
+        last_failed_at=now,
+        lock_count=lock_count,
+        locked_until=locked_until,
+    )
+    _set(
+        session,
+        subject,
+        THROTTLE_ALL_METHODS,
+        failures=total + 1,
+        last_failed_at=now,
+        blocked_at=None if planted else everything.blocked_at,
+    )
     return Reservation(subject, method, failures + 1, lock_count, total + 1)
 
 
 def spend_email_send(
-    session: Session, subject: bytes, policy: ThrottlePolicy, *, now: datetime
+    session: Session,
+    subject: bytes,
+    policy: ThrottlePolicy,
+    *,
+    now: datetime,
+    since: datetime | None = None,
 ) -> datetime | None:
     """Count one emailed code; return when sending opens again if the budget is spent.
 
@@ -149,9 +185,11 @@ def spend_email_send(
         .execution_options(synchronize_session=False)
     ).one()
     spent_until: datetime | None = row.locked_until
+    count, start = row.failures, row.last_failed_at
+    if _before(start, since):
+        spent_until, count, start = None, 0, None
     if spent_until is not None and spent_until > now:
         return spent_until
-    count, start = row.failures, row.last_failed_at
     if start is None or now - start >= policy.email_send_window:
         count, start = 0, now
     count += 1
@@ -186,15 +224,27 @@ def fail(
     return Locked(until)
 
 
-def state(session: Session | Connection, subject: bytes, *, now: datetime) -> ThrottleState:
-    """The subject's locks in force and whether it is blocked. One read."""
+def state(
+    session: Session | Connection,
+    subject: bytes,
+    *,
+    now: datetime,
+    since: datetime | None = None,
+) -> ThrottleState:
+    """The subject's locks in force and whether it is blocked, leaving out what was recorded
+    before ``since`` (the account's creation). One read."""
     locked: dict[str, datetime] = {}
     blocked = False
-    for scope, locked_until, blocked_at in session.execute(
-        select(StepUpThrottle.scope, StepUpThrottle.locked_until, StepUpThrottle.blocked_at).where(
-            StepUpThrottle.subject == subject
-        )
+    for scope, locked_until, blocked_at, last_failed_at in session.execute(
+        select(
+            StepUpThrottle.scope,
+            StepUpThrottle.locked_until,
+            StepUpThrottle.blocked_at,
+            StepUpThrottle.last_failed_at,
+        ).where(StepUpThrottle.subject == subject)
     ):
+        if _before(last_failed_at, since):
+            continue
         if blocked_at is not None:
             blocked = True
         if locked_until is not None and locked_until > now:
@@ -210,6 +260,11 @@ def clear(session: Session, subject: bytes) -> bool:
         .returning(StepUpThrottle.locked_until, StepUpThrottle.blocked_at)
     ).all()
     return any(row.locked_until is not None or row.blocked_at is not None for row in rows)
+
+
+def _before(moment: datetime | None, since: datetime | None) -> bool:
+    """Whether a row's last record came before ``since`` (then it was planted: forget it)."""
+    return moment is not None and since is not None and moment < since
 
 
 def _empty(subject: bytes, scope: str) -> dict[str, object]:

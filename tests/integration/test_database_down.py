@@ -101,7 +101,7 @@ def test_a_server_on_an_unmigrated_database_answers_503_not_500(
                 for _ in range(5)
             ]
         assert [a.status_code for a in answers] == [503] * 5
-        assert answers[0].get_json()["detail"] == "the database (not migrated) cannot be reached"
+        assert answers[0].get_json()["detail"] == "the database (not migrated) is unavailable"
         assert not any(r.exc_info for r in caplog.records)
         assert app.test_client().get("/readyz").status_code == 503
     finally:

@@ -8,6 +8,7 @@ proves them again over HTTP, with concurrency and rate limits.
 from __future__ import annotations
 
 import math
+import time
 from datetime import UTC, datetime, timedelta
 
 import pyotp
@@ -34,7 +35,9 @@ from tests.support.factories import ACTOR, enroll_totp, make_account
 from tests.support.settings import TEST_HASH_KEY
 
 # Mid-step (steps start at :00 and :30), so that +-31 s lands one step away and +-61 s two.
-T0 = datetime(2026, 11, 26, 12, 0, 15, tzinfo=UTC)
+# A moment after every account a test creates: failures dated before an account existed
+# would not count against it. On a TOTP step boundary plus 15 s.
+T0 = datetime.fromtimestamp((int(time.time()) // 30 + 120) * 30 + 15, tz=UTC)
 
 
 def verify(

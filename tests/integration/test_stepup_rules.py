@@ -329,6 +329,38 @@ def test_unknown_accounts_lock_like_known_ones(
     assert known.headers["Retry-After"] == unknown.headers["Retry-After"]
 
 
+def test_failures_planted_before_the_account_existed_do_not_count_against_it(
+    runtime: Runtime, client: FlaskClient, auth: dict[str, str]
+) -> None:
+    # Anyone can name an id the mirror does not hold yet: its failures are tracked (the answers
+    # must not tell it apart), but the account created later starts with its whole budget.
+    at = utcnow() - timedelta(days=3)
+    methods = [Method.TOTP, Method.EMAIL_CODE, Method.RECOVERY_CODE]
+    for failures in range(1, 101):
+        verify_at(runtime, "future", methods[failures // 10 % 3], "000000", at)
+        at += timedelta(minutes=1) if failures % 10 else timedelta(hours=3)
+    with runtime.db.transaction() as session:
+        for _ in range(5):  # the emailed-code send budget, spent in advance
+            runtime.step_up.start_email_challenge(session, "future", actor=ACTOR, now=at)
+    planted = verify_at(runtime, "future", Method.EMAIL_CODE, "000000", at)
+    assert isinstance(planted, Refused)
+    assert planted.locked is not None
+    assert planted.locked.until is None  # blocked, as a known account would be
+
+    expose(runtime, make_account(runtime, "future"))
+    decision = risk(client, auth, "future")
+    assert (decision["decision"], decision["methods"]) == ("step_up", ["email_code"])
+    assert decision.get("retry_after") is None
+    sent = runtime_notices(runtime)
+    challenge = post(
+        client, auth, "/v1/step-up/challenges", {"account_id": "future", "method": "email_code"}
+    )
+    assert challenge.status_code == 202, challenge.get_data(as_text=True)
+    assert runtime_notices(runtime) == sent + 1  # the code is mailed: the budget is whole
+    answers = [verify(client, auth, "future", "email_code", "000000") for _ in range(10)]
+    assert [problem_code(a) for a in answers] == ["verification_failed"] * 9 + ["locked"]
+
+
 def challenge_seconds(client: FlaskClient, auth: dict[str, str], account: str) -> float:
     started = time.perf_counter()
     answer = post(
