@@ -280,6 +280,7 @@ def ingest_leak(
                         writer.forget_file(leak_id, file_id)
                     raise
                 if stop is not None and stop.is_set():
+                    writer.record_time(file_id)  # up to the stop, not only the last commit
                     raise IngestInterrupted(done + report.run.lines, dry_run=dry_run)
                 if done == 0 and report.run.valid == 0:
                     # Let through by --accept-invalid, and not one address in the whole file:
@@ -419,6 +420,10 @@ class ChunkWriter:
                 ran_by=operator[:200] if operator else None,
                 now=utcnow(),
             )
+
+    def record_time(self, file_id: int) -> None:
+        with self._session() as session:
+            record_run_time(session, file_id, seconds=time.monotonic() - self.started)
 
     def start_run(self, file_id: int) -> None:
         with self._session() as session:
