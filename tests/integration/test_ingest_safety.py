@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from flask.testing import FlaskCliRunner
 from sqlalchemy import select
 
-from jobs.ingest.checks import IngestInterrupted, IngestRefused
+from jobs.ingest.checks import IngestInterrupted
 from jobs.ingest.lock import ingest_lock
 from jobs.ingest.pipeline import IngestProgress, ingest_leak
 from service.cli import cli
@@ -381,10 +381,6 @@ def test_sigterm_becomes_a_stop_request() -> None:
         os.kill(os.getpid(), signal.SIGTERM)
         wait_for(stop.is_set, timeout=5, what="the stop request")
     assert signal.getsignal(signal.SIGTERM) is before
-
-
-def test_refusal_and_interrupt_are_job_errors_with_one_line() -> None:
-    assert "\n" not in str(IngestRefused("x")) + str(IngestInterrupted(5, dry_run=True))
 
 
 def test_leaks_show_tells_an_interrupted_file_from_a_running_one(
