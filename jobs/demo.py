@@ -80,6 +80,7 @@ def run_demo(runtime: Runtime, *, accounts: int, exposed: int) -> DemoReport:
         slug=DEMO_LEAK,
         name="Exchange newsletter with every recipient visible (sample)",
         source=str(sample.leak_eml),
+        operator="leakguard demo",
     )
     if uses_fake_redis(runtime.settings):
         drained = run_worker(runtime, burst=True)

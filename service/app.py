@@ -40,13 +40,18 @@ def package_version() -> str:
         return "0.0.0"
 
 
-def create_app(settings: Settings | None = None, *, serving: bool = True) -> OpenAPI:
+def create_app(
+    settings: Settings | None = None, *, serving: bool = True, create_instance: bool = True
+) -> OpenAPI:
     """Build the Flask app from ``settings`` (default: the environment). Connects to nothing.
 
     ``serving``: the app answers HTTP requests, so its database statements are bounded
     (``db_request_timeout_seconds``); the CLI builds its app with False.
+    ``create_instance`` False: raise InstanceNotFound (``service.runtime``) instead of
+    creating the instance folder, keys or SQLite database where none is.
     """
     settings = settings or load_settings()
+    runtime = build_runtime(settings, serving=serving, create_instance=create_instance)
     configure_logging(settings.log_level)
     app = OpenAPI(
         __name__,
@@ -61,7 +66,6 @@ def create_app(settings: Settings | None = None, *, serving: bool = True) -> Ope
         SECRET_KEY=settings.secret_key_text(),
         MAX_CONTENT_LENGTH=settings.max_request_bytes,
     )
-    runtime = build_runtime(settings, serving=serving)
     app.extensions[EXTENSION] = runtime
     register_problem_handlers(app)
     register_routes()

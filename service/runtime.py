@@ -8,13 +8,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from limits import parse
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from service.addresses import AddressKeys, address_keys_from
-from service.config import Settings
+from service.config import HASH_KEY_FILE, SECRET_KEY_FILE, Settings
 from service.db import Database
+from service.errors import JobError
 from service.private_files import private_dir
 from service.stepup.assurance import AssuranceSigner
 from service.stepup.services import StepUp, StepUpPolicy
@@ -29,10 +33,28 @@ class Runtime:
     step_up: StepUp
 
 
-def build_runtime(settings: Settings, *, serving: bool = False) -> Runtime:
+class InstanceNotFound(JobError):
+    """No instance where the settings point: a command that must not create one stops."""
+
+
+def build_runtime(
+    settings: Settings, *, serving: bool = False, create_instance: bool = True
+) -> Runtime:
     """Build the runtime from ``settings``; ``serving``: for an HTTP server, whose database
-    statements are bounded by ``db_request_timeout_seconds`` (jobs and commands are not)."""
-    private_dir(settings.instance_dir)
+    statements are bounded by ``db_request_timeout_seconds`` (jobs and commands are not).
+
+    ``create_instance`` False (every command but ``demo`` and ``db upgrade``): raise
+    InstanceNotFound rather than create an instance folder, keys or a SQLite database,
+    since a new hash key silently matches nothing stored under the old.
+    """
+    if create_instance:
+        private_dir(settings.instance_dir)
+    else:
+        problem = instance_problem(settings)
+        if problem is not None:
+            raise InstanceNotFound(problem)
+        if settings.instance_dir.is_dir():
+            private_dir(settings.instance_dir)  # narrow it, as on creation
     signer = AssuranceSigner(
         settings.secret_key_text(), timedelta(seconds=settings.assurance_ttl_seconds)
     )
@@ -54,6 +76,52 @@ def build_runtime(settings: Settings, *, serving: bool = False) -> Runtime:
         keys=address_keys_from(settings),
         step_up=StepUp(master_key=settings.hash_key_bytes(), signer=signer, policy=policy),
     )
+
+
+def instance_problem(settings: Settings) -> str | None:
+    """Say, in one line, what of the instance is missing: None if it is all there.
+
+    Names the database and the instance folder looked at: a command run from another
+    directory looks for ``./instance`` there (LEAKGUARD_INSTANCE_DIR unset).
+    """
+    folder = settings.instance_dir.absolute()
+    missing = []
+    database = _sqlite_file(settings.resolved_database_url)
+    if database is not None and not database.exists():
+        missing.append("no database file")
+    wanted = ((HASH_KEY_FILE, settings.hash_key), (SECRET_KEY_FILE, settings.secret_key))
+    keys = [file for file, given in wanted if given is None and not (folder / file).exists()]
+    if keys and not folder.exists():
+        missing.append("no instance folder")
+    elif keys:
+        missing.append(f"no {' or '.join(keys)} in the instance folder")
+    if not missing:
+        return None
+    shown = str(database) if database is not None else _hide_password(settings)
+    return (
+        f"no Leakguard instance found ({', '.join(missing)}): looked for the database at "
+        f"{shown} and the instance folder {folder}; set LEAKGUARD_INSTANCE_DIR (or "
+        "LEAKGUARD_DATABASE_URL) to your instance, or create a new, empty one here with "
+        "`leakguard db upgrade`"
+    )
+
+
+def _sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite database URL; None for another database or an in-memory one."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return None
+    name = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not name or name == ":memory:":
+        return None
+    if name.startswith("file:"):
+        return None
+    return Path(name).absolute()
+
+
+def _hide_password(settings: Settings) -> str:
+    return make_url(settings.resolved_database_url).render_as_string(hide_password=True)
 
 
 EXTENSION = "leakguard"  # the key of the Runtime in a Flask app's ``extensions``

@@ -60,3 +60,12 @@ def part_is_idle(runtime: Runtime, part_id: int) -> bool:
             return True
     except IngestBusy:
         return False
+
+
+def file_is_held(runtime: Runtime, file_id: int) -> bool:
+    """Tell whether a process holds the file's lock (a run is ingesting it right now)."""
+    try:
+        with ingest_lock(runtime, file_id):
+            return False
+    except IngestBusy:
+        return True

@@ -12,6 +12,7 @@ decide every race, and every counter is added in the transaction of its chunk.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -24,6 +25,7 @@ from rq.job import Job, JobStatus
 from sqlalchemy import func, select, update
 
 from jobs.context import job_runtime
+from jobs.ingest.checks import check_leak_file, refuse_if_elsewhere
 from jobs.ingest.lock import ingest_lock, part_is_idle
 from jobs.ingest.pipeline import (
     ChunkWriter,
@@ -37,7 +39,7 @@ from jobs.reader.stream import LeakFileError, LeakFormat, open_leak
 from service.db import utcnow
 from service.leaks.catalogue import LeakFacts
 from service.leaks.counters import Counters
-from service.leaks.progress import Target
+from service.leaks.progress import Target, file_elsewhere, find_file
 from service.models import LeakFile, LeakFileState, LeakPart
 from service.runtime import Runtime
 
@@ -79,16 +81,32 @@ def plan_parts(
     facts: LeakFacts | None = None,
     fmt: LeakFormat = LeakFormat.AUTO,
     parts: int | None = None,
+    accept_invalid: bool = False,
+    also_as_new_leak: bool = False,
+    operator: str | None = None,
+    stop: threading.Event | None = None,
 ) -> SplitPlan:
     """Record the leak, the file and its parts; return the parts still to ingest.
 
     Safe to run again: an existing split of the same file is reused as it is. A file that
-    cannot be cut (compressed, a mail, UTF-16) becomes one part. Raises LeakFileError, or
-    IngestBusy for a file a single-process run has started (resume that one instead).
+    cannot be cut (compressed, a mail, UTF-16) becomes one part. Refuses what a
+    single-process run refuses, before recording anything (``jobs.ingest.checks``). Raises
+    IngestRefused, LeakFileError, or IngestBusy for a file a single-process run has started
+    (resume that one instead).
     """
-    sha256 = fingerprint_file(path)
+    sha256 = fingerprint_file(path, stop=stop)
     with open_leak(path, fmt) as reader:
         info = reader.source
+        read_as = reader.read_as
+        with runtime.db.read_session() as session:
+            known = find_file(session, slug=slug, sha256=sha256, read_as=read_as)
+            elsewhere = file_elsewhere(session, slug=slug, sha256=sha256)
+        if known is None:
+            if not also_as_new_leak:
+                refuse_if_elsewhere(path, elsewhere, slug=slug)
+            check_leak_file(
+                path, reader, runtime.keys.rules, accept_invalid=accept_invalid, stop=stop
+            )
         writer = ChunkWriter(runtime, dry_run=False)
         try:
             opened = writer.open_file(
@@ -97,8 +115,10 @@ def plan_parts(
                 source=source,
                 facts=facts,
                 sha256=sha256,
+                read_as=read_as,
                 info=info,
                 path=path,
+                operator=operator,
             )
         finally:
             writer.close()
@@ -272,6 +292,7 @@ def _complete_part(runtime: Runtime, part_id: int, file_id: int) -> None:
             leak_file.finished_at = now
             leak_file.runs += 1
             leak_file.seconds = (now - leak_file.started_at).total_seconds()
+            leak_file.run_seconds = [round(leak_file.seconds, 3)]  # one run: the wall time
             leak_file.records_done = leak_file.lines
 
 
@@ -340,16 +361,21 @@ def wait_for_parts(
     *,
     poll_seconds: float = 2.0,
     on_progress: Callable[[SplitProgress], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> SplitProgress:
-    """Wait until every part is complete, re-enqueueing parts whose worker died."""
+    """Wait until every part is complete, re-enqueueing parts whose worker died.
+
+    ``stop``, once set, ends the wait (the parts go on in the workers).
+    """
     checked = time.monotonic()
     while True:
         progress = split_progress(runtime, plan.file_id)
         if on_progress is not None:
             on_progress(progress)
-        if progress.done:
+        if progress.done or (stop is not None and stop.wait(poll_seconds)):
             return progress
-        time.sleep(poll_seconds)
+        if stop is None:
+            time.sleep(poll_seconds)
         if time.monotonic() - checked > 5 * poll_seconds:
             requeue_stalled_parts(runtime, plan.file_id, connection)
             checked = time.monotonic()

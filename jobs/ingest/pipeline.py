@@ -28,8 +28,21 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from jobs.ingest.checks import (
+    IngestInterrupted,
+    IngestRefused,
+    check_leak_file,
+    refuse_if_elsewhere,
+)
 from jobs.ingest.lock import IngestBusy, ingest_lock
-from jobs.reader.stream import LeakFileError, LeakFormat, LeakSource, open_leak
+from jobs.reader.stream import (
+    LeakFileError,
+    LeakFormat,
+    LeakSource,
+    check_regular_file,
+    open_leak,
+    shown_path,
+)
 from service.addresses import InvalidAddress, canonicalize_email
 from service.db import utcnow
 from service.db.bulk import stage_and_match
@@ -41,11 +54,15 @@ from service.leaks.progress import (
     MAX_REPORTED_LINES,
     OpenedFile,
     Target,
+    file_elsewhere,
+    find_file,
     finish_file,
     forget_file,
     open_leak_file,
     record_chunk,
+    record_run_time,
     records_done,
+    start_run,
 )
 from service.models import ExposureKind, LeakFileState
 from service.runtime import Runtime
@@ -53,8 +70,17 @@ from service.runtime import Runtime
 log = logging.getLogger(__name__)
 
 FINGERPRINT_BLOCK = 1 << 20
+STOP_CHECK_MASK = 4095  # records between looks at the stop signal, minus one
 
-__all__ = ["IngestBusy", "IngestReport", "LeakFileError", "ingest_leak"]
+__all__ = [
+    "IngestBusy",
+    "IngestInterrupted",
+    "IngestProgress",
+    "IngestRefused",
+    "IngestReport",
+    "LeakFileError",
+    "ingest_leak",
+]
 
 
 @dataclass(slots=True)
@@ -121,22 +147,44 @@ class _Chunk:
     keys: list[bytes]
     passwords: dict[bytes, str]
     invalid_lines: list[int]
+    end_byte: int = 0  # how far the reader was in the file's bytes at the chunk's end
 
 
-ProgressCallback = Callable[[int, int], None]
+@dataclass(frozen=True, slots=True)
+class IngestProgress:
+    """Where a run is, after each committed chunk."""
+
+    records: int  # records of the file whose effects are committed (resumed ones included)
+    matched: int  # accounts this run flagged so far
+    bytes_read: int  # of the file's own bytes (compressed bytes for a compressed file)
+    total_bytes: int
 
 
-def fingerprint_file(path: Path) -> str:
-    """Return the SHA-256 of the file's bytes: the file's identity across runs."""
+ProgressCallback = Callable[[IngestProgress], None]
+
+
+def fingerprint_file(path: Path, *, stop: threading.Event | None = None) -> str:
+    """Return the SHA-256 of the file's bytes: the file's identity across runs.
+
+    Refuses anything but a regular file before reading a byte: ``stat`` first, so that a
+    FIFO never blocks the open and a device such as /dev/zero is never read.
+    """
     digest = hashlib.sha256()
     try:
-        with path.open("rb") as handle:
+        check_regular_file(path, os.stat(path).st_mode)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        with open(fd, "rb") as handle:
+            check_regular_file(path, os.fstat(handle.fileno()).st_mode)  # swapped meanwhile
             while block := handle.read(FINGERPRINT_BLOCK):
                 digest.update(block)
-    except IsADirectoryError:
-        raise LeakFileError(f"{path} is a directory, not a leak file") from None
+                if stop is not None and stop.is_set():
+                    raise IngestInterrupted(0)
+    except FileNotFoundError:
+        raise LeakFileError(f"{shown_path(path)}: no such file") from None
     except OSError as exc:
-        raise LeakFileError(f"cannot read {path}: {exc.strerror or exc}") from None
+        raise LeakFileError(
+            f"{shown_path(path)}: cannot read ({exc.strerror or 'error'})"
+        ) from None
     return digest.hexdigest()
 
 
@@ -152,21 +200,37 @@ def ingest_leak(
     dry_run: bool = False,
     chunk_records: int | None = None,
     on_progress: ProgressCallback | None = None,
+    accept_invalid: bool = False,
+    also_as_new_leak: bool = False,
+    operator: str | None = None,
+    stop: threading.Event | None = None,
 ) -> IngestReport:
     """Flag every account whose address is in the leak file at ``path``.
 
-    Idempotent: a file ingested to the end is recognised by its SHA-256 and changes
-    nothing. Resumable: an interrupted run of the same file continues where its last
-    commit stopped. ``dry_run`` does everything in one transaction and rolls it back.
+    Idempotent: a file ingested to the end is recognised by its SHA-256 and how it was read,
+    and changes nothing. Resumable: an interrupted run of the same file continues where its
+    last commit stopped. ``dry_run`` does everything in one transaction and rolls it back.
     ``chunk_records`` (default: the setting ``ingest_chunk_records``) is the records per
     transaction: memory and resume granularity. ``facts``: what the notices say of the leak
-    (its names per language, its own date). Raises LeakFileError for an unusable file,
+    (its names per language, its own date). ``stop``, once set (a signal), ends the run at
+    the next chunk boundary with IngestInterrupted. Raises IngestRefused for a file not to
+    ingest (``jobs.ingest.checks``; nothing recorded), LeakFileError for an unusable file,
     IngestBusy if another run holds this file, LeakRetracted for a retracted leak.
     """
     started = time.monotonic()
-    sha256 = fingerprint_file(path)
+    sha256 = fingerprint_file(path, stop=stop)
     with open_leak(path, fmt) as reader:
         source_info = reader.source
+        read_as = reader.read_as
+        with runtime.db.read_session() as session:
+            known = find_file(session, slug=slug, sha256=sha256, read_as=read_as)
+            elsewhere = file_elsewhere(session, slug=slug, sha256=sha256)
+        if known is None:
+            if not also_as_new_leak:
+                refuse_if_elsewhere(path, elsewhere, slug=slug)
+            check_leak_file(
+                path, reader, runtime.keys.rules, accept_invalid=accept_invalid, stop=stop
+            )
         report = IngestReport(
             leak=slug,
             format=source_info.format.value,
@@ -175,7 +239,7 @@ def ingest_leak(
             sha256=sha256,
             dry_run=dry_run,
         )
-        writer = ChunkWriter(runtime, dry_run=dry_run)
+        writer = ChunkWriter(runtime, dry_run=dry_run, started=started)
         try:
             opened = writer.open_file(
                 slug=slug,
@@ -183,8 +247,10 @@ def ingest_leak(
                 source=source,
                 facts=facts,
                 sha256=sha256,
+                read_as=read_as,
                 info=source_info,
                 path=path,
+                operator=operator,
             )
             leak_id, file_id, done = opened.leak_id, opened.file_id, opened.records_done
             if opened.state is LeakFileState.COMPLETE:
@@ -197,17 +263,37 @@ def ingest_leak(
                 )
             with ingest_lock(runtime, file_id, dry_run=dry_run):
                 done = writer.records_done(file_id) if not dry_run else done
+                writer.start_run(file_id)
                 report.resumed_at_record = done
                 size = chunk_records or runtime.settings.ingest_chunk_records
-                chunks = read_chunks(runtime, reader.records(skip=done), size, report.invalid_lines)
+                chunks = read_chunks(
+                    runtime,
+                    reader.records(skip=done),
+                    size,
+                    report.invalid_lines,
+                    position=reader.bytes_read,
+                    stop=stop,
+                )
+                progress = _progress_reporter(on_progress, done, source_info.size)
                 try:
-                    writer.run(chunks, Target(leak_id, file_id), report, on_progress)
+                    writer.run(chunks, Target(leak_id, file_id), report, progress, stop=stop)
                 except LeakFileError:
                     # Bad input harms nothing: a file that breaks before any of its records
                     # is committed leaves no half-registered leak to list or resume.
                     if done == 0 and report.run.lines == 0:
                         writer.forget_file(leak_id, file_id)
                     raise
+                if stop is not None and stop.is_set():
+                    writer.record_time(file_id)  # up to the stop, not only the last commit
+                    raise IngestInterrupted(done + report.run.lines, dry_run=dry_run)
+                if done == 0 and report.run.valid == 0:
+                    # Let through by --accept-invalid, and not one address in the whole file:
+                    # it added nothing, so it leaves nothing either.
+                    writer.forget_file(leak_id, file_id, untouched=False)
+                    raise IngestRefused(
+                        f"{shown_path(path)}: no valid address in its {report.run.lines} "
+                        f"records read as {source_info.format.value}; nothing recorded"
+                    )
                 report.seconds = time.monotonic() - started
                 writer.finish(file_id, seconds=report.seconds)
         finally:
@@ -222,6 +308,23 @@ def ingest_leak(
     return report
 
 
+def _progress_reporter(
+    on_progress: ProgressCallback | None, done: int, total_bytes: int
+) -> Callable[[_Chunk], None] | None:
+    """Turn committed chunks into IngestProgress for ``on_progress``."""
+    if on_progress is None:
+        return None
+    records, matched = done, 0
+
+    def report(chunk: _Chunk) -> None:
+        nonlocal records, matched
+        records += chunk.records
+        matched += chunk.counters.matched
+        on_progress(IngestProgress(records, matched, chunk.end_byte, total_bytes))
+
+    return report
+
+
 def read_chunks(
     runtime: Runtime,
     records: Iterator[Any],
@@ -229,11 +332,16 @@ def read_chunks(
     invalid_lines: list[int],
     *,
     locate_invalid: bool = True,
+    position: Callable[[], int] | None = None,
+    stop: threading.Event | None = None,
 ) -> Iterator[_Chunk]:
     """Canonicalize and hash records into chunks; the hot loop of the whole ingest.
 
     ``locate_invalid`` False: count invalid records without their line numbers (a part of
-    a split file knows only lines relative to its own start).
+    a split file knows only lines relative to its own start). ``position`` tells how far
+    the reader is in the file's bytes, stored on each chunk for progress. ``stop``, once
+    set, ends the chunks early: the chunk being read is dropped, uncommitted, so the run
+    stops at the boundary of the last chunk handed on.
     """
     reported = 0 if locate_invalid else MAX_REPORTED_LINES
     rules = runtime.keys.rules
@@ -243,6 +351,8 @@ def read_chunks(
     for record in records:
         chunk.records += 1
         counters.lines += 1
+        if stop is not None and not chunk.records & STOP_CHECK_MASK and stop.is_set():
+            return
         candidate = record.candidate
         canonical = canonicalize_email(candidate, rules) if candidate is not None else None
         if canonical is None or isinstance(canonical, InvalidAddress):
@@ -256,10 +366,14 @@ def read_chunks(
             if record.password and key not in passwords:
                 passwords[key] = record.password
         if chunk.records >= size:
+            if position is not None:
+                chunk.end_byte = position()
             yield chunk
             chunk = _new_chunk()
             counters, keys, passwords = chunk.counters, chunk.keys, chunk.passwords
-    if chunk.records:
+    if chunk.records and not (stop is not None and stop.is_set()):
+        if position is not None:
+            chunk.end_byte = position()
         yield chunk
 
 
@@ -270,9 +384,10 @@ def _new_chunk() -> _Chunk:
 class ChunkWriter:
     """The database side of one run: opens the file's record, commits chunks in order."""
 
-    def __init__(self, runtime: Runtime, *, dry_run: bool) -> None:
+    def __init__(self, runtime: Runtime, *, dry_run: bool, started: float | None = None) -> None:
         self.runtime = runtime
         self.dry_run = dry_run
+        self.started = time.monotonic() if started is None else started  # this run's clock
         # A dry run keeps one transaction open across the whole file and rolls it back.
         self._dry_session: Session | None = runtime.db.sessions() if dry_run else None
         self._hash_pool = ThreadPoolExecutor(max_workers=_hash_workers())
@@ -289,9 +404,11 @@ class ChunkWriter:
         name: str | None,
         source: str | None,
         sha256: str,
+        read_as: str,
         info: LeakSource,
         path: Path,
         facts: LeakFacts | None = None,
+        operator: str | None = None,
     ) -> OpenedFile:
         with self._session() as session:
             return open_leak_file(
@@ -301,11 +418,22 @@ class ChunkWriter:
                 source=source,
                 facts=facts,
                 sha256=sha256,
-                size=path.stat().st_size,
+                read_as=read_as,
+                size=info.size,
                 file_format=info.format.value,
                 compression=info.compression,
+                file_name=shown_path(Path(path.name))[:255],
+                ran_by=operator[:200] if operator else None,
                 now=utcnow(),
             )
+
+    def record_time(self, file_id: int) -> None:
+        with self._session() as session:
+            record_run_time(session, file_id, seconds=time.monotonic() - self.started)
+
+    def start_run(self, file_id: int) -> None:
+        with self._session() as session:
+            start_run(session, file_id)
 
     def records_done(self, file_id: int) -> int:
         with self.runtime.db.read_session() as session:
@@ -316,28 +444,37 @@ class ChunkWriter:
         chunks: Iterator[_Chunk],
         target: Target,
         report: IngestReport,
-        on_progress: ProgressCallback | None,
+        on_progress: Callable[[_Chunk], None] | None,
+        *,
+        stop: threading.Event | None = None,
     ) -> None:
-        """Commit chunks on a writer thread while this thread reads the next one."""
+        """Commit chunks on a writer thread while this thread reads the next one.
+
+        ``stop``, once set, commits no further chunk: the one being committed ends the run.
+        """
         handoff: queue.Queue[_Chunk | None] = queue.Queue(maxsize=1)
         failure: list[BaseException] = []
 
         def write() -> None:
+            chunk = handoff.get()
             try:
-                while (chunk := handoff.get()) is not None:
+                while chunk is not None:
+                    if stop is not None and stop.is_set():
+                        break  # chunks read but not committed: the next run reads them again
                     self._commit_chunk(chunk, target, report)
                     if on_progress is not None:
-                        on_progress(chunk.records, chunk.counters.matched)
+                        on_progress(chunk)
+                    chunk = handoff.get()
             except BaseException as exc:  # noqa: BLE001  (re-raised on the reading thread)
                 failure.append(exc)
-                while handoff.get() is not None:  # drain so the reader never blocks
-                    pass
+            while chunk is not None:  # drain so the reader never blocks
+                chunk = handoff.get()
 
         thread = threading.Thread(target=write, name="ingest-writer", daemon=True)
         thread.start()
         try:
             for chunk in chunks:
-                if failure:
+                if failure or (stop is not None and stop.is_set()):
                     break
                 handoff.put(chunk)
         finally:
@@ -364,6 +501,8 @@ class ChunkWriter:
                 invalid_lines=chunk.invalid_lines,
                 now=now,
             )
+            if target.part_id is None:
+                record_run_time(session, target.file_id, seconds=time.monotonic() - self.started)
         report.run.add(counters)
         report.invalid_lines.extend(
             chunk.invalid_lines[: MAX_REPORTED_LINES - len(report.invalid_lines)]
@@ -389,9 +528,9 @@ class ChunkWriter:
         with self._session() as session:
             finish_file(session, file_id, seconds=seconds, now=utcnow())
 
-    def forget_file(self, leak_id: int, file_id: int) -> None:
+    def forget_file(self, leak_id: int, file_id: int, *, untouched: bool = True) -> None:
         with self._session() as session:
-            forget_file(session, leak_id, file_id)
+            forget_file(session, leak_id, file_id, untouched=untouched)
 
     def close(self) -> None:
         self._hash_pool.shutdown(wait=True)

@@ -7,6 +7,8 @@ lives in this process, by a burst worker right here.
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -62,6 +64,12 @@ class SplitReport:
     def summary(self) -> str:
         if self.already_ingested:
             return f"leak {self.leak}: this file was ingested before; nothing changed"
+        if not self.complete and self.waited:
+            return (
+                f"leak {self.leak}: stopped waiting with {self.added.lines} records done; "
+                "parts taken by `leakguard worker`s go on: run the same command again to "
+                "follow them and resume the rest"
+            )
         if not self.complete:
             return (
                 f"leak {self.leak}: {self.enqueued} of {self.parts} parts enqueued for "
@@ -88,6 +96,10 @@ def ingest_in_parts(
     parts: int | None = None,
     wait: bool = True,
     on_progress: Callable[[SplitProgress], None] | None = None,
+    accept_invalid: bool = False,
+    also_as_new_leak: bool = False,
+    operator: str | None = None,
+    stop: threading.Event | None = None,
 ) -> SplitReport:
     """Cut the file into byte-range parts, one rq job each; wait for them unless told not to.
 
@@ -97,7 +109,18 @@ def ingest_in_parts(
     """
     started = time.monotonic()
     plan = plan_parts(
-        runtime, path, slug=slug, name=name, source=source, facts=facts, fmt=fmt, parts=parts
+        runtime,
+        path,
+        slug=slug,
+        name=name,
+        source=source,
+        facts=facts,
+        fmt=fmt,
+        parts=parts,
+        accept_invalid=accept_invalid,
+        also_as_new_leak=also_as_new_leak,
+        operator=operator,
+        stop=stop,
     )
     report = SplitReport(
         leak=slug,
@@ -112,15 +135,27 @@ def ingest_in_parts(
         return report
     connection = redis_connection(runtime.settings)
     report.enqueued = len(enqueue_parts(runtime, plan.pending, connection))
+    if stop is not None and stop.is_set():
+        return report  # stopped before any part ran here: the same command resumes
     if uses_fake_redis(runtime.settings):
         # The embedded queue lives in this process: its worker must too.
         use_runtime(runtime)
-        make_worker(runtime.settings, connection, (PART_QUEUE,)).work(
-            burst=True, logging_level="WARNING"
-        )
+        worker = make_worker(runtime.settings, connection, (PART_QUEUE,))
+        handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            worker.work(burst=True, logging_level="WARNING")
+        finally:
+            # rq installs its own handlers (a stop after the current part): put ours back,
+            # and pass on a stop it was asked for.
+            if threading.current_thread() is threading.main_thread():
+                for signum, handler in handlers.items():
+                    if handler is not None:
+                        signal.signal(signum, handler)
+        if stop is not None and getattr(worker, "_shutdown_requested_date", None) is not None:
+            stop.set()  # the parts it finished count; the rest wait for the same command
     elif not wait:
         return report
-    done = wait_for_parts(runtime, plan, connection, on_progress=on_progress)
+    done = wait_for_parts(runtime, plan, connection, on_progress=on_progress, stop=stop)
     report.waited = True
     report.complete = done.done
     report.added = done.totals.minus(plan.before)

@@ -30,7 +30,7 @@ from enum import StrEnum
 from functools import partial
 from pathlib import Path
 from types import TracebackType
-from typing import Final
+from typing import BinaryIO, Final
 
 from jobs.reader.encoding import decode_line, decode_lines, detect_encoding
 from jobs.reader.formats import (
@@ -57,7 +57,9 @@ __all__ = [
     "LeakReader",
     "LeakRecord",
     "LeakSource",
+    "check_regular_file",
     "open_leak",
+    "shown_path",
 ]
 
 # One constant for both: a line inside one block can then never exceed the cap, so only the
@@ -126,7 +128,7 @@ def open_leak(path: Path, fmt: LeakFormat = LeakFormat.AUTO) -> LeakReader:
     fmt = LeakFormat(fmt)
     identity = _identify(path)
     with ExitStack() as stack:
-        read, compression = _open_stream(path, identity, stack)
+        read, compression, _ = _open_stream(path, identity, stack)
         try:
             first = _read_block(read, path)
         except LeakFileError:
@@ -200,6 +202,7 @@ class LeakReader:
         self._identity = identity
         self._layout = layout
         self._closed = False
+        self._raw: BinaryIO | None = None
         self._active: weakref.WeakSet[Iterator[LeakRecord]] = weakref.WeakSet()
 
     def __enter__(self) -> LeakReader:
@@ -212,6 +215,36 @@ class LeakReader:
         traceback: TracebackType | None,
     ) -> None:
         self.close()
+
+    @property
+    def read_as(self) -> str:
+        """How the records are read out of the bytes: the format, and a CSV's columns.
+
+        Part of a file's identity: the same bytes read another way are other records.
+        """
+        layout = self._layout
+        if layout is None:
+            return self.source.format.value
+        password = (
+            f", password column {layout.password_column + 1}"
+            if (layout.password_column is not None)
+            else ""
+        )
+        return (
+            f"csv {layout.delimiter!r}-separated, address column {layout.email_column + 1}"
+            f"{password}, from line {layout.skip_lines + 1}"
+        )[:100]
+
+    def bytes_read(self) -> int:
+        """How far the latest whole-file ``records()`` pass is in the file's own bytes
+        (compressed bytes for a compressed file): the measure of progress."""
+        raw = self._raw
+        if raw is None:
+            return 0
+        try:
+            return raw.tell()
+        except (OSError, ValueError):  # closed at the end of the pass
+            return self.source.size
 
     @property
     def splittable(self) -> bool:
@@ -358,7 +391,8 @@ class LeakReader:
 
     def _blocks(self) -> Iterator[bytes]:
         with ExitStack() as stack:
-            read, _ = _open_stream(self._path, self._identity, stack)
+            read, _, raw = _open_stream(self._path, self._identity, stack)
+            self._raw = raw
             yield from _decoded_blocks(read, self._path, _read_block(read, self._path))
 
 
@@ -380,6 +414,9 @@ def _shown(path: Path) -> str:
     return "".join(char if char.isprintable() else "?" for char in str(path))
 
 
+shown_path = _shown  # for messages about a leak file elsewhere: one line, whatever its name
+
+
 def _identify(path: Path) -> _Identity:
     try:
         info = path.stat()
@@ -387,20 +424,40 @@ def _identify(path: Path) -> _Identity:
         raise LeakFileError(f"{_shown(path)}: no such file") from None
     except OSError as exc:
         raise LeakFileError(f"{_shown(path)}: cannot read ({exc.strerror or 'error'})") from None
-    if stat.S_ISDIR(info.st_mode):
-        raise LeakFileError(f"{_shown(path)}: is a directory, not a leak file")
-    if not stat.S_ISREG(info.st_mode):
-        # records() reopens the file for every pass, which a pipe or device cannot offer.
-        raise LeakFileError(f"{_shown(path)}: not a regular file")
+    check_regular_file(path, info.st_mode)
     return _Identity(info.st_dev, info.st_ino, info.st_size)
+
+
+_KINDS: Final = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def check_regular_file(path: Path, mode: int) -> None:
+    """Raise LeakFileError naming what ``path`` is, unless a regular file.
+
+    Decided from ``stat``, before any ``open``: opening a FIFO blocks until a writer comes,
+    and a device such as /dev/zero never ends. records() also reopens the file for every
+    pass, which only a regular file offers.
+    """
+    if stat.S_ISREG(mode):
+        return
+    what = next((name for test, name in _KINDS if test(mode)), "not a regular file")
+    raise LeakFileError(f"{_shown(path)}: {what}, not a leak file; give a regular file")
 
 
 def _open_stream(
     path: Path, identity: _Identity, stack: ExitStack
-) -> tuple[Callable[[int], bytes], str | None]:
+) -> tuple[Callable[[int], bytes], str | None, BinaryIO]:
     """Open ``path`` (the same file as at ``open_leak``) and return its decompressed reader."""
     try:
-        raw = stack.enter_context(path.open("rb", buffering=0))
+        # Non-blocking: a FIFO put in the file's place since open_leak must not hang here.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        raw = stack.enter_context(open(fd, "rb", buffering=0))  # noqa: SIM115
         info = os.fstat(raw.fileno())
         magic = raw.read(8)
         raw.seek(0)
@@ -412,13 +469,13 @@ def _open_stream(
         if magic.startswith(prefix):
             raise LeakFileError(f"{_shown(path)}: {what}; extract or decompress it first")
     if magic.startswith(b"\x1f\x8b"):
-        return stack.enter_context(gzip.GzipFile(fileobj=raw, mode="rb")).read, "gzip"
+        return stack.enter_context(gzip.GzipFile(fileobj=raw, mode="rb")).read, "gzip", raw
     # "BZh" and a block size digit: a text file starting "BZh" stays text.
     if magic[:3] == b"BZh" and magic[3:4].isdigit() and magic[3:4] != b"0":
-        return stack.enter_context(bz2.BZ2File(raw)).read, "bz2"
+        return stack.enter_context(bz2.BZ2File(raw)).read, "bz2", raw
     if magic.startswith(b"\xfd7zXZ\x00"):
-        return stack.enter_context(lzma.LZMAFile(raw)).read, "xz"
-    return raw.read, None
+        return stack.enter_context(lzma.LZMAFile(raw)).read, "xz", raw
+    return raw.read, None, raw
 
 
 def _read_block(read: Callable[[int], bytes], path: Path) -> bytes:

@@ -19,17 +19,34 @@ from service.db.migrate import is_at_head
 from service.errors import JobError, LeakguardError
 from service.runtime import Runtime, runtime_of
 
+# The only commands that may create an instance (folder, keys, SQLite database): every
+# other one stops with one line where none is found, rather than work on a new, empty one
+# under a new hash key (a command run from another directory, LEAKGUARD_INSTANCE_DIR unset).
+CREATING_COMMANDS = frozenset({("demo",), ("db", "upgrade")})
+
 
 def _create_app() -> Flask:
-    return create_app(serving=False)
+    context = click.get_current_context(silent=True)
+    command = tuple(context.command_path.split()[1:]) if context is not None else ()
+    return create_app(serving=False, create_instance=command in CREATING_COMMANDS)
 
 
 class LeakguardGroup(FlaskGroup):
     """Flask's CLI group, where a domain or job error ends any command with one line.
 
     Every subcommand, nested groups included, runs inside ``invoke``: a command added later
-    gets the same treatment without a decorator to forget.
+    gets the same treatment without a decorator to forget. Commands live on this group
+    only, so listing or finding one never builds the app (which ``--help`` would do
+    otherwise, in a folder with no instance).
     """
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        self._load_plugin_commands()
+        return click.Group.get_command(self, ctx, name)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._load_plugin_commands()
+        return sorted(click.Group.list_commands(self, ctx))
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable
+import getpass
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import date
+from functools import partial
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import click
-from tqdm import tqdm
 
-from jobs.ingest.parts import MAX_PARTS, SplitProgress
+from jobs.ingest.checks import IngestInterrupted
+from jobs.ingest.lock import file_is_held
+from jobs.ingest.parts import MAX_PARTS
 from jobs.ingest.pipeline import ingest_leak
 from jobs.ingest.split import ingest_in_parts
 from jobs.reader.stream import LeakFormat
 from service.cli.base import cli, cli_actor, emit_json, migrated_runtime
+from service.cli.progress import LINE_SECONDS, ProgressDisplay, ProgressMode
 from service.db import utcnow
 from service.leaks.catalogue import (
     LeakFacts,
@@ -106,6 +113,28 @@ def leak_facts(observed_at: str | None, names: dict[str, str | None]) -> LeakFac
     show_default=True,
     help="With --enqueue: wait for the workers and print the totals.",
 )
+@click.option(
+    "--accept-invalid",
+    is_flag=True,
+    help="Ingest even if most of the first records hold no valid address (prose, notes). "
+    "--format text implies it.",
+)
+@click.option(
+    "--also-as-new-leak",
+    is_flag=True,
+    help="Ingest a file another leak has already recorded, as this leak as well.",
+)
+@click.option("--by", "operator", help="Who runs this ingest (default: your login name).")
+@click.option(
+    "--progress",
+    "progress_mode",
+    type=click.Choice([m.value for m in ProgressMode]),
+    default=ProgressMode.AUTO.value,
+    show_default=True,
+    help="On stderr: a bar on a terminal, else a line every 10 s; json: JSON lines.",
+)
+@click.option("--progress-every", type=click.FloatRange(min=0), default=LINE_SECONDS, hidden=True)
+@click.option("--quiet", is_flag=True, help="No progress on stderr.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 def ingest_command(
     path: Path,
@@ -118,64 +147,104 @@ def ingest_command(
     enqueue: bool,
     parts: int | None,
     wait: bool,
+    accept_invalid: bool,
+    also_as_new_leak: bool,
+    operator: str | None,
+    progress_mode: str,
+    progress_every: float,
+    quiet: bool,
     as_json: bool,
     observed_at: str | None,
     **names: str | None,
 ) -> None:
     """Flag every account whose address is in the leak file PATH, and queue their warnings.
 
-    Safe to run again: a finished file changes nothing, an interrupted one resumes.
-    A leak ingested by mistake is undone with `leakguard leaks retract`.
+    Safe to run again: a finished file changes nothing, an interrupted one resumes. Refused,
+    with nothing recorded: an empty file, anything but a regular file, a file without a
+    valid address or whose first records are mostly not addresses in its format, a file
+    another leak has. Ctrl-C (or SIGTERM) stops at the next chunk; run again to resume. A
+    leak ingested by mistake is undone with `leakguard leaks retract`.
     """
     facts = leak_facts(observed_at, names)
     value = migrated_runtime()
+    if enqueue and dry_run:
+        raise click.ClickException("--dry-run runs in one process: drop --enqueue")
+    options: dict[str, Any] = {
+        "slug": slug,
+        "name": name,
+        "source": source,
+        "facts": facts,
+        "fmt": LeakFormat(fmt),
+        "accept_invalid": accept_invalid,
+        "also_as_new_leak": also_as_new_leak,
+        "operator": operator or login_name(),
+    }
+    display = ProgressDisplay(ProgressMode(progress_mode), quiet=quiet, every=progress_every)
+    try:
+        with display, stop_on_signals() as stop:
+            if enqueue:
+                split = ingest_in_parts(
+                    value,
+                    path,
+                    parts=parts,
+                    wait=wait,
+                    on_progress=display.parts,
+                    stop=stop,
+                    **options,
+                )
+            else:
+                report = ingest_leak(
+                    value,
+                    path,
+                    dry_run=dry_run,
+                    chunk_records=chunk_records,
+                    on_progress=display.ingest,
+                    stop=stop,
+                    **options,
+                )
+    except IngestInterrupted as exc:
+        click.echo(str(exc), err=True)
+        raise click.exceptions.Exit(INTERRUPTED_EXIT) from None
     if enqueue:
-        if dry_run:
-            raise click.ClickException("--dry-run runs in one process: drop --enqueue")
-        with tqdm(total=0, unit=" parts", disable=None, file=sys.stderr, leave=False) as parts_bar:
-
-            def parts_progress(state: SplitProgress) -> None:
-                parts_bar.total = state.parts
-                parts_bar.update(state.complete - parts_bar.n)
-                parts_bar.set_postfix(lines=state.totals.lines, matched=state.totals.matched)
-
-            split = ingest_in_parts(
-                value,
-                path,
-                slug=slug,
-                name=name,
-                source=source,
-                facts=facts,
-                fmt=LeakFormat(fmt),
-                parts=parts,
-                wait=wait,
-                on_progress=parts_progress,
-            )
         emit_json(split.to_json()) if as_json else click.echo(split.summary())
+        if stop.is_set() and not split.complete:
+            raise click.exceptions.Exit(INTERRUPTED_EXIT)
         return
-    bar = tqdm(unit=" lines", unit_scale=True, disable=None, file=sys.stderr, leave=False)
-    matched = 0
-
-    def progress(records: int, newly_matched: int) -> None:
-        nonlocal matched
-        matched += newly_matched
-        bar.set_postfix(matched=matched, refresh=False)
-        bar.update(records)
-
-    with bar:
-        report = ingest_leak(
-            value,
-            path,
-            slug=slug,
-            name=name,
-            source=source,
-            facts=facts,
-            fmt=LeakFormat(fmt),
-            dry_run=dry_run,
-            chunk_records=chunk_records,
-            on_progress=progress,
-        )
     emit_json(report.to_json()) if as_json else click.echo(report.summary())
+
+
+INTERRUPTED_EXIT = 130  # 128 + SIGINT, as shells report a Ctrl-C
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[threading.Event]:
+    """Turn the first SIGINT or SIGTERM into a stop request the ingest sees at its next
+    chunk boundary; a second one interrupts at once."""
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    previous: dict[int, Any] = {}
+    try:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, request_stop)
+    except ValueError:  # not the main thread (an embedding caller): no handlers
+        pass
+    try:
+        yield stop
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def login_name() -> str | None:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return None
 
 
 @cli.group("leaks")
@@ -187,8 +256,9 @@ def leaks_group() -> None:
 @click.option("--json", "as_json", is_flag=True)
 def leaks_list(as_json: bool) -> None:
     """List leaks, newest first, with their totals."""
-    with migrated_runtime().db.read_session() as session:
-        leaks = list_leaks(session)
+    value = migrated_runtime()
+    with value.db.read_session() as session:
+        leaks = list_leaks(session, held=partial(file_is_held, value))
     if as_json:
         emit_json([leak.to_json() for leak in leaks])
         return
@@ -209,8 +279,9 @@ def leaks_list(as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def leaks_show(slug: str, as_json: bool) -> None:
     """Show one leak: counts, state, files and formats, timings, exposures, notices."""
-    with migrated_runtime().db.read_session() as session:
-        leak = show_leak(session, slug)
+    value = migrated_runtime()
+    with value.db.read_session() as session:
+        leak = show_leak(session, slug, held=partial(file_is_held, value))
     if as_json:
         emit_json(leak.to_json())
         return
@@ -239,10 +310,16 @@ def _describe(leak: LeakView) -> str:
             f"{leak.retracted.reason or '-'}",
         )
     for f in leak.files:
-        took = f"{f.seconds:.1f}s over {f.runs} run(s)" if f.runs else "not finished"
         lines.append(
-            f"  file {f.sha256[:12]} {f.format}{'/' + f.compression if f.compression else ''} "
-            f"{f.size} bytes, {f.state}, {f.records_done} records done, {took}"
+            f"  file {f.name or '-'}: {f.size:,} bytes, {f.format}"
+            f"{'/' + f.compression if f.compression else ''}, sha256 {f.sha256}, "
+            f"ran by {f.ran_by or 'unknown'}"
+        )
+        per_run = ", ".join(f"{s:.1f}s" for s in f.run_seconds)
+        took = f"{f.seconds:.1f}s in {f.runs} run(s)" + (f" ({per_run})" if per_run else "")
+        hint = "; run the same ingest again to resume" if f.state == "interrupted" else ""
+        lines.append(
+            f"    {f.state}, {f.records_done:,} records done, {took}; read as {f.read_as}{hint}"
         )
     return "\n".join(lines)
 

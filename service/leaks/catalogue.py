@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -167,17 +167,27 @@ def leak_name(leak_names: Mapping[str, str] | None, name: str | None, language: 
     return (leak_names or {}).get(language) or name or None
 
 
+# Whether a process holds a leak file's ingest lock (by file id): a running file nobody
+# holds was interrupted. Passed in by the face, which may look at locks.
+IsHeld = Callable[[int], bool]
+
+
 @dataclass(frozen=True, slots=True)
 class LeakFileView:
+    id: int
+    name: str | None  # the file's basename
     sha256: str
     format: str
+    read_as: str
     compression: str | None
-    state: str
+    state: str  # complete, running, or interrupted (running and no process holds it)
     size: int
     records_done: int
     counters: dict[str, int]
     invalid_lines: list[int]
+    ran_by: str | None
     runs: int
+    run_seconds: list[float]
     seconds: float
     started_at: datetime
     finished_at: datetime | None
@@ -209,8 +219,9 @@ class LeakView:
     def state(self) -> str:
         if self.retracted is not None:
             return "retracted"
-        if any(f.state != "complete" for f in self.files):
-            return "incomplete"
+        for state in ("running", "interrupted"):
+            if any(f.state == state for f in self.files):
+                return state
         return "complete" if self.files else "empty"
 
     def to_json(self) -> dict[str, Any]:
@@ -232,15 +243,19 @@ class LeakView:
             "notices_by_state": self.notices,
             "files": [
                 {
+                    "name": f.name,
                     "sha256": f.sha256,
                     "format": f.format,
+                    "read_as": f.read_as,
                     "compression": f.compression,
                     "state": f.state,
                     "size": f.size,
                     "records_done": f.records_done,
                     **f.counters,
                     "invalid_lines": f.invalid_lines,
+                    "ran_by": f.ran_by,
                     "runs": f.runs,
+                    "run_seconds": f.run_seconds,
                     "seconds": round(f.seconds, 3),
                     "started_at": f.started_at.isoformat(),
                     "finished_at": f.finished_at.isoformat() if f.finished_at else None,
@@ -250,18 +265,29 @@ class LeakView:
         }
 
 
-def list_leaks(session: Session) -> list[LeakView]:
-    """Every leak, newest first, with its files and the state of its exposures and notices."""
+def list_leaks(session: Session, *, held: IsHeld | None = None) -> list[LeakView]:
+    """Every leak, newest first, with its files and the state of its exposures and notices.
+
+    ``held``: tells a running file from an interrupted one (without it: all "running").
+    """
     leaks = session.scalars(select(Leak).order_by(Leak.created_at.desc(), Leak.id.desc())).all()
-    return [_view(session, leak) for leak in leaks]
+    return [_view(session, leak, held) for leak in leaks]
 
 
-def show_leak(session: Session, slug: str) -> LeakView:
+def show_leak(session: Session, slug: str, *, held: IsHeld | None = None) -> LeakView:
     """One leak in detail; raise NotFound."""
-    return _view(session, find_leak(session, slug))
+    return _view(session, find_leak(session, slug), held)
 
 
-def _view(session: Session, leak: Leak) -> LeakView:
+def _file_state(leak_file: LeakFile, held: IsHeld | None) -> str:
+    state = str(leak_file.state)
+    # A split file's parts wait in a queue without holding a lock: it is not interrupted.
+    if state == "running" and not leak_file.parts and held is not None:
+        return "running" if held(leak_file.id) else "interrupted"
+    return state
+
+
+def _view(session: Session, leak: Leak, held: IsHeld | None) -> LeakView:
     files = session.scalars(
         select(LeakFile).where(LeakFile.leak_id == leak.id).order_by(LeakFile.id)
     ).all()
@@ -297,15 +323,20 @@ def _view(session: Session, leak: Leak) -> LeakView:
         notices={str(k): v for k, v in notices.items()},
         files=tuple(
             LeakFileView(
+                id=f.id,
+                name=f.name,
                 sha256=f.sha256.hex(),
                 format=f.format,
+                read_as=f.read_as,
                 compression=f.compression,
-                state=str(f.state),
+                state=_file_state(f, held),
                 size=f.size,
                 records_done=f.records_done,
                 counters=Counters.of(f).as_dict(),
                 invalid_lines=list(f.invalid_lines or []),
+                ran_by=f.ran_by,
                 runs=f.runs,
+                run_seconds=[float(x) for x in f.run_seconds or []],
                 seconds=f.seconds,
                 started_at=f.started_at,
                 finished_at=f.finished_at,

@@ -48,25 +48,34 @@ def open_leak_file(
     name: str | None,
     source: str | None,
     sha256: str,
+    read_as: str,
     size: int,
     file_format: str,
     compression: str | None,
+    file_name: str | None = None,
+    ran_by: str | None = None,
     now: datetime,
     facts: LeakFacts | None = None,
 ) -> OpenedFile:
-    """Find the leak's record of this file (by its SHA-256), creating leak and file as needed.
+    """Find the leak's record of this file (its SHA-256 read as ``read_as``), creating leak
+    and file as needed.
 
     Does not commit. Raises ValidationFailed for a bad slug, LeakRetracted.
     """
     leak = get_or_create_leak(session, slug=slug, name=name, source=source, facts=facts, now=now)
     digest = bytes.fromhex(sha256)
     leak_file = session.scalars(
-        select(LeakFile).where(LeakFile.leak_id == leak.id, LeakFile.sha256 == digest)
+        select(LeakFile).where(
+            LeakFile.leak_id == leak.id, LeakFile.sha256 == digest, LeakFile.read_as == read_as
+        )
     ).one_or_none()
     if leak_file is None:
         leak_file = LeakFile(
             leak_id=leak.id,
             sha256=digest,
+            read_as=read_as,
+            name=file_name,
+            ran_by=ran_by,
             size=size,
             format=file_format,
             compression=compression,
@@ -75,6 +84,7 @@ def open_leak_file(
             invalid_lines=[],
             runs=0,
             seconds=0.0,
+            run_seconds=[],
             started_at=now,
             parts=0,
             **Counters().as_dict(),
@@ -83,6 +93,61 @@ def open_leak_file(
         session.flush()
     return OpenedFile(
         leak.id, leak_file.id, leak_file.state, leak_file.records_done, leak_file.parts
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class FileElsewhere:
+    """The same bytes, recorded under another leak."""
+
+    slug: str
+    started_at: datetime
+    read_as: str
+
+
+def find_file(session: Session, *, slug: str, sha256: str, read_as: str) -> LeakFileState | None:
+    """The state of the leak's record of these bytes read this way; None if there is none."""
+    state: LeakFileState | None = session.scalar(
+        select(LeakFile.state)
+        .join(Leak, Leak.id == LeakFile.leak_id)
+        .where(
+            Leak.slug == slug,
+            LeakFile.sha256 == bytes.fromhex(sha256),
+            LeakFile.read_as == read_as,
+        )
+    )
+    return state
+
+
+def file_elsewhere(session: Session, *, slug: str, sha256: str) -> FileElsewhere | None:
+    """The first other leak that recorded these bytes (however read), if any."""
+    row = session.execute(
+        select(Leak.slug, LeakFile.started_at, LeakFile.read_as)
+        .join(Leak, Leak.id == LeakFile.leak_id)
+        .where(LeakFile.sha256 == bytes.fromhex(sha256), Leak.slug != slug)
+        .order_by(LeakFile.started_at, LeakFile.id)
+        .limit(1)
+    ).one_or_none()
+    return None if row is None else FileElsewhere(row[0], row[1], row[2])
+
+
+def start_run(session: Session, file_id: int) -> None:
+    """Count a new run of the file (a first run or a resume), its time starting at 0."""
+    leak_file = session.scalars(select(LeakFile).where(LeakFile.id == file_id)).one()
+    leak_file.runs += 1
+    leak_file.run_seconds = [*(leak_file.run_seconds or []), 0.0]
+
+
+def record_run_time(session: Session, file_id: int, *, seconds: float) -> None:
+    """Set the current run's time so far; the file's total is the sum over its runs.
+
+    Called in every chunk's transaction, so an interrupted or killed run keeps its time.
+    """
+    stored = session.scalar(select(LeakFile.run_seconds).where(LeakFile.id == file_id))
+    runs = [float(x) for x in (stored or [])] or [0.0]
+    runs[-1] = round(seconds, 3)
+    session.execute(
+        update(LeakFile).where(LeakFile.id == file_id).values(run_seconds=runs, seconds=sum(runs))
     )
 
 
@@ -141,21 +206,35 @@ def _plus(model: type[IngestCounters], increments: dict[str, int]) -> dict[str, 
 
 
 def finish_file(session: Session, file_id: int, *, seconds: float, now: datetime) -> None:
-    """Mark the file complete: from now on, ingesting it again changes nothing."""
+    """Mark the file complete: from now on, ingesting it again changes nothing.
+
+    ``seconds``: the time of this (last) run; earlier runs keep theirs.
+    """
+    record_run_time(session, file_id, seconds=seconds)
     session.execute(
         update(LeakFile)
         .where(LeakFile.id == file_id)
-        .values(
-            state=LeakFileState.COMPLETE,
-            finished_at=now,
-            runs=LeakFile.runs + 1,
-            seconds=LeakFile.seconds + seconds,
-        )
+        .values(state=LeakFileState.COMPLETE, finished_at=now)
     )
 
 
-def forget_file(session: Session, leak_id: int, file_id: int) -> None:
-    """Remove a file none of whose records is committed, and its leak if it has no other."""
-    session.execute(delete(LeakFile).where(LeakFile.id == file_id, LeakFile.records_done == 0))
+def forget_file(session: Session, leak_id: int, file_id: int, *, untouched: bool = True) -> None:
+    """Remove a file none of whose records is committed, and its leak if it has no other.
+
+    ``untouched`` False: remove it even with records committed, taking its counters off the
+    leak's; only for a file that added nothing else (no valid address: no watch-list entry,
+    no exposure, no notice).
+    """
+    if not untouched:
+        leak_file = session.scalars(select(LeakFile).where(LeakFile.id == file_id)).one()
+        taken = Counters.of(leak_file).as_dict()
+        session.execute(
+            update(Leak)
+            .where(Leak.id == leak_id)
+            .values(**{name: getattr(Leak, name) - n for name, n in taken.items()})
+        )
+        session.execute(delete(LeakFile).where(LeakFile.id == file_id))
+    else:
+        session.execute(delete(LeakFile).where(LeakFile.id == file_id, LeakFile.records_done == 0))
     others = select(LeakFile.id).where(LeakFile.leak_id == leak_id).exists()
     session.execute(delete(Leak).where(Leak.id == leak_id, ~others))

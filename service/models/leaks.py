@@ -85,11 +85,16 @@ class LeakFile(IngestCounters, Base):
     """
 
     __tablename__ = "leak_file"
-    __table_args__ = (UniqueConstraint("leak_id", "sha256"),)
+    __table_args__ = (UniqueConstraint("leak_id", "sha256", "read_as"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     leak_id: Mapped[int] = mapped_column(ForeignKey("leak.id", ondelete="CASCADE"))
-    sha256: Mapped[bytes] = mapped_column(LargeBinary(32))
+    sha256: Mapped[bytes] = mapped_column(LargeBinary(32), index=True)
+    # How the bytes were read (the format, and a CSV's columns): part of the file's
+    # identity, so a file read under a wrong format can be ingested again under another.
+    read_as: Mapped[str] = mapped_column(String(100))
+    name: Mapped[str | None] = mapped_column(String(255))  # the file's basename
+    ran_by: Mapped[str | None] = mapped_column(String(200))  # the operator who ran it
     size: Mapped[int] = mapped_column(BigInteger)
     format: Mapped[str] = mapped_column(String(10))
     compression: Mapped[str | None] = mapped_column(String(10))
@@ -98,7 +103,9 @@ class LeakFile(IngestCounters, Base):
     # Line numbers only, never line content: the first few, for the operator's report.
     invalid_lines: Mapped[list[int]] = mapped_column(JSON, default=list)
     runs: Mapped[int] = mapped_column(Integer, default=0)
-    seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    seconds: Mapped[float] = mapped_column(Float, default=0.0)  # all runs together
+    # Seconds of each run, an interrupted one included (kept up to date at every commit).
+    run_seconds: Mapped[list[float] | None] = mapped_column(JSON, default=list)
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
     # Split runs (``ingest --enqueue``): workers open the file by this path, in parts.

@@ -14,7 +14,7 @@ from flask.testing import FlaskClient, FlaskCliRunner
 from sqlalchemy import select
 
 from jobs.ingest.lock import ingest_lock
-from jobs.ingest.pipeline import IngestBusy, ingest_leak
+from jobs.ingest.pipeline import IngestBusy, IngestProgress, ingest_leak
 from jobs.reader.stream import LeakFormat
 from service.config import Settings
 from service.leaks.counters import COUNTERS
@@ -742,7 +742,7 @@ def test_ingest_of_a_file_whose_lock_is_held_raises_busy_and_resumes_after_relea
 ) -> None:
     path = write_lines(tmp_path / "leak.txt", ["bob@example.org", "dave@example.net"])
 
-    def stop(records: int, matched: int) -> None:
+    def stop(progress: IngestProgress) -> None:
         raise Interrupted
 
     with pytest.raises(Interrupted):  # one chunk committed, then the run dies

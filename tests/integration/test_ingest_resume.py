@@ -52,7 +52,6 @@ def snapshot(runtime: Runtime) -> dict[str, Any]:
                 LeakFile.state,
                 LeakFile.records_done,
                 LeakFile.invalid_lines,
-                LeakFile.runs,
                 *(getattr(LeakFile, name) for name in COUNTERS),
             )
         ).all()
@@ -185,6 +184,14 @@ def test_invariant_ingest_killed_at_random_points_resumes_to_the_clean_run_state
     assert final["resumed_at_record"] == kill_points[-1] > 0
     assert final["lines"] == big.lines - kill_points[-1]
     assert snapshot(runtime) == expected, f"seed {seed}, killed at {kill_points}"
+    with runtime.db.read_session() as session:
+        runs, run_seconds, seconds = session.execute(
+            select(LeakFile.runs, LeakFile.run_seconds, LeakFile.seconds)
+        ).one()
+    # Every killed run that committed a chunk counts, with its time, beside the last one.
+    assert runs >= 4, run_seconds
+    assert len(run_seconds) == runs
+    assert seconds == pytest.approx(sum(run_seconds))
     again = json_output(invoke(runner, "ingest", str(big.path), "--leak", SLUG, "--json"))
     assert again["already_ingested"] is True
     assert (again["matched"], again["notices"]) == (0, 0)

@@ -1,0 +1,468 @@
+"""An ingest the on-call operator can trust (issue 13): junk refused before anything is
+recorded, a file known by how it was read, one instance found or refused, progress on
+stderr, clean interrupts. On SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from flask.testing import FlaskCliRunner
+from sqlalchemy import select
+
+from jobs.ingest.checks import IngestInterrupted
+from jobs.ingest.lock import ingest_lock
+from jobs.ingest.pipeline import IngestProgress, ingest_leak
+from service.cli import cli
+from service.cli.leaks import stop_on_signals
+from service.config import Settings
+from service.models import LeakFile
+from service.runtime import Runtime
+from tests.support.cli import LEAKGUARD, base_env, cli_env, invoke, json_output, one_error_line
+from tests.support.db import flagged, row_counts
+from tests.support.factories import load_accounts
+from tests.support.leakfiles import write_big_leak, write_lines
+from tests.support.processes import wait_for
+
+ACCOUNTS = {"u-bob": "bob@example.org", "u-dave": "dave@example.net"}
+EMPTY = {"leak": 0, "leak_file": 0, "leak_entry": 0, "exposure": 0, "notice": 0}
+EXPORT = ["id,name,email,city", "1,Bob,bob@example.org,Rome", "2,Dave,dave@example.net,Oslo"]
+
+
+@pytest.fixture
+def accounts(runtime: Runtime, tmp_path: Path) -> dict[str, str]:
+    load_accounts(runtime, tmp_path, ACCOUNTS)
+    return ACCOUNTS
+
+
+def refused(runner: FlaskCliRunner, runtime: Runtime, *args: str) -> str:
+    """Run ``leakguard ingest ARGS``: it fails with one line and records nothing."""
+    result = invoke(runner, "ingest", *args)
+    assert result.exit_code == 1, result.output
+    assert result.stdout == ""
+    assert row_counts(runtime) == EMPTY
+    return one_error_line(result)
+
+
+# --- 1. junk is refused before anything is recorded -----------------------------------------
+
+
+@pytest.fixture
+def listening_socket(tmp_path: Path) -> Iterator[Path]:
+    path = tmp_path / "leak.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    yield path
+    server.close()
+
+
+def test_files_that_are_not_regular_files_are_refused_without_opening_them(
+    runtime: Runtime, runner: FlaskCliRunner, tmp_path: Path, listening_socket: Path
+) -> None:
+    fifo = tmp_path / "leak.fifo"
+    os.mkfifo(fifo)  # an open() would block here until a writer comes: never
+    (tmp_path / "folder").mkdir()
+    cases = {
+        fifo: "a named pipe (FIFO)",
+        Path("/dev/zero"): "a character device",  # read, it would never end
+        listening_socket: "a socket",
+        tmp_path / "folder": "a directory",
+    }
+    for path, what in cases.items():
+        for extra in ((), ("--dry-run",), ("--enqueue",)):
+            line = refused(runner, runtime, str(path), "--leak", "junk", *extra)
+            assert f"{what}, not a leak file" in line, (path, extra)
+
+
+def test_empty_file_is_refused(runtime: Runtime, runner: FlaskCliRunner, tmp_path: Path) -> None:
+    empty = tmp_path / "empty.txt"
+    empty.touch()
+    for extra in ((), ("--dry-run",), ("--enqueue",), ("--accept-invalid",)):
+        line = refused(runner, runtime, str(empty), "--leak", "junk", *extra)
+        assert line == f"Error: {empty}: the file is empty; nothing recorded"
+
+
+def test_binaries_random_bytes_and_a_csv_without_addresses_are_refused_suggesting_a_format(
+    runtime: Runtime, runner: FlaskCliRunner, tmp_path: Path
+) -> None:
+    program = tmp_path / "ls-copy"
+    shutil.copy("/bin/ls", program)
+    noise = tmp_path / "random.bin"
+    noise.write_bytes(random.Random(13).randbytes(256 * 1024))
+    no_column = write_lines(
+        tmp_path / "people.csv", ["id,name,city", *(f"{i},Name {i},Town {i}" for i in range(133))]
+    )
+    for path, extras in ((program, ((), ("--enqueue",), ("--accept-invalid",))), (noise, ((),))):
+        for extra in extras:
+            line = refused(runner, runtime, str(path), "--leak", "junk", *extra)
+            assert "no valid address in its" in line
+            assert "a binary file (NUL bytes in its first 8 KiB)" in line
+            assert "; no other format reads addresses from it either (--format " in line
+    line = refused(runner, runtime, str(no_column), "--leak", "junk")
+    assert line == (
+        f"Error: {no_column}: no valid address in its 134 records read as lines (no mail "
+        "headers, JSON, CSV columns or passwords: one address per line); nothing recorded; "
+        "no other format reads addresses from it either (--format csv|combo|jsonl|json|eml|text)"
+    )
+
+
+def test_a_wrong_format_is_refused_naming_the_right_one_and_the_right_one_then_works(
+    runtime: Runtime, accounts: dict[str, str], runner: FlaskCliRunner, tmp_path: Path
+) -> None:
+    export = write_lines(tmp_path / "export.csv", EXPORT)
+    for extra in ((), ("--dry-run",), ("--enqueue",)):
+        line = refused(runner, runtime, str(export), "--leak", "shop", "--format", "lines", *extra)
+        assert line == (
+            f"Error: {export}: no valid address in its 3 records read as lines (given with "
+            "--format); nothing recorded; --format csv reads 100% of its first records as "
+            "addresses"
+        )
+    report = json_output(invoke(runner, "ingest", str(export), "--leak", "shop", "--json"))
+    assert (report["format"], report["matched"]) == ("csv", 2)
+
+
+def mostly_invalid(directory: Path) -> Path:
+    """One valid address in twenty lines: 5 %, under the threshold of 10 %."""
+    return write_lines(directory / "notes.txt", ["bob@example.org", *(["a note"] * 19)])
+
+
+def test_mostly_invalid_records_are_refused_unless_accepted_and_text_implies_it(
+    runtime: Runtime, accounts: dict[str, str], runner: FlaskCliRunner, tmp_path: Path
+) -> None:
+    notes = mostly_invalid(tmp_path)
+    for extra in ((), ("--dry-run",), ("--enqueue",)):
+        line = refused(runner, runtime, str(notes), "--leak", "notes", *extra)
+        assert line.startswith(
+            f"Error: {notes}: only 1 of its 20 records (5%) hold a valid address read as lines"
+        )
+        assert line.endswith("or add --accept-invalid to ingest it anyway")
+    accepted = json_output(
+        invoke(runner, "ingest", str(notes), "--leak", "notes", "--accept-invalid", "--json")
+    )
+    assert (accepted["valid"], accepted["invalid"], accepted["matched"]) == (1, 19, 1)
+    prose = write_lines(tmp_path / "prose.txt", ["Hello,", "write to dave@example.net", "Bye"])
+    text = json_output(
+        invoke(runner, "ingest", str(prose), "--leak", "prose", "--format", "text", "--json")
+    )
+    assert (text["valid"], text["matched"]) == (1, 1)
+
+
+def test_accepted_file_with_no_valid_address_past_the_sample_leaves_nothing(
+    runtime: Runtime, runner: FlaskCliRunner, tmp_path: Path
+) -> None:
+    junk = write_lines(tmp_path / "junk.txt", [f"row {i}" for i in range(10_050)])
+    line = refused(runner, runtime, str(junk), "--leak", "junk", "--accept-invalid")
+    assert line == (
+        f"Error: {junk}: no valid address in its 10050 records read as lines; nothing recorded"
+    )
+
+
+# --- 2. a file's identity includes how it was read ------------------------------------------
+
+
+def test_a_file_recorded_under_a_wrong_format_can_be_ingested_again_with_the_right_one(
+    runtime: Runtime, accounts: dict[str, str], runner: FlaskCliRunner, tmp_path: Path
+) -> None:
+    # Read as lines, the export's one stray bare address is its only valid record (1 of 14).
+    export = write_lines(
+        tmp_path / "export.csv", [*EXPORT, "dave@example.net", *(["9,Nobody,,Rome"] * 10)]
+    )
+    wrong = json_output(
+        invoke(
+            runner,
+            *("ingest", str(export), "--leak", "shop", "--format", "lines"),
+            *("--accept-invalid", "--json"),
+        )
+    )
+    assert (wrong["valid"], wrong["invalid"], wrong["matched"]) == (1, 13, 1)
+    right = json_output(
+        invoke(runner, "ingest", str(export), "--leak", "shop", "--format", "csv", "--json")
+    )
+    assert (right["already_ingested"], right["valid"], right["matched"]) == (False, 2, 1)
+    assert flagged(runtime, "shop") == {"u-bob", "u-dave"}
+    again = json_output(invoke(runner, "ingest", str(export), "--leak", "shop", "--json"))
+    assert again["already_ingested"] is True
+    shown = json_output(invoke(runner, "leaks", "show", "shop", "--json"))
+    assert sorted(f["read_as"] for f in shown["files"]) == [
+        "csv ','-separated, address column 3, from line 2",
+        "lines",
+    ]
+
+
+def test_a_file_another_leak_has_is_refused_naming_it_unless_also_as_new_leak(
+    runtime: Runtime, accounts: dict[str, str], runner: FlaskCliRunner, tmp_path: Path
+) -> None:
+    leak = write_lines(tmp_path / "leak.txt", ["bob@example.org", "dave@example.net"])
+    json_output(invoke(runner, "ingest", str(leak), "--leak", "shop", "--json"))
+    with runtime.db.read_session() as session:
+        day = session.scalars(select(LeakFile.started_at)).one().strftime("%Y-%m-%d")
+    before = row_counts(runtime)
+    for extra in ((), ("--dry-run",), ("--enqueue",), ("--format", "combo")):
+        result = invoke(runner, "ingest", str(leak), "--leak", "shpo", *extra)
+        assert one_error_line(result) == (
+            f"Error: {leak}: this file was already ingested as leak 'shop' on {day}; nothing "
+            "recorded; to record it as leak 'shpo' as well, add --also-as-new-leak"
+        )
+        assert row_counts(runtime) == before
+    both = json_output(
+        invoke(runner, "ingest", str(leak), "--leak", "shop-2", "--also-as-new-leak", "--json")
+    )
+    assert both["matched"] == 2
+
+
+# --- 5. one instance, found or refused ------------------------------------------------------
+
+
+def own_env(instance: Path) -> dict[str, str | None]:
+    """For CliRunner: no LEAKGUARD_ setting of this process, only the instance folder."""
+    env: dict[str, str | None] = {k: None for k in os.environ if k.startswith("LEAKGUARD_")}
+    env["LEAKGUARD_INSTANCE_DIR"] = str(instance)
+    return env
+
+
+def test_commands_never_create_an_instance_and_name_where_they_looked(
+    db_url: str, tmp_path: Path
+) -> None:
+    """In this process with the command's own app loading (not the test app)."""
+    leak = write_lines(tmp_path / "plain.txt", ["bob@example.org"])
+    instance = tmp_path / "elsewhere" / "instance"
+    env = own_env(instance)
+    sqlite = db_url.startswith("sqlite")
+    if not sqlite:  # a server database, the keys still expected in the instance folder
+        env["LEAKGUARD_DATABASE_URL"] = db_url
+    database = instance / "leakguard.sqlite3" if sqlite else db_url
+    runner = CliRunner()
+    for args in (
+        ("ingest", str(leak), "--leak", "x", "--dry-run"),
+        ("leaks", "list"),
+        ("db", "current"),
+        ("worker", "--burst"),
+    ):
+        result = runner.invoke(cli, list(args), env=env)
+        assert result.exit_code == 1, args
+        missing = "no database file, no instance folder" if sqlite else "no instance folder"
+        assert one_error_line(result) == (
+            f"Error: no Leakguard instance found ({missing}): looked for the database at "
+            f"{database} and the instance folder {instance}; set LEAKGUARD_INSTANCE_DIR (or "
+            "LEAKGUARD_DATABASE_URL) to your instance, or create a new, empty one here with "
+            "`leakguard db upgrade`"
+        )
+        assert not instance.exists()
+    assert runner.invoke(cli, ["--help"], env=env).exit_code == 0
+    assert not instance.exists()
+
+
+def test_db_upgrade_creates_the_instance_and_later_commands_find_it(tmp_path: Path) -> None:
+    instance = tmp_path / "instance"
+    env = own_env(instance)
+    runner = CliRunner()
+    assert runner.invoke(cli, ["db", "upgrade"], env=env).exit_code == 0
+    assert {"hash_key", "leakguard.sqlite3", "secret_key"} <= {p.name for p in instance.iterdir()}
+    listed = runner.invoke(cli, ["leaks", "list"], env=env)
+    assert listed.exit_code == 0, listed.output
+    assert "no leaks yet" in listed.stdout
+
+
+def test_the_console_script_from_another_directory_creates_nothing(tmp_path: Path) -> None:
+    leaks = tmp_path / "leaks"
+    leaks.mkdir()
+    write_lines(leaks / "plain.txt", ["bob@example.org"])
+    env = {k: v for k, v in base_env(tmp_path).items() if k != "LEAKGUARD_INSTANCE_DIR"}
+    result = subprocess.run(
+        [str(LEAKGUARD), "ingest", "plain.txt", "--leak", "x", "--dry-run"],
+        env=env,
+        cwd=leaks,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert f"the instance folder {leaks / 'instance'};" in one_error_line(result)
+    assert sorted(p.name for p in leaks.iterdir()) == ["plain.txt"]
+
+
+# --- 6. progress ----------------------------------------------------------------------------
+
+
+def test_progress_off_a_terminal_is_lines_or_json_on_stderr_and_quiet_silences_it(
+    runtime: Runtime, accounts: dict[str, str], runner: FlaskCliRunner, tmp_path: Path
+) -> None:
+    leak = write_lines(tmp_path / "leak.txt", ["bob@example.org", "dave@example.net", "x"])
+    every = ("--chunk-records", "1", "--progress-every", "0")
+    lines = invoke(runner, "ingest", str(leak), "--leak", "a", *every, "--dry-run")
+    assert lines.exit_code == 0
+    progress = lines.stderr.splitlines()
+    assert len(progress) == 3
+    assert progress[-1].startswith("ingest: 100% (")
+    assert ", 3 records, 2 matched, " in progress[-1]
+    as_json = invoke(
+        runner, "ingest", str(leak), "--leak", "a", *every, "--progress", "json", "--json"
+    )
+    events = [json.loads(line) for line in as_json.stderr.splitlines()]
+    assert [e["records"] for e in events] == [1, 2, 3]
+    assert events[-1]["percent"] == 100.0
+    assert events[-1]["bytes_read"] == events[-1]["total_bytes"] == leak.stat().st_size
+    assert events[-1]["matched"] == 2
+    assert json.loads(as_json.stdout)["matched"] == 2  # stdout keeps only the summary
+    other = write_lines(tmp_path / "other.txt", ["dave@example.net"])
+    quiet = invoke(runner, "ingest", str(other), "--leak", "b", *every, "--quiet")
+    assert (quiet.exit_code, quiet.stderr) == (0, "")
+
+
+def test_enqueue_shows_parts_done_and_totals_while_it_waits(
+    runtime: Runtime, accounts: dict[str, str], runner: FlaskCliRunner, tmp_path: Path
+) -> None:
+    leak = write_lines(tmp_path / "leak.txt", [f"user{i}@example.com" for i in range(40)])
+    result = invoke(
+        runner,
+        *("ingest", str(leak), "--leak", "split", "--enqueue", "--parts", "4"),
+        *("--progress", "json", "--progress-every", "0", "--json"),
+    )
+    assert result.exit_code == 0, result.output
+    last = json.loads(result.stderr.splitlines()[-1])
+    assert (last["phase"], last["parts"], last["parts_done"]) == ("waiting for workers", 4, 4)
+    assert (last["records"], last["percent"]) == (40, 100.0)
+
+
+# --- 7. interrupts --------------------------------------------------------------------------
+
+
+def records_done(runtime: Runtime) -> int:
+    with runtime.db.read_session() as session:
+        return session.scalar(select(LeakFile.records_done)) or 0
+
+
+def test_a_stop_request_ends_the_run_at_a_chunk_boundary_and_the_next_run_resumes(
+    runtime: Runtime, accounts: dict[str, str], tmp_path: Path
+) -> None:
+    lines = [*(f"stranger{i}@example.com" for i in range(10)), "dave@example.net"]
+    leak = write_lines(tmp_path / "leak.txt", ["bob@example.org", *lines])
+    stop = threading.Event()
+
+    def after_first_chunk(progress: IngestProgress) -> None:
+        stop.set()
+
+    with pytest.raises(IngestInterrupted) as interrupted:
+        ingest_leak(
+            runtime, leak, slug="stop", chunk_records=1, on_progress=after_first_chunk, stop=stop
+        )
+    done = records_done(runtime)
+    assert done == 1  # the chunk being committed ends the run; those read are dropped
+    assert str(interrupted.value) == (
+        "interrupted after record 1; run the same command again to resume"
+    )
+    assert flagged(runtime, "stop") == {"u-bob"}
+    report = ingest_leak(runtime, leak, slug="stop", chunk_records=1)
+    assert (report.resumed_at_record, report.run.lines) == (done, 12 - done)
+    assert flagged(runtime, "stop") == {"u-bob", "u-dave"}
+    with runtime.db.read_session() as session:
+        runs, run_seconds, seconds = session.execute(
+            select(LeakFile.runs, LeakFile.run_seconds, LeakFile.seconds)
+        ).one()
+    assert runs == 2
+    assert len(run_seconds) == 2
+    assert seconds == pytest.approx(sum(run_seconds))
+
+
+def test_sigterm_becomes_a_stop_request() -> None:
+    before = signal.getsignal(signal.SIGTERM)
+    with stop_on_signals() as stop:
+        os.kill(os.getpid(), signal.SIGTERM)
+        wait_for(stop.is_set, timeout=5, what="the stop request")
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_leaks_show_tells_an_interrupted_file_from_a_running_one(
+    runtime: Runtime, accounts: dict[str, str], runner: FlaskCliRunner, tmp_path: Path
+) -> None:
+    leak = write_lines(tmp_path / "leak.txt", [f"user{i}@example.com" for i in range(5)])
+    stop = threading.Event()
+    with pytest.raises(IngestInterrupted):
+        ingest_leak(
+            runtime,
+            leak,
+            slug="halted",
+            chunk_records=1,
+            on_progress=lambda progress: stop.set(),
+            stop=stop,
+            operator="night-shift",
+        )
+    shown = invoke(runner, "leaks", "show", "halted")
+    assert "halted: halted (interrupted)" in shown.stdout
+    assert f"  file leak.txt: {leak.stat().st_size} bytes, lines, sha256 " in shown.stdout
+    assert "ran by night-shift" in shown.stdout
+    assert f"interrupted, {records_done(runtime)} records done, " in shown.stdout
+    assert "run the same ingest again to resume" in shown.stdout
+    with runtime.db.read_session() as session:
+        file_id = session.scalars(select(LeakFile.id)).one()
+    with ingest_lock(runtime, file_id):  # a process holds it: the run goes on
+        held = json_output(invoke(runner, "leaks", "show", "halted", "--json"))
+    assert (held["state"], held["files"][0]["state"]) == ("running", "running")
+
+
+@pytest.fixture(scope="module")
+def long_leak(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_big_leak(
+        tmp_path_factory.mktemp("long-leak"), accounts=10, lines=30_000, leaked_accounts=5, seed=7
+    ).path
+
+
+def test_sigint_stops_the_console_script_with_130_and_the_same_command_resumes(
+    runtime: Runtime,
+    settings: Settings,
+    runner: FlaskCliRunner,
+    long_leak: Path,
+) -> None:
+    env = cli_env(settings.resolved_database_url, settings.instance_dir)
+    command = [str(LEAKGUARD), "ingest", str(long_leak), "--leak", "long"]
+    command += ["--chunk-records", "1000", "--quiet"]
+    process = subprocess.Popen(
+        command,
+        env=env,
+        cwd=settings.instance_dir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+    def committed() -> int:
+        return records_done(runtime)
+
+    try:
+        wait_for(lambda: committed() > 0, timeout=60, what="a first commit")
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    done = committed()
+    assert process.returncode == 130, stderr
+    assert stdout == ""
+    assert stderr.strip() == (
+        f"interrupted after record {done}; run the same command again to resume"
+    )
+    assert 0 < done < 30_000 + 5
+    shown = json_output(invoke(runner, "leaks", "show", "long", "--json"))
+    assert shown["state"] == "interrupted"
+    assert shown["files"][0]["runs"] == 1
+
+    resumed = json_output(
+        invoke(runner, "ingest", str(long_leak), "--leak", "long", "--quiet", "--json")
+    )
+    assert resumed["resumed_at_record"] == done
+    final = json_output(invoke(runner, "leaks", "show", "long", "--json"))["files"][0]
+    assert (final["state"], final["runs"], len(final["run_seconds"])) == ("complete", 2, 2)
+    assert final["records_done"] == final["lines"] == done + resumed["lines"]
+    assert final["seconds"] == pytest.approx(sum(final["run_seconds"]), abs=0.01)
