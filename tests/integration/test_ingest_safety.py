@@ -399,7 +399,7 @@ def test_leaks_show_tells_an_interrupted_file_from_a_running_one(
             operator="night-shift",
         )
     shown = invoke(runner, "leaks", "show", "halted")
-    assert "halted: halted (interrupted)" in shown.stdout
+    assert "halted: (no name: notices use neutral wording) (interrupted)" in shown.stdout
     assert f"  file leak.txt: {leak.stat().st_size} bytes, lines, sha256 " in shown.stdout
     assert "ran by night-shift" in shown.stdout
     assert f"interrupted, {records_done(runtime)} records done, " in shown.stdout

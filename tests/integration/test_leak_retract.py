@@ -14,7 +14,7 @@ import pytest
 from flask.testing import FlaskClient, FlaskCliRunner
 from sqlalchemy import func, select, update
 
-from jobs.ingest.pipeline import ingest_leak
+from jobs.ingest.pipeline import IngestProgress, ingest_leak
 from service.db import utcnow
 from service.leaks.catalogue import LeakRetracted
 from service.leaks.retract import retract_leak
@@ -231,7 +231,7 @@ def test_an_ingest_running_when_its_leak_is_retracted_stops_at_its_next_chunk(
     leak_file = write_lines(tmp_path / "typo.txt", [f"r{i}@example.org" for i in range(6)])
     retracted: list[bool] = []
 
-    def retract_after_first_chunk(records: int, matched: int) -> None:
+    def retract_after_first_chunk(_progress: IngestProgress) -> None:
         if not retracted:
             retract_leak(runtime.db, TYPO, reason="typo", actor="test", now=utcnow())
             retracted.append(True)
