@@ -58,6 +58,8 @@ class Base(DeclarativeBase):
     type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime()}
 
 
-def str_enum(enum: type[StrEnum]) -> Enum:
+def str_enum(enum: type[StrEnum], length: int = 20) -> Enum:
     """A column type storing ``enum``'s values as strings, checked by SQLAlchemy only."""
-    return Enum(enum, native_enum=False, length=20, values_callable=lambda e: [m.value for m in e])
+    return Enum(
+        enum, native_enum=False, length=length, values_callable=lambda e: [m.value for m in e]
+    )

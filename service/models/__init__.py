@@ -6,6 +6,13 @@ from service.addresses.keys import EMAIL_KEY_BYTES
 from service.models.accounts import Account
 from service.models.audit import AuditEvent
 from service.models.clients import ApiClient
+from service.models.email_change import (
+    OPEN_STATES,
+    ChangePriority,
+    ChangeState,
+    EmailChangeHold,
+    EmailChangeRequest,
+)
 from service.models.leaks import (
     Exposure,
     ExposureKind,
@@ -29,12 +36,17 @@ from service.models.stepup import (
 
 __all__ = [
     "EMAIL_KEY_BYTES",
+    "OPEN_STATES",
     "THROTTLE_ALL_METHODS",
     "Account",
     "ApiClient",
     "AuditEvent",
     "Campaign",
     "ChallengeState",
+    "ChangePriority",
+    "ChangeState",
+    "EmailChangeHold",
+    "EmailChangeRequest",
     "Exposure",
     "ExposureKind",
     "ExposureState",

@@ -31,3 +31,5 @@ class Account(Base):
     # recovery codes replaced, a method locked, the address changed): an assurance token
     # names the epoch it was issued in and is void in any other (service/stepup/assurance.py).
     security_epoch: Mapped[int] = mapped_column(Integer, default=0)
+    # When a confirmed email change (service/email_change) last set the address.
+    email_changed_at: Mapped[datetime | None]

@@ -14,6 +14,10 @@ from service.db import Base, BigId, str_enum, utcnow
 class NoticeKind(StrEnum):
     LEAK_WARNING = "leak_warning"
     STEP_UP_CODE = "step_up_code"  # an emailed one-time code; high priority
+    # The email change (service/email_change): each to one address the request names.
+    EMAIL_CHANGE_CONFIRM = "email_change_confirm"  # to the new address: its link
+    EMAIL_CHANGE_ALERT = "email_change_alert"  # to the old address: what changed, undo link
+    EMAIL_CHANGED = "email_changed"  # to the new address: it is now the account's
 
 
 class NoticeState(StrEnum):
@@ -56,6 +60,11 @@ class Notice(Base):
     # The emailed code's challenge (kind step_up_code): the code is derived from it, not stored.
     challenge_id: Mapped[str | None] = mapped_column(
         ForeignKey("step_up_challenge.id", ondelete="CASCADE"), index=True
+    )
+    # The email-change request a message belongs to (the email_change_* kinds): its
+    # recipient and link come from the request at send time, never from a job argument.
+    email_change_id: Mapped[str | None] = mapped_column(
+        ForeignKey("email_change_request.id", ondelete="CASCADE"), index=True
     )
 
 
