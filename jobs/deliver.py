@@ -26,10 +26,14 @@ from sqlalchemy import select
 from jobs.context import job_runtime
 from jobs.queues import QueueName, get_queue, redis_connection, uses_fake_redis
 from service.db import utcnow
+from service.addresses import mask_email
+from service.email_change.policy import CONFIRM_TTL, REVERT_TTL
+from service.email_change.tokens import LinkPurpose, LinkTokens, link_url
 from service.errors import JobError
 from service.leaks.catalogue import leak_name
 from service.models import Notice, NoticeKind, NoticeState
 from service.notices.outbox import (
+    EMAIL_CHANGE_KINDS,
     SEND_LEASE,
     ClaimedNotice,
     SentNotice,
@@ -58,10 +62,6 @@ BATCH_SIZE = 1000
 RECORD_EVERY_MESSAGES = 50  # the at-most-once window: see SentRecorder
 RECORD_EVERY_SECONDS = 0.5
 RELAY_LIMIT = 10_000
-QUEUE_OF_KIND = {
-    NoticeKind.LEAK_WARNING: QueueName.DEFAULT,
-    NoticeKind.STEP_UP_CODE: QueueName.HIGH,
-}
 DELIVERY_JOB_TIMEOUT = 3600
 
 
@@ -126,7 +126,8 @@ def relay_notices(
 ) -> int:
     """Hand due pending notices to the queue in batches; return how many were relayed.
 
-    Emailed codes go to ``high``, warnings to ``default``. Safe from several processes at
+    Emailed codes and the mail of a high-priority email change go to ``high``, ahead of
+    any campaign; everything else to ``default``. Safe from several processes at
     once, and against a failing Redis: rows are marked queued only after their jobs are
     enqueued, in the same transaction that selected them. The ids of the jobs enqueued are
     appended to ``enqueued``, for a caller that reads their outcomes (``drain_outbox``).
@@ -140,8 +141,9 @@ def relay_notices(
             if not due:
                 return relayed
             by_queue: dict[QueueName, list[int]] = {}
-            for notice_id, kind in due:
-                by_queue.setdefault(QUEUE_OF_KIND[kind], []).append(notice_id)
+            for notice_id, _, high in due:
+                name = QueueName.HIGH if high else QueueName.DEFAULT
+                by_queue.setdefault(name, []).append(notice_id)
             jobs: list[Job] = []
             try:
                 with connection.pipeline() as pipe:
@@ -164,7 +166,7 @@ def relay_notices(
                 raise RelayUnavailable(f"the queue is unreachable: {exc}") from None
             if enqueued is not None:
                 enqueued += [job.id for job in jobs]
-            mark_queued(session, [notice_id for notice_id, _ in due], now=now)
+            mark_queued(session, [notice_id for notice_id, _, _ in due], now=now)
         relayed += len(due)
         if len(due) < limit:
             return relayed
@@ -370,6 +372,8 @@ def _template(
             ),
             sender=settings.mail_from,
         )
+    if notice.kind in EMAIL_CHANGE_KINDS:
+        return email_change_message(runtime, notice, language)
     key = (notice.kind, language, notice.leak_id, notice.password_leaked)
     if key not in cache:
         cache[key] = prepare_notice(
@@ -385,6 +389,41 @@ def _template(
             sender=settings.mail_from,
         )
     return cache[key]
+
+
+def email_change_message(runtime: Runtime, notice: ClaimedNotice, language: str) -> PreparedNotice:
+    """One email-change message: its link derived here from the request, never stored or
+    passed along (service/email_change/tokens.py), so it lives only in this one message."""
+    settings = runtime.settings
+    tokens = LinkTokens(settings.hash_key_bytes())
+    request_id = notice.email_change_id or ""
+    link = None
+    new_address = notice.new_email
+    if notice.kind is NoticeKind.EMAIL_CHANGE_CONFIRM:
+        token = tokens.token(request_id, LinkPurpose.CONFIRM, notice.link_generation)
+        link = link_url(settings.public_url, LinkPurpose.CONFIRM, token)
+    elif notice.kind is NoticeKind.EMAIL_CHANGE_ALERT:
+        token = tokens.token(request_id, LinkPurpose.REVERT, 0)
+        link = link_url(settings.public_url, LinkPurpose.REVERT, token)
+        # The old mailbox learns where the account is going, not the whole new address.
+        new_address = mask_email(notice.new_email or "")
+    return prepare_notice(
+        notice.kind.value,
+        language,
+        NoticeContext(
+            service_name=settings.service_name,
+            leak_name="",
+            leak_date=None,
+            account_url=None,
+            link=link,
+            link_hours=int(CONFIRM_TTL.total_seconds() // 3600),
+            link_days=REVERT_TTL.days,
+            new_address=new_address,
+            requested_at=notice.requested_at,
+            own_links=(settings.public_url + "/",),
+        ),
+        sender=settings.mail_from,
+    )
 
 
 def _fail(

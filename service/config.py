@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     # Where a person changes the address of their account: named in the warning as an
     # address to type, not a link (the warning tells people not to sign in through links).
     account_url: str | None = None
+    # Where Leakguard's own pages are reached from outside: the email-change links point
+    # there (``GET /email-change/confirm?token=...``). Required, https, in production.
+    public_url: str = "http://localhost:5000"
 
     # Canonical form rules (service/emails.py); each can be switched off for a deployment
     # whose users' mail servers treat, say, "+" literally.
@@ -79,6 +82,13 @@ class Settings(BaseSettings):
     rate_limit_email_code: str = "5/15minutes"
     # Per IP: requests with a missing, unknown or revoked key (a key guesser).
     rate_limit_auth_failures: str = "20/minute"
+
+    # The email change (service/email_change): after a revert, no new change for this long.
+    email_change_cooldown_hours: Annotated[int, Field(ge=0, le=24 * 90)] = 72
+    # Email-change requests (and resends) per account, and per new address over all accounts.
+    rate_limit_email_change_account: str = "5/hour"
+    rate_limit_email_change_address: str = "5/hour"
+    rate_limit_email_change_resend: str = "3/hour"
 
     # Reverse proxies in front of the app whose X-Forwarded-For/-Proto it believes (0: none).
     trusted_proxies: Annotated[int, Field(ge=0, le=5)] = 0
@@ -122,6 +132,9 @@ class Settings(BaseSettings):
         "rate_limit_step_up",
         "rate_limit_email_code",
         "rate_limit_auth_failures",
+        "rate_limit_email_change_account",
+        "rate_limit_email_change_address",
+        "rate_limit_email_change_resend",
     )
     @classmethod
     def _rate_limit(cls, value: str) -> str:
@@ -145,6 +158,13 @@ class Settings(BaseSettings):
             raise ValueError("must be an https:// URL: a notice links nowhere else")
         return value
 
+    @field_validator("public_url")
+    @classmethod
+    def _web_url(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")) or any(c in value for c in "?#\\ "):
+            raise ValueError("must be an http(s):// URL without query or fragment")
+        return value.rstrip("/")
+
     @field_validator("hash_key", "secret_key")
     @classmethod
     def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
@@ -158,6 +178,9 @@ class Settings(BaseSettings):
             for name in ("hash_key", "secret_key", "database_url"):
                 if getattr(self, name) is None:
                     raise ValueError(f"{ENV_PREFIX}{name.upper()} is required in production")
+            if not self.public_url.startswith("https://"):
+                # The links in mail carry single-use tokens: never over plain HTTP.
+                raise ValueError(f"{ENV_PREFIX}PUBLIC_URL must be https:// in production")
         return self
 
     @property

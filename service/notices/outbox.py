@@ -36,6 +36,7 @@ from sqlalchemy import (
     Table,
     and_,
     bindparam,
+    case,
     exists,
     func,
     or_,
@@ -43,13 +44,17 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import ColumnElement
 
 from service.addresses import mask_addresses, mask_email
 from service.db import bulk, rowcount
 from service.models import (
     Account,
     Campaign,
+    ChangePriority,
     ChallengeState,
+    ChangeState,
+    EmailChangeRequest,
     Exposure,
     ExposureKind,
     Leak,
@@ -102,28 +107,62 @@ class ClaimedNotice:
     leak_date: date | None  # the leak's own date, as the operator gave it
     challenge_id: str | None
     password_leaked: bool
+    # The email-change kinds: their request, its link generation and addresses.
+    email_change_id: str | None = None
+    link_generation: int = 0
+    new_email: str | None = None
+    requested_at: datetime | None = None
 
 
-def due_notices(session: Session, *, limit: int, now: datetime) -> list[tuple[int, NoticeKind]]:
-    """Pending notices that may go now, as (id, kind), oldest first, locked for this relay.
+# The email-change messages, and the states of their request in which each still says
+# something true: a confirmation link only while the request waits for it, the alert while
+# the change can still be reverted, the "now your address" once it is confirmed.
+EMAIL_CHANGE_KINDS = (
+    NoticeKind.EMAIL_CHANGE_CONFIRM,
+    NoticeKind.EMAIL_CHANGE_ALERT,
+    NoticeKind.EMAIL_CHANGED,
+)
+_SENDABLE_IN = {
+    NoticeKind.EMAIL_CHANGE_CONFIRM: (ChangeState.AWAITING_CONFIRMATION,),
+    NoticeKind.EMAIL_CHANGE_ALERT: (ChangeState.AWAITING_CONFIRMATION, ChangeState.CONFIRMED),
+    NoticeKind.EMAIL_CHANGED: (ChangeState.CONFIRMED,),
+}
+
+
+def _is_high_priority() -> ColumnElement[bool]:
+    """A notice that goes on the high queue: an emailed code, or the mail of an email change
+    of an account with an open exposure (its request's priority)."""
+    high_change = exists().where(
+        EmailChangeRequest.id == Notice.email_change_id,
+        EmailChangeRequest.priority == ChangePriority.HIGH,
+    )
+    return or_(Notice.kind == NoticeKind.STEP_UP_CODE, high_change)
+
+
+def due_notices(
+    session: Session, *, limit: int, now: datetime
+) -> list[tuple[int, NoticeKind, bool]]:
+    """Pending notices that may go now, as (id, kind, high priority), high priority first,
+    then oldest first; locked for this relay.
 
     On PostgreSQL, ``SKIP LOCKED`` lets several relays run at once without taking the
     same rows; a paused campaign's notices wait.
     """
     paused = exists().where(Campaign.leak_id == Notice.leak_id, Campaign.paused.is_(True))
+    high = _is_high_priority()
     query = (
-        select(Notice.id, Notice.kind)
+        select(Notice.id, Notice.kind, high.label("high"))
         .where(
             Notice.state == NoticeState.PENDING,
             or_(Notice.not_before.is_(None), Notice.not_before <= now),
             ~paused,
         )
-        .order_by(Notice.id)
+        .order_by(case((high, 0), else_=1), Notice.id)
         .limit(limit)
     )
     # SQLite, with one writer, has no row locks: SQLAlchemy leaves the clause out there.
     query = query.with_for_update(skip_locked=True, of=Notice)
-    return [(row.id, row.kind) for row in session.execute(query)]
+    return [(row.id, row.kind, bool(row.high)) for row in session.execute(query)]
 
 
 def mark_queued(session: Session, notice_ids: Sequence[int], *, now: datetime) -> None:
@@ -164,6 +203,15 @@ def claim_notices(
     # A warning of a retracted leak is never sent, even one that was in a job already.
     retracted = exists().where(Leak.id == Notice.leak_id, Leak.retracted_at.is_not(None))
     session.execute(update(Notice).where(claimable, retracted).values(state=NoticeState.CANCELLED))
+    for kind, states in _SENDABLE_IN.items():
+        still_true = exists().where(
+            EmailChangeRequest.id == Notice.email_change_id, EmailChangeRequest.state.in_(states)
+        )
+        session.execute(
+            update(Notice)
+            .where(claimable, Notice.kind == kind, ~still_true)
+            .values(state=NoticeState.CANCELLED)
+        )
     paused = exists().where(Campaign.leak_id == Notice.leak_id, Campaign.paused.is_(True))
     claimed = list(
         session.scalars(
@@ -185,11 +233,17 @@ def claim_notices(
     )
     if not claimed:
         return []
+    # An email change's message goes to the address its request names, not the account's.
+    recipient = case(
+        (Notice.kind == NoticeKind.EMAIL_CHANGE_ALERT, EmailChangeRequest.old_email),
+        (Notice.kind.in_(EMAIL_CHANGE_KINDS), EmailChangeRequest.new_email),
+        else_=Account.email,
+    )
     rows = session.execute(
         select(
             Notice.id,
             Notice.kind,
-            Account.email,
+            recipient,
             Account.locale,
             Notice.leak_id,
             Leak.name,
@@ -197,9 +251,14 @@ def claim_notices(
             Leak.observed_at,
             Notice.challenge_id,
             Exposure.kind == ExposureKind.CREDENTIAL,
+            Notice.email_change_id,
+            EmailChangeRequest.link_generation,
+            EmailChangeRequest.new_email,
+            EmailChangeRequest.created_at,
         )
         .join(Account, Account.id == Notice.account_id)
         .outerjoin(Leak, Leak.id == Notice.leak_id)
+        .outerjoin(EmailChangeRequest, EmailChangeRequest.id == Notice.email_change_id)
         .outerjoin(
             Exposure,
             and_(Exposure.account_id == Notice.account_id, Exposure.leak_id == Notice.leak_id),
@@ -219,6 +278,10 @@ def claim_notices(
             leak_date=row[7],
             challenge_id=row[8],
             password_leaked=bool(row[9]),
+            email_change_id=row[10],
+            link_generation=row[11] or 0,
+            new_email=row[12],
+            requested_at=row[13],
         )
         for row in rows
     ]
@@ -297,7 +360,13 @@ def record_failure(
             )
         )
         if permanent:
-            account_id = select(Notice.account_id).where(Notice.id == notice_id).scalar_subquery()
+            # Only a message to the account's own address says that address bounces: an
+            # email change's mail goes to the old or the proposed address.
+            account_id = (
+                select(Notice.account_id)
+                .where(Notice.id == notice_id, Notice.kind.not_in(EMAIL_CHANGE_KINDS))
+                .scalar_subquery()
+            )
             session.execute(
                 update(Account).where(Account.id == account_id).values(undeliverable_at=now)
             )

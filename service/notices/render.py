@@ -93,6 +93,20 @@ class NoticeContext:
     password_leaked: bool = False
     code: str | None = None  # an emailed step-up code: this message is for one person only
     code_minutes: int = 10
+    # An email change's message (for one person only): its single-use link, how long the
+    # link works, the address it is about (masked in the alert), when it was asked for.
+    link: str | None = None
+    link_hours: int = 24
+    link_days: int = 7
+    new_address: str | None = None
+    requested_at: datetime | None = None
+    # Where our own pages are: only links starting there become links in the HTML part.
+    own_links: tuple[str, ...] = ()
+
+
+def format_moment(moment: datetime, language: str) -> str:
+    """A UTC time as people write it: "1 December 2026, 02:30 UTC"."""
+    return f"{format_date(moment.date(), language)}, {moment:%H:%M} UTC"
 
 
 def format_date(day: date, language: str) -> str:
@@ -138,6 +152,13 @@ def prepare_notice(
         "password_leaked": context.password_leaked,
         "code": context.code,
         "code_minutes": context.code_minutes,
+        "link": context.link,
+        "link_hours": context.link_hours,
+        "link_days": context.link_days,
+        "new_address": context.new_address,
+        "requested_at": (
+            format_moment(context.requested_at, language) if context.requested_at else None
+        ),
     }
     text = reflow(template.render(values))
     subject = " ".join(str(getattr(template.make_module(values), "subject", "")).split())
@@ -145,7 +166,7 @@ def prepare_notice(
         raise LookupError(f"template {kind}.{language}.txt sets no subject")
     # The account page is named as an address to type, never a link: the warning tells
     # people not to sign in through links in mail, and must not offer one itself.
-    html_text = html_from_text(text)
+    html_text = html_from_text(text, links=context.own_links)
 
     message = EmailMessage(policy=policy.SMTP)
     message["From"] = sender

@@ -1,0 +1,84 @@
+"""The refusals of the email change, each with its stable code (the API renders them as
+``application/problem+json``; the CLI prints the detail on one line)."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+
+from service.errors import LeakguardError, NotFound, ValidationFailed
+
+
+class StepUpRequired(LeakguardError):
+    """No assurance token, or one that is expired, forged, another account's, of an
+    earlier security epoch, or spent on an earlier email change."""
+
+    status = 403
+    code = "step_up_required"
+    title = "A fresh step-up is required to change the address"
+
+
+class AddressLeaked(ValidationFailed):
+    code = "address_leaked"
+    title = "The new address is in a known leak"
+
+
+class AddressUnchanged(ValidationFailed):
+    code = "address_unchanged"
+    title = "The new address is the account's current address"
+
+
+class AddressInUse(LeakguardError):
+    status = 409
+    code = "address_in_use"
+    title = "Another account holds the new address"
+
+
+class CoolingOff(LeakguardError):
+    """A change was reverted lately: no new one until the cooling-off ends (Retry-After)."""
+
+    status = 409
+    code = "cooling_off"
+    title = "A recent email change was reverted: no new change yet"
+
+    def __init__(self, until: datetime, now: datetime) -> None:
+        super().__init__(f"no email change before {until.isoformat(timespec='seconds')}")
+        self.retry_after = max(1, math.ceil((until - now).total_seconds()))
+
+    def response_headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
+class LinkInvalid(LeakguardError):
+    """A link token that is unknown, tampered, replaced by a newer one, or used already.
+
+    One answer for all of them: the token alone must not tell which requests exist."""
+
+    status = 400
+    code = "link_invalid"
+    title = "This link is not valid (used, replaced or mistyped)"
+
+
+class LinkExpired(LeakguardError):
+    status = 410
+    code = "link_expired"
+    title = "This link has expired"
+
+
+class RequestClosed(LeakguardError):
+    """The request is no longer in a state that allows the step (confirm after revert,
+    approve of a denied request, resend of a confirmed one)."""
+
+    status = 409
+    code = "request_closed"
+    title = "The email-change request is no longer open for this"
+
+
+class NoPendingChange(NotFound):
+    code = "no_pending_change"
+    title = "The account has no pending email change"
+
+
+class RequestNotFound(NotFound):
+    code = "request_not_found"
+    title = "No email-change request with this id"
