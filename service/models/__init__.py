@@ -15,6 +15,7 @@ from service.models.email_change import (
 )
 from service.models.leaks import (
     Exposure,
+    ExposureEndCause,
     ExposureKind,
     ExposureState,
     IngestCounters,
@@ -32,6 +33,7 @@ from service.models.stepup import (
     StepUpChallenge,
     StepUpThrottle,
     TotpCredential,
+    TrustedDevice,
 )
 
 __all__ = [
@@ -48,6 +50,7 @@ __all__ = [
     "EmailChangeHold",
     "EmailChangeRequest",
     "Exposure",
+    "ExposureEndCause",
     "ExposureKind",
     "ExposureState",
     "IngestCounters",
@@ -63,4 +66,5 @@ __all__ = [
     "StepUpChallenge",
     "StepUpThrottle",
     "TotpCredential",
+    "TrustedDevice",
 ]
