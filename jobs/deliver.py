@@ -25,8 +25,8 @@ from sqlalchemy import select
 
 from jobs.context import job_runtime
 from jobs.queues import QueueName, get_queue, redis_connection, uses_fake_redis
-from service.db import utcnow
 from service.addresses import mask_email
+from service.db import utcnow
 from service.email_change.policy import CONFIRM_TTL, REVERT_TTL
 from service.email_change.tokens import LinkPurpose, LinkTokens, link_url
 from service.errors import JobError

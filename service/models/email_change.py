@@ -9,7 +9,7 @@ from sqlalchemy import Boolean, ForeignKey, Index, Integer, LargeBinary, String,
 from sqlalchemy.orm import Mapped, mapped_column
 
 from service.addresses.keys import EMAIL_KEY_BYTES
-from service.db import Base, BigId, str_enum, utcnow
+from service.db import Base, str_enum, utcnow
 
 
 class ChangeState(StrEnum):

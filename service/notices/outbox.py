@@ -51,8 +51,8 @@ from service.db import bulk, rowcount
 from service.models import (
     Account,
     Campaign,
-    ChangePriority,
     ChallengeState,
+    ChangePriority,
     ChangeState,
     EmailChangeRequest,
     Exposure,

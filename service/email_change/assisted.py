@@ -1,0 +1,197 @@
+"""Support-assisted email change (issue 14, part 2, item 7): for people who lost the old
+mailbox, the common support case after a leak.
+
+Support files the request with its ticket (no step-up: the person cannot pass one); it
+waits for review in a queue, accounts with an open exposure first, then oldest. A second
+person approves or denies it, with a reason. Approval sends the same two messages as a
+self-service change (the confirmation link to the new address, the alert with the revert
+link to the old), so the new mailbox still proves itself and the old one can still undo
+it. Every step is audited, addresses masked. The staff page builds on these functions.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import case, select
+from sqlalchemy.orm import Session
+
+from service.email_change.audit import audit_step
+from service.email_change.context import ChangeTools
+from service.email_change.errors import RequestClosed, RequestNotFound
+from service.email_change.holds import check_cooling_off
+from service.email_change.mail import queue_mail
+from service.email_change.request import (
+    CONFIRM_AND_ALERT,
+    arm_links,
+    check_new_address,
+    check_still_free,
+    close,
+    lock_account,
+    new_request,
+    supersede_open,
+)
+from service.email_change.views import ChangeStep, ChangeView
+from service.errors import ValidationFailed
+from service.models import Account, ChangeState, EmailChangeRequest
+from service.stepup.services import open_exposure
+
+TICKET_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:#/-]{0,99}")
+MAX_NAME_CHARS = 100
+MAX_REASON_CHARS = 500
+
+
+def _ticket(ticket: str) -> str:
+    if not TICKET_PATTERN.fullmatch(ticket):
+        raise ValidationFailed("the ticket must be 1-100 letters, digits or . _ : # / -")
+    return ticket
+
+
+def _text(value: str, name: str, limit: int) -> str:
+    value = value.strip()
+    if not value or len(value) > limit or not value.isprintable():
+        raise ValidationFailed(f"{name} must be 1-{limit} printable characters")
+    return value
+
+
+def request_assisted(
+    session: Session,
+    tools: ChangeTools,
+    external_id: str,
+    new_email: str,
+    *,
+    ticket: str,
+    accept_leaked: bool = False,
+    actor: str,
+    now: datetime,
+) -> ChangeView:
+    """File a change for review (state ``awaiting_review``); nothing is mailed yet.
+
+    The same address checks and cooling-off as a self-service request; replaces the
+    account's open request. Raises NotFound, ValidationFailed, InvalidEmail,
+    AddressUnchanged, AddressInUse, AddressLeaked, CoolingOff. Does not commit.
+    """
+    ticket = _ticket(ticket)
+    account = lock_account(session, external_id)
+    check_cooling_off(session, account.id, now=now)
+    address = check_new_address(session, tools, account, new_email, accept_leaked=accept_leaked)
+    supersede_open(session, account.id, actor=actor, external_id=external_id, now=now)
+    request = new_request(
+        session,
+        tools,
+        account,
+        address,
+        state=ChangeState.AWAITING_REVIEW,
+        assurance_jti=None,
+        requested_by=actor,
+        ticket=ticket,
+        now=now,
+    )
+    audit_step(
+        session,
+        request,
+        external_id,
+        "assisted_requested",
+        actor=actor,
+        now=now,
+        ticket=ticket,
+        accepted_leaked=address.leaked,
+    )
+    return ChangeView.of(request)
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedRequest:
+    view: ChangeView
+    external_id: str
+    open_exposure: bool
+    requested_by: str
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "request_id": self.view.request_id,
+            "account_id": self.external_id,
+            "state": self.view.state,
+            "priority": self.view.priority,
+            "open_exposure": self.open_exposure,
+            "new_email": self.view.new_email,
+            "old_email": self.view.old_email,
+            "ticket": self.view.ticket,
+            "requested_by": self.requested_by,
+            "created_at": self.view.created_at.isoformat(),
+        }
+
+
+def review_queue(session: Session) -> list[QueuedRequest]:
+    """Requests waiting for review: accounts with an open exposure now first, then oldest."""
+    exposed = open_exposure(EmailChangeRequest.__table__.c.account_id)
+    rows = session.execute(
+        select(EmailChangeRequest, Account.external_id, exposed.label("exposed"))
+        .join(Account, Account.id == EmailChangeRequest.account_id)
+        .where(EmailChangeRequest.state == ChangeState.AWAITING_REVIEW)
+        .order_by(case((exposed, 0), else_=1), EmailChangeRequest.created_at)
+    ).all()
+    return [
+        QueuedRequest(ChangeView.of(request), external_id, bool(flag), request.requested_by)
+        for request, external_id, flag in rows
+    ]
+
+
+def _waiting(session: Session, request_id: str) -> EmailChangeRequest:
+    request = session.scalars(
+        select(EmailChangeRequest).where(EmailChangeRequest.id == request_id).with_for_update()
+    ).first()
+    if request is None:
+        raise RequestNotFound(f"no email-change request {request_id!r}")
+    if request.state is not ChangeState.AWAITING_REVIEW:
+        raise RequestClosed(f"the request is {request.state.value}, not awaiting review")
+    return request
+
+
+def _requester_name(requested_by: str) -> str:
+    return requested_by.split(":", 1)[-1]
+
+
+def approve(
+    session: Session,
+    tools: ChangeTools,
+    request_id: str,
+    *,
+    by: str,
+    reason: str,
+    now: datetime,
+) -> ChangeStep:
+    """Approve a waiting request: it awaits confirmation from the new address, and both
+    messages go out. Whoever filed it cannot approve it (four eyes). Raises
+    RequestNotFound, RequestClosed, ValidationFailed, AddressInUse. Does not commit."""
+    by = _text(by, "--by", MAX_NAME_CHARS)
+    reason = _text(reason, "--reason", MAX_REASON_CHARS)
+    request = _waiting(session, request_id)
+    if _requester_name(request.requested_by) == by:
+        raise ValidationFailed("a request is approved by someone other than who filed it")
+    account = session.get_one(Account, request.account_id)
+    check_still_free(session, account, request.new_email_key)
+    request.state = ChangeState.AWAITING_CONFIRMATION
+    request.reviewed_by = by
+    request.review_reason = reason
+    arm_links(tools, request, now=now)
+    session.flush()
+    notices = queue_mail(session, request.id, request.account_id, CONFIRM_AND_ALERT, now=now)
+    audit_step(session, request, account.external_id, "approved", actor=by, now=now, reason=reason)
+    return ChangeStep(ChangeView.of(request), notices)
+
+
+def deny(session: Session, request_id: str, *, by: str, reason: str, now: datetime) -> ChangeView:
+    """Deny a waiting request; nothing is mailed. Raises RequestNotFound, RequestClosed,
+    ValidationFailed. Does not commit."""
+    by = _text(by, "--by", MAX_NAME_CHARS)
+    reason = _text(reason, "--reason", MAX_REASON_CHARS)
+    request = _waiting(session, request_id)
+    request.reviewed_by = by
+    request.review_reason = reason
+    close(session, request, ChangeState.DENIED, now=now)
+    external_id = session.get_one(Account, request.account_id).external_id
+    audit_step(session, request, external_id, "denied", actor=by, now=now, reason=reason)
+    return ChangeView.of(request)

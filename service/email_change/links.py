@@ -1,0 +1,226 @@
+"""Following the links: confirm from the new mailbox, revert from the old (issue 14,
+part 2, items 3 to 5). The link pages (``POST /email-change/confirm``) and the login
+service's own pages (``POST /v1/email-change/confirm``) both call these.
+
+Each step is one conditional UPDATE on the request's token hash and state, so two
+confirmations at once apply once, and a confirmation after a revert (or a revert after
+another) finds nothing to do: whichever commits second sees the first's state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from service.accounts import AddressChangeCause, bare_email, change_address
+from service.email_change.audit import audit_step
+from service.email_change.context import ChangeTools
+from service.email_change.errors import LinkExpired, LinkInvalid, RequestClosed
+from service.email_change.holds import hold_account
+from service.email_change.mail import cancel_unsent, queue_mail
+from service.email_change.request import check_still_free
+from service.email_change.tokens import LinkPurpose, token_digest
+from service.email_change.views import ChangeStep, ChangeView
+from service.models import Account, ChangeState, EmailChangeRequest, NoticeKind
+from service.stepup.devices import end_trust
+
+# What a revert link can still undo: a change not yet confirmed (it is voided), or one
+# that took effect (the old address comes back). A request replaced or cancelled lost its
+# link when it closed.
+REVERTIBLE = (ChangeState.AWAITING_CONFIRMATION, ChangeState.CONFIRMED, ChangeState.EXPIRED)
+
+
+class LinkState(StrEnum):
+    USABLE = "usable"
+    EXPIRED = "expired"
+    INVALID = "invalid"
+
+
+@dataclass(frozen=True, slots=True)
+class LinkCheck:
+    """What a link page may show before anything is done: never an address in clear."""
+
+    state: LinkState
+    purpose: LinkPurpose
+    new_email: str | None = None  # masked
+
+
+def _find(session: Session, purpose: LinkPurpose, token: str) -> EmailChangeRequest | None:
+    digest = token_digest(token)
+    if digest is None:
+        return None
+    column = (
+        EmailChangeRequest.confirm_token_hash
+        if purpose is LinkPurpose.CONFIRM
+        else EmailChangeRequest.revert_token_hash
+    )
+    return session.scalars(select(EmailChangeRequest).where(column == digest)).first()
+
+
+def _expires(request: EmailChangeRequest, purpose: LinkPurpose) -> datetime | None:
+    if purpose is LinkPurpose.CONFIRM:
+        return request.confirm_expires_at
+    return request.revert_expires_at
+
+
+def check_link(session: Session, purpose: LinkPurpose, token: str, *, now: datetime) -> LinkCheck:
+    """Look at a link without acting on it (the page a plain GET shows). Writes nothing."""
+    request = _find(session, purpose, token)
+    if request is None:
+        return LinkCheck(LinkState.INVALID, purpose)
+    view = ChangeView.of(request)
+    expires = _expires(request, purpose)
+    if expires is None or expires <= now:
+        return LinkCheck(LinkState.EXPIRED, purpose, view.new_email)
+    allowed = (ChangeState.AWAITING_CONFIRMATION,) if purpose is LinkPurpose.CONFIRM else REVERTIBLE
+    if request.state not in allowed:
+        return LinkCheck(LinkState.INVALID, purpose)
+    return LinkCheck(LinkState.USABLE, purpose, view.new_email)
+
+
+def follow_link(
+    session: Session,
+    tools: ChangeTools,
+    purpose: LinkPurpose,
+    token: str,
+    *,
+    actor: str,
+    now: datetime,
+) -> ChangeStep:
+    """Confirm or revert by a link's token: the one domain step of both link paths."""
+    if purpose is LinkPurpose.CONFIRM:
+        return confirm_change(session, tools, token, actor=actor, now=now)
+    return revert_change(session, tools, token, actor=actor, now=now)
+
+
+def _refusal(session: Session, purpose: LinkPurpose, token: str, now: datetime) -> Exception:
+    """Why a token found nothing to do: unknown or used (LinkInvalid), out of time
+    (LinkExpired), or its request moved on (RequestClosed)."""
+    request = _find(session, purpose, token)
+    if request is None:
+        return LinkInvalid()
+    expires = _expires(request, purpose)
+    if expires is None or expires <= now:
+        return LinkExpired()
+    return RequestClosed(f"the request is {request.state.value}")
+
+
+def confirm_change(
+    session: Session, tools: ChangeTools, token: str, *, actor: str, now: datetime
+) -> ChangeStep:
+    """The new mailbox proves itself: apply the change (``change_address``: the old
+    address's exposures end, the new one is checked against the watch list, trusted devices
+    end, earlier assurance tokens stop working), set ``email_changed_at``, tell the new
+    address. Single use. Raises LinkInvalid, LinkExpired, RequestClosed (a confirmation
+    after a revert, or of a replaced request), AddressInUse (another account took the
+    address meanwhile). Does not commit.
+    """
+    digest = token_digest(token)
+    if digest is None:
+        raise LinkInvalid()
+    request_id = session.scalar(
+        update(EmailChangeRequest)
+        .where(
+            EmailChangeRequest.confirm_token_hash == digest,
+            EmailChangeRequest.state == ChangeState.AWAITING_CONFIRMATION,
+            EmailChangeRequest.confirm_expires_at > now,
+        )
+        .values(state=ChangeState.CONFIRMED, confirm_token_hash=None, confirmed_at=now)
+        .returning(EmailChangeRequest.id)
+    )
+    if request_id is None:
+        raise _refusal(session, LinkPurpose.CONFIRM, token, now)
+    request = session.get_one(EmailChangeRequest, request_id, populate_existing=True)
+    account = session.get_one(Account, request.account_id)
+    check_still_free(session, account, request.new_email_key)
+    change_address(
+        session,
+        tools.keys,
+        account,
+        bare_email(tools.keys, request.new_email),
+        cause=AddressChangeCause.EMAIL_CHANGE_CONFIRMED,
+        actor=actor,
+        now=now,
+    )
+    account.email_changed_at = now
+    session.flush()
+    notices = queue_mail(session, request.id, account.id, (NoticeKind.EMAIL_CHANGED,), now=now)
+    audit_step(session, request, account.external_id, "confirmed", actor=actor, now=now)
+    return ChangeStep(ChangeView.of(request), notices)
+
+
+def revert_change(
+    session: Session, tools: ChangeTools, token: str, *, actor: str, now: datetime
+) -> ChangeStep:
+    """The old mailbox undoes the change, confirmed or not: the old address comes back if
+    the change took effect, the request is void, no new change for the cooling-off, every
+    trusted device ends and sign-ins step up until support clears the hold. Single use.
+    Raises LinkInvalid, LinkExpired, RequestClosed. Does not commit.
+    """
+    digest = token_digest(token)
+    if digest is None:
+        raise LinkInvalid()
+    row = session.execute(
+        update(EmailChangeRequest)
+        .where(
+            EmailChangeRequest.revert_token_hash == digest,
+            EmailChangeRequest.state.in_(REVERTIBLE),
+            EmailChangeRequest.revert_expires_at > now,
+        )
+        .values(
+            state=ChangeState.REVERTED,
+            revert_token_hash=None,
+            confirm_token_hash=None,
+            reverted_at=now,
+            closed_at=now,
+        )
+        .returning(EmailChangeRequest.id, EmailChangeRequest.state)
+    ).first()
+    if row is None:
+        raise _refusal(session, LinkPurpose.REVERT, token, now)
+    request = session.get_one(EmailChangeRequest, row.id, populate_existing=True)
+    was_confirmed = request.confirmed_at is not None
+    account = session.get_one(Account, request.account_id)
+    cancel_unsent(
+        session,
+        request.id,
+        (NoticeKind.EMAIL_CHANGE_CONFIRM, NoticeKind.EMAIL_CHANGE_ALERT, NoticeKind.EMAIL_CHANGED),
+    )
+    restored = False
+    if was_confirmed and account.email_key == request.new_email_key:
+        # Only the address this change set is taken back: one the login service has set
+        # since (PUT /v1/accounts) is its own later decision.
+        change_address(
+            session,
+            tools.keys,
+            account,
+            bare_email(tools.keys, request.old_email),
+            cause=AddressChangeCause.EMAIL_CHANGE_REVERTED,
+            actor=actor,
+            now=now,
+        )
+        account.email_changed_at = now
+        restored = True
+    else:
+        # Whatever a step-up vouched for before the revert (the attacker's, perhaps) ends
+        # here too; change_address does the same when it puts the address back.
+        account.security_epoch += 1
+    end_trust(session, [account.id])
+    hold_account(
+        session, account.id, request.id, cooling_until=now + tools.policy.cooldown, now=now
+    )
+    audit_step(
+        session,
+        request,
+        account.external_id,
+        "reverted",
+        actor=actor,
+        now=now,
+        restored=restored,
+        was_confirmed=was_confirmed,
+    )
+    return ChangeStep(ChangeView.of(request))
