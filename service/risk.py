@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from service.addresses import mask_email
 from service.audit import record_event
 from service.db import Database, bulk
+from service.email_change.holds import held
 from service.leaks.passwords import is_leaked_password
 from service.models import (
     Account,
@@ -56,6 +57,8 @@ class Reason(StrEnum):
     LEAKED_PASSWORD = "leaked_password"  # noqa: S105  (deny: the password is the leaked one)
     LOCKED = "locked"  # deny: every usable method is locked, or support must unlock
     NO_USABLE_METHOD = "no_usable_method"  # deny: nothing left to step up with: support
+    # step_up: the old mailbox reverted an email change; until support clears the hold
+    EMAIL_CHANGE_REVERTED = "email_change_reverted"
 
 
 REASON_DESCRIPTIONS = {
@@ -73,6 +76,11 @@ REASON_DESCRIPTIONS = {
         "deny: the account needs a step-up but has no method it can use (no authenticator, "
         "no recovery codes, and a mailbox that is undeliverable or whose password leaked): "
         "send the person to support"
+    ),
+    Reason.EMAIL_CHANGE_REVERTED: (
+        "step_up: the account's previous address undid an email change, so someone else may "
+        "have had the account; every sign-in steps up, a trusted device included, until "
+        "support clears the hold (leakguard email-change clear-hold)"
     ),
 }
 
@@ -95,6 +103,7 @@ class AccountFacts:
     has_totp: bool = False
     has_recovery_codes: bool = False
     undeliverable: bool = False
+    held: bool = False  # a reverted email change's hold, until support clears it
 
     @property
     def methods(self) -> list[Method]:
@@ -135,6 +144,7 @@ _FACTS = (
         # probes of small primary-key and account indexes, also on the allow path.
         totp_enrolled(_ACCOUNT.c.id).label("has_totp"),
         recovery_codes_left(_ACCOUNT.c.id).label("has_codes"),
+        held(_ACCOUNT.c.id).label("held"),
     )
     .select_from(_ACCOUNT)
     .outerjoin(
@@ -167,6 +177,7 @@ def load_facts(connection: Connection | Session, external_id: str) -> AccountFac
         has_totp=bool(first.has_totp),
         has_recovery_codes=bool(first.has_codes),
         undeliverable=bool(first.undeliverable),
+        held=bool(first.held),
     )
 
 
@@ -178,11 +189,12 @@ def decide(
     throttle: ThrottleState | None,
     now: datetime,
 ) -> Verdict:
-    """Decide from the facts. Precedence: leaked password, assurance, exposure and locks.
+    """Decide from the facts. Precedence: leaked password, assurance, exposure (or the hold
+    of a reverted email change) and locks.
 
     A lock on one method never denies the sign-in while another method is open: the owner
     steps up with that one (``retry_after`` says when the locked one opens). ``throttle``
-    is needed only for an account with an open exposure. Raises AssuranceTokenInvalid for
+    is needed only for an account with an open exposure or a hold. Raises AssuranceTokenInvalid for
     a token of another incarnation of the account or of an earlier security epoch.
     """
     if facts is None:
@@ -192,7 +204,7 @@ def decide(
     ):
         raise AssuranceTokenInvalid()
     exposures = facts.exposures
-    if not exposures:
+    if not exposures and not facts.held:
         return Verdict(Decision.ALLOW, (), exposures)
     if password is not None and any(
         exposure.password_hash is not None and is_leaked_password(exposure.password_hash, password)
@@ -213,9 +225,11 @@ def decide(
     retry_after = _seconds_until(min(ends), now) if ends else None
     if not open_methods:
         return Verdict(Decision.DENY, (Reason.LOCKED,), exposures, retry_after=retry_after)
-    reasons = [Reason.EMAIL_EXPOSED]
+    reasons = [Reason.EMAIL_EXPOSED] if exposures else []
     if any(exposure.kind is ExposureKind.CREDENTIAL for exposure in exposures):
         reasons.append(Reason.CREDENTIAL_EXPOSED)
+    if facts.held:
+        reasons.append(Reason.EMAIL_CHANGE_REVERTED)
     return Verdict(Decision.STEP_UP, tuple(reasons), exposures, open_methods, retry_after)
 
 
@@ -246,7 +260,7 @@ def assess(
         # The locks matter only to an account a leak names: every other sign-in stays one
         # read; and the policy (with its argon2 check of a leaked password) runs once.
         locks = None
-        if facts is not None and facts.exposures:
+        if facts is not None and (facts.exposures or facts.held):
             subject = step_up.subject(external_id)
             locks = throttle_state(connection, subject, now=now, since=facts.created_at)
         verdict = decide(facts, password=password, assurance=assurance, throttle=locks, now=now)

@@ -67,6 +67,28 @@ def contexts() -> list[tuple[str, str, NoticeContext]]:
                 ),
             )
         )
+    link = "https://leakguard.example.com/email-change/confirm?token=abc-DEF_123"
+    for kind, language, service in itertools.product(
+        ("email_change_confirm", "email_change_alert", "email_changed"),
+        LANGUAGES,
+        ("Example Shop", "us"),
+    ):
+        cases.append(
+            (
+                kind,
+                language,
+                NoticeContext(
+                    service_name=service,
+                    leak_name=None,
+                    leak_date=None,
+                    account_url=None,
+                    link=None if kind == "email_changed" else link,
+                    new_address="j***@example.net" if kind.endswith("alert") else RECIPIENT,
+                    requested_at=NOW,
+                    own_links=("https://leakguard.example.com/",),
+                ),
+            )
+        )
     return cases
 
 
@@ -209,3 +231,23 @@ def test_every_template_starts_its_paragraphs_with_a_capital(path: Path) -> None
             if row and row != "X":
                 assert row[0].isupper(), (path.name, row)
                 assert not LOWER_AFTER_STOP.search(row), (path.name, row)
+
+
+@pytest.mark.parametrize(
+    ("kind", "language", "context"),
+    [case for case in CASES if case[0] in ("email_change_confirm", "email_change_alert")],
+    ids=[i for i in IDS if i.startswith(("email_change_confirm", "email_change_alert"))],
+)
+def test_an_email_change_message_carries_its_one_link_as_a_link(
+    kind: str, language: str, context: NoticeContext
+) -> None:
+    _, data = rendered(kind, language, context)
+    _, text, html = parsed(data)
+    assert context.link is not None
+    assert text.count(context.link) == 1
+    assert html.count(f'<a href="{context.link}">') == 1
+    if kind == "email_change_alert":
+        assert "j***@example.net" in text  # the old mailbox sees where, masked
+        assert {"en": "2 January 2026, 03:04 UTC", "de": "2. Januar 2026, 03:04 UTC"}[
+            language
+        ] in text
