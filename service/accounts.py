@@ -77,6 +77,7 @@ class AccountView:
     locale: str | None
     created_at: datetime
     updated_at: datetime
+    email_changed_at: datetime | None = None  # the last confirmed (or reverted) email change
 
     @classmethod
     def of(cls, account: Account) -> AccountView:
@@ -86,6 +87,7 @@ class AccountView:
             locale=account.locale,
             created_at=account.created_at,
             updated_at=account.updated_at,
+            email_changed_at=account.email_changed_at,
         )
 
 

@@ -54,6 +54,8 @@ class Scope(StrEnum):
     STEP_UP_VERIFY = "step_up:verify"  # emailed-code challenges and verification
     STEP_UP_ENROLL = "step_up:enroll"  # TOTP enrolment, recovery codes
     NOTICES_BOUNCES = "notices:bounces"
+    EMAIL_CHANGE_WRITE = "email_change:write"  # the login service's email-change flow
+    EMAIL_CHANGE_ASSIST = "email_change:assist"  # support files a change for review
 
 
 @dataclass(frozen=True, slots=True)

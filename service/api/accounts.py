@@ -17,6 +17,8 @@ from service.accounts import (
 )
 from service.api import api
 from service.api.auth import requires_scope, runtime
+from service.api.email_change import pending_out
+from service.api.email_change_schemas import AccountWithChangeOut
 from service.api.limits import no_rate_limit
 from service.api.problems import problem_responses
 from service.api.schemas import (
@@ -24,13 +26,13 @@ from service.api.schemas import (
     AccountBatchOut,
     AccountBatchResult,
     AccountBody,
-    AccountOut,
     AccountPath,
     AccountUpsertOut,
     answer,
 )
 from service.clients import Scope
 from service.db import run_in_transaction, utcnow
+from service.email_change.request import pending_change
 from service.errors import ValidationFailed
 
 TAG = Tag(name="accounts", description="The mirror of the login service's accounts")
@@ -64,15 +66,21 @@ def put_account(path: AccountPath, body: AccountBody) -> Response:
 @api.get(
     "/accounts/<external_id>",
     tags=[TAG],
-    responses={200: AccountOut, **problem_responses(404, 422)},
+    responses={200: AccountWithChangeOut, **problem_responses(404, 422)},
 )
 @requires_scope(Scope.ACCOUNTS_READ)
 @no_rate_limit(ACCOUNT_SYNC)
 def read_account(path: AccountPath) -> Response:
-    """Return the account as Leakguard knows it."""
+    """Return the account as Leakguard knows it, with its pending email change."""
     with runtime().db.read_session() as session:
         view = get_account(session, path.external_id)
-    return answer(AccountOut(**asdict(view)))
+        pending = pending_change(session, path.external_id, now=utcnow())
+    return answer(
+        AccountWithChangeOut(
+            **asdict(view),
+            pending_email_change=pending_out(pending) if pending is not None else None,
+        )
+    )
 
 
 @api.delete(

@@ -43,11 +43,16 @@ class RateLimit:
 
     per_client: str | None
     reason: str | None = None
+    # Further limits, each a setting and the key it counts by (an account, an address).
+    keyed: tuple[tuple[str, Callable[[], str]], ...] = ()
 
 
-def rate_limit(per_client: str) -> Callable[[F], F]:
-    """Declare the view's limit by setting name, e.g. ``rate_limit("rate_limit_risk")``."""
-    return _declare(RateLimit(per_client))
+def rate_limit(per_client: str, *keyed: tuple[str, Callable[[], str]]) -> Callable[[F], F]:
+    """Declare the view's limit by setting name, e.g. ``rate_limit("rate_limit_risk")``,
+    and any further limits as (setting name, key function) pairs: the key function names
+    what the limit counts, e.g. the account of the path (never an address in clear: the
+    key is stored in Redis)."""
+    return _declare(RateLimit(per_client, keyed=keyed))
 
 
 def no_rate_limit(reason: str) -> Callable[[F], F]:
@@ -127,5 +132,7 @@ def install_rate_limits(app: Flask, settings: Settings) -> Limiter:
         view = views[endpoint]
         if limit.per_client is not None:
             view = limiter.limit(getattr(settings, limit.per_client), key_func=client_key)(view)
+        for setting, key_func in limit.keyed:
+            view = limiter.limit(getattr(settings, setting), key_func=key_func)(view)
         views[endpoint] = view
     return limiter

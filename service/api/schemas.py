@@ -121,6 +121,9 @@ class AccountOut(BaseModel):
     locale: str | None
     created_at: Timestamp
     updated_at: Timestamp
+    email_changed_at: Timestamp | None = Field(
+        default=None, description="When a confirmed or reverted email change last set the address"
+    )
 
 
 class AccountUpsertOut(AccountOut):
