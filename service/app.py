@@ -24,6 +24,7 @@ from service.config import Settings, load_settings
 from service.db.migrate import is_at_head
 from service.logs import configure_logging
 from service.runtime import EXTENSION, Runtime, build_runtime
+from service.web.email_change import pages
 
 API_DESCRIPTION = """\
 Leakguard flags the accounts whose email address appeared in a third-party leak and tells
@@ -65,11 +66,17 @@ def create_app(
     app.config.update(
         SECRET_KEY=settings.secret_key_text(),
         MAX_CONTENT_LENGTH=settings.max_request_bytes,
+        # The link pages' CSRF token lives in the session cookie: never sent over plain
+        # HTTP in production, never to another site's request.
+        SESSION_COOKIE_SECURE=settings.public_url.startswith("https://"),
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_HTTPONLY=True,
     )
     app.extensions[EXTENSION] = runtime
     register_problem_handlers(app)
     register_routes()
     app.register_api(api)
+    app.register_blueprint(pages)
     install_rate_limits(app, settings)
     if settings.trusted_proxies:
         # Only the hops the deployment names may say who the client is: the per-IP limits

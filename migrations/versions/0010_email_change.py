@@ -10,7 +10,6 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-
 UTC = sa.DateTime(timezone=True)
 
 revision: str = "0010"
