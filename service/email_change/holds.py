@@ -19,8 +19,10 @@ from service.addresses import mask_email
 from service.audit import record_event
 from service.db import bulk
 from service.email_change.errors import CoolingOff
-from service.errors import NotFound
+from service.errors import NotFound, ValidationFailed
 from service.models import Account, EmailChangeHold
+
+MAX_REASON_CHARS = 500
 
 
 def held(account_id: ColumnElement[int] | int) -> Exists:
@@ -76,6 +78,9 @@ def clear_hold(
     The cooling-off keeps running: it bounds how soon a new change can be made, whoever
     looked at the account. Raises NotFound for an unknown account. Does not commit.
     """
+    reason = reason.strip()
+    if not reason or len(reason) > MAX_REASON_CHARS or not actor.strip():
+        raise ValidationFailed(f"name who clears the hold, and why (1-{MAX_REASON_CHARS} chars)")
     account = session.scalars(select(Account).where(Account.external_id == external_id)).first()
     if account is None:
         raise NotFound(f"no account with the id {external_id!r}")

@@ -110,8 +110,9 @@ def test_without_a_valid_step_up_403_and_nothing_changes(
     else:
         token = assurance_token(runtime, "jane")
         # The address changes through the login service: what the step-up vouched for ends.
-        client.put(url().removesuffix("/email-change"), json={"email": "j2@example.org"},
-                   headers=auth)
+        client.put(
+            url().removesuffix("/email-change"), json={"email": "j2@example.org"}, headers=auth
+        )
     assert_problem(ask(client, auth, token), 403, "step_up_required")
     nothing_written(runtime)
 

@@ -1,0 +1,253 @@
+"""Confirming and reverting through /v1 (the same domain step as the link pages): single
+use, expiry, confirm after revert, the cooling-off, the hold on sign-ins until support
+clears it; on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from flask.testing import FlaskClient, FlaskCliRunner
+from sqlalchemy import select, update
+
+from service.db import utcnow
+from service.email_change.tokens import LinkPurpose
+from service.models import (
+    ChangeState,
+    EmailChangeRequest,
+    Exposure,
+    ExposureState,
+    NoticeKind,
+    NoticeState,
+)
+from service.runtime import Runtime
+from tests.support.cli import invoke
+from tests.support.email_change import (
+    account_row,
+    assurance_token,
+    audit_actions,
+    change_notices,
+    link_token,
+    requests_of,
+)
+from tests.support.factories import expose, make_account
+from tests.support.http import assert_problem
+
+OLD = "jane@example.org"
+NEW = "jane.new@example.net"
+
+
+def start(runtime: Runtime, client: FlaskClient, auth: dict[str, str], new: str = NEW) -> str:
+    response = client.post(
+        "/v1/accounts/jane/email-change",
+        json={"new_email": new, "assurance_token": assurance_token(runtime, "jane")},
+        headers=auth,
+    )
+    assert response.status_code == 202, response.get_json()
+    return str(response.get_json()["request_id"])
+
+
+def follow(client: FlaskClient, auth: dict[str, str], purpose: str, token: str):  # type: ignore[no-untyped-def]
+    return client.post(f"/v1/email-change/{purpose}", json={"token": token}, headers=auth)
+
+
+def risk(client: FlaskClient, auth: dict[str, str]) -> dict[str, object]:
+    response = client.post("/v1/risk/check", json={"account_id": "jane"}, headers=auth)
+    assert response.status_code == 200, response.get_json()
+    return dict(response.get_json())
+
+
+def test_confirming_applies_the_change_once(
+    runtime: Runtime, client: FlaskClient, auth: dict[str, str]
+) -> None:
+    account_id = make_account(runtime, "jane", OLD)
+    expose(runtime, account_id)
+    request_id = start(runtime, client, auth)
+    token = link_token(runtime, request_id, LinkPurpose.CONFIRM)
+    response = follow(client, auth, "confirm", token)
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["state"] == "confirmed"
+    account = client.get("/v1/accounts/jane", headers=auth).get_json()
+    assert account["email"] == NEW
+    assert account["email_changed_at"] is not None
+    assert account["pending_email_change"] is None
+    # Part 1 ran: the old address's exposure ended; the risk check lets the account in.
+    with runtime.db.read_session() as session:
+        states = set(session.scalars(select(Exposure.state)))
+    assert states == {ExposureState.RESOLVED}
+    assert risk(client, auth)["decision"] == "allow"
+    changed = [n for n in change_notices(runtime) if n.kind is NoticeKind.EMAIL_CHANGED]
+    assert len(changed) == 1
+    assert_problem(follow(client, auth, "confirm", token), 400, "link_invalid")
+    actions = [event["action"] for event in audit_actions(runtime)]
+    assert actions == ["email_change.requested", "email_change.confirmed"]
+    address_events = audit_actions(runtime, "account.address_changed")
+    assert [e["detail"]["cause"] for e in address_events] == ["email_change_confirmed"]
+
+
+def test_pending_change_is_shown_and_can_be_cancelled(
+    runtime: Runtime, client: FlaskClient, auth: dict[str, str]
+) -> None:
+    make_account(runtime, "jane", OLD)
+    assert_problem(
+        client.get("/v1/accounts/jane/email-change", headers=auth), 404, "no_pending_change"
+    )
+    request_id = start(runtime, client, auth)
+    shown = client.get("/v1/accounts/jane/email-change", headers=auth).get_json()
+    assert shown["request_id"] == request_id
+    assert shown["state"] == "awaiting_confirmation"
+    assert shown["new_email"] == "j***@example.net"
+    pending = client.get("/v1/accounts/jane", headers=auth).get_json()["pending_email_change"]
+    assert pending["request_id"] == request_id
+    assert client.delete("/v1/accounts/jane/email-change", headers=auth).status_code == 204
+    assert_problem(
+        client.get("/v1/accounts/jane/email-change", headers=auth), 404, "no_pending_change"
+    )
+    assert {n.state for n in change_notices(runtime)} == {NoticeState.CANCELLED}
+    token = link_token(runtime, request_id, LinkPurpose.CONFIRM)
+    assert_problem(follow(client, auth, "confirm", token), 400, "link_invalid")
+    assert account_row(runtime, "jane").email == OLD
+
+
+def test_resend_gives_a_new_link_and_voids_the_old(
+    runtime: Runtime, client: FlaskClient, auth: dict[str, str]
+) -> None:
+    make_account(runtime, "jane", OLD)
+    request_id = start(runtime, client, auth)
+    first = link_token(runtime, request_id, LinkPurpose.CONFIRM)
+    response = client.post("/v1/accounts/jane/email-change/resend", headers=auth)
+    assert response.status_code == 202
+    second = link_token(runtime, request_id, LinkPurpose.CONFIRM)
+    assert second != first
+    confirms = [n for n in change_notices(runtime) if n.kind is NoticeKind.EMAIL_CHANGE_CONFIRM]
+    assert [n.state for n in confirms] == [NoticeState.CANCELLED, NoticeState.PENDING]
+    assert_problem(follow(client, auth, "confirm", first), 400, "link_invalid")
+    assert follow(client, auth, "confirm", second).status_code == 200
+
+
+def test_resend_is_rate_limited_per_account(
+    runtime: Runtime,
+    make_app,
+    auth: dict[str, str],  # type: ignore[no-untyped-def]
+) -> None:
+    client = make_app(rate_limit_email_change_resend="2/hour").test_client()
+    make_account(runtime, "jane", OLD)
+    start(runtime, client, auth)
+    for _ in range(2):
+        assert client.post("/v1/accounts/jane/email-change/resend", headers=auth).status_code == 202
+    assert_problem(
+        client.post("/v1/accounts/jane/email-change/resend", headers=auth), 429, "too_many_requests"
+    )
+
+
+def test_an_expired_link_is_410_and_changes_nothing(
+    runtime: Runtime, client: FlaskClient, auth: dict[str, str]
+) -> None:
+    make_account(runtime, "jane", OLD)
+    request_id = start(runtime, client, auth)
+    with runtime.db.transaction() as session:
+        session.execute(
+            update(EmailChangeRequest).values(
+                confirm_expires_at=utcnow() - timedelta(seconds=1),
+                revert_expires_at=utcnow() - timedelta(seconds=1),
+            )
+        )
+    for purpose in LinkPurpose:
+        token = link_token(runtime, request_id, purpose)
+        assert_problem(follow(client, auth, purpose.value, token), 410, "link_expired")
+    assert account_row(runtime, "jane").email == OLD
+    [request] = requests_of(runtime)
+    assert request.state is ChangeState.AWAITING_CONFIRMATION
+
+
+@pytest.mark.parametrize("token", ["", "x" * 101, "tampered-token-AAAAAAAAAAAAAAAAAAAAAAAAAAAAA"])
+def test_a_tampered_token_is_refused(
+    runtime: Runtime, client: FlaskClient, auth: dict[str, str], token: str
+) -> None:
+    make_account(runtime, "jane", OLD)
+    start(runtime, client, auth)
+    response = follow(client, auth, "confirm", token)
+    assert response.status_code in (400, 422)
+    assert response.mimetype == "application/problem+json"
+    assert account_row(runtime, "jane").email == OLD
+
+
+def test_revert_before_confirmation_voids_it_and_holds_the_account(
+    runtime: Runtime, client: FlaskClient, auth: dict[str, str], runner: FlaskCliRunner
+) -> None:
+    make_account(runtime, "jane", OLD)
+    request_id = start(runtime, client, auth)
+    epoch = account_row(runtime, "jane").security_epoch
+    response = follow(client, auth, "revert", link_token(runtime, request_id, LinkPurpose.REVERT))
+    assert response.status_code == 200
+    assert response.get_json()["state"] == "reverted"
+    assert account_row(runtime, "jane").email == OLD
+    assert account_row(runtime, "jane").security_epoch > epoch
+    # A confirmation after the revert is refused and changes nothing.
+    confirm = link_token(runtime, request_id, LinkPurpose.CONFIRM)
+    assert follow(client, auth, "confirm", confirm).status_code in (400, 409)
+    assert account_row(runtime, "jane").email == OLD
+    # No new change during the cooling-off: 409 with Retry-After, the token unspent.
+    token = assurance_token(runtime, "jane")
+    response = client.post(
+        "/v1/accounts/jane/email-change",
+        json={"new_email": "third@example.net", "assurance_token": token},
+        headers=auth,
+    )
+    assert_problem(response, 409, "cooling_off")
+    retry_after = int(response.headers["Retry-After"])
+    assert 71 * 3600 < retry_after <= 72 * 3600
+    assert len(requests_of(runtime)) == 1
+    # Every sign-in steps up, with its own reason, until support clears the hold.
+    verdict = risk(client, auth)
+    assert verdict["decision"] == "step_up"
+    assert verdict["reasons"] == ["email_change_reverted"]
+    result = invoke(
+        runner, "email-change", "clear-hold", "jane", "--by", "sam", "--reason", "called back"
+    )
+    assert result.exit_code == 0, result.output
+    assert risk(client, auth)["decision"] == "allow"
+    assert audit_actions(runtime)[-1]["action"] == "email_change.hold_cleared"
+    # The cooling-off outlives the clearing.
+    assert_problem(
+        client.post(
+            "/v1/accounts/jane/email-change",
+            json={"new_email": "third@example.net", "assurance_token": token},
+            headers=auth,
+        ),
+        409,
+        "cooling_off",
+    )
+
+
+def test_revert_after_confirmation_restores_the_old_address(
+    runtime: Runtime, client: FlaskClient, auth: dict[str, str]
+) -> None:
+    account_id = make_account(runtime, "jane", OLD)
+    expose(runtime, account_id)
+    request_id = start(runtime, client, auth)
+    follow(client, auth, "confirm", link_token(runtime, request_id, LinkPurpose.CONFIRM))
+    assert account_row(runtime, "jane").email == NEW
+    response = follow(client, auth, "revert", link_token(runtime, request_id, LinkPurpose.REVERT))
+    assert response.status_code == 200
+    assert account_row(runtime, "jane").email == OLD
+    causes = [e["detail"]["cause"] for e in audit_actions(runtime, "account.address_changed")]
+    assert causes == ["email_change_confirmed", "email_change_reverted"]
+    verdict = risk(client, auth)
+    assert verdict["decision"] == "step_up"
+    assert "email_change_reverted" in verdict["reasons"]
+    # A second use of the revert link does nothing more.
+    again = follow(client, auth, "revert", link_token(runtime, request_id, LinkPurpose.REVERT))
+    assert_problem(again, 400, "link_invalid")
+
+
+def test_the_cooling_off_follows_the_setting(
+    runtime: Runtime,
+    make_app,
+    auth: dict[str, str],  # type: ignore[no-untyped-def]
+) -> None:
+    client = make_app(email_change_cooldown_hours=0).test_client()
+    make_account(runtime, "jane", OLD)
+    request_id = start(runtime, client, auth)
+    follow(client, auth, "revert", link_token(runtime, request_id, LinkPurpose.REVERT))
+    start(runtime, client, auth, new="third@example.net")
