@@ -34,7 +34,11 @@ def risk_check(body: RiskCheckBody) -> Response:
     (`locked`), or when the account has no method left (`no_usable_method`: support).
     An expired, forged or outdated `assurance_token` is a 400: drop it and ask again.
     """
-    context = body.context.model_dump(exclude_none=True) if body.context else None
+    # The device id is stored only as a keyed hash: it never goes into the audit row.
+    context = (
+        body.context.model_dump(exclude_none=True, exclude={"device_id"}) if body.context else None
+    )
+    device_id = body.context.device_id if body.context else None
     rt = runtime()
     verdict = assess(
         rt.db,
@@ -45,6 +49,7 @@ def risk_check(body: RiskCheckBody) -> Response:
         actor=f"api:{current_principal().name}",
         context=context,
         now=utcnow(),
+        device_id=device_id,
     )
     return answer(
         RiskCheckOut(

@@ -26,6 +26,7 @@ from service.leaks.passwords import MAX_PASSWORD_CHARS
 from service.models import ExposureKind
 from service.risk import REASON_DESCRIPTIONS, Decision, Reason
 from service.stepup.assurance import MAX_TOKEN_CHARS
+from service.stepup.devices import MAX_DEVICE_ID_CHARS
 from service.stepup.services import MAX_CODE_CHARS, MAX_LABEL_CHARS, Method
 
 REASONS_DOC = "Stable reason codes: " + "; ".join(
@@ -175,12 +176,32 @@ def _ip_address(value: str) -> str:
         raise ValueError("must be an IPv4 or IPv6 address") from None
 
 
+DeviceId = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=MAX_DEVICE_ID_CHARS,
+        description=(
+            "The login service's opaque id of the device (its own choosing, e.g. a random "
+            "value in a long-lived cookie). A passed step-up on it trusts the device for "
+            "LEAKGUARD_TRUSTED_DEVICE_DAYS; Leakguard stores only a keyed hash of it."
+        ),
+    ),
+    Storable,
+]
+
+
+class DeviceContext(Strict):
+    device_id: DeviceId | None = None
+
+
 class RiskContext(Strict):
     ip: (
         Annotated[str, Field(max_length=45, examples=["203.0.113.7"]), AfterValidator(_ip_address)]
         | None
     ) = None
     user_agent: Annotated[str, Field(max_length=500), Storable] | None = None
+    device_id: DeviceId | None = None
 
 
 AssuranceToken = Annotated[
@@ -254,12 +275,17 @@ class VerifyBody(Strict):
     challenge_id: ChallengeId | None = Field(
         default=None, description="Required with method email_code"
     )
+    context: DeviceContext | None = None
 
 
 class AssuranceOut(BaseModel):
     assurance_token: str
     method: Method
     expires_at: Timestamp
+    device_trusted_until: Timestamp | None = Field(
+        default=None,
+        description="With context.device_id: until when that device signs in without step-up",
+    )
 
 
 class TotpEnrollmentOut(BaseModel):

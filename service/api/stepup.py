@@ -47,7 +47,10 @@ def _assurance(outcome: Outcome) -> Response:
         raise outcome.error(utcnow())
     return answer(
         AssuranceOut(
-            assurance_token=outcome.token, method=outcome.method, expires_at=outcome.expires_at
+            assurance_token=outcome.token,
+            method=outcome.method,
+            expires_at=outcome.expires_at,
+            device_trusted_until=outcome.device_trusted_until,
         )
     )
 
@@ -108,6 +111,7 @@ def verify_step_up(body: VerifyBody) -> Response:
             Method(body.method),
             body.code,
             challenge_id=body.challenge_id,
+            device_id=body.context.device_id if body.context else None,
             actor=_actor(),
             now=utcnow(),
         )
