@@ -124,6 +124,30 @@ class AccountOut(BaseModel):
     updated_at: Timestamp
 
 
+class OpenExposureOut(BaseModel):
+    leak: str = Field(description="The leak's slug")
+    kind: ExposureKind
+    since: Timestamp = Field(description="When the account was found in the leak")
+
+
+class UndeliverableOut(BaseModel):
+    since: Timestamp = Field(description="When mail to the address was first refused")
+    reply_code: int | None = Field(description="SMTP reply code of the last refusal or bounce")
+    reason: str | None = Field(description="The refusal or bounce text, addresses masked")
+
+
+class AccountStateOut(AccountOut):
+    exposures: list[OpenExposureOut] = Field(
+        description="Open exposures only, oldest first (resolved, dismissed, expired and "
+        "retracted ones are not shown: they no longer count in the risk check)"
+    )
+    undeliverable: UndeliverableOut | None = Field(
+        description="Set while the address refuses mail: no code or warning can reach it"
+    )
+    totp_enrolled: bool = Field(description="A confirmed authenticator app")
+    recovery_codes_left: int = Field(description="Unused recovery codes")
+
+
 class AccountUpsertOut(AccountOut):
     status: str = Field(description="created, updated or unchanged")
 

@@ -12,6 +12,8 @@ from service.cli import (  # noqa: F401  (importing a command module registers i
     api_clients,
     database,
     demo,
+    exposures,
+    housekeeping,
     leaks,
     notices,
     worker,
