@@ -28,7 +28,8 @@ def risk_check(body: RiskCheckBody) -> Response:
     """Decide how the login service treats this sign-in.
 
     `allow` when the account is in no open leak (or unknown to Leakguard, or a fresh
-    assurance token comes along); `step_up` when its address leaked, with the `methods`
+    assurance token comes along, or `context.device_id` names a device trusted by a step-up
+    passed on it: reason `trusted_device`); `step_up` when its address leaked, with the `methods`
     open now (and `retry_after` seconds when another one is locked for a while); `deny`
     when the submitted password is the leaked one, when every usable method is locked
     (`locked`), or when the account has no method left (`no_usable_method`: support).

@@ -536,3 +536,16 @@ def test_get_account_shows_the_security_state(
     put(client, auth, "g1", SAFE)
     body = client.get("/v1/accounts/g1", headers=auth).get_json()
     assert (body["exposures"], body["undeliverable"]) == ([], None)
+
+
+def test_the_openapi_document_describes_the_lifecycle(client: FlaskClient) -> None:
+    document = client.get("/openapi/openapi.json").get_json()
+    schemas = document["components"]["schemas"]
+    assert "trusted_device" in schemas["Reason"]["enum"]
+    assert "device_id" in schemas["RiskContext"]["properties"]
+    assert "device_id" in schemas["DeviceContext"]["properties"]
+    assert "device_trusted_until" in schemas["AssuranceOut"]["properties"]
+    account = document["paths"]["/v1/accounts/{external_id}"]["get"]
+    answer = account["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
+    state = schemas[answer.rsplit("/", 1)[-1]]["properties"]
+    assert {"exposures", "undeliverable", "totp_enrolled", "recovery_codes_left"} <= set(state)
