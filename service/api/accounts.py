@@ -28,12 +28,15 @@ from service.api.schemas import (
     AccountBody,
     AccountPath,
     AccountUpsertOut,
+    OpenExposureOut,
+    UndeliverableOut,
     answer,
 )
 from service.clients import Scope
 from service.db import run_in_transaction, utcnow
 from service.email_change.request import pending_change
 from service.errors import ValidationFailed
+from service.security_state import security_state
 
 TAG = Tag(name="accounts", description="The mirror of the login service's accounts")
 BODY_ERRORS = (400, 413, 415, 422)
@@ -71,13 +74,34 @@ def put_account(path: AccountPath, body: AccountBody) -> Response:
 @requires_scope(Scope.ACCOUNTS_READ)
 @no_rate_limit(ACCOUNT_SYNC)
 def read_account(path: AccountPath) -> Response:
-    """Return the account as Leakguard knows it, with its pending email change."""
+    """Return the account as Leakguard knows it, with its security state.
+
+    What a settings or security page needs: the open exposures (leak, kind, since),
+    whether the address is undeliverable (since when, and the bounce), whether TOTP is
+    enrolled and how many recovery codes are left; a pending email change.
+    """
     with runtime().db.read_session() as session:
         view = get_account(session, path.external_id)
+        state = security_state(session, path.external_id)
         pending = pending_change(session, path.external_id, now=utcnow())
+    undeliverable = state.undeliverable
     return answer(
         AccountWithChangeOut(
             **asdict(view),
+            exposures=[
+                OpenExposureOut(leak=e.leak, kind=e.kind, since=e.since) for e in state.exposures
+            ],
+            undeliverable=(
+                UndeliverableOut(
+                    since=undeliverable.since,
+                    reply_code=undeliverable.reply_code,
+                    reason=undeliverable.reason,
+                )
+                if undeliverable is not None
+                else None
+            ),
+            totp_enrolled=state.totp_enrolled,
+            recovery_codes_left=state.recovery_codes_left,
             pending_email_change=pending_out(pending) if pending is not None else None,
         )
     )

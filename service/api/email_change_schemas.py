@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field
 
-from service.api.schemas import AccountOut, EmailText, Storable, Strict, Timestamp
+from service.api.schemas import AccountStateOut, EmailText, Storable, Strict, Timestamp
 from service.email_change.assisted import TICKET_PATTERN
 from service.email_change.tokens import MAX_TOKEN_CHARS as MAX_LINK_TOKEN_CHARS
 from service.stepup.assurance import MAX_TOKEN_CHARS
@@ -81,7 +81,7 @@ class PendingEmailChangeOut(BaseModel):
     assisted: bool
 
 
-class AccountWithChangeOut(AccountOut):
+class AccountWithChangeOut(AccountStateOut):
     pending_email_change: PendingEmailChangeOut | None = Field(
         default=None, description="The change waiting for review or confirmation, if any"
     )
