@@ -251,3 +251,45 @@ def test_the_cooling_off_follows_the_setting(
     request_id = start(runtime, client, auth)
     follow(client, auth, "revert", link_token(runtime, request_id, LinkPurpose.REVERT))
     start(runtime, client, auth, new="third@example.net")
+
+
+def pass_step_up_on(
+    runtime: Runtime, client: FlaskClient, auth: dict[str, str], device: str
+) -> None:
+    challenge = client.post(
+        "/v1/step-up/challenges", json={"account_id": "jane", "method": "email_code"}, headers=auth
+    ).get_json()["challenge_id"]
+    body = {
+        "account_id": "jane",
+        "method": "email_code",
+        "code": runtime.step_up.email_code(challenge),
+        "challenge_id": challenge,
+        "context": {"device_id": device},
+    }
+    answer = client.post("/v1/step-up/verify", json=body, headers=auth)
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+
+
+def test_a_trusted_device_does_not_lift_the_hold_of_a_revert(
+    runtime: Runtime, client: FlaskClient, auth: dict[str, str], runner: FlaskCliRunner
+) -> None:
+    device = "the-owners-laptop"
+    account_id = make_account(runtime, "jane", OLD)
+    expose(runtime, account_id)
+    pass_step_up_on(runtime, client, auth, device)
+    on_device = {"account_id": "jane", "context": {"device_id": device}}
+    verdict = client.post("/v1/risk/check", json=on_device, headers=auth).get_json()
+    assert verdict["reasons"] == ["trusted_device"]
+    request_id = start(runtime, client, auth)
+    follow(client, auth, "revert", link_token(runtime, request_id, LinkPurpose.REVERT))
+    # The revert ended the trust; a step-up passed on the device afterwards trusts it
+    # again, and still the hold asks for a step-up on every sign-in.
+    verdict = client.post("/v1/risk/check", json=on_device, headers=auth).get_json()
+    assert verdict["decision"] == "step_up"
+    pass_step_up_on(runtime, client, auth, device)
+    verdict = client.post("/v1/risk/check", json=on_device, headers=auth).get_json()
+    assert verdict["decision"] == "step_up"
+    assert "email_change_reverted" in verdict["reasons"]
+    invoke(runner, "email-change", "clear-hold", "jane", "--by", "sam", "--reason", "verified")
+    verdict = client.post("/v1/risk/check", json=on_device, headers=auth).get_json()
+    assert (verdict["decision"], verdict["reasons"]) == ("allow", ["trusted_device"])
