@@ -29,7 +29,7 @@ from service.api.limits import rate_limit
 from service.api.problems import problem_responses
 from service.api.schemas import AccountPath, answer
 from service.clients import Scope
-from service.db import utcnow
+from service.db import run_in_transaction, utcnow
 from service.email_change.assisted import request_assisted
 from service.email_change.context import ChangeTools
 from service.email_change.errors import NoPendingChange
@@ -118,17 +118,22 @@ def start_email_change(path: AccountPath, body: EmailChangeBody) -> Response:
     and leaves the assurance token unspent.
     """
     rt = runtime()
-    with rt.db.transaction() as session:
-        step = request_change(
+    tools, actor, now = ChangeTools.of(rt), _actor(), utcnow()
+    # Two requests at once: the loser of the one-open-request race runs again, and then
+    # replaces the winner's request (or finds the token spent).
+    step = run_in_transaction(
+        rt.db,
+        lambda session: request_change(
             session,
-            ChangeTools.of(rt),
+            tools,
             path.external_id,
             body.new_email,
             assurance_token=body.assurance_token,
             accept_leaked=body.accept_leaked_address,
-            actor=_actor(),
-            now=utcnow(),
-        )
+            actor=actor,
+            now=now,
+        ),
+    )
     response = answer(change_out(step.view, leaked=step.view.accepted_leaked), 202)
     send_after_answer(rt, response, step)
     return response
@@ -213,17 +218,20 @@ def assisted_email_change(path: AccountPath, body: AssistedChangeBody) -> Respon
     (`awaiting_review`; `leakguard email-change queue`, then `approve` or `deny` by another
     person). Approval sends the confirmation to the new address and the alert to the old."""
     rt = runtime()
-    with rt.db.transaction() as session:
-        view = request_assisted(
+    tools, actor, now = ChangeTools.of(rt), _actor(), utcnow()
+    view = run_in_transaction(
+        rt.db,
+        lambda session: request_assisted(
             session,
-            ChangeTools.of(rt),
+            tools,
             path.external_id,
             body.new_email,
             ticket=body.ticket,
             accept_leaked=body.accept_leaked_address,
-            actor=_actor(),
-            now=utcnow(),
-        )
+            actor=actor,
+            now=now,
+        ),
+    )
     return answer(change_out(view, leaked=view.accepted_leaked), 202)
 
 

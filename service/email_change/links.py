@@ -172,9 +172,10 @@ def revert_change(
             EmailChangeRequest.revert_expires_at > now,
         )
         .values(
+            # The confirmation link's hash stays, so a confirmation after the revert is
+            # told why it is refused (409 request_closed): its state allows nothing more.
             state=ChangeState.REVERTED,
             revert_token_hash=None,
-            confirm_token_hash=None,
             reverted_at=now,
             closed_at=now,
         )

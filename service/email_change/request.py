@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from service.accounts import bare_email
 from service.addresses.mailbox import Mailbox
+from service.db import bulk
 from service.email_change.audit import audit_step
 from service.email_change.context import ChangeTools
 from service.email_change.errors import (
@@ -54,7 +55,20 @@ class NewAddress:
 
 
 def lock_account(session: Session, external_id: str) -> Account:
-    """The account, locked against concurrent changes (PostgreSQL); NotFound if unknown."""
+    """The account, locked against concurrent changes; NotFound if unknown.
+
+    PostgreSQL: a row lock (FOR UPDATE). SQLite has no row locks, so the transaction takes
+    the database's one write lock first, with a write that changes nothing: a concurrent
+    step on the account then waits for this one to commit and reads what it wrote, rather
+    than both reading the same state and one failing at the end. Call it first.
+    """
+    if not bulk.is_postgres(session):
+        session.execute(
+            update(Account)
+            .where(Account.external_id == external_id)
+            .values(external_id=Account.external_id, updated_at=Account.updated_at)
+            .execution_options(synchronize_session=False)
+        )
     account = session.scalars(
         select(Account).where(Account.external_id == external_id).with_for_update()
     ).first()

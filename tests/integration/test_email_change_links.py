@@ -185,7 +185,7 @@ def test_revert_before_confirmation_voids_it_and_holds_the_account(
     assert account_row(runtime, "jane").security_epoch > epoch
     # A confirmation after the revert is refused and changes nothing.
     confirm = link_token(runtime, request_id, LinkPurpose.CONFIRM)
-    assert follow(client, auth, "confirm", confirm).status_code in (400, 409)
+    assert_problem(follow(client, auth, "confirm", confirm), 409, "request_closed")
     assert account_row(runtime, "jane").email == OLD
     # No new change during the cooling-off: 409 with Retry-After, the token unspent.
     token = assurance_token(runtime, "jane")
