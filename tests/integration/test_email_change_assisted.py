@@ -1,0 +1,170 @@
+"""Support-assisted email change: filed through the API or the CLI, queued (open exposures
+first, then oldest), approved or denied by a second person; each step audited, addresses
+masked; on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from flask.testing import FlaskClient, FlaskCliRunner
+
+from service.clients import Scope
+from service.email_change.tokens import LinkPurpose
+from service.models import ChangeState, NoticeKind
+from service.runtime import Runtime
+from tests.support.cli import invoke, json_output, one_error_line, output
+from tests.support.email_change import (
+    account_row,
+    audit_actions,
+    change_notices,
+    link_token,
+    requests_of,
+)
+from tests.support.factories import expose, make_account, make_api_key
+from tests.support.http import assert_problem, bearer
+
+
+def test_the_api_files_a_request_for_review_and_sends_nothing(
+    runtime: Runtime, client: FlaskClient
+) -> None:
+    make_account(runtime, "jane", "jane@example.org")
+    assist = bearer(make_api_key(runtime, Scope.EMAIL_CHANGE_ASSIST))
+    write_only = bearer(make_api_key(runtime, Scope.EMAIL_CHANGE_WRITE))
+    body = {"new_email": "jane.new@example.net", "ticket": "SUP-1234"}
+    assert_problem(
+        client.post("/v1/accounts/jane/email-change:assisted", json=body, headers=write_only), 403
+    )
+    response = client.post("/v1/accounts/jane/email-change:assisted", json=body, headers=assist)
+    assert response.status_code == 202, response.get_json()
+    assert response.get_json()["state"] == "awaiting_review"
+    assert response.get_json()["expires_at"] is None
+    assert change_notices(runtime) == []
+    [event] = audit_actions(runtime)
+    assert event["action"] == "email_change.assisted_requested"
+    assert event["detail"]["ticket"] == "SUP-1234"
+    assert event["detail"]["to"] == "j***@example.net"
+    bad = {"new_email": "jane.new@example.net", "ticket": "no spaces allowed"}
+    assert_problem(
+        client.post("/v1/accounts/jane/email-change:assisted", json=bad, headers=assist), 422
+    )
+
+
+def test_the_queue_puts_open_exposures_first_then_oldest(
+    runtime: Runtime, runner: FlaskCliRunner
+) -> None:
+    for name in ("first", "second", "exposed"):
+        account_id = make_account(runtime, name, f"{name}@example.org")
+        if name == "exposed":
+            expose(runtime, account_id)
+        output(
+            runner,
+            "email-change",
+            "request-assisted",
+            name,
+            "--new-email",
+            f"{name}.new@example.net",
+            "--ticket",
+            f"T-{name}",
+        )
+    queue = json_output(invoke(runner, "email-change", "queue", "--json"))
+    assert [item["account_id"] for item in queue] == ["exposed", "first", "second"]
+    assert queue[0]["open_exposure"] is True
+    assert queue[0]["priority"] == "high"
+    assert queue[1]["new_email"] == "f***@example.net"
+    text = output(runner, "email-change", "queue")
+    assert "first.new@" not in text
+    assert text.index("exposed") < text.index("first") < text.index("second")
+
+
+def test_approval_sends_both_messages_and_needs_a_second_person(
+    runtime: Runtime, runner: FlaskCliRunner, client: FlaskClient, auth: dict[str, str]
+) -> None:
+    make_account(runtime, "jane", "jane@example.org")
+    line = output(
+        runner,
+        "email-change",
+        "request-assisted",
+        "jane",
+        "--new-email",
+        "jane.new@example.net",
+        "--ticket",
+        "SUP-9",
+    )
+    request_id = line.split()[0]
+    [request] = requests_of(runtime)
+    requester = request.requested_by.split(":", 1)[-1]
+    error = one_error_line(
+        invoke(runner, "email-change", "approve", request_id, "--by", requester, "--reason", "ok")
+    )
+    assert "someone other" in error
+    result = invoke(
+        runner,
+        "email-change",
+        "approve",
+        request_id,
+        "--by",
+        "second-agent",
+        "--reason",
+        "identity checked by video call",
+    )
+    assert result.exit_code == 0, result.output
+    assert "jane.new" not in result.output
+    kinds = sorted(n.kind for n in change_notices(runtime))
+    assert kinds == [NoticeKind.EMAIL_CHANGE_ALERT, NoticeKind.EMAIL_CHANGE_CONFIRM]
+    assert requests_of(runtime)[0].state is ChangeState.AWAITING_CONFIRMATION
+    # The new mailbox still proves itself.
+    token = link_token(runtime, request_id, LinkPurpose.CONFIRM)
+    response = client.post("/v1/email-change/confirm", json={"token": token}, headers=auth)
+    assert response.status_code == 200
+    assert account_row(runtime, "jane").email == "jane.new@example.net"
+    actions = [e["action"] for e in audit_actions(runtime)]
+    assert actions == [
+        "email_change.assisted_requested",
+        "email_change.approved",
+        "email_change.confirmed",
+    ]
+    approved = audit_actions(runtime)[1]
+    assert approved["actor"] == "second-agent"
+    assert approved["detail"]["reason"] == "identity checked by video call"
+    # Decided once.
+    again = invoke(runner, "email-change", "deny", request_id, "--by", "x", "--reason", "late")
+    assert "not awaiting review" in one_error_line(again)
+
+
+def test_denial_sends_nothing_and_ends_the_request(
+    runtime: Runtime, runner: FlaskCliRunner
+) -> None:
+    make_account(runtime, "jane", "jane@example.org")
+    request_id = output(
+        runner,
+        "email-change",
+        "request-assisted",
+        "jane",
+        "--new-email",
+        "jane.new@example.net",
+        "--ticket",
+        "SUP-10",
+    ).split()[0]
+    output(runner, "email-change", "deny", request_id, "--by", "lead", "--reason", "no proof")
+    assert requests_of(runtime)[0].state is ChangeState.DENIED
+    assert change_notices(runtime) == []
+    assert json_output(invoke(runner, "email-change", "queue", "--json")) == []
+    assert audit_actions(runtime)[-1]["action"] == "email_change.denied"
+
+
+def test_bad_input_is_one_line_and_changes_nothing(
+    runtime: Runtime, runner: FlaskCliRunner
+) -> None:
+    make_account(runtime, "jane", "jane@example.org")
+    make_account(runtime, "john", "john@example.org")
+    cases = [
+        ("request-assisted", "nobody", "--new-email", "a@example.net", "--ticket", "T1"),
+        ("request-assisted", "jane", "--new-email", "not-an-address", "--ticket", "T1"),
+        ("request-assisted", "jane", "--new-email", "JANE@example.org", "--ticket", "T1"),
+        ("request-assisted", "jane", "--new-email", "john@example.org", "--ticket", "T1"),
+        ("request-assisted", "jane", "--new-email", "a@example.net", "--ticket", "bad ticket"),
+        ("approve", "no-such-request", "--by", "a", "--reason", "b"),
+        ("clear-hold", "nobody", "--by", "a", "--reason", "b"),
+    ]
+    for args in cases:
+        one_error_line(invoke(runner, "email-change", *args))
+    assert requests_of(runtime) == []
+    assert audit_actions(runtime) == []
