@@ -44,11 +44,28 @@ from service.email_change.tokens import LinkPurpose
 from service.email_change.views import ChangeStep, ChangeView
 from service.runtime import Runtime
 
-TAG = Tag(
-    name="email-change",
-    description="The protected email change: step-up, confirmation by the new mailbox, "
-    "revert by the old",
-)
+FLOW = """The protected email change, for the login service. The sequence:
+
+1. Step up (`POST /v1/step-up/challenges`, `POST /v1/step-up/verify`): keep the
+   `assurance_token`.
+2. `POST /v1/accounts/{external_id}/email-change` with `new_email` and the token: 202
+   `awaiting_confirmation`. The new address gets a confirmation link (24 h), the old one an
+   alert with a revert link (7 days); `priority` `high` (an open exposure) sends both ahead
+   of any campaign.
+3. The person confirms: Leakguard's page `GET /email-change/confirm?token=...` (one button;
+   only its CSRF-protected POST acts, so mail scanners opening the link change nothing), or
+   the login service's own page posting the token to `POST /v1/email-change/confirm`. The
+   change applies; `GET /v1/accounts/{external_id}` shows the new `email` and
+   `email_changed_at`.
+4. Within 7 days, before or after confirmation, the old mailbox may revert
+   (`GET /email-change/revert?token=...` or `POST /v1/email-change/revert`): the old
+   address is back, no new change during the cooling-off (409 `cooling_off`), trusted
+   devices end, and the risk check answers `step_up` with reason `email_change_reverted`
+   until support clears it.
+5. The settings page reads (`GET`), cancels (`DELETE`) or resends
+   (`POST .../email-change/resend`) the pending change.
+"""
+TAG = Tag(name="email-change", description=FLOW)
 BODY_ERRORS = (400, 413, 415, 422, 429, 503)
 
 
@@ -203,7 +220,8 @@ def resend_email_change(path: AccountPath) -> Response:
 
 
 @api.post(
-    "/accounts/<external_id>/email-change:assisted",
+    # The converter named: flask-openapi3 would read "external_id>/email-change:" as one.
+    "/accounts/<string:external_id>/email-change:assisted",
     tags=[TAG],
     responses={202: EmailChangeOut, **problem_responses(404, 409, *BODY_ERRORS)},
 )
