@@ -328,16 +328,3 @@ def resend_confirmation(
     )
     audit_step(session, request, external_id, "confirmation_resent", actor=actor, now=now)
     return ChangeStep(ChangeView.of(request), notices)
-
-
-def expire_requests(session: Session, *, now: datetime) -> int:
-    """Mark requests whose confirmation link ran out ``expired`` (for housekeeping)."""
-    result = session.execute(
-        update(EmailChangeRequest)
-        .where(
-            EmailChangeRequest.state == ChangeState.AWAITING_CONFIRMATION,
-            EmailChangeRequest.confirm_expires_at <= now,
-        )
-        .values(state=ChangeState.EXPIRED, closed_at=now, confirm_token_hash=None)
-    )
-    return int(getattr(result, "rowcount", 0) or 0)
