@@ -1,13 +1,16 @@
-"""Logging that never shows an address in the clear.
+"""Logging that never shows an address, or a link's token, in the clear.
 
 Code logs addresses only through ``mask_email``; this filter is the second line: every
 record leaving a handler has each address-shaped token masked, whatever library wrote it
-(an access log line with an email used as an account id, an exception text).
+(an access log line with an email used as an account id, an exception text). The
+single-use token of an email-change link (``GET /email-change/confirm?token=...`` in an
+access log line) is cut out too: whoever reads the log must not be able to follow it.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import threading
 import time
@@ -18,19 +21,27 @@ from gunicorn import glogging
 
 from service.addresses import mask_addresses
 
+_LINK_TOKEN = re.compile(r"([?&]token=)[^&\s\"']+")
+
+
+def mask_secrets(text: str) -> str:
+    """``text`` with addresses masked and link tokens (``?token=...``) replaced by ***."""
+    return _LINK_TOKEN.sub(r"\1***", mask_addresses(text))
+
 
 class MaskAddresses(logging.Filter):
-    """Rewrite the record's message (and its exception text) with addresses masked."""
+    """Rewrite the record's message (and its exception text) with addresses masked and
+    link tokens cut out."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        masked = mask_addresses(message)
+        masked = mask_secrets(message)
         if masked != message:
             record.msg, record.args = masked, None
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
-            record.exc_text = mask_addresses(record.exc_text)
+            record.exc_text = mask_secrets(record.exc_text)
         return True
 
 

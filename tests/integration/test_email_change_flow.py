@@ -204,3 +204,40 @@ def test_a_bad_link_shows_no_button(runtime: Runtime, app: Flask) -> None:
             page = client.get(path + query)
             assert page.status_code == 400
             assert "<button" not in page.get_data(as_text=True)
+
+
+def test_the_openapi_document_describes_the_flow(app: Flask) -> None:
+    document = app.test_client().get("/openapi/openapi.json").get_json()
+    paths = document["paths"]
+    account = "/v1/accounts/{external_id}"
+    assert set(paths[f"{account}/email-change"]) == {"get", "post", "delete"}
+    assert "post" in paths[f"{account}/email-change/resend"]
+    assert "post" in paths[f"{account}/email-change:assisted"]
+    for link in ("confirm", "revert"):
+        answers = paths[f"/v1/email-change/{link}"]["post"]["responses"]
+        assert {"200", "400", "409", "410"} <= set(answers)
+    asked = paths[f"{account}/email-change"]["post"]
+    assert {"202", "403", "409", "422", "429"} <= set(asked["responses"])
+    for code in (
+        "step_up_required",
+        "address_leaked",
+        "address_unchanged",
+        "address_in_use",
+        "cooling_off",
+    ):
+        assert code in asked["description"]
+    [tag] = [t for t in document["tags"] if t["name"] == "email-change"]
+    # The sequence an integrator follows, in order.
+    steps = [
+        "/v1/step-up/verify",
+        "/email-change/confirm?token=",
+        "POST /v1/email-change/revert",
+        "resend",
+    ]
+    positions = [tag["description"].index(step) for step in steps]
+    assert positions == sorted(positions)
+    schemas = document["components"]["schemas"]
+    assert {"request_id", "state", "priority", "expires_at"} <= set(
+        schemas["EmailChangeOut"]["properties"]
+    )
+    assert "email_change_reverted" in str(schemas["RiskCheckOut"])

@@ -35,3 +35,15 @@ def test_the_filter_masks_arguments_and_exception_text(caplog: pytest.LogCapture
         assert address not in text
     assert "a***@example.org" in text
     assert "c***@example.net" in text
+
+
+def test_a_link_token_never_reaches_a_log(caplog: pytest.LogCaptureFixture) -> None:
+    logger = logging.getLogger("test.link-token")
+    logger.addFilter(MaskAddresses())
+    with caplog.at_level(logging.INFO):
+        logger.info(
+            '127.0.0.1 "GET /email-change/confirm?token=%s&x=1 HTTP/1.1" 200',
+            "Zq3-_abcDEF0123456789abcdefABCDEF0123456789",
+        )
+    assert "Zq3-_abc" not in caplog.text
+    assert "/email-change/confirm?token=***&x=1" in caplog.text
