@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from service.email_change.audit import audit_step
 from service.email_change.context import ChangeTools
-from service.email_change.errors import RequestClosed, RequestNotFound
+from service.email_change.errors import AddressUnchanged, RequestClosed, RequestNotFound
 from service.email_change.holds import check_cooling_off
 from service.email_change.mail import queue_mail
 from service.email_change.request import (
@@ -171,8 +171,15 @@ def approve(
     request = _waiting(session, request_id)
     if _requester_name(request.requested_by) == by:
         raise ValidationFailed("a request is approved by someone other than who filed it")
-    account = session.get_one(Account, request.account_id)
+    account = session.get_one(Account, request.account_id, with_for_update=True)
+    check_cooling_off(session, account.id, now=now)
+    if account.email_key == request.new_email_key:
+        raise AddressUnchanged("the account has the new address already")
     check_still_free(session, account, request.new_email_key)
+    # The alert goes to the address the account has now, which may have changed since the
+    # request was filed; the revert link restores that one.
+    request.old_email = account.email
+    request.old_email_key = account.email_key
     request.state = ChangeState.AWAITING_CONFIRMATION
     request.reviewed_by = by
     request.review_reason = reason

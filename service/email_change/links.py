@@ -135,7 +135,11 @@ def confirm_change(
     if request_id is None:
         raise _refusal(session, LinkPurpose.CONFIRM, token, now)
     request = session.get_one(EmailChangeRequest, request_id, populate_existing=True)
-    account = session.get_one(Account, request.account_id)
+    account = session.get_one(Account, request.account_id, with_for_update=True)
+    if account.email_key != request.old_email_key:
+        # The login service moved the account elsewhere since (PUT /v1/accounts): the alert
+        # and its revert link speak of an address it no longer has. Ask again.
+        raise RequestClosed("the account's address changed since the request: ask again")
     check_still_free(session, account, request.new_email_key)
     change_address(
         session,

@@ -168,3 +168,22 @@ def test_bad_input_is_one_line_and_changes_nothing(
         one_error_line(invoke(runner, "email-change", *args))
     assert requests_of(runtime) == []
     assert audit_actions(runtime) == []
+
+
+def test_approval_writes_to_the_address_the_account_has_now(
+    runtime: Runtime, runner: FlaskCliRunner, client: FlaskClient, auth: dict[str, str]
+) -> None:
+    make_account(runtime, "jane", "jane@example.org")
+    request_id = output(
+        runner,
+        "email-change",
+        "request-assisted",
+        "jane",
+        "--new-email",
+        "jane.new@example.net",
+        "--ticket",
+        "SUP-11",
+    ).split()[0]
+    client.put("/v1/accounts/jane", json={"email": "jane.moved@example.org"}, headers=auth)
+    output(runner, "email-change", "approve", request_id, "--by", "lead", "--reason", "ok")
+    assert requests_of(runtime)[0].old_email == "jane.moved@example.org"

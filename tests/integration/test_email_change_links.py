@@ -293,3 +293,85 @@ def test_a_trusted_device_does_not_lift_the_hold_of_a_revert(
     invoke(runner, "email-change", "clear-hold", "jane", "--by", "sam", "--reason", "verified")
     verdict = client.post("/v1/risk/check", json=on_device, headers=auth).get_json()
     assert (verdict["decision"], verdict["reasons"]) == ("allow", ["trusted_device"])
+
+
+def test_nothing_pending_is_404_for_delete_and_resend(
+    runtime: Runtime, client: FlaskClient, auth: dict[str, str]
+) -> None:
+    make_account(runtime, "jane", OLD)
+    for response in (
+        client.delete("/v1/accounts/jane/email-change", headers=auth),
+        client.post("/v1/accounts/jane/email-change/resend", headers=auth),
+    ):
+        assert_problem(response, 404, "no_pending_change")
+    assert_problem(client.delete("/v1/accounts/nobody/email-change", headers=auth), 404)
+
+
+def test_an_address_taken_before_confirmation_is_refused_at_confirmation(
+    runtime: Runtime, client: FlaskClient, auth: dict[str, str]
+) -> None:
+    make_account(runtime, "jane", OLD)
+    request_id = start(runtime, client, auth)
+    make_account(runtime, "quick", "Jane.New@example.net")
+    token = link_token(runtime, request_id, LinkPurpose.CONFIRM)
+    assert_problem(follow(client, auth, "confirm", token), 409, "address_in_use")
+    assert account_row(runtime, "jane").email == OLD
+    assert requests_of(runtime)[0].state is ChangeState.AWAITING_CONFIRMATION
+
+
+def test_a_confirmation_after_the_login_service_moved_the_account_is_refused(
+    runtime: Runtime, client: FlaskClient, auth: dict[str, str]
+) -> None:
+    make_account(runtime, "jane", OLD)
+    request_id = start(runtime, client, auth)
+    client.put("/v1/accounts/jane", json={"email": "moved@example.org"}, headers=auth)
+    token = link_token(runtime, request_id, LinkPurpose.CONFIRM)
+    assert_problem(follow(client, auth, "confirm", token), 409, "request_closed")
+    assert account_row(runtime, "jane").email == "moved@example.org"
+
+
+def test_requests_are_rate_limited_per_new_address_across_accounts(
+    runtime: Runtime,
+    make_app,
+    auth: dict[str, str],  # type: ignore[no-untyped-def]
+) -> None:
+    client = make_app(rate_limit_email_change_address="2/hour").test_client()
+    for name in ("a1", "a2", "a3"):
+        make_account(runtime, name, f"{name}@example.org")
+    answers = [
+        client.post(
+            f"/v1/accounts/{name}/email-change",
+            # Spellings of one mailbox share one budget.
+            json={"new_email": new, "assurance_token": assurance_token(runtime, name)},
+            headers=auth,
+        )
+        for name, new in (
+            ("a1", "target@example.net"),
+            ("a2", "Target+x@Example.net"),
+            ("a3", "TARGET@example.net"),
+        )
+    ]
+    assert [a.status_code for a in answers[:2]] == [202, 202]
+    assert_problem(answers[2], 429, "too_many_requests")
+    assert "Retry-After" in answers[2].headers
+
+
+def test_requests_are_rate_limited_per_account(
+    runtime: Runtime,
+    make_app,
+    auth: dict[str, str],  # type: ignore[no-untyped-def]
+) -> None:
+    client = make_app(rate_limit_email_change_account="2/hour").test_client()
+    make_account(runtime, "jane", OLD)
+    statuses = [
+        client.post(
+            "/v1/accounts/jane/email-change",
+            json={
+                "new_email": f"n{i}@example.net",
+                "assurance_token": assurance_token(runtime, "jane"),
+            },
+            headers=auth,
+        ).status_code
+        for i in range(3)
+    ]
+    assert statuses == [202, 202, 429]
