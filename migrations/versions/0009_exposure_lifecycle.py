@@ -34,6 +34,14 @@ def upgrade() -> None:
     op.execute("UPDATE exposure SET end_cause = 'retracted' WHERE state = 'retracted'")
     op.execute("UPDATE exposure SET end_cause = 'support_resolved' WHERE state = 'resolved'")
     op.execute("UPDATE exposure SET end_cause = 'dismissed' WHERE state = 'dismissed'")
+    op.create_index(
+        "ix_exposure_open_created_at",
+        "exposure",
+        ["created_at"],
+        unique=False,
+        postgresql_where=sa.text("state = 'open'"),
+        sqlite_where=sa.text("state = 'open'"),
+    )
     op.create_table(
         "trusted_device",
         sa.Column("account_id", BIG_ID, nullable=False),
@@ -54,5 +62,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_trusted_device_expires_at", table_name="trusted_device")
     op.drop_table("trusted_device")
+    op.drop_index("ix_exposure_open_created_at", table_name="exposure")
     with op.batch_alter_table("exposure") as batch:
         batch.drop_column("end_cause")

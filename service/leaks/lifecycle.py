@@ -164,7 +164,7 @@ def expire_exposures(session: Session, *, ttl: timedelta, now: datetime, limit: 
         session.scalars(
             select(Exposure.id)
             .where(Exposure.state == ExposureState.OPEN, Exposure.created_at < now - ttl)
-            .order_by(Exposure.id)
+            .order_by(Exposure.created_at)
             .limit(limit)
         )
     )
