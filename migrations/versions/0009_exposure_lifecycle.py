@@ -1,4 +1,4 @@
-"""exposure lifecycle: an end cause for every ended exposure; trusted devices
+"""exposure lifecycle: an end cause for every ended exposure; trusted devices; expiry indexes
 
 Revision ID: 0009
 Revises: 0008
@@ -42,6 +42,9 @@ def upgrade() -> None:
         postgresql_where=sa.text("state = 'open'"),
         sqlite_where=sa.text("state = 'open'"),
     )
+    op.create_index(
+        "ix_step_up_challenge_expires_at", "step_up_challenge", ["expires_at"], unique=False
+    )
     op.create_table(
         "trusted_device",
         sa.Column("account_id", BIG_ID, nullable=False),
@@ -62,6 +65,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_trusted_device_expires_at", table_name="trusted_device")
     op.drop_table("trusted_device")
+    op.drop_index("ix_step_up_challenge_expires_at", table_name="step_up_challenge")
     op.drop_index("ix_exposure_open_created_at", table_name="exposure")
     with op.batch_alter_table("exposure") as batch:
         batch.drop_column("end_cause")
