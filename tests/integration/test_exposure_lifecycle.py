@@ -38,7 +38,7 @@ from service.models import (
 )
 from service.runtime import Runtime
 from tests.support.cli import cli_env, invoke, output, run_leakguard
-from tests.support.factories import expose, make_account
+from tests.support.factories import enroll_totp, expose, make_account
 from tests.support.leakfiles import write_accounts_csv, write_lines
 from tests.support.smtp import SmtpServer
 
@@ -610,3 +610,19 @@ def test_a_batch_moving_many_accounts_ends_each_ones_exposures(
         assert warnings(runtime, f"m{i}") == {"many-leak": "cancelled"}
     assert exposures(runtime, "m4") == {"many-leak": ("open", None)}
     assert warnings(runtime, "m4") == {"many-leak": "pending"}
+
+
+def test_get_account_counts_factors(
+    runtime: Runtime, client: FlaskClient, auth: dict[str, str]
+) -> None:
+    make_account(runtime, "f1", SAFE)
+    codes = client.post("/v1/accounts/f1/recovery-codes", headers=auth)
+    assert codes.status_code == 201, codes.get_data(as_text=True)
+    body = {"account_id": "f1", "method": "recovery_code", "code": codes.get_json()["codes"][0]}
+    assert client.post("/v1/step-up/verify", json=body, headers=auth).status_code == 200
+    state = client.get("/v1/accounts/f1", headers=auth).get_json()
+    assert (state["totp_enrolled"], state["recovery_codes_left"]) == (False, 9)
+    make_account(runtime, "f2", "totp.owner@example.org")
+    enroll_totp(runtime, "f2", now=utcnow())
+    state = client.get("/v1/accounts/f2", headers=auth).get_json()
+    assert (state["totp_enrolled"], state["recovery_codes_left"]) == (True, 0)
