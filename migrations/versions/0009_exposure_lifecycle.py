@@ -1,4 +1,4 @@
-"""exposure lifecycle: an end cause for every ended exposure; trusted devices
+"""exposure lifecycle: an end cause for every ended exposure; trusted devices; expiry indexes
 
 Revision ID: 0009
 Revises: 0008
@@ -34,6 +34,17 @@ def upgrade() -> None:
     op.execute("UPDATE exposure SET end_cause = 'retracted' WHERE state = 'retracted'")
     op.execute("UPDATE exposure SET end_cause = 'support_resolved' WHERE state = 'resolved'")
     op.execute("UPDATE exposure SET end_cause = 'dismissed' WHERE state = 'dismissed'")
+    op.create_index(
+        "ix_exposure_open_created_at",
+        "exposure",
+        ["created_at"],
+        unique=False,
+        postgresql_where=sa.text("state = 'open'"),
+        sqlite_where=sa.text("state = 'open'"),
+    )
+    op.create_index(
+        "ix_step_up_challenge_expires_at", "step_up_challenge", ["expires_at"], unique=False
+    )
     op.create_table(
         "trusted_device",
         sa.Column("account_id", BIG_ID, nullable=False),
@@ -54,5 +65,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_trusted_device_expires_at", table_name="trusted_device")
     op.drop_table("trusted_device")
+    op.drop_index("ix_step_up_challenge_expires_at", table_name="step_up_challenge")
+    op.drop_index("ix_exposure_open_created_at", table_name="exposure")
     with op.batch_alter_table("exposure") as batch:
         batch.drop_column("end_cause")

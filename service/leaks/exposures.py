@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import Table, and_, bindparam, delete, select, update
+from sqlalchemy import Table, and_, bindparam, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from service.db import bulk, rowcount
@@ -30,6 +30,11 @@ from service.stepup.services import drop_pending_enrolments
 # The Core table: an executemany UPDATE by (account, leak), which ORM bulk update cannot do.
 EXPOSURE_TABLE = cast(Table, Exposure.__table__)
 NOTICE_TABLE = cast(Table, Notice.__table__)
+# A warning not sent yet, spelled without IN: an expanding IN cannot go in an executemany.
+UNSENT_WARNING = and_(
+    NOTICE_TABLE.c.kind == NoticeKind.LEAK_WARNING.value,
+    or_(*(NOTICE_TABLE.c.state == state.value for state in UNSENT)),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,8 +210,7 @@ def end_old_address_exposures(
                 .where(
                     NOTICE_TABLE.c.account_id == bindparam("account"),
                     NOTICE_TABLE.c.leak_id == bindparam("leak"),
-                    NOTICE_TABLE.c.kind == NoticeKind.LEAK_WARNING.value,
-                    NOTICE_TABLE.c.state.in_([state.value for state in UNSENT]),
+                    UNSENT_WARNING,
                 )
                 .values(state=NoticeState.CANCELLED.value, lease_until=None, not_before=None),
                 [{"account": a, "leak": lk} for _, a, lk in ended],

@@ -23,7 +23,7 @@ from service.audit import record_event
 from service.db import rowcount
 from service.errors import LeakguardError, NotFound
 from service.leaks.catalogue import find_leak
-from service.leaks.exposures import NOTICE_TABLE
+from service.leaks.exposures import NOTICE_TABLE, UNSENT_WARNING
 from service.leaks.retract import check_reason
 from service.models import (
     Account,
@@ -164,7 +164,7 @@ def expire_exposures(session: Session, *, ttl: timedelta, now: datetime, limit: 
         session.scalars(
             select(Exposure.id)
             .where(Exposure.state == ExposureState.OPEN, Exposure.created_at < now - ttl)
-            .order_by(Exposure.id)
+            .order_by(Exposure.created_at)
             .limit(limit)
         )
     )
@@ -192,8 +192,7 @@ def expire_exposures(session: Session, *, ttl: timedelta, now: datetime, limit: 
         .where(
             NOTICE_TABLE.c.account_id == bindparam("account"),
             NOTICE_TABLE.c.leak_id == bindparam("leak"),
-            NOTICE_TABLE.c.kind == NoticeKind.LEAK_WARNING.value,
-            NOTICE_TABLE.c.state.in_([state.value for state in UNSENT]),
+            UNSENT_WARNING,
         )
         .values(state=NoticeState.CANCELLED.value, lease_until=None, not_before=None),
         [{"account": account_id, "leak": leak_id} for account_id, leak_id in pairs],

@@ -16,6 +16,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -167,6 +168,14 @@ class Exposure(Base):
     __table_args__ = (
         UniqueConstraint("account_id", "leak_id"),
         Index("ix_exposure_account_state", "account_id", "state"),
+        # Housekeeping's expiry finds the oldest open ones without reading the ended ones
+        # (a cron run with nothing to do is one short index probe).
+        Index(
+            "ix_exposure_open_created_at",
+            "created_at",
+            postgresql_where=text("state = 'open'"),
+            sqlite_where=text("state = 'open'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

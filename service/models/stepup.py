@@ -60,7 +60,10 @@ class StepUpChallenge(Base):
     """
 
     __tablename__ = "step_up_challenge"
-    __table_args__ = (Index("ix_step_up_challenge_account_state", "account_id", "state"),)
+    __table_args__ = (
+        Index("ix_step_up_challenge_account_state", "account_id", "state"),
+        Index("ix_step_up_challenge_expires_at", "expires_at"),  # housekeeping's purge
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     account_id: Mapped[int | None] = mapped_column(ForeignKey("account.id", ondelete="CASCADE"))

@@ -11,6 +11,7 @@ with a password, or changes.
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -22,11 +23,13 @@ from sqlalchemy import select, update
 from jobs.ingest.pipeline import ingest_leak
 from service.accounts import AddressChangeCause, bare_email, change_address
 from service.db import utcnow
+from service.housekeeping import run_housekeeping
 from service.leaks.retract import retract_leak
 from service.models import (
     Account,
     AuditEvent,
     Exposure,
+    ExposureState,
     Leak,
     Notice,
     StepUpChallenge,
@@ -35,7 +38,7 @@ from service.models import (
 )
 from service.runtime import Runtime
 from tests.support.cli import cli_env, invoke, output, run_leakguard
-from tests.support.factories import expose, make_account
+from tests.support.factories import enroll_totp, expose, make_account
 from tests.support.leakfiles import write_accounts_csv, write_lines
 from tests.support.smtp import SmtpServer
 
@@ -549,3 +552,77 @@ def test_the_openapi_document_describes_the_lifecycle(client: FlaskClient) -> No
     answer = account["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
     state = schemas[answer.rsplit("/", 1)[-1]]["properties"]
     assert {"exposures", "undeliverable", "totp_enrolled", "recovery_codes_left"} <= set(state)
+
+
+def test_two_housekeeping_runs_at_once_do_the_work_once(runtime: Runtime, tmp_path: Path) -> None:
+    leak(runtime, tmp_path, "busy-leak", *(f"person{i}@example.com" for i in range(40)))
+    for i in range(40):
+        make_account(runtime, f"k{i}", f"person{i}@example.com")
+    now = utcnow()
+    with runtime.db.transaction() as session:
+        session.execute(update(Exposure).values(created_at=now - timedelta(days=365)))
+    policy = runtime.step_up.policy.throttle
+    ttl = timedelta(days=runtime.settings.exposure_ttl_days)
+    with ThreadPoolExecutor(2) as pool:
+        reports = list(
+            pool.map(
+                lambda _: run_housekeeping(
+                    runtime.db, exposure_ttl=ttl, throttle=policy, now=now, batch=7
+                ),
+                range(2),
+            )
+        )
+    assert sum(report.exposures_expired for report in reports) == 40
+    with runtime.db.read_session() as session:
+        assert set(session.scalars(select(Exposure.state))) == {ExposureState.EXPIRED}
+
+
+def test_a_verification_after_its_throttle_rows_were_purged_counts_afresh(
+    runtime: Runtime, client: FlaskClient, auth: dict[str, str], runner: FlaskCliRunner
+) -> None:
+    make_account(runtime, "v1", SAFE)
+    body = {"account_id": "v1", "method": "recovery_code", "code": "wrong-code"}
+    assert client.post("/v1/step-up/verify", json=body, headers=auth).status_code == 403
+    with runtime.db.transaction() as session:
+        session.execute(update(StepUpThrottle).values(last_failed_at=utcnow() - timedelta(days=31)))
+    assert json.loads(output(runner, "housekeeping", "--json"))["throttles_purged"] == 2
+    assert client.post("/v1/step-up/verify", json=body, headers=auth).status_code == 403
+    with runtime.db.read_session() as session:
+        assert sorted(session.scalars(select(StepUpThrottle.failures))) == [1, 1]
+
+
+def test_a_batch_moving_many_accounts_ends_each_ones_exposures(
+    runtime: Runtime, client: FlaskClient, auth: dict[str, str], tmp_path: Path
+) -> None:
+    addresses = [f"many{i}@example.com" for i in range(5)]
+    leak(runtime, tmp_path, "many-leak", *addresses)
+    accounts = [{"external_id": f"m{i}", "email": a} for i, a in enumerate(addresses)]
+    assert (
+        client.post("/v1/accounts:batch", json={"accounts": accounts}, headers=auth).status_code
+        == 200
+    )
+    moved = [{"external_id": f"m{i}", "email": f"moved{i}@example.net"} for i in range(4)]
+    assert (
+        client.post("/v1/accounts:batch", json={"accounts": moved}, headers=auth).status_code == 200
+    )
+    for i in range(4):
+        assert exposures(runtime, f"m{i}") == {"many-leak": ("resolved", "address_changed")}
+        assert warnings(runtime, f"m{i}") == {"many-leak": "cancelled"}
+    assert exposures(runtime, "m4") == {"many-leak": ("open", None)}
+    assert warnings(runtime, "m4") == {"many-leak": "pending"}
+
+
+def test_get_account_counts_factors(
+    runtime: Runtime, client: FlaskClient, auth: dict[str, str]
+) -> None:
+    make_account(runtime, "f1", SAFE)
+    codes = client.post("/v1/accounts/f1/recovery-codes", headers=auth)
+    assert codes.status_code == 201, codes.get_data(as_text=True)
+    body = {"account_id": "f1", "method": "recovery_code", "code": codes.get_json()["codes"][0]}
+    assert client.post("/v1/step-up/verify", json=body, headers=auth).status_code == 200
+    state = client.get("/v1/accounts/f1", headers=auth).get_json()
+    assert (state["totp_enrolled"], state["recovery_codes_left"]) == (False, 9)
+    make_account(runtime, "f2", "totp.owner@example.org")
+    enroll_totp(runtime, "f2", now=utcnow())
+    state = client.get("/v1/accounts/f2", headers=auth).get_json()
+    assert (state["totp_enrolled"], state["recovery_codes_left"]) == (True, 0)
