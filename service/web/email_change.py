@@ -51,18 +51,53 @@ class LinkForm(FlaskForm):  # type: ignore[misc]
     token = HiddenField(validators=[DataRequired(), Length(max=MAX_TOKEN_CHARS)])
 
 
+LANGUAGES = ("en", "de")  # as the messages; the browser's preference picks one
+
+
+def _language() -> str:
+    return request.accept_languages.best_match(LANGUAGES) or LANGUAGES[0]
+
+
 def _page(template: str, status: int = 200, **values: object) -> Response:
-    response = Response(render_template(template, **values), status=status)
+    lang = _language()
+
+    def t(german: str, english: str) -> str:
+        return german if lang == "de" else english
+
+    response = Response(render_template(template, lang=lang, t=t, **values), status=status)
     response.headers.update(SECURITY_HEADERS)
+    response.headers["Content-Language"] = lang
+    response.vary.add("Accept-Language")
     return response
 
 
-def _message(purpose: LinkPurpose, status: HTTPStatus, text: str) -> Response:
-    return _page("email_change_message.html", int(status), purpose=purpose.value, message=text)
+def _message(purpose: LinkPurpose, status: HTTPStatus, text: tuple[str, str]) -> Response:
+    german, english = text
+    message = german if _language() == "de" else english
+    return _page("email_change_message.html", int(status), purpose=purpose.value, message=message)
 
 
-INVALID = "This link is not valid any more: it was used, replaced by a newer one, or mistyped."
-EXPIRED = "This link has expired."
+# Each text in German, then English.
+INVALID = (
+    "Dieser Link gilt nicht mehr: Er wurde schon benutzt, durch einen neueren ersetzt oder "
+    "falsch abgeschrieben.",
+    "This link is not valid any more: it was used, replaced by a newer one, or mistyped.",
+)
+EXPIRED = ("Dieser Link ist abgelaufen.", "This link has expired.")
+UNCHECKED = (
+    "Dieses Formular ließ sich nicht prüfen (es ist abgelaufen oder kam nicht von unserer "
+    "Seite). Öffnen Sie den Link in der Nachricht noch einmal.",
+    "This form could not be checked (it expired, or did not come from our page). "
+    "Open the link in the message again.",
+)
+CLOSED = (
+    "Diese Änderung wurde schon abgebrochen, ersetzt oder rückgängig gemacht.",
+    "This change was cancelled, replaced or undone already.",
+)
+REFUSED = (
+    "Diese Änderung ist so nicht mehr möglich. Beginnen Sie sie bei Bedarf neu.",
+    "This change cannot be made as it stands any more. Start it again if you need to.",
+)
 
 
 def _show(purpose: LinkPurpose) -> Response:
@@ -85,12 +120,7 @@ def _act(purpose: LinkPurpose) -> Response:
     """POST: the button. Only with the page's CSRF token; then the one domain step."""
     form = LinkForm()
     if not form.validate_on_submit():
-        return _message(
-            purpose,
-            HTTPStatus.BAD_REQUEST,
-            "This form could not be checked (it expired, or did not come from our page). "
-            "Open the link in the message again.",
-        )
+        return _message(purpose, HTTPStatus.BAD_REQUEST, UNCHECKED)
     rt = runtime_of(current_app)
     try:
         with rt.db.transaction() as session:
@@ -107,11 +137,9 @@ def _act(purpose: LinkPurpose) -> Response:
     except LinkExpired:
         return _message(purpose, HTTPStatus.GONE, EXPIRED)
     except RequestClosed:
-        return _message(
-            purpose, HTTPStatus.CONFLICT, "This change was cancelled, replaced or undone already."
-        )
-    except LeakguardError as exc:
-        return _message(purpose, HTTPStatus(exc.status), exc.title)
+        return _message(purpose, HTTPStatus.CONFLICT, CLOSED)
+    except LeakguardError as exc:  # the address was taken meanwhile, or the account moved
+        return _message(purpose, HTTPStatus(exc.status), REFUSED)
     response = _page("email_change_done.html", purpose=purpose.value)
     notice_ids = list(step.notice_ids)
     if notice_ids:

@@ -105,6 +105,8 @@ def test_get_returns_the_account_as_stored(client: FlaskClient, auth: dict[str, 
         "undeliverable": None,
         "totp_enrolled": False,
         "recovery_codes_left": 0,
+        "email_changed_at": None,
+        "pending_email_change": None,
     }
 
 

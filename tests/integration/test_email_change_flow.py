@@ -241,3 +241,28 @@ def test_the_openapi_document_describes_the_flow(app: Flask) -> None:
         schemas["EmailChangeOut"]["properties"]
     )
     assert "email_change_reverted" in str(schemas["RiskCheckOut"])
+
+
+def test_the_page_speaks_the_browsers_language(
+    runtime: Runtime, app: Flask, auth: dict[str, str]
+) -> None:
+    make_account(runtime, "jane", OLD)
+    client = app.test_client()
+    response = client.post(
+        "/v1/accounts/jane/email-change",
+        json={"new_email": NEW, "assurance_token": assurance_token(runtime, "jane")},
+        headers=auth,
+    )
+    token = link_token(runtime, response.get_json()["request_id"], LinkPurpose.REVERT)
+    german = client.get(
+        f"/email-change/revert?token={token}", headers={"Accept-Language": "de-AT,de;q=0.9"}
+    )
+    assert german.headers["Content-Language"] == "de"
+    html = german.get_data(as_text=True)
+    assert '<html lang="de">' in html
+    assert "Änderung rückgängig machen</button>" in html
+    assert "j***@example.net" in html
+    english = client.get(f"/email-change/revert?token={token}", headers={"Accept-Language": "fr"})
+    assert "Undo the change</button>" in english.get_data(as_text=True)
+    bad = client.get("/email-change/revert?token=nope", headers={"Accept-Language": "de"})
+    assert "Dieser Link gilt nicht mehr" in bad.get_data(as_text=True)

@@ -515,7 +515,7 @@ def test_get_account_shows_the_security_state(
         False,
         0,
     )
-    assert "pending_email_change" not in body  # part 2's, when it lands
+    assert body["pending_email_change"] is None  # none asked for (part 2)
     with runtime.db.read_session() as session:
         message_id = session.scalars(
             select(Notice.message_id).where(Notice.account_id == account_id)
