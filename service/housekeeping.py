@@ -6,12 +6,13 @@ committed whole batches only. Every task is idempotent and reads the clock once,
 runs at once (cron at any frequency, overlapping) do the work once between them and count
 it once: a row the other run took is no longer there to take.
 
-| task                | what                                                                  |
-|---------------------|-----------------------------------------------------------------------|
-| exposures_expired   | open exposures older than LEAKGUARD_EXPOSURE_TTL_DAYS: ``expired``    |
-| challenges_purged   | emailed-code challenges past their expiry (their code notices go too) |
-| devices_purged      | trusted devices past LEAKGUARD_TRUSTED_DEVICE_DAYS                    |
-| throttles_purged    | step-up throttle rows that no longer change a decision                |
+| task                  | what                                                                  |
+|-----------------------|-----------------------------------------------------------------------|
+| exposures_expired     | open exposures older than LEAKGUARD_EXPOSURE_TTL_DAYS: ``expired``    |
+| challenges_purged     | emailed-code challenges past their expiry (their code notices go too) |
+| devices_purged        | trusted devices past LEAKGUARD_TRUSTED_DEVICE_DAYS                    |
+| throttles_purged      | step-up throttle rows that no longer change a decision                |
+| email_changes_expired | email-change requests whose confirmation link ran out: ``expired``    |
 
 Assurance tokens are signed, not stored (service/stepup/assurance.py): nothing to purge.
 """
@@ -27,6 +28,7 @@ from sqlalchemy import and_, delete, or_, select
 from sqlalchemy.orm import Session
 
 from service.db import Database, rowcount
+from service.email_change.request import expire_requests
 from service.leaks.lifecycle import expire_exposures
 from service.models import StepUpChallenge, StepUpThrottle, TrustedDevice
 from service.stepup.throttle import ThrottlePolicy
@@ -42,6 +44,7 @@ class HousekeepingReport:
     challenges_purged: int
     devices_purged: int
     throttles_purged: int
+    email_changes_expired: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -50,7 +53,7 @@ class HousekeepingReport:
         return (
             f"{self.exposures_expired} exposures expired; {self.challenges_purged} expired "
             f"challenges, {self.devices_purged} trusted devices and {self.throttles_purged} "
-            "throttle rows purged"
+            f"throttle rows purged; {self.email_changes_expired} email changes expired"
         )
 
 
@@ -72,6 +75,7 @@ def run_housekeeping(
         throttles_purged=_drain(
             db, lambda s: _purge_throttles(s, policy=throttle, now=now, limit=batch)
         ),
+        email_changes_expired=_drain(db, lambda s: expire_requests(s, now=now, limit=batch)),
     )
 
 

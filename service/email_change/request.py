@@ -328,3 +328,35 @@ def resend_confirmation(
     )
     audit_step(session, request, external_id, "confirmation_resent", actor=actor, now=now)
     return ChangeStep(ChangeView.of(request), notices)
+
+
+def expire_requests(session: Session, *, now: datetime, limit: int) -> int:
+    """Mark up to ``limit`` requests whose confirmation link ran out ``expired``; return how
+    many (``leakguard housekeeping``). Their revert link keeps its 7 days: the old mailbox
+    may still say the attempt was not theirs. Does not commit."""
+    ids = list(
+        session.scalars(
+            select(EmailChangeRequest.id)
+            .where(
+                EmailChangeRequest.state == ChangeState.AWAITING_CONFIRMATION,
+                EmailChangeRequest.confirm_expires_at <= now,
+            )
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+    )
+    if not ids:
+        return 0
+    session.execute(
+        update(EmailChangeRequest)
+        .where(
+            EmailChangeRequest.id.in_(ids),
+            EmailChangeRequest.state == ChangeState.AWAITING_CONFIRMATION,
+        )
+        .values(state=ChangeState.EXPIRED, closed_at=now, confirm_token_hash=None)
+        .execution_options(synchronize_session=False)
+    )
+    cancel_pending = [NoticeKind.EMAIL_CHANGE_CONFIRM]
+    for request_id in ids:
+        cancel_unsent(session, request_id, cancel_pending)
+    return len(ids)

@@ -375,3 +375,25 @@ def test_requests_are_rate_limited_per_account(
         for i in range(3)
     ]
     assert statuses == [202, 202, 429]
+
+
+def test_housekeeping_expires_a_request_whose_link_ran_out(
+    runtime: Runtime, client: FlaskClient, auth: dict[str, str], runner: FlaskCliRunner
+) -> None:
+    make_account(runtime, "jane", OLD)
+    request_id = start(runtime, client, auth)
+    with runtime.db.transaction() as session:
+        session.execute(
+            update(EmailChangeRequest).values(confirm_expires_at=utcnow() - timedelta(seconds=1))
+        )
+    result = invoke(runner, "housekeeping", "--json")
+    assert '"email_changes_expired": 1' in result.output
+    [request] = requests_of(runtime)
+    assert request.state is ChangeState.EXPIRED
+    assert_problem(
+        client.get("/v1/accounts/jane/email-change", headers=auth), 404, "no_pending_change"
+    )
+    # The old mailbox can still say it was not them.
+    revert = link_token(runtime, request_id, LinkPurpose.REVERT)
+    assert follow(client, auth, "revert", revert).status_code == 200
+    assert "0 email changes expired" in invoke(runner, "housekeeping").output
