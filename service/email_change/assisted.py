@@ -35,7 +35,7 @@ from service.email_change.request import (
 )
 from service.email_change.views import ChangeStep, ChangeView
 from service.errors import ValidationFailed
-from service.models import Account, ChangeState, EmailChangeRequest
+from service.models import Account, ChangePriority, ChangeState, EmailChangeRequest
 from service.stepup.services import open_exposure
 
 TICKET_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:#/-]{0,99}")
@@ -180,6 +180,9 @@ def approve(
     # request was filed; the revert link restores that one.
     request.old_email = account.email
     request.old_email_key = account.email_key
+    # The mail goes out now: ahead of campaigns if a leak names the account now.
+    exposed = session.scalar(select(open_exposure(account.id)))
+    request.priority = ChangePriority.HIGH if exposed else ChangePriority.NORMAL
     request.state = ChangeState.AWAITING_CONFIRMATION
     request.reviewed_by = by
     request.review_reason = reason
