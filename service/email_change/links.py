@@ -22,16 +22,21 @@ from service.email_change.context import ChangeTools
 from service.email_change.errors import LinkExpired, LinkInvalid, RequestClosed
 from service.email_change.holds import hold_account
 from service.email_change.mail import cancel_unsent, queue_mail
-from service.email_change.request import check_still_free
+from service.email_change.request import check_still_free, close
 from service.email_change.tokens import LinkPurpose, token_digest
 from service.email_change.views import ChangeStep, ChangeView
-from service.models import Account, ChangeState, EmailChangeRequest, NoticeKind
+from service.models import OPEN_STATES, Account, ChangeState, EmailChangeRequest, NoticeKind
 from service.stepup.devices import end_trust
 
-# What a revert link can still undo: a change not yet confirmed (it is voided), or one
-# that took effect (the old address comes back). A request replaced or cancelled lost its
-# link when it closed.
-REVERTIBLE = (ChangeState.AWAITING_CONFIRMATION, ChangeState.CONFIRMED, ChangeState.EXPIRED)
+# What a revert link can still undo: a change not yet confirmed, expired or replaced by a
+# newer one (it is voided, with whatever request is open now), or one that took effect (the
+# old address comes back). A cancelled or denied request lost its link when it closed.
+REVERTIBLE = (
+    ChangeState.AWAITING_CONFIRMATION,
+    ChangeState.CONFIRMED,
+    ChangeState.EXPIRED,
+    ChangeState.REPLACED,
+)
 
 
 class LinkState(StrEnum):
@@ -214,6 +219,23 @@ def revert_change(
         # Whatever a step-up vouched for before the revert (the attacker's, perhaps) ends
         # here too; change_address does the same when it puts the address back.
         account.security_epoch += 1
+    # "Not me" stops every change of the account in flight, a newer request included.
+    for other in session.scalars(
+        select(EmailChangeRequest).where(
+            EmailChangeRequest.account_id == account.id,
+            EmailChangeRequest.state.in_(OPEN_STATES),
+        )
+    ):
+        close(session, other, ChangeState.REVERTED, now=now)
+        audit_step(
+            session,
+            other,
+            account.external_id,
+            "voided_by_revert",
+            actor=actor,
+            now=now,
+            reverted_request=request.id,
+        )
     end_trust(session, [account.id])
     hold_account(
         session, account.id, request.id, cooling_until=now + tools.policy.cooldown, now=now

@@ -158,11 +158,14 @@ def supersede_open(
 def close(
     session: Session, request: EmailChangeRequest, state: ChangeState, *, now: datetime
 ) -> None:
-    """End an open request without applying it: its links die, its unsent mail is cancelled."""
+    """End an open request without applying it: its confirmation link dies, its unsent mail
+    is cancelled. A replaced request keeps its revert link: the old mailbox was told of it,
+    and saying "not me" must stop the newer request too (``links.revert_change``)."""
     request.state = state
     request.closed_at = now
     request.confirm_token_hash = None
-    request.revert_token_hash = None
+    if state is not ChangeState.REPLACED:
+        request.revert_token_hash = None
     session.flush()
     cancel_unsent(session, request.id, (*CONFIRM_AND_ALERT, NoticeKind.EMAIL_CHANGED))
 

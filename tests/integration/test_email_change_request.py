@@ -183,5 +183,25 @@ def test_a_newer_request_replaces_the_pending_one(
     assert sorted(kinds) == [NoticeKind.EMAIL_CHANGE_ALERT, NoticeKind.EMAIL_CHANGE_CONFIRM]
 
 
+def test_the_revert_link_of_a_replaced_request_stops_the_newer_one(
+    runtime: Runtime, client: FlaskClient, auth: dict[str, str]
+) -> None:
+    make_account(runtime, "jane", OLD)
+    first = ask(client, auth, assurance_token(runtime, "jane")).get_json()["request_id"]
+    second = ask(client, auth, assurance_token(runtime, "jane"), new="third@example.net")
+    second_id = second.get_json()["request_id"]
+    revert = link_token(runtime, first, LinkPurpose.REVERT)
+    response = client.post("/v1/email-change/revert", json={"token": revert}, headers=auth)
+    assert response.status_code == 200
+    states = {r.id: r.state for r in requests_of(runtime)}
+    assert states == {first: ChangeState.REVERTED, second_id: ChangeState.REVERTED}
+    confirm = link_token(runtime, second_id, LinkPurpose.CONFIRM)
+    answer = client.post("/v1/email-change/confirm", json={"token": confirm}, headers=auth)
+    assert answer.status_code in (400, 409)
+    assert account_row(runtime, "jane").email == OLD
+    actions = [event["action"] for event in audit_actions(runtime)]
+    assert actions[-2:] == ["email_change.voided_by_revert", "email_change.reverted"]
+
+
 def test_unknown_account_is_404(client: FlaskClient, auth: dict[str, str]) -> None:
     assert_problem(ask(client, auth, "x"), 404)
