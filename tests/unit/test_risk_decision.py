@@ -232,3 +232,37 @@ def test_the_leaked_password_beats_a_passed_step_up_and_the_block() -> None:
 def test_a_passed_step_up_beats_the_exposure() -> None:
     verdict = decided(facts(COMBO_LEAK), password="a-new-password", passed=True)
     assert (verdict.decision, verdict.reasons) == (Decision.ALLOW, (Reason.STEP_UP_PASSED,))
+
+
+def held(*exposures: OpenExposure) -> AccountFacts:
+    """An account held after a reverted email change (service/email_change/holds.py)."""
+    base = facts(*exposures)
+    return AccountFacts(
+        account_id=base.account_id,
+        email=base.email,
+        security_epoch=base.security_epoch,
+        exposures=base.exposures,
+        held=True,
+    )
+
+
+@pytest.mark.parametrize("exposures", [(), (EMAIL_LEAK,)], ids=["no_exposure", "exposed"])
+def test_a_reverted_email_change_steps_up_even_on_a_trusted_device(
+    exposures: tuple[OpenExposure, ...],
+) -> None:
+    for trusted in (False, True):
+        verdict = decide(
+            held(*exposures),
+            password=None,
+            assurance=None,
+            throttle=OPEN,
+            now=NOW,
+            trusted_device=trusted,
+        )
+        assert verdict.decision is Decision.STEP_UP
+        assert verdict.reasons[-1] is Reason.EMAIL_CHANGE_REVERTED
+        assert (Reason.EMAIL_EXPOSED in verdict.reasons) is bool(exposures)
+        assert verdict.methods == (Method.EMAIL_CODE,)
+    # A step-up passed just now lets the person in.
+    passed = decide(held(), password=None, assurance=assurance(), throttle=OPEN, now=NOW)
+    assert (passed.decision, passed.reasons) == (Decision.ALLOW, (Reason.STEP_UP_PASSED,))
