@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from service.accounts import AddressChangeCause, bare_email, change_address
@@ -162,6 +162,33 @@ def confirm_change(
     return ChangeStep(ChangeView.of(request), notices)
 
 
+def _restore(
+    session: Session,
+    tools: ChangeTools,
+    account: Account,
+    request: EmailChangeRequest,
+    *,
+    actor: str,
+    now: datetime,
+) -> bool:
+    """Put back the address ``request`` replaced, if the account still has the one it set;
+    return whether it did. An address the login service has set since (PUT /v1/accounts) is
+    its own later decision and stays."""
+    if account.email_key != request.new_email_key:
+        return False
+    change_address(
+        session,
+        tools.keys,
+        account,
+        bare_email(tools.keys, request.old_email),
+        cause=AddressChangeCause.EMAIL_CHANGE_REVERTED,
+        actor=actor,
+        now=now,
+    )
+    account.email_changed_at = now
+    return True
+
+
 def revert_change(
     session: Session, tools: ChangeTools, token: str, *, actor: str, now: datetime
 ) -> ChangeStep:
@@ -194,39 +221,37 @@ def revert_change(
         raise _refusal(session, LinkPurpose.REVERT, token, now)
     request = session.get_one(EmailChangeRequest, row.id, populate_existing=True)
     was_confirmed = request.confirmed_at is not None
-    account = session.get_one(Account, request.account_id)
+    account = session.get_one(Account, request.account_id, with_for_update=True)
     cancel_unsent(
         session,
         request.id,
         (NoticeKind.EMAIL_CHANGE_CONFIRM, NoticeKind.EMAIL_CHANGE_ALERT, NoticeKind.EMAIL_CHANGED),
     )
-    restored = False
-    if was_confirmed and account.email_key == request.new_email_key:
-        # Only the address this change set is taken back: one the login service has set
-        # since (PUT /v1/accounts) is its own later decision.
-        change_address(
-            session,
-            tools.keys,
-            account,
-            bare_email(tools.keys, request.old_email),
-            cause=AddressChangeCause.EMAIL_CHANGE_REVERTED,
-            actor=actor,
-            now=now,
-        )
-        account.email_changed_at = now
-        restored = True
-    else:
-        # Whatever a step-up vouched for before the revert (the attacker's, perhaps) ends
-        # here too; change_address does the same when it puts the address back.
-        account.security_epoch += 1
-    # "Not me" stops every change of the account in flight, a newer request included.
-    for other in session.scalars(
-        select(EmailChangeRequest).where(
+    # "Not me" stops every change of the account made since, not only this one: the ones in
+    # flight are voided, and the ones that took effect are undone, newest first, so that a
+    # second change made to outrun this link cannot keep the account.
+    later = session.scalars(
+        select(EmailChangeRequest)
+        .where(
             EmailChangeRequest.account_id == account.id,
-            EmailChangeRequest.state.in_(OPEN_STATES),
+            EmailChangeRequest.id != request.id,
+            EmailChangeRequest.created_at >= request.created_at,
+            or_(
+                EmailChangeRequest.state.in_(OPEN_STATES),
+                and_(
+                    EmailChangeRequest.state == ChangeState.CONFIRMED,
+                    EmailChangeRequest.revert_expires_at > now,
+                ),
+            ),
         )
-    ):
+        .order_by(EmailChangeRequest.created_at.desc())
+    ).all()
+    for other in later:
+        other_confirmed = other.state is ChangeState.CONFIRMED
         close(session, other, ChangeState.REVERTED, now=now)
+        other.reverted_at = now
+        if other_confirmed:
+            _restore(session, tools, account, other, actor=actor, now=now)
         audit_step(
             session,
             other,
@@ -236,6 +261,11 @@ def revert_change(
             now=now,
             reverted_request=request.id,
         )
+    restored = was_confirmed and _restore(session, tools, account, request, actor=actor, now=now)
+    if not restored:
+        # Whatever a step-up vouched for before the revert (the attacker's, perhaps) ends
+        # here too; change_address does the same when it puts the address back.
+        account.security_epoch += 1
     end_trust(session, [account.id])
     hold_account(
         session, account.id, request.id, cooling_until=now + tools.policy.cooldown, now=now

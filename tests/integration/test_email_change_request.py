@@ -205,3 +205,29 @@ def test_the_revert_link_of_a_replaced_request_stops_the_newer_one(
 
 def test_unknown_account_is_404(client: FlaskClient, auth: dict[str, str]) -> None:
     assert_problem(ask(client, auth, "x"), 404)
+
+
+def test_a_revert_link_also_undoes_a_later_change_that_took_effect(
+    runtime: Runtime, client: FlaskClient, auth: dict[str, str]
+) -> None:
+    make_account(runtime, "jane", OLD)
+    first = ask(client, auth, assurance_token(runtime, "jane")).get_json()["request_id"]
+    second = ask(client, auth, assurance_token(runtime, "jane"), new="third@example.net")
+    second_id = second.get_json()["request_id"]
+    confirm = link_token(runtime, second_id, LinkPurpose.CONFIRM)
+    assert (
+        client.post("/v1/email-change/confirm", json={"token": confirm}, headers=auth).status_code
+        == 200
+    )
+    assert account_row(runtime, "jane").email == "third@example.net"
+    # The person reads the first alert and says "not me": the account comes back.
+    revert = link_token(runtime, first, LinkPurpose.REVERT)
+    assert (
+        client.post("/v1/email-change/revert", json={"token": revert}, headers=auth).status_code
+        == 200
+    )
+    assert account_row(runtime, "jane").email == OLD
+    states = {r.id: r.state for r in requests_of(runtime)}
+    assert states == {first: ChangeState.REVERTED, second_id: ChangeState.REVERTED}
+    causes = [e["detail"]["cause"] for e in audit_actions(runtime, "account.address_changed")]
+    assert causes == ["email_change_confirmed", "email_change_reverted"]
