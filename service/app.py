@@ -13,6 +13,8 @@ from service.api.problems import Problem, register_problem_handlers, render_vali
 from service.config import Settings, load_settings
 from service.logs import configure_logging
 from service.ops.health import register_health
+from service.ops.metrics import register_metrics
+from service.ops.requests import register_request_ids
 from service.runtime import EXTENSION, build_runtime
 
 API_DESCRIPTION = """\
@@ -42,7 +44,7 @@ def create_app(
     """
     settings = settings or load_settings()
     runtime = build_runtime(settings, serving=serving, create_instance=create_instance)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.resolved_log_format)
     app = OpenAPI(
         __name__,
         info=Info(title="Leakguard", version=package_version(), description=API_DESCRIPTION),
@@ -70,4 +72,6 @@ def create_app(
             x_proto=settings.trusted_proxies,
         )
     register_health(app, runtime)
+    register_metrics(app, runtime)
+    register_request_ids(app)
     return app

@@ -13,7 +13,7 @@ import secrets
 from email.utils import getaddresses
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import idna
 from limits import parse_many
@@ -94,6 +94,8 @@ class Settings(BaseSettings):
     db_request_timeout_seconds: Annotated[float, Field(ge=0, le=600)] = 5.0
 
     log_level: str = "WARNING"
+    # json: one JSON object per line; console: a readable line. Unset: json in production.
+    log_format: Literal["json", "console"] | None = None
     max_request_bytes: Annotated[int, Field(gt=0)] = 4 * 1024 * 1024
     max_batch_accounts: Annotated[int, Field(gt=0, le=MAX_BATCH_ACCOUNTS_LIMIT)] = 1000
     import_chunk_rows: Annotated[int, Field(gt=0)] = 20_000
@@ -168,6 +170,12 @@ class Settings(BaseSettings):
                 if getattr(self, name) is None:
                     raise ValueError(f"{ENV_PREFIX}{name.upper()} is required in production")
         return self
+
+    @property
+    def resolved_log_format(self) -> str:
+        if self.log_format is not None:
+            return self.log_format
+        return "json" if self.env is Environment.PRODUCTION else "console"
 
     @property
     def resolved_database_url(self) -> str:

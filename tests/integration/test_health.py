@@ -13,9 +13,7 @@ from tests.support.http import assert_problem
 
 
 @pytest.mark.redis
-def test_readyz_checks_the_configured_redis(
-    make_app: Callable[..., Flask], redis_url: str
-) -> None:
+def test_readyz_checks_the_configured_redis(make_app: Callable[..., Flask], redis_url: str) -> None:
     ready = make_app(redis_url=redis_url).test_client().get("/readyz")
     assert (ready.status_code, ready.get_json()) == (200, {"status": "ready"})
     client = make_app(redis_url="redis://127.0.0.1:1/0").test_client()
