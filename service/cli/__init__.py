@@ -15,6 +15,7 @@ from service.cli import (  # noqa: F401  (importing a command module registers i
     demo,
     leaks,
     notices,
+    serve,
     worker,
 )
 from service.cli.base import cli
