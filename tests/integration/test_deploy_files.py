@@ -141,7 +141,8 @@ def test_containerfile_runs_leakguard_as_a_user_and_its_commands_are_the_readmes
     text = (DEPLOY / "Containerfile").read_text()
     assert 'ENTRYPOINT ["leakguard"]' in text
     users = re.findall(r"^USER (\S+)", text, flags=re.MULTILINE)
-    assert users and all(not user.startswith(("0", "root")) for user in users)
+    assert users
+    assert all(not user.startswith(("0", "root")) for user in users)
     [cmd] = re.findall(r"^CMD (\[.*\])$", text, flags=re.MULTILINE)
     assert command_problem(yaml.safe_load(cmd)) is None
     readme = (DEPLOY / "README.md").read_text()
