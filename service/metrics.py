@@ -47,7 +47,8 @@ STEP_UP_OUTCOMES = Counter(
 )
 NOTICE_DELIVERIES = Counter(
     "leakguard_notice_deliveries_total",
-    "Delivery attempts of notices, by outcome (sent, retrying, failed).",
+    "Delivery attempts of notices made by this server's processes, by outcome (sent, "
+    "retrying, failed); leakguard_notices and leakguard_notices_retrying hold every host's.",
     ["outcome"],
 )
 
@@ -108,13 +109,25 @@ class StoreCollector(Collector):
             states = session.execute(
                 select(Notice.state, func.count()).group_by(Notice.state)
             ).all()
+            # Waiting again after a failed attempt: a delivery outcome any worker, on any
+            # host, leaves in the outbox (sent and failed for good are states of their own).
+            retrying = session.scalar(
+                select(func.count()).where(
+                    Notice.state.in_(("pending", "queued")), Notice.attempts > 0
+                )
+            )
         for file_format, read, matched, bad in totals:
             lines.add_metric([file_format], float(read or 0))
             matches.add_metric([file_format], float(matched or 0))
             invalid.add_metric([file_format], float(bad or 0))
         for state, count in states:
             notices.add_metric([str(state)], float(count))
-        yield from (lines, matches, invalid, notices)
+        waiting = GaugeMetricFamily(
+            "leakguard_notices_retrying",
+            "Notices waiting for another attempt after a temporary failure.",
+            value=float(retrying or 0),
+        )
+        yield from (lines, matches, invalid, notices, waiting)
         if self._queue_depths is not None:
             depths = GaugeMetricFamily(
                 "leakguard_queue_jobs", "Jobs waiting in each rq queue.", labels=["queue"]
