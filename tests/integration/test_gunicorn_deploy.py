@@ -51,14 +51,24 @@ def call(
 
 
 @contextmanager
-def gunicorn(env: dict[str, str], log: Path, *, workers: int = 1) -> Iterator[str]:
-    """A running server on a free loopback port; its base URL. Stopped at the end."""
+def gunicorn(
+    env: dict[str, str], log: Path, *, workers: int = 1, serve: bool = False
+) -> Iterator[str]:
+    """A running server on a free loopback port; its base URL. Stopped at the end.
+
+    ``serve``: started as ``leakguard serve`` (which becomes gunicorn), not by its path.
+    """
     port = free_port()
     env = {**env, "GUNICORN_BIND": f"127.0.0.1:{port}", "GUNICORN_WORKERS": str(workers)}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     with log.open("w") as handle:
+        command = (
+            [str(GUNICORN.with_name("leakguard")), "serve"]
+            if serve
+            else [str(GUNICORN), "-c", str(CONFIG), "service.app:create_app()"]
+        )
         server = subprocess.Popen(
-            [str(GUNICORN), "-c", str(CONFIG), "service.app:create_app()"],
+            command,
             cwd=ROOT,
             env=env,
             stdout=handle,
@@ -128,7 +138,7 @@ def test_two_servers_on_one_host_do_not_collide(
     env.pop("XDG_RUNTIME_DIR", None)
     with (
         gunicorn(env, tmp_path / "first.log") as first,
-        gunicorn(env, tmp_path / "second.log") as second,
+        gunicorn(env, tmp_path / "second.log", serve=True) as second,
     ):
         assert call(f"{first}/healthz")[0] == 200
         assert call(f"{second}/healthz")[0] == 200
