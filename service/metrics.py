@@ -23,6 +23,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
+from service.models import LeakFile, Notice
 from service.runtime import Runtime
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -79,8 +80,6 @@ class StoreCollector(Collector):
         self._queue_depths = queue_depths
 
     def collect(self) -> Iterator[Metric]:
-        from service.models import LeakFile, Notice  # the models load the whole schema
-
         lines = CounterMetricFamily(
             "leakguard_ingest_lines", "Leak file records read, by format.", labels=["format"]
         )

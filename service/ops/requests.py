@@ -12,7 +12,7 @@ from service.logs import REQUEST_ID_HEADER, bind_request_id, unbind_request_id
 
 _ID = "leakguard_request_id"
 _STARTED = "leakguard_request_clock"
-log = logging.getLogger("leakguard.requests")
+log = logging.getLogger(__name__)
 
 
 def register_request_ids(app: Flask) -> None:
