@@ -166,9 +166,13 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _production_needs_secrets(self) -> Settings:
         if self.env is Environment.PRODUCTION:
-            for name in ("hash_key", "secret_key", "database_url"):
-                if getattr(self, name) is None:
-                    raise ValueError(f"{ENV_PREFIX}{name.upper()} is required in production")
+            missing = [
+                f"{ENV_PREFIX}{name.upper()}"
+                for name in ("hash_key", "secret_key", "database_url")
+                if getattr(self, name) is None
+            ]
+            if missing:
+                raise ValueError(f"{', '.join(missing)} required in production")
         return self
 
     @property
