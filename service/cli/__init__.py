@@ -13,6 +13,8 @@ from service.cli import (  # noqa: F401  (importing a command module registers i
     config,
     database,
     demo,
+    exposures,
+    housekeeping,
     leaks,
     notices,
     serve,

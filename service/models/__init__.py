@@ -8,6 +8,7 @@ from service.models.audit import AuditEvent
 from service.models.clients import ApiClient
 from service.models.leaks import (
     Exposure,
+    ExposureEndCause,
     ExposureKind,
     ExposureState,
     IngestCounters,
@@ -25,6 +26,7 @@ from service.models.stepup import (
     StepUpChallenge,
     StepUpThrottle,
     TotpCredential,
+    TrustedDevice,
 )
 
 __all__ = [
@@ -36,6 +38,7 @@ __all__ = [
     "Campaign",
     "ChallengeState",
     "Exposure",
+    "ExposureEndCause",
     "ExposureKind",
     "ExposureState",
     "IngestCounters",
@@ -51,4 +54,5 @@ __all__ = [
     "StepUpChallenge",
     "StepUpThrottle",
     "TotpCredential",
+    "TrustedDevice",
 ]
