@@ -31,8 +31,6 @@ DEPLOY = ROOT / "deploy"
 BIN = Path(sys.executable).parent
 SETTINGS = {f"LEAKGUARD_{name.upper()}" for name in Settings.model_fields}
 GUNICORN_CONFIG = (DEPLOY / "gunicorn.conf.py").read_text()
-# Commands another branch adds; listed here until it is merged, then this set is empty.
-COMING = {("housekeeping",)}
 
 
 def command_problem(args: list[str]) -> str | None:
@@ -48,7 +46,7 @@ def command_problem(args: list[str]) -> str | None:
         found = command.get_command(context, rest[0])
         path.append(rest.pop(0))
         if found is None:
-            return None if tuple(path) in COMING else f"no command {' '.join(path)}"
+            return f"no command {' '.join(path)}"
         command = found
         context = click.Context(command, parent=context, info_name=path[-1])
     try:
