@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from datetime import timedelta
 from typing import Any
 
@@ -85,18 +85,32 @@ def make_formatter(log_format: str) -> logging.Formatter:
         structlog.stdlib.ExtraAdder(allow=ACCESS_FIELDS),
     ]
     renderer: Any = (
-        structlog.processors.JSONRenderer()
+        # Characters as they are, not \u escapes: the mask's last pass must see them.
+        structlog.processors.JSONRenderer(ensure_ascii=False)
         if log_format == JSON
         else structlog.dev.ConsoleRenderer(colors=False)
     )
     return MaskedFormatter(
         foreign_pre_chain=shared,
         processors=[
+            _masked_exception,
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,
             renderer,
         ],
     )
+
+
+def _masked_exception(
+    _logger: Any, _name: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """The traceback as MaskAddresses left it (``exc_text``), not rendered again from the
+    exception, whose message may name an address."""
+    record = event_dict.get("_record")
+    if record is not None and record.exc_text:
+        event_dict.pop("exc_info", None)
+        event_dict["exception"] = record.exc_text
+    return event_dict
 
 
 def log_format_from_env() -> str:
