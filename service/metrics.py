@@ -14,6 +14,7 @@ counters end in ``_total``. Free of Flask.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Iterator
 
@@ -21,12 +22,15 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client import multiprocess as prometheus_multiprocess
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from redis.exceptions import RedisError
 from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from service.models import LeakFile, Notice
 from service.runtime import Runtime
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+log = logging.getLogger(__name__)
 # The number of jobs waiting per queue name; raises when the queue cannot be reached.
 QueueDepths = Callable[[], dict[str, int]]
 
@@ -80,6 +84,38 @@ class StoreCollector(Collector):
         self._queue_depths = queue_depths
 
     def collect(self) -> Iterator[Metric]:
+        """The stores' metrics, and ``leakguard_store_up{store}``: 0 for a store that could
+        not be read, whose metrics are then left out of this scrape (the process's own
+        metrics are still answered)."""
+        up = GaugeMetricFamily(
+            "leakguard_store_up",
+            "1 when this scrape could read the store, 0 when not.",
+            labels=["store"],
+        )
+        try:
+            families = self._database_metrics()
+        except SQLAlchemyError:
+            log.warning("metrics: the database could not be read for this scrape")
+            up.add_metric(["database"], 0.0)
+        else:
+            up.add_metric(["database"], 1.0)
+            yield from families
+        if self._queue_depths is not None:
+            depths = GaugeMetricFamily(
+                "leakguard_queue_jobs", "Jobs waiting in each rq queue.", labels=["queue"]
+            )
+            try:
+                for name, depth in self._queue_depths().items():
+                    depths.add_metric([name], float(depth))
+            except (RedisError, OSError):
+                log.warning("metrics: Redis could not be read for this scrape")
+                up.add_metric(["redis"], 0.0)
+            else:
+                up.add_metric(["redis"], 1.0)
+                yield depths
+        yield up
+
+    def _database_metrics(self) -> list[Metric]:
         lines = CounterMetricFamily(
             "leakguard_ingest_lines", "Leak file records read, by format.", labels=["format"]
         )
@@ -126,14 +162,7 @@ class StoreCollector(Collector):
             "Notices waiting for another attempt after a temporary failure.",
             value=float(retrying or 0),
         )
-        yield from (lines, matches, invalid, notices, waiting)
-        if self._queue_depths is not None:
-            depths = GaugeMetricFamily(
-                "leakguard_queue_jobs", "Jobs waiting in each rq queue.", labels=["queue"]
-            )
-            for name, depth in self._queue_depths().items():
-                depths.add_metric([name], float(depth))
-            yield depths
+        return [lines, matches, invalid, notices, waiting]
 
 
 def scrape(store: Collector) -> bytes:

@@ -1,6 +1,7 @@
 """``/readyz`` checks every backing service the process needs: the database (reachable,
 migrated) and Redis when one is configured; each failure is a 503 problem+json that names
-what is wrong, while ``/healthz`` still answers (issue 16, item 4)."""
+what is wrong, while ``/healthz`` still answers (issue 16, item 4). ``/metrics`` answers
+with a store down, saying which."""
 
 from __future__ import annotations
 
@@ -9,7 +10,10 @@ from collections.abc import Callable
 import pytest
 from flask import Flask
 
-from tests.support.http import assert_problem
+from service.clients import Scope
+from service.runtime import Runtime
+from tests.support.factories import make_api_key
+from tests.support.http import assert_problem, bearer
 
 
 @pytest.mark.redis
@@ -25,3 +29,16 @@ def test_readyz_checks_the_configured_redis(make_app: Callable[..., Flask], redi
 def test_readyz_without_redis_needs_only_the_database(make_app: Callable[..., Flask]) -> None:
     response = make_app(redis_url=None).test_client().get("/readyz")
     assert response.status_code == 200
+
+
+def test_metrics_answer_with_redis_down_and_say_so(
+    make_app: Callable[..., Flask], runtime: Runtime
+) -> None:
+    key = make_api_key(runtime, Scope.METRICS_READ)
+    client = make_app(redis_url="redis://127.0.0.1:1/0").test_client()
+    response = client.get("/metrics", headers=bearer(key))
+    assert response.status_code == 200
+    text = response.get_data(as_text=True)
+    assert 'leakguard_store_up{store="redis"} 0.0' in text
+    assert 'leakguard_store_up{store="database"} 1.0' in text
+    assert "leakguard_queue_jobs{" not in text
