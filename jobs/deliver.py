@@ -31,6 +31,7 @@ from service.email_change.policy import CONFIRM_TTL, REVERT_TTL
 from service.email_change.tokens import LinkPurpose, LinkTokens, link_url
 from service.errors import JobError
 from service.leaks.catalogue import leak_name
+from service.metrics import count_deliveries
 from service.models import Notice, NoticeKind, NoticeState
 from service.notices.outbox import (
     EMAIL_CHANGE_KINDS,
@@ -340,6 +341,7 @@ def send_notices(
         finally:
             if own_mailer:
                 mailer.close()
+    count_deliveries(sent=report.sent, retrying=report.retrying, failed=report.failed)
     log.info(
         "delivered notices: %s sent, %s retrying, %s failed",
         report.sent,

@@ -1,18 +1,28 @@
 #!/bin/sh
-# Install the system packages the tests drive, when missing: Debian's chromium for the
-# browser tests (tests/browser/, Playwright with executable_path; never a browser
-# download). Idempotent and quiet: does nothing when /usr/bin/chromium is there.
+# Install the Debian packages the tests use, when missing; idempotent and quiet. One line
+# per package: the command whose path proves it is installed, then the package. chromium
+# is Debian's browser for tests/browser/ (Playwright drives it through executable_path and
+# never downloads a browser of its own).
 set -eu
 
-if [ ! -x /usr/bin/chromium ]; then
-    if [ "$(id -u)" -ne 0 ]; then
-        SUDO="sudo"
-    else
-        SUDO=""
+missing=""
+while read -r command package; do
+    [ -n "$command" ] || continue
+    if [ ! -x "$command" ]; then
+        missing="$missing $package"
     fi
-    echo "installing chromium (Debian package) for the browser tests" >&2
-    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
-    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-        chromium >/dev/null
+done <<'LIST'
+/usr/bin/systemd-analyze systemd
+/usr/bin/chromium chromium
+LIST
+
+if [ -n "$missing" ]; then
+    echo "installing Debian packages:$missing" >&2
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "not root: install them by hand (apt-get install$missing)" >&2
+        exit 0
+    fi
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing \
+        >/dev/null
 fi
-exit 0
