@@ -13,7 +13,6 @@ from playwright.sync_api import Browser, Page
 from service.email_change.tokens import LinkPurpose
 from service.models import ChangeState
 from service.runtime import Runtime
-from tests.browser.conftest import LiveServer
 from tests.support.email_change import (
     account_row,
     assurance_token,
@@ -22,6 +21,7 @@ from tests.support.email_change import (
 )
 from tests.support.factories import make_account, make_api_key
 from tests.support.http import bearer
+from tests.support.live_server import LiveServer
 
 OLD = "jane@example.org"
 NEW = "jane.new@example.net"
