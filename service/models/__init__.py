@@ -6,6 +6,7 @@ from service.addresses.keys import EMAIL_KEY_BYTES
 from service.models.accounts import Account
 from service.models.audit import AuditEvent
 from service.models.clients import ApiClient
+from service.models.events import EventReceiver, EventState, SecurityEvent
 from service.models.leaks import (
     Exposure,
     ExposureKind,
@@ -35,6 +36,8 @@ __all__ = [
     "AuditEvent",
     "Campaign",
     "ChallengeState",
+    "EventReceiver",
+    "EventState",
     "Exposure",
     "ExposureKind",
     "ExposureState",
@@ -48,6 +51,7 @@ __all__ = [
     "NoticeKind",
     "NoticeState",
     "RecoveryCode",
+    "SecurityEvent",
     "StepUpChallenge",
     "StepUpThrottle",
     "TotpCredential",
