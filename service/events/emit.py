@@ -14,7 +14,7 @@ only when the level it knows is no longer true, however many exposures opened or
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
@@ -85,7 +85,6 @@ class _Event:
     type: EventType
     payload: dict[str, Any]
     not_before: datetime | None = None  # a scheduled event: due then, issued then
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _record(session: Session, events: Sequence[_Event], *, now: datetime) -> int:
@@ -242,9 +241,8 @@ def record_flagged(
         level = changes.get(account_id, [])
         events += level[:1]
         if account_id in compromised:
-            events.append(
-                _Event(account_id, EventType.CREDENTIAL_COMPROMISE, credential_compromise(slug, at=now))
-            )
+            payload = credential_compromise(slug, at=now)
+            events.append(_Event(account_id, EventType.CREDENTIAL_COMPROMISE, payload))
         events += level[1:]
     return _record(session, events, now=now)
 
@@ -302,7 +300,8 @@ def _disabled(session: Session, account_id: int, *, now: datetime) -> bool:
                 SecurityEvent.state != EventState.CANCELLED,
             )
         )
-    disabled, enabled = (latest[t.value] for t in (EventType.ACCOUNT_DISABLED, EventType.ACCOUNT_ENABLED))
+    disabled = latest[EventType.ACCOUNT_DISABLED.value]
+    enabled = latest[EventType.ACCOUNT_ENABLED.value]
     return disabled is not None and (enabled is None or enabled < disabled)
 
 
@@ -336,10 +335,10 @@ def record_step_up_locked(
     if until is None:
         _cancel(session, scheduled)
     else:
-        ends = [until] + list(
-            session.scalars(select(SecurityEvent.not_before).where(SecurityEvent.id.in_(scheduled)))
+        later = session.scalars(
+            select(SecurityEvent.not_before).where(SecurityEvent.id.in_(scheduled))
         )
-        end = max(moment for moment in ends if moment is not None)
+        end = max([until, *(moment for moment in later if moment is not None)])
         _cancel(session, scheduled)
         events.append(
             _Event(account_id, EventType.ACCOUNT_ENABLED, account_enabled(at=end), not_before=end)

@@ -19,7 +19,7 @@ from typing import Any
 
 from joserfc import jwt
 from joserfc.errors import JoseError
-from joserfc.jwk import ECKey, KeySet, OKPKey, RSAKey, import_key
+from joserfc.jwk import ECKey, OKPKey, RSAKey, import_key
 
 from service.config import ConfigError, Settings
 from service.private_files import private_dir
@@ -42,8 +42,8 @@ class EventKeys:
         """The public JWK Set (RFC 7517 section 5): ``{"keys": [{kty, kid, use, alg, ...}]}``."""
         keys = []
         for key in self.published:
-            public = key.as_dict(private=False)
-            public.update(kid=key.kid, use="sig", alg=algorithm_of(key))
+            public: dict[str, Any] = dict(key.as_dict(private=False))
+            public.update(kid=key.kid or key.thumbprint(), use="sig", alg=algorithm_of(key))
             keys.append(public)
         return {"keys": keys}
 
@@ -63,7 +63,7 @@ def algorithm_of(key: AsymmetricKey) -> str:
         return "EdDSA"
     curves = {"P-256": "ES256", "P-384": "ES384", "P-521": "ES512"}
     if key.curve_name not in curves:
-        raise ConfigError(f"an EC signing key must be on P-256, P-384 or P-521")
+        raise ConfigError("an EC signing key must be on P-256, P-384 or P-521")
     return curves[key.curve_name]
 
 
@@ -109,7 +109,7 @@ def parse_jwk(text: str, source: str, *, private: bool) -> AsymmetricKey:
     except (ValueError, TypeError, KeyError, JoseError) as exc:
         raise ConfigError(f"{source}: not a usable JWK ({exc})") from None
     if private and not key.is_private:
-        raise ConfigError(f"{source}: must be a private key (with its \"d\")")
+        raise ConfigError(f'{source}: must be a private key (with its "d")')
     if not isinstance(key, ECKey | RSAKey | OKPKey):  # pragma: no cover - kty checked above
         raise ConfigError(f"{source}: not an asymmetric key")
     key.ensure_kid()

@@ -11,6 +11,7 @@ from sqlalchemy import Table, and_, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from service.db import bulk
+from service.events.emit import policy_of, record_flagged
 from service.models import Account, Exposure, ExposureKind, ExposureState, Leak, LeakEntry
 from service.notices.outbox import create_leak_warnings
 from service.stepup.services import drop_pending_enrolments
@@ -51,16 +52,28 @@ def record_exposures(
         state=ExposureState.OPEN.value,
         now=now,
     )
-    _add_leaked_passwords(session, leak_id, candidates, skip=set(flagged))
+    new = set(flagged)
+    upgraded = _add_leaked_passwords(session, leak_id, candidates, skip=new)
     drop_pending_enrolments(session, flagged)
     notices = create_leak_warnings(session, flagged, leak_id=leak_id, now=now)
+    record_flagged(
+        session,
+        leak_id,
+        [*flagged, *upgraded],
+        credential_ids=[
+            *(c.account_id for c in unique if c.password_hash is not None and c.account_id in new),
+            *upgraded,
+        ],
+        now=now,
+    )
     return ExposureOutcome(len(flagged), notices)
 
 
 def _add_leaked_passwords(
     session: Session, leak_id: int, candidates: Sequence[NewExposure], *, skip: set[int]
-) -> None:
-    """Give an exposure opened without a password the one a later record of the leak holds.
+) -> list[int]:
+    """Give an exposure opened without a password the one a later record of the leak holds;
+    return the accounts whose open exposure so became a credential one (their risk rises).
 
     Without this, whether a credential is kept would depend on which file, or which chunk,
     named the address first.
@@ -70,6 +83,21 @@ def _add_leaked_passwords(
         for c in candidates
         if c.password_hash is not None and c.account_id not in skip
     ]
+    upgraded: list[int] = []
+    if rows and policy_of(session).receivers:
+        # Read before the update: an executemany UPDATE cannot say which rows it changed.
+        accounts = [row["account"] for row in rows]
+        for condition in bulk.in_batches(session, Exposure.account_id, accounts):
+            upgraded.extend(
+                session.scalars(
+                    select(Exposure.account_id).where(
+                        condition,
+                        Exposure.leak_id == leak_id,
+                        Exposure.state == ExposureState.OPEN,
+                        Exposure.password_hash.is_(None),
+                    )
+                )
+            )
     if rows:
         session.execute(
             update(EXPOSURE_TABLE)
@@ -81,6 +109,7 @@ def _add_leaked_passwords(
             .values(kind=ExposureKind.CREDENTIAL, password_hash=bindparam("hash")),
             rows,
         )
+    return sorted(set(upgraded))
 
 
 def flag_from_watchlist(
