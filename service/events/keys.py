@@ -146,3 +146,10 @@ def _instance_key(path: Path) -> str:
     finally:
         temporary.unlink()
     return value
+
+
+def issue(keys: EventKeys, settings: Settings, claims: dict[str, Any]) -> str:
+    """The signed SET of stored ``claims``, with this transmitter's ``iss`` and ``aud``."""
+    return keys.sign(
+        {**claims, "iss": settings.events_issuer, "aud": settings.resolved_events_audience}
+    )
