@@ -13,6 +13,7 @@ from sqlalchemy import text
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from service.api import api, register_routes
+from service.api.events import register_well_known
 from service.api.limits import install_rate_limits
 from service.api.problems import (
     Problem,
@@ -80,6 +81,7 @@ def create_app(
             x_proto=settings.trusted_proxies,
         )
     _register_health(app, runtime)
+    register_well_known(app)
     return app
 
 

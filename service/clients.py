@@ -54,6 +54,7 @@ class Scope(StrEnum):
     STEP_UP_VERIFY = "step_up:verify"  # emailed-code challenges and verification
     STEP_UP_ENROLL = "step_up:enroll"  # TOTP enrolment, recovery codes
     NOTICES_BOUNCES = "notices:bounces"
+    EVENTS_READ = "events:read"  # poll the security events (RFC 8936)
 
 
 @dataclass(frozen=True, slots=True)

@@ -106,6 +106,8 @@ class Settings(BaseSettings):
     events_previous_key: SecretStr | None = None
     # CAEP session-revoked when an account is flagged or its address changes.
     events_revoke_sessions: bool = False
+    # How long a poll with returnImmediately false waits for a first SET.
+    events_poll_wait_seconds: Annotated[float, Field(ge=0, le=25)] = 5.0
 
     log_level: str = "WARNING"
     max_request_bytes: Annotated[int, Field(gt=0)] = 4 * 1024 * 1024
