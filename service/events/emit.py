@@ -123,7 +123,8 @@ def _external_ids(session: Session, account_ids: Iterable[int]) -> dict[int, str
     ids = sorted(account_ids)
     found: dict[int, str] = {}
     for condition in bulk.in_batches(session, Account.id, ids):
-        found.update(session.execute(select(Account.id, Account.external_id).where(condition)))
+        rows = session.execute(select(Account.id, Account.external_id).where(condition))
+        found.update((row.id, row.external_id) for row in rows)
     return found
 
 

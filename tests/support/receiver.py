@@ -91,7 +91,8 @@ def fetch_keys(jwks_url: str) -> KeySet:
 class Received:
     """One SET as the receiver recorded it."""
 
-    outcome: str  # accepted | double | refused | answered (a status the test asked for)
+    # accepted | double | refused | unauthorized | answered (a status the test asked for)
+    outcome: str
     status: int
     jti: str | None
     claims: dict[str, Any] | None
@@ -214,7 +215,11 @@ class _State:
         self.keys: KeySet | None = None
         self.directory = Path(args.dir)
         self.record = (self.directory / RECORD_FILE).open("a")
-        self.seen = {r["jti"] for r in _read(self.directory / RECORD_FILE) if r["jti"]}
+        self.seen = {
+            r["jti"]
+            for r in _read(self.directory / RECORD_FILE)
+            if r["outcome"] in ("accepted", "double")
+        }
         self.counted: dict[int, int] = {}  # mode version -> SETs answered under it
 
     def mode(self) -> dict[str, Any]:
@@ -262,6 +267,7 @@ class _Handler(BaseHTTPRequestHandler):
             if state.args.token and self.headers.get("Authorization") != (
                 f"Bearer {state.args.token}"
             ):
+                state.write(_entry("unauthorized", 401, None, "no or a wrong bearer token"))
                 self._answer(401, None)
                 return
             if self.headers.get("Content-Type") != "application/secevent+jwt":
