@@ -33,12 +33,12 @@ TAG = Tag(
     description=(
         "Security events (OpenID Shared Signals 1.0: CAEP and RISC event types) as Security "
         "Event Tokens (RFC 8417): JWTs signed with a key of `/.well-known/jwks.json`, typed "
-        "`secevent+jwt`, with `iss`, `aud`, `jti`, `iat`, `sub_id` (`{\"format\": "
-        "\"opaque\", \"id\": <the login service's account id>}`) and one event. "
+        '`secevent+jwt`, with `iss`, `aud`, `jti`, `iat`, `sub_id` (`{"format": '
+        '"opaque", "id": <the login service\'s account id>}`) and one event. '
         "**Push** (RFC 8935): each SET is POSTed to `LEAKGUARD_EVENTS_PUSH_URL` as the body, "
         "`Content-Type: application/secevent+jwt`, with `Authorization: Bearer "
         "<LEAKGUARD_EVENTS_PUSH_TOKEN>` when set; answer 202 to accept, 400 with "
-        "`{\"err\", \"description\"}` to refuse it for good; anything else (or no answer) "
+        '`{"err", "description"}` to refuse it for good; anything else (or no answer) '
         "is retried with backoff, in order per account. **Poll** (RFC 8936): "
         "`POST /v1/events/poll` returns the same SETs."
     ),

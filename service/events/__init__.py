@@ -8,8 +8,10 @@ the JWKS; ``outbox``: the delivery state machine; ``poll``: the poll endpoint's 
 
 from service.events.emit import (
     EventPolicy,
+    Flags,
     policy_of,
     record_flagged,
+    record_flags,
     record_identifier_changed,
     record_risk_level,
     record_risk_lowered,
@@ -22,10 +24,12 @@ from service.events.types import EventType, LoweredBecause, RiskLevel
 __all__ = [
     "EventPolicy",
     "EventType",
+    "Flags",
     "LoweredBecause",
     "RiskLevel",
     "policy_of",
     "record_flagged",
+    "record_flags",
     "record_identifier_changed",
     "record_risk_level",
     "record_risk_lowered",

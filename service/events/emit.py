@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, func, insert, select, update
+from sqlalchemy import Table, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from service.config import Settings
@@ -130,6 +130,34 @@ def _external_ids(session: Session, account_ids: Iterable[int]) -> dict[int, str
 
 # --- risk levels -------------------------------------------------------------------------
 
+ACCOUNT_LOCKS = 0x4C52  # "LR": the advisory-lock namespace of risk-level decisions
+INT4 = 2**31
+
+
+def lock_accounts(session: Session, account_ids: Sequence[int]) -> None:
+    """Serialize risk-level decisions per account until this transaction ends.
+
+    Two transactions flagging one account at once (two leaks ingested in parallel) would
+    each compare with what the other has not committed, and the last event sent could say
+    MEDIUM of an account now HIGH. On PostgreSQL each account's transaction advisory lock
+    is taken, in id order, so the second waits and then reads what the first committed;
+    SQLite has one writer at a time already. Taken once per transaction, after its
+    exposures are written: a transaction never waits for a lock while holding one of these
+    that the other needs, so two of them cannot deadlock. (A retraction running while its
+    own leak is ingested can meet an ingest chunk the other way round; PostgreSQL then
+    cancels one of them, and each can be run again.)
+    """
+    if not account_ids or session.get_bind().dialect.name != "postgresql":
+        return
+    keys = sorted({account_id % INT4 for account_id in account_ids})
+    session.execute(
+        text(
+            "SELECT count(pg_advisory_xact_lock(:namespace, key)) "
+            "FROM (SELECT unnest(CAST(:keys AS integer[])) AS key ORDER BY 1) AS ordered"
+        ),
+        {"namespace": ACCOUNT_LOCKS, "keys": keys},
+    )
+
 
 def risk_levels(session: Session, account_ids: Sequence[int]) -> dict[int, RiskLevel]:
     """Each account's level from its open exposures: HIGH with a leaked password, MEDIUM
@@ -172,6 +200,7 @@ def _level_events(
     """Per account whose level changed since last said: its risk-level-change, then (on a
     rise, when sessions are revoked) its session-revoked."""
     ids = sorted(set(account_ids))
+    lock_accounts(session, ids)
     current = risk_levels(session, ids)
     said = announced_levels(session, ids)
     revoke = policy_of(session).revoke_sessions
@@ -220,6 +249,16 @@ def record_risk_lowered(
     return record_risk_level(session, [account_id], reason=str(reason), now=now)
 
 
+@dataclass(frozen=True, slots=True)
+class Flags:
+    """Accounts whose exposure to ``leak_id`` opened or gained the leaked password
+    (``account_ids``), those whose password so leaked (``credential_ids``)."""
+
+    leak_id: int
+    account_ids: Sequence[int]
+    credential_ids: Sequence[int]
+
+
 def record_flagged(
     session: Session,
     leak_id: int,
@@ -228,23 +267,54 @@ def record_flagged(
     credential_ids: Iterable[int] = (),
     now: datetime,
 ) -> int:
-    """After exposures to ``leak_id`` opened (or gained the leaked password): per account,
-    its risk-level-change if its level rose, then credential-compromise if its password
-    leaked (``credential_ids``), then session-revoked if sessions are revoked. Does not
-    commit; returns how many events were recorded."""
-    if not policy_of(session).receivers or not account_ids:
+    """``record_flags`` for one leak."""
+    return record_flags(session, [Flags(leak_id, account_ids, list(credential_ids))], now=now)
+
+
+def record_flags(session: Session, flags: Sequence[Flags], *, now: datetime) -> int:
+    """After exposures opened (or gained the leaked password), per account: its
+    risk-level-change if its level rose (``risk_reason`` the leak that raised it), then a
+    credential-compromise per leak that gave out its password, then session-revoked if
+    sessions are revoked. Does not commit; returns how many events were recorded.
+
+    Call it once per transaction, after every exposure of it: the accounts' locks are
+    taken together, in one order (``lock_accounts``).
+    """
+    flags = [f for f in flags if f.account_ids or f.credential_ids]
+    if not policy_of(session).receivers or not flags:
         return 0
-    slug = session.scalar(select(Leak.slug).where(Leak.id == leak_id)) or str(leak_id)
-    changes = _level_events(session, account_ids, reason=leak_reason(slug), now=now)
-    compromised = set(credential_ids)
+    leak_ids = sorted({f.leak_id for f in flags})
+    slugs = {
+        row.id: row.slug
+        for row in session.execute(select(Leak.id, Leak.slug).where(Leak.id.in_(leak_ids)))
+    }
+    raised_by: dict[int, int] = {}  # account -> the leak named as the cause of its rise
+    compromised: dict[int, list[int]] = {}
+    for f in flags:
+        for account_id in f.account_ids:
+            raised_by.setdefault(account_id, f.leak_id)
+        for account_id in f.credential_ids:
+            compromised.setdefault(account_id, []).append(f.leak_id)
+            raised_by[account_id] = compromised[account_id][0]  # a HIGH names a password leak
+    ids = sorted(set(raised_by) | set(compromised))
+    lock_accounts(session, ids)
+    current = risk_levels(session, ids)
+    said = announced_levels(session, ids)
+    revoke = policy_of(session).revoke_sessions
     events: list[_Event] = []
-    for account_id in sorted(set(account_ids) | compromised):
-        level = changes.get(account_id, [])
-        events += level[:1]
-        if account_id in compromised:
-            payload = credential_compromise(slug, at=now)
+    for account_id in ids:
+        before, level = said.get(account_id, RiskLevel.LOW), current[account_id]
+        rose = RANK[level] > RANK[before]
+        if level != before:
+            reason = leak_reason(slugs.get(raised_by[account_id], str(raised_by[account_id])))
+            payload = risk_level_change(level, before, reason, at=now)
+            events.append(_Event(account_id, EventType.RISK_LEVEL_CHANGE, payload))
+        for leak_id in compromised.get(account_id, []):
+            payload = credential_compromise(slugs.get(leak_id, str(leak_id)), at=now)
             events.append(_Event(account_id, EventType.CREDENTIAL_COMPROMISE, payload))
-        events += level[1:]
+        if rose and revoke:
+            payload = session_revoked(f"the account's risk rose to {level}", at=now)
+            events.append(_Event(account_id, EventType.SESSION_REVOKED, payload))
     return _record(session, events, now=now)
 
 

@@ -11,7 +11,7 @@ from sqlalchemy import Table, and_, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from service.db import bulk
-from service.events.emit import policy_of, record_flagged
+from service.events.emit import Flags, policy_of, record_flags
 from service.models import Account, Exposure, ExposureKind, ExposureState, Leak, LeakEntry
 from service.notices.outbox import create_leak_warnings
 from service.stepup.services import drop_pending_enrolments
@@ -36,13 +36,23 @@ class ExposureOutcome:
 def record_exposures(
     session: Session, leak_id: int, candidates: Sequence[NewExposure], *, now: datetime
 ) -> ExposureOutcome:
-    """Open an exposure and queue one warning per account not yet exposed to the leak.
+    """Open an exposure and queue one warning per account not yet exposed to the leak, and
+    record the security events of the accounts whose risk so rose.
 
     Idempotent (unique per account and leak) and safe against a concurrent writer: a row
     another transaction inserted first is skipped, not doubled. Does not commit.
     """
+    outcome, flags = _open_exposures(session, leak_id, candidates, now=now)
+    record_flags(session, [flags], now=now)
+    return outcome
+
+
+def _open_exposures(
+    session: Session, leak_id: int, candidates: Sequence[NewExposure], *, now: datetime
+) -> tuple[ExposureOutcome, Flags]:
+    """``record_exposures`` but its events: what they are to say comes back as ``Flags``."""
     if not candidates:
-        return ExposureOutcome(0, 0)
+        return ExposureOutcome(0, 0), Flags(leak_id, [], [])
     unique = list({c.account_id: c for c in reversed(candidates)}.values())[::-1]
     flagged = bulk.insert_exposures(
         session,
@@ -56,17 +66,11 @@ def record_exposures(
     upgraded = _add_leaked_passwords(session, leak_id, candidates, skip=new)
     drop_pending_enrolments(session, flagged)
     notices = create_leak_warnings(session, flagged, leak_id=leak_id, now=now)
-    record_flagged(
-        session,
-        leak_id,
-        [*flagged, *upgraded],
-        credential_ids=[
-            *(c.account_id for c in unique if c.password_hash is not None and c.account_id in new),
-            *upgraded,
-        ],
-        now=now,
-    )
-    return ExposureOutcome(len(flagged), notices)
+    credential = [
+        c.account_id for c in unique if c.password_hash is not None and c.account_id in new
+    ]
+    flags = Flags(leak_id, [*flagged, *upgraded], [*credential, *upgraded])
+    return ExposureOutcome(len(flagged), notices), flags
 
 
 def _add_leaked_passwords(
@@ -136,8 +140,12 @@ def flag_from_watchlist(
     for account_id, leak_id in pairs:
         by_leak.setdefault(leak_id, []).append(NewExposure(account_id))
     flagged = notices = 0
+    every: list[Flags] = []
     for leak_id, candidates in sorted(by_leak.items()):
-        outcome = record_exposures(session, leak_id, candidates, now=now)
+        outcome, flags = _open_exposures(session, leak_id, candidates, now=now)
         flagged += outcome.flagged
         notices += outcome.notices
+        every.append(flags)
+    # One recording for every leak: an account's events are decided once, under one lock.
+    record_flags(session, every, now=now)
     return ExposureOutcome(flagged, notices)

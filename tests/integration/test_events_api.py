@@ -5,6 +5,7 @@ SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -14,7 +15,7 @@ from flask.testing import FlaskClient
 from joserfc import jwt
 from joserfc.jwk import KeySet
 from pydantic import SecretStr
-from sqlalchemy import update
+from sqlalchemy import text, update
 
 from jobs.context import use_runtime
 from service.clients import Scope
@@ -27,11 +28,14 @@ from service.events import (
 )
 from service.events.keys import generate_jwk, load_event_keys, parse_jwk
 from service.events.types import EventType
-from service.models import Exposure, ExposureState
+from service.leaks.exposures import NewExposure, record_exposures
+from service.leaks.passwords import hash_leaked_password
+from service.models import Exposure, ExposureKind, ExposureState
 from service.runtime import Runtime, build_runtime
 from tests.support.events import AUDIENCE, ISSUER, event_rows, payload, short
-from tests.support.factories import expose, make_account, make_api_key
+from tests.support.factories import expose, make_account, make_api_key, make_leak
 from tests.support.http import assert_problem, bearer
+from tests.support.processes import wait_for
 from tests.support.receiver import verify_set
 
 POLL = "/v1/events/poll"
@@ -314,3 +318,48 @@ def test_without_a_receiver_nothing_is_recorded(runtime: Runtime) -> None:
     with runtime.db.transaction() as session:
         assert record_identifier_changed(session, account_id, "h@example.org", now=utcnow()) == 0
     assert event_rows(runtime) == []
+
+
+def test_two_leaks_flagging_one_account_at_once_end_on_its_true_level(
+    events_runtime: Runtime,
+) -> None:
+    """The transaction that comes second waits for the first and sees what it committed:
+    the last level said is HIGH, never a MEDIUM decided without the first's password."""
+    rt = events_runtime
+    account_id = make_account(rt, "ivan", "ivan@example.org")
+    combo, newsletter = make_leak(rt, "combo"), make_leak(rt, "newsletter")
+    errors: list[BaseException] = []
+
+    def second() -> None:
+        try:
+            with rt.db.transaction() as session:
+                record_exposures(session, newsletter, [NewExposure(account_id)], now=utcnow())
+        except BaseException as exc:  # noqa: BLE001  (reported by the test)
+            errors.append(exc)
+
+    with rt.db.transaction() as session:
+        record_exposures(
+            session,
+            combo,
+            [NewExposure(account_id, ExposureKind.CREDENTIAL, hash_leaked_password("pw"))],
+            now=utcnow(),
+        )
+        thread = threading.Thread(target=second)
+        thread.start()
+        if rt.db.is_postgres:
+            wait_for(lambda: advisory_waiters(rt) > 0, timeout=30, what="the second to wait")
+    thread.join()
+    assert errors == []
+    rows = event_rows(rt, "poll")
+    levels = [payload(r.claims) for r in rows if short(r.event_type) == "risk-level-change"]
+    assert [(c["current_level"], c["risk_reason"]) for c in levels] == [("HIGH", "leak:combo")]
+
+
+def advisory_waiters(rt: Runtime) -> int:
+    with rt.db.engine.connect() as connection:
+        return int(
+            connection.scalar(
+                text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+            )
+            or 0
+        )
