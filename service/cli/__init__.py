@@ -12,6 +12,7 @@ from service.cli import (  # noqa: F401  (importing a command module registers i
     api_clients,
     database,
     demo,
+    events,
     leaks,
     notices,
     worker,

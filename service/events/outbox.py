@@ -37,7 +37,7 @@ from sqlalchemy import and_, exists, func, or_, select, text, true, update
 from sqlalchemy.orm import Session, aliased
 
 from service.db import rowcount
-from service.models import EventReceiver, EventState, SecurityEvent
+from service.models import Account, EventReceiver, EventState, SecurityEvent
 
 SEND_LEASE = timedelta(minutes=2)
 QUEUED_TIMEOUT = timedelta(minutes=30)
@@ -263,6 +263,47 @@ def release_stale(session: Session, *, now: datetime) -> int:
         .execution_options(synchronize_session=False)
     )
     return rowcount(result)
+
+
+@dataclass(frozen=True, slots=True)
+class DroppedEvent:
+    """An event a receiver refused for good, as an operator sees it (no claims, no address)."""
+
+    jti: str
+    receiver: str
+    account: str  # the login service's id
+    event_type: str
+    reason: str | None
+    at: datetime | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "jti": self.jti,
+            "receiver": self.receiver,
+            "account": self.account,
+            "event_type": self.event_type,
+            "reason": self.reason,
+            "at": self.at.isoformat() if self.at else None,
+        }
+
+
+def dropped_events(session: Session, *, limit: int = 100) -> list[DroppedEvent]:
+    """The latest events refused for good, newest first."""
+    rows = session.execute(
+        select(
+            SecurityEvent.jti,
+            SecurityEvent.receiver,
+            Account.external_id,
+            SecurityEvent.event_type,
+            SecurityEvent.last_error,
+            SecurityEvent.delivered_at,
+        )
+        .join(Account, Account.id == SecurityEvent.account_id)
+        .where(SecurityEvent.state == EventState.DROPPED)
+        .order_by(SecurityEvent.id.desc())
+        .limit(limit)
+    ).all()
+    return [DroppedEvent(r[0], str(r[1]), r[2], r[3], r[4], r[5]) for r in rows]
 
 
 def event_counts(session: Session) -> dict[str, dict[str, int]]:

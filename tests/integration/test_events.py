@@ -19,7 +19,7 @@ from redis import Redis
 from sqlalchemy import update
 
 from jobs.context import use_runtime
-from jobs.events import relay_events
+from jobs.events import EventRelayUnavailable, relay_events
 from jobs.ingest.pipeline import ingest_leak
 from service.db import utcnow
 from service.events.discovery import JWKS_PATH
@@ -29,6 +29,7 @@ from service.leaks.retract import retract_leak
 from service.models import SecurityEvent
 from service.runtime import Runtime, build_runtime
 from service.stepup.services import Method, Refused
+from tests.support.cli import invoke, json_output, output
 from tests.support.events import (
     AUDIENCE,
     ISSUER,
@@ -298,6 +299,14 @@ def test_a_400_with_an_ssf_error_drops_the_event_and_the_rest_goes_on(
     assert [short(r.event_type) for r in dropped] == ["credential-compromise"]
     assert dropped[0].last_error == "invalid_request: this receiver takes no such event"
     assert dropped[0].attempts == 1
+    runner = t.app.test_cli_runner()
+    (listed,) = json_output(invoke(runner, "events", "dropped", "--json"))
+    assert listed["jti"] == dropped[0].jti
+    assert listed["account"] == "alice"
+    assert listed["reason"] == "invalid_request: this receiver takes no such event"
+    counts = json_output(invoke(runner, "events", "status", "--json"))
+    assert counts["push"] == {"delivered": 2, "dropped": 1}
+    assert output(runner, "events", "status").splitlines()[0].startswith("push: 0 pending")
 
 
 def test_a_refusal_to_retry_holds_back_only_its_account(
@@ -336,3 +345,16 @@ def test_push_sends_the_token_and_the_set_media_type(
         assert {r.state for r in event_rows(rt, "push")} == {"pending"}  # kept, to retry
     finally:
         wrong.stop()
+
+
+def test_redis_down_at_the_relay_keeps_every_event_pending(
+    transmitter: Transmitter, redis_url: str, tmp_path: Path
+) -> None:
+    t, rt = transmitter, transmitter.runtime
+    flag_many(rt, tmp_path, 2)
+    unreachable = Redis.from_url("redis://127.0.0.1:9/0", socket_connect_timeout=1)
+    with pytest.raises(EventRelayUnavailable):
+        relay_events(rt, unreachable)
+    assert {r.state for r in event_rows(rt, "push")} == {"pending"}
+    push_until_settled(rt, redis_url)
+    assert_each_once_in_order(t)
