@@ -33,10 +33,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, func, or_, select, text, true, update
+from sqlalchemy import and_, delete, exists, func, or_, select, text, true, update
 from sqlalchemy.orm import Session, aliased
 
 from service.db import rowcount
+from service.events.types import EventType
 from service.models import Account, EventReceiver, EventState, SecurityEvent
 
 SEND_LEASE = timedelta(minutes=2)
@@ -316,3 +317,48 @@ def event_counts(session: Session) -> dict[str, dict[str, int]]:
     ):
         counts.setdefault(str(receiver), {})[str(state)] = count
     return counts
+
+
+SETTLED = (EventState.DELIVERED, EventState.DROPPED, EventState.CANCELLED)
+REMEMBERED = (
+    EventType.RISK_LEVEL_CHANGE.value,
+    EventType.ACCOUNT_DISABLED.value,
+    EventType.ACCOUNT_ENABLED.value,
+)
+
+
+def purge_settled(session: Session, *, before: datetime, limit: int = 10_000) -> int:
+    """Delete up to ``limit`` rows settled (delivered, dropped, cancelled) and created
+    before ``before``; return how many. For housekeeping: call until it returns 0.
+
+    Each account's latest risk-level-change, account-disabled and account-enabled stay:
+    they are what the login service was last told (service/events/emit.py compares with
+    them). Does not commit.
+    """
+    keep = (
+        select(func.max(SecurityEvent.id))
+        .where(
+            SecurityEvent.event_type.in_(REMEMBERED),
+            SecurityEvent.state != EventState.CANCELLED,
+        )
+        .group_by(SecurityEvent.account_id, SecurityEvent.event_type)
+    )
+    doomed = list(
+        session.scalars(
+            select(SecurityEvent.id)
+            .where(
+                SecurityEvent.state.in_(SETTLED),
+                SecurityEvent.created_at < before,
+                SecurityEvent.id.not_in(keep),
+            )
+            .order_by(SecurityEvent.id)
+            .limit(limit)
+        )
+    )
+    if doomed:
+        session.execute(
+            delete(SecurityEvent)
+            .where(SecurityEvent.id.in_(doomed))
+            .execution_options(synchronize_session=False)
+        )
+    return len(doomed)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -27,6 +28,7 @@ from service.events import (
     record_risk_lowered,
 )
 from service.events.keys import generate_jwk, load_event_keys, parse_jwk
+from service.events.outbox import purge_settled
 from service.events.types import EventType
 from service.leaks.exposures import NewExposure, record_exposures
 from service.leaks.passwords import hash_leaked_password
@@ -363,3 +365,24 @@ def advisory_waiters(rt: Runtime) -> int:
             )
             or 0
         )
+
+
+def test_housekeeping_keeps_what_the_login_service_was_last_told(
+    events_runtime: Runtime, poll_client: FlaskClient
+) -> None:
+    rt = events_runtime
+    account_id = make_account(rt, "jane", "jane@example.org")
+    expose(rt, account_id, slug="one")
+    expose(rt, account_id, slug="two", password="pw")
+    headers = bearer(make_api_key(rt, Scope.EVENTS_READ))
+    acked = list(poll(poll_client, headers)["sets"])
+    poll(poll_client, headers, ack=acked)
+    with rt.db.transaction() as session:
+        assert purge_settled(session, before=utcnow() + timedelta(seconds=1)) == 4
+    (kept,) = event_rows(rt)
+    assert payload(kept.claims)["current_level"] == "HIGH"
+    with rt.db.transaction() as session:
+        session.execute(update(Exposure).values(state=ExposureState.DISMISSED))
+        assert record_risk_lowered(session, account_id, reason="dismissed", now=utcnow()) == 1
+    lowered = event_rows(rt)[-1]
+    assert payload(lowered.claims)["previous_level"] == "HIGH"
