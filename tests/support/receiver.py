@@ -24,6 +24,7 @@ import select
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -180,12 +181,24 @@ class Receiver:
             process.stdout.close()
 
     def set_mode(
-        self, *, status: int | None = None, count: int | None = None, refuse: str | None = None
+        self,
+        *,
+        status: int | None = None,
+        count: int | None = None,
+        refuse: str | None = None,
+        delay: float = 0.0,
     ) -> None:
         """Answer ``status`` to the next ``count`` SETs (all, without count); refuse SETs of
-        the event type ``refuse`` with 400 ``invalid_request``; no argument: accept all."""
+        the event type ``refuse`` with 400 ``invalid_request``; take ``delay`` seconds over
+        each SET; no argument: accept all at once."""
         self.version += 1
-        payload = {"version": self.version, "status": status, "count": count, "refuse": refuse}
+        payload = {
+            "version": self.version,
+            "status": status,
+            "count": count,
+            "refuse": refuse,
+            "delay": delay,
+        }
         partial = self.control.with_suffix(".part")
         partial.write_text(json.dumps(payload))
         partial.replace(self.control)
@@ -291,6 +304,7 @@ class _Handler(BaseHTTPRequestHandler):
                 state.write(_entry("answered", status, claims, None))
                 self._answer(status, None)
                 return
+            time.sleep(mode.get("delay") or 0.0)
             outcome = "double" if jti in state.seen else "accepted"
             state.seen.add(jti)
             state.write(_entry(outcome, 202, claims, None))
