@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from jobs.reader.encoding import open_text
 from service.accounts import (
     AccountInput,
+    AddressChangeCause,
     UpsertOutcome,
     ValidAccount,
     apply_accounts,
@@ -249,7 +250,9 @@ def _apply_chunk(
     latest: dict[str, ValidAccount] = {}
     for row in chunk:  # a repeated external_id: the last row wins
         latest[row.account.external_id] = row.account
-    applied = apply_accounts(session, list(latest.values()), now=now)
+    applied = apply_accounts(
+        session, list(latest.values()), now=now, cause=AddressChangeCause.ACCOUNT_IMPORT
+    )
     outcomes = list(applied.outcomes.values())
     report.created += outcomes.count(UpsertOutcome.CREATED)
     report.updated += outcomes.count(UpsertOutcome.UPDATED)

@@ -19,12 +19,15 @@ from typing import Any, cast
 from sqlalchemy import Table, delete, select, update
 from sqlalchemy.orm import Session
 
-from service.addresses import AddressKeys, InvalidAddress
+from service.addresses import AddressKeys, InvalidAddress, mask_email
 from service.addresses.mailbox import SEVERAL_ADDRESSES, Mailbox, bare_mailbox
+from service.audit import record_event
 from service.db import bulk
 from service.errors import InvalidEmail, NotFound, ValidationFailed
-from service.leaks.exposures import flag_from_watchlist
+from service.events.emit import record_identifiers_changed
+from service.leaks.exposures import end_old_address_exposures, flag_from_watchlist
 from service.models import Account
+from service.stepup.devices import end_trust
 from service.stepup.services import drop_pending_enrolments
 
 MAX_EXTERNAL_ID_CHARS = 255
@@ -175,11 +178,37 @@ class AppliedAccounts:
     flagged: int  # exposures opened by the watch list for new or re-addressed accounts
 
 
+class AddressChangeCause(StrEnum):
+    """What changed an account's address (the audit event's ``cause``)."""
+
+    ACCOUNT_SYNC = "account_sync"  # PUT /v1/accounts/{id} or POST /v1/accounts:batch
+    ACCOUNT_IMPORT = "account_import"  # leakguard accounts import
+    EMAIL_CHANGE_CONFIRMED = "email_change_confirmed"  # the new mailbox confirmed a request
+    EMAIL_CHANGE_REVERTED = "email_change_reverted"  # the old mailbox undid a change
+    SUPPORT = "support"  # staff changed it for the owner
+
+
+# The changes the login service did not make itself: each is sent to it as a security
+# event (identifier-changed). A sync or an import came from it.
+ANNOUNCED_CAUSES = frozenset(
+    {
+        AddressChangeCause.EMAIL_CHANGE_CONFIRMED,
+        AddressChangeCause.EMAIL_CHANGE_REVERTED,
+        AddressChangeCause.SUPPORT,
+    }
+)
+
+
 ACCOUNT_TABLE = cast(Table, Account.__table__)
 
 
 def apply_accounts(
-    session: Session, rows: Sequence[ValidAccount], *, now: datetime, lock: bool = False
+    session: Session,
+    rows: Sequence[ValidAccount],
+    *,
+    now: datetime,
+    lock: bool = False,
+    cause: AddressChangeCause = AddressChangeCause.ACCOUNT_SYNC,
 ) -> AppliedAccounts:
     """Create or update accounts by external_id, set-based: the one account upsert.
 
@@ -187,8 +216,9 @@ def apply_accounts(
     statements either way (one read, one insert, one update, one watch-list join). Rows
     must have distinct external_ids. An account created, or given an address with another
     key, is checked against the watch list at once and flagged like one found by an ingest;
-    a locale-only change, or a respelling of the same canonical address, is not. A new
-    mailbox (another canonical address) clears the undeliverable mark. ``lock`` takes row
+    a locale-only change, or a respelling of the same canonical address, is not. Every
+    address change goes through ``change_addresses`` (exposures of the old address end,
+    their warnings are cancelled, trust ends, the epoch rises). ``lock`` takes row
     locks on the existing accounts (PostgreSQL), so concurrent calls on one account apply
     one after the other.
     Does not commit; two concurrent creations of one external_id: one raises
@@ -207,8 +237,7 @@ def apply_accounts(
     outcomes: dict[str, UpsertOutcome] = {}
     inserts: list[dict[str, Any]] = []
     updates: list[dict[str, Any]] = []
-    readdressed: list[int] = []
-    rekeyed: list[int] = []
+    moves: list[AddressChange] = []
     for row in rows:
         current = existing.get(row.external_id)
         if current is None:
@@ -227,23 +256,126 @@ def apply_accounts(
             outcomes[row.external_id] = UpsertOutcome.UNCHANGED
             continue
         outcomes[row.external_id] = UpsertOutcome.UPDATED
-        updates.append(
-            {
-                "id": account_id,
-                "email": row.email,
-                "email_key": row.email_key,
-                "locale": row.locale,
-                "updated_at": now,
-            }
-        )
+        if locale != row.locale:
+            updates.append({"id": account_id, "locale": row.locale, "updated_at": now})
         if email != row.email:
-            readdressed.append(account_id)
-        if email_key != row.email_key:
-            rekeyed.append(account_id)
+            moves.append(AddressChange(account_id, row.email, row.email_key, email_key))
     created = bulk.insert_accounts(session, ACCOUNT_TABLE, inserts, now=now)
     if updates:
         session.execute(update(Account), updates)
-    for condition in bulk.in_batches(session, Account.id, readdressed):
+    changed = change_addresses(session, moves, cause=cause, now=now)
+    flagged = flag_from_watchlist(session, created, now=now).flagged + changed.flagged
+    return AppliedAccounts(outcomes, flagged)
+
+
+@dataclass(frozen=True, slots=True)
+class AddressChange:
+    """One account moving to another address, as ``change_addresses`` takes it."""
+
+    account_id: int
+    email: str  # the new bare mailbox, as stored
+    email_key: bytes  # the keyed hash of its canonical form
+    old_email_key: bytes  # the key it had: a respelling keeps its exposures
+
+
+@dataclass(frozen=True, slots=True)
+class AddressChanged:
+    """What an address change did, for one account or many."""
+
+    accounts: int  # accounts whose stored address changed
+    exposures_ended: int  # open exposures of the old addresses, resolved (address_changed)
+    warnings_cancelled: int  # their warnings not yet sent, cancelled
+    flagged: int  # exposures opened for the new addresses by the watch list
+    devices_untrusted: int  # trusted devices whose trust ended
+
+
+def change_address(
+    session: Session,
+    keys: AddressKeys,
+    account: Account,
+    new_mailbox: Mailbox,
+    *,
+    cause: AddressChangeCause,
+    actor: str,
+    now: datetime,
+) -> AddressChanged:
+    """Move one account to ``new_mailbox`` (from ``bare_email``) and audit it.
+
+    The one domain step every path that changes an address takes (``change_addresses``
+    for one account): the API, the batch endpoint and the import come through
+    ``apply_accounts``; the email-change flow calls this when a change is confirmed or
+    reverted. Takes a row lock on the account (PostgreSQL). An unchanged bare mailbox
+    changes nothing and records nothing. Records ``account.address_changed`` with both
+    addresses masked and ``cause``. Does not commit.
+    """
+    locked = session.scalars(
+        select(Account).where(Account.id == account.id).with_for_update()
+    ).one()
+    if locked.email == new_mailbox.bare:
+        return AddressChanged(0, 0, 0, 0, 0)
+    old_email = locked.email
+    change = AddressChange(
+        locked.id,
+        new_mailbox.bare,
+        keys.hasher.hash(new_mailbox.canonical.address),
+        locked.email_key,
+    )
+    changed = change_addresses(session, [change], cause=cause, now=now)
+    session.refresh(locked)
+    record_event(
+        session,
+        actor=actor,
+        action="account.address_changed",
+        target=f"account:{locked.external_id}",
+        detail={
+            "cause": cause.value,
+            "from": mask_email(old_email),
+            "to": mask_email(new_mailbox.bare),
+            "exposures_ended": changed.exposures_ended,
+            "warnings_cancelled": changed.warnings_cancelled,
+            "flagged": changed.flagged,
+        },
+        now=now,
+    )
+    return changed
+
+
+def change_addresses(
+    session: Session,
+    changes: Sequence[AddressChange],
+    *,
+    cause: AddressChangeCause,
+    now: datetime,
+) -> AddressChanged:
+    """Move accounts to other addresses, set-based (a handful of statements for a chunk).
+
+    For each: (a) its open exposures of the old address end (``resolved``, cause
+    ``address_changed``) and (b) their unsent warnings are cancelled, so none is mailed to
+    the new address (``end_old_address_exposures``); (c) the new bare mailbox and key are
+    stored; (d) the new address is checked against the watch list at once and flagged if it
+    leaked; (e) the security epoch rises (earlier assurance tokens stop working), pending
+    TOTP enrolments drop and every trusted device stops being trusted. A respelling of the
+    same canonical address (same key) does (c) and (e) only: the mailbox is the same, so
+    its exposures and its undeliverable mark stay. Accounts must be distinct. Does not
+    commit.
+    """
+    if not changes:
+        return AddressChanged(0, 0, 0, 0, 0)
+    session.execute(
+        update(Account),
+        [
+            {
+                "id": change.account_id,
+                "email": change.email,
+                "email_key": change.email_key,
+                "updated_at": now,
+            }
+            for change in changes
+        ],
+    )
+    moved = [change.account_id for change in changes]
+    rekeyed = [c.account_id for c in changes if c.email_key != c.old_email_key]
+    for condition in bulk.in_batches(session, Account.id, moved):
         # What a step-up vouched for was the account at its old address (earlier assurance
         # tokens stop working), even for a respelling of the same mailbox.
         session.execute(
@@ -257,9 +389,19 @@ def apply_accounts(
             update(Account).where(condition).values(undeliverable_at=None),
             execution_options={"synchronize_session": False},
         )
-    drop_pending_enrolments(session, readdressed)
-    flagged = flag_from_watchlist(session, created + rekeyed, now=now).flagged
-    return AppliedAccounts(outcomes, flagged)
+    drop_pending_enrolments(session, moved)
+    untrusted = end_trust(session, moved)
+    if cause in ANNOUNCED_CAUSES:
+        # The login service did not make this change: it learns the new address (RISC
+        # identifier-changed) before what the change does to the account's risk.
+        record_identifiers_changed(
+            session, [(change.account_id, change.email) for change in changes], now=now
+        )
+    ended = end_old_address_exposures(session, rekeyed, actor=f"cause:{cause.value}", now=now)
+    flagged = flag_from_watchlist(session, rekeyed, now=now).flagged
+    return AddressChanged(
+        len(moved), ended.exposures_ended, ended.warnings_cancelled, flagged, untrusted
+    )
 
 
 def upsert_account(

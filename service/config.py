@@ -71,6 +71,10 @@ class Settings(BaseSettings):
     totp_issuer: str = "Leakguard"  # the name authenticator apps show beside the code
     email_code_ttl_seconds: Annotated[int, Field(ge=60, le=3600)] = 600
     assurance_ttl_seconds: Annotated[int, Field(ge=60, le=86400)] = 900
+    # A passed step-up trusts the device the login service names for this long (0: never).
+    trusted_device_days: Annotated[int, Field(ge=0, le=365)] = 30
+    # An exposure still open after this long expires (leakguard housekeeping).
+    exposure_ttl_days: Annotated[int, Field(ge=1, le=3650)] = 180
     # Rate limits, as Flask-Limiter strings, kept in Redis (in memory without it).
     # Per API client: a login service sends every sign-in of its users through one key.
     rate_limit_risk: str = "500/second"

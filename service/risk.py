@@ -28,6 +28,7 @@ from service.models import (
     Leak,
 )
 from service.stepup.assurance import Assurance, AssuranceTokenInvalid
+from service.stepup.devices import is_trusted
 from service.stepup.services import (
     Method,
     StepUp,
@@ -53,6 +54,7 @@ class Reason(StrEnum):
     EMAIL_EXPOSED = "email_exposed"  # step_up: the address is in an open leak
     CREDENTIAL_EXPOSED = "credential_exposed"  # step_up: it leaked with a password
     STEP_UP_PASSED = "step_up_passed"  # allow: a valid assurance token came along
+    TRUSTED_DEVICE = "trusted_device"  # allow: a step-up was passed on this device lately
     LEAKED_PASSWORD = "leaked_password"  # noqa: S105  (deny: the password is the leaked one)
     LOCKED = "locked"  # deny: every usable method is locked, or support must unlock
     NO_USABLE_METHOD = "no_usable_method"  # deny: nothing left to step up with: support
@@ -63,6 +65,11 @@ REASON_DESCRIPTIONS = {
     Reason.EMAIL_EXPOSED: "step_up: the account's address is in a leak",
     Reason.CREDENTIAL_EXPOSED: "step_up: the address leaked together with a password",
     Reason.STEP_UP_PASSED: "allow: the assurance token shows a step-up within its lifetime",
+    Reason.TRUSTED_DEVICE: (
+        "allow: a step-up was passed on this device (context.device_id) within "
+        "LEAKGUARD_TRUSTED_DEVICE_DAYS, and since then the address has not leaked again, "
+        "leaked with a password, nor changed"
+    ),
     Reason.LEAKED_PASSWORD: "deny: the submitted password is the one that leaked; reset it",
     Reason.LOCKED: (
         "deny: every method the account could step up with is locked after repeated "
@@ -177,8 +184,10 @@ def decide(
     assurance: Assurance | None,
     throttle: ThrottleState | None,
     now: datetime,
+    trusted_device: bool = False,
 ) -> Verdict:
-    """Decide from the facts. Precedence: leaked password, assurance, exposure and locks.
+    """Decide from the facts. Precedence: leaked password, assurance, trusted device,
+    exposure and locks.
 
     A lock on one method never denies the sign-in while another method is open: the owner
     steps up with that one (``retry_after`` says when the locked one opens). ``throttle``
@@ -201,6 +210,8 @@ def decide(
         return Verdict(Decision.DENY, (Reason.LEAKED_PASSWORD,), exposures)
     if assurance is not None:
         return Verdict(Decision.ALLOW, (Reason.STEP_UP_PASSED,), exposures)
+    if trusted_device:
+        return Verdict(Decision.ALLOW, (Reason.TRUSTED_DEVICE,), exposures)
     locks = throttle or ThrottleState({}, blocked=False)
     if locks.blocked:
         return Verdict(Decision.DENY, (Reason.LOCKED,), exposures)
@@ -233,9 +244,12 @@ def assess(
     actor: str,
     context: dict[str, str] | None,
     now: datetime,
+    device_id: str | None = None,
 ) -> Verdict:
     """Answer a risk check. An account in no open leak costs one read and no write; one a
-    leak names has its step-up locks read too, and any decision but ``allow`` is audited."""
+    leak names has its step-up locks read too (and, with ``device_id``, whether that device
+    is trusted: one primary-key probe), and any decision but ``allow`` is audited.
+    ``context`` goes into the audit row as given: it must not hold the device id."""
     assurance = None
     if assurance_token is not None:
         assurance = step_up.signer.verify(assurance_token, external_id=external_id, now=now)
@@ -249,7 +263,25 @@ def assess(
         if facts is not None and facts.exposures:
             subject = step_up.subject(external_id)
             locks = throttle_state(connection, subject, now=now, since=facts.created_at)
-        verdict = decide(facts, password=password, assurance=assurance, throttle=locks, now=now)
+        trusted = (
+            facts is not None
+            and bool(facts.exposures)
+            and device_id is not None
+            and is_trusted(
+                connection,
+                facts.account_id,
+                step_up.device_key(facts.account_id, device_id),
+                now=now,
+            )
+        )
+        verdict = decide(
+            facts,
+            password=password,
+            assurance=assurance,
+            throttle=locks,
+            now=now,
+            trusted_device=trusted,
+        )
         if verdict.decision is Decision.ALLOW or facts is None:
             return verdict
         # Any other decision adds its audit row: on the same connection, in a transaction.

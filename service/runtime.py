@@ -63,6 +63,7 @@ def build_runtime(
     policy = StepUpPolicy(
         code_ttl=timedelta(seconds=settings.email_code_ttl_seconds),
         totp_issuer=settings.totp_issuer,
+        trusted_device_ttl=timedelta(days=settings.trusted_device_days),
         throttle=ThrottlePolicy(
             email_sends=email_sends.amount,
             email_send_window=timedelta(seconds=email_sends.get_expiry()),

@@ -24,14 +24,17 @@ from service.api.schemas import (
     AccountBatchOut,
     AccountBatchResult,
     AccountBody,
-    AccountOut,
     AccountPath,
+    AccountStateOut,
     AccountUpsertOut,
+    OpenExposureOut,
+    UndeliverableOut,
     answer,
 )
 from service.clients import Scope
 from service.db import run_in_transaction, utcnow
 from service.errors import ValidationFailed
+from service.security_state import security_state
 
 TAG = Tag(name="accounts", description="The mirror of the login service's accounts")
 BODY_ERRORS = (400, 413, 415, 422)
@@ -64,15 +67,40 @@ def put_account(path: AccountPath, body: AccountBody) -> Response:
 @api.get(
     "/accounts/<external_id>",
     tags=[TAG],
-    responses={200: AccountOut, **problem_responses(404, 422)},
+    responses={200: AccountStateOut, **problem_responses(404, 422)},
 )
 @requires_scope(Scope.ACCOUNTS_READ)
 @no_rate_limit(ACCOUNT_SYNC)
 def read_account(path: AccountPath) -> Response:
-    """Return the account as Leakguard knows it."""
+    """Return the account as Leakguard knows it, with its security state.
+
+    What a settings or security page needs: the open exposures (leak, kind, since),
+    whether the address is undeliverable (since when, and the bounce), whether TOTP is
+    enrolled and how many recovery codes are left.
+    """
     with runtime().db.read_session() as session:
         view = get_account(session, path.external_id)
-    return answer(AccountOut(**asdict(view)))
+        state = security_state(session, path.external_id)
+    undeliverable = state.undeliverable
+    return answer(
+        AccountStateOut(
+            **asdict(view),
+            exposures=[
+                OpenExposureOut(leak=e.leak, kind=e.kind, since=e.since) for e in state.exposures
+            ],
+            undeliverable=(
+                UndeliverableOut(
+                    since=undeliverable.since,
+                    reply_code=undeliverable.reply_code,
+                    reason=undeliverable.reason,
+                )
+                if undeliverable is not None
+                else None
+            ),
+            totp_enrolled=state.totp_enrolled,
+            recovery_codes_left=state.recovery_codes_left,
+        )
+    )
 
 
 @api.delete(

@@ -28,13 +28,18 @@ def risk_check(body: RiskCheckBody) -> Response:
     """Decide how the login service treats this sign-in.
 
     `allow` when the account is in no open leak (or unknown to Leakguard, or a fresh
-    assurance token comes along); `step_up` when its address leaked, with the `methods`
+    assurance token comes along, or `context.device_id` names a device trusted by a step-up
+    passed on it: reason `trusted_device`); `step_up` when its address leaked, with the `methods`
     open now (and `retry_after` seconds when another one is locked for a while); `deny`
     when the submitted password is the leaked one, when every usable method is locked
     (`locked`), or when the account has no method left (`no_usable_method`: support).
     An expired, forged or outdated `assurance_token` is a 400: drop it and ask again.
     """
-    context = body.context.model_dump(exclude_none=True) if body.context else None
+    # The device id is stored only as a keyed hash: it never goes into the audit row.
+    context = (
+        body.context.model_dump(exclude_none=True, exclude={"device_id"}) if body.context else None
+    )
+    device_id = body.context.device_id if body.context else None
     rt = runtime()
     verdict = assess(
         rt.db,
@@ -45,6 +50,7 @@ def risk_check(body: RiskCheckBody) -> Response:
         actor=f"api:{current_principal().name}",
         context=context,
         now=utcnow(),
+        device_id=device_id,
     )
     return answer(
         RiskCheckOut(

@@ -26,6 +26,7 @@ from service.leaks.passwords import MAX_PASSWORD_CHARS
 from service.models import ExposureKind
 from service.risk import REASON_DESCRIPTIONS, Decision, Reason
 from service.stepup.assurance import MAX_TOKEN_CHARS
+from service.stepup.devices import MAX_DEVICE_ID_CHARS
 from service.stepup.services import MAX_CODE_CHARS, MAX_LABEL_CHARS, Method
 
 REASONS_DOC = "Stable reason codes: " + "; ".join(
@@ -123,6 +124,30 @@ class AccountOut(BaseModel):
     updated_at: Timestamp
 
 
+class OpenExposureOut(BaseModel):
+    leak: str = Field(description="The leak's slug")
+    kind: ExposureKind
+    since: Timestamp = Field(description="When the account was found in the leak")
+
+
+class UndeliverableOut(BaseModel):
+    since: Timestamp = Field(description="When mail to the address was first refused")
+    reply_code: int | None = Field(description="SMTP reply code of the last refusal or bounce")
+    reason: str | None = Field(description="The refusal or bounce text, addresses masked")
+
+
+class AccountStateOut(AccountOut):
+    exposures: list[OpenExposureOut] = Field(
+        description="Open exposures only, oldest first (resolved, dismissed, expired and "
+        "retracted ones are not shown: they no longer count in the risk check)"
+    )
+    undeliverable: UndeliverableOut | None = Field(
+        description="Set while the address refuses mail: no code or warning can reach it"
+    )
+    totp_enrolled: bool = Field(description="A confirmed authenticator app")
+    recovery_codes_left: int = Field(description="Unused recovery codes")
+
+
 class AccountUpsertOut(AccountOut):
     status: str = Field(description="created, updated or unchanged")
 
@@ -175,12 +200,32 @@ def _ip_address(value: str) -> str:
         raise ValueError("must be an IPv4 or IPv6 address") from None
 
 
+DeviceId = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=MAX_DEVICE_ID_CHARS,
+        description=(
+            "The login service's opaque id of the device (its own choosing, e.g. a random "
+            "value in a long-lived cookie). A passed step-up on it trusts the device for "
+            "LEAKGUARD_TRUSTED_DEVICE_DAYS; Leakguard stores only a keyed hash of it."
+        ),
+    ),
+    Storable,
+]
+
+
+class DeviceContext(Strict):
+    device_id: DeviceId | None = None
+
+
 class RiskContext(Strict):
     ip: (
         Annotated[str, Field(max_length=45, examples=["203.0.113.7"]), AfterValidator(_ip_address)]
         | None
     ) = None
     user_agent: Annotated[str, Field(max_length=500), Storable] | None = None
+    device_id: DeviceId | None = None
 
 
 AssuranceToken = Annotated[
@@ -254,12 +299,17 @@ class VerifyBody(Strict):
     challenge_id: ChallengeId | None = Field(
         default=None, description="Required with method email_code"
     )
+    context: DeviceContext | None = None
 
 
 class AssuranceOut(BaseModel):
     assurance_token: str
     method: Method
     expires_at: Timestamp
+    device_trusted_until: Timestamp | None = Field(
+        default=None,
+        description="With context.device_id: until when that device signs in without step-up",
+    )
 
 
 class TotpEnrollmentOut(BaseModel):

@@ -47,7 +47,10 @@ def _assurance(outcome: Outcome) -> Response:
         raise outcome.error(utcnow())
     return answer(
         AssuranceOut(
-            assurance_token=outcome.token, method=outcome.method, expires_at=outcome.expires_at
+            assurance_token=outcome.token,
+            method=outcome.method,
+            expires_at=outcome.expires_at,
+            device_trusted_until=outcome.device_trusted_until,
         )
     )
 
@@ -97,6 +100,11 @@ def start_challenge(body: ChallengeBody) -> Response:
 def verify_step_up(body: VerifyBody) -> Response:
     """Check a TOTP, emailed or recovery code; answer an assurance token if it is right.
 
+    With `context.device_id` (the login service's opaque id of the device), a pass also
+    trusts that device for LEAKGUARD_TRUSTED_DEVICE_DAYS (`device_trusted_until`): the risk
+    check then allows it with reason `trusted_device` until the address leaks again, leaks
+    with a password, or changes. Only a keyed hash of the id is stored.
+
     403 `verification_failed` for a wrong, used or expired code (and for an unknown
     account); 403 `locked` with Retry-After once 10 verifications in a row have failed.
     """
@@ -108,6 +116,7 @@ def verify_step_up(body: VerifyBody) -> Response:
             Method(body.method),
             body.code,
             challenge_id=body.challenge_id,
+            device_id=body.context.device_id if body.context else None,
             actor=_actor(),
             now=utcnow(),
         )

@@ -13,6 +13,8 @@ from service.cli import (  # noqa: F401  (importing a command module registers i
     database,
     demo,
     events,
+    exposures,
+    housekeeping,
     leaks,
     notices,
     worker,

@@ -327,17 +327,21 @@ def record_identifier_changed(
     """An email change was confirmed or reverted: RISC identifier-changed carrying the
     address the account has from now on, then session-revoked when sessions are revoked.
     Does not commit."""
-    events = [
-        _Event(account_id, EventType.IDENTIFIER_CHANGED, identifier_changed(new_email, at=now))
-    ]
-    if policy_of(session).revoke_sessions:
-        events.append(
-            _Event(
-                account_id,
-                EventType.SESSION_REVOKED,
-                session_revoked("the account's address changed", at=now),
-            )
-        )
+    return record_identifiers_changed(session, [(account_id, new_email)], now=now)
+
+
+def record_identifiers_changed(
+    session: Session, changes: Sequence[tuple[int, str]], *, now: datetime
+) -> int:
+    """``record_identifier_changed`` for many (account id, new address) pairs at once."""
+    revoke = policy_of(session).revoke_sessions
+    events: list[_Event] = []
+    for account_id, new_email in changes:
+        payload = identifier_changed(new_email, at=now)
+        events.append(_Event(account_id, EventType.IDENTIFIER_CHANGED, payload))
+        if revoke:
+            payload = session_revoked("the account's address changed", at=now)
+            events.append(_Event(account_id, EventType.SESSION_REVOKED, payload))
     return _record(session, events, now=now)
 
 

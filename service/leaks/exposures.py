@@ -7,17 +7,36 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import Table, and_, bindparam, select, update
+from sqlalchemy import Table, and_, bindparam, delete, or_, select, update
 from sqlalchemy.orm import Session
 
-from service.db import bulk
-from service.events.emit import Flags, policy_of, record_flags
-from service.models import Account, Exposure, ExposureKind, ExposureState, Leak, LeakEntry
-from service.notices.outbox import create_leak_warnings
+from service.db import bulk, rowcount
+from service.events.emit import Flags, policy_of, record_flags, record_risk_level
+from service.events.types import LoweredBecause
+from service.models import (
+    Account,
+    Exposure,
+    ExposureEndCause,
+    ExposureKind,
+    ExposureState,
+    Leak,
+    LeakEntry,
+    Notice,
+    NoticeKind,
+    NoticeState,
+)
+from service.notices.outbox import UNSENT, create_leak_warnings
+from service.stepup.devices import end_trust
 from service.stepup.services import drop_pending_enrolments
 
 # The Core table: an executemany UPDATE by (account, leak), which ORM bulk update cannot do.
 EXPOSURE_TABLE = cast(Table, Exposure.__table__)
+NOTICE_TABLE = cast(Table, Notice.__table__)
+# A warning not sent yet, spelled without IN: an expanding IN cannot go in an executemany.
+UNSENT_WARNING = and_(
+    NOTICE_TABLE.c.kind == NoticeKind.LEAK_WARNING.value,
+    or_(*(NOTICE_TABLE.c.state == state.value for state in UNSENT)),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +84,9 @@ def _open_exposures(
     new = set(flagged)
     upgraded = _add_leaked_passwords(session, leak_id, candidates, skip=new)
     drop_pending_enrolments(session, flagged)
+    # A new leak of the address (or its password) is what a trusted device was not
+    # vouched against: every trust of those accounts ends.
+    end_trust(session, flagged + [c.account_id for c in candidates if c.password_hash])
     notices = create_leak_warnings(session, flagged, leak_id=leak_id, now=now)
     credential = [
         c.account_id for c in unique if c.password_hash is not None and c.account_id in new
@@ -149,3 +171,104 @@ def flag_from_watchlist(
     # One recording for every leak: an account's events are decided once, under one lock.
     record_flags(session, every, now=now)
     return ExposureOutcome(flagged, notices)
+
+
+@dataclass(frozen=True, slots=True)
+class EndedByAddressChange:
+    exposures_ended: int  # open exposures of the old address, now resolved
+    warnings_cancelled: int  # their warnings not sent yet, never mailed to the new address
+
+
+def end_old_address_exposures(
+    session: Session, account_ids: Sequence[int], *, actor: str, now: datetime
+) -> EndedByAddressChange:
+    """End what the accounts' previous addresses were exposed to; call once the new
+    address (and its ``email_key``) is stored, before ``flag_from_watchlist``.
+
+    An exposure belongs to the address it was matched on. Each open exposure of these
+    accounts ends (``resolved``, cause ``address_changed``) and its unsent warning is
+    cancelled, except in a leak the *new* address is in too: that one stays open, now the
+    new address's (kind ``email``: the old address's leaked password is not the new one's).
+    An ended exposure of a leak the new address is in is removed with its warning, so that
+    ``flag_from_watchlist`` opens it afresh for the new address. Does not commit.
+    """
+    rows: list[tuple[int, int, int, ExposureState]] = []
+    for condition in bulk.in_batches(session, Exposure.account_id, list(account_ids)):
+        rows.extend(
+            (row.id, row.account_id, row.leak_id, row.state)
+            for row in session.execute(
+                select(Exposure.id, Exposure.account_id, Exposure.leak_id, Exposure.state).where(
+                    condition
+                )
+            )
+        )
+    if not rows:
+        return EndedByAddressChange(0, 0)
+    still: set[tuple[int, int]] = set()
+    for condition in bulk.in_batches(session, Account.id, list(account_ids)):
+        still.update(
+            (account_id, leak_id)
+            for account_id, leak_id in session.execute(
+                select(Account.id, LeakEntry.leak_id)
+                .join(LeakEntry, LeakEntry.email_key == Account.email_key)
+                .join(Leak, and_(Leak.id == LeakEntry.leak_id, Leak.retracted_at.is_(None)))
+                .where(condition)
+            )
+        )
+    ended = [
+        (i, a, lk) for i, a, lk, st in rows if st is ExposureState.OPEN and (a, lk) not in still
+    ]
+    kept = [i for i, a, lk, st in rows if st is ExposureState.OPEN and (a, lk) in still]
+    reopen = [
+        (i, a, lk) for i, a, lk, st in rows if st is not ExposureState.OPEN and (a, lk) in still
+    ]
+    for condition in bulk.in_batches(session, Exposure.id, [i for i, _, _ in ended]):
+        session.execute(
+            update(Exposure)
+            .where(condition)
+            .values(
+                state=ExposureState.RESOLVED,
+                end_cause=ExposureEndCause.ADDRESS_CHANGED,
+                resolved_at=now,
+                resolved_by=actor,
+                resolution="the account's address changed",
+            ),
+            execution_options={"synchronize_session": False},
+        )
+    for condition in bulk.in_batches(session, Exposure.id, kept):
+        session.execute(
+            update(Exposure).where(condition).values(kind=ExposureKind.EMAIL, password_hash=None),
+            execution_options={"synchronize_session": False},
+        )
+    cancelled = 0
+    if ended:
+        cancelled = rowcount(
+            session.execute(
+                update(NOTICE_TABLE)
+                .where(
+                    NOTICE_TABLE.c.account_id == bindparam("account"),
+                    NOTICE_TABLE.c.leak_id == bindparam("leak"),
+                    UNSENT_WARNING,
+                )
+                .values(state=NoticeState.CANCELLED.value, lease_until=None, not_before=None),
+                [{"account": a, "leak": lk} for _, a, lk in ended],
+            )
+        )
+    if reopen:
+        session.execute(
+            delete(NOTICE_TABLE).where(
+                NOTICE_TABLE.c.account_id == bindparam("account"),
+                NOTICE_TABLE.c.leak_id == bindparam("leak"),
+                NOTICE_TABLE.c.kind == NoticeKind.LEAK_WARNING.value,
+                NOTICE_TABLE.c.state != NoticeState.SENDING.value,
+            ),
+            [{"account": a, "leak": lk} for _, a, lk in reopen],
+        )
+        for condition in bulk.in_batches(session, Exposure.id, [i for i, _, _ in reopen]):
+            session.execute(
+                delete(Exposure).where(condition), execution_options={"synchronize_session": False}
+            )
+    # The login service hears of each account whose risk level so fell (a credential
+    # exposure kept as the new address's email one falls from HIGH to MEDIUM).
+    record_risk_level(session, account_ids, reason=LoweredBecause.ADDRESS_CHANGED, now=now)
+    return EndedByAddressChange(len(ended), cancelled)

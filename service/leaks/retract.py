@@ -30,7 +30,15 @@ from service.errors import ValidationFailed
 from service.events.emit import policy_of, record_risk_level
 from service.events.types import LoweredBecause
 from service.leaks.catalogue import find_leak
-from service.models import Exposure, ExposureState, Leak, LeakEntry, Notice, NoticeState
+from service.models import (
+    Exposure,
+    ExposureEndCause,
+    ExposureState,
+    Leak,
+    LeakEntry,
+    Notice,
+    NoticeState,
+)
 from service.notices.outbox import cancel_leak_warnings, count_unsent_warnings
 
 ENTRY_BATCH = 50_000  # watch-list rows per transaction
@@ -223,6 +231,7 @@ def end_leak_effects(
         .where(Exposure.leak_id == leak_id, Exposure.state == ExposureState.OPEN)
         .values(
             state=ExposureState.RETRACTED,
+            end_cause=ExposureEndCause.RETRACTED,
             resolved_at=now,
             resolved_by=actor,
             resolution=f"leak retracted: {reason}"[:MAX_REASON_CHARS],

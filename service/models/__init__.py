@@ -9,6 +9,7 @@ from service.models.clients import ApiClient
 from service.models.events import EventReceiver, EventState, SecurityEvent
 from service.models.leaks import (
     Exposure,
+    ExposureEndCause,
     ExposureKind,
     ExposureState,
     IngestCounters,
@@ -26,6 +27,7 @@ from service.models.stepup import (
     StepUpChallenge,
     StepUpThrottle,
     TotpCredential,
+    TrustedDevice,
 )
 
 __all__ = [
@@ -39,6 +41,7 @@ __all__ = [
     "EventReceiver",
     "EventState",
     "Exposure",
+    "ExposureEndCause",
     "ExposureKind",
     "ExposureState",
     "IngestCounters",
@@ -55,4 +58,5 @@ __all__ = [
     "StepUpChallenge",
     "StepUpThrottle",
     "TotpCredential",
+    "TrustedDevice",
 ]

@@ -16,6 +16,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -29,10 +30,23 @@ class ExposureKind(StrEnum):
 
 
 class ExposureState(StrEnum):
+    """Where an exposure stands; only ``open`` counts in the risk check."""
+
     OPEN = "open"
-    RESOLVED = "resolved"
-    DISMISSED = "dismissed"
+    RESOLVED = "resolved"  # the address changed, or support resolved it with a reason
+    DISMISSED = "dismissed"  # support: a false match, with a reason
+    EXPIRED = "expired"  # older than LEAKGUARD_EXPOSURE_TTL_DAYS (leakguard housekeeping)
     RETRACTED = "retracted"  # its leak was retracted: ingested by mistake (leaks retract)
+
+
+class ExposureEndCause(StrEnum):
+    """Why an exposure stopped being open (``Exposure.end_cause``); None while open."""
+
+    ADDRESS_CHANGED = "address_changed"  # resolved: the account moved to another address
+    SUPPORT_RESOLVED = "support_resolved"  # resolved: support, with a reason
+    DISMISSED = "dismissed"  # dismissed: support found it a false match
+    EXPIRED = "expired"  # expired: past its time to live
+    RETRACTED = "retracted"  # retracted: its leak was ingested by mistake
 
 
 class LeakFileState(StrEnum):
@@ -154,6 +168,14 @@ class Exposure(Base):
     __table_args__ = (
         UniqueConstraint("account_id", "leak_id"),
         Index("ix_exposure_account_state", "account_id", "state"),
+        # Housekeeping's expiry finds the oldest open ones without reading the ended ones
+        # (a cron run with nothing to do is one short index probe).
+        Index(
+            "ix_exposure_open_created_at",
+            "created_at",
+            postgresql_where=text("state = 'open'"),
+            sqlite_where=text("state = 'open'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -164,6 +186,8 @@ class Exposure(Base):
     password_hash: Mapped[str | None] = mapped_column(String(200))
     state: Mapped[ExposureState] = mapped_column(str_enum(ExposureState))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # When, by whom, why and for what cause it stopped being open (all None while open).
     resolved_at: Mapped[datetime | None]
     resolved_by: Mapped[str | None] = mapped_column(String(200))
     resolution: Mapped[str | None] = mapped_column(String(500))
+    end_cause: Mapped[ExposureEndCause | None] = mapped_column(str_enum(ExposureEndCause))

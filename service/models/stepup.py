@@ -60,7 +60,10 @@ class StepUpChallenge(Base):
     """
 
     __tablename__ = "step_up_challenge"
-    __table_args__ = (Index("ix_step_up_challenge_account_state", "account_id", "state"),)
+    __table_args__ = (
+        Index("ix_step_up_challenge_account_state", "account_id", "state"),
+        Index("ix_step_up_challenge_expires_at", "expires_at"),  # housekeeping's purge
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     account_id: Mapped[int | None] = mapped_column(ForeignKey("account.id", ondelete="CASCADE"))
@@ -96,3 +99,23 @@ class StepUpThrottle(Base):
     locked_until: Mapped[datetime | None]
     lock_count: Mapped[int] = mapped_column(Integer, default=0)
     blocked_at: Mapped[datetime | None]
+
+
+class TrustedDevice(Base):
+    """A device of an account's owner that passed step-up: it signs in without one until
+    ``expires_at`` (LEAKGUARD_TRUSTED_DEVICE_DAYS).
+
+    ``device_key`` is a keyed digest of the login service's opaque device id (never the id
+    itself, service/stepup/devices.py). A new leak of the address, a credential exposure or
+    an address change deletes every row of the account: trust ends, it is not marked.
+    """
+
+    __tablename__ = "trusted_device"
+    __table_args__ = (Index("ix_trusted_device_expires_at", "expires_at"),)
+
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("account.id", ondelete="CASCADE"), primary_key=True
+    )
+    device_key: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    trusted_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]

@@ -53,7 +53,7 @@ from service.models import (
     StepUpChallenge,
     TotpCredential,
 )
-from service.stepup import recovery_codes, throttle, totp
+from service.stepup import devices, recovery_codes, throttle, totp
 from service.stepup.assurance import Assurance, AssuranceSigner, AssuranceTokenInvalid
 from service.stepup.secret_box import SecretBox, SecretUnreadable, keyed_digest
 from service.stepup.throttle import Locked, Reservation, ThrottlePolicy
@@ -120,6 +120,8 @@ class StepUpPolicy:
     code_attempts: int = 5
     totp_issuer: str = "Leakguard"
     throttle: ThrottlePolicy = field(default_factory=ThrottlePolicy)
+    # How long a passed step-up trusts the device it was passed on (0: no trust).
+    trusted_device_ttl: timedelta = timedelta(days=30)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +137,7 @@ class Passed:
     method: Method
     token: str
     expires_at: datetime
+    device_trusted_until: datetime | None = None  # when a named device's trust ends
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +182,11 @@ class StepUp:
         self._totp_box = SecretBox(master_key, "totp-secret")
         self._code_key = keyed_digest(master_key, b"email-code")
         self._subject_key = keyed_digest(master_key, b"step-up-subject")
+        self._device_key = keyed_digest(master_key, b"trusted-device")
+
+    def device_key(self, account_id: int, device_id: str) -> bytes:
+        """The stored keyed digest of the login service's device id for the account."""
+        return devices.device_key(self._device_key, account_id, device_id)
 
     def subject(self, external_id: str) -> bytes:
         """The throttle's key of an external id, known account or not (a keyed digest)."""
@@ -484,10 +492,15 @@ class StepUp:
         code: str,
         *,
         challenge_id: str | None = None,
+        device_id: str | None = None,
         actor: str,
         now: datetime,
     ) -> Outcome:
-        """Check one code. The caller commits whatever the outcome: failures must count."""
+        """Check one code. The caller commits whatever the outcome: failures must count.
+
+        A pass with ``device_id`` (the login service's opaque id of the device) trusts
+        that device for the account for ``policy.trusted_device_ttl``.
+        """
         attempt = self._reserve(session, external_id, method, now=now)
         if isinstance(attempt, Refused):
             return attempt
@@ -505,6 +518,15 @@ class StepUp:
             return self._fail(session, reservation, account, method, external_id, actor, now)
         throttle.succeed(session, reservation)
         _audit(session, actor, "step_up.passed", account.email, external_id, now, method=method)
+        trusted_until = None
+        if device_id is not None and self.policy.trusted_device_ttl > timedelta(0):
+            trusted_until = devices.trust_device(
+                session,
+                account.id,
+                self.device_key(account.id, device_id),
+                ttl=self.policy.trusted_device_ttl,
+                now=now,
+            )
         token = self.signer.issue(
             external_id=external_id,
             account_id=account.id,
@@ -512,7 +534,12 @@ class StepUp:
             epoch=account.epoch,
             now=now,
         )
-        return Passed(method=method, token=token, expires_at=self.signer.expires_at(now))
+        return Passed(
+            method=method,
+            token=token,
+            expires_at=self.signer.expires_at(now),
+            device_trusted_until=trusted_until,
+        )
 
     def check_assurance(
         self, session: Session, external_id: str, token: str, *, now: datetime

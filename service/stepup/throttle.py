@@ -21,10 +21,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import cast
+from typing import Any, cast
 
-from sqlalchemy import Connection, Table, delete, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, Row, Table, delete, select, update
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from service.db import bulk
 from service.models import THROTTLE_ALL_METHODS, StepUpThrottle
@@ -98,32 +98,27 @@ def reserve(
     ``since``: when the account was created; what the subject's rows recorded before that
     is forgotten (see the module docstring).
     """
-    bulk.insert_ignore(
-        session,
-        TABLE,
-        [_empty(subject, THROTTLE_ALL_METHODS), _empty(subject, method)],
-    )
     # Taking the subject's row lock first serializes its verifications (see the docstring).
-    everything = session.execute(
-        update(StepUpThrottle)
-        .where(StepUpThrottle.subject == subject, StepUpThrottle.scope == THROTTLE_ALL_METHODS)
-        .values(failures=StepUpThrottle.failures)
-        .returning(
-            StepUpThrottle.failures, StepUpThrottle.last_failed_at, StepUpThrottle.blocked_at
-        )
-        .execution_options(synchronize_session=False)
-    ).one()
+    everything = _lock_row(
+        session,
+        subject,
+        THROTTLE_ALL_METHODS,
+        StepUpThrottle.failures,
+        StepUpThrottle.last_failed_at,
+        StepUpThrottle.blocked_at,
+    )
     planted = _before(everything.last_failed_at, since)
     if everything.blocked_at is not None and not planted:
         return Locked(None)
-    row = session.execute(
-        select(
-            StepUpThrottle.failures,
-            StepUpThrottle.last_failed_at,
-            StepUpThrottle.locked_until,
-            StepUpThrottle.lock_count,
-        ).where(StepUpThrottle.subject == subject, StepUpThrottle.scope == method)
-    ).one()
+    row = _lock_row(
+        session,
+        subject,
+        method,
+        StepUpThrottle.failures,
+        StepUpThrottle.last_failed_at,
+        StepUpThrottle.locked_until,
+        StepUpThrottle.lock_count,
+    )
     failures, lock_count, locked_until = row.failures, row.lock_count, row.locked_until
     if _before(row.last_failed_at, since):
         failures, lock_count, locked_until = 0, 0, None
@@ -159,6 +154,28 @@ def reserve(
     return Reservation(subject, method, failures + 1, lock_count, total + 1)
 
 
+def _lock_row(
+    session: Session, subject: bytes, scope: str, *columns: InstrumentedAttribute[Any]
+) -> Row[Any]:
+    """Make sure the (subject, scope) row exists, take its row lock and read ``columns``.
+
+    ``leakguard housekeeping`` may delete a row past use between the insert that found it
+    there and the lock: then it is inserted again (a deleted row is an empty one). Once
+    locked, housekeeping's delete waits and finds the row in use.
+    """
+    while True:
+        bulk.insert_ignore(session, TABLE, [_empty(subject, scope)])
+        row = session.execute(
+            update(StepUpThrottle)
+            .where(StepUpThrottle.subject == subject, StepUpThrottle.scope == scope)
+            .values(failures=StepUpThrottle.failures)
+            .returning(*columns)
+            .execution_options(synchronize_session=False)
+        ).one_or_none()
+        if row is not None:
+            return row
+
+
 def spend_email_send(
     session: Session,
     subject: bytes,
@@ -174,16 +191,14 @@ def spend_email_send(
     (``retry_after``), instead of offering a method that would fail. ``failures`` counts
     the window's sends, ``last_failed_at`` is the window's start. Does not commit.
     """
-    bulk.insert_ignore(session, TABLE, [_empty(subject, EMAIL_SENDS)])
-    row = session.execute(
-        update(StepUpThrottle)
-        .where(StepUpThrottle.subject == subject, StepUpThrottle.scope == EMAIL_SENDS)
-        .values(failures=StepUpThrottle.failures)  # the row's lock, as in reserve()
-        .returning(
-            StepUpThrottle.failures, StepUpThrottle.last_failed_at, StepUpThrottle.locked_until
-        )
-        .execution_options(synchronize_session=False)
-    ).one()
+    row = _lock_row(
+        session,
+        subject,
+        EMAIL_SENDS,
+        StepUpThrottle.failures,
+        StepUpThrottle.last_failed_at,
+        StepUpThrottle.locked_until,
+    )
     spent_until: datetime | None = row.locked_until
     count, start = row.failures, row.last_failed_at
     if _before(start, since):

@@ -101,6 +101,10 @@ def test_get_returns_the_account_as_stored(client: FlaskClient, auth: dict[str, 
         "locale": None,
         "created_at": put.get_json()["created_at"],
         "updated_at": put.get_json()["updated_at"],
+        "exposures": [],
+        "undeliverable": None,
+        "totp_enrolled": False,
+        "recovery_codes_left": 0,
     }
 
 
