@@ -16,17 +16,18 @@ from flask import Flask
 from flask.testing import FlaskClient
 from pydantic import SecretStr
 from redis import Redis
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from jobs.context import use_runtime
 from jobs.events import EventRelayUnavailable, relay_events
 from jobs.ingest.pipeline import ingest_leak
+from service.accounts import AddressChangeCause, bare_email, change_address
 from service.db import utcnow
 from service.events.discovery import JWKS_PATH
 from service.events.outbox import QUEUED_TIMEOUT, SEND_LEASE, claim_events, release_stale
 from service.events.types import EventType
 from service.leaks.retract import retract_leak
-from service.models import SecurityEvent
+from service.models import Account, SecurityEvent
 from service.runtime import Runtime, build_runtime
 from service.stepup.services import Method, Refused
 from tests.support.cli import cli_env, invoke, json_output, output, run_leakguard, start_leakguard
@@ -37,6 +38,7 @@ from tests.support.events import (
     by_account,
     event_rows,
     move_time_forward,
+    payload,
     poll_all,
     push,
     push_until_settled,
@@ -122,6 +124,21 @@ def lock(rt: Runtime, external_id: str) -> None:
     assert outcome.locked is not None
 
 
+def change_email(rt: Runtime, external_id: str, email: str, cause: AddressChangeCause) -> None:
+    """What the email-change flow does on a confirmation or a revert."""
+    with rt.db.transaction() as session:
+        account = session.scalars(select(Account).where(Account.external_id == external_id)).one()
+        change_address(
+            session,
+            rt.keys,
+            account,
+            bare_email(rt.keys, email),
+            cause=cause,
+            actor="test",
+            now=utcnow(),
+        )
+
+
 def received(t: Transmitter) -> list[tuple[str, dict[str, Any]]]:
     return [(r.event_type, r.claims or {}) for r in t.receiver.accepted()]
 
@@ -133,12 +150,22 @@ def test_an_incident_gives_exactly_the_expected_events_by_push_and_by_poll(
     make_account(rt, "alice", "alice@example.org")
     make_account(rt, "dave", "dave@example.org")
     make_account(rt, "carol", "carol@example.org")
+    make_account(rt, "erin", "erin@example.org")
     ingest_combo(
         rt,
         tmp_path,
-        ["alice@example.org:hunter2", "dave@example.org:letmein", "x@elsewhere.example:pw"],
+        [
+            "alice@example.org:hunter2",
+            "dave@example.org:letmein",
+            "erin@example.org:qwerty",
+            "x@elsewhere.example:pw",
+        ],
     )
     push_until_settled(rt, redis_url)
+    # Two email changes the login service did not make: one confirmed, one reverted.
+    change_email(rt, "alice", "alice.new@example.org", AddressChangeCause.EMAIL_CHANGE_CONFIRMED)
+    change_email(rt, "erin", "erin.new@example.org", AddressChangeCause.EMAIL_CHANGE_CONFIRMED)
+    change_email(rt, "erin", "erin@example.org", AddressChangeCause.EMAIL_CHANGE_REVERTED)
     lock(rt, "dave")
     push_until_settled(rt, redis_url)
     with rt.db.transaction() as session:
@@ -147,15 +174,32 @@ def test_an_incident_gives_exactly_the_expected_events_by_push_and_by_poll(
     push_until_settled(rt, redis_url)
 
     flagged = ["risk-level-change:HIGH", "credential-compromise", "session-revoked"]
+    moved = ["identifier-changed", "session-revoked", "risk-level-change:LOW"]
     assert by_account(received(t)) == {
-        "alice": [*flagged, "risk-level-change:LOW"],
+        "alice": [*flagged, *moved],
         "dave": [*flagged, "account-disabled", "account-enabled", "risk-level-change:LOW"],
+        # Back at the leaked address: flagged again, for the address alone (its password
+        # may have changed since), then the leak's retraction.
+        "erin": [
+            *flagged,
+            *moved,
+            "identifier-changed",
+            "session-revoked",
+            "risk-level-change:MEDIUM",
+            "session-revoked",
+            "risk-level-change:LOW",
+        ],
     }
     assert t.receiver.doubles() == []
     assert [r for r in t.receiver.received() if r.outcome != "accepted"] == []
-    for _event_type, claims in received(t):
+    new_values = [
+        payload(c)["new-value"] for e, c in received(t) if short(e) == "identifier-changed"
+    ]
+    assert new_values == ["alice.new@example.org", "erin.new@example.org", "erin@example.org"]
+    for event_type, claims in received(t):
         assert claims["sub_id"]["format"] == "opaque"
-        assert "@" not in json.dumps(claims)  # no address in clear
+        if short(event_type) != "identifier-changed":
+            assert "@" not in json.dumps(claims)  # no address in clear
     lowered = [c for e, c in received(t) if short(e) == "risk-level-change"][-1]
     assert next(iter(lowered["events"].values()))["risk_reason"] == "retracted"
     raised = next(c for e, c in received(t) if short(e) == "risk-level-change")

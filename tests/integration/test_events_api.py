@@ -31,6 +31,7 @@ from service.events.keys import generate_jwk, load_event_keys, parse_jwk
 from service.events.outbox import purge_settled
 from service.events.types import EventType
 from service.leaks.exposures import NewExposure, record_exposures
+from service.leaks.lifecycle import end_exposure, expire_exposures
 from service.leaks.passwords import hash_leaked_password
 from service.models import Exposure, ExposureKind, ExposureState
 from service.runtime import Runtime, build_runtime
@@ -386,3 +387,46 @@ def test_housekeeping_keeps_what_the_login_service_was_last_told(
         assert record_risk_lowered(session, account_id, reason="dismissed", now=utcnow()) == 1
     lowered = event_rows(rt)[-1]
     assert payload(lowered.claims)["previous_level"] == "HIGH"
+
+
+def levels_said(rt: Runtime, external_id: str) -> list[tuple[str, str]]:
+    return [
+        (payload(r.claims)["current_level"], payload(r.claims)["risk_reason"])
+        for r in event_rows(rt, "poll")
+        if r.external_id == external_id and short(r.event_type) == "risk-level-change"
+    ]
+
+
+def test_every_end_of_the_last_exposure_says_low_with_its_cause(
+    events_runtime: Runtime, make_app: Callable[..., Flask], poll_settings: Settings
+) -> None:
+    rt = events_runtime
+    for name in ("kim", "lou", "max", "ned"):
+        expose(rt, make_account(rt, name, f"{name}@example.org"), slug="dump")
+    with rt.db.transaction() as session:
+        end_exposure(
+            session, "kim", "dump", action="resolve", reason="helped", actor="s", now=utcnow()
+        )
+        end_exposure(
+            session, "lou", "dump", action="dismiss", reason="not them", actor="s", now=utcnow()
+        )
+        assert (
+            expire_exposures(
+                session, ttl=timedelta(0), now=utcnow() + timedelta(seconds=1), limit=1
+            )
+            == 1
+        )
+    # The login service moves ned to another address itself: no identifier-changed.
+    client = make_app(poll_settings).test_client()
+    response = client.put(
+        "/v1/accounts/ned",
+        json={"email": "ned.other@example.org"},
+        headers=bearer(make_api_key(rt, Scope.ACCOUNTS_WRITE)),
+    )
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert levels_said(rt, "kim")[-1] == ("LOW", "support_resolved")
+    assert levels_said(rt, "lou")[-1] == ("LOW", "dismissed")
+    assert levels_said(rt, "max")[-1] == ("LOW", "expired")
+    assert levels_said(rt, "ned")[-1] == ("LOW", "address_changed")
+    kinds = {short(r.event_type) for r in event_rows(rt, "poll") if r.external_id == "ned"}
+    assert "identifier-changed" not in kinds
