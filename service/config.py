@@ -194,6 +194,12 @@ class Settings(BaseSettings):
                 raise ValueError(
                     f"{ENV_PREFIX}EVENTS_SIGNING_KEY is required in production with events on"
                 )
+            if self.events_enabled and not self.events_issuer.startswith("https://"):
+                # Receivers check ``iss`` and fetch the keys from it: never localhost.
+                raise ValueError(
+                    f"{ENV_PREFIX}EVENTS_ISSUER must be this service's https:// URL in "
+                    "production with events on"
+                )
         return self
 
     @property

@@ -243,7 +243,9 @@ def test_a_bad_signing_key_names_its_variable(
         load_event_keys(settings)
 
 
-def test_production_with_events_needs_a_signing_key(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_production_with_events_needs_a_signing_key_and_an_https_issuer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     for name, value in {
         "LEAKGUARD_ENV": "production",
         "LEAKGUARD_HASH_KEY": "h" * 32,
@@ -255,7 +257,12 @@ def test_production_with_events_needs_a_signing_key(monkeypatch: pytest.MonkeyPa
     with pytest.raises(ConfigError, match="LEAKGUARD_EVENTS_SIGNING_KEY is required"):
         load_settings()
     monkeypatch.setenv("LEAKGUARD_EVENTS_SIGNING_KEY", generate_jwk())
-    assert load_settings().events_enabled
+    with pytest.raises(ConfigError, match="LEAKGUARD_EVENTS_ISSUER must be"):
+        load_settings()  # the development default, http://localhost:8000
+    monkeypatch.setenv("LEAKGUARD_EVENTS_ISSUER", "https://leakguard.example.com/")
+    settings = load_settings()
+    assert settings.events_enabled
+    assert settings.events_issuer == "https://leakguard.example.com"
 
 
 def test_risk_lowered_after_exposures_end_is_said_once(events_runtime: Runtime) -> None:
