@@ -22,6 +22,7 @@ demo: $(VENV)/.installed
 	$(BIN)/leakguard demo
 
 test: $(VENV)/.installed-test
+	sh tests/system-packages.sh
 	sh tests/start-services.sh
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

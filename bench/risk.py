@@ -56,6 +56,9 @@ GUNICORN = BIN / "gunicorn"
 WRK = shutil.which("wrk") or "wrk"
 HASH_KEY = "bench-hash-key-0123456789abcdef"
 SECRET_KEY = "bench-secret-key-0123456789abcdef"  # noqa: S105  (a throw-away bench key)
+# Production refuses the defaults (a localhost sender, "your account with us").
+BENCH_SERVICE_NAME = "Bench Shop"
+BENCH_MAIL_FROM = "Bench Shop Security <security@bench-shop.de>"
 PG_DATABASE = "leakguard_bench_risk"
 REDIS_URL = "redis://127.0.0.1:6379/10"
 LIMITER_KEYS = "LIMITER*leakguard*"
@@ -315,6 +318,8 @@ def run_server(name: str, directory: Path, url: str, args: argparse.Namespace) -
             LEAKGUARD_SECRET_KEY=SECRET_KEY,
             LEAKGUARD_REDIS_URL=REDIS_URL,
             LEAKGUARD_RATE_LIMIT_RISK="1000000/second",
+            LEAKGUARD_SERVICE_NAME=BENCH_SERVICE_NAME,
+            LEAKGUARD_MAIL_FROM=BENCH_MAIL_FROM,
         )
         command.append("service.app:create_app()")
     else:
@@ -511,6 +516,8 @@ def profile_allow(url: str, key: str, ids: list[str], directory: Path, requests:
         hash_key=HASH_KEY,
         secret_key=SECRET_KEY,
         rate_limit_risk="1000000/second",
+        service_name=BENCH_SERVICE_NAME,
+        mail_from=BENCH_MAIL_FROM,
     )
     app = create_app(settings)
     client = app.test_client()

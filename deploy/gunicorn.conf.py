@@ -1,24 +1,30 @@
 """gunicorn settings: `gunicorn -c deploy/gunicorn.conf.py 'service.app:create_app()'`.
 
 Every value can be overridden from the environment (GUNICORN_*), so one file serves a
-laptop and a container.
+laptop, a systemd unit and a container.
 """
 
-import multiprocessing
 import os
+import shutil
+import sys
+import tempfile
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
-workers = int(os.environ.get("GUNICORN_WORKERS", str(multiprocessing.cpu_count() * 2 + 1)))
+# The CPUs this process may run on (a container's or a unit's CPU set), not the host's.
+_cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+workers = int(os.environ.get("GUNICORN_WORKERS", str(_cpus * 2 + 1)))
 worker_class = "gthread"
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 # The login service waits on us during sign-in: fail fast rather than queue forever.
-timeout = 30
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = 20
 keepalive = 5
 # Build the app (and its engine) in each worker: database connections must not be
 # shared across fork.
 preload_app = False
-# GUNICORN_ACCESSLOG="" turns the access log off (benchmarks); "-" is stdout.
+# GUNICORN_ACCESSLOG="" turns the access log off (benchmarks); "-" is stderr's neighbour,
+# stdout. Its lines are built by service.logs.AccessFormatter: path without query string,
+# no Referer, addresses masked, the request id.
 accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-") or None
 errorlog = "-"
 # Every line gunicorn writes passes the address mask, like the app's own logs.
@@ -26,3 +32,47 @@ logger_class = "service.logs.GunicornLogger"
 # The longest request line gunicorn reads (its own maximum): a longer /v1 URI then reaches
 # the app, which answers it as problem+json; past this gunicorn answers its own plain 414.
 limit_request_line = 8190
+# gunicorn 25.1+ opens a control socket at $XDG_RUNTIME_DIR/gunicorn.ctl or
+# ~/.gunicorn/gunicorn.ctl: one path per user, so a second instance on the host (a
+# blue-green deploy, the benchmark beside the service) would take the first one's socket.
+# Nothing here uses it; systemd or Kubernetes manage the processes.
+control_socket_disable = True
+
+# prometheus-client's multiprocess mode: each worker writes its metrics to files here and
+# a scrape of any worker adds them up. One fresh folder per server, made before any worker
+# starts (the value class is chosen when prometheus-client is first imported) and removed
+# when the server stops; PROMETHEUS_MULTIPROC_DIR set by the unit wins (then empty it
+# before each start, as systemd's RuntimeDirectory= does).
+_OWN_METRICS_DIR = None
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    _OWN_METRICS_DIR = tempfile.mkdtemp(prefix="leakguard-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _OWN_METRICS_DIR
+
+
+def on_starting(server):
+    """Refuse to start on settings production refuses: one line each, before any worker."""
+    from service.config import ConfigError, Environment, load_settings
+    from service.config_check import production_problems
+
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        problems = [str(exc)]
+    else:
+        problems = production_problems(settings) if settings.env is Environment.PRODUCTION else []
+    if problems:
+        for line in problems:
+            server.log.error("Error: %s", line)
+        sys.exit(2)
+
+
+def child_exit(server, worker):
+    """A worker is gone: its live gauges go with it (its counters stay counted)."""
+    from service.metrics import forget_worker
+
+    forget_worker(worker.pid)
+
+
+def on_exit(server):
+    if _OWN_METRICS_DIR is not None:
+        shutil.rmtree(_OWN_METRICS_DIR, ignore_errors=True)

@@ -29,6 +29,7 @@ from jobs.queues import QueueName, get_queue, redis_connection, uses_fake_redis
 from service.db import utcnow
 from service.errors import JobError
 from service.leaks.catalogue import leak_name
+from service.metrics import count_deliveries
 from service.models import Notice, NoticeKind, NoticeState
 from service.notices.outbox import (
     SEND_LEASE,
@@ -339,6 +340,7 @@ def send_notices(
         finally:
             if own_mailer:
                 mailer.close()
+    count_deliveries(sent=report.sent, retrying=report.retrying, failed=report.failed)
     log.info(
         "delivered notices: %s sent, %s retrying, %s failed",
         report.sent,

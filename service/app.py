@@ -2,29 +2,21 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
-from datetime import timedelta
 from importlib.metadata import PackageNotFoundError, version
 
-from flask import Response, jsonify
 from flask_openapi3 import Info, OpenAPI, SecurityScheme
-from sqlalchemy import text
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from service.api import api, register_routes
 from service.api.events import register_well_known
 from service.api.limits import install_rate_limits
-from service.api.problems import (
-    Problem,
-    problem_response,
-    register_problem_handlers,
-    render_validation_error,
-)
+from service.api.problems import Problem, register_problem_handlers, render_validation_error
 from service.config import Settings, load_settings
-from service.db.migrate import is_at_head
 from service.logs import configure_logging
-from service.runtime import EXTENSION, Runtime, build_runtime
+from service.ops.health import register_health
+from service.ops.metrics import register_metrics
+from service.ops.requests import register_request_ids
+from service.runtime import EXTENSION, build_runtime
 
 API_DESCRIPTION = """\
 Leakguard flags the accounts whose email address appeared in a third-party leak and tells
@@ -53,7 +45,7 @@ def create_app(
     """
     settings = settings or load_settings()
     runtime = build_runtime(settings, serving=serving, create_instance=create_instance)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.resolved_log_format)
     app = OpenAPI(
         __name__,
         info=Info(title="Leakguard", version=package_version(), description=API_DESCRIPTION),
@@ -80,38 +72,8 @@ def create_app(
             x_for=settings.trusted_proxies,
             x_proto=settings.trusted_proxies,
         )
-    _register_health(app, runtime)
+    register_health(app, runtime)
+    register_metrics(app, runtime)
+    register_request_ids(app)
     register_well_known(app)
     return app
-
-
-READINESS_TIMEOUT = timedelta(seconds=1)
-
-
-def _register_health(app: OpenAPI, runtime: Runtime) -> None:
-    # One probe at a time per process, on a thread of its own, so that a database that
-    # hangs makes the probe answer 503 within READINESS_TIMEOUT instead of hanging too.
-    probes = ThreadPoolExecutor(max_workers=1, thread_name_prefix="readyz")
-
-    def database_state() -> str | None:
-        with runtime.db.engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
-        return None if is_at_head(runtime.db.engine) else "The database is not migrated"
-
-    @app.get("/healthz", doc_ui=False)
-    def healthz() -> Response:
-        """The process is up."""
-        return jsonify({"status": "ok"})
-
-    @app.get("/readyz", doc_ui=False)
-    def readyz() -> Response:
-        """The database answers within a second and its schema is at the migrations' head."""
-        try:
-            problem = probes.submit(database_state).result(READINESS_TIMEOUT.total_seconds())
-        except FutureTimeout:
-            problem = "The database did not answer in time"
-        except Exception:  # noqa: BLE001  (any failure means: not ready)
-            problem = "The database is unreachable"
-        if problem is not None:
-            return problem_response(503, "not_ready", problem, headers={"Retry-After": "5"})
-        return jsonify({"status": "ready"})

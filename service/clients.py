@@ -55,6 +55,7 @@ class Scope(StrEnum):
     STEP_UP_ENROLL = "step_up:enroll"  # TOTP enrolment, recovery codes
     NOTICES_BOUNCES = "notices:bounces"
     EVENTS_READ = "events:read"  # poll the security events (RFC 8936)
+    METRICS_READ = "metrics:read"  # GET /metrics (Prometheus)
 
 
 @dataclass(frozen=True, slots=True)

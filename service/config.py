@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import os
 import secrets
+from email.utils import getaddresses
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
+import idna
 from limits import parse_many
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from service.private_files import private_dir
 
@@ -114,6 +118,8 @@ class Settings(BaseSettings):
     events_poll_wait_seconds: Annotated[float, Field(ge=0, le=25)] = 5.0
 
     log_level: str = "WARNING"
+    # json: one JSON object per line; console: a readable line. Unset: json in production.
+    log_format: Literal["json", "console"] | None = None
     max_request_bytes: Annotated[int, Field(gt=0)] = 4 * 1024 * 1024
     max_batch_accounts: Annotated[int, Field(gt=0, le=MAX_BATCH_ACCOUNTS_LIMIT)] = 1000
     import_chunk_rows: Annotated[int, Field(gt=0)] = 20_000
@@ -123,9 +129,14 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _known_database(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("sqlite", "postgresql")):
-            raise ValueError("must be a sqlite:/// or postgresql+psycopg:// URL")
+        if value is not None:
+            database_dialect(value)
         return value
+
+    @field_validator("mail_from")
+    @classmethod
+    def _one_sender(cls, value: str) -> str:
+        return sender_with_a_labels(value)
 
     @field_validator("redis_url")
     @classmethod
@@ -186,9 +197,13 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _production_needs_secrets(self) -> Settings:
         if self.env is Environment.PRODUCTION:
-            for name in ("hash_key", "secret_key", "database_url"):
-                if getattr(self, name) is None:
-                    raise ValueError(f"{ENV_PREFIX}{name.upper()} is required in production")
+            missing = [
+                f"{ENV_PREFIX}{name.upper()}"
+                for name in ("hash_key", "secret_key", "database_url")
+                if getattr(self, name) is None
+            ]
+            if missing:
+                raise ValueError(f"{', '.join(missing)} required in production")
             if self.events_enabled and self.events_signing_key is None:
                 # Each process would otherwise sign with a key of its own making.
                 raise ValueError(
@@ -210,6 +225,12 @@ class Settings(BaseSettings):
     @property
     def resolved_events_audience(self) -> str:
         return self.events_audience or self.events_push_url or self.events_issuer
+
+    @property
+    def resolved_log_format(self) -> str:
+        if self.log_format is not None:
+            return self.log_format
+        return "json" if self.env is Environment.PRODUCTION else "console"
 
     @property
     def resolved_database_url(self) -> str:
@@ -264,6 +285,61 @@ def _read_secret(path: Path) -> str:
     return value
 
 
+# The (backend, driver) pairs Leakguard runs on; ``postgresql://`` means psycopg 3 in
+# SQLAlchemy 2.1, and ``sqlite://`` the standard library's sqlite3.
+SUPPORTED_DIALECTS = frozenset({("sqlite", "pysqlite"), ("postgresql", "psycopg")})
+
+
+def database_dialect(url: str) -> tuple[str, str]:
+    """The (backend, driver) of a database URL, such as ("postgresql", "psycopg").
+
+    Raises ValueError, in words that never repeat the URL (it may hold a password), for a
+    string that is no SQLAlchemy URL, a bad port, or a dialect or driver other than
+    SQLite's and psycopg 3's: found here, at start, rather than as a traceback from the
+    first connection.
+    """
+    wanted = "must be a sqlite:/// or postgresql+psycopg:// URL"
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        raise ValueError(f"{wanted}; this one cannot be parsed (check the port)") from None
+    try:
+        dialect = parsed.get_dialect()
+    except NoSuchModuleError:
+        raise ValueError(f"{wanted}; its dialect is unknown") from None
+    found = (str(dialect.name), str(dialect.driver))
+    if found not in SUPPORTED_DIALECTS:
+        raise ValueError(f"{wanted}, not {found[0]}+{found[1]}")
+    return found
+
+
+def sender_with_a_labels(value: str) -> str:
+    """``value`` (``Name <local@domain>`` or ``local@domain``) with its domain as A-labels.
+
+    ``Sicherheit <security@bücher.de>`` becomes ``Sicherheit <security@xn--bcher-kva.de>``
+    (IDNA 2008 with the UTS #46 mapping, RFC 5890/5891), so that the From header, the SMTP
+    envelope sender and every Message-ID (RFC 5322 3.6.4, ASCII only) carry the same
+    domain without SMTPUTF8. Raises ValueError for anything but one address with a domain,
+    or a domain IDNA refuses.
+    """
+    if "\r" in value or "\n" in value:
+        raise ValueError("must be one line")
+    found = getaddresses([value])
+    if len(found) != 1 or "@" not in found[0][1]:
+        raise ValueError("must be one address, such as Security <security@example.com>")
+    address = found[0][1]
+    local, _, domain = address.rpartition("@")
+    if not local or not domain:
+        raise ValueError("must be one address, such as Security <security@example.com>")
+    if domain.isascii():
+        return value
+    try:
+        a_labels = idna.encode(domain, uts46=True).decode("ascii")
+    except UnicodeError as exc:  # idna.IDNAError and its kin
+        raise ValueError(f"its domain is no valid internationalized domain name: {exc}") from None
+    return value.replace(f"{local}@{domain}", f"{local}@{a_labels}")
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Read settings from the environment; raise ConfigError naming the bad variable."""
     try:
@@ -274,6 +350,14 @@ def load_settings(**overrides: Any) -> Settings:
 
 def describe_validation_error(exc: ValidationError) -> str:
     """Turn pydantic's report into one line that names the environment variable."""
+    return "invalid configuration: " + "; ".join(validation_problems(exc))
+
+
+def validation_problems(exc: ValidationError) -> list[str]:
+    """Pydantic's report as one ``LEAKGUARD_NAME: what is wrong`` string per error.
+
+    Never repeats the value given (it may be a key or hold a password).
+    """
     parts = []
     for error in exc.errors():
         field = ".".join(str(loc) for loc in error["loc"])
@@ -282,4 +366,4 @@ def describe_validation_error(exc: ValidationError) -> str:
             parts.append(f"{ENV_PREFIX}{field.upper()}: {message}")
         else:
             parts.append(message)
-    return "invalid configuration: " + "; ".join(parts)
+    return parts

@@ -1,28 +1,61 @@
-"""Logging that never shows an address in the clear.
+"""Logging that never shows an address in the clear, as JSON lines with a request id.
 
 Code logs addresses only through ``mask_email``; this filter is the second line: every
 record leaving a handler has each address-shaped token masked, whatever library wrote it
-(an access log line with an email used as an account id, an exception text).
+(an access log line with an email used as an account id, an exception text). The last
+line is the formatter: the rendered line itself passes the mask once more.
+
+Every line goes to stderr: one JSON object per line (structlog's ``ProcessorFormatter``)
+in production, a readable line in development (``LEAKGUARD_LOG_FORMAT`` chooses). Lines
+written while a request is served carry its ``request_id`` (contextvars).
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import re
 import sys
 import threading
 import time
+import uuid
+from collections.abc import Mapping, MutableMapping
 from datetime import timedelta
 from typing import Any
 
+import structlog
 from gunicorn import glogging
 
 from service.addresses import mask_addresses
+
+REQUEST_ID_HEADER = "X-Request-ID"
+# A caller's request id is kept only if it is short and plain: it goes into every line.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+JSON, CONSOLE = "json", "console"
+# The fields of an access line (``AccessFormatter``), the only record extras rendered.
+ACCESS_FIELDS = (
+    "remote",
+    "method",
+    "path",
+    "status",
+    "bytes",
+    "duration_ms",
+    "request_id",
+    "user_agent",
+)
 
 
 class MaskAddresses(logging.Filter):
     """Rewrite the record's message (and its exception text) with addresses masked."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, Mapping):
+            # gunicorn's access record: its atoms stay apart (AccessFormatter reads them),
+            # each masked on its own.
+            record.args = {
+                key: mask_addresses(value) if isinstance(value, str) else value
+                for key, value in record.args.items()
+            }
         message = record.getMessage()
         masked = mask_addresses(message)
         if masked != message:
@@ -34,16 +67,86 @@ class MaskAddresses(logging.Filter):
         return True
 
 
-def configure_logging(level: str = "WARNING") -> None:
+class MaskedFormatter(structlog.stdlib.ProcessorFormatter):
+    """structlog's formatter for stdlib records, whose finished line passes the mask."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return mask_addresses(super().format(record))
+
+
+def make_formatter(log_format: str) -> logging.Formatter:
+    """A formatter of one JSON object per line (``json``) or a readable line (``console``):
+    time (UTC, ISO 8601), level, logger, event, the request id when there is one."""
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.stdlib.ExtraAdder(allow=ACCESS_FIELDS),
+    ]
+    renderer: Any = (
+        # Characters as they are, not \u escapes: the mask's last pass must see them.
+        structlog.processors.JSONRenderer(ensure_ascii=False)
+        if log_format == JSON
+        else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    return MaskedFormatter(
+        foreign_pre_chain=shared,
+        processors=[
+            _masked_exception,
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+    )
+
+
+def _masked_exception(
+    _logger: Any, _name: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """The traceback as MaskAddresses left it (``exc_text``), not rendered again from the
+    exception, whose message may name an address."""
+    record = event_dict.get("_record")
+    if record is not None and record.exc_text:
+        event_dict.pop("exc_info", None)
+        event_dict["exception"] = record.exc_text
+    return event_dict
+
+
+def log_format_from_env() -> str:
+    """``LEAKGUARD_LOG_FORMAT`` if set, else JSON in production and console elsewhere (for
+    gunicorn's master, which logs before any settings are built)."""
+    chosen = os.environ.get("LEAKGUARD_LOG_FORMAT", "").strip().lower()
+    if chosen in {JSON, CONSOLE}:
+        return chosen
+    return JSON if os.environ.get("LEAKGUARD_ENV", "").lower() == "production" else CONSOLE
+
+
+def configure_logging(level: str = "WARNING", log_format: str = CONSOLE) -> None:
     """One stderr handler with the mask, for the app, the CLI and the workers. Idempotent."""
     root = logging.getLogger()
     if any(isinstance(f, MaskAddresses) for h in root.handlers for f in h.filters):
         return
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(make_formatter(log_format))
     handler.addFilter(MaskAddresses())
     root.addHandler(handler)
     root.setLevel(level)
+
+
+def bind_request_id(given: str | None) -> str:
+    """Bind this request's id for every line logged while it is served; return it.
+
+    The caller's ``X-Request-ID`` when it is plain and short (a load balancer's id then
+    joins both logs), else a new random one.
+    """
+    request_id = given if given and _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+    structlog.contextvars.bind_contextvars(request_id=request_id)
+    return request_id
+
+
+def unbind_request_id() -> None:
+    structlog.contextvars.unbind_contextvars("request_id")
 
 
 class GunicornLogger(glogging.Logger):  # type: ignore[misc]  # gunicorn ships no types
@@ -56,10 +159,53 @@ class GunicornLogger(glogging.Logger):  # type: ignore[misc]  # gunicorn ships n
 
     def setup(self, cfg: Any) -> None:
         super().setup(cfg)
+        log_format = log_format_from_env()
         for logger in (self.error_log, self.access_log):
             for handler in logger.handlers:
                 if not any(isinstance(f, MaskAddresses) for f in handler.filters):
                     handler.addFilter(MaskAddresses())
+                handler.setFormatter(
+                    AccessFormatter(log_format)
+                    if logger is self.access_log
+                    else make_formatter(log_format)
+                )
+
+
+class AccessFormatter(logging.Formatter):
+    """gunicorn's access line built from its atoms, never from its request line.
+
+    The fields are chosen here, not by ``access_log_format``: the path without its query
+    string (a query may carry a token or an address), no Referer (the page before may have
+    held one in its URL), the status, size, duration and the request id the app answered.
+    """
+
+    def __init__(self, log_format: str) -> None:
+        super().__init__()
+        self._inner = make_formatter(log_format)
+
+    def format(self, record: logging.LogRecord) -> str:
+        atoms = record.args if isinstance(record.args, dict) else {}
+        fields = {
+            "remote": atoms.get("h"),
+            "method": atoms.get("m"),
+            "path": atoms.get("U"),
+            "status": _number(atoms.get("s")),
+            "bytes": _number(atoms.get("B")),
+            "duration_ms": _number(atoms.get("M")),
+            "request_id": atoms.get("{x-request-id}o") or None,
+            "user_agent": atoms.get("a"),
+        }
+        copy = logging.makeLogRecord(record.__dict__)
+        copy.msg, copy.args = "access", None
+        copy.__dict__.update(fields)
+        return self._inner.format(copy)
+
+
+def _number(value: object) -> int | None:
+    try:
+        return int(str(value))
+    except ValueError:
+        return None
 
 
 class ThrottledLog:

@@ -16,7 +16,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from service.addresses import AddressKeys, address_keys_from
-from service.config import HASH_KEY_FILE, SECRET_KEY_FILE, Settings
+from service.config import HASH_KEY_FILE, SECRET_KEY_FILE, ConfigError, Environment, Settings
+from service.config_check import production_problems
 from service.db import Database
 from service.errors import JobError
 from service.events.emit import EventPolicy
@@ -47,7 +48,12 @@ def build_runtime(
     ``create_instance`` False (every command but ``demo`` and ``db upgrade``): raise
     InstanceNotFound rather than create an instance folder, keys or a SQLite database,
     since a new hash key silently matches nothing stored under the old.
+    In production, raises ConfigError with every ``production_problems`` line.
     """
+    if settings.env is Environment.PRODUCTION:
+        problems = production_problems(settings)
+        if problems:
+            raise ConfigError("\n".join(problems))
     if create_instance:
         private_dir(settings.instance_dir)
     else:

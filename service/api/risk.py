@@ -12,6 +12,7 @@ from service.api.problems import problem_responses
 from service.api.schemas import ExposureOut, RiskCheckBody, RiskCheckOut, answer
 from service.clients import Scope
 from service.db import utcnow
+from service.metrics import count_risk_decision
 from service.risk import assess
 
 TAG = Tag(name="risk", description="The sign-in decision: allow, step up or deny")
@@ -52,6 +53,7 @@ def risk_check(body: RiskCheckBody) -> Response:
         now=utcnow(),
         device_id=device_id,
     )
+    count_risk_decision(verdict.decision.value, tuple(r.value for r in verdict.reasons))
     return answer(
         RiskCheckOut(
             decision=verdict.decision,

@@ -32,6 +32,7 @@ from service.api.schemas import (
 )
 from service.clients import Scope
 from service.db import utcnow
+from service.metrics import count_step_up
 from service.stepup.services import Method, Outcome, Passed, Refused
 
 TAG = Tag(name="step-up", description="Extra verification for accounts whose address leaked")
@@ -40,6 +41,12 @@ BODY_ERRORS = (400, 413, 415, 422, 429, 503)
 
 def _actor() -> str:
     return f"api:{current_principal().name}"
+
+
+def _outcome_name(outcome: Outcome) -> str:
+    if isinstance(outcome, Passed):
+        return "passed"
+    return "locked" if outcome.locked is not None else "failed"
 
 
 def _assurance(outcome: Outcome) -> Response:
@@ -120,6 +127,7 @@ def verify_step_up(body: VerifyBody) -> Response:
             actor=_actor(),
             now=utcnow(),
         )
+    count_step_up(Method(body.method).value, _outcome_name(outcome))
     return _assurance(outcome)
 
 

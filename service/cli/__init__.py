@@ -10,6 +10,7 @@ from sqlalchemy.exc import OperationalError
 from service.cli import (  # noqa: F401  (importing a command module registers it)
     accounts,
     api_clients,
+    config,
     database,
     demo,
     events,
@@ -17,10 +18,11 @@ from service.cli import (  # noqa: F401  (importing a command module registers i
     housekeeping,
     leaks,
     notices,
+    serve,
     worker,
 )
 from service.cli.base import cli
-from service.config import ConfigError, load_settings
+from service.config import ConfigError
 
 __all__ = ["cli", "main"]
 
@@ -28,12 +30,12 @@ __all__ = ["cli", "main"]
 def main() -> None:
     """Console-script entry point: configuration and connection failures in one line."""
     try:
-        # Check the settings first: Flask lists commands (--help) by loading the app and
-        # prints any error there as a stack trace.
-        load_settings()
+        # Settings are read when a command builds the app, never for --help or --version:
+        # an operator must be able to read the help of a broken installation.
         cli.main(prog_name="leakguard")
     except ConfigError as exc:
-        click.echo(f"Error: {exc}", err=True)
+        for line in str(exc).splitlines():  # production names each problem on a line
+            click.echo(f"Error: {line}", err=True)
         sys.exit(2)
     except OperationalError as exc:
         reason = str(exc.orig or exc).strip().splitlines()[0]

@@ -6,6 +6,7 @@ stdout for machines). Failures are one line on stderr and a non-zero exit, never
 
 from __future__ import annotations
 
+import copy
 import getpass
 import json
 from typing import Any
@@ -14,7 +15,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import FlaskGroup
 
-from service.app import create_app
+from service.app import create_app, package_version
 from service.db.migrate import is_at_head
 from service.errors import JobError, LeakguardError
 from service.runtime import Runtime, runtime_of
@@ -31,18 +32,46 @@ def _create_app() -> Flask:
     return create_app(serving=False, create_instance=command in CREATING_COMMANDS)
 
 
+# Flask's options for a developer's `flask` command: they stay usable, but an operator's
+# --help does not offer them.
+_DEVELOPMENT_OPTIONS = frozenset({"env_file", "app", "debug"})
+# Packages whose commands an operator uses; any other (Flask's run, shell and routes, an
+# extension's maintenance group) is hidden from --help, still there for a developer.
+_OPERATOR_PACKAGES = ("service.", "jobs.")
+
+
 class LeakguardGroup(FlaskGroup):
     """Flask's CLI group, where a domain or job error ends any command with one line.
 
     Every subcommand, nested groups included, runs inside ``invoke``: a command added later
     gets the same treatment without a decorator to forget. Commands live on this group
     only, so listing or finding one never builds the app (which ``--help`` would do
-    otherwise, in a folder with no instance).
+    otherwise, in a folder with no instance), and ``--help`` works whatever the settings.
     """
+
+    def __init__(self, **extra: Any) -> None:
+        super().__init__(add_version_option=False, **extra)
+        params = []
+        for param in self.params:
+            if param.name in _DEVELOPMENT_OPTIONS:
+                param = copy.copy(param)  # Flask's options are shared module objects
+                param.hidden = True  # type: ignore[attr-defined]  # an Option's attribute
+            params.append(param)
+        self.params = [
+            *params,
+            click.Option(
+                ["--version"],
+                is_flag=True,
+                expose_value=False,
+                is_eager=True,
+                callback=_print_version,
+                help="Print Leakguard's version and exit.",
+            ),
+        ]
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         self._load_plugin_commands()
-        return click.Group.get_command(self, ctx, name)
+        return _for_operators(click.Group.get_command(self, ctx, name))
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         self._load_plugin_commands()
@@ -53,6 +82,21 @@ class LeakguardGroup(FlaskGroup):
             return super().invoke(ctx)
         except (LeakguardError, JobError) as exc:
             raise click.ClickException(str(exc)) from None
+
+
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        click.echo(f"leakguard {package_version()}")
+        ctx.exit()
+
+
+def _for_operators(command: click.Command | None) -> click.Command | None:
+    """``command``, hidden from --help unless it is one of Leakguard's own."""
+    if command is not None and not command.hidden:
+        module = getattr(command.callback, "__module__", "") or ""
+        if not module.startswith(_OPERATOR_PACKAGES):
+            command.hidden = True
+    return command
 
 
 cli = LeakguardGroup(

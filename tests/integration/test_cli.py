@@ -44,7 +44,10 @@ def test_help_lists_the_commands_without_touching_a_database(
     listed = {
         line.split()[0] for line in help_text.split("Commands:", 1)[1].splitlines() if line.strip()
     }
-    assert {"db", "accounts", "api-clients", "run", "shell", "demo"} <= listed
+    assert {"db", "accounts", "api-clients", "config", "demo", "worker"} <= listed
+    # Flask's development commands and extensions' maintenance groups are hidden, not gone.
+    assert not {"run", "shell", "routes", "limiter"} & listed
+    assert "registered routes" in output(fresh_app.test_cli_runner(), "routes", "--help")
     assert not (tmp_path / "fresh.sqlite3").exists()
 
 
@@ -164,14 +167,18 @@ def test_unreachable_database_fails_with_one_line(tmp_path: Path) -> None:
 # --- configuration errors -------------------------------------------------------------
 
 
-def test_bad_redis_url_exits_2_naming_the_variable(tmp_path: Path) -> None:
+def test_bad_redis_url_exits_2_naming_the_variable_but_help_still_works(tmp_path: Path) -> None:
     env = base_env(tmp_path / "instance")
     env["LEAKGUARD_REDIS_URL"] = "http://x"
-    for args in (("db", "current"), ("--help",)):
+    for args in (("db", "current"), ("worker", "--burst")):
         result = run_leakguard(env, *args, cwd=tmp_path)
         assert result.returncode == 2, args
         assert "LEAKGUARD_REDIS_URL" in one_error_line(result)
         assert result.stdout == ""
+    for args in (("--help",), ("db", "--help"), ("--version",)):
+        result = run_leakguard(env, *args, cwd=tmp_path)
+        assert result.returncode == 0, (args, result.stderr)
+        assert result.stderr == ""
 
 
 def test_production_without_hash_key_exits_2_naming_the_variable(tmp_path: Path) -> None:

@@ -1,0 +1,173 @@
+"""deploy/gunicorn.conf.py as operators run it (issue 16, items 3 and 5): metrics added up
+over the workers (multiprocess mode), two servers on one host that do not collide, and
+a production server that refuses wrong settings before any worker starts."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from service.clients import Scope
+from service.runtime import Runtime
+from tests.support.cli import cli_env
+from tests.support.factories import make_api_key
+
+ROOT = Path(__file__).resolve().parents[2]
+GUNICORN = Path(sys.executable).with_name("gunicorn")
+CONFIG = ROOT / "deploy" / "gunicorn.conf.py"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def call(
+    url: str, key: str | None = None, body: dict[str, object] | None = None
+) -> tuple[int, str]:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
+    request = urllib.request.Request(url, data=data, headers=headers)  # noqa: S310
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310  (loopback)
+            return int(answer.status), answer.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+@contextmanager
+def gunicorn(
+    env: dict[str, str], log: Path, *, workers: int = 1, serve: bool = False
+) -> Iterator[str]:
+    """A running server on a free loopback port; its base URL. Stopped at the end.
+
+    ``serve``: started as ``leakguard serve`` (which becomes gunicorn), not by its path.
+    """
+    port = free_port()
+    env = {**env, "GUNICORN_BIND": f"127.0.0.1:{port}", "GUNICORN_WORKERS": str(workers)}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    with log.open("w") as handle:
+        command = (
+            [str(GUNICORN.with_name("leakguard")), "serve"]
+            if serve
+            else [str(GUNICORN), "-c", str(CONFIG), "service.app:create_app()"]
+        )
+        server = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            base = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 60
+            while not _up(base):
+                assert server.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.2)
+            yield base
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+
+
+def _up(base: str) -> bool:
+    try:
+        urllib.request.urlopen(f"{base}/healthz", timeout=1).close()  # noqa: S310
+    except OSError:
+        return False
+    return True
+
+
+def samples(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name:
+                found[tuple(sorted(sample.labels.items()))] = sample.value
+    return found
+
+
+def test_metrics_add_up_over_the_workers_and_need_their_scope(
+    runtime: Runtime, db_url: str, tmp_path: Path
+) -> None:
+    checker = make_api_key(runtime, Scope.RISK_CHECK)
+    scraper = make_api_key(runtime, Scope.METRICS_READ)
+    env = cli_env(db_url, tmp_path / "instance", HOME=str(tmp_path))
+    with gunicorn(env, tmp_path / "server.log", workers=2) as base:
+        checks = 8
+        for number in range(checks):
+            status, _ = call(f"{base}/v1/risk/check", checker, {"account_id": f"nobody-{number}"})
+            assert status == 200
+        assert call(f"{base}/metrics")[0] == 401
+        assert call(f"{base}/metrics", checker)[0] == 403
+        status, text = call(f"{base}/metrics", scraper)
+    assert status == 200
+    decisions = samples(text, "leakguard_risk_decisions_total")
+    assert decisions == {(("decision", "allow"), ("reason", "unknown_account")): checks}
+    durations = samples(text, "leakguard_http_request_duration_seconds_count")
+    risk = {
+        labels: n for labels, n in durations.items() if ("endpoint", "/v1/risk/check") in labels
+    }
+    assert sum(risk.values()) == checks
+    # Gauges and counters the stores hold are there too, with their labels.
+    assert "leakguard_notices" in text
+    assert "leakguard_ingest_lines_total" in text or "leakguard_ingest_lines" in text
+
+
+def test_two_servers_on_one_host_do_not_collide(
+    runtime: Runtime, db_url: str, tmp_path: Path
+) -> None:
+    env = cli_env(db_url, tmp_path / "instance", HOME=str(tmp_path))
+    env.pop("XDG_RUNTIME_DIR", None)
+    with (
+        gunicorn(env, tmp_path / "first.log") as first,
+        gunicorn(env, tmp_path / "second.log", serve=True) as second,
+    ):
+        assert call(f"{first}/healthz")[0] == 200
+        assert call(f"{second}/healthz")[0] == 200
+    # No control socket in the shared home, no second server's complaint about it.
+    assert not (tmp_path / ".gunicorn").exists()
+    for log in ("first.log", "second.log"):
+        text = (tmp_path / log).read_text()
+        assert "Control socket" not in text, text
+        assert "Traceback" not in text, text
+
+
+def test_production_server_refuses_wrong_settings_before_any_worker(
+    db_url: str, tmp_path: Path
+) -> None:
+    env = cli_env(db_url, tmp_path / "instance", HOME=str(tmp_path), LEAKGUARD_ENV="production")
+    env["GUNICORN_BIND"] = f"127.0.0.1:{free_port()}"
+    finished = subprocess.run(
+        [str(GUNICORN), "-c", str(CONFIG), "service.app:create_app()"],
+        cwd=ROOT,
+        env={k: v for k, v in env.items() if k != "PROMETHEUS_MULTIPROC_DIR"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert finished.returncode != 0
+    output = finished.stdout + finished.stderr
+    assert "Booting worker" not in output
+    assert "Traceback" not in output
+    assert "LEAKGUARD_SERVICE_NAME" in output
+    assert "LEAKGUARD_REDIS_URL" in output
+    assert os.environ.get("PROMETHEUS_MULTIPROC_DIR") is None
