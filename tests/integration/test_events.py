@@ -22,6 +22,7 @@ from jobs.context import use_runtime
 from jobs.events import EventRelayUnavailable, relay_events
 from jobs.ingest.pipeline import ingest_leak
 from service.accounts import AddressChangeCause, bare_email, change_address
+from service.clients import Scope
 from service.db import utcnow
 from service.events.discovery import JWKS_PATH
 from service.events.outbox import QUEUED_TIMEOUT, SEND_LEASE, claim_events, release_stale
@@ -298,11 +299,24 @@ def test_receiver_down_for_a_while_then_up_loses_and_doubles_nothing(
     rows = event_rows(rt, "push")
     assert {r.state for r in rows} == {"pending"}
     assert any(r.attempts == 1 and "no answer" in (r.last_error or "") for r in rows)
+    metrics = bearer(make_api_key(rt, Scope.METRICS_READ))
+    assert scraped(t, metrics, "leakguard_security_events_retrying") > 0
     t.receiver.start()
     t.receiver.set_mode(status=503, count=3)  # back, but failing a while
     push_until_settled(rt, redis_url)
     assert_each_once_in_order(t)
     assert len(t.receiver.accepted()) == 12  # risk-level-change and session-revoked each
+    assert scraped(t, metrics, "leakguard_security_events_retrying") == 0
+    delivered = 'leakguard_security_events{receiver="push",state="delivered"}'
+    assert scraped(t, metrics, delivered) == 12
+
+
+def scraped(t: Transmitter, headers: dict[str, str], sample: str) -> float:
+    """One sample of GET /metrics, by its name and labels as exposed."""
+    text = t.client.get("/metrics", headers=headers).get_data(as_text=True)
+    values = [line.rsplit(" ", 1)[1] for line in text.splitlines() if line.startswith(sample + " ")]
+    assert len(values) == 1, (sample, text)
+    return float(values[0])
 
 
 def test_a_worker_killed_mid_job_or_a_job_lost_with_redis_loses_nothing(
