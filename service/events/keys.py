@@ -118,9 +118,9 @@ def parse_jwk(text: str, source: str, *, private: bool) -> AsymmetricKey:
 
 
 def generate_jwk() -> str:
-    """A new private P-256 JWK, as JSON text."""
+    """A new private P-256 JWK, as one line of JSON without spaces (an env file's value)."""
     key = ECKey.generate_key("P-256", private=True)
-    return json.dumps(key.as_dict(private=True))
+    return json.dumps(key.as_dict(private=True), separators=(",", ":"))
 
 
 def _instance_key(path: Path) -> str:
