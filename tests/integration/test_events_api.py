@@ -35,6 +35,7 @@ from service.leaks.lifecycle import end_exposure, expire_exposures
 from service.leaks.passwords import hash_leaked_password
 from service.models import Exposure, ExposureKind, ExposureState
 from service.runtime import Runtime, build_runtime
+from tests.support.cli import output
 from tests.support.events import AUDIENCE, ISSUER, event_rows, payload, short
 from tests.support.factories import expose, make_account, make_api_key, make_leak
 from tests.support.http import assert_problem, bearer
@@ -437,3 +438,11 @@ def test_every_end_of_the_last_exposure_says_low_with_its_cause(
     assert levels_said(rt, "ned")[-1] == ("LOW", "address_changed")
     kinds = {short(r.event_type) for r in event_rows(rt, "poll") if r.external_id == "ned"}
     assert "identifier-changed" not in kinds
+
+
+def test_keygen_prints_a_usable_private_key_on_one_line(runner: Any) -> None:
+    printed = output(runner, "events", "keygen")
+    assert printed.count("\n") == 1
+    assert " " not in printed.strip()
+    key = parse_jwk(printed, "keygen", private=True)
+    assert key.kid
