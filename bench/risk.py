@@ -320,6 +320,8 @@ def run_server(name: str, directory: Path, url: str, args: argparse.Namespace) -
             LEAKGUARD_RATE_LIMIT_RISK="1000000/second",
             LEAKGUARD_SERVICE_NAME=BENCH_SERVICE_NAME,
             LEAKGUARD_MAIL_FROM=BENCH_MAIL_FROM,
+            # never used: the risk check sends no mail; production wants a relay named
+            LEAKGUARD_SMTP_URL="smtp://127.0.0.1:25",
         )
         command.append("service.app:create_app()")
     else:

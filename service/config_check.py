@@ -52,6 +52,14 @@ def production_problems(settings: Settings) -> list[str]:
                 "its queues and limits on restart; set redis://host:6379/0",
             )
         )
+    if settings.smtp_url is None:
+        problems.append(
+            _line(
+                "smtp_url",
+                "unset means warnings and codes are written to the instance's mail folder, "
+                "where nobody reads them; set smtp://user:password@relay:587",
+            )
+        )
     for name in ("hash_key", "secret_key"):
         if getattr(settings, name) is None:
             problems.append(_line(name, "unset: production never generates its keys"))

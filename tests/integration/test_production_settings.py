@@ -60,6 +60,7 @@ def test_config_check_passes_a_sound_production_setup_showing_no_secret(tmp_path
     [
         ("LEAKGUARD_DATABASE_URL", "sqlite:////var/lib/leakguard/db.sqlite3"),
         ("LEAKGUARD_REDIS_URL", None),
+        ("LEAKGUARD_SMTP_URL", None),  # notices to a folder nobody reads
         ("LEAKGUARD_MAIL_FROM", None),  # the default: security@localhost
         ("LEAKGUARD_MAIL_FROM", "security@mail.localhost"),
         ("LEAKGUARD_MAIL_FROM", "Security <security@[192.0.2.1]>"),
@@ -102,6 +103,7 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
     assert named == [
         "LEAKGUARD_DATABASE_URL",
         "LEAKGUARD_REDIS_URL",
+        "LEAKGUARD_SMTP_URL",
         "LEAKGUARD_MAIL_FROM",
         "LEAKGUARD_SERVICE_NAME",
     ]
@@ -202,6 +204,7 @@ def test_production_problems_is_empty_for_the_sound_setup(tmp_path: Path) -> Non
         tmp_path,
         env=Environment.PRODUCTION,
         redis_url="redis://cache.corp:6379/0",
+        smtp_url="smtp://relay.corp:587",
         mail_from="security@shop.example.de",
         service_name="Shop",
     )
