@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from flask import Response, current_app, jsonify
 from flask_openapi3 import OpenAPI, Tag
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from service.api import api
 from service.api.auth import requires_scope, runtime
@@ -46,6 +46,17 @@ TAG = Tag(
 KEYS = "leakguard.event_keys"  # the app's EventKeys, in app.extensions
 WAIT_STEP_SECONDS = 0.25
 
+
+def _whole_number(value: object) -> object:
+    # JSON has one number type: 5.0 is the integer 5 to a JSON Schema validator.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# Constraints before the validator: pydantic leaves those after it out of the JSON schema.
+EventCount = Annotated[int, Field(ge=0, le=MAX_EVENTS), BeforeValidator(_whole_number)]
+
 Jti = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[0-9A-Za-z_-]+$")]
 
 
@@ -59,11 +70,9 @@ class PollBody(BaseModel):
     """RFC 8936 section 2.4 poll request."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
-    max_events: int | None = Field(
+    max_events: EventCount | None = Field(
         None,
         alias="maxEvents",
-        ge=0,
-        le=MAX_EVENTS,
         description=f"SETs to return at most (default {DEFAULT_EVENTS}; 0: only acknowledge)",
     )
     return_immediately: bool = Field(
@@ -74,7 +83,9 @@ class PollBody(BaseModel):
     ack: list[Jti] = Field(
         default_factory=list, max_length=MAX_EVENTS, description="jti of the SETs received"
     )
-    set_errs: dict[Jti, SetErrorIn] = Field(
+    # Keys are not constrained here: the OpenAPI document cannot carry a key pattern, and a
+    # key that names no SET of ours is ignored, as an unknown ``jti`` is.
+    set_errs: dict[str, SetErrorIn] = Field(
         default_factory=dict,
         alias="setErrs",
         max_length=MAX_EVENTS,

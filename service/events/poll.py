@@ -8,6 +8,7 @@ response loses nothing, and ignores a ``jti`` it has seen (RFC 8417 section 2.2)
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,6 +22,7 @@ from service.db import rowcount
 from service.models import EventReceiver, EventState, SecurityEvent
 
 MAX_EVENTS = 1000  # per poll
+JTI = re.compile(r"[0-9A-Za-z_-]{1,64}")
 DEFAULT_EVENTS = 100
 POLL = EventReceiver.POLL
 
@@ -55,7 +57,11 @@ def record_errors(session: Session, errors: Mapping[str, SetError], *, now: date
     """Drop the SETs the receiver refused (``setErrs``), keeping its code and description."""
     changed = 0
     for jti, error in errors.items():
+        if not JTI.fullmatch(jti):
+            continue  # names no SET of ours
         reason = f"{error.err}: {error.description}" if error.description else error.err
+        # What a receiver wrote: no NUL or lone surrogate reaches the database.
+        reason = reason.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
         result = session.execute(
             update(SecurityEvent)
             .where(

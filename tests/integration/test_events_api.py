@@ -11,8 +11,11 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+import schemathesis
 from flask import Flask
 from flask.testing import FlaskClient
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
 from joserfc import jwt
 from joserfc.jwk import KeySet
 from pydantic import SecretStr
@@ -446,3 +449,29 @@ def test_keygen_prints_a_usable_private_key_on_one_line(runner: Any) -> None:
     assert " " not in printed.strip()
     key = parse_jwk(printed, "keygen", private=True)
     assert key.kid
+
+
+def test_the_event_operations_conform_to_the_openapi_document_with_events_on(
+    make_app: Callable[..., Flask], poll_settings: Settings, events_runtime: Runtime
+) -> None:
+    """schemathesis, as tests/integration/test_api_fuzz.py, on a deployment that polls."""
+    app = make_app(poll_settings, rate_limit_auth_failures="100000/minute")
+    change_addresses(events_runtime, 3)  # SETs to poll, acknowledge and report
+    headers = bearer(make_api_key(events_runtime, Scope.EVENTS_READ))
+    schema = schemathesis.openapi.from_wsgi("/openapi/openapi.json", app)
+    operations = [
+        result.ok()
+        for result in schema.get_all_operations()
+        if "events" in result.ok().path or "well-known" in result.ok().path
+    ]
+    assert len(operations) == 3
+    for operation in operations:
+
+        @given(case=operation.as_strategy())
+        @hypothesis_settings(
+            max_examples=40, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+        )
+        def exercise(case: schemathesis.Case) -> None:
+            case.call_and_validate(headers=headers)
+
+        exercise()
