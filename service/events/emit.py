@@ -141,11 +141,13 @@ def lock_accounts(session: Session, account_ids: Sequence[int]) -> None:
     each compare with what the other has not committed, and the last event sent could say
     MEDIUM of an account now HIGH. On PostgreSQL each account's transaction advisory lock
     is taken, in id order, so the second waits and then reads what the first committed;
-    SQLite has one writer at a time already. Taken once per transaction, after its
-    exposures are written: a transaction never waits for a lock while holding one of these
-    that the other needs, so two of them cannot deadlock. (A retraction running while its
-    own leak is ingested can meet an ingest chunk the other way round; PostgreSQL then
-    cancels one of them, and each can be run again.)
+    SQLite has one writer at a time already. Taken after the transaction's exposures are
+    written, for all its accounts at once (an address change takes the same accounts again,
+    which it holds already, then new accounts no other transaction can see): a transaction
+    never waits for one of these while holding one another waits for, so two of them cannot
+    deadlock. (A retraction running while its own leak is ingested can meet an ingest chunk
+    the other way round, over the leak's row; PostgreSQL then cancels one of them, and each
+    can be run again.)
     """
     if not account_ids or session.get_bind().dialect.name != "postgresql":
         return
