@@ -24,6 +24,7 @@ from rq.results import Result
 from sqlalchemy import select
 
 from jobs.context import job_runtime
+from jobs.events import EventRelayUnavailable, relay_events
 from jobs.queues import QueueName, get_queue, redis_connection, uses_fake_redis
 from service.addresses import mask_email
 from service.db import utcnow
@@ -466,7 +467,9 @@ def drain_outbox(
     while True:
         job_ids: list[str] = []
         relayed = relay_notices(runtime, connection, enqueued=job_ids)
-        if not relayed:
+        # Security events go out in the same pass; their jobs report in their own rows.
+        events = relay_events(runtime, connection)
+        if not relayed and not events:
             return report
         report.relayed += relayed
         worker = worker_factory()
@@ -483,7 +486,8 @@ def drain_outbox(
 
 
 class RelayThread(threading.Thread):
-    """Relay due notices every few seconds, beside a long-running worker."""
+    """Relay due notices and security events every few seconds, beside a long-running
+    worker."""
 
     def __init__(self, runtime: Runtime, connection: Redis, *, every: float = 5.0) -> None:
         super().__init__(name="notice-relay", daemon=True)
@@ -500,3 +504,9 @@ class RelayThread(threading.Thread):
                 log.warning("notice relay: %s; the notices stay pending", exc)
             except Exception:
                 log.exception("notice relay failed; retrying in %s s", self.every)
+            try:
+                relay_events(self.runtime, self.connection)
+            except EventRelayUnavailable as exc:
+                log.warning("security event relay: %s; the events stay pending", exc)
+            except Exception:
+                log.exception("security event relay failed; retrying in %s s", self.every)

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from jobs.context import use_runtime
 from jobs.deliver import DrainReport, RelayThread, drain_outbox, relay_notices
+from jobs.events import relay_events
 from jobs.queues import ALL_QUEUES, QueueName, make_worker, redis_connection, uses_fake_redis
 from service.errors import JobError
 from service.runtime import Runtime
@@ -47,6 +48,7 @@ def run_worker(
     # horse's commit could be lost (SQLAlchemy: "Using Connection Pools with os.fork()").
     os.register_at_fork(after_in_child=lambda: runtime.db.engine.dispose(close=False))
     relay_notices(runtime, connection)
+    relay_events(runtime, connection)
     relay = None if burst else RelayThread(runtime, connection)
     if relay is not None:
         relay.start()

@@ -24,6 +24,7 @@ from service.addresses.mailbox import SEVERAL_ADDRESSES, Mailbox, bare_mailbox
 from service.audit import record_event
 from service.db import bulk
 from service.errors import InvalidEmail, NotFound, ValidationFailed
+from service.events.emit import record_identifiers_changed
 from service.leaks.exposures import end_old_address_exposures, flag_from_watchlist
 from service.models import Account
 from service.stepup.devices import end_trust
@@ -187,6 +188,17 @@ class AddressChangeCause(StrEnum):
     EMAIL_CHANGE_CONFIRMED = "email_change_confirmed"  # the new mailbox confirmed a request
     EMAIL_CHANGE_REVERTED = "email_change_reverted"  # the old mailbox undid a change
     SUPPORT = "support"  # staff changed it for the owner
+
+
+# The changes the login service did not make itself: each is sent to it as a security
+# event (identifier-changed). A sync or an import came from it.
+ANNOUNCED_CAUSES = frozenset(
+    {
+        AddressChangeCause.EMAIL_CHANGE_CONFIRMED,
+        AddressChangeCause.EMAIL_CHANGE_REVERTED,
+        AddressChangeCause.SUPPORT,
+    }
+)
 
 
 ACCOUNT_TABLE = cast(Table, Account.__table__)
@@ -381,6 +393,12 @@ def change_addresses(
         )
     drop_pending_enrolments(session, moved)
     untrusted = end_trust(session, moved)
+    if cause in ANNOUNCED_CAUSES:
+        # The login service did not make this change: it learns the new address (RISC
+        # identifier-changed) before what the change does to the account's risk.
+        record_identifiers_changed(
+            session, [(change.account_id, change.email) for change in changes], now=now
+        )
     ended = end_old_address_exposures(session, rekeyed, actor=f"cause:{cause.value}", now=now)
     flagged = flag_from_watchlist(session, rekeyed, now=now).flagged
     return AddressChanged(

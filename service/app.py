@@ -8,6 +8,7 @@ from flask_openapi3 import Info, OpenAPI, SecurityScheme
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from service.api import api, register_routes
+from service.api.events import register_well_known
 from service.api.limits import install_rate_limits
 from service.api.problems import Problem, register_problem_handlers, render_validation_error
 from service.config import Settings, load_settings
@@ -81,4 +82,5 @@ def create_app(
     register_health(app, runtime)
     register_metrics(app, runtime)
     register_request_ids(app)
+    register_well_known(app)
     return app

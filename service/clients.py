@@ -54,6 +54,7 @@ class Scope(StrEnum):
     STEP_UP_VERIFY = "step_up:verify"  # emailed-code challenges and verification
     STEP_UP_ENROLL = "step_up:enroll"  # TOTP enrolment, recovery codes
     NOTICES_BOUNCES = "notices:bounces"
+    EVENTS_READ = "events:read"  # poll the security events (RFC 8936)
     METRICS_READ = "metrics:read"  # GET /metrics (Prometheus)
     EMAIL_CHANGE_WRITE = "email_change:write"  # the login service's email-change flow
     EMAIL_CHANGE_ASSIST = "email_change:assist"  # support files a change for review

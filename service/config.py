@@ -107,6 +107,26 @@ class Settings(BaseSettings):
     # holding the sign-in. CLI commands and queue workers are never bounded by it.
     db_request_timeout_seconds: Annotated[float, Field(ge=0, le=600)] = 5.0
 
+    # Security events to the login service (service/events/): SETs (RFC 8417) pushed to
+    # ``events_push_url`` (RFC 8935) and/or fetched from POST /v1/events/poll (RFC 8936).
+    # With neither, no event is recorded.
+    events_push_url: str | None = None
+    events_push_token: SecretStr | None = None  # sent as Authorization: Bearer
+    events_poll: bool = False
+    # The ``iss`` of every SET and of /.well-known/ssf-configuration: this service's base URL.
+    events_issuer: str = "http://localhost:8000"
+    # The ``aud`` of every SET (default: the push URL, else the issuer).
+    events_audience: str | None = None
+    # A private JWK (JSON) that signs the SETs; development: generated into the instance.
+    events_signing_key: SecretStr | None = None
+    # The key signing before a rotation (a JWK, private or public): only its public part
+    # is published in the JWKS, until receivers have seen the new one.
+    events_previous_key: SecretStr | None = None
+    # CAEP session-revoked when an account is flagged or its address changes.
+    events_revoke_sessions: bool = False
+    # How long a poll with returnImmediately false waits for a first SET.
+    events_poll_wait_seconds: Annotated[float, Field(ge=0, le=25)] = 5.0
+
     log_level: str = "WARNING"
     # json: one JSON object per line; console: a readable line. Unset: json in production.
     log_format: Literal["json", "console"] | None = None
@@ -159,6 +179,13 @@ class Settings(BaseSettings):
             raise ValueError("must be a rate limit such as 50/second or 5/15minutes") from None
         return value
 
+    @field_validator("events_push_url", "events_issuer")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("https://", "http://")):
+            raise ValueError("must be an https:// (or http://) URL")
+        return value.rstrip("/") if value is not None else None
+
     @field_validator("log_level")
     @classmethod
     def _known_level(cls, value: str) -> str:
@@ -197,7 +224,27 @@ class Settings(BaseSettings):
             ]
             if missing:
                 raise ValueError(f"{', '.join(missing)} required in production")
+            if self.events_enabled and self.events_signing_key is None:
+                # Each process would otherwise sign with a key of its own making.
+                raise ValueError(
+                    f"{ENV_PREFIX}EVENTS_SIGNING_KEY is required in production with events on"
+                )
+            if self.events_enabled and not self.events_issuer.startswith("https://"):
+                # Receivers check ``iss`` and fetch the keys from it: never localhost.
+                raise ValueError(
+                    f"{ENV_PREFIX}EVENTS_ISSUER must be this service's https:// URL in "
+                    "production with events on"
+                )
         return self
+
+    @property
+    def events_enabled(self) -> bool:
+        """Whether any receiver takes security events (push URL set, or polling on)."""
+        return self.events_push_url is not None or self.events_poll
+
+    @property
+    def resolved_events_audience(self) -> str:
+        return self.events_audience or self.events_push_url or self.events_issuer
 
     @property
     def resolved_log_format(self) -> str:

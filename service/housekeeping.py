@@ -13,6 +13,8 @@ it once: a row the other run took is no longer there to take.
 | devices_purged        | trusted devices past LEAKGUARD_TRUSTED_DEVICE_DAYS                    |
 | throttles_purged      | step-up throttle rows that no longer change a decision                |
 | email_changes_expired | email-change requests whose confirmation link ran out: ``expired``    |
+| events_purged         | security events settled (delivered, dropped, cancelled) over 30 days  |
+|                       | ago; each account's last level and lock state stay (what was told)    |
 
 Assurance tokens are signed, not stored (service/stepup/assurance.py): nothing to purge.
 """
@@ -29,11 +31,15 @@ from sqlalchemy.orm import Session
 
 from service.db import Database, rowcount
 from service.email_change.request import expire_requests
+from service.events.outbox import purge_settled
 from service.leaks.lifecycle import expire_exposures
 from service.models import StepUpChallenge, StepUpThrottle, TrustedDevice
 from service.stepup.throttle import ThrottlePolicy
 
 BATCH = 5_000  # rows per transaction
+# Settled events are kept this long for `leakguard events dropped` and for an audit of what
+# the login service was told.
+EVENT_RETENTION = timedelta(days=30)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +51,7 @@ class HousekeepingReport:
     devices_purged: int
     throttles_purged: int
     email_changes_expired: int = 0
+    events_purged: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -53,7 +60,8 @@ class HousekeepingReport:
         return (
             f"{self.exposures_expired} exposures expired; {self.challenges_purged} expired "
             f"challenges, {self.devices_purged} trusted devices and {self.throttles_purged} "
-            f"throttle rows purged; {self.email_changes_expired} email changes expired"
+            f"throttle rows purged; {self.email_changes_expired} email changes expired; "
+            f"{self.events_purged} settled security events purged"
         )
 
 
@@ -76,6 +84,9 @@ def run_housekeeping(
             db, lambda s: _purge_throttles(s, policy=throttle, now=now, limit=batch)
         ),
         email_changes_expired=_drain(db, lambda s: expire_requests(s, now=now, limit=batch)),
+        events_purged=_drain(
+            db, lambda s: purge_settled(s, before=now - EVENT_RETENTION, limit=batch)
+        ),
     )
 
 

@@ -26,7 +26,8 @@ from redis.exceptions import RedisError
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from service.models import LeakFile, Notice
+from service.events.outbox import event_counts
+from service.models import EventState, LeakFile, Notice, SecurityEvent
 from service.runtime import Runtime
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -151,6 +152,12 @@ class StoreCollector(Collector):
                     Notice.state.in_(("pending", "queued")), Notice.attempts > 0
                 )
             )
+            event_states = event_counts(session)
+            events_retrying = session.scalar(
+                select(func.count()).where(
+                    SecurityEvent.state == EventState.PENDING, SecurityEvent.attempts > 0
+                )
+            )
         for file_format, read, matched, bad in totals:
             lines.add_metric([file_format], float(read or 0))
             matches.add_metric([file_format], float(matched or 0))
@@ -162,7 +169,20 @@ class StoreCollector(Collector):
             "Notices waiting for another attempt after a temporary failure.",
             value=float(retrying or 0),
         )
-        return [lines, matches, invalid, notices, waiting]
+        events = GaugeMetricFamily(
+            "leakguard_security_events",
+            "Security events in the outbox, by receiver (push, poll) and state.",
+            labels=["receiver", "state"],
+        )
+        for receiver, by_state in event_states.items():
+            for event_state, event_count in by_state.items():
+                events.add_metric([receiver, event_state], float(event_count))
+        events_waiting = GaugeMetricFamily(
+            "leakguard_security_events_retrying",
+            "Security events waiting to be pushed again: the receiver failed or was down.",
+            value=float(events_retrying or 0),
+        )
+        return [lines, matches, invalid, notices, waiting, events, events_waiting]
 
 
 def scrape(store: Collector) -> bytes:

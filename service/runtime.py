@@ -20,6 +20,7 @@ from service.config import HASH_KEY_FILE, SECRET_KEY_FILE, ConfigError, Environm
 from service.config_check import production_problems
 from service.db import Database
 from service.errors import JobError
+from service.events.emit import EventPolicy
 from service.private_files import private_dir
 from service.stepup.assurance import AssuranceSigner
 from service.stepup.services import StepUp, StepUpPolicy
@@ -79,6 +80,7 @@ def build_runtime(
         db=Database(
             settings.resolved_database_url,
             statement_timeout=settings.db_request_timeout_seconds if serving else None,
+            session_info=EventPolicy.from_settings(settings).session_info(),
         ),
         keys=address_keys_from(settings),
         step_up=StepUp(master_key=settings.hash_key_bytes(), signer=signer, policy=policy),

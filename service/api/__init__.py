@@ -55,4 +55,4 @@ def _has_no_body() -> bool:
 
 def register_routes() -> None:
     """Import the route modules, which attach themselves to ``api``."""
-    from service.api import accounts, email_change, notices, risk, stepup  # noqa: F401
+    from service.api import accounts, email_change, events, notices, risk, stepup  # noqa: F401

@@ -14,6 +14,7 @@ from service.cli import (  # noqa: F401  (importing a command module registers i
     database,
     demo,
     email_change,
+    events,
     exposures,
     housekeeping,
     leaks,

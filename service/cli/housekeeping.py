@@ -15,7 +15,8 @@ from service.housekeeping import run_housekeeping
 @click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON on stdout.")
 def housekeeping(as_json: bool) -> None:
     """Expire exposures past LEAKGUARD_EXPOSURE_TTL_DAYS; purge expired challenges, trusted
-    devices and throttle rows past use. Safe to run from cron at any frequency."""
+    devices, throttle rows past use and settled security events over 30 days old. Safe to
+    run from cron at any frequency."""
     value = migrated_runtime()
     report = run_housekeeping(
         value.db,

@@ -24,11 +24,20 @@ class Database:
     """One engine and its session factory."""
 
     def __init__(
-        self, url: str, *, echo: bool = False, statement_timeout: float | None = None
+        self,
+        url: str,
+        *,
+        echo: bool = False,
+        statement_timeout: float | None = None,
+        session_info: dict[str, object] | None = None,
     ) -> None:
+        """``session_info``: put in every session's ``info`` (the runtime's event policy,
+        which code given only a session reads: service/events/emit.py)."""
         self.url = url
         self.engine = make_engine(url, echo=echo, statement_timeout=statement_timeout)
-        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.sessions = sessionmaker(
+            self.engine, expire_on_commit=False, info=dict(session_info or {})
+        )
 
     @property
     def is_postgres(self) -> bool:

@@ -11,6 +11,8 @@ from sqlalchemy import Table, and_, bindparam, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from service.db import bulk, rowcount
+from service.events.emit import Flags, policy_of, record_flags, record_risk_level
+from service.events.types import LoweredBecause
 from service.models import (
     Account,
     Exposure,
@@ -53,13 +55,23 @@ class ExposureOutcome:
 def record_exposures(
     session: Session, leak_id: int, candidates: Sequence[NewExposure], *, now: datetime
 ) -> ExposureOutcome:
-    """Open an exposure and queue one warning per account not yet exposed to the leak.
+    """Open an exposure and queue one warning per account not yet exposed to the leak, and
+    record the security events of the accounts whose risk so rose.
 
     Idempotent (unique per account and leak) and safe against a concurrent writer: a row
     another transaction inserted first is skipped, not doubled. Does not commit.
     """
+    outcome, flags = _open_exposures(session, leak_id, candidates, now=now)
+    record_flags(session, [flags], now=now)
+    return outcome
+
+
+def _open_exposures(
+    session: Session, leak_id: int, candidates: Sequence[NewExposure], *, now: datetime
+) -> tuple[ExposureOutcome, Flags]:
+    """``record_exposures`` but its events: what they are to say comes back as ``Flags``."""
     if not candidates:
-        return ExposureOutcome(0, 0)
+        return ExposureOutcome(0, 0), Flags(leak_id, [], [])
     unique = list({c.account_id: c for c in reversed(candidates)}.values())[::-1]
     flagged = bulk.insert_exposures(
         session,
@@ -69,19 +81,25 @@ def record_exposures(
         state=ExposureState.OPEN.value,
         now=now,
     )
-    _add_leaked_passwords(session, leak_id, candidates, skip=set(flagged))
+    new = set(flagged)
+    upgraded = _add_leaked_passwords(session, leak_id, candidates, skip=new)
     drop_pending_enrolments(session, flagged)
     # A new leak of the address (or its password) is what a trusted device was not
     # vouched against: every trust of those accounts ends.
     end_trust(session, flagged + [c.account_id for c in candidates if c.password_hash])
     notices = create_leak_warnings(session, flagged, leak_id=leak_id, now=now)
-    return ExposureOutcome(len(flagged), notices)
+    credential = [
+        c.account_id for c in unique if c.password_hash is not None and c.account_id in new
+    ]
+    flags = Flags(leak_id, [*flagged, *upgraded], [*credential, *upgraded])
+    return ExposureOutcome(len(flagged), notices), flags
 
 
 def _add_leaked_passwords(
     session: Session, leak_id: int, candidates: Sequence[NewExposure], *, skip: set[int]
-) -> None:
-    """Give an exposure opened without a password the one a later record of the leak holds.
+) -> list[int]:
+    """Give an exposure opened without a password the one a later record of the leak holds;
+    return the accounts whose open exposure so became a credential one (their risk rises).
 
     Without this, whether a credential is kept would depend on which file, or which chunk,
     named the address first.
@@ -91,6 +109,21 @@ def _add_leaked_passwords(
         for c in candidates
         if c.password_hash is not None and c.account_id not in skip
     ]
+    upgraded: list[int] = []
+    if rows and policy_of(session).receivers:
+        # Read before the update: an executemany UPDATE cannot say which rows it changed.
+        accounts = [row["account"] for row in rows]
+        for condition in bulk.in_batches(session, Exposure.account_id, accounts):
+            upgraded.extend(
+                session.scalars(
+                    select(Exposure.account_id).where(
+                        condition,
+                        Exposure.leak_id == leak_id,
+                        Exposure.state == ExposureState.OPEN,
+                        Exposure.password_hash.is_(None),
+                    )
+                )
+            )
     if rows:
         session.execute(
             update(EXPOSURE_TABLE)
@@ -102,6 +135,7 @@ def _add_leaked_passwords(
             .values(kind=ExposureKind.CREDENTIAL, password_hash=bindparam("hash")),
             rows,
         )
+    return sorted(set(upgraded))
 
 
 def flag_from_watchlist(
@@ -128,10 +162,14 @@ def flag_from_watchlist(
     for account_id, leak_id in pairs:
         by_leak.setdefault(leak_id, []).append(NewExposure(account_id))
     flagged = notices = 0
+    every: list[Flags] = []
     for leak_id, candidates in sorted(by_leak.items()):
-        outcome = record_exposures(session, leak_id, candidates, now=now)
+        outcome, flags = _open_exposures(session, leak_id, candidates, now=now)
         flagged += outcome.flagged
         notices += outcome.notices
+        every.append(flags)
+    # One recording for every leak: an account's events are decided once, under one lock.
+    record_flags(session, every, now=now)
     return ExposureOutcome(flagged, notices)
 
 
@@ -230,4 +268,7 @@ def end_old_address_exposures(
             session.execute(
                 delete(Exposure).where(condition), execution_options={"synchronize_session": False}
             )
+    # The login service hears of each account whose risk level so fell (a credential
+    # exposure kept as the new address's email one falls from HIGH to MEDIUM).
+    record_risk_level(session, account_ids, reason=LoweredBecause.ADDRESS_CHANGED, now=now)
     return EndedByAddressChange(len(ended), cancelled)

@@ -22,6 +22,8 @@ from sqlalchemy.orm import Session
 from service.audit import record_event
 from service.db import rowcount
 from service.errors import LeakguardError, NotFound
+from service.events.emit import record_risk_level, record_risk_lowered
+from service.events.types import LoweredBecause
 from service.leaks.catalogue import find_leak
 from service.leaks.exposures import NOTICE_TABLE, UNSENT_WARNING
 from service.leaks.retract import check_reason
@@ -131,6 +133,8 @@ def end_exposure(
         raise NoOpenExposure(f"account {external_id!r} has no open exposure to leak {slug!r}")
     exposure.state, exposure.end_cause = state, cause
     exposure.resolved_at, exposure.resolved_by, exposure.resolution = now, actor, reason
+    session.flush()  # the risk level below reads the exposure as ended
+    record_risk_lowered(session, account_id, reason=cause.value, now=now)
     cancelled = 0
     if state is ExposureState.DISMISSED:
         cancelled = rowcount(
@@ -197,6 +201,8 @@ def expire_exposures(session: Session, *, ttl: timedelta, now: datetime, limit: 
         .values(state=NoticeState.CANCELLED.value, lease_until=None, not_before=None),
         [{"account": account_id, "leak": leak_id} for account_id, leak_id in pairs],
     )
+    accounts = sorted({account_id for account_id, _ in pairs})
+    record_risk_level(session, accounts, reason=LoweredBecause.EXPIRED, now=now)
     return ended
 
 

@@ -27,6 +27,8 @@ from service.addresses import mask_addresses
 from service.audit import record_event
 from service.db import Database, bulk, rowcount
 from service.errors import ValidationFailed
+from service.events.emit import policy_of, record_risk_level
+from service.events.types import LoweredBecause
 from service.leaks.catalogue import find_leak
 from service.models import (
     Exposure,
@@ -213,7 +215,17 @@ def mark_retracted(
 def end_leak_effects(
     session: Session, leak_id: int, *, actor: str, reason: str, now: datetime
 ) -> _Effects:
-    """End the leak's open exposures (``retracted``) and cancel its unsent warnings."""
+    """End the leak's open exposures (``retracted``) and cancel its unsent warnings; tell
+    the login service of each account whose risk level so fell."""
+    affected: list[int] = []
+    if policy_of(session).receivers:
+        affected = list(
+            session.scalars(
+                select(Exposure.account_id).where(
+                    Exposure.leak_id == leak_id, Exposure.state == ExposureState.OPEN
+                )
+            )
+        )
     ended = session.execute(
         update(Exposure)
         .where(Exposure.leak_id == leak_id, Exposure.state == ExposureState.OPEN)
@@ -226,6 +238,7 @@ def end_leak_effects(
         )
     )
     cancelled = cancel_leak_warnings(session, leak_id=leak_id, now=now)
+    record_risk_level(session, affected, reason=LoweredBecause.RETRACTED, now=now)
     return _Effects(rowcount(ended), cancelled)
 
 

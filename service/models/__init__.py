@@ -13,6 +13,7 @@ from service.models.email_change import (
     EmailChangeHold,
     EmailChangeRequest,
 )
+from service.models.events import EventReceiver, EventState, SecurityEvent
 from service.models.leaks import (
     Exposure,
     ExposureEndCause,
@@ -49,6 +50,8 @@ __all__ = [
     "ChangeState",
     "EmailChangeHold",
     "EmailChangeRequest",
+    "EventReceiver",
+    "EventState",
     "Exposure",
     "ExposureEndCause",
     "ExposureKind",
@@ -63,6 +66,7 @@ __all__ = [
     "NoticeKind",
     "NoticeState",
     "RecoveryCode",
+    "SecurityEvent",
     "StepUpChallenge",
     "StepUpThrottle",
     "TotpCredential",

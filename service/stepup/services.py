@@ -39,6 +39,7 @@ from service.addresses import mask_email
 from service.audit import record_event
 from service.db import UTCDateTime, bulk, rowcount
 from service.errors import LeakguardError, NotFound
+from service.events.emit import record_step_up_locked, record_step_up_unlocked
 from service.models import (
     Account,
     ChallengeState,
@@ -562,6 +563,7 @@ class StepUp:
         if account is None:
             raise NotFound(f"no account with the id {external_id!r}")
         was_locked = throttle.clear(session, self.subject(external_id))
+        record_step_up_unlocked(session, account.id, now=now)
         _audit(session, actor, "step_up.unlocked", account.email, external_id, now)
         return was_locked
 
@@ -623,6 +625,7 @@ class StepUp:
             return Refused(None)
         if account is not None:
             _raise_epoch(session, account.id)  # a lock ends what earlier tokens vouched for
+            record_step_up_locked(session, account.id, until=locked.until, now=now)
         action = "step_up.blocked" if locked.until is None else "step_up.locked"
         until = locked.until.isoformat() if locked.until else None
         _audit(session, actor, action, email, external_id, now, method=method, until=until)

@@ -403,6 +403,7 @@ def test_housekeeping_expires_old_exposures_and_purges_what_is_past_use(
         "devices_purged": 1,
         "throttles_purged": 1,
         "email_changes_expired": 0,
+        "events_purged": 0,
     }
     assert exposures(runtime, "h1") == {"old-leak": ("expired", "expired")}
     assert exposures(runtime, "h2") == {"old-leak": ("open", None)}
