@@ -27,7 +27,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from service.events.outbox import event_counts
-from service.models import EventState, LeakFile, Notice, SecurityEvent
+from service.models import EmailChangeRequest, EventState, LeakFile, Notice, SecurityEvent
 from service.runtime import Runtime
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -133,7 +133,15 @@ class StoreCollector(Collector):
         notices = GaugeMetricFamily(
             "leakguard_notices", "Notices in the outbox, by state.", labels=["state"]
         )
+        changes = GaugeMetricFamily(
+            "leakguard_email_changes",
+            "Email-change requests, by state (awaiting_confirmation, confirmed, reverted...).",
+            labels=["state"],
+        )
         with self._runtime.db.read_session() as session:
+            change_states = session.execute(
+                select(EmailChangeRequest.state, func.count()).group_by(EmailChangeRequest.state)
+            ).all()
             totals = session.execute(
                 select(
                     LeakFile.format,
@@ -164,6 +172,8 @@ class StoreCollector(Collector):
             invalid.add_metric([file_format], float(bad or 0))
         for state, count in states:
             notices.add_metric([str(state)], float(count))
+        for state, count in change_states:
+            changes.add_metric([str(state)], float(count))
         waiting = GaugeMetricFamily(
             "leakguard_notices_retrying",
             "Notices waiting for another attempt after a temporary failure.",
@@ -182,7 +192,7 @@ class StoreCollector(Collector):
             "Security events waiting to be pushed again: the receiver failed or was down.",
             value=float(events_retrying or 0),
         )
-        return [lines, matches, invalid, notices, waiting, events, events_waiting]
+        return [lines, matches, invalid, notices, waiting, events, events_waiting, changes]
 
 
 def scrape(store: Collector) -> bytes:

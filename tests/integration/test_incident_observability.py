@@ -1,5 +1,6 @@
 """A whole incident watched as operators watch it (issue 16, items 5 and 6): accounts are
-imported, a leak is ingested, the warnings delivered, a person steps up and signs in.
+imported, a leak is ingested, the warnings delivered, a person steps up, signs in and moves
+the account to a new address.
 
 Scrapes of /metrics during the ingest and after the delivery show the figures move; every
 log line of the incident, captured as production writes it (JSON, the mask, the request
@@ -24,15 +25,18 @@ from jobs.deliver import drain_outbox
 from jobs.ingest.pipeline import ingest_leak
 from jobs.queues import make_worker, redis_connection
 from service.clients import Scope
+from service.email_change.tokens import LinkPurpose
 from service.logs import JSON, MaskAddresses, make_formatter
 from service.runtime import Runtime
 from tests.support.delivery import runtime_with
+from tests.support.email_change import link_token
 from tests.support.factories import make_api_key
 from tests.support.http import bearer
 from tests.support.leakfiles import ADDRESS, write_accounts_csv, write_lines
 
 ACCOUNTS = {f"inc-{n}": f"Person.{n}@shop-customers.de" for n in range(6)}
 STRANGERS = [f"stranger.{n}@elsewhere.net" for n in range(10)]
+NEW_ADDRESS = "person.one@new-mailbox.de"
 
 
 @pytest.fixture
@@ -83,7 +87,7 @@ def test_incident_moves_the_metrics_and_logs_nothing_in_clear(
     app = make_app(folder.settings)
     client = app.test_client()
     scraper = make_api_key(folder, Scope.METRICS_READ)
-    login = make_api_key(folder, Scope.RISK_CHECK, Scope.STEP_UP_VERIFY)
+    login = make_api_key(folder, Scope.RISK_CHECK, Scope.STEP_UP_VERIFY, Scope.EMAIL_CHANGE_WRITE)
     before = scrape(client, scraper)
 
     import_accounts(folder, write_accounts_csv(tmp_path / "accounts.csv", ACCOUNTS))
@@ -158,7 +162,23 @@ def test_incident_moves_the_metrics_and_logs_nothing_in_clear(
     assert allowed.headers["X-Request-ID"]
     # A path with an address and a query with the token, as a careless caller sends them.
     client.get(f"/v1/accounts/{ACCOUNTS['inc-2']}?assurance_token={token}", headers=auth)
+    # With the same step-up the person moves the account off the leaked address.
+    requested = client.post(
+        "/v1/accounts/inc-1/email-change",
+        json={"new_email": NEW_ADDRESS, "assurance_token": token},
+        headers=auth,
+    )
+    assert requested.status_code == 202, requested.get_data(as_text=True)
+    assert requested.get_json()["priority"] == "high"
+    request_id = requested.get_json()["request_id"]
+    report = drain_outbox(folder, connection, lambda: make_worker(folder.settings, connection))
+    assert report.sent == 2  # the confirmation to the new mailbox, the alert to the old one
+    confirm = link_token(folder, request_id, LinkPurpose.CONFIRM)
+    confirmed = client.post("/v1/email-change/confirm", json={"token": confirm}, headers=auth)
+    assert confirmed.status_code == 200, confirmed.get_data(as_text=True)
+    drain_outbox(folder, connection, lambda: make_worker(folder.settings, connection))
     signed_in = scrape(client, scraper)
+    assert value(signed_in, "leakguard_email_changes", state="confirmed") == 1
 
     def moved(name: str, **labels: str) -> float:
         return value(signed_in, name, **labels) - value(before, name, **labels)
@@ -191,5 +211,5 @@ def test_incident_moves_the_metrics_and_logs_nothing_in_clear(
     text = captured.getvalue()
     clear = [match for match in ADDRESS.findall(text) if "***" not in match]
     assert clear == [], clear
-    for secret in (scraper, login, code, token, challenge_id):
+    for secret in (scraper, login, code, token, challenge_id, confirm, NEW_ADDRESS):
         assert secret not in text
