@@ -172,8 +172,8 @@ class StoreCollector(Collector):
             invalid.add_metric([file_format], float(bad or 0))
         for state, count in states:
             notices.add_metric([str(state)], float(count))
-        for state, count in change_states:
-            changes.add_metric([str(state)], float(count))
+        for change_state, count in change_states:
+            changes.add_metric([str(change_state)], float(count))
         waiting = GaugeMetricFamily(
             "leakguard_notices_retrying",
             "Notices waiting for another attempt after a temporary failure.",

@@ -16,22 +16,23 @@ from flask import Flask
 from flask.testing import FlaskClient
 from pydantic import SecretStr
 from redis import Redis
-from sqlalchemy import select, update
+from sqlalchemy import update
 
 from jobs.context import use_runtime
 from jobs.events import EventRelayUnavailable, relay_events
 from jobs.ingest.pipeline import ingest_leak
-from service.accounts import AddressChangeCause, bare_email, change_address
 from service.clients import Scope
 from service.db import utcnow
+from service.email_change.tokens import LinkPurpose
 from service.events.discovery import JWKS_PATH
 from service.events.outbox import QUEUED_TIMEOUT, SEND_LEASE, claim_events, release_stale
 from service.events.types import EventType
 from service.leaks.retract import retract_leak
-from service.models import Account, SecurityEvent
+from service.models import SecurityEvent
 from service.runtime import Runtime, build_runtime
 from service.stepup.services import Method, Refused
 from tests.support.cli import cli_env, invoke, json_output, output, run_leakguard, start_leakguard
+from tests.support.email_change import assurance_token, link_token
 from tests.support.events import (
     AUDIENCE,
     ISSUER,
@@ -125,19 +126,25 @@ def lock(rt: Runtime, external_id: str) -> None:
     assert outcome.locked is not None
 
 
-def change_email(rt: Runtime, external_id: str, email: str, cause: AddressChangeCause) -> None:
-    """What the email-change flow does on a confirmation or a revert."""
-    with rt.db.transaction() as session:
-        account = session.scalars(select(Account).where(Account.external_id == external_id)).one()
-        change_address(
-            session,
-            rt.keys,
-            account,
-            bare_email(rt.keys, email),
-            cause=cause,
-            actor="test",
-            now=utcnow(),
-        )
+def request_change(t: Transmitter, external_id: str, email: str) -> str:
+    """The login service asks, after a passed step-up, through the API; the request's id."""
+    answer = t.client.post(
+        f"/v1/accounts/{external_id}/email-change",
+        json={"new_email": email, "assurance_token": assurance_token(t.runtime, external_id)},
+        headers=bearer(make_api_key(t.runtime, Scope.EMAIL_CHANGE_WRITE)),
+    )
+    assert answer.status_code == 202, answer.get_data(as_text=True)
+    return str(answer.get_json()["request_id"])
+
+
+def follow_link(t: Transmitter, request_id: str, purpose: LinkPurpose) -> None:
+    """The token of the message's link, posted as a login service hosting its pages does."""
+    answer = t.client.post(
+        f"/v1/email-change/{purpose.value}",
+        json={"token": link_token(t.runtime, request_id, purpose)},
+        headers=bearer(make_api_key(t.runtime, Scope.EMAIL_CHANGE_WRITE)),
+    )
+    assert answer.status_code == 200, answer.get_data(as_text=True)
 
 
 def received(t: Transmitter) -> list[tuple[str, dict[str, Any]]]:
@@ -164,9 +171,10 @@ def test_an_incident_gives_exactly_the_expected_events_by_push_and_by_poll(
     )
     push_until_settled(rt, redis_url)
     # Two email changes the login service did not make: one confirmed, one reverted.
-    change_email(rt, "alice", "alice.new@example.org", AddressChangeCause.EMAIL_CHANGE_CONFIRMED)
-    change_email(rt, "erin", "erin.new@example.org", AddressChangeCause.EMAIL_CHANGE_CONFIRMED)
-    change_email(rt, "erin", "erin@example.org", AddressChangeCause.EMAIL_CHANGE_REVERTED)
+    follow_link(t, request_change(t, "alice", "alice.new@example.org"), LinkPurpose.CONFIRM)
+    erin = request_change(t, "erin", "erin.new@example.org")
+    follow_link(t, erin, LinkPurpose.CONFIRM)
+    follow_link(t, erin, LinkPurpose.REVERT)  # the old mailbox undoes it
     lock(rt, "dave")
     push_until_settled(rt, redis_url)
     with rt.db.transaction() as session:
