@@ -347,13 +347,30 @@ def leaks_retract(slug: str, reason: str, dry_run: bool, as_json: bool) -> None:
 @click.argument("slug")
 @leak_fact_options
 @click.option("--source", help="Where the list came from (a URL, a ticket).")
+@click.option(
+    "--clear-name",
+    is_flag=True,
+    help="Drop the leak's name in every language: notices use the neutral wording.",
+)
 def leaks_edit(
-    slug: str, name: str | None, observed_at: str | None, source: str | None, **names: str | None
+    slug: str,
+    name: str | None,
+    observed_at: str | None,
+    source: str | None,
+    clear_name: bool,
+    **names: str | None,
 ) -> None:
     """Change what the notices say of a leak; warnings not yet sent use the new facts."""
     facts = leak_facts(observed_at, names)
     with migrated_runtime().db.transaction() as session:
         changed = edit_leak(
-            session, slug, name=name, source=source, facts=facts, actor=cli_actor(), now=utcnow()
+            session,
+            slug,
+            name=name,
+            source=source,
+            facts=facts,
+            actor=cli_actor(),
+            now=utcnow(),
+            clear_names=clear_name,
         )
     click.echo(f"leak {slug} updated" if changed else f"leak {slug}: nothing to change")

@@ -136,15 +136,21 @@ def edit_leak(
     facts: LeakFacts,
     actor: str,
     now: datetime,
+    clear_names: bool = False,
 ) -> bool:
     """Change the leak's name, names, source or date; audited. Return whether it changed.
 
-    Raises NotFound, ValidationFailed (a date in the future). Does not commit.
+    ``clear_names`` first drops the name in every language (notices then use the neutral
+    wording), before any name given with it. Raises NotFound, ValidationFailed (a date in
+    the future). Does not commit.
     """
     if facts.observed_at is not None:
         check_observed_at(facts.observed_at, now=now)
     leak = find_leak(session, slug)
-    if not update_leak_facts(leak, name=name, source=source, facts=facts):
+    cleared = clear_names and (leak.name is not None or bool(leak.names))
+    if cleared:
+        leak.name, leak.names = None, {}
+    if not update_leak_facts(leak, name=name, source=source, facts=facts) and not cleared:
         return False
     leak.updated_at = now
     record_event(

@@ -110,6 +110,23 @@ def test_edit_changes_what_unsent_warnings_say(
     assert ": Shop mailing list. Die Liste ist zuerst am 29. Februar 2024 aufgetaucht." in german
 
 
+def test_clear_name_goes_back_to_the_neutral_wording_in_every_language(
+    runtime: Runtime, runner: FlaskCliRunner, tmp_path: Path
+) -> None:
+    path = str(leak_file(runtime, tmp_path))
+    output(runner, "ingest", path, "--leak", SLUG, "--name", "Wrong shop", "--name-de", "Falsch")
+    assert output(runner, "leaks", "edit", SLUG, "--clear-name") == f"leak {SLUG} updated\n"
+    assert output(runner, "leaks", "edit", SLUG, "--clear-name") == (
+        f"leak {SLUG}: nothing to change\n"
+    )
+    mail = delivered(runtime)
+    english, german = text_of(mail["anna@example.org"]), text_of(mail["jorg@example.org"])
+    assert "through a data leak at another company. Our own systems" in english
+    assert "Wrong shop" not in english
+    assert "bei einem anderen Unternehmen öffentlich geworden ist. Unsere eigenen" in german
+    assert "Falsch" not in german
+
+
 def test_a_bad_leak_date_is_refused_in_one_line_and_records_nothing(
     runtime: Runtime, runner: FlaskCliRunner, tmp_path: Path
 ) -> None:
