@@ -8,8 +8,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 
+from sqlalchemy import select
+
 from service.db.locks import LockBusy, exclusive_lock
 from service.errors import JobError
+from service.models import LeakFileState, LeakPart
 from service.runtime import Runtime
 
 # Keep our lock ids apart from other users of the database, and files apart from parts.
@@ -63,9 +66,27 @@ def part_is_idle(runtime: Runtime, part_id: int) -> bool:
 
 
 def file_is_held(runtime: Runtime, file_id: int) -> bool:
-    """Tell whether a process holds the file's lock (a run is ingesting it right now)."""
+    """Tell whether a run is ingesting the file right now, or will without being asked.
+
+    A whole file: whether a process holds its lock. A split file (``ingest --enqueue``):
+    whether a process holds one of its parts' locks, or, with a shared Redis, whether its
+    parts wait in that queue, where `leakguard worker`s take them. On the embedded default
+    the queue lived in the process that was stopped: nothing takes the parts but the same
+    command again (interrupted).
+    """
     try:
         with ingest_lock(runtime, file_id):
-            return False
+            pass
     except IngestBusy:
         return True
+    with runtime.db.read_session() as session:
+        parts = session.scalars(
+            select(LeakPart.id).where(
+                LeakPart.leak_file_id == file_id, LeakPart.state != LeakFileState.COMPLETE
+            )
+        ).all()
+    if not parts:
+        return False
+    if runtime.settings.redis_url is not None:
+        return True
+    return any(not part_is_idle(runtime, part_id) for part_id in parts)

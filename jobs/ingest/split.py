@@ -43,6 +43,7 @@ class SplitReport:
     already_ingested: bool = False
     complete: bool = False
     waited: bool = False
+    in_process: bool = False  # the embedded queue: this process ran the parts itself
     added: Counters = field(default_factory=Counters)
     seconds: float = 0.0
 
@@ -64,6 +65,11 @@ class SplitReport:
     def summary(self) -> str:
         if self.already_ingested:
             return f"leak {self.leak}: this file was ingested before; nothing changed"
+        if not self.complete and self.waited and self.in_process:
+            return (
+                f"leak {self.leak}: interrupted after {self.added.lines} records; run the "
+                "same command again to resume"
+            )
         if not self.complete and self.waited:
             return (
                 f"leak {self.leak}: stopped waiting with {self.added.lines} records done; "
@@ -139,6 +145,7 @@ def ingest_in_parts(
         return report  # stopped before any part ran here: the same command resumes
     if uses_fake_redis(runtime.settings):
         # The embedded queue lives in this process: its worker must too.
+        report.in_process = True
         use_runtime(runtime)
         worker = make_worker(runtime.settings, connection, (PART_QUEUE,))
         handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}

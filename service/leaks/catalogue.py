@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from service.audit import record_event
 from service.errors import LeakguardError, NotFound, ValidationFailed
 from service.leaks.counters import Counters
-from service.models import Exposure, Leak, LeakFile, Notice
+from service.models import Exposure, Leak, LeakFile, LeakPart, Notice
 
 SLUG_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{0,99}")
 
@@ -287,8 +287,9 @@ def show_leak(session: Session, slug: str, *, held: IsHeld | None = None) -> Lea
 
 def _file_state(leak_file: LeakFile, held: IsHeld | None) -> str:
     state = str(leak_file.state)
-    # A split file's parts wait in a queue without holding a lock: it is not interrupted.
-    if state == "running" and not leak_file.parts and held is not None:
+    # ``held`` answers for a split file too: its parts are held by the runs ingesting
+    # them, or wait in a queue that workers share (the face knows which).
+    if state == "running" and held is not None:
         return "running" if held(leak_file.id) else "interrupted"
     return state
 
@@ -309,6 +310,14 @@ def _view(session: Session, leak: Leak, held: IsHeld | None) -> LeakView:
             select(Notice.state, func.count())
             .where(Notice.leak_id == leak.id)
             .group_by(Notice.state)
+        ).all()
+    )
+    # A split file's progress is in its parts until the last one finishes.
+    parts_done = dict(
+        session.execute(
+            select(LeakPart.leak_file_id, func.sum(LeakPart.records_done))
+            .where(LeakPart.leak_file_id.in_([f.id for f in files if f.parts]))
+            .group_by(LeakPart.leak_file_id)
         ).all()
     )
     return LeakView(
@@ -337,7 +346,7 @@ def _view(session: Session, leak: Leak, held: IsHeld | None) -> LeakView:
                 compression=f.compression,
                 state=_file_state(f, held),
                 size=f.size,
-                records_done=f.records_done,
+                records_done=max(f.records_done, int(parts_done.get(f.id) or 0)),
                 counters=Counters.of(f).as_dict(),
                 invalid_lines=list(f.invalid_lines or []),
                 ran_by=f.ran_by,

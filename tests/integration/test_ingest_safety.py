@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from flask.testing import FlaskCliRunner
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from jobs.ingest.checks import IngestInterrupted
 from jobs.ingest.lock import ingest_lock
@@ -26,7 +26,7 @@ from jobs.ingest.pipeline import IngestProgress, ingest_leak
 from service.cli import cli
 from service.cli.leaks import stop_on_signals
 from service.config import Settings
-from service.models import LeakFile
+from service.models import LeakFile, LeakPart
 from service.runtime import Runtime
 from tests.support.cli import LEAKGUARD, base_env, cli_env, invoke, json_output, one_error_line
 from tests.support.db import flagged, row_counts
@@ -466,3 +466,53 @@ def test_sigint_stops_the_console_script_with_130_and_the_same_command_resumes(
     assert (final["state"], final["runs"], len(final["run_seconds"])) == ("complete", 2, 2)
     assert final["records_done"] == final["lines"] == done + resumed["lines"]
     assert final["seconds"] == pytest.approx(sum(final["run_seconds"]), abs=0.01)
+
+
+def parts_done(runtime: Runtime) -> int:
+    with runtime.db.read_session() as session:
+        return int(session.scalar(select(func.coalesce(func.sum(LeakPart.records_done), 0))))
+
+
+def test_sigint_stops_an_in_process_split_run_and_leaks_show_says_interrupted(
+    runtime: Runtime,
+    settings: Settings,
+    runner: FlaskCliRunner,
+    tmp_path: Path,
+) -> None:
+    """Found by trying: on the embedded default, Ctrl-C during `ingest --enqueue` said that
+    workers would go on (there are none: the queue lived in the stopped process), and
+    `leaks show` said `running, 0 records done` for good."""
+    big = write_big_leak(tmp_path, accounts=10, lines=400_000, leaked_accounts=5, seed=11).path
+    env = cli_env(settings.resolved_database_url, settings.instance_dir)
+    command = [str(LEAKGUARD), "ingest", str(big), "--leak", "split", "--enqueue"]
+    command += ["--parts", "16", "--quiet"]
+    process = subprocess.Popen(
+        command,
+        env=env,
+        cwd=settings.instance_dir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(lambda: parts_done(runtime) > 0, timeout=60, what="a first part's commit")
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 130, stderr
+    assert stdout.startswith("leak split: interrupted after "), stdout
+    assert stdout.endswith(" records; run the same command again to resume\n"), stdout
+    done = parts_done(runtime)
+    shown = json_output(invoke(runner, "leaks", "show", "split", "--json"))
+    assert (shown["state"], shown["files"][0]["state"]) == ("interrupted", "interrupted")
+    assert 0 < shown["files"][0]["records_done"] == done < 400_000
+
+    resumed = json_output(
+        invoke(runner, "ingest", str(big), "--leak", "split", "--enqueue", "--quiet", "--json")
+    )
+    assert resumed["complete"] is True
+    final = json_output(invoke(runner, "leaks", "show", "split", "--json"))["files"][0]
+    assert (final["state"], final["records_done"]) == ("complete", final["lines"])
