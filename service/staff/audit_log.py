@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -107,6 +108,15 @@ def iter_audit_csv(session: Session, where: AuditFilter) -> Iterator[str]:
             buffer.seek(0)
             buffer.truncate()
     yield buffer.getvalue()
+
+
+def staff_names(session: Session, rows: tuple[AuditRow, ...]) -> dict[str, str]:
+    """The email of each ``staff:<id>`` actor among ``rows``, for the page to name them."""
+    ids = {int(row.actor[6:]) for row in rows if re.fullmatch(r"staff:\d+", row.actor)}
+    if not ids:
+        return {}
+    found = session.execute(select(StaffUser.id, StaffUser.email).where(StaffUser.id.in_(ids)))
+    return {f"staff:{staff_id}": email for staff_id, email in found}
 
 
 def _filtered(session: Session, where: AuditFilter) -> Select[AuditEvent]:

@@ -17,6 +17,7 @@ from service.staff.audit_log import (
     AuditFilter,
     iter_audit_csv,
     read_audit_page,
+    staff_names,
 )
 from service.staff.views.blueprint import staff
 
@@ -31,10 +32,12 @@ def audit_log() -> ResponseReturnValue:
     rt = runtime_of(current_app)
     with rt.db.read_session() as session:
         page = read_audit_page(session, where, before=before)
+        names = staff_names(session, page.rows)
     kept = {name: request.args[name] for name in FILTER_FIELDS if request.args.get(name)}
     return render_template(
         "staff/audit.html",
         page=page,
+        names=names,
         values=kept,
         problems=problems,
         first_page=before is None,
