@@ -80,7 +80,7 @@ def requires_reauth(view: F) -> F:
     @functools.wraps(view)
     def guarded(*args: Any, **kwargs: Any) -> ResponseReturnValue:
         if not current_session().reauthenticated_within(REAUTH_WINDOW, clock.now()):
-            return redirect(url_for("staff.reauth", next=_return_path()), code=303)
+            return _send_to(url_for("staff.reauth", next=_return_path()))
         return view(*args, **kwargs)
 
     setattr(guarded, REAUTH_ATTRIBUTE, True)
@@ -145,7 +145,12 @@ def check_access() -> ResponseReturnValue | None:
 
 
 def _to_login() -> Response:
-    target = url_for("staff.login", next=_return_path())
+    return _send_to(url_for("staff.login", next=_return_path()))
+
+
+def _send_to(target: str) -> Response:
+    """Redirect the browser to ``target``; an htmx request is told to load it as a page
+    (``HX-Redirect``) rather than swap it into a fragment of the current one."""
     if request.headers.get("HX-Request"):
         response = Response(status=204)
         response.headers["HX-Redirect"] = target

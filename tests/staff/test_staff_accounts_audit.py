@@ -196,7 +196,17 @@ def test_the_audit_log_filters_and_pages_through_every_row_once(
 
     assert count("action=risk.") == 50  # a prefix; first page
     assert count("action=leak.edited&leak=exchange-2019") == 50
-    assert count(f"actor={viewer.email}") == 2  # enrolled, logged in
+    account_id = make_account(runtime, "jane", ADDRESS)
+    leak_id = make_leak(runtime, "exchange-2019")
+    with runtime.db.transaction() as session:
+        staff = session.get(StaffUser, viewer.id)
+        assert staff is not None
+        record_staff_action(
+            session, staff, "exposure.resolve", account_id=account_id, leak_id=leak_id
+        )
+    assert count("action=staff.&leak=exchange-2019") == 1  # found by the slug in its detail
+    assert count("leak=exchange-2019&account=jane") == 1
+    assert count(f"actor={viewer.email}") == 3  # enrolled, logged in, the resolve above
     since = (seeded - timedelta(minutes=10)).strftime("%Y-%m-%dT%H:%M")  # n 110-119
     until = (seeded - timedelta(minutes=4)).strftime("%Y-%m-%dT%H:%M")  # n 110-115
     assert count(f"actor=cli:ops&since={since}") == 5
