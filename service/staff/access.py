@@ -19,6 +19,7 @@ from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
 from flask import (
+    Flask,
     current_app,
     g,
     redirect,
@@ -90,6 +91,17 @@ def requires_reauth(view: F) -> F:
 def declared_access(view: Callable[..., object]) -> StaffRole | str | None:
     """The view's declared role, ``PUBLIC``, or None (undeclared: refused)."""
     return getattr(view, ACCESS_ATTRIBUTE, None)
+
+
+def undeclared_views(app: Flask) -> list[str]:
+    """The staff endpoints whose view declares no access (each would be refused)."""
+    return sorted(
+        endpoint
+        for endpoint, view in app.view_functions.items()
+        if endpoint.startswith("staff.")
+        and endpoint not in PUBLIC_ENDPOINTS
+        and declared_access(view) is None
+    )
 
 
 def needs_reauth(view: Callable[..., object]) -> bool:

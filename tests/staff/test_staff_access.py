@@ -14,7 +14,7 @@ from werkzeug.routing import Rule
 
 from service.models import StaffRole
 from service.runtime import Runtime
-from service.staff.access import PUBLIC, RANK, declared_access
+from service.staff.access import PUBLIC, RANK, declared_access, undeclared_views
 from tests.support.factories import make_account
 from tests.support.staff import Clock, StaffLogin, audit_count, csrf_token, log_in, make_staff
 
@@ -66,6 +66,7 @@ def test_a_view_that_declares_nothing_is_refused_even_when_signed_in(
     staff_app.add_url_rule(
         "/staff/undeclared", endpoint="staff.undeclared", view_func=lambda: "open by omission"
     )
+    assert undeclared_views(staff_app) == ["staff.undeclared"]  # create_app refuses that
     assert staff_client.get("/staff/undeclared").status_code == 403
     log_in(staff_client, agent, clock)
     answer = staff_client.get("/staff/undeclared")
