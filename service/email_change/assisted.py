@@ -12,6 +12,7 @@ it. Every step is audited, addresses masked. The staff page builds on these func
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -150,8 +151,20 @@ def _waiting(session: Session, request_id: str) -> EmailChangeRequest:
     return request
 
 
-def _requester_name(requested_by: str) -> str:
-    return requested_by.split(":", 1)[-1]
+# The channel prefixes an actor may carry: ``cli:NAME`` (the operating-system user of a
+# command), ``api:NAME`` (the API client), ``staff:NAME`` (the staff page).
+ACTOR_CHANNELS = ("cli", "api", "staff")
+
+
+def person(actor: str) -> str:
+    """Who an actor name stands for, whichever way it came in: the channel prefix off,
+    Unicode compatibility forms folded (NFKC), case folded, spaces trimmed, so that
+    ``cli:Alice``, ``api:alice`` and ``--by " ALICE "`` are one person (four eyes)."""
+    name = unicodedata.normalize("NFKC", actor).strip()
+    channel, sep, rest = name.partition(":")
+    if sep and channel.strip().casefold() in ACTOR_CHANNELS:
+        name = rest
+    return name.strip().casefold()
 
 
 def approve(
@@ -164,12 +177,13 @@ def approve(
     now: datetime,
 ) -> ChangeStep:
     """Approve a waiting request: it awaits confirmation from the new address, and both
-    messages go out. Whoever filed it cannot approve it (four eyes). Raises
+    messages go out. Whoever filed it cannot approve it (four eyes: ``person`` of both
+    names, so a channel prefix or another spelling of the name does not pass). Raises
     RequestNotFound, RequestClosed, ValidationFailed, AddressInUse. Does not commit."""
     by = _text(by, "--by", MAX_NAME_CHARS)
     reason = _text(reason, "--reason", MAX_REASON_CHARS)
     request = _waiting(session, request_id)
-    if _requester_name(request.requested_by) == by:
+    if person(request.requested_by) == person(by):
         raise ValidationFailed("a request is approved by someone other than who filed it")
     account = session.get_one(Account, request.account_id, with_for_update=True)
     check_cooling_off(session, account.id, now=now)
