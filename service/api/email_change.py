@@ -277,8 +277,10 @@ def confirm_email_change(body: LinkTokenBody) -> Response:
     """Confirm with the token of the confirmation link (for a login service hosting its own
     page; Leakguard's `GET /email-change/confirm` page does the same). Applies the change:
     `GET /v1/accounts/{id}` then shows the new address and `email_changed_at`. Single use:
-    400 `link_invalid` (unknown, used or replaced), 410 `link_expired`, 409
-    `request_closed` (reverted, cancelled). Two confirmations at once apply once."""
+    409 `request_closed` for a link of a closed request (used already, reverted,
+    cancelled, replaced, superseded by another change of the address, denied), 410
+    `link_expired`, 400 `link_invalid` only for a token that never was one (or of a
+    replaced confirmation link). Two confirmations at once apply once."""
     return _follow(LinkPurpose.CONFIRM, body.token)
 
 

@@ -5,6 +5,14 @@ service's own pages (``POST /v1/email-change/confirm``) both call these.
 Each step is one conditional UPDATE on the request's token hash and state, so two
 confirmations at once apply once, and a confirmation after a revert (or a revert after
 another) finds nothing to do: whichever commits second sees the first's state.
+
+A link's hash stays with its request whatever becomes of it (only a resend replaces the
+confirmation link's, with a new generation): the request's state says what the link may
+still do. So a link of a request that is closed (confirmed, reverted, cancelled, replaced,
+superseded by another change of the address, expired or denied) answers 409
+``request_closed`` (410 ``link_expired`` once its time ran out), and 400 ``link_invalid``
+is left for a token that never was one (mistyped, forged, of a replaced generation, or
+of a request housekeeping has purged).
 """
 
 from __future__ import annotations
@@ -42,6 +50,7 @@ REVERTIBLE = (
 class LinkState(StrEnum):
     USABLE = "usable"
     EXPIRED = "expired"
+    CLOSED = "closed"  # the request's state allows this link nothing more
     INVALID = "invalid"
 
 
@@ -83,7 +92,7 @@ def check_link(session: Session, purpose: LinkPurpose, token: str, *, now: datet
         return LinkCheck(LinkState.EXPIRED, purpose, view.new_email)
     allowed = (ChangeState.AWAITING_CONFIRMATION,) if purpose is LinkPurpose.CONFIRM else REVERTIBLE
     if request.state not in allowed:
-        return LinkCheck(LinkState.INVALID, purpose)
+        return LinkCheck(LinkState.CLOSED, purpose)
     return LinkCheck(LinkState.USABLE, purpose, view.new_email)
 
 
@@ -134,7 +143,7 @@ def confirm_change(
             EmailChangeRequest.state == ChangeState.AWAITING_CONFIRMATION,
             EmailChangeRequest.confirm_expires_at > now,
         )
-        .values(state=ChangeState.CONFIRMED, confirm_token_hash=None, confirmed_at=now)
+        .values(state=ChangeState.CONFIRMED, confirmed_at=now)
         .returning(EmailChangeRequest.id)
     )
     if request_id is None:
@@ -208,10 +217,9 @@ def revert_change(
             EmailChangeRequest.revert_expires_at > now,
         )
         .values(
-            # The confirmation link's hash stays, so a confirmation after the revert is
-            # told why it is refused (409 request_closed): its state allows nothing more.
+            # Both links' hashes stay, so a confirmation after the revert (or the revert
+            # link used again) is told why it is refused (409 request_closed).
             state=ChangeState.REVERTED,
-            revert_token_hash=None,
             reverted_at=now,
             closed_at=now,
         )

@@ -158,14 +158,15 @@ def supersede_open(
 def close(
     session: Session, request: EmailChangeRequest, state: ChangeState, *, now: datetime
 ) -> None:
-    """End an open request without applying it: its confirmation link dies, its unsent mail
-    is cancelled. A replaced request keeps its revert link: the old mailbox was told of it,
-    and saying "not me" must stop the newer request too (``links.revert_change``)."""
+    """End an open request without applying it; its unsent mail is cancelled.
+
+    The links' hashes stay: the state alone says what a link may still do, so a link of a
+    closed request answers 409 ``request_closed`` (not 400 ``link_invalid``, which is kept
+    for a token that never was one, or of a replaced generation). A replaced request's
+    revert link still works: the old mailbox was told of it, and saying "not me" must stop
+    the newer request too (``links.revert_change``)."""
     request.state = state
     request.closed_at = now
-    request.confirm_token_hash = None
-    if state is not ChangeState.REPLACED:
-        request.revert_token_hash = None
     session.flush()
     cancel_unsent(session, request.id, (*CONFIRM_AND_ALERT, NoticeKind.EMAIL_CHANGED))
 
@@ -356,7 +357,7 @@ def expire_requests(session: Session, *, now: datetime, limit: int) -> int:
             EmailChangeRequest.id.in_(ids),
             EmailChangeRequest.state == ChangeState.AWAITING_CONFIRMATION,
         )
-        .values(state=ChangeState.EXPIRED, closed_at=now, confirm_token_hash=None)
+        .values(state=ChangeState.EXPIRED, closed_at=now)
         .execution_options(synchronize_session=False)
     )
     cancel_pending = [NoticeKind.EMAIL_CHANGE_CONFIRM]

@@ -78,7 +78,7 @@ def test_confirming_applies_the_change_once(
     assert risk(client, auth)["decision"] == "allow"
     changed = [n for n in change_notices(runtime) if n.kind is NoticeKind.EMAIL_CHANGED]
     assert len(changed) == 1
-    assert_problem(follow(client, auth, "confirm", token), 400, "link_invalid")
+    assert_problem(follow(client, auth, "confirm", token), 409, "request_closed")
     actions = [event["action"] for event in audit_actions(runtime)]
     assert actions == ["email_change.requested", "email_change.confirmed"]
     address_events = audit_actions(runtime, "account.address_changed")
@@ -105,7 +105,7 @@ def test_pending_change_is_shown_and_can_be_cancelled(
     )
     assert {n.state for n in change_notices(runtime)} == {NoticeState.CANCELLED}
     token = link_token(runtime, request_id, LinkPurpose.CONFIRM)
-    assert_problem(follow(client, auth, "confirm", token), 400, "link_invalid")
+    assert_problem(follow(client, auth, "confirm", token), 409, "request_closed")
     assert account_row(runtime, "jane").email == OLD
 
 
@@ -238,7 +238,7 @@ def test_revert_after_confirmation_restores_the_old_address(
     assert "email_change_reverted" in verdict["reasons"]
     # A second use of the revert link does nothing more.
     again = follow(client, auth, "revert", link_token(runtime, request_id, LinkPurpose.REVERT))
-    assert_problem(again, 400, "link_invalid")
+    assert_problem(again, 409, "request_closed")
 
 
 def test_the_cooling_off_follows_the_setting(

@@ -175,8 +175,8 @@ def test_a_newer_request_replaces_the_pending_one(
     assert {n.state for n in first_notices} == {NoticeState.CANCELLED}
     assert_problem(
         client.post("/v1/email-change/confirm", json={"token": first_link}, headers=auth),
-        400,
-        "link_invalid",
+        409,
+        "request_closed",
     )
     assert account_row(runtime, "jane").email == OLD
     kinds = [n.kind for n in change_notices(runtime) if n.state is NoticeState.PENDING]
