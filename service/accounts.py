@@ -23,6 +23,7 @@ from service.addresses import AddressKeys, InvalidAddress, mask_email
 from service.addresses.mailbox import SEVERAL_ADDRESSES, Mailbox, bare_mailbox
 from service.audit import record_event
 from service.db import bulk
+from service.email_change.superseded import supersede_pending
 from service.errors import InvalidEmail, NotFound, ValidationFailed
 from service.events.emit import record_identifiers_changed
 from service.leaks.exposures import end_old_address_exposures, flag_from_watchlist
@@ -356,9 +357,11 @@ def change_addresses(
     the new address (``end_old_address_exposures``); (c) the new bare mailbox and key are
     stored; (d) the new address is checked against the watch list at once and flagged if it
     leaked; (e) the security epoch rises (earlier assurance tokens stop working), pending
-    TOTP enrolments drop and every trusted device stops being trusted. A respelling of the
-    same canonical address (same key) does (c) and (e) only: the mailbox is the same, so
-    its exposures and its undeliverable mark stay. Accounts must be distinct. Does not
+    TOTP enrolments drop and every trusted device stops being trusted; (f) an email change
+    awaiting confirmation is closed as ``superseded`` (``service.email_change.superseded``).
+    A respelling of the same canonical address (same key) does (c) and (e) only: the
+    mailbox is the same, so its exposures, its undeliverable mark and a pending email
+    change stay. Accounts must be distinct. Does not
     commit.
     """
     if not changes:
@@ -399,6 +402,8 @@ def change_addresses(
         record_identifiers_changed(
             session, [(change.account_id, change.email) for change in changes], now=now
         )
+    # A change waiting for the new mailbox speaks of the address the account had: it ends.
+    supersede_pending(session, rekeyed, actor=f"cause:{cause.value}", now=now)
     ended = end_old_address_exposures(session, rekeyed, actor=f"cause:{cause.value}", now=now)
     flagged = flag_from_watchlist(session, rekeyed, now=now).flagged
     return AddressChanged(
