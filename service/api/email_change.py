@@ -99,13 +99,13 @@ def send_after_answer(rt: Runtime, response: Response, step: ChangeStep) -> None
     response.call_on_close(lambda: send_now(rt, notice_ids, queue))
 
 
-def change_out(view: ChangeView, *, leaked: bool = False) -> EmailChangeOut:
+def change_out(view: ChangeView) -> EmailChangeOut:
     return EmailChangeOut(
         request_id=view.request_id,
         state=view.state,
         priority=view.priority,
         expires_at=view.expires_at,
-        address_leaked=leaked,
+        address_leaked=view.address_leaked,
     )
 
 
@@ -151,7 +151,7 @@ def start_email_change(path: AccountPath, body: EmailChangeBody) -> Response:
             now=now,
         ),
     )
-    response = answer(change_out(step.view, leaked=step.view.accepted_leaked), 202)
+    response = answer(change_out(step.view), 202)
     send_after_answer(rt, response, step)
     return response
 
@@ -182,6 +182,7 @@ def pending_out(view: ChangeView) -> PendingEmailChangeOut:
         new_email=view.new_email,
         created_at=view.created_at,
         assisted=view.assisted,
+        address_leaked=view.address_leaked,
     )
 
 
@@ -250,7 +251,7 @@ def assisted_email_change(path: AccountPath, body: AssistedChangeBody) -> Respon
             now=now,
         ),
     )
-    return answer(change_out(view, leaked=view.accepted_leaked), 202)
+    return answer(change_out(view), 202)
 
 
 def _follow(purpose: LinkPurpose, token: str) -> Response:

@@ -100,7 +100,7 @@ def request_assisted(
         ticket=ticket,
         accepted_leaked=address.leaked,
     )
-    return ChangeView.of(request)
+    return ChangeView.of(session, request)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +120,7 @@ class QueuedRequest:
             "new_email": self.view.new_email,
             "old_email": self.view.old_email,
             "ticket": self.view.ticket,
+            "address_leaked": self.view.address_leaked,
             "requested_by": self.requested_by,
             "created_at": self.view.created_at.isoformat(),
         }
@@ -135,7 +136,9 @@ def review_queue(session: Session) -> list[QueuedRequest]:
         .order_by(case((exposed, 0), else_=1), EmailChangeRequest.created_at)
     ).all()
     return [
-        QueuedRequest(ChangeView.of(request), external_id, bool(flag), request.requested_by)
+        QueuedRequest(
+            ChangeView.of(session, request), external_id, bool(flag), request.requested_by
+        )
         for request, external_id, flag in rows
     ]
 
@@ -204,7 +207,7 @@ def approve(
     session.flush()
     notices = queue_mail(session, request.id, request.account_id, CONFIRM_AND_ALERT, now=now)
     audit_step(session, request, account.external_id, "approved", actor=by, now=now, reason=reason)
-    return ChangeStep(ChangeView.of(request), notices)
+    return ChangeStep(ChangeView.of(session, request), notices)
 
 
 def deny(session: Session, request_id: str, *, by: str, reason: str, now: datetime) -> ChangeView:
@@ -218,4 +221,4 @@ def deny(session: Session, request_id: str, *, by: str, reason: str, now: dateti
     close(session, request, ChangeState.DENIED, now=now)
     external_id = session.get_one(Account, request.account_id).external_id
     audit_step(session, request, external_id, "denied", actor=by, now=now, reason=reason)
-    return ChangeView.of(request)
+    return ChangeView.of(session, request)

@@ -86,7 +86,7 @@ def check_link(session: Session, purpose: LinkPurpose, token: str, *, now: datet
     request = _find(session, purpose, token)
     if request is None:
         return LinkCheck(LinkState.INVALID, purpose)
-    view = ChangeView.of(request)
+    view = ChangeView.of(session, request)
     expires = _expires(request, purpose)
     if expires is None or expires <= now:
         return LinkCheck(LinkState.EXPIRED, purpose, view.new_email)
@@ -168,7 +168,7 @@ def confirm_change(
     session.flush()
     notices = queue_mail(session, request.id, account.id, (NoticeKind.EMAIL_CHANGED,), now=now)
     audit_step(session, request, account.external_id, "confirmed", actor=actor, now=now)
-    return ChangeStep(ChangeView.of(request), notices)
+    return ChangeStep(ChangeView.of(session, request), notices)
 
 
 def _restore(
@@ -288,4 +288,4 @@ def revert_change(
         restored=restored,
         was_confirmed=was_confirmed,
     )
-    return ChangeStep(ChangeView.of(request))
+    return ChangeStep(ChangeView.of(session, request))

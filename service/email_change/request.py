@@ -25,6 +25,7 @@ from service.email_change.errors import (
     StepUpRequired,
 )
 from service.email_change.holds import check_cooling_off
+from service.email_change.leaked import address_in_leak
 from service.email_change.mail import cancel_unsent, queue_mail
 from service.email_change.tokens import LinkPurpose, token_digest
 from service.email_change.views import ChangeStep, ChangeView
@@ -35,8 +36,6 @@ from service.models import (
     ChangePriority,
     ChangeState,
     EmailChangeRequest,
-    Leak,
-    LeakEntry,
     NoticeKind,
 )
 from service.stepup.assurance import AssuranceTokenExpired, AssuranceTokenInvalid
@@ -91,15 +90,7 @@ def check_new_address(
     if key == account.email_key:
         raise AddressUnchanged("the new address is the account's address, however spelled")
     check_still_free(session, account, key)
-    leaked = bool(
-        session.scalar(
-            select(
-                exists()
-                .where(LeakEntry.email_key == key)
-                .where(exists().where(Leak.id == LeakEntry.leak_id, Leak.retracted_at.is_(None)))
-            )
-        )
-    )
+    leaked = address_in_leak(session, key)
     if leaked and not accept_leaked:
         raise AddressLeaked(
             "the new address is in a known leak: choose another, or send "
@@ -266,7 +257,7 @@ def request_change(
         now=now,
         accepted_leaked=address.leaked,
     )
-    return ChangeStep(ChangeView.of(request), notices)
+    return ChangeStep(ChangeView.of(session, request), notices)
 
 
 def open_request(session: Session, account_id: int) -> EmailChangeRequest | None:
@@ -287,7 +278,7 @@ def pending_change(session: Session, external_id: str, *, now: datetime) -> Chan
     request = open_request(session, account_id)
     if request is None or _ran_out(request, now):
         return None
-    return ChangeView.of(request)
+    return ChangeView.of(session, request)
 
 
 def _ran_out(request: EmailChangeRequest, now: datetime) -> bool:
@@ -307,7 +298,7 @@ def cancel_change(session: Session, external_id: str, *, actor: str, now: dateti
         raise NoPendingChange()
     close(session, request, ChangeState.CANCELLED, now=now)
     audit_step(session, request, external_id, "cancelled", actor=actor, now=now)
-    return ChangeView.of(request)
+    return ChangeView.of(session, request)
 
 
 def resend_confirmation(
@@ -331,7 +322,7 @@ def resend_confirmation(
         session, request.id, account.id, (NoticeKind.EMAIL_CHANGE_CONFIRM,), now=now
     )
     audit_step(session, request, external_id, "confirmation_resent", actor=actor, now=now)
-    return ChangeStep(ChangeView.of(request), notices)
+    return ChangeStep(ChangeView.of(session, request), notices)
 
 
 def expire_requests(session: Session, *, now: datetime, limit: int) -> int:
