@@ -23,6 +23,7 @@ from service.addresses import AddressKeys, InvalidAddress, mask_email
 from service.addresses.mailbox import SEVERAL_ADDRESSES, Mailbox, bare_mailbox
 from service.audit import record_event
 from service.db import bulk
+from service.db.address_locks import lock_addresses
 from service.email_change.superseded import supersede_pending
 from service.errors import InvalidEmail, NotFound, ValidationFailed
 from service.events.emit import record_identifiers_changed
@@ -263,6 +264,9 @@ def apply_accounts(
             updates.append({"id": account_id, "locale": row.locale, "updated_at": now})
         if email != row.email:
             moves.append(AddressChange(account_id, row.email, row.email_key, email_key))
+    # Before any address is written: a confirmation of one of these addresses waits, or
+    # is waited for (``service.db.address_locks``).
+    lock_addresses(session, [row["email_key"] for row in inserts] + [m.email_key for m in moves])
     created = bulk.insert_accounts(session, ACCOUNT_TABLE, inserts, now=now)
     if updates:
         session.execute(update(Account), updates)
@@ -366,6 +370,7 @@ def change_addresses(
     """
     if not changes:
         return AddressChanged(0, 0, 0, 0, 0)
+    lock_addresses(session, [change.email_key for change in changes])
     session.execute(
         update(Account),
         [

@@ -25,6 +25,7 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from service.accounts import AddressChangeCause, bare_email, change_address
+from service.db.address_locks import lock_addresses
 from service.email_change.audit import audit_step
 from service.email_change.context import ChangeTools
 from service.email_change.errors import LinkExpired, LinkInvalid, RequestClosed
@@ -154,6 +155,9 @@ def confirm_change(
         # The login service moved the account elsewhere since (PUT /v1/accounts): the alert
         # and its revert link speak of an address it no longer has. Ask again.
         raise RequestClosed("the account's address changed since the request: ask again")
+    # Two confirmations of one address for two accounts: the second waits here, then sees
+    # the first's account holding it (409 address_in_use, and nothing of it is applied).
+    lock_addresses(session, [request.new_email_key])
     check_still_free(session, account, request.new_email_key)
     change_address(
         session,
