@@ -88,6 +88,31 @@ def new_address_key() -> str:
     return "email-change-address:" + (key.hex() if key else "none")
 
 
+# The refusals a request reaches only with a valid assurance token (the token is checked
+# first): they count against the per-account and per-address budgets, so that one step-up
+# cannot probe addresses without bound. A refusal before it (no, a forged, an expired or
+# another account's token; an unknown account; a malformed body) counts only against the
+# client's budget: whoever can send those must not use up the owner's.
+REFUSALS_AFTER_ASSURANCE = frozenset(
+    {"address_in_use", "address_leaked", "address_unchanged", "invalid_email", "cooling_off"}
+)
+
+
+def counts_after_assurance(response: Response) -> bool:
+    """Whether a self-service request counts against the account's and the address's
+    budget: it was accepted, or refused after its assurance token was found valid."""
+    if 200 <= response.status_code < 300:
+        return True
+    body = response.get_json(silent=True) if response.is_json else None
+    return isinstance(body, dict) and body.get("code") in REFUSALS_AFTER_ASSURANCE
+
+
+def counts_when_accepted(response: Response) -> bool:
+    """Whether a request counts against its per-account budget: only when accepted (a
+    resend with nothing pending, an assisted request refused, do not)."""
+    return 200 <= response.status_code < 300
+
+
 def send_after_answer(rt: Runtime, response: Response, step: ChangeStep) -> None:
     """Hand the step's messages to the queue once the answer is sent: the high queue for
     an account with an open exposure, ahead of any campaign. The rows are committed, so a
@@ -119,6 +144,7 @@ def change_out(view: ChangeView) -> EmailChangeOut:
     "rate_limit_step_up",
     ("rate_limit_email_change_account", account_key),
     ("rate_limit_email_change_address", new_address_key),
+    counts=counts_after_assurance,
 )
 def start_email_change(path: AccountPath, body: EmailChangeBody) -> Response:
     """Ask to move the account to `new_email`; the new mailbox must confirm.
@@ -206,7 +232,11 @@ def cancel_email_change(path: AccountPath) -> tuple[str, int]:
     responses={202: EmailChangeOut, **problem_responses(404, 422, 429, 503)},
 )
 @requires_scope(Scope.EMAIL_CHANGE_WRITE)
-@rate_limit("rate_limit_step_up", ("rate_limit_email_change_resend", account_key))
+@rate_limit(
+    "rate_limit_step_up",
+    ("rate_limit_email_change_resend", account_key),
+    counts=counts_when_accepted,
+)
 def resend_email_change(path: AccountPath) -> Response:
     """Send the confirmation again, as a new link valid for 24 hours (the earlier link stops
     working); rate-limited per account (`LEAKGUARD_RATE_LIMIT_EMAIL_CHANGE_RESEND`)."""
@@ -231,6 +261,7 @@ def resend_email_change(path: AccountPath) -> Response:
     "rate_limit_step_up",
     ("rate_limit_email_change_account", account_key),
     ("rate_limit_email_change_address", new_address_key),
+    counts=counts_when_accepted,
 )
 def assisted_email_change(path: AccountPath, body: AssistedChangeBody) -> Response:
     """Support files a change for someone who lost the old mailbox: it waits for review
