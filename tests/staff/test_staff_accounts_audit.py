@@ -234,3 +234,21 @@ def test_the_csv_export_streams_every_matching_row_with_addresses_masked(
     [exported] = audit_rows(runtime, "staff.audit_exported")
     assert exported.detail == {"filters": {"action": "risk.step_up"}}
     assert staff_client.get("/staff/audit/export.csv?until=soon").status_code == 400
+
+
+def test_the_csv_export_never_starts_a_cell_with_a_formula(
+    staff_client: FlaskClient, agent: StaffLogin, clock: Clock, runtime: Runtime
+) -> None:
+    with runtime.db.transaction() as session:
+        record_event(
+            session,
+            actor="=cmd|' /C calc'!A0",
+            action="leak.edited",
+            target="@SUM(1+1)",
+            now=clock.now(),
+        )
+    log_in(staff_client, agent, clock)
+    body = staff_client.get("/staff/audit/export.csv?action=leak.edited").get_data(as_text=True)
+    [row] = list(csv.DictReader(io.StringIO(body)))
+    assert row["actor"] == "'=cmd|' /C calc'!A0"
+    assert row["target"] == "'@SUM(1+1)"
