@@ -26,8 +26,11 @@ path; ``--path step_up`` for accounts with one) to both servers, back to back pe
 connection count, each after a warm-up; a sample of answers is checked first (status 200
 and the expected decision). Printed per run: req/s, p50/p99 latency, errors (non-2xx,
 connect, read, write), timeouts (no answer within ``--timeout``), wrk's own CPU share (the
-load generator must not be the bottleneck), then a summary with the risk check's req/s and
-p99 over the baseline's under the same server, as a Markdown table.
+load generator must not be the bottleneck), the CPU time per request of the server's
+processes and of the bench database's PostgreSQL backends (from /proc: on a shared machine
+req/s follows the CPU share a run got, CPU per request much less so), the load average,
+then a summary with the risk check's req/s and p99 over the baseline's under the same
+server, as a Markdown table.
 
     .venv/bin/python bench/servers.py [--accounts 1000000] [--exposures 100000]
         [--servers sync:5,gthread:2x4,gthread:4x4,granian:2x4,granian:4x4,granian:2x16]
@@ -119,7 +122,11 @@ def parse_spec(text: str) -> Spec:
 
 @dataclass(frozen=True, slots=True)
 class Load:
-    """One wrk run's figures; latencies in milliseconds, ``wrk_cpu`` in CPU-seconds/second."""
+    """One wrk run's figures; latencies in milliseconds, ``wrk_cpu`` in CPU-seconds/second.
+
+    The CPU per request does not depend on how much of the shared machine the run got:
+    it compares servers measured minutes apart under a changing load.
+    """
 
     rate: float
     requests: int
@@ -128,6 +135,9 @@ class Load:
     p50: float
     p99: float
     wrk_cpu: float
+    server_cpu: float  # CPU-seconds of the server's processes per request
+    pg_cpu: float  # CPU-seconds of the PostgreSQL backends of the bench database per request
+    load: float  # the 1-minute load average at the end of the run
 
 
 @dataclass(slots=True)
@@ -198,7 +208,7 @@ def main() -> None:
         header = (
             f"\n{'server':<8} {'settings':<36} {'endpoint':<8} {'conns':>5} {'req/s':>7} "
             f"{'p50 ms':>7} {'p99 ms':>7} {'errors':>6} {'timeouts':>8} {'wrk cpu':>7} "
-            f"{'risk/base':>9}"
+            f"{'cpu ms/req':>10} {'pg ms/req':>9} {'load':>5} {'risk/base':>9}"
         )
         print(header)
         print("-" * (len(header) - 1), flush=True)
@@ -213,8 +223,8 @@ def main() -> None:
                 for conns in connections:
                     for endpoint, server in running.items():
                         risk.check_answers(server, args.path, ids, key, rng)
-                        wrk(server.port, script, conns, args.warmup, args.timeout)
-                        load = wrk(server.port, script, conns, args.duration, args.timeout)
+                        wrk(server, script, conns, args.warmup, args.timeout)
+                        load = wrk(server, script, conns, args.duration, args.timeout)
                         results[(spec, endpoint, conns)] = load
                         print_load(spec, endpoint, conns, load, results)
                 print_rss(spec, running)
@@ -366,8 +376,9 @@ def print_rss(spec: Spec, running: dict[str, Running]) -> None:
 # --- load ------------------------------------------------------------------------------------
 
 
-def wrk(port: int, script: Path, connections: int, seconds: int, timeout: int) -> Load:
-    """One wrk run against ``port``; its own CPU time comes from this process's children."""
+def wrk(server: Running, script: Path, connections: int, seconds: int, timeout: int) -> Load:
+    """One wrk run against ``server``; wrk's own CPU time comes from this process's children,
+    the server's and PostgreSQL's from /proc."""
     command = [
         WRK,
         "-t1",
@@ -377,8 +388,9 @@ def wrk(port: int, script: Path, connections: int, seconds: int, timeout: int) -
         f"{timeout}s",
         "-s",
         str(script),
-        f"http://{HOST}:{port}",
+        f"http://{HOST}:{server.port}",
     ]
+    server_before, pg_before = process_cpu(server_pids(server)), process_cpu(pg_backends())
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     done = subprocess.run(
@@ -386,6 +398,8 @@ def wrk(port: int, script: Path, connections: int, seconds: int, timeout: int) -
     )
     elapsed = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    server_used = cpu_used(server_before, process_cpu(server_pids(server)))
+    pg_used = cpu_used(pg_before, process_cpu(pg_backends()))
     found = [line for line in done.stdout.splitlines() if line.startswith("WRKJSON ")]
     if done.returncode != 0 or not found:
         raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr.strip()}")
@@ -399,7 +413,44 @@ def wrk(port: int, script: Path, connections: int, seconds: int, timeout: int) -
         p50=figures["p50"] / 1000,
         p99=figures["p99"] / 1000,
         wrk_cpu=cpu / elapsed,
+        server_cpu=server_used / max(1, figures["requests"]),
+        pg_cpu=pg_used / max(1, figures["requests"]),
+        load=os.getloadavg()[0],
     )
+
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def server_pids(server: Running) -> list[int]:
+    return [server.process.pid, *descendants(server.process.pid)]
+
+
+def pg_backends() -> list[int]:
+    """The PostgreSQL backends connected to the bench database (by their process title)."""
+    found = []
+    marker = f" {PG_DATABASE} ".encode()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with suppress(OSError):
+                if marker in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+    return found
+
+
+def process_cpu(pids: list[int]) -> dict[int, float]:
+    """User + system CPU-seconds of each process still there (fields 14 and 15 of stat)."""
+    found = {}
+    for pid in pids:
+        with suppress(OSError, IndexError, ValueError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            found[pid] = (int(fields[11]) + int(fields[12])) / TICKS
+    return found
+
+
+def cpu_used(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU-seconds used between two snapshots (a process new since ``before`` counts whole)."""
+    return sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())
 
 
 def print_load(
@@ -413,7 +464,8 @@ def print_load(
     print(
         f"{spec.server:<8} {spec.settings:<36} {endpoint:<8} {conns:>5} {load.rate:>7,.0f} "
         f"{load.p50:>7.2f} {load.p99:>7.2f} {load.errors:>6} {load.timeouts:>8} "
-        f"{load.wrk_cpu:>7.0%} {ratio:>9}",
+        f"{load.wrk_cpu:>7.0%} {load.server_cpu * 1000:>10.2f} {load.pg_cpu * 1000:>9.2f} "
+        f"{load.load:>5.1f} {ratio:>9}",
         flush=True,
     )
 
@@ -424,9 +476,10 @@ def print_summary(
     """Per server and connection count: risk check and baseline side by side, Markdown."""
     print(
         "\n| server | settings | conns | risk req/s | baseline req/s | risk/baseline req/s "
-        "| risk p50 / p99 ms | baseline p50 / p99 ms | risk/baseline p99 | errors | timeouts |"
+        "| risk p50 / p99 ms | baseline p50 / p99 ms | risk/baseline p99 | errors | timeouts "
+        "| server CPU ms per request, risk / baseline |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for spec in specs:
         for conns in connections:
             app, base = results[(spec, "risk", conns)], results[(spec, "baseline", conns)]
@@ -434,7 +487,8 @@ def print_summary(
                 f"| {spec.server} | {spec.settings} | {conns} | {app.rate:,.0f} | {base.rate:,.0f} "
                 f"| {app.rate / base.rate:.0%} | {app.p50:.1f} / {app.p99:.1f} "
                 f"| {base.p50:.1f} / {base.p99:.1f} | {app.p99 / base.p99:.2f}x "
-                f"| {app.errors} / {base.errors} | {app.timeouts} / {base.timeouts} |"
+                f"| {app.errors} / {base.errors} | {app.timeouts} / {base.timeouts} "
+                f"| {app.server_cpu * 1000:.2f} / {base.server_cpu * 1000:.2f} |"
             )
 
 
