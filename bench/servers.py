@@ -15,8 +15,8 @@ Servers (``--servers``, comma-separated ``KIND:SETTINGS``):
 
 * ``sync:N``: gunicorn with ``deploy/gunicorn.conf.py``, ``--worker-class sync``, N workers
   (default N = 2 x CPUs + 1), one request per worker at a time, no keep-alive;
-* ``gthread:WxT``: gunicorn with ``deploy/gunicorn.conf.py`` (today's deploy choice), W
-  workers of T threads;
+* ``gthread:WxT``: gunicorn with ``deploy/gunicorn.conf.py`` (today's deploy choice; its
+  default on this machine is 2 x CPUs + 1 workers of 4 threads), W workers of T threads;
 * ``granian:WxT``: ``granian --interface wsgi`` with W workers of T blocking threads each
   (the threads that run the WSGI app; granian's own I/O runs in Rust beside them).
 
@@ -33,7 +33,7 @@ then a summary with the risk check's req/s and p99 over the baseline's under the
 server, as a Markdown table.
 
     .venv/bin/python bench/servers.py [--accounts 1000000] [--exposures 100000]
-        [--servers sync:5,gthread:2x4,gthread:4x4,granian:2x4,granian:4x4,granian:2x16]
+        [--servers sync:5,gthread:2x4,gthread:4x4,gthread:5x4,granian:2x4,granian:4x4,granian:2x16]
         [--connections 16,64] [--duration 10] [--warmup 2] [--path allow] [--keep]
 
 Needs wrk (``apt-get install wrk``) and granian (``pip install -e '.[serve]'``) for the
@@ -79,8 +79,11 @@ KINDS = ("sync", "gthread", "granian")
 
 def default_servers() -> str:
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    # deploy/gunicorn.conf.py's own default is gthread with 2 x CPUs + 1 workers of 4 threads.
+    workers = 2 * (cpus or 1) + 1
     return (
-        f"sync:{2 * (cpus or 1) + 1},gthread:2x4,gthread:4x4,granian:2x4,granian:4x4,granian:2x16"
+        f"sync:{workers},gthread:2x4,gthread:4x4,gthread:{workers}x4,"
+        "granian:2x4,granian:4x4,granian:2x16"
     )
 
 
