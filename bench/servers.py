@@ -15,8 +15,9 @@ Servers (``--servers``, comma-separated ``KIND:SETTINGS``):
 
 * ``sync:N``: gunicorn with ``deploy/gunicorn.conf.py``, ``--worker-class sync``, N workers
   (default N = 2 x CPUs + 1), one request per worker at a time, no keep-alive;
-* ``gthread:WxT``: gunicorn with ``deploy/gunicorn.conf.py`` (today's deploy choice; its
-  default on this machine is 2 x CPUs + 1 workers of 4 threads), W workers of T threads;
+* ``gthread:WxT``: gunicorn with ``deploy/gunicorn.conf.py`` (the deploy choice: one worker
+  of 4 threads per CPU since this comparison, 2 x CPUs + 1 workers before), W workers of T
+  threads;
 * ``granian:WxT``: ``granian --interface wsgi`` with W workers of T blocking threads each
   (the threads that run the WSGI app; granian's own I/O runs in Rust beside them).
 
@@ -78,11 +79,13 @@ KINDS = ("sync", "gthread", "granian")
 
 
 def default_servers() -> str:
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    # deploy/gunicorn.conf.py's own default is gthread with 2 x CPUs + 1 workers of 4 threads.
-    workers = 2 * (cpus or 1) + 1
+    cpus = (
+        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    ) or 1
+    # gthread CPUs x 4 is deploy/gunicorn.conf.py's default; (2 x CPUs + 1) x 4 was, before.
+    workers = 2 * cpus + 1
     return (
-        f"sync:{workers},gthread:2x4,gthread:4x4,gthread:{workers}x4,"
+        f"sync:{workers},gthread:{cpus}x4,gthread:4x4,gthread:{workers}x4,"
         "granian:2x4,granian:4x4,granian:2x16"
     )
 
@@ -167,7 +170,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=2019)
     args = parser.parse_args()
     try:
-        specs = [parse_spec(text) for text in args.servers.split(",") if text.strip()]
+        # dict.fromkeys: each setting once, in the order given
+        specs = list(
+            dict.fromkeys(parse_spec(text) for text in args.servers.split(",") if text.strip())
+        )
         connections = [int(n) for n in args.connections.split(",") if n.strip()]
     except ValueError as exc:
         parser.error(str(exc))
