@@ -410,7 +410,8 @@ def change_addresses(
     # A change waiting for the new mailbox speaks of the address the account had: it ends.
     supersede_pending(session, rekeyed, actor=f"cause:{cause.value}", now=now)
     ended = end_old_address_exposures(session, rekeyed, actor=f"cause:{cause.value}", now=now)
-    flagged = flag_from_watchlist(session, rekeyed, now=now).flagged
+    flagged = flag_from_watchlist(session, rekeyed, now=now, reopened=ended.reopened).flagged
+    flagged += len(ended.reopened)
     return AddressChanged(
         len(moved), ended.exposures_ended, ended.warnings_cancelled, flagged, untrusted
     )

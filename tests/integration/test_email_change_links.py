@@ -5,11 +5,13 @@ clears it; on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from flask.testing import FlaskClient, FlaskCliRunner
 from sqlalchemy import select, update
 
+from jobs.ingest.pipeline import ingest_leak
 from service.clients import Scope
 from service.db import utcnow
 from service.email_change.tokens import LinkPurpose
@@ -18,6 +20,7 @@ from service.models import (
     EmailChangeRequest,
     Exposure,
     ExposureState,
+    Notice,
     NoticeKind,
     NoticeState,
 )
@@ -33,6 +36,7 @@ from tests.support.email_change import (
 )
 from tests.support.factories import expose, make_account, make_api_key
 from tests.support.http import assert_problem, bearer
+from tests.support.leakfiles import write_lines
 
 OLD = "jane@example.org"
 NEW = "jane.new@example.net"
@@ -480,3 +484,39 @@ def test_a_refused_assisted_request_does_not_count(
     fine = {"new_email": NEW, "ticket": "SUP-2"}
     assert client.post(path, json=fine, headers=assist).status_code == 202
     assert_problem(client.post(path, json=fine, headers=assist), 429, "too_many_requests")
+
+
+def test_a_revert_reopens_the_exposure_and_warns_no_one_twice(
+    runtime: Runtime, client: FlaskClient, auth: dict[str, str], tmp_path: Path
+) -> None:
+    """Leaked address, warned; moved by a confirmed change; reverted. The exposure row is
+    the same one, open again; the sent warning row is kept and no second warning waits;
+    how the exposure had ended is in the audit trail."""
+    ingest_leak(runtime, write_lines(tmp_path / "leak.txt", [OLD]), slug="l1")
+    make_account(runtime, "jane", OLD)
+    with runtime.db.transaction() as session:
+        [exposure_id] = session.scalars(select(Exposure.id))
+        session.execute(
+            update(Notice)
+            .where(Notice.kind == NoticeKind.LEAK_WARNING)
+            .values(state=NoticeState.SENT, sent_at=utcnow())
+        )
+    request_id = start(runtime, client, auth)
+    follow(client, auth, "confirm", link_token(runtime, request_id, LinkPurpose.CONFIRM))
+    with runtime.db.read_session() as session:
+        assert session.scalars(select(Exposure.state)).all() == [ExposureState.RESOLVED]
+    reverted = follow(client, auth, "revert", link_token(runtime, request_id, LinkPurpose.REVERT))
+    assert reverted.status_code == 200
+    assert account_row(runtime, "jane").email == OLD
+    with runtime.db.read_session() as session:
+        exposures = session.execute(select(Exposure.id, Exposure.state)).all()
+        warnings = session.execute(
+            select(Notice.state).where(Notice.kind == NoticeKind.LEAK_WARNING)
+        ).all()
+    assert [(row.id, row.state) for row in exposures] == [(exposure_id, ExposureState.OPEN)]
+    assert [row.state for row in warnings] == [NoticeState.SENT]
+    [reopened] = audit_actions(runtime, "exposure.reopened")
+    assert reopened["detail"]["leak"] == "l1"
+    assert reopened["detail"]["was"]["state"] == "resolved"
+    assert reopened["detail"]["was"]["end_cause"] == "address_changed"
+    assert risk(client, auth)["decision"] == "step_up"
