@@ -168,7 +168,6 @@ def confirm_change(
         actor=actor,
         now=now,
     )
-    account.email_changed_at = now
     session.flush()
     notices = queue_mail(session, request.id, account.id, (NoticeKind.EMAIL_CHANGED,), now=now)
     audit_step(session, request, account.external_id, "confirmed", actor=actor, now=now)
@@ -198,7 +197,6 @@ def _restore(
         actor=actor,
         now=now,
     )
-    account.email_changed_at = now
     return True
 
 
