@@ -4,6 +4,7 @@ clears it; on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -520,3 +521,67 @@ def test_a_revert_reopens_the_exposure_and_warns_no_one_twice(
     assert reopened["detail"]["was"]["state"] == "resolved"
     assert reopened["detail"]["was"]["end_cause"] == "address_changed"
     assert risk(client, auth)["decision"] == "step_up"
+
+
+CSRF = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
+
+
+@pytest.mark.parametrize("via", ["api", "page"])
+def test_a_revert_never_puts_back_an_address_another_account_holds_now(
+    runtime: Runtime, client: FlaskClient, auth: dict[str, str], via: str
+) -> None:
+    """Confirmed, then the login service gives the old address to another account, then
+    the old mailbox says "not me": the change is voided and the account held as for any
+    revert, but the old address is not put back (two accounts would hold it); support is
+    told by the audit trail, and the answer says ``address_restored: false``."""
+    make_account(runtime, "jane", OLD)
+    request_id = start(runtime, client, auth)
+    follow(client, auth, "confirm", link_token(runtime, request_id, LinkPurpose.CONFIRM))
+    given = client.put("/v1/accounts/john", json={"email": OLD.upper()}, headers=auth)
+    assert given.status_code in (200, 201)
+    token = link_token(runtime, request_id, LinkPurpose.REVERT)
+    if via == "api":
+        reverted = follow(client, auth, "revert", token)
+        assert reverted.status_code == 200, reverted.get_json()
+        assert reverted.get_json()["state"] == "reverted"
+        assert reverted.get_json()["address_restored"] is False
+    else:
+        html = client.get(f"/email-change/revert?token={token}").get_data(as_text=True)
+        csrf = CSRF.search(html)
+        assert csrf is not None
+        page = client.post(
+            "/email-change/revert", data={"token": token, "csrf_token": csrf.group(1)}
+        )
+        assert page.status_code == 200
+        assert "could not be put back" in page.get_data(as_text=True)
+    assert account_row(runtime, "jane").email == NEW
+    assert account_row(runtime, "john").email == OLD.upper()
+    assert requests_of(runtime)[0].state is ChangeState.REVERTED
+    [event] = audit_actions(runtime, "email_change.revert_unrestored")
+    assert event["detail"]["from"] == "j***@example.org"
+    verdict = risk(client, auth)
+    assert verdict["decision"] == "step_up"
+    assert "email_change_reverted" in verdict["reasons"]
+
+
+def test_a_revert_answers_whether_the_address_came_back(
+    runtime: Runtime, client: FlaskClient, auth: dict[str, str]
+) -> None:
+    make_account(runtime, "jane", OLD)
+    first = start(runtime, client, auth)
+    answer = follow(client, auth, "revert", link_token(runtime, first, LinkPurpose.REVERT))
+    assert answer.get_json()["address_restored"] is None  # it had not taken effect
+    make_account(runtime, "mary", "mary@example.org")
+    response = client.post(
+        "/v1/accounts/mary/email-change",
+        json={
+            "new_email": "mary.new@example.net",
+            "assurance_token": assurance_token(runtime, "mary"),
+        },
+        headers=auth,
+    )
+    second = response.get_json()["request_id"]
+    follow(client, auth, "confirm", link_token(runtime, second, LinkPurpose.CONFIRM))
+    answer = follow(client, auth, "revert", link_token(runtime, second, LinkPurpose.REVERT))
+    assert answer.get_json()["address_restored"] is True
+    assert account_row(runtime, "mary").email == "mary@example.org"
