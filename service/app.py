@@ -17,6 +17,7 @@ from service.ops.health import register_health
 from service.ops.metrics import register_metrics
 from service.ops.requests import register_request_ids
 from service.runtime import EXTENSION, build_runtime
+from service.staff.views import register_staff
 from service.web.email_change import pages
 
 API_DESCRIPTION = """\
@@ -70,6 +71,7 @@ def create_app(
     register_routes()
     app.register_api(api)
     app.register_blueprint(pages)
+    register_staff(app)
     install_rate_limits(app, settings)
     if settings.trusted_proxies:
         # Only the hops the deployment names may say who the client is: the per-IP limits

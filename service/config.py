@@ -97,6 +97,9 @@ class Settings(BaseSettings):
     rate_limit_email_change_account: str = "5/hour"
     rate_limit_email_change_address: str = "5/hour"
     rate_limit_email_change_resend: str = "3/hour"
+    # Refused logins to /staff per staff account (the email as typed) and per client IP.
+    rate_limit_staff_login_account: str = "10/15minutes"
+    rate_limit_staff_login_ip: str = "50/15minutes"
 
     # Reverse proxies in front of the app whose X-Forwarded-For/-Proto it believes (0: none).
     trusted_proxies: Annotated[int, Field(ge=0, le=5)] = 0
@@ -170,6 +173,8 @@ class Settings(BaseSettings):
         "rate_limit_email_change_account",
         "rate_limit_email_change_address",
         "rate_limit_email_change_resend",
+        "rate_limit_staff_login_account",
+        "rate_limit_staff_login_ip",
     )
     @classmethod
     def _rate_limit(cls, value: str) -> str:

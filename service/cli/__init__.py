@@ -20,6 +20,7 @@ from service.cli import (  # noqa: F401  (importing a command module registers i
     leaks,
     notices,
     serve,
+    staff,
     worker,
 )
 from service.cli.base import cli

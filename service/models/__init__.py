@@ -27,6 +27,7 @@ from service.models.leaks import (
     LeakPart,
 )
 from service.models.notices import Campaign, Notice, NoticeKind, NoticeState
+from service.models.staff import StaffRole, StaffSession, StaffUser
 from service.models.stepup import (
     THROTTLE_ALL_METHODS,
     ChallengeState,
@@ -67,6 +68,9 @@ __all__ = [
     "NoticeState",
     "RecoveryCode",
     "SecurityEvent",
+    "StaffRole",
+    "StaffSession",
+    "StaffUser",
     "StepUpChallenge",
     "StepUpThrottle",
     "TotpCredential",

@@ -1,0 +1,195 @@
+"""Who may open which staff page: roles, re-authentication, and the default-deny check.
+
+Every view of the ``staff`` blueprint declares its access with exactly one of
+``@public`` (login, enrolment: reachable without a session) or ``@requires(role)``. A view
+that declares neither is refused (403) by ``check_access``, the blueprint's first
+``before_request``: a new page cannot go out open by omission. ``@requires_reauth`` on top
+of ``@requires`` asks for a fresh TOTP code (``REAUTH_WINDOW``) before the view runs.
+
+``check_access`` also checks the CSRF token (Flask-WTF) of every unsafe request, before
+anything else, and loads the session from the cookie (``COOKIE_NAME``, path /staff).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
+from urllib.parse import urlsplit
+
+from flask import (
+    current_app,
+    g,
+    redirect,
+    request,
+    url_for,
+)
+from flask.typing import ResponseReturnValue
+from flask_wtf.csrf import CSRFProtect
+from werkzeug.exceptions import Forbidden
+from werkzeug.wrappers import Response
+
+from service.config import Environment
+from service.models import StaffRole, StaffUser
+from service.runtime import runtime_of
+from service.staff import clock
+from service.staff.sessions import REAUTH_WINDOW, ActiveSession, resume_session
+from service.staff.throttle import LoginThrottle
+from service.staff.users import StaffSecrets
+
+logger = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=Callable[..., ResponseReturnValue])
+ACCESS_ATTRIBUTE = "_leakguard_staff_access"
+REAUTH_ATTRIBUTE = "_leakguard_staff_reauth"
+COOKIE_NAME = "leakguard_staff"
+COOKIE_PATH = "/staff"
+PUBLIC = "public"
+RANK = {StaffRole.VIEWER: 1, StaffRole.AGENT: 2, StaffRole.ADMIN: 3}
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# Endpoints outside the view functions' control: the blueprint's static files.
+PUBLIC_ENDPOINTS = frozenset({"staff.static"})
+
+THROTTLE_EXTENSION = "leakguard_staff_login_throttle"
+
+csrf = CSRFProtect()
+
+
+def requires(role: StaffRole) -> Callable[[F], F]:
+    """Let only staff with ``role`` or a higher one run the view (others: 403)."""
+
+    def mark(view: F) -> F:
+        setattr(view, ACCESS_ATTRIBUTE, role)
+        return view
+
+    return mark
+
+
+def public(view: F) -> F:
+    """Let anyone reach the view, without a session (login, enrolment)."""
+    setattr(view, ACCESS_ATTRIBUTE, PUBLIC)
+    return view
+
+
+def requires_reauth(view: F) -> F:
+    """Run the view only if the session gave a TOTP code within ``REAUTH_WINDOW``; else
+    redirect to the re-authentication page, which comes back to the page the action was
+    taken from (a GET: the page itself)."""
+
+    @functools.wraps(view)
+    def guarded(*args: Any, **kwargs: Any) -> ResponseReturnValue:
+        if not current_session().reauthenticated_within(REAUTH_WINDOW, clock.now()):
+            return redirect(url_for("staff.reauth", next=_return_path()), code=303)
+        return view(*args, **kwargs)
+
+    setattr(guarded, REAUTH_ATTRIBUTE, True)
+    return cast(F, guarded)
+
+
+def declared_access(view: Callable[..., object]) -> StaffRole | str | None:
+    """The view's declared role, ``PUBLIC``, or None (undeclared: refused)."""
+    return getattr(view, ACCESS_ATTRIBUTE, None)
+
+
+def needs_reauth(view: Callable[..., object]) -> bool:
+    return bool(getattr(view, REAUTH_ATTRIBUTE, False))
+
+
+def current_session() -> ActiveSession:
+    """The request's live session (only inside a view that ``@requires`` a role)."""
+    active: ActiveSession = g.staff_session
+    return active
+
+
+def current_staff() -> StaffUser:
+    """The signed-in staff user (only inside a view that ``@requires`` a role)."""
+    return current_session().staff
+
+
+def login_throttle() -> LoginThrottle:
+    throttle: LoginThrottle = current_app.extensions[THROTTLE_EXTENSION]
+    return throttle
+
+
+def staff_secrets() -> StaffSecrets:
+    return StaffSecrets(runtime_of(current_app).settings.hash_key_bytes())
+
+
+def has_role(staff: StaffUser, role: StaffRole) -> bool:
+    return RANK[staff.role] >= RANK[role]
+
+
+def check_access() -> ResponseReturnValue | None:
+    """The staff blueprint's first ``before_request``: refuse undeclared views, check CSRF
+    on unsafe methods, load the session (none: to the login page), check the role."""
+    endpoint = request.endpoint or ""
+    view = current_app.view_functions.get(endpoint)
+    access = PUBLIC if endpoint in PUBLIC_ENDPOINTS else declared_access(view or (lambda: None))
+    if access is None:
+        logger.error("staff view %s declares no access (@requires or @public): refused", endpoint)
+        raise Forbidden("this page declares no access rule")
+    if request.method not in SAFE_METHODS:
+        csrf.protect()  # raises CSRFError (400)
+    if access == PUBLIC:
+        return None
+    rt = runtime_of(current_app)
+    with rt.db.transaction() as session:
+        active = resume_session(session, request.cookies.get(COOKIE_NAME), now=clock.now())
+    if active is None:
+        return _to_login()
+    g.staff_session = active
+    if not has_role(active.staff, cast(StaffRole, access)):
+        raise Forbidden(f"your role ({active.staff.role.value}) may not do this: it needs {access}")
+    return None
+
+
+def _to_login() -> Response:
+    target = url_for("staff.login", next=_return_path())
+    if request.headers.get("HX-Request"):
+        response = Response(status=204)
+        response.headers["HX-Redirect"] = target
+        return response
+    return redirect(target, code=303)
+
+
+def _return_path() -> str:
+    """Where to come back to after login or re-authentication: this page for a GET; the
+    page a form was sent from (same site, under /staff) for anything else."""
+    if request.method in SAFE_METHODS:
+        return request.full_path.rstrip("?")
+    return safe_next(request.referrer)
+
+
+def safe_next(value: str | None) -> str:
+    """``value`` as a path under /staff on this site, else /staff/ (no open redirect)."""
+    if not value:
+        return "/staff/"
+    parts = urlsplit(value)
+    if parts.netloc and parts.netloc != request.host:
+        return "/staff/"
+    path = parts.path
+    if not path.startswith(COOKIE_PATH + "/") and path != COOKIE_PATH:
+        return "/staff/"
+    if "//" in path or "\\" in path:
+        return "/staff/"
+    return path + (f"?{parts.query}" if parts.query else "")
+
+
+def set_session_cookie(response: Response, token: str) -> None:
+    """Put a new session token in the cookie: HttpOnly, SameSite=Lax, path /staff, Secure
+    outside development (and wherever the public URL is https)."""
+    settings = runtime_of(current_app).settings
+    response.set_cookie(
+        COOKIE_NAME,
+        token,
+        path=COOKIE_PATH,
+        secure=settings.env is not Environment.DEVELOPMENT
+        or settings.public_url.startswith("https://"),
+        httponly=True,
+        samesite="Lax",
+    )
+
+
+def clear_session_cookie(response: Response) -> None:
+    response.delete_cookie(COOKIE_NAME, path=COOKIE_PATH, httponly=True, samesite="Lax")

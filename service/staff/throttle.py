@@ -1,0 +1,72 @@
+"""Login attempts to /staff, limited per staff account and per client IP.
+
+Counters live where the API's limits live (Redis at ``LEAKGUARD_REDIS_URL``, else this
+process's memory), through the ``limits`` library Flask-Limiter is built on. Only refused
+logins are counted, so a colleague's own successful logins never lock them out. When the
+store cannot be reached the attempt is refused (fail closed): an attacker must not be able
+to switch the limit off by overloading Redis. No Flask.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+
+from limits import RateLimitItem, parse
+from limits.errors import StorageError
+from limits.storage import Storage, storage_from_string
+from limits.strategies import FixedWindowRateLimiter
+from redis.exceptions import RedisError
+
+logger = logging.getLogger(__name__)
+
+NAMESPACE = "leakguard-staff-login"
+
+
+@dataclass(frozen=True, slots=True)
+class LoginGate:
+    """Whether an attempt may be made; ``unavailable``: the counter store failed."""
+
+    open: bool
+    unavailable: bool = False
+
+
+class LoginThrottle:
+    """Budgets of refused logins per account (the email as typed, hashed) and per IP."""
+
+    def __init__(self, storage_uri: str, *, per_account: str, per_ip: str) -> None:
+        storage = (
+            storage_from_string(storage_uri, socket_timeout=2, socket_connect_timeout=2)
+            if storage_uri.startswith("redis")
+            else storage_from_string(storage_uri)
+        )
+        if not isinstance(storage, Storage):
+            raise TypeError("an asynchronous limits storage cannot count staff logins")
+        self._limiter = FixedWindowRateLimiter(storage)
+        self._per_account: RateLimitItem = parse(per_account)
+        self._per_ip: RateLimitItem = parse(per_ip)
+
+    def check(self, *, email: str, ip: str) -> LoginGate:
+        """Whether both budgets have room for one more attempt."""
+        try:
+            allowed = self._limiter.test(
+                self._per_account, NAMESPACE, "account", _account_key(email)
+            ) and self._limiter.test(self._per_ip, NAMESPACE, "ip", ip)
+        except (RedisError, StorageError, OSError) as exc:
+            logger.error("staff login limits unavailable, refusing: %s", type(exc).__name__)
+            return LoginGate(open=False, unavailable=True)
+        return LoginGate(open=allowed)
+
+    def count_refusal(self, *, email: str, ip: str) -> None:
+        """Spend one attempt of each budget (a refused login)."""
+        try:
+            self._limiter.hit(self._per_account, NAMESPACE, "account", _account_key(email))
+            self._limiter.hit(self._per_ip, NAMESPACE, "ip", ip)
+        except (RedisError, StorageError, OSError) as exc:
+            logger.error("staff login limits unavailable: %s", type(exc).__name__)
+
+
+def _account_key(email: str) -> str:
+    """The key of the typed email: a digest, so that Redis holds no address."""
+    return hashlib.sha256(email.strip().lower().encode("utf-8", "surrogatepass")).hexdigest()[:32]

@@ -1,0 +1,30 @@
+"""The ``staff`` blueprint, mounted at /staff: login and enrolment, the home page, the
+audit log, the account look-up. Every view declares its access (service/staff/access.py);
+``register_staff`` mounts it with CSRF and its default-deny check."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from service.runtime import runtime_of
+from service.staff.access import THROTTLE_EXTENSION, csrf
+from service.staff.throttle import LoginThrottle
+from service.staff.views import auth  # noqa: F401  (registers views)
+from service.staff.views.blueprint import staff
+
+__all__ = ["register_staff", "staff"]
+
+
+def register_staff(app: Flask) -> None:
+    """Mount the staff site: its views, CSRF (checked for /staff only, by ``check_access``:
+    the /v1 API authenticates with bearer keys, not cookies), headers and nav."""
+    app.config.setdefault("WTF_CSRF_CHECK_DEFAULT", False)
+    app.config.setdefault("WTF_CSRF_TIME_LIMIT", 12 * 3600)  # a page open all shift long
+    csrf.init_app(app)
+    settings = runtime_of(app).settings
+    app.extensions[THROTTLE_EXTENSION] = LoginThrottle(
+        settings.redis_url or "memory://",
+        per_account=settings.rate_limit_staff_login_account,
+        per_ip=settings.rate_limit_staff_login_ip,
+    )
+    app.register_blueprint(staff)

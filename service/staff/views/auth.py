@@ -1,0 +1,203 @@
+"""Login, logout, enrolment through the one-time link, re-authentication, the home page."""
+
+from __future__ import annotations
+
+import base64
+
+from flask import current_app, redirect, render_template, request
+from flask.typing import ResponseReturnValue
+
+from service.audit import record_event
+from service.models import StaffRole, StaffUser
+from service.runtime import runtime_of
+from service.staff import clock
+from service.staff.access import (
+    COOKIE_NAME,
+    clear_session_cookie,
+    current_session,
+    current_staff,
+    login_throttle,
+    public,
+    requires,
+    safe_next,
+    set_session_cookie,
+    staff_secrets,
+)
+from service.staff.passwords import PasswordRefused
+from service.staff.sessions import end_session, rotate_session, start_session
+from service.staff.users import (
+    CodeRefused,
+    complete_enrolment,
+    log_in,
+    open_enrolment,
+    staff_actor,
+    verify_code,
+)
+from service.staff.views.blueprint import staff
+from service.staff.views.forms import ActionForm, EnrolForm, LoginForm, ReauthForm
+
+LOGIN_REFUSED = "The email, password or code is not right."
+TOO_MANY = "Too many refused attempts. Wait a few minutes, then try again."
+UNAVAILABLE = "Signing in is not possible right now. Try again in a minute."
+
+
+def _ip() -> str:
+    return request.remote_addr or "unknown"
+
+
+@staff.route("/login", methods=["GET", "POST"])
+@public
+def login() -> ResponseReturnValue:
+    form = LoginForm()
+    if request.method == "GET":
+        form.next.data = request.args.get("next", "")
+        return render_template("staff/login.html", form=form, error=None)
+    if not form.validate_on_submit():
+        return render_template("staff/login.html", form=form, error=LOGIN_REFUSED), 401
+    email, ip = str(form.email.data), _ip()
+    gate = login_throttle().check(email=email, ip=ip)
+    if not gate.open:
+        error, status = (UNAVAILABLE, 503) if gate.unavailable else (TOO_MANY, 429)
+        return render_template("staff/login.html", form=form, error=error), status
+    rt = runtime_of(current_app)
+    now = clock.now()
+    with rt.db.transaction() as session:
+        result = log_in(
+            session,
+            staff_secrets(),
+            email=email,
+            password=str(form.password.data),
+            code=str(form.code.data),
+            ip=ip,
+            now=now,
+        )
+        if result.staff is not None:
+            end_session(session, request.cookies.get(COOKIE_NAME), now=now)
+            token = start_session(session, result.staff.id, now=now)
+    if result.staff is None:
+        login_throttle().count_refusal(email=email, ip=ip)
+        form.password.data = ""
+        form.code.data = ""
+        return render_template("staff/login.html", form=form, error=LOGIN_REFUSED), 401
+    response = redirect(safe_next(form.next.data), code=303)
+    set_session_cookie(response, token)
+    return response
+
+
+@staff.post("/logout")
+@requires(StaffRole.VIEWER)
+def logout() -> ResponseReturnValue:
+    rt = runtime_of(current_app)
+    now = clock.now()
+    with rt.db.transaction() as session:
+        end_session(session, request.cookies.get(COOKIE_NAME), now=now)
+        record_event(
+            session,
+            actor=staff_actor(current_staff()),
+            action="staff.logout",
+            target=staff_actor(current_staff()),
+            now=now,
+        )
+    response = redirect("/staff/login", code=303)
+    clear_session_cookie(response)
+    return response
+
+
+@staff.route("/enrol/<token>", methods=["GET", "POST"])
+@public
+def enrol(token: str) -> ResponseReturnValue:
+    form = EnrolForm()
+    rt = runtime_of(current_app)
+    error = None
+    if request.method == "POST" and form.validate_on_submit():
+        if form.password.data != form.password_again.data:
+            error = "The two passwords differ."
+        else:
+            now = clock.now()
+            try:
+                with rt.db.transaction() as session:
+                    enrolled = complete_enrolment(
+                        session,
+                        staff_secrets(),
+                        token,
+                        password=str(form.password.data),
+                        code=str(form.code.data),
+                        now=now,
+                    )
+                    new_token = start_session(session, enrolled.id, now=now)
+            except (PasswordRefused, CodeRefused) as exc:
+                error = exc.detail or exc.title
+            else:
+                response = redirect("/staff/", code=303)
+                set_session_cookie(response, new_token)
+                return response
+    elif request.method == "POST":
+        error = "Fill in every field."
+    with rt.db.transaction() as session:
+        page = open_enrolment(
+            session, staff_secrets(), token, issuer=rt.settings.totp_issuer, now=clock.now()
+        )
+    qr = "data:image/png;base64," + base64.b64encode(page.enrollment.qr_png).decode()
+    secret = " ".join(
+        page.enrollment.secret[i : i + 4] for i in range(0, len(page.enrollment.secret), 4)
+    )
+    form.password.data = form.password_again.data = form.code.data = ""
+    status = 422 if error else 200
+    return render_template(
+        "staff/enrol.html", form=form, email=page.email, qr=qr, secret=secret, error=error
+    ), status
+
+
+@staff.route("/reauth", methods=["GET", "POST"])
+@requires(StaffRole.VIEWER)
+def reauth() -> ResponseReturnValue:
+    """Give a TOTP code again before a sensitive action; the session id rotates."""
+    form = ReauthForm()
+    if request.method == "GET":
+        form.next.data = safe_next(request.args.get("next"))
+        return render_template("staff/reauth.html", form=form, error=None)
+    staff_user = current_staff()
+    ip = _ip()
+    gate = login_throttle().check(email=staff_user.email, ip=ip)
+    if not gate.open:
+        error, status = (UNAVAILABLE, 503) if gate.unavailable else (TOO_MANY, 429)
+        return render_template("staff/reauth.html", form=form, error=error), status
+    rt = runtime_of(current_app)
+    now = clock.now()
+    token = None
+    with rt.db.transaction() as session:
+        locked = session.get(StaffUser, staff_user.id, with_for_update=True)
+        ok = (
+            locked is not None
+            and form.validate_on_submit()
+            and verify_code(staff_secrets(), locked, str(form.code.data), now)
+        )
+        record_event(
+            session,
+            actor=staff_actor(staff_user),
+            action="staff.reauthenticated" if ok else "staff.reauth_refused",
+            target=staff_actor(staff_user),
+            detail={"ip": ip},
+            now=now,
+        )
+        if ok:
+            token = rotate_session(session, current_session(), now=now)
+    if token is None:
+        login_throttle().count_refusal(email=staff_user.email, ip=ip)
+        form.code.data = ""
+        return render_template("staff/reauth.html", form=form, error="That code is not right."), 401
+    response = redirect(safe_next(form.next.data), code=303)
+    set_session_cookie(response, token)
+    return response
+
+
+@staff.get("/")
+@requires(StaffRole.VIEWER)
+def home() -> ResponseReturnValue:
+    return render_template("staff/home.html", staff_user=current_staff())
+
+
+@staff.app_template_global()
+def staff_logout_form() -> ActionForm:
+    """The nav's logout button (a form: logging out changes state, so it is a POST)."""
+    return ActionForm()
