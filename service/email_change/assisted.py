@@ -169,7 +169,9 @@ def approve(
     by = _text(by, "--by", MAX_NAME_CHARS)
     reason = _text(reason, "--reason", MAX_REASON_CHARS)
     request = _waiting(session, request_id)
-    if _requester_name(request.requested_by) == by:
+    # ``by`` may name the reviewer as filed ("staff:7", from a face that prefixes its
+    # actors) or bare ("alice", ``--by``): either way, not the one who filed it.
+    if by in (request.requested_by, _requester_name(request.requested_by)):
         raise ValidationFailed("a request is approved by someone other than who filed it")
     account = session.get_one(Account, request.account_id, with_for_update=True)
     check_cooling_off(session, account.id, now=now)
