@@ -67,7 +67,14 @@ def _act(
     if outcome.notice_ids:
         send_now(rt, list(outcome.notice_ids), QueueName.DEFAULT)
     flash(outcome.message)
-    return redirect(url_for("staff.account", account_id=account_id), code=303)
+    return redirect(_account_page(account_id), code=303)
+
+
+def _account_page(account_id: int) -> str:
+    """The account's page, where the act was taken (the look-up page while there is none)."""
+    if "staff.account" in current_app.view_functions:
+        return url_for("staff.account", account_id=account_id)
+    return url_for("staff.leaks")
 
 
 def _actor() -> str:
