@@ -23,6 +23,7 @@ from service.models import (
     Exposure,
     ExposureState,
     Leak,
+    LeakFile,
     LeakFileState,
     LeakPart,
     Notice,
@@ -70,13 +71,30 @@ def list_incidents(session: Session, *, held: IsHeld | None = None) -> list[Inci
 
     ``held`` tells a running file from an interrupted one, as for ``leaks list``.
     """
-    leaks = list_leaks(session, held=held)
+    leaks = list_leaks(session, held=_settled(session, held))
     return [_incident(session, view) for view in leaks]
 
 
 def show_incident(session: Session, slug: str, *, held: IsHeld | None = None) -> Incident:
     """One leak; raise NotFound."""
-    return _incident(session, show_leak(session, slug, held=held))
+    return _incident(session, show_leak(session, slug, held=_settled(session, held)))
+
+
+def _settled(session: Session, held: IsHeld | None) -> IsHeld | None:
+    """``held``, but a file found free after it was read as running is read again: its last
+    part may have finished in between (the file is then complete, not interrupted). Called
+    "running" for this look, the next one (a page polls) reads it complete; without this, a
+    page would show "interrupted" and stop polling a file that finished."""
+    if held is None:
+        return None
+
+    def check(file_id: int) -> bool:
+        if held(file_id):
+            return True
+        state = session.scalar(select(LeakFile.state).where(LeakFile.id == file_id))
+        return state is not LeakFileState.RUNNING
+
+    return check
 
 
 def _incident(session: Session, view: LeakView) -> Incident:

@@ -15,7 +15,7 @@ from service.email_change.context import ChangeTools
 from service.email_change.links import confirm_change
 from service.email_change.tokens import LinkPurpose
 from service.leaks.lifecycle import end_exposure
-from service.models import Account, Notice, NoticeState
+from service.models import Account, LeakFile, LeakFileState, Notice, NoticeState
 from service.notices.campaigns import set_paused
 from service.notices.outbox import record_bounces
 from service.runtime import Runtime
@@ -148,3 +148,28 @@ def test_the_incident_list_shows_state_counts_progress_and_pause(
     [file] = incident.files
     assert (file.state, file.parts, file.records_done) == ("complete", 0, 6)
     assert shown.leak.slug == SLUG
+
+
+def test_a_file_that_finishes_while_it_is_looked_at_is_not_called_interrupted(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    ingest_people(runtime, tmp_path)
+    with runtime.db.transaction() as session:
+        session.execute(update(LeakFile).values(state=LeakFileState.RUNNING))
+
+    def finishes_meanwhile(file_id: int) -> bool:
+        # The last part commits between the page's read of the file and this look.
+        with runtime.db.transaction() as other:
+            other.execute(
+                update(LeakFile).where(LeakFile.id == file_id).values(state=LeakFileState.COMPLETE)
+            )
+        return False
+
+    with runtime.db.read_session() as session:
+        assert show_incident(session, SLUG, held=lambda _: False).state == "interrupted"
+    with runtime.db.transaction() as session:
+        session.execute(update(LeakFile).values(state=LeakFileState.RUNNING))
+    with runtime.db.read_session() as session:
+        assert show_incident(session, SLUG, held=finishes_meanwhile).state == "running"
+    with runtime.db.read_session() as session:
+        assert show_incident(session, SLUG, held=lambda _: False).state == "complete"
