@@ -24,7 +24,11 @@ from tests.support.staff import Clock, StaffLogin, csrf_token, log_in, make_staf
 def staff_rows(runtime: Runtime, action: str) -> list[AuditEvent]:
     with runtime.db.read_session() as session:
         return list(
-            session.scalars(select(AuditEvent).where(AuditEvent.action == f"staff.{action}"))
+            session.scalars(
+                select(AuditEvent)
+                .where(AuditEvent.action == f"staff.{action}")
+                .order_by(AuditEvent.id)
+            )
         )
 
 
@@ -145,7 +149,37 @@ def test_an_upload_from_the_page_ingests_and_refuses_as_the_cli(
     assert done.headers["Location"] == "/staff/leaks/fresh"
     page = staff_client.get("/staff/leaks/fresh").get_data(as_text=True)
     assert "1 accounts flagged" in page
-    [row] = staff_rows(runtime, "leak.uploaded")
+    future = staff_client.post(
+        "/staff/leaks/upload",
+        data={
+            "csrf_token": token,
+            "slug": "later",
+            "fmt": "auto",
+            "observed_at": "2999-01-01",
+            "file": (io.BytesIO(b"ann@example.org\n"), "list.txt"),
+        },
+        content_type="multipart/form-data",
+    )
+    assert "is in the future" in future.get_data(as_text=True)
+    dated = staff_client.post(
+        "/staff/leaks/upload",
+        data={
+            "csrf_token": token,
+            "slug": "dated",
+            "fmt": "auto",
+            "name": "The exchange",
+            "name_de": "Die Börse",
+            "observed_at": "2019-11-01",
+            "file": (io.BytesIO(b"ann@example.org\ny@example.net\n"), "other.txt"),
+        },
+        content_type="multipart/form-data",
+    )
+    assert dated.status_code == 303
+    with runtime.db.read_session() as session:
+        leak = session.scalars(select(Leak).where(Leak.slug == "dated")).one()
+        assert session.scalar(select(Leak.id).where(Leak.slug == "later")) is None
+    assert (leak.names, leak.observed_at.isoformat()) == ({"de": "Die Börse"}, "2019-11-01")
+    [row, _] = staff_rows(runtime, "leak.uploaded")
     assert row.detail is not None
     assert row.detail["file"] == "list.txt"
 

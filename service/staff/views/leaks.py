@@ -13,7 +13,7 @@ from flask.typing import ResponseReturnValue
 from jobs.ingest.lock import file_is_held
 from jobs.reader.stream import LeakFormat
 from service.errors import LeakguardError
-from service.leaks.catalogue import LeakFacts, find_leak
+from service.leaks.catalogue import LeakFacts, check_observed_at, find_leak
 from service.models import StaffRole
 from service.notices.campaigns import set_paused
 from service.notices.preview import WarningVariant
@@ -198,6 +198,16 @@ def leak_retract(slug: str) -> ResponseReturnValue:
     return redirect(url_for("staff.leak", slug=slug), code=303)
 
 
+def _facts(form: UploadForm) -> LeakFacts:
+    """The leak's facts as the form gives them (``leak_facts`` of the CLI); the domain
+    refuses a date in the future."""
+    day = form.observed_at.data
+    if day is not None:
+        check_observed_at(day, now=clock.now())
+    names = {"de": " ".join(str(form.name_de.data).split())} if form.name_de.data else {}
+    return LeakFacts(names=names, observed_at=day)
+
+
 @staff.route("/leaks/upload", methods=["GET", "POST"])
 @requires(StaffRole.AGENT)
 def leak_upload() -> ResponseReturnValue:
@@ -218,7 +228,7 @@ def leak_upload() -> ResponseReturnValue:
             slug=str(form.slug.data).strip(),
             name=form.name.data or None,
             source=form.source.data or None,
-            facts=LeakFacts(),
+            facts=_facts(form),
             fmt=LeakFormat(form.fmt.data),
             accept_invalid=bool(form.accept_invalid.data),
             also_as_new_leak=bool(form.also_as_new_leak.data),

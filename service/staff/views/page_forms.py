@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
-from wtforms import BooleanField, HiddenField, SelectField, StringField
+from wtforms import BooleanField, DateField, HiddenField, SelectField, StringField
 from wtforms.validators import DataRequired, Length, Optional
 
 from jobs.reader.stream import LeakFormat
@@ -63,6 +63,15 @@ class UploadForm(FlaskForm):  # type: ignore[misc]
         render_kw={"autocomplete": "off", "spellcheck": "false"},
     )
     name = StringField("Name in notices (optional)", validators=[Optional(), Length(max=200)])
+    # One more name per language past the first, as the CLI's --name-<language>.
+    name_de = StringField(
+        "Name in German notices (optional; default: the name above)",
+        validators=[Optional(), Length(max=200)],
+    )
+    observed_at = DateField(
+        "First seen on (optional; the leak's own date, not in the future)",
+        validators=[Optional()],
+    )
     source = StringField(
         "Source (optional: a URL, a ticket)", validators=[Optional(), Length(max=500)]
     )
