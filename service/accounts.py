@@ -23,6 +23,8 @@ from service.addresses import AddressKeys, InvalidAddress, mask_email
 from service.addresses.mailbox import SEVERAL_ADDRESSES, Mailbox, bare_mailbox
 from service.audit import record_event
 from service.db import bulk
+from service.db.address_locks import lock_addresses
+from service.email_change.superseded import supersede_pending
 from service.errors import InvalidEmail, NotFound, ValidationFailed
 from service.events.emit import record_identifiers_changed
 from service.leaks.exposures import end_old_address_exposures, flag_from_watchlist
@@ -262,6 +264,9 @@ def apply_accounts(
             updates.append({"id": account_id, "locale": row.locale, "updated_at": now})
         if email != row.email:
             moves.append(AddressChange(account_id, row.email, row.email_key, email_key))
+    # Before any address is written: a confirmation of one of these addresses waits, or
+    # is waited for (``service.db.address_locks``).
+    lock_addresses(session, [row["email_key"] for row in inserts] + [m.email_key for m in moves])
     created = bulk.insert_accounts(session, ACCOUNT_TABLE, inserts, now=now)
     if updates:
         session.execute(update(Account), updates)
@@ -356,13 +361,16 @@ def change_addresses(
     the new address (``end_old_address_exposures``); (c) the new bare mailbox and key are
     stored; (d) the new address is checked against the watch list at once and flagged if it
     leaked; (e) the security epoch rises (earlier assurance tokens stop working), pending
-    TOTP enrolments drop and every trusted device stops being trusted. A respelling of the
-    same canonical address (same key) does (c) and (e) only: the mailbox is the same, so
-    its exposures and its undeliverable mark stay. Accounts must be distinct. Does not
+    TOTP enrolments drop and every trusted device stops being trusted; (f) an email change
+    awaiting confirmation is closed as ``superseded`` (``service.email_change.superseded``).
+    A respelling of the same canonical address (same key) does (c) and (e) only: the
+    mailbox is the same, so its exposures, its undeliverable mark and a pending email
+    change stay. Accounts must be distinct. Does not
     commit.
     """
     if not changes:
         return AddressChanged(0, 0, 0, 0, 0)
+    lock_addresses(session, [change.email_key for change in changes])
     session.execute(
         update(Account),
         [
@@ -399,6 +407,8 @@ def change_addresses(
         record_identifiers_changed(
             session, [(change.account_id, change.email) for change in changes], now=now
         )
+    # A change waiting for the new mailbox speaks of the address the account had: it ends.
+    supersede_pending(session, rekeyed, actor=f"cause:{cause.value}", now=now)
     ended = end_old_address_exposures(session, rekeyed, actor=f"cause:{cause.value}", now=now)
     flagged = flag_from_watchlist(session, rekeyed, now=now).flagged
     return AddressChanged(

@@ -88,6 +88,31 @@ def new_address_key() -> str:
     return "email-change-address:" + (key.hex() if key else "none")
 
 
+# The refusals a request reaches only with a valid assurance token (the token is checked
+# first): they count against the per-account and per-address budgets, so that one step-up
+# cannot probe addresses without bound. A refusal before it (no, a forged, an expired or
+# another account's token; an unknown account; a malformed body) counts only against the
+# client's budget: whoever can send those must not use up the owner's.
+REFUSALS_AFTER_ASSURANCE = frozenset(
+    {"address_in_use", "address_leaked", "address_unchanged", "invalid_email", "cooling_off"}
+)
+
+
+def counts_after_assurance(response: Response) -> bool:
+    """Whether a self-service request counts against the account's and the address's
+    budget: it was accepted, or refused after its assurance token was found valid."""
+    if 200 <= response.status_code < 300:
+        return True
+    body = response.get_json(silent=True) if response.is_json else None
+    return isinstance(body, dict) and body.get("code") in REFUSALS_AFTER_ASSURANCE
+
+
+def counts_when_accepted(response: Response) -> bool:
+    """Whether a request counts against its per-account budget: only when accepted (a
+    resend with nothing pending, an assisted request refused, do not)."""
+    return 200 <= response.status_code < 300
+
+
 def send_after_answer(rt: Runtime, response: Response, step: ChangeStep) -> None:
     """Hand the step's messages to the queue once the answer is sent: the high queue for
     an account with an open exposure, ahead of any campaign. The rows are committed, so a
@@ -99,13 +124,13 @@ def send_after_answer(rt: Runtime, response: Response, step: ChangeStep) -> None
     response.call_on_close(lambda: send_now(rt, notice_ids, queue))
 
 
-def change_out(view: ChangeView, *, leaked: bool = False) -> EmailChangeOut:
+def change_out(view: ChangeView) -> EmailChangeOut:
     return EmailChangeOut(
         request_id=view.request_id,
         state=view.state,
         priority=view.priority,
         expires_at=view.expires_at,
-        address_leaked=leaked,
+        address_leaked=view.address_leaked,
     )
 
 
@@ -119,6 +144,7 @@ def change_out(view: ChangeView, *, leaked: bool = False) -> EmailChangeOut:
     "rate_limit_step_up",
     ("rate_limit_email_change_account", account_key),
     ("rate_limit_email_change_address", new_address_key),
+    counts=counts_after_assurance,
 )
 def start_email_change(path: AccountPath, body: EmailChangeBody) -> Response:
     """Ask to move the account to `new_email`; the new mailbox must confirm.
@@ -151,7 +177,7 @@ def start_email_change(path: AccountPath, body: EmailChangeBody) -> Response:
             now=now,
         ),
     )
-    response = answer(change_out(step.view, leaked=step.view.accepted_leaked), 202)
+    response = answer(change_out(step.view), 202)
     send_after_answer(rt, response, step)
     return response
 
@@ -182,6 +208,7 @@ def pending_out(view: ChangeView) -> PendingEmailChangeOut:
         new_email=view.new_email,
         created_at=view.created_at,
         assisted=view.assisted,
+        address_leaked=view.address_leaked,
     )
 
 
@@ -205,7 +232,11 @@ def cancel_email_change(path: AccountPath) -> tuple[str, int]:
     responses={202: EmailChangeOut, **problem_responses(404, 422, 429, 503)},
 )
 @requires_scope(Scope.EMAIL_CHANGE_WRITE)
-@rate_limit("rate_limit_step_up", ("rate_limit_email_change_resend", account_key))
+@rate_limit(
+    "rate_limit_step_up",
+    ("rate_limit_email_change_resend", account_key),
+    counts=counts_when_accepted,
+)
 def resend_email_change(path: AccountPath) -> Response:
     """Send the confirmation again, as a new link valid for 24 hours (the earlier link stops
     working); rate-limited per account (`LEAKGUARD_RATE_LIMIT_EMAIL_CHANGE_RESEND`)."""
@@ -230,6 +261,7 @@ def resend_email_change(path: AccountPath) -> Response:
     "rate_limit_step_up",
     ("rate_limit_email_change_account", account_key),
     ("rate_limit_email_change_address", new_address_key),
+    counts=counts_when_accepted,
 )
 def assisted_email_change(path: AccountPath, body: AssistedChangeBody) -> Response:
     """Support files a change for someone who lost the old mailbox: it waits for review
@@ -250,7 +282,7 @@ def assisted_email_change(path: AccountPath, body: AssistedChangeBody) -> Respon
             now=now,
         ),
     )
-    return answer(change_out(view, leaked=view.accepted_leaked), 202)
+    return answer(change_out(view), 202)
 
 
 def _follow(purpose: LinkPurpose, token: str) -> Response:
@@ -277,8 +309,10 @@ def confirm_email_change(body: LinkTokenBody) -> Response:
     """Confirm with the token of the confirmation link (for a login service hosting its own
     page; Leakguard's `GET /email-change/confirm` page does the same). Applies the change:
     `GET /v1/accounts/{id}` then shows the new address and `email_changed_at`. Single use:
-    400 `link_invalid` (unknown, used or replaced), 410 `link_expired`, 409
-    `request_closed` (reverted, cancelled). Two confirmations at once apply once."""
+    409 `request_closed` for a link of a closed request (used already, reverted,
+    cancelled, replaced, superseded by another change of the address, denied), 410
+    `link_expired`, 400 `link_invalid` only for a token that never was one (or of a
+    replaced confirmation link). Two confirmations at once apply once."""
     return _follow(LinkPurpose.CONFIRM, body.token)
 
 

@@ -59,7 +59,7 @@ class EmailChangeOut(BaseModel):
     request_id: str
     state: str = Field(
         description="awaiting_review, awaiting_confirmation, confirmed, reverted, "
-        "cancelled, replaced, denied or expired"
+        "cancelled, replaced, superseded, denied or expired"
     )
     priority: str = Field(description="high (the account has an open exposure) or normal")
     expires_at: Timestamp | None = Field(
@@ -67,7 +67,8 @@ class EmailChangeOut(BaseModel):
     )
     address_leaked: bool = Field(
         default=False,
-        description="True when the new address is in a known leak and was accepted anyway",
+        description="True when the new address is in a known leak (not retracted) now: "
+        "the same in the request's answer, the confirmation's, the revert's and the GET",
     )
 
 
@@ -79,6 +80,9 @@ class PendingEmailChangeOut(BaseModel):
     new_email: str = Field(description="The proposed address, masked")
     created_at: Timestamp
     assisted: bool
+    address_leaked: bool = Field(
+        default=False, description="True when the new address is in a known leak now"
+    )
 
 
 class AccountWithChangeOut(AccountStateOut):

@@ -45,14 +45,24 @@ class RateLimit:
     reason: str | None = None
     # Further limits, each a setting and the key it counts by (an account, an address).
     keyed: tuple[tuple[str, Callable[[], str]], ...] = ()
+    # Which answers the keyed limits count (None: every request). A limit per account
+    # that counted refusals would let anyone who can send refused requests lock the
+    # account's owner out; such a limit counts only what got past the request's own
+    # authentication (a refused request is still bounded by the per-client limit).
+    keyed_counts: Callable[[Response], bool] | None = None
 
 
-def rate_limit(per_client: str, *keyed: tuple[str, Callable[[], str]]) -> Callable[[F], F]:
+def rate_limit(
+    per_client: str,
+    *keyed: tuple[str, Callable[[], str]],
+    counts: Callable[[Response], bool] | None = None,
+) -> Callable[[F], F]:
     """Declare the view's limit by setting name, e.g. ``rate_limit("rate_limit_risk")``,
     and any further limits as (setting name, key function) pairs: the key function names
     what the limit counts, e.g. the account of the path (never an address in clear: the
-    key is stored in Redis)."""
-    return _declare(RateLimit(per_client, keyed=keyed))
+    key is stored in Redis). ``counts``: which answers the further limits count (given the
+    response; default every request); a full budget refuses with 429 all the same."""
+    return _declare(RateLimit(per_client, keyed=keyed, keyed_counts=counts))
 
 
 def no_rate_limit(reason: str) -> Callable[[F], F]:
@@ -133,6 +143,8 @@ def install_rate_limits(app: Flask, settings: Settings) -> Limiter:
         if limit.per_client is not None:
             view = limiter.limit(getattr(settings, limit.per_client), key_func=client_key)(view)
         for setting, key_func in limit.keyed:
-            view = limiter.limit(getattr(settings, setting), key_func=key_func)(view)
+            view = limiter.limit(
+                getattr(settings, setting), key_func=key_func, deduct_when=limit.keyed_counts
+            )(view)
         views[endpoint] = view
     return limiter

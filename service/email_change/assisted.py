@@ -12,6 +12,7 @@ it. Every step is audited, addresses masked. The staff page builds on these func
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -99,7 +100,7 @@ def request_assisted(
         ticket=ticket,
         accepted_leaked=address.leaked,
     )
-    return ChangeView.of(request)
+    return ChangeView.of(session, request)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +120,7 @@ class QueuedRequest:
             "new_email": self.view.new_email,
             "old_email": self.view.old_email,
             "ticket": self.view.ticket,
+            "address_leaked": self.view.address_leaked,
             "requested_by": self.requested_by,
             "created_at": self.view.created_at.isoformat(),
         }
@@ -134,7 +136,9 @@ def review_queue(session: Session) -> list[QueuedRequest]:
         .order_by(case((exposed, 0), else_=1), EmailChangeRequest.created_at)
     ).all()
     return [
-        QueuedRequest(ChangeView.of(request), external_id, bool(flag), request.requested_by)
+        QueuedRequest(
+            ChangeView.of(session, request), external_id, bool(flag), request.requested_by
+        )
         for request, external_id, flag in rows
     ]
 
@@ -150,8 +154,20 @@ def _waiting(session: Session, request_id: str) -> EmailChangeRequest:
     return request
 
 
-def _requester_name(requested_by: str) -> str:
-    return requested_by.split(":", 1)[-1]
+# The channel prefixes an actor may carry: ``cli:NAME`` (the operating-system user of a
+# command), ``api:NAME`` (the API client), ``staff:NAME`` (the staff page).
+ACTOR_CHANNELS = ("cli", "api", "staff")
+
+
+def person(actor: str) -> str:
+    """Who an actor name stands for, whichever way it came in: the channel prefix off,
+    Unicode compatibility forms folded (NFKC), case folded, spaces trimmed, so that
+    ``cli:Alice``, ``api:alice`` and ``--by " ALICE "`` are one person (four eyes)."""
+    name = unicodedata.normalize("NFKC", actor).strip()
+    channel, sep, rest = name.partition(":")
+    if sep and channel.strip().casefold() in ACTOR_CHANNELS:
+        name = rest
+    return name.strip().casefold()
 
 
 def approve(
@@ -164,14 +180,13 @@ def approve(
     now: datetime,
 ) -> ChangeStep:
     """Approve a waiting request: it awaits confirmation from the new address, and both
-    messages go out. Whoever filed it cannot approve it (four eyes). Raises
+    messages go out. Whoever filed it cannot approve it (four eyes: ``person`` of both
+    names, so a channel prefix or another spelling of the name does not pass). Raises
     RequestNotFound, RequestClosed, ValidationFailed, AddressInUse. Does not commit."""
     by = _text(by, "--by", MAX_NAME_CHARS)
     reason = _text(reason, "--reason", MAX_REASON_CHARS)
     request = _waiting(session, request_id)
-    # ``by`` may name the reviewer as filed ("staff:7", from a face that prefixes its
-    # actors) or bare ("alice", ``--by``): either way, not the one who filed it.
-    if by in (request.requested_by, _requester_name(request.requested_by)):
+    if person(request.requested_by) == person(by):
         raise ValidationFailed("a request is approved by someone other than who filed it")
     account = session.get_one(Account, request.account_id, with_for_update=True)
     check_cooling_off(session, account.id, now=now)
@@ -192,7 +207,7 @@ def approve(
     session.flush()
     notices = queue_mail(session, request.id, request.account_id, CONFIRM_AND_ALERT, now=now)
     audit_step(session, request, account.external_id, "approved", actor=by, now=now, reason=reason)
-    return ChangeStep(ChangeView.of(request), notices)
+    return ChangeStep(ChangeView.of(session, request), notices)
 
 
 def deny(session: Session, request_id: str, *, by: str, reason: str, now: datetime) -> ChangeView:
@@ -206,4 +221,4 @@ def deny(session: Session, request_id: str, *, by: str, reason: str, now: dateti
     close(session, request, ChangeState.DENIED, now=now)
     external_id = session.get_one(Account, request.account_id).external_id
     audit_step(session, request, external_id, "denied", actor=by, now=now, reason=reason)
-    return ChangeView.of(request)
+    return ChangeView.of(session, request)

@@ -50,13 +50,13 @@ class CoolingOff(LeakguardError):
 
 
 class LinkInvalid(LeakguardError):
-    """A link token that is unknown, tampered, replaced by a newer one, or used already.
-
-    One answer for all of them: the token alone must not tell which requests exist."""
+    """A link token that is unknown, tampered or mistyped, or of a confirmation link that
+    a resend replaced. (A link of a request that exists but is closed, used ones included,
+    is RequestClosed: only the holder of the 256-bit token learns that much.)"""
 
     status = 400
     code = "link_invalid"
-    title = "This link is not valid (used, replaced or mistyped)"
+    title = "This link is not valid (replaced by a newer one, or mistyped)"
 
 
 class LinkExpired(LeakguardError):
@@ -66,8 +66,9 @@ class LinkExpired(LeakguardError):
 
 
 class RequestClosed(LeakguardError):
-    """The request is no longer in a state that allows the step (confirm after revert,
-    approve of a denied request, resend of a confirmed one)."""
+    """The request is no longer in a state that allows the step: a link used already, a
+    confirmation after a revert, a link of a cancelled, replaced, superseded or denied
+    request, an approval of a denied one."""
 
     status = 409
     code = "request_closed"

@@ -5,6 +5,14 @@ service's own pages (``POST /v1/email-change/confirm``) both call these.
 Each step is one conditional UPDATE on the request's token hash and state, so two
 confirmations at once apply once, and a confirmation after a revert (or a revert after
 another) finds nothing to do: whichever commits second sees the first's state.
+
+A link's hash stays with its request whatever becomes of it (only a resend replaces the
+confirmation link's, with a new generation): the request's state says what the link may
+still do. So a link of a request that is closed (confirmed, reverted, cancelled, replaced,
+superseded by another change of the address, expired or denied) answers 409
+``request_closed`` (410 ``link_expired`` once its time ran out), and 400 ``link_invalid``
+is left for a token that never was one (mistyped, forged, of a replaced generation, or
+of a request housekeeping has purged).
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from service.accounts import AddressChangeCause, bare_email, change_address
+from service.db.address_locks import lock_addresses
 from service.email_change.audit import audit_step
 from service.email_change.context import ChangeTools
 from service.email_change.errors import LinkExpired, LinkInvalid, RequestClosed
@@ -42,6 +51,7 @@ REVERTIBLE = (
 class LinkState(StrEnum):
     USABLE = "usable"
     EXPIRED = "expired"
+    CLOSED = "closed"  # the request's state allows this link nothing more
     INVALID = "invalid"
 
 
@@ -77,13 +87,13 @@ def check_link(session: Session, purpose: LinkPurpose, token: str, *, now: datet
     request = _find(session, purpose, token)
     if request is None:
         return LinkCheck(LinkState.INVALID, purpose)
-    view = ChangeView.of(request)
+    view = ChangeView.of(session, request)
     expires = _expires(request, purpose)
     if expires is None or expires <= now:
         return LinkCheck(LinkState.EXPIRED, purpose, view.new_email)
     allowed = (ChangeState.AWAITING_CONFIRMATION,) if purpose is LinkPurpose.CONFIRM else REVERTIBLE
     if request.state not in allowed:
-        return LinkCheck(LinkState.INVALID, purpose)
+        return LinkCheck(LinkState.CLOSED, purpose)
     return LinkCheck(LinkState.USABLE, purpose, view.new_email)
 
 
@@ -134,7 +144,7 @@ def confirm_change(
             EmailChangeRequest.state == ChangeState.AWAITING_CONFIRMATION,
             EmailChangeRequest.confirm_expires_at > now,
         )
-        .values(state=ChangeState.CONFIRMED, confirm_token_hash=None, confirmed_at=now)
+        .values(state=ChangeState.CONFIRMED, confirmed_at=now)
         .returning(EmailChangeRequest.id)
     )
     if request_id is None:
@@ -145,6 +155,9 @@ def confirm_change(
         # The login service moved the account elsewhere since (PUT /v1/accounts): the alert
         # and its revert link speak of an address it no longer has. Ask again.
         raise RequestClosed("the account's address changed since the request: ask again")
+    # Two confirmations of one address for two accounts: the second waits here, then sees
+    # the first's account holding it (409 address_in_use, and nothing of it is applied).
+    lock_addresses(session, [request.new_email_key])
     check_still_free(session, account, request.new_email_key)
     change_address(
         session,
@@ -159,7 +172,7 @@ def confirm_change(
     session.flush()
     notices = queue_mail(session, request.id, account.id, (NoticeKind.EMAIL_CHANGED,), now=now)
     audit_step(session, request, account.external_id, "confirmed", actor=actor, now=now)
-    return ChangeStep(ChangeView.of(request), notices)
+    return ChangeStep(ChangeView.of(session, request), notices)
 
 
 def _restore(
@@ -208,10 +221,9 @@ def revert_change(
             EmailChangeRequest.revert_expires_at > now,
         )
         .values(
-            # The confirmation link's hash stays, so a confirmation after the revert is
-            # told why it is refused (409 request_closed): its state allows nothing more.
+            # Both links' hashes stay, so a confirmation after the revert (or the revert
+            # link used again) is told why it is refused (409 request_closed).
             state=ChangeState.REVERTED,
-            revert_token_hash=None,
             reverted_at=now,
             closed_at=now,
         )
@@ -280,4 +292,4 @@ def revert_change(
         restored=restored,
         was_confirmed=was_confirmed,
     )
-    return ChangeStep(ChangeView.of(request))
+    return ChangeStep(ChangeView.of(session, request))

@@ -25,6 +25,7 @@ from service.email_change.errors import (
     StepUpRequired,
 )
 from service.email_change.holds import check_cooling_off
+from service.email_change.leaked import address_in_leak
 from service.email_change.mail import cancel_unsent, queue_mail
 from service.email_change.tokens import LinkPurpose, token_digest
 from service.email_change.views import ChangeStep, ChangeView
@@ -35,8 +36,6 @@ from service.models import (
     ChangePriority,
     ChangeState,
     EmailChangeRequest,
-    Leak,
-    LeakEntry,
     NoticeKind,
 )
 from service.stepup.assurance import AssuranceTokenExpired, AssuranceTokenInvalid
@@ -91,15 +90,7 @@ def check_new_address(
     if key == account.email_key:
         raise AddressUnchanged("the new address is the account's address, however spelled")
     check_still_free(session, account, key)
-    leaked = bool(
-        session.scalar(
-            select(
-                exists()
-                .where(LeakEntry.email_key == key)
-                .where(exists().where(Leak.id == LeakEntry.leak_id, Leak.retracted_at.is_(None)))
-            )
-        )
-    )
+    leaked = address_in_leak(session, key)
     if leaked and not accept_leaked:
         raise AddressLeaked(
             "the new address is in a known leak: choose another, or send "
@@ -158,14 +149,15 @@ def supersede_open(
 def close(
     session: Session, request: EmailChangeRequest, state: ChangeState, *, now: datetime
 ) -> None:
-    """End an open request without applying it: its confirmation link dies, its unsent mail
-    is cancelled. A replaced request keeps its revert link: the old mailbox was told of it,
-    and saying "not me" must stop the newer request too (``links.revert_change``)."""
+    """End an open request without applying it; its unsent mail is cancelled.
+
+    The links' hashes stay: the state alone says what a link may still do, so a link of a
+    closed request answers 409 ``request_closed`` (not 400 ``link_invalid``, which is kept
+    for a token that never was one, or of a replaced generation). A replaced request's
+    revert link still works: the old mailbox was told of it, and saying "not me" must stop
+    the newer request too (``links.revert_change``)."""
     request.state = state
     request.closed_at = now
-    request.confirm_token_hash = None
-    if state is not ChangeState.REPLACED:
-        request.revert_token_hash = None
     session.flush()
     cancel_unsent(session, request.id, (*CONFIRM_AND_ALERT, NoticeKind.EMAIL_CHANGED))
 
@@ -265,7 +257,7 @@ def request_change(
         now=now,
         accepted_leaked=address.leaked,
     )
-    return ChangeStep(ChangeView.of(request), notices)
+    return ChangeStep(ChangeView.of(session, request), notices)
 
 
 def open_request(session: Session, account_id: int) -> EmailChangeRequest | None:
@@ -286,7 +278,7 @@ def pending_change(session: Session, external_id: str, *, now: datetime) -> Chan
     request = open_request(session, account_id)
     if request is None or _ran_out(request, now):
         return None
-    return ChangeView.of(request)
+    return ChangeView.of(session, request)
 
 
 def _ran_out(request: EmailChangeRequest, now: datetime) -> bool:
@@ -306,7 +298,7 @@ def cancel_change(session: Session, external_id: str, *, actor: str, now: dateti
         raise NoPendingChange()
     close(session, request, ChangeState.CANCELLED, now=now)
     audit_step(session, request, external_id, "cancelled", actor=actor, now=now)
-    return ChangeView.of(request)
+    return ChangeView.of(session, request)
 
 
 def resend_confirmation(
@@ -330,7 +322,7 @@ def resend_confirmation(
         session, request.id, account.id, (NoticeKind.EMAIL_CHANGE_CONFIRM,), now=now
     )
     audit_step(session, request, external_id, "confirmation_resent", actor=actor, now=now)
-    return ChangeStep(ChangeView.of(request), notices)
+    return ChangeStep(ChangeView.of(session, request), notices)
 
 
 def expire_requests(session: Session, *, now: datetime, limit: int) -> int:
@@ -356,7 +348,7 @@ def expire_requests(session: Session, *, now: datetime, limit: int) -> int:
             EmailChangeRequest.id.in_(ids),
             EmailChangeRequest.state == ChangeState.AWAITING_CONFIRMATION,
         )
-        .values(state=ChangeState.EXPIRED, closed_at=now, confirm_token_hash=None)
+        .values(state=ChangeState.EXPIRED, closed_at=now)
         .execution_options(synchronize_session=False)
     )
     cancel_pending = [NoticeKind.EMAIL_CHANGE_CONFIRM]

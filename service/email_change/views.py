@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy.orm import Session
+
 from service.addresses import mask_email
+from service.email_change.leaked import address_in_leak
 from service.models import ChangeState, EmailChangeRequest
 
 
@@ -18,12 +21,15 @@ class ChangeView:
     new_email: str  # masked
     old_email: str  # masked
     created_at: datetime
-    accepted_leaked: bool
+    accepted_leaked: bool  # the address was in a leak when asked, and accepted so
+    address_leaked: bool  # the address is in a known leak now (``address_in_leak``)
     assisted: bool
     ticket: str | None
 
     @classmethod
-    def of(cls, request: EmailChangeRequest) -> ChangeView:
+    def of(cls, session: Session, request: EmailChangeRequest) -> ChangeView:
+        """The request as every answer shows it; ``address_leaked`` read now, the same way
+        for the request, its confirmation, its revert and the pending change."""
         return cls(
             request_id=request.id,
             state=request.state.value,
@@ -35,6 +41,7 @@ class ChangeView:
             old_email=mask_email(request.old_email),
             created_at=request.created_at,
             accepted_leaked=request.accepted_leaked,
+            address_leaked=address_in_leak(session, request.new_email_key),
             assisted=request.assisted,
             ticket=request.ticket,
         )

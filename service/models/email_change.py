@@ -21,6 +21,7 @@ class ChangeState(StrEnum):
     REPLACED = "replaced"  # a newer request took its place
     DENIED = "denied"  # support refused an assisted request
     EXPIRED = "expired"  # its confirmation link ran out unused
+    SUPERSEDED = "superseded"  # the address changed another way (PUT, batch, import)
 
 
 # A request in one of these states still waits for someone: at most one per account.

@@ -79,9 +79,8 @@ def _message(purpose: LinkPurpose, status: HTTPStatus, text: tuple[str, str]) ->
 
 # Each text in German, then English.
 INVALID = (
-    "Dieser Link gilt nicht mehr: Er wurde schon benutzt, durch einen neueren ersetzt oder "
-    "falsch abgeschrieben.",
-    "This link is not valid any more: it was used, replaced by a newer one, or mistyped.",
+    "Dieser Link gilt nicht: Er wurde durch einen neueren ersetzt oder falsch abgeschrieben.",
+    "This link is not valid: it was replaced by a newer one, or mistyped.",
 )
 EXPIRED = ("Dieser Link ist abgelaufen.", "This link has expired.")
 UNCHECKED = (
@@ -91,8 +90,11 @@ UNCHECKED = (
     "Open the link in the message again.",
 )
 CLOSED = (
-    "Diese Änderung wurde schon abgebrochen, ersetzt oder rückgängig gemacht.",
-    "This change was cancelled, replaced or undone already.",
+    "Diese Anfrage ist abgeschlossen: Sie wurde schon bestätigt, abgebrochen, ersetzt oder "
+    "rückgängig gemacht, oder die Adresse des Kontos wurde inzwischen anders geändert. "
+    "Dieser Link bewirkt nichts mehr.",
+    "This request was closed: it was confirmed, cancelled, replaced or undone already, or "
+    "the account's address was changed another way meanwhile. This link does nothing more.",
 )
 REFUSED = (
     "Diese Änderung ist so nicht mehr möglich. Beginnen Sie sie bei Bedarf neu.",
@@ -110,6 +112,8 @@ def _show(purpose: LinkPurpose) -> Response:
         return _message(purpose, HTTPStatus.BAD_REQUEST, INVALID)
     if check.state is LinkState.EXPIRED:
         return _message(purpose, HTTPStatus.GONE, EXPIRED)
+    if check.state is LinkState.CLOSED:
+        return _message(purpose, HTTPStatus.CONFLICT, CLOSED)
     form = LinkForm(formdata=None, data={"token": token})
     return _page(
         "email_change_link.html", purpose=purpose.value, form=form, new_email=check.new_email

@@ -87,10 +87,11 @@ def test_pressing_the_button_confirms(
         page.click("button")
     assert page.locator("#outcome").inner_text() == "Your new email address is confirmed"
     assert account_row(runtime, "jane").email == NEW
-    # The link is spent: opened again, it shows no button.
+    # The link is spent: opened again, it says the request is closed and shows no button.
     answer = page.goto(link(server, runtime, request_id, LinkPurpose.CONFIRM))
     assert answer is not None
-    assert answer.status == 400
+    assert answer.status == 409
+    assert "This request was closed" in page.content()
     assert page.locator("button").count() == 0
 
 

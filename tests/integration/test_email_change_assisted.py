@@ -4,6 +4,9 @@ masked; on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import getpass
+from typing import Any
+
 from flask.testing import FlaskClient, FlaskCliRunner
 
 from service.clients import Scope
@@ -187,3 +190,42 @@ def test_approval_writes_to_the_address_the_account_has_now(
     client.put("/v1/accounts/jane", json={"email": "jane.moved@example.org"}, headers=auth)
     output(runner, "email-change", "approve", request_id, "--by", "lead", "--reason", "ok")
     assert requests_of(runtime)[0].old_email == "jane.moved@example.org"
+
+
+def test_the_filer_cannot_approve_under_another_spelling_of_the_name(
+    runtime: Runtime, runner: FlaskCliRunner, client: FlaskClient, monkeypatch: Any
+) -> None:
+    """Four eyes compare persons: ``--by cli:NAME``, ``--by api:NAME`` or another case of
+    the filer's name is the filer (CLI-filed: ``cli:<user>``; API-filed: ``api:<client>``)."""
+    monkeypatch.setattr(getpass, "getuser", lambda: "agent-smith")
+    make_account(runtime, "jane", "jane@example.org")
+    by_cli = output(
+        runner,
+        "email-change",
+        "request-assisted",
+        "jane",
+        "--new-email",
+        "jane.new@example.net",
+        "--ticket",
+        "SUP-20",
+    ).split()[0]
+    for spelling in ("agent-smith", "cli:agent-smith", "CLI:Agent-Smith", " AGENT-SMITH "):
+        error = one_error_line(
+            invoke(runner, "email-change", "approve", by_cli, "--by", spelling, "--reason", "x")
+        )
+        assert "someone other" in error, spelling
+    make_account(runtime, "john", "john@example.org")
+    assist = bearer(make_api_key(runtime, Scope.EMAIL_CHANGE_ASSIST, name="desk-7"))
+    body = {"new_email": "john.new@example.net", "ticket": "SUP-21"}
+    by_api = client.post("/v1/accounts/john/email-change:assisted", json=body, headers=assist)
+    assert by_api.status_code == 202
+    request_id = by_api.get_json()["request_id"]
+    for spelling in ("desk-7", "api:desk-7", "API:DESK-7"):
+        error = one_error_line(
+            invoke(runner, "email-change", "approve", request_id, "--by", spelling, "--reason", "x")
+        )
+        assert "someone other" in error, spelling
+    assert {r.state for r in requests_of(runtime)} == {ChangeState.AWAITING_REVIEW}
+    assert change_notices(runtime) == []
+    output(runner, "email-change", "approve", by_cli, "--by", "lead", "--reason", "checked")
+    assert ChangeState.AWAITING_CONFIRMATION in {r.state for r in requests_of(runtime)}

@@ -10,6 +10,7 @@ import pytest
 from flask.testing import FlaskClient, FlaskCliRunner
 from sqlalchemy import select, update
 
+from service.clients import Scope
 from service.db import utcnow
 from service.email_change.tokens import LinkPurpose
 from service.models import (
@@ -30,8 +31,8 @@ from tests.support.email_change import (
     link_token,
     requests_of,
 )
-from tests.support.factories import expose, make_account
-from tests.support.http import assert_problem
+from tests.support.factories import expose, make_account, make_api_key
+from tests.support.http import assert_problem, bearer
 
 OLD = "jane@example.org"
 NEW = "jane.new@example.net"
@@ -78,7 +79,7 @@ def test_confirming_applies_the_change_once(
     assert risk(client, auth)["decision"] == "allow"
     changed = [n for n in change_notices(runtime) if n.kind is NoticeKind.EMAIL_CHANGED]
     assert len(changed) == 1
-    assert_problem(follow(client, auth, "confirm", token), 400, "link_invalid")
+    assert_problem(follow(client, auth, "confirm", token), 409, "request_closed")
     actions = [event["action"] for event in audit_actions(runtime)]
     assert actions == ["email_change.requested", "email_change.confirmed"]
     address_events = audit_actions(runtime, "account.address_changed")
@@ -105,7 +106,7 @@ def test_pending_change_is_shown_and_can_be_cancelled(
     )
     assert {n.state for n in change_notices(runtime)} == {NoticeState.CANCELLED}
     token = link_token(runtime, request_id, LinkPurpose.CONFIRM)
-    assert_problem(follow(client, auth, "confirm", token), 400, "link_invalid")
+    assert_problem(follow(client, auth, "confirm", token), 409, "request_closed")
     assert account_row(runtime, "jane").email == OLD
 
 
@@ -238,7 +239,7 @@ def test_revert_after_confirmation_restores_the_old_address(
     assert "email_change_reverted" in verdict["reasons"]
     # A second use of the revert link does nothing more.
     again = follow(client, auth, "revert", link_token(runtime, request_id, LinkPurpose.REVERT))
-    assert_problem(again, 400, "link_invalid")
+    assert_problem(again, 409, "request_closed")
 
 
 def test_the_cooling_off_follows_the_setting(
@@ -397,3 +398,85 @@ def test_housekeeping_expires_a_request_whose_link_ran_out(
     revert = link_token(runtime, request_id, LinkPurpose.REVERT)
     assert follow(client, auth, "revert", revert).status_code == 200
     assert "0 email changes expired" in invoke(runner, "housekeeping").output
+
+
+def test_refused_requests_do_not_use_up_the_owners_budgets(
+    runtime: Runtime,
+    make_app,
+    auth: dict[str, str],  # type: ignore[no-untyped-def]
+) -> None:
+    """Requests refused before their assurance token is found valid (none, forged,
+    another account's), and resends with nothing pending, count only against the client:
+    the account's owner and the address keep their whole budgets."""
+    client = make_app(
+        rate_limit_email_change_account="2/hour",
+        rate_limit_email_change_address="2/hour",
+        rate_limit_email_change_resend="2/hour",
+    ).test_client()
+    make_account(runtime, "jane", OLD)
+    make_account(runtime, "mallory", "mallory@example.org")
+    for token in (None, "forged", assurance_token(runtime, "mallory")) * 2:
+        body: dict[str, object] = {"new_email": NEW}
+        if token is not None:
+            body["assurance_token"] = token
+        refused = client.post("/v1/accounts/jane/email-change", json=body, headers=auth)
+        assert_problem(refused, 403, "step_up_required")
+    for _ in range(3):
+        nothing = client.post("/v1/accounts/jane/email-change/resend", headers=auth)
+        assert_problem(nothing, 404, "no_pending_change")
+    # The owner's two requests to NEW, and two resends, all pass; then the budgets end.
+    start(runtime, client, auth)
+    start(runtime, client, auth)
+    for _ in range(2):
+        assert client.post("/v1/accounts/jane/email-change/resend", headers=auth).status_code == 202
+    assert_problem(
+        client.post("/v1/accounts/jane/email-change/resend", headers=auth), 429, "too_many_requests"
+    )
+    third = client.post(
+        "/v1/accounts/jane/email-change",
+        json={
+            "new_email": "other@example.net",
+            "assurance_token": assurance_token(runtime, "jane"),
+        },
+        headers=auth,
+    )
+    assert_problem(third, 429, "too_many_requests")
+
+
+def test_refusals_after_a_valid_step_up_count(
+    runtime: Runtime,
+    make_app,
+    auth: dict[str, str],  # type: ignore[no-untyped-def]
+) -> None:
+    """One step-up cannot probe addresses without bound: a refusal reached with a valid
+    assurance token (here: the address is another account's) counts."""
+    client = make_app(rate_limit_email_change_account="2/hour").test_client()
+    make_account(runtime, "jane", OLD)
+    make_account(runtime, "john", "john@example.org")
+    token = assurance_token(runtime, "jane")
+    statuses = [
+        client.post(
+            "/v1/accounts/jane/email-change",
+            json={"new_email": "john@example.org", "assurance_token": token},
+            headers=auth,
+        ).status_code
+        for _ in range(3)
+    ]
+    assert statuses == [409, 409, 429]
+
+
+def test_a_refused_assisted_request_does_not_count(
+    runtime: Runtime,
+    make_app,
+) -> None:
+    client = make_app(rate_limit_email_change_account="1/hour").test_client()
+    assist = bearer(make_api_key(runtime, Scope.EMAIL_CHANGE_ASSIST))
+    make_account(runtime, "jane", OLD)
+    make_account(runtime, "john", "john@example.org")
+    path = "/v1/accounts/jane/email-change:assisted"
+    taken = {"new_email": "john@example.org", "ticket": "SUP-1"}
+    for _ in range(2):
+        assert_problem(client.post(path, json=taken, headers=assist), 409, "address_in_use")
+    fine = {"new_email": NEW, "ticket": "SUP-2"}
+    assert client.post(path, json=fine, headers=assist).status_code == 202
+    assert_problem(client.post(path, json=fine, headers=assist), 429, "too_many_requests")

@@ -159,6 +159,35 @@ def test_a_leaked_address_is_refused_unless_accepted(
     assert audit_actions(runtime)[-1]["detail"]["accepted_leaked"] is True
 
 
+def test_every_answer_about_the_request_says_the_same_of_a_leaked_address(
+    runtime: Runtime, client: FlaskClient, auth: dict[str, str], tmp_path: Path
+) -> None:
+    """The request's answer, the pending change's GET (and the account's), the
+    confirmation's and the revert's answer all say ``address_leaked`` the same way."""
+    make_account(runtime, "jane", OLD)
+    ingest_leak(runtime, write_lines(tmp_path / "leak.txt", ["leaked@example.net"]), slug="l1")
+    token = assurance_token(runtime, "jane")
+    asked = ask(client, auth, token, new="Leaked@example.net", accept_leaked_address=True)
+    assert asked.status_code == 202
+    request_id = asked.get_json()["request_id"]
+    pending = client.get("/v1/accounts/jane/email-change", headers=auth).get_json()
+    account = client.get("/v1/accounts/jane", headers=auth).get_json()
+    confirm = link_token(runtime, request_id, LinkPurpose.CONFIRM)
+    confirmed = client.post("/v1/email-change/confirm", json={"token": confirm}, headers=auth)
+    assert confirmed.status_code == 200, confirmed.get_json()
+    revert = link_token(runtime, request_id, LinkPurpose.REVERT)
+    reverted = client.post("/v1/email-change/revert", json={"token": revert}, headers=auth)
+    assert reverted.status_code == 200, reverted.get_json()
+    answers = [
+        asked.get_json(),
+        pending,
+        account["pending_email_change"],
+        confirmed.get_json(),
+        reverted.get_json(),
+    ]
+    assert [answer["address_leaked"] for answer in answers] == [True] * 5
+
+
 def test_a_newer_request_replaces_the_pending_one(
     runtime: Runtime, client: FlaskClient, auth: dict[str, str]
 ) -> None:
@@ -175,8 +204,8 @@ def test_a_newer_request_replaces_the_pending_one(
     assert {n.state for n in first_notices} == {NoticeState.CANCELLED}
     assert_problem(
         client.post("/v1/email-change/confirm", json={"token": first_link}, headers=auth),
-        400,
-        "link_invalid",
+        409,
+        "request_closed",
     )
     assert account_row(runtime, "jane").email == OLD
     kinds = [n.kind for n in change_notices(runtime) if n.state is NoticeState.PENDING]

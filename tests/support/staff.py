@@ -21,7 +21,7 @@ from service.staff.users import (
 )
 
 PASSWORD = "correct horse battery staple"  # 28 characters, no composition rules
-CSRF = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
+CSRF = re.compile(r'name="csrf_token"[^>]*? value="([^"]+)"')
 
 
 class Clock:

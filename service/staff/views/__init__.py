@@ -11,6 +11,8 @@ from service.staff.access import THROTTLE_EXTENSION, csrf
 from service.staff.throttle import LoginThrottle
 from service.staff.views import (  # noqa: F401  (registers views)
     account_actions,
+    accounts,
+    audit_log,
     auth,
     leaks,
     queues,

@@ -34,7 +34,7 @@ from service.staff.users import (
     verify_code,
 )
 from service.staff.views.blueprint import staff
-from service.staff.views.forms import ActionForm, EnrolForm, LoginForm, ReauthForm
+from service.staff.views.forms import EnrolForm, LoginForm, ReauthForm
 
 LOGIN_REFUSED = "The email, password or code is not right."
 TOO_MANY = "Too many refused attempts. Wait a few minutes, then try again."
@@ -143,9 +143,10 @@ def enrol(token: str) -> ResponseReturnValue:
     )
     form.password.data = form.password_again.data = form.code.data = ""
     status = 422 if error else 200
-    return render_template(
+    page_html = render_template(
         "staff/enrol.html", form=form, email=page.email, qr=qr, secret=secret, error=error
-    ), status
+    )
+    return page_html, status, {"Referrer-Policy": "no-referrer"}
 
 
 @staff.route("/reauth", methods=["GET", "POST"])
@@ -195,9 +196,3 @@ def reauth() -> ResponseReturnValue:
 @requires(StaffRole.VIEWER)
 def home() -> ResponseReturnValue:
     return render_template("staff/home.html", staff_user=current_staff())
-
-
-@staff.app_template_global()
-def staff_logout_form() -> ActionForm:
-    """The nav's logout button (a form: logging out changes state, so it is a POST)."""
-    return ActionForm()

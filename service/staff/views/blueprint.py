@@ -30,7 +30,9 @@ NAV = (
 
 SECURITY_HEADERS = {
     "Cache-Control": "no-store",
-    "Referrer-Policy": "no-referrer",  # enrolment links carry their token in the path
+    # Same-site requests name their page: re-authentication returns to where an action was
+    # taken. The enrolment page (its token is in the path) sends none at all.
+    "Referrer-Policy": "same-origin",
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
     "Content-Security-Policy": (

@@ -1,0 +1,154 @@
+"""Walks over every /staff route of ``app.url_map``: without a CSRF token, without a
+session, with a viewer's session; and the default-deny check itself. The walks pick up
+every page added later, whoever adds it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from werkzeug.routing import Rule
+
+from service.models import StaffRole
+from service.runtime import Runtime
+from service.staff.access import PUBLIC, RANK, declared_access
+from tests.support.factories import make_account
+from tests.support.staff import Clock, StaffLogin, audit_count, csrf_token, log_in, make_staff
+
+UNSAFE = ("POST", "PUT", "PATCH", "DELETE")
+
+
+def staff_rules(app: Flask) -> Iterator[Rule]:
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint.startswith("staff.") and rule.endpoint != "staff.static":
+            yield rule
+
+
+def url_of(rule: Rule, account_id: int) -> str:
+    """The rule's path with a value for each argument (an existing account for account ids;
+    the walks check what happens before a view reads its arguments)."""
+    values: dict[str, object] = {}
+    for name in rule.arguments:
+        converter = rule._converters[name]  # werkzeug keeps no public map
+        if name == "account_id":
+            values[name] = account_id
+        elif type(converter).__name__ in {"IntegerConverter", "FloatConverter"}:
+            values[name] = 1
+        else:
+            values[name] = "x"
+    path = rule.build(values, append_unknown=False)
+    assert path is not None
+    return path[1]
+
+
+def access_of(app: Flask, rule: Rule) -> StaffRole | str | None:
+    return declared_access(app.view_functions[rule.endpoint])
+
+
+@pytest.fixture
+def account_id(runtime: Runtime) -> int:
+    return make_account(runtime, "jane", "jane@example.org")
+
+
+def test_every_staff_view_declares_its_access(staff_app: Flask) -> None:
+    rules = list(staff_rules(staff_app))
+    assert len(rules) >= 8
+    undeclared = [rule.endpoint for rule in rules if access_of(staff_app, rule) is None]
+    assert undeclared == []
+
+
+def test_a_view_that_declares_nothing_is_refused_even_when_signed_in(
+    staff_app: Flask, staff_client: FlaskClient, agent: StaffLogin, clock: Clock
+) -> None:
+    staff_app.add_url_rule(
+        "/staff/undeclared", endpoint="staff.undeclared", view_func=lambda: "open by omission"
+    )
+    assert staff_client.get("/staff/undeclared").status_code == 403
+    log_in(staff_client, agent, clock)
+    answer = staff_client.get("/staff/undeclared")
+    assert answer.status_code == 403
+    assert "open by omission" not in answer.get_data(as_text=True)
+
+
+def test_every_unsafe_staff_route_without_a_csrf_token_is_refused(
+    staff_app: Flask, staff_client: FlaskClient, runtime: Runtime, clock: Clock, account_id: int
+) -> None:
+    admin = make_staff(runtime, "admin@staff.example", StaffRole.ADMIN, now=clock.now())
+    log_in(staff_client, admin, clock)
+    before = audit_count(runtime)
+    walked = 0
+    for rule in staff_rules(staff_app):
+        for method in UNSAFE:
+            if method not in (rule.methods or ()):
+                continue
+            path = url_of(rule, account_id)
+            for token in ({}, {"csrf_token": "forged"}):
+                answer = staff_client.open(path, method=method, data={"q": "jane", **token})
+                assert answer.status_code == 400, (method, path, answer.status_code)
+            walked += 1
+    assert walked >= 5  # login, logout, reauth, enrol, look-up, reveal at least
+    assert audit_count(runtime) == before  # nothing happened
+
+
+def test_every_staff_route_without_a_session_redirects_to_login(
+    staff_app: Flask, staff_client: FlaskClient, account_id: int
+) -> None:
+    token = csrf_token(staff_client)
+    walked = 0
+    for rule in staff_rules(staff_app):
+        if access_of(staff_app, rule) == PUBLIC:
+            continue
+        path = url_of(rule, account_id)
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
+            data = {"csrf_token": token} if method in UNSAFE else None
+            answer = staff_client.open(path, method=method, data=data)
+            assert answer.status_code == 303, (method, path, answer.status_code)
+            assert answer.headers["Location"].startswith("/staff/login?next="), path
+            walked += 1
+    assert walked >= 6
+
+
+def test_an_htmx_request_without_a_session_is_sent_to_login_by_header(
+    staff_client: FlaskClient,
+) -> None:
+    answer = staff_client.get("/staff/audit", headers={"HX-Request": "true"})
+    assert answer.status_code == 204
+    assert answer.headers["HX-Redirect"].startswith("/staff/login?next=")
+
+
+def test_a_viewer_is_refused_every_agent_and_admin_route(
+    staff_app: Flask,
+    staff_client: FlaskClient,
+    viewer: StaffLogin,
+    clock: Clock,
+    runtime: Runtime,
+    account_id: int,
+) -> None:
+    log_in(staff_client, viewer, clock)
+    before = audit_count(runtime)
+    refused = 0
+    for rule in staff_rules(staff_app):
+        access = access_of(staff_app, rule)
+        if access == PUBLIC or RANK[StaffRole(str(access))] <= RANK[StaffRole.VIEWER]:
+            continue
+        path = url_of(rule, account_id)
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
+            token = csrf_token(staff_client, "/staff/accounts")
+            data = {"csrf_token": token} if method in UNSAFE else None
+            answer = staff_client.open(path, method=method, data=data)
+            assert answer.status_code == 403, (method, path, answer.status_code)
+            refused += 1
+    assert refused >= 2  # reveal, audit export at least
+    assert audit_count(runtime) == before
+
+
+def test_the_viewer_pages_open_for_a_viewer(
+    staff_client: FlaskClient, viewer: StaffLogin, clock: Clock, account_id: int
+) -> None:
+    log_in(staff_client, viewer, clock)
+    for path in ("/staff/", "/staff/accounts", f"/staff/accounts/{account_id}", "/staff/audit"):
+        answer = staff_client.get(path)
+        assert answer.status_code == 200, path
+        assert "Reveal address" not in answer.get_data(as_text=True)

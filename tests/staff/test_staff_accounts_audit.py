@@ -1,0 +1,226 @@
+"""Account look-up (audited, addresses hashed), the account page, the audit log page with
+its filters, pages and CSV export, and one audit row per state-changing staff call."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from datetime import timedelta
+from html import unescape
+
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from service.audit import record_event
+from service.models import AuditEvent, StaffUser
+from service.runtime import Runtime
+from service.staff.audit import record_staff_action
+from tests.support.factories import expose, make_account, make_leak
+from tests.support.staff import (
+    Clock,
+    StaffLogin,
+    audit_count,
+    csrf_token,
+    log_in,
+    reauthenticate,
+)
+
+ADDRESS = "jane.doe@example.org"
+
+
+def audit_rows(runtime: Runtime, action: str) -> list[AuditEvent]:
+    with runtime.db.read_session() as session:
+        return list(session.scalars(select(AuditEvent).where(AuditEvent.action == action)))
+
+
+def look_up(client: FlaskClient, query: str) -> str:
+    answer = client.post(
+        "/staff/accounts", data={"csrf_token": csrf_token(client, "/staff/accounts"), "q": query}
+    )
+    assert answer.status_code == 200
+    return answer.get_data(as_text=True)
+
+
+def test_look_up_by_external_id_or_any_form_of_the_address_is_audited_without_it(
+    staff_client: FlaskClient, viewer: StaffLogin, clock: Clock, runtime: Runtime
+) -> None:
+    account_id = make_account(runtime, "jane", ADDRESS)
+    log_in(staff_client, viewer, clock)
+    assert f"/staff/accounts/{account_id}" in look_up(staff_client, "jane")
+    page = look_up(staff_client, "Jane.Doe+staff@EXAMPLE.org")
+    assert f"/staff/accounts/{account_id}" in page
+    assert "j***@example.org" in page
+    assert ADDRESS not in page.lower()
+    assert "jane.doe+staff" not in page.lower()
+    assert "No account" in look_up(staff_client, "nobody@example.org")
+    by_get = staff_client.get("/staff/accounts?q=jane")
+    assert f"/staff/accounts/{account_id}" in by_get.get_data(as_text=True)
+    rows = audit_rows(runtime, "staff.account_lookup")
+    assert [(r.target, r.detail) for r in rows] == [
+        ("account:jane", {"by": "external_id", "found": 1}),
+        ("account:jane", {"by": "address", "found": 1}),
+        (None, {"by": "address", "found": 0}),
+        ("account:jane", {"by": "external_id", "found": 1}),
+    ]
+    assert {r.actor for r in rows} == {f"staff:{viewer.id}"}
+
+
+def test_the_account_page_shows_the_masked_address_and_the_exposures(
+    staff_client: FlaskClient, viewer: StaffLogin, clock: Clock, runtime: Runtime
+) -> None:
+    account_id = make_account(runtime, "jane", ADDRESS)
+    expose(runtime, account_id, slug="exchange-2019")
+    log_in(staff_client, viewer, clock)
+    page = staff_client.get(f"/staff/accounts/{account_id}").get_data(as_text=True)
+    assert "j***@example.org" in page
+    assert ADDRESS not in page
+    assert "exchange-2019" in page
+    assert "not locked" in page
+    assert staff_client.get("/staff/accounts/999999").status_code == 404
+
+
+def test_reveal_shows_the_address_once_and_is_audited(
+    staff_client: FlaskClient, agent: StaffLogin, clock: Clock, runtime: Runtime
+) -> None:
+    account_id = make_account(runtime, "jane", ADDRESS)
+    log_in(staff_client, agent, clock)
+    page = f"/staff/accounts/{account_id}"
+    answer = staff_client.post(
+        f"{page}/reveal", data={"csrf_token": csrf_token(staff_client, page)}
+    )
+    assert ADDRESS in answer.get_data(as_text=True)
+    assert ADDRESS not in staff_client.get(page).get_data(as_text=True)
+    [row] = audit_rows(runtime, "staff.address_revealed")
+    assert row.target == "account:jane"
+    assert row.actor == f"staff:{agent.id}"
+
+
+def test_each_state_changing_staff_call_writes_one_audit_row(
+    staff_client: FlaskClient, agent: StaffLogin, clock: Clock, runtime: Runtime
+) -> None:
+    account_id = make_account(runtime, "jane", ADDRESS)
+    page = f"/staff/accounts/{account_id}"
+    steps = [
+        ("login", lambda: log_in(staff_client, agent, clock)),
+        ("look-up", lambda: look_up(staff_client, "jane")),
+        ("reauth", lambda: reauthenticate(staff_client, agent, clock)),
+        (
+            "reveal",
+            lambda: staff_client.post(
+                f"{page}/reveal", data={"csrf_token": csrf_token(staff_client, page)}
+            ),
+        ),
+        (
+            "export",
+            lambda: staff_client.get("/staff/audit/export.csv").get_data(),
+        ),
+        (
+            "logout",
+            lambda: staff_client.post(
+                "/staff/logout", data={"csrf_token": csrf_token(staff_client, "/staff/")}
+            ),
+        ),
+    ]
+    for name, step in steps:
+        before = audit_count(runtime)
+        step()
+        assert audit_count(runtime) == before + 1, name
+
+
+def test_record_staff_action_names_the_account_and_the_leak(
+    runtime: Runtime, agent: StaffLogin, clock: Clock
+) -> None:
+    account_id = make_account(runtime, "jane", ADDRESS)
+    leak_id = make_leak(runtime, "exchange-2019")
+    with runtime.db.transaction() as session:
+        staff = session.get(StaffUser, agent.id)
+        assert staff is not None
+        record_staff_action(
+            session,
+            staff,
+            "exposure.resolve",
+            account_id=account_id,
+            leak_id=leak_id,
+            detail={"reason": "changed"},
+        )
+        record_staff_action(session, staff, "campaign.pause", leak_id=leak_id)
+    [one] = audit_rows(runtime, "staff.exposure.resolve")
+    assert (one.actor, one.target, one.detail, one.at) == (
+        f"staff:{agent.id}",
+        "account:jane",
+        {"reason": "changed", "leak": "exchange-2019"},
+        clock.now(),
+    )
+    [two] = audit_rows(runtime, "staff.campaign.pause")
+    assert two.target == "exchange-2019"
+
+
+def seed_audit(runtime: Runtime, clock: Clock, rows: int) -> None:
+    with runtime.db.transaction() as session:
+        for n in range(rows):
+            record_event(
+                session,
+                actor="risk-check" if n % 2 else "cli:ops",
+                action="risk.step_up" if n % 2 else "leak.edited",
+                target=f"account:user{n}@example.com" if n % 2 else "exchange-2019",
+                detail={"n": n},
+                now=clock.now() - timedelta(minutes=rows - n),
+            )
+
+
+def test_the_audit_log_filters_and_pages_through_every_row_once(
+    staff_client: FlaskClient, viewer: StaffLogin, clock: Clock, runtime: Runtime
+) -> None:
+    seed_audit(runtime, clock, 120)  # row n at seeded - (120 - n) minutes
+    seeded = clock.now()
+    log_in(staff_client, viewer, clock)  # one more row: staff.login
+    seen: list[str] = []
+    path = "/staff/audit"
+    pages = 0
+    while path:
+        html = unescape(staff_client.get(path).get_data(as_text=True))
+        seen += re.findall(r'"n": (\d+)', html)
+        older = re.search(r'href="([^"]+)" rel="next"', html)
+        path = older.group(1) if older else ""
+        pages += 1
+    assert pages == 3
+    assert sorted(map(int, seen)) == list(range(120))
+    html = staff_client.get("/staff/audit").get_data(as_text=True)
+    assert "user1@example.com" not in html
+    assert "u***@example.com" in html
+
+    def count(query: str) -> int:
+        page = staff_client.get(f"/staff/audit?{query}").get_data(as_text=True)
+        return page.count("<tr>") - 1  # the header's row
+
+    assert count("action=risk.") == 50  # a prefix; first page
+    assert count("action=leak.edited&leak=exchange-2019") == 50
+    assert count(f"actor={viewer.email}") == 2  # enrolled, logged in
+    since = (seeded - timedelta(minutes=10)).strftime("%Y-%m-%dT%H:%M")  # n 110-119
+    until = (seeded - timedelta(minutes=4)).strftime("%Y-%m-%dT%H:%M")  # n 110-115
+    assert count(f"actor=cli:ops&since={since}") == 5
+    assert count(f"actor=cli:ops&since={since}&until={until}") == 3
+    assert count("account=user1@example.com") == 1
+    assert "not a date" in staff_client.get("/staff/audit?since=yesterday").get_data(as_text=True)
+
+
+def test_the_csv_export_streams_every_matching_row_with_addresses_masked(
+    staff_client: FlaskClient, agent: StaffLogin, clock: Clock, runtime: Runtime
+) -> None:
+    seed_audit(runtime, clock, 2500)
+    log_in(staff_client, agent, clock)
+    answer = staff_client.get("/staff/audit/export.csv?action=risk.step_up")
+    assert answer.status_code == 200
+    assert answer.is_streamed
+    assert answer.mimetype == "text/csv"
+    assert "attachment" in answer.headers["Content-Disposition"]
+    body = answer.get_data(as_text=True)
+    rows = list(csv.reader(io.StringIO(body)))
+    assert rows[0] == ["id", "at", "actor", "action", "target", "detail"]
+    assert len(rows) == 1 + 1250
+    assert "@example.com" in body
+    assert not re.search(r"user\d+@", body)
+    [exported] = audit_rows(runtime, "staff.audit_exported")
+    assert exported.detail == {"filters": {"action": "risk.step_up"}}
+    assert staff_client.get("/staff/audit/export.csv?until=soon").status_code == 400

@@ -1,0 +1,181 @@
+"""`leakguard staff ...`, the one-time enrolment link, and the login limits."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from datetime import timedelta
+
+import pyotp
+from flask import Flask
+from flask.testing import FlaskClient, FlaskCliRunner
+from sqlalchemy import select
+
+from service.models import StaffUser
+from service.runtime import Runtime
+from tests.support.cli import invoke, output
+from tests.support.staff import PASSWORD, Clock, StaffLogin, audit_count, csrf_token, log_in
+
+LINK = re.compile(r"http://localhost:5000(/staff/enrol/[A-Za-z0-9_-]+)")
+SECRET = re.compile(r'<code class="secret" id="totp-secret">([A-Z2-7 ]+)</code>')
+
+
+def create_user(runner: FlaskCliRunner, email: str, role: str) -> str:
+    printed = output(runner, "staff", "create-user", email, "--role", role)
+    found = LINK.search(printed)
+    assert found is not None, printed
+    return found.group(1)
+
+
+def shown_secret(client: FlaskClient, link: str) -> str:
+    page = client.get(link)
+    assert page.status_code == 200
+    assert page.headers["Referrer-Policy"] == "no-referrer"
+    found = SECRET.search(page.get_data(as_text=True))
+    assert found is not None
+    return found.group(1).replace(" ", "")
+
+
+def enrol(client: FlaskClient, link: str, clock: Clock, **changes: str) -> tuple[int, str]:
+    secret = shown_secret(client, link)
+    data = {
+        "csrf_token": csrf_token(client, link),
+        "password": PASSWORD,
+        "password_again": PASSWORD,
+        "code": pyotp.TOTP(secret).at(clock.now()),
+        **changes,
+    }
+    answer = client.post(link, data=data)
+    return answer.status_code, secret
+
+
+def test_create_user_enrol_through_the_link_then_log_in(
+    runner: FlaskCliRunner, staff_client: FlaskClient, clock: Clock, runtime: Runtime
+) -> None:
+    link = create_user(runner, "Ada@Staff.Example", "agent")
+    status, secret = enrol(staff_client, link, clock)
+    assert status == 303  # enrolled and signed in
+    assert staff_client.get("/staff/").status_code == 200
+    assert staff_client.get(link).status_code == 404  # the link is spent
+    staff = StaffLogin(1, "ada@staff.example", "agent", PASSWORD, secret)  # type: ignore[arg-type]
+    staff_client.delete_cookie("leakguard_staff", path="/staff")
+    log_in(staff_client, staff, clock)
+    listed = json.loads(output(runner, "staff", "list", "--json"))
+    assert listed[0]["email"] == "ada@staff.example"
+    assert listed[0]["role"] == "agent"
+    assert listed[0]["state"] == "active"
+    assert audit_count(runtime, "staff.user_created") == 1
+    assert audit_count(runtime, "staff.enrolled") == 1
+
+
+def test_enrolment_refuses_a_short_password_and_a_wrong_code_and_keeps_the_secret(
+    runner: FlaskCliRunner, staff_client: FlaskClient, clock: Clock, runtime: Runtime
+) -> None:
+    link = create_user(runner, "bo@staff.example", "viewer")
+    status, secret = enrol(
+        staff_client, link, clock, password="fourteen chars", password_again="fourteen chars"
+    )
+    assert status == 422
+    status, again = enrol(
+        staff_client,
+        link,
+        clock,
+        code="000000" if pyotp.TOTP(secret).at(clock.now()) != "000000" else "111111",
+    )
+    assert status == 422
+    assert again == secret  # a reload shows the same secret: the app already holds it
+    status, _ = enrol(staff_client, link, clock, password_again=PASSWORD + "x")
+    assert status == 422
+    with runtime.db.read_session() as session:
+        staff = session.scalars(select(StaffUser)).one()
+        assert staff.password_hash is None
+        assert staff.totp_secret is None
+    status, _ = enrol(
+        staff_client, link, clock, password="fifteen chars!!", password_again="fifteen chars!!"
+    )
+    assert status == 303
+
+
+def test_an_unknown_or_expired_link_shows_nothing(
+    runner: FlaskCliRunner, staff_client: FlaskClient, clock: Clock
+) -> None:
+    assert staff_client.get("/staff/enrol/not-a-token").status_code == 404
+    link = create_user(runner, "cy@staff.example", "viewer")
+    clock.advance(timedelta(hours=72, minutes=5))  # the CLI read the real time, a bit later
+    answer = staff_client.get(link)
+    assert answer.status_code == 404
+    assert "totp-secret" not in answer.get_data(as_text=True)
+
+
+def test_disable_and_reset_totp(
+    runner: FlaskCliRunner, staff_client: FlaskClient, clock: Clock, runtime: Runtime
+) -> None:
+    link = create_user(runner, "di@staff.example", "admin")
+    assert enrol(staff_client, link, clock)[0] == 303
+    printed = output(runner, "staff", "reset-totp", "di@staff.example")
+    new_link = LINK.search(printed)
+    assert new_link is not None
+    assert staff_client.get("/staff/").status_code == 303  # the session ended
+    clock.advance(timedelta(seconds=30))
+    assert enrol(staff_client, new_link.group(1), clock)[0] == 303
+    assert "staff user disabled" in output(runner, "staff", "disable", "di@staff.example")
+    assert staff_client.get("/staff/").status_code == 303
+    assert "already disabled" in output(runner, "staff", "disable", "di@staff.example")
+    assert json.loads(output(runner, "staff", "list", "--json"))[0]["state"] == "disabled"
+    assert audit_count(runtime, "staff.totp_reset") == 1
+    assert audit_count(runtime, "staff.user_disabled") == 1
+
+
+def test_bad_input_is_one_line_and_a_failure(runner: FlaskCliRunner) -> None:
+    result = invoke(runner, "staff", "create-user", "x@staff.example", "--role", "root")
+    assert result.exit_code != 0
+    result = invoke(runner, "staff", "create-user", "not an address", "--role", "agent")
+    assert result.exit_code == 1
+    assert result.output.strip().count("\n") == 0
+    output(runner, "staff", "create-user", "x@staff.example", "--role", "agent")
+    result = invoke(runner, "staff", "create-user", "X@staff.example", "--role", "agent")
+    assert result.exit_code == 1
+    assert "exists" in result.output
+    result = invoke(runner, "staff", "disable", "nobody@staff.example")
+    assert result.exit_code == 1
+    assert "no staff user" in result.output
+
+
+def login_with(client: FlaskClient, staff: StaffLogin, clock: Clock, password: str) -> int:
+    clock.advance(timedelta(seconds=30))
+    return client.post(
+        "/staff/login",
+        data={
+            "csrf_token": csrf_token(client),
+            "email": staff.email,
+            "password": password,
+            "code": staff.code(clock.now()),
+        },
+    ).status_code
+
+
+def test_refused_logins_are_limited_per_account(
+    make_app: Callable[..., Flask], agent: StaffLogin, clock: Clock
+) -> None:
+    client = make_app(rate_limit_staff_login_account="3/15minutes").test_client()
+    assert [login_with(client, agent, clock, "a wrong password!!") for _ in range(3)] == [401] * 3
+    assert login_with(client, agent, clock, agent.password) == 429  # even the right one, now
+    other = make_app(rate_limit_staff_login_account="3/15minutes").test_client()
+    assert login_with(other, agent, clock, agent.password) == 303  # another process's memory
+
+
+def test_refused_logins_are_limited_per_ip(
+    make_app: Callable[..., Flask], agent: StaffLogin, viewer: StaffLogin, clock: Clock
+) -> None:
+    client = make_app(rate_limit_staff_login_ip="2/15minutes").test_client()
+    assert login_with(client, agent, clock, "a wrong password!!") == 401
+    assert login_with(client, viewer, clock, "a wrong password!!") == 401
+    assert login_with(client, viewer, clock, viewer.password) == 429
+
+
+def test_logins_are_refused_when_the_limit_store_is_down(
+    make_app: Callable[..., Flask], agent: StaffLogin, clock: Clock
+) -> None:
+    client = make_app(redis_url="redis://127.0.0.1:1/0").test_client()
+    assert login_with(client, agent, clock, agent.password) == 503
