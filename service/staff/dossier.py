@@ -163,7 +163,7 @@ def account_dossier(
         )
     )
     changes = tuple(
-        ChangeView.of(request)
+        ChangeView.of(session, request)
         for request in session.scalars(
             select(EmailChangeRequest)
             .where(EmailChangeRequest.account_id == account.id)

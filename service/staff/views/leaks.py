@@ -28,7 +28,6 @@ from service.staff.upload import start_upload_ingest
 from service.staff.users import staff_actor
 from service.staff.views.blueprint import staff
 from service.staff.views.page_forms import ButtonForm, RetractForm, TestSendForm, UploadForm
-from service.staff.views.referrer import keeps_referrer
 
 POLL_SECONDS = 2  # how often a page with a running ingest asks for its progress
 
@@ -67,16 +66,14 @@ def leak(slug: str) -> ResponseReturnValue:
     with rt.db.read_session() as session:
         incident = show_incident(session, slug, held=_held(rt))
         funnel = leak_funnel(session, slug)
-    return keeps_referrer(
-        render_template(
-            "staff/leak.html",
-            incident=incident,
-            funnel=funnel,
-            poll=POLL_SECONDS,
-            test_send=TestSendForm(),
-            button=ButtonForm(),
-            retract=RetractForm(),
-        )
+    return render_template(
+        "staff/leak.html",
+        incident=incident,
+        funnel=funnel,
+        poll=POLL_SECONDS,
+        test_send=TestSendForm(),
+        button=ButtonForm(),
+        retract=RetractForm(),
     )
 
 

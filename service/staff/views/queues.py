@@ -28,7 +28,6 @@ from service.staff.queues import (
 from service.staff.users import staff_actor
 from service.staff.views.blueprint import staff
 from service.staff.views.page_forms import BulkForm, ButtonForm, RetryForm, ReviewForm
-from service.staff.views.referrer import keeps_referrer
 
 
 @staff.get("/queues")
@@ -48,9 +47,7 @@ def queues() -> ResponseReturnValue:
 def email_change_review() -> ResponseReturnValue:
     with runtime_of(current_app).db.read_session() as session:
         waiting = email_change_queue(session)
-    return keeps_referrer(
-        render_template("staff/queue_email_change.html", waiting=waiting, form=ReviewForm())
-    )
+    return render_template("staff/queue_email_change.html", waiting=waiting, form=ReviewForm())
 
 
 def _account_id(session: Session, external_id: str) -> int:
