@@ -264,7 +264,15 @@ def test_bulk_dismissal_shows_its_count_then_acts_on_that_set(
     changed = post(
         staff_client, page, page, leak=LEAK, kind="", reason="wrong file", confirmed_count="2"
     )
+    assert changed.status_code == 409
     assert "3 open exposures match now, not 2" in changed.get_data(as_text=True)
+    assert re.search(
+        r'name="confirmed_count" type="hidden" value="3"', changed.get_data(as_text=True)
+    )
+    forged = post(
+        staff_client, page, page, leak=LEAK, kind="", reason="wrong file", confirmed_count="x"
+    )
+    assert forged.status_code == 400
     done = post(
         staff_client, page, page, leak=LEAK, kind="", reason="wrong file", confirmed_count="3"
     )

@@ -205,12 +205,12 @@ def bulk_dismiss() -> ResponseReturnValue:
     wanted = ExposureFilter(
         str(form.leak.data).strip(), ExposureKind(form.kind.data) if form.kind.data else None
     )
-    confirmed = form.confirmed_count.data
+    confirmed = _count(form.confirmed_count.data)
     rt = runtime_of(current_app)
-    error = None
+    error, status = None, 200
     try:
         with rt.db.transaction() as session:
-            if confirmed:
+            if confirmed is not None:
                 outcome = bulk_end_exposures(
                     session,
                     wanted,
@@ -219,7 +219,7 @@ def bulk_dismiss() -> ResponseReturnValue:
                     actor=staff_actor(current_staff()),
                     now=clock.now(),
                     dry_run=False,
-                    confirmed_count=int(confirmed),
+                    confirmed_count=confirmed,
                 )
                 record_staff_action(
                     session,
@@ -243,7 +243,7 @@ def bulk_dismiss() -> ResponseReturnValue:
                 now=clock.now(),
             )
     except LeakguardError as exc:
-        error = exc.detail or exc.title
+        error, status = exc.detail or exc.title, exc.status
         with rt.db.read_session() as session:
             try:
                 outcome = bulk_end_exposures(
@@ -258,4 +258,14 @@ def bulk_dismiss() -> ResponseReturnValue:
                 outcome = None
     if outcome is not None:
         form.confirmed_count.data = str(outcome.matched)
-    return render_template("staff/queue_bulk.html", form=form, outcome=outcome, error=error)
+    page = render_template("staff/queue_bulk.html", form=form, outcome=outcome, error=error)
+    return page, status
+
+
+def _count(text: str | None) -> int | None:
+    """The count a confirmation carries (None: a first post, the dry run)."""
+    if not text:
+        return None
+    if not text.isdigit():
+        abort(400, "the confirmation carries no count: count again")
+    return int(text)
