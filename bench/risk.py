@@ -59,6 +59,7 @@ SECRET_KEY = "bench-secret-key-0123456789abcdef"  # noqa: S105  (a throw-away be
 # Production refuses the defaults (a localhost sender, "your account with us").
 BENCH_SERVICE_NAME = "Bench Shop"
 BENCH_MAIL_FROM = "Bench Shop Security <security@bench-shop.de>"
+BENCH_PUBLIC_URL = "https://leakguard.bench-shop.de"
 PG_DATABASE = "leakguard_bench_risk"
 REDIS_URL = "redis://127.0.0.1:6379/10"
 LIMITER_KEYS = "LIMITER*leakguard*"
@@ -212,8 +213,13 @@ def main() -> None:
 # --- data ------------------------------------------------------------------------------------
 
 
-def load_data(url: str, accounts: int, exposures: int, rng: random.Random) -> list[int]:
-    """Migrate, then COPY the accounts and insert the exposures; return the exposed numbers."""
+def load_data(
+    url: str, accounts: int, exposures: int, rng: random.Random, database: str = PG_DATABASE
+) -> list[int]:
+    """Migrate, then COPY the accounts and insert the exposures; return the exposed numbers.
+
+    ``url`` is the SQLAlchemy URL of ``database`` (an empty database on the bench's server).
+    """
     from sqlalchemy import create_engine
 
     from service.addresses import AddressKeys, CanonicalRules, EmailHasher
@@ -225,7 +231,7 @@ def load_data(url: str, accounts: int, exposures: int, rng: random.Random) -> li
     finally:
         engine.dispose()
     keys = AddressKeys(hasher=EmailHasher(HASH_KEY.encode()), rules=CanonicalRules())
-    with psycopg.connect(pg_url(PG_DATABASE)) as pg:
+    with psycopg.connect(pg_url(database)) as pg:
         with pg.cursor() as cursor:
             copy_sql = (
                 "COPY account (external_id, email, email_key, locale, created_at, updated_at, "
@@ -251,7 +257,7 @@ def load_data(url: str, accounts: int, exposures: int, rng: random.Random) -> li
                 (leak_id[0], [external_id(n) for n in exposed]),
             )
         pg.commit()
-    with psycopg.connect(pg_url(PG_DATABASE), autocommit=True) as pg:
+    with psycopg.connect(pg_url(database), autocommit=True) as pg:
         pg.execute("VACUUM ANALYZE")
     return exposed
 
@@ -320,6 +326,7 @@ def run_server(name: str, directory: Path, url: str, args: argparse.Namespace) -
             LEAKGUARD_RATE_LIMIT_RISK="1000000/second",
             LEAKGUARD_SERVICE_NAME=BENCH_SERVICE_NAME,
             LEAKGUARD_MAIL_FROM=BENCH_MAIL_FROM,
+            LEAKGUARD_PUBLIC_URL=BENCH_PUBLIC_URL,
             # never used: the risk check sends no mail; production wants a relay named
             LEAKGUARD_SMTP_URL="smtp://127.0.0.1:25",
         )

@@ -12,7 +12,11 @@ import tempfile
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 # The CPUs this process may run on (a container's or a unit's CPU set), not the host's.
 _cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-workers = int(os.environ.get("GUNICORN_WORKERS", str(_cpus * 2 + 1)))
+# One worker per CPU, 4 threads each: measured by bench/servers.py (README "The HTTP
+# server"), it served the risk check at less CPU per request and more req/s than
+# 2 x CPUs + 1 workers (gthread or sync) on the same machine. A request spends part of its
+# time waiting on PostgreSQL and Redis: the threads fill that wait.
+workers = int(os.environ.get("GUNICORN_WORKERS", str(_cpus)))
 worker_class = "gthread"
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 # The login service waits on us during sign-in: fail fast rather than queue forever.

@@ -171,3 +171,37 @@ def test_production_server_refuses_wrong_settings_before_any_worker(
     assert "LEAKGUARD_SERVICE_NAME" in output
     assert "LEAKGUARD_REDIS_URL" in output
     assert os.environ.get("PROMETHEUS_MULTIPROC_DIR") is None
+
+
+def printed_config(tmp_path: Path, cpus: set[int], **extra: str) -> dict[str, str]:
+    """gunicorn's own reading of deploy/gunicorn.conf.py (``--print-config``), run on the CPUs
+    ``cpus`` with ``extra`` in an environment free of GUNICORN_* settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GUNICORN_", "LEAKGUARD_"))}
+    env.update(PROMETHEUS_MULTIPROC_DIR=str(tmp_path), **extra)
+    finished = subprocess.run(
+        [str(GUNICORN), "-c", str(CONFIG), "--print-config", "service.app:create_app()"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        preexec_fn=lambda: os.sched_setaffinity(0, cpus),
+    )
+    values = {}
+    for line in finished.stdout.splitlines():
+        name, _, value = line.partition("=")
+        values[name.strip()] = value.strip()
+    return values
+
+
+def test_workers_default_to_one_gthread_worker_of_four_threads_per_cpu(tmp_path: Path) -> None:
+    """The sizes bench/servers.py measured best (README "The HTTP server"), from the CPUs
+    the process may run on; GUNICORN_WORKERS and GUNICORN_THREADS still win."""
+    available = sorted(os.sched_getaffinity(0))
+    one = printed_config(tmp_path, {available[0]})
+    assert (one["worker_class"], one["workers"], one["threads"]) == ("gthread", "1", "4")
+    every = printed_config(tmp_path, set(available))
+    assert (every["workers"], every["threads"]) == (str(len(available)), "4")
+    chosen = printed_config(tmp_path, set(available), GUNICORN_WORKERS="3", GUNICORN_THREADS="8")
+    assert (chosen["workers"], chosen["threads"]) == ("3", "8")

@@ -31,7 +31,8 @@ def get(url: str, key: str) -> tuple[int, str]:
     """The status and media type of a GET."""
     request = urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"})  # noqa: S310
     try:
-        with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310  (loopback)
+        # Generous: a loaded CI machine once took over 10 s for the first answer of a new worker.
+        with urllib.request.urlopen(request, timeout=60) as answer:  # noqa: S310  (loopback)
             return int(answer.status), answer.headers.get_content_type()
     except urllib.error.HTTPError as error:
         return error.code, error.headers.get_content_type()
