@@ -11,6 +11,7 @@ from tqdm import tqdm
 from jobs.account_import import import_accounts
 from service.cli.base import cli, cli_actor, emit_json, migrated_runtime
 from service.db import utcnow
+from service.stepup import support
 
 
 @cli.group("accounts")
@@ -40,3 +41,70 @@ def accounts_unlock(external_id: str) -> None:
     with value.db.transaction() as session:
         was_locked = value.step_up.unlock(session, external_id, actor=cli_actor(), now=utcnow())
     click.echo("unlocked" if was_locked else "not locked; its failure count is reset")
+
+
+def _support_change(external_id: str, act: str, reason: str | None) -> None:
+    """Run one of support's step-up overrides (service/stepup/support.py), audited as the
+    operator; print what changed."""
+    value = migrated_runtime()
+    with value.db.transaction() as session:
+        actor, now = cli_actor(), utcnow()
+        if act == "lock":
+            change = support.lock_step_up(
+                session, value.step_up, external_id, actor=actor, now=now, reason=reason
+            )
+            click.echo(
+                "step-up blocked until `accounts unlock`" if change.changed else "already blocked"
+            )
+        elif act == "reset-totp":
+            change = support.reset_totp(session, external_id, actor=actor, now=now, reason=reason)
+            click.echo("authenticator removed" if change.changed else "no authenticator to remove")
+        elif act == "revoke-devices":
+            change = support.revoke_trusted_devices(
+                session, external_id, actor=actor, now=now, reason=reason
+            )
+            click.echo(f"{change.devices_revoked} trusted devices revoked")
+        else:
+            change = support.force_step_up(
+                session, external_id, actor=actor, now=now, reason=reason
+            )
+            click.echo(
+                f"{change.devices_revoked} trusted devices revoked; earlier assurance tokens void"
+            )
+
+
+REASON = click.option("--reason", help="Why, for the audit log (a ticket).")
+
+
+@accounts_group.command("lock")
+@click.argument("external_id")
+@click.option("--reason", required=True, help="Why, for the audit log (a ticket).")
+def accounts_lock(external_id: str, reason: str) -> None:
+    """Block every step-up method of the account until `accounts unlock` (support): a
+    sign-in the risk check asks a step-up for is denied."""
+    _support_change(external_id, "lock", reason)
+
+
+@accounts_group.command("reset-totp")
+@click.argument("external_id")
+@click.option("--reason", required=True, help="Why, for the audit log (a ticket).")
+def accounts_reset_totp(external_id: str, reason: str) -> None:
+    """Remove the account's authenticator for a person who lost it (support vouches)."""
+    _support_change(external_id, "reset-totp", reason)
+
+
+@accounts_group.command("revoke-devices")
+@click.argument("external_id")
+@REASON
+def accounts_revoke_devices(external_id: str, reason: str | None) -> None:
+    """End every trusted device of the account."""
+    _support_change(external_id, "revoke-devices", reason)
+
+
+@accounts_group.command("force-step-up")
+@click.argument("external_id")
+@REASON
+def accounts_force_step_up(external_id: str, reason: str | None) -> None:
+    """Void the account's trusted devices and earlier assurance tokens: the next sign-in a
+    step-up is asked for steps up again."""
+    _support_change(external_id, "force-step-up", reason)

@@ -277,6 +277,20 @@ def clear(session: Session, subject: bytes) -> bool:
     return any(row.locked_until is not None or row.blocked_at is not None for row in rows)
 
 
+def block(session: Session, subject: bytes, *, now: datetime) -> bool:
+    """Support's lock: block every method of the subject until support unlocks (``clear``);
+    return False if it was blocked already. Does not commit.
+
+    The block is dated ``now``, so ``state`` never takes it for one planted before the
+    account existed.
+    """
+    row = _lock_row(session, subject, THROTTLE_ALL_METHODS, StepUpThrottle.blocked_at)
+    if row.blocked_at is not None:
+        return False
+    _set(session, subject, THROTTLE_ALL_METHODS, blocked_at=now, last_failed_at=now)
+    return True
+
+
 def _before(moment: datetime | None, since: datetime | None) -> bool:
     """Whether a row's last record came before ``since`` (then it was planted: forget it)."""
     return moment is not None and since is not None and moment < since

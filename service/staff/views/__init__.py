@@ -9,7 +9,15 @@ from flask import Flask
 from service.runtime import runtime_of
 from service.staff.access import THROTTLE_EXTENSION, csrf, undeclared_views
 from service.staff.throttle import LoginThrottle
-from service.staff.views import accounts, audit_log, auth  # noqa: F401  (registers views)
+from service.staff.views import (  # noqa: F401  (registers views)
+    account_actions,
+    accounts,
+    audit_log,
+    auth,
+    leaks,
+    queues,
+    roles,
+)
 from service.staff.views.blueprint import staff
 
 __all__ = ["register_staff", "staff"]

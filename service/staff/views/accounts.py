@@ -10,9 +10,11 @@ from service.runtime import runtime_of
 from service.staff import clock
 from service.staff.access import current_staff, requires, requires_reauth
 from service.staff.audit import record_staff_action
+from service.staff.dossier import account_dossier
 from service.staff.lookup import LookupResult, account_summary, find_accounts, reveal_address
 from service.staff.views.blueprint import staff
 from service.staff.views.forms import ActionForm, LookupForm
+from service.staff.views.page_forms import ButtonForm, OptionalReasonForm, ReasonForm
 
 
 @staff.route("/accounts", methods=["GET", "POST"])
@@ -66,10 +68,16 @@ def _account_page(account_id: int, *, revealed: str | None) -> ResponseReturnVal
     rt = runtime_of(current_app)
     with rt.db.read_session() as session:
         summary = account_summary(session, rt.step_up, account_id, now=clock.now())
+        # The dossier and its role-gated actions (service/staff/dossier.py, actions.py).
+        dossier = account_dossier(session, rt.step_up, summary.external_id, now=clock.now())
     return render_template(
-        "staff/account.html",
+        "staff/account_dossier.html",
         account=summary,
+        dossier=dossier,
         revealed=revealed,
         reveal_form=ActionForm(),
         can_reveal=current_staff().role is not StaffRole.VIEWER,
+        reason=ReasonForm(),
+        optional=OptionalReasonForm(),
+        button=ButtonForm(),
     )

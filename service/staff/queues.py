@@ -1,0 +1,166 @@
+"""The staff site's queues: assisted email changes waiting for review, warnings that
+failed for good, and bulk actions on a filtered set of exposures.
+
+The review queue is ``email-change queue``'s own (``review_queue``: accounts with an open
+exposure first, then oldest; at most one open request per account, a unique index); the
+failed warnings are ``notices failed``'s, for every leak at once. A bulk action always
+counts first (a dry run that changes nothing), and acts only when told the count it was
+shown: a set that grew or shrank since is refused, not acted on. Each exposure ends through
+``end_exposure``, the one rule for a support verdict, with its own audit row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from service.email_change.assisted import QueuedRequest, review_queue
+from service.errors import LeakguardError
+from service.leaks.catalogue import find_leak
+from service.leaks.lifecycle import end_exposure
+from service.leaks.retract import check_reason
+from service.models import (
+    Account,
+    Exposure,
+    ExposureKind,
+    ExposureState,
+    Leak,
+    Notice,
+    NoticeKind,
+    NoticeState,
+)
+from service.notices.outbox import FailedNotice, failed_warnings
+
+MAX_BULK = 5000  # exposures one bulk action ends; a larger set takes several
+
+
+def email_change_queue(session: Session) -> list[QueuedRequest]:
+    """Assisted requests waiting for review, exposed accounts first, then oldest."""
+    return review_queue(session)
+
+
+@dataclass(frozen=True, slots=True)
+class FailedByLeak:
+    leak: str
+    retracted: bool  # its warnings stay cancelled: nothing to retry
+    notices: tuple[FailedNotice, ...]
+
+
+def failed_notices(session: Session, *, slug: str | None = None) -> list[FailedByLeak]:
+    """The warnings that failed for good, by leak (newest leak first), addresses masked.
+
+    ``slug`` narrows to one leak (NotFound if there is none).
+    """
+    query = (
+        select(Leak.id, Leak.slug, Leak.retracted_at)
+        .where(
+            select(Notice.id)
+            .where(
+                Notice.leak_id == Leak.id,
+                Notice.kind == NoticeKind.LEAK_WARNING,
+                Notice.state == NoticeState.FAILED,
+            )
+            .exists()
+        )
+        .order_by(Leak.created_at.desc(), Leak.id.desc())
+    )
+    if slug is not None:
+        query = query.where(Leak.id == find_leak(session, slug).id)
+    return [
+        FailedByLeak(leak_slug, retracted is not None, tuple(failed_warnings(session, leak_id=i)))
+        for i, leak_slug, retracted in session.execute(query)
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class ExposureFilter:
+    """The exposures a bulk action is for: the open ones of leak ``leak``, of ``kind`` if
+    given."""
+
+    leak: str
+    kind: ExposureKind | None = None
+
+
+class CountChanged(LeakguardError):
+    """The set is not the one counted: the page shows the new count to confirm."""
+
+    status = 409
+    code = "count_changed"
+    title = "The set changed since it was counted"
+
+
+@dataclass(frozen=True, slots=True)
+class BulkOutcome:
+    filter: ExposureFilter
+    dry_run: bool
+    matched: int  # exposures the filter names now
+    ended: int  # exposures this call ended (0 for a dry run)
+    left: int  # still open after it (over MAX_BULK)
+
+
+def _selection(session: Session, wanted: ExposureFilter) -> list[str]:
+    leak = find_leak(session, wanted.leak)
+    query = (
+        select(Account.external_id)
+        .join(Exposure, Exposure.account_id == Account.id)
+        .where(Exposure.leak_id == leak.id, Exposure.state == ExposureState.OPEN)
+        .order_by(Exposure.id)
+    )
+    if wanted.kind is not None:
+        query = query.where(Exposure.kind == wanted.kind)
+    return list(session.scalars(query))
+
+
+def count_exposures(session: Session, wanted: ExposureFilter) -> int:
+    """How many open exposures the filter names now; raise NotFound for no such leak."""
+    leak = find_leak(session, wanted.leak)
+    query = select(func.count()).where(
+        Exposure.leak_id == leak.id, Exposure.state == ExposureState.OPEN
+    )
+    if wanted.kind is not None:
+        query = query.where(Exposure.kind == wanted.kind)
+    return int(session.scalar(query) or 0)
+
+
+def bulk_end_exposures(
+    session: Session,
+    wanted: ExposureFilter,
+    *,
+    action: str,
+    reason: str,
+    actor: str,
+    now: datetime,
+    dry_run: bool = True,
+    confirmed_count: int | None = None,
+) -> BulkOutcome:
+    """Dismiss (``action`` "dismiss") or resolve ("resolve") every open exposure the filter
+    names, up to MAX_BULK, each through ``end_exposure`` (its own audit row, its warning
+    cancelled on a dismissal, the risk level told).
+
+    A dry run (the default) counts and changes nothing. Acting needs ``confirmed_count``,
+    the count the dry run showed: raises CountChanged if the set is another size now.
+    Raises ValidationFailed (reason), NotFound. Does not commit.
+    """
+    reason = check_reason(reason)
+    accounts = _selection(session, wanted)
+    if dry_run:
+        return BulkOutcome(wanted, True, len(accounts), 0, len(accounts))
+    if confirmed_count != len(accounts):
+        raise CountChanged(
+            f"{len(accounts)} open exposures match now, not {confirmed_count}: count again"
+        )
+    batch = accounts[:MAX_BULK]
+    for external_id in batch:
+        end_exposure(
+            session,
+            external_id,
+            wanted.leak,
+            action=action,
+            reason=reason,
+            actor=actor,
+            now=now,
+        )
+    return BulkOutcome(wanted, False, len(accounts), len(batch), len(accounts) - len(batch))

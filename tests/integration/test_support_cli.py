@@ -1,0 +1,87 @@
+"""`leakguard accounts lock|reset-totp|revoke-devices|force-step-up`: support's step-up
+overrides from the command line, the same domain functions as the staff site's buttons;
+each audited as the operator and seen by the very next risk check; on SQLite and
+PostgreSQL."""
+
+from __future__ import annotations
+
+from flask.testing import FlaskCliRunner
+from sqlalchemy import select
+
+from service.db import utcnow
+from service.models import AuditEvent
+from service.risk import Decision, Reason, Verdict, assess
+from service.runtime import Runtime
+from tests.support.cli import invoke, one_error_line, output
+from tests.support.factories import enroll_totp, expose, make_account
+
+
+def risk(runtime: Runtime, external_id: str) -> Verdict:
+    return assess(
+        runtime.db,
+        runtime.step_up,
+        external_id,
+        password=None,
+        assurance_token=None,
+        actor="login",
+        context=None,
+        now=utcnow(),
+    )
+
+
+def actions(runtime: Runtime) -> list[str]:
+    with runtime.db.read_session() as session:
+        return list(
+            session.scalars(
+                select(AuditEvent.action)
+                .where(AuditEvent.action.like("step_up.%"))
+                .order_by(AuditEvent.id)
+            )
+        )
+
+
+def test_lock_and_unlock_from_the_command_line(runtime: Runtime, runner: FlaskCliRunner) -> None:
+    expose(runtime, make_account(runtime, "jane", "jane@example.org"))
+    assert output(runner, "accounts", "lock", "jane", "--reason", "SUP-1").strip() == (
+        "step-up blocked until `accounts unlock`"
+    )
+    assert risk(runtime, "jane").reasons == (Reason.LOCKED,)
+    assert output(runner, "accounts", "lock", "jane", "--reason", "SUP-1").strip() == (
+        "already blocked"
+    )
+    assert output(runner, "accounts", "unlock", "jane").strip() == "unlocked"
+    assert risk(runtime, "jane").decision is Decision.STEP_UP
+    assert actions(runtime) == [
+        "step_up.locked_by_support",
+        "step_up.locked_by_support",
+        "step_up.unlocked",
+    ]
+
+
+def test_reset_totp_revoke_and_force_from_the_command_line(
+    runtime: Runtime, runner: FlaskCliRunner
+) -> None:
+    account_id = make_account(runtime, "jane", "jane@example.org")
+    enroll_totp(runtime, "jane", now=utcnow())
+    expose(runtime, account_id)
+    assert output(runner, "accounts", "reset-totp", "jane", "--reason", "lost phone").strip() == (
+        "authenticator removed"
+    )
+    assert risk(runtime, "jane").methods == ("email_code",)
+    assert output(runner, "accounts", "revoke-devices", "jane").strip() == (
+        "0 trusted devices revoked"
+    )
+    assert "earlier assurance tokens void" in output(runner, "accounts", "force-step-up", "jane")
+    assert actions(runtime)[-3:] == [
+        "step_up.totp_reset_by_support",
+        "step_up.devices_revoked",
+        "step_up.forced_by_support",
+    ]
+
+
+def test_an_unknown_account_is_one_line_and_exit_1(runner: FlaskCliRunner) -> None:
+    for command in ("lock", "reset-totp"):
+        result = invoke(runner, "accounts", command, "nobody", "--reason", "x")
+        assert result.exit_code == 1
+        assert one_error_line(result) == "Error: no account with the id 'nobody'"
+    assert invoke(runner, "accounts", "lock", "jane").exit_code == 2  # --reason is required

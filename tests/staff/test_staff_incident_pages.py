@@ -1,0 +1,298 @@
+"""The incident and queue pages through the test client, with CSRF on as deployed: roles,
+the staff audit row of each act, the htmx partials, the upload, the bulk dismissal's
+dry-run count; on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import io
+import re
+from datetime import timedelta
+
+import pytest
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from service.db import utcnow
+from service.email_change import assisted
+from service.email_change.context import ChangeTools
+from service.models import AuditEvent, ChangeState, EmailChangeRequest, Leak, StaffRole
+from service.runtime import Runtime
+from tests.support.factories import LEAK, expose, make_account
+from tests.support.staff import Clock, StaffLogin, csrf_token, log_in, make_staff, reauthenticate
+
+
+def staff_rows(runtime: Runtime, action: str) -> list[AuditEvent]:
+    with runtime.db.read_session() as session:
+        return list(
+            session.scalars(
+                select(AuditEvent)
+                .where(AuditEvent.action == f"staff.{action}")
+                .order_by(AuditEvent.id)
+            )
+        )
+
+
+def post(client: FlaskClient, path: str, form_page: str, **data: str) -> object:
+    return client.post(path, data={"csrf_token": csrf_token(client, form_page), **data})
+
+
+@pytest.fixture
+def admin(runtime: Runtime, clock: Clock) -> StaffLogin:
+    return make_staff(runtime, "admin@staff.example", StaffRole.ADMIN, now=clock.now())
+
+
+def test_the_leak_list_and_page_show_counts_funnel_and_poll_while_running(
+    runtime: Runtime, staff_client: FlaskClient, viewer: StaffLogin, clock: Clock
+) -> None:
+    expose(runtime, make_account(runtime, "ann", "ann@example.org"))
+    log_in(staff_client, viewer, clock)
+    page = staff_client.get("/staff/leaks").get_data(as_text=True)
+    assert f'href="/staff/leaks/{LEAK}"' in page
+    assert "hx-trigger" not in page  # nothing runs: nothing polls
+    assert "Upload a leak file" not in page  # a viewer uploads nothing
+    detail = staff_client.get(f"/staff/leaks/{LEAK}").get_data(as_text=True)
+    assert f'src="/staff/leaks/{LEAK}/funnel.svg"' in detail
+    assert re.search(r'data-stage="matched">1<', detail)
+    assert "Retract" not in detail
+    assert "Pause warnings" not in detail
+    svg = staff_client.get(f"/staff/leaks/{LEAK}/funnel.svg")
+    assert svg.mimetype == "image/svg+xml"
+    assert svg.get_data(as_text=True).startswith("<svg")
+    rows = staff_client.get("/staff/leaks/rows").get_data(as_text=True)
+    assert rows.startswith("\n<tbody") or rows.lstrip().startswith("<tbody")
+    preview = staff_client.get(f"/staff/leaks/{LEAK}/preview").get_data(as_text=True)
+    assert preview.count("<pre") == 4
+    assert staff_client.get("/staff/leaks/no-such-leak").status_code == 404
+
+
+def test_a_viewer_is_refused_every_campaign_action(
+    runtime: Runtime, staff_client: FlaskClient, viewer: StaffLogin, clock: Clock
+) -> None:
+    expose(runtime, make_account(runtime, "ann", "ann@example.org"))
+    log_in(staff_client, viewer, clock)
+    token = csrf_token(staff_client, "/staff/leaks")
+    for path in ("pause", "resume", "test-send", "retract"):
+        response = staff_client.post(f"/staff/leaks/{LEAK}/{path}", data={"csrf_token": token})
+        assert response.status_code == 403, path
+    assert staff_client.get("/staff/leaks/upload").status_code == 403
+
+
+def test_pause_and_resume_are_audited_once_each(
+    runtime: Runtime, staff_client: FlaskClient, agent: StaffLogin, clock: Clock
+) -> None:
+    expose(runtime, make_account(runtime, "ann", "ann@example.org"))
+    log_in(staff_client, agent, clock)
+    page = f"/staff/leaks/{LEAK}"
+    response = post(staff_client, f"{page}/pause", page)
+    assert response.status_code == 303
+    assert "warnings paused" in staff_client.get(page).get_data(as_text=True)
+    post(staff_client, f"{page}/resume", page)
+    [paused] = staff_rows(runtime, "campaign.paused")
+    [resumed] = staff_rows(runtime, "campaign.resumed")
+    assert paused.target == LEAK
+    assert paused.actor == resumed.actor == f"staff:{agent.id}"
+    assert staff_client.post(f"{page}/pause").status_code == 400  # no CSRF token
+
+
+def test_retraction_needs_an_admin_a_fresh_code_and_the_slug_typed(
+    runtime: Runtime, staff_client: FlaskClient, admin: StaffLogin, clock: Clock
+) -> None:
+    expose(runtime, make_account(runtime, "ann", "ann@example.org"))
+    log_in(staff_client, admin, clock)
+    page = f"/staff/leaks/{LEAK}"
+    clock.advance(timedelta(minutes=10))
+    stale = post(staff_client, f"{page}/retract", page, typed=LEAK, reason="typo")
+    assert stale.status_code == 303
+    assert stale.headers["Location"].startswith("/staff/reauth")
+    reauthenticate(staff_client, admin, clock)
+    wrong = post(staff_client, f"{page}/retract", page, typed="exchange", reason="typo")
+    assert wrong.status_code == 422
+    with runtime.db.read_session() as session:
+        assert session.scalar(select(Leak.retracted_at)) is None
+    done = post(staff_client, f"{page}/retract", page, typed=LEAK, reason="typo")
+    assert done.status_code == 303
+    assert "Retracted" in staff_client.get(page).get_data(as_text=True)
+    [row] = staff_rows(runtime, "leak.retracted")
+    assert row.detail is not None
+    assert row.detail["exposures_ended"] == 1
+
+
+def test_an_upload_from_the_page_ingests_and_refuses_as_the_cli(
+    runtime: Runtime, staff_client: FlaskClient, agent: StaffLogin, clock: Clock
+) -> None:
+    make_account(runtime, "ann", "ann@example.org")
+    log_in(staff_client, agent, clock)
+    token = csrf_token(staff_client, "/staff/leaks/upload")
+    empty = staff_client.post(
+        "/staff/leaks/upload",
+        data={
+            "csrf_token": token,
+            "slug": "fresh",
+            "fmt": "auto",
+            "file": (io.BytesIO(b""), "empty.txt"),
+        },
+        content_type="multipart/form-data",
+    )
+    assert empty.status_code == 422
+    assert "empty.txt: the file is empty; nothing recorded" in empty.get_data(as_text=True)
+    done = staff_client.post(
+        "/staff/leaks/upload",
+        data={
+            "csrf_token": token,
+            "slug": "fresh",
+            "fmt": "auto",
+            "file": (io.BytesIO(b"ann@example.org\nx@example.net\n"), "list.txt"),
+        },
+        content_type="multipart/form-data",
+    )
+    assert done.status_code == 303
+    assert done.headers["Location"] == "/staff/leaks/fresh"
+    page = staff_client.get("/staff/leaks/fresh").get_data(as_text=True)
+    assert "1 accounts flagged" in page
+    future = staff_client.post(
+        "/staff/leaks/upload",
+        data={
+            "csrf_token": token,
+            "slug": "later",
+            "fmt": "auto",
+            "observed_at": "2999-01-01",
+            "file": (io.BytesIO(b"ann@example.org\n"), "list.txt"),
+        },
+        content_type="multipart/form-data",
+    )
+    assert "is in the future" in future.get_data(as_text=True)
+    dated = staff_client.post(
+        "/staff/leaks/upload",
+        data={
+            "csrf_token": token,
+            "slug": "dated",
+            "fmt": "auto",
+            "name": "The exchange",
+            "name_de": "Die Börse",
+            "observed_at": "2019-11-01",
+            "file": (io.BytesIO(b"ann@example.org\ny@example.net\n"), "other.txt"),
+        },
+        content_type="multipart/form-data",
+    )
+    assert dated.status_code == 303
+    with runtime.db.read_session() as session:
+        leak = session.scalars(select(Leak).where(Leak.slug == "dated")).one()
+        assert session.scalar(select(Leak.id).where(Leak.slug == "later")) is None
+    assert (leak.names, leak.observed_at.isoformat()) == ({"de": "Die Börse"}, "2019-11-01")
+    [row, _] = staff_rows(runtime, "leak.uploaded")
+    assert row.detail is not None
+    assert row.detail["file"] == "list.txt"
+
+
+def test_the_email_change_queue_approves_after_a_fresh_code_and_denies(
+    runtime: Runtime,
+    staff_client: FlaskClient,
+    agent: StaffLogin,
+    admin: StaffLogin,
+    clock: Clock,
+) -> None:
+    tools = ChangeTools.of(runtime)
+    ids = []
+    for name in ("ann", "bob"):
+        make_account(runtime, name, f"{name}@example.org")
+        with runtime.db.transaction() as session:
+            ids.append(
+                assisted.request_assisted(
+                    session,
+                    tools,
+                    name,
+                    f"{name}@new.example",
+                    ticket=f"SUP-{name}",
+                    actor=f"staff:{agent.id}",
+                    now=utcnow(),
+                ).request_id
+            )
+    log_in(staff_client, admin, clock)
+    page = "/staff/queues/email-change"
+    listing = staff_client.get(page).get_data(as_text=True)
+    assert "SUP-ann" in listing
+    assert "a***@new.example" in listing
+    clock.advance(timedelta(minutes=10))
+    stale = post(staff_client, f"{page}/{ids[0]}/approve", page, reason="id checked")
+    assert stale.headers["Location"].startswith("/staff/reauth")
+    reauthenticate(staff_client, admin, clock)
+    assert post(staff_client, f"{page}/{ids[0]}/approve", page, reason="ok").status_code == 303
+    assert post(staff_client, f"{page}/{ids[1]}/deny", page, reason="no id").status_code == 303
+    with runtime.db.read_session() as session:
+        rows = session.execute(select(EmailChangeRequest.id, EmailChangeRequest.state))
+        states = {row.id: row.state for row in rows}
+    assert states == {ids[0]: ChangeState.AWAITING_CONFIRMATION, ids[1]: ChangeState.DENIED}
+    [approved] = staff_rows(runtime, "email_change.approved")
+    assert approved.target == "account:ann"
+    assert len(staff_rows(runtime, "email_change.denied")) == 1
+
+
+def test_whoever_filed_a_request_cannot_approve_it_on_the_page(
+    runtime: Runtime, staff_client: FlaskClient, agent: StaffLogin, clock: Clock
+) -> None:
+    make_account(runtime, "ann", "ann@example.org")
+    with runtime.db.transaction() as session:
+        request_id = assisted.request_assisted(
+            session,
+            ChangeTools.of(runtime),
+            "ann",
+            "ann@new.example",
+            ticket="SUP-1",
+            actor=f"staff:{agent.id}",
+            now=utcnow(),
+        ).request_id
+    log_in(staff_client, agent, clock)
+    reauthenticate(staff_client, agent, clock)
+    page = "/staff/queues/email-change"
+    refused = post(staff_client, f"{page}/{request_id}/approve", page, reason="ok")
+    assert refused.status_code == 422
+    assert staff_rows(runtime, "email_change.approved") == []
+
+
+def test_bulk_dismissal_shows_its_count_then_acts_on_that_set(
+    runtime: Runtime, staff_client: FlaskClient, agent: StaffLogin, clock: Clock
+) -> None:
+    for n in range(3):
+        expose(runtime, make_account(runtime, f"a{n}", f"a{n}@example.org"))
+    log_in(staff_client, agent, clock)
+    page = "/staff/queues/bulk-dismiss"
+    dry = post(staff_client, page, page, leak=LEAK, kind="", reason="wrong file")
+    text = dry.get_data(as_text=True)
+    assert dry.status_code == 200
+    assert re.search(r"<strong>3</strong> open exposures match now", text)
+    assert staff_rows(runtime, "exposures.bulk_dismissed") == []
+    changed = post(
+        staff_client, page, page, leak=LEAK, kind="", reason="wrong file", confirmed_count="2"
+    )
+    assert changed.status_code == 409
+    assert "3 open exposures match now, not 2" in changed.get_data(as_text=True)
+    assert re.search(
+        r'name="confirmed_count" type="hidden" value="3"', changed.get_data(as_text=True)
+    )
+    forged = post(
+        staff_client, page, page, leak=LEAK, kind="", reason="wrong file", confirmed_count="x"
+    )
+    assert forged.status_code == 400
+    done = post(
+        staff_client, page, page, leak=LEAK, kind="", reason="wrong file", confirmed_count="3"
+    )
+    assert done.status_code == 303
+    [row] = staff_rows(runtime, "exposures.bulk_dismissed")
+    assert row.detail is not None
+    assert row.detail["dismissed"] == 3
+
+
+def test_failed_warnings_page_lists_and_a_viewer_cannot_retry(
+    runtime: Runtime, staff_client: FlaskClient, viewer: StaffLogin, clock: Clock
+) -> None:
+    expose(runtime, make_account(runtime, "ann", "ann@example.org"))
+    log_in(staff_client, viewer, clock)
+    page = staff_client.get("/staff/queues/failed-notices").get_data(as_text=True)
+    assert "No failed warning" in page
+    assert staff_client.get("/staff/queues").status_code == 200
+    token = csrf_token(staff_client, "/staff/queues")
+    for action in ("retry", "cancel"):
+        response = staff_client.post(
+            f"/staff/queues/failed-notices/{LEAK}/{action}", data={"csrf_token": token}
+        )
+        assert response.status_code == 403
