@@ -68,6 +68,22 @@ def on_starting(server):
         for line in problems:
             server.log.error("Error: %s", line)
         sys.exit(2)
+    if settings.redis_url is None and server.num_workers > 1:
+        # Without Redis the rate limits (API, step-up, staff logins) count in each
+        # process's memory: two workers would each allow the full budget.
+        if "GUNICORN_WORKERS" in os.environ:
+            server.log.warning(
+                "%d workers without LEAKGUARD_REDIS_URL: each counts the rate limits on its "
+                "own, so every limit is %d times the documented one",
+                server.num_workers,
+                server.num_workers,
+            )
+        else:
+            server.log.info(
+                "one worker: without LEAKGUARD_REDIS_URL the rate limits count in the "
+                "process's memory (set LEAKGUARD_REDIS_URL to run more)"
+            )
+            server.num_workers = 1
 
 
 def child_exit(server, worker):

@@ -61,7 +61,7 @@ class DemoReport:
             )
         lines.append(
             f"next: `leakguard leaks show {DEMO_LEAK}` and `leakguard notices status --leak "
-            f"{DEMO_LEAK}`;\n      `leakguard run` serves the API "
+            f"{DEMO_LEAK}`;\n      `leakguard serve` serves the API "
             "(OpenAPI document at /openapi/openapi.json)"
         )
         return "\n".join(lines)

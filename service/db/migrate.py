@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from alembic import command
@@ -34,7 +35,10 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(connection).get_current_revision()
 
 
+@functools.cache
 def head_revision() -> str | None:
+    """The newest revision of the migrations this code carries. Read once per process (it
+    parses every revision file): the code, and so its head, changes only with a restart."""
     return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
 
 

@@ -16,7 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from service.api.problems import problem_response
-from service.db.migrate import is_at_head
+from service.db.migrate import head_revision, is_at_head
 from service.runtime import Runtime
 
 READINESS_TIMEOUT = timedelta(seconds=1)  # all checks together; a probe waits no longer
@@ -38,6 +38,8 @@ def register_health(app: OpenAPI, runtime: Runtime) -> None:
         if runtime.settings.redis_url is not None
         else None
     )
+
+    head_revision()  # read the migrations now, not inside the first probe's second
 
     def unready() -> str | None:
         """What keeps this process from serving, in one sentence; None: ready."""

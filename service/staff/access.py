@@ -26,6 +26,9 @@ from flask import (
     request,
     url_for,
 )
+from flask import (
+    session as flask_session,
+)
 from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.exceptions import Forbidden
@@ -53,6 +56,7 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 PUBLIC_ENDPOINTS = frozenset({"staff.static"})
 
 THROTTLE_EXTENSION = "leakguard_staff_login_throttle"
+CSRF_FIELD = "csrf_token"  # Flask-WTF's key in the Flask session (WTF_CSRF_FIELD_NAME)
 
 csrf = CSRFProtect()
 
@@ -142,6 +146,7 @@ def check_access() -> ResponseReturnValue | None:
         logger.error("staff view %s declares no access (@requires or @public): refused", endpoint)
         raise Forbidden("this page declares no access rule")
     if request.method not in SAFE_METHODS:
+        _check_origin()
         csrf.protect()  # raises CSRFError (400)
     if access == PUBLIC:
         return None
@@ -154,6 +159,27 @@ def check_access() -> ResponseReturnValue | None:
     if not has_role(active.staff, cast(StaffRole, access)):
         raise Forbidden(f"your role ({active.staff.role.value}) may not do this: it needs {access}")
     return None
+
+
+def _check_origin() -> None:
+    """Refuse an unsafe request another site's page sent (403): its ``Origin`` must be this
+    site, as the browser reached it or as ``LEAKGUARD_PUBLIC_URL`` names it (behind a proxy).
+
+    A second wall beside the CSRF token: a token fixed on a victim before login (OWASP CSRF
+    cheat sheet, "Verifying origin with standard headers"). Browsers send ``Origin`` on
+    every cross-site POST (``null`` from sandboxed frames and some redirects: refused too);
+    a request without the header (a same-site form in an older browser, a script) is left
+    to the token.
+    """
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return
+    public = urlsplit(runtime_of(current_app).settings.public_url).netloc
+    if urlsplit(origin).netloc not in {request.host, public}:
+        logger.warning(
+            "staff %s %s refused: sent from another origin", request.method, request.path
+        )
+        raise Forbidden("this form was sent from another site")
 
 
 def _to_login() -> Response:
@@ -197,6 +223,7 @@ def set_session_cookie(response: Response, token: str) -> None:
     """Put a new session token in the cookie: HttpOnly, SameSite=Lax, path /staff, Secure
     outside development (and wherever the public URL is https)."""
     settings = runtime_of(current_app).settings
+    _new_csrf_secret()
     response.set_cookie(
         COOKIE_NAME,
         token,
@@ -208,5 +235,13 @@ def set_session_cookie(response: Response, token: str) -> None:
     )
 
 
+def _new_csrf_secret() -> None:
+    """Drop the CSRF secret when a session starts, turns or ends: a token someone read off
+    this browser before the login (a fixed Flask session cookie) then no longer passes."""
+    flask_session.pop(CSRF_FIELD, None)
+    g.pop(CSRF_FIELD, None)  # Flask-WTF's per-request copy of the token
+
+
 def clear_session_cookie(response: Response) -> None:
+    _new_csrf_secret()
     response.delete_cookie(COOKIE_NAME, path=COOKIE_PATH, httponly=True, samesite="Lax")

@@ -4,6 +4,8 @@ change) and argon2id hashes (OWASP's minimum parameters, as recovery codes use).
 
 from __future__ import annotations
 
+import unicodedata
+
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
 
@@ -24,9 +26,17 @@ class PasswordRefused(ValidationFailed):
     title = "The password is not acceptable"
 
 
+def normalized(password: str) -> str:
+    """The password as hashed and compared: Unicode NFKC (SP 800-63B 5.1.1.2 says SHOULD),
+    so the same passphrase typed on another keyboard or OS (composed or decomposed
+    accents, full-width forms) is the same secret."""
+    return unicodedata.normalize("NFKC", password)
+
+
 def check_password_policy(password: str) -> None:
-    """Raise PasswordRefused, saying why, unless ``password`` may be chosen."""
-    length = len(password)
+    """Raise PasswordRefused, saying why, unless ``password`` may be chosen (counted in
+    characters after normalization)."""
+    length = len(normalized(password))
     if length < MIN_PASSWORD_CHARS:
         raise PasswordRefused(f"the password must have at least {MIN_PASSWORD_CHARS} characters")
     if length > MAX_PASSWORD_CHARS:
@@ -34,7 +44,7 @@ def check_password_policy(password: str) -> None:
 
 
 def hash_password(password: str) -> str:
-    return HASHER.hash(password)
+    return HASHER.hash(normalized(password))
 
 
 def password_matches(password_hash: str | None, password: str) -> bool:
@@ -42,6 +52,7 @@ def password_matches(password_hash: str | None, password: str) -> bool:
     if len(password) > MAX_PASSWORD_CHARS:
         return False
     try:
-        return HASHER.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+        secret = normalized(password)
+        return HASHER.verify(password_hash or _DUMMY_HASH, secret) and password_hash is not None
     except (VerificationError, InvalidHashError):
         return False

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import runpy
 import socket
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from service.clients import Scope
@@ -205,3 +207,49 @@ def test_workers_default_to_one_gthread_worker_of_four_threads_per_cpu(tmp_path:
     assert (every["workers"], every["threads"]) == (str(len(available)), "4")
     chosen = printed_config(tmp_path, set(available), GUNICORN_WORKERS="3", GUNICORN_THREADS="8")
     assert (chosen["workers"], chosen["threads"]) == ("3", "8")
+
+
+class _Arbiter:
+    """What deploy/gunicorn.conf.py's on_starting reads of gunicorn's arbiter."""
+
+    def __init__(self, workers: int) -> None:
+        self.num_workers = workers
+        self.lines: list[str] = []
+        self.log = self
+
+    def info(self, message: str, *args: object) -> None:
+        self.lines.append(message % args)
+
+    warning = error = info
+
+
+def test_without_redis_the_server_runs_one_worker_so_the_limits_hold(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Trial: `leakguard serve` on the embedded default started one worker per CPU, each
+    counting the rate limits in its own memory: 12 wrong staff passwords in a row passed
+    where 10 are allowed. Without Redis the server keeps to one worker; a worker count set
+    on purpose is kept, with a warning."""
+    env = cli_env(db_url, tmp_path / "instance", PROMETHEUS_MULTIPROC_DIR=str(tmp_path))
+    for name in [name for name in os.environ if name.startswith(("LEAKGUARD_", "GUNICORN_"))]:
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    config = runpy.run_path(str(CONFIG))
+
+    alone = _Arbiter(workers=2)
+    config["on_starting"](alone)
+    assert alone.num_workers == 1
+    assert "LEAKGUARD_REDIS_URL" in alone.lines[0]
+
+    monkeypatch.setenv("GUNICORN_WORKERS", "3")
+    chosen = _Arbiter(workers=3)
+    config["on_starting"](chosen)
+    assert chosen.num_workers == 3
+    assert "3 times the documented one" in chosen.lines[0]
+
+    monkeypatch.delenv("GUNICORN_WORKERS")
+    monkeypatch.setenv("LEAKGUARD_REDIS_URL", "redis://127.0.0.1:6379/0")
+    shared = _Arbiter(workers=2)
+    config["on_starting"](shared)
+    assert (shared.num_workers, shared.lines) == (2, [])

@@ -204,3 +204,46 @@ def test_the_return_address_after_reauthentication_stays_on_this_site(
     ):
         page = staff_client.get(f"/staff/reauth?next={target}").get_data(as_text=True)
         assert 'name="next" type="hidden" value="/staff/"' in page, target
+
+
+def test_a_csrf_token_read_before_the_login_does_not_pass_after_it(
+    staff_client: FlaskClient, agent: StaffLogin, clock: Clock, runtime: Runtime, account_id: int
+) -> None:
+    """Trial: an attacker who fixed the Flask session cookie on a victim's browser before
+    the login kept a token that passed after it (the CSRF secret outlived the login)."""
+    before = csrf_token(staff_client)
+    log_in(staff_client, agent, clock)
+    answer = staff_client.post("/staff/accounts", data={"q": "jane", "csrf_token": before})
+    assert answer.status_code == 400
+    assert audit_count(runtime, "staff.account_lookup") == 0
+    fresh = csrf_token(staff_client, "/staff/accounts")
+    assert fresh != before
+    assert (
+        staff_client.post("/staff/accounts", data={"q": "jane", "csrf_token": fresh}).status_code
+        == 200
+    )
+
+
+@pytest.mark.parametrize("origin", ["https://evil.example", "null", "http://localhost.evil:80"])
+def test_a_form_sent_from_another_site_is_refused_even_with_a_valid_token(
+    staff_client: FlaskClient,
+    agent: StaffLogin,
+    clock: Clock,
+    runtime: Runtime,
+    account_id: int,
+    origin: str,
+) -> None:
+    log_in(staff_client, agent, clock)
+    token = csrf_token(staff_client, "/staff/accounts")
+    refused = staff_client.post(
+        "/staff/accounts", data={"q": "jane", "csrf_token": token}, headers={"Origin": origin}
+    )
+    assert refused.status_code == 403
+    assert audit_count(runtime, "staff.account_lookup") == 0
+    same_site = staff_client.post(
+        "/staff/accounts",
+        data={"q": "jane", "csrf_token": token},
+        headers={"Origin": "http://localhost"},  # the test client's own host
+    )
+    assert same_site.status_code == 200
+    assert audit_count(runtime, "staff.account_lookup") == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -12,7 +13,7 @@ from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
 from sqlalchemy import select
 
-from service.models import StaffUser
+from service.models import StaffRole, StaffUser
 from service.runtime import Runtime
 from tests.support.cli import invoke, output
 from tests.support.staff import PASSWORD, Clock, StaffLogin, audit_count, csrf_token, log_in
@@ -179,3 +180,20 @@ def test_logins_are_refused_when_the_limit_store_is_down(
 ) -> None:
     client = make_app(redis_url="redis://127.0.0.1:1/0").test_client()
     assert login_with(client, agent, clock, agent.password) == 503
+
+
+def test_a_password_typed_in_another_unicode_form_is_the_same_password(
+    runner: FlaskCliRunner, staff_client: FlaskClient, clock: Clock, staff_app: Flask
+) -> None:
+    """Trial: enrolled with a composed (NFC) passphrase, the same one typed decomposed (NFD,
+    as some keyboards and systems send it) was refused. SP 800-63B 5.1.1.2: normalize."""
+    composed = "Prüfungsangst im Café, 日本語 ①"
+    decomposed = unicodedata.normalize("NFD", composed)
+    assert decomposed != composed
+    link = create_user(runner, "uni@staff.example", "viewer")
+    status, secret = enrol(staff_client, link, clock, password=composed, password_again=composed)
+    assert status == 303
+    staff_client.post("/staff/logout", data={"csrf_token": csrf_token(staff_client, "/staff/")})
+    login = StaffLogin(0, "uni@staff.example", StaffRole.VIEWER, decomposed, secret)
+    assert login_with(staff_app.test_client(), login, clock, decomposed) == 303
+    assert login_with(staff_app.test_client(), login, clock, composed + "x") == 401
