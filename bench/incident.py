@@ -730,6 +730,7 @@ def report(
         ("  / bare loop (target <= 1.3x)", f"{end_to_end / base_wall:.2f}x"),
         (f"protected: ingest start -> {SAMPLE} sampled accounts answer step_up", protected),
         ("ingest wall (interpreter start to exit)", f"{incident.ingest_wall:.2f} s"),
+        ("  of it the ingest's own seconds (--json)", f"{summary.get('seconds', 0.0):.2f} s"),
         ("ingest exit -> last warning accepted", f"{delivery:.2f} s"),
         ("ingest start -> first warning accepted", f"{warnings['first'] - incident.started:.2f} s"),
         ("send window: first -> last warning accepted", f"{window:.2f} s"),
