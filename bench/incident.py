@@ -27,7 +27,8 @@ Timed, in one run:
 - the ingest's own wall time, peak RSS and CPU, and the worker's peak RSS and CPU
   (``RUSAGE_WRAPPER``: each process's own, the worker's rq work horses included);
 - delivery: from the ingest's exit to the last accepted warning, and the send window
-  (first to last accepted warning).
+  (first to last accepted warning); the relay wait, from the warnings' creation in the
+  ingest's chunk transaction to their hand-off to the queue (``created_at``, ``queued_at``).
 
 The baseline, in the same run, against the same sink: a bare smtplib loop sending the
 same 10,000 messages, rendered beforehand as the worker renders them (one per recipient),
@@ -71,8 +72,8 @@ from typing import Any
 from common import DOMAINS, RUSAGE_WRAPPER, child_env, create_pg_database, drop_pg_database
 from redis import Redis
 from rq import Worker
+from sqlalchemy import func, update
 from sqlalchemy import select as sql_select
-from sqlalchemy import update
 
 from jobs.deliver import send_notices
 from jobs.sample import FIRST_NAMES, LAST_NAMES
@@ -594,6 +595,7 @@ class Incident:
     poll_errors: list[str]
     all_step_up: int
     not_step_up: dict[str, int]
+    relay_wait: float  # the warnings' creation (in the ingest's transaction) -> queued
 
 
 def run_incident(
@@ -663,6 +665,12 @@ def run_incident(
     worker.terminate_command()
     worker.process.wait(timeout=120)
 
+    with runtime.db.read_session() as session:
+        created, queued = session.execute(
+            sql_select(func.max(Notice.created_at), func.min(Notice.queued_at))
+        ).one()
+    relay_wait = (queued - created).total_seconds() if created and queued else float("nan")
+
     # Untimed: every leaked account through the same risk check.
     decisions: dict[str, int] = {}
     for external_id, _, _ in leaked:
@@ -679,6 +687,7 @@ def run_incident(
         poll_rounds=poller.rounds,
         poll_errors=poller.errors + errors,
         all_step_up=step_up,
+        relay_wait=relay_wait,
         not_step_up=decisions,
     )
 
@@ -731,6 +740,7 @@ def report(
         (f"protected: ingest start -> {SAMPLE} sampled accounts answer step_up", protected),
         ("ingest wall (interpreter start to exit)", f"{incident.ingest_wall:.2f} s"),
         ("  of it the ingest's own seconds (--json)", f"{summary.get('seconds', 0.0):.2f} s"),
+        ("warnings created (ingest chunk) -> relayed to the queue", f"{incident.relay_wait:.2f} s"),
         ("ingest exit -> last warning accepted", f"{delivery:.2f} s"),
         ("ingest start -> first warning accepted", f"{warnings['first'] - incident.started:.2f} s"),
         ("send window: first -> last warning accepted", f"{window:.2f} s"),
