@@ -80,7 +80,9 @@ class AccountView:
     locale: str | None
     created_at: datetime
     updated_at: datetime
-    email_changed_at: datetime | None = None  # the last confirmed (or reverted) email change
+    # When the account last moved to another mailbox, by any path (PUT, batch, import, a
+    # confirmed or reverted email change); a respelling of the same mailbox does not count.
+    email_changed_at: datetime | None = None
 
     @classmethod
     def of(cls, account: Account) -> AccountView:
@@ -359,9 +361,10 @@ def change_addresses(
     For each: (a) its open exposures of the old address end (``resolved``, cause
     ``address_changed``) and (b) their unsent warnings are cancelled, so none is mailed to
     the new address (``end_old_address_exposures``); (c) the new bare mailbox and key are
-    stored; (d) the new address is checked against the watch list at once and flagged if it
-    leaked; (e) the security epoch rises (earlier assurance tokens stop working), pending
-    TOTP enrolments drop and every trusted device stops being trusted; (f) an email change
+    stored, and ``email_changed_at`` is now; (d) the new address is checked against the
+    watch list at once and flagged if it leaked; (e) the security epoch rises (earlier
+    assurance tokens stop working), pending TOTP enrolments drop and every trusted device
+    stops being trusted; (f) an email change
     awaiting confirmation is closed as ``superseded`` (``service.email_change.superseded``).
     A respelling of the same canonical address (same key) does (c) and (e) only: the
     mailbox is the same, so its exposures, its undeliverable mark and a pending email
@@ -394,9 +397,10 @@ def change_addresses(
         )
     for condition in bulk.in_batches(session, Account.id, rekeyed):
         # A new mailbox deserves a new chance at delivery; a respelling of a bounced one
-        # ("HENRY@example.org" for "henry@example.org") does not.
+        # ("HENRY@example.org" for "henry@example.org") does not. And it is the account's
+        # security state: ``email_changed_at`` says when, whichever path moved it.
         session.execute(
-            update(Account).where(condition).values(undeliverable_at=None),
+            update(Account).where(condition).values(undeliverable_at=None, email_changed_at=now),
             execution_options={"synchronize_session": False},
         )
     drop_pending_enrolments(session, moved)
@@ -410,7 +414,8 @@ def change_addresses(
     # A change waiting for the new mailbox speaks of the address the account had: it ends.
     supersede_pending(session, rekeyed, actor=f"cause:{cause.value}", now=now)
     ended = end_old_address_exposures(session, rekeyed, actor=f"cause:{cause.value}", now=now)
-    flagged = flag_from_watchlist(session, rekeyed, now=now).flagged
+    flagged = flag_from_watchlist(session, rekeyed, now=now, reopened=ended.reopened).flagged
+    flagged += len(ended.reopened)
     return AddressChanged(
         len(moved), ended.exposures_ended, ended.warnings_cancelled, flagged, untrusted
     )

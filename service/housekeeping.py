@@ -15,6 +15,7 @@ it once: a row the other run took is no longer there to take.
 | email_changes_expired | email-change requests whose confirmation link ran out: ``expired``    |
 | events_purged         | security events settled (delivered, dropped, cancelled) over 30 days  |
 |                       | ago; each account's last level and lock state stay (what was told)    |
+| staff_sessions_purged | staff sessions ended or timed out (service/staff/sessions.py)         |
 
 Assurance tokens are signed, not stored (service/stepup/assurance.py): nothing to purge.
 """
@@ -34,6 +35,7 @@ from service.email_change.request import expire_requests
 from service.events.outbox import purge_settled
 from service.leaks.lifecycle import expire_exposures
 from service.models import StepUpChallenge, StepUpThrottle, TrustedDevice
+from service.staff.sessions import purge_staff_sessions
 from service.stepup.throttle import ThrottlePolicy
 
 BATCH = 5_000  # rows per transaction
@@ -52,6 +54,7 @@ class HousekeepingReport:
     throttles_purged: int
     email_changes_expired: int = 0
     events_purged: int = 0
+    staff_sessions_purged: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -61,7 +64,8 @@ class HousekeepingReport:
             f"{self.exposures_expired} exposures expired; {self.challenges_purged} expired "
             f"challenges, {self.devices_purged} trusted devices and {self.throttles_purged} "
             f"throttle rows purged; {self.email_changes_expired} email changes expired; "
-            f"{self.events_purged} settled security events purged"
+            f"{self.events_purged} settled security events purged; "
+            f"{self.staff_sessions_purged} dead staff sessions purged"
         )
 
 
@@ -87,6 +91,7 @@ def run_housekeeping(
         events_purged=_drain(
             db, lambda s: purge_settled(s, before=now - EVENT_RETENTION, limit=batch)
         ),
+        staff_sessions_purged=_drain(db, lambda s: purge_staff_sessions(s, now=now, limit=batch)),
     )
 
 

@@ -39,6 +39,9 @@ from tests.support.services import (
 from tests.support.settings import make_settings
 from tests.support.smtp import SmtpServer
 
+# The browser fixtures (playwright, browser), shared by tests/browser and tests/staff.
+pytest_plugins = ["tests.support.browser"]
+
 # --- databases -------------------------------------------------------------------------------
 
 

@@ -124,13 +124,14 @@ def send_after_answer(rt: Runtime, response: Response, step: ChangeStep) -> None
     response.call_on_close(lambda: send_now(rt, notice_ids, queue))
 
 
-def change_out(view: ChangeView) -> EmailChangeOut:
+def change_out(view: ChangeView, *, address_restored: bool | None = None) -> EmailChangeOut:
     return EmailChangeOut(
         request_id=view.request_id,
         state=view.state,
         priority=view.priority,
         expires_at=view.expires_at,
         address_leaked=view.address_leaked,
+        address_restored=address_restored,
     )
 
 
@@ -290,7 +291,7 @@ def _follow(purpose: LinkPurpose, token: str) -> Response:
     with rt.db.transaction() as session:
         tools = ChangeTools.of(rt)
         step = follow_link(session, tools, purpose, token, actor=_actor(), now=utcnow())
-    response = answer(change_out(step.view))
+    response = answer(change_out(step.view, address_restored=step.address_restored))
     send_after_answer(rt, response, step)
     return response
 
@@ -327,5 +328,10 @@ def revert_email_change(body: LinkTokenBody) -> Response:
     """Revert with the token of the alert's link, within 7 days, before or after
     confirmation: the old address comes back, the request is void, no new change for
     `LEAKGUARD_EMAIL_CHANGE_COOLDOWN_HOURS` (409 `cooling_off`), trusted devices end and
-    the risk check answers `step_up` (`email_change_reverted`) until support clears it."""
+    the risk check answers `step_up` (`email_change_reverted`) until support clears it.
+    `address_restored` says whether the old address is the account's again: false when
+    the change had not taken effect, when the login service has set another address since,
+    or when another account holds the old address now (never two accounts on one address:
+    the revert still voids the change and holds the account, and support is told by the
+    audit event `email_change.revert_unrestored`)."""
     return _follow(LinkPurpose.REVERT, body.token)

@@ -70,6 +70,12 @@ class EmailChangeOut(BaseModel):
         description="True when the new address is in a known leak (not retracted) now: "
         "the same in the request's answer, the confirmation's, the revert's and the GET",
     )
+    address_restored: bool | None = Field(
+        default=None,
+        description="A revert only: whether the old address is the account's again (false "
+        "when the change had not taken effect, or another account holds the old address "
+        "now: support is told)",
+    )
 
 
 class PendingEmailChangeOut(BaseModel):

@@ -123,7 +123,9 @@ class AccountOut(BaseModel):
     created_at: Timestamp
     updated_at: Timestamp
     email_changed_at: Timestamp | None = Field(
-        default=None, description="When a confirmed or reverted email change last set the address"
+        default=None,
+        description="When the account last moved to another mailbox, by any path: PUT, "
+        "batch, import, a confirmed or reverted email change (not a respelling)",
     )
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, exists, or_, select, update
 from sqlalchemy.orm import Session
 
 from service.accounts import AddressChangeCause, bare_email, change_address
@@ -46,6 +46,14 @@ REVERTIBLE = (
     ChangeState.EXPIRED,
     ChangeState.REPLACED,
 )
+
+
+class Restore(StrEnum):
+    """What a revert did with the old address of a change that had taken effect."""
+
+    RESTORED = "restored"
+    MOVED_SINCE = "moved_since"  # the login service set another address since: it stays
+    TAKEN = "taken"  # another account holds the old address now: support sorts it out
 
 
 class LinkState(StrEnum):
@@ -168,7 +176,6 @@ def confirm_change(
         actor=actor,
         now=now,
     )
-    account.email_changed_at = now
     session.flush()
     notices = queue_mail(session, request.id, account.id, (NoticeKind.EMAIL_CHANGED,), now=now)
     audit_step(session, request, account.external_id, "confirmed", actor=actor, now=now)
@@ -183,12 +190,31 @@ def _restore(
     *,
     actor: str,
     now: datetime,
-) -> bool:
+) -> Restore:
     """Put back the address ``request`` replaced, if the account still has the one it set;
-    return whether it did. An address the login service has set since (PUT /v1/accounts) is
-    its own later decision and stays."""
+    say what became of it. An address the login service has set since (PUT /v1/accounts) is
+    its own later decision and stays. Nor is the old address put back while another account
+    holds it (the login service gave it to someone else meanwhile): two accounts would
+    hold one address. That is for support to sort out: ``email_change.revert_unrestored``
+    is audited, and the revert's hold (step-up on every sign-in until support clears it)
+    applies all the same."""
     if account.email_key != request.new_email_key:
-        return False
+        return Restore.MOVED_SINCE
+    lock_addresses(session, [request.old_email_key])
+    taken = session.scalar(
+        select(exists().where(Account.email_key == request.old_email_key, Account.id != account.id))
+    )
+    if taken:
+        audit_step(
+            session,
+            request,
+            account.external_id,
+            "revert_unrestored",
+            actor=actor,
+            now=now,
+            reason="another account holds the old address now: support must sort it out",
+        )
+        return Restore.TAKEN
     change_address(
         session,
         tools.keys,
@@ -198,8 +224,7 @@ def _restore(
         actor=actor,
         now=now,
     )
-    account.email_changed_at = now
-    return True
+    return Restore.RESTORED
 
 
 def revert_change(
@@ -273,7 +298,10 @@ def revert_change(
             now=now,
             reverted_request=request.id,
         )
-    restored = was_confirmed and _restore(session, tools, account, request, actor=actor, now=now)
+    outcome = (
+        _restore(session, tools, account, request, actor=actor, now=now) if was_confirmed else None
+    )
+    restored = outcome is Restore.RESTORED
     if not restored:
         # Whatever a step-up vouched for before the revert (the attacker's, perhaps) ends
         # here too; change_address does the same when it puts the address back.
@@ -292,4 +320,8 @@ def revert_change(
         restored=restored,
         was_confirmed=was_confirmed,
     )
-    return ChangeStep(ChangeView.of(session, request))
+    return ChangeStep(
+        ChangeView.of(session, request),
+        address_restored=restored if was_confirmed else None,
+        restore_refused=outcome is Restore.TAKEN,
+    )

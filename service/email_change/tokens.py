@@ -4,8 +4,10 @@ A token is never stored and never handed to a job: it is an HMAC-SHA256, under a
 derived from ``LEAKGUARD_HASH_KEY``, of the request id, the link's purpose and the
 request's link generation, so the delivering worker derives it again from the notice's
 request. The database keeps only its SHA-256 (``confirm_token_hash``/``revert_token_hash``),
-to find the request by an incoming token with one indexed read; the hash is cleared when the
-link is used, and a resend raises the generation, so a used or replaced link finds nothing.
+to find the request by an incoming token with one indexed read. The hash stays with the
+request whatever becomes of it, and the request's state says what the link may still do (a
+used link, or one of a closed request: 409 ``request_closed``); a resend raises the
+generation, so a replaced confirmation link finds nothing (400 ``link_invalid``).
 256 bits, base64url (RFC 4648 section 5): 43 characters.
 """
 

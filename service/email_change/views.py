@@ -53,3 +53,8 @@ class ChangeStep:
 
     view: ChangeView
     notice_ids: tuple[int, ...] = ()
+    # A revert of a change that took effect: whether the old address is the account's
+    # again (None for other steps, and for a change that had not taken effect).
+    address_restored: bool | None = None
+    # A revert: the old address stayed away because another account holds it now.
+    restore_refused: bool = False

@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import Table, and_, bindparam, delete, or_, select, update
+from sqlalchemy import Table, and_, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
+from service.audit import record_event
 from service.db import bulk, rowcount
 from service.events.emit import Flags, policy_of, record_flags, record_risk_level
 from service.events.types import LoweredBecause
@@ -139,11 +140,18 @@ def _add_leaked_passwords(
 
 
 def flag_from_watchlist(
-    session: Session, account_ids: Sequence[int], *, now: datetime
+    session: Session,
+    account_ids: Sequence[int],
+    *,
+    now: datetime,
+    reopened: Sequence[tuple[int, int]] = (),
 ) -> ExposureOutcome:
     """Expose accounts (just created, or given a new address) whose address is in any leak.
 
-    One set-based read of the watch list for all ``account_ids``. Does not commit.
+    One set-based read of the watch list for all ``account_ids``. ``reopened``: (account,
+    leak) pairs whose ended exposure ``end_old_address_exposures`` opened again; their
+    risk level is told with the others' (no row or warning is added for them). Does not
+    commit.
     """
     pairs: list[tuple[int, int]] = []
     for condition in bulk.in_batches(session, Account.id, account_ids):
@@ -163,11 +171,16 @@ def flag_from_watchlist(
         by_leak.setdefault(leak_id, []).append(NewExposure(account_id))
     flagged = notices = 0
     every: list[Flags] = []
+    again: dict[int, list[int]] = {}
+    for account_id, leak_id in reopened:
+        again.setdefault(leak_id, []).append(account_id)
     for leak_id, candidates in sorted(by_leak.items()):
         outcome, flags = _open_exposures(session, leak_id, candidates, now=now)
         flagged += outcome.flagged
         notices += outcome.notices
         every.append(flags)
+        if leak_id in again:
+            every.append(Flags(leak_id, again[leak_id], []))
     # One recording for every leak: an account's events are decided once, under one lock.
     record_flags(session, every, now=now)
     return ExposureOutcome(flagged, notices)
@@ -177,6 +190,7 @@ def flag_from_watchlist(
 class EndedByAddressChange:
     exposures_ended: int  # open exposures of the old address, now resolved
     warnings_cancelled: int  # their warnings not sent yet, never mailed to the new address
+    reopened: tuple[tuple[int, int], ...] = ()  # (account, leak) of ended ones opened again
 
 
 def end_old_address_exposures(
@@ -189,8 +203,15 @@ def end_old_address_exposures(
     accounts ends (``resolved``, cause ``address_changed``) and its unsent warning is
     cancelled, except in a leak the *new* address is in too: that one stays open, now the
     new address's (kind ``email``: the old address's leaked password is not the new one's).
-    An ended exposure of a leak the new address is in is removed with its warning, so that
-    ``flag_from_watchlist`` opens it afresh for the new address. Does not commit.
+
+    An ended exposure of a leak the new address is in (a revert, or a move back) is
+    re-opened in place, kind ``email``: the row and every warning row of it stay, so the
+    history is kept (what it was and how it had ended goes to the audit trail,
+    ``exposure.reopened``) and an address warned about the leak already is not warned
+    again. Only a warning that was cancelled unsent (the address moved before it went) is
+    put back to pending: that address was never told. The re-opened pairs come back in
+    ``reopened``, for ``flag_from_watchlist`` to raise their risk level with the leak as
+    the reason. Does not commit.
     """
     rows: list[tuple[int, int, int, ExposureState]] = []
     for condition in bulk.in_batches(session, Exposure.account_id, list(account_ids)):
@@ -254,21 +275,94 @@ def end_old_address_exposures(
                 [{"account": a, "leak": lk} for _, a, lk in ended],
             )
         )
-    if reopen:
-        session.execute(
-            delete(NOTICE_TABLE).where(
-                NOTICE_TABLE.c.account_id == bindparam("account"),
-                NOTICE_TABLE.c.leak_id == bindparam("leak"),
-                NOTICE_TABLE.c.kind == NoticeKind.LEAK_WARNING.value,
-                NOTICE_TABLE.c.state != NoticeState.SENDING.value,
-            ),
-            [{"account": a, "leak": lk} for _, a, lk in reopen],
-        )
-        for condition in bulk.in_batches(session, Exposure.id, [i for i, _, _ in reopen]):
-            session.execute(
-                delete(Exposure).where(condition), execution_options={"synchronize_session": False}
-            )
     # The login service hears of each account whose risk level so fell (a credential
-    # exposure kept as the new address's email one falls from HIGH to MEDIUM).
+    # exposure kept as the new address's email one falls from HIGH to MEDIUM); a rise by a
+    # re-opened exposure is told by ``flag_from_watchlist``, with its leak as the reason.
     record_risk_level(session, account_ids, reason=LoweredBecause.ADDRESS_CHANGED, now=now)
-    return EndedByAddressChange(len(ended), cancelled)
+    reopened = _reopen(session, reopen, actor=actor, now=now)
+    return EndedByAddressChange(len(ended), cancelled, reopened)
+
+
+def _reopen(
+    session: Session, rows: Sequence[tuple[int, int, int]], *, actor: str, now: datetime
+) -> tuple[tuple[int, int], ...]:
+    """Open again the ended exposures ``rows`` (id, account, leak), keeping their rows and
+    their warnings; audit what each was. Return the (account, leak) pairs."""
+    if not rows:
+        return ()
+    ids = [i for i, _, _ in rows]
+    before = {
+        row.id: row
+        for condition in bulk.in_batches(session, Exposure.id, ids)
+        for row in session.execute(
+            select(
+                Exposure.id,
+                Exposure.kind,
+                Exposure.state,
+                Exposure.end_cause,
+                Exposure.resolved_at,
+                Exposure.resolved_by,
+                Exposure.resolution,
+                Account.external_id,
+                Leak.slug,
+            )
+            .join(Account, Account.id == Exposure.account_id)
+            .join(Leak, Leak.id == Exposure.leak_id)
+            .where(condition)
+        )
+    }
+    for condition in bulk.in_batches(session, Exposure.id, ids):
+        session.execute(
+            update(Exposure)
+            .where(condition)
+            .values(
+                state=ExposureState.OPEN,
+                kind=ExposureKind.EMAIL,
+                password_hash=None,
+                end_cause=None,
+                resolved_at=None,
+                resolved_by=None,
+                resolution=None,
+            ),
+            execution_options={"synchronize_session": False},
+        )
+    # A warning cancelled unsent never reached anyone: the address now holding the exposure
+    # gets it. A sent one (or one on its way, or failed and retried by the relay) stays.
+    session.execute(
+        update(NOTICE_TABLE)
+        .where(
+            NOTICE_TABLE.c.account_id == bindparam("account"),
+            NOTICE_TABLE.c.leak_id == bindparam("leak"),
+            NOTICE_TABLE.c.kind == NoticeKind.LEAK_WARNING.value,
+            NOTICE_TABLE.c.state == NoticeState.CANCELLED.value,
+        )
+        .values(
+            state=NoticeState.PENDING.value,
+            attempts=0,
+            lease_until=None,
+            not_before=None,
+            last_error=None,
+        ),
+        [{"account": a, "leak": lk} for _, a, lk in rows],
+    )
+    for row in before.values():
+        record_event(
+            session,
+            actor=actor,
+            action="exposure.reopened",
+            target=f"account:{row.external_id}",
+            detail={
+                "leak": row.slug,
+                "cause": "address_changed",
+                "was": {
+                    "state": row.state.value,
+                    "kind": row.kind.value,
+                    "end_cause": row.end_cause.value if row.end_cause else None,
+                    "ended_at": row.resolved_at.isoformat() if row.resolved_at else None,
+                    "ended_by": row.resolved_by,
+                    "reason": row.resolution,
+                },
+            },
+            now=now,
+        )
+    return tuple(sorted({(a, lk) for _, a, lk in rows}))

@@ -38,8 +38,9 @@ class EmailChangeRequest(Base):
 
     The links' tokens are never stored: each is derived from the request's id and
     ``link_generation`` with a key (service/email_change/tokens.py), and only its SHA-256
-    is kept, to find the request by it. A resend raises the generation, which voids the
-    earlier confirmation link.
+    is kept, to find the request by it, for as long as the request is kept (its state says
+    what a link may still do). A resend raises the generation, which voids the earlier
+    confirmation link.
     """
 
     __tablename__ = "email_change_request"

@@ -19,6 +19,7 @@ from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
 from flask import (
+    Flask,
     current_app,
     g,
     redirect,
@@ -80,7 +81,7 @@ def requires_reauth(view: F) -> F:
     @functools.wraps(view)
     def guarded(*args: Any, **kwargs: Any) -> ResponseReturnValue:
         if not current_session().reauthenticated_within(REAUTH_WINDOW, clock.now()):
-            return redirect(url_for("staff.reauth", next=_return_path()), code=303)
+            return _send_to(url_for("staff.reauth", next=_return_path()))
         return view(*args, **kwargs)
 
     setattr(guarded, REAUTH_ATTRIBUTE, True)
@@ -90,6 +91,17 @@ def requires_reauth(view: F) -> F:
 def declared_access(view: Callable[..., object]) -> StaffRole | str | None:
     """The view's declared role, ``PUBLIC``, or None (undeclared: refused)."""
     return getattr(view, ACCESS_ATTRIBUTE, None)
+
+
+def undeclared_views(app: Flask) -> list[str]:
+    """The staff endpoints whose view declares no access (each would be refused)."""
+    return sorted(
+        endpoint
+        for endpoint, view in app.view_functions.items()
+        if endpoint.startswith("staff.")
+        and endpoint not in PUBLIC_ENDPOINTS
+        and declared_access(view) is None
+    )
 
 
 def needs_reauth(view: Callable[..., object]) -> bool:
@@ -145,7 +157,12 @@ def check_access() -> ResponseReturnValue | None:
 
 
 def _to_login() -> Response:
-    target = url_for("staff.login", next=_return_path())
+    return _send_to(url_for("staff.login", next=_return_path()))
+
+
+def _send_to(target: str) -> Response:
+    """Redirect the browser to ``target``; an htmx request is told to load it as a page
+    (``HX-Redirect``) rather than swap it into a fragment of the current one."""
     if request.headers.get("HX-Request"):
         response = Response(status=204)
         response.headers["HX-Redirect"] = target

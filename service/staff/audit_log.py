@@ -27,6 +27,7 @@ PAGE_ROWS = 50
 EXPORT_BATCH_ROWS = 1000
 CSV_COLUMNS = ("id", "at", "actor", "action", "target", "detail")
 MAX_FILTER_CHARS = 300
+FORMULA_STARTS = frozenset("=+-@\t\r")
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,14 +58,8 @@ class AuditRow:
     detail: str | None  # JSON text, masked
 
     def csv_row(self) -> list[str]:
-        return [
-            str(self.id),
-            self.at.isoformat(),
-            self.actor,
-            self.action,
-            self.target or "",
-            self.detail or "",
-        ]
+        cells = [self.actor, self.action, self.target or "", self.detail or ""]
+        return [str(self.id), self.at.isoformat(), *map(_inert_cell, cells)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +143,12 @@ def _filtered(session: Session, where: AuditFilter) -> Select[AuditEvent]:
     if where.until is not None:
         query = query.where(AuditEvent.at < where.until)
     return query
+
+
+def _inert_cell(text: str) -> str:
+    """``text`` such that a spreadsheet opening the CSV shows it rather than runs it: a
+    leading ``= + - @`` (or tab, CR) would start a formula (OWASP: CSV injection)."""
+    return "'" + text if text[:1] in FORMULA_STARTS else text
 
 
 def _json_string(value: str) -> str:

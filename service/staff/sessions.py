@@ -12,9 +12,10 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
+from service.db import rowcount
 from service.models import StaffSession, StaffUser
 from service.staff.users import token_digest
 
@@ -107,4 +108,21 @@ def live_sessions(session: Session, staff_id: int) -> list[StaffSession]:
                 StaffSession.staff_id == staff_id, StaffSession.ended_at.is_(None)
             )
         )
+    )
+
+
+def purge_staff_sessions(session: Session, *, now: datetime, limit: int) -> int:
+    """Delete up to ``limit`` sessions that can never be used again: ended, idle past the
+    idle timeout, or past the absolute one. The audit log keeps each login and logout.
+    Idempotent; returns the rows deleted."""
+    dead = or_(
+        StaffSession.ended_at.is_not(None),
+        StaffSession.last_seen_at < now - IDLE_TIMEOUT,
+        StaffSession.created_at < now - ABSOLUTE_TIMEOUT,
+    )
+    hashes = list(session.scalars(select(StaffSession.token_hash).where(dead).limit(limit)))
+    if not hashes:
+        return 0
+    return rowcount(
+        session.execute(delete(StaffSession).where(StaffSession.token_hash.in_(hashes), dead))
     )

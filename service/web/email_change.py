@@ -144,7 +144,11 @@ def _act(purpose: LinkPurpose) -> Response:
         return _message(purpose, HTTPStatus.CONFLICT, CLOSED)
     except LeakguardError as exc:  # the address was taken meanwhile, or the account moved
         return _message(purpose, HTTPStatus(exc.status), REFUSED)
-    response = _page("email_change_done.html", purpose=purpose.value)
+    response = _page(
+        "email_change_done.html",
+        purpose=purpose.value,
+        unrestored=step.restore_refused,
+    )
     notice_ids = list(step.notice_ids)
     if notice_ids:
         # After the page is sent, as the API does: the rows are committed already.

@@ -190,3 +190,20 @@ def test_a_respelling_of_the_same_mailbox_keeps_the_pending_request(
     assert requests_of(runtime)[0].state is ChangeState.AWAITING_CONFIRMATION
     token = link_token(runtime, request_id, LinkPurpose.CONFIRM)
     assert follow(client, auth, LinkPurpose.CONFIRM, token).status_code == 200
+
+
+@pytest.mark.parametrize("path", sorted(MOVES))
+def test_every_path_that_moves_the_account_sets_email_changed_at(
+    runtime: Runtime, client: FlaskClient, auth: dict[str, str], path: str
+) -> None:
+    make_account(runtime, "jane", OLD)
+    respelled = client.put("/v1/accounts/jane", json={"email": OLD.upper()}, headers=auth)
+    assert respelled.status_code == 200
+    assert respelled.get_json()["email_changed_at"] is None  # the same mailbox
+    before = utcnow()
+    MOVES[path](runtime, client, auth, "")
+    changed_at = account_row(runtime, "jane").email_changed_at
+    assert changed_at is not None
+    assert changed_at >= before - timedelta(seconds=1)
+    shown = client.get("/v1/accounts/jane", headers=auth).get_json()["email_changed_at"]
+    assert shown is not None

@@ -4,12 +4,15 @@ clears it; on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from flask.testing import FlaskClient, FlaskCliRunner
 from sqlalchemy import select, update
 
+from jobs.ingest.pipeline import ingest_leak
 from service.clients import Scope
 from service.db import utcnow
 from service.email_change.tokens import LinkPurpose
@@ -18,6 +21,7 @@ from service.models import (
     EmailChangeRequest,
     Exposure,
     ExposureState,
+    Notice,
     NoticeKind,
     NoticeState,
 )
@@ -33,6 +37,7 @@ from tests.support.email_change import (
 )
 from tests.support.factories import expose, make_account, make_api_key
 from tests.support.http import assert_problem, bearer
+from tests.support.leakfiles import write_lines
 
 OLD = "jane@example.org"
 NEW = "jane.new@example.net"
@@ -480,3 +485,103 @@ def test_a_refused_assisted_request_does_not_count(
     fine = {"new_email": NEW, "ticket": "SUP-2"}
     assert client.post(path, json=fine, headers=assist).status_code == 202
     assert_problem(client.post(path, json=fine, headers=assist), 429, "too_many_requests")
+
+
+def test_a_revert_reopens_the_exposure_and_warns_no_one_twice(
+    runtime: Runtime, client: FlaskClient, auth: dict[str, str], tmp_path: Path
+) -> None:
+    """Leaked address, warned; moved by a confirmed change; reverted. The exposure row is
+    the same one, open again; the sent warning row is kept and no second warning waits;
+    how the exposure had ended is in the audit trail."""
+    ingest_leak(runtime, write_lines(tmp_path / "leak.txt", [OLD]), slug="l1")
+    make_account(runtime, "jane", OLD)
+    with runtime.db.transaction() as session:
+        [exposure_id] = session.scalars(select(Exposure.id))
+        session.execute(
+            update(Notice)
+            .where(Notice.kind == NoticeKind.LEAK_WARNING)
+            .values(state=NoticeState.SENT, sent_at=utcnow())
+        )
+    request_id = start(runtime, client, auth)
+    follow(client, auth, "confirm", link_token(runtime, request_id, LinkPurpose.CONFIRM))
+    with runtime.db.read_session() as session:
+        assert session.scalars(select(Exposure.state)).all() == [ExposureState.RESOLVED]
+    reverted = follow(client, auth, "revert", link_token(runtime, request_id, LinkPurpose.REVERT))
+    assert reverted.status_code == 200
+    assert account_row(runtime, "jane").email == OLD
+    with runtime.db.read_session() as session:
+        exposures = session.execute(select(Exposure.id, Exposure.state)).all()
+        warnings = session.execute(
+            select(Notice.state).where(Notice.kind == NoticeKind.LEAK_WARNING)
+        ).all()
+    assert [(row.id, row.state) for row in exposures] == [(exposure_id, ExposureState.OPEN)]
+    assert [row.state for row in warnings] == [NoticeState.SENT]
+    [reopened] = audit_actions(runtime, "exposure.reopened")
+    assert reopened["detail"]["leak"] == "l1"
+    assert reopened["detail"]["was"]["state"] == "resolved"
+    assert reopened["detail"]["was"]["end_cause"] == "address_changed"
+    assert risk(client, auth)["decision"] == "step_up"
+
+
+CSRF = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
+
+
+@pytest.mark.parametrize("via", ["api", "page"])
+def test_a_revert_never_puts_back_an_address_another_account_holds_now(
+    runtime: Runtime, client: FlaskClient, auth: dict[str, str], via: str
+) -> None:
+    """Confirmed, then the login service gives the old address to another account, then
+    the old mailbox says "not me": the change is voided and the account held as for any
+    revert, but the old address is not put back (two accounts would hold it); support is
+    told by the audit trail, and the answer says ``address_restored: false``."""
+    make_account(runtime, "jane", OLD)
+    request_id = start(runtime, client, auth)
+    follow(client, auth, "confirm", link_token(runtime, request_id, LinkPurpose.CONFIRM))
+    given = client.put("/v1/accounts/john", json={"email": OLD.upper()}, headers=auth)
+    assert given.status_code in (200, 201)
+    token = link_token(runtime, request_id, LinkPurpose.REVERT)
+    if via == "api":
+        reverted = follow(client, auth, "revert", token)
+        assert reverted.status_code == 200, reverted.get_json()
+        assert reverted.get_json()["state"] == "reverted"
+        assert reverted.get_json()["address_restored"] is False
+    else:
+        html = client.get(f"/email-change/revert?token={token}").get_data(as_text=True)
+        csrf = CSRF.search(html)
+        assert csrf is not None
+        page = client.post(
+            "/email-change/revert", data={"token": token, "csrf_token": csrf.group(1)}
+        )
+        assert page.status_code == 200
+        assert "could not be put back" in page.get_data(as_text=True)
+    assert account_row(runtime, "jane").email == NEW
+    assert account_row(runtime, "john").email == OLD.upper()
+    assert requests_of(runtime)[0].state is ChangeState.REVERTED
+    [event] = audit_actions(runtime, "email_change.revert_unrestored")
+    assert event["detail"]["from"] == "j***@example.org"
+    verdict = risk(client, auth)
+    assert verdict["decision"] == "step_up"
+    assert "email_change_reverted" in verdict["reasons"]
+
+
+def test_a_revert_answers_whether_the_address_came_back(
+    runtime: Runtime, client: FlaskClient, auth: dict[str, str]
+) -> None:
+    make_account(runtime, "jane", OLD)
+    first = start(runtime, client, auth)
+    answer = follow(client, auth, "revert", link_token(runtime, first, LinkPurpose.REVERT))
+    assert answer.get_json()["address_restored"] is None  # it had not taken effect
+    make_account(runtime, "mary", "mary@example.org")
+    response = client.post(
+        "/v1/accounts/mary/email-change",
+        json={
+            "new_email": "mary.new@example.net",
+            "assurance_token": assurance_token(runtime, "mary"),
+        },
+        headers=auth,
+    )
+    second = response.get_json()["request_id"]
+    follow(client, auth, "confirm", link_token(runtime, second, LinkPurpose.CONFIRM))
+    answer = follow(client, auth, "revert", link_token(runtime, second, LinkPurpose.REVERT))
+    assert answer.get_json()["address_restored"] is True
+    assert account_row(runtime, "mary").email == "mary@example.org"

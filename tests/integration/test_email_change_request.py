@@ -56,7 +56,15 @@ def test_a_request_answers_202_and_queues_two_one_recipient_messages(
     response = ask(client, auth, assurance_token(runtime, "jane"))
     assert response.status_code == 202, response.get_json()
     body = response.get_json()
-    assert set(body) == {"request_id", "state", "priority", "expires_at", "address_leaked"}
+    assert set(body) == {
+        "request_id",
+        "state",
+        "priority",
+        "expires_at",
+        "address_leaked",
+        "address_restored",
+    }
+    assert body["address_restored"] is None  # a revert's answer only
     assert body["state"] == "awaiting_confirmation"
     assert body["priority"] == "normal"
     assert body["address_leaked"] is False

@@ -404,6 +404,7 @@ def test_housekeeping_expires_old_exposures_and_purges_what_is_past_use(
         "throttles_purged": 1,
         "email_changes_expired": 0,
         "events_purged": 0,
+        "staff_sessions_purged": 0,
     }
     assert exposures(runtime, "h1") == {"old-leak": ("expired", "expired")}
     assert exposures(runtime, "h2") == {"old-leak": ("open", None)}

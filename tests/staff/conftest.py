@@ -11,7 +11,6 @@ from flask.testing import FlaskClient
 from service.models import StaffRole
 from service.runtime import Runtime
 from service.staff import clock as staff_clock
-from tests.browser.conftest import browser, playwright  # noqa: F401  (shared fixtures)
 from tests.support.staff import Clock, StaffLogin, make_staff
 
 

@@ -5,6 +5,7 @@ every page added later, whoever adds it."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
 from flask import Flask
@@ -13,7 +14,7 @@ from werkzeug.routing import Rule
 
 from service.models import StaffRole
 from service.runtime import Runtime
-from service.staff.access import PUBLIC, RANK, declared_access
+from service.staff.access import PUBLIC, RANK, declared_access, undeclared_views
 from tests.support.factories import make_account
 from tests.support.staff import Clock, StaffLogin, audit_count, csrf_token, log_in, make_staff
 
@@ -65,6 +66,7 @@ def test_a_view_that_declares_nothing_is_refused_even_when_signed_in(
     staff_app.add_url_rule(
         "/staff/undeclared", endpoint="staff.undeclared", view_func=lambda: "open by omission"
     )
+    assert undeclared_views(staff_app) == ["staff.undeclared"]  # create_app refuses that
     assert staff_client.get("/staff/undeclared").status_code == 403
     log_in(staff_client, agent, clock)
     answer = staff_client.get("/staff/undeclared")
@@ -152,3 +154,53 @@ def test_the_viewer_pages_open_for_a_viewer(
         answer = staff_client.get(path)
         assert answer.status_code == 200, path
         assert "Reveal address" not in answer.get_data(as_text=True)
+
+
+def test_an_htmx_request_may_send_its_csrf_token_as_a_header(
+    staff_client: FlaskClient, viewer: StaffLogin, clock: Clock, runtime: Runtime, account_id: int
+) -> None:
+    log_in(staff_client, viewer, clock)
+    token = csrf_token(staff_client, "/staff/accounts")
+    answer = staff_client.post(
+        "/staff/accounts", data={"q": "jane"}, headers={"X-CSRFToken": token, "HX-Request": "true"}
+    )
+    assert answer.status_code == 200
+    assert f"/staff/accounts/{account_id}" in answer.get_data(as_text=True)
+    assert audit_count(runtime, "staff.account_lookup") == 1
+    refused = staff_client.post(
+        "/staff/accounts", data={"q": "jane"}, headers={"X-CSRFToken": "forged"}
+    )
+    assert refused.status_code == 400
+    assert audit_count(runtime, "staff.account_lookup") == 1
+
+
+def test_an_htmx_action_that_needs_a_fresh_code_loads_the_reauth_page_whole(
+    staff_client: FlaskClient, agent: StaffLogin, clock: Clock, account_id: int
+) -> None:
+    log_in(staff_client, agent, clock)
+    clock.advance(timedelta(minutes=6))
+    page = f"/staff/accounts/{account_id}"
+    answer = staff_client.post(
+        f"{page}/reveal",
+        headers={
+            "X-CSRFToken": csrf_token(staff_client, page),
+            "HX-Request": "true",
+            "Referer": f"http://localhost{page}",
+        },
+    )
+    assert answer.status_code == 204
+    assert answer.headers["HX-Redirect"] == f"/staff/reauth?next={page}"
+
+
+def test_the_return_address_after_reauthentication_stays_on_this_site(
+    staff_client: FlaskClient, agent: StaffLogin, clock: Clock
+) -> None:
+    log_in(staff_client, agent, clock)
+    for target in (
+        "https://evil.example/staff/",
+        "//evil.example/staff/",
+        "/v1/accounts",
+        "/staff//x",
+    ):
+        page = staff_client.get(f"/staff/reauth?next={target}").get_data(as_text=True)
+        assert 'name="next" type="hidden" value="/staff/"' in page, target

@@ -196,7 +196,17 @@ def test_the_audit_log_filters_and_pages_through_every_row_once(
 
     assert count("action=risk.") == 50  # a prefix; first page
     assert count("action=leak.edited&leak=exchange-2019") == 50
-    assert count(f"actor={viewer.email}") == 2  # enrolled, logged in
+    account_id = make_account(runtime, "jane", ADDRESS)
+    leak_id = make_leak(runtime, "exchange-2019")
+    with runtime.db.transaction() as session:
+        staff = session.get(StaffUser, viewer.id)
+        assert staff is not None
+        record_staff_action(
+            session, staff, "exposure.resolve", account_id=account_id, leak_id=leak_id
+        )
+    assert count("action=staff.&leak=exchange-2019") == 1  # found by the slug in its detail
+    assert count("leak=exchange-2019&account=jane") == 1
+    assert count(f"actor={viewer.email}") == 3  # enrolled, logged in, the resolve above
     since = (seeded - timedelta(minutes=10)).strftime("%Y-%m-%dT%H:%M")  # n 110-119
     until = (seeded - timedelta(minutes=4)).strftime("%Y-%m-%dT%H:%M")  # n 110-115
     assert count(f"actor=cli:ops&since={since}") == 5
@@ -224,3 +234,21 @@ def test_the_csv_export_streams_every_matching_row_with_addresses_masked(
     [exported] = audit_rows(runtime, "staff.audit_exported")
     assert exported.detail == {"filters": {"action": "risk.step_up"}}
     assert staff_client.get("/staff/audit/export.csv?until=soon").status_code == 400
+
+
+def test_the_csv_export_never_starts_a_cell_with_a_formula(
+    staff_client: FlaskClient, agent: StaffLogin, clock: Clock, runtime: Runtime
+) -> None:
+    with runtime.db.transaction() as session:
+        record_event(
+            session,
+            actor="=cmd|' /C calc'!A0",
+            action="leak.edited",
+            target="@SUM(1+1)",
+            now=clock.now(),
+        )
+    log_in(staff_client, agent, clock)
+    body = staff_client.get("/staff/audit/export.csv?action=leak.edited").get_data(as_text=True)
+    [row] = list(csv.DictReader(io.StringIO(body)))
+    assert row["actor"] == "'=cmd|' /C calc'!A0"
+    assert row["target"] == "'@SUM(1+1)"

@@ -26,7 +26,7 @@ from tests.support.staff import PASSWORD, Clock, make_staff
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 ADDRESS = "jane.doe@example.org"
-pytestmark = pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+pytestmark = [pytest.mark.postgres, pytest.mark.parametrize("db_url", ["postgres"], indirect=True)]
 
 
 @pytest.fixture
@@ -119,6 +119,7 @@ def test_enrol_log_in_look_up_reauthenticate_reveal_and_audit(
     clock.advance(timedelta(seconds=30))
     sign_in(page, server.url, "ada@staff.example", PASSWORD, pyotp.TOTP(secret).at(clock.now()))
     expect(page.get_by_role("heading", name="Leakguard staff")).to_be_visible()
+    assert page.evaluate("typeof htmx.ajax") == "function"  # served by the app, not blocked
     shot(page, "03-home")
 
     # Look up by another spelling of the address; open the account.

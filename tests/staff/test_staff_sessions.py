@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from service.models import StaffSession
 from service.runtime import Runtime
+from service.staff.sessions import purge_staff_sessions
 from service.staff.users import disable_staff_user
 from tests.support.factories import make_account
 from tests.support.staff import (
@@ -188,3 +189,31 @@ def test_the_cookie_is_secure_where_the_site_is_https(
     assert "Secure" in cookie
     assert "HttpOnly" in cookie
     assert "SameSite=Lax" in cookie
+
+
+def test_housekeeping_purges_dead_sessions_and_keeps_live_ones(
+    staff_client: FlaskClient, agent: StaffLogin, viewer: StaffLogin, clock: Clock, runtime: Runtime
+) -> None:
+    first = log_in(staff_client, agent, clock)
+    log_in(staff_client, agent, clock)  # ends the first
+    other = staff_app_client(staff_client)
+    log_in(other, viewer, clock)
+    clock.advance(timedelta(minutes=20))
+    assert staff_client.get("/staff/").status_code == 200  # the agent's stays fresh
+    clock.advance(timedelta(minutes=15))  # the viewer's is now idle past 30 minutes
+    with runtime.db.transaction() as session:
+        assert purge_staff_sessions(session, now=clock.now(), limit=1) == 1
+    with runtime.db.transaction() as session:
+        assert purge_staff_sessions(session, now=clock.now(), limit=10) == 1
+    with runtime.db.transaction() as session:
+        assert purge_staff_sessions(session, now=clock.now(), limit=10) == 0
+    assert staff_client.get("/staff/").status_code == 200
+    with runtime.db.read_session() as session:
+        assert len(list(session.scalars(select(StaffSession.token_hash)))) == 1
+    use_cookie(staff_client, first)
+    assert staff_client.get("/staff/").status_code == 303
+
+
+def staff_app_client(client: FlaskClient) -> FlaskClient:
+    """A second browser on the same app."""
+    return client.application.test_client()

@@ -7,7 +7,7 @@ from __future__ import annotations
 from flask import Flask
 
 from service.runtime import runtime_of
-from service.staff.access import THROTTLE_EXTENSION, csrf
+from service.staff.access import THROTTLE_EXTENSION, csrf, undeclared_views
 from service.staff.throttle import LoginThrottle
 from service.staff.views import accounts, audit_log, auth  # noqa: F401  (registers views)
 from service.staff.views.blueprint import staff
@@ -28,3 +28,6 @@ def register_staff(app: Flask) -> None:
         per_ip=settings.rate_limit_staff_login_ip,
     )
     app.register_blueprint(staff)
+    undeclared = undeclared_views(app)
+    if undeclared:  # check_access would refuse them; say so at start, not at first use
+        raise RuntimeError(f"staff views declare no access (@requires/@public): {undeclared}")

@@ -1,4 +1,7 @@
-"""A real headless Chromium (Debian's ``chromium``, driven by Playwright through
+"""Fixtures (a pytest plugin of the root conftest, so that every directory of browser tests
+shares one Playwright driver per worker: two would fight over its event loop).
+
+A real headless Chromium (Debian's ``chromium``, driven by Playwright through
 ``executable_path``: Playwright never downloads a browser here) against the app served by
 a real WSGI server on loopback, in a thread of this process.
 
