@@ -15,11 +15,13 @@ from typing import Any
 
 import click
 
+from jobs.deliver import RelayUnavailable, relay_notices
 from jobs.ingest.checks import IngestInterrupted
 from jobs.ingest.lock import file_is_held
 from jobs.ingest.parts import MAX_PARTS
 from jobs.ingest.pipeline import ingest_leak
 from jobs.ingest.split import ingest_in_parts
+from jobs.queues import redis_connection, uses_fake_redis
 from jobs.reader.stream import LeakFormat
 from service.cli.base import cli, cli_actor, emit_json, migrated_runtime
 from service.cli.progress import LINE_SECONDS, ProgressDisplay, ProgressMode
@@ -34,6 +36,7 @@ from service.leaks.catalogue import (
 )
 from service.leaks.retract import retract_leak
 from service.notices.render import LANGUAGES
+from service.runtime import Runtime
 
 # The notices' languages past the first: each gets its own --name-<language>.
 TRANSLATED = LANGUAGES[1:]
@@ -211,6 +214,26 @@ def ingest_command(
             raise click.exceptions.Exit(INTERRUPTED_EXIT)
         return
     emit_json(report.to_json()) if as_json else click.echo(report.summary())
+    if report.run.notices:
+        relay_warnings(value, quiet=quiet)
+
+
+def relay_warnings(value: Runtime, *, quiet: bool) -> None:
+    """Hand the warnings just queued to the workers at once (with LEAKGUARD_REDIS_URL).
+
+    A running worker relays due notices every few seconds anyway; doing it here saves the
+    wait (up to that interval) before the first warning goes out. Redis unreachable is no
+    error: the ingest is committed and the workers relay the warnings when they can.
+    """
+    if uses_fake_redis(value.settings):
+        return  # the embedded default: `leakguard worker --burst` sends them
+    try:
+        relayed = relay_notices(value, redis_connection(value.settings))
+    except RelayUnavailable as exc:
+        click.echo(f"the warnings stay pending, the workers relay them: {exc}", err=True)
+        return
+    if not quiet:
+        click.echo(f"relayed {relayed} notices to the queue for the workers", err=True)
 
 
 INTERRUPTED_EXIT = 130  # 128 + SIGINT, as shells report a Ctrl-C

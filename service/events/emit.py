@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from service.config import Settings
 from service.db import bulk
+from service.db.address_locks import LOCK_SLOTS
 from service.events.types import (
     EventType,
     LoweredBecause,
@@ -131,7 +132,6 @@ def _external_ids(session: Session, account_ids: Iterable[int]) -> dict[int, str
 # --- risk levels -------------------------------------------------------------------------
 
 ACCOUNT_LOCKS = 0x4C52  # "LR": the advisory-lock namespace of risk-level decisions
-INT4 = 2**31
 
 
 def lock_accounts(session: Session, account_ids: Sequence[int]) -> None:
@@ -140,7 +140,9 @@ def lock_accounts(session: Session, account_ids: Sequence[int]) -> None:
     Two transactions flagging one account at once (two leaks ingested in parallel) would
     each compare with what the other has not committed, and the last event sent could say
     MEDIUM of an account now HIGH. On PostgreSQL each account's transaction advisory lock
-    is taken, in id order, so the second waits and then reads what the first committed;
+    (its id folded into ``LOCK_SLOTS`` slots, so an ingest chunk flagging 10,000 accounts
+    fits PostgreSQL's shared lock table: service/db/address_locks.py) is taken, in slot
+    order, so the second waits and then reads what the first committed;
     SQLite has one writer at a time already. Taken after the transaction's exposures are
     written, for all its accounts at once (an address change takes the same accounts again,
     which it holds already, then new accounts no other transaction can see): a transaction
@@ -151,7 +153,7 @@ def lock_accounts(session: Session, account_ids: Sequence[int]) -> None:
     """
     if not account_ids or session.get_bind().dialect.name != "postgresql":
         return
-    keys = sorted({account_id % INT4 for account_id in account_ids})
+    keys = sorted({account_id % LOCK_SLOTS for account_id in account_ids})
     session.execute(
         text(
             "SELECT count(pg_advisory_xact_lock(:namespace, key)) "
