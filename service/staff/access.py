@@ -146,7 +146,7 @@ def check_access() -> ResponseReturnValue | None:
         logger.error("staff view %s declares no access (@requires or @public): refused", endpoint)
         raise Forbidden("this page declares no access rule")
     if request.method not in SAFE_METHODS:
-        _check_origin()
+        _check_origin(allow_null=access == PUBLIC)
         csrf.protect()  # raises CSRFError (400)
     if access == PUBLIC:
         return None
@@ -161,18 +161,20 @@ def check_access() -> ResponseReturnValue | None:
     return None
 
 
-def _check_origin() -> None:
+def _check_origin(*, allow_null: bool) -> None:
     """Refuse an unsafe request another site's page sent (403): its ``Origin`` must be this
     site, as the browser reached it or as ``LEAKGUARD_PUBLIC_URL`` names it (behind a proxy).
 
     A second wall beside the CSRF token: a token fixed on a victim before login (OWASP CSRF
     cheat sheet, "Verifying origin with standard headers"). Browsers send ``Origin`` on
-    every cross-site POST (``null`` from sandboxed frames and some redirects: refused too);
-    a request without the header (a same-site form in an older browser, a script) is left
-    to the token.
+    every cross-site POST (``null`` from sandboxed frames and some redirects: refused too,
+    except on the public pages: the enrolment page's ``no-referrer`` policy, which keeps
+    its link token out of Referer headers, makes the browser send ``null`` from it, and a
+    public page has no session to ride on); a request without the header (a same-site
+    form in an older browser, a script) is left to the token.
     """
     origin = request.headers.get("Origin")
-    if origin is None:
+    if origin is None or (origin == "null" and allow_null):
         return
     public = urlsplit(runtime_of(current_app).settings.public_url).netloc
     if urlsplit(origin).netloc not in {request.host, public}:

@@ -247,3 +247,21 @@ def test_a_form_sent_from_another_site_is_refused_even_with_a_valid_token(
     )
     assert same_site.status_code == 200
     assert audit_count(runtime, "staff.account_lookup") == 1
+
+
+def test_the_public_forms_take_a_null_origin_but_not_another_site(
+    staff_client: FlaskClient, agent: StaffLogin, clock: Clock
+) -> None:
+    """The enrolment page's no-referrer policy makes browsers send ``Origin: null`` from
+    it; a public form has no session to ride on and keeps its CSRF token."""
+    clock.advance(timedelta(seconds=30))
+    form = {
+        "csrf_token": csrf_token(staff_client),
+        "email": agent.email,
+        "password": agent.password,
+        "code": agent.code(clock.now()),
+    }
+    other = staff_client.post("/staff/login", data=form, headers={"Origin": "https://evil.example"})
+    assert other.status_code == 403
+    sandboxed = staff_client.post("/staff/login", data=form, headers={"Origin": "null"})
+    assert sandboxed.status_code == 303
