@@ -3,6 +3,8 @@ bulk verdict on a filtered set of exposures that always shows its dry-run count 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
@@ -54,60 +56,51 @@ def _account_id(session: Session, external_id: str) -> int:
     return session.scalars(select(Account.id).where(Account.external_id == external_id)).one()
 
 
-@staff.post("/queues/email-change/<request_id>/approve")
-@requires(StaffRole.AGENT)
-@requires_reauth
-def email_change_approve(request_id: str) -> ResponseReturnValue:
+def _review(decide: Callable[[Session, str, str], actions.ActionOutcome]) -> ResponseReturnValue:
+    """Approve or deny a request under review: ``decide(session, by, reason)`` is the
+    domain verdict; it is audited as the staff user's act in the same transaction, and any
+    mail it queued is handed to the workers (the high queue for an exposed account)."""
     form = ReviewForm()
     if not form.validate_on_submit():
         abort(400, "give a reason (at most 500 characters)")
+    reason = str(form.reason.data)
     rt = runtime_of(current_app)
     with rt.db.transaction() as session:
-        outcome = actions.approve_email_change(
-            session,
-            ChangeTools.of(rt),
-            request_id,
-            by=staff_actor(current_staff()),
-            reason=str(form.reason.data),
-            now=clock.now(),
-        )
+        outcome = decide(session, staff_actor(current_staff()), reason)
         record_staff_action(
             session,
             current_staff(),
             outcome.action,
             account_id=_account_id(session, outcome.external_id),
-            detail={**outcome.detail, "reason": str(form.reason.data)},
+            detail={**outcome.detail, "reason": reason},
         )
-    queue = QueueName.HIGH if outcome.detail.get("priority") == "high" else QueueName.DEFAULT
-    send_now(rt, list(outcome.notice_ids), queue)
+    if outcome.notice_ids:
+        queue = QueueName.HIGH if outcome.detail.get("priority") == "high" else QueueName.DEFAULT
+        send_now(rt, list(outcome.notice_ids), queue)
     flash(outcome.message)
     return redirect(url_for("staff.email_change_review"), code=303)
+
+
+@staff.post("/queues/email-change/<request_id>/approve")
+@requires(StaffRole.AGENT)
+@requires_reauth
+def email_change_approve(request_id: str) -> ResponseReturnValue:
+    tools = ChangeTools.of(runtime_of(current_app))
+    return _review(
+        lambda session, by, reason: actions.approve_email_change(
+            session, tools, request_id, by=by, reason=reason, now=clock.now()
+        )
+    )
 
 
 @staff.post("/queues/email-change/<request_id>/deny")
 @requires(StaffRole.AGENT)
 def email_change_deny(request_id: str) -> ResponseReturnValue:
-    form = ReviewForm()
-    if not form.validate_on_submit():
-        abort(400, "give a reason (at most 500 characters)")
-    rt = runtime_of(current_app)
-    with rt.db.transaction() as session:
-        outcome = actions.deny_email_change(
-            session,
-            request_id,
-            by=staff_actor(current_staff()),
-            reason=str(form.reason.data),
-            now=clock.now(),
+    return _review(
+        lambda session, by, reason: actions.deny_email_change(
+            session, request_id, by=by, reason=reason, now=clock.now()
         )
-        record_staff_action(
-            session,
-            current_staff(),
-            outcome.action,
-            account_id=_account_id(session, outcome.external_id),
-            detail={**outcome.detail, "reason": str(form.reason.data)},
-        )
-    flash(outcome.message)
-    return redirect(url_for("staff.email_change_review"), code=303)
+    )
 
 
 # Failed warnings -------------------------------------------------------------------------
