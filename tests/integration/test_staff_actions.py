@@ -21,29 +21,16 @@ from service.models import (
     NoticeState,
     TrustedDevice,
 )
-from service.risk import Decision, Reason, Verdict, assess
+from service.risk import Decision, Reason, Verdict
 from service.runtime import Runtime
 from service.staff import actions
 from service.staff.actions import NotResendable
 from service.staff.dossier import account_dossier
 from service.stepup.services import Method, Passed
 from tests.support.factories import LEAK, enroll_totp, expose, make_account
+from tests.support.factories import risk_verdict as risk
 
 STAFF = "staff:agent@example.com"
-
-
-def risk(runtime: Runtime, external_id: str, *, device_id: str | None = None) -> Verdict:
-    return assess(
-        runtime.db,
-        runtime.step_up,
-        external_id,
-        password=None,
-        assurance_token=None,
-        actor="login",
-        context=None,
-        now=utcnow(),
-        device_id=device_id,
-    )
 
 
 def exposed(runtime: Runtime, external_id: str = "jane") -> str:

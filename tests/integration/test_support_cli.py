@@ -10,23 +10,11 @@ from sqlalchemy import select
 
 from service.db import utcnow
 from service.models import AuditEvent
-from service.risk import Decision, Reason, Verdict, assess
+from service.risk import Decision, Reason
 from service.runtime import Runtime
 from tests.support.cli import invoke, one_error_line, output
 from tests.support.factories import enroll_totp, expose, make_account
-
-
-def risk(runtime: Runtime, external_id: str) -> Verdict:
-    return assess(
-        runtime.db,
-        runtime.step_up,
-        external_id,
-        password=None,
-        assurance_token=None,
-        actor="login",
-        context=None,
-        now=utcnow(),
-    )
+from tests.support.factories import risk_verdict as risk
 
 
 def actions(runtime: Runtime) -> list[str]:

@@ -11,26 +11,14 @@ from sqlalchemy import select, update
 
 from service.db import utcnow
 from service.models import Account, AuditEvent, Notice, NoticeState, StaffRole
-from service.risk import Decision, Reason, Verdict, assess
+from service.risk import Decision, Reason
 from service.runtime import Runtime
 from tests.support.factories import LEAK, enroll_totp, expose, make_account
+from tests.support.factories import risk_verdict as risk
 from tests.support.staff import Clock, StaffLogin, csrf_token, log_in, make_staff, reauthenticate
 
 # The staff site's own rows around an act: who signed in, enrolled, confirmed a code.
 STAFF_SIGN_IN = ("staff.user_created", "staff.enrolled", "staff.login", "staff.reauthenticated")
-
-
-def risk(runtime: Runtime, external_id: str) -> Verdict:
-    return assess(
-        runtime.db,
-        runtime.step_up,
-        external_id,
-        password=None,
-        assurance_token=None,
-        actor="login",
-        context=None,
-        now=utcnow(),
-    )
 
 
 def staff_actions(runtime: Runtime) -> list[str]:

@@ -25,6 +25,7 @@ from service.leaks.catalogue import get_or_create_leak
 from service.leaks.exposures import NewExposure, record_exposures
 from service.leaks.passwords import hash_leaked_password
 from service.models import Account, ExposureKind
+from service.risk import Verdict, assess
 from service.runtime import Runtime
 from service.stepup.services import Enrolled
 from tests.support.leakfiles import write_accounts_csv, write_lines
@@ -156,3 +157,18 @@ def flag_accounts(
     )
     assert report.run.matched == count
     return leaked
+
+
+def risk_verdict(runtime: Runtime, external_id: str, *, device_id: str | None = None) -> Verdict:
+    """The real risk check (``assess``) for a sign-in without password or token, now."""
+    return assess(
+        runtime.db,
+        runtime.step_up,
+        external_id,
+        password=None,
+        assurance_token=None,
+        actor="login",
+        context=None,
+        now=utcnow(),
+        device_id=device_id,
+    )
