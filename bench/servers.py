@@ -146,14 +146,8 @@ class Load:
     load: float  # the 1-minute load average at the end of the run
 
 
-@dataclass(slots=True)
-class Running:
-    """A started server (the attributes ``risk.check_answers`` reads: name, port)."""
-
-    name: str
-    port: int
-    process: subprocess.Popen[bytes]
-    log: Path
+# A started server: bench/risk.py's, whose name and port ``risk.check_answers`` reads.
+Running = risk.Server
 
 
 def main() -> None:
