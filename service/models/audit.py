@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, String
+from sqlalchemy import JSON, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from service.db import Base, BigId, utcnow
@@ -15,6 +15,9 @@ class AuditEvent(Base):
     """Who did what to what, written in the transaction of the act itself."""
 
     __tablename__ = "audit_event"
+    # One account's (or leak's) rows, newest first: the staff audit page's account filter
+    # (ordered by id, a page at a time), the dossier's history, the funnel's stepped-up count.
+    __table_args__ = (Index("ix_audit_event_target_id", "target", "id"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
