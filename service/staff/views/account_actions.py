@@ -1,8 +1,9 @@
 """Support's acts on one account, from its page: resolve or dismiss an exposure, force a
 step-up (a support hold) or clear that hold, lock or unlock, resend a warning, reset the
-authenticator, revoke trusted devices. Each view parses, calls one action of service/staff/actions.py (itself one
-domain function), writes the staff audit row in the same transaction, and goes back to the
-account page with what changed. The very next risk check sees it."""
+authenticator, revoke trusted devices. Each view parses, calls one action of
+service/staff/actions.py (itself one domain function), writes the staff audit row in the
+same transaction, and goes back to the account page with what changed. The very next risk
+check sees it."""
 
 from __future__ import annotations
 
