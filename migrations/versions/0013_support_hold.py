@@ -40,9 +40,11 @@ def upgrade() -> None:
     )
     # The staff audit page's account filter, the dossier's history and the funnel's
     # stepped-up count read one target's rows: without it, each scans the whole table.
-    op.create_index("ix_audit_event_target_id", "audit_event", ["target", "id"], unique=False)
+    op.create_index(
+        "ix_audit_event_target_action_at", "audit_event", ["target", "action", "at"], unique=False
+    )
 
 
 def downgrade() -> None:
-    op.drop_index("ix_audit_event_target_id", table_name="audit_event")
+    op.drop_index("ix_audit_event_target_action_at", table_name="audit_event")
     op.drop_table("support_hold")
