@@ -136,6 +136,9 @@ def test_force_step_up_on_the_page_holds_an_account_no_leak_names_until_cleared(
     assert ">Clear hold<" in page
     assert act(staff_client, account_id, "clear-hold", reason="").status_code == 400
     assert act(staff_client, account_id, "force-step-up", hours="0").status_code == 400
+    too_long = act(staff_client, account_id, "force-step-up", hours="9000")
+    assert too_long.status_code == 422
+    assert "a hold lasts from 1 hour to 365 days" in too_long.get_data(as_text=True)
     assert act(staff_client, account_id, "clear-hold", reason="verified").status_code == 303
     assert risk(runtime, "jane").decision is Decision.ALLOW
     page = staff_client.get(f"/staff/accounts/{account_id}").get_data(as_text=True)

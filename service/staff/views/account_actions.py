@@ -129,7 +129,9 @@ def warning_resend(account_id: int, slug: str) -> ResponseReturnValue:
 @requires(StaffRole.AGENT)
 def force_step_up(account_id: int) -> ResponseReturnValue:
     form = ForceStepUpForm()
-    hours = form.hours.data if form.validate_on_submit() else None
+    if not form.validate_on_submit():
+        abort(400, "give at most 500 characters of reason and whole hours (1 or more), or blanks")
+    hours = form.hours.data
     return _act(
         account_id,
         lambda s, ext, reason: actions.force_step_up(
