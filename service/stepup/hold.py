@@ -9,6 +9,13 @@ the same transaction as the pass), when support clears it, or at ``expires_at``.
 
 One row per account: placing a hold again replaces the row (the audit trail keeps who
 placed each one and why). Free of Flask; never commits.
+
+No security event goes with it: none in the catalogue (service/events/types.py) says "ask
+for a step-up at the next sign-in". ``risk-level-change`` carries the level the open
+exposures give (a hold would make it say two things), ``session-revoked`` ends sessions now
+(more than support asked), ``account-disabled`` holds sign-ins the person cannot pass (the
+hold is passed by a step-up). The login service learns of the hold where it acts on it: the
+risk check.
 """
 
 from __future__ import annotations
