@@ -104,20 +104,19 @@ def insert_accounts(
     if not rows:
         return []
     if is_postgres(session):
-        driver = session.connection().connection.driver_connection
-        with driver.cursor() as cursor:  # type: ignore[union-attr]
-            cursor.execute(
-                _PG_INSERT_ACCOUNTS,
-                (
-                    now,
-                    now,
-                    [row["external_id"] for row in rows],
-                    [row["email"] for row in rows],
-                    [row["email_key"] for row in rows],
-                    [row["locale"] for row in rows],
-                ),
-            )
-            return [account_id for (account_id,) in cursor.fetchall()]
+        # Through SQLAlchemy's connection, so a refusal is its IntegrityError as everywhere.
+        result = session.connection().exec_driver_sql(
+            _PG_INSERT_ACCOUNTS,
+            (
+                now,
+                now,
+                [row["external_id"] for row in rows],
+                [row["email"] for row in rows],
+                [row["email_key"] for row in rows],
+                [row["locale"] for row in rows],
+            ),
+        )
+        return list(result.scalars())
     values = [row | {"created_at": now, "updated_at": now} for row in rows]
     return list(session.execute(table.insert().returning(table.c.id), values).scalars())
 
