@@ -112,6 +112,15 @@ def staff_actor(staff: StaffUser) -> str:
     return f"staff:{staff.id}"
 
 
+def staff_person(staff: StaffUser) -> str:
+    """How a staff member is named where the *person* must be told apart across the faces:
+    the reviewer of a support-assisted email change, whom four eyes compare with the filer
+    (a CLI login name, an API client, ``--by``). The email is the person; a row id is not,
+    and ``staff:7`` would pass for a CLI user named ``7`` (``assisted.person``). A staff
+    address is no leaked address: it may stand in the trail."""
+    return f"staff:{staff.email}"
+
+
 def create_staff_user(
     session: Session, *, email: str, role: StaffRole, actor: str, now: datetime
 ) -> Enrolment:

@@ -227,26 +227,53 @@ def test_the_email_change_queue_approves_after_a_fresh_code_and_denies(
     assert len(staff_rows(runtime, "email_change.denied")) == 1
 
 
+def file_for_review(runtime: Runtime, name: str, *, actor: str) -> str:
+    make_account(runtime, name, f"{name}@example.org")
+    with runtime.db.transaction() as session:
+        return assisted.request_assisted(
+            session,
+            ChangeTools.of(runtime),
+            name,
+            f"{name}@new.example",
+            ticket=f"SUP-{name}",
+            actor=actor,
+            now=utcnow(),
+        ).request_id
+
+
 def test_whoever_filed_a_request_cannot_approve_it_on_the_page(
     runtime: Runtime, staff_client: FlaskClient, agent: StaffLogin, clock: Clock
 ) -> None:
-    make_account(runtime, "ann", "ann@example.org")
-    with runtime.db.transaction() as session:
-        request_id = assisted.request_assisted(
-            session,
-            ChangeTools.of(runtime),
-            "ann",
-            "ann@new.example",
-            ticket="SUP-1",
-            actor=f"staff:{agent.id}",
-            now=utcnow(),
-        ).request_id
+    """Four eyes compare persons across the faces: the staff member is their email, so the
+    same person filing from the CLI (login name the address), the API or the page is
+    refused, in any case or compatibility form of the name."""
+    filers = ("staff:agent@staff.example", "cli:Agent@Staff.Example", "api:AGENT@staff.example")
+    ids = [file_for_review(runtime, f"u{n}", actor=filer) for n, filer in enumerate(filers)]
+    ids.append(file_for_review(runtime, "fw", actor="cli:\uff41gent@staff.example"))  # NFKC
     log_in(staff_client, agent, clock)
     reauthenticate(staff_client, agent, clock)
     page = "/staff/queues/email-change"
-    refused = post(staff_client, f"{page}/{request_id}/approve", page, reason="ok")
-    assert refused.status_code == 422
+    for request_id in ids:
+        refused = post(staff_client, f"{page}/{request_id}/approve", page, reason="ok")
+        assert refused.status_code == 422
+        assert "someone other than who filed it" in refused.get_data(as_text=True)
     assert staff_rows(runtime, "email_change.approved") == []
+
+
+def test_a_staff_members_id_is_not_a_cli_users_name(
+    runtime: Runtime, staff_client: FlaskClient, agent: StaffLogin, clock: Clock
+) -> None:
+    """An operator whose login name happens to be the staff member's row id is someone
+    else: the page names the reviewer by email, and the approval goes through."""
+    request_id = file_for_review(runtime, "ann", actor=f"cli:{agent.id}")
+    log_in(staff_client, agent, clock)
+    reauthenticate(staff_client, agent, clock)
+    page = "/staff/queues/email-change"
+    assert post(staff_client, f"{page}/{request_id}/approve", page, reason="ok").status_code == 303
+    with runtime.db.read_session() as session:
+        request = session.get_one(EmailChangeRequest, request_id)
+    assert request.state is ChangeState.AWAITING_CONFIRMATION
+    assert request.reviewed_by == f"staff:{agent.email}"
 
 
 def test_bulk_dismissal_shows_its_count_then_acts_on_that_set(
