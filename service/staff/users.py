@@ -54,6 +54,9 @@ class LoginFailure(StrEnum):
     DISABLED = "disabled"
     WRONG_PASSWORD = "wrong_password"  # noqa: S105  (a cause, not a password)
     WRONG_CODE = "wrong_code"
+    # A right code whose time step was accepted already: someone replays a code they saw
+    # (over a shoulder, in a proxy). Told apart in the log and trail only.
+    REPLAYED_CODE = "replayed_code"
 
 
 @dataclass(frozen=True, slots=True)
@@ -325,8 +328,8 @@ def log_in(
     # The password is always hashed once, so the answer's time does not say which failed.
     password_ok = password_matches(staff.password_hash if staff else None, password)
     failure = _login_failure(staff, password_ok)
-    if staff is not None and failure is None and not verify_code(secrets_, staff, code, now):
-        failure = LoginFailure.WRONG_CODE
+    if staff is not None and failure is None:
+        failure = check_code(secrets_, staff, code, now)
     if failure is not None or staff is None:
         failure = failure or LoginFailure.UNKNOWN_EMAIL
         logger.warning(
@@ -372,18 +375,24 @@ def _login_failure(staff: StaffUser | None, password_ok: bool) -> LoginFailure |
     return None
 
 
-def verify_code(secrets_: StaffSecrets, staff: StaffUser, code: str, now: datetime) -> bool:
-    """Whether ``code`` is the staff user's current TOTP code, not used before; on success
-    the step is remembered so the same code does not work twice."""
+def check_code(
+    secrets_: StaffSecrets, staff: StaffUser, code: str, now: datetime
+) -> LoginFailure | None:
+    """None if ``code`` is the staff user's current TOTP code, not used before (the step is
+    then remembered so the same code does not work twice); else why not: WRONG_CODE, or
+    REPLAYED_CODE for a right code of a step accepted already. The person is shown one
+    generic refusal either way; the cause is for the log and the audit row."""
     if staff.totp_secret is None:
-        return False
+        return LoginFailure.WRONG_CODE
     try:
         secret = secrets_.open(staff.id, staff.totp_secret)
     except SecretUnreadable:
         logger.error("the TOTP secret of staff user %s does not decrypt", staff.id)
-        return False
+        return LoginFailure.WRONG_CODE
     step = totp.step_of(secret, code, now)
-    if step is None or (staff.totp_last_step is not None and step <= staff.totp_last_step):
-        return False
+    if step is None:
+        return LoginFailure.WRONG_CODE
+    if staff.totp_last_step is not None and step <= staff.totp_last_step:
+        return LoginFailure.REPLAYED_CODE
     staff.totp_last_step = step
-    return True
+    return None

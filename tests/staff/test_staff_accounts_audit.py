@@ -10,10 +10,9 @@ from datetime import timedelta
 from html import unescape
 
 from flask.testing import FlaskClient
-from sqlalchemy import select
 
 from service.audit import record_event
-from service.models import AuditEvent, StaffUser
+from service.models import StaffUser
 from service.runtime import Runtime
 from service.staff.audit import record_staff_action
 from tests.support.factories import expose, make_account, make_leak
@@ -21,17 +20,13 @@ from tests.support.staff import (
     Clock,
     StaffLogin,
     audit_count,
+    audit_rows,
     csrf_token,
     log_in,
     reauthenticate,
 )
 
 ADDRESS = "jane.doe@example.org"
-
-
-def audit_rows(runtime: Runtime, action: str) -> list[AuditEvent]:
-    with runtime.db.read_session() as session:
-        return list(session.scalars(select(AuditEvent).where(AuditEvent.action == action)))
 
 
 def look_up(client: FlaskClient, query: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import logging
 
 from flask import current_app, redirect, render_template, request
 from flask.typing import ResponseReturnValue
@@ -27,14 +28,17 @@ from service.staff.passwords import PasswordRefused
 from service.staff.sessions import end_session, rotate_session, start_session
 from service.staff.users import (
     CodeRefused,
+    LoginFailure,
+    check_code,
     complete_enrolment,
     log_in,
     open_enrolment,
     staff_actor,
-    verify_code,
 )
 from service.staff.views.blueprint import staff
 from service.staff.views.forms import EnrolForm, LoginForm, ReauthForm
+
+logger = logging.getLogger(__name__)
 
 LOGIN_REFUSED = "The email, password or code is not right."
 TOO_MANY = "Too many refused attempts. Wait a few minutes, then try again."
@@ -168,20 +172,27 @@ def reauth() -> ResponseReturnValue:
     token = None
     with rt.db.transaction() as session:
         locked = session.get(StaffUser, staff_user.id, with_for_update=True)
-        ok = (
-            locked is not None
-            and form.validate_on_submit()
-            and verify_code(staff_secrets(), locked, str(form.code.data), now)
-        )
+        failure: LoginFailure | None = LoginFailure.WRONG_CODE
+        if locked is not None and form.validate_on_submit():
+            failure = check_code(staff_secrets(), locked, str(form.code.data), now)
+        detail = {"ip": ip}
+        if failure is not None:
+            detail["cause"] = failure.value
+            logger.warning(
+                "staff re-authentication refused for staff user %s from %s: %s",
+                staff_user.id,
+                ip,
+                failure.value,
+            )
         record_event(
             session,
             actor=staff_actor(staff_user),
-            action="staff.reauthenticated" if ok else "staff.reauth_refused",
+            action="staff.reauth_refused" if failure else "staff.reauthenticated",
             target=staff_actor(staff_user),
-            detail={"ip": ip},
+            detail=detail,
             now=now,
         )
-        if ok:
+        if failure is None:
             token = rotate_session(session, current_session(), now=now)
     if token is None:
         login_throttle().count_refusal(email=staff_user.email, ip=ip)
