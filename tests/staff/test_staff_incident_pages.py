@@ -105,8 +105,9 @@ def test_retraction_needs_an_admin_a_fresh_code_and_the_slug_typed(
     assert stale.status_code == 303
     assert stale.headers["Location"].startswith("/staff/reauth")
     reauthenticate(staff_client, admin, clock)
-    wrong = post(staff_client, f"{page}/retract", page, typed="exchange", reason="typo")
-    assert wrong.status_code == 422
+    for typed in ("exchange", f"{LEAK} "):  # exactly as typed: no trimming
+        wrong = post(staff_client, f"{page}/retract", page, typed=typed, reason="typo")
+        assert wrong.status_code == 422
     with runtime.db.read_session() as session:
         assert session.scalar(select(Leak.retracted_at)) is None
     done = post(staff_client, f"{page}/retract", page, typed=LEAK, reason="typo")
