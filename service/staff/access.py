@@ -34,13 +34,14 @@ from flask_wtf.csrf import CSRFProtect
 from werkzeug.exceptions import Forbidden
 from werkzeug.wrappers import Response
 
+from service.audit import record_event
 from service.config import Environment
 from service.models import StaffRole, StaffUser
 from service.runtime import runtime_of
 from service.staff import clock
 from service.staff.sessions import REAUTH_WINDOW, ActiveSession, resume_session
 from service.staff.throttle import LoginThrottle
-from service.staff.users import StaffSecrets
+from service.staff.users import StaffSecrets, staff_actor
 
 logger = logging.getLogger(__name__)
 
@@ -136,6 +137,36 @@ def has_role(staff: StaffUser, role: StaffRole) -> bool:
     return RANK[staff.role] >= RANK[role]
 
 
+def audit_refusal(
+    action: str,
+    reason: str,
+    *,
+    staff: StaffUser | None = None,
+    target: str | None = None,
+    **detail: object,
+) -> None:
+    """Write the audit row of a refused request (``staff.<action>``), in a transaction of
+    its own: the request itself changes nothing, but every security decision is in the
+    trail (issue 17, item 5; ASVS 16.3). The row names the route by its endpoint and
+    method, never by a path or query a person typed (they may hold an address)."""
+    values: dict[str, Any] = {
+        "route": request.endpoint or "unknown",
+        "method": request.method,
+        "reason": reason,
+        "ip": request.remote_addr or "unknown",
+        **detail,
+    }
+    with runtime_of(current_app).db.transaction() as session:
+        record_event(
+            session,
+            actor=staff_actor(staff) if staff is not None else "anonymous",
+            action=f"staff.{action}",
+            target=target,
+            detail=values,
+            now=clock.now(),
+        )
+
+
 def check_access() -> ResponseReturnValue | None:
     """The staff blueprint's first ``before_request``: refuse undeclared views, check CSRF
     on unsafe methods, load the session (none: to the login page), check the role."""
@@ -144,6 +175,7 @@ def check_access() -> ResponseReturnValue | None:
     access = PUBLIC if endpoint in PUBLIC_ENDPOINTS else declared_access(view or (lambda: None))
     if access is None:
         logger.error("staff view %s declares no access (@requires or @public): refused", endpoint)
+        audit_refusal("access_refused", "no_access_rule")
         raise Forbidden("this page declares no access rule")
     if request.method not in SAFE_METHODS:
         _check_origin(allow_null=access == PUBLIC)
@@ -157,6 +189,13 @@ def check_access() -> ResponseReturnValue | None:
         return _to_login()
     g.staff_session = active
     if not has_role(active.staff, cast(StaffRole, access)):
+        audit_refusal(
+            "access_refused",
+            "role",
+            staff=active.staff,
+            role=active.staff.role.value,
+            needs=str(access),
+        )
         raise Forbidden(f"your role ({active.staff.role.value}) may not do this: it needs {access}")
     return None
 
@@ -181,6 +220,7 @@ def _check_origin(*, allow_null: bool) -> None:
         logger.warning(
             "staff %s %s refused: sent from another origin", request.method, request.path
         )
+        audit_refusal("request_refused", "cross_origin")
         raise Forbidden("this form was sent from another site")
 
 

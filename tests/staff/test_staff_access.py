@@ -16,7 +16,15 @@ from service.models import StaffRole
 from service.runtime import Runtime
 from service.staff.access import PUBLIC, RANK, declared_access, undeclared_views
 from tests.support.factories import make_account
-from tests.support.staff import Clock, StaffLogin, audit_count, csrf_token, log_in, make_staff
+from tests.support.staff import (
+    Clock,
+    StaffLogin,
+    audit_count,
+    audit_rows,
+    csrf_token,
+    log_in,
+    make_staff,
+)
 
 UNSAFE = ("POST", "PUT", "PATCH", "DELETE")
 
@@ -91,7 +99,11 @@ def test_every_unsafe_staff_route_without_a_csrf_token_is_refused(
                 assert answer.status_code == 400, (method, path, answer.status_code)
             walked += 1
     assert walked >= 5  # login, logout, reauth, enrol, look-up, reveal at least
-    assert audit_count(runtime) == before  # nothing happened
+    # Nothing happened, and each refusal is in the trail (a security decision).
+    assert audit_count(runtime) == before + 2 * walked
+    refusals = audit_rows(runtime, "staff.request_refused")
+    assert len(refusals) == 2 * walked
+    assert {row.detail["reason"] for row in refusals if row.detail} == {"csrf"}
 
 
 def test_every_staff_route_without_a_session_redirects_to_login(
@@ -143,7 +155,17 @@ def test_a_viewer_is_refused_every_agent_and_admin_route(
             assert answer.status_code == 403, (method, path, answer.status_code)
             refused += 1
     assert refused >= 2  # reveal, audit export at least
-    assert audit_count(runtime) == before
+    # Each refusal is audited (who, which route, why), and nothing else happened.
+    assert audit_count(runtime) == before + refused
+    rows = audit_rows(runtime, "staff.access_refused")
+    assert len(rows) == refused
+    for row in rows:
+        assert row.actor == f"staff:{viewer.id}"
+        assert row.detail is not None
+        assert row.detail["reason"] == "role"
+        assert row.detail["role"] == "viewer"
+        assert row.detail["route"].startswith("staff.")
+        assert row.detail["needs"] in {"agent", "admin"}
 
 
 def test_the_viewer_pages_open_for_a_viewer(

@@ -183,6 +183,15 @@ def test_an_upload_from_the_page_ingests_and_refuses_as_the_cli(
     [row, _] = staff_rows(runtime, "leak.uploaded")
     assert row.detail is not None
     assert row.detail["file"] == "list.txt"
+    # Every refusal is in the trail: who, the route, why, the slug and file asked for.
+    refused = staff_rows(runtime, "leak.upload_refused")
+    assert [(r.actor, r.detail["leak"], r.detail["file"]) for r in refused if r.detail] == [
+        (f"staff:{agent.id}", "fresh", "empty.txt"),
+        (f"staff:{agent.id}", "later", "list.txt"),
+    ]
+    assert all(r.detail and r.detail["route"] == "staff.leak_upload" for r in refused)
+    assert refused[0].detail is not None
+    assert refused[0].detail["reason"] == "upload_refused"
 
 
 def test_the_email_change_queue_approves_after_a_fresh_code_and_denies(

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flask import Blueprint, Response, current_app, render_template
+from flask import Blueprint, Response, current_app, g, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
 from service.errors import LeakguardError
-from service.staff.access import check_access
+from service.staff.access import SAFE_METHODS, audit_refusal, check_access
 
 staff = Blueprint(
     "staff",
@@ -55,6 +55,8 @@ def error_page(status: int, title: str, message: str) -> tuple[str, int]:
 
 @staff.errorhandler(CSRFError)
 def _csrf_refused(exc: CSRFError) -> tuple[str, int]:
+    # Checked before the session is read (access.check_access): the actor is unknown.
+    audit_refusal("request_refused", "csrf")
     return error_page(
         400,
         "Form expired",
@@ -65,6 +67,10 @@ def _csrf_refused(exc: CSRFError) -> tuple[str, int]:
 
 @staff.errorhandler(LeakguardError)
 def _domain_error(exc: LeakguardError) -> tuple[str, int]:
+    if request.method not in SAFE_METHODS and "staff_session" in g:
+        # An act the domain refused (four eyes, a slug not typed back, a count that
+        # changed...): a security decision, so it is in the trail with its code.
+        audit_refusal("action_refused", exc.code, staff=g.staff_session.staff)
     return error_page(exc.status, exc.title, exc.detail or exc.title)
 
 
