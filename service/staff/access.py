@@ -182,12 +182,9 @@ def check_access() -> ResponseReturnValue | None:
         csrf.protect()  # raises CSRFError (400)
     if access == PUBLIC:
         return None
-    rt = runtime_of(current_app)
-    with rt.db.transaction() as session:
-        active = resume_session(session, request.cookies.get(COOKIE_NAME), now=clock.now())
+    active = load_session()
     if active is None:
         return _to_login()
-    g.staff_session = active
     if not has_role(active.staff, cast(StaffRole, access)):
         audit_refusal(
             "access_refused",
@@ -198,6 +195,19 @@ def check_access() -> ResponseReturnValue | None:
         )
         raise Forbidden(f"your role ({active.staff.role.value}) may not do this: it needs {access}")
     return None
+
+
+def load_session() -> ActiveSession | None:
+    """The live session of the request's cookie, kept in ``g.staff_session`` (pages show
+    the nav and the signed-in user from it), or None."""
+    if "staff_session" in g:
+        active: ActiveSession = g.staff_session
+        return active
+    with runtime_of(current_app).db.transaction() as session:
+        found = resume_session(session, request.cookies.get(COOKIE_NAME), now=clock.now())
+    if found is not None:
+        g.staff_session = found
+    return found
 
 
 def _check_origin(*, allow_null: bool) -> None:

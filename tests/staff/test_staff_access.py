@@ -287,3 +287,41 @@ def test_the_public_forms_take_a_null_origin_but_not_another_site(
     assert other.status_code == 403
     sandboxed = staff_client.post("/staff/login", data=form, headers={"Origin": "null"})
     assert sandboxed.status_code == 303
+
+
+def test_an_unknown_staff_path_is_the_staff_sites_404_page_with_its_nav(
+    staff_client: FlaskClient, agent: StaffLogin, clock: Clock
+) -> None:
+    """Under /staff a person gets the staff layout (nav, who is signed in); the API keeps
+    problem+json for its own paths."""
+    anonymous = staff_client.get("/staff/no-such-page")
+    assert anonymous.status_code == 404
+    assert anonymous.mimetype == "text/html"
+    log_in(staff_client, agent, clock)
+    for path, status in (("/staff/no-such-page", 404), ("/staff/accounts/1/nothing", 404)):
+        answer = staff_client.get(path)
+        assert (answer.status_code, answer.mimetype) == (status, "text/html"), path
+        page = answer.get_data(as_text=True)
+        assert 'href="/staff/leaks"' in page
+        assert agent.email in page
+    wrong_method = staff_client.get("/staff/logout")
+    assert (wrong_method.status_code, wrong_method.mimetype) == (405, "text/html")
+    assert "POST" in wrong_method.headers["Allow"]
+    assert 'href="/staff/audit"' in wrong_method.get_data(as_text=True)
+    api = staff_client.get("/v1/no-such-endpoint")
+    assert (api.status_code, api.mimetype) == (404, "application/problem+json")
+    assert staff_client.get("/staffing").mimetype == "application/problem+json"
+
+
+def test_the_csrf_refusal_page_has_the_staff_layout(
+    staff_client: FlaskClient, agent: StaffLogin, clock: Clock, runtime: Runtime
+) -> None:
+    log_in(staff_client, agent, clock)
+    answer = staff_client.post("/staff/logout", data={"csrf_token": "forged"})
+    assert answer.status_code == 400
+    page = answer.get_data(as_text=True)
+    assert "Form expired" in page
+    assert 'href="/staff/leaks"' in page
+    assert agent.email in page
+    [row] = audit_rows(runtime, "staff.request_refused")
+    assert row.actor == f"staff:{agent.id}"

@@ -268,6 +268,11 @@ def test_whoever_filed_a_request_cannot_approve_it_on_the_page(
         assert refused.status_code == 422
         assert "someone other than who filed it" in refused.get_data(as_text=True)
     assert staff_rows(runtime, "email_change.approved") == []
+    # Each refused act is a security decision in the trail.
+    rows = staff_rows(runtime, "action_refused")
+    assert [(r.actor, r.detail and r.detail["route"]) for r in rows] == [
+        (f"staff:{agent.id}", "staff.email_change_approve")
+    ] * len(ids)
 
 
 def test_a_staff_members_id_is_not_a_cli_users_name(
