@@ -125,6 +125,7 @@ class QueuedRequest:
     external_id: str
     open_exposure: bool
     requested_by: str
+    account_id: int  # the row id, for a page to link to the account
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -153,7 +154,11 @@ def review_queue(session: Session) -> list[QueuedRequest]:
     ).all()
     return [
         QueuedRequest(
-            ChangeView.of(session, request), external_id, bool(flag), request.requested_by
+            ChangeView.of(session, request),
+            external_id,
+            bool(flag),
+            request.requested_by,
+            request.account_id,
         )
         for request, external_id, flag in rows
     ]

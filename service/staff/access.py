@@ -58,6 +58,9 @@ PUBLIC_ENDPOINTS = frozenset({"staff.static"})
 
 THROTTLE_EXTENSION = "leakguard_staff_login_throttle"
 CSRF_FIELD = "csrf_token"  # Flask-WTF's key in the Flask session (WTF_CSRF_FIELD_NAME)
+# Where the last look-up's result waits for the page it redirects to: account ids and how
+# they were found, in the signed session cookie; never the query (it may be an address).
+LOOKUP_KEY = "staff_lookup"
 
 csrf = CSRFProtect()
 
@@ -291,6 +294,7 @@ def _new_csrf_secret() -> None:
     """Drop the CSRF secret when a session starts, turns or ends: a token someone read off
     this browser before the login (a fixed Flask session cookie) then no longer passes."""
     flask_session.pop(CSRF_FIELD, None)
+    flask_session.pop(LOOKUP_KEY, None)  # the last look-up's result was the last user's
     g.pop(CSRF_FIELD, None)  # Flask-WTF's per-request copy of the token
 
 

@@ -9,6 +9,7 @@ checked by service/stepup/totp.py, with the same replay guard (a time step works
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import logging
 import secrets
@@ -26,7 +27,7 @@ from service.errors import AlreadyExists, LeakguardError, NotFound, ValidationFa
 from service.models import StaffRole, StaffSession, StaffUser
 from service.staff.passwords import check_password_policy, hash_password, password_matches
 from service.stepup import totp
-from service.stepup.secret_box import SecretBox, SecretUnreadable
+from service.stepup.secret_box import SecretBox, SecretUnreadable, derive_key, keyed_digest
 
 logger = logging.getLogger(__name__)
 
@@ -80,10 +81,20 @@ class LoginResult:
 
 
 class StaffSecrets:
-    """Seals and opens staff TOTP secrets, each bound to its staff id."""
+    """Seals and opens staff TOTP secrets, each bound to its staff id; derives the secret
+    an enrolment link offers."""
 
     def __init__(self, master_key: bytes) -> None:
         self._box = SecretBox(master_key, "staff-totp")
+        self._enrol_key = derive_key(master_key, "staff-enrol-totp")
+
+    def enrolment_secret(self, staff_id: int, token_hash: str) -> str:
+        """The TOTP secret (base32, 160 bits) the enrolment link with this token offers:
+        derived, not stored, so that showing the page writes nothing (a GET is safe, RFC
+        9110 section 9.2.1), a reload shows the same secret, and a new link (a reset)
+        offers a new one. Only the key holder can derive it from the link's token."""
+        digest = keyed_digest(self._enrol_key, str(staff_id).encode(), token_hash.encode())
+        return base64.b32encode(digest[: totp.SECRET_BYTES]).decode()
 
     def seal(self, staff_id: int, secret: str) -> bytes:
         return self._box.seal(secret.encode(), _context(staff_id))
@@ -229,18 +240,11 @@ class EnrolmentPage:
 def open_enrolment(
     session: Session, secrets_: StaffSecrets, token: str, *, issuer: str, now: datetime
 ) -> EnrolmentPage:
-    """The staff user's pending TOTP secret (made on first opening, kept on reloads) and
-    its QR code; raise EnrolmentInvalid. Writes only the pending secret."""
-    staff = _enrolling(session, token, now)
-    secret = None
-    if staff.pending_totp_secret is not None:
-        try:
-            secret = secrets_.open(staff.id, staff.pending_totp_secret)
-        except SecretUnreadable:
-            secret = None
-    if secret is None:
-        secret = totp.new_secret()
-        staff.pending_totp_secret = secrets_.seal(staff.id, secret)
+    """The TOTP secret the link offers and its QR code; raise EnrolmentInvalid. Reads
+    only: the page may be opened (and reloaded, and fetched by a link scanner) any number
+    of times, and the secret is the same each time."""
+    staff = _enrolling(session, token, now, lock=False)
+    secret = secrets_.enrolment_secret(staff.id, token_digest(token))
     return EnrolmentPage(
         email=staff.email,
         enrollment=totp.enrollment(secret, name=staff.email, issuer=issuer),
@@ -256,18 +260,16 @@ def complete_enrolment(
     code: str,
     now: datetime,
 ) -> StaffUser:
-    """Set the password and confirm the pending TOTP secret with ``code``; the link is then
+    """Set the password and confirm the link's TOTP secret with ``code``; the link is then
     spent. Raise EnrolmentInvalid, PasswordRefused or CodeRefused (nothing changes then)."""
     staff = _enrolling(session, token, now)
     check_password_policy(password)
-    if staff.pending_totp_secret is None:
-        raise CodeRefused("open the enrolment page again to get a secret")
-    secret = secrets_.open(staff.id, staff.pending_totp_secret)
+    secret = secrets_.enrolment_secret(staff.id, token_digest(token))
     step = totp.step_of(secret, code, now)
     if step is None:
         raise CodeRefused()
     staff.password_hash = hash_password(password)
-    staff.totp_secret = staff.pending_totp_secret
+    staff.totp_secret = secrets_.seal(staff.id, secret)
     staff.pending_totp_secret = None
     staff.totp_last_step = step
     staff.enrol_token_hash = None
@@ -284,12 +286,11 @@ def complete_enrolment(
     return staff
 
 
-def _enrolling(session: Session, token: str, now: datetime) -> StaffUser:
+def _enrolling(session: Session, token: str, now: datetime, *, lock: bool = True) -> StaffUser:
     if not token or len(token) > 200:
         raise EnrolmentInvalid()
-    staff = session.scalars(
-        select(StaffUser).where(StaffUser.enrol_token_hash == token_digest(token)).with_for_update()
-    ).one_or_none()
+    query = select(StaffUser).where(StaffUser.enrol_token_hash == token_digest(token))
+    staff = session.scalars(query.with_for_update() if lock else query).one_or_none()
     if (
         staff is None
         or staff.disabled_at is not None

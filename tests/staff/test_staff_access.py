@@ -10,11 +10,13 @@ from datetime import timedelta
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import select
 from werkzeug.routing import Rule
 
-from service.models import StaffRole
+from service.models import StaffRole, StaffUser
 from service.runtime import Runtime
 from service.staff.access import PUBLIC, RANK, declared_access, undeclared_views
+from service.staff.users import create_staff_user
 from tests.support.factories import make_account
 from tests.support.staff import (
     Clock,
@@ -184,7 +186,10 @@ def test_an_htmx_request_may_send_its_csrf_token_as_a_header(
     log_in(staff_client, viewer, clock)
     token = csrf_token(staff_client, "/staff/accounts")
     answer = staff_client.post(
-        "/staff/accounts", data={"q": "jane"}, headers={"X-CSRFToken": token, "HX-Request": "true"}
+        "/staff/accounts",
+        data={"q": "jane"},
+        headers={"X-CSRFToken": token, "HX-Request": "true"},
+        follow_redirects=True,
     )
     assert answer.status_code == 200
     assert f"/staff/accounts/{account_id}" in answer.get_data(as_text=True)
@@ -242,7 +247,7 @@ def test_a_csrf_token_read_before_the_login_does_not_pass_after_it(
     assert fresh != before
     assert (
         staff_client.post("/staff/accounts", data={"q": "jane", "csrf_token": fresh}).status_code
-        == 200
+        == 303
     )
 
 
@@ -267,7 +272,7 @@ def test_a_form_sent_from_another_site_is_refused_even_with_a_valid_token(
         data={"q": "jane", "csrf_token": token},
         headers={"Origin": "http://localhost"},  # the test client's own host
     )
-    assert same_site.status_code == 200
+    assert same_site.status_code == 303
     assert audit_count(runtime, "staff.account_lookup") == 1
 
 
@@ -325,3 +330,42 @@ def test_the_csrf_refusal_page_has_the_staff_layout(
     assert agent.email in page
     [row] = audit_rows(runtime, "staff.request_refused")
     assert row.actor == f"staff:{agent.id}"
+
+
+def test_no_staff_get_writes_an_audit_row_or_changes_a_staff_user(
+    staff_app: Flask, staff_client: FlaskClient, runtime: Runtime, clock: Clock, account_id: int
+) -> None:
+    """A GET is safe (RFC 9110 section 9.2.1): walked over every staff page, with the
+    query arguments the pages read, nothing is audited and no staff row changes (only the
+    session's own last-use time moves)."""
+    admin = make_staff(runtime, "admin@staff.example", StaffRole.ADMIN, now=clock.now())
+    pending = create_staff_user_now(runtime, clock)
+    log_in(staff_client, admin, clock)
+    before = audit_count(runtime), staff_rows(runtime)
+    walked = 0
+    for rule in staff_rules(staff_app):
+        if "GET" not in (rule.methods or ()):
+            continue
+        path = url_of(rule, account_id)
+        if rule.endpoint == "staff.enrol":
+            path = f"/staff/enrol/{pending}"
+        for query in ("", "?q=jane", "?q=jane@example.org&leak=x&actor=x"):
+            staff_client.get(path + query)
+        walked += 1
+    assert walked >= 10
+    assert (audit_count(runtime), staff_rows(runtime)) == before
+
+
+def create_staff_user_now(runtime: Runtime, clock: Clock) -> str:
+    """An enrolment link's token for a new staff user (not enrolled)."""
+    with runtime.db.transaction() as session:
+        enrolment = create_staff_user(
+            session, email="new@staff.example", role=StaffRole.VIEWER, actor="t", now=clock.now()
+        )
+    return enrolment.token
+
+
+def staff_rows(runtime: Runtime) -> list[tuple[object, ...]]:
+    with runtime.db.read_session() as session:
+        table = StaffUser.__table__
+        return [tuple(row) for row in session.execute(select(table).order_by(table.c.id))]

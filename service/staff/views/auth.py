@@ -183,7 +183,7 @@ def enrol(token: str) -> ResponseReturnValue:
                 return response
     elif request.method == "POST":
         error = "Fill in every field."
-    with rt.db.transaction() as session:
+    with rt.db.read_session() as session:  # showing the page writes nothing
         page = open_enrolment(
             session, staff_secrets(), token, issuer=rt.settings.totp_issuer, now=clock.now()
         )
