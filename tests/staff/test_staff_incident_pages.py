@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import re
 from datetime import timedelta
+from html import unescape
 
 import pytest
 from flask.testing import FlaskClient
@@ -183,11 +184,44 @@ def test_an_upload_from_the_page_ingests_and_refuses_as_the_cli(
     [row, _] = staff_rows(runtime, "leak.uploaded")
     assert row.detail is not None
     assert row.detail["file"] == "list.txt"
+    # The CLI's refusals, in the form's words: its field labels, never a CLI flag.
+    cases = [
+        (
+            "again",
+            "lines",
+            b"ann@example.org\nx@example.net\n",
+            'tick "Ingest a file another leak has recorded, as this leak too"',
+        ),
+        (
+            "junk",
+            "lines",
+            b"ann@example.org\n" + b"not an address\n" * 30,
+            'chosen in "Format"); nothing recorded;',
+        ),
+        (
+            "junk",
+            "lines",
+            b"ann@example.org\n" + b"not an address\n" * 30,
+            'tick "Ingest even if most of the first records are no address" to ingest it anyway',
+        ),
+    ]
+    for slug, fmt, body, wording in cases:
+        refused_page = staff_client.post(
+            "/staff/leaks/upload",
+            data={"csrf_token": token, "slug": slug, "fmt": fmt, "file": (io.BytesIO(body), "f")},
+            content_type="multipart/form-data",
+        )
+        alert = re.search(r'role="alert">(.*?)</p>', refused_page.get_data(as_text=True), re.S)
+        assert refused_page.status_code == 422
+        assert alert is not None
+        assert wording in unescape(alert.group(1)), alert.group(1)
+        assert not re.search(r"--[a-z]", alert.group(1)), alert.group(1)
     # Every refusal is in the trail: who, the route, why, the slug and file asked for.
     refused = staff_rows(runtime, "leak.upload_refused")
     assert [(r.actor, r.detail["leak"], r.detail["file"]) for r in refused if r.detail] == [
         (f"staff:{agent.id}", "fresh", "empty.txt"),
         (f"staff:{agent.id}", "later", "list.txt"),
+        *[(f"staff:{agent.id}", slug, "f") for slug, _, _, _ in cases],
     ]
     assert all(r.detail and r.detail["route"] == "staff.leak_upload" for r in refused)
     assert refused[0].detail is not None

@@ -15,6 +15,7 @@ from jobs.reader.stream import LeakFormat
 from service.addresses import mask_addresses
 from service.errors import LeakguardError
 from service.leaks.catalogue import LeakFacts, check_observed_at, find_leak
+from service.leaks.wording import words_of
 from service.models import StaffRole
 from service.notices.campaigns import set_paused
 from service.notices.preview import WarningVariant
@@ -28,7 +29,13 @@ from service.staff.incidents import leak_funnel, list_incidents, show_incident
 from service.staff.upload import safe_name, start_upload_ingest
 from service.staff.users import staff_actor
 from service.staff.views.blueprint import staff
-from service.staff.views.page_forms import ButtonForm, RetractForm, TestSendForm, UploadForm
+from service.staff.views.page_forms import (
+    UPLOAD_WORDS,
+    ButtonForm,
+    RetractForm,
+    TestSendForm,
+    UploadForm,
+)
 
 POLL_SECONDS = 2  # how often a page with a running ingest asks for its progress
 
@@ -236,7 +243,7 @@ def leak_upload() -> ResponseReturnValue:
     except LeakguardError as exc:
         _audit_upload_refused(form, exc.code)
         return render_template(
-            "staff/leak_upload.html", form=form, error=exc.detail or exc.title
+            "staff/leak_upload.html", form=form, error=words_of(exc, UPLOAD_WORDS)
         ), exc.status
     with rt.db.transaction() as session:
         record_staff_action(
