@@ -75,7 +75,8 @@ def test_resolving_on_the_page_changes_the_next_risk_check_and_is_audited_once(
     assert f"exposure to {LEAK} resolved" in page
     again = act(staff_client, account_id, f"exposures/{LEAK}/dismiss", reason="x")
     assert again.status_code == 409
-    assert staff_actions(runtime) == ["staff.exposure.resolved"]
+    # Nothing more happened; the refusal is in the trail (a security decision).
+    assert staff_actions(runtime) == ["staff.exposure.resolved", "staff.action_refused"]
     empty = act(staff_client, account_id, f"exposures/{LEAK}/dismiss", reason="")
     assert empty.status_code == 400
 
@@ -114,6 +115,7 @@ def test_force_step_up_revoke_and_resend(
     assert staff_actions(runtime) == [
         "staff.step_up.forced_by_support",
         "staff.step_up.devices_revoked",
+        "staff.action_refused",  # the first resend: nothing failed to resend
         "staff.campaign.retried",
     ]
 
