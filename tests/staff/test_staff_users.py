@@ -244,3 +244,23 @@ def test_a_password_typed_in_another_unicode_form_is_the_same_password(
     login = StaffLogin(0, "uni@staff.example", StaffRole.VIEWER, decomposed, secret)
     assert login_with(staff_app.test_client(), login, clock, decomposed) == 303
     assert login_with(staff_app.test_client(), login, clock, composed + "x") == 401
+
+
+def test_a_limited_reauthentication_says_when_to_retry_and_is_audited(
+    make_app: Callable[..., Flask], agent: StaffLogin, clock: Clock, runtime: Runtime
+) -> None:
+    client = make_app(rate_limit_staff_login_account="1/15minutes").test_client()
+    log_in(client, agent, clock)  # a success spends nothing
+    wrong = "000000" if agent.code(clock.now()) != "000000" else "111111"
+    for status in (401, 429):
+        answer = client.post(
+            "/staff/reauth",
+            data={"csrf_token": csrf_token(client, "/staff/reauth"), "code": wrong},
+        )
+        assert answer.status_code == status
+    assert 1 <= int(answer.headers["Retry-After"]) <= 15 * 60
+    assert "Try again in" in answer.get_data(as_text=True)
+    [row] = audit_rows(runtime, "staff.reauth_limited")
+    assert (row.actor, row.target) == (f"staff:{agent.id}", f"staff:{agent.id}")
+    assert row.detail is not None
+    assert row.detail["reason"] == "too_many_attempts"
