@@ -170,6 +170,18 @@ def audit_refusal(
         )
 
 
+def refuse_forged_request(reason: str) -> None:
+    """Audit a request refused as forged (no CSRF token, another site's ``Origin``) when
+    it rode on a staff session: that is an attack on a signed-in person. Without one it
+    is only logged: anyone can send such requests, and each must not cost a row in the
+    trail (an unauthenticated flood would fill it)."""
+    active = load_session()
+    if active is None:
+        logger.warning("staff %s refused without a session: %s", request.endpoint, reason)
+        return
+    audit_refusal("request_refused", reason, staff=active.staff)
+
+
 def check_access() -> ResponseReturnValue | None:
     """The staff blueprint's first ``before_request``: refuse undeclared views, check CSRF
     on unsafe methods, load the session (none: to the login page), check the role."""
@@ -233,7 +245,7 @@ def _check_origin(*, allow_null: bool) -> None:
         logger.warning(
             "staff %s %s refused: sent from another origin", request.method, request.path
         )
-        audit_refusal("request_refused", "cross_origin")
+        refuse_forged_request("cross_origin")
         raise Forbidden("this form was sent from another site")
 
 

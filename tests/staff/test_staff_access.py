@@ -321,6 +321,11 @@ def test_an_unknown_staff_path_is_the_staff_sites_404_page_with_its_nav(
 def test_the_csrf_refusal_page_has_the_staff_layout(
     staff_client: FlaskClient, agent: StaffLogin, clock: Clock, runtime: Runtime
 ) -> None:
+    # Without a session a forged form is only logged: anyone may send them, and each must
+    # not cost a row in the trail.
+    anonymous = staff_client.post("/staff/login", data={"csrf_token": "forged"})
+    assert anonymous.status_code == 400
+    assert audit_rows(runtime, "staff.request_refused") == []
     log_in(staff_client, agent, clock)
     answer = staff_client.post("/staff/logout", data={"csrf_token": "forged"})
     assert answer.status_code == 400

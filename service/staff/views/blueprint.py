@@ -12,7 +12,13 @@ from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
 from service.errors import LeakguardError
-from service.staff.access import SAFE_METHODS, audit_refusal, check_access, load_session
+from service.staff.access import (
+    SAFE_METHODS,
+    audit_refusal,
+    check_access,
+    load_session,
+    refuse_forged_request,
+)
 
 staff = Blueprint(
     "staff",
@@ -61,10 +67,9 @@ def error_page(status: int, title: str, message: str) -> tuple[str, int]:
 
 @staff.errorhandler(CSRFError)
 def _csrf_refused(exc: CSRFError) -> tuple[str, int]:
-    # Checked before the session is read (access.check_access): read it now, for the
-    # page's nav and the audit row's actor.
-    active = load_session()
-    audit_refusal("request_refused", "csrf", staff=active.staff if active else None)
+    # Checked before the session is read (access.check_access): this reads it, for the
+    # audit row's actor and the page's nav.
+    refuse_forged_request("csrf")
     return error_page(
         400,
         "Form expired",
