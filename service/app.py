@@ -19,6 +19,7 @@ from service.ops.requests import register_request_ids
 from service.runtime import EXTENSION, build_runtime
 from service.staff.views import register_staff
 from service.web.email_change import pages
+from service.web.routing import register_converters
 
 API_DESCRIPTION = """\
 Leakguard flags the accounts whose email address appeared in a third-party leak and tells
@@ -67,6 +68,7 @@ def create_app(
         SESSION_COOKIE_HTTPONLY=True,
     )
     app.extensions[EXTENSION] = runtime
+    register_converters(app)
     register_problem_handlers(app)
     register_routes()
     app.register_api(api)

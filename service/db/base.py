@@ -24,6 +24,9 @@ NAMING_CONVENTION = {
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit identity.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
+# The largest id (or count) a BigId column holds: a larger number from a request names
+# nothing, and PostgreSQL refuses to compare with it (NumericValueOutOfRange).
+BIGINT_MAX = 2**63 - 1
 
 
 class UTCDateTime(TypeDecorator[datetime]):
