@@ -32,6 +32,7 @@ from service.staff.views.page_forms import (
     OptionalReasonForm,
     ReasonForm,
 )
+from service.stepup.hold import MAX_HOLD
 
 Act = Callable[[Session, str, str | None], ActionOutcome]
 
@@ -130,7 +131,11 @@ def warning_resend(account_id: int, slug: str) -> ResponseReturnValue:
 def force_step_up(account_id: int) -> ResponseReturnValue:
     form = ForceStepUpForm()
     if not form.validate_on_submit():
-        abort(400, "give at most 500 characters of reason and whole hours (1 or more), or blanks")
+        abort(
+            400,
+            "give at most 500 characters of reason and whole hours "
+            f"(1 to {MAX_HOLD // timedelta(hours=1)}, digits 0-9), or blanks",
+        )
     hours = form.hours.data
     return _act(
         account_id,

@@ -21,6 +21,7 @@ from service.staff.audit_log import (
     staff_names,
 )
 from service.staff.views.blueprint import staff
+from service.staff.views.page_forms import whole_number
 
 FILTER_FIELDS = ("actor", "account", "leak", "action", "since", "until")
 
@@ -29,7 +30,9 @@ FILTER_FIELDS = ("actor", "account", "leak", "action", "since", "until")
 @requires(StaffRole.VIEWER)
 def audit_log() -> ResponseReturnValue:
     where, problems = _filter_from(request.args)
-    before = request.args.get("before", type=int)
+    # The id of the row the next page starts below (the "Older" link's; None: the newest).
+    text = request.args.get("before")
+    before = whole_number(text, what="before (a row id)") if text is not None else None
     rt = runtime_of(current_app)
     with rt.db.read_session() as session:
         page = read_audit_page(session, where, before=before)

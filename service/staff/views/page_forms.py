@@ -3,15 +3,46 @@ token). Validation here is only shape; the rules are the domain functions'."""
 
 from __future__ import annotations
 
+import re
+from datetime import timedelta
+from typing import Any
+
+from flask import abort
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
 from wtforms import BooleanField, DateField, HiddenField, IntegerField, SelectField, StringField
 from wtforms.validators import DataRequired, Length, NumberRange, Optional
 
 from jobs.reader.stream import LeakFormat
+from service.db.base import BIGINT_MAX
 from service.leaks.wording import OptionWords
 from service.notices.preview import WarningVariant
 from service.notices.render import LANGUAGES
+from service.stepup.hold import MAX_HOLD
+
+# A whole number as a person types it: ASCII digits only. Python's int() also takes other
+# scripts' digits ("١٢"), signs, spaces and underscores; none of those is meant here.
+WHOLE_NUMBER = re.compile(r"[0-9]{1,19}")
+
+
+def whole_number(text: str, *, what: str, maximum: int = BIGINT_MAX) -> int:
+    """``text`` as a whole number from 0 to ``maximum`` (default: the largest id or count
+    the database holds), else the 400 page naming ``what``: a number beyond what the
+    code or the database can hold would otherwise be a 500."""
+    if WHOLE_NUMBER.fullmatch(text) is None or int(text) > maximum:
+        abort(400, f"{what}: give a whole number from 0 to {maximum}, in digits 0-9")
+    return int(text)
+
+
+class WholeNumberField(IntegerField):  # type: ignore[misc]
+    """An IntegerField that takes ASCII digits only (see ``WHOLE_NUMBER``); bound it with
+    NumberRange, so no huge value reaches ``timedelta`` or the database."""
+
+    def process_formdata(self, valuelist: list[Any]) -> None:
+        if valuelist and valuelist[0] and WHOLE_NUMBER.fullmatch(str(valuelist[0])) is None:
+            self.data = None
+            raise ValueError(self.gettext("Not a valid integer value."))
+        super().process_formdata(valuelist)
 
 
 def reason_field(label: str = "Reason") -> StringField:
@@ -33,7 +64,10 @@ class ForceStepUpForm(OptionalReasonForm):
     """Force a step-up: the hold lasts until a step-up is passed or support clears it, or
     at most ``hours`` (blank: no end of its own; bounds are the domain's, 1 h to 365 d)."""
 
-    hours = IntegerField("Hold at most (hours)", validators=[Optional(), NumberRange(min=1)])
+    hours = WholeNumberField(
+        "Hold at most (hours)",
+        validators=[Optional(), NumberRange(min=1, max=MAX_HOLD // timedelta(hours=1))],
+    )
 
 
 class ButtonForm(FlaskForm):  # type: ignore[misc]

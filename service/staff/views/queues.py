@@ -29,7 +29,13 @@ from service.staff.queues import (
 )
 from service.staff.users import staff_actor, staff_person
 from service.staff.views.blueprint import staff
-from service.staff.views.page_forms import BulkForm, ButtonForm, RetryForm, ReviewForm
+from service.staff.views.page_forms import (
+    BulkForm,
+    ButtonForm,
+    RetryForm,
+    ReviewForm,
+    whole_number,
+)
 
 
 @staff.get("/queues")
@@ -121,10 +127,8 @@ def _ids(text: str | None) -> list[int] | None:
     """``notices retry --ids``'s parsing: ids split by commas or spaces; empty: all."""
     if not text or not text.strip():
         return None
-    try:
-        return [int(part) for part in text.replace(",", " ").split()]
-    except ValueError:
-        abort(400, f"notice ids look like 12,15,40, not {text!r}")
+    parts = text.replace(",", " ").split()
+    return [whole_number(part, what="notice ids (like 12,15,40)") for part in parts]
 
 
 @staff.post("/queues/failed-notices/<slug>/retry")
@@ -259,6 +263,4 @@ def _count(text: str | None) -> int | None:
     """The count a confirmation carries (None: a first post, the dry run)."""
     if not text:
         return None
-    if not text.isdigit():
-        abort(400, "the confirmation carries no count: count again")
-    return int(text)
+    return whole_number(text, what="the confirmed count (count again)")
