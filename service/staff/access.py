@@ -31,7 +31,7 @@ from flask import (
 )
 from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import CSRFProtect
-from werkzeug.exceptions import Forbidden
+from werkzeug.exceptions import Forbidden, HTTPException
 from werkzeug.wrappers import Response
 
 from service.audit import record_event
@@ -48,6 +48,8 @@ logger = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., ResponseReturnValue])
 ACCESS_ATTRIBUTE = "_leakguard_staff_access"
 REAUTH_ATTRIBUTE = "_leakguard_staff_reauth"
+FRAGMENT_ATTRIBUTE = "_leakguard_staff_fragment_of"
+HOME = "/staff/"
 COOKIE_NAME = "leakguard_staff"
 COOKIE_PATH = "/staff"
 PUBLIC = "public"
@@ -79,6 +81,24 @@ def public(view: F) -> F:
     """Let anyone reach the view, without a session (login, enrolment)."""
     setattr(view, ACCESS_ATTRIBUTE, PUBLIC)
     return view
+
+
+def fragment_of(page: str) -> Callable[[F], F]:
+    """Mark the view as a fragment of the page at endpoint ``page`` (which takes the same
+    path arguments or fewer): htmx swaps it into that page, and it is never a place to
+    come back to after login or re-authentication (a bare, unstyled piece): that is
+    ``page``."""
+
+    def mark(view: F) -> F:
+        setattr(view, FRAGMENT_ATTRIBUTE, page)
+        return view
+
+    return mark
+
+
+def fragment_parent(view: Callable[..., object]) -> str | None:
+    """The endpoint of the page the view is a fragment of, or None (a page itself)."""
+    return getattr(view, FRAGMENT_ATTRIBUTE, None)
 
 
 def requires_reauth(view: F) -> F:
@@ -265,25 +285,45 @@ def _send_to(target: str) -> Response:
 
 def _return_path() -> str:
     """Where to come back to after login or re-authentication: this page for a GET; the
-    page a form was sent from (same site, under /staff) for anything else."""
-    if request.method in SAFE_METHODS:
-        return request.full_path.rstrip("?")
-    return safe_next(request.referrer)
+    page a form was sent from (same site, under /staff) for anything else. An htmx
+    request (a poll, a swap) comes back to the page the browser shows, as htmx names it
+    in ``HX-Current-URL``; failing that, to the page the fragment belongs to."""
+    if request.method not in SAFE_METHODS:
+        return safe_next(request.referrer)
+    here = safe_next(request.full_path.rstrip("?"))
+    if request.headers.get("HX-Request"):
+        return safe_next(request.headers.get("HX-Current-URL"), default=here)
+    return here
 
 
-def safe_next(value: str | None) -> str:
-    """``value`` as a path under /staff on this site, else /staff/ (no open redirect)."""
+def safe_next(value: str | None, *, default: str = HOME) -> str:
+    """``value`` as a path under /staff on this site, else ``default`` (no open
+    redirect). A fragment's path (``fragment_of``) gives the page it belongs to."""
     if not value:
-        return "/staff/"
+        return default
     parts = urlsplit(value)
     if parts.netloc and parts.netloc != request.host:
-        return "/staff/"
+        return default
     path = parts.path
     if not path.startswith(COOKIE_PATH + "/") and path != COOKIE_PATH:
-        return "/staff/"
+        return default
     if "//" in path or "\\" in path:
-        return "/staff/"
+        return default
+    page = _page_of_fragment(path)
+    if page is not None:
+        return page
     return path + (f"?{parts.query}" if parts.query else "")
+
+
+def _page_of_fragment(path: str) -> str | None:
+    """The path of the page ``path`` is a fragment of; None if it is no fragment's (a
+    page, or nothing routed: that answers its own 404 after login)."""
+    try:
+        endpoint, arguments = current_app.url_map.bind(request.host).match(path, method="GET")
+    except HTTPException:  # not found, another method, a redirect to a canonical path
+        return None
+    parent = fragment_parent(current_app.view_functions.get(endpoint, lambda: None))
+    return None if parent is None else url_for(parent, **arguments)
 
 
 def set_session_cookie(response: Response, token: str) -> None:

@@ -21,7 +21,13 @@ from service.notices.campaigns import set_paused
 from service.notices.preview import WarningVariant
 from service.runtime import Runtime, runtime_of
 from service.staff import clock
-from service.staff.access import audit_refusal, current_staff, requires, requires_reauth
+from service.staff.access import (
+    audit_refusal,
+    current_staff,
+    fragment_of,
+    requires,
+    requires_reauth,
+)
 from service.staff.audit import record_staff_action
 from service.staff.campaigns import preview_all, retract_confirmed, send_seed
 from service.staff.charts import funnel_svg
@@ -59,6 +65,7 @@ def leaks() -> ResponseReturnValue:
 
 @staff.get("/leaks/rows")
 @requires(StaffRole.VIEWER)
+@fragment_of("staff.leaks")
 def leak_rows() -> ResponseReturnValue:
     """The list's rows alone, for htmx to poll while an ingest runs."""
     rt = _runtime()
@@ -87,6 +94,7 @@ def leak(slug: str) -> ResponseReturnValue:
 
 @staff.get("/leaks/<slug>/progress")
 @requires(StaffRole.VIEWER)
+@fragment_of("staff.leak")
 def leak_progress(slug: str) -> ResponseReturnValue:
     """The leak's state and counts alone, for htmx to poll while its ingest runs."""
     rt = _runtime()
@@ -97,6 +105,7 @@ def leak_progress(slug: str) -> ResponseReturnValue:
 
 @staff.get("/leaks/<slug>/funnel.svg")
 @requires(StaffRole.VIEWER)
+@fragment_of("staff.leak")
 def leak_funnel_svg(slug: str) -> ResponseReturnValue:
     with _runtime().db.read_session() as session:
         svg = funnel_svg(leak_funnel(session, slug))

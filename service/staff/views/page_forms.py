@@ -34,7 +34,7 @@ def whole_number(text: str, *, what: str, maximum: int = BIGINT_MAX) -> int:
     return int(text)
 
 
-class WholeNumberField(IntegerField):  # type: ignore[misc]
+class WholeNumberField(IntegerField):
     """An IntegerField that takes ASCII digits only (see ``WHOLE_NUMBER``); bound it with
     NumberRange, so no huge value reaches ``timedelta`` or the database."""
 
