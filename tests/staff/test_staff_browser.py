@@ -19,6 +19,7 @@ from playwright.sync_api import Browser, ConsoleMessage, Page, expect
 
 from service.models import StaffRole
 from service.runtime import Runtime
+from service.staff.actions import force_step_up
 from tests.support.cli import output
 from tests.support.factories import expose, make_account
 from tests.support.live_server import LiveServer
@@ -26,6 +27,7 @@ from tests.support.staff import PASSWORD, Clock, make_staff
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 ADDRESS = "jane.doe@example.org"
+LONG_REASON = "SUP-" + "x" * 496  # 500 characters, no space to break at
 pytestmark = [pytest.mark.postgres, pytest.mark.parametrize("db_url", ["postgres"], indirect=True)]
 
 
@@ -90,6 +92,9 @@ def test_enrol_log_in_look_up_reauthenticate_reveal_and_audit(
 ) -> None:
     account_id = make_account(runtime, "jane", ADDRESS)
     expose(runtime, account_id, slug="exchange-2019")
+    with runtime.db.transaction() as session:
+        # Trial: one long unbroken reason stretched the account page to 2942 px.
+        force_step_up(session, "jane", reason=LONG_REASON, actor="cli:ops", now=clock.now())
     printed = output(
         make_app().test_cli_runner(), "staff", "create-user", "ada@staff.example", "--role", "agent"
     )
@@ -133,7 +138,9 @@ def test_enrol_log_in_look_up_reauthenticate_reveal_and_audit(
     page.get_by_role("link", name="jane").click()
     expect(page.locator("#masked-address")).to_have_text("j***@example.org")
     expect(page.get_by_text("exchange-2019").first).to_be_visible()
+    expect(page.get_by_text(LONG_REASON, exact=False).first).to_be_visible()
     shot(page, "05-account")
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
 
     # Six minutes on, revealing asks for a fresh code first, then comes back.
     clock.advance(timedelta(minutes=6))
