@@ -170,5 +170,9 @@ def _row(event: AuditEvent) -> AuditRow:
         actor=mask_addresses(event.actor),
         action=event.action,
         target=mask_addresses(event.target) if event.target else None,
-        detail=mask_addresses(json.dumps(detail, sort_keys=True)) if detail else None,
+        # Text as written ("bücher.de", not "b\\u00fccher.de"): read by people, on the page
+        # and in the CSV; an escaped address would also slip past the masking pattern.
+        detail=mask_addresses(json.dumps(detail, sort_keys=True, ensure_ascii=False))
+        if detail
+        else None,
     )

@@ -298,3 +298,33 @@ def test_the_audit_page_account_filter_reads_the_target_index(runtime: Runtime) 
             str(row[-1]) for row in connection.exec_driver_sql(prefix + statement, parameters)
         )
     assert "ix_audit_event_target_action_at" in plan, plan
+
+
+def test_the_audit_detail_shows_text_as_written_on_the_page_and_in_the_csv(
+    staff_client: FlaskClient, agent: StaffLogin, clock: Clock, runtime: Runtime
+) -> None:
+    with runtime.db.transaction() as session:
+        record_event(
+            session,
+            actor="cli:ops",
+            action="campaign.test_sent",
+            detail={"to": "ü***@bücher.de", "note": "Grüße"},
+            now=clock.now(),
+        )
+        # Written unmasked before addresses were masked on the way in: masked on the way out.
+        record_event(
+            session,
+            actor="cli:ops",
+            action="campaign.test_sent",
+            detail={"to": "jürgen@bücher.de"},
+            now=clock.now(),
+        )
+    log_in(staff_client, agent, clock)
+    page = unescape(staff_client.get("/staff/audit?action=campaign.test_sent").get_data(True))
+    assert '"to": "ü***@bücher.de"' in page
+    assert "Grüße" in page
+    assert "\\u00fc" not in page
+    assert "jürgen" not in page and "j***@bücher.de" in page
+    body = export(staff_client, action="campaign.test_sent").get_data(as_text=True)
+    assert "ü***@bücher.de" in body and "Grüße" in body
+    assert "\\u00fc" not in body and "jürgen" not in body
