@@ -70,7 +70,9 @@ def notices_test_send(slug: str, recipient: str, kind: str, language: str) -> No
     value = migrated_runtime()
     prepared = _prepared(value, slug, language, kind)
     sent = send_test_warning(prepared, value.settings, recipient=recipient, now=utcnow())
-    click.echo(f"sent to {sent.masked_recipient} via {sent.via}: {sent.message_id}")
+    # The operator is on the server: the folder's path tells them where to look.
+    where = "" if value.settings.smtp_url else f" ({value.settings.resolved_mail_dir})"
+    click.echo(f"sent to {sent.masked_recipient} via {sent.via}{where}: {sent.message_id}")
 
 
 def _set_paused(slug: str, paused: bool) -> None:

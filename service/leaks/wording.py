@@ -5,14 +5,15 @@ their refusals are two: the CLI, whose operator types ``--format csv``, and the 
 site's upload form, whose user ticks a box. A refusal that names an option is raised with
 a function of ``OptionWords`` (``Worded.saying``): its message (``str``) is the CLI's
 wording, and ``words_of`` renders it in another face's words, with no second copy of the
-rule. No Flask.
+rule. Other refusals that name a CLI option (a test send's ``--to``) bring words of their
+own kind: ``saying(say, CLI words of that kind)``. No Flask.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Self
+from typing import Any, Self, TypeVar
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,24 +43,31 @@ CLI_WORDS = OptionWords(
 )
 
 Say = Callable[[OptionWords], str]
+W = TypeVar("W")
 
 
 class Worded(Exception):
-    """A refusal whose message names options: ``say`` renders it in any face's words."""
+    """A refusal whose message names options: ``say`` renders it in any face's words (of
+    the kind the refusal was raised with: ``OptionWords`` unless it said otherwise)."""
 
-    say: Say | None = None
+    say: Callable[[Any], str] | None = None
+    words_kind: type = OptionWords
 
     @classmethod
-    def saying(cls, say: Say) -> Self:
-        """The refusal with the CLI's words as its message, and ``say`` kept for others."""
-        refusal = cls(say(CLI_WORDS))
+    def saying(cls, say: Callable[[W], str], cli_words: W | None = None) -> Self:
+        """The refusal with the CLI's words as its message (``cli_words``, default
+        ``CLI_WORDS``), and ``say`` kept for the other faces."""
+        words: Any = CLI_WORDS if cli_words is None else cli_words
+        refusal = cls(say(words))
         refusal.say = say
+        refusal.words_kind = type(words)
         return refusal
 
 
-def words_of(exc: BaseException, words: OptionWords) -> str:
-    """``exc``'s message in ``words`` (its own message if it names no option)."""
-    if isinstance(exc, Worded) and exc.say is not None:
+def words_of(exc: BaseException, words: object) -> str:
+    """``exc``'s message in ``words`` (its own message if it names no option, or options
+    of another kind than ``words`` names)."""
+    if isinstance(exc, Worded) and exc.say is not None and isinstance(words, exc.words_kind):
         return exc.say(words)
     detail = getattr(exc, "detail", None)
     return detail if isinstance(detail, str) and detail else str(exc)

@@ -12,6 +12,7 @@ from datetime import datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from enum import StrEnum
+from urllib.parse import urlsplit
 
 from sqlalchemy.orm import Session
 
@@ -19,6 +20,7 @@ from service.addresses import InvalidAddress, canonicalize_email, clean_address,
 from service.config import Settings
 from service.errors import LeakguardError
 from service.leaks.catalogue import find_leak, leak_name
+from service.leaks.wording import Worded
 from service.models import NoticeKind
 from service.notices.render import (
     NoticeContext,
@@ -39,7 +41,7 @@ class WarningVariant(StrEnum):
     CREDENTIAL = "credential"
 
 
-class SeedRefused(LeakguardError):
+class SeedRefused(LeakguardError, Worded):
     """The seed address is no address, or the mail server refused the message."""
 
     status = 422
@@ -48,10 +50,20 @@ class SeedRefused(LeakguardError):
 
 
 @dataclass(frozen=True, slots=True)
+class SeedWords:
+    """How a face names the seed address in a refusal (``service.leaks.wording``)."""
+
+    recipient: str
+
+
+CLI_SEED_WORDS = SeedWords(recipient="--to")
+
+
+@dataclass(frozen=True, slots=True)
 class SentSeed:
     masked_recipient: str
     message_id: str
-    via: str  # "the SMTP server", or the mail folder's path
+    via: str  # "the SMTP server <host>", or "the mail folder" (no path: staff read it)
 
 
 def prepare_warning(
@@ -104,7 +116,9 @@ def send_test_warning(
     """
     recipient = clean_address(recipient)
     if isinstance(canonicalize_email(recipient), InvalidAddress):
-        raise SeedRefused("--to is not a valid email address")
+        raise SeedRefused.saying(
+            lambda w: f"{w.recipient} is not one valid email address", CLI_SEED_WORDS
+        )
     try:
         message = address_message(
             prepared,
@@ -113,7 +127,9 @@ def send_test_warning(
             now=now,
         )
     except ValueError:
-        raise SeedRefused("--to cannot be written into a To header") from None
+        raise SeedRefused.saying(
+            lambda w: f"{w.recipient} cannot be written into a To header", CLI_SEED_WORDS
+        ) from None
     mailer = make_mailer(
         settings.smtp_url, mail_dir=settings.resolved_mail_dir, envelope_from=settings.mail_from
     )
@@ -125,5 +141,8 @@ def send_test_warning(
     if not result.accepted:
         reason = f"{result.code or ''} {result.error or ''}".strip()
         raise SeedRefused(f"not sent to {masked}: {reason}".strip())
-    via = "the SMTP server" if settings.smtp_url else str(settings.resolved_mail_dir)
+    # The server's name, never its credentials or a path on this machine: the staff site
+    # shows this line to people who have no business with the server's file system.
+    host = urlsplit(settings.smtp_url).hostname if settings.smtp_url else None
+    via = f"the SMTP server {host}" if host else "the mail folder"
     return SentSeed(masked, message.message_id, via)

@@ -372,3 +372,47 @@ def test_failed_warnings_page_lists_and_a_viewer_cannot_retry(
             f"/staff/queues/failed-notices/{LEAK}/{action}", data={"csrf_token": token}
         )
         assert response.status_code == 403
+
+
+def test_a_refused_test_send_shows_on_the_leak_page_in_the_forms_words(
+    runtime: Runtime, staff_client: FlaskClient, agent: StaffLogin, clock: Clock
+) -> None:
+    expose(runtime, make_account(runtime, "ann", "ann@example.org"))
+    log_in(staff_client, agent, clock)
+    page = f"/staff/leaks/{LEAK}"
+    for typed in ("not an address", "a@b.c, d@e.f"):
+        refused = post(
+            staff_client, f"{page}/test-send", page, recipient=typed, kind="email", language="en"
+        )
+        text = unescape(refused.get_data(as_text=True))
+        assert refused.status_code == 422, text[:300]
+        assert '"Seed address (one of your own)" is not one valid email address' in text
+        assert "--to" not in text
+        assert 'id="test-send-error"' in text
+        assert f'value="{typed}"' in text  # what was typed stays in the form
+        assert "Send a test warning" in text  # the leak page, not a separate error page
+    refusals = staff_rows(runtime, "action_refused")
+    assert [row.detail["reason"] for row in refusals if row.detail] == ["seed_refused"] * 2
+    blank = post(staff_client, f"{page}/test-send", page, recipient="", kind="email", language="en")
+    assert blank.status_code == 400
+    assert "Name one seed address in" in unescape(blank.get_data(as_text=True))
+
+
+def test_a_sent_test_warning_names_no_server_path(
+    runtime: Runtime, staff_client: FlaskClient, agent: StaffLogin, clock: Clock
+) -> None:
+    expose(runtime, make_account(runtime, "ann", "ann@example.org"))
+    log_in(staff_client, agent, clock)
+    page = f"/staff/leaks/{LEAK}"
+    sent = post(
+        staff_client,
+        f"{page}/test-send",
+        page,
+        recipient="seed@ops.example",
+        kind="email",
+        language="en",
+    )
+    assert sent.status_code == 303
+    text = unescape(staff_client.get(page).get_data(as_text=True))
+    assert "Test warning sent to s***@ops.example via the mail folder." in text
+    assert str(runtime.settings.resolved_mail_dir) not in text

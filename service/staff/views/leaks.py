@@ -18,7 +18,7 @@ from service.leaks.catalogue import LeakFacts, check_observed_at, find_leak
 from service.leaks.wording import words_of
 from service.models import StaffRole
 from service.notices.campaigns import set_paused
-from service.notices.preview import WarningVariant
+from service.notices.preview import SeedRefused, WarningVariant
 from service.runtime import Runtime, runtime_of
 from service.staff import clock
 from service.staff.access import (
@@ -36,6 +36,7 @@ from service.staff.upload import safe_name, start_upload_ingest
 from service.staff.users import staff_actor
 from service.staff.views.blueprint import staff
 from service.staff.views.page_forms import (
+    SEED_WORDS,
     UPLOAD_WORDS,
     ButtonForm,
     RetractForm,
@@ -77,6 +78,12 @@ def leak_rows() -> ResponseReturnValue:
 @staff.get("/leaks/<slug>")
 @requires(StaffRole.VIEWER)
 def leak(slug: str) -> ResponseReturnValue:
+    return _leak_page(slug, test_send=TestSendForm())
+
+
+def _leak_page(slug: str, *, test_send: TestSendForm, test_send_error: str | None = None) -> str:
+    """The leak's page; ``test_send_error``: why the test send was refused, shown by its
+    form (which keeps what was typed)."""
     rt = _runtime()
     with rt.db.read_session() as session:
         incident = show_incident(session, slug, held=_held(rt))
@@ -86,7 +93,8 @@ def leak(slug: str) -> ResponseReturnValue:
         incident=incident,
         funnel=funnel,
         poll=POLL_SECONDS,
-        test_send=TestSendForm(),
+        test_send=test_send,
+        test_send_error=test_send_error,
         button=ButtonForm(),
         retract=RetractForm(),
     )
@@ -126,29 +134,35 @@ def leak_preview(slug: str) -> ResponseReturnValue:
 def leak_test_send(slug: str) -> ResponseReturnValue:
     form = TestSendForm()
     if not form.validate_on_submit():
-        abort(400, "name one seed address, a kind and a language")
+        error = f"Name one seed address in {SEED_WORDS.recipient}, a kind and a language."
+        return _leak_page(slug, test_send=form, test_send_error=error), 400
     rt = _runtime()
-    with rt.db.transaction() as session:
-        sent = send_seed(
-            session,
-            rt.settings,
-            slug,
-            recipient=str(form.recipient.data),
-            kind=WarningVariant(form.kind.data),
-            language=str(form.language.data),
-            now=clock.now(),
-        )
-        record_staff_action(
-            session,
-            current_staff(),
-            "campaign.test_sent",
-            leak_id=find_leak(session, slug).id,
-            detail={
-                "to": sent.masked_recipient,
-                "kind": form.kind.data,
-                "language": form.language.data,
-            },
-        )
+    try:
+        with rt.db.transaction() as session:
+            sent = send_seed(
+                session,
+                rt.settings,
+                slug,
+                recipient=str(form.recipient.data),
+                kind=WarningVariant(form.kind.data),
+                language=str(form.language.data),
+                now=clock.now(),
+            )
+            record_staff_action(
+                session,
+                current_staff(),
+                "campaign.test_sent",
+                leak_id=find_leak(session, slug).id,
+                detail={
+                    "to": sent.masked_recipient,
+                    "kind": form.kind.data,
+                    "language": form.language.data,
+                },
+            )
+    except SeedRefused as exc:
+        # The domain's rule, in this form's words, beside the form on the leak's page.
+        audit_refusal("action_refused", exc.code, staff=current_staff())
+        return _leak_page(slug, test_send=form, test_send_error=words_of(exc, SEED_WORDS)), 422
     flash(f"Test warning sent to {sent.masked_recipient} via {sent.via}.")
     return redirect(url_for("staff.leak", slug=slug), code=303)
 

@@ -16,7 +16,7 @@ from wtforms.validators import DataRequired, Length, NumberRange, Optional
 from jobs.reader.stream import LeakFormat
 from service.db.base import BIGINT_MAX
 from service.leaks.wording import OptionWords
-from service.notices.preview import WarningVariant
+from service.notices.preview import SeedWords, WarningVariant
 from service.notices.render import LANGUAGES
 from service.stepup.hold import MAX_HOLD
 
@@ -78,9 +78,14 @@ class ReviewForm(FlaskForm):  # type: ignore[misc]
     reason = reason_field()
 
 
+SEED_LABEL = "Seed address (one of your own)"
+# A test send's refusal names this form's field where the CLI names --to.
+SEED_WORDS = SeedWords(recipient=f'"{SEED_LABEL}"')
+
+
 class TestSendForm(FlaskForm):  # type: ignore[misc]
     recipient = StringField(
-        "Seed address (one of your own)",
+        SEED_LABEL,
         validators=[DataRequired(), Length(max=320)],
         render_kw={"autocomplete": "off", "spellcheck": "false"},
     )
