@@ -324,7 +324,10 @@ def test_the_audit_detail_shows_text_as_written_on_the_page_and_in_the_csv(
     assert '"to": "ü***@bücher.de"' in page
     assert "Grüße" in page
     assert "\\u00fc" not in page
-    assert "jürgen" not in page and "j***@bücher.de" in page
+    assert "jürgen" not in page
+    assert "j***@bücher.de" in page
     body = export(staff_client, action="campaign.test_sent").get_data(as_text=True)
-    assert "ü***@bücher.de" in body and "Grüße" in body
-    assert "\\u00fc" not in body and "jürgen" not in body
+    assert "ü***@bücher.de" in body
+    assert "Grüße" in body
+    assert "\\u00fc" not in body
+    assert "jürgen" not in body
