@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from service.email_change.assisted import QueuedRequest, review_queue
 from service.errors import LeakguardError
 from service.leaks.catalogue import find_leak
-from service.leaks.lifecycle import end_exposure
+from service.leaks.lifecycle import NoOpenExposure, end_exposure
 from service.leaks.retract import check_reason
 from service.models import (
     Account,
@@ -141,7 +141,8 @@ def bulk_end_exposures(
     cancelled on a dismissal, the risk level told).
 
     A dry run (the default) counts and changes nothing. Acting needs ``confirmed_count``,
-    the count the dry run showed: raises CountChanged if the set is another size now.
+    the count the dry run showed: raises CountChanged if the set is another size now, or
+    changes while it is being ended.
     Raises ValidationFailed (reason), NotFound. Does not commit.
     """
     reason = check_reason(reason)
@@ -153,14 +154,19 @@ def bulk_end_exposures(
             f"{len(accounts)} open exposures match now, not {confirmed_count}: count again"
         )
     batch = accounts[:MAX_BULK]
-    for external_id in batch:
-        end_exposure(
-            session,
-            external_id,
-            wanted.leak,
-            action=action,
-            reason=reason,
-            actor=actor,
-            now=now,
-        )
+    try:
+        for external_id in batch:
+            end_exposure(
+                session,
+                external_id,
+                wanted.leak,
+                action=action,
+                reason=reason,
+                actor=actor,
+                now=now,
+            )
+    except NoOpenExposure:
+        # Another act ended one of them after the count (the same confirmation sent twice,
+        # a colleague's): the set is not the one confirmed. The caller rolls back.
+        raise CountChanged("the set changed while it was being ended: count again") from None
     return BulkOutcome(wanted, False, len(accounts), len(batch), len(accounts) - len(batch))

@@ -16,8 +16,11 @@ from sqlalchemy import select
 from service.db import utcnow
 from service.email_change import assisted
 from service.email_change.context import ChangeTools
+from service.leaks.lifecycle import end_exposure
 from service.models import AuditEvent, ChangeState, EmailChangeRequest, Leak, StaffRole
 from service.runtime import Runtime
+from service.staff import queues as queues_module
+from service.staff.queues import ExposureFilter
 from tests.support.factories import LEAK, expose, make_account
 from tests.support.staff import Clock, StaffLogin, csrf_token, log_in, make_staff, reauthenticate
 
@@ -416,3 +419,42 @@ def test_a_sent_test_warning_names_no_server_path(
     text = unescape(staff_client.get(page).get_data(as_text=True))
     assert "Test warning sent to s***@ops.example via the mail folder." in text
     assert str(runtime.settings.resolved_mail_dir) not in text
+
+
+def test_a_bulk_confirmation_sent_twice_or_overtaken_says_so_without_a_button(
+    runtime: Runtime,
+    staff_client: FlaskClient,
+    agent: StaffLogin,
+    clock: Clock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for n in range(3):
+        expose(runtime, make_account(runtime, f"a{n}", f"a{n}@example.org"))
+    log_in(staff_client, agent, clock)
+    page = "/staff/queues/bulk-dismiss"
+    confirm = {"leak": LEAK, "kind": "", "reason": "wrong file", "confirmed_count": "3"}
+    # A colleague dismissed a1 after this page counted 3 (the race: the set read, then
+    # one of its exposures ended before this confirmation reached it).
+    counted = queues_module._selection
+    with runtime.db.read_session() as session:
+        stale = counted(session, ExposureFilter(LEAK, None))
+    with runtime.db.transaction() as session:
+        end_exposure(
+            session, "a1", LEAK, action="dismiss", reason="x", actor="cli:ops", now=utcnow()
+        )
+    monkeypatch.setattr(queues_module, "_selection", lambda session, wanted: stale)
+    overtaken = post(staff_client, page, page, **confirm)
+    text = unescape(overtaken.get_data(as_text=True))
+    assert overtaken.status_code == 409
+    assert "has no open exposure" not in text
+    assert "The set changed since you counted" in text
+    monkeypatch.setattr(queues_module, "_selection", counted)
+    assert staff_rows(runtime, "exposures.bulk_dismissed") == []
+    assert post(staff_client, page, page, **{**confirm, "confirmed_count": "2"}).status_code == 303
+    # The same confirmation again (a double click, a second tab): nothing left.
+    again = post(staff_client, page, page, **{**confirm, "confirmed_count": "2"})
+    text = unescape(again.get_data(as_text=True))
+    assert again.status_code == 409
+    assert "Nothing left to dismiss" in text
+    assert "Dismiss these" not in text
+    assert len(staff_rows(runtime, "exposures.bulk_dismissed")) == 1

@@ -22,6 +22,7 @@ from service.staff import actions, clock
 from service.staff.access import current_staff, requires, requires_reauth
 from service.staff.audit import record_staff_action
 from service.staff.queues import (
+    CountChanged,
     ExposureFilter,
     bulk_end_exposures,
     email_change_queue,
@@ -253,10 +254,27 @@ def bulk_dismiss() -> ResponseReturnValue:
                 )
             except LeakguardError:
                 outcome = None
+        if isinstance(exc, CountChanged) and outcome is not None:
+            error = _count_changed(wanted.leak, outcome.matched, confirmed)
     if outcome is not None:
         form.confirmed_count.data = str(outcome.matched)
     page = render_template("staff/queue_bulk.html", form=form, outcome=outcome, error=error)
     return page, status
+
+
+def _count_changed(leak: str, matched: int, confirmed: int | None) -> str:
+    """What a confirmation that no longer fits says: a second click, or a colleague who
+    got there first, is no error of the person's."""
+    if matched == 0:
+        return (
+            f"Nothing left to dismiss: no open exposure of {leak} matches now. They were "
+            "dismissed or resolved already (this confirmation sent twice, or by a colleague)."
+        )
+    counted = f", not {confirmed}" if confirmed is not None and confirmed != matched else ""
+    return (
+        f"The set changed since you counted: {matched} open exposures match now{counted}. "
+        "Check the count below and confirm again."
+    )
 
 
 def _count(text: str | None) -> int | None:
