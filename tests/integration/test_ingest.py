@@ -14,7 +14,7 @@ from flask.testing import FlaskClient, FlaskCliRunner
 from sqlalchemy import select
 
 from jobs.ingest.lock import ingest_lock
-from jobs.ingest.pipeline import IngestBusy, IngestProgress, ingest_leak
+from jobs.ingest.pipeline import FIRST_CHUNK_RECORDS, IngestBusy, IngestProgress, ingest_leak
 from jobs.reader.stream import LeakFormat
 from service.config import Settings
 from service.leaks.counters import COUNTERS
@@ -570,6 +570,26 @@ def test_credential_is_kept_whichever_chunk_names_the_address_first(
     assert kind == "credential"
     assert password_hash is not None
     assert is_leaked_password(password_hash, password)
+
+
+def test_first_chunks_are_small_so_the_first_warnings_commit_early(
+    runtime: Runtime, accounts: dict[str, str], tmp_path: Path
+) -> None:
+    first = FIRST_CHUNK_RECORDS
+    strangers = [f"stranger.{i}@example.com" for i in range(first * 4)]
+    path = write_lines(tmp_path / "leak.txt", ["jane@gmail.com", *strangers, "bob@example.org"])
+    seen: list[IngestProgress] = []
+
+    report = ingest_leak(
+        runtime, path, slug="leak", chunk_records=first * 3, on_progress=seen.append
+    )
+
+    # Chunks of first, twice first, then the chunk size: jane's warning commits with the
+    # first small chunk, not only when a whole chunk of the default size is read.
+    assert [p.records for p in seen] == [first, 3 * first, 4 * first + 2]
+    matched = [p.matched for p in seen]
+    assert 0 < matched[0] == matched[1] < matched[2] == report.run.matched == report.run.notices
+    assert report.run.lines == 4 * first + 2
 
 
 def test_dry_run_reports_the_real_count_and_writes_nothing(
