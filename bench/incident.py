@@ -128,11 +128,22 @@ class Sender:
 class Counting:
     """aiosmtpd handler: accept everything, keep counts and recipients per sender."""
 
-    def __init__(self, done: Path, expected: int) -> None:
+    def __init__(self, done: Path, expected: int, *, pipelining: bool) -> None:
         self.by_sender: dict[str, Sender] = {}
         self.done = done
         self.expected = expected
+        self.pipelining = pipelining
         self.batches = 0  # senders' runs of ``expected`` messages completed so far
+
+    async def handle_EHLO(  # noqa: N802
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        if self.pipelining:
+            # As real relays do (RFC 2920); aiosmtpd answers pipelined commands in order
+            # but does not say so itself.
+            responses.insert(-1, "250-PIPELINING")
+        return responses
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
         now = time.time()
@@ -167,12 +178,12 @@ class Counting:
         }
 
 
-def serve_sink(directory: Path, expected: int) -> None:
+def serve_sink(directory: Path, expected: int, *, pipelining: bool) -> None:
     from aiosmtpd.smtp import SMTP  # the sink process only
 
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    handler = Counting(directory / "done", expected)
+    handler = Counting(directory / "done", expected, pipelining=pipelining)
     server = loop.run_until_complete(
         loop.create_server(
             lambda: SMTP(
@@ -199,10 +210,15 @@ def _write(directory: Path, handler: Counting) -> None:
 class Sink:
     """The sink process, seen from the bench."""
 
-    def __init__(self, directory: Path, expected: int) -> None:
+    def __init__(self, directory: Path, expected: int, *, pipelining: bool = True) -> None:
         self.directory = directory
         self.process = subprocess.Popen(
-            [sys.executable, __file__, "--sink", str(directory), "--expected", str(expected)],
+            [
+                sys.executable,
+                __file__,
+                *("--sink", str(directory), "--expected", str(expected)),
+                *(() if pipelining else ("--no-pipelining",)),
+            ],
             stdout=subprocess.PIPE,
             text=True,
             start_new_session=True,
@@ -505,11 +521,16 @@ def main() -> None:
     parser.add_argument("--per-mail", type=int, default=1_000)
     parser.add_argument("--seed", type=int, default=18)
     parser.add_argument("--profile", type=int, default=0, metavar="N")
+    parser.add_argument(
+        "--no-pipelining",
+        action="store_true",
+        help="the sink does not offer PIPELINING (RFC 2920): the worker talks as smtplib does",
+    )
     parser.add_argument("--sink", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--expected", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.sink is not None:
-        serve_sink(args.sink, args.expected)
+        serve_sink(args.sink, args.expected, pipelining=not args.no_pipelining)
         return
     if args.leaked > min(args.accounts, args.mails * args.per_mail):
         parser.error("--leaked must fit in the accounts and in the leak")
@@ -552,7 +573,7 @@ def run(url: str, directory: Path, args: argparse.Namespace) -> None:
         f"created, {imported['invalid']:,} invalid, {time.perf_counter() - started:.1f} s"
     )
 
-    sink = Sink(directory, args.leaked)
+    sink = Sink(directory, args.leaked, pipelining=not args.no_pipelining)
     env["LEAKGUARD_SMTP_URL"] = sink.url
     settings = Settings(
         database_url=url,
@@ -576,7 +597,7 @@ def run(url: str, directory: Path, args: argparse.Namespace) -> None:
     if args.profile:
         profile_dir = directory / "profile"
         profile_dir.mkdir()
-        profile_sink = Sink(profile_dir, args.profile)
+        profile_sink = Sink(profile_dir, args.profile, pipelining=not args.no_pipelining)
         try:
             profile(settings.model_copy(update={"smtp_url": profile_sink.url}), args.profile)
         finally:

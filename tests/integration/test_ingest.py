@@ -718,8 +718,8 @@ def _bad_input(name: str, directory: Path) -> tuple[Path, str, list[str]]:
         return directory / "a-dir", "bad-input", []
     if name == "truncated-gzip-small":  # the stream breaks in its first block
         return _truncated_gzip(directory / "small.txt.gz", 50), "bad-input", []
-    if name == "truncated-gzip-large":  # after thousands of records, before any commit
-        return _truncated_gzip(directory / "large.txt.gz", 40_000), "bad-input", []
+    if name == "truncated-gzip-first-chunk":  # after hundreds of records, before any commit
+        return _truncated_gzip(directory / "large.txt.gz", 1_200), "bad-input", []
     if name == "csv-without-email-column":
         rows = ["id,name,city", "1,Jane,Paris", "2,Bob,Rome"]
         return write_lines(directory / "nomail.csv", rows), "bad-input", ["--format", "csv"]
@@ -731,10 +731,27 @@ BAD_INPUTS = [
     "missing-file",
     "directory",
     "truncated-gzip-small",
-    "truncated-gzip-large",
+    "truncated-gzip-first-chunk",
     "csv-without-email-column",
     "bad-slug",
 ]
+
+
+def test_file_breaking_after_committed_chunks_keeps_them_to_resume(
+    runtime: Runtime, accounts: dict[str, str], runner: FlaskCliRunner, tmp_path: Path
+) -> None:
+    # Thousands of records in: the first small chunks are committed (their warnings may be
+    # on their way already); the run stops with one line and the file stays resumable.
+    path = _truncated_gzip(tmp_path / "large.txt.gz", 40_000)
+
+    result = invoke(runner, "ingest", str(path), "--leak", "bad-input", "--json")
+
+    assert "Error" in one_error_line(result)
+    assert result.stdout == ""
+    with runtime.db.read_session() as session:
+        state, done = session.execute(select(LeakFile.state, LeakFile.records_done)).one()
+    assert state is LeakFileState.RUNNING
+    assert FIRST_CHUNK_RECORDS <= done < 40_000
 
 
 @pytest.mark.parametrize("bad", BAD_INPUTS)
