@@ -256,6 +256,51 @@ class Sink:
             self.process.stdout.close()
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) process ``pid`` has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def machine_busy() -> float:
+    """CPU seconds all cores have spent busy since boot (every process, other jobs too)."""
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (
+        int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]
+    )
+    return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
+
+
+@dataclass(slots=True)
+class CpuWindow:
+    """Where the CPU went over a stretch of wall time: the sink, and the whole machine."""
+
+    wall: float = 0.0
+    sink: float = 0.0
+    machine: float = 0.0
+
+    @classmethod
+    def start(cls, sink: Sink) -> tuple[float, float, float]:
+        return time.time(), process_cpu(sink.process.pid), machine_busy()
+
+    @classmethod
+    def since(cls, mark: tuple[float, float, float], sink: Sink) -> CpuWindow:
+        wall, sink_cpu, machine = mark
+        return cls(
+            time.time() - wall, process_cpu(sink.process.pid) - sink_cpu, machine_busy() - machine
+        )
+
+    def cores(self) -> str:
+        cores = os.cpu_count() or 1
+        return (
+            f"sink {self.sink:.1f} s ({self.sink / self.wall:.0%} of a core); machine busy "
+            f"{self.machine:.1f} of {cores * self.wall:.1f} CPU s ({self.machine / self.wall:.2f}"
+            f" of {cores} cores)"
+        )
+
+
 # --- the files ----------------------------------------------------------------------------
 
 
@@ -495,19 +540,22 @@ def render_warnings(
 
 def bare_loop(
     sink: Sink, nth: int, messages: list[tuple[str, bytes, list[str]]]
-) -> tuple[float, float]:
-    """sendmail of pre-rendered bytes over one connection; (wall s to the last 250, cpu s)."""
+) -> tuple[float, float, CpuWindow]:
+    """sendmail of pre-rendered bytes over one connection; (wall s to the last 250, cpu s,
+    the sink's and the machine's CPU meanwhile)."""
     cpu = time.process_time()
+    mark = CpuWindow.start(sink)
     started = time.perf_counter()
     connection = smtplib.SMTP(HOST, sink.port, timeout=30)
     connection.ehlo()
     for recipient, data, options in messages:
         connection.sendmail(BASELINE_FROM, [recipient], data, options)
     wall = time.perf_counter() - started
+    window = CpuWindow.since(mark, sink)
     connection.quit()
     if not sink.finished(nth):
         sys.exit("the sink did not count the baseline's messages")
-    return wall, time.process_time() - cpu
+    return wall, time.process_time() - cpu, window
 
 
 # --- the benchmark ------------------------------------------------------------------------
@@ -617,6 +665,8 @@ class Incident:
     all_step_up: int
     not_step_up: dict[str, int]
     relay_wait: float  # the warnings' creation (in the ingest's transaction) -> queued
+    window: CpuWindow  # ingest start -> the last warning accepted (to within 50 ms)
+    bench_cpu: float  # this process meanwhile: the risk-check poller
 
 
 def run_incident(
@@ -649,6 +699,8 @@ def run_incident(
         time.sleep(0.1)
 
     poller = RiskPoller(client, key, sample)
+    bench_cpu = time.process_time()
+    mark = CpuWindow.start(sink)
     ingest = Measured.start(
         [
             str(LEAKGUARD),
@@ -681,6 +733,8 @@ def run_incident(
             print(f"the warnings did not all arrive: {worker.log.read_text()[-2000:]}")
             break
         time.sleep(0.05)
+    window = CpuWindow.since(mark, sink)
+    bench_cpu = time.process_time() - bench_cpu
     poller.join(timeout=60)
     poller.stopping.set()
     worker.terminate_command()
@@ -710,6 +764,8 @@ def run_incident(
         all_step_up=step_up,
         relay_wait=relay_wait,
         not_step_up=decisions,
+        window=window,
+        bench_cpu=bench_cpu,
     )
 
 
@@ -717,8 +773,8 @@ def report(
     incident: Incident,
     counts: dict[str, dict[str, Any]],
     expected: set[str],
-    base_before: tuple[float, float],
-    base_after: tuple[float, float],
+    base_before: tuple[float, float, CpuWindow],
+    base_after: tuple[float, float, CpuWindow],
     n: int,
 ) -> None:
     others = [name for name in counts if name != BASELINE_FROM]
@@ -740,6 +796,8 @@ def report(
         f"({n / base_before[0]:,.0f} / {n / base_after[0]:,.0f} msgs/s; client cpu "
         f"{base_before[1]:.1f} / {base_after[1]:.1f} s); the faster counts: {base_wall:.2f} s"
     )
+    for label, base in (("before", base_before), ("after", base_after)):
+        print(f"  bare loop {label}: client {base[1]:.1f} s CPU, {base[2].cores()}")
     if not warnings:
         print("\nno warning reached the sink")
         return
@@ -777,6 +835,14 @@ def report(
     width = max(len(label) for label, _ in rows)
     for label, value in rows:
         print(f"{label:<{width}}  {value:>22}")
+    window = incident.window
+    others = window.machine - ingest_cpu - worker_cpu - window.sink - incident.bench_cpu
+    print(
+        f"CPU from ingest start to the last warning ({window.wall:.1f} s): {window.cores()}; "
+        f"of it ingest {ingest_cpu:.1f} s, worker {worker_cpu:.1f} s, sink {window.sink:.1f} s, "
+        f"this bench's risk-check poller {incident.bench_cpu:.1f} s, the rest (PostgreSQL, "
+        f"Redis, other jobs on the machine) {others:.1f} s"
+    )
 
     seen = set(warnings["seen"])
     problems = []

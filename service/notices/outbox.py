@@ -47,7 +47,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
 from service.addresses import mask_addresses, mask_email
-from service.db import bulk, rowcount
+from service.db import among, bulk, rowcount
 from service.models import (
     Account,
     Campaign,
@@ -168,7 +168,7 @@ def due_notices(
 def mark_queued(session: Session, notice_ids: Sequence[int], *, now: datetime) -> None:
     session.execute(
         update(Notice)
-        .where(Notice.id.in_(notice_ids), Notice.state == NoticeState.PENDING)
+        .where(among(Notice.id, notice_ids), Notice.state == NoticeState.PENDING)
         .values(state=NoticeState.QUEUED, queued_at=now)
     )
 
@@ -182,7 +182,7 @@ def claim_notices(
     Does not commit: the caller commits the claim before sending anything.
     """
     claimable = and_(
-        Notice.id.in_(notice_ids),
+        among(Notice.id, notice_ids),
         Notice.state.in_((NoticeState.PENDING, NoticeState.QUEUED)),
     )
     # A code whose challenge expired or was replaced would only mislead: it is not sent.
@@ -228,7 +228,7 @@ def claim_notices(
     # A paused campaign's rows handed to this job go back to wait in the outbox.
     session.execute(
         update(Notice)
-        .where(Notice.id.in_(notice_ids), Notice.state == NoticeState.QUEUED, paused)
+        .where(among(Notice.id, notice_ids), Notice.state == NoticeState.QUEUED, paused)
         .values(state=NoticeState.PENDING)
     )
     if not claimed:
@@ -263,7 +263,7 @@ def claim_notices(
             Exposure,
             and_(Exposure.account_id == Notice.account_id, Exposure.leak_id == Notice.leak_id),
         )
-        .where(Notice.id.in_(claimed))
+        .where(among(Notice.id, claimed))
         .order_by(Notice.leak_id, Notice.id)
     ).all()
     return [
@@ -294,7 +294,7 @@ def extend_lease(session: Session, notice_ids: Sequence[int], *, now: datetime) 
     """
     session.execute(
         update(Notice)
-        .where(Notice.id.in_(notice_ids), Notice.state == NoticeState.SENDING)
+        .where(among(Notice.id, notice_ids), Notice.state == NoticeState.SENDING)
         .values(lease_until=now + SEND_LEASE)
     )
 
