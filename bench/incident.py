@@ -72,8 +72,8 @@ from typing import Any
 from common import DOMAINS, RUSAGE_WRAPPER, child_env, create_pg_database, drop_pg_database
 from redis import Redis
 from rq import Worker
-from sqlalchemy import func, update
 from sqlalchemy import select as sql_select
+from sqlalchemy import update
 
 from jobs.deliver import send_notices
 from jobs.sample import FIRST_NAMES, LAST_NAMES
@@ -664,7 +664,7 @@ class Incident:
     poll_errors: list[str]
     all_step_up: int
     not_step_up: dict[str, int]
-    relay_wait: float  # the warnings' creation (in the ingest's transaction) -> queued
+    relay_wait: float  # the longest of a warning's creation (its chunk) -> queued
     window: CpuWindow  # ingest start -> the last warning accepted (to within 50 ms)
     bench_cpu: float  # this process meanwhile: the risk-check poller
 
@@ -741,10 +741,9 @@ def run_incident(
     worker.process.wait(timeout=120)
 
     with runtime.db.read_session() as session:
-        created, queued = session.execute(
-            sql_select(func.max(Notice.created_at), func.min(Notice.queued_at))
-        ).one()
-    relay_wait = (queued - created).total_seconds() if created and queued else float("nan")
+        pairs = session.execute(sql_select(Notice.created_at, Notice.queued_at)).all()
+    waits = [(queued - created).total_seconds() for created, queued in pairs if queued]
+    relay_wait = max(waits) if waits else float("nan")
 
     # Untimed: every leaked account through the same risk check.
     decisions: dict[str, int] = {}
@@ -819,7 +818,7 @@ def report(
         (f"protected: ingest start -> {SAMPLE} sampled accounts answer step_up", protected),
         ("ingest wall (interpreter start to exit)", f"{incident.ingest_wall:.2f} s"),
         ("  of it the ingest's own seconds (--json)", f"{summary.get('seconds', 0.0):.2f} s"),
-        ("warnings created (ingest chunk) -> relayed to the queue", f"{incident.relay_wait:.2f} s"),
+        ("a warning created (its chunk) -> relayed, the longest", f"{incident.relay_wait:.2f} s"),
         ("ingest exit -> last warning accepted", f"{delivery:.2f} s"),
         ("ingest start -> first warning accepted", f"{warnings['first'] - incident.started:.2f} s"),
         ("send window: first -> last warning accepted", f"{window:.2f} s"),

@@ -179,7 +179,9 @@ def claim_notices(
     """Take the rows still waiting (pending or queued) for this worker; skip the rest.
 
     Idempotent: a row another worker claimed, or one already sent, is not returned.
-    Does not commit: the caller commits the claim before sending anything.
+    Does not commit: the caller commits the claim before sending anything. The updates
+    skip the ORM's session synchronisation: no Notice object is loaded here, and finding
+    out cost a third of the claim (an identity lookup per row).
     """
     claimable = and_(
         among(Notice.id, notice_ids),
@@ -194,6 +196,7 @@ def claim_notices(
     session.execute(
         update(Notice)
         .where(claimable, Notice.kind == NoticeKind.STEP_UP_CODE, ~live_challenge)
+        .execution_options(synchronize_session=False)
         .values(
             state=NoticeState.FAILED,
             last_error="the code expired before it could be sent",
@@ -202,7 +205,12 @@ def claim_notices(
     )
     # A warning of a retracted leak is never sent, even one that was in a job already.
     retracted = exists().where(Leak.id == Notice.leak_id, Leak.retracted_at.is_not(None))
-    session.execute(update(Notice).where(claimable, retracted).values(state=NoticeState.CANCELLED))
+    session.execute(
+        update(Notice)
+        .where(claimable, retracted)
+        .values(state=NoticeState.CANCELLED)
+        .execution_options(synchronize_session=False)
+    )
     for kind, states in _SENDABLE_IN.items():
         still_true = exists().where(
             EmailChangeRequest.id == Notice.email_change_id, EmailChangeRequest.state.in_(states)
@@ -211,6 +219,7 @@ def claim_notices(
             update(Notice)
             .where(claimable, Notice.kind == kind, ~still_true)
             .values(state=NoticeState.CANCELLED)
+            .execution_options(synchronize_session=False)
         )
     paused = exists().where(Campaign.leak_id == Notice.leak_id, Campaign.paused.is_(True))
     claimed = list(
@@ -223,6 +232,7 @@ def claim_notices(
                 attempts=Notice.attempts + 1,
             )
             .returning(Notice.id)
+            .execution_options(synchronize_session=False)
         )
     )
     # A paused campaign's rows handed to this job go back to wait in the outbox.
@@ -230,6 +240,7 @@ def claim_notices(
         update(Notice)
         .where(among(Notice.id, notice_ids), Notice.state == NoticeState.QUEUED, paused)
         .values(state=NoticeState.PENDING)
+        .execution_options(synchronize_session=False)
     )
     if not claimed:
         return []
