@@ -667,6 +667,7 @@ class Incident:
     relay_wait: float  # the longest of a warning's creation (its chunk) -> queued
     window: CpuWindow  # ingest start -> the last warning accepted (to within 50 ms)
     bench_cpu: float  # this process meanwhile: the risk-check poller
+    first_committed: float  # time.time() of the first warnings' chunk transaction
 
 
 def run_incident(
@@ -744,6 +745,7 @@ def run_incident(
         pairs = session.execute(sql_select(Notice.created_at, Notice.queued_at)).all()
     waits = [(queued - created).total_seconds() for created, queued in pairs if queued]
     relay_wait = max(waits) if waits else float("nan")
+    first_committed = min((created for created, _ in pairs), default=None)
 
     # Untimed: every leaked account through the same risk check.
     decisions: dict[str, int] = {}
@@ -765,6 +767,7 @@ def run_incident(
         not_step_up=decisions,
         window=window,
         bench_cpu=bench_cpu,
+        first_committed=first_committed.timestamp() if first_committed else float("nan"),
     )
 
 
@@ -818,6 +821,10 @@ def report(
         (f"protected: ingest start -> {SAMPLE} sampled accounts answer step_up", protected),
         ("ingest wall (interpreter start to exit)", f"{incident.ingest_wall:.2f} s"),
         ("  of it the ingest's own seconds (--json)", f"{summary.get('seconds', 0.0):.2f} s"),
+        (
+            "ingest start -> first warnings committed (first chunk)",
+            f"{incident.first_committed - incident.started:.2f} s",
+        ),
         ("a warning created (its chunk) -> relayed, the longest", f"{incident.relay_wait:.2f} s"),
         ("ingest exit -> last warning accepted", f"{delivery:.2f} s"),
         ("ingest start -> first warning accepted", f"{warnings['first'] - incident.started:.2f} s"),
