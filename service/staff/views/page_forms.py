@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
-from wtforms import BooleanField, DateField, HiddenField, SelectField, StringField
-from wtforms.validators import DataRequired, Length, Optional
+from wtforms import BooleanField, DateField, HiddenField, IntegerField, SelectField, StringField
+from wtforms.validators import DataRequired, Length, NumberRange, Optional
 
 from jobs.reader.stream import LeakFormat
 from service.notices.preview import WarningVariant
@@ -26,6 +26,13 @@ class ReasonForm(FlaskForm):  # type: ignore[misc]
 
 class OptionalReasonForm(FlaskForm):  # type: ignore[misc]
     reason = StringField("Reason (optional)", validators=[Optional(), Length(max=500)])
+
+
+class ForceStepUpForm(OptionalReasonForm):
+    """Force a step-up: the hold lasts until a step-up is passed or support clears it, or
+    at most ``hours`` (blank: no end of its own; bounds are the domain's, 1 h to 365 d)."""
+
+    hours = IntegerField("Hold at most (hours)", validators=[Optional(), NumberRange(min=1)])
 
 
 class ButtonForm(FlaskForm):  # type: ignore[misc]
