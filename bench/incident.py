@@ -13,7 +13,8 @@ flushed before and after.
 One ``leakguard worker`` (all queues, long-running, as deployed) is started and registered
 before the clock starts. A discarding aiosmtpd sink runs in a process of its own on
 127.0.0.1; it counts accepted messages per envelope sender, their recipients, recipients
-seen twice, and the time of the first and last one.
+seen twice, and the time of the first and last one. It offers PIPELINING (RFC 2920), as
+real relays do, so the worker pipelines; ``--no-pipelining`` measures without.
 
 Timed, in one run:
 
@@ -34,6 +35,10 @@ The baseline, in the same run, against the same sink: a bare smtplib loop sendin
 same 10,000 messages, rendered beforehand as the worker renders them (one per recipient),
 over one connection; run before and after the incident, the faster counts.
 
+Where the CPU went over each timed stretch (``/proc``): the sink's own, the whole
+machine's busy time, and what the incident's processes did not use of it (PostgreSQL,
+Redis, other jobs): a loaded machine shows in the figures, not only in the load average.
+
 Correctness: exactly 10,000 warnings accepted, each with one recipient, no recipient
 twice, and the recipients are exactly the 10,000 leaked accounts' addresses.
 
@@ -43,6 +48,7 @@ sink, and prints where the time went.
 
     .venv/bin/python bench/incident.py [--accounts 100000] [--leaked 10000] [--mails 30]
                                        [--per-mail 1000] [--seed 18] [--profile 2000]
+                                       [--no-pipelining]
 """
 
 from __future__ import annotations

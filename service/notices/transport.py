@@ -278,8 +278,7 @@ def _send_pipelined(
     """
     params = "".join(f" {option}" for option in options)
     connection.send(
-        f"mail FROM:{smtplib.quoteaddr(sender)}{params}\r\n"
-        f"rcpt TO:{smtplib.quoteaddr(recipient)}\r\nDATA\r\n"
+        f"mail FROM:{_quoted(sender)}{params}\r\nrcpt TO:{_quoted(recipient)}\r\nDATA\r\n"
     )
     replies: list[tuple[int, bytes]] = []
     for _ in range(3):
@@ -309,6 +308,14 @@ def _send_pipelined(
     if code != 250:
         _reset(connection, data_open=False)
         raise smtplib.SMTPDataError(code, reply)
+
+
+def _quoted(address: str) -> str:
+    """``smtplib.quoteaddr``, without parsing a plain dot-atom address (nearly every one):
+    the parse took a tenth of a pipelined message's time."""
+    if DOT_ATOM_ADDRESS.fullmatch(address):
+        return f"<{address}>"
+    return smtplib.quoteaddr(address)
 
 
 _DOT_LINE = re.compile(rb"(?m)^\.")  # a line starting with "." gets another (RFC 5321 4.5.2)
