@@ -75,7 +75,8 @@ def test_resolving_on_the_page_changes_the_next_risk_check_and_is_audited_once(
     assert f"exposure to {LEAK} resolved" in page
     again = act(staff_client, account_id, f"exposures/{LEAK}/dismiss", reason="x")
     assert again.status_code == 409
-    assert staff_actions(runtime) == ["staff.exposure.resolved"]
+    # Nothing more happened; the refusal is in the trail (a security decision).
+    assert staff_actions(runtime) == ["staff.exposure.resolved", "staff.action_refused"]
     empty = act(staff_client, account_id, f"exposures/{LEAK}/dismiss", reason="")
     assert empty.status_code == 400
 
@@ -114,6 +115,7 @@ def test_force_step_up_revoke_and_resend(
     assert staff_actions(runtime) == [
         "staff.step_up.forced_by_support",
         "staff.step_up.devices_revoked",
+        "staff.action_refused",  # the first resend: nothing failed to resend
         "staff.campaign.retried",
     ]
 
@@ -146,6 +148,7 @@ def test_force_step_up_on_the_page_holds_an_account_no_leak_names_until_cleared(
     assert ">Clear hold<" not in page
     assert staff_actions(runtime) == [
         "staff.step_up.forced_by_support",
+        "staff.action_refused",  # the hold of 9000 hours, refused by the domain (422)
         "staff.step_up.hold_cleared",
     ]
 
@@ -158,7 +161,8 @@ def test_a_viewer_can_neither_force_nor_clear_a_hold(
     assert act(staff_client, account_id, "force-step-up").status_code == 403
     assert act(staff_client, account_id, "clear-hold", reason="x").status_code == 403
     assert risk(runtime, "jane").decision is Decision.ALLOW
-    assert staff_actions(runtime) == []
+    # Nothing happened; both refusals are in the trail (security decisions).
+    assert staff_actions(runtime) == ["staff.access_refused"] * 2
 
 
 def test_reset_totp_is_for_admins_after_a_fresh_code(
