@@ -70,6 +70,10 @@ from service.runtime import Runtime
 log = logging.getLogger(__name__)
 
 FINGERPRINT_BLOCK = 1 << 20
+# The first chunk's records; each next chunk twice the last, up to the chunk size. The
+# first warnings commit (and go out) within a moment of the start instead of after the
+# whole first chunk, while a big file still runs in big chunks after a few small ones.
+FIRST_CHUNK_RECORDS = 1000
 STOP_CHECK_MASK = 4095  # records between looks at the stop signal, minus one
 
 __all__ = [
@@ -272,6 +276,7 @@ def ingest_leak(
                     report.invalid_lines,
                     position=reader.bytes_read,
                     stop=stop,
+                    first=FIRST_CHUNK_RECORDS,
                 )
                 progress = _progress_reporter(on_progress, done, source_info.size)
                 try:
@@ -333,8 +338,12 @@ def read_chunks(
     locate_invalid: bool = True,
     position: Callable[[], int] | None = None,
     stop: threading.Event | None = None,
+    first: int | None = None,
 ) -> Iterator[_Chunk]:
-    """Canonicalize and hash records into chunks; the hot loop of the whole ingest.
+    """Canonicalize and hash records into chunks of ``size``; the hot loop of the ingest.
+
+    ``first``: the first chunk holds that many records (at most ``size``), each next one
+    twice as many, up to ``size`` (FIRST_CHUNK_RECORDS).
 
     ``locate_invalid`` False: count invalid records without their line numbers (a part of
     a split file knows only lines relative to its own start). ``position`` tells how far
@@ -343,6 +352,7 @@ def read_chunks(
     stops at the boundary of the last chunk handed on.
     """
     reported = 0 if locate_invalid else MAX_REPORTED_LINES
+    limit = min(first or size, size)
     rules = runtime.keys.rules
     digest = runtime.keys.hasher.hash
     chunk = _new_chunk()
@@ -364,10 +374,11 @@ def read_chunks(
             keys.append(key)
             if record.password and key not in passwords:
                 passwords[key] = record.password
-        if chunk.records >= size:
+        if chunk.records >= limit:
             if position is not None:
                 chunk.end_byte = position()
             yield chunk
+            limit = min(2 * limit, size)
             chunk = _new_chunk()
             counters, keys, passwords = chunk.counters, chunk.keys, chunk.passwords
     if chunk.records and not (stop is not None and stop.is_set()):
