@@ -18,7 +18,6 @@ from service.db.base import BIGINT_MAX
 from service.leaks.wording import OptionWords
 from service.notices.preview import SeedWords, WarningVariant
 from service.notices.render import LANGUAGES
-from service.stepup.hold import MAX_HOLD
 
 # A whole number as a person types it: ASCII digits only. Python's int() also takes other
 # scripts' digits ("١٢"), signs, spaces and underscores; none of those is meant here.
@@ -60,13 +59,18 @@ class OptionalReasonForm(FlaskForm):  # type: ignore[misc]
     reason = StringField("Reason (optional)", validators=[Optional(), Length(max=500)])
 
 
+# The most hours a timedelta holds: beyond it the form refuses (400) what the code cannot
+# even represent; within it the domain's own bounds (1 h to 365 d) judge, with its 422.
+MAX_TIMEDELTA_HOURS = timedelta.max // timedelta(hours=1)
+
+
 class ForceStepUpForm(OptionalReasonForm):
     """Force a step-up: the hold lasts until a step-up is passed or support clears it, or
     at most ``hours`` (blank: no end of its own; bounds are the domain's, 1 h to 365 d)."""
 
     hours = WholeNumberField(
         "Hold at most (hours)",
-        validators=[Optional(), NumberRange(min=1, max=MAX_HOLD // timedelta(hours=1))],
+        validators=[Optional(), NumberRange(min=1, max=MAX_TIMEDELTA_HOURS)],
     )
 
 
