@@ -288,9 +288,10 @@ def _return_path() -> str:
     page a form was sent from (same site, under /staff) for anything else. An htmx
     request (a poll, a swap) comes back to the page the browser shows, as htmx names it
     in ``HX-Current-URL``; failing that, to the page the fragment belongs to."""
-    if request.method not in SAFE_METHODS:
-        return safe_next(request.referrer)
-    here = safe_next(request.full_path.rstrip("?"))
+    if request.method in SAFE_METHODS:
+        here = safe_next(request.full_path.rstrip("?"))
+    else:
+        here = safe_next(request.referrer)
     if request.headers.get("HX-Request"):
         return safe_next(request.headers.get("HX-Current-URL"), default=here)
     return here

@@ -12,8 +12,10 @@ from urllib.parse import parse_qs, urlsplit
 from flask import Flask
 from flask.testing import FlaskClient
 
+from service.runtime import Runtime
 from service.staff.access import fragment_parent
 from service.staff.sessions import IDLE_TIMEOUT
+from tests.support.factories import make_account
 from tests.support.staff import Clock, StaffLogin, csrf_token, log_in
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "service/staff/templates/staff"
@@ -88,3 +90,23 @@ def test_signing_in_with_a_fragment_as_next_lands_on_its_page(
         )
         assert answer.status_code == 303, answer.get_data(as_text=True)
         assert answer.headers["Location"] == page
+
+
+def test_an_htmx_action_without_a_referer_comes_back_to_the_page_htmx_names(
+    runtime: Runtime, staff_client: FlaskClient, agent: StaffLogin, clock: Clock
+) -> None:
+    account_id = make_account(runtime, "jane", "jane@example.org")
+    log_in(staff_client, agent, clock)
+    page = f"/staff/accounts/{account_id}"
+    token = csrf_token(staff_client, page)
+    clock.advance(timedelta(minutes=6))  # past the re-authentication window
+    answer = staff_client.post(
+        f"{page}/reveal",
+        headers={
+            "X-CSRFToken": token,
+            "HX-Request": "true",
+            "HX-Current-URL": f"http://localhost{page}",
+        },
+    )
+    assert answer.status_code == 204
+    assert answer.headers["HX-Redirect"] == f"/staff/reauth?next={page}"
