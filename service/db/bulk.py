@@ -254,9 +254,13 @@ _PG_INSERT_ENTRIES = """
     SELECT DISTINCT email_key, %s FROM ingest_stage ORDER BY 1
     ON CONFLICT DO NOTHING
 """
+# Accounts exposed without a leaked password match again: a later record of the same leak
+# may carry their password, which must not be lost because the address came first. The
+# candidates are few (the account filter let through only keys that may be an account's):
+# one index probe each, never a scan of all the accounts.
 _PG_MATCH = """
     SELECT a.id, a.email_key FROM account a
-    WHERE a.email_key IN (SELECT email_key FROM ingest_stage)
+    WHERE a.email_key = ANY(%s)
       AND NOT EXISTS (
           SELECT 1 FROM exposure e
           WHERE e.account_id = a.id AND e.leak_id = %s AND e.password_hash IS NOT NULL)
@@ -269,44 +273,67 @@ _SQLITE_MATCH = """
 """
 
 
-def stage_and_match(session: Session, leak_id: int, keys: list[bytes]) -> tuple[int, list[Match]]:
+def account_keys(session: Session) -> Iterator[bytes]:
+    """Yield every account's email key, streamed (a million accounts are 16 MiB of keys)."""
+    driver: Any = session.connection().connection.driver_connection
+    if is_postgres(session):
+        with (
+            driver.cursor() as cursor,
+            cursor.copy("COPY (SELECT email_key FROM account) TO STDOUT (FORMAT BINARY)") as copy,
+        ):
+            copy.set_types(["bytea"])
+            for (key,) in copy.rows():
+                yield bytes(key)
+        return
+    for (key,) in driver.execute("SELECT email_key FROM account"):
+        yield bytes(key)
+
+
+def stage_and_match(
+    session: Session, leak_id: int, keys: list[bytes], candidates: Sequence[bytes]
+) -> tuple[int, list[Match]]:
     """Add ``keys`` to the leak's watch list and find the accounts not yet exposed to it.
 
-    Accounts exposed without a leaked password match again: a later record of the same
-    leak may carry their password, which must not be lost because the address came first.
-    Returns the number of keys new to this leak and the (account, key) matches. Runs in
-    the session's transaction; does not commit.
+    Only ``candidates`` (the keys that may be an account's; a superset of those that are)
+    are looked up among the accounts. Accounts exposed without a leaked password match
+    again. Returns the number of keys new to this leak and the (account, key) matches.
+    Runs in the session's transaction; does not commit.
     """
     if not keys:
         return 0, []
     driver = session.connection().connection.driver_connection
     if is_postgres(session):
-        return _postgres(driver, leak_id, keys)
-    return _sqlite(driver, leak_id, keys)
+        return _postgres(driver, leak_id, keys, candidates)
+    return _sqlite(driver, leak_id, keys, candidates)
 
 
-def _postgres(connection: Any, leak_id: int, keys: list[bytes]) -> tuple[int, list[Match]]:
+def _postgres(
+    connection: Any, leak_id: int, keys: list[bytes], candidates: Sequence[bytes]
+) -> tuple[int, list[Match]]:
     with connection.cursor() as cursor:
         # The chunk's resume point commits with its effects, so a commit lost to a server
         # crash is simply redone by the next run: no need to wait for the WAL flush.
         cursor.execute("SET LOCAL synchronous_commit = off")
         # A temporary table lives with the pooled connection: created once, emptied per chunk.
+        # It has no index: COPY appends, and the one sort is the insert's ORDER BY.
         cursor.execute("CREATE TEMP TABLE IF NOT EXISTS ingest_stage (email_key bytea NOT NULL)")
         cursor.execute("TRUNCATE ingest_stage")
         with cursor.copy("COPY ingest_stage (email_key) FROM STDIN (FORMAT BINARY)") as copy:
             copy.set_types(["bytea"])
             for key in keys:
                 copy.write_row((key,))
-        # Without statistics the planner guesses the staged table's size badly.
-        cursor.execute("ANALYZE ingest_stage")
         cursor.execute(_PG_INSERT_ENTRIES, (leak_id,))
         new_entries = cursor.rowcount
-        cursor.execute(_PG_MATCH, (leak_id,))
-        matches = [(account_id, bytes(key)) for account_id, key in cursor.fetchall()]
+        matches: list[Match] = []
+        if candidates:
+            cursor.execute(_PG_MATCH, (list(candidates), leak_id))
+            matches = [(account_id, bytes(key)) for account_id, key in cursor.fetchall()]
     return new_entries, matches
 
 
-def _sqlite(connection: Any, leak_id: int, keys: list[bytes]) -> tuple[int, list[Match]]:
+def _sqlite(
+    connection: Any, leak_id: int, keys: list[bytes], candidates: Sequence[bytes]
+) -> tuple[int, list[Match]]:
     connection.execute(
         "CREATE TEMP TABLE IF NOT EXISTS ingest_stage (email_key BLOB PRIMARY KEY) WITHOUT ROWID"
     )
@@ -320,6 +347,12 @@ def _sqlite(connection: Any, leak_id: int, keys: list[bytes]) -> tuple[int, list
         (leak_id,),
     )
     new_entries = cursor.rowcount
+    # The stage then holds the candidates alone, for the join with the accounts.
+    connection.execute("DELETE FROM ingest_stage")
+    connection.executemany(
+        "INSERT OR IGNORE INTO ingest_stage (email_key) VALUES (?)",
+        [(key,) for key in candidates],
+    )
     matches = [
         (account_id, bytes(key))
         for account_id, key in connection.execute(_SQLITE_MATCH, (leak_id,))
