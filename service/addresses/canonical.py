@@ -511,12 +511,20 @@ def canonicalize_email(
         return _NOT_A_STRING
     if len(text) > MAX_INPUT_CHARS:
         return _TOO_LONG
+    # The fast lane, for nearly every line of a leak: a bare ASCII dot-atom@domain. Its shape
+    # has nothing clean_address removes (no space, quote, bracket, comment, "mailto:",
+    # trailing punctuation, and the last character is a letter), so the cleaning, which
+    # would give the text back unchanged, is skipped too.
+    fast = _canonicalize_fast(text, rules)
+    if fast is not None:
+        return fast
     candidate = clean_address(text)
     if not candidate:
         return _EMPTY
     if "@" not in candidate:
         return _NO_AT_SIGN
-    fast = _canonicalize_fast(candidate, rules)
-    if fast is not None:
-        return fast
+    if candidate != text:
+        fast = _canonicalize_fast(candidate, rules)
+        if fast is not None:
+            return fast
     return _canonicalize_slow(candidate, rules)
