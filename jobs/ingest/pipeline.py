@@ -45,7 +45,7 @@ from jobs.reader.stream import (
     open_leak,
     shown_path,
 )
-from service.addresses import InvalidAddress, canonicalize_email
+from service.addresses import canonical_text
 from service.db import utcnow
 from service.db.bulk import stage_and_match
 from service.leaks.candidates import AccountFilter, account_filter
@@ -359,38 +359,44 @@ def read_chunks(
     rules = runtime.keys.rules
     digest = runtime.keys.hasher.hash
     chunk = _new_chunk()
-    counters, keys, passwords = chunk.counters, chunk.keys, chunk.passwords
-    candidates = chunk.candidates
+    keys, passwords, candidates = chunk.keys, chunk.passwords, chunk.candidates
+    read = 0  # records of this chunk; its counters are set from it when it is handed on
     for record in records:
-        chunk.records += 1
-        counters.lines += 1
-        if stop is not None and not chunk.records & STOP_CHECK_MASK and stop.is_set():
+        read += 1
+        if not read & STOP_CHECK_MASK and stop is not None and stop.is_set():
             return
         candidate = record.candidate
-        canonical = canonicalize_email(candidate, rules) if candidate is not None else None
-        if canonical is None or isinstance(canonical, InvalidAddress):
-            counters.invalid += 1
+        address = canonical_text(candidate, rules) if candidate is not None else None
+        if address is None:
             if reported + len(invalid_lines) + len(chunk.invalid_lines) < MAX_REPORTED_LINES:
                 chunk.invalid_lines.append(record.line)
         else:
-            counters.valid += 1
-            key = digest(canonical.address)
+            key = digest(address)
             keys.append(key)
             if key in accounts:
                 candidates.add(key)
                 if record.password and key not in passwords:
                     passwords[key] = record.password
-        if chunk.records >= size:
-            if position is not None:
-                chunk.end_byte = position()
+        if read >= size:
+            _count(chunk, read, position)
             yield chunk
             chunk = _new_chunk()
-            counters, keys, passwords = chunk.counters, chunk.keys, chunk.passwords
-            candidates = chunk.candidates
-    if chunk.records and not (stop is not None and stop.is_set()):
-        if position is not None:
-            chunk.end_byte = position()
+            keys, passwords, candidates = chunk.keys, chunk.passwords, chunk.candidates
+            read = 0
+    if read and not (stop is not None and stop.is_set()):
+        _count(chunk, read, position)
         yield chunk
+
+
+def _count(chunk: _Chunk, records: int, position: Callable[[], int] | None) -> None:
+    """Set a chunk's counters: every record is either one valid key or one invalid line."""
+    chunk.records = records
+    counters = chunk.counters
+    counters.lines = records
+    counters.valid = len(chunk.keys)
+    counters.invalid = records - counters.valid
+    if position is not None:
+        chunk.end_byte = position()
 
 
 def _new_chunk() -> _Chunk:
