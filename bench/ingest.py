@@ -838,7 +838,8 @@ def bench_enqueue_once(
         if "error" not in submit.report:
             worker = ["worker", "--burst", "--queue", "default"]
             cores = ",".join(str(core) for core in range(workers))
-            pin = ["taskset", "-c", cores] if shutil.which("taskset") else []
+            taskset = shutil.which("taskset")  # a full path: the rusage wrapper uses execv
+            pin = [taskset, "-c", cores] if taskset else []
             work = run_child(worker, env, pin, parallel=workers, check=False)
         if "error" in work.report:
             print(f"{backend:<8} enqueue: {work.report['error']}")

@@ -273,20 +273,36 @@ _SQLITE_MATCH = """
 """
 
 
-def account_keys(session: Session) -> Iterator[bytes]:
-    """Yield every account's email key, streamed (a million accounts are 16 MiB of keys)."""
+# The keys of up to this many accounts per statement, as one bytea of fixed-size keys
+# back to back: one value per batch instead of a row per account (a row each cost 2.4
+# CPU seconds per million accounts in the driver).
+_KEY_BATCH = 250_000
+_PG_KEY_BATCH = """
+    SELECT max(id), string_agg(email_key, ''::bytea), bool_and(length(email_key) = %(size)s)
+    FROM (SELECT id, email_key FROM account WHERE id > %(after)s ORDER BY id LIMIT %(limit)s) t
+"""
+
+
+def account_keys(session: Session, key_size: int) -> Iterator[bytes]:
+    """Yield every account's email key (each ``key_size`` bytes), streamed in batches."""
     driver: Any = session.connection().connection.driver_connection
-    if is_postgres(session):
-        with (
-            driver.cursor() as cursor,
-            cursor.copy("COPY (SELECT email_key FROM account) TO STDOUT (FORMAT BINARY)") as copy,
-        ):
-            copy.set_types(["bytea"])
-            for (key,) in copy.rows():
-                yield bytes(key)
+    if not is_postgres(session):
+        for (key,) in driver.execute("SELECT email_key FROM account"):
+            yield bytes(key)
         return
-    for (key,) in driver.execute("SELECT email_key FROM account"):
-        yield bytes(key)
+    after = 0
+    with driver.cursor() as cursor:
+        while True:
+            cursor.execute(_PG_KEY_BATCH, {"size": key_size, "after": after, "limit": _KEY_BATCH})
+            last, joined, all_sized = cursor.fetchone()
+            if last is None:
+                return
+            if not all_sized:
+                raise ValueError(f"an account's email key is not {key_size} bytes")
+            data = bytes(joined)
+            for start in range(0, len(data), key_size):
+                yield data[start : start + key_size]
+            after = last
 
 
 def stage_and_match(

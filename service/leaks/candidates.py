@@ -19,6 +19,7 @@ from rbloom import Bloom
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from service.addresses.keys import EMAIL_KEY_BYTES
 from service.db import bulk
 from service.models import Account
 
@@ -49,7 +50,7 @@ def account_filter(session: Session) -> AccountFilter:
     count = session.scalar(select(func.count()).select_from(Account)) or 0
     bloom = Bloom(max(_MIN_CAPACITY, int(count * _HEADROOM)), FALSE_POSITIVE_RATE)
     added = 0
-    for key in bulk.account_keys(session):
+    for key in bulk.account_keys(session, EMAIL_KEY_BYTES):
         bloom.add(key)
         added += 1
     return AccountFilter(bloom, added)
