@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -69,10 +70,12 @@ class ImportReport:
     invalid_lines: list[int] = field(default_factory=list)
     committed_through_line: int = 0
 
-    def note_invalid(self, line: int) -> None:
-        self.invalid += 1
-        if len(self.invalid_lines) < MAX_REPORTED_LINES:
-            self.invalid_lines.append(line)
+    def add_read(self, tally: _Tally) -> None:
+        """Count what reading found up to a chunk (rows read, invalid ones by line)."""
+        self.rows += tally.rows
+        self.invalid += tally.invalid
+        room = MAX_REPORTED_LINES - len(self.invalid_lines)
+        self.invalid_lines.extend(tally.invalid_lines[:room])
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -105,6 +108,32 @@ class _Row:
     account: ValidAccount
 
 
+@dataclass(slots=True)
+class _Tally:
+    """What reading found since the last chunk: rows read, and the invalid ones by line."""
+
+    rows: int = 0
+    invalid: int = 0
+    invalid_lines: list[int] = field(default_factory=list)
+
+    def note_invalid(self, line: int) -> None:
+        self.invalid += 1
+        if len(self.invalid_lines) < MAX_REPORTED_LINES:
+            self.invalid_lines.append(line)
+
+    def take(self) -> _Tally:
+        """Return what was counted so far and start counting afresh."""
+        taken = _Tally(self.rows, self.invalid, self.invalid_lines)
+        self.rows, self.invalid, self.invalid_lines = 0, 0, []
+        return taken
+
+
+@dataclass(frozen=True, slots=True)
+class _Chunk:
+    rows: list[_Row]  # empty only for what follows the last chunk (invalid rows at the end)
+    read: _Tally
+
+
 def import_accounts(
     runtime: Runtime,
     path: Path,
@@ -119,7 +148,11 @@ def import_accounts(
     """
     size = chunk_rows or runtime.settings.import_chunk_rows
     report = ImportReport()
-    for chunk in _chunks(_read_rows(runtime, path, report), size):
+    for item in _read_ahead(_chunks(runtime, path, size)):
+        report.add_read(item.read)
+        chunk = item.rows
+        if not chunk:
+            continue
         try:
             with runtime.db.transaction() as session:
                 _apply_chunk(session, chunk, report, now=utcnow())
@@ -136,7 +169,7 @@ def import_accounts(
     return report
 
 
-def _read_rows(runtime: Runtime, path: Path, report: ImportReport) -> Iterator[_Row]:
+def _read_rows(runtime: Runtime, path: Path, tally: _Tally) -> Iterator[_Row]:
     try:
         handle = open_text(path)
     except OSError as exc:
@@ -162,15 +195,15 @@ def _read_rows(runtime: Runtime, path: Path, report: ImportReport) -> Iterator[_
                 return
             except csv.Error:
                 end = reader.line_num
-                report.rows += 1
-                report.note_invalid(line)
+                tally.rows += 1
+                tally.note_invalid(line)
                 continue
             end = reader.line_num
             if not "".join(record).strip():  # blank line, or only empty cells
                 continue
-            report.rows += 1
+            tally.rows += 1
             if len(record) < needed:
-                report.note_invalid(line)
+                tally.note_invalid(line)
                 continue
             item = AccountInput(
                 external_id=record[columns["external_id"]].strip(),
@@ -180,7 +213,7 @@ def _read_rows(runtime: Runtime, path: Path, report: ImportReport) -> Iterator[_
             try:
                 account = validate_account(item, keys)
             except ValidationFailed:
-                report.note_invalid(line)
+                tally.note_invalid(line)
                 continue
             yield _Row(line, account)
 
@@ -233,15 +266,29 @@ def _lenient_locale(record: list[str], index: int | None) -> str | None:
         return None
 
 
-def _chunks(rows: Iterator[_Row], size: int) -> Iterator[list[_Row]]:
+def _chunks(runtime: Runtime, path: Path, size: int) -> Iterator[_Chunk]:
+    tally = _Tally()
     chunk: list[_Row] = []
-    for row in rows:
+    for row in _read_rows(runtime, path, tally):
         chunk.append(row)
         if len(chunk) >= size:
-            yield chunk
+            yield _Chunk(chunk, tally.take())
             chunk = []
-    if chunk:
-        yield chunk
+    yield _Chunk(chunk, tally.take())
+
+
+def _read_ahead(chunks: Iterator[_Chunk]) -> Iterator[_Chunk]:
+    """Yield ``chunks``, reading the next one in a thread while the caller applies this one.
+
+    Reading and keying a chunk is Python work; applying it is mostly waiting for the
+    database, which releases the GIL: the two overlap, on two cores. An error in reading
+    is raised here, in the caller's thread, in its place in the sequence.
+    """
+    with ThreadPoolExecutor(1, thread_name_prefix="import-reader") as reader:
+        pending = reader.submit(next, chunks, None)
+        while (chunk := pending.result()) is not None:
+            pending = reader.submit(next, chunks, None)
+            yield chunk
 
 
 def _apply_chunk(

@@ -51,6 +51,15 @@ _BLANK_CHARACTERS = frozenset("\u115f\u1160\u3164\uffa0\u034f\u2800\u180e\ufffd"
 
 
 def _has_invisible(text: str) -> bool:
+    if text.isascii():
+        # The only such characters in ASCII are the C0 controls and DEL (category Cc):
+        # exactly the ASCII characters str.isprintable refuses. Nearly every id and
+        # address is ASCII, and the per-character walk below was a quarter of an import.
+        return not text.isprintable()
+    return _has_invisible_character(text)
+
+
+def _has_invisible_character(text: str) -> bool:
     return any(
         char in _BLANK_CHARACTERS
         or unicodedata.category(char) in _INVISIBLE_CATEGORIES

@@ -28,6 +28,10 @@ class LeakguardError(Exception):
         """Headers the HTTP answer carries, such as Retry-After; per instance if need be."""
         return dict(self.headers)
 
+    def problem_members(self) -> dict[str, Any]:
+        """Extension members of the problem document (RFC 9457 section 3.2), if any."""
+        return {}
+
 
 class InvalidRequest(LeakguardError):
     status = 400

@@ -15,6 +15,7 @@ from enum import StrEnum
 
 from sqlalchemy import Connection, and_, bindparam, select
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import BindParameter
 
 from service.addresses import mask_email
 from service.audit import record_event
@@ -30,6 +31,7 @@ from service.models import (
 )
 from service.stepup.assurance import Assurance, AssuranceTokenInvalid
 from service.stepup.devices import is_trusted
+from service.stepup.hold import on_hold
 from service.stepup.services import (
     Method,
     StepUp,
@@ -61,6 +63,8 @@ class Reason(StrEnum):
     NO_USABLE_METHOD = "no_usable_method"  # deny: nothing left to step up with: support
     # step_up: the old mailbox reverted an email change; until support clears the hold
     EMAIL_CHANGE_REVERTED = "email_change_reverted"
+    # step_up: support forced a step-up; until the person passes one (or support clears it)
+    SUPPORT_HOLD = "support_hold"
 
 
 REASON_DESCRIPTIONS = {
@@ -89,6 +93,12 @@ REASON_DESCRIPTIONS = {
         "have had the account; every sign-in steps up, a trusted device included, until "
         "support clears the hold (leakguard email-change clear-hold)"
     ),
+    Reason.SUPPORT_HOLD: (
+        "step_up: support forced a step-up (leakguard accounts force-step-up, or the staff "
+        "page), whether a leak names the account or not; every sign-in steps up, a trusted "
+        "device included, until the person passes a step-up, support clears the hold "
+        "(leakguard accounts clear-hold), or the hold's time ends"
+    ),
 }
 
 
@@ -111,6 +121,12 @@ class AccountFacts:
     has_recovery_codes: bool = False
     undeliverable: bool = False
     held: bool = False  # a reverted email change's hold, until support clears it
+    support_hold: bool = False  # support's forced step-up, until passed or cleared
+
+    @property
+    def on_hold(self) -> bool:
+        """Whether a hold asks for a step-up whatever the exposures say."""
+        return self.held or self.support_hold
 
     @property
     def methods(self) -> list[Method]:
@@ -136,6 +152,7 @@ class Verdict:
 # Built once, and from the tables rather than the mapped classes: a Core statement skips the
 # ORM's per-call statement building, compile state and row loading (bench/risk.py --profile).
 _ACCOUNT, _EXPOSURE, _LEAK = Account.__table__, Exposure.__table__, Leak.__table__
+_NOW: BindParameter[datetime] = bindparam("now", type_=_ACCOUNT.c.created_at.type)
 _FACTS = (
     select(
         _ACCOUNT.c.id,
@@ -152,6 +169,7 @@ _FACTS = (
         totp_enrolled(_ACCOUNT.c.id).label("has_totp"),
         recovery_codes_left(_ACCOUNT.c.id).label("has_codes"),
         held(_ACCOUNT.c.id).label("held"),
+        on_hold(_ACCOUNT.c.id, _NOW).label("support_hold"),
     )
     .select_from(_ACCOUNT)
     .outerjoin(
@@ -164,9 +182,12 @@ _FACTS = (
 )
 
 
-def load_facts(connection: Connection | Session, external_id: str) -> AccountFacts | None:
-    """The account and its open exposures in one query (account index, exposure index)."""
-    rows = connection.execute(_FACTS, {"external_id": external_id}).all()
+def load_facts(
+    connection: Connection | Session, external_id: str, *, now: datetime
+) -> AccountFacts | None:
+    """The account and its open exposures, as they stand at ``now``, in one query (account
+    index, exposure index, and primary-key probes of the factor and hold tables)."""
+    rows = connection.execute(_FACTS, {"external_id": external_id, "now": now}).all()
     if not rows:
         return None
     first = rows[0]
@@ -185,6 +206,7 @@ def load_facts(connection: Connection | Session, external_id: str) -> AccountFac
         has_recovery_codes=bool(first.has_codes),
         undeliverable=bool(first.undeliverable),
         held=bool(first.held),
+        support_hold=bool(first.support_hold),
     )
 
 
@@ -198,8 +220,9 @@ def decide(
     trusted_device: bool = False,
 ) -> Verdict:
     """Decide from the facts. Precedence: leaked password, assurance, trusted device,
-    exposure (or the hold of a reverted email change) and locks. A trusted device never
-    lifts that hold: after a revert, the device may be the one that took the account.
+    exposure (or a hold: of a reverted email change, or support's) and locks. A trusted
+    device never lifts a hold: after a revert, the device may be the one that took the
+    account; support's hold distrusts whatever vouched for the account before.
 
     A lock on one method never denies the sign-in while another method is open: the owner
     steps up with that one (``retry_after`` says when the locked one opens). ``throttle``
@@ -214,7 +237,7 @@ def decide(
     ):
         raise AssuranceTokenInvalid()
     exposures = facts.exposures
-    if not exposures and not facts.held:
+    if not exposures and not facts.on_hold:
         return Verdict(Decision.ALLOW, (), exposures)
     if password is not None and any(
         exposure.password_hash is not None and is_leaked_password(exposure.password_hash, password)
@@ -223,7 +246,7 @@ def decide(
         return Verdict(Decision.DENY, (Reason.LEAKED_PASSWORD,), exposures)
     if assurance is not None:
         return Verdict(Decision.ALLOW, (Reason.STEP_UP_PASSED,), exposures)
-    if trusted_device and not facts.held:
+    if trusted_device and not facts.on_hold:
         return Verdict(Decision.ALLOW, (Reason.TRUSTED_DEVICE,), exposures)
     locks = throttle or ThrottleState({}, blocked=False)
     if locks.blocked:
@@ -242,6 +265,8 @@ def decide(
         reasons.append(Reason.CREDENTIAL_EXPOSED)
     if facts.held:
         reasons.append(Reason.EMAIL_CHANGE_REVERTED)
+    if facts.support_hold:
+        reasons.append(Reason.SUPPORT_HOLD)
     return Verdict(Decision.STEP_UP, tuple(reasons), exposures, open_methods, retry_after)
 
 
@@ -271,11 +296,11 @@ def assess(
     # A bare connection in autocommit, not an ORM session in a transaction: this read runs
     # on every sign-in, and one statement needs no BEGIN and no ROLLBACK around it.
     with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-        facts = load_facts(connection, external_id)
+        facts = load_facts(connection, external_id, now=now)
         # The locks matter only to an account a leak names: every other sign-in stays one
         # read; and the policy (with its argon2 check of a leaked password) runs once.
         locks = None
-        if facts is not None and (facts.exposures or facts.held):
+        if facts is not None and (facts.exposures or facts.on_hold):
             subject = step_up.subject(external_id)
             locks = throttle_state(connection, subject, now=now, since=facts.created_at)
         trusted = (

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Final
 
 from jobs.reader.stream import (
+    FORMAT_GIVEN,
     LeakFileError,
     LeakFormat,
     LeakReader,
@@ -28,6 +29,7 @@ from service.addresses import InvalidAddress, canonicalize_email
 from service.addresses.canonical import CanonicalRules
 from service.errors import JobError
 from service.leaks.progress import FileElsewhere
+from service.leaks.wording import OptionWords, Say, Worded
 
 SAMPLE_RECORDS: Final = 10_000  # records read to judge a file, from its start
 # Below this share of valid addresses in the sample, the file is refused (unless
@@ -39,8 +41,10 @@ _SUGGEST_RECORDS: Final = 2_000  # records read per other format, to suggest one
 _STOP_EVERY: Final = 1024  # records between looks at the stop signal
 
 
-class IngestRefused(JobError):
-    """The file is not ingested, and nothing of it is recorded."""
+class IngestRefused(JobError, Worded):
+    """The file is not ingested, and nothing of it is recorded. Raised ``saying`` its
+    message in any face's words (service/leaks/wording.py): the staff upload form shows
+    its own field names where the CLI names flags."""
 
 
 class IngestInterrupted(JobError):
@@ -108,27 +112,41 @@ def check_leak_file(
     if source.size == 0:
         raise IngestRefused(f"{name}: the file is empty; nothing recorded")
     quality = measure_sample(reader, rules, stop=stop)
-    how = f"read as {source.format.value} ({source.reason})"
-    if _looks_binary(path, source):
-        # Free text finds a few strings like addresses in any program: never suggest it.
-        how = f"{how}, a binary file (NUL bytes in its first {BINARY_SNIFF_BYTES // 1024} KiB)"
+    binary = _looks_binary(path, source)
+
+    def how(words: OptionWords) -> str:
+        reason = words.format_given if source.reason == FORMAT_GIVEN else source.reason
+        text = f"read as {source.format.value} ({reason})"
+        if binary:
+            # Free text finds a few strings like addresses in any program: never suggested.
+            text = (
+                f"{text}, a binary file (NUL bytes in its first {BINARY_SNIFF_BYTES // 1024} KiB)"
+            )
+        return text
+
     if quality.records == 0:
-        raise IngestRefused(
-            f"{name}: no records {how}; nothing recorded; {_suggest(path, source, rules)}"
+        suggest = _suggest(path, source, rules)  # reads the file again: only to refuse
+        raise IngestRefused.saying(
+            lambda w: f"{name}: no records {how(w)}; nothing recorded; {suggest(w)}"
         )
     if quality.valid == 0 and quality.whole_file:
-        raise IngestRefused(
-            f"{name}: no valid address in its {quality.records:,} records {how}; nothing "
-            f"recorded; {_suggest(path, source, rules)}"
+        suggest = _suggest(path, source, rules)
+        raise IngestRefused.saying(
+            lambda w: (
+                f"{name}: no valid address in its {quality.records:,} records {how(w)}; "
+                f"nothing recorded; {suggest(w)}"
+            )
         )
     lenient = accept_invalid or source.format is LeakFormat.TEXT
     if quality.share < MIN_VALID_SHARE and not lenient:
         first = "its" if quality.whole_file else "the first"
-        raise IngestRefused(
-            f"{name}: only {quality.valid:,} of {first} {quality.records:,} records "
-            f"({quality.share:.0%}) hold a valid address {how}; nothing recorded; "
-            f"{_suggest(path, source, rules)}, or add --accept-invalid to ingest it "
-            "anyway"
+        suggest = _suggest(path, source, rules)
+        raise IngestRefused.saying(
+            lambda w: (
+                f"{name}: only {quality.valid:,} of {first} {quality.records:,} records "
+                f"({quality.share:.0%}) hold a valid address {how(w)}; nothing recorded; "
+                f"{suggest(w)}, or {w.accept_invalid}"
+            )
         )
 
 
@@ -137,10 +155,12 @@ def refuse_if_elsewhere(path: Path, elsewhere: FileElsewhere | None, *, slug: st
     everyone in it a second time."""
     if elsewhere is None:
         return
-    raise IngestRefused(
-        f"{shown_path(path)}: this file was already ingested as leak {elsewhere.slug!r} on "
-        f"{elsewhere.started_at:%Y-%m-%d}; nothing recorded; to record it as leak {slug!r} "
-        "as well, add --also-as-new-leak"
+    raise IngestRefused.saying(
+        lambda w: (
+            f"{shown_path(path)}: this file was already ingested as leak "
+            f"{elsewhere.slug!r} on {elsewhere.started_at:%Y-%m-%d}; nothing recorded; to record "
+            f"it as leak {slug!r} as well, {w.also_as_new_leak}"
+        )
     )
 
 
@@ -155,8 +175,9 @@ def _looks_binary(path: Path, source: LeakSource) -> bool:
         return False
 
 
-def _suggest(path: Path, source: LeakSource, rules: CanonicalRules) -> str:
-    """Name the format that reads the most valid addresses from the file's start."""
+def _suggest(path: Path, source: LeakSource, rules: CanonicalRules) -> Say:
+    """Name the format that reads the most valid addresses from the file's start (in the
+    words of the face that shows it)."""
     current = source.format
     skip = {LeakFormat.AUTO, current}
     if _looks_binary(path, source):
@@ -177,6 +198,6 @@ def _suggest(path: Path, source: LeakSource, rules: CanonicalRules) -> str:
             best = (quality.share, fmt)
     if best is None:
         others = "|".join(f.value for f in LeakFormat if f not in (LeakFormat.AUTO, current))
-        return f"no other format reads addresses from it either (--format {others})"
+        return lambda w: f"no other format reads addresses from it either ({w.choice(others)})"
     share, fmt = best
-    return f"--format {fmt.value} reads {share:.0%} of its first records as addresses"
+    return lambda w: f"{w.choice(fmt.value)} reads {share:.0%} of its first records as addresses"

@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from service.db.locks import LockBusy, exclusive_lock
 from service.errors import JobError
+from service.leaks.wording import Worded
 from service.models import LeakFileState, LeakPart
 from service.runtime import Runtime
 
@@ -20,7 +21,7 @@ FILE_NAMESPACE = 0x4C47  # "LG"
 PART_NAMESPACE = 0x4C48
 
 
-class IngestBusy(JobError):
+class IngestBusy(JobError, Worded):
     """Another run is ingesting this file right now."""
 
 

@@ -142,9 +142,10 @@ def plan_parts(
             ).one()
             if leak_file.parts == 0:
                 if done:
-                    raise IngestBusy(
-                        "this file was started by a single-process run: run `leakguard "
-                        "ingest` again without --enqueue to resume it"
+                    raise IngestBusy.saying(
+                        lambda w: (
+                            f"this file was started by a single-process run: {w.resume_single}"
+                        )
                     )
                 ranges = reader.byte_ranges(parts or default_parts(info.size))
                 leak_file.parts = len(ranges)

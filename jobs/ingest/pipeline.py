@@ -265,9 +265,8 @@ def ingest_leak(
                 report.already_ingested = True
                 return report
             if opened.parts:
-                raise IngestBusy(
-                    "this file is being ingested in parts by workers: run the same "
-                    "`leakguard ingest ... --enqueue` again to resume it"
+                raise IngestBusy.saying(
+                    lambda w: f"this file is being ingested in parts by workers: {w.resume_parts}"
                 )
             with ingest_lock(runtime, file_id, dry_run=dry_run):
                 done = writer.records_done(file_id) if not dry_run else done

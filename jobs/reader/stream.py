@@ -49,6 +49,7 @@ from jobs.reader.formats import (
     text_records,
 )
 from service.errors import JobError
+from service.leaks.wording import CLI_WORDS
 
 __all__ = [
     "MAX_LINE_BYTES",
@@ -65,6 +66,9 @@ __all__ = [
 # One constant for both: a line inside one block can then never exceed the cap, so only the
 # line carried across blocks needs cutting, and every line keeps exactly its first 64 KiB.
 MAX_LINE_BYTES: Final = 64 * 1024
+# The reason of a format the operator chose; a face shows it in its own words
+# (service/leaks/wording.py: OptionWords.format_given).
+FORMAT_GIVEN: Final = CLI_WORDS.format_given
 _BLOCK_BYTES: Final = MAX_LINE_BYTES
 SNIFF_BYTES: Final = 64 * 1024
 
@@ -105,8 +109,8 @@ class LeakSource:
     compression: str | None
     encoding: str
     size: int
-    # Why this format: what detection saw, or that the operator chose it (--format).
-    reason: str = "given with --format"
+    # Why this format: what detection saw, or that the operator chose it (FORMAT_GIVEN).
+    reason: str = FORMAT_GIVEN
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +141,7 @@ def open_leak(path: Path, fmt: LeakFormat = LeakFormat.AUTO) -> LeakReader:
         sample, complete = _sample(_decoded_blocks(read, path, first))
     lines = _sample_lines(sample, complete=complete)
     layout: CsvLayout | None = None
-    reason = "given with --format"
+    reason = FORMAT_GIVEN
     if fmt is LeakFormat.AUTO:
         partial = "" if lines else sample[:4096].decode("utf-8", "ignore")
         fmt, layout = _detect_format(lines, partial)

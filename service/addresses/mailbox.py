@@ -32,6 +32,11 @@ _MAILTO: Final = "mailto:"
 
 SEVERAL_ADDRESSES: Final = InvalidAddress("several_addresses")
 
+# A value that is already one bare dot-atom addr-spec, as nearly every account's address
+# is: no dressing to take off (no quotes, brackets, comments, spaces, "mailto:", encoded
+# word or trailing punctuation), so it names one mailbox and cleans to itself.
+_PLAIN_ADDR_SPEC: Final = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9.-]*[A-Za-z0-9]")
+
 
 def mailboxes_named(text: str) -> int:
     """Count the mailboxes ``text`` names: its "@" signs outside display names and comments.
@@ -67,6 +72,14 @@ def bare_mailbox(text: str, rules: CanonicalRules) -> Mailbox | InvalidAddress:
     """
     if not isinstance(text, str):
         return InvalidAddress("not_a_string")
+    if "=?" not in text and _PLAIN_ADDR_SPEC.fullmatch(text):
+        canonical = canonicalize_email(text, rules)
+        return canonical if isinstance(canonical, InvalidAddress) else Mailbox(text, canonical)
+    return _bare_mailbox_dressed(text, rules)
+
+
+def _bare_mailbox_dressed(text: str, rules: CanonicalRules) -> Mailbox | InvalidAddress:
+    """``bare_mailbox`` for any value: count its mailboxes, take the dressing off."""
     if mailboxes_named(text) > 1:
         return SEVERAL_ADDRESSES
     bare = clean_address(text)

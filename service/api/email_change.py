@@ -267,7 +267,9 @@ def resend_email_change(path: AccountPath) -> Response:
 def assisted_email_change(path: AccountPath, body: AssistedChangeBody) -> Response:
     """Support files a change for someone who lost the old mailbox: it waits for review
     (`awaiting_review`; `leakguard email-change queue`, then `approve` or `deny` by another
-    person). Approval sends the confirmation to the new address and the alert to the old."""
+    person). Approval sends the confirmation to the new address and the alert to the old.
+    An account with an open support-assisted request: 409 `assisted_request_open` (its
+    `ticket`), unless `cancel_open_request` is true."""
     rt = runtime()
     tools, actor, now = ChangeTools.of(rt), _actor(), utcnow()
     view = run_in_transaction(
@@ -279,6 +281,7 @@ def assisted_email_change(path: AccountPath, body: AssistedChangeBody) -> Respon
             body.new_email,
             ticket=body.ticket,
             accept_leaked=body.accept_leaked_address,
+            cancel_open=body.cancel_open_request,
             actor=actor,
             now=now,
         ),

@@ -49,6 +49,12 @@ class AssistedChangeBody(Strict):
         Field(pattern=TICKET_PATTERN.pattern, description="Support's ticket reference"),
     ]
     accept_leaked_address: bool = False
+    cancel_open_request: bool = Field(
+        default=False,
+        description="Cancel the account's open support-assisted request (closed as "
+        "`replaced`) and file this one; without it such a request is refused with 409 "
+        "`assisted_request_open`, naming its `ticket` and `request_id`",
+    )
 
 
 class LinkTokenBody(Strict):

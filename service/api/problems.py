@@ -85,8 +85,10 @@ def problem_response(
     detail: str | None = None,
     errors: list[dict[str, Any]] | None = None,
     headers: dict[str, str] | None = None,
+    members: dict[str, Any] | None = None,
 ) -> Response:
     body: dict[str, Any] = {
+        **(members or {}),
         "type": PROBLEM_BASE + code.replace("_", "-"),
         "title": title,
         "status": status,
@@ -111,6 +113,7 @@ def render_domain_error(exc: LeakguardError) -> Response:
         detail=exc.detail,
         errors=errors,
         headers=exc.response_headers(),
+        members=exc.problem_members(),
     )
 
 

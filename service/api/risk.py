@@ -30,8 +30,10 @@ def risk_check(body: RiskCheckBody) -> Response:
 
     `allow` when the account is in no open leak (or unknown to Leakguard, or a fresh
     assurance token comes along, or `context.device_id` names a device trusted by a step-up
-    passed on it: reason `trusted_device`); `step_up` when its address leaked, with the `methods`
-    open now (and `retry_after` seconds when another one is locked for a while); `deny`
+    passed on it: reason `trusted_device`); `step_up` when its address leaked, or while a
+    hold stands (`email_change_reverted`, or `support_hold`: support forced a step-up), with
+    the `methods` open now (and `retry_after` seconds when another one is locked for a
+    while); `deny`
     when the submitted password is the leaked one, when every usable method is locked
     (`locked`), or when the account has no method left (`no_usable_method`: support).
     An expired, forged or outdated `assurance_token` is a 400: drop it and ask again.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import click
@@ -11,7 +12,7 @@ from tqdm import tqdm
 from jobs.account_import import import_accounts
 from service.cli.base import cli, cli_actor, emit_json, migrated_runtime
 from service.db import utcnow
-from service.stepup import support
+from service.stepup import hold, support
 
 
 @cli.group("accounts")
@@ -43,7 +44,9 @@ def accounts_unlock(external_id: str) -> None:
     click.echo("unlocked" if was_locked else "not locked; its failure count is reset")
 
 
-def _support_change(external_id: str, act: str, reason: str | None) -> None:
+def _support_change(
+    external_id: str, act: str, reason: str | None, *, expires_in: timedelta | None = None
+) -> None:
     """Run one of support's step-up overrides (service/stepup/support.py), audited as the
     operator; print what changed."""
     value = migrated_runtime()
@@ -64,11 +67,22 @@ def _support_change(external_id: str, act: str, reason: str | None) -> None:
                 session, external_id, actor=actor, now=now, reason=reason
             )
             click.echo(f"{change.devices_revoked} trusted devices revoked")
+        elif act == "clear-hold":
+            change = support.clear_support_hold(
+                session, external_id, actor=actor, now=now, reason=reason or ""
+            )
+            click.echo("hold cleared" if change.changed else "no hold to clear")
         else:
             change = support.force_step_up(
-                session, external_id, actor=actor, now=now, reason=reason
+                session, external_id, actor=actor, now=now, reason=reason, expires_in=expires_in
+            )
+            until = (
+                f"until {change.hold_until:%Y-%m-%d %H:%M} UTC at most"
+                if change.hold_until
+                else "until cleared"
             )
             click.echo(
+                f"held: every sign-in steps up until a step-up is passed ({until}); "
                 f"{change.devices_revoked} trusted devices revoked; earlier assurance tokens void"
             )
 
@@ -104,7 +118,23 @@ def accounts_revoke_devices(external_id: str, reason: str | None) -> None:
 @accounts_group.command("force-step-up")
 @click.argument("external_id")
 @REASON
-def accounts_force_step_up(external_id: str, reason: str | None) -> None:
-    """Void the account's trusted devices and earlier assurance tokens: the next sign-in a
-    step-up is asked for steps up again."""
-    _support_change(external_id, "force-step-up", reason)
+@click.option(
+    "--hours",
+    type=click.IntRange(min=1, max=hold.MAX_HOLD.days * 24),
+    help="End the hold after this many hours even if no step-up is passed (default: never).",
+)
+def accounts_force_step_up(external_id: str, reason: str | None, hours: int | None) -> None:
+    """Hold the account: every sign-in steps up (reason support_hold), whether a leak names
+    it or not, until the person passes a step-up or `accounts clear-hold`; its trusted
+    devices and earlier assurance tokens stop counting."""
+    expires_in = timedelta(hours=hours) if hours is not None else None
+    _support_change(external_id, "force-step-up", reason, expires_in=expires_in)
+
+
+@accounts_group.command("clear-hold")
+@click.argument("external_id")
+@click.option("--reason", required=True, help="Why the hold can end, for the audit log.")
+def accounts_clear_hold(external_id: str, reason: str) -> None:
+    """End the hold `accounts force-step-up` placed: sign-ins step up again only where a
+    leak (or another hold) asks for it."""
+    _support_change(external_id, "clear-hold", reason)

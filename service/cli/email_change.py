@@ -28,8 +28,17 @@ def email_change_group() -> None:
 @click.option(
     "--accept-leaked-address", is_flag=True, help="Accept a new address that is in a leak."
 )
+@click.option(
+    "--cancel-open-request",
+    is_flag=True,
+    help="Cancel the account's open support-assisted request and file this one instead.",
+)
 def request_assisted_command(
-    account_id: str, new_email: str, ticket: str, accept_leaked_address: bool
+    account_id: str,
+    new_email: str,
+    ticket: str,
+    accept_leaked_address: bool,
+    cancel_open_request: bool,
 ) -> None:
     """File a change for someone who lost the old mailbox; it waits for review."""
     value = migrated_runtime()
@@ -41,6 +50,7 @@ def request_assisted_command(
             new_email,
             ticket=ticket,
             accept_leaked=accept_leaked_address,
+            cancel_open=cancel_open_request,
             actor=cli_actor(),
             now=utcnow(),
         )

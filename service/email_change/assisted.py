@@ -21,7 +21,12 @@ from sqlalchemy.orm import Session
 
 from service.email_change.audit import audit_step
 from service.email_change.context import ChangeTools
-from service.email_change.errors import AddressUnchanged, RequestClosed, RequestNotFound
+from service.email_change.errors import (
+    AddressUnchanged,
+    AssistedRequestOpen,
+    RequestClosed,
+    RequestNotFound,
+)
 from service.email_change.holds import check_cooling_off
 from service.email_change.mail import queue_mail
 from service.email_change.request import (
@@ -32,6 +37,7 @@ from service.email_change.request import (
     close,
     lock_account,
     new_request,
+    open_request,
     supersede_open,
 )
 from service.email_change.views import ChangeStep, ChangeView
@@ -40,7 +46,7 @@ from service.models import Account, ChangePriority, ChangeState, EmailChangeRequ
 from service.stepup.services import open_exposure
 
 TICKET_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:#/-]{0,99}")
-MAX_NAME_CHARS = 100
+MAX_NAME_CHARS = 200  # the width of requested_by / reviewed_by: a staff member's email fits
 MAX_REASON_CHARS = 500
 
 
@@ -65,19 +71,29 @@ def request_assisted(
     *,
     ticket: str,
     accept_leaked: bool = False,
+    cancel_open: bool = False,
     actor: str,
     now: datetime,
 ) -> ChangeView:
     """File a change for review (state ``awaiting_review``); nothing is mailed yet.
 
-    The same address checks and cooling-off as a self-service request; replaces the
-    account's open request. Raises NotFound, ValidationFailed, InvalidEmail,
-    AddressUnchanged, AddressInUse, AddressLeaked, CoolingOff. Does not commit.
+    The same address checks and cooling-off as a self-service request. At most one open
+    request per account (issue 17, item 4): an open support-assisted request (awaiting
+    review, or approved and awaiting confirmation) is another agent's work under its own
+    ticket, so a second one is refused (AssistedRequestOpen, naming that ticket) unless
+    ``cancel_open`` says the operator means to cancel it; it is then closed as
+    ``replaced``, audited. An open self-service request is replaced, as a newer
+    self-service one would replace it (audited ``email_change.replaced``). Raises NotFound,
+    ValidationFailed, InvalidEmail, AddressUnchanged, AddressInUse, AddressLeaked,
+    CoolingOff, AssistedRequestOpen. Does not commit.
     """
     ticket = _ticket(ticket)
     account = lock_account(session, external_id)
     check_cooling_off(session, account.id, now=now)
     address = check_new_address(session, tools, account, new_email, accept_leaked=accept_leaked)
+    current = open_request(session, account.id)
+    if current is not None and current.assisted and not cancel_open:
+        raise AssistedRequestOpen(current.id, current.ticket or "-", current.state)
     supersede_open(session, account.id, actor=actor, external_id=external_id, now=now)
     request = new_request(
         session,
@@ -109,6 +125,7 @@ class QueuedRequest:
     external_id: str
     open_exposure: bool
     requested_by: str
+    account_id: int  # the row id, for a page to link to the account
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -137,7 +154,11 @@ def review_queue(session: Session) -> list[QueuedRequest]:
     ).all()
     return [
         QueuedRequest(
-            ChangeView.of(session, request), external_id, bool(flag), request.requested_by
+            ChangeView.of(session, request),
+            external_id,
+            bool(flag),
+            request.requested_by,
+            request.account_id,
         )
         for request, external_id, flag in rows
     ]
@@ -162,7 +183,13 @@ ACTOR_CHANNELS = ("cli", "api", "staff")
 def person(actor: str) -> str:
     """Who an actor name stands for, whichever way it came in: the channel prefix off,
     Unicode compatibility forms folded (NFKC), case folded, spaces trimmed, so that
-    ``cli:Alice``, ``api:alice`` and ``--by " ALICE "`` are one person (four eyes)."""
+    ``cli:Alice``, ``api:alice`` and ``--by " ALICE "`` are one person (four eyes).
+
+    The staff site names its members by their email (``staff:alice@example.com``, see
+    ``service.staff.users.staff_person``), never by their row id: an id is no person, and
+    ``staff:7`` would be the same "person" as a CLI user named ``7``. So a staff member
+    and an operator who files with ``--by alice@example.com`` (or whose login name is the
+    address) are one person too."""
     name = unicodedata.normalize("NFKC", actor).strip()
     channel, sep, rest = name.partition(":")
     if sep and channel.strip().casefold() in ACTOR_CHANNELS:

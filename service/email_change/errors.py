@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
+from typing import Any
 
 from service.errors import LeakguardError, NotFound, ValidationFailed
 
@@ -83,3 +84,25 @@ class NoPendingChange(NotFound):
 class RequestNotFound(NotFound):
     code = "request_not_found"
     title = "No email-change request with this id"
+
+
+class AssistedRequestOpen(LeakguardError):
+    """The account has an open support-assisted request: a second one would silently throw
+    away another agent's work (issue 17: at most one open request per account)."""
+
+    status = 409
+    code = "assisted_request_open"
+    title = "The account has an open support-assisted email-change request"
+
+    def __init__(self, request_id: str, ticket: str, state: str) -> None:
+        # The ticket and id go into the problem document too: the filer's client can name
+        # the other agent's ticket without parsing the detail.
+        super().__init__(
+            f"the account has an open support-assisted request {request_id} (ticket "
+            f"{ticket}, {state}): cancel it explicitly to file another"
+        )
+        self.request_id = request_id
+        self.ticket = ticket
+
+    def problem_members(self) -> dict[str, Any]:
+        return {"request_id": self.request_id, "ticket": self.ticket}

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from service.audit import record_event
 from service.errors import LeakguardError, NotFound, ValidationFailed
 from service.leaks.counters import Counters
+from service.leaks.wording import Worded
 from service.models import Exposure, Leak, LeakFile, LeakPart, Notice
 
 SLUG_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{0,99}")
@@ -27,7 +28,7 @@ def check_slug(slug: str) -> str:
     return slug
 
 
-class LeakRetracted(LeakguardError):
+class LeakRetracted(LeakguardError, Worded):
     """The leak was retracted: nothing is added to it any more."""
 
     status = 409
@@ -99,9 +100,9 @@ def get_or_create_leak(
         session.flush()
         return leak
     if leak.retracted_at is not None:
-        raise LeakRetracted(
-            f"leak {slug} was retracted on {leak.retracted_at:%Y-%m-%d}; "
-            "ingest under another --leak slug"
+        retracted_at = leak.retracted_at
+        raise LeakRetracted.saying(
+            lambda w: f"leak {slug} was retracted on {retracted_at:%Y-%m-%d}; {w.another_slug}"
         )
     update_leak_facts(leak, name=name, source=source, facts=facts)
     return leak

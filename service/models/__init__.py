@@ -34,6 +34,7 @@ from service.models.stepup import (
     RecoveryCode,
     StepUpChallenge,
     StepUpThrottle,
+    SupportHold,
     TotpCredential,
     TrustedDevice,
 )
@@ -73,6 +74,7 @@ __all__ = [
     "StaffUser",
     "StepUpChallenge",
     "StepUpThrottle",
+    "SupportHold",
     "TotpCredential",
     "TrustedDevice",
 ]

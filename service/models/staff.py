@@ -25,8 +25,10 @@ class StaffUser(Base):
     ``password_hash`` is argon2id; ``totp_secret`` is sealed like an account's factor
     (service/stepup/secret_box.py, bound to the staff id) and ``totp_last_step`` is its
     replay guard. Until enrolment both are empty and ``enrol_token_hash`` (SHA-256 of the
-    one-time link's token) lets the link set them; ``pending_totp_secret`` holds the secret
-    the enrolment page shows until a code confirms it.
+    one-time link's token) lets the link set them. The secret the enrolment page shows is
+    derived from the link's token (``StaffSecrets.enrolment_secret``), so showing the page
+    writes nothing; ``pending_totp_secret`` is no longer written (kept empty; dropping the
+    column is a migration of its own).
     """
 
     __tablename__ = "staff_user"

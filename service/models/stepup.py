@@ -119,3 +119,25 @@ class TrustedDevice(Base):
     device_key: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
     trusted_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime]
+
+
+class SupportHold(Base):
+    """Support's "step up required" on one account (``accounts force-step-up``): every
+    sign-in steps up (reason ``support_hold``), whether a leak names the account or not,
+    until the person passes a step-up, support clears it, or ``expires_at`` (None: until
+    cleared). One row per account, the latest hold; the audit trail keeps the earlier ones.
+    """
+
+    __tablename__ = "support_hold"
+
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("account.id", ondelete="CASCADE"), primary_key=True
+    )
+    reason: Mapped[str | None] = mapped_column(String(500))
+    placed_by: Mapped[str] = mapped_column(String(200))
+    placed_at: Mapped[datetime]
+    expires_at: Mapped[datetime | None]
+    cleared_at: Mapped[datetime | None]
+    # Who ended it: an actor such as "staff:3", or the person's step-up ("step_up:<method>").
+    cleared_by: Mapped[str | None] = mapped_column(String(200))
+    clear_reason: Mapped[str | None] = mapped_column(String(500))

@@ -34,13 +34,14 @@ from flask_wtf.csrf import CSRFProtect
 from werkzeug.exceptions import Forbidden
 from werkzeug.wrappers import Response
 
+from service.audit import record_event
 from service.config import Environment
 from service.models import StaffRole, StaffUser
 from service.runtime import runtime_of
 from service.staff import clock
 from service.staff.sessions import REAUTH_WINDOW, ActiveSession, resume_session
 from service.staff.throttle import LoginThrottle
-from service.staff.users import StaffSecrets
+from service.staff.users import StaffSecrets, staff_actor
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +58,9 @@ PUBLIC_ENDPOINTS = frozenset({"staff.static"})
 
 THROTTLE_EXTENSION = "leakguard_staff_login_throttle"
 CSRF_FIELD = "csrf_token"  # Flask-WTF's key in the Flask session (WTF_CSRF_FIELD_NAME)
+# Where the last look-up's result waits for the page it redirects to: account ids and how
+# they were found, in the signed session cookie; never the query (it may be an address).
+LOOKUP_KEY = "staff_lookup"
 
 csrf = CSRFProtect()
 
@@ -136,6 +140,48 @@ def has_role(staff: StaffUser, role: StaffRole) -> bool:
     return RANK[staff.role] >= RANK[role]
 
 
+def audit_refusal(
+    action: str,
+    reason: str,
+    *,
+    staff: StaffUser | None = None,
+    target: str | None = None,
+    **detail: object,
+) -> None:
+    """Write the audit row of a refused request (``staff.<action>``), in a transaction of
+    its own: the request itself changes nothing, but every security decision is in the
+    trail (issue 17, item 5; ASVS 16.3). The row names the route by its endpoint and
+    method, never by a path or query a person typed (they may hold an address)."""
+    values: dict[str, Any] = {
+        "route": request.endpoint or "unknown",
+        "method": request.method,
+        "reason": reason,
+        "ip": request.remote_addr or "unknown",
+        **detail,
+    }
+    with runtime_of(current_app).db.transaction() as session:
+        record_event(
+            session,
+            actor=staff_actor(staff) if staff is not None else "anonymous",
+            action=f"staff.{action}",
+            target=target,
+            detail=values,
+            now=clock.now(),
+        )
+
+
+def refuse_forged_request(reason: str) -> None:
+    """Audit a request refused as forged (no CSRF token, another site's ``Origin``) when
+    it rode on a staff session: that is an attack on a signed-in person. Without one it
+    is only logged: anyone can send such requests, and each must not cost a row in the
+    trail (an unauthenticated flood would fill it)."""
+    active = load_session()
+    if active is None:
+        logger.warning("staff %s refused without a session: %s", request.endpoint, reason)
+        return
+    audit_refusal("request_refused", reason, staff=active.staff)
+
+
 def check_access() -> ResponseReturnValue | None:
     """The staff blueprint's first ``before_request``: refuse undeclared views, check CSRF
     on unsafe methods, load the session (none: to the login page), check the role."""
@@ -144,21 +190,39 @@ def check_access() -> ResponseReturnValue | None:
     access = PUBLIC if endpoint in PUBLIC_ENDPOINTS else declared_access(view or (lambda: None))
     if access is None:
         logger.error("staff view %s declares no access (@requires or @public): refused", endpoint)
+        audit_refusal("access_refused", "no_access_rule")
         raise Forbidden("this page declares no access rule")
     if request.method not in SAFE_METHODS:
         _check_origin(allow_null=access == PUBLIC)
         csrf.protect()  # raises CSRFError (400)
     if access == PUBLIC:
         return None
-    rt = runtime_of(current_app)
-    with rt.db.transaction() as session:
-        active = resume_session(session, request.cookies.get(COOKIE_NAME), now=clock.now())
+    active = load_session()
     if active is None:
         return _to_login()
-    g.staff_session = active
     if not has_role(active.staff, cast(StaffRole, access)):
+        audit_refusal(
+            "access_refused",
+            "role",
+            staff=active.staff,
+            role=active.staff.role.value,
+            needs=str(access),
+        )
         raise Forbidden(f"your role ({active.staff.role.value}) may not do this: it needs {access}")
     return None
+
+
+def load_session() -> ActiveSession | None:
+    """The live session of the request's cookie, kept in ``g.staff_session`` (pages show
+    the nav and the signed-in user from it), or None."""
+    if "staff_session" in g:
+        active: ActiveSession = g.staff_session
+        return active
+    with runtime_of(current_app).db.transaction() as session:
+        found = resume_session(session, request.cookies.get(COOKIE_NAME), now=clock.now())
+    if found is not None:
+        g.staff_session = found
+    return found
 
 
 def _check_origin(*, allow_null: bool) -> None:
@@ -181,6 +245,7 @@ def _check_origin(*, allow_null: bool) -> None:
         logger.warning(
             "staff %s %s refused: sent from another origin", request.method, request.path
         )
+        refuse_forged_request("cross_origin")
         raise Forbidden("this form was sent from another site")
 
 
@@ -241,6 +306,7 @@ def _new_csrf_secret() -> None:
     """Drop the CSRF secret when a session starts, turns or ends: a token someone read off
     this browser before the login (a fixed Flask session cookie) then no longer passes."""
     flask_session.pop(CSRF_FIELD, None)
+    flask_session.pop(LOOKUP_KEY, None)  # the last look-up's result was the last user's
     g.pop(CSRF_FIELD, None)  # Flask-WTF's per-request copy of the token
 
 

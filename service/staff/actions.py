@@ -10,7 +10,7 @@ check reads the change: same transaction, no cache.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -82,16 +82,42 @@ def dismiss_exposure(
 
 
 def force_step_up(
-    session: Session, external_id: str, *, reason: str | None, actor: str, now: datetime
+    session: Session,
+    external_id: str,
+    *,
+    reason: str | None,
+    actor: str,
+    now: datetime,
+    expires_in: timedelta | None = None,
 ) -> ActionOutcome:
-    change = support.force_step_up(session, external_id, actor=actor, now=now, reason=reason)
+    """``accounts force-step-up``: the next sign-in steps up (a support hold), until the
+    person passes one, support clears the hold, or ``expires_in`` ends it."""
+    change = support.force_step_up(
+        session, external_id, actor=actor, now=now, reason=reason, expires_in=expires_in
+    )
+    until = change.hold_until
     return ActionOutcome(
         change.action,
         external_id,
         True,
+        f"held: every sign-in steps up until a step-up is passed or the hold is cleared"
+        f"{f' (at most until {until:%Y-%m-%d %H:%M} UTC)' if until else ''}; "
         f"trusted devices ({change.devices_revoked}) and earlier step-ups no longer count",
-        {"devices_revoked": change.devices_revoked},
+        {
+            "devices_revoked": change.devices_revoked,
+            "hold_until": until.isoformat() if until else None,
+        },
     )
+
+
+def clear_support_hold(
+    session: Session, external_id: str, *, reason: str, actor: str, now: datetime
+) -> ActionOutcome:
+    """``accounts clear-hold``: end support's hold; sign-ins step up again only where the
+    risk policy asks for it."""
+    change = support.clear_support_hold(session, external_id, actor=actor, now=now, reason=reason)
+    message = "hold cleared" if change.changed else "no hold to clear"
+    return ActionOutcome(change.action, external_id, change.changed, message)
 
 
 def lock_account(

@@ -34,7 +34,8 @@ FORMULA_STARTS = frozenset("=+-@\t\r")
 class AuditFilter:
     """What the audit page narrows to; every field optional, all of them together (AND).
 
-    ``actor``: exact (``staff:3``, ``cli:ops``), or a staff user's email (their rows);
+    ``actor``: exact (``staff:3``, ``cli:ops``), or a staff user's email (their rows,
+    under either name the trail gives them);
     ``account``: an external id; ``leak``: a slug (rows on the leak, and rows on an
     account naming the leak in their detail); ``action``: exact, or a prefix ending in
     ``.`` (``staff.``); ``since``/``until``: UTC, ``until`` excluded.
@@ -118,10 +119,14 @@ def _filtered(session: Session, where: AuditFilter) -> Select[AuditEvent]:
     query = select(AuditEvent)
     if where.actor:
         actor = where.actor.strip()
+        names = [actor]
         if "@" in actor and not actor.startswith("staff:"):
             staff_id = session.scalar(select(StaffUser.id).where(StaffUser.email == actor.lower()))
-            actor = f"staff:{staff_id}" if staff_id is not None else actor
-        query = query.where(AuditEvent.actor == actor)
+            if staff_id is not None:
+                # Their acts (``staff:<id>``) and their email-change reviews, which name
+                # the person (``staff:<email>``, see ``users.staff_person``).
+                names = [f"staff:{staff_id}", f"staff:{actor.lower()}"]
+        query = query.where(AuditEvent.actor.in_(names))
     if where.account:
         query = query.where(AuditEvent.target == f"account:{where.account.strip()}")
     if where.leak:

@@ -90,6 +90,8 @@ def retract_confirmed(
     """``leaks retract`` once the slug is typed back exactly; commits as it does. Raises
     ConfirmationMismatch (before anything is read or changed), NotFound, ValidationFailed.
     A dry run needs no confirmation: it changes nothing."""
-    if not dry_run and typed.strip() != slug:
+    # Exactly what was typed: a slug with a space typed after it is not the slug, and a
+    # confirmation that forgives one slip trains people to type carelessly.
+    if not dry_run and typed != slug:
         raise ConfirmationMismatch(f"type {slug!r} exactly to retract it")
     return retract_leak(db, slug, reason=reason, actor=actor, now=now, dry_run=dry_run)

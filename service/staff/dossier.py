@@ -30,6 +30,7 @@ from service.models import (
     TrustedDevice,
 )
 from service.security_state import security_state
+from service.stepup.hold import HoldView, read_hold
 from service.stepup.services import StepUp
 from service.stepup.throttle import state as throttle_state
 
@@ -104,6 +105,8 @@ class Dossier:
     email_changes: tuple[ChangeView, ...]
     lock: LockState
     hold: Hold | None
+    support_hold: HoldView | None  # support's forced step-up, standing or ended
+    support_hold_standing: bool  # whether it asks for a step-up now
 
     @property
     def open_exposures(self) -> tuple[ExposureView, ...]:
@@ -172,6 +175,7 @@ def account_dossier(
     )
     locks = throttle_state(session, step_up.subject(external_id), now=now, since=account.created_at)
     hold_row = session.get(EmailChangeHold, account.id)
+    support_hold = read_hold(session, account.id)
     return Dossier(
         account_id=account.id,
         external_id=external_id,
@@ -197,6 +201,8 @@ def account_dossier(
             if hold_row is not None
             else None
         ),
+        support_hold=support_hold,
+        support_hold_standing=support_hold is not None and support_hold.standing(now),
     )
 
 

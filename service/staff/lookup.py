@@ -94,6 +94,20 @@ def find_accounts(session: Session, keys: AddressKeys, query: str) -> LookupResu
     return LookupResult(by, hits)
 
 
+def shown_hits(session: Session, by: LookupBy, account_ids: list[int]) -> LookupResult:
+    """A look-up's result shown again from its account ids (the page a look-up redirects
+    to reads it: no address in the URL, nothing written), in ``find_accounts``' order;
+    accounts gone since are left out."""
+    rows = session.execute(
+        select(Account.id, Account.external_id, Account.email)
+        .where(Account.id.in_(account_ids[:MAX_HITS]))
+        .order_by(Account.external_id)
+    )
+    return LookupResult(
+        by, tuple(AccountHit(row.id, row.external_id, mask_email(row.email)) for row in rows)
+    )
+
+
 def account_summary(
     session: Session, step_up: StepUp, account_id: int, *, now: datetime
 ) -> AccountSummary:

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
+import time
 from dataclasses import dataclass
+from typing import Final
 
 from limits import RateLimitItem, parse
 from limits.errors import StorageError
@@ -24,12 +27,17 @@ logger = logging.getLogger(__name__)
 NAMESPACE = "leakguard-staff-login"
 
 
+UNAVAILABLE_RETRY_SECONDS: Final = 60  # the store failed: ask again in a minute
+
+
 @dataclass(frozen=True, slots=True)
 class LoginGate:
-    """Whether an attempt may be made; ``unavailable``: the counter store failed."""
+    """Whether an attempt may be made; ``unavailable``: the counter store failed;
+    ``retry_after``: whole seconds until a closed gate opens (RFC 9110 section 10.2.3)."""
 
     open: bool
     unavailable: bool = False
+    retry_after: int | None = None
 
 
 class LoginThrottle:
@@ -49,14 +57,20 @@ class LoginThrottle:
 
     def check(self, *, email: str, ip: str) -> LoginGate:
         """Whether both budgets have room for one more attempt."""
+        budgets = ((self._per_account, "account", _account_key(email)), (self._per_ip, "ip", ip))
         try:
-            allowed = self._limiter.test(
-                self._per_account, NAMESPACE, "account", _account_key(email)
-            ) and self._limiter.test(self._per_ip, NAMESPACE, "ip", ip)
+            spent = [b for b in budgets if not self._limiter.test(b[0], NAMESPACE, *b[1:])]
+            if not spent:
+                return LoginGate(open=True)
+            # The gate opens when every spent budget's window has reset: the latest reset.
+            resets = [self._limiter.get_window_stats(b[0], NAMESPACE, *b[1:]) for b in spent]
         except (RedisError, StorageError, OSError) as exc:
             logger.error("staff login limits unavailable, refusing: %s", type(exc).__name__)
-            return LoginGate(open=False, unavailable=True)
-        return LoginGate(open=allowed)
+            return LoginGate(open=False, unavailable=True, retry_after=UNAVAILABLE_RETRY_SECONDS)
+        return LoginGate(
+            open=False,
+            retry_after=max(1, math.ceil(max(r.reset_time for r in resets) - time.time())),
+        )
 
     def count_refusal(self, *, email: str, ip: str) -> None:
         """Spend one attempt of each budget (a refused login)."""

@@ -7,7 +7,8 @@ their progress (the leak list reads it from the database). On the embedded defau
 is no worker to hand parts to, so it is ``leakguard ingest FILE --leak SLUG`` in the
 request itself, and the page answers with its summary. Either way the checks are the
 CLI's, run before anything is recorded, and a refusal is the CLI's own message, with the
-uploaded file's name in place of the stored path.
+uploaded file's name in place of the stored path and, where it names an option, the
+caller's words for it (service/leaks/wording.py: the page names its form fields).
 
 Stored files go to ``<instance>/uploads/<random>/<name>`` (folder 0700, file 0600): workers
 read a split file by its path, so they must see the same instance folder.
@@ -31,6 +32,7 @@ from jobs.queues import uses_fake_redis
 from jobs.reader.stream import LeakFileError, LeakFormat
 from service.errors import LeakguardError
 from service.leaks.catalogue import LeakFacts, check_slug
+from service.leaks.wording import Worded, words_of
 from service.private_files import PRIVATE_FILE, private_dir
 from service.runtime import Runtime
 
@@ -52,8 +54,10 @@ class IngestOptions(TypedDict):
     operator: str
 
 
-class UploadRefused(LeakguardError):
-    """The CLI would refuse this file (or this leak): its message says why, in one line."""
+class UploadRefused(LeakguardError, Worded):
+    """The CLI would refuse this file (or this leak): its message says why, in one line,
+    in the words of whoever shows it (``words_of``: the form's fields, not the CLI's
+    flags)."""
 
     status = 422
     code = "upload_refused"
@@ -142,7 +146,10 @@ def start_upload_ingest(
         split = ingest_in_parts(runtime, path, wait=False, **options)
     except (IngestRefused, LeakFileError, IngestBusy) as exc:
         _forget(path)
-        raise UploadRefused(str(exc).replace(str(path), shown)) from None
+        refused = exc  # ``exc`` is unbound after the except block; ``say`` runs later
+        raise UploadRefused.saying(
+            lambda words: words_of(refused, words).replace(str(path), shown)
+        ) from None
     except LeakguardError:
         _forget(path)
         raise

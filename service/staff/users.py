@@ -9,6 +9,7 @@ checked by service/stepup/totp.py, with the same replay guard (a time step works
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import logging
 import secrets
@@ -26,7 +27,7 @@ from service.errors import AlreadyExists, LeakguardError, NotFound, ValidationFa
 from service.models import StaffRole, StaffSession, StaffUser
 from service.staff.passwords import check_password_policy, hash_password, password_matches
 from service.stepup import totp
-from service.stepup.secret_box import SecretBox, SecretUnreadable
+from service.stepup.secret_box import SecretBox, SecretUnreadable, derive_key, keyed_digest
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +55,9 @@ class LoginFailure(StrEnum):
     DISABLED = "disabled"
     WRONG_PASSWORD = "wrong_password"  # noqa: S105  (a cause, not a password)
     WRONG_CODE = "wrong_code"
+    # A right code whose time step was accepted already: someone replays a code they saw
+    # (over a shoulder, in a proxy). Told apart in the log and trail only.
+    REPLAYED_CODE = "replayed_code"
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,10 +81,20 @@ class LoginResult:
 
 
 class StaffSecrets:
-    """Seals and opens staff TOTP secrets, each bound to its staff id."""
+    """Seals and opens staff TOTP secrets, each bound to its staff id; derives the secret
+    an enrolment link offers."""
 
     def __init__(self, master_key: bytes) -> None:
         self._box = SecretBox(master_key, "staff-totp")
+        self._enrol_key = derive_key(master_key, "staff-enrol-totp")
+
+    def enrolment_secret(self, staff_id: int, token_hash: str) -> str:
+        """The TOTP secret (base32, 160 bits) the enrolment link with this token offers:
+        derived, not stored, so that showing the page writes nothing (a GET is safe, RFC
+        9110 section 9.2.1), a reload shows the same secret, and a new link (a reset)
+        offers a new one. Only the key holder can derive it from the link's token."""
+        digest = keyed_digest(self._enrol_key, str(staff_id).encode(), token_hash.encode())
+        return base64.b32encode(digest[: totp.SECRET_BYTES]).decode()
 
     def seal(self, staff_id: int, secret: str) -> bytes:
         return self._box.seal(secret.encode(), _context(staff_id))
@@ -110,6 +124,15 @@ def normalize_staff_email(email: str) -> str:
 def staff_actor(staff: StaffUser) -> str:
     """How the audit trail names a staff member: by id, so no address is in the trail."""
     return f"staff:{staff.id}"
+
+
+def staff_person(staff: StaffUser) -> str:
+    """How a staff member is named where the *person* must be told apart across the faces:
+    the reviewer of a support-assisted email change, whom four eyes compare with the filer
+    (a CLI login name, an API client, ``--by``). The email is the person; a row id is not,
+    and ``staff:7`` would pass for a CLI user named ``7`` (``assisted.person``). A staff
+    address is no leaked address: it may stand in the trail."""
+    return f"staff:{staff.email}"
 
 
 def create_staff_user(
@@ -217,18 +240,11 @@ class EnrolmentPage:
 def open_enrolment(
     session: Session, secrets_: StaffSecrets, token: str, *, issuer: str, now: datetime
 ) -> EnrolmentPage:
-    """The staff user's pending TOTP secret (made on first opening, kept on reloads) and
-    its QR code; raise EnrolmentInvalid. Writes only the pending secret."""
-    staff = _enrolling(session, token, now)
-    secret = None
-    if staff.pending_totp_secret is not None:
-        try:
-            secret = secrets_.open(staff.id, staff.pending_totp_secret)
-        except SecretUnreadable:
-            secret = None
-    if secret is None:
-        secret = totp.new_secret()
-        staff.pending_totp_secret = secrets_.seal(staff.id, secret)
+    """The TOTP secret the link offers and its QR code; raise EnrolmentInvalid. Reads
+    only: the page may be opened (and reloaded, and fetched by a link scanner) any number
+    of times, and the secret is the same each time."""
+    staff = _enrolling(session, token, now, lock=False)
+    secret = secrets_.enrolment_secret(staff.id, token_digest(token))
     return EnrolmentPage(
         email=staff.email,
         enrollment=totp.enrollment(secret, name=staff.email, issuer=issuer),
@@ -244,18 +260,16 @@ def complete_enrolment(
     code: str,
     now: datetime,
 ) -> StaffUser:
-    """Set the password and confirm the pending TOTP secret with ``code``; the link is then
+    """Set the password and confirm the link's TOTP secret with ``code``; the link is then
     spent. Raise EnrolmentInvalid, PasswordRefused or CodeRefused (nothing changes then)."""
     staff = _enrolling(session, token, now)
     check_password_policy(password)
-    if staff.pending_totp_secret is None:
-        raise CodeRefused("open the enrolment page again to get a secret")
-    secret = secrets_.open(staff.id, staff.pending_totp_secret)
+    secret = secrets_.enrolment_secret(staff.id, token_digest(token))
     step = totp.step_of(secret, code, now)
     if step is None:
         raise CodeRefused()
     staff.password_hash = hash_password(password)
-    staff.totp_secret = staff.pending_totp_secret
+    staff.totp_secret = secrets_.seal(staff.id, secret)
     staff.pending_totp_secret = None
     staff.totp_last_step = step
     staff.enrol_token_hash = None
@@ -272,12 +286,11 @@ def complete_enrolment(
     return staff
 
 
-def _enrolling(session: Session, token: str, now: datetime) -> StaffUser:
+def _enrolling(session: Session, token: str, now: datetime, *, lock: bool = True) -> StaffUser:
     if not token or len(token) > 200:
         raise EnrolmentInvalid()
-    staff = session.scalars(
-        select(StaffUser).where(StaffUser.enrol_token_hash == token_digest(token)).with_for_update()
-    ).one_or_none()
+    query = select(StaffUser).where(StaffUser.enrol_token_hash == token_digest(token))
+    staff = session.scalars(query.with_for_update() if lock else query).one_or_none()
     if (
         staff is None
         or staff.disabled_at is not None
@@ -316,8 +329,8 @@ def log_in(
     # The password is always hashed once, so the answer's time does not say which failed.
     password_ok = password_matches(staff.password_hash if staff else None, password)
     failure = _login_failure(staff, password_ok)
-    if staff is not None and failure is None and not verify_code(secrets_, staff, code, now):
-        failure = LoginFailure.WRONG_CODE
+    if staff is not None and failure is None:
+        failure = check_code(secrets_, staff, code, now)
     if failure is not None or staff is None:
         failure = failure or LoginFailure.UNKNOWN_EMAIL
         logger.warning(
@@ -363,18 +376,24 @@ def _login_failure(staff: StaffUser | None, password_ok: bool) -> LoginFailure |
     return None
 
 
-def verify_code(secrets_: StaffSecrets, staff: StaffUser, code: str, now: datetime) -> bool:
-    """Whether ``code`` is the staff user's current TOTP code, not used before; on success
-    the step is remembered so the same code does not work twice."""
+def check_code(
+    secrets_: StaffSecrets, staff: StaffUser, code: str, now: datetime
+) -> LoginFailure | None:
+    """None if ``code`` is the staff user's current TOTP code, not used before (the step is
+    then remembered so the same code does not work twice); else why not: WRONG_CODE, or
+    REPLAYED_CODE for a right code of a step accepted already. The person is shown one
+    generic refusal either way; the cause is for the log and the audit row."""
     if staff.totp_secret is None:
-        return False
+        return LoginFailure.WRONG_CODE
     try:
         secret = secrets_.open(staff.id, staff.totp_secret)
     except SecretUnreadable:
         logger.error("the TOTP secret of staff user %s does not decrypt", staff.id)
-        return False
+        return LoginFailure.WRONG_CODE
     step = totp.step_of(secret, code, now)
-    if step is None or (staff.totp_last_step is not None and step <= staff.totp_last_step):
-        return False
+    if step is None:
+        return LoginFailure.WRONG_CODE
+    if staff.totp_last_step is not None and step <= staff.totp_last_step:
+        return LoginFailure.REPLAYED_CODE
     staff.totp_last_step = step
-    return True
+    return None

@@ -53,7 +53,7 @@ from service.models import (
     StepUpChallenge,
     TotpCredential,
 )
-from service.stepup import devices, recovery_codes, throttle, totp
+from service.stepup import devices, hold, recovery_codes, throttle, totp
 from service.stepup.assurance import Assurance, AssuranceSigner, AssuranceTokenInvalid
 from service.stepup.secret_box import SecretBox, SecretUnreadable, keyed_digest
 from service.stepup.throttle import Locked, Reservation, ThrottlePolicy
@@ -518,6 +518,11 @@ class StepUp:
             return self._fail(session, reservation, account, method, external_id, actor, now)
         throttle.succeed(session, reservation)
         _audit(session, actor, "step_up.passed", account.email, external_id, now, method=method)
+        # Support's hold asked for exactly this: the person proved it is them again.
+        if hold.release_hold(
+            session, account.id, by=actor, reason=f"passed a step-up ({method.value})", now=now
+        ):
+            _audit(session, actor, "step_up.hold_ended", account.email, external_id, now)
         trusted_until = None
         if device_id is not None and self.policy.trusted_device_ttl > timedelta(0):
             trusted_until = devices.trust_device(

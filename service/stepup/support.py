@@ -15,14 +15,16 @@ What each does to the risk check (``service.risk``):
   longer offers ``totp``; the security epoch rises, voiding assurance tokens issued before.
 - ``revoke_trusted_devices``: no device is trusted any more: a sign-in an open exposure
   names steps up again even on a device that passed before.
-- ``force_step_up``: both voids at once (trusted devices and assurance tokens): whatever the
-  person passed before, the next sign-in the risk policy asks a step-up for asks it again.
+- ``force_step_up``: both voids at once (trusted devices and assurance tokens), and a
+  support hold (``service.stepup.hold``): the next sign-in steps up, reason
+  ``support_hold``, even where no leak names the account, until the person passes a
+  step-up, support clears the hold (``clear_support_hold``), or the hold's time ends.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
@@ -30,10 +32,10 @@ from sqlalchemy.orm import Session
 from service.addresses import mask_email
 from service.audit import record_event
 from service.db import rowcount
-from service.errors import NotFound
+from service.errors import NotFound, ValidationFailed
 from service.events.emit import record_step_up_locked
 from service.models import Account, TotpCredential
-from service.stepup import devices, throttle
+from service.stepup import devices, hold, throttle
 from service.stepup.services import StepUp
 
 
@@ -47,6 +49,7 @@ class SupportChange:
     changed: bool
     devices_revoked: int = 0
     epoch_raised: bool = False
+    hold_until: datetime | None = None  # force_step_up's hold: when it ends (None: cleared)
 
 
 def _account(session: Session, external_id: str) -> Account:
@@ -142,14 +145,51 @@ def revoke_trusted_devices(
 
 
 def force_step_up(
-    session: Session, external_id: str, *, actor: str, now: datetime, reason: str | None = None
+    session: Session,
+    external_id: str,
+    *,
+    actor: str,
+    now: datetime,
+    reason: str | None = None,
+    expires_in: timedelta | None = None,
 ) -> SupportChange:
-    """Void what vouches for the account's next sign-in: its trusted devices and every
-    assurance token issued before (the security epoch rises). Raises NotFound. Does not
-    commit."""
+    """Make the account's next sign-in step up: end its trusted devices, void every
+    assurance token issued before (the security epoch rises), and hold the account (until
+    a passed step-up, support's clear, or ``expires_in``; None: no end of its own). Raises
+    NotFound, or ValidationFailed for a hold time out of bounds. Does not commit."""
     account = _account(session, external_id)
+    until = hold.place_hold(
+        session, account.id, actor=actor, reason=reason, expires_in=expires_in, now=now
+    )
     ended = devices.end_trust(session, [account.id])
     _raise_epoch(session, account.id)
     action = "step_up.forced_by_support"
-    _audit(session, account, action, actor=actor, now=now, reason=reason, devices=ended)
-    return SupportChange(external_id, action, True, devices_revoked=ended, epoch_raised=True)
+    _audit(
+        session,
+        account,
+        action,
+        actor=actor,
+        now=now,
+        reason=reason,
+        devices=ended,
+        hold_until=until.isoformat() if until else None,
+    )
+    return SupportChange(
+        external_id, action, True, devices_revoked=ended, epoch_raised=True, hold_until=until
+    )
+
+
+def clear_support_hold(
+    session: Session, external_id: str, *, actor: str, now: datetime, reason: str
+) -> SupportChange:
+    """Support's end of a hold ``force_step_up`` placed: sign-ins step up again only where
+    the risk policy asks for it. ``changed`` False when no hold stood (still audited).
+    Raises NotFound, or ValidationFailed without a reason. Does not commit."""
+    reason = reason.strip()
+    if not reason or len(reason) > hold.MAX_REASON_CHARS:
+        raise ValidationFailed(f"say why the hold can end (1-{hold.MAX_REASON_CHARS} characters)")
+    account = _account(session, external_id)
+    ended = hold.release_hold(session, account.id, by=actor, reason=reason, now=now)
+    action = "step_up.hold_cleared" if ended else "step_up.hold_clear_noop"
+    _audit(session, account, action, actor=actor, now=now, reason=reason)
+    return SupportChange(external_id, action, ended is not None)

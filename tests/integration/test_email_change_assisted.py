@@ -229,3 +229,61 @@ def test_the_filer_cannot_approve_under_another_spelling_of_the_name(
     assert change_notices(runtime) == []
     output(runner, "email-change", "approve", by_cli, "--by", "lead", "--reason", "checked")
     assert ChangeState.AWAITING_CONFIRMATION in {r.state for r in requests_of(runtime)}
+
+
+def test_a_second_assisted_request_is_refused_unless_the_first_is_cancelled(
+    runtime: Runtime, runner: FlaskCliRunner, client: FlaskClient
+) -> None:
+    """At most one open request per account, and no agent's work is thrown away without
+    being told: a second assisted request is refused on every face, naming the open
+    request's ticket, until the operator explicitly cancels the first."""
+    make_account(runtime, "jane", "jane@example.org")
+    first = output(
+        runner,
+        "email-change",
+        "request-assisted",
+        "jane",
+        "--new-email",
+        "jane.new@example.net",
+        "--ticket",
+        "SUP-1",
+    ).split()[0]
+    again = ("--new-email", "jane.other@example.net", "--ticket", "SUP-2")
+    error = one_error_line(invoke(runner, "email-change", "request-assisted", "jane", *again))
+    assert "SUP-1" in error
+    assert first in error
+    assist = bearer(make_api_key(runtime, Scope.EMAIL_CHANGE_ASSIST))
+    path = "/v1/accounts/jane/email-change:assisted"
+    body: dict[str, Any] = {"new_email": "jane.other@example.net", "ticket": "SUP-2"}
+    refused = client.post(path, json=body, headers=assist)
+    problem = assert_problem(refused, 409)
+    assert problem["code"] == "assisted_request_open"
+    assert (problem["ticket"], problem["request_id"]) == ("SUP-1", first)
+    assert "SUP-1" in problem["detail"]
+    [request] = requests_of(runtime)
+    assert (request.id, request.state) == (first, ChangeState.AWAITING_REVIEW)
+    # Approved and waiting for the new mailbox: still open, still refused.
+    output(runner, "email-change", "approve", first, "--by", "lead", "--reason", "ok")
+    assert assert_problem(client.post(path, json=body, headers=assist), 409)["ticket"] == "SUP-1"
+    # Cancelled explicitly: the first is closed as replaced (audited), the second filed.
+    replaced = client.post(path, json={**body, "cancel_open_request": True}, headers=assist)
+    assert replaced.status_code == 202, replaced.get_json()
+    states = {r.id: r.state for r in requests_of(runtime)}
+    assert states[first] is ChangeState.REPLACED
+    assert states[replaced.get_json()["request_id"]] is ChangeState.AWAITING_REVIEW
+    assert "email_change.replaced" in [e["action"] for e in audit_actions(runtime)]
+    third = invoke(
+        runner,
+        "email-change",
+        "request-assisted",
+        "jane",
+        "--new-email",
+        "jane.third@example.net",
+        "--ticket",
+        "SUP-3",
+        "--cancel-open-request",
+    )
+    assert third.exit_code == 0, third.output
+    assert [r.ticket for r in requests_of(runtime) if r.state is ChangeState.AWAITING_REVIEW] == [
+        "SUP-3"
+    ]

@@ -4,6 +4,8 @@ PostgreSQL."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from sqlalchemy import select, update
 
@@ -26,6 +28,7 @@ from service.runtime import Runtime
 from service.staff import actions
 from service.staff.actions import NotResendable
 from service.staff.dossier import account_dossier
+from service.stepup.hold import on_hold
 from service.stepup.services import Method, Passed
 from tests.support.factories import LEAK, enroll_totp, expose, make_account
 from tests.support.factories import risk_verdict as risk
@@ -103,11 +106,99 @@ def test_forcing_a_step_up_ends_the_trust_of_a_device(runtime: Runtime) -> None:
         outcome = actions.force_step_up(
             session, jane, reason="phishing report", actor=STAFF, now=utcnow()
         )
-    assert outcome.detail == {"devices_revoked": 1}
+    assert outcome.detail == {"devices_revoked": 1, "hold_until": None}
     verdict = risk(runtime, jane, device_id="laptop")
     assert verdict.decision is Decision.STEP_UP
+    assert verdict.reasons == (Reason.EMAIL_EXPOSED, Reason.SUPPORT_HOLD)
     [event] = audited(runtime, "step_up.forced_by_support")
-    assert event.detail == {"email": "j***@example.org", "devices": 1, "reason": "phishing report"}
+    assert event.detail == {
+        "email": "j***@example.org",
+        "devices": 1,
+        "hold_until": None,
+        "reason": "phishing report",
+    }
+
+
+def test_forcing_a_step_up_holds_an_account_no_leak_names_until_it_passes_one(
+    runtime: Runtime,
+) -> None:
+    """Issue 17 item 3: the staff action changes the very next risk check, also for an
+    account that no leak names (voiding devices and tokens alone left it ``allow``)."""
+    make_account(runtime, "jane", "jane@example.org")
+    pass_step_up_on(runtime, "jane", "laptop")
+    assert risk(runtime, "jane", device_id="laptop") == Verdict(Decision.ALLOW, ())
+    with runtime.db.transaction() as session:
+        outcome = actions.force_step_up(
+            session, "jane", reason="SUP-7 takeover report", actor=STAFF, now=utcnow()
+        )
+        # The same transaction's next read already sees the hold.
+        assert session.scalar(select(on_hold(Account.id, utcnow()))) is True
+    assert outcome.message.startswith("held: every sign-in steps up")
+    for device in ("laptop", None):
+        assert risk(runtime, "jane", device_id=device) == Verdict(
+            Decision.STEP_UP, (Reason.SUPPORT_HOLD,), (), (Method.EMAIL_CODE,)
+        )
+    with runtime.db.read_session() as session:
+        dossier = account_dossier(session, runtime.step_up, "jane", now=utcnow())
+    assert dossier.support_hold_standing
+    assert dossier.support_hold is not None
+    assert dossier.support_hold.placed_by == STAFF
+    assert dossier.support_hold.reason == "SUP-7 takeover report"
+    # The person proves it is them: the hold ends with the pass, in its transaction.
+    pass_step_up_on(runtime, "jane", "phone")
+    assert risk(runtime, "jane") == Verdict(Decision.ALLOW, ())
+    [ended] = audited(runtime, "step_up.hold_ended")
+    assert ended.actor == "login"
+    with runtime.db.read_session() as session:
+        dossier = account_dossier(session, runtime.step_up, "jane", now=utcnow())
+    assert not dossier.support_hold_standing
+    assert dossier.support_hold is not None
+    assert dossier.support_hold.clear_reason == "passed a step-up (email_code)"
+    history = [line.action for line in dossier.history]
+    assert history[:2] == ["step_up.hold_ended", "step_up.passed"]
+    assert "step_up.forced_by_support" in history
+
+
+def test_a_hold_with_an_end_runs_out_by_itself(runtime: Runtime) -> None:
+    make_account(runtime, "jane", "jane@example.org")
+    now = utcnow()
+    with runtime.db.transaction() as session:
+        outcome = actions.force_step_up(
+            session, "jane", reason=None, actor=STAFF, now=now, expires_in=timedelta(hours=2)
+        )
+    assert outcome.detail["hold_until"] == (now + timedelta(hours=2)).isoformat()
+    before = risk(runtime, "jane", now=now + timedelta(hours=2) - timedelta(seconds=1))
+    assert before.reasons == (Reason.SUPPORT_HOLD,)
+    assert risk(runtime, "jane", now=now + timedelta(hours=2)) == Verdict(Decision.ALLOW, ())
+    for wrong in (timedelta(minutes=59), timedelta(days=366)):
+        with runtime.db.transaction() as session, pytest.raises(ValidationFailed):
+            actions.force_step_up(
+                session, "jane", reason=None, actor=STAFF, now=now, expires_in=wrong
+            )
+
+
+def test_support_clears_a_hold_and_a_second_clear_changes_nothing(runtime: Runtime) -> None:
+    jane = exposed(runtime)
+    with runtime.db.transaction() as session:
+        actions.force_step_up(session, jane, reason=None, actor=STAFF, now=utcnow())
+    with runtime.db.transaction() as session:
+        cleared = actions.clear_support_hold(
+            session, jane, reason="called back, verified", actor=STAFF, now=utcnow()
+        )
+    assert (cleared.changed, cleared.message) == (True, "hold cleared")
+    # The leak still asks for its step-up; the hold no longer does.
+    assert risk(runtime, jane).reasons == (Reason.EMAIL_EXPOSED,)
+    with runtime.db.transaction() as session:
+        again = actions.clear_support_hold(session, jane, reason="again", actor=STAFF, now=utcnow())
+    assert (again.changed, again.message) == (False, "no hold to clear")
+    assert [e.detail for e in audited(runtime, "step_up.hold_cleared")] == [
+        {"email": "j***@example.org", "reason": "called back, verified"}
+    ]
+    assert len(audited(runtime, "step_up.hold_clear_noop")) == 1
+    with runtime.db.transaction() as session, pytest.raises(ValidationFailed):
+        actions.clear_support_hold(session, jane, reason="  ", actor=STAFF, now=utcnow())
+    with runtime.db.transaction() as session, pytest.raises(NotFound):
+        actions.clear_support_hold(session, "nobody", reason="x", actor=STAFF, now=utcnow())
 
 
 def test_revoking_devices_ends_their_trust(runtime: Runtime) -> None:

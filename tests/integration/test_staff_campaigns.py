@@ -67,10 +67,11 @@ def test_a_seed_goes_to_exactly_one_address(mail_runtime: Runtime, smtp_server: 
 
 def test_a_retraction_needs_the_slug_typed_back(runtime: Runtime) -> None:
     expose(runtime, make_account(runtime, "ann", "ann@example.org"))
-    with pytest.raises(ConfirmationMismatch):
-        retract_confirmed(
-            runtime.db, LEAK, typed="exchange-2018", reason="typo", actor="staff:a", now=utcnow()
-        )
+    for typed in ("exchange-2018", f" {LEAK}", f"{LEAK} ", f"{LEAK}\n", LEAK.upper()):
+        with pytest.raises(ConfirmationMismatch):
+            retract_confirmed(
+                runtime.db, LEAK, typed=typed, reason="typo", actor="staff:a", now=utcnow()
+            )
     with runtime.db.read_session() as session:
         assert session.scalar(select(Leak.retracted_at)) is None
     dry = retract_confirmed(
@@ -78,7 +79,7 @@ def test_a_retraction_needs_the_slug_typed_back(runtime: Runtime) -> None:
     )
     assert (dry.dry_run, dry.exposures_ended) == (True, 1)
     report = retract_confirmed(
-        runtime.db, LEAK, typed=f" {LEAK} ", reason="typo", actor="staff:a", now=utcnow()
+        runtime.db, LEAK, typed=LEAK, reason="typo", actor="staff:a", now=utcnow()
     )
     assert report.exposures_ended == 1
     verdict = assess(

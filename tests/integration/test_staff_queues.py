@@ -3,6 +3,7 @@ bulk verdicts that count before they act; on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from datetime import timedelta
 
 import pytest
@@ -11,6 +12,7 @@ from sqlalchemy import func, select, update
 from service.db import utcnow
 from service.email_change import assisted
 from service.email_change.context import ChangeTools
+from service.email_change.errors import AssistedRequestOpen
 from service.errors import NotFound, ValidationFailed
 from service.models import (
     Account,
@@ -55,17 +57,23 @@ def test_the_email_change_queue_puts_exposed_accounts_first_then_oldest(
                 actor=STAFF,
                 now=start + timedelta(hours=hours),
             )
-    # A second request for one account replaces its first: one open request per account.
-    with runtime.db.transaction() as session:
-        assisted.request_assisted(
-            session,
-            tools,
-            "middle",
-            "middle2@new.example",
-            ticket="SUP-9",
-            actor=STAFF,
-            now=start + timedelta(hours=2, minutes=30),
-        )
+    # One open request per account: a second one is refused, or replaces the first when
+    # the operator cancels it explicitly.
+    for cancel_open in (False, True):
+        with (
+            runtime.db.transaction() as session,
+            pytest.raises(AssistedRequestOpen) if not cancel_open else nullcontext(),
+        ):
+            assisted.request_assisted(
+                session,
+                tools,
+                "middle",
+                "middle2@new.example",
+                ticket="SUP-9",
+                cancel_open=cancel_open,
+                actor=STAFF,
+                now=start + timedelta(hours=2, minutes=30),
+            )
     with runtime.db.read_session() as session:
         queue = email_change_queue(session)
         open_per_account = session.execute(

@@ -15,6 +15,7 @@ import pyotp
 import pytest
 from sqlalchemy import select, text
 
+from service.db import utcnow
 from service.models import (
     AuditEvent,
     ChallengeState,
@@ -313,7 +314,7 @@ def test_regenerating_voids_every_earlier_recovery_code(runtime: Runtime) -> Non
 def methods(runtime: Runtime, external_id: str) -> list[Method]:
     """The methods the account can step up with, read as the risk check reads them."""
     with runtime.db.read_session() as session:
-        facts = load_facts(session, external_id)
+        facts = load_facts(session, external_id, now=utcnow())
     assert facts is not None
     return facts.methods
 

@@ -21,6 +21,7 @@ from service.db import utcnow
 from service.models import AuditEvent, Notice, NoticeKind, StepUpChallenge
 from service.risk import Reason
 from service.runtime import Runtime
+from service.stepup.support import force_step_up
 from tests.support.factories import expose, make_account, make_api_key
 from tests.support.http import assert_problem, bearer
 
@@ -175,6 +176,29 @@ def test_passed_step_up_allows_and_bad_tokens_are_400(
         400,
         "assurance_token_invalid",
     )
+
+
+def test_a_support_hold_steps_up_over_http_until_the_person_passes_one(
+    runtime: Runtime, client: FlaskClient, auth: dict[str, str]
+) -> None:
+    """Support's forced step-up is seen by the very next risk check of the login service,
+    for an account no leak names, and the step-up it then passes ends it."""
+    make_account(runtime, "held")
+    assert risk(client, auth, account_id="held").get_json()["decision"] == "allow"
+    with runtime.db.transaction() as session:
+        force_step_up(session, "held", actor="cli:sam", now=utcnow(), reason="SUP-3")
+    held = risk(client, auth, account_id="held").get_json()
+    assert (held["decision"], held["reasons"], held["methods"]) == (
+        "step_up",
+        ["support_hold"],
+        ["email_code"],
+    )
+    challenge = email_challenge(client, auth, "held")
+    code = runtime.step_up.email_code(challenge)
+    passed = verify(client, auth, "held", "email_code", code, challenge_id=challenge)
+    assert passed.status_code == 200, passed.get_data(as_text=True)
+    after = risk(client, auth, account_id="held").get_json()
+    assert (after["decision"], after["reasons"]) == ("allow", [])
 
 
 def test_a_locked_method_is_refused_until_the_lock_ends_and_the_others_stay_open(

@@ -1,4 +1,4 @@
-"""`leakguard accounts lock|reset-totp|revoke-devices|force-step-up`: support's step-up
+"""`leakguard accounts lock|reset-totp|revoke-devices|force-step-up|clear-hold`: support's step-up
 overrides from the command line, the same domain functions as the staff site's buttons;
 each audited as the operator and seen by the very next risk check; on SQLite and
 PostgreSQL."""
@@ -60,6 +60,7 @@ def test_reset_totp_revoke_and_force_from_the_command_line(
         "0 trusted devices revoked"
     )
     assert "earlier assurance tokens void" in output(runner, "accounts", "force-step-up", "jane")
+    assert risk(runtime, "jane").reasons == (Reason.EMAIL_EXPOSED, Reason.SUPPORT_HOLD)
     assert actions(runtime)[-3:] == [
         "step_up.totp_reset_by_support",
         "step_up.devices_revoked",
@@ -73,3 +74,44 @@ def test_an_unknown_account_is_one_line_and_exit_1(runner: FlaskCliRunner) -> No
         assert result.exit_code == 1
         assert one_error_line(result) == "Error: no account with the id 'nobody'"
     assert invoke(runner, "accounts", "lock", "jane").exit_code == 2  # --reason is required
+
+
+def test_force_step_up_holds_an_account_no_leak_names_until_clear_hold(
+    runtime: Runtime, runner: FlaskCliRunner
+) -> None:
+    make_account(runtime, "jane", "jane@example.org")
+    assert risk(runtime, "jane").decision is Decision.ALLOW
+    forced = output(
+        runner, "accounts", "force-step-up", "jane", "--reason", "SUP-9", "--hours", "48"
+    )
+    assert forced.startswith("held: every sign-in steps up until a step-up is passed (until ")
+    assert risk(runtime, "jane").reasons == (Reason.SUPPORT_HOLD,)
+    assert output(runner, "accounts", "clear-hold", "jane", "--reason", "verified").strip() == (
+        "hold cleared"
+    )
+    assert risk(runtime, "jane").decision is Decision.ALLOW
+    assert output(runner, "accounts", "clear-hold", "jane", "--reason", "again").strip() == (
+        "no hold to clear"
+    )
+    assert actions(runtime)[-3:] == [
+        "step_up.forced_by_support",
+        "step_up.hold_cleared",
+        "step_up.hold_clear_noop",
+    ]
+
+
+def test_bad_hold_options_are_one_line_and_change_nothing(
+    runtime: Runtime, runner: FlaskCliRunner
+) -> None:
+    make_account(runtime, "jane", "jane@example.org")
+    for hours in ("0", "9000", "soon"):
+        result = invoke(runner, "accounts", "force-step-up", "jane", "--hours", hours)
+        assert result.exit_code == 2, hours
+    assert invoke(runner, "accounts", "clear-hold", "jane").exit_code == 2  # --reason required
+    blank = invoke(runner, "accounts", "clear-hold", "jane", "--reason", " ")
+    assert blank.exit_code == 1
+    assert one_error_line(blank).startswith("Error: say why the hold can end")
+    unknown = invoke(runner, "accounts", "clear-hold", "nobody", "--reason", "x")
+    assert one_error_line(unknown) == "Error: no account with the id 'nobody'"
+    assert risk(runtime, "jane").decision is Decision.ALLOW
+    assert actions(runtime) == []

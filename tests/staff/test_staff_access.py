@@ -10,13 +10,23 @@ from datetime import timedelta
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import select
 from werkzeug.routing import Rule
 
-from service.models import StaffRole
+from service.models import StaffRole, StaffUser
 from service.runtime import Runtime
 from service.staff.access import PUBLIC, RANK, declared_access, undeclared_views
+from service.staff.users import create_staff_user
 from tests.support.factories import make_account
-from tests.support.staff import Clock, StaffLogin, audit_count, csrf_token, log_in, make_staff
+from tests.support.staff import (
+    Clock,
+    StaffLogin,
+    audit_count,
+    audit_rows,
+    csrf_token,
+    log_in,
+    make_staff,
+)
 
 UNSAFE = ("POST", "PUT", "PATCH", "DELETE")
 
@@ -91,7 +101,11 @@ def test_every_unsafe_staff_route_without_a_csrf_token_is_refused(
                 assert answer.status_code == 400, (method, path, answer.status_code)
             walked += 1
     assert walked >= 5  # login, logout, reauth, enrol, look-up, reveal at least
-    assert audit_count(runtime) == before  # nothing happened
+    # Nothing happened, and each refusal is in the trail (a security decision).
+    assert audit_count(runtime) == before + 2 * walked
+    refusals = audit_rows(runtime, "staff.request_refused")
+    assert len(refusals) == 2 * walked
+    assert {row.detail["reason"] for row in refusals if row.detail} == {"csrf"}
 
 
 def test_every_staff_route_without_a_session_redirects_to_login(
@@ -143,7 +157,17 @@ def test_a_viewer_is_refused_every_agent_and_admin_route(
             assert answer.status_code == 403, (method, path, answer.status_code)
             refused += 1
     assert refused >= 2  # reveal, audit export at least
-    assert audit_count(runtime) == before
+    # Each refusal is audited (who, which route, why), and nothing else happened.
+    assert audit_count(runtime) == before + refused
+    rows = audit_rows(runtime, "staff.access_refused")
+    assert len(rows) == refused
+    for row in rows:
+        assert row.actor == f"staff:{viewer.id}"
+        assert row.detail is not None
+        assert row.detail["reason"] == "role"
+        assert row.detail["role"] == "viewer"
+        assert row.detail["route"].startswith("staff.")
+        assert row.detail["needs"] in {"agent", "admin"}
 
 
 def test_the_viewer_pages_open_for_a_viewer(
@@ -162,7 +186,10 @@ def test_an_htmx_request_may_send_its_csrf_token_as_a_header(
     log_in(staff_client, viewer, clock)
     token = csrf_token(staff_client, "/staff/accounts")
     answer = staff_client.post(
-        "/staff/accounts", data={"q": "jane"}, headers={"X-CSRFToken": token, "HX-Request": "true"}
+        "/staff/accounts",
+        data={"q": "jane"},
+        headers={"X-CSRFToken": token, "HX-Request": "true"},
+        follow_redirects=True,
     )
     assert answer.status_code == 200
     assert f"/staff/accounts/{account_id}" in answer.get_data(as_text=True)
@@ -220,7 +247,7 @@ def test_a_csrf_token_read_before_the_login_does_not_pass_after_it(
     assert fresh != before
     assert (
         staff_client.post("/staff/accounts", data={"q": "jane", "csrf_token": fresh}).status_code
-        == 200
+        == 303
     )
 
 
@@ -245,7 +272,7 @@ def test_a_form_sent_from_another_site_is_refused_even_with_a_valid_token(
         data={"q": "jane", "csrf_token": token},
         headers={"Origin": "http://localhost"},  # the test client's own host
     )
-    assert same_site.status_code == 200
+    assert same_site.status_code == 303
     assert audit_count(runtime, "staff.account_lookup") == 1
 
 
@@ -265,3 +292,85 @@ def test_the_public_forms_take_a_null_origin_but_not_another_site(
     assert other.status_code == 403
     sandboxed = staff_client.post("/staff/login", data=form, headers={"Origin": "null"})
     assert sandboxed.status_code == 303
+
+
+def test_an_unknown_staff_path_is_the_staff_sites_404_page_with_its_nav(
+    staff_client: FlaskClient, agent: StaffLogin, clock: Clock
+) -> None:
+    """Under /staff a person gets the staff layout (nav, who is signed in); the API keeps
+    problem+json for its own paths."""
+    anonymous = staff_client.get("/staff/no-such-page")
+    assert anonymous.status_code == 404
+    assert anonymous.mimetype == "text/html"
+    log_in(staff_client, agent, clock)
+    for path, status in (("/staff/no-such-page", 404), ("/staff/accounts/1/nothing", 404)):
+        answer = staff_client.get(path)
+        assert (answer.status_code, answer.mimetype) == (status, "text/html"), path
+        page = answer.get_data(as_text=True)
+        assert 'href="/staff/leaks"' in page
+        assert agent.email in page
+    wrong_method = staff_client.get("/staff/logout")
+    assert (wrong_method.status_code, wrong_method.mimetype) == (405, "text/html")
+    assert "POST" in wrong_method.headers["Allow"]
+    assert 'href="/staff/audit"' in wrong_method.get_data(as_text=True)
+    api = staff_client.get("/v1/no-such-endpoint")
+    assert (api.status_code, api.mimetype) == (404, "application/problem+json")
+    assert staff_client.get("/staffing").mimetype == "application/problem+json"
+
+
+def test_the_csrf_refusal_page_has_the_staff_layout(
+    staff_client: FlaskClient, agent: StaffLogin, clock: Clock, runtime: Runtime
+) -> None:
+    # Without a session a forged form is only logged: anyone may send them, and each must
+    # not cost a row in the trail.
+    anonymous = staff_client.post("/staff/login", data={"csrf_token": "forged"})
+    assert anonymous.status_code == 400
+    assert audit_rows(runtime, "staff.request_refused") == []
+    log_in(staff_client, agent, clock)
+    answer = staff_client.post("/staff/logout", data={"csrf_token": "forged"})
+    assert answer.status_code == 400
+    page = answer.get_data(as_text=True)
+    assert "Form expired" in page
+    assert 'href="/staff/leaks"' in page
+    assert agent.email in page
+    [row] = audit_rows(runtime, "staff.request_refused")
+    assert row.actor == f"staff:{agent.id}"
+
+
+def test_no_staff_get_writes_an_audit_row_or_changes_a_staff_user(
+    staff_app: Flask, staff_client: FlaskClient, runtime: Runtime, clock: Clock, account_id: int
+) -> None:
+    """A GET is safe (RFC 9110 section 9.2.1): walked over every staff page, with the
+    query arguments the pages read, nothing is audited and no staff row changes (only the
+    session's own last-use time moves)."""
+    admin = make_staff(runtime, "admin@staff.example", StaffRole.ADMIN, now=clock.now())
+    pending = create_staff_user_now(runtime, clock)
+    log_in(staff_client, admin, clock)
+    before = audit_count(runtime), staff_rows(runtime)
+    walked = 0
+    for rule in staff_rules(staff_app):
+        if "GET" not in (rule.methods or ()):
+            continue
+        path = url_of(rule, account_id)
+        if rule.endpoint == "staff.enrol":
+            path = f"/staff/enrol/{pending}"
+        for query in ("", "?q=jane", "?q=jane@example.org&leak=x&actor=x"):
+            staff_client.get(path + query)
+        walked += 1
+    assert walked >= 10
+    assert (audit_count(runtime), staff_rows(runtime)) == before
+
+
+def create_staff_user_now(runtime: Runtime, clock: Clock) -> str:
+    """An enrolment link's token for a new staff user (not enrolled)."""
+    with runtime.db.transaction() as session:
+        enrolment = create_staff_user(
+            session, email="new@staff.example", role=StaffRole.VIEWER, actor="t", now=clock.now()
+        )
+    return enrolment.token
+
+
+def staff_rows(runtime: Runtime) -> list[tuple[object, ...]]:
+    with runtime.db.read_session() as session:
+        table = StaffUser.__table__
+        return [tuple(row) for row in session.execute(select(table).order_by(table.c.id))]

@@ -75,7 +75,8 @@ def test_resolving_on_the_page_changes_the_next_risk_check_and_is_audited_once(
     assert f"exposure to {LEAK} resolved" in page
     again = act(staff_client, account_id, f"exposures/{LEAK}/dismiss", reason="x")
     assert again.status_code == 409
-    assert staff_actions(runtime) == ["staff.exposure.resolved"]
+    # Nothing more happened; the refusal is in the trail (a security decision).
+    assert staff_actions(runtime) == ["staff.exposure.resolved", "staff.action_refused"]
     empty = act(staff_client, account_id, f"exposures/{LEAK}/dismiss", reason="")
     assert empty.status_code == 400
 
@@ -114,8 +115,54 @@ def test_force_step_up_revoke_and_resend(
     assert staff_actions(runtime) == [
         "staff.step_up.forced_by_support",
         "staff.step_up.devices_revoked",
+        "staff.action_refused",  # the first resend: nothing failed to resend
         "staff.campaign.retried",
     ]
+
+
+def test_force_step_up_on_the_page_holds_an_account_no_leak_names_until_cleared(
+    runtime: Runtime, staff_client: FlaskClient, agent: StaffLogin, clock: Clock
+) -> None:
+    account_id = make_account(runtime, "jane", "jane@example.org")
+    assert risk(runtime, "jane").decision is Decision.ALLOW
+    log_in(staff_client, agent, clock)
+    page = staff_client.get(f"/staff/accounts/{account_id}").get_data(as_text=True)
+    assert ">Clear hold<" not in page
+    forced = act(staff_client, account_id, "force-step-up", reason="SUP-4", hours="24")
+    assert forced.status_code == 303
+    assert risk(runtime, "jane").reasons == (Reason.SUPPORT_HOLD,)
+    page = staff_client.get(f"/staff/accounts/{account_id}").get_data(as_text=True)
+    assert "every sign-in steps up</span>" in page
+    assert "(SUP-4)" in page
+    assert "UTC at the latest" in page
+    assert ">Clear hold<" in page
+    assert act(staff_client, account_id, "clear-hold", reason="").status_code == 400
+    assert act(staff_client, account_id, "force-step-up", hours="0").status_code == 400
+    too_long = act(staff_client, account_id, "force-step-up", hours="9000")
+    assert too_long.status_code == 422
+    assert "a hold lasts from 1 hour to 365 days" in too_long.get_data(as_text=True)
+    assert act(staff_client, account_id, "clear-hold", reason="verified").status_code == 303
+    assert risk(runtime, "jane").decision is Decision.ALLOW
+    page = staff_client.get(f"/staff/accounts/{account_id}").get_data(as_text=True)
+    assert "(verified)" in page
+    assert ">Clear hold<" not in page
+    assert staff_actions(runtime) == [
+        "staff.step_up.forced_by_support",
+        "staff.action_refused",  # the hold of 9000 hours, refused by the domain (422)
+        "staff.step_up.hold_cleared",
+    ]
+
+
+def test_a_viewer_can_neither_force_nor_clear_a_hold(
+    runtime: Runtime, staff_client: FlaskClient, viewer: StaffLogin, clock: Clock
+) -> None:
+    account_id = make_account(runtime, "jane", "jane@example.org")
+    log_in(staff_client, viewer, clock)
+    assert act(staff_client, account_id, "force-step-up").status_code == 403
+    assert act(staff_client, account_id, "clear-hold", reason="x").status_code == 403
+    assert risk(runtime, "jane").decision is Decision.ALLOW
+    # Nothing happened; both refusals are in the trail (security decisions).
+    assert staff_actions(runtime) == ["staff.access_refused"] * 2
 
 
 def test_reset_totp_is_for_admins_after_a_fresh_code(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import re
 from datetime import timedelta
+from html import unescape
 
 import pytest
 from flask.testing import FlaskClient
@@ -105,8 +106,9 @@ def test_retraction_needs_an_admin_a_fresh_code_and_the_slug_typed(
     assert stale.status_code == 303
     assert stale.headers["Location"].startswith("/staff/reauth")
     reauthenticate(staff_client, admin, clock)
-    wrong = post(staff_client, f"{page}/retract", page, typed="exchange", reason="typo")
-    assert wrong.status_code == 422
+    for typed in ("exchange", f"{LEAK} "):  # exactly as typed: no trimming
+        wrong = post(staff_client, f"{page}/retract", page, typed=typed, reason="typo")
+        assert wrong.status_code == 422
     with runtime.db.read_session() as session:
         assert session.scalar(select(Leak.retracted_at)) is None
     done = post(staff_client, f"{page}/retract", page, typed=LEAK, reason="typo")
@@ -182,6 +184,48 @@ def test_an_upload_from_the_page_ingests_and_refuses_as_the_cli(
     [row, _] = staff_rows(runtime, "leak.uploaded")
     assert row.detail is not None
     assert row.detail["file"] == "list.txt"
+    # The CLI's refusals, in the form's words: its field labels, never a CLI flag.
+    cases = [
+        (
+            "again",
+            "lines",
+            b"ann@example.org\nx@example.net\n",
+            'tick "Ingest a file another leak has recorded, as this leak too"',
+        ),
+        (
+            "junk",
+            "lines",
+            b"ann@example.org\n" + b"not an address\n" * 30,
+            'chosen in "Format"); nothing recorded;',
+        ),
+        (
+            "junk",
+            "lines",
+            b"ann@example.org\n" + b"not an address\n" * 30,
+            'tick "Ingest even if most of the first records are no address" to ingest it anyway',
+        ),
+    ]
+    for slug, fmt, body, wording in cases:
+        refused_page = staff_client.post(
+            "/staff/leaks/upload",
+            data={"csrf_token": token, "slug": slug, "fmt": fmt, "file": (io.BytesIO(body), "f")},
+            content_type="multipart/form-data",
+        )
+        alert = re.search(r'role="alert">(.*?)</p>', refused_page.get_data(as_text=True), re.S)
+        assert refused_page.status_code == 422
+        assert alert is not None
+        assert wording in unescape(alert.group(1)), alert.group(1)
+        assert not re.search(r"--[a-z]", alert.group(1)), alert.group(1)
+    # Every refusal is in the trail: who, the route, why, the slug and file asked for.
+    refused = staff_rows(runtime, "leak.upload_refused")
+    assert [(r.actor, r.detail["leak"], r.detail["file"]) for r in refused if r.detail] == [
+        (f"staff:{agent.id}", "fresh", "empty.txt"),
+        (f"staff:{agent.id}", "later", "list.txt"),
+        *[(f"staff:{agent.id}", slug, "f") for slug, _, _, _ in cases],
+    ]
+    assert all(r.detail and r.detail["route"] == "staff.leak_upload" for r in refused)
+    assert refused[0].detail is not None
+    assert refused[0].detail["reason"] == "upload_refused"
 
 
 def test_the_email_change_queue_approves_after_a_fresh_code_and_denies(
@@ -227,26 +271,58 @@ def test_the_email_change_queue_approves_after_a_fresh_code_and_denies(
     assert len(staff_rows(runtime, "email_change.denied")) == 1
 
 
+def file_for_review(runtime: Runtime, name: str, *, actor: str) -> str:
+    make_account(runtime, name, f"{name}@example.org")
+    with runtime.db.transaction() as session:
+        return assisted.request_assisted(
+            session,
+            ChangeTools.of(runtime),
+            name,
+            f"{name}@new.example",
+            ticket=f"SUP-{name}",
+            actor=actor,
+            now=utcnow(),
+        ).request_id
+
+
 def test_whoever_filed_a_request_cannot_approve_it_on_the_page(
     runtime: Runtime, staff_client: FlaskClient, agent: StaffLogin, clock: Clock
 ) -> None:
-    make_account(runtime, "ann", "ann@example.org")
-    with runtime.db.transaction() as session:
-        request_id = assisted.request_assisted(
-            session,
-            ChangeTools.of(runtime),
-            "ann",
-            "ann@new.example",
-            ticket="SUP-1",
-            actor=f"staff:{agent.id}",
-            now=utcnow(),
-        ).request_id
+    """Four eyes compare persons across the faces: the staff member is their email, so the
+    same person filing from the CLI (login name the address), the API or the page is
+    refused, in any case or compatibility form of the name."""
+    filers = ("staff:agent@staff.example", "cli:Agent@Staff.Example", "api:AGENT@staff.example")
+    ids = [file_for_review(runtime, f"u{n}", actor=filer) for n, filer in enumerate(filers)]
+    ids.append(file_for_review(runtime, "fw", actor="cli:\uff41gent@staff.example"))  # NFKC
     log_in(staff_client, agent, clock)
     reauthenticate(staff_client, agent, clock)
     page = "/staff/queues/email-change"
-    refused = post(staff_client, f"{page}/{request_id}/approve", page, reason="ok")
-    assert refused.status_code == 422
+    for request_id in ids:
+        refused = post(staff_client, f"{page}/{request_id}/approve", page, reason="ok")
+        assert refused.status_code == 422
+        assert "someone other than who filed it" in refused.get_data(as_text=True)
     assert staff_rows(runtime, "email_change.approved") == []
+    # Each refused act is a security decision in the trail.
+    rows = staff_rows(runtime, "action_refused")
+    assert [(r.actor, r.detail and r.detail["route"]) for r in rows] == [
+        (f"staff:{agent.id}", "staff.email_change_approve")
+    ] * len(ids)
+
+
+def test_a_staff_members_id_is_not_a_cli_users_name(
+    runtime: Runtime, staff_client: FlaskClient, agent: StaffLogin, clock: Clock
+) -> None:
+    """An operator whose login name happens to be the staff member's row id is someone
+    else: the page names the reviewer by email, and the approval goes through."""
+    request_id = file_for_review(runtime, "ann", actor=f"cli:{agent.id}")
+    log_in(staff_client, agent, clock)
+    reauthenticate(staff_client, agent, clock)
+    page = "/staff/queues/email-change"
+    assert post(staff_client, f"{page}/{request_id}/approve", page, reason="ok").status_code == 303
+    with runtime.db.read_session() as session:
+        request = session.get_one(EmailChangeRequest, request_id)
+    assert request.state is ChangeState.AWAITING_CONFIRMATION
+    assert request.reviewed_by == f"staff:{agent.email}"
 
 
 def test_bulk_dismissal_shows_its_count_then_acts_on_that_set(

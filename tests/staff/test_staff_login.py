@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
+import pytest
 from flask.testing import FlaskClient
 
 from service.runtime import Runtime
-from tests.support.staff import Clock, StaffLogin, audit_count, csrf_token, log_in
+from tests.support.staff import Clock, StaffLogin, audit_count, audit_rows, csrf_token, log_in
 
 
 def test_login_with_password_and_totp_opens_the_home_page(
@@ -63,3 +65,27 @@ def test_session_cookie_is_httponly_samesite_lax_and_scoped_to_staff(
     assert "SameSite=Lax" in cookie
     assert "Path=/staff" in cookie
     assert "Secure" not in cookie  # development over http; production: next test
+
+
+def test_a_replayed_login_code_is_refused_as_replayed_not_wrong(
+    staff_client: FlaskClient,
+    agent: StaffLogin,
+    clock: Clock,
+    runtime: Runtime,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A right code whose time step signed in already: the same generic answer, but the
+    log and the audit row say ``replayed_code`` (someone saw the code), not a typo."""
+    log_in(staff_client, agent, clock)
+    staff_client.post("/staff/logout", data={"csrf_token": csrf_token(staff_client, "/staff/")})
+    replay = {"email": agent.email, "password": agent.password, "code": agent.code(clock.now())}
+    caplog.set_level(logging.WARNING)
+    response = staff_client.post(
+        "/staff/login", data={**replay, "csrf_token": csrf_token(staff_client)}
+    )
+    assert response.status_code == 401
+    assert "The email, password or code is not right." in response.get_data(as_text=True)
+    [row] = audit_rows(runtime, "staff.login_refused")
+    assert row.detail is not None
+    assert row.detail["cause"] == "replayed_code"
+    assert any("replayed_code" in record.getMessage() for record in caplog.records)

@@ -20,6 +20,7 @@ from tests.support.staff import (
     Clock,
     StaffLogin,
     audit_count,
+    audit_rows,
     csrf_token,
     log_in,
     reauthenticate,
@@ -143,7 +144,17 @@ def test_a_wrong_or_replayed_reauthentication_code_is_refused(
         },
     )
     assert answer.status_code == 401
-    assert audit_count(runtime, "staff.reauth_refused") == 1
+    assert "That code is not right." in answer.get_data(as_text=True)
+    wrong = "000000" if agent.code(clock.now()) != "000000" else "111111"
+    answer = staff_client.post(
+        "/staff/reauth",
+        data={"csrf_token": csrf_token(staff_client, "/staff/reauth"), "code": wrong},
+    )
+    assert answer.status_code == 401
+    assert "That code is not right." in answer.get_data(as_text=True)
+    # The person sees one refusal; the trail says which: a replay is not a typo.
+    causes = [row.detail["cause"] for row in audit_rows(runtime, "staff.reauth_refused")]
+    assert causes == ["replayed_code", "wrong_code"]
 
 
 def test_logout_ends_the_session(

@@ -16,7 +16,15 @@ from sqlalchemy import select
 from service.models import StaffRole, StaffUser
 from service.runtime import Runtime
 from tests.support.cli import invoke, output
-from tests.support.staff import PASSWORD, Clock, StaffLogin, audit_count, csrf_token, log_in
+from tests.support.staff import (
+    PASSWORD,
+    Clock,
+    StaffLogin,
+    audit_count,
+    audit_rows,
+    csrf_token,
+    log_in,
+)
 
 LINK = re.compile(r"http://localhost:5000(/staff/enrol/[A-Za-z0-9_-]+)")
 SECRET = re.compile(r'<code class="secret" id="totp-secret">([A-Z2-7 ]+)</code>')
@@ -166,6 +174,37 @@ def test_refused_logins_are_limited_per_account(
     assert login_with(other, agent, clock, agent.password) == 303  # another process's memory
 
 
+def test_a_limited_login_says_when_to_retry_and_is_audited(
+    make_app: Callable[..., Flask], agent: StaffLogin, clock: Clock, runtime: Runtime
+) -> None:
+    """429 with ``Retry-After`` in whole seconds (RFC 9110 section 10.2.3), the same wait
+    on the page, and an audit row naming the staff account, the typed address masked."""
+    client = make_app(rate_limit_staff_login_account="2/15minutes").test_client()
+    for _ in range(2):
+        login_with(client, agent, clock, "a wrong password!!")
+    clock.advance(timedelta(seconds=30))
+    answer = client.post(
+        "/staff/login",
+        data={
+            "csrf_token": csrf_token(client),
+            "email": agent.email,
+            "password": agent.password,
+            "code": agent.code(clock.now()),
+        },
+    )
+    assert answer.status_code == 429
+    wait = int(answer.headers["Retry-After"])
+    assert 1 <= wait <= 15 * 60
+    assert re.search(r"Try again in \d+ (seconds|minutes)\.", answer.get_data(as_text=True))
+    [row] = audit_rows(runtime, "staff.login_limited")
+    assert (row.actor, row.target) == ("anonymous", f"staff:{agent.id}")
+    assert row.detail is not None
+    assert row.detail["reason"] == "too_many_attempts"
+    assert row.detail["route"] == "staff.login"
+    assert row.detail["email"] == "a***@staff.example"
+    assert agent.email not in json.dumps(row.detail)
+
+
 def test_refused_logins_are_limited_per_ip(
     make_app: Callable[..., Flask], agent: StaffLogin, viewer: StaffLogin, clock: Clock
 ) -> None:
@@ -180,6 +219,14 @@ def test_logins_are_refused_when_the_limit_store_is_down(
 ) -> None:
     client = make_app(redis_url="redis://127.0.0.1:1/0").test_client()
     assert login_with(client, agent, clock, agent.password) == 503
+    answer = client.post(
+        "/staff/login",
+        data={
+            "csrf_token": csrf_token(client),
+            **{"email": agent.email, "password": agent.password, "code": "123456"},
+        },
+    )
+    assert int(answer.headers["Retry-After"]) > 0
 
 
 def test_a_password_typed_in_another_unicode_form_is_the_same_password(
@@ -197,3 +244,23 @@ def test_a_password_typed_in_another_unicode_form_is_the_same_password(
     login = StaffLogin(0, "uni@staff.example", StaffRole.VIEWER, decomposed, secret)
     assert login_with(staff_app.test_client(), login, clock, decomposed) == 303
     assert login_with(staff_app.test_client(), login, clock, composed + "x") == 401
+
+
+def test_a_limited_reauthentication_says_when_to_retry_and_is_audited(
+    make_app: Callable[..., Flask], agent: StaffLogin, clock: Clock, runtime: Runtime
+) -> None:
+    client = make_app(rate_limit_staff_login_account="1/15minutes").test_client()
+    log_in(client, agent, clock)  # a success spends nothing
+    wrong = "000000" if agent.code(clock.now()) != "000000" else "111111"
+    for status in (401, 429):
+        answer = client.post(
+            "/staff/reauth",
+            data={"csrf_token": csrf_token(client, "/staff/reauth"), "code": wrong},
+        )
+        assert answer.status_code == status
+    assert 1 <= int(answer.headers["Retry-After"]) <= 15 * 60
+    assert "Try again in" in answer.get_data(as_text=True)
+    [row] = audit_rows(runtime, "staff.reauth_limited")
+    assert (row.actor, row.target) == (f"staff:{agent.id}", f"staff:{agent.id}")
+    assert row.detail is not None
+    assert row.detail["reason"] == "too_many_attempts"

@@ -159,8 +159,15 @@ def flag_accounts(
     return leaked
 
 
-def risk_verdict(runtime: Runtime, external_id: str, *, device_id: str | None = None) -> Verdict:
-    """The real risk check (``assess``) for a sign-in without password or token, now."""
+def risk_verdict(
+    runtime: Runtime,
+    external_id: str,
+    *,
+    device_id: str | None = None,
+    now: datetime | None = None,
+) -> Verdict:
+    """The real risk check (``assess``) for a sign-in without password or token, at
+    ``now`` (default: now)."""
     return assess(
         runtime.db,
         runtime.step_up,
@@ -169,6 +176,6 @@ def risk_verdict(runtime: Runtime, external_id: str, *, device_id: str | None = 
         assurance_token=None,
         actor="login",
         context=None,
-        now=utcnow(),
+        now=now or utcnow(),
         device_id=device_id,
     )

@@ -121,3 +121,13 @@ def audit_count(runtime: Runtime, action: str | None = None) -> int:
         query = query.where(AuditEvent.action == action)
     with runtime.db.read_session() as session:
         return session.scalar(query) or 0
+
+
+def audit_rows(runtime: Runtime, action: str) -> list[AuditEvent]:
+    """The audit rows of ``action``, oldest first."""
+    with runtime.db.read_session() as session:
+        return list(
+            session.scalars(
+                select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.id)
+            )
+        )

@@ -10,6 +10,7 @@ from service.addresses import DEFAULT_RULES, InvalidAddress, canonicalize_email
 from service.addresses.mailbox import (
     SEVERAL_ADDRESSES,
     Mailbox,
+    _bare_mailbox_dressed,
     bare_mailbox,
     mailboxes_named,
     strip_comments,
@@ -97,3 +98,16 @@ def test_bare_mailbox_never_raises_and_its_result_is_its_own_bare_mailbox(text: 
     again = bare_mailbox(mailbox.bare, DEFAULT_RULES)
     assert again == mailbox
     assert canonicalize_email(text) == mailbox.canonical or "(" in text
+
+
+# Values the plain-addr-spec lane takes, and their near misses: trailing dots, "=?" words,
+# dashes and dots at the ends, every atext character, case.
+PLAIN_PIECES = [*"aZ09.-_+=?'`{|}~!#$%&*/^@", "=?utf-8?q?x?=", "xn--bcher-kva", ".."]
+
+
+@given(st.lists(st.sampled_from(PLAIN_PIECES), max_size=14).map("".join) | DRESSINGS)
+@settings(max_examples=1000, deadline=None)
+def test_the_plain_addr_spec_lane_answers_exactly_what_the_dressed_path_answers(
+    text: str,
+) -> None:
+    assert bare_mailbox(text, DEFAULT_RULES) == _bare_mailbox_dressed(text, DEFAULT_RULES)

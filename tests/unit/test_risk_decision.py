@@ -266,3 +266,41 @@ def test_a_reverted_email_change_steps_up_even_on_a_trusted_device(
     # A step-up passed just now lets the person in.
     passed = decide(held(), password=None, assurance=assurance(), throttle=OPEN, now=NOW)
     assert (passed.decision, passed.reasons) == (Decision.ALLOW, (Reason.STEP_UP_PASSED,))
+
+
+def support_held(*exposures: OpenExposure, email_change_held: bool = False) -> AccountFacts:
+    """An account support forced a step-up on (service/stepup/hold.py)."""
+    return AccountFacts(
+        account_id=ACCOUNT_ID,
+        email="jane@example.org",
+        security_epoch=EPOCH,
+        exposures=exposures,
+        held=email_change_held,
+        support_hold=True,
+    )
+
+
+@pytest.mark.parametrize("exposures", [(), (EMAIL_LEAK,)], ids=["no_exposure", "exposed"])
+@pytest.mark.parametrize("trusted", [False, True], ids=["new_device", "trusted_device"])
+def test_a_support_hold_steps_up_an_account_no_leak_names_even_on_a_trusted_device(
+    exposures: tuple[OpenExposure, ...], trusted: bool
+) -> None:
+    verdict = decide(
+        support_held(*exposures),
+        password=None,
+        assurance=None,
+        throttle=OPEN,
+        now=NOW,
+        trusted_device=trusted,
+    )
+    expected = (Reason.EMAIL_EXPOSED, Reason.SUPPORT_HOLD) if exposures else (Reason.SUPPORT_HOLD,)
+    assert verdict == Verdict(Decision.STEP_UP, expected, exposures, (Method.EMAIL_CODE,))
+
+
+def test_a_support_hold_yields_to_a_passed_step_up_and_to_locks() -> None:
+    passed = decide(support_held(), password=None, assurance=assurance(), throttle=OPEN, now=NOW)
+    assert (passed.decision, passed.reasons) == (Decision.ALLOW, (Reason.STEP_UP_PASSED,))
+    blocked = decided(support_held(), throttle=locked(blocked=True))
+    assert (blocked.decision, blocked.reasons) == (Decision.DENY, (Reason.LOCKED,))
+    both = decided(support_held(email_change_held=True))
+    assert both.reasons == (Reason.EMAIL_CHANGE_REVERTED, Reason.SUPPORT_HOLD)

@@ -5,7 +5,10 @@ audit log, the account look-up. Every view declares its access (service/staff/ac
 from __future__ import annotations
 
 from flask import Flask
+from flask.typing import ResponseReturnValue
+from werkzeug.exceptions import HTTPException
 
+from service.api.problems import render_http_error
 from service.runtime import runtime_of
 from service.staff.access import THROTTLE_EXTENSION, csrf, undeclared_views
 from service.staff.throttle import LoginThrottle
@@ -18,7 +21,7 @@ from service.staff.views import (  # noqa: F401  (registers views)
     queues,
     roles,
 )
-from service.staff.views.blueprint import staff
+from service.staff.views.blueprint import staff, unrouted_page
 
 __all__ = ["register_staff", "staff"]
 
@@ -36,6 +39,19 @@ def register_staff(app: Flask) -> None:
         per_ip=settings.rate_limit_staff_login_ip,
     )
     app.register_blueprint(staff)
+    for code in (404, 405):
+        app.register_error_handler(code, _unrouted)
     undeclared = undeclared_views(app)
     if undeclared:  # check_access would refuse them; say so at start, not at first use
         raise RuntimeError(f"staff views declare no access (@requires/@public): {undeclared}")
+
+
+def _unrouted(exc: HTTPException) -> ResponseReturnValue:
+    """404 and 405 for the whole app: a staff page under /staff, else problem+json (these
+    code handlers are found before the app's HTTPException one, so they answer both)."""
+    page = unrouted_page(exc)
+    if page is not None:
+        return page
+    if exc.response is not None:
+        return exc.response
+    return render_http_error(exc)

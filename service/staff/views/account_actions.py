@@ -1,12 +1,14 @@
 """Support's acts on one account, from its page: resolve or dismiss an exposure, force a
-step-up, lock or unlock, resend a warning, reset the authenticator, revoke trusted
-devices. Each view parses, calls one action of service/staff/actions.py (itself one
-domain function), writes the staff audit row in the same transaction, and goes back to the
-account page with what changed. The very next risk check sees it."""
+step-up (a support hold) or clear that hold, lock or unlock, resend a warning, reset the
+authenticator, revoke trusted devices. Each view parses, calls one action of
+service/staff/actions.py (itself one domain function), writes the staff audit row in the
+same transaction, and goes back to the account page with what changed. The very next risk
+check sees it."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 
 from flask import abort, current_app, flash, redirect, url_for
 from flask.typing import ResponseReturnValue
@@ -24,7 +26,12 @@ from service.staff.actions import ActionOutcome
 from service.staff.audit import record_staff_action
 from service.staff.users import staff_actor
 from service.staff.views.blueprint import staff
-from service.staff.views.page_forms import ButtonForm, OptionalReasonForm, ReasonForm
+from service.staff.views.page_forms import (
+    ButtonForm,
+    ForceStepUpForm,
+    OptionalReasonForm,
+    ReasonForm,
+)
 
 Act = Callable[[Session, str, str | None], ActionOutcome]
 
@@ -121,12 +128,33 @@ def warning_resend(account_id: int, slug: str) -> ResponseReturnValue:
 @staff.post("/accounts/<int:account_id>/force-step-up")
 @requires(StaffRole.AGENT)
 def force_step_up(account_id: int) -> ResponseReturnValue:
+    form = ForceStepUpForm()
+    if not form.validate_on_submit():
+        abort(400, "give at most 500 characters of reason and whole hours (1 or more), or blanks")
+    hours = form.hours.data
     return _act(
         account_id,
         lambda s, ext, reason: actions.force_step_up(
-            s, ext, reason=reason, actor=_actor(), now=clock.now()
+            s,
+            ext,
+            reason=reason,
+            actor=_actor(),
+            now=clock.now(),
+            expires_in=timedelta(hours=hours) if hours else None,
         ),
-        form=OptionalReasonForm(),
+        form=form,
+    )
+
+
+@staff.post("/accounts/<int:account_id>/clear-hold")
+@requires(StaffRole.AGENT)
+def clear_hold(account_id: int) -> ResponseReturnValue:
+    return _act(
+        account_id,
+        lambda s, ext, reason: actions.clear_support_hold(
+            s, ext, reason=reason or "", actor=_actor(), now=clock.now()
+        ),
+        form=ReasonForm(),
     )
 
 

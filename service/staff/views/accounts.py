@@ -2,48 +2,73 @@
 
 from __future__ import annotations
 
-from flask import current_app, render_template, request
+from flask import current_app, flash, redirect, render_template, url_for
+from flask import session as flask_session
 from flask.typing import ResponseReturnValue
 
 from service.models import StaffRole
 from service.runtime import runtime_of
 from service.staff import clock
-from service.staff.access import current_staff, requires, requires_reauth
+from service.staff.access import LOOKUP_KEY, current_staff, requires, requires_reauth
 from service.staff.audit import record_staff_action
 from service.staff.dossier import account_dossier
-from service.staff.lookup import LookupResult, account_summary, find_accounts, reveal_address
+from service.staff.lookup import (
+    LookupBy,
+    LookupResult,
+    account_summary,
+    find_accounts,
+    reveal_address,
+    shown_hits,
+)
 from service.staff.views.blueprint import staff
 from service.staff.views.forms import ActionForm, LookupForm
 from service.staff.views.page_forms import ButtonForm, OptionalReasonForm, ReasonForm
 
 
-@staff.route("/accounts", methods=["GET", "POST"])
+@staff.get("/accounts")
 @requires(StaffRole.VIEWER)
 def accounts() -> ResponseReturnValue:
-    """The look-up form; a look-up (the form posts, so a typed address stays out of URLs,
-    logs and history; ``?q=`` works too, for links by external id) is audited."""
+    """The look-up form and the last look-up's result. Safe (RFC 9110 section 9.2.1): it
+    writes nothing, and no address is in its URL."""
     form = LookupForm()
-    query = None
-    if request.method == "POST":
-        if form.validate_on_submit():
-            query = str(form.q.data)
-    elif request.args.get("q"):
-        query = request.args["q"][:320]
-        form.q.data = query
     result: LookupResult | None = None
-    if query is not None and query.strip():
+    shown = flask_session.get(LOOKUP_KEY)
+    if isinstance(shown, dict):
         rt = runtime_of(current_app)
-        with rt.db.transaction() as session:
-            result = find_accounts(session, rt.keys, query)
-            record_staff_action(
-                session,
-                current_staff(),
-                "account_lookup",
-                account_id=result.hits[0].id if len(result.hits) == 1 else None,
-                detail={"by": result.by.value, "found": len(result.hits)},
-            )
-        form.q.data = "" if result.by.value == "address" else query
+        with rt.db.read_session() as session:
+            result = shown_hits(session, LookupBy(shown["by"]), list(shown["ids"]))
+        form.q.data = shown.get("external_id") or ""
     return render_template("staff/accounts.html", form=form, result=result)
+
+
+@staff.post("/accounts")
+@requires(StaffRole.VIEWER)
+def accounts_lookup() -> ResponseReturnValue:
+    """Look up (the form posts, so a typed address stays out of URLs, logs and history),
+    audit the look-up, and redirect to the result (post/redirect/get: a reload repeats
+    nothing)."""
+    form = LookupForm()
+    if not form.validate_on_submit() or not str(form.q.data).strip():
+        flash("Type an external id or an exact email address.")
+        return redirect(url_for("staff.accounts"), code=303)
+    query = str(form.q.data)
+    rt = runtime_of(current_app)
+    with rt.db.transaction() as session:
+        result = find_accounts(session, rt.keys, query)
+        record_staff_action(
+            session,
+            current_staff(),
+            "account_lookup",
+            account_id=result.hits[0].id if len(result.hits) == 1 else None,
+            detail={"by": result.by.value, "found": len(result.hits)},
+        )
+    flask_session[LOOKUP_KEY] = {
+        "by": result.by.value,
+        "ids": [hit.id for hit in result.hits],
+        # An external id is shown back in the box; an address never is.
+        "external_id": query.strip() if result.by is LookupBy.EXTERNAL_ID else None,
+    }
+    return redirect(url_for("staff.accounts"), code=303)
 
 
 @staff.get("/accounts/<int:account_id>")

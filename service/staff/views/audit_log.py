@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 from flask import Response, current_app, render_template, request, stream_with_context
 from flask.typing import ResponseReturnValue
+from werkzeug.datastructures import MultiDict
 
 from service.models import StaffRole
 from service.runtime import runtime_of
@@ -27,7 +28,7 @@ FILTER_FIELDS = ("actor", "account", "leak", "action", "since", "until")
 @staff.get("/audit")
 @requires(StaffRole.VIEWER)
 def audit_log() -> ResponseReturnValue:
-    where, problems = _filter_from_args()
+    where, problems = _filter_from(request.args)
     before = request.args.get("before", type=int)
     rt = runtime_of(current_app)
     with rt.db.read_session() as session:
@@ -45,16 +46,16 @@ def audit_log() -> ResponseReturnValue:
     )
 
 
-@staff.get("/audit/export.csv")
+@staff.post("/audit/export.csv")
 @requires(StaffRole.AGENT)
 def audit_export() -> ResponseReturnValue:
-    """Every row the filters match as CSV, streamed (addresses masked); the export itself
-    is audited with its filters."""
-    where, problems = _filter_from_args()
+    """Every row the posted filters match as CSV, streamed (addresses masked); the export
+    itself is audited with its filters, so it is a POST (a GET must be safe)."""
+    where, problems = _filter_from(request.form)
     if problems:
         return Response("; ".join(problems) + "\n", status=400, mimetype="text/plain")
     rt = runtime_of(current_app)
-    kept = {name: request.args[name] for name in FILTER_FIELDS if request.args.get(name)}
+    kept = {name: request.form[name] for name in FILTER_FIELDS if request.form.get(name)}
     with rt.db.transaction() as session:
         record_staff_action(session, current_staff(), "audit_exported", detail={"filters": kept})
 
@@ -70,12 +71,13 @@ def audit_export() -> ResponseReturnValue:
     )
 
 
-def _filter_from_args() -> tuple[AuditFilter, list[str]]:
-    """The filters in the query string; unreadable times are named in ``problems``."""
+def _filter_from(fields: MultiDict[str, str]) -> tuple[AuditFilter, list[str]]:
+    """The filters in the query string (the page) or the posted form (the export);
+    unreadable times are named in ``problems``."""
     problems: list[str] = []
 
     def text(name: str) -> str | None:
-        value = request.args.get(name, "").strip()
+        value = fields.get(name, "").strip()
         return value[:MAX_FILTER_CHARS] or None
 
     def when(name: str) -> datetime | None:

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
-from flask import Blueprint, Response, current_app, render_template
+from flask import Blueprint, Response, current_app, g, render_template, request
+from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import CSRFError
+from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
 from service.errors import LeakguardError
-from service.staff.access import check_access
+from service.staff.access import (
+    SAFE_METHODS,
+    audit_refusal,
+    check_access,
+    load_session,
+    refuse_forged_request,
+)
 
 staff = Blueprint(
     "staff",
@@ -50,11 +59,17 @@ def _headers(response: Response) -> Response:
 
 
 def error_page(status: int, title: str, message: str) -> tuple[str, int]:
-    return render_template("staff/error.html", title=title, message=message), status
+    # The nav is passed here, not left to the blueprint's context processor: an unrouted
+    # path's page is rendered outside the blueprint.
+    page = render_template("staff/error.html", title=title, message=message, **_nav())
+    return page, status
 
 
 @staff.errorhandler(CSRFError)
 def _csrf_refused(exc: CSRFError) -> tuple[str, int]:
+    # Checked before the session is read (access.check_access): this reads it, for the
+    # audit row's actor and the page's nav.
+    refuse_forged_request("csrf")
     return error_page(
         400,
         "Form expired",
@@ -65,6 +80,10 @@ def _csrf_refused(exc: CSRFError) -> tuple[str, int]:
 
 @staff.errorhandler(LeakguardError)
 def _domain_error(exc: LeakguardError) -> tuple[str, int]:
+    if request.method not in SAFE_METHODS and "staff_session" in g:
+        # An act the domain refused (four eyes, a slug not typed back, a count that
+        # changed...): a security decision, so it is in the trail with its code.
+        audit_refusal("action_refused", exc.code, staff=g.staff_session.staff)
     return error_page(exc.status, exc.title, exc.detail or exc.title)
 
 
@@ -74,6 +93,28 @@ def _http_error(exc: HTTPException) -> tuple[str, int]:
 
 
 staff.before_request(check_access)
+
+
+def under_staff(path: str) -> bool:
+    return path == staff.url_prefix or path.startswith(f"{staff.url_prefix}/")
+
+
+def unrouted_page(exc: HTTPException) -> ResponseReturnValue | None:
+    """The staff site's page for a 404 or 405 under /staff: the staff layout with its nav
+    (for a signed-in user), not the API's problem+json. None for any other path.
+
+    Registered on the app (``register_staff``): an unrouted path belongs to no blueprint,
+    so the blueprint's own handlers never see it (Flask docs, "Blueprint Error Handlers").
+    """
+    if not under_staff(request.path):
+        return None
+    if not request.path.startswith(f"{staff.url_prefix}/static/"):
+        # Without the database the page is shown without the nav: not this page's to tell.
+        with contextlib.suppress(SQLAlchemyError):
+            load_session()
+    page, status = error_page(exc.code or 404, exc.name, exc.description or exc.name)
+    allow = exc.get_headers()
+    return page, status, [(name, value) for name, value in allow if name.lower() == "allow"]
 
 
 @staff.context_processor

@@ -12,22 +12,30 @@ from flask.typing import ResponseReturnValue
 
 from jobs.ingest.lock import file_is_held
 from jobs.reader.stream import LeakFormat
+from service.addresses import mask_addresses
 from service.errors import LeakguardError
 from service.leaks.catalogue import LeakFacts, check_observed_at, find_leak
+from service.leaks.wording import words_of
 from service.models import StaffRole
 from service.notices.campaigns import set_paused
 from service.notices.preview import WarningVariant
 from service.runtime import Runtime, runtime_of
 from service.staff import clock
-from service.staff.access import current_staff, requires, requires_reauth
+from service.staff.access import audit_refusal, current_staff, requires, requires_reauth
 from service.staff.audit import record_staff_action
 from service.staff.campaigns import preview_all, retract_confirmed, send_seed
 from service.staff.charts import funnel_svg
 from service.staff.incidents import leak_funnel, list_incidents, show_incident
-from service.staff.upload import start_upload_ingest
+from service.staff.upload import safe_name, start_upload_ingest
 from service.staff.users import staff_actor
 from service.staff.views.blueprint import staff
-from service.staff.views.page_forms import ButtonForm, RetractForm, TestSendForm, UploadForm
+from service.staff.views.page_forms import (
+    UPLOAD_WORDS,
+    ButtonForm,
+    RetractForm,
+    TestSendForm,
+    UploadForm,
+)
 
 POLL_SECONDS = 2  # how often a page with a running ingest asks for its progress
 
@@ -212,6 +220,7 @@ def leak_upload() -> ResponseReturnValue:
     if request.method == "GET":
         return render_template("staff/leak_upload.html", form=form, error=None)
     if not form.validate_on_submit():
+        _audit_upload_refused(form, "form_invalid")
         return render_template(
             "staff/leak_upload.html", form=form, error="Choose a file and name the leak."
         ), 400
@@ -232,8 +241,9 @@ def leak_upload() -> ResponseReturnValue:
             operator=staff_actor(current_staff()),
         )
     except LeakguardError as exc:
+        _audit_upload_refused(form, exc.code)
         return render_template(
-            "staff/leak_upload.html", form=form, error=exc.detail or exc.title
+            "staff/leak_upload.html", form=form, error=words_of(exc, UPLOAD_WORDS)
         ), exc.status
     with rt.db.transaction() as session:
         record_staff_action(
@@ -254,3 +264,16 @@ def leak_upload() -> ResponseReturnValue:
         else started.summary
     )
     return redirect(url_for("staff.leak", slug=started.leak), code=303)
+
+
+def _audit_upload_refused(form: UploadForm, reason: str) -> None:
+    """A refused upload is a security decision too: audited with the slug asked for (the
+    audit page's leak filter finds it) and the file's name, addresses masked."""
+    upload = form.file.data
+    audit_refusal(
+        "leak.upload_refused",
+        reason,
+        staff=current_staff(),
+        leak=str(form.slug.data or "").strip()[:100],
+        file=mask_addresses(safe_name(getattr(upload, "filename", None) or "leak-file")),
+    )

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
-from wtforms import BooleanField, DateField, HiddenField, SelectField, StringField
-from wtforms.validators import DataRequired, Length, Optional
+from wtforms import BooleanField, DateField, HiddenField, IntegerField, SelectField, StringField
+from wtforms.validators import DataRequired, Length, NumberRange, Optional
 
 from jobs.reader.stream import LeakFormat
+from service.leaks.wording import OptionWords
 from service.notices.preview import WarningVariant
 from service.notices.render import LANGUAGES
 
@@ -26,6 +27,13 @@ class ReasonForm(FlaskForm):  # type: ignore[misc]
 
 class OptionalReasonForm(FlaskForm):  # type: ignore[misc]
     reason = StringField("Reason (optional)", validators=[Optional(), Length(max=500)])
+
+
+class ForceStepUpForm(OptionalReasonForm):
+    """Force a step-up: the hold lasts until a step-up is passed or support clears it, or
+    at most ``hours`` (blank: no end of its own; bounds are the domain's, 1 h to 365 d)."""
+
+    hours = IntegerField("Hold at most (hours)", validators=[Optional(), NumberRange(min=1)])
 
 
 class ButtonForm(FlaskForm):  # type: ignore[misc]
@@ -55,6 +63,11 @@ class RetractForm(FlaskForm):  # type: ignore[misc]
     reason = reason_field()
 
 
+FORMAT_LABEL = "Format"
+ACCEPT_INVALID_LABEL = "Ingest even if most of the first records are no address"
+ALSO_AS_NEW_LEAK_LABEL = "Ingest a file another leak has recorded, as this leak too"
+
+
 class UploadForm(FlaskForm):  # type: ignore[misc]
     file = FileField("Leak file", validators=[FileRequired()])
     slug = StringField(
@@ -76,10 +89,25 @@ class UploadForm(FlaskForm):  # type: ignore[misc]
         "Source (optional: a URL, a ticket)", validators=[Optional(), Length(max=500)]
     )
     fmt = SelectField(
-        "Format", choices=[(f.value, f.value) for f in LeakFormat], default=LeakFormat.AUTO.value
+        FORMAT_LABEL,
+        choices=[(f.value, f.value) for f in LeakFormat],
+        default=LeakFormat.AUTO.value,
     )
-    accept_invalid = BooleanField("Ingest even if most of the first records are no address")
-    also_as_new_leak = BooleanField("Ingest a file another leak has recorded, as this leak too")
+    accept_invalid = BooleanField(ACCEPT_INVALID_LABEL)
+    also_as_new_leak = BooleanField(ALSO_AS_NEW_LEAK_LABEL)
+
+
+# A refusal of the upload names this form's fields where the CLI's names its flags (the
+# same refusal rule, jobs/ingest/checks.py; only the words differ).
+UPLOAD_WORDS = OptionWords(
+    format_given=f'chosen in "{FORMAT_LABEL}"',
+    format_choice=f'"{FORMAT_LABEL}: {{}}"',
+    accept_invalid=f'tick "{ACCEPT_INVALID_LABEL}" to ingest it anyway',
+    also_as_new_leak=f'tick "{ALSO_AS_NEW_LEAK_LABEL}"',
+    another_slug="upload it under another leak slug",
+    resume_single="an operator resumes it with `leakguard ingest` (without --enqueue)",
+    resume_parts="an operator resumes it with `leakguard ingest ... --enqueue`",
+)
 
 
 class BulkForm(FlaskForm):  # type: ignore[misc]

@@ -27,7 +27,7 @@ from service.staff.queues import (
     email_change_queue,
     failed_notices,
 )
-from service.staff.users import staff_actor
+from service.staff.users import staff_actor, staff_person
 from service.staff.views.blueprint import staff
 from service.staff.views.page_forms import BulkForm, ButtonForm, RetryForm, ReviewForm
 
@@ -66,7 +66,7 @@ def _review(decide: Callable[[Session, str, str], actions.ActionOutcome]) -> Res
     reason = str(form.reason.data)
     rt = runtime_of(current_app)
     with rt.db.transaction() as session:
-        outcome = decide(session, staff_actor(current_staff()), reason)
+        outcome = decide(session, staff_person(current_staff()), reason)
         record_staff_action(
             session,
             current_staff(),
