@@ -258,10 +258,11 @@ _PG_INSERT_ENTRIES = """
 # Accounts exposed without a leaked password match again: a later record of the same leak
 # may carry their password, which must not be lost because the address came first. The
 # candidates are few (the account filter let through only keys that may be an account's):
-# one index probe each, never a scan of all the accounts.
+# one index probe each, never a scan of all the accounts. The keys go in binary (%b), not
+# as escaped hex text.
 _PG_MATCH = """
     SELECT a.id, a.email_key FROM account a
-    WHERE a.email_key = ANY(%s)
+    WHERE a.email_key = ANY(%b)
       AND NOT EXISTS (
           SELECT 1 FROM exposure e
           WHERE e.account_id = a.id AND e.leak_id = %s AND e.password_hash IS NOT NULL)
