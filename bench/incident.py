@@ -13,7 +13,8 @@ flushed before and after.
 One ``leakguard worker`` (all queues, long-running, as deployed) is started and registered
 before the clock starts. A discarding aiosmtpd sink runs in a process of its own on
 127.0.0.1; it counts accepted messages per envelope sender, their recipients, recipients
-seen twice, and the time of the first and last one.
+seen twice, and the time of the first and last one. It offers PIPELINING (RFC 2920), as
+real relays do, so the worker pipelines; ``--no-pipelining`` measures without.
 
 Timed, in one run:
 
@@ -34,6 +35,10 @@ The baseline, in the same run, against the same sink: a bare smtplib loop sendin
 same 10,000 messages, rendered beforehand as the worker renders them (one per recipient),
 over one connection; run before and after the incident, the faster counts.
 
+Where the CPU went over each timed stretch (``/proc``): the sink's own, the whole
+machine's busy time, and what the incident's processes did not use of it (PostgreSQL,
+Redis, other jobs): a loaded machine shows in the figures, not only in the load average.
+
 Correctness: exactly 10,000 warnings accepted, each with one recipient, no recipient
 twice, and the recipients are exactly the 10,000 leaked accounts' addresses.
 
@@ -43,6 +48,7 @@ sink, and prints where the time went.
 
     .venv/bin/python bench/incident.py [--accounts 100000] [--leaked 10000] [--mails 30]
                                        [--per-mail 1000] [--seed 18] [--profile 2000]
+                                       [--no-pipelining]
 """
 
 from __future__ import annotations
@@ -72,8 +78,8 @@ from typing import Any
 from common import DOMAINS, RUSAGE_WRAPPER, child_env, create_pg_database, drop_pg_database
 from redis import Redis
 from rq import Worker
-from sqlalchemy import func, update
 from sqlalchemy import select as sql_select
+from sqlalchemy import update
 
 from jobs.deliver import send_notices
 from jobs.sample import FIRST_NAMES, LAST_NAMES
@@ -128,11 +134,22 @@ class Sender:
 class Counting:
     """aiosmtpd handler: accept everything, keep counts and recipients per sender."""
 
-    def __init__(self, done: Path, expected: int) -> None:
+    def __init__(self, done: Path, expected: int, *, pipelining: bool) -> None:
         self.by_sender: dict[str, Sender] = {}
         self.done = done
         self.expected = expected
+        self.pipelining = pipelining
         self.batches = 0  # senders' runs of ``expected`` messages completed so far
+
+    async def handle_EHLO(  # noqa: N802
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        if self.pipelining:
+            # As real relays do (RFC 2920); aiosmtpd answers pipelined commands in order
+            # but does not say so itself.
+            responses.insert(-1, "250-PIPELINING")
+        return responses
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
         now = time.time()
@@ -167,12 +184,12 @@ class Counting:
         }
 
 
-def serve_sink(directory: Path, expected: int) -> None:
+def serve_sink(directory: Path, expected: int, *, pipelining: bool) -> None:
     from aiosmtpd.smtp import SMTP  # the sink process only
 
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    handler = Counting(directory / "done", expected)
+    handler = Counting(directory / "done", expected, pipelining=pipelining)
     server = loop.run_until_complete(
         loop.create_server(
             lambda: SMTP(
@@ -199,10 +216,15 @@ def _write(directory: Path, handler: Counting) -> None:
 class Sink:
     """The sink process, seen from the bench."""
 
-    def __init__(self, directory: Path, expected: int) -> None:
+    def __init__(self, directory: Path, expected: int, *, pipelining: bool = True) -> None:
         self.directory = directory
         self.process = subprocess.Popen(
-            [sys.executable, __file__, "--sink", str(directory), "--expected", str(expected)],
+            [
+                sys.executable,
+                __file__,
+                *("--sink", str(directory), "--expected", str(expected)),
+                *(() if pipelining else ("--no-pipelining",)),
+            ],
             stdout=subprocess.PIPE,
             text=True,
             start_new_session=True,
@@ -238,6 +260,51 @@ class Sink:
         self.process.wait(timeout=30)
         if self.process.stdout is not None:
             self.process.stdout.close()
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) process ``pid`` has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def machine_busy() -> float:
+    """CPU seconds all cores have spent busy since boot (every process, other jobs too)."""
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (
+        int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]
+    )
+    return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
+
+
+@dataclass(slots=True)
+class CpuWindow:
+    """Where the CPU went over a stretch of wall time: the sink, and the whole machine."""
+
+    wall: float = 0.0
+    sink: float = 0.0
+    machine: float = 0.0
+
+    @classmethod
+    def start(cls, sink: Sink) -> tuple[float, float, float]:
+        return time.time(), process_cpu(sink.process.pid), machine_busy()
+
+    @classmethod
+    def since(cls, mark: tuple[float, float, float], sink: Sink) -> CpuWindow:
+        wall, sink_cpu, machine = mark
+        return cls(
+            time.time() - wall, process_cpu(sink.process.pid) - sink_cpu, machine_busy() - machine
+        )
+
+    def cores(self) -> str:
+        cores = os.cpu_count() or 1
+        return (
+            f"sink {self.sink:.1f} s ({self.sink / self.wall:.0%} of a core); machine busy "
+            f"{self.machine:.1f} of {cores * self.wall:.1f} CPU s ({self.machine / self.wall:.2f}"
+            f" of {cores} cores)"
+        )
 
 
 # --- the files ----------------------------------------------------------------------------
@@ -479,19 +546,22 @@ def render_warnings(
 
 def bare_loop(
     sink: Sink, nth: int, messages: list[tuple[str, bytes, list[str]]]
-) -> tuple[float, float]:
-    """sendmail of pre-rendered bytes over one connection; (wall s to the last 250, cpu s)."""
+) -> tuple[float, float, CpuWindow]:
+    """sendmail of pre-rendered bytes over one connection; (wall s to the last 250, cpu s,
+    the sink's and the machine's CPU meanwhile)."""
     cpu = time.process_time()
+    mark = CpuWindow.start(sink)
     started = time.perf_counter()
     connection = smtplib.SMTP(HOST, sink.port, timeout=30)
     connection.ehlo()
     for recipient, data, options in messages:
         connection.sendmail(BASELINE_FROM, [recipient], data, options)
     wall = time.perf_counter() - started
+    window = CpuWindow.since(mark, sink)
     connection.quit()
     if not sink.finished(nth):
         sys.exit("the sink did not count the baseline's messages")
-    return wall, time.process_time() - cpu
+    return wall, time.process_time() - cpu, window
 
 
 # --- the benchmark ------------------------------------------------------------------------
@@ -505,11 +575,16 @@ def main() -> None:
     parser.add_argument("--per-mail", type=int, default=1_000)
     parser.add_argument("--seed", type=int, default=18)
     parser.add_argument("--profile", type=int, default=0, metavar="N")
+    parser.add_argument(
+        "--no-pipelining",
+        action="store_true",
+        help="the sink does not offer PIPELINING (RFC 2920): the worker talks as smtplib does",
+    )
     parser.add_argument("--sink", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--expected", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.sink is not None:
-        serve_sink(args.sink, args.expected)
+        serve_sink(args.sink, args.expected, pipelining=not args.no_pipelining)
         return
     if args.leaked > min(args.accounts, args.mails * args.per_mail):
         parser.error("--leaked must fit in the accounts and in the leak")
@@ -552,7 +627,7 @@ def run(url: str, directory: Path, args: argparse.Namespace) -> None:
         f"created, {imported['invalid']:,} invalid, {time.perf_counter() - started:.1f} s"
     )
 
-    sink = Sink(directory, args.leaked)
+    sink = Sink(directory, args.leaked, pipelining=not args.no_pipelining)
     env["LEAKGUARD_SMTP_URL"] = sink.url
     settings = Settings(
         database_url=url,
@@ -576,7 +651,7 @@ def run(url: str, directory: Path, args: argparse.Namespace) -> None:
     if args.profile:
         profile_dir = directory / "profile"
         profile_dir.mkdir()
-        profile_sink = Sink(profile_dir, args.profile)
+        profile_sink = Sink(profile_dir, args.profile, pipelining=not args.no_pipelining)
         try:
             profile(settings.model_copy(update={"smtp_url": profile_sink.url}), args.profile)
         finally:
@@ -595,7 +670,10 @@ class Incident:
     poll_errors: list[str]
     all_step_up: int
     not_step_up: dict[str, int]
-    relay_wait: float  # the warnings' creation (in the ingest's transaction) -> queued
+    relay_wait: float  # the longest of a warning's creation (its chunk) -> queued
+    window: CpuWindow  # ingest start -> the last warning accepted (to within 50 ms)
+    bench_cpu: float  # this process meanwhile: the risk-check poller
+    first_committed: float  # time.time() of the first warnings' chunk transaction
 
 
 def run_incident(
@@ -628,6 +706,8 @@ def run_incident(
         time.sleep(0.1)
 
     poller = RiskPoller(client, key, sample)
+    bench_cpu = time.process_time()
+    mark = CpuWindow.start(sink)
     ingest = Measured.start(
         [
             str(LEAKGUARD),
@@ -660,16 +740,18 @@ def run_incident(
             print(f"the warnings did not all arrive: {worker.log.read_text()[-2000:]}")
             break
         time.sleep(0.05)
+    window = CpuWindow.since(mark, sink)
+    bench_cpu = time.process_time() - bench_cpu
     poller.join(timeout=60)
     poller.stopping.set()
     worker.terminate_command()
     worker.process.wait(timeout=120)
 
     with runtime.db.read_session() as session:
-        created, queued = session.execute(
-            sql_select(func.max(Notice.created_at), func.min(Notice.queued_at))
-        ).one()
-    relay_wait = (queued - created).total_seconds() if created and queued else float("nan")
+        pairs = session.execute(sql_select(Notice.created_at, Notice.queued_at)).all()
+    waits = [(queued - created).total_seconds() for created, queued in pairs if queued]
+    relay_wait = max(waits) if waits else float("nan")
+    first_committed = min((created for created, _ in pairs), default=None)
 
     # Untimed: every leaked account through the same risk check.
     decisions: dict[str, int] = {}
@@ -689,6 +771,9 @@ def run_incident(
         all_step_up=step_up,
         relay_wait=relay_wait,
         not_step_up=decisions,
+        window=window,
+        bench_cpu=bench_cpu,
+        first_committed=first_committed.timestamp() if first_committed else float("nan"),
     )
 
 
@@ -696,8 +781,8 @@ def report(
     incident: Incident,
     counts: dict[str, dict[str, Any]],
     expected: set[str],
-    base_before: tuple[float, float],
-    base_after: tuple[float, float],
+    base_before: tuple[float, float, CpuWindow],
+    base_after: tuple[float, float, CpuWindow],
     n: int,
 ) -> None:
     others = [name for name in counts if name != BASELINE_FROM]
@@ -719,6 +804,8 @@ def report(
         f"({n / base_before[0]:,.0f} / {n / base_after[0]:,.0f} msgs/s; client cpu "
         f"{base_before[1]:.1f} / {base_after[1]:.1f} s); the faster counts: {base_wall:.2f} s"
     )
+    for label, base in (("before", base_before), ("after", base_after)):
+        print(f"  bare loop {label}: client {base[1]:.1f} s CPU, {base[2].cores()}")
     if not warnings:
         print("\nno warning reached the sink")
         return
@@ -740,7 +827,11 @@ def report(
         (f"protected: ingest start -> {SAMPLE} sampled accounts answer step_up", protected),
         ("ingest wall (interpreter start to exit)", f"{incident.ingest_wall:.2f} s"),
         ("  of it the ingest's own seconds (--json)", f"{summary.get('seconds', 0.0):.2f} s"),
-        ("warnings created (ingest chunk) -> relayed to the queue", f"{incident.relay_wait:.2f} s"),
+        (
+            "ingest start -> first warnings committed (first chunk)",
+            f"{incident.first_committed - incident.started:.2f} s",
+        ),
+        ("a warning created (its chunk) -> relayed, the longest", f"{incident.relay_wait:.2f} s"),
         ("ingest exit -> last warning accepted", f"{delivery:.2f} s"),
         ("ingest start -> first warning accepted", f"{warnings['first'] - incident.started:.2f} s"),
         ("send window: first -> last warning accepted", f"{window:.2f} s"),
@@ -756,6 +847,14 @@ def report(
     width = max(len(label) for label, _ in rows)
     for label, value in rows:
         print(f"{label:<{width}}  {value:>22}")
+    window = incident.window
+    others = window.machine - ingest_cpu - worker_cpu - window.sink - incident.bench_cpu
+    print(
+        f"CPU from ingest start to the last warning ({window.wall:.1f} s): {window.cores()}; "
+        f"of it ingest {ingest_cpu:.1f} s, worker {worker_cpu:.1f} s, sink {window.sink:.1f} s, "
+        f"this bench's risk-check poller {incident.bench_cpu:.1f} s, the rest (PostgreSQL, "
+        f"Redis, other jobs on the machine) {others:.1f} s"
+    )
 
     seen = set(warnings["seen"])
     problems = []

@@ -1,8 +1,6 @@
-"""The application factory."""
+"""The application factory: the HTTP app (API, link pages, staff site, health, metrics)."""
 
 from __future__ import annotations
-
-from importlib.metadata import PackageNotFoundError, version
 
 from flask_openapi3 import Info, OpenAPI, SecurityScheme
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -11,12 +9,11 @@ from service.api import api, register_routes
 from service.api.events import register_well_known
 from service.api.limits import install_rate_limits
 from service.api.problems import Problem, register_problem_handlers, render_validation_error
-from service.config import Settings, load_settings
-from service.logs import configure_logging
+from service.app_base import install, package_version, prepare
+from service.config import Settings
 from service.ops.health import register_health
 from service.ops.metrics import register_metrics
 from service.ops.requests import register_request_ids
-from service.runtime import EXTENSION, build_runtime
 from service.staff.views import register_staff
 from service.web.email_change import pages
 
@@ -26,13 +23,6 @@ the login service how to treat them. Every request carries `Authorization: Beare
 (create one with `leakguard api-clients create NAME --scope ...`); every error is
 `application/problem+json` (RFC 9457) with a stable `code`.
 """
-
-
-def package_version() -> str:
-    try:
-        return version("leakguard")
-    except PackageNotFoundError:
-        return "0.0.0"
 
 
 def create_app(
@@ -45,9 +35,7 @@ def create_app(
     ``create_instance`` False: raise InstanceNotFound (``service.runtime``) instead of
     creating the instance folder, keys or SQLite database where none is.
     """
-    settings = settings or load_settings()
-    runtime = build_runtime(settings, serving=serving, create_instance=create_instance)
-    configure_logging(settings.log_level, settings.resolved_log_format)
+    settings, runtime = prepare(settings, serving=serving, create_instance=create_instance)
     app = OpenAPI(
         __name__,
         info=Info(title="Leakguard", version=package_version(), description=API_DESCRIPTION),
@@ -57,16 +45,7 @@ def create_app(
         validation_error_callback=render_validation_error,
         doc_prefix="/openapi",
     )
-    app.config.update(
-        SECRET_KEY=settings.secret_key_text(),
-        MAX_CONTENT_LENGTH=settings.max_request_bytes,
-        # The link pages' CSRF token lives in the session cookie: never sent over plain
-        # HTTP in production, never to another site's request.
-        SESSION_COOKIE_SECURE=settings.public_url.startswith("https://"),
-        SESSION_COOKIE_SAMESITE="Lax",
-        SESSION_COOKIE_HTTPONLY=True,
-    )
-    app.extensions[EXTENSION] = runtime
+    install(app, settings, runtime)
     register_problem_handlers(app)
     register_routes()
     app.register_api(api)

@@ -73,6 +73,10 @@ from service.runtime import Runtime
 log = logging.getLogger(__name__)
 
 FINGERPRINT_BLOCK = 1 << 20
+# The first chunk's records; each next chunk twice the last, up to the chunk size. The
+# first warnings commit (and go out) within a moment of the start instead of after the
+# whole first chunk, while a big file still runs in big chunks after a few small ones.
+FIRST_CHUNK_RECORDS = 1000
 STOP_CHECK_MASK = 4095  # records between looks at the stop signal, minus one
 # How far before a file's start the look for accounts that got their address during its
 # ingest reaches back: for clocks of other application hosts running behind, and for a
@@ -281,6 +285,7 @@ def ingest_leak(
                     accounts=writer.account_filter(),
                     position=reader.bytes_read,
                     stop=stop,
+                    first=FIRST_CHUNK_RECORDS,
                 )
                 progress = _progress_reporter(on_progress, done, source_info.size)
                 try:
@@ -343,8 +348,12 @@ def read_chunks(
     locate_invalid: bool = True,
     position: Callable[[], int] | None = None,
     stop: threading.Event | None = None,
+    first: int | None = None,
 ) -> Iterator[_Chunk]:
-    """Canonicalize and hash records into chunks; the hot loop of the whole ingest.
+    """Canonicalize and hash records into chunks of ``size``; the hot loop of the ingest.
+
+    ``first``: the first chunk holds that many records (at most ``size``), each next one
+    twice as many, up to ``size`` (FIRST_CHUNK_RECORDS).
 
     Only keys in ``accounts`` become candidates to look up, and only their leaked
     passwords are kept: memory stays flat whatever the format.
@@ -355,6 +364,7 @@ def read_chunks(
     stops at the boundary of the last chunk handed on.
     """
     reported = 0 if locate_invalid else MAX_REPORTED_LINES
+    limit = min(first or size, size)
     rules = runtime.keys.rules
     digest = runtime.keys.hasher.hash
     chunk = _new_chunk()
@@ -376,9 +386,10 @@ def read_chunks(
                 candidates.add(key)
                 if record.password and key not in passwords:
                     passwords[key] = record.password
-        if read >= size:
+        if read >= limit:
             _count(chunk, read, position)
             yield chunk
+            limit = min(2 * limit, size)
             chunk = _new_chunk()
             keys, passwords, candidates = chunk.keys, chunk.passwords, chunk.candidates
             read = 0

@@ -8,17 +8,24 @@ from __future__ import annotations
 
 import copy
 import getpass
+import importlib
 import json
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import click
 from flask import Flask, current_app
 from flask.cli import FlaskGroup
 
-from service.app import create_app, package_version
-from service.db.migrate import is_at_head
 from service.errors import JobError, LeakguardError
-from service.runtime import Runtime, runtime_of
+
+if TYPE_CHECKING:
+    from service.runtime import Runtime
+
+# Imports here stay light (click, Flask's CLI): `leakguard --help` and every command pay
+# for them. A command's module, the app and the domain are imported when a command needs
+# them (LazyCommand, _create_app).
 
 # The only commands that may create an instance (folder, keys, SQLite database): every
 # other one stops with one line where none is found, rather than work on a new, empty one
@@ -27,9 +34,18 @@ CREATING_COMMANDS = frozenset({("demo",), ("db", "upgrade")})
 
 
 def _create_app() -> Flask:
+    """The app a command runs in: Leakguard's own commands need only its runtime (a quick
+    start); Flask's (routes, shell, run) and extensions' the whole HTTP app."""
     context = click.get_current_context(silent=True)
     command = tuple(context.command_path.split()[1:]) if context is not None else ()
-    return create_app(serving=False, create_instance=command in CREATING_COMMANDS)
+    create_instance = command in CREATING_COMMANDS
+    if context is not None and _is_ours(context.command):
+        from service.app_base import create_command_app
+
+        return create_command_app(create_instance=create_instance)
+    from service.app import create_app
+
+    return create_app(serving=False, create_instance=create_instance)
 
 
 # Flask's options for a developer's `flask` command: they stay usable, but an operator's
@@ -38,6 +54,14 @@ _DEVELOPMENT_OPTIONS = frozenset({"env_file", "app", "debug"})
 # Packages whose commands an operator uses; any other (Flask's run, shell and routes, an
 # extension's maintenance group) is hidden from --help, still there for a developer.
 _OPERATOR_PACKAGES = ("service.", "jobs.")
+
+
+@dataclass(frozen=True, slots=True)
+class LazyCommand:
+    """A top-level command whose module is imported only when the command is used."""
+
+    module: str  # importing it registers the command on ``cli``
+    summary: str  # the first paragraph of its help: what `leakguard --help` lists
 
 
 class LeakguardGroup(FlaskGroup):
@@ -49,8 +73,9 @@ class LeakguardGroup(FlaskGroup):
     otherwise, in a folder with no instance), and ``--help`` works whatever the settings.
     """
 
-    def __init__(self, **extra: Any) -> None:
+    def __init__(self, *, lazy: Mapping[str, LazyCommand] | None = None, **extra: Any) -> None:
         super().__init__(add_version_option=False, **extra)
+        self.lazy = dict(lazy or {})
         params = []
         for param in self.params:
             if param.name in _DEVELOPMENT_OPTIONS:
@@ -70,12 +95,33 @@ class LeakguardGroup(FlaskGroup):
         ]
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        self._load_plugin_commands()
+        if name not in self.commands:
+            if name in self.lazy:
+                importlib.import_module(self.lazy[name].module)
+            else:  # Flask's own and extensions' commands
+                self._load_plugin_commands()
         return _for_operators(click.Group.get_command(self, ctx, name))
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         self._load_plugin_commands()
-        return sorted(click.Group.list_commands(self, ctx))
+        return sorted({*click.Group.list_commands(self, ctx), *self.lazy})
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """Click's list of commands, from the summaries of the commands not yet imported:
+        `leakguard --help` imports none of them."""
+        shown: list[tuple[str, click.Command]] = []
+        for name in self.list_commands(ctx):
+            entry = self.lazy.get(name)
+            if entry is not None and name not in self.commands:
+                shown.append((name, click.Command(name, help=entry.summary)))
+                continue
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                shown.append((name, command))
+        if shown:
+            limit = formatter.width - 6 - max(len(name) for name, _ in shown)
+            with formatter.section("Commands"):
+                formatter.write_dl([(name, cmd.get_short_help_str(limit)) for name, cmd in shown])
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -86,16 +132,22 @@ class LeakguardGroup(FlaskGroup):
 
 def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
     if value and not ctx.resilient_parsing:
+        from service.app_base import package_version
+
         click.echo(f"leakguard {package_version()}")
         ctx.exit()
 
 
+def _is_ours(command: click.Command | None) -> bool:
+    """Whether ``command`` is one of Leakguard's own (not Flask's, not an extension's)."""
+    callback = getattr(command, "callback", None)
+    return (getattr(callback, "__module__", "") or "").startswith(_OPERATOR_PACKAGES)
+
+
 def _for_operators(command: click.Command | None) -> click.Command | None:
     """``command``, hidden from --help unless it is one of Leakguard's own."""
-    if command is not None and not command.hidden:
-        module = getattr(command.callback, "__module__", "") or ""
-        if not module.startswith(_OPERATOR_PACKAGES):
-            command.hidden = True
+    if command is not None and not command.hidden and not _is_ours(command):
+        command.hidden = True
     return command
 
 
@@ -107,11 +159,15 @@ cli = LeakguardGroup(
 
 
 def runtime() -> Runtime:
+    from service.runtime import runtime_of
+
     return runtime_of(current_app)
 
 
 def migrated_runtime() -> Runtime:
     """The runtime, after making sure the schema is current."""
+    from service.db.migrate import is_at_head
+
     value = runtime()
     if not is_at_head(value.db.engine):
         raise click.ClickException(

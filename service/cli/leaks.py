@@ -19,7 +19,7 @@ from jobs.deliver import RelayUnavailable, relay_notices
 from jobs.ingest.checks import IngestInterrupted
 from jobs.ingest.lock import file_is_held
 from jobs.ingest.parts import MAX_PARTS
-from jobs.ingest.pipeline import ingest_leak
+from jobs.ingest.pipeline import IngestProgress, ingest_leak
 from jobs.ingest.split import ingest_in_parts
 from jobs.queues import redis_connection, uses_fake_redis
 from jobs.reader.stream import LeakFormat
@@ -183,6 +183,7 @@ def ingest_command(
         "operator": operator or login_name(),
     }
     display = ProgressDisplay(ProgressMode(progress_mode), quiet=quiet, every=progress_every)
+    relay = WarningRelay(value, active=not dry_run)
     try:
         with display, stop_on_signals() as stop:
             if enqueue:
@@ -201,7 +202,7 @@ def ingest_command(
                     path,
                     dry_run=dry_run,
                     chunk_records=chunk_records,
-                    on_progress=display.ingest,
+                    on_progress=relay.after_chunk(display.ingest),
                     stop=stop,
                     **options,
                 )
@@ -215,25 +216,58 @@ def ingest_command(
         return
     emit_json(report.to_json()) if as_json else click.echo(report.summary())
     if report.run.notices:
-        relay_warnings(value, quiet=quiet)
+        relay.finish(quiet=quiet)
 
 
-def relay_warnings(value: Runtime, *, quiet: bool) -> None:
-    """Hand the warnings just queued to the workers at once (with LEAKGUARD_REDIS_URL).
+class WarningRelay:
+    """Hand an ingest's warnings to the workers as its chunks commit (LEAKGUARD_REDIS_URL).
 
-    A running worker relays due notices every few seconds anyway; doing it here saves the
-    wait (up to that interval) before the first warning goes out. Redis unreachable is no
+    A running worker relays due notices every few seconds anyway; doing it after each
+    chunk that flagged accounts lets the first warnings go out while the rest of the file
+    is still read, and saves the wait for the worker's relay. Redis unreachable is no
     error: the ingest is committed and the workers relay the warnings when they can.
     """
-    if uses_fake_redis(value.settings):
-        return  # the embedded default: `leakguard worker --burst` sends them
-    try:
-        relayed = relay_notices(value, redis_connection(value.settings))
-    except RelayUnavailable as exc:
-        click.echo(f"the warnings stay pending, the workers relay them: {exc}", err=True)
-        return
-    if not quiet:
-        click.echo(f"relayed {relayed} notices to the queue for the workers", err=True)
+
+    def __init__(self, value: Runtime, *, active: bool) -> None:
+        self.value = value
+        # The embedded default has no shared queue: `leakguard worker --burst` sends them.
+        self.active = active and not uses_fake_redis(value.settings)
+        self.relayed = 0
+        self.flagged = 0  # accounts flagged by the chunks committed so far
+        self.unavailable: str | None = None
+
+    def after_chunk(
+        self, show: Callable[[IngestProgress], None]
+    ) -> Callable[[IngestProgress], None]:
+        """The ingest's progress callback: ``show`` it, then relay what the chunk flagged."""
+
+        def committed(progress: IngestProgress) -> None:
+            show(progress)
+            if progress.matched > self.flagged:
+                self.flagged = progress.matched
+                self.relay()
+
+        return committed
+
+    def relay(self) -> None:
+        if not self.active or self.unavailable is not None:
+            return
+        try:
+            self.relayed += relay_notices(self.value, redis_connection(self.value.settings))
+        except RelayUnavailable as exc:
+            self.unavailable = str(exc)  # said once, at the end
+
+    def finish(self, *, quiet: bool) -> None:
+        """Relay what is left and say what became of the warnings."""
+        if not self.active:
+            return
+        self.relay()
+        if self.unavailable is not None:
+            click.echo(
+                f"the warnings stay pending, the workers relay them: {self.unavailable}", err=True
+            )
+        elif not quiet:
+            click.echo(f"relayed {self.relayed} notices to the queue for the workers", err=True)
 
 
 INTERRUPTED_EXIT = 130  # 128 + SIGINT, as shells report a Ctrl-C

@@ -4,7 +4,7 @@ Domain modules import ``Database``, ``Base`` and ``utcnow`` from here; the one p
 knows which database it talks to is ``service.db.bulk``.
 """
 
-from service.db.base import Base, BigId, UTCDateTime, str_enum, utcnow
+from service.db.base import Base, BigId, UTCDateTime, among, str_enum, utcnow
 from service.db.engine import Database, make_engine, rowcount, run_in_transaction
 
 __all__ = [
@@ -12,6 +12,7 @@ __all__ = [
     "BigId",
     "Database",
     "UTCDateTime",
+    "among",
     "make_engine",
     "rowcount",
     "run_in_transaction",

@@ -6,11 +6,12 @@ stored as their string values (``native_enum=False``), so adding a state needs n
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, ClassVar
 
-from sqlalchemy import BigInteger, DateTime, Enum, Integer, MetaData
+from sqlalchemy import BigInteger, ColumnElement, DateTime, Enum, Integer, MetaData, bindparam
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
 
@@ -63,3 +64,15 @@ def str_enum(enum: type[StrEnum], length: int = 20) -> Enum:
     return Enum(
         enum, native_enum=False, length=length, values_callable=lambda e: [m.value for m in e]
     )
+
+
+def among(column: Any, ids: Iterable[int]) -> ColumnElement[bool]:
+    """``column IN (ids)`` for integer ids, written into the statement rather than bound.
+
+    A batch of a thousand ids as bound parameters costs the driver more (psycopg parses
+    every placeholder of every execution, and the delivery job's claim runs seven such
+    statements) than the statement costs the database. Only integers: each is ``int()``-ed,
+    so nothing else can reach the SQL text.
+    """
+    values = [int(value) for value in ids]
+    return column.in_(bindparam(None, values, expanding=True, literal_execute=True))  # type: ignore[no-any-return]

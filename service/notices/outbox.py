@@ -47,7 +47,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
 from service.addresses import mask_addresses, mask_email
-from service.db import bulk, rowcount
+from service.db import among, bulk, rowcount
 from service.models import (
     Account,
     Campaign,
@@ -168,7 +168,7 @@ def due_notices(
 def mark_queued(session: Session, notice_ids: Sequence[int], *, now: datetime) -> None:
     session.execute(
         update(Notice)
-        .where(Notice.id.in_(notice_ids), Notice.state == NoticeState.PENDING)
+        .where(among(Notice.id, notice_ids), Notice.state == NoticeState.PENDING)
         .values(state=NoticeState.QUEUED, queued_at=now)
     )
 
@@ -179,10 +179,12 @@ def claim_notices(
     """Take the rows still waiting (pending or queued) for this worker; skip the rest.
 
     Idempotent: a row another worker claimed, or one already sent, is not returned.
-    Does not commit: the caller commits the claim before sending anything.
+    Does not commit: the caller commits the claim before sending anything. The updates
+    skip the ORM's session synchronisation: no Notice object is loaded here, and finding
+    out cost a third of the claim (an identity lookup per row).
     """
     claimable = and_(
-        Notice.id.in_(notice_ids),
+        among(Notice.id, notice_ids),
         Notice.state.in_((NoticeState.PENDING, NoticeState.QUEUED)),
     )
     # A code whose challenge expired or was replaced would only mislead: it is not sent.
@@ -194,6 +196,7 @@ def claim_notices(
     session.execute(
         update(Notice)
         .where(claimable, Notice.kind == NoticeKind.STEP_UP_CODE, ~live_challenge)
+        .execution_options(synchronize_session=False)
         .values(
             state=NoticeState.FAILED,
             last_error="the code expired before it could be sent",
@@ -202,7 +205,12 @@ def claim_notices(
     )
     # A warning of a retracted leak is never sent, even one that was in a job already.
     retracted = exists().where(Leak.id == Notice.leak_id, Leak.retracted_at.is_not(None))
-    session.execute(update(Notice).where(claimable, retracted).values(state=NoticeState.CANCELLED))
+    session.execute(
+        update(Notice)
+        .where(claimable, retracted)
+        .values(state=NoticeState.CANCELLED)
+        .execution_options(synchronize_session=False)
+    )
     for kind, states in _SENDABLE_IN.items():
         still_true = exists().where(
             EmailChangeRequest.id == Notice.email_change_id, EmailChangeRequest.state.in_(states)
@@ -211,6 +219,7 @@ def claim_notices(
             update(Notice)
             .where(claimable, Notice.kind == kind, ~still_true)
             .values(state=NoticeState.CANCELLED)
+            .execution_options(synchronize_session=False)
         )
     paused = exists().where(Campaign.leak_id == Notice.leak_id, Campaign.paused.is_(True))
     claimed = list(
@@ -223,13 +232,15 @@ def claim_notices(
                 attempts=Notice.attempts + 1,
             )
             .returning(Notice.id)
+            .execution_options(synchronize_session=False)
         )
     )
     # A paused campaign's rows handed to this job go back to wait in the outbox.
     session.execute(
         update(Notice)
-        .where(Notice.id.in_(notice_ids), Notice.state == NoticeState.QUEUED, paused)
+        .where(among(Notice.id, notice_ids), Notice.state == NoticeState.QUEUED, paused)
         .values(state=NoticeState.PENDING)
+        .execution_options(synchronize_session=False)
     )
     if not claimed:
         return []
@@ -263,7 +274,7 @@ def claim_notices(
             Exposure,
             and_(Exposure.account_id == Notice.account_id, Exposure.leak_id == Notice.leak_id),
         )
-        .where(Notice.id.in_(claimed))
+        .where(among(Notice.id, claimed))
         .order_by(Notice.leak_id, Notice.id)
     ).all()
     return [
@@ -294,7 +305,7 @@ def extend_lease(session: Session, notice_ids: Sequence[int], *, now: datetime) 
     """
     session.execute(
         update(Notice)
-        .where(Notice.id.in_(notice_ids), Notice.state == NoticeState.SENDING)
+        .where(among(Notice.id, notice_ids), Notice.state == NoticeState.SENDING)
         .values(lease_until=now + SEND_LEASE)
     )
 

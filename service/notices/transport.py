@@ -216,7 +216,10 @@ class SmtpMailer:
                     self._connection = self._connect()
                 connection = self._connection
                 options = _mail_options(connection, message)
-                connection.sendmail(self.envelope_from, [recipient], message.data, options)
+                if not message.smtputf8 and connection.has_extn("pipelining"):
+                    _send_pipelined(connection, self.envelope_from, recipient, message, options)
+                else:
+                    connection.sendmail(self.envelope_from, [recipient], message.data, options)
                 return SendResult(accepted=True, code=250)
             except smtplib.SMTPServerDisconnected as exc:
                 self._drop()
@@ -257,6 +260,78 @@ class SmtpMailer:
 def _tls_context() -> ssl.SSLContext:
     """The default verifying context, built once: loading the CA store takes ~30 ms."""
     return ssl.create_default_context()
+
+
+def _send_pipelined(
+    connection: smtplib.SMTP,
+    sender: str,
+    recipient: str,
+    message: OutgoingMessage,
+    options: list[str],
+) -> None:
+    """``sendmail`` in two round trips instead of four, where the server offers PIPELINING
+    (RFC 2920): MAIL, RCPT and DATA in one write, their three replies, then the content.
+
+    Raises what ``sendmail`` raises for the same replies, so a refusal is told apart the
+    same way. smtplib does not pipeline; each wait for a reply is a trip through the
+    server's event loop, the bulk of a message's time on a fast relay.
+    """
+    params = "".join(f" {option}" for option in options)
+    connection.send(
+        f"mail FROM:{_quoted(sender)}{params}\r\nrcpt TO:{_quoted(recipient)}\r\nDATA\r\n"
+    )
+    replies: list[tuple[int, bytes]] = []
+    for _ in range(3):
+        try:
+            replies.append(connection.getreply())
+        except smtplib.SMTPServerDisconnected:
+            # A server closes after a 421 without answering what follows: that refusal
+            # is the outcome (as sendmail, which stops at it), not the lost connection.
+            if not any(code >= 400 for code, _ in replies):
+                raise
+            break
+    (mail_code, mail_reply), *rest = replies
+    data_open = len(rest) == 2 and rest[1][0] == 354
+    if mail_code != 250:
+        _reset(connection, data_open=data_open)
+        raise smtplib.SMTPSenderRefused(mail_code, mail_reply, sender)
+    rcpt_code, rcpt_reply = rest[0]
+    if rcpt_code not in (250, 251):
+        _reset(connection, data_open=data_open)
+        raise smtplib.SMTPRecipientsRefused({recipient: (rcpt_code, rcpt_reply)})
+    data_code, data_reply = rest[1]
+    if data_code != 354:
+        _reset(connection, data_open=False)
+        raise smtplib.SMTPDataError(data_code, data_reply)
+    connection.send(_DOT_LINE.sub(b"..", message.data) + _data_end(message.data))
+    code, reply = connection.getreply()
+    if code != 250:
+        _reset(connection, data_open=False)
+        raise smtplib.SMTPDataError(code, reply)
+
+
+def _quoted(address: str) -> str:
+    """``smtplib.quoteaddr``, without parsing a plain dot-atom address (nearly every one):
+    the parse took a tenth of a pipelined message's time."""
+    if DOT_ATOM_ADDRESS.fullmatch(address):
+        return f"<{address}>"
+    return smtplib.quoteaddr(address)
+
+
+_DOT_LINE = re.compile(rb"(?m)^\.")  # a line starting with "." gets another (RFC 5321 4.5.2)
+
+
+def _data_end(data: bytes) -> bytes:
+    return b".\r\n" if data.endswith(b"\r\n") else b"\r\n.\r\n"
+
+
+def _reset(connection: smtplib.SMTP, *, data_open: bool) -> None:
+    """Leave the session ready for the next message, as ``sendmail`` does on a refusal."""
+    with contextlib.suppress(OSError, smtplib.SMTPException):
+        if data_open:  # a server that took DATA without a recipient: end the empty message
+            connection.send(b".\r\n")
+            connection.getreply()
+        connection.rset()
 
 
 def _mail_options(connection: smtplib.SMTP, message: OutgoingMessage) -> list[str]:

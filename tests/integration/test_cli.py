@@ -4,10 +4,14 @@ connection failures, the exit status ``main`` gives them, the environment)."""
 
 from __future__ import annotations
 
+import importlib
 import json
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import click
 import pytest
 from flask import Flask
 from flask.testing import FlaskCliRunner
@@ -15,13 +19,14 @@ from sqlalchemy import select
 
 from service.api.auth import PRINCIPALS
 from service.app import create_app
+from service.cli import COMMANDS, cli
 from service.clients import Scope
 from service.db import utcnow
 from service.models import ApiClient, AuditEvent, StepUpThrottle
 from service.runtime import Runtime, runtime_of
 from service.stepup import throttle
 from service.stepup.services import Method
-from tests.support.cli import base_env, invoke, one_error_line, output, run_leakguard
+from tests.support.cli import base_env, cli_env, invoke, one_error_line, output, run_leakguard
 from tests.support.factories import make_account
 from tests.support.http import bearer
 from tests.support.settings import TEST_SECRET_KEY, make_settings
@@ -49,6 +54,66 @@ def test_help_lists_the_commands_without_touching_a_database(
     assert not {"run", "shell", "routes", "limiter"} & listed
     assert "registered routes" in output(fresh_app.test_cli_runner(), "routes", "--help")
     assert not (tmp_path / "fresh.sqlite3").exists()
+
+
+def test_every_command_is_listed_by_its_module_and_summary() -> None:
+    """The lazy list (service.cli.COMMANDS) names each command's module and says what its
+    help says, at any terminal width."""
+    for entry in COMMANDS.values():
+        importlib.import_module(entry.module)
+    ours = {
+        name
+        for name, command in cli.commands.items()
+        if getattr(command.callback, "__module__", "").startswith("service.")
+    }
+    assert ours == set(COMMANDS)
+    for name, entry in COMMANDS.items():
+        command = cli.commands[name]
+        listed = click.Command(name, help=entry.summary)
+        for limit in (30, 45, 70, 200):
+            assert listed.get_short_help_str(limit) == command.get_short_help_str(limit), name
+
+
+# What a command's start must not import: the HTTP side (service.app, the API, the staff
+# site) is for `leakguard serve` and Flask's own commands; --help imports no command at all.
+IMPORTS = """
+import sys
+from service.cli import main
+sys.argv = ["leakguard", *sys.argv[1:]]
+try:
+    main()
+except SystemExit:
+    pass
+names = (name for name in sys.modules if name.startswith(("service", "jobs", "sqlalchemy")))
+print(*sorted(names), file=sys.stderr)
+"""
+
+
+def _imported(env: dict[str, str], cwd: Path, *args: str) -> set[str]:
+    result = subprocess.run(
+        [sys.executable, "-c", IMPORTS, *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    return set(result.stderr.split("\n")[-2].split())
+
+
+def test_help_and_a_command_import_only_what_they_use(runtime: Runtime, db_url: str) -> None:
+    instance = runtime.settings.instance_dir
+    env = cli_env(db_url, instance)
+    help_imports = _imported(env, instance, "--help")
+    assert "service.cli.base" in help_imports
+    assert not {name for name in help_imports if name.startswith(("jobs", "sqlalchemy"))}
+    assert not {entry.module for entry in COMMANDS.values()} & help_imports
+    command_imports = _imported(env, instance, "leaks", "list")
+    assert {"service.cli.leaks", "service.runtime"} <= command_imports
+    assert not {"service.app", "service.api", "service.staff", "service.cli.staff"} & (
+        command_imports
+    )
 
 
 # --- commands on the test database ----------------------------------------------------

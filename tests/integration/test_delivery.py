@@ -8,6 +8,7 @@ tests assert is what the server received, not what the code says it sent.
 from __future__ import annotations
 
 import json
+import smtplib
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
@@ -178,6 +179,54 @@ def test_a_message_for_several_people_is_refused_before_it_leaves(
     with pytest.raises(MultipleRecipients):
         FolderMailer(folder).send(on_the_wire(message))
     assert not folder.exists() or list(folder.iterdir()) == []
+
+
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelining", "one-by-one"])
+def test_pipelined_or_not_each_message_reads_its_own_replies(
+    pipelining: bool, smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writes: list[bytes] = []
+    send = smtplib.SMTP.send
+
+    def counted(connection: smtplib.SMTP, data: str | bytes) -> None:
+        writes.append(data.encode() if isinstance(data, str) else data)
+        send(connection, data)
+
+    monkeypatch.setattr(smtplib.SMTP, "send", counted)
+    smtp_server.set_mode(
+        refuse(451, at="rcpt", recipient="later@example.com"),
+        refuse(550, at="data", recipient="gone@example.com"),
+        refuse(421, at="rcpt", recipient="closing@example.com"),
+        pipelining=pipelining,
+    )
+    mailer = SmtpMailer(smtp_settings(smtp_server.url), envelope_from="security@localhost")
+    outcomes = {}
+    try:
+        for name in ("a", "later", "b", "gone", "c", "closing", "d"):
+            recipient = f"{name}@example.com"
+            message = on_the_wire(two_people_message(To=recipient), recipient)
+            before = len(writes)
+            result = mailer.send(message)
+            outcomes[name] = (result.accepted, result.permanent, result.code)
+            if name == "a":  # the connection's EHLO, then two writes pipelined, else four
+                assert len(writes) - before - 1 == (2 if pipelining else 4)
+    finally:
+        mailer.close()
+
+    assert outcomes == {
+        "a": (True, False, 250),
+        "later": (False, False, 451),
+        "b": (True, False, 250),
+        "gone": (False, True, 550),
+        "c": (True, False, 250),
+        "closing": (False, False, 421),  # the server hung up: the next message reconnects
+        "d": (True, False, 250),
+    }
+    assert [e.rcpt_tos for e in smtp_server.messages()] == [
+        (f"{name}@example.com",) for name in "abcd"
+    ]
+    together = any(w.startswith(b"mail FROM:") and b"\r\nrcpt TO:" in w for w in writes)
+    assert together is pipelining
 
 
 # --- the embedded default: no SMTP, no Redis ---------------------------------------------

@@ -14,7 +14,13 @@ from flask.testing import FlaskClient, FlaskCliRunner
 from sqlalchemy import select
 
 from jobs.ingest.lock import ingest_lock
-from jobs.ingest.pipeline import IngestBusy, IngestProgress, ingest_leak, read_chunks
+from jobs.ingest.pipeline import (
+    FIRST_CHUNK_RECORDS,
+    IngestBusy,
+    IngestProgress,
+    ingest_leak,
+    read_chunks,
+)
 from jobs.reader.stream import LeakFormat, open_leak
 from service.config import Settings
 from service.leaks.candidates import account_filter
@@ -573,6 +579,26 @@ def test_credential_is_kept_whichever_chunk_names_the_address_first(
     assert is_leaked_password(password_hash, password)
 
 
+def test_first_chunks_are_small_so_the_first_warnings_commit_early(
+    runtime: Runtime, accounts: dict[str, str], tmp_path: Path
+) -> None:
+    first = FIRST_CHUNK_RECORDS
+    strangers = [f"stranger.{i}@example.com" for i in range(first * 4)]
+    path = write_lines(tmp_path / "leak.txt", ["jane@gmail.com", *strangers, "bob@example.org"])
+    seen: list[IngestProgress] = []
+
+    report = ingest_leak(
+        runtime, path, slug="leak", chunk_records=first * 3, on_progress=seen.append
+    )
+
+    # Chunks of first, twice first, then the chunk size: jane's warning commits with the
+    # first small chunk, not only when a whole chunk of the default size is read.
+    assert [p.records for p in seen] == [first, 3 * first, 4 * first + 2]
+    matched = [p.matched for p in seen]
+    assert 0 < matched[0] == matched[1] < matched[2] == report.run.matched == report.run.notices
+    assert report.run.lines == 4 * first + 2
+
+
 def test_dry_run_reports_the_real_count_and_writes_nothing(
     runtime: Runtime, accounts: dict[str, str], runner: FlaskCliRunner, tmp_path: Path
 ) -> None:
@@ -699,8 +725,8 @@ def _bad_input(name: str, directory: Path) -> tuple[Path, str, list[str]]:
         return directory / "a-dir", "bad-input", []
     if name == "truncated-gzip-small":  # the stream breaks in its first block
         return _truncated_gzip(directory / "small.txt.gz", 50), "bad-input", []
-    if name == "truncated-gzip-large":  # after thousands of records, before any commit
-        return _truncated_gzip(directory / "large.txt.gz", 40_000), "bad-input", []
+    if name == "truncated-gzip-first-chunk":  # after hundreds of records, before any commit
+        return _truncated_gzip(directory / "large.txt.gz", 1_200), "bad-input", []
     if name == "csv-without-email-column":
         rows = ["id,name,city", "1,Jane,Paris", "2,Bob,Rome"]
         return write_lines(directory / "nomail.csv", rows), "bad-input", ["--format", "csv"]
@@ -712,10 +738,27 @@ BAD_INPUTS = [
     "missing-file",
     "directory",
     "truncated-gzip-small",
-    "truncated-gzip-large",
+    "truncated-gzip-first-chunk",
     "csv-without-email-column",
     "bad-slug",
 ]
+
+
+def test_file_breaking_after_committed_chunks_keeps_them_to_resume(
+    runtime: Runtime, accounts: dict[str, str], runner: FlaskCliRunner, tmp_path: Path
+) -> None:
+    # Thousands of records in: the first small chunks are committed (their warnings may be
+    # on their way already); the run stops with one line and the file stays resumable.
+    path = _truncated_gzip(tmp_path / "large.txt.gz", 40_000)
+
+    result = invoke(runner, "ingest", str(path), "--leak", "bad-input", "--json")
+
+    assert "Error" in one_error_line(result)
+    assert result.stdout == ""
+    with runtime.db.read_session() as session:
+        state, done = session.execute(select(LeakFile.state, LeakFile.records_done)).one()
+    assert state is LeakFileState.RUNNING
+    assert FIRST_CHUNK_RECORDS <= done < 40_000
 
 
 @pytest.mark.parametrize("bad", BAD_INPUTS)

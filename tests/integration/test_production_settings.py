@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from service.app import package_version
+from service.app_base import package_version
 from service.config import Environment
 from service.config_check import production_problems, unreachable_domain
 from tests.support.cli import base_env, one_error_line, run_leakguard

@@ -143,16 +143,20 @@ class SmtpServer:
         if process.stdout is not None:
             process.stdout.close()
 
-    def set_mode(self, *rules: Rule, delay: float = 0.0, smtputf8: bool = True) -> None:
+    def set_mode(
+        self, *rules: Rule, delay: float = 0.0, smtputf8: bool = True, pipelining: bool = True
+    ) -> None:
         """Behave by ``rules`` (none: accept everything), ``delay`` seconds per message.
 
         ``smtputf8``: offer SMTPUTF8 (RFC 6531) to connections made from now on.
+        ``pipelining``: offer PIPELINING (RFC 2920) in the answers to EHLO from now on.
         """
         self.version += 1
         payload = {
             "version": self.version,
             "delay": delay,
             "smtputf8": smtputf8,
+            "pipelining": pipelining,
             "rules": [asdict(r) for r in rules],
         }
         partial = self.control.with_suffix(".part")
@@ -245,6 +249,16 @@ class Recorder:
             await server.push(reply)
             server.transport.close()
         return reply
+
+    async def handle_EHLO(  # noqa: N802  (aiosmtpd's hook name)
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname  # the hook's duty (aiosmtpd)
+        if self.mode().get("pipelining", True):
+            # aiosmtpd reads commands one by one from its stream, so it answers pipelined
+            # commands in order (RFC 2920); it only does not say so itself.
+            responses.insert(-1, "250-PIPELINING")
+        return responses
 
     async def handle_RCPT(  # noqa: N802  (aiosmtpd's hook name)
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]

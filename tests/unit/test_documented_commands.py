@@ -31,8 +31,12 @@ SYNOPSIS_MARKS = ("[", "...", "\\|", "…")
 def _resolve(args: list[str]) -> tuple[click.Command, list[str]] | None:
     """The command the words name (group by group), and the words left for it."""
     command: click.Command = cli
-    while isinstance(command, click.Group) and args and args[0] in command.commands:
-        command, args = command.commands[args[0]], args[1:]
+    context = click.Context(cli, info_name="leakguard")
+    while isinstance(command, click.Group) and args:
+        found = command.get_command(context, args[0])  # imports a lazy command's module
+        if found is None:
+            break
+        command, args = found, args[1:]
     if command is cli or isinstance(command, click.Group):
         return None  # not one of Leakguard's own commands (flask's run/shell), or a group
     return command, args
