@@ -77,7 +77,9 @@ PG_DATABASE = f"leakguard_bench_ingest_{os.getpid()}"
 # Not 15: the test suite's (tests/conftest.py). Used only if empty; its rq keys are removed.
 REDIS_URL = os.environ.get("LEAKGUARD_BENCH_REDIS", "redis://127.0.0.1:6379/12")
 FORMATS = ("lines", "csv", "combo", "jsonl")
-WORKERS = 2  # --enqueue workers, one per core of the reference machine
+# --enqueue: 1 worker pinned to core 0, then 2 workers pinned to cores 0 and 1 (taskset), so
+# that the figure says how the ingest grows with cores whatever else runs on the machine.
+WORKER_COUNTS = (1, 2)
 KEPT_TABLES = frozenset({"account", "api_client", "alembic_version"})  # the rest is reset
 WATCHED_CODE = (
     "jobs/ingest/pipeline.py",
@@ -258,6 +260,7 @@ def main() -> None:
                 + ")"
             )
             print_summary(results, base, argon2_ms)
+            print_targets(results, base)
 
 
 # --- data ------------------------------------------------------------------------------------
@@ -714,6 +717,78 @@ def print_summary(results: dict[tuple[str, str, int], Run], base: float, argon2_
     )
 
 
+# Issue 18's targets, each read against a figure of the same run.
+TARGET_LINES = {"postgres": 0.25, "sqlite": 0.15}  # plain lines, one process, of the bare loop
+TARGET_PG_US_PER_LINE = 3.0
+TARGET_FORMAT_OF_LINES = 0.60  # csv, combo and jsonl, of plain lines at the same size
+TARGET_RSS_MB = 150  # every format, decimal megabytes
+TARGET_TWO_WORKERS = 1.6  # --enqueue with 2 workers, of one process
+
+
+def _verdict(met: bool) -> str:
+    return "met" if met else "NOT met"
+
+
+def print_targets(results: dict[tuple[str, str, int], Run], base: float) -> None:
+    """Print each target of issue 18 with the figure and ratio this run measured."""
+    print(f"\ntargets (issue 18), against the bare loop of this run ({base:,.0f} lines/s):")
+    for backend in sorted({backend for backend, _, _ in results}):
+        sizes = [n for b, f, n in results if b == backend and f == "lines"]
+        if not sizes:
+            continue
+        size = max(sizes)
+        one = results[(backend, "lines", size)]
+        lines = one.report["lines"]
+        ratio = run_rate(one) / base
+        goal = TARGET_LINES[backend]
+        line = (
+            f"  1. {backend} plain lines {_short(size)}, one process: {run_rate(one):,.0f} "
+            f"lines/s = {ratio:.1%} of the bare loop (target >= {goal:.0%}: "
+            f"{_verdict(ratio >= goal)}); CPU per line ours {one.cpu / lines * 1e6:.1f} us"
+        )
+        if backend == "postgres":
+            pg_us = one.pg_cpu / lines * 1e6
+            line += (
+                f", PostgreSQL {pg_us:.1f} us (target <= {TARGET_PG_US_PER_LINE:.0f} us: "
+                f"{_verdict(pg_us <= TARGET_PG_US_PER_LINE)}; includes other users of the server)"
+            )
+        print(line)
+        for (b, fmt, n), run in sorted(results.items()):
+            if b != backend:
+                continue
+            rss_mb = run.peak_rss_mb * MB / 1e6
+            line = (
+                f"  2. {backend} {fmt} {_short(n)}: peak RSS {rss_mb:.0f} MB "
+                f"(target <= {TARGET_RSS_MB} MB: {_verdict(rss_mb <= TARGET_RSS_MB)})"
+            )
+            same = results.get((backend, "lines", n))
+            if fmt in ("csv", "combo", "jsonl") and same is not None:
+                of_lines = run_rate(run) / run_rate(same)
+                line += (
+                    f"; {of_lines:.0%} of plain lines (target >= {TARGET_FORMAT_OF_LINES:.0%}: "
+                    f"{_verdict(of_lines >= TARGET_FORMAT_OF_LINES)}), "
+                    f"{run_rate(run) / base:.1%} of the bare loop"
+                )
+            print(line)
+        scaled = {
+            workers: results[(backend, f"lines+{workers}w", size)]
+            for workers in WORKER_COUNTS
+            if (backend, f"lines+{workers}w", size) in results
+        }
+        for workers, run in scaled.items():
+            line = (
+                f"  3. {backend} --enqueue, {workers} worker(s) pinned to {workers} core(s): "
+                f"{run_rate(run):,.0f} lines/s = {run_rate(run) / base:.1%} of the bare loop, "
+                f"{run_rate(run) / run_rate(one):.2f}x one process"
+            )
+            if workers == 2:
+                x = run_rate(run) / run_rate(one)
+                line += f" (target >= {TARGET_TWO_WORKERS}x: {_verdict(x >= TARGET_TWO_WORKERS)})"
+                if 1 in scaled:
+                    line += f", {run_rate(run) / run_rate(scaled[1]):.2f}x one pinned worker"
+            print(line)
+
+
 def bench_enqueue(
     backend: str,
     url: str,
@@ -723,7 +798,23 @@ def bench_enqueue(
     results: dict[tuple[str, str, int], Run],
     base: float,
 ) -> None:
-    """``ingest --enqueue`` and then WORKERS burst workers, on a real Redis; one figure.
+    """``ingest --enqueue`` then burst workers, once per count in WORKER_COUNTS."""
+    for workers in WORKER_COUNTS:
+        bench_enqueue_once(backend, url, path, size, env, results, base, workers)
+
+
+def bench_enqueue_once(
+    backend: str,
+    url: str,
+    path: Path,
+    size: int,
+    env: dict[str, str],
+    results: dict[tuple[str, str, int], Run],
+    base: float,
+    workers: int,
+) -> None:
+    """``ingest --enqueue`` and then ``workers`` burst workers pinned to as many cores
+    (``taskset -c 0..workers-1``), on a real Redis; one figure.
 
     Written against the interface DESIGN.md announces (``--enqueue`` cuts the file into
     rq jobs, ``leakguard worker`` runs them); the counters come from ``leaks show``.
@@ -746,7 +837,10 @@ def bench_enqueue(
         work = submit
         if "error" not in submit.report:
             worker = ["worker", "--burst", "--queue", "default"]
-            work = run_child(worker, env, parallel=WORKERS, check=False)
+            cores = ",".join(str(core) for core in range(workers))
+            taskset = shutil.which("taskset")  # a full path: the rusage wrapper uses execv
+            pin = [taskset, "-c", cores] if taskset else []
+            work = run_child(worker, env, pin, parallel=workers, check=False)
         if "error" in work.report:
             print(f"{backend:<8} enqueue: {work.report['error']}")
             return
@@ -768,12 +862,13 @@ def bench_enqueue(
             for key in ("lines", "valid", "duplicates", "matched", "notices")
         },
     )
-    results[(backend, f"lines+{WORKERS}w", size)] = run
+    results[(backend, f"lines+{workers}w", size)] = run
     print(
         f"  --enqueue ({submit.report.get('parts')} parts): submit {submit.wall:.1f} s, then "
-        f"{WORKERS} burst workers {work.wall:.1f} s; RSS is the largest worker or job process"
+        f"{workers} burst workers on {workers} pinned core(s) {work.wall:.1f} s; RSS is the "
+        "largest worker or job process"
     )
-    print_run(backend, f"lines+{WORKERS}w", size, run, base, results.get((backend, "lines", size)))
+    print_run(backend, f"lines+{workers}w", size, run, base, results.get((backend, "lines", size)))
 
 
 def analyze(backend: str, url: str) -> None:

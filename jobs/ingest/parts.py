@@ -259,11 +259,16 @@ def _ingest_range(
         records = reader.records(
             skip=part.records_done, byte_range=(part.first_byte, part.end_byte)
         )
-        chunks = read_chunks(
-            runtime, records, chunk_records, report.invalid_lines, locate_invalid=part.seq == 0
-        )
         writer = ChunkWriter(runtime, dry_run=False)
         try:
+            chunks = read_chunks(
+                runtime,
+                records,
+                chunk_records,
+                report.invalid_lines,
+                accounts=writer.account_filter(),
+                locate_invalid=part.seq == 0,
+            )
             writer.run(chunks, Target(leak_file.leak_id, leak_file.id, part_id), report, None)
         finally:
             writer.close()

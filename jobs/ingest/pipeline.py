@@ -23,9 +23,11 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from jobs.ingest.checks import (
@@ -43,12 +45,13 @@ from jobs.reader.stream import (
     open_leak,
     shown_path,
 )
-from service.addresses import InvalidAddress, canonicalize_email
+from service.addresses import canonical_text
 from service.db import utcnow
 from service.db.bulk import stage_and_match
+from service.leaks.candidates import AccountFilter, account_filter
 from service.leaks.catalogue import LeakFacts
 from service.leaks.counters import Counters
-from service.leaks.exposures import NewExposure, record_exposures
+from service.leaks.exposures import NewExposure, late_accounts, record_exposures
 from service.leaks.passwords import hash_leaked_password
 from service.leaks.progress import (
     MAX_REPORTED_LINES,
@@ -64,7 +67,7 @@ from service.leaks.progress import (
     records_done,
     start_run,
 )
-from service.models import ExposureKind, LeakFileState
+from service.models import ExposureKind, LeakFile, LeakFileState
 from service.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -75,6 +78,10 @@ FINGERPRINT_BLOCK = 1 << 20
 # whole first chunk, while a big file still runs in big chunks after a few small ones.
 FIRST_CHUNK_RECORDS = 1000
 STOP_CHECK_MASK = 4095  # records between looks at the stop signal, minus one
+# How far before a file's start the look for accounts that got their address during its
+# ingest reaches back: for clocks of other application hosts running behind, and for a
+# transaction that wrote an account's address some time before it committed.
+LATE_ACCOUNT_MARGIN = timedelta(minutes=10)
 
 __all__ = [
     "IngestBusy",
@@ -149,7 +156,8 @@ class _Chunk:
     records: int  # records consumed, the resume point moves by this much
     counters: Counters
     keys: list[bytes]
-    passwords: dict[bytes, str]
+    candidates: set[bytes]  # the keys the account filter let through
+    passwords: dict[bytes, str]  # the first leaked password of each candidate
     invalid_lines: list[int]
     end_byte: int = 0  # how far the reader was in the file's bytes at the chunk's end
 
@@ -274,6 +282,7 @@ def ingest_leak(
                     reader.records(skip=done),
                     size,
                     report.invalid_lines,
+                    accounts=writer.account_filter(),
                     position=reader.bytes_read,
                     stop=stop,
                     first=FIRST_CHUNK_RECORDS,
@@ -335,6 +344,7 @@ def read_chunks(
     size: int,
     invalid_lines: list[int],
     *,
+    accounts: AccountFilter,
     locate_invalid: bool = True,
     position: Callable[[], int] | None = None,
     stop: threading.Event | None = None,
@@ -345,6 +355,8 @@ def read_chunks(
     ``first``: the first chunk holds that many records (at most ``size``), each next one
     twice as many, up to ``size`` (FIRST_CHUNK_RECORDS).
 
+    Only keys in ``accounts`` become candidates to look up, and only their leaked
+    passwords are kept: memory stays flat whatever the format.
     ``locate_invalid`` False: count invalid records without their line numbers (a part of
     a split file knows only lines relative to its own start). ``position`` tells how far
     the reader is in the file's bytes, stored on each chunk for progress. ``stop``, once
@@ -356,39 +368,51 @@ def read_chunks(
     rules = runtime.keys.rules
     digest = runtime.keys.hasher.hash
     chunk = _new_chunk()
-    counters, keys, passwords = chunk.counters, chunk.keys, chunk.passwords
+    keys, passwords, candidates = chunk.keys, chunk.passwords, chunk.candidates
+    read = 0  # records of this chunk; its counters are set from it when it is handed on
     for record in records:
-        chunk.records += 1
-        counters.lines += 1
-        if stop is not None and not chunk.records & STOP_CHECK_MASK and stop.is_set():
+        read += 1
+        if not read & STOP_CHECK_MASK and stop is not None and stop.is_set():
             return
         candidate = record.candidate
-        canonical = canonicalize_email(candidate, rules) if candidate is not None else None
-        if canonical is None or isinstance(canonical, InvalidAddress):
-            counters.invalid += 1
+        address = canonical_text(candidate, rules) if candidate is not None else None
+        if address is None:
             if reported + len(invalid_lines) + len(chunk.invalid_lines) < MAX_REPORTED_LINES:
                 chunk.invalid_lines.append(record.line)
         else:
-            counters.valid += 1
-            key = digest(canonical.address)
+            key = digest(address)
             keys.append(key)
-            if record.password and key not in passwords:
-                passwords[key] = record.password
-        if chunk.records >= limit:
-            if position is not None:
-                chunk.end_byte = position()
+            if key in accounts:
+                candidates.add(key)
+                if record.password and key not in passwords:
+                    passwords[key] = record.password
+        if read >= limit:
+            _count(chunk, read, position)
             yield chunk
             limit = min(2 * limit, size)
             chunk = _new_chunk()
-            counters, keys, passwords = chunk.counters, chunk.keys, chunk.passwords
-    if chunk.records and not (stop is not None and stop.is_set()):
-        if position is not None:
-            chunk.end_byte = position()
+            keys, passwords, candidates = chunk.keys, chunk.passwords, chunk.candidates
+            read = 0
+    if read and not (stop is not None and stop.is_set()):
+        _count(chunk, read, position)
         yield chunk
 
 
+def _count(chunk: _Chunk, records: int, position: Callable[[], int] | None) -> None:
+    """Set a chunk's counters: every record is either one valid key or one invalid line."""
+    chunk.records = records
+    counters = chunk.counters
+    counters.lines = records
+    counters.valid = len(chunk.keys)
+    counters.invalid = records - counters.valid
+    if position is not None:
+        chunk.end_byte = position()
+
+
 def _new_chunk() -> _Chunk:
-    return _Chunk(records=0, counters=Counters(), keys=[], passwords={}, invalid_lines=[])
+    return _Chunk(
+        records=0, counters=Counters(), keys=[], candidates=set(), passwords={}, invalid_lines=[]
+    )
 
 
 class ChunkWriter:
@@ -441,6 +465,11 @@ class ChunkWriter:
         with self._session() as session:
             record_run_time(session, file_id, seconds=time.monotonic() - self.started)
 
+    def account_filter(self) -> AccountFilter:
+        """The account keys as they are now, for the run's chunks to be matched against."""
+        with self.runtime.db.read_session() as session:
+            return account_filter(session)
+
     def start_run(self, file_id: int) -> None:
         with self._session() as session:
             start_run(session, file_id)
@@ -461,6 +490,7 @@ class ChunkWriter:
         """Commit chunks on a writer thread while this thread reads the next one.
 
         ``stop``, once set, commits no further chunk: the one being committed ends the run.
+        A run that reads to its end then flags the accounts its filter could not know.
         """
         handoff: queue.Queue[_Chunk | None] = queue.Queue(maxsize=1)
         failure: list[BaseException] = []
@@ -492,13 +522,37 @@ class ChunkWriter:
             thread.join()
         if failure:
             raise failure[0]
+        if stop is None or not stop.is_set():
+            self._flag_late_accounts(target, report)
+
+    def _flag_late_accounts(self, target: Target, report: IngestReport) -> None:
+        """Expose the accounts that got their address after the file's ingest began and
+        whose key it holds (``late_accounts``): the account filter of a run is built when
+        the run starts, and an account's own look at the watch list may have come before
+        the chunk with its key committed. Counted as the file's matches."""
+        now = utcnow()
+        with self._session() as session:
+            started = session.scalars(
+                select(LeakFile.started_at).where(LeakFile.id == target.file_id)
+            ).one()
+            late = late_accounts(session, target.leak_id, since=started - LATE_ACCOUNT_MARGIN)
+            if not late:
+                return
+            outcome = record_exposures(
+                session, target.leak_id, [NewExposure(account_id) for account_id in late], now=now
+            )
+            added = Counters(matched=outcome.flagged, notices=outcome.notices)
+            record_chunk(session, target, records=0, added=added, invalid_lines=[], now=now)
+        report.run.add(added)
 
     def _commit_chunk(self, chunk: _Chunk, target: Target, report: IngestReport) -> None:
         counters = chunk.counters
         now = utcnow()
         leak_id = target.leak_id
         with self._session() as session:
-            new_entries, matches = stage_and_match(session, leak_id, chunk.keys)
+            new_entries, matches = stage_and_match(
+                session, leak_id, chunk.keys, sorted(chunk.candidates)
+            )
             counters.duplicates = counters.valid - new_entries
             candidates = self._exposures(matches, chunk.passwords)
             outcome = record_exposures(session, leak_id, candidates, now=now)

@@ -8,6 +8,7 @@ from service.addresses.canonical import (
     CanonicalAddress,
     CanonicalRules,
     InvalidAddress,
+    canonical_text,
     canonicalize_email,
     clean_address,
 )
@@ -23,6 +24,7 @@ __all__ = [
     "EmailHasher",
     "InvalidAddress",
     "address_keys_from",
+    "canonical_text",
     "canonicalize_email",
     "clean_address",
     "mask_addresses",

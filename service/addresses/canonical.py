@@ -34,6 +34,7 @@ __all__ = [
     "CanonicalAddress",
     "CanonicalRules",
     "InvalidAddress",
+    "canonical_text",
     "canonicalize_email",
     "clean_address",
     "strip_comments",
@@ -467,11 +468,22 @@ def _canonicalize_slow(candidate: str, rules: CanonicalRules) -> CanonicalAddres
     return _canonicalize_validated(candidate, rules, _validate_split)
 
 
-def _canonicalize_fast(candidate: str, rules: CanonicalRules) -> CanonicalAddress | None:
+@functools.lru_cache(maxsize=_DOMAIN_CACHE_SIZE)
+def _fast_domain(domain: str) -> str | None:
+    """Return ``domain`` (already of the fast shape) lowercased if the fast lane may take
+    it, or None. Cached: a leak names a few thousand domains millions of times."""
+    domain = domain.lower()
+    # "--" covers both R-LDH labels ("ab--c", rejected) and Punycode ("xn--", IDNA-checked).
+    if "--" in domain or domain in _SPECIAL_USE_NAMES or domain.endswith(_SPECIAL_USE_SUFFIXES):
+        return None
+    return domain
+
+
+def _fast_parts(candidate: str, rules: CanonicalRules) -> tuple[str, str] | None:
     """Canonicalize an ordinary ASCII address without email-validator, or return None.
 
-    A non-None result equals ``_canonicalize_slow(candidate, rules)``; None only means
-    "ask the slow path", never "invalid".
+    A non-None (local, domain) equals ``_canonicalize_slow(candidate, rules)``'s; None only
+    means "ask the slow path", never "invalid".
     """
     if len(candidate) > _FAST_MAX_ADDRESS:
         return None
@@ -483,11 +495,19 @@ def _canonicalize_fast(candidate: str, rules: CanonicalRules) -> CanonicalAddres
     # rare enough to leave to it.
     if len(local) > _FAST_MAX_LOCAL:
         return None
-    domain = domain.lower()
-    # "--" covers both R-LDH labels ("ab--c", rejected) and Punycode ("xn--", IDNA-checked).
-    if "--" in domain or domain in _SPECIAL_USE_NAMES or domain.endswith(_SPECIAL_USE_SUFFIXES):
+    fast_domain = _fast_domain(domain)
+    if fast_domain is None:
         return None
-    local, domain = _apply_rules(local, domain, rules)
+    # _apply_rules for an unquoted ASCII local part, where NFC changes nothing.
+    if rules.lowercase_local:
+        local = local.lower()
+    if rules.drop_subaddress:
+        plus = local.find("+")
+        if plus > 0:
+            local = local[:plus]
+    if rules.gmail_dots and fast_domain in _GMAIL_DOMAINS:
+        local = local.replace(".", "") or local
+        fast_domain = "gmail.com"
     # The validator lowercases RFC 2142 role names (INFO, Abuse, ...) on the next pass.
     folded = local if rules.lowercase_local else local.lower()
     if folded in _CASE_INSENSITIVE_NAMES:
@@ -495,7 +515,27 @@ def _canonicalize_fast(candidate: str, rules: CanonicalRules) -> CanonicalAddres
     # Cutting at "+" can leave "a." from "a.+tag"; the slow path reports that.
     if local.endswith("."):
         return None
-    return CanonicalAddress(local, domain)
+    return local, fast_domain
+
+
+def _canonicalize_fast(candidate: str, rules: CanonicalRules) -> CanonicalAddress | None:
+    """``_fast_parts`` as a CanonicalAddress."""
+    parts = _fast_parts(candidate, rules)
+    return None if parts is None else CanonicalAddress(*parts)
+
+
+def canonical_text(text: str, rules: CanonicalRules = DEFAULT_RULES) -> str | None:
+    """Return ``canonicalize_email(text, rules).address``, or None for an InvalidAddress.
+
+    The ingest's hot loop: a plain line costs one regular expression and no objects.
+    """
+    parts = _fast_parts(text, rules)
+    if parts is not None:
+        return f"{parts[0]}@{parts[1]}"
+    if len(text) > MAX_INPUT_CHARS:
+        return None
+    result = _canonicalize_uncommon(text, rules)
+    return None if isinstance(result, InvalidAddress) else result.address
 
 
 def canonicalize_email(
@@ -511,12 +551,25 @@ def canonicalize_email(
         return _NOT_A_STRING
     if len(text) > MAX_INPUT_CHARS:
         return _TOO_LONG
+    # The fast lane, for nearly every line of a leak: a bare ASCII dot-atom@domain. Its shape
+    # has nothing clean_address removes (no space, quote, bracket, comment, "mailto:",
+    # trailing punctuation, and the last character is a letter), so the cleaning, which
+    # would give the text back unchanged, is skipped too.
+    fast = _canonicalize_fast(text, rules)
+    if fast is not None:
+        return fast
+    return _canonicalize_uncommon(text, rules)
+
+
+def _canonicalize_uncommon(text: str, rules: CanonicalRules) -> CanonicalAddress | InvalidAddress:
+    """``canonicalize_email`` of a str of at most MAX_INPUT_CHARS the fast lane left."""
     candidate = clean_address(text)
     if not candidate:
         return _EMPTY
     if "@" not in candidate:
         return _NO_AT_SIGN
-    fast = _canonicalize_fast(candidate, rules)
-    if fast is not None:
-        return fast
+    if candidate != text:
+        fast = _canonicalize_fast(candidate, rules)
+        if fast is not None:
+            return fast
     return _canonicalize_slow(candidate, rules)

@@ -28,7 +28,7 @@ class EmailHasher:
     digests cannot be recomputed from a list of guessed addresses.
     """
 
-    __slots__ = ("_key",)
+    __slots__ = ("_keyed",)
 
     def __init__(self, key: bytes) -> None:
         """Keep ``key``; 16..64 bytes are used as is, longer keys are first reduced.
@@ -42,7 +42,8 @@ class EmailHasher:
         if len(key) > _KEY_MAX_BYTES:
             # BLAKE2b takes at most 64 key bytes; hashing keeps all the entropy of longer keys.
             key = hashlib.blake2b(key, digest_size=_KEY_MAX_BYTES).digest()
-        self._key = key
+        # Keying BLAKE2b compresses a whole block of key; copying a keyed state does not.
+        self._keyed = hashlib.blake2b(key=key, digest_size=EMAIL_KEY_BYTES, person=_HASH_PERSON)
 
     def __repr__(self) -> str:
         return "EmailHasher(key=<redacted>)"
@@ -52,12 +53,9 @@ class EmailHasher:
 
         Raises UnicodeEncodeError for lone surrogates, which no canonical address contains.
         """
-        return hashlib.blake2b(
-            canonical.encode("utf-8"),
-            key=self._key,
-            digest_size=EMAIL_KEY_BYTES,
-            person=_HASH_PERSON,
-        ).digest()
+        state = self._keyed.copy()
+        state.update(canonical.encode("utf-8"))
+        return state.digest()
 
 
 @dataclass(frozen=True, slots=True)

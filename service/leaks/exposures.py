@@ -67,6 +67,30 @@ def record_exposures(
     return outcome
 
 
+def late_accounts(session: Session, leak_id: int, *, since: datetime) -> list[int]:
+    """Accounts created or given a new address since ``since`` whose key is in the leak's
+    watch list and that have no exposure to it, in id order.
+
+    An ingest looks up only the keys its account filter, built when the run began, lets
+    through; an account that got its address later and read the watch list before the
+    chunk with its key committed is found by nobody else. One pass over the accounts.
+    """
+    return list(
+        session.scalars(
+            select(Account.id)
+            .join(LeakEntry, LeakEntry.email_key == Account.email_key)
+            .where(
+                LeakEntry.leak_id == leak_id,
+                Account.updated_at >= since,
+                ~select(Exposure.id)
+                .where(Exposure.account_id == Account.id, Exposure.leak_id == leak_id)
+                .exists(),
+            )
+            .order_by(Account.id)
+        )
+    )
+
+
 def _open_exposures(
     session: Session, leak_id: int, candidates: Sequence[NewExposure], *, now: datetime
 ) -> tuple[ExposureOutcome, Flags]:

@@ -14,9 +14,16 @@ from flask.testing import FlaskClient, FlaskCliRunner
 from sqlalchemy import select
 
 from jobs.ingest.lock import ingest_lock
-from jobs.ingest.pipeline import FIRST_CHUNK_RECORDS, IngestBusy, IngestProgress, ingest_leak
-from jobs.reader.stream import LeakFormat
+from jobs.ingest.pipeline import (
+    FIRST_CHUNK_RECORDS,
+    IngestBusy,
+    IngestProgress,
+    ingest_leak,
+    read_chunks,
+)
+from jobs.reader.stream import LeakFormat, open_leak
 from service.config import Settings
+from service.leaks.candidates import account_filter
 from service.leaks.counters import COUNTERS
 from service.leaks.passwords import is_leaked_password
 from service.models import LeakFile, LeakFileState
@@ -798,3 +805,61 @@ def test_ingest_of_a_file_whose_lock_is_held_raises_busy_and_resumes_after_relea
     assert (report.run.lines, report.run.matched) == (1, 1)
     assert flagged(runtime, "locked") == {"u-bob", "u-dave"}
     assert leak_counters(runtime, "locked") == _counts(2, 2, 0, 2)
+
+
+# --- the account filter ----------------------------------------------------------------------
+
+
+def test_account_given_its_address_during_the_ingest_is_flagged(
+    runtime: Runtime, accounts: dict[str, str], tmp_path: Path
+) -> None:
+    # The run's account filter is built before the account exists, and the account's own
+    # look at the watch list comes before the chunk with its address commits: only the
+    # look for late accounts at the end of the run finds it.
+    path = write_lines(tmp_path / "leak.txt", ["bob@example.org", "Late.Comer+x@example.com"])
+    created: list[IngestProgress] = []
+
+    def create_account_after_first_chunk(progress: IngestProgress) -> None:
+        if not created:
+            (tmp_path / "late").mkdir()
+            load_accounts(runtime, tmp_path / "late", {"u-late": "late.comer@example.com"})
+        created.append(progress)
+
+    report = ingest_leak(
+        runtime, path, slug="leak", chunk_records=1, on_progress=create_account_after_first_chunk
+    )
+
+    assert flagged(runtime, "leak") == {"u-bob", "u-late"}
+    assert (report.run.matched, report.run.notices) == (2, 2)
+    assert leak_counters(runtime, "leak")["matched"] == 2
+    assert [n[0] for n in notices(runtime)] == ["u-bob", "u-late"]
+    # Idempotent: the same file again changes nothing, late account included.
+    again = ingest_leak(runtime, path, slug="leak")
+    assert again.already_ingested
+    assert len(notices(runtime)) == 2
+
+
+def test_leaked_passwords_are_kept_only_for_keys_the_account_filter_lets_through(
+    runtime: Runtime, accounts: dict[str, str], tmp_path: Path
+) -> None:
+    path = write_lines(
+        tmp_path / "combo.txt",
+        [f"stranger{i}@example.com:secret{i}" for i in range(50)]
+        + ["dave@example.net:dave-secret", "bob@example.org:bob-secret"],
+    )
+    with runtime.db.read_session() as session:
+        accounts_filter = account_filter(session)
+    assert accounts_filter.accounts == len(ACCOUNTS)
+    with open_leak(path, LeakFormat.COMBO) as reader:
+        chunks = list(read_chunks(runtime, reader.records(), 1000, [], accounts=accounts_filter))
+
+    (chunk,) = chunks
+    dave, bob = (runtime.keys.key(address) for address in ("dave@example.net", "bob@example.org"))
+    assert dave is not None
+    assert bob is not None
+    assert len(chunk.keys) == 52
+    # A stranger may pass a full filter by chance (one in a thousand), an account never
+    # misses it; a filter sized for 1,024 keys holding 7 lets none of the 50 through.
+    assert chunk.candidates == {dave, bob}
+    assert chunk.passwords == {dave: "dave-secret", bob: "bob-secret"}
+    assert (chunk.counters.lines, chunk.counters.valid, chunk.counters.invalid) == (52, 52, 0)

@@ -27,6 +27,7 @@ from service.addresses import (
     clean_address,
     mask_email,
 )
+from service.addresses import canonical as canonical_module
 from service.addresses.canonical import (
     _canonicalize_fast,
     _canonicalize_slow,
@@ -406,6 +407,77 @@ def test_fast_path_equals_slow_path(text: str, rules: CanonicalRules) -> None:
     if fast is not None:
         assert fast == slow
     assert same_verdict(canonicalize_email(text, rules), slow)
+
+
+# --- the fast lane: a raw line taken before any cleaning --------------------------------
+
+# Shapes the lane has to leave to the slow path, or match it exactly on: quoted local parts,
+# comments, IP literals, trailing dots, empty atoms, "mailto:", encoded words, spaces.
+RAW_LINE_SHAPES = [
+    "{local}@{domain}",
+    '"{local}"@{domain}',
+    '"{local} x"@{domain}',
+    "{local}(comment)@{domain}",
+    "{local}@{domain} (Name)",
+    "{local}@[192.0.2.1]",
+    "{local}@[IPv6:2001:db8::1]",
+    "{local}@{domain}.",
+    "{local}.@{domain}",
+    ".{local}@{domain}",
+    "{local}..x@{domain}",
+    "{local}@{domain}..",
+    "mailto:{local}@{domain}",
+    "=?utf-8?q?x?=@{domain}",
+    " {local}@{domain}",
+    "{local}@-{domain}",
+    "{local}@{domain}-",
+]
+
+
+@st.composite
+def raw_lines(draw: st.DrawFn) -> str:
+    local = draw(local_parts(ascii_only=True))
+    domain = draw(st.sampled_from(ASCII_DOMAINS) | provisional_domains(max_length=40))
+    domain = draw(st.sampled_from(RECASE))(domain)
+    return draw(st.sampled_from(RAW_LINE_SHAPES)).format(local=local, domain=domain)
+
+
+def slow_lane(text: str, rules: CanonicalRules) -> CanonicalAddress | InvalidAddress:
+    """canonicalize_email with no fast lane at all: clean, then the validator itself."""
+    candidate = clean_address(text)
+    if not candidate:
+        return InvalidAddress("empty")
+    if "@" not in candidate:
+        return InvalidAddress("no_at_sign")
+    return _canonicalize_reference(candidate, rules)
+
+
+@given(text=raw_lines() | ASCII_ADDRESS_TEXTS, rules=RULES)
+@PROPERTY
+def test_fast_lane_on_raw_lines_equals_slow_path(text: str, rules: CanonicalRules) -> None:
+    result = canonicalize_email(text, rules)
+    if _canonicalize_fast(text, rules) is not None:
+        # What the lane takes, cleaning would have given back unchanged.
+        assert clean_address(text) == text
+        assert result == slow_lane(text, rules)
+    assert same_verdict(result, slow_lane(text, rules))
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["John.Smith+news@GoogleMail.com", "INFO@example.org", "a_b-c@sub.Example.ORG", "x@x.1com"],
+)
+def test_plain_ascii_line_skips_cleaning_and_validator(
+    text: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    expected = canonicalize_email(text)
+
+    def refuse(*args: object) -> None:
+        raise AssertionError("the fast lane should not need this")
+
+    monkeypatch.setattr(canonical_module, "clean_address", refuse)
+    monkeypatch.setattr(canonical_module, "_canonicalize_slow", refuse)
+    assert canonicalize_email(text) == expected
 
 
 # --- slow path against its reference ----------------------------------------------------
