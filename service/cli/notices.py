@@ -8,6 +8,7 @@ from jobs.deliver import relay_notices
 from jobs.queues import redis_connection, uses_fake_redis
 from service.cli.base import cli, cli_actor, emit_json, migrated_runtime
 from service.db import utcnow
+from service.db.base import read_whole_number
 from service.notices.campaigns import (
     campaign_status,
     cancel_warnings,
@@ -143,13 +144,12 @@ def notices_failed(slug: str, as_json: bool) -> None:
 def _ids(text: str | None) -> list[int] | None:
     if text is None:
         return None
-    try:
-        ids = [int(part) for part in text.replace(",", " ").split()]
-    except ValueError:
-        raise click.ClickException(f"--ids takes notice ids like 12,15,40, not {text!r}") from None
+    ids = [read_whole_number(part) for part in text.replace(",", " ").split()]
+    if None in ids:  # not digits, or beyond any id (the database would refuse to compare)
+        raise click.ClickException(f"--ids takes notice ids like 12,15,40, not {text!r}")
     if not ids:
         raise click.ClickException("--ids names no notice")
-    return ids
+    return [number for number in ids if number is not None]
 
 
 @notices_group.command("retry")

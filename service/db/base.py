@@ -6,6 +6,7 @@ stored as their string values (``native_enum=False``), so adding a state needs n
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -28,6 +29,17 @@ BigId = BigInteger().with_variant(Integer(), "sqlite")
 # The largest id (or count) a BigId column holds: a larger number from a request names
 # nothing, and PostgreSQL refuses to compare with it (NumericValueOutOfRange).
 BIGINT_MAX = 2**63 - 1
+# A whole number as a person types it: ASCII digits only. Python's int() also takes other
+# scripts' digits ("١٢"), signs, spaces and underscores; none of those is meant by one.
+WHOLE_NUMBER = re.compile(r"[0-9]{1,19}")
+
+
+def read_whole_number(text: str) -> int | None:
+    """``text`` as a whole number a BigId column holds (0 to ``BIGINT_MAX``, digits 0-9),
+    else None: every face's reading of a typed id or count (the staff site, the CLI)."""
+    if WHOLE_NUMBER.fullmatch(text) is None or int(text) > BIGINT_MAX:
+        return None
+    return int(text)
 
 
 class UTCDateTime(TypeDecorator[datetime]):

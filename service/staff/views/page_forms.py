@@ -3,7 +3,6 @@ token). Validation here is only shape; the rules are the domain functions'."""
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 from typing import Any
 
@@ -14,23 +13,19 @@ from wtforms import BooleanField, DateField, HiddenField, IntegerField, SelectFi
 from wtforms.validators import DataRequired, Length, NumberRange, Optional
 
 from jobs.reader.stream import LeakFormat
-from service.db.base import BIGINT_MAX
+from service.db.base import BIGINT_MAX, WHOLE_NUMBER, read_whole_number
 from service.leaks.wording import OptionWords
 from service.notices.preview import SeedWords, WarningVariant
 from service.notices.render import LANGUAGES
 
-# A whole number as a person types it: ASCII digits only. Python's int() also takes other
-# scripts' digits ("١٢"), signs, spaces and underscores; none of those is meant here.
-WHOLE_NUMBER = re.compile(r"[0-9]{1,19}")
 
-
-def whole_number(text: str, *, what: str, maximum: int = BIGINT_MAX) -> int:
-    """``text`` as a whole number from 0 to ``maximum`` (default: the largest id or count
-    the database holds), else the 400 page naming ``what``: a number beyond what the
-    code or the database can hold would otherwise be a 500."""
-    if WHOLE_NUMBER.fullmatch(text) is None or int(text) > maximum:
-        abort(400, f"{what}: give a whole number from 0 to {maximum}, in digits 0-9")
-    return int(text)
+def whole_number(text: str, *, what: str) -> int:
+    """``text`` as a whole number the database holds, else the 400 page naming ``what``:
+    a number beyond what the code or the database can hold would otherwise be a 500."""
+    number = read_whole_number(text)
+    if number is None:
+        abort(400, f"{what}: give a whole number from 0 to {BIGINT_MAX}, in digits 0-9")
+    return number
 
 
 class WholeNumberField(IntegerField):
