@@ -483,7 +483,9 @@ def test_sigint_stops_an_in_process_split_run_and_leaks_show_says_interrupted(
     workers would go on (there are none: the queue lived in the stopped process), and
     `leaks show` said `running, 0 records done` for good."""
     big = write_big_leak(tmp_path, accounts=10, lines=400_000, leaked_accounts=5, seed=11).path
-    env = cli_env(settings.resolved_database_url, settings.instance_dir)
+    # PYTHONFAULTHANDLER: should the run ever hang after the Ctrl-C, a SIGABRT makes it
+    # print every thread's stack, and the failure shows where it waited.
+    env = cli_env(settings.resolved_database_url, settings.instance_dir, PYTHONFAULTHANDLER="1")
     command = [str(LEAKGUARD), "ingest", str(big), "--leak", "split", "--enqueue"]
     command += ["--parts", "16", "--quiet"]
     process = subprocess.Popen(
@@ -499,7 +501,12 @@ def test_sigint_stops_an_in_process_split_run_and_leaks_show_says_interrupted(
         process.send_signal(signal.SIGINT)
         # The stop comes after the part in hand (rq's warm shutdown): seconds on a quiet
         # machine, once over 60 s on one running three test suites at a time.
-        stdout, stderr = process.communicate(timeout=240)
+        try:
+            stdout, stderr = process.communicate(timeout=240)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGABRT)
+            _, stacks = process.communicate(timeout=30)
+            pytest.fail(f"the run did not stop within 240 s of the Ctrl-C; its threads:\n{stacks}")
     finally:
         if process.poll() is None:
             process.kill()
