@@ -17,16 +17,23 @@ from tests.support.leakfiles import write_accounts_csv, write_lines
 ACCOUNTS = {f"acct-{i}": f"relay.member{i}@example.com" for i in range(3)}
 
 
-@pytest.mark.redis
-def test_ingest_relays_its_warnings_to_the_queue_at_once(
+def accounts_and_leak(
     runtime: Runtime, db_url: str, redis_url: str, tmp_path: Path
-) -> None:
+) -> tuple[dict[str, str], Path]:
+    """The CLI's environment with Redis, ACCOUNTS imported, and a leak of them and a stranger."""
     env = cli_env(db_url, runtime.settings.instance_dir, LEAKGUARD_REDIS_URL=redis_url)
     imported = run_leakguard(
         env, "accounts", "import", str(write_accounts_csv(tmp_path / "a.csv", ACCOUNTS))
     )
     assert imported.returncode == 0, imported.stderr
-    leak = write_lines(tmp_path / "leak.txt", [*ACCOUNTS.values(), "stranger@example.org"])
+    return env, write_lines(tmp_path / "leak.txt", [*ACCOUNTS.values(), "stranger@example.org"])
+
+
+@pytest.mark.redis
+def test_ingest_relays_its_warnings_to_the_queue_at_once(
+    runtime: Runtime, db_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    env, leak = accounts_and_leak(runtime, db_url, redis_url, tmp_path)
     result = run_leakguard(env, "ingest", str(leak), "--leak", "relay-2026", "--json", "--quiet")
     assert result.returncode == 0, result.stderr
     assert states(runtime) == Counter(queued=3)  # no worker ran: only the relay
@@ -44,12 +51,7 @@ def test_ingest_relays_its_warnings_to_the_queue_at_once(
 def test_ingest_relays_each_chunks_warnings_as_it_commits(
     runtime: Runtime, db_url: str, redis_url: str, tmp_path: Path
 ) -> None:
-    env = cli_env(db_url, runtime.settings.instance_dir, LEAKGUARD_REDIS_URL=redis_url)
-    imported = run_leakguard(
-        env, "accounts", "import", str(write_accounts_csv(tmp_path / "a.csv", ACCOUNTS))
-    )
-    assert imported.returncode == 0, imported.stderr
-    leak = write_lines(tmp_path / "leak.txt", [*ACCOUNTS.values(), "stranger@example.org"])
+    env, leak = accounts_and_leak(runtime, db_url, redis_url, tmp_path)
     result = run_leakguard(env, "ingest", str(leak), "--leak", "relay-2026", "--chunk-records", "1")
     assert result.returncode == 0, result.stderr
     assert states(runtime) == Counter(queued=3)
