@@ -2,12 +2,15 @@
 the formats apart.
 
 Every generator here takes the decoded text as batches of physical lines (line ends already
-removed, each line capped) and yields ``LeakRecord``s; none of them opens a file. Opening,
-containers, encodings and the public interface are in ``jobs.leaklist``, the module callers
-import. Nothing here canonicalizes an address: a record carries the text as found.
+removed, each line capped) and yields ``RecordBatch``es (or, for the formats read record by
+record, ``LeakRecord``s that ``batch_records`` groups); none of them opens a file. Opening,
+containers, encodings and the public interface are in ``jobs.reader.stream``. Nothing here
+canonicalizes an address: a record carries the text as found.
 
-The hot loops (lines, combo, jsonl) are written out inline on purpose: at tens of millions
-of lines, one helper call per line is a measurable share of the run.
+The hot formats (lines, combo, jsonl, csv) build a batch's lists with whole-batch string
+operations, one regular expression over the batch's joined text and comprehensions: at tens
+of millions of lines, one Python object or helper call per line is a measurable share of
+the run. Only the lines the whole-batch pass cannot settle go through the per-line rules.
 """
 
 from __future__ import annotations
@@ -18,12 +21,12 @@ import inspect
 import io
 import json
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from email.utils import getaddresses
 from functools import partial
-from itertools import chain
-from typing import Any, Final
+from itertools import chain, islice, repeat
+from typing import Any, Final, cast
 
 import ijson
 
@@ -99,6 +102,53 @@ class LeakRecord:
     line: int
     candidate: str | None
     password: str | None = None
+
+
+# Records a batch of a format read record by record (eml, text, json) holds at most.
+RECORDS_PER_BATCH: Final = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class RecordBatch:
+    """Consecutive records of a leak file as parallel lists, with no object per record.
+
+    Record i is ``LeakRecord(lines[i], candidates[i], passwords[i])``: ``lines`` is a
+    ``range`` when the records stand on consecutive lines; ``passwords`` is None when the
+    format has none. Never empty.
+    """
+
+    lines: Sequence[int]
+    candidates: list[str | None]
+    passwords: list[str | None] | None = None
+
+    def __len__(self) -> int:
+        return len(self.candidates)
+
+    def sliced(self, start: int, stop: int) -> RecordBatch:
+        """Return records ``start`` to ``stop`` (exclusive) as a batch of their own."""
+        passwords = self.passwords
+        return RecordBatch(
+            self.lines[start:stop],
+            self.candidates[start:stop],
+            None if passwords is None else passwords[start:stop],
+        )
+
+    def records(self) -> Iterator[LeakRecord]:
+        """Yield the batch's records one by one."""
+        passwords: Iterable[str | None] = self.passwords or repeat(None)
+        return map(LeakRecord, self.lines, self.candidates, passwords)
+
+
+def batch_records(records: Iterable[LeakRecord]) -> Iterator[RecordBatch]:
+    """Group the records of a format read record by record into batches."""
+    iterator = iter(records)
+    while group := list(islice(iterator, RECORDS_PER_BATCH)):
+        passwords = [record.password for record in group]
+        yield RecordBatch(
+            [record.line for record in group],
+            [record.candidate for record in group],
+            passwords if any(passwords) else None,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -318,35 +368,51 @@ def _address_column(rows: list[list[str]], width: int) -> int | None:
 
 # --- record generators ---------------------------------------------------------------------
 
+# A line without an "@"; a plain list's line is then no candidate, unless it holds "%40".
+_NO_AT_LINE: Final = re.compile(r"^[^@\n]*$", re.MULTILINE)
+# A combo line in its common shape: an address alone in the first field (nothing around it),
+# then the first separator after its "@" and the password, or the line's end. Every other
+# line (group 3) is left to ``_combo_line``.
+_COMBO_ROW: Final = re.compile(
+    rf"^({_FIELD_ADDRESS.pattern})(?:[:;|]([^\n]*))?$|^([^\n]*)$", re.MULTILINE
+)
 
-def _nonblank(batch: list[str]) -> int:
-    return len(batch) - list(map(str.strip, batch)).count("")
+
+def _stripped_lines(batch: list[str], first: int) -> tuple[list[str], Sequence[int]]:
+    """Return the non-blank lines of ``batch`` stripped, and their line numbers."""
+    texts = list(map(str.strip, batch))
+    lines: Sequence[int] = range(first, first + len(batch))
+    if "" in texts:
+        lines = [number for number, text in zip(lines, texts, strict=True) if text]
+        texts = [text for text in texts if text]
+    return texts, lines
 
 
-def lines_records(batches: Batches, *, skip: int) -> Iterator[LeakRecord]:
+def lines_batches(batches: Batches, *, skip: int) -> Iterator[RecordBatch]:
     """Yield one record per non-blank line: the stripped line, or None without an '@'."""
     line = 0
     for batch in batches:
+        texts, lines = _stripped_lines(batch, line + 1)
+        line += len(batch)
         if skip:
-            # A record per non-blank line: whole batches are skipped without building any.
-            count = _nonblank(batch)
-            if count <= skip:
-                skip -= count
-                line += len(batch)
-                continue
-        for text in batch:
-            line += 1
-            text = text.strip()
-            if not text:
-                continue
-            if skip:
-                skip -= 1
-                continue
+            passed = min(skip, len(texts))
+            skip -= passed
+            texts, lines = texts[passed:], lines[passed:]
+        if not texts:
+            continue
+        candidates = cast("list[str | None]", texts)
+        joined = "\n".join(texts)
+        index = start = 0
+        for match in _NO_AT_LINE.finditer(joined):
+            index += joined.count("\n", start, match.start())
+            start = match.start()
             # "%40": an "@" percent-encoded in a mailto: URI (RFC 6068), still an address.
-            yield LeakRecord(line, text if "@" in text or "%40" in text else None)
+            if "%40" not in match.group():
+                candidates[index] = None
+        yield RecordBatch(lines, candidates)
 
 
-def combo_records(batches: Batches, *, skip: int) -> Iterator[LeakRecord]:
+def combo_batches(batches: Batches, *, skip: int) -> Iterator[RecordBatch]:
     """Yield one record per non-blank ``email:password`` line (also ';' and '|'), or a line
     of more fields: ``URL:login:password`` (stealer logs), ``login:email:password``.
 
@@ -356,48 +422,70 @@ def combo_records(batches: Batches, *, skip: int) -> Iterator[LeakRecord]:
     part), and the password is the rest of the line after it. The password is kept
     verbatim, spaces included; empty means None.
     """
-    fullmatch = _FIELD_ADDRESS.fullmatch
     line = 0
     for batch in batches:
-        if skip:
-            count = _nonblank(batch)
-            if count <= skip:
-                skip -= count
-                line += len(batch)
-                continue
-        for text in batch:
-            line += 1
-            at = text.find("@")
-            if at < 0:
-                if not text.strip():
-                    continue
-                record = LeakRecord(line, None)
-            else:
-                cut = text.find(":", at)
-                if ";" in text or "|" in text:  # rare: most lists use ':' alone
-                    end = len(text) if cut < 0 else cut
-                    semicolon = text.find(";", at, end)
-                    if semicolon >= 0:
-                        cut = end = semicolon
-                    bar = text.find("|", at, end)
-                    if bar >= 0:
-                        cut = bar
-                head = text[:cut].strip() if cut >= 0 else text.strip()
-                if fullmatch(head) is not None:
-                    record = LeakRecord(line, head, text[cut + 1 :] or None if cut >= 0 else None)
+        first = line + 1
+        line += len(batch)
+        heads, found, texts = zip(*_COMBO_ROW.findall("\n".join(batch)), strict=True)
+        candidates: list[str | None] = list(heads)
+        passwords: list[str | None] = [password or None for password in found]
+        lines: Sequence[int] = range(first, line + 1)
+        if "" in heads:  # lines not in the common shape, blank lines among them
+            blank: list[int] = []
+            index = -1
+            while (index := _find_next(heads, index + 1)) >= 0:
+                record = _combo_line(texts[index])
+                if record is None:
+                    blank.append(index)
                 else:
-                    record = _field_record(line, text) or LeakRecord(
-                        line, head, text[cut + 1 :] or None if cut >= 0 else None
-                    )
-            if skip:
-                skip -= 1
-                continue
-            yield record
+                    candidates[index], passwords[index] = record
+            if blank:
+                gone = set(blank)
+                kept = [i for i in range(len(batch)) if i not in gone]
+                lines = [first + i for i in kept]
+                candidates = [candidates[i] for i in kept]
+                passwords = [passwords[i] for i in kept]
+        if skip:
+            passed = min(skip, len(candidates))
+            skip -= passed
+            lines, candidates, passwords = lines[passed:], candidates[passed:], passwords[passed:]
+        if candidates:
+            yield RecordBatch(lines, candidates, passwords)
 
 
-def _field_record(line: int, text: str) -> LeakRecord | None:
-    """Return the record of a line of more than two fields; None if no field is an address
-    (an empty record if the line opens with a URL).
+def _find_next(items: tuple[str, ...], start: int) -> int:
+    """Return the index of the next empty string in ``items`` from ``start``, or -1."""
+    try:
+        return items.index("", start)
+    except ValueError:
+        return -1
+
+
+def _combo_line(text: str) -> tuple[str | None, str | None] | None:
+    """Return (candidate, password) of a combo line the common shape does not cover, or
+    None for a blank line (no record)."""
+    at = text.find("@")
+    if at < 0:
+        return (None, None) if text.strip() else None
+    cut = text.find(":", at)
+    if ";" in text or "|" in text:  # rare: most lists use ':' alone
+        end = len(text) if cut < 0 else cut
+        semicolon = text.find(";", at, end)
+        if semicolon >= 0:
+            cut = end = semicolon
+        bar = text.find("|", at, end)
+        if bar >= 0:
+            cut = bar
+    head = text[:cut].strip() if cut >= 0 else text.strip()
+    password = text[cut + 1 :] or None if cut >= 0 else None
+    if _FIELD_ADDRESS.fullmatch(head) is not None:
+        return head, password
+    return _field_record(text) or (head, password)
+
+
+def _field_record(text: str) -> tuple[str | None, str | None] | None:
+    """Return (candidate, password) of a line of more than two fields; None if no field is an
+    address ((None, None) if the line opens with a URL).
 
     Tried with ':' first, the separator of stealer logs, then ';' and '|'.
     """
@@ -414,12 +502,12 @@ def _field_record(line: int, text: str) -> LeakRecord | None:
         for index, value in enumerate(fields):
             if "@" in value and _FIELD_ADDRESS.fullmatch(value.strip()) is not None:
                 password = separator.join(fields[index + 1 :])
-                return LeakRecord(line, value.strip(), password or None)
+                return value.strip(), password or None
     # A URL line without an address field: its user-info is no candidate.
-    return LeakRecord(line, None) if url is not None else None
+    return (None, None) if url is not None else None
 
 
-def jsonl_records(batches: Batches, *, skip: int) -> Iterator[LeakRecord]:
+def jsonl_batches(batches: Batches, *, skip: int) -> Iterator[RecordBatch]:
     """Yield one record per non-blank line holding a JSON object with an address key.
 
     Keys are matched by ``name_role`` at the top level, else one object level down; a
@@ -430,23 +518,22 @@ def jsonl_records(batches: Batches, *, skip: int) -> Iterator[LeakRecord]:
     decode = json.JSONDecoder().raw_decode
     line = 0
     for batch in batches:
+        texts, lines = _stripped_lines(batch, line + 1)
+        line += len(batch)
         if skip:
-            count = _nonblank(batch)
-            if count <= skip:
-                skip -= count
-                line += len(batch)
-                continue
-        for text in batch:
-            line += 1
-            text = text.strip()
-            if not text:
-                continue
-            if skip:
-                skip -= 1
-                continue
+            passed = min(skip, len(texts))
+            skip -= passed
+            texts, lines = texts[passed:], lines[passed:]
+        if not texts:
+            continue
+        candidates: list[str | None] = []
+        passwords: list[str | None] = []
+        add_candidate, add_password = candidates.append, passwords.append
+        for text in texts:
             if text[0] != "{":
                 if text[0] != "[":
-                    yield LeakRecord(line, None)
+                    add_candidate(None)
+                    add_password(None)
                     continue
                 text = text[1:].lstrip()  # the first object of a one-object-per-line array
             try:
@@ -454,18 +541,22 @@ def jsonl_records(batches: Batches, *, skip: int) -> Iterator[LeakRecord]:
             except (ValueError, RecursionError):
                 # JSONDecodeError is a ValueError, and so is an over-long integer literal;
                 # deep nesting is a RecursionError.
-                yield LeakRecord(line, None)
+                add_candidate(None)
+                add_password(None)
                 continue
             # The "," (or "]") after an array element is the only trailing text allowed.
-            if end == len(text) or text[end:].strip() in _ARRAY_TAILS:
-                yield _json_record(line, document)
+            if type(document) is dict and (end == len(text) or text[end:].strip() in _ARRAY_TAILS):
+                candidate, password = _json_fields(document)
+                add_candidate(candidate)
+                add_password(password)
             else:
-                yield LeakRecord(line, None)
+                add_candidate(None)
+                add_password(None)
+        yield RecordBatch(lines, candidates, passwords)
 
 
-def _json_record(line: int, document: Any) -> LeakRecord:
-    if type(document) is not dict:
-        return LeakRecord(line, None)
+def _json_fields(document: dict[str, Any]) -> tuple[str | None, str | None]:
+    """Return (candidate, password) of one JSON object."""
     shape = tuple(document)
     keys = _json_shapes.get(shape)
     if keys is None:
@@ -488,8 +579,7 @@ def _json_record(line: int, document: Any) -> LeakRecord:
                     break
     if type(password) is int:
         password = str(password)  # dumps store numeric passwords as numbers
-    return LeakRecord(
-        line,
+    return (
         address.strip() if isinstance(address, str) and "@" in address else None,
         password if isinstance(password, str) and password else None,
     )
@@ -685,7 +775,7 @@ def json_records(blocks: Iterable[bytes], *, skip: int) -> Iterator[LeakRecord]:
             return
 
 
-def csv_records(batches: Batches, *, layout: CsvLayout, skip: int) -> Iterator[LeakRecord]:
+def csv_batches(batches: Batches, *, layout: CsvLayout, skip: int) -> Iterator[RecordBatch]:
     """Yield one record per non-blank CSV row, starting at the row's first line.
 
     The layout's ``skip_lines`` (header and what stands above it) are passed over, and
@@ -699,6 +789,9 @@ def csv_records(batches: Batches, *, layout: CsvLayout, skip: int) -> Iterator[L
     )
     column, password_column = layout.email_column, layout.password_column
     first = end = layout.skip_lines
+    lines: list[int] = []
+    candidates: list[str | None] = []
+    passwords: list[str | None] = []
     # A csv.Error ends the for loop but not the reader, which goes on at the next line.
     while True:
         try:
@@ -712,17 +805,27 @@ def csv_records(batches: Batches, *, layout: CsvLayout, skip: int) -> Iterator[L
                 if skip:
                     skip -= 1
                     continue
-                password = None
-                if password_column is not None and len(row) > password_column:
-                    password = row[password_column] or None
-                yield LeakRecord(line, cell or None, password)
-            return
+                lines.append(line)
+                candidates.append(cell or None)
+                if password_column is not None:
+                    passwords.append(
+                        (row[password_column] or None) if len(row) > password_column else None
+                    )
+                if len(lines) >= RECORDS_PER_BATCH:
+                    yield RecordBatch(lines, candidates, passwords or None)
+                    lines, candidates, passwords = [], [], []
+            break
         except csv.Error:
             line, end = end + 1, first + reader.line_num
             if skip:
                 skip -= 1
             else:
-                yield LeakRecord(line, None)
+                lines.append(line)
+                candidates.append(None)
+                if password_column is not None:
+                    passwords.append(None)
+    if lines:
+        yield RecordBatch(lines, candidates, passwords or None)
 
 
 def _drop_lines(batches: Batches, count: int) -> Iterator[list[str]]:

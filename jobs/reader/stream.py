@@ -3,10 +3,11 @@
 A leak reaches the operator as a forwarded mass mail, a paste-site CSV, a 40 GB combo list
 or a gzip of JSON lines. ``open_leak`` works out the container (gzip, bz2, xz, by magic
 bytes), the encoding (UTF-8 with or without BOM, UTF-16/32 with BOM, UTF-16 without one by
-its NUL pattern) and the format, from at most the first 64 KiB of text; ``records()`` then
-streams ``LeakRecord``s in file order. Nothing is decompressed to disk, and memory stays
-bounded whatever the input: every physical line keeps at most its first ``MAX_LINE_BYTES``
-bytes, and the rest of it is read in bounded blocks and dropped.
+its NUL pattern) and the format, from at most the first 64 KiB of text; ``batches()`` then
+streams the records in file order as ``RecordBatch``es (the ingest's way: no object per
+record), ``records()`` the same records one ``LeakRecord`` each. Nothing is decompressed
+to disk, and memory stays bounded whatever the input: every physical line keeps at most its
+first ``MAX_LINE_BYTES`` bytes, and the rest of it is read in bounded blocks and dropped.
 
 This module does not canonicalize or validate addresses (``service.emails`` does); it
 reports where each candidate was found and never puts file content in an error message.
@@ -27,7 +28,6 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from enum import StrEnum
-from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, Final
@@ -36,13 +36,15 @@ from jobs.reader.encoding import decode_line, decode_lines, detect_encoding
 from jobs.reader.formats import (
     CsvLayout,
     LeakRecord,
-    combo_records,
-    csv_records,
+    RecordBatch,
+    batch_records,
+    combo_batches,
+    csv_batches,
     eml_records,
     json_layout,
     json_records,
-    jsonl_records,
-    lines_records,
+    jsonl_batches,
+    lines_batches,
     looks_like_combo,
     looks_like_eml,
     sniff_csv,
@@ -58,6 +60,7 @@ __all__ = [
     "LeakReader",
     "LeakRecord",
     "LeakSource",
+    "RecordBatch",
     "check_regular_file",
     "open_leak",
     "shown_path",
@@ -207,7 +210,9 @@ class LeakReader:
         self._layout = layout
         self._closed = False
         self._raw: BinaryIO | None = None
-        self._active: weakref.WeakSet[Iterator[LeakRecord]] = weakref.WeakSet()
+        self._active: weakref.WeakSet[Iterator[LeakRecord] | Iterator[RecordBatch]] = (
+            weakref.WeakSet()
+        )
 
     def __enter__(self) -> LeakReader:
         return self
@@ -276,6 +281,18 @@ class LeakReader:
     ) -> Iterator[LeakRecord]:
         """Yield every record in file order, after passing over the first ``skip`` of them.
 
+        The records of ``batches()`` one by one; it says what is guaranteed.
+        """
+        iterator = _each_record(self.batches(skip=skip, byte_range=byte_range))
+        self._active.add(iterator)
+        return iterator
+
+    def batches(
+        self, *, skip: int = 0, byte_range: tuple[int, int] | None = None
+    ) -> Iterator[RecordBatch]:
+        """Yield every record in file order, in batches, after passing over the first
+        ``skip`` of them.
+
         Deterministic: the same file always yields the same sequence, so a caller that
         stored how many records it consumed resumes with ``skip`` exactly where it stopped.
         Skipped records are counted, not built. Raises LeakFileError (from the iteration) if
@@ -287,15 +304,15 @@ class LeakReader:
         if skip < 0:
             raise ValueError("skip must be >= 0")
         layout = self._layout
-        iterator: Iterator[LeakRecord]
+        iterator: Iterator[RecordBatch]
         whole = byte_range is None or byte_range == (0, self.source.size)
         if whole and self.source.format is LeakFormat.JSON:
             # Whole blocks, not capped lines: a JSON array may be one line of any length.
-            iterator = json_records(self._blocks(), skip=skip)
+            iterator = batch_records(json_records(self._blocks(), skip=skip))
             self._active.add(iterator)
             return iterator
         if whole or byte_range is None:
-            batches = _line_batches(self._blocks())
+            lines = _line_batches(self._blocks())
         else:
             if not self.splittable:
                 raise ValueError("byte ranges need a plain UTF-8 file of a line format")
@@ -303,23 +320,21 @@ class LeakReader:
             origin = self._origin()
             data = origin + (layout.data_offset if layout is not None else 0)
             if layout is not None and end <= data and data > origin:
-                batches = iter(())  # only lines above the data start in this range
+                lines = iter(())  # only lines above the data start in this range
             elif layout is None or start <= origin:
                 # The first range passes over the lines above the data, as the whole file does.
-                batches = _line_batches(self._range_blocks(start, end))
+                lines = _line_batches(self._range_blocks(start, end))
             else:
                 # A later range never sees the header: the lines above the data belong to no
                 # record, so a range starting among them begins at the data's first line.
                 begin = max(start, data)
                 blocks = self._range_blocks(begin, end, at_line_start=begin == data)
-                batches = _line_batches(blocks)
+                lines = _line_batches(blocks)
                 layout = replace(layout, skip_lines=0)
-        reader: Callable[..., Iterator[LeakRecord]]
         if layout is not None:
-            reader = partial(csv_records, layout=layout)
+            iterator = csv_batches(lines, layout=layout, skip=skip)
         else:
-            reader = _FORMAT_READERS[self.source.format]
-        iterator = reader(batches, skip=skip)
+            iterator = _FORMAT_READERS[self.source.format](lines, skip=skip)
         self._active.add(iterator)
         return iterator
 
@@ -404,13 +419,24 @@ SPLITTABLE_FORMATS: Final = frozenset(
     {LeakFormat.LINES, LeakFormat.COMBO, LeakFormat.JSONL, LeakFormat.CSV}
 )
 
-_FORMAT_READERS: Final[dict[LeakFormat, Callable[..., Iterator[LeakRecord]]]] = {
-    LeakFormat.LINES: lines_records,
-    LeakFormat.COMBO: combo_records,
-    LeakFormat.JSONL: jsonl_records,
-    LeakFormat.EML: eml_records,
-    LeakFormat.TEXT: text_records,
+_FORMAT_READERS: Final[dict[LeakFormat, Callable[..., Iterator[RecordBatch]]]] = {
+    LeakFormat.LINES: lines_batches,
+    LeakFormat.COMBO: combo_batches,
+    LeakFormat.JSONL: jsonl_batches,
+    LeakFormat.EML: lambda lines, *, skip: batch_records(eml_records(lines, skip=skip)),
+    LeakFormat.TEXT: lambda lines, *, skip: batch_records(text_records(lines, skip=skip)),
 }
+
+
+def _each_record(batches: Iterator[RecordBatch]) -> Iterator[LeakRecord]:
+    """Yield the records of ``batches`` one by one; closing it closes ``batches``."""
+    try:
+        for batch in batches:
+            yield from batch.records()
+    finally:
+        close = getattr(batches, "close", None)
+        if close is not None:
+            close()
 
 
 def _shown(path: Path) -> str:
