@@ -256,14 +256,14 @@ def _ingest_range(
             compression=leak_file.compression,
             sha256=leak_file.sha256.hex(),
         )
-        records = reader.records(
+        batches = reader.batches(
             skip=part.records_done, byte_range=(part.first_byte, part.end_byte)
         )
         writer = ChunkWriter(runtime, dry_run=False)
         try:
             chunks = read_chunks(
                 runtime,
-                records,
+                batches,
                 chunk_records,
                 report.invalid_lines,
                 accounts=writer.account_filter(),

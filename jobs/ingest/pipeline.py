@@ -20,12 +20,12 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -41,11 +41,12 @@ from jobs.reader.stream import (
     LeakFileError,
     LeakFormat,
     LeakSource,
+    RecordBatch,
     check_regular_file,
     open_leak,
     shown_path,
 )
-from service.addresses import canonical_text
+from service.addresses import canonical_texts
 from service.db import utcnow
 from service.db.bulk import stage_and_match
 from service.leaks.candidates import AccountFilter, account_filter
@@ -77,7 +78,6 @@ FINGERPRINT_BLOCK = 1 << 20
 # first warnings commit (and go out) within a moment of the start instead of after the
 # whole first chunk, while a big file still runs in big chunks after a few small ones.
 FIRST_CHUNK_RECORDS = 1000
-STOP_CHECK_MASK = 4095  # records between looks at the stop signal, minus one
 # How far before a file's start the look for accounts that got their address during its
 # ingest reaches back: for clocks of other application hosts running behind, and for a
 # transaction that wrote an account's address some time before it committed.
@@ -279,7 +279,7 @@ def ingest_leak(
                 size = chunk_records or runtime.settings.ingest_chunk_records
                 chunks = read_chunks(
                     runtime,
-                    reader.records(skip=done),
+                    reader.batches(skip=done),
                     size,
                     report.invalid_lines,
                     accounts=writer.account_filter(),
@@ -340,7 +340,7 @@ def _progress_reporter(
 
 def read_chunks(
     runtime: Runtime,
-    records: Iterator[Any],
+    batches: Iterable[RecordBatch],
     size: int,
     invalid_lines: list[int],
     *,
@@ -352,8 +352,9 @@ def read_chunks(
 ) -> Iterator[_Chunk]:
     """Canonicalize and hash records into chunks of ``size``; the hot loop of the ingest.
 
-    ``first``: the first chunk holds that many records (at most ``size``), each next one
-    twice as many, up to ``size`` (FIRST_CHUNK_RECORDS).
+    ``batches``: the records, as ``LeakReader.batches`` yields them. ``first``: the first
+    chunk holds that many records (at most ``size``), each next one twice as many, up to
+    ``size`` (FIRST_CHUNK_RECORDS).
 
     Only keys in ``accounts`` become candidates to look up, and only their leaked
     passwords are kept: memory stays flat whatever the format.
@@ -365,37 +366,82 @@ def read_chunks(
     """
     reported = 0 if locate_invalid else MAX_REPORTED_LINES
     limit = min(first or size, size)
-    rules = runtime.keys.rules
-    digest = runtime.keys.hasher.hash
     chunk = _new_chunk()
-    keys, passwords, candidates = chunk.keys, chunk.passwords, chunk.candidates
     read = 0  # records of this chunk; its counters are set from it when it is handed on
-    for record in records:
-        read += 1
-        if not read & STOP_CHECK_MASK and stop is not None and stop.is_set():
+    for batch in batches:
+        if stop is not None and stop.is_set():
             return
-        candidate = record.candidate
-        address = canonical_text(candidate, rules) if candidate is not None else None
-        if address is None:
-            if reported + len(invalid_lines) + len(chunk.invalid_lines) < MAX_REPORTED_LINES:
-                chunk.invalid_lines.append(record.line)
-        else:
-            key = digest(address)
-            keys.append(key)
-            if key in accounts:
-                candidates.add(key)
-                if record.password and key not in passwords:
-                    passwords[key] = record.password
-        if read >= limit:
-            _count(chunk, read, position)
-            yield chunk
-            limit = min(2 * limit, size)
-            chunk = _new_chunk()
-            keys, passwords, candidates = chunk.keys, chunk.passwords, chunk.candidates
-            read = 0
+        start, count = 0, len(batch)
+        while start < count:
+            take = min(count - start, limit - read)
+            room = MAX_REPORTED_LINES - reported - len(invalid_lines) - len(chunk.invalid_lines)
+            part = batch if take == count else batch.sliced(start, start + take)
+            _add_batch(runtime, chunk, part, accounts, room)
+            start += take
+            read += take
+            if read >= limit:
+                _count(chunk, read, position)
+                yield chunk
+                limit = min(2 * limit, size)
+                chunk = _new_chunk()
+                read = 0
     if read and not (stop is not None and stop.is_set()):
         _count(chunk, read, position)
         yield chunk
+
+
+def _add_batch(
+    runtime: Runtime, chunk: _Chunk, batch: RecordBatch, accounts: AccountFilter, room: int
+) -> None:
+    """Add the keys of a batch's valid records to ``chunk``, the line numbers of its invalid
+    ones (at most ``room``), and the first leaked password of each candidate key."""
+    candidates = batch.candidates
+    missing = _indexes_of_none(candidates)
+    texts = cast("list[str]", candidates)
+    if missing:
+        texts = [text for text in candidates if text is not None]
+    canonical = canonical_texts(texts, runtime.keys.rules)
+    for index in missing:  # ascending: each lands where its record stands
+        canonical.insert(index, None)
+    invalid = _indexes_of_none(canonical)
+    valid = cast("list[str]", canonical)
+    if invalid:
+        if room > 0:
+            lines = batch.lines
+            chunk.invalid_lines.extend(lines[index] for index in invalid[:room])
+        valid = [address for address in canonical if address is not None]
+    keys = runtime.keys.hasher.hash_all(valid)
+    chunk.keys.extend(keys)
+    hits = accounts.among(keys)
+    if not hits:
+        return
+    chunk.candidates.update(keys[index] for index in hits)
+    passwords = batch.passwords
+    if passwords is None:
+        return
+    records = (
+        [index for index, address in enumerate(canonical) if address is not None]
+        if invalid
+        else range(len(canonical))
+    )
+    kept = chunk.passwords
+    for index in hits:
+        key, password = keys[index], passwords[records[index]]
+        if password and key not in kept:
+            kept[key] = password
+
+
+def _indexes_of_none(items: list[str | None]) -> list[int]:
+    """Return the indexes of the Nones in ``items``, ascending (a C-speed scan between
+    them: Nones are few)."""
+    indexes: list[int] = []
+    index = -1
+    try:
+        while True:
+            index = items.index(None, index + 1)
+            indexes.append(index)
+    except ValueError:
+        return indexes
 
 
 def _count(chunk: _Chunk, records: int, position: Callable[[], int] | None) -> None:

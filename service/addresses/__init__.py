@@ -9,6 +9,7 @@ from service.addresses.canonical import (
     CanonicalRules,
     InvalidAddress,
     canonical_text,
+    canonical_texts,
     canonicalize_email,
     clean_address,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "InvalidAddress",
     "address_keys_from",
     "canonical_text",
+    "canonical_texts",
     "canonicalize_email",
     "clean_address",
     "mask_addresses",

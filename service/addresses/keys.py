@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
@@ -56,6 +57,17 @@ class EmailHasher:
         state = self._keyed.copy()
         state.update(canonical.encode("utf-8"))
         return state.digest()
+
+    def hash_all(self, canonicals: Iterable[str]) -> list[bytes]:
+        """Return ``[self.hash(canonical) for canonical in canonicals]``, in one loop."""
+        copy = self._keyed.copy
+        digests: list[bytes] = []
+        add = digests.append
+        for canonical in canonicals:
+            state = copy()
+            state.update(canonical.encode("utf-8"))
+            add(state.digest())
+        return digests
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,6 +42,11 @@ class AccountFilter:
     def __contains__(self, key: bytes) -> bool:
         return key in self._bloom
 
+    def among(self, keys: list[bytes]) -> list[int]:
+        """Return the indexes of the ``keys`` that may be an account's, ascending."""
+        bloom = self._bloom
+        return [index for index, key in enumerate(keys) if key in bloom]
+
 
 def account_filter(session: Session) -> AccountFilter:
     """Build the filter of every account key as ``session`` sees them; a few seconds at
