@@ -262,7 +262,7 @@ def _ingest_range(
         writer = ChunkWriter(runtime, dry_run=False)
         try:
             chunks = read_chunks(
-                runtime,
+                runtime.keys,
                 batches,
                 chunk_records,
                 report.invalid_lines,

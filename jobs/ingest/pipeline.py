@@ -46,7 +46,7 @@ from jobs.reader.stream import (
     open_leak,
     shown_path,
 )
-from service.addresses import canonical_texts
+from service.addresses import AddressKeys, canonical_texts
 from service.db import utcnow
 from service.db.bulk import stage_and_match
 from service.leaks.candidates import AccountFilter, account_filter
@@ -278,7 +278,7 @@ def ingest_leak(
                 report.resumed_at_record = done
                 size = chunk_records or runtime.settings.ingest_chunk_records
                 chunks = read_chunks(
-                    runtime,
+                    runtime.keys,
                     reader.batches(skip=done),
                     size,
                     report.invalid_lines,
@@ -339,7 +339,7 @@ def _progress_reporter(
 
 
 def read_chunks(
-    runtime: Runtime,
+    keys: AddressKeys,
     batches: Iterable[RecordBatch],
     size: int,
     invalid_lines: list[int],
@@ -376,7 +376,7 @@ def read_chunks(
             take = min(count - start, limit - read)
             room = MAX_REPORTED_LINES - reported - len(invalid_lines) - len(chunk.invalid_lines)
             part = batch if take == count else batch.sliced(start, start + take)
-            _add_batch(runtime, chunk, part, accounts, room)
+            _add_batch(keys, chunk, part, accounts, room)
             start += take
             read += take
             if read >= limit:
@@ -391,7 +391,7 @@ def read_chunks(
 
 
 def _add_batch(
-    runtime: Runtime, chunk: _Chunk, batch: RecordBatch, accounts: AccountFilter, room: int
+    keys: AddressKeys, chunk: _Chunk, batch: RecordBatch, accounts: AccountFilter, room: int
 ) -> None:
     """Add the keys of a batch's valid records to ``chunk``, the line numbers of its invalid
     ones (at most ``room``), and the first leaked password of each candidate key."""
@@ -400,7 +400,7 @@ def _add_batch(
     texts = cast("list[str]", candidates)
     if missing:
         texts = [text for text in candidates if text is not None]
-    canonical = canonical_texts(texts, runtime.keys.rules)
+    canonical = canonical_texts(texts, keys.rules)
     for index in missing:  # ascending: each lands where its record stands
         canonical.insert(index, None)
     invalid = _indexes_of_none(canonical)
@@ -410,12 +410,12 @@ def _add_batch(
             lines = batch.lines
             chunk.invalid_lines.extend(lines[index] for index in invalid[:room])
         valid = [address for address in canonical if address is not None]
-    keys = runtime.keys.hasher.hash_all(valid)
-    chunk.keys.extend(keys)
-    hits = accounts.among(keys)
+    digests = keys.hasher.hash_all(valid)
+    chunk.keys.extend(digests)
+    hits = accounts.among(digests)
     if not hits:
         return
-    chunk.candidates.update(keys[index] for index in hits)
+    chunk.candidates.update(digests[index] for index in hits)
     passwords = batch.passwords
     if passwords is None:
         return
@@ -426,7 +426,7 @@ def _add_batch(
     )
     kept = chunk.passwords
     for index in hits:
-        key, password = keys[index], passwords[records[index]]
+        key, password = digests[index], passwords[records[index]]
         if password and key not in kept:
             kept[key] = password
 

@@ -851,7 +851,9 @@ def test_leaked_passwords_are_kept_only_for_keys_the_account_filter_lets_through
         accounts_filter = account_filter(session)
     assert accounts_filter.accounts == len(ACCOUNTS)
     with open_leak(path, LeakFormat.COMBO) as reader:
-        chunks = list(read_chunks(runtime, reader.batches(), 1000, [], accounts=accounts_filter))
+        chunks = list(
+            read_chunks(runtime.keys, reader.batches(), 1000, [], accounts=accounts_filter)
+        )
 
     (chunk,) = chunks
     dave, bob = (runtime.keys.key(address) for address in ("dave@example.net", "bob@example.org"))
