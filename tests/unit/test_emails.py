@@ -23,6 +23,7 @@ from service.addresses import (
     CanonicalRules,
     EmailHasher,
     InvalidAddress,
+    canonical_texts,
     canonicalize_email,
     clean_address,
     mask_email,
@@ -478,6 +479,88 @@ def test_plain_ascii_line_skips_cleaning_and_validator(
     monkeypatch.setattr(canonical_module, "clean_address", refuse)
     monkeypatch.setattr(canonical_module, "_canonicalize_slow", refuse)
     assert canonicalize_email(text) == expected
+
+
+# --- the batched fast lane: canonical_texts over a whole batch ---------------------------
+
+# Lines the batch-wide checks must each refuse or settle exactly: dot-atom breaks at every
+# place, tags, Gmail forms, special-use and "--" domains, length limits, role names,
+# characters that lowercase into ASCII (the Kelvin sign), empty atoms around a tag.
+BATCH_EDGES = [
+    "a.+tag@x.com",
+    "+tag@x.com",
+    ".a@x.com",
+    "a.@x.com",
+    "a..b@x.com",
+    "a+b.@x.com",
+    "a+.b@x.com",
+    "a+@x.com",
+    "a++b@x.com",
+    "A.B+C.D@GMAIL.COM",
+    "a.b@googlemail.com",
+    "a.b@GoogleMail.Com",
+    "x@gmail.com.evil.org",
+    "x@evilgmail.com",
+    "x@y.test",
+    "x@a.local",
+    "x@localhost",
+    "x@a--b.com",
+    "x@xn--bcher-kva.de",
+    "x@-a.com",
+    "x@a-.com",
+    "x@a..com",
+    "x@.a.com",
+    "x@a.com.",
+    "x@x.1com",
+    "x@x.com1",
+    "INFO@x.org",
+    "Info+x@x.org",
+    "\u212a@x.com",
+    "k\u212a@x.com",
+    "a" * 64 + "@x.com",
+    "a" * 65 + "@x.com",
+    "a@" + "b" * 63 + ".com",
+    "a@" + "b" * 64 + ".com",
+    "a" * 60 + "@" + "d" * 60 + "." * 1 + "e" * 60 + "." + "f" * 60 + ".com",
+    "x@" + ".".join(["d" * 40] * 5) + ".com",
+    "a@b@c.com",
+    "a b@x.com",
+    " a@x.com",
+    "a@x.com ",
+    "mailto:a@x.com",
+    "<a@x.com>",
+    "a@x.com\x00",
+    "\x00",
+    "@",
+    "a@",
+    "@x.com",
+    "%40",
+    "=?utf-8?q?a=40b.com?=",
+]
+
+
+@given(
+    texts=st.lists(
+        st.sampled_from(BATCH_EDGES) | raw_lines() | ASCII_ADDRESS_TEXTS | ANY_TEXT,
+        min_size=1,
+        max_size=30,
+    ),
+    rules=RULES,
+)
+@PROPERTY
+def test_batched_lane_equals_canonical_text_line_for_line(
+    texts: list[str], rules: CanonicalRules
+) -> None:
+    assert canonical_texts(texts, rules) == [canonical(text, rules) for text in texts]
+
+
+@pytest.mark.parametrize("rules", ALL_RULES)
+def test_batched_lane_on_every_edge_at_every_place(rules: CanonicalRules) -> None:
+    # First, last and middle of a batch: the checks look at line starts and ends.
+    for shift in range(len(BATCH_EDGES)):
+        texts = BATCH_EDGES[shift:] + BATCH_EDGES[:shift]
+        assert canonical_texts(texts, rules) == [canonical(text, rules) for text in texts]
+        assert canonical_texts(texts[:1], rules) == [canonical(texts[0], rules)]
 
 
 # --- slow path against its reference ----------------------------------------------------
