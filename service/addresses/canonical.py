@@ -624,12 +624,18 @@ def _unsettled(joined: str) -> list[int]:
     positions += [match.end() - 1 for match in _BAD_START.finditer(joined)]
     if joined[0] in ".+":
         positions.append(0)
-    for domain in set(parts[1::2]):
-        if not _plain_domain(domain):
-            positions += _lines_ending(joined, "@" + domain)
+    domains = parts[1::2]
+    bad = {domain for domain in set(domains) if not _plain_domain(domain)}
+    unsettled = set(indexes)
+    if bad:
+        # The lines of the shape, in order, are those not left over; domains[k] is the k-th's.
+        shaped = (index for index in range(len(domains) + len(indexes)) if index not in unsettled)
+        unsettled.update(
+            index for index, domain in zip(shaped, domains, strict=True) if domain in bad
+        )
     if positions:
-        indexes = sorted(set(indexes).union(_line_indexes(joined, sorted(positions))))
-    return indexes
+        unsettled.update(_line_indexes(joined, sorted(positions)))
+    return sorted(unsettled) if len(unsettled) != len(indexes) else indexes
 
 
 @functools.lru_cache(maxsize=_DOMAIN_CACHE_SIZE)
