@@ -4,7 +4,10 @@ Generates realistic leak files (varied names and domains, case, +tags, display n
 broken lines; passwords for combo, CSV and JSON lines) in the formats lines, csv, combo and
 jsonl, plain and gzip, then reads each one with ``open_leak(...).records()`` in a fresh
 child process, so every figure has its own peak RSS (``resource.getrusage`` in the child).
-Nothing is canonicalized or hashed: this is the reader's own cost.
+Nothing is canonicalized or hashed: this is the reader's own cost. Besides wall seconds, the
+child's CPU µs per line for ``records()`` (a LeakRecord each) and for ``batches()`` (the
+ingest's way, parallel lists), each the best of two passes: on a shared machine CPU time is
+the figure to compare.
 
     .venv/bin/python bench/reader.py [--lines N] [--formats lines,csv,combo,jsonl] [--no-gzip]
 """
@@ -99,6 +102,18 @@ def measure(path: Path) -> None:
                 with_candidate += 1
         fmt = reader.source.format.value
     seconds = time.perf_counter() - started
+    records_cpu = batches_cpu = float("inf")
+    for _ in range(2):
+        with open_leak(path) as reader:
+            start = time.process_time()
+            for _record in reader.records():
+                pass
+            records_cpu = min(records_cpu, time.process_time() - start)
+            if hasattr(reader, "batches"):  # the reader of before batches had none
+                start = time.process_time()
+                for _batch in reader.batches():
+                    pass
+                batches_cpu = min(batches_cpu, time.process_time() - start)
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(
         json.dumps(
@@ -107,6 +122,8 @@ def measure(path: Path) -> None:
                 "records": records,
                 "with_candidate": with_candidate,
                 "seconds": seconds,
+                "records_us": 1e6 * records_cpu / max(records, 1),
+                "batches_us": 1e6 * batches_cpu / max(records, 1) if batches_cpu < 1e9 else None,
                 "peak_rss_mb": peak_kib / 1024,
             }
         )
@@ -133,7 +150,7 @@ def main() -> None:
     print(f"reader benchmark: {args.lines:,} lines per file, Python {sys.version.split()[0]}")
     print(
         f"{'file':<18} {'format':<7} {'MB':>7} {'records':>10} {'s':>7} {'lines/s':>11} "
-        f"{'RSS MB':>7}"
+        f"{'RSS MB':>7} {'records() cpu µs':>16} {'batches() cpu µs':>16}"
     )
     with tempfile.TemporaryDirectory(prefix="leakguard-reader-") as tmp:
         for fmt in formats:
@@ -154,7 +171,12 @@ def main() -> None:
                 print(
                     f"{path.name:<18} {figures['format']:<7} {size_mb:>7.1f} "
                     f"{figures['records']:>10,} {figures['seconds']:>7.2f} {rate:>11,.0f} "
-                    f"{figures['peak_rss_mb']:>7.1f}"
+                    f"{figures['peak_rss_mb']:>7.1f} {figures['records_us']:>16.2f} "
+                    + (
+                        f"{figures['batches_us']:>16.2f}"
+                        if figures["batches_us"] is not None
+                        else f"{'-':>16}"
+                    )
                 )
                 path.unlink()
 
