@@ -78,6 +78,8 @@ FINGERPRINT_BLOCK = 1 << 20
 # first warnings commit (and go out) within a moment of the start instead of after the
 # whole first chunk, while a big file still runs in big chunks after a few small ones.
 FIRST_CHUNK_RECORDS = 1000
+# Records without a candidate a batch puts back one by one; more are put back in one pass.
+_FEW_MISSING = 32
 # How far before a file's start the look for accounts that got their address during its
 # ingest reaches back: for clocks of other application hosts running behind, and for a
 # transaction that wrote an account's address some time before it committed.
@@ -401,8 +403,12 @@ def _add_batch(
     if missing:
         texts = [text for text in candidates if text is not None]
     canonical = canonical_texts(texts, keys.rules)
-    for index in missing:  # ascending: each lands where its record stands
-        canonical.insert(index, None)
+    if len(missing) <= _FEW_MISSING:
+        for index in missing:  # ascending: each lands where its record stands
+            canonical.insert(index, None)
+    else:  # one pass: an insert per record would be quadratic in a batch of junk
+        found = iter(canonical)
+        canonical = [None if text is None else next(found) for text in candidates]
     invalid = _indexes_of_none(canonical)
     valid = cast("list[str]", canonical)
     if invalid:

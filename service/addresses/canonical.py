@@ -130,8 +130,10 @@ _BAD_DOT: Final = re.compile(r"\.[.@+]")
 _BAD_START: Final = re.compile(r"\n[.+]")
 # A domain this long leaves room for a local part of at most 64 within 254 characters.
 _PLAIN_MAX_DOMAIN: Final = _FAST_MAX_ADDRESS - _FAST_MAX_LOCAL - 1
-# From the first "+" of a line to its "@": the subaddress the rules drop.
-_TAG: Final = re.compile(r"\+[^@\n]*@")
+# From the first "+" of a line to its "@": the subaddress the rules drop. Bounded: a settled
+# line is at most 254 characters, and an unbounded run from every "+" of a long line without
+# an "@" would be quadratic.
+_TAG: Final = re.compile(rf"\+[^@\n]{{0,{_FAST_MAX_ADDRESS}}}@")
 _GMAIL_ENDS: Final = ("@gmail.com", "@googlemail.com")
 _OTHER_LINE: Final = re.compile(r"[^\n]+")
 
