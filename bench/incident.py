@@ -7,7 +7,7 @@ names and MIME encoded-words, upper/title case, gmail dots dropped or added, goo
 for gmail, ``+tags``, an IDN domain as U-label or A-label), written to a temp dir. 100,000
 accounts, 10,000 of them in the leak (each once, in one of those forms), imported with
 ``leakguard accounts import`` (untimed) into a throw-away PostgreSQL database
-``leakguard_bench_incident``. Redis: db 14 of 127.0.0.1 (``LEAKGUARD_BENCH_REDIS``),
+``leakguard_bench_incident_PID``. Redis: db 14 of 127.0.0.1 (``LEAKGUARD_BENCH_REDIS``),
 flushed before and after.
 
 One ``leakguard worker`` (all queues, long-running, as deployed) is started and registered
@@ -102,7 +102,8 @@ LEAKGUARD = Path(sys.executable).with_name("leakguard")
 HOST = "127.0.0.1"
 HASH_KEY = "bench-hash-key-0123456789abcdef!"  # 32 characters
 REDIS_URL = os.environ.get("LEAKGUARD_BENCH_REDIS", "redis://127.0.0.1:6379/14")
-PG_DATABASE = "leakguard_bench_incident"
+# Its own database per run: other helpers' benches may run on the same server at once.
+PG_DATABASE = f"leakguard_bench_incident_{os.getpid()}"
 SLUG = "bitmex-2019"
 LEAK_NAME = "BitMEX"
 OBSERVED = date(2019, 11, 1)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from redis import Redis
@@ -55,7 +55,7 @@ from service.notices.render import (
     pick_language,
     prepare_notice,
 )
-from service.notices.transport import Mailer, MultipleRecipients, make_mailer
+from service.notices.transport import Mailer, OutgoingMessage, make_mailer, send_each
 from service.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -232,41 +232,107 @@ class RateLimiter:
 
 
 class SentRecorder:
-    """Accepted notices not yet marked ``sent``: recorded together, in few transactions.
+    """Accepted notices not yet marked ``sent``: committed in groups, by a thread of their
+    own, while the sending goes on.
 
-    One commit per message would cost more than sending it. The price is the at-most-once
-    window (service/outbox.py): a worker killed between the server's 250 and the next
-    write leaves up to ``RECORD_EVERY_MESSAGES`` accepted rows in ``sending``, and they go
-    out again once their lease ends. Written when that many are waiting, or when the first
-    of them has waited ``RECORD_EVERY_SECONDS`` (checked at the next outcome), and always
-    before the job returns.
+    One commit per message would cost more than sending it, and even a commit per group
+    held the next message back while the database answered; so the rows are handed to a
+    committer thread (``record_sent``, one transaction a group). The price is the
+    at-most-once window (service/notices/outbox.py), the same as with commits in line: a
+    worker killed between the server's 250 and the commit of its row leaves that row in
+    ``sending``, and it goes out again once its lease ends. ``add`` never lets more than
+    ``RECORD_EVERY_MESSAGES`` - 1 accepted rows be unrecorded when it returns (it waits for
+    the committer), so with the one message in flight at a kill at most
+    ``RECORD_EVERY_MESSAGES`` go out twice. A group goes to the committer when half that
+    many are waiting, or when the first of them has waited ``RECORD_EVERY_SECONDS``
+    (checked at the next outcome); ``flush`` returns once every row added is committed,
+    and the caller flushes before the job returns. A commit that fails is raised by the
+    next ``add`` or ``flush``; its rows stay ``sending`` (the lease then sends them again,
+    as after a kill). ``close`` flushes and stops the thread.
     """
 
     def __init__(self, runtime: Runtime, clock: Callable[[], float] = time.monotonic) -> None:
         self.runtime = runtime
         self.clock = clock
         self.waiting: list[SentNotice] = []
+        self.committing: list[SentNotice] = []
         self.since = 0.0
+        self.error: BaseException | None = None
+        self.closed = False
+        self.changed = threading.Condition()
+        self.thread: threading.Thread | None = None
 
     def add(self, notice_id: int, message_id: str) -> None:
-        if not self.waiting:
-            self.since = self.clock()
-        self.waiting.append(SentNotice(notice_id, message_id, utcnow()))
-        self.flush_if_due()
-
-    def flush_if_due(self) -> None:
-        if self.waiting and (
-            len(self.waiting) >= RECORD_EVERY_MESSAGES
-            or self.clock() - self.since >= RECORD_EVERY_SECONDS
-        ):
-            self.flush()
+        with self.changed:
+            self._raise_error()
+            if not self.waiting:
+                self.since = self.clock()
+            self.waiting.append(SentNotice(notice_id, message_id, utcnow()))
+            if (
+                len(self.waiting) >= RECORD_EVERY_MESSAGES // 2
+                or self.clock() - self.since >= RECORD_EVERY_SECONDS
+            ):
+                self._hand_over()
+            while len(self.waiting) + len(self.committing) >= RECORD_EVERY_MESSAGES:
+                self.changed.wait()
+                self._raise_error()
+                self._hand_over()
 
     def flush(self) -> None:
-        if not self.waiting:
+        """Return once every row added so far is committed."""
+        with self.changed:
+            while self.waiting or self.committing:
+                self._raise_error()
+                self._hand_over()
+                self.changed.wait()
+            self._raise_error()
+
+    def close(self) -> None:
+        """Flush, then stop the committer thread (also when the flush raises)."""
+        try:
+            self.flush()
+        finally:
+            with self.changed:
+                self.closed = True
+                self.changed.notify_all()
+            if self.thread is not None:
+                self.thread.join()
+
+    def _hand_over(self) -> None:
+        # Called holding the lock: one group at a time, so the rows commit in order.
+        if self.committing or not self.waiting:
             return
-        with self.runtime.db.transaction() as session:
-            record_sent(session, self.waiting)
-        self.waiting = []
+        self.committing, self.waiting = self.waiting, []
+        if self.thread is None:
+            self.thread = threading.Thread(target=self._commit, name="sent-recorder", daemon=True)
+            self.thread.start()
+        self.changed.notify_all()
+
+    def _raise_error(self) -> None:
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
+
+    def _commit(self) -> None:
+        while True:
+            with self.changed:
+                while not self.committing and not self.closed:
+                    self.changed.wait()
+                if not self.committing:
+                    return
+                group = self.committing
+            try:
+                with self.runtime.db.transaction() as session:
+                    record_sent(session, group)
+            except BaseException as exc:  # noqa: BLE001  (handed to the sending thread)
+                with self.changed:
+                    self.error = exc
+                    self.committing = []
+                    self.changed.notify_all()
+                continue
+            with self.changed:
+                self.committing = []
+                self.changed.notify_all()
 
 
 def send_notices(
@@ -279,8 +345,10 @@ def send_notices(
     """Claim, send and record each notice in ``notice_ids``. Idempotent per notice.
 
     Commits the claim before anything is sent; outcomes are committed in groups
-    (``SentRecorder``), all of them before this returns. The lease of the rows still to
-    send is renewed every half ``SEND_LEASE``.
+    (``SentRecorder``), all of them before this returns. Messages are rendered as the
+    mailer asks for the next one, which an ``SmtpMailer`` does while the previous one's
+    end-of-data is still unanswered (``send_each``). The lease of the rows still held is
+    renewed every half ``SEND_LEASE``.
     """
     settings = runtime.settings
     report = DeliveryReport()
@@ -298,13 +366,18 @@ def send_notices(
     recorder = SentRecorder(runtime, clock)
     renew_every = SEND_LEASE.total_seconds() / 2
     renew_at = clock() + renew_every
-    try:
-        for index, notice in enumerate(claimed):
+    notices: dict[str, ClaimedNotice] = {}  # by Message-ID: handed to the mailer, no outcome yet
+    refused: set[int] = set()  # refused before they were handed to the mailer
+
+    def outgoing() -> Iterator[OutgoingMessage]:
+        nonlocal renew_at
+        for notice in claimed:
             limiter.wait()
             if clock() >= renew_at:
                 recorder.flush()  # an accepted row must not outlive its lease unrecorded
                 with runtime.db.transaction() as session:
-                    extend_lease(session, [rest.id for rest in claimed[index:]], now=utcnow())
+                    # Every row held, the one on the wire included; sent ones are skipped.
+                    extend_lease(session, [held.id for held in claimed], now=utcnow())
                 renew_at = clock() + renew_every
             template = _template(runtime, prepared, notice)
             message_id = new_message_id(notice.id, settings.mail_from)
@@ -312,13 +385,19 @@ def send_notices(
                 message = address_message(
                     template, recipient=notice.recipient, message_id=message_id, now=utcnow()
                 )
-                result = mailer.send(message)
-            except (MultipleRecipients, ValueError) as exc:
+            except ValueError as exc:
                 # An address the mail library cannot put in a header: no retry will help.
                 _fail(runtime, notice, permanent=True, code=None, error=str(exc), report=report)
+                refused.add(notice.id)
                 continue
+            notices[message.message_id] = notice
+            yield message
+
+    try:
+        for message, result in send_each(mailer, outgoing()):
+            notice = notices.pop(message.message_id)
             if result.accepted:
-                recorder.add(notice.id, message_id)
+                recorder.add(notice.id, message.message_id)
                 report.sent += 1
                 continue
             _fail(
@@ -331,14 +410,21 @@ def send_notices(
             )
             if result.code is None and not result.permanent:
                 # No server to talk to: the rest of the batch would fail the same way.
+                index = claimed.index(notice)
                 for rest in claimed[index + 1 :]:
-                    _fail(
-                        runtime, rest, permanent=False, code=None, error=result.error, report=report
-                    )
+                    if rest.id not in refused:
+                        _fail(
+                            runtime,
+                            rest,
+                            permanent=False,
+                            code=None,
+                            error=result.error,
+                            report=report,
+                        )
                 break
     finally:
         try:
-            recorder.flush()
+            recorder.close()
         finally:
             if own_mailer:
                 mailer.close()
