@@ -308,9 +308,7 @@ def test_sent_rows_are_committed_in_groups_never_more_than_49_unrecorded(
     assert {f"<m{notice_id}@example.com>" for notice_id in ids[:-10]} <= message_ids
 
 
-def test_a_lone_sent_row_is_committed_after_half_a_second(
-    runtime: Runtime, tmp_path: Path
-) -> None:
+def test_a_lone_sent_row_is_committed_after_half_a_second(runtime: Runtime, tmp_path: Path) -> None:
     flag_accounts(runtime, tmp_path, 3)
     ids = claimed_ids(runtime)
     now = [0.0]
