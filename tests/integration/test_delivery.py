@@ -7,6 +7,7 @@ tests assert is what the server received, not what the code says it sent.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import smtplib
 import threading
@@ -66,7 +67,7 @@ from tests.support.mail import (
     parse_message,
     text_and_html,
 )
-from tests.support.smtp import SmtpServer, refuse
+from tests.support.smtp import SmtpServer, drop, refuse
 
 # --- the invariant -------------------------------------------------------------------------
 
@@ -229,6 +230,146 @@ def test_pipelined_or_not_each_message_reads_its_own_replies(
     ]
     together = any(w.startswith(b"mail FROM:") and b"\r\nrcpt TO:" in w for w in writes)
     assert together is pipelining
+
+
+def numbered(name: str) -> OutgoingMessage:
+    recipient = f"{name}@example.com"
+    message = on_the_wire(two_people_message(To=recipient), recipient)
+    return dataclasses.replace(message, message_id=f"<{name}@localhost>")
+
+
+def test_a_stream_of_messages_takes_one_round_trip_each(
+    smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writes: list[bytes] = []
+    send = smtplib.SMTP.send
+
+    def counted(connection: smtplib.SMTP, data: str | bytes) -> None:
+        writes.append(data.encode() if isinstance(data, str) else data)
+        send(connection, data)
+
+    monkeypatch.setattr(smtplib.SMTP, "send", counted)
+    names = [f"m{n}" for n in range(20)]
+    mailer = SmtpMailer(smtp_settings(smtp_server.url), envelope_from="security@localhost")
+    try:
+        outcomes = [
+            (message.recipient, result.accepted)
+            for message, result in mailer.send_all(numbered(name) for name in names)
+        ]
+        # EHLO, the first message's envelope, then one write a message: its content and
+        # the next one's MAIL, RCPT and DATA.
+        assert len(writes) == 2 + len(names)
+    finally:
+        mailer.close()
+    assert outcomes == [(f"{name}@example.com", True) for name in names]
+    assert [e.rcpt_tos for e in smtp_server.messages()] == [
+        (f"{name}@example.com",) for name in names
+    ]
+
+
+def test_a_stream_maps_each_refusal_to_its_own_message(smtp_server: SmtpServer) -> None:
+    smtp_server.set_mode(
+        refuse(451, at="rcpt", recipient="later@example.com"),
+        refuse(550, at="rcpt", recipient="unknown@example.com"),
+        refuse(452, at="data", recipient="full@example.com"),
+        refuse(554, at="data", recipient="gone@example.com"),
+        refuse(421, at="rcpt", recipient="closing@example.com"),
+        refuse(421, at="data", recipient="closing-after@example.com"),
+        drop(at="data", count=1),  # the first content's end: after it, before the 250
+    )
+    names = [
+        "dropped-once",
+        "later",
+        "a",
+        "unknown",
+        "b",
+        "full",
+        "c",
+        "gone",
+        "d",
+        "closing",
+        "e",
+        "closing-after",
+        "f",
+    ]
+    mailer = SmtpMailer(smtp_settings(smtp_server.url), envelope_from="security@localhost")
+    try:
+        outcomes = {
+            message.recipient.split("@")[0]: (result.accepted, result.permanent, result.code)
+            for message, result in mailer.send_all(numbered(name) for name in names)
+        }
+    finally:
+        mailer.close()
+    assert outcomes == {
+        "dropped-once": (True, False, 250),  # sent again on a new connection, then accepted
+        "later": (False, False, 451),
+        "a": (True, False, 250),
+        "unknown": (False, True, 550),
+        "b": (True, False, 250),
+        "full": (False, False, 452),
+        "c": (True, False, 250),
+        "gone": (False, True, 554),
+        "d": (True, False, 250),
+        "closing": (False, False, 421),  # the server hung up: the next one reconnects
+        "e": (True, False, 250),
+        "closing-after": (False, False, 421),  # hung up with e's commands in flight
+        "f": (True, False, 250),
+    }
+    assert [e.rcpt_tos for e in smtp_server.messages()] == [
+        (f"{name}@example.com",) for name in ("dropped-once", "a", "b", "c", "d", "e", "f")
+    ]
+
+
+def test_a_refused_mail_from_fails_that_message_only(smtp_server: SmtpServer) -> None:
+    smtp_server.set_mode(refuse(451, at="mail", count=1), refuse(553, at="mail", count=1))
+    mailer = SmtpMailer(smtp_settings(smtp_server.url), envelope_from="security@localhost")
+    try:
+        outcomes = [
+            (result.accepted, result.code)
+            for _, result in mailer.send_all(numbered(name) for name in ("x", "y", "z"))
+        ]
+    finally:
+        mailer.close()
+    assert outcomes == [(False, 451), (False, 553), (True, 250)]
+    assert [e.rcpt_tos for e in smtp_server.messages()] == [("z@example.com",)]
+
+
+def test_a_message_for_several_people_in_a_stream_fails_alone(smtp_server: SmtpServer) -> None:
+    several = on_the_wire(two_people_message(To="a@example.com, b@example.com"))
+    mailer = SmtpMailer(smtp_settings(smtp_server.url), envelope_from="security@localhost")
+    try:
+        outcomes = [
+            (message.message_id, result.accepted, result.permanent)
+            for message, result in mailer.send_all(
+                [
+                    numbered("x"),
+                    dataclasses.replace(several, message_id="<two@localhost>"),
+                    numbered("y"),
+                ]
+            )
+        ]
+    finally:
+        mailer.close()
+    assert outcomes == [
+        ("<x@localhost>", True, False),
+        ("<two@localhost>", False, True),
+        ("<y@localhost>", True, False),
+    ]
+    assert [e.rcpt_tos for e in smtp_server.messages()] == [("x@example.com",), ("y@example.com",)]
+
+
+def test_stopping_a_stream_early_sends_nothing_more(smtp_server: SmtpServer) -> None:
+    mailer = SmtpMailer(smtp_settings(smtp_server.url), envelope_from="security@localhost")
+    stream = mailer.send_all(numbered(name) for name in ("x", "y", "z"))
+    try:
+        message, result = next(stream)  # y's envelope is on the wire behind x's content
+        assert (message.recipient, result.accepted) == ("x@example.com", True)
+        stream.close()
+    finally:
+        mailer.close()
+    # y had its 354 at most: dropping the connection there leaves it undelivered, and no
+    # QUIT was taken for its content.
+    assert [e.rcpt_tos for e in smtp_server.messages()] == [("x@example.com",)]
 
 
 # --- the embedded default: no SMTP, no Redis ---------------------------------------------
