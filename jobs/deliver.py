@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from redis import Redis
@@ -39,7 +40,8 @@ from service.notices.outbox import (
     SEND_LEASE,
     ClaimedNotice,
     SentNotice,
-    claim_notices,
+    claim_notice_ids,
+    claimed_notices,
     due_notices,
     extend_lease,
     mark_queued,
@@ -63,6 +65,8 @@ log = logging.getLogger(__name__)
 BATCH_SIZE = 1000
 RECORD_EVERY_MESSAGES = 50  # the at-most-once window: see SentRecorder
 RECORD_EVERY_SECONDS = 0.5
+FIRST_READ = 100  # claimed notices read before the first message; the rest while sending
+READ_PART = 300
 RELAY_LIMIT = 10_000
 DELIVERY_JOB_TIMEOUT = 3600
 
@@ -353,7 +357,7 @@ def send_notices(
     settings = runtime.settings
     report = DeliveryReport()
     with runtime.db.transaction() as session:
-        claimed = claim_notices(session, notice_ids, now=utcnow())
+        claimed = claim_notice_ids(session, notice_ids, now=utcnow())
     report.claimed = len(claimed)
     if not claimed:
         return report
@@ -364,20 +368,21 @@ def send_notices(
     limiter = RateLimiter(settings.mail_rate)
     prepared: dict[tuple[NoticeKind, str, int | None, bool], PreparedNotice] = {}
     recorder = SentRecorder(runtime, clock)
+    reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="claimed-reader")
     renew_every = SEND_LEASE.total_seconds() / 2
     renew_at = clock() + renew_every
     notices: dict[str, ClaimedNotice] = {}  # by Message-ID: handed to the mailer, no outcome yet
-    refused: set[int] = set()  # refused before they were handed to the mailer
+    done: set[int] = set()  # notices with an outcome
 
     def outgoing() -> Iterator[OutgoingMessage]:
         nonlocal renew_at
-        for notice in claimed:
+        for notice in _read_claimed(runtime, reader, claimed):
             limiter.wait()
             if clock() >= renew_at:
                 recorder.flush()  # an accepted row must not outlive its lease unrecorded
                 with runtime.db.transaction() as session:
                     # Every row held, the one on the wire included; sent ones are skipped.
-                    extend_lease(session, [held.id for held in claimed], now=utcnow())
+                    extend_lease(session, claimed, now=utcnow())
                 renew_at = clock() + renew_every
             template = _template(runtime, prepared, notice)
             message_id = new_message_id(notice.id, settings.mail_from)
@@ -387,8 +392,8 @@ def send_notices(
                 )
             except ValueError as exc:
                 # An address the mail library cannot put in a header: no retry will help.
-                _fail(runtime, notice, permanent=True, code=None, error=str(exc), report=report)
-                refused.add(notice.id)
+                _fail(runtime, notice.id, permanent=True, code=None, error=str(exc), report=report)
+                done.add(notice.id)
                 continue
             notices[message.message_id] = notice
             yield message
@@ -396,13 +401,14 @@ def send_notices(
     try:
         for message, result in send_each(mailer, outgoing()):
             notice = notices.pop(message.message_id)
+            done.add(notice.id)
             if result.accepted:
                 recorder.add(notice.id, message.message_id)
                 report.sent += 1
                 continue
             _fail(
                 runtime,
-                notice,
+                notice.id,
                 permanent=result.permanent,
                 code=result.code,
                 error=result.error,
@@ -410,9 +416,8 @@ def send_notices(
             )
             if result.code is None and not result.permanent:
                 # No server to talk to: the rest of the batch would fail the same way.
-                index = claimed.index(notice)
-                for rest in claimed[index + 1 :]:
-                    if rest.id not in refused:
+                for rest in claimed:
+                    if rest not in done:
                         _fail(
                             runtime,
                             rest,
@@ -423,6 +428,7 @@ def send_notices(
                         )
                 break
     finally:
+        reader.shutdown(cancel_futures=True)
         try:
             recorder.close()
         finally:
@@ -436,6 +442,26 @@ def send_notices(
         report.failed,
     )
     return report
+
+
+def _read_claimed(
+    runtime: Runtime, reader: ThreadPoolExecutor, claimed: list[int]
+) -> Iterator[ClaimedNotice]:
+    """The claimed notices with what their messages need, read in parts: the first part
+    now, the others by ``reader`` while the first ones are sent. A batch's read took a
+    tenth of a second per thousand on a busy database, every job, before its first message.
+    """
+
+    def read(ids: list[int]) -> list[ClaimedNotice]:
+        with runtime.db.read_session() as session:
+            return claimed_notices(session, ids)
+
+    first, rest = claimed[:FIRST_READ], claimed[FIRST_READ:]
+    parts = [rest[i : i + READ_PART] for i in range(0, len(rest), READ_PART)]
+    later = [reader.submit(read, part) for part in parts]
+    yield from read(first)
+    for part in later:
+        yield from part.result()
 
 
 def _template(
@@ -517,7 +543,7 @@ def email_change_message(runtime: Runtime, notice: ClaimedNotice, language: str)
 
 def _fail(
     runtime: Runtime,
-    notice: ClaimedNotice,
+    notice_id: int,
     *,
     permanent: bool,
     code: int | None,
@@ -525,10 +551,10 @@ def _fail(
     report: DeliveryReport,
 ) -> None:
     with runtime.db.transaction() as session:
-        attempts = session.scalar(select(Notice.attempts).where(Notice.id == notice.id)) or 0
+        attempts = session.scalar(select(Notice.attempts).where(Notice.id == notice_id)) or 0
         state = record_failure(
             session,
-            notice.id,
+            notice_id,
             permanent=permanent,
             code=code,
             error=error,
