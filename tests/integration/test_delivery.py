@@ -27,6 +27,8 @@ from redis import Redis
 from sqlalchemy import select, update
 
 from jobs.deliver import (
+    FIRST_READ,
+    READ_PART,
     RECORD_EVERY_MESSAGES,
     RECORD_EVERY_SECONDS,
     SentRecorder,
@@ -497,6 +499,23 @@ def test_a_stalled_commit_holds_the_sending_at_the_window(
     assert len(returned) == len(ids)
     recorder.close()
     assert states(runtime) == {"sent": len(ids)}
+
+
+def test_a_batch_read_in_parts_sends_each_claimed_notice_once(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    count = FIRST_READ + 2 * READ_PART + 7  # the first part, two later ones, a short last
+    flagged = flag_accounts(runtime, tmp_path / "data", count)
+    with runtime.db.read_session() as session:
+        ids = sorted(session.scalars(select(Notice.id)))
+    mail_dir = tmp_path / "mail"
+    report = send_notices(runtime, ids, mailer=FolderMailer(mail_dir))
+    assert (report.claimed, report.sent) == (count, count)
+    assert states(runtime) == {"sent": count}
+    recipients = [one_recipient(parse_message(path.read_bytes())) for path in mail_dir.iterdir()]
+    assert Counter(recipients) == Counter(flagged.values())
+    # A second run of the same batch finds nothing left to claim.
+    assert send_notices(runtime, ids, mailer=FolderMailer(mail_dir)).claimed == 0
 
 
 class FailingAfter:
