@@ -19,10 +19,12 @@ The notice row, not the queue, is the truth until the SMTP server accepts the me
 
 The one window left: a worker killed after the SMTP server accepted a message and before
 its row is marked ``sent``. The row goes back to ``pending`` when its lease ends and the
-person gets the message twice. A worker writes its ``sent`` rows in groups, one commit for
-up to 50 messages or 0.5 s (``jobs.deliver.SentRecorder``), so the window is at most 50
-messages per killed worker (``RECORD_EVERY_MESSAGES``), the one in flight at the kill
+person gets the message twice. A worker writes its ``sent`` rows in groups, by a thread
+beside the sending, a group every 25 messages or 0.5 s (``jobs.deliver.SentRecorder``), and
+the sending waits whenever 49 accepted rows are not yet committed, so the window is at most
+50 messages per killed worker (``RECORD_EVERY_MESSAGES``), the one in flight at the kill
 included; below 100 messages a second, about what was accepted in the last half second.
+A worker pipelining SMTP (RFC 2920) has at most one message past its 354 at a time.
 """
 
 from __future__ import annotations
