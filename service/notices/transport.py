@@ -263,7 +263,7 @@ class SmtpMailer:
                 if self._in_flight is not message:
                     connection.send(self._envelope(connection, message))
                 self._in_flight = None
-                refusal = _envelope_replies(connection, self.envelope_from, recipient)
+                refusal = _envelope_replies(connection, recipient)
                 if refusal is not None:
                     if refusal.code == 421:  # the server is closing: reconnect next time
                         self._drop()
@@ -364,7 +364,7 @@ class _Unread:
 _UNREAD = _Unread()
 
 
-def _envelope_replies(connection: smtplib.SMTP, sender: str, recipient: str) -> SendResult | None:
+def _envelope_replies(connection: smtplib.SMTP, recipient: str) -> SendResult | None:
     """Read the replies to a pipelined MAIL, RCPT and DATA (RFC 2920); None on 354.
 
     On a refusal, leave the session ready for the next message (as ``sendmail`` does) and
