@@ -549,7 +549,8 @@ def _canonicalize_fast(candidate: str, rules: CanonicalRules) -> CanonicalAddres
 def canonical_text(text: str, rules: CanonicalRules = DEFAULT_RULES) -> str | None:
     """Return ``canonicalize_email(text, rules).address``, or None for an InvalidAddress.
 
-    The ingest's hot loop: a plain line costs one regular expression and no objects.
+    A plain line costs one regular expression and no objects; the ingest calls it for the
+    lines the batched lane of ``canonical_texts`` leaves.
     """
     parts = _fast_parts(text, rules)
     if parts is not None:
