@@ -36,6 +36,7 @@ from service.models import (
     ExposureState,
     Leak,
     LeakEntry,
+    LeakFile,
     Notice,
     NoticeState,
 )
@@ -131,6 +132,8 @@ def retract_leak(
     with db.transaction() as session:
         first = mark_retracted(session, slug, reason=reason, actor=actor, now=now)
     leak_id, removed, after = first.leak_id, 0, None
+    with db.transaction() as session:
+        drop_staged_keys(session, leak_id)
     while True:
         with db.transaction() as session:
             count, after = remove_watch_entries(session, leak_id, after=after, limit=batch)
@@ -240,6 +243,16 @@ def end_leak_effects(
     cancelled = cancel_leak_warnings(session, leak_id=leak_id, now=now)
     record_risk_level(session, affected, reason=LoweredBecause.RETRACTED, now=now)
     return _Effects(rowcount(ended), cancelled)
+
+
+def drop_staged_keys(session: Session, leak_id: int) -> None:
+    """Drop the keys the leak's files staged and did not merge into the watch list yet.
+
+    After the leak is marked retracted: no chunk or merge of its files commits after the
+    mark (``record_chunk`` refuses), so nothing is staged again. Does not commit.
+    """
+    file_ids = session.scalars(select(LeakFile.id).where(LeakFile.leak_id == leak_id)).all()
+    bulk.drop_stages(session, file_ids)
 
 
 def remove_watch_entries(
