@@ -5,8 +5,10 @@ is then ingested by ``ingest_part`` on whichever worker takes it, with the same 
 commits and resume point as a single-process run, so a worker killed mid-part loses
 nothing: the part's job is retried (rq ``Retry``, or ``requeue_stalled_parts`` for a
 worker that died without a word) and continues from the part's last commit. Totals are
-exact whatever the number of workers: the watch list's and the exposures' unique keys
-decide every race, and every counter is added in the transaction of its chunk.
+exact whatever the number of workers: the parts stage their keys in the file's one stage,
+which the last part to complete merges into the watch list (counting the file's
+duplicates then); the exposures' unique keys decide every race; every counter is added in
+the transaction of its chunk or of the merge.
 """
 
 from __future__ import annotations

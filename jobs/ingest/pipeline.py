@@ -1,11 +1,20 @@
 """Ingest a leak file: match its addresses to accounts, flag them, queue their warnings.
 
 The file is read once, in order, in chunks of records. Each chunk is one transaction that
-stages the chunk's keyed hashes in bulk, adds them to the watch list, matches them to
-accounts with one set-based join, opens exposures with their warnings, and moves the
-file's resume point. A run killed at any moment has either committed a chunk entirely or
-not at all, so the next run resumes at the last committed record and ends in exactly the
-state of one uninterrupted run.
+appends the chunk's keyed hashes to the file's stage (a table without an index), looks up
+the accounts for the few keys that may be theirs, opens exposures with their warnings, and
+moves the file's resume point. A run killed at any moment has either committed a chunk
+entirely or not at all, so the next run resumes at the last committed record and ends in
+exactly the state of one uninterrupted run.
+
+The file's end (a run that read it to its end, or the last of its parts) merges the stage
+into the watch list in one sorted pass (``merge_file_keys``), counts the file's duplicates
+then, and only then looks for the accounts that got a leaked address during the ingest
+(``flag_late_accounts``). Until the merge, a file's ``duplicates`` (its own, its leak's,
+and what a run reports) leave out its staged keys, and an account created meanwhile finds
+none of them in the watch list: the merge's late-account look flags it. ``lines``,
+``valid``, ``invalid``, ``matched``, ``notices`` and the progress (records, matched) are
+exact after every chunk.
 
 Reading and canonicalizing (CPU, Python) overlap with the database work and the argon2
 hashing of leaked passwords (waiting, outside the GIL): the main thread reads chunk k+1
@@ -528,7 +537,9 @@ class ChunkWriter:
         """Commit chunks on a writer thread while this thread reads the next one.
 
         ``stop``, once set, commits no further chunk: the one being committed ends the run.
-        A run that reads to its end then flags the accounts its filter could not know.
+        A run of a whole file that reads to its end then merges the file's staged keys into
+        the watch list and flags the accounts its filter could not know; for a part, the
+        last part to complete does (``jobs.ingest.parts``).
         """
         handoff: queue.Queue[_Chunk | None] = queue.Queue(maxsize=1)
         failure: list[BaseException] = []

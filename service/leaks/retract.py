@@ -296,7 +296,8 @@ def _dry_run(session: Session, slug: str) -> RetractionReport:
     sent, sending = _gone_out(session, leak.id)
     if leak.retracted_at is None:
         # The ingest counted each entry it added (valid minus duplicates): no full scan of
-        # a table without an index on the leak.
+        # a table without an index on the leak. A file staged but not merged yet counts its
+        # keys as entries (its duplicates are counted by its merge): at most that many over.
         entries = max(leak.valid - leak.duplicates, 0)
     else:
         entries = session.scalar(select(func.count()).where(LeakEntry.leak_id == leak.id)) or 0
