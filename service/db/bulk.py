@@ -252,10 +252,11 @@ Match = tuple[int, bytes]  # (account id, email key)
 
 # A file's keys wait in a table of their own until the file ends, then go into the watch
 # list in one sorted pass (``merge_stage``). The watch list's primary key holds every leak's
-# keys in random order: adding each chunk's keys to it as they came cost PostgreSQL about
-# 20 us a line (a B-tree descent, a unique check and a WAL record per key, a full-page image
-# of most leaves it touched), against a few microseconds for an append to a heap without an
-# index. The table is an ordinary one, logged, so that a file staged when PostgreSQL stops is
+# keys in random order: adding each chunk's keys to it as they came (ON CONFLICT DO NOTHING,
+# three WAL records a key) cost the backend 3.4 us a line and the server's WAL writer and
+# checkpointer as much again; the COPY into a heap without an index costs 0.2 us a key and
+# the sorted merge 2.3 (bench/watch_list.py, README "The watch list once per file").
+# The table is an ordinary one, logged, so that a file staged when PostgreSQL stops is
 # still staged when it starts again: its chunks' resume points are committed with their keys.
 # One table per file, dropped once merged: a DROP is free, a DELETE of millions of rows is not.
 STAGE_PREFIX = "leak_stage_"
@@ -286,9 +287,9 @@ def stage_name(file_id: int) -> str:
 def _pg_copy_keys(keys: list[bytes], key_size: int) -> bytes:
     """The keys as one COPY ... (FORMAT BINARY) stream of one bytea column.
 
-    Built by one join in C: ``write_row`` per key cost about 1 us each in the writer thread,
-    which competes for the GIL with the reader. Raises ValueError if a key is not
-    ``key_size`` bytes (the stream would be malformed).
+    Built by one join in C: ``write_row`` per key cost 0.36 us of our CPU a key, this
+    0.06-0.10 us, in the writer thread that competes for the GIL with the reader. Raises
+    ValueError if a key is not ``key_size`` bytes (the stream would be malformed).
     """
     if set(map(len, keys)) != {key_size}:
         raise ValueError(f"an email key is not {key_size} bytes")
