@@ -262,8 +262,9 @@ Match = tuple[int, bytes]  # (account id, email key)
 STAGE_PREFIX = "leak_stage_"
 # Held while a missing stage is created: two parts of one file may commit their first chunk
 # at once, and two concurrent CREATE TABLE IF NOT EXISTS of one name can fail.
-_STAGE_LOCK_CLASS = 1_634_038_131  # an arbitrary constant of this codebase's own
-_MERGE_LOCK_CLASS = _STAGE_LOCK_CLASS + 1
+STAGE_LOCKS = 0x4C53  # "LS": the advisory-lock namespace of creating a file's stage
+# Held while a leak's file is merged: "LM", the namespace of the watch list's merges.
+MERGE_LOCKS = 0x4C4D
 # Sorted, so that the watch list's leaves are each visited once, in order. The keys the leak
 # already has are skipped by an anti-join rather than ON CONFLICT DO NOTHING: a speculative
 # insertion is an index probe and a WAL record more per key, a third of the merge's CPU
@@ -277,6 +278,14 @@ _PG_MERGE = """
 """
 _PG_COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # flags, header extension length
 _PG_COPY_TRAILER = b"\xff\xff"
+
+
+_PG_LOCK = "SELECT pg_advisory_xact_lock(%s::integer, %s::integer)"
+
+
+def _lock_key(row_id: int) -> int:
+    """A bigint id as an advisory lock's integer key: two ids may share one (a wait, no harm)."""
+    return row_id % (1 << 31)
 
 
 def stage_name(file_id: int) -> str:
@@ -340,7 +349,7 @@ def merge_stage(session: Session, leak_id: int, file_id: int) -> tuple[int, int]
             cursor.execute("SET LOCAL work_mem = '256MB'")
             # The merges of one leak's files one at a time: the insert below skips the keys
             # the leak has without ON CONFLICT, which is then exact.
-            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_MERGE_LOCK_CLASS, leak_id))
+            cursor.execute(_PG_LOCK, (MERGE_LOCKS, _lock_key(leak_id)))
             cursor.execute(f"SELECT count(*) FROM {name}")  # noqa: S608  (a name of ours)
             staged = int(cursor.fetchone()[0])
             cursor.execute(_PG_MERGE.format(stage=name), {"leak_id": leak_id})
@@ -438,7 +447,7 @@ def _postgres(
         cursor.execute("SET LOCAL synchronous_commit = off")
         cursor.execute("SELECT to_regclass(%s) IS NULL", (name,))
         if cursor.fetchone()[0]:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_STAGE_LOCK_CLASS, file_id))
+            cursor.execute(_PG_LOCK, (STAGE_LOCKS, _lock_key(file_id)))
             # No index and no vacuum: appended to, read once by the merge, then dropped.
             cursor.execute(
                 f"CREATE TABLE IF NOT EXISTS {name} (email_key bytea NOT NULL) "
