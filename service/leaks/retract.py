@@ -140,9 +140,11 @@ def retract_leak(
         removed += count
         if after is None:
             break
-    # Whatever an account change or ingest chunk added while the mark was being written.
+    # Whatever an account change or ingest chunk added while the mark was being written
+    # (on SQLite a chunk refused by the mark may have created its file's stage, empty).
     with db.transaction() as session:
         late = end_leak_effects(session, leak_id, actor=actor, reason=reason, now=now)
+        drop_staged_keys(session, leak_id)
     return RetractionReport(
         leak=slug,
         retracted_at=first.retracted_at,
