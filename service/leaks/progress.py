@@ -91,6 +91,9 @@ def open_leak_file(
         )
         session.add(leak_file)
         session.flush()
+        # A new file has nothing staged: a stage left under its id by a file deleted without
+        # its stage (SQLite reuses the highest id; a sequence may be reset) is not its own.
+        bulk.drop_stages(session, [leak_file.id])
     return OpenedFile(
         leak.id, leak_file.id, leak_file.state, leak_file.records_done, leak_file.parts
     )

@@ -322,3 +322,25 @@ def test_a_file_in_parts_merges_with_its_last_part_and_survives_a_crash_there(
     with runtime.db.read_session() as session:
         parts = session.execute(select(func.sum(LeakPart.duplicates), func.sum(LeakPart.valid)))
         assert tuple(parts.one()) == (82, 123)
+
+
+def test_a_new_file_never_merges_a_stage_left_under_its_id(
+    runtime: Runtime, accounts: dict[str, str], tmp_path: Path
+) -> None:
+    ingest_leak(runtime, write_lines(tmp_path / "a.txt", FIRST), slug=SLUG, chunk_records=CHUNK)
+    next_id = file_state(runtime)["id"] + 1
+    with runtime.db.transaction() as session:  # keys staged under the id the next file gets
+        leak_id = session.scalar(select(Leak.id).where(Leak.slug == SLUG))
+        assert leak_id is not None
+        bulk.stage_and_match(session, (leak_id, next_id), [bytes([n]) * 16 for n in range(5)], [])
+    assert stages(runtime) == [bulk.stage_name(next_id)]
+
+    second = ingest_leak(
+        runtime, write_lines(tmp_path / "b.txt", SECOND), slug=SLUG, chunk_records=CHUNK
+    )
+
+    with runtime.db.read_session() as session:
+        assert session.scalar(select(func.max(LeakFile.id))) == next_id
+    assert (second.run.valid, second.run.duplicates) == (6, 4)
+    assert entries(runtime) == 10  # none of the five stale keys
+    assert stages(runtime) == []
