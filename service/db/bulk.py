@@ -122,7 +122,8 @@ def insert_accounts(
     # SQLAlchemy's insert ran its bind processors on every value of every row (a third of
     # an import's time on SQLite), and sqlite3's executemany cannot return the ids.
     connection = session.connection()
-    convert = table.c.created_at.type.bind_processor(connection.dialect)
+    dialect = connection.dialect
+    convert = table.c.created_at.type.dialect_impl(dialect).bind_processor(dialect)
     stamp = convert(now) if convert else now
     connection.exec_driver_sql(
         _SQLITE_INSERT_ACCOUNTS,
