@@ -314,16 +314,12 @@ def apply_account_columns(
     IntegrityError, which the caller retries (``run_in_transaction``).
     """
     external_ids = rows.external_ids
-    existing: dict[str, tuple[int, str, bytes, str | None]] = {}
-    columns = select(
-        Account.id, Account.external_id, Account.email, Account.email_key, Account.locale
-    )
-    for condition in bulk.in_batches(session, Account.external_id, external_ids):
-        query = columns.where(condition)
-        for account_id, external_id, email, email_key, locale in session.execute(
-            query.with_for_update() if lock else query
-        ):
-            existing[external_id] = (account_id, email, email_key, locale)
+    existing = {
+        external_id: (account_id, email, email_key, locale)
+        for account_id, external_id, email, email_key, locale in bulk.accounts_by_external_id(
+            session, ACCOUNT_TABLE, external_ids, lock=lock
+        )
+    }
     if not existing:
         # A first import: every row is new, and the chunk goes to the insert as it is.
         outcomes = dict.fromkeys(external_ids, UpsertOutcome.CREATED)

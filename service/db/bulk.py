@@ -141,6 +141,40 @@ def insert_accounts(
     return ids
 
 
+# The ids go as one text joined by a control character, which no valid external id holds
+# (service.accounts.check_external_id), split by the server: as an array, psycopg quoted
+# every element in Python, a sixth of an import's own time.
+_PG_ACCOUNTS_BY_EXTERNAL_ID = """
+    SELECT id, external_id, email, email_key, locale FROM account
+    WHERE external_id = ANY(string_to_array(%s, %s))
+"""
+_SEPARATOR = "\x1f"
+
+
+def accounts_by_external_id(
+    session: Session, table: Table, external_ids: Sequence[str], *, lock: bool = False
+) -> Iterator[tuple[int, str, str, bytes, str | None]]:
+    """Yield (id, external_id, email, email_key, locale) of the accounts with these ids.
+
+    ``lock`` takes their row locks (PostgreSQL) until the transaction ends.
+    """
+    if not external_ids:
+        return
+    joined = _SEPARATOR.join(external_ids)
+    if is_postgres(session) and joined.count(_SEPARATOR) == len(external_ids) - 1:
+        statement = _PG_ACCOUNTS_BY_EXTERNAL_ID + (" FOR UPDATE" if lock else "")
+        rows: Any = session.connection().exec_driver_sql(statement, (joined, _SEPARATOR))
+        yield from rows
+        return
+    columns = select(
+        table.c.id, table.c.external_id, table.c.email, table.c.email_key, table.c.locale
+    )
+    for condition in in_batches(session, table.c.external_id, external_ids):
+        query = columns.where(condition)
+        rows = session.execute(query.with_for_update() if lock else query)
+        yield from rows
+
+
 _SQLITE_INSERT_ACCOUNTS = (
     "INSERT INTO account (external_id, email, email_key, locale, created_at, updated_at) "
     "VALUES (?, ?, ?, ?, ?, ?)"
