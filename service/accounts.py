@@ -56,6 +56,12 @@ def _has_invisible(text: str) -> bool:
         # exactly the ASCII characters str.isprintable refuses. Nearly every id and
         # address is ASCII, and the per-character walk below was a quarter of an import.
         return not text.isprintable()
+    if text.isprintable():
+        # str.isprintable refuses every character of the categories Other (Cc, Cf, Cs, Co,
+        # Cn) and Separator (Zs, Zl, Zp) but the space: of what the walk below looks for,
+        # only the blank letters can remain. A name or domain in another script is
+        # printable, so its row no longer pays a category lookup per character.
+        return not _BLANK_CHARACTERS.isdisjoint(text)
     return _has_invisible_character(text)
 
 
