@@ -320,19 +320,19 @@ def apply_account_columns(
     IntegrityError, which the caller retries (``run_in_transaction``).
     """
     external_ids = rows.external_ids
-    existing = {
-        external_id: (account_id, email, email_key, locale)
-        for account_id, external_id, email, email_key, locale in bulk.accounts_by_external_id(
-            session, ACCOUNT_TABLE, external_ids, lock=lock
-        )
-    }
-    if not existing:
-        # A first import: every row is new, and the chunk goes to the insert as it is.
-        outcomes = dict.fromkeys(external_ids, UpsertOutcome.CREATED)
-        inserts = rows
-        updates: list[dict[str, Any]] = []
-        moves: list[AddressChange] = []
+    # Row locks need the rows themselves; without them the server compares (PostgreSQL).
+    differences = (
+        None if lock else bulk.stored_differences(session, external_ids, rows.emails, rows.locales)
+    )
+    if differences is not None:
+        outcomes, inserts, updates, moves = _sort_differences(rows, *differences, now=now)
     else:
+        existing = {
+            external_id: (account_id, email, email_key, locale)
+            for account_id, external_id, email, email_key, locale in bulk.accounts_by_external_id(
+                session, ACCOUNT_TABLE, external_ids, lock=lock
+            )
+        }
         outcomes, inserts, updates, moves = _compare(rows, existing, now=now)
     # Before any address is written: a confirmation of one of these addresses waits, or
     # is waited for (``service.db.address_locks``).
@@ -351,6 +351,33 @@ def apply_account_columns(
     changed = change_addresses(session, moves, cause=cause, now=now)
     flagged = flag_from_watchlist(session, created, now=now).flagged + changed.flagged
     return AppliedAccounts(outcomes, flagged)
+
+
+def _sort_differences(
+    rows: AccountColumns,
+    missing: list[int],
+    changed: dict[int, tuple[int, str, bytes, str | None]],
+    *,
+    now: datetime,
+) -> tuple[dict[str, UpsertOutcome], AccountColumns, list[dict[str, Any]], list[AddressChange]]:
+    """``_compare`` for differences the server found: ``missing`` rows, ``changed`` ones."""
+    external_ids = rows.external_ids
+    outcomes = dict.fromkeys(external_ids, UpsertOutcome.UNCHANGED)
+    for index in missing:
+        outcomes[external_ids[index]] = UpsertOutcome.CREATED
+    updates: list[dict[str, Any]] = []
+    moves: list[AddressChange] = []
+    for index in sorted(changed):
+        account_id, email, email_key, locale = changed[index]
+        outcomes[external_ids[index]] = UpsertOutcome.UPDATED
+        if locale != rows.locales[index]:
+            updates.append({"id": account_id, "locale": rows.locales[index], "updated_at": now})
+        if email != rows.emails[index]:
+            moves.append(
+                AddressChange(account_id, rows.emails[index], rows.email_keys[index], email_key)
+            )
+    inserts = rows if len(missing) == len(external_ids) else rows.take(missing)
+    return outcomes, inserts, updates, moves
 
 
 def _compare(

@@ -183,6 +183,64 @@ def insert_accounts(
     return ids
 
 
+# What an upsert must know of a chunk, decided by the server: the rows whose account does
+# not exist (their positions, one text), and the stored fields of those whose address or
+# locale differs. An unchanged chunk sends back one row, instead of every account for
+# Python to compare (1.2 CPU s per 200,000 accounts of an unchanged import).
+_PG_STORED_DIFFERENCES = """
+    WITH t AS MATERIALIZED (
+        SELECT t.n, t.email, NULLIF(t.locale, '') AS locale, a.id, a.email AS old_email,
+               a.email_key AS old_key, a.locale AS old_locale
+        FROM unnest(string_to_array(%(ids)s, %(sep)s), string_to_array(%(emails)s, %(sep)s),
+                    string_to_array(%(locales)s, %(sep)s)) WITH ORDINALITY
+             AS t(external_id, email, locale, n)
+        LEFT JOIN account a ON a.external_id = t.external_id
+    )
+    SELECT n, id, old_email, old_key, old_locale FROM t
+    WHERE id IS NOT NULL AND (old_email <> email OR old_locale IS DISTINCT FROM locale)
+    UNION ALL
+    SELECT NULL, NULL, string_agg(n::text, ',' ORDER BY n), NULL, NULL FROM t WHERE id IS NULL
+"""
+
+Stored = tuple[int, str, bytes, str | None]  # an account's id, email, email key, locale
+
+
+def stored_differences(
+    session: Session,
+    external_ids: Sequence[str],
+    emails: Sequence[str],
+    locales: Sequence[str | None],
+) -> tuple[list[int], dict[int, Stored]] | None:
+    """Compare rows with the stored accounts of the same external ids, on the server.
+
+    Returns the positions of the rows without an account, ascending, and by position the
+    stored (id, email, email_key, locale) of those whose email or locale differs; rows
+    left out are unchanged. None where the server cannot compare (SQLite, or a value that
+    holds the separator): the caller compares ``accounts_by_external_id`` itself.
+    """
+    if not external_ids or not is_postgres(session):
+        return None
+    count = len(external_ids)
+    joined_ids, addresses = _joined(external_ids, count), _joined(emails, count)
+    tags = _joined([locale or "" for locale in locales], count)
+    if joined_ids is None or addresses is None or tags is None:
+        return None
+    rows = (
+        session.connection()
+        .exec_driver_sql(
+            _PG_STORED_DIFFERENCES,
+            {"ids": joined_ids, "emails": addresses, "locales": tags, "sep": _SEPARATOR},
+        )
+        .all()
+    )
+    missing_text = rows[-1][2]
+    missing = [int(n) - 1 for n in missing_text.split(",")] if missing_text else []
+    changed = {
+        n - 1: (account_id, email, key, locale) for n, account_id, email, key, locale in rows[:-1]
+    }
+    return missing, changed
+
+
 # The ids go as one text joined by a control character, which no valid external id holds
 # (service.accounts.check_external_id), split by the server: as an array, psycopg quoted
 # every element in Python, a sixth of an import's own time.
