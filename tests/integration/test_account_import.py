@@ -351,6 +351,23 @@ def test_imported_timestamps_are_stored_as_every_other_write_stores_them(
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?(.*)")
 
 
+def test_a_chunk_mixing_new_unchanged_and_changed_rows_gets_each_outcome(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    first = ["external_id,email,locale", "u1,a1@x.de,en", "u2,a2@x.de,en", "u3,a3@x.de,"]
+    first += ["u4,a4@x.de,de", "u5,a5@x.de,de", "\u00fc6,a6@x.de,"]
+    import_accounts(runtime, write_lines(tmp_path / "a.csv", first))
+    second = ["external_id,email,locale", "u1,a1@x.de,en", "u2,a2@x.de,", "u3,a3@x.de,fr"]
+    second += ["u4,b4@x.de,de", "u5,B5@x.de,pt-BR", "\u00fc6,a6@x.de,", "u7,a7@x.de,en"]
+    report = import_accounts(runtime, write_lines(tmp_path / "b.csv", second))
+    assert (report.created, report.updated, report.unchanged) == (1, 4, 2)
+    accounts = stored_accounts(runtime)
+    assert [accounts[f"u{n}"].locale for n in range(1, 6)] == ["en", None, "fr", "de", "pt-BR"]
+    assert (accounts["u4"].email, accounts["u5"].email) == ("b4@x.de", "B5@x.de")
+    assert accounts["u5"].email_key == runtime.keys.key("b5@x.de")
+    assert accounts["u7"].email == "a7@x.de"
+
+
 @pytest.mark.parametrize("chunk_rows", [None, 2], ids=["one-chunk", "chunks-of-2"])
 def test_a_repeated_external_id_takes_the_last_row(
     runtime: Runtime, tmp_path: Path, chunk_rows: int | None
