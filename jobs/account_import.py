@@ -45,7 +45,7 @@ from service.runtime import Runtime
 
 DELIMITERS = ",;\t|"
 SNIFF_BYTES = 64 * 1024
-_BLOCK_BYTES = 1024 * 1024
+_BLOCK_BYTES = 256 * 1024
 _UTF16_PROBE_BYTES = 4096  # as open_text: enough of the start to tell UTF-16 by its NULs
 MAX_REPORTED_LINES = 100
 COLUMN_ALIASES = {
