@@ -110,11 +110,10 @@ def place_hold(
     existing = session.get(SupportHold, account_id, with_for_update=bulk.is_postgres(session))
     if existing is None:
         session.add(SupportHold(account_id=account_id, **values))
-        session.flush()  # the very next risk check, on this transaction's connection, reads it
     else:
         for name, value in values.items():
             setattr(existing, name, value)
-        session.flush()
+    session.flush()  # the very next risk check, on this transaction's connection, reads it
     return expires_at
 
 
@@ -124,7 +123,7 @@ def release_hold(
     """End the account's standing hold; return it as it stood (None: no hold stood, and
     nothing changes). Does not commit; the caller audits."""
     row = session.get(SupportHold, account_id, with_for_update=bulk.is_postgres(session))
-    before = read_hold(session, account_id) if row is not None else None
+    before = read_hold(session, account_id)
     if row is None or before is None or not before.standing(now):
         return None
     row.cleared_at = now
