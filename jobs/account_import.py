@@ -366,7 +366,7 @@ class _BatchChecker:
             accounts = AccountColumns(
                 [external_ids[n] for n in valid],
                 [emails[n] for n in valid],
-                list(map(self._keys.hasher.hash, [cast(str, canonical[n]) for n in valid])),
+                list(map(self._keys.hasher.hash, cast(list[str], [canonical[n] for n in valid]))),
                 [locales[n] for n in valid],
             )
         else:
