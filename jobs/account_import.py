@@ -233,7 +233,8 @@ def _text_lines(raw: io.BufferedReader, path: Path) -> Iterator[str]:
     """
     codec, bom = detect_encoding(raw.peek(_UTF16_PROBE_BYTES)[:_UTF16_PROBE_BYTES])
     if codec != "utf-8":
-        return iter(open_text(path))
+        # As open_text reads them, on the handle the caller closes.
+        return iter(io.TextIOWrapper(raw, encoding=codec, errors="replace", newline=""))
     raw.read(bom)
     # Lines go from C to C (StringIO to csv.reader); only a block passes through Python.
     return chain.from_iterable(_text_blocks(raw, path))
