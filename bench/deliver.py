@@ -1,9 +1,11 @@
 """Benchmark notice delivery through the real worker path; prints figures only.
 
 A discarding aiosmtpd sink runs in a process of its own on 127.0.0.1 (it answers 250 and
-counts messages and RCPTs). Per run, a fresh database (SQLite in a temp dir, or a
-PostgreSQL database ``leakguard_bench_deliver``, created and dropped) is migrated and
-filled with N accounts, one leak, N exposures and N pending warning notices.
+counts messages and RCPTs). It is ``bench/incident.py``'s: it offers PIPELINING (RFC 2920)
+and SMTPUTF8, as real relays do, so the figures of the two benches compare;
+``--no-pipelining`` measures a relay without it. Per run, a fresh database (SQLite in a temp
+dir, or a PostgreSQL database ``leakguard_bench_deliver_PID``, created and dropped) is
+migrated and filled with N accounts, one leak, N exposures and N pending warning notices.
 
 Baselines, in the same run: the same messages (``prepare_notice`` + ``address_message``,
 untimed) sent by a bare smtplib loop over one reused connection: as bytes with ``sendmail``
@@ -18,7 +20,7 @@ this process's memory is not inherited; they cover the work horses rq forks per 
 Redis: db 12 of 127.0.0.1 (``LEAKGUARD_BENCH_REDIS`` to change it), flushed before and after.
 
     .venv/bin/python bench/deliver.py [--notices 20000] [--backend sqlite|postgres]
-                                      [--workers 1,2]
+                                      [--workers 1,2] [--no-pipelining]
 """
 
 from __future__ import annotations
@@ -74,7 +76,8 @@ LEAKGUARD = Path(sys.executable).with_name("leakguard")
 HOST = "127.0.0.1"
 HASH_KEY = "bench-hash-key-0123456789abcdef!"  # 32 characters
 REDIS_URL = os.environ.get("LEAKGUARD_BENCH_REDIS", "redis://127.0.0.1:6379/12")
-PG_DATABASE = "leakguard_bench_deliver"
+# Its own database per run: other benches may run on the same server at once.
+PG_DATABASE = f"leakguard_bench_deliver_{os.getpid()}"
 LOCALES = ("en", "en", "de-AT", "en-GB", "de", None)
 POLL_SECONDS = 0.05
 
@@ -96,9 +99,20 @@ class Sink:
 class Discard:
     """aiosmtpd handler: accept everything, keep nothing but counts."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, pipelining: bool) -> None:
         self.messages = 0
         self.rcpts = 0
+        self.pipelining = pipelining
+
+    async def handle_EHLO(  # noqa: N802
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        if self.pipelining:
+            # As bench/incident.py's sink and real relays (RFC 2920); aiosmtpd answers
+            # pipelined commands in order but does not say so itself.
+            responses.insert(-1, "250-PIPELINING")
+        return responses
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
         self.messages += 1
@@ -106,15 +120,17 @@ class Discard:
         return "250 2.0.0 OK discarded"
 
 
-def serve_sink(counts: Path) -> None:
+def serve_sink(counts: Path, *, pipelining: bool) -> None:
     from aiosmtpd.smtp import SMTP  # the sink process only
 
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    handler = Discard()
+    handler = Discard(pipelining=pipelining)
     server = loop.run_until_complete(
         loop.create_server(
-            lambda: SMTP(handler, hostname="sink.bench", decode_data=False, loop=loop),
+            lambda: SMTP(
+                handler, hostname="sink.bench", decode_data=False, enable_SMTPUTF8=True, loop=loop
+            ),
             HOST,
             0,
         )
@@ -126,10 +142,18 @@ def serve_sink(counts: Path) -> None:
     counts.write_text(json.dumps({"messages": handler.messages, "rcpts": handler.rcpts}))
 
 
+PIPELINING = True  # the sinks offer PIPELINING; main() sets it from --no-pipelining
+
+
 def start_sink(directory: Path, label: str) -> Sink:
     counts = directory / f"sink-{label}.json"
     process = subprocess.Popen(
-        [sys.executable, __file__, "--sink", str(counts)],
+        [
+            sys.executable,
+            __file__,
+            *("--sink", str(counts)),
+            *(() if PIPELINING else ("--no-pipelining",)),
+        ],
         stdout=subprocess.PIPE,
         text=True,
         start_new_session=True,
@@ -159,16 +183,24 @@ def main() -> None:
     parser.add_argument("--notices", type=int, default=20_000)
     parser.add_argument("--backend", choices=("sqlite", "postgres"), default="sqlite")
     parser.add_argument("--workers", default="1,2")
+    parser.add_argument(
+        "--no-pipelining",
+        action="store_true",
+        help="the sink does not offer PIPELINING (RFC 2920): the workers talk as smtplib does",
+    )
     parser.add_argument("--sink", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.sink is not None:
-        serve_sink(args.sink)
+        serve_sink(args.sink, pipelining=not args.no_pipelining)
         return
+    global PIPELINING
+    PIPELINING = not args.no_pipelining
     worker_counts = [int(k) for k in args.workers.split(",") if k.strip()]
 
     print(
         f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs; {args.notices:,} notices; "
-        f"backend {args.backend}; sink: aiosmtpd (discarding) on {HOST}"
+        f"backend {args.backend}; sink: aiosmtpd (discarding) on {HOST}, "
+        f"{'with' if PIPELINING else 'without'} PIPELINING"
     )
     with tempfile.TemporaryDirectory(prefix="leakguard-bench-deliver-") as tmp:
         directory = Path(tmp)

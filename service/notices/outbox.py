@@ -19,10 +19,12 @@ The notice row, not the queue, is the truth until the SMTP server accepts the me
 
 The one window left: a worker killed after the SMTP server accepted a message and before
 its row is marked ``sent``. The row goes back to ``pending`` when its lease ends and the
-person gets the message twice. A worker writes its ``sent`` rows in groups, one commit for
-up to 50 messages or 0.5 s (``jobs.deliver.SentRecorder``), so the window is at most 50
-messages per killed worker (``RECORD_EVERY_MESSAGES``), the one in flight at the kill
+person gets the message twice. A worker writes its ``sent`` rows in groups, by a thread
+beside the sending, a group every 25 messages or 0.5 s (``jobs.deliver.SentRecorder``), and
+the sending waits whenever 49 accepted rows are not yet committed, so the window is at most
+50 messages per killed worker (``RECORD_EVERY_MESSAGES``), the one in flight at the kill
 included; below 100 messages a second, about what was accepted in the last half second.
+A worker pipelining SMTP (RFC 2920) has at most one message past its 354 at a time.
 """
 
 from __future__ import annotations
@@ -176,7 +178,15 @@ def mark_queued(session: Session, notice_ids: Sequence[int], *, now: datetime) -
 def claim_notices(
     session: Session, notice_ids: Sequence[int], *, now: datetime
 ) -> list[ClaimedNotice]:
-    """Take the rows still waiting (pending or queued) for this worker; skip the rest.
+    """Take the rows still waiting (pending or queued) for this worker; skip the rest;
+    return them with what their messages need (``claim_notice_ids``, then
+    ``claimed_notices``). Idempotent; does not commit."""
+    return claimed_notices(session, claim_notice_ids(session, notice_ids, now=now))
+
+
+def claim_notice_ids(session: Session, notice_ids: Sequence[int], *, now: datetime) -> list[int]:
+    """Take the rows still waiting (pending or queued) for this worker; skip the rest;
+    return the ids taken.
 
     Idempotent: a row another worker claimed, or one already sent, is not returned.
     Does not commit: the caller commits the claim before sending anything. The updates
@@ -242,7 +252,14 @@ def claim_notices(
         .values(state=NoticeState.PENDING)
         .execution_options(synchronize_session=False)
     )
-    if not claimed:
+    return claimed
+
+
+def claimed_notices(session: Session, notice_ids: Sequence[int]) -> list[ClaimedNotice]:
+    """What the messages of these claimed notices need: recipient, language, leak, code or
+    link source; ordered by leak, then id. Reads only: a sender may read them after the
+    claim's commit, a part at a time, while it sends the first ones."""
+    if not notice_ids:
         return []
     # An email change's message goes to the address its request names, not the account's.
     recipient = case(
@@ -274,7 +291,7 @@ def claim_notices(
             Exposure,
             and_(Exposure.account_id == Notice.account_id, Exposure.leak_id == Notice.leak_id),
         )
-        .where(among(Notice.id, claimed))
+        .where(among(Notice.id, notice_ids))
         .order_by(Notice.leak_id, Notice.id)
     ).all()
     return [

@@ -16,6 +16,7 @@ import logging
 import re
 import smtplib
 import ssl
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from email.utils import getaddresses
 from pathlib import Path
@@ -187,6 +188,8 @@ class SmtpMailer:
         self.settings = settings
         self.envelope_from = envelope_from
         self._connection: smtplib.SMTP | None = None
+        # The message whose MAIL, RCPT and DATA went out behind the previous content.
+        self._in_flight: OutgoingMessage | None = None
 
     def _connect(self) -> smtplib.SMTP:
         s = self.settings
@@ -209,48 +212,140 @@ class SmtpMailer:
         return connection
 
     def send(self, message: OutgoingMessage) -> SendResult:
-        recipient = check_outgoing(message)
+        """Send one message; raises MultipleRecipients before anything leaves."""
+        check_outgoing(message)
+        for _, result in self.send_all((message,)):
+            return result
+        return SendResult(False, error="unreachable")
+
+    def send_all(
+        self, messages: Iterable[OutgoingMessage]
+    ) -> Iterator[tuple[OutgoingMessage, SendResult]]:
+        """Send ``messages`` in their order, each to its one recipient; yield each with its
+        result as soon as that is known, in the same order.
+
+        Where the relay offers PIPELINING (RFC 2920), the next message's MAIL, RCPT and
+        DATA follow this one's content and end-of-data in the same write: one round trip
+        a message. Replies come in order, so each maps to its message; a refusal of one
+        message is that message's result only, and a message is never reported accepted
+        without its own 250 after its content. ``messages`` is read one ahead: the next is
+        taken while this one's end-of-data is still unanswered. A message that fails
+        ``check_outgoing`` is yielded refused (permanent) and never touches the wire.
+        Stopping the iteration early is safe: ``close`` then drops a connection that has a
+        message's envelope in flight rather than quitting it.
+        """
+        upcoming = iter(messages)
+        message = next(upcoming, None)
+        while message is not None:
+            result, following = self._send_one(message, upcoming)
+            yield message, result
+            message = next(upcoming, None) if isinstance(following, _Unread) else following
+
+    def _send_one(
+        self, message: OutgoingMessage, upcoming: Iterator[OutgoingMessage]
+    ) -> tuple[SendResult, OutgoingMessage | _Unread | None]:
+        """Send ``message``; return its result and the next message, if it was read."""
+        following: OutgoingMessage | _Unread | None = _UNREAD
+        try:
+            # A message carried behind the previous one passed the check then.
+            recipient = message.recipient if message is self._in_flight else check_outgoing(message)
+        except MultipleRecipients as exc:
+            return SendResult(False, permanent=True, error=str(exc)[:300]), following
         for attempt in (1, 2):
             try:
                 if self._connection is None:
                     self._connection = self._connect()
                 connection = self._connection
-                options = _mail_options(connection, message)
-                if not message.smtputf8 and connection.has_extn("pipelining"):
-                    _send_pipelined(connection, self.envelope_from, recipient, message, options)
-                else:
+                if not connection.has_extn("pipelining"):
+                    options = _mail_options(connection, message)
                     connection.sendmail(self.envelope_from, [recipient], message.data, options)
-                return SendResult(accepted=True, code=250)
+                    return SendResult(accepted=True, code=250), following
+                if self._in_flight is not message:
+                    connection.send(self._envelope(connection, message))
+                self._in_flight = None
+                refusal = _envelope_replies(connection, recipient)
+                if refusal is not None:
+                    if refusal.code == 421:  # the server is closing: reconnect next time
+                        self._drop()
+                    return refusal, following
+                if isinstance(following, _Unread):
+                    following = next(upcoming, None)
+                payload = _DOT_LINE.sub(b"..", message.data) + _data_end(message.data)
+                carried = self._carried_envelope(connection, following)
+                if carried is not None and isinstance(following, OutgoingMessage):
+                    # RFC 2920 3.1: the content's end may be followed by the next
+                    # transaction's commands; their replies come after this one's.
+                    payload += carried
+                    self._in_flight = following
+                connection.send(payload)
+                code, reply = connection.getreply()
+                if code == 250:
+                    return SendResult(accepted=True, code=250), following
+                if code == 421:
+                    self._drop()
+                # Any other refusal ends this transaction only (RFC 5321 4.1.1.4): the
+                # next one's commands, already sent, are answered in turn.
+                return _refusal(code, reply, recipient), following
             except smtplib.SMTPServerDisconnected as exc:
                 self._drop()
                 if attempt == 2:
-                    return SendResult(False, error=f"disconnected: {exc}"[:300])
+                    return SendResult(False, error=f"disconnected: {exc}"[:300]), following
             except smtplib.SMTPNotSupportedError as exc:
                 if self._connection is None:  # STARTTLS or AUTH missing: the relay's fault
-                    return SendResult(False, error=f"{type(exc).__name__}: {exc}"[:300])
+                    return SendResult(False, error=f"{type(exc).__name__}: {exc}"[:300]), following
                 # A non-ASCII local part and a relay without SMTPUTF8 (RFC 6531): nothing
                 # was sent, retrying changes nothing, and the next message may well go.
-                return SendResult(False, permanent=True, error=str(exc)[:300])
+                return SendResult(False, permanent=True, error=str(exc)[:300]), following
             except smtplib.SMTPRecipientsRefused as exc:
                 code, reply = next(iter(exc.recipients.values()))
-                return _refusal(code, reply, recipient)
+                return _refusal(code, reply, recipient), following
             except smtplib.SMTPResponseException as exc:
                 if exc.smtp_code in (421,):  # the server is closing: reconnect next time
                     self._drop()
-                return _refusal(exc.smtp_code, exc.smtp_error, recipient)
+                return _refusal(exc.smtp_code, exc.smtp_error, recipient), following
+            except UnicodeEncodeError as exc:
+                # An address the relay cannot be given as it is: no retry will help.
+                return SendResult(False, permanent=True, error=str(exc)[:300]), following
             except (OSError, smtplib.SMTPException) as exc:
                 self._drop()
-                return SendResult(False, error=f"{type(exc).__name__}: {exc}"[:300])
-        return SendResult(False, error="unreachable")
+                return SendResult(False, error=f"{type(exc).__name__}: {exc}"[:300]), following
+        return SendResult(False, error="unreachable"), following
+
+    def _envelope(self, connection: smtplib.SMTP, message: OutgoingMessage) -> bytes:
+        """MAIL, RCPT and DATA of ``message`` as one write (RFC 2920)."""
+        params = "".join(f" {option}" for option in _mail_options(connection, message))
+        commands = (
+            f"mail FROM:{_quoted(self.envelope_from)}{params}\r\n"
+            f"rcpt TO:{_quoted(message.recipient)}\r\nDATA\r\n"
+        )
+        # SMTPUTF8 (RFC 6531) lets the commands carry UTF-8; anything else is ASCII.
+        return commands.encode("utf-8" if message.smtputf8 else "ascii")
+
+    def _carried_envelope(
+        self, connection: smtplib.SMTP, message: OutgoingMessage | _Unread | None
+    ) -> bytes | None:
+        """The commands of ``message`` to follow the current content, if it may go on this
+        connection at all; any other message is dealt with in its own turn."""
+        if not isinstance(message, OutgoingMessage):
+            return None
+        try:
+            check_outgoing(message)
+            return self._envelope(connection, message)
+        except (MultipleRecipients, smtplib.SMTPNotSupportedError, UnicodeEncodeError):
+            return None
 
     def _drop(self) -> None:
         if self._connection is not None:
             with contextlib.suppress(OSError, smtplib.SMTPException):
                 self._connection.close()
         self._connection = None
+        self._in_flight = None
 
     def close(self) -> None:
-        if self._connection is not None:
+        """Quit the connection; drop it instead if a message's envelope is still in flight
+        (iteration of ``send_all`` stopped early): after its 354 a QUIT would be read as
+        content, and the server discards a message whose end-of-data never comes."""
+        if self._connection is not None and self._in_flight is None:
             with contextlib.suppress(OSError, smtplib.SMTPException):
                 self._connection.quit()
         self._drop()
@@ -262,24 +357,21 @@ def _tls_context() -> ssl.SSLContext:
     return ssl.create_default_context()
 
 
-def _send_pipelined(
-    connection: smtplib.SMTP,
-    sender: str,
-    recipient: str,
-    message: OutgoingMessage,
-    options: list[str],
-) -> None:
-    """``sendmail`` in two round trips instead of four, where the server offers PIPELINING
-    (RFC 2920): MAIL, RCPT and DATA in one write, their three replies, then the content.
+class _Unread:
+    """The next message has not been read from the caller's iterator yet."""
 
-    Raises what ``sendmail`` raises for the same replies, so a refusal is told apart the
-    same way. smtplib does not pipeline; each wait for a reply is a trip through the
-    server's event loop, the bulk of a message's time on a fast relay.
+
+_UNREAD = _Unread()
+
+
+def _envelope_replies(connection: smtplib.SMTP, recipient: str) -> SendResult | None:
+    """Read the replies to a pipelined MAIL, RCPT and DATA (RFC 2920); None on 354.
+
+    On a refusal, leave the session ready for the next message (as ``sendmail`` does) and
+    return the refusal, told apart as ``sendmail``'s exceptions would be. smtplib does not
+    pipeline; each wait for a reply is a trip through the server's event loop, the bulk of
+    a message's time on a fast relay.
     """
-    params = "".join(f" {option}" for option in options)
-    connection.send(
-        f"mail FROM:{_quoted(sender)}{params}\r\nrcpt TO:{_quoted(recipient)}\r\nDATA\r\n"
-    )
     replies: list[tuple[int, bytes]] = []
     for _ in range(3):
         try:
@@ -294,20 +386,16 @@ def _send_pipelined(
     data_open = len(rest) == 2 and rest[1][0] == 354
     if mail_code != 250:
         _reset(connection, data_open=data_open)
-        raise smtplib.SMTPSenderRefused(mail_code, mail_reply, sender)
+        return _refusal(mail_code, mail_reply, recipient)
     rcpt_code, rcpt_reply = rest[0]
     if rcpt_code not in (250, 251):
         _reset(connection, data_open=data_open)
-        raise smtplib.SMTPRecipientsRefused({recipient: (rcpt_code, rcpt_reply)})
+        return _refusal(rcpt_code, rcpt_reply, recipient)
     data_code, data_reply = rest[1]
     if data_code != 354:
         _reset(connection, data_open=False)
-        raise smtplib.SMTPDataError(data_code, data_reply)
-    connection.send(_DOT_LINE.sub(b"..", message.data) + _data_end(message.data))
-    code, reply = connection.getreply()
-    if code != 250:
-        _reset(connection, data_open=False)
-        raise smtplib.SMTPDataError(code, reply)
+        return _refusal(data_code, data_reply, recipient)
+    return None
 
 
 def _quoted(address: str) -> str:
@@ -367,6 +455,26 @@ class FolderMailer:
 
     def close(self) -> None:
         return None
+
+
+def send_each(
+    mailer: Mailer, messages: Iterable[OutgoingMessage]
+) -> Iterator[tuple[OutgoingMessage, SendResult]]:
+    """Send ``messages`` in order; yield each with its result, in the same order.
+
+    ``SmtpMailer`` pipelines them (``SmtpMailer.send_all``); any other mailer sends one by
+    one. A message refused before it leaves (``check_outgoing``, an address no header can
+    carry) is yielded refused for good, not raised, so the rest still go.
+    """
+    if isinstance(mailer, SmtpMailer):
+        yield from mailer.send_all(messages)
+        return
+    for message in messages:
+        try:
+            result = mailer.send(message)
+        except (MultipleRecipients, ValueError) as exc:
+            result = SendResult(False, permanent=True, error=str(exc)[:300])
+        yield message, result
 
 
 def make_mailer(smtp_url: str | None, *, mail_dir: Path, envelope_from: str) -> Mailer:

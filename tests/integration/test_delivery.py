@@ -7,8 +7,11 @@ tests assert is what the server received, not what the code says it sent.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import smtplib
+import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
@@ -24,6 +27,8 @@ from redis import Redis
 from sqlalchemy import select, update
 
 from jobs.deliver import (
+    FIRST_READ,
+    READ_PART,
     RECORD_EVERY_MESSAGES,
     RECORD_EVERY_SECONDS,
     SentRecorder,
@@ -64,7 +69,7 @@ from tests.support.mail import (
     parse_message,
     text_and_html,
 )
-from tests.support.smtp import SmtpServer, refuse
+from tests.support.smtp import SmtpServer, drop, refuse
 
 # --- the invariant -------------------------------------------------------------------------
 
@@ -229,6 +234,146 @@ def test_pipelined_or_not_each_message_reads_its_own_replies(
     assert together is pipelining
 
 
+def numbered(name: str) -> OutgoingMessage:
+    recipient = f"{name}@example.com"
+    message = on_the_wire(two_people_message(To=recipient), recipient)
+    return dataclasses.replace(message, message_id=f"<{name}@localhost>")
+
+
+def test_a_stream_of_messages_takes_one_round_trip_each(
+    smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writes: list[bytes] = []
+    send = smtplib.SMTP.send
+
+    def counted(connection: smtplib.SMTP, data: str | bytes) -> None:
+        writes.append(data.encode() if isinstance(data, str) else data)
+        send(connection, data)
+
+    monkeypatch.setattr(smtplib.SMTP, "send", counted)
+    names = [f"m{n}" for n in range(20)]
+    mailer = SmtpMailer(smtp_settings(smtp_server.url), envelope_from="security@localhost")
+    try:
+        outcomes = [
+            (message.recipient, result.accepted)
+            for message, result in mailer.send_all(numbered(name) for name in names)
+        ]
+        # EHLO, the first message's envelope, then one write a message: its content and
+        # the next one's MAIL, RCPT and DATA.
+        assert len(writes) == 2 + len(names)
+    finally:
+        mailer.close()
+    assert outcomes == [(f"{name}@example.com", True) for name in names]
+    assert [e.rcpt_tos for e in smtp_server.messages()] == [
+        (f"{name}@example.com",) for name in names
+    ]
+
+
+def test_a_stream_maps_each_refusal_to_its_own_message(smtp_server: SmtpServer) -> None:
+    smtp_server.set_mode(
+        refuse(451, at="rcpt", recipient="later@example.com"),
+        refuse(550, at="rcpt", recipient="unknown@example.com"),
+        refuse(452, at="data", recipient="full@example.com"),
+        refuse(554, at="data", recipient="gone@example.com"),
+        refuse(421, at="rcpt", recipient="closing@example.com"),
+        refuse(421, at="data", recipient="closing-after@example.com"),
+        drop(at="data", count=1),  # the first content's end: after it, before the 250
+    )
+    names = [
+        "dropped-once",
+        "later",
+        "a",
+        "unknown",
+        "b",
+        "full",
+        "c",
+        "gone",
+        "d",
+        "closing",
+        "e",
+        "closing-after",
+        "f",
+    ]
+    mailer = SmtpMailer(smtp_settings(smtp_server.url), envelope_from="security@localhost")
+    try:
+        outcomes = {
+            message.recipient.split("@")[0]: (result.accepted, result.permanent, result.code)
+            for message, result in mailer.send_all(numbered(name) for name in names)
+        }
+    finally:
+        mailer.close()
+    assert outcomes == {
+        "dropped-once": (True, False, 250),  # sent again on a new connection, then accepted
+        "later": (False, False, 451),
+        "a": (True, False, 250),
+        "unknown": (False, True, 550),
+        "b": (True, False, 250),
+        "full": (False, False, 452),
+        "c": (True, False, 250),
+        "gone": (False, True, 554),
+        "d": (True, False, 250),
+        "closing": (False, False, 421),  # the server hung up: the next one reconnects
+        "e": (True, False, 250),
+        "closing-after": (False, False, 421),  # hung up with e's commands in flight
+        "f": (True, False, 250),
+    }
+    assert [e.rcpt_tos for e in smtp_server.messages()] == [
+        (f"{name}@example.com",) for name in ("dropped-once", "a", "b", "c", "d", "e", "f")
+    ]
+
+
+def test_a_refused_mail_from_fails_that_message_only(smtp_server: SmtpServer) -> None:
+    smtp_server.set_mode(refuse(451, at="mail", count=1), refuse(553, at="mail", count=1))
+    mailer = SmtpMailer(smtp_settings(smtp_server.url), envelope_from="security@localhost")
+    try:
+        outcomes = [
+            (result.accepted, result.code)
+            for _, result in mailer.send_all(numbered(name) for name in ("x", "y", "z"))
+        ]
+    finally:
+        mailer.close()
+    assert outcomes == [(False, 451), (False, 553), (True, 250)]
+    assert [e.rcpt_tos for e in smtp_server.messages()] == [("z@example.com",)]
+
+
+def test_a_message_for_several_people_in_a_stream_fails_alone(smtp_server: SmtpServer) -> None:
+    several = on_the_wire(two_people_message(To="a@example.com, b@example.com"))
+    mailer = SmtpMailer(smtp_settings(smtp_server.url), envelope_from="security@localhost")
+    try:
+        outcomes = [
+            (message.message_id, result.accepted, result.permanent)
+            for message, result in mailer.send_all(
+                [
+                    numbered("x"),
+                    dataclasses.replace(several, message_id="<two@localhost>"),
+                    numbered("y"),
+                ]
+            )
+        ]
+    finally:
+        mailer.close()
+    assert outcomes == [
+        ("<x@localhost>", True, False),
+        ("<two@localhost>", False, True),
+        ("<y@localhost>", True, False),
+    ]
+    assert [e.rcpt_tos for e in smtp_server.messages()] == [("x@example.com",), ("y@example.com",)]
+
+
+def test_stopping_a_stream_early_sends_nothing_more(smtp_server: SmtpServer) -> None:
+    mailer = SmtpMailer(smtp_settings(smtp_server.url), envelope_from="security@localhost")
+    stream = mailer.send_all(numbered(name) for name in ("x", "y", "z"))
+    try:
+        message, result = next(stream)  # y's envelope is on the wire behind x's content
+        assert (message.recipient, result.accepted) == ("x@example.com", True)
+        stream.close()
+    finally:
+        mailer.close()
+    # y had its 354 at most: dropping the connection there leaves it undelivered, and no
+    # QUIT was taken for its content.
+    assert [e.rcpt_tos for e in smtp_server.messages()] == [("x@example.com",)]
+
+
 # --- the embedded default: no SMTP, no Redis ---------------------------------------------
 
 
@@ -277,32 +422,100 @@ def claimed_ids(runtime: Runtime) -> list[int]:
     return ids
 
 
-def test_sent_rows_are_written_every_50_messages_or_half_second(
+def wait_until(condition: Callable[[], bool], *, seconds: float = 30.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_sent_rows_are_committed_in_groups_never_more_than_49_unrecorded(
     runtime: Runtime, tmp_path: Path
 ) -> None:
-    flag_accounts(runtime, tmp_path, RECORD_EVERY_MESSAGES + 10)
+    flag_accounts(runtime, tmp_path, 3 * RECORD_EVERY_MESSAGES + 10)
+    ids = claimed_ids(runtime)
+    recorder = SentRecorder(runtime)
+    try:
+        for added, notice_id in enumerate(ids[:-10], start=1):
+            recorder.add(notice_id, f"<m{notice_id}@example.com>")
+            # The at-most-once window: with the one message in flight at a kill, at most
+            # RECORD_EVERY_MESSAGES accepted rows are not on record.
+            assert states(runtime)["sent"] >= added - (RECORD_EVERY_MESSAGES - 1)
+        recorder.flush()
+        assert states(runtime) == {"sent": len(ids) - 10, "sending": 10}
+    finally:
+        recorder.close()
+    message_ids = {row.message_id for row in notice_rows(runtime).values()}
+    assert {f"<m{notice_id}@example.com>" for notice_id in ids[:-10]} <= message_ids
+
+
+def test_a_lone_sent_row_is_committed_after_half_a_second(runtime: Runtime, tmp_path: Path) -> None:
+    flag_accounts(runtime, tmp_path, 3)
     ids = claimed_ids(runtime)
     now = [0.0]
     recorder = SentRecorder(runtime, clock=lambda: now[0])
-    for notice_id in ids[: RECORD_EVERY_MESSAGES - 1]:
-        recorder.add(notice_id, f"<m{notice_id}@example.com>")
-    assert states(runtime) == {"sending": len(ids)}  # the window: all of them, so far
-    recorder.add(ids[RECORD_EVERY_MESSAGES - 1], "<last@example.com>")
-    assert states(runtime) == {"sent": RECORD_EVERY_MESSAGES, "sending": 10}
+    try:
+        recorder.add(ids[0], "<a@example.com>")
+        now[0] += RECORD_EVERY_SECONDS - 0.1
+        recorder.add(ids[1], "<b@example.com>")
+        assert recorder.waiting  # not due: both wait for more company
+        now[0] += 0.1  # the first waiting row has waited its half second
+        recorder.add(ids[2], "<c@example.com>")
+        assert not recorder.waiting  # handed to the committer thread
+        assert wait_until(lambda: states(runtime) == {"sent": 3})
+    finally:
+        recorder.close()
 
-    rest = iter(ids[RECORD_EVERY_MESSAGES:])
-    recorder.add(next(rest), "<a@example.com>")
-    now[0] += RECORD_EVERY_SECONDS - 0.1
-    recorder.add(next(rest), "<b@example.com>")
-    assert states(runtime)["sent"] == RECORD_EVERY_MESSAGES
-    now[0] += 0.1  # the first waiting row has waited its half second
-    recorder.add(next(rest), "<c@example.com>")
-    assert states(runtime)["sent"] == RECORD_EVERY_MESSAGES + 3
-    recorder.add(next(rest), "<d@example.com>")
-    recorder.flush()
-    assert states(runtime) == {"sent": RECORD_EVERY_MESSAGES + 4, "sending": 6}
-    message_ids = {row.message_id for row in notice_rows(runtime).values()}
-    assert {"<last@example.com>", "<d@example.com>"} <= message_ids
+
+def test_a_stalled_commit_holds_the_sending_at_the_window(
+    runtime: Runtime, db_url: str, tmp_path: Path
+) -> None:
+    if not db_url.startswith("postgresql"):
+        pytest.skip("row locks: PostgreSQL")
+    flag_accounts(runtime, tmp_path, RECORD_EVERY_MESSAGES + 10)
+    ids = claimed_ids(runtime)
+    recorder = SentRecorder(runtime)
+    returned: list[int] = []
+    with runtime.db.engine.connect() as blocker:
+        # Another transaction holds the rows: the committer's update waits for it.
+        blocker.execute(select(Notice.id).where(Notice.id.in_(ids)).with_for_update())
+
+        def add_all() -> None:
+            for notice_id in ids:
+                recorder.add(notice_id, f"<m{notice_id}@example.com>")
+                returned.append(notice_id)
+
+        adder = threading.Thread(target=add_all, daemon=True)
+        adder.start()
+        assert wait_until(lambda: len(returned) >= RECORD_EVERY_MESSAGES - 1)
+        adder.join(timeout=0.5)
+        # Half the window is stuck in the commit, half waits: the 50th add cannot return.
+        assert len(returned) == RECORD_EVERY_MESSAGES - 1
+        assert states(runtime) == {"sending": len(ids)}
+        blocker.rollback()
+    adder.join(timeout=30)
+    assert len(returned) == len(ids)
+    recorder.close()
+    assert states(runtime) == {"sent": len(ids)}
+
+
+def test_a_batch_read_in_parts_sends_each_claimed_notice_once(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    count = FIRST_READ + 2 * READ_PART + 7  # the first part, two later ones, a short last
+    flagged = flag_accounts(runtime, tmp_path / "data", count)
+    with runtime.db.read_session() as session:
+        ids = sorted(session.scalars(select(Notice.id)))
+    mail_dir = tmp_path / "mail"
+    report = send_notices(runtime, ids, mailer=FolderMailer(mail_dir))
+    assert (report.claimed, report.sent) == (count, count)
+    assert states(runtime) == {"sent": count}
+    recipients = [one_recipient(parse_message(path.read_bytes())) for path in mail_dir.iterdir()]
+    assert Counter(recipients) == Counter(flagged.values())
+    # A second run of the same batch finds nothing left to claim.
+    assert send_notices(runtime, ids, mailer=FolderMailer(mail_dir)).claimed == 0
 
 
 class FailingAfter:

@@ -50,7 +50,7 @@ class Rule:
     only to messages for ``recipient``.
     """
 
-    stage: str  # "rcpt" | "data"
+    stage: str  # "mail" | "rcpt" | "data"
     code: int | None
     count: int | None = None
     recipient: str | None = None
@@ -59,7 +59,10 @@ class Rule:
 def refuse(
     code: int, *, at: str = "rcpt", count: int | None = None, recipient: str | None = None
 ) -> Rule:
-    """Answer ``code`` at RCPT or DATA (421 also closes the connection, as servers do)."""
+    """Answer ``code`` at MAIL, RCPT or DATA (421 also closes the connection, as servers do).
+
+    At DATA the answer is the one to the content's end; at MAIL a rule by recipient never
+    matches (the recipient comes later)."""
     return Rule(stage=at, code=code, count=count, recipient=recipient)
 
 
@@ -259,6 +262,16 @@ class Recorder:
             # commands in order (RFC 2920); it only does not say so itself.
             responses.insert(-1, "250-PIPELINING")
         return responses
+
+    async def handle_MAIL(  # noqa: N802  (aiosmtpd's hook name)
+        self, server: Any, session: Any, envelope: Any, address: str, mail_options: list[str]
+    ) -> str:
+        rule = self.matching(self.mode(), "mail", [])
+        if rule:
+            return await self.misbehave(server, rule, stage="mail", mail_from=address, rcpt_tos=[])
+        envelope.mail_from = address  # the hook's duty (aiosmtpd)
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
 
     async def handle_RCPT(  # noqa: N802  (aiosmtpd's hook name)
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
