@@ -980,13 +980,19 @@ def print_statements(path: Path, env: dict[str, str], backend: str, url: str) ->
     figures = json.loads(found[-1].removeprefix(SQL_MARK))
     wall, lines = figures["wall"], figures["lines"]
     statements = sorted(figures["statements"].items(), key=lambda item: -item[1][1])
-    total = sum(seconds for _, (_, seconds) in statements)
+    total = sum(seconds for _, (_, seconds, _) in statements)
+    server = sum(cpu for _, (_, _, cpu) in statements)
     print(
         f"\ndatabase calls of one ingest ({backend}, lines, {lines:,} lines, in-process, "
-        f"{wall:.1f} s wall): {total:.1f} s in the driver, on the writer thread unless noted"
+        f"{wall:.1f} s wall): {total:.1f} s in the driver, on the writer thread unless noted; "
+        f"the server backend's own CPU {server:.1f} s = {server / lines * 1e6:.1f} us per line "
+        "(its /proc entry: other users of the server not counted)"
     )
-    for key, (calls, seconds) in statements[:12]:
-        print(f"  {seconds:>6.2f} s {seconds / wall:>5.0%} of wall {calls:>5} calls  {key}")
+    for key, (calls, seconds, cpu) in statements[:14]:
+        print(
+            f"  {seconds:>6.2f} s {seconds / wall:>5.0%} of wall {calls:>5} calls, server CPU "
+            f"{cpu / lines * 1e6:>5.2f} us/line  {key}"
+        )
 
 
 SQL_MARK = "SQLPROFILE "
@@ -1005,21 +1011,34 @@ def sql_profile_child(path: Path) -> None:
     totals: dict[str, list[float]] = {}
     lock = threading.Lock()
 
-    def record(label: str, query: object, seconds: float) -> None:
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def server_cpu(connection: Any) -> float:
+        """CPU seconds of the connection's server backend so far (its /proc entry)."""
+        try:
+            with open(f"/proc/{connection.info.backend_pid}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / tick
+
+    def record(label: str, query: object, seconds: float, server: float = 0.0) -> None:
         text = query.decode() if isinstance(query, bytes) else str(query)
         key = f"{label} {' '.join(text.split())[:90]}"
         with lock:
-            entry = totals.setdefault(key, [0, 0.0])
+            entry = totals.setdefault(key, [0, 0.0, 0.0])
             entry[0] += 1
             entry[1] += seconds
+            entry[2] += server
 
     def timed(label: str, method: Callable[..., Any]) -> Callable[..., Any]:
         def call(self: Any, query: object, *args: Any, **kwargs: Any) -> Any:
-            started = time.perf_counter()
+            started, server = time.perf_counter(), server_cpu(self.connection)
             try:
                 return method(self, query, *args, **kwargs)
             finally:
-                record(label, query, time.perf_counter() - started)
+                spent = server_cpu(self.connection) - server
+                record(label, query, time.perf_counter() - started, spent)
 
         return call
 
@@ -1030,10 +1049,11 @@ def sql_profile_child(path: Path) -> None:
 
     @contextmanager
     def copy(self: Any, statement: object, *args: Any, **kwargs: Any) -> Iterator[Any]:
-        started = time.perf_counter()
+        started, server = time.perf_counter(), server_cpu(self.connection)
         with original_copy(self, statement, *args, **kwargs) as block:
             yield block
-        record("copy", statement, time.perf_counter() - started)
+        spent = server_cpu(self.connection) - server
+        record("copy", statement, time.perf_counter() - started, spent)
 
     cursor.copy = copy
     original_fetchall = cursor.fetchall
@@ -1050,11 +1070,11 @@ def sql_profile_child(path: Path) -> None:
     original_commit = connection.commit
 
     def commit(self: Any) -> None:
-        started = time.perf_counter()
+        started, server = time.perf_counter(), server_cpu(self)
         try:
             original_commit(self)
         finally:
-            record("commit", "", time.perf_counter() - started)
+            record("commit", "", time.perf_counter() - started, server_cpu(self) - server)
 
     connection.commit = commit
     app = create_app()

@@ -9,32 +9,44 @@ the failing chunk untouched: the report says how far the import got.
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable, Iterator
+import io
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import chain, islice
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from jobs.reader.encoding import open_text
+from jobs.reader.encoding import decode_line, detect_encoding, open_text
 from service.accounts import (
+    MAX_EMAIL_CHARS,
+    AccountColumns,
     AccountInput,
     AddressChangeCause,
     UpsertOutcome,
     ValidAccount,
-    apply_accounts,
+    apply_account_columns,
+    check_external_id,
+    external_ids_plain,
     normalize_locale,
     validate_account,
 )
+from service.addresses import AddressKeys
+from service.addresses.canonical import canonical_text
+from service.addresses.mailbox import dressed_positions
 from service.db import utcnow
 from service.errors import JobError, ValidationFailed
 from service.runtime import Runtime
 
 DELIMITERS = ",;\t|"
 SNIFF_BYTES = 64 * 1024
+_BLOCK_BYTES = 256 * 1024
+_UTF16_PROBE_BYTES = 4096  # as open_text: enough of the start to tell UTF-16 by its NULs
 MAX_REPORTED_LINES = 100
 COLUMN_ALIASES = {
     "external_id": {"external_id", "externalid", "external-id", "external id"},
@@ -102,12 +114,6 @@ class ImportReport:
         return text
 
 
-@dataclass(frozen=True, slots=True)
-class _Row:
-    line: int
-    account: ValidAccount
-
-
 @dataclass(slots=True)
 class _Tally:
     """What reading found since the last chunk: rows read, and the invalid ones by line."""
@@ -130,8 +136,30 @@ class _Tally:
 
 @dataclass(frozen=True, slots=True)
 class _Chunk:
-    rows: list[_Row]  # empty only for what follows the last chunk (invalid rows at the end)
+    accounts: AccountColumns  # empty only for what follows the last chunk (invalid rows)
+    first_line: int  # where its first and its last account start
+    last_line: int
     read: _Tally
+
+
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    """What reading a run of CSV records found, by each record's position in the run."""
+
+    starts: list[int]  # the line each record starts on
+    valid: list[int]  # positions of the valid accounts, ascending
+    accounts: AccountColumns  # those accounts, in that order
+    invalid: list[int]  # positions of the invalid records, ascending
+    blank: list[int]  # positions of blank lines (not rows at all), ascending
+
+    def count(self, tally: _Tally, start: int, stop: int) -> None:
+        """Count the records at positions ``start`` to ``stop`` (excluded) into ``tally``."""
+        blank = bisect_left(self.blank, stop) - bisect_left(self.blank, start)
+        tally.rows += stop - start - blank
+        for position in self.invalid[
+            bisect_left(self.invalid, start) : bisect_left(self.invalid, stop)
+        ]:
+            tally.note_invalid(self.starts[position])
 
 
 def import_accounts(
@@ -150,72 +178,265 @@ def import_accounts(
     report = ImportReport()
     for item in _read_ahead(_chunks(runtime, path, size)):
         report.add_read(item.read)
-        chunk = item.rows
-        if not chunk:
+        rows = len(item.accounts.external_ids)
+        if not rows:
             continue
         try:
             with runtime.db.transaction() as session:
-                _apply_chunk(session, chunk, report, now=utcnow())
+                _apply_chunk(session, item.accounts, report, now=utcnow())
         except SQLAlchemyError as exc:
             reason = str(getattr(exc, "orig", exc) or exc).splitlines()[0]
             raise ImportAborted(
-                f"stopped at line {chunk[0].line}: the database refused the chunk ({reason}); "
-                f"rows through line {report.committed_through_line} are imported",
+                f"stopped at line {item.first_line}: the database refused the chunk "
+                f"({reason}); rows through line {report.committed_through_line} are imported",
                 report,
             ) from exc
-        report.committed_through_line = chunk[-1].line
+        report.committed_through_line = item.last_line
         if on_progress is not None:
-            on_progress(len(chunk))
+            on_progress(rows)
     return report
 
 
-def _read_rows(runtime: Runtime, path: Path, tally: _Tally) -> Iterator[_Row]:
+def _read_batches(runtime: Runtime, path: Path, size: int) -> Iterator[_Batch]:
+    """Read the CSV at ``path`` in runs of ``size`` records, each checked and keyed at once."""
     try:
-        handle = open_text(path)
+        with open_text(path) as handle:
+            sample = handle.read(SNIFF_BYTES)
+        raw = path.open("rb")
     except OSError as exc:
         raise ImportFileError(f"cannot read {path}: {exc.strerror or exc}") from None
-    with handle:
-        try:
-            sample = handle.read(SNIFF_BYTES)
-        except OSError as exc:
-            raise ImportFileError(f"cannot read {path}: {exc.strerror or exc}") from None
-        handle.seek(0)
-        reader = csv.reader(handle, dialect=_sniff(sample))
+    with raw:
+        reader = csv.reader(_text_lines(raw, path), dialect=_sniff(sample))
         columns = _header_columns(reader, path)
-        keys = runtime.keys
-        needed = max(columns["external_id"], columns["email"]) + 1
+        checker = _BatchChecker(runtime.keys, columns)
         end = reader.line_num
         while True:
-            # A quoted field may span lines; a row is reported by the line it starts on,
-            # which is where a stray opening quote that swallowed the lines after it sits.
-            line = end + 1
-            try:
-                record = next(reader)
-            except StopIteration:
+            records, ends = _read_records(reader, size)
+            if not records:
                 return
-            except csv.Error:
-                end = reader.line_num
-                tally.rows += 1
-                tally.note_invalid(line)
+            # A quoted field may span lines; a record is reported by the line it starts
+            # on, which is where a stray opening quote that swallowed the lines after it sits.
+            starts = [end + 1, *(line + 1 for line in ends[:-1])]
+            end = ends[-1]
+            yield checker.check(records, starts)
+
+
+def _text_lines(raw: io.BufferedReader, path: Path) -> Iterator[str]:
+    """The lines of ``raw`` exactly as ``open_text`` reads them, a block at a time.
+
+    ``open_text`` decodes line by line (UTF-8, else Windows-1252), a few Python calls per
+    line; a block that is valid UTF-8 as a whole is valid line by line ("\n" and "\r"
+    never occur inside a multi-byte sequence), so it is decoded in one call and split by
+    ``io.StringIO`` with ``newline=""``, which splits at LF, CRLF and CR as ``open_text``
+    does. Other blocks are split the same way and decoded line by line with
+    ``decode_line``. UTF-16 and UTF-32 files are left to ``open_text``.
+    """
+    codec, bom = detect_encoding(raw.peek(_UTF16_PROBE_BYTES)[:_UTF16_PROBE_BYTES])
+    if codec != "utf-8":
+        # As open_text reads them, on the handle the caller closes.
+        return iter(io.TextIOWrapper(raw, encoding=codec, errors="replace", newline=""))
+    raw.read(bom)
+    # Lines go from C to C (StringIO to csv.reader); only a block passes through Python.
+    return chain.from_iterable(_text_blocks(raw, path))
+
+
+def _text_blocks(raw: io.BufferedReader, path: Path) -> Iterator[Iterable[str]]:
+    rest = b""
+    while True:
+        try:
+            data = raw.read(_BLOCK_BYTES)
+        except OSError as exc:
+            raise ImportFileError(f"cannot read {path}: {exc.strerror or exc}") from None
+        if not data:
+            block, rest = rest, b""
+        else:
+            data = rest + data
+            # Cut after the last LF, so no CRLF is split; without one, after the last CR
+            # that is not the final byte (a CR-only file), else read on.
+            cut = data.rfind(b"\n") + 1 or data.rfind(b"\r", 0, len(data) - 1) + 1
+            if not cut:
+                rest = data
                 continue
-            end = reader.line_num
-            if not "".join(record).strip():  # blank line, or only empty cells
+            block, rest = data[:cut], data[cut:]
+        if not block:
+            return
+        try:
+            yield io.StringIO(block.decode("utf-8"), newline="")
+        except UnicodeDecodeError:
+            yield [
+                decode_line(line.encode("latin-1"))
+                for line in io.StringIO(block.decode("latin-1"), newline="")
+            ]
+
+
+# A record csv.reader could not read at all: invalid, and not blank (its line was not).
+_BROKEN: list[str] = ["\0"]
+
+
+def _read_records(reader: Any, count: int) -> tuple[list[list[str]], list[int]]:
+    """Read up to ``count`` records and the line each ends on; fewer only at the end."""
+    records: list[list[str]] = []
+    ends: list[int] = []
+    add_record, add_end = records.append, ends.append
+    while True:
+        try:
+            for record in islice(reader, count - len(records)):
+                add_record(record)
+                add_end(reader.line_num)
+        except csv.Error:
+            add_record(_BROKEN)
+            add_end(reader.line_num)
+            if len(records) < count:
                 continue
-            tally.rows += 1
-            if len(record) < needed:
-                tally.note_invalid(line)
+        return records, ends
+
+
+class _BatchChecker:
+    """Check and key a run of records the way ``validate_account`` checks one row.
+
+    The common row (a plain ASCII id, a plain addr-spec, a locale seen before) is checked
+    batch-wise: one test of all ids, one regular expression over all addresses, a cached
+    answer per distinct locale; then its canonical form and key. Anything else (dressing,
+    non-ASCII, a short or broken record, a blank line) takes ``_check_one``, the row-by-row
+    path, so every row gets exactly the answer ``validate_account`` gives it.
+    """
+
+    def __init__(self, keys: AddressKeys, columns: dict[str, int]) -> None:
+        self._keys = keys
+        self._columns = columns
+        self._id = columns["external_id"]
+        self._email = columns["email"]
+        self._locale = columns.get("locale")
+        self._needed = max(self._id, self._email) + 1
+        self._width = max(self._needed, (self._locale or 0) + 1)
+        self._padding = [""] * self._width
+        self._locales: dict[str, str | None] = {}
+
+    def check(self, records: list[list[str]], starts: list[int]) -> _Batch:
+        width = self._width
+        if min(map(len, records)) < width:
+            # Records too short to index: padded here, each decided by _check_one (a missing
+            # locale column alone is no fault there).
+            work = [record if len(record) >= width else self._padding for record in records]
+            slow = [n for n, record in enumerate(records) if len(record) < width]
+        else:
+            work = records
+            slow = []
+        id_at, email_at = self._id, self._email
+        external_ids = [record[id_at].strip() for record in work]
+        emails = [record[email_at].strip() for record in work]
+        if not external_ids_plain(external_ids):
+            slow += [n for n, value in enumerate(external_ids) if not _plain_id(value)]
+        slow += dressed_positions(emails)
+        if max(map(len, emails)) > MAX_EMAIL_CHARS:
+            slow += [n for n, value in enumerate(emails) if len(value) > MAX_EMAIL_CHARS]
+        locales = self._read_locales(work)
+        rules = self._keys.rules
+        # The rows left to _check_one get their canonical form there, not twice.
+        canonical: list[str | None] = []
+        done = 0
+        for position in sorted(set(slow)):
+            canonical += [canonical_text(value, rules) for value in emails[done:position]]
+            canonical.append(None)
+            done = position + 1
+        canonical += [canonical_text(value, rules) for value in emails[done:]]
+
+        slow_valid: dict[int, ValidAccount] = {}
+        blank: list[int] = []
+        invalid_slow: list[int] = []
+        for position in sorted(set(slow)):
+            outcome = self._check_one(records[position])
+            if isinstance(outcome, ValidAccount):
+                slow_valid[position] = outcome
+                external_ids[position] = outcome.external_id
+                emails[position] = outcome.email
+                locales[position] = outcome.locale
+                # Keyed below like the others, then given its own key.
+                canonical[position] = ""
                 continue
-            item = AccountInput(
-                external_id=record[columns["external_id"]].strip(),
-                email=record[columns["email"]],
-                locale=_lenient_locale(record, columns.get("locale")),
+            canonical[position] = None
+            (blank if outcome is _BLANK else invalid_slow).append(position)
+
+        if None in canonical:
+            valid = [n for n, value in enumerate(canonical) if value is not None]
+            gone = set(invalid_slow) | set(blank)
+            invalid = sorted(
+                [n for n, value in enumerate(canonical) if value is None and n not in gone]
+                + invalid_slow
             )
-            try:
-                account = validate_account(item, keys)
-            except ValidationFailed:
-                tally.note_invalid(line)
-                continue
-            yield _Row(line, account)
+            accounts = AccountColumns(
+                [external_ids[n] for n in valid],
+                [emails[n] for n in valid],
+                list(map(self._keys.hasher.hash, cast(list[str], [canonical[n] for n in valid]))),
+                [locales[n] for n in valid],
+            )
+        else:
+            valid = list(range(len(records)))
+            invalid = []
+            accounts = AccountColumns(
+                external_ids,
+                emails,
+                list(map(self._keys.hasher.hash, cast(list[str], canonical))),
+                locales,
+            )
+        for position, account in slow_valid.items():
+            accounts.email_keys[bisect_left(valid, position)] = account.email_key
+        return _Batch(starts, valid, accounts, invalid, blank)
+
+    def _read_locales(self, records: list[list[str]]) -> list[str | None]:
+        if self._locale is None:
+            return [None] * len(records)
+        at, known = self._locale, self._locales
+        cells = [record[at] for record in records]
+        if not all(map(known.__contains__, cells)):
+            missing = set(cells) - known.keys()
+            if len(known) + len(missing) > MAX_KNOWN_LOCALES:
+                # A file with junk in the locale column: answers stay exact, memory flat.
+                known.clear()
+                if len(missing) > MAX_KNOWN_LOCALES:
+                    return [_lenient_locale(cell) for cell in cells]
+            for cell in missing:
+                known[cell] = _lenient_locale(cell)
+        return list(map(known.__getitem__, cells))
+
+    def _check_one(self, record: list[str]) -> ValidAccount | _Blank | None:
+        """The row-by-row check: an account, _BLANK for a blank line, None for invalid."""
+        if record is _BROKEN:
+            return None
+        if not "".join(record).strip():  # blank line, or only empty cells
+            return _BLANK
+        if len(record) < self._needed:
+            return None
+        locale_at = self._locale
+        item = AccountInput(
+            external_id=record[self._id].strip(),
+            email=record[self._email],
+            locale=(
+                _lenient_locale(record[locale_at])
+                if locale_at is not None and locale_at < len(record)
+                else None
+            ),
+        )
+        try:
+            return validate_account(item, self._keys)
+        except ValidationFailed:
+            return None
+
+
+class _Blank:
+    """A blank line: not a row at all."""
+
+
+_BLANK = _Blank()
+MAX_KNOWN_LOCALES = 1000
+
+
+def _plain_id(external_id: str) -> bool:
+    try:
+        check_external_id(external_id)
+    except ValidationFailed:
+        return False
+    return True
 
 
 def _sniff(sample: str) -> type[csv.Dialect] | str:
@@ -256,25 +477,55 @@ def _header_columns(reader: Any, path: Path) -> dict[str, int]:
     return columns
 
 
-def _lenient_locale(record: list[str], index: int | None) -> str | None:
+def _lenient_locale(cell: str) -> str | None:
     # A typo in a locale must not lose the account: it only falls back to English.
-    if index is None or index >= len(record):
-        return None
     try:
-        return normalize_locale(record[index].strip())
+        return normalize_locale(cell.strip())
     except ValidationFailed:
         return None
 
 
 def _chunks(runtime: Runtime, path: Path, size: int) -> Iterator[_Chunk]:
+    """Cut the valid accounts into chunks of exactly ``size`` (the last one: what is left).
+
+    Each chunk's tally counts what was read up to its last account, so a refused chunk's
+    report says how far reading got, as row-by-row reading did.
+    """
     tally = _Tally()
-    chunk: list[_Row] = []
-    for row in _read_rows(runtime, path, tally):
-        chunk.append(row)
-        if len(chunk) >= size:
-            yield _Chunk(chunk, tally.take())
-            chunk = []
-    yield _Chunk(chunk, tally.take())
+    pending: list[AccountColumns] = []
+    pending_rows = 0
+    first_line = last_line = 0
+    for batch in _read_batches(runtime, path, size):
+        start = taken = 0  # records counted, and valid accounts put in chunks
+        while pending_rows + len(batch.valid) - taken >= size:
+            stop = taken + size - pending_rows
+            last = batch.valid[stop - 1]
+            batch.count(tally, start, last + 1)
+            if not pending:
+                first_line = batch.starts[batch.valid[taken]]
+            pending.append(batch.accounts.slice(taken, stop))
+            yield _Chunk(_joined(pending), first_line, batch.starts[last], tally.take())
+            pending, pending_rows = [], 0
+            start, taken = last + 1, stop
+        batch.count(tally, start, len(batch.starts))
+        if taken < len(batch.valid):
+            if not pending:
+                first_line = batch.starts[batch.valid[taken]]
+            pending.append(batch.accounts.slice(taken, len(batch.valid)))
+            pending_rows += len(batch.valid) - taken
+            last_line = batch.starts[batch.valid[-1]]
+    yield _Chunk(_joined(pending), first_line, last_line, tally.take())
+
+
+def _joined(parts: list[AccountColumns]) -> AccountColumns:
+    if len(parts) == 1:
+        return parts[0]
+    return AccountColumns(
+        [value for part in parts for value in part.external_ids],
+        [value for part in parts for value in part.emails],
+        [value for part in parts for value in part.email_keys],
+        [value for part in parts for value in part.locales],
+    )
 
 
 def _read_ahead(chunks: Iterator[_Chunk]) -> Iterator[_Chunk]:
@@ -292,16 +543,17 @@ def _read_ahead(chunks: Iterator[_Chunk]) -> Iterator[_Chunk]:
 
 
 def _apply_chunk(
-    session: Session, chunk: list[_Row], report: ImportReport, *, now: datetime
+    session: Session, chunk: AccountColumns, report: ImportReport, *, now: datetime
 ) -> None:
-    latest: dict[str, ValidAccount] = {}
-    for row in chunk:  # a repeated external_id: the last row wins
-        latest[row.account.external_id] = row.account
-    applied = apply_accounts(
-        session, list(latest.values()), now=now, cause=AddressChangeCause.ACCOUNT_IMPORT
+    rows = len(chunk.external_ids)
+    # A repeated external_id: the last row wins, in the place of the first.
+    latest = dict(zip(chunk.external_ids, range(rows), strict=True))
+    distinct = chunk if len(latest) == rows else chunk.take(list(latest.values()))
+    applied = apply_account_columns(
+        session, distinct, now=now, cause=AddressChangeCause.ACCOUNT_IMPORT
     )
     outcomes = list(applied.outcomes.values())
     report.created += outcomes.count(UpsertOutcome.CREATED)
     report.updated += outcomes.count(UpsertOutcome.UPDATED)
-    report.unchanged += outcomes.count(UpsertOutcome.UNCHANGED) + len(chunk) - len(latest)
+    report.unchanged += outcomes.count(UpsertOutcome.UNCHANGED) + rows - len(latest)
     report.flagged += applied.flagged

@@ -14,8 +14,8 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import httpx
 from redis import Redis
 from redis.exceptions import RedisError
 
@@ -41,12 +41,16 @@ from service.events.outbox import (
 )
 from service.runtime import Runtime
 
+if TYPE_CHECKING:
+    import httpx
+
 log = logging.getLogger(__name__)
 
 SET_CONTENT_TYPE = "application/secevent+jwt"
 BATCH_ROWS = 500
 RELAY_LIMIT = 5_000
-PUSH_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+PUSH_TIMEOUT_SECONDS = 10.0
+PUSH_CONNECT_TIMEOUT_SECONDS = 5.0
 JOB_TIMEOUT = 3600
 QUEUE = QueueName.HIGH  # a revoked session must not wait behind a leak's warnings
 
@@ -170,7 +174,14 @@ def push_events(
     if settings.events_push_token is not None:
         headers["Authorization"] = f"Bearer {settings.events_push_token.get_secret_value()}"
     own_client = client is None
-    http = client or httpx.Client(timeout=PUSH_TIMEOUT, follow_redirects=False)
+    # httpx (with the CLI extras it loads where they are installed) only where events are
+    # pushed: every command and the ingest import this module for the relay alone.
+    import httpx
+
+    http = client or httpx.Client(
+        timeout=httpx.Timeout(PUSH_TIMEOUT_SECONDS, connect=PUSH_CONNECT_TIMEOUT_SECONDS),
+        follow_redirects=False,
+    )
     waiting: set[int] = set()  # accounts with a row to retry: the rest of theirs waits
     renew_every = SEND_LEASE.total_seconds() / 2
     renew_at = clock() + renew_every
@@ -236,6 +247,8 @@ def _release(runtime: Runtime, events: list[ClaimedEvent], report: PushReport) -
 
 def _post(http: httpx.Client, url: str, headers: dict[str, str], token: str) -> _Answer:
     """POST one SET and read the receiver's answer (RFC 8935 sections 2.2, 2.3)."""
+    import httpx
+
     try:
         response = http.post(url, content=token.encode("ascii"), headers=headers)
     except httpx.HTTPError as exc:

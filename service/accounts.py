@@ -56,6 +56,12 @@ def _has_invisible(text: str) -> bool:
         # exactly the ASCII characters str.isprintable refuses. Nearly every id and
         # address is ASCII, and the per-character walk below was a quarter of an import.
         return not text.isprintable()
+    if text.isprintable():
+        # str.isprintable refuses every character of the categories Other (Cc, Cf, Cs, Co,
+        # Cn) and Separator (Zs, Zl, Zp) but the space: of what the walk below looks for,
+        # only the blank letters can remain. A name or domain in another script is
+        # printable, so its row no longer pays a category lookup per character.
+        return not _BLANK_CHARACTERS.isdisjoint(text)
     return _has_invisible_character(text)
 
 
@@ -134,6 +140,24 @@ def check_external_id(external_id: str) -> str:
     if _has_invisible(external_id) or not _is_utf8(external_id):
         raise ValidationFailed("external_id contains characters that cannot be stored")
     return external_id
+
+
+def external_ids_plain(external_ids: Sequence[str]) -> bool:
+    """Return True if ``check_external_id`` accepts every one of ``external_ids``.
+
+    One test for a whole batch of the common kind (printable ASCII, 1 to 255 characters,
+    not only spaces); False means "ask ``check_external_id`` one by one", not "invalid".
+    """
+    if not external_ids:
+        return True
+    joined = "".join(external_ids)
+    # In ASCII, printable means no control character: _has_invisible's ASCII lane.
+    return (
+        joined.isascii()
+        and joined.isprintable()
+        and max(map(len, external_ids)) <= MAX_EXTERNAL_ID_CHARS
+        and all(map(str.strip, external_ids))
+    )
 
 
 def normalize_locale(locale: str | None) -> str | None:
@@ -217,9 +241,65 @@ ANNOUNCED_CAUSES = frozenset(
 ACCOUNT_TABLE = cast(Table, Account.__table__)
 
 
+@dataclass(frozen=True, slots=True)
+class AccountColumns:
+    """Valid accounts as four parallel lists, one per stored field (an import chunk's shape).
+
+    What ``apply_account_columns`` takes: a chunk of thousands costs a few list operations
+    where a ``ValidAccount`` per row cost an object each, twice over.
+    """
+
+    external_ids: list[str]
+    emails: list[str]  # bare mailboxes, as stored
+    email_keys: list[bytes]  # keyed hashes of their canonical forms
+    locales: list[str | None]
+
+    @classmethod
+    def of(cls, rows: Sequence[ValidAccount]) -> AccountColumns:
+        return cls(
+            [row.external_id for row in rows],
+            [row.email for row in rows],
+            [row.email_key for row in rows],
+            [row.locale for row in rows],
+        )
+
+    def slice(self, start: int, stop: int) -> AccountColumns:
+        """Return the rows ``start`` to ``stop`` (excluded)."""
+        return AccountColumns(
+            self.external_ids[start:stop],
+            self.emails[start:stop],
+            self.email_keys[start:stop],
+            self.locales[start:stop],
+        )
+
+    def take(self, indexes: Sequence[int]) -> AccountColumns:
+        """Return the rows at ``indexes``, in that order."""
+        return AccountColumns(
+            [self.external_ids[i] for i in indexes],
+            [self.emails[i] for i in indexes],
+            [self.email_keys[i] for i in indexes],
+            [self.locales[i] for i in indexes],
+        )
+
+
 def apply_accounts(
     session: Session,
     rows: Sequence[ValidAccount],
+    *,
+    now: datetime,
+    lock: bool = False,
+    cause: AddressChangeCause = AddressChangeCause.ACCOUNT_SYNC,
+) -> AppliedAccounts:
+    """Create or update accounts by external_id, set-based: the one account upsert.
+
+    ``apply_account_columns`` for rows given one object each (the API); see there.
+    """
+    return apply_account_columns(session, AccountColumns.of(rows), now=now, lock=lock, cause=cause)
+
+
+def apply_account_columns(
+    session: Session,
+    rows: AccountColumns,
     *,
     now: datetime,
     lock: bool = False,
@@ -239,51 +319,96 @@ def apply_accounts(
     Does not commit; two concurrent creations of one external_id: one raises
     IntegrityError, which the caller retries (``run_in_transaction``).
     """
-    existing: dict[str, tuple[int, str, bytes, str | None]] = {}
-    columns = select(
-        Account.id, Account.external_id, Account.email, Account.email_key, Account.locale
+    external_ids = rows.external_ids
+    # Row locks need the rows themselves; without them the server compares (PostgreSQL).
+    differences = (
+        None if lock else bulk.stored_differences(session, external_ids, rows.emails, rows.locales)
     )
-    for condition in bulk.in_batches(session, Account.external_id, [r.external_id for r in rows]):
-        query = columns.where(condition)
-        for account_id, external_id, email, email_key, locale in session.execute(
-            query.with_for_update() if lock else query
-        ):
-            existing[external_id] = (account_id, email, email_key, locale)
-    outcomes: dict[str, UpsertOutcome] = {}
-    inserts: list[dict[str, Any]] = []
-    updates: list[dict[str, Any]] = []
-    moves: list[AddressChange] = []
-    for row in rows:
-        current = existing.get(row.external_id)
-        if current is None:
-            outcomes[row.external_id] = UpsertOutcome.CREATED
-            inserts.append(
-                {
-                    "external_id": row.external_id,
-                    "email": row.email,
-                    "email_key": row.email_key,
-                    "locale": row.locale,
-                }
+    if differences is not None:
+        outcomes, inserts, updates, moves = _sort_differences(rows, *differences, now=now)
+    else:
+        existing = {
+            external_id: (account_id, email, email_key, locale)
+            for account_id, external_id, email, email_key, locale in bulk.accounts_by_external_id(
+                session, ACCOUNT_TABLE, external_ids, lock=lock
             )
-            continue
-        account_id, email, email_key, locale = current
-        if (email, locale) == (row.email, row.locale):
-            outcomes[row.external_id] = UpsertOutcome.UNCHANGED
-            continue
-        outcomes[row.external_id] = UpsertOutcome.UPDATED
-        if locale != row.locale:
-            updates.append({"id": account_id, "locale": row.locale, "updated_at": now})
-        if email != row.email:
-            moves.append(AddressChange(account_id, row.email, row.email_key, email_key))
+        }
+        outcomes, inserts, updates, moves = _compare(rows, existing, now=now)
     # Before any address is written: a confirmation of one of these addresses waits, or
     # is waited for (``service.db.address_locks``).
-    lock_addresses(session, [row["email_key"] for row in inserts] + [m.email_key for m in moves])
-    created = bulk.insert_accounts(session, ACCOUNT_TABLE, inserts, now=now)
+    lock_addresses(session, inserts.email_keys + [m.email_key for m in moves])
+    created = bulk.insert_accounts(
+        session,
+        ACCOUNT_TABLE,
+        inserts.external_ids,
+        inserts.emails,
+        inserts.email_keys,
+        inserts.locales,
+        now=now,
+    )
     if updates:
         session.execute(update(Account), updates)
     changed = change_addresses(session, moves, cause=cause, now=now)
     flagged = flag_from_watchlist(session, created, now=now).flagged + changed.flagged
     return AppliedAccounts(outcomes, flagged)
+
+
+def _sort_differences(
+    rows: AccountColumns,
+    missing: list[int],
+    changed: dict[int, tuple[int, str, bytes, str | None]],
+    *,
+    now: datetime,
+) -> tuple[dict[str, UpsertOutcome], AccountColumns, list[dict[str, Any]], list[AddressChange]]:
+    """``_compare`` for differences the server found: ``missing`` rows, ``changed`` ones."""
+    external_ids = rows.external_ids
+    outcomes = dict.fromkeys(external_ids, UpsertOutcome.UNCHANGED)
+    for index in missing:
+        outcomes[external_ids[index]] = UpsertOutcome.CREATED
+    updates: list[dict[str, Any]] = []
+    moves: list[AddressChange] = []
+    for index in sorted(changed):
+        account_id, email, email_key, locale = changed[index]
+        outcomes[external_ids[index]] = UpsertOutcome.UPDATED
+        if locale != rows.locales[index]:
+            updates.append({"id": account_id, "locale": rows.locales[index], "updated_at": now})
+        if email != rows.emails[index]:
+            moves.append(
+                AddressChange(account_id, rows.emails[index], rows.email_keys[index], email_key)
+            )
+    inserts = rows if len(missing) == len(external_ids) else rows.take(missing)
+    return outcomes, inserts, updates, moves
+
+
+def _compare(
+    rows: AccountColumns,
+    existing: dict[str, tuple[int, str, bytes, str | None]],
+    *,
+    now: datetime,
+) -> tuple[dict[str, UpsertOutcome], AccountColumns, list[dict[str, Any]], list[AddressChange]]:
+    """Sort rows into created, unchanged and updated against the stored ``existing``."""
+    outcomes: dict[str, UpsertOutcome] = {}
+    new: list[int] = []
+    updates: list[dict[str, Any]] = []
+    moves: list[AddressChange] = []
+    for index, (external_id, new_email, new_locale) in enumerate(
+        zip(rows.external_ids, rows.emails, rows.locales, strict=True)
+    ):
+        current = existing.get(external_id)
+        if current is None:
+            outcomes[external_id] = UpsertOutcome.CREATED
+            new.append(index)
+            continue
+        account_id, email, email_key, locale = current
+        if email == new_email and locale == new_locale:
+            outcomes[external_id] = UpsertOutcome.UNCHANGED
+            continue
+        outcomes[external_id] = UpsertOutcome.UPDATED
+        if locale != new_locale:
+            updates.append({"id": account_id, "locale": new_locale, "updated_at": now})
+        if email != new_email:
+            moves.append(AddressChange(account_id, new_email, rows.email_keys[index], email_key))
+    return outcomes, rows.take(new), updates, moves
 
 
 @dataclass(frozen=True, slots=True)

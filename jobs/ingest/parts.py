@@ -5,8 +5,10 @@ is then ingested by ``ingest_part`` on whichever worker takes it, with the same 
 commits and resume point as a single-process run, so a worker killed mid-part loses
 nothing: the part's job is retried (rq ``Retry``, or ``requeue_stalled_parts`` for a
 worker that died without a word) and continues from the part's last commit. Totals are
-exact whatever the number of workers: the watch list's and the exposures' unique keys
-decide every race, and every counter is added in the transaction of its chunk.
+exact whatever the number of workers: the parts stage their keys in the file's one stage,
+which the last part to complete merges into the watch list (counting the file's
+duplicates then); the exposures' unique keys decide every race; every counter is added in
+the transaction of its chunk or of the merge.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from jobs.ingest.pipeline import (
     IngestBusy,
     IngestReport,
     fingerprint_file,
+    flag_late_accounts,
+    merge_file_keys,
     read_chunks,
 )
 from jobs.queues import QueueName, get_queue
@@ -272,13 +276,21 @@ def _ingest_range(
             writer.run(chunks, Target(leak_file.leak_id, leak_file.id, part_id), report, None)
         finally:
             writer.close()
-    _complete_part(runtime, part_id, leak_file.id)
+    report.run.add(_complete_part(runtime, Target(leak_file.leak_id, leak_file.id, part_id)))
     return report.run
 
 
-def _complete_part(runtime: Runtime, part_id: int, file_id: int) -> None:
-    """Mark the part complete, and the file with its last part: one writer decides, by lock."""
+def _complete_part(runtime: Runtime, target: Target) -> Counters:
+    """Mark the part complete, and the file with its last part: one writer decides, by lock.
+
+    The last part also merges the file's staged keys into the watch list and then flags the
+    late accounts, in the same transaction: a worker killed anywhere in it leaves the part
+    incomplete, and its retry does it all again. Returns what that added (the file's
+    duplicates, late matches and their notices), counted to this part.
+    """
+    part_id, file_id = target.part_id, target.file_id
     now = utcnow()
+    added = Counters()
     with runtime.db.transaction() as session:
         leak_file = session.scalars(
             select(LeakFile).where(LeakFile.id == file_id).with_for_update()
@@ -294,12 +306,15 @@ def _complete_part(runtime: Runtime, part_id: int, file_id: int) -> None:
             .where(LeakPart.leak_file_id == file_id, LeakPart.state != LeakFileState.COMPLETE)
         )
         if not left:
+            added.add(merge_file_keys(session, target, now=now))
+            added.add(flag_late_accounts(session, target, now=now))
             leak_file.state = LeakFileState.COMPLETE
             leak_file.finished_at = now
             leak_file.runs += 1
             leak_file.seconds = (now - leak_file.started_at).total_seconds()
             leak_file.run_seconds = [round(leak_file.seconds, 3)]  # one run: the wall time
             leak_file.records_done = leak_file.lines
+    return added
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,11 +1,20 @@
 """Ingest a leak file: match its addresses to accounts, flag them, queue their warnings.
 
 The file is read once, in order, in chunks of records. Each chunk is one transaction that
-stages the chunk's keyed hashes in bulk, adds them to the watch list, matches them to
-accounts with one set-based join, opens exposures with their warnings, and moves the
-file's resume point. A run killed at any moment has either committed a chunk entirely or
-not at all, so the next run resumes at the last committed record and ends in exactly the
-state of one uninterrupted run.
+appends the chunk's keyed hashes to the file's stage (a table without an index), looks up
+the accounts for the few keys that may be theirs, opens exposures with their warnings, and
+moves the file's resume point. A run killed at any moment has either committed a chunk
+entirely or not at all, so the next run resumes at the last committed record and ends in
+exactly the state of one uninterrupted run.
+
+The file's end (a run that read it to its end, or the last of its parts) merges the stage
+into the watch list in one sorted pass (``merge_file_keys``), counts the file's duplicates
+then, and only then looks for the accounts that got a leaked address during the ingest
+(``flag_late_accounts``). Until the merge, a file's ``duplicates`` (its own, its leak's,
+and what a run reports) leave out its staged keys, and an account created meanwhile finds
+none of them in the watch list: the merge's late-account look flags it. ``lines``,
+``valid``, ``invalid``, ``matched``, ``notices`` and the progress (records, matched) are
+exact after every chunk.
 
 Reading and canonicalizing (CPU, Python) overlap with the database work and the argon2
 hashing of leaked passwords (waiting, outside the GIL): the main thread reads chunk k+1
@@ -23,7 +32,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
@@ -48,7 +57,7 @@ from jobs.reader.stream import (
 )
 from service.addresses import AddressKeys, canonical_texts
 from service.db import utcnow
-from service.db.bulk import stage_and_match
+from service.db.bulk import merge_stage, stage_and_match
 from service.leaks.candidates import AccountFilter, account_filter
 from service.leaks.catalogue import LeakFacts
 from service.leaks.counters import Counters
@@ -467,6 +476,44 @@ def _new_chunk() -> _Chunk:
     )
 
 
+def merge_file_keys(session: Session, target: Target, *, now: datetime) -> Counters:
+    """Merge the file's staged keys into the leak's watch list; count their duplicates.
+
+    The duplicates (staged keys already in the leak's watch list, from this file or an
+    earlier one, or twice in the file) are added to the file's, the leak's and, for a split
+    file, ``target``'s part's counters in the same transaction as the merge. Returns what
+    it added (``duplicates`` alone; nothing for a file without a stage: merged already).
+    Raises LeakRetracted if the leak was retracted meanwhile. Does not commit.
+    """
+    merged = merge_stage(session, target.leak_id, target.file_id)
+    if merged is None:
+        return Counters()
+    staged, new_entries = merged
+    added = Counters(duplicates=staged - new_entries)
+    record_chunk(session, target, records=0, added=added, invalid_lines=[], now=now)
+    return added
+
+
+def flag_late_accounts(session: Session, target: Target, *, now: datetime) -> Counters:
+    """Expose the accounts that got their address after the file's ingest began and
+    whose key it holds (``late_accounts``): the account filter of a run is built when the
+    run starts, and an account's own look at the watch list finds a key only once the
+    file's stage is merged. Call after ``merge_file_keys``. Counted as the file's matches;
+    returns what it added. Does not commit."""
+    started = session.scalars(
+        select(LeakFile.started_at).where(LeakFile.id == target.file_id)
+    ).one()
+    late = late_accounts(session, target.leak_id, since=started - LATE_ACCOUNT_MARGIN)
+    if not late:
+        return Counters()
+    outcome = record_exposures(
+        session, target.leak_id, [NewExposure(account_id) for account_id in late], now=now
+    )
+    added = Counters(matched=outcome.flagged, notices=outcome.notices)
+    record_chunk(session, target, records=0, added=added, invalid_lines=[], now=now)
+    return added
+
+
 class ChunkWriter:
     """The database side of one run: opens the file's record, commits chunks in order."""
 
@@ -542,7 +589,9 @@ class ChunkWriter:
         """Commit chunks on a writer thread while this thread reads the next one.
 
         ``stop``, once set, commits no further chunk: the one being committed ends the run.
-        A run that reads to its end then flags the accounts its filter could not know.
+        A run of a whole file that reads to its end then merges the file's staged keys into
+        the watch list and flags the accounts its filter could not know; for a part, the
+        last part to complete does (``jobs.ingest.parts``).
         """
         handoff: queue.Queue[_Chunk | None] = queue.Queue(maxsize=1)
         failure: list[BaseException] = []
@@ -574,38 +623,25 @@ class ChunkWriter:
             thread.join()
         if failure:
             raise failure[0]
-        if stop is None or not stop.is_set():
-            self._flag_late_accounts(target, report)
-
-    def _flag_late_accounts(self, target: Target, report: IngestReport) -> None:
-        """Expose the accounts that got their address after the file's ingest began and
-        whose key it holds (``late_accounts``): the account filter of a run is built when
-        the run starts, and an account's own look at the watch list may have come before
-        the chunk with its key committed. Counted as the file's matches."""
-        now = utcnow()
-        with self._session() as session:
-            started = session.scalars(
-                select(LeakFile.started_at).where(LeakFile.id == target.file_id)
-            ).one()
-            late = late_accounts(session, target.leak_id, since=started - LATE_ACCOUNT_MARGIN)
-            if not late:
-                return
-            outcome = record_exposures(
-                session, target.leak_id, [NewExposure(account_id) for account_id in late], now=now
-            )
-            added = Counters(matched=outcome.flagged, notices=outcome.notices)
-            record_chunk(session, target, records=0, added=added, invalid_lines=[], now=now)
-        report.run.add(added)
+        if target.part_id is None and (stop is None or not stop.is_set()):
+            # A part's end is not the file's: the last part to complete does both
+            # (jobs.ingest.parts). The late accounts are looked for in the watch list, so
+            # after the merge, in a transaction of their own.
+            with self._session() as session:
+                report.run.add(merge_file_keys(session, target, now=utcnow()))
+            with self._session() as session:
+                report.run.add(flag_late_accounts(session, target, now=utcnow()))
 
     def _commit_chunk(self, chunk: _Chunk, target: Target, report: IngestReport) -> None:
         counters = chunk.counters
         now = utcnow()
         leak_id = target.leak_id
         with self._session() as session:
-            new_entries, matches = stage_and_match(
-                session, leak_id, chunk.keys, sorted(chunk.candidates)
+            # The keys are staged, not yet in the watch list: their duplicates are counted
+            # by the merge at the file's end (merge_file_keys), 0 until then.
+            matches = stage_and_match(
+                session, (leak_id, target.file_id), chunk.keys, sorted(chunk.candidates)
             )
-            counters.duplicates = counters.valid - new_entries
             candidates = self._exposures(matches, chunk.passwords)
             outcome = record_exposures(session, leak_id, candidates, now=now)
             counters.matched, counters.notices = outcome.flagged, outcome.notices

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from datetime import datetime
+from itertools import repeat
 from typing import Any, TypeVar
 
 from sqlalchemy import (
@@ -91,34 +92,204 @@ _PG_INSERT_ACCOUNTS = """
          AS t(external_id, email, email_key, locale)
     RETURNING id
 """
+# Even binary, psycopg builds an array element by element in Python (1.2 CPU s per 200,000
+# accounts, most of the import's own time beside reading). So each text column goes as one
+# text joined by a control character no valid id, address or locale holds
+# (service.accounts), and the keys, all of one size, as one bytea back to back; the server
+# splits them. A locale of None goes as "", which no stored locale is.
+_SEPARATOR = "\x1f"
+_PG_INSERT_JOINED_ACCOUNTS = """
+    WITH inserted AS (
+        INSERT INTO account (external_id, email, email_key, locale, created_at, updated_at)
+        SELECT t.external_id, t.email,
+               substring(%(keys)b FROM ((t.n - 1) * %(size)s + 1)::integer FOR %(size)s::integer),
+               NULLIF(t.locale, ''), %(now)b, %(now)b
+        FROM unnest(string_to_array(%(ids)s, %(sep)s), string_to_array(%(emails)s, %(sep)s),
+                    string_to_array(%(locales)s, %(sep)s)) WITH ORDINALITY
+             AS t(external_id, email, locale, n)
+        RETURNING id
+    )
+    -- The new ids in one text: a result row each cost more than the insert's parameters.
+    SELECT string_agg(id::text, ',') FROM inserted
+"""
+
+
+def _joined(values: Sequence[str], count: int) -> str | None:
+    """``values`` joined by _SEPARATOR, or None if one of them holds it."""
+    joined = _SEPARATOR.join(values)
+    return joined if joined.count(_SEPARATOR) == count - 1 else None
 
 
 def insert_accounts(
-    session: Session, table: Table, rows: Sequence[dict[str, Any]], *, now: datetime
+    session: Session,
+    table: Table,
+    external_ids: Sequence[str],
+    emails: Sequence[str],
+    email_keys: Sequence[bytes],
+    locales: Sequence[str | None],
+    *,
+    now: datetime,
 ) -> list[int]:
-    """Insert accounts (dicts of external_id, email, email_key, locale); return their ids.
+    """Insert accounts given as parallel columns (same length); return their new ids.
 
     One statement on PostgreSQL: multi-row VALUES batches with RETURNING tripled an
     import's time there (the driver splits every huge statement it is given).
     """
-    if not rows:
+    if not external_ids:
         return []
     if is_postgres(session):
         # Through SQLAlchemy's connection, so a refusal is its IntegrityError as everywhere.
-        result = session.connection().exec_driver_sql(
-            _PG_INSERT_ACCOUNTS,
-            (
-                now,
-                now,
-                [row["external_id"] for row in rows],
-                [row["email"] for row in rows],
-                [row["email_key"] for row in rows],
-                [row["locale"] for row in rows],
-            ),
-        )
-        return list(result.scalars())
-    values = [row | {"created_at": now, "updated_at": now} for row in rows]
-    return list(session.execute(table.insert().returning(table.c.id), values).scalars())
+        connection = session.connection()
+        count = len(external_ids)
+        joined_ids, addresses = _joined(external_ids, count), _joined(emails, count)
+        tags = _joined([locale or "" for locale in locales], count)
+        sizes = set(map(len, email_keys))
+        if joined_ids is None or addresses is None or tags is None or len(sizes) != 1:
+            result = connection.exec_driver_sql(
+                _PG_INSERT_ACCOUNTS,
+                (now, now, list(external_ids), list(emails), list(email_keys), list(locales)),
+            )
+        else:
+            joined_new = connection.exec_driver_sql(
+                _PG_INSERT_JOINED_ACCOUNTS,
+                {
+                    "keys": b"".join(email_keys),
+                    "size": sizes.pop(),
+                    "now": now,
+                    "ids": joined_ids,
+                    "emails": addresses,
+                    "locales": tags,
+                    "sep": _SEPARATOR,
+                },
+            ).scalar_one()
+            return list(map(int, joined_new.split(",")))
+        # all(): one fetch of every row; iterating fetched them one by one.
+        return list(result.scalars().all())
+    # SQLite: one executemany on the driver's own loop, with the timestamp converted once.
+    # SQLAlchemy's insert ran its bind processors on every value of every row (a third of
+    # an import's time on SQLite), and sqlite3's executemany cannot return the ids.
+    connection = session.connection()
+    dialect = connection.dialect
+    convert = table.c.created_at.type.dialect_impl(dialect).bind_processor(dialect)
+    stamp = convert(now) if convert else now
+    connection.exec_driver_sql(
+        _SQLITE_INSERT_ACCOUNTS,
+        list(zip(external_ids, emails, email_keys, locales, repeat(stamp), repeat(stamp))),
+    )
+    # Without an explicit id SQLite gives each new row the largest rowid plus one, and this
+    # transaction holds the one write lock: the rows got consecutive ids, ending at the last.
+    last = connection.exec_driver_sql("SELECT last_insert_rowid()").scalar_one()
+    ids = list(range(last - len(external_ids) + 1, last + 1))
+    ends = connection.exec_driver_sql(
+        "SELECT external_id FROM account WHERE id IN (?, ?) ORDER BY id", (ids[0], ids[-1])
+    ).scalars()
+    if list(ends) != list(dict.fromkeys([external_ids[0], external_ids[-1]])):
+        raise RuntimeError("SQLite did not number the inserted accounts consecutively")
+    return ids
+
+
+# What an upsert must know of a chunk, decided by the server: the rows whose account does
+# not exist (their positions, one text), and the stored fields of those whose address or
+# locale differs. An unchanged chunk sends back one row, instead of every account for
+# Python to compare (1.2 CPU s per 200,000 accounts of an unchanged import).
+_PG_STORED_DIFFERENCES = """
+    WITH t AS MATERIALIZED (
+        SELECT t.n, t.email, NULLIF(t.locale, '') AS locale, a.id, a.email AS old_email,
+               a.email_key AS old_key, a.locale AS old_locale
+        FROM unnest(string_to_array(%(ids)s, %(sep)s), string_to_array(%(emails)s, %(sep)s),
+                    string_to_array(%(locales)s, %(sep)s)) WITH ORDINALITY
+             AS t(external_id, email, locale, n)
+        -- One index probe per row, whatever the statistics say: right after a bulk insert
+        -- they still count the table empty, and a hash join read every account per chunk
+        -- (LIMIT keeps the planner from turning the probe back into such a join).
+        LEFT JOIN LATERAL (
+            SELECT a.id, a.email, a.email_key, a.locale FROM account a
+            WHERE a.external_id = t.external_id LIMIT 1
+        ) a ON TRUE
+    )
+    SELECT n, id, old_email, old_key, old_locale FROM t
+    WHERE id IS NOT NULL AND (old_email <> email OR old_locale IS DISTINCT FROM locale)
+    UNION ALL
+    SELECT NULL, NULL, string_agg(n::text, ',' ORDER BY n), NULL, NULL FROM t WHERE id IS NULL
+"""
+
+Stored = tuple[int, str, bytes, str | None]  # an account's id, email, email key, locale
+
+
+def stored_differences(
+    session: Session,
+    external_ids: Sequence[str],
+    emails: Sequence[str],
+    locales: Sequence[str | None],
+) -> tuple[list[int], dict[int, Stored]] | None:
+    """Compare rows with the stored accounts of the same external ids, on the server.
+
+    Returns the positions of the rows without an account, ascending, and by position the
+    stored (id, email, email_key, locale) of those whose email or locale differs; rows
+    left out are unchanged. None where the server cannot compare (SQLite, or a value that
+    holds the separator): the caller compares ``accounts_by_external_id`` itself.
+    """
+    if not external_ids or not is_postgres(session):
+        return None
+    count = len(external_ids)
+    joined_ids, addresses = _joined(external_ids, count), _joined(emails, count)
+    tags = _joined([locale or "" for locale in locales], count)
+    if joined_ids is None or addresses is None or tags is None:
+        return None
+    connection = session.connection()
+    # The per-row probes' summed estimate passes jit_above_cost, and compiling the plan
+    # took longer than running it (30 ms a chunk); off until the transaction ends.
+    connection.exec_driver_sql("SET LOCAL jit = off")
+    rows = connection.exec_driver_sql(
+        _PG_STORED_DIFFERENCES,
+        {"ids": joined_ids, "emails": addresses, "locales": tags, "sep": _SEPARATOR},
+    ).all()
+    missing_text = rows[-1][2]
+    missing = [int(n) - 1 for n in missing_text.split(",")] if missing_text else []
+    changed = {
+        n - 1: (account_id, email, key, locale) for n, account_id, email, key, locale in rows[:-1]
+    }
+    return missing, changed
+
+
+# The ids go as one text joined by a control character, which no valid external id holds
+# (service.accounts.check_external_id), split by the server: as an array, psycopg quoted
+# every element in Python, a sixth of an import's own time.
+_PG_ACCOUNTS_BY_EXTERNAL_ID = """
+    SELECT id, external_id, email, email_key, locale FROM account
+    WHERE external_id = ANY(string_to_array(%s, %s))
+"""
+
+
+def accounts_by_external_id(
+    session: Session, table: Table, external_ids: Sequence[str], *, lock: bool = False
+) -> Iterator[tuple[int, str, str, bytes, str | None]]:
+    """Yield (id, external_id, email, email_key, locale) of the accounts with these ids.
+
+    ``lock`` takes their row locks (PostgreSQL) until the transaction ends.
+    """
+    if not external_ids:
+        return
+    joined = _joined(external_ids, len(external_ids))
+    if is_postgres(session) and joined is not None:
+        statement = _PG_ACCOUNTS_BY_EXTERNAL_ID + (" FOR UPDATE" if lock else "")
+        rows: Any = session.connection().exec_driver_sql(statement, (joined, _SEPARATOR))
+        # all(): one fetch of every row; iterating fetched them one by one (1.2 CPU s per
+        # 200,000 accounts of an unchanged import).
+        yield from rows.all()
+        return
+    columns = select(
+        table.c.id, table.c.external_id, table.c.email, table.c.email_key, table.c.locale
+    )
+    for condition in in_batches(session, table.c.external_id, external_ids):
+        query = columns.where(condition)
+        yield from session.execute(query.with_for_update() if lock else query).all()
+
+
+_SQLITE_INSERT_ACCOUNTS = (
+    "INSERT INTO account (external_id, email, email_key, locale, created_at, updated_at) "
+    "VALUES (?, ?, ?, ?, ?, ?)"
+)
 
 
 # One statement for any number of rows: a multi-row VALUES list per batch (SQLAlchemy's
@@ -250,11 +421,139 @@ def insert_notices(
 
 Match = tuple[int, bytes]  # (account id, email key)
 
-_PG_INSERT_ENTRIES = """
+# A file's keys wait in a table of their own until the file ends, then go into the watch
+# list in one sorted pass (``merge_stage``). The watch list's primary key holds every leak's
+# keys in random order: adding each chunk's keys to it as they came (ON CONFLICT DO NOTHING,
+# three WAL records a key) cost the backend 3.4 us a line and the server's WAL writer and
+# checkpointer as much again; the COPY into a heap without an index costs 0.2 us a key and
+# the sorted merge 2.3 (bench/watch_list.py, README "The watch list once per file").
+# The table is an ordinary one, logged, so that a file staged when PostgreSQL stops is
+# still staged when it starts again: its chunks' resume points are committed with their keys.
+# One table per file, dropped once merged: a DROP is free, a DELETE of millions of rows is not.
+STAGE_PREFIX = "leak_stage_"
+# Held while a missing stage is created: two parts of one file may commit their first chunk
+# at once, and two concurrent CREATE TABLE IF NOT EXISTS of one name can fail.
+STAGE_LOCKS = 0x4C53  # "LS": the advisory-lock namespace of creating a file's stage
+# Held while a leak's file is merged: "LM", the namespace of the watch list's merges.
+MERGE_LOCKS = 0x4C4D
+# Sorted, so that the watch list's leaves are each visited once, in order. The keys the leak
+# already has are skipped by an anti-join rather than ON CONFLICT DO NOTHING: a speculative
+# insertion is an index probe and a WAL record more per key, a third of the merge's CPU
+# (3.4 against 2.3 us a key for 2 million keys beside 2 million others; bench/watch_list.py).
+_PG_MERGE = """
     INSERT INTO leak_entry (email_key, leak_id)
-    SELECT DISTINCT email_key, %s FROM ingest_stage ORDER BY 1
-    ON CONFLICT DO NOTHING
+    SELECT DISTINCT s.email_key, %(leak_id)s::bigint FROM {stage} s
+    WHERE NOT EXISTS (
+        SELECT 1 FROM leak_entry e WHERE e.email_key = s.email_key AND e.leak_id = %(leak_id)s)
+    ORDER BY 1
 """
+_PG_COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # flags, header extension length
+_PG_COPY_TRAILER = b"\xff\xff"
+
+
+_PG_LOCK = "SELECT pg_advisory_xact_lock(%s::integer, %s::integer)"
+
+
+def _lock_key(row_id: int) -> int:
+    """A bigint id as an advisory lock's integer key: two ids may share one (a wait, no harm)."""
+    return row_id % (1 << 31)
+
+
+def stage_name(file_id: int) -> str:
+    """The name of the table that stages the keys of leak file ``file_id``."""
+    return f"{STAGE_PREFIX}{int(file_id)}"
+
+
+def _pg_copy_keys(keys: list[bytes], key_size: int) -> bytes:
+    """The keys as one COPY ... (FORMAT BINARY) stream of one bytea column.
+
+    Built by one join in C: ``write_row`` per key cost 0.36 us of our CPU a key, this
+    0.06-0.10 us, in the writer thread that competes for the GIL with the reader. Raises
+    ValueError if a key is not ``key_size`` bytes (the stream would be malformed).
+    """
+    if set(map(len, keys)) != {key_size}:
+        raise ValueError(f"an email key is not {key_size} bytes")
+    field = b"\x00\x01" + key_size.to_bytes(4, "big")  # one field, of key_size bytes
+    return b"".join((_PG_COPY_SIGNATURE, field, field.join(keys), _PG_COPY_TRAILER))
+
+
+def stage_and_match(
+    session: Session,
+    target: tuple[int, int],
+    keys: list[bytes],
+    candidates: Sequence[bytes],
+) -> list[Match]:
+    """Stage ``keys`` for the leak file and find the accounts not yet exposed to the leak.
+
+    ``target`` is (leak id, file id). The keys wait in the file's stage until
+    ``merge_stage`` adds them to the watch list. Only ``candidates`` (the keys that may be
+    an account's; a superset of those that are) are looked up among the accounts.
+    Accounts exposed without a leaked password match again. Returns the (account, key)
+    matches. Runs in the session's transaction; does not commit.
+    """
+    if not keys:
+        return []
+    leak_id, file_id = target
+    driver: Any = session.connection().connection.driver_connection
+    if is_postgres(session):
+        return _postgres(driver, leak_id, file_id, keys, candidates)
+    return _sqlite(driver, leak_id, file_id, keys, candidates)
+
+
+def merge_stage(session: Session, leak_id: int, file_id: int) -> tuple[int, int] | None:
+    """Add the file's staged keys to the leak's watch list, sorted, and drop the stage.
+
+    Returns (keys staged, keys new to the leak's watch list), or None if the file has no
+    stage (merged already, or never staged). Runs in the session's transaction: a merge
+    interrupted anywhere leaves the stage whole. Does not commit.
+    """
+    driver: Any = session.connection().connection.driver_connection
+    name = stage_name(file_id)
+    if is_postgres(session):
+        with driver.cursor() as cursor:
+            cursor.execute("SELECT to_regclass(%s) IS NOT NULL", (name,))
+            if not cursor.fetchone()[0]:
+                return None
+            cursor.execute("SET LOCAL synchronous_commit = off")
+            # The sort of a file of a few million keys in memory rather than in temporary
+            # files (2 million keys took 190 MB); a bigger file's sort spills to disk.
+            cursor.execute("SET LOCAL work_mem = '256MB'")
+            # The merges of one leak's files one at a time: the insert below skips the keys
+            # the leak has without ON CONFLICT, which is then exact.
+            cursor.execute(_PG_LOCK, (MERGE_LOCKS, _lock_key(leak_id)))
+            cursor.execute(f"SELECT count(*) FROM {name}")  # noqa: S608  (a name of ours)
+            staged = int(cursor.fetchone()[0])
+            cursor.execute(_PG_MERGE.format(stage=name), {"leak_id": leak_id})
+            new_entries = cursor.rowcount
+            cursor.execute(f"DROP TABLE {name}")
+        return staged, new_entries
+    exists = driver.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
+    ).fetchone()
+    if exists is None:
+        return None
+    staged = int(driver.execute(f"SELECT count(*) FROM {name}").fetchone()[0])  # noqa: S608
+    cursor = driver.execute(
+        "INSERT OR IGNORE INTO leak_entry (email_key, leak_id) "  # noqa: S608
+        f"SELECT email_key, ? FROM {name} ORDER BY email_key",
+        (leak_id,),
+    )
+    new_entries = cursor.rowcount
+    driver.execute(f"DROP TABLE {name}")
+    return staged, new_entries
+
+
+def drop_stages(session: Session, file_ids: Sequence[int]) -> None:
+    """Drop the stages of these leak files, with the keys they hold; absent ones are fine.
+
+    For a file forgotten, or a leak retracted: its staged keys must never reach the watch
+    list. Waits for a chunk being committed to the stage. Does not commit.
+    """
+    driver: Any = session.connection().connection.driver_connection
+    for file_id in file_ids:
+        driver.execute(f"DROP TABLE IF EXISTS {stage_name(file_id)}")
+
+
 # Accounts exposed without a leaked password match again: a later record of the same leak
 # may carry their password, which must not be lost because the address came first. The
 # candidates are few (the account filter let through only keys that may be an account's):
@@ -308,65 +607,46 @@ def account_keys(session: Session, key_size: int) -> Iterator[bytes]:
             after = last
 
 
-def stage_and_match(
-    session: Session, leak_id: int, keys: list[bytes], candidates: Sequence[bytes]
-) -> tuple[int, list[Match]]:
-    """Add ``keys`` to the leak's watch list and find the accounts not yet exposed to it.
-
-    Only ``candidates`` (the keys that may be an account's; a superset of those that are)
-    are looked up among the accounts. Accounts exposed without a leaked password match
-    again. Returns the number of keys new to this leak and the (account, key) matches.
-    Runs in the session's transaction; does not commit.
-    """
-    if not keys:
-        return 0, []
-    driver = session.connection().connection.driver_connection
-    if is_postgres(session):
-        return _postgres(driver, leak_id, keys, candidates)
-    return _sqlite(driver, leak_id, keys, candidates)
-
-
 def _postgres(
-    connection: Any, leak_id: int, keys: list[bytes], candidates: Sequence[bytes]
-) -> tuple[int, list[Match]]:
+    connection: Any, leak_id: int, file_id: int, keys: list[bytes], candidates: Sequence[bytes]
+) -> list[Match]:
+    name = stage_name(file_id)
+    data = _pg_copy_keys(keys, len(keys[0]))
     with connection.cursor() as cursor:
         # The chunk's resume point commits with its effects, so a commit lost to a server
         # crash is simply redone by the next run: no need to wait for the WAL flush.
         cursor.execute("SET LOCAL synchronous_commit = off")
-        # A temporary table lives with the pooled connection: created once, emptied per chunk.
-        # It has no index: COPY appends, and the one sort is the insert's ORDER BY.
-        cursor.execute("CREATE TEMP TABLE IF NOT EXISTS ingest_stage (email_key bytea NOT NULL)")
-        cursor.execute("TRUNCATE ingest_stage")
-        with cursor.copy("COPY ingest_stage (email_key) FROM STDIN (FORMAT BINARY)") as copy:
-            copy.set_types(["bytea"])
-            for key in keys:
-                copy.write_row((key,))
-        cursor.execute(_PG_INSERT_ENTRIES, (leak_id,))
-        new_entries = cursor.rowcount
+        cursor.execute("SELECT to_regclass(%s) IS NULL", (name,))
+        if cursor.fetchone()[0]:
+            cursor.execute(_PG_LOCK, (STAGE_LOCKS, _lock_key(file_id)))
+            # No index and no vacuum: appended to, read once by the merge, then dropped.
+            cursor.execute(
+                f"CREATE TABLE IF NOT EXISTS {name} (email_key bytea NOT NULL) "
+                "WITH (autovacuum_enabled = off)"
+            )
+        with cursor.copy(f"COPY {name} (email_key) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.write(data)
         matches: list[Match] = []
         if candidates:
             cursor.execute(_PG_MATCH, (list(candidates), leak_id))
             matches = [(account_id, bytes(key)) for account_id, key in cursor.fetchall()]
-    return new_entries, matches
+    return matches
 
 
 def _sqlite(
-    connection: Any, leak_id: int, keys: list[bytes], candidates: Sequence[bytes]
-) -> tuple[int, list[Match]]:
+    connection: Any, leak_id: int, file_id: int, keys: list[bytes], candidates: Sequence[bytes]
+) -> list[Match]:
+    name = stage_name(file_id)
+    connection.execute(f"CREATE TABLE IF NOT EXISTS {name} (email_key BLOB NOT NULL)")
+    connection.executemany(
+        f"INSERT INTO {name} (email_key) VALUES (?)",  # noqa: S608  (a name of ours)
+        [(key,) for key in keys],
+    )
+    if not candidates:
+        return []
     connection.execute(
         "CREATE TEMP TABLE IF NOT EXISTS ingest_stage (email_key BLOB PRIMARY KEY) WITHOUT ROWID"
     )
-    connection.execute("DELETE FROM ingest_stage")
-    connection.executemany(
-        "INSERT OR IGNORE INTO ingest_stage (email_key) VALUES (?)", [(key,) for key in keys]
-    )
-    cursor = connection.execute(
-        "INSERT OR IGNORE INTO leak_entry (email_key, leak_id) "
-        "SELECT email_key, ? FROM ingest_stage ORDER BY email_key",
-        (leak_id,),
-    )
-    new_entries = cursor.rowcount
-    # The stage then holds the candidates alone, for the join with the accounts.
     connection.execute("DELETE FROM ingest_stage")
     connection.executemany(
         "INSERT OR IGNORE INTO ingest_stage (email_key) VALUES (?)",
@@ -377,4 +657,4 @@ def _sqlite(
         for account_id, key in connection.execute(_SQLITE_MATCH, (leak_id,))
     ]
     connection.execute("DELETE FROM ingest_stage")
-    return new_entries, matches
+    return matches

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from service.db import rowcount
+from service.db import bulk, rowcount
 from service.leaks.catalogue import LeakFacts, LeakRetracted, get_or_create_leak
 from service.leaks.counters import Counters
 from service.models import IngestCounters, Leak, LeakFile, LeakFileState, LeakPart
@@ -91,6 +91,9 @@ def open_leak_file(
         )
         session.add(leak_file)
         session.flush()
+        # A new file has nothing staged: a stage left under its id by a file deleted without
+        # its stage (SQLite reuses the highest id; a sequence may be reset) is not its own.
+        bulk.drop_stages(session, [leak_file.id])
     return OpenedFile(
         leak.id, leak_file.id, leak_file.state, leak_file.records_done, leak_file.parts
     )
@@ -236,5 +239,7 @@ def forget_file(session: Session, leak_id: int, file_id: int, *, untouched: bool
         session.execute(delete(LeakFile).where(LeakFile.id == file_id))
     else:
         session.execute(delete(LeakFile).where(LeakFile.id == file_id, LeakFile.records_done == 0))
+    if not untouched or not session.scalar(select(LeakFile.id).where(LeakFile.id == file_id)):
+        bulk.drop_stages(session, [file_id])  # gone: whatever it staged goes with it
     others = select(LeakFile.id).where(LeakFile.leak_id == leak_id).exists()
     session.execute(delete(Leak).where(Leak.id == leak_id, ~others))

@@ -36,6 +36,7 @@ from service.models import (
     ExposureState,
     Leak,
     LeakEntry,
+    LeakFile,
     Notice,
     NoticeState,
 )
@@ -131,15 +132,19 @@ def retract_leak(
     with db.transaction() as session:
         first = mark_retracted(session, slug, reason=reason, actor=actor, now=now)
     leak_id, removed, after = first.leak_id, 0, None
+    with db.transaction() as session:
+        drop_staged_keys(session, leak_id)
     while True:
         with db.transaction() as session:
             count, after = remove_watch_entries(session, leak_id, after=after, limit=batch)
         removed += count
         if after is None:
             break
-    # Whatever an account change or ingest chunk added while the mark was being written.
+    # Whatever an account change or ingest chunk added while the mark was being written
+    # (on SQLite a chunk refused by the mark may have created its file's stage, empty).
     with db.transaction() as session:
         late = end_leak_effects(session, leak_id, actor=actor, reason=reason, now=now)
+        drop_staged_keys(session, leak_id)
     return RetractionReport(
         leak=slug,
         retracted_at=first.retracted_at,
@@ -242,6 +247,16 @@ def end_leak_effects(
     return _Effects(rowcount(ended), cancelled)
 
 
+def drop_staged_keys(session: Session, leak_id: int) -> None:
+    """Drop the keys the leak's files staged and did not merge into the watch list yet.
+
+    After the leak is marked retracted: no chunk or merge of its files commits after the
+    mark (``record_chunk`` refuses), so nothing is staged again. Does not commit.
+    """
+    file_ids = session.scalars(select(LeakFile.id).where(LeakFile.leak_id == leak_id)).all()
+    bulk.drop_stages(session, file_ids)
+
+
 def remove_watch_entries(
     session: Session, leak_id: int, *, after: bytes | None, limit: int
 ) -> tuple[int, bytes | None]:
@@ -283,7 +298,8 @@ def _dry_run(session: Session, slug: str) -> RetractionReport:
     sent, sending = _gone_out(session, leak.id)
     if leak.retracted_at is None:
         # The ingest counted each entry it added (valid minus duplicates): no full scan of
-        # a table without an index on the leak.
+        # a table without an index on the leak. A file staged but not merged yet counts its
+        # keys as entries (its duplicates are counted by its merge): at most that many over.
         entries = max(leak.valid - leak.duplicates, 0)
     else:
         entries = session.scalar(select(func.count()).where(LeakEntry.leak_id == leak.id)) or 0

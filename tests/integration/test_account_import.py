@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import codecs
 import json
+import re
 import tracemalloc
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -325,6 +326,46 @@ def test_two_rows_with_one_canonical_address_are_both_imported_with_one_email_ke
     assert accounts["u2"].email == "johnsmith@googlemail.com"
     assert accounts["u1"].email_key == accounts["u2"].email_key
     assert accounts["u1"].email_key == runtime.keys.key("johnsmith@gmail.com")
+
+
+def test_imported_timestamps_are_stored_as_every_other_write_stores_them(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    # The import's insert bypasses the ORM on both backends; SQLite keeps a timestamp as
+    # text, so a different spelling ("+00:00") would compare wrongly in SQL.
+    with runtime.db.transaction() as session:
+        session.add(Account(external_id="api", email="api@example.com", email_key=b"k" * 16))
+    import_accounts(runtime, write_lines(tmp_path / "a.csv", ["external_id,email", "u1,a@b.de"]))
+    with runtime.db.engine.connect() as connection:
+        stored: dict[str, str] = dict(
+            connection.exec_driver_sql(
+                "SELECT external_id, CAST(created_at AS TEXT) FROM account"
+            ).all()
+        )
+    zone = {key: TIMESTAMP.fullmatch(value) for key, value in stored.items()}
+    assert zone["u1"], stored
+    assert zone["api"], stored
+    assert zone["u1"].group(1) == zone["api"].group(1), stored
+
+
+TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?(.*)")
+
+
+def test_a_chunk_mixing_new_unchanged_and_changed_rows_gets_each_outcome(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    first = ["external_id,email,locale", "u1,a1@x.de,en", "u2,a2@x.de,en", "u3,a3@x.de,"]
+    first += ["u4,a4@x.de,de", "u5,a5@x.de,de", "\u00fc6,a6@x.de,"]
+    import_accounts(runtime, write_lines(tmp_path / "a.csv", first))
+    second = ["external_id,email,locale", "u1,a1@x.de,en", "u2,a2@x.de,", "u3,a3@x.de,fr"]
+    second += ["u4,b4@x.de,de", "u5,B5@x.de,pt-BR", "\u00fc6,a6@x.de,", "u7,a7@x.de,en"]
+    report = import_accounts(runtime, write_lines(tmp_path / "b.csv", second))
+    assert (report.created, report.updated, report.unchanged) == (1, 4, 2)
+    accounts = stored_accounts(runtime)
+    assert [accounts[f"u{n}"].locale for n in range(1, 6)] == ["en", None, "fr", "de", "pt-BR"]
+    assert (accounts["u4"].email, accounts["u5"].email) == ("b4@x.de", "B5@x.de")
+    assert accounts["u5"].email_key == runtime.keys.key("b5@x.de")
+    assert accounts["u7"].email == "a7@x.de"
 
 
 @pytest.mark.parametrize("chunk_rows", [None, 2], ids=["one-chunk", "chunks-of-2"])

@@ -6,18 +6,27 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, inspect, select, text
 
-from service.db import Base
+from service.db import Base, bulk
 from service.leaks.counters import COUNTERS
 from service.models import Account, Exposure, Leak, LeakEntry, LeakFile, Notice
 from service.runtime import Runtime
 
 
 def empty_tables(runtime: Runtime) -> None:
-    """Delete every row of every table (PostgreSQL: TRUNCATE, identities restarted)."""
+    """Delete every row of every table (PostgreSQL: TRUNCATE, identities restarted), and drop
+    the ingests' stages (``leak_stage_<file id>``) a test left: the next test's files reuse
+    the ids."""
     tables = list(reversed(Base.metadata.sorted_tables))
+    stages = [
+        name
+        for name in inspect(runtime.db.engine).get_table_names()
+        if name.startswith(bulk.STAGE_PREFIX)
+    ]
     with runtime.db.engine.begin() as connection:
+        for name in stages:
+            connection.execute(text(f"DROP TABLE IF EXISTS {name}"))
         if runtime.db.is_postgres:
             names = ", ".join(f'"{table.name}"' for table in tables)
             connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))

@@ -1,0 +1,346 @@
+"""A file's keys wait in its stage until the file ends, then merge into the watch list once
+(issue 18), on SQLite and PostgreSQL: the states between the last chunk and the merge, a
+crash in the merge, duplicates across files, a dry run, a retraction, a forgotten file,
+an account created meanwhile, and a file ingested in parts."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, inspect, select
+
+import jobs.ingest.pipeline as pipeline
+from jobs.ingest.parts import plan_parts, run_part
+from jobs.ingest.pipeline import IngestInterrupted, IngestProgress, ingest_leak
+from service.db import bulk, utcnow
+from service.leaks.catalogue import LeakRetracted
+from service.leaks.counters import COUNTERS
+from service.leaks.progress import forget_file
+from service.leaks.retract import retract_leak
+from service.models import Leak, LeakEntry, LeakFile, LeakFileState, LeakPart
+from service.runtime import Runtime
+from tests.support.db import flagged, notices
+from tests.support.factories import load_accounts
+from tests.support.leakfiles import write_lines
+
+SLUG = "stage-2019"
+ACCOUNTS = {"u-ann": "ann@example.org", "u-ben": "ben@example.org", "u-cy": "cy@example.org"}
+# 12 records: 11 valid (one invalid), 8 distinct keys, so 3 duplicates; ann and ben flagged.
+FIRST = [
+    "ann@example.org",
+    "s1@example.net",
+    "s2@example.net",
+    "ANN@example.org",  # duplicate
+    "s1@example.net",  # duplicate
+    "not an address",
+    "s3@example.net",
+    "ben@example.org",
+    "s4@example.net",
+    "s5@example.net",
+    "s6@example.net",
+    "<s2@example.net>",  # duplicate
+]
+FIRST_COUNTS = {"lines": 12, "valid": 11, "invalid": 1, "duplicates": 3, "matched": 2, "notices": 2}
+# Shares s1, s2 and ben with FIRST, has s7 twice: 6 valid, 3 distinct new, 3 duplicates.
+SECOND = [
+    "s1@example.net",
+    "s7@example.net",
+    "ben@example.org",
+    "s7@example.net",
+    "s2@example.net",
+    "s8@example.net",
+]
+CHUNK = 2  # records per chunk: a file of many chunks
+
+
+@pytest.fixture
+def accounts(runtime: Runtime, tmp_path: Path) -> dict[str, str]:
+    load_accounts(runtime, tmp_path, ACCOUNTS)
+    return ACCOUNTS
+
+
+def stages(runtime: Runtime) -> list[str]:
+    names = inspect(runtime.db.engine).get_table_names()
+    return sorted(name for name in names if name.startswith(bulk.STAGE_PREFIX))
+
+
+def staged_rows(runtime: Runtime, file_id: int) -> int:
+    with runtime.db.engine.connect() as connection:
+        name = bulk.stage_name(file_id)
+        count = connection.exec_driver_sql(f"SELECT count(*) FROM {name}")  # noqa: S608
+        return int(count.scalar_one())
+
+
+def entries(runtime: Runtime, slug: str = SLUG) -> int:
+    with runtime.db.read_session() as session:
+        return (
+            session.scalar(
+                select(func.count())
+                .select_from(LeakEntry)
+                .join(Leak, Leak.id == LeakEntry.leak_id)
+                .where(Leak.slug == slug)
+            )
+            or 0
+        )
+
+
+def file_state(runtime: Runtime, sha_prefix: str | None = None) -> dict[str, Any]:
+    """The one file's (or the first file's) state and counters."""
+    with runtime.db.read_session() as session:
+        leak_file = session.scalars(select(LeakFile).order_by(LeakFile.id)).first()
+        assert leak_file is not None
+        return {
+            "id": leak_file.id,
+            "state": leak_file.state,
+            "records_done": leak_file.records_done,
+            **{name: getattr(leak_file, name) for name in COUNTERS},
+        }
+
+
+def leak_totals(runtime: Runtime, slug: str = SLUG) -> dict[str, int]:
+    with runtime.db.read_session() as session:
+        leak = session.scalars(select(Leak).where(Leak.slug == slug)).one()
+        return {name: getattr(leak, name) for name in COUNTERS}
+
+
+def ingest_until_merge(runtime: Runtime, path: Path, records: int) -> None:
+    """Ingest ``path`` and stop it right after its last chunk commits: before the merge."""
+    stop = threading.Event()
+
+    def stop_after_last(progress: IngestProgress) -> None:
+        if progress.records == records:
+            stop.set()
+
+    with pytest.raises(IngestInterrupted):
+        ingest_leak(
+            runtime, path, slug=SLUG, chunk_records=CHUNK, on_progress=stop_after_last, stop=stop
+        )
+
+
+def test_a_run_stopped_between_its_last_chunk_and_the_merge_resumes_to_exact_totals(
+    runtime: Runtime, accounts: dict[str, str], tmp_path: Path
+) -> None:
+    path = write_lines(tmp_path / "leak.txt", FIRST)
+    ingest_until_merge(runtime, path, len(FIRST))
+
+    # Every record committed, its accounts flagged; its keys staged, not in the watch list,
+    # their duplicates not counted yet.
+    before = file_state(runtime)
+    assert before["records_done"] == len(FIRST)
+    assert before["state"] is LeakFileState.RUNNING
+    assert {name: before[name] for name in COUNTERS} == FIRST_COUNTS | {"duplicates": 0}
+    assert stages(runtime) == [bulk.stage_name(before["id"])]
+    assert staged_rows(runtime, before["id"]) == FIRST_COUNTS["valid"]
+    assert entries(runtime) == 0
+    assert flagged(runtime, SLUG) == {"u-ann", "u-ben"}
+
+    report = ingest_leak(runtime, path, slug=SLUG, chunk_records=CHUNK)
+
+    assert report.resumed_at_record == len(FIRST)
+    assert (report.run.lines, report.run.duplicates, report.run.matched) == (0, 3, 0)
+    after = file_state(runtime)
+    assert after["state"] is LeakFileState.COMPLETE
+    assert {name: after[name] for name in COUNTERS} == FIRST_COUNTS
+    assert leak_totals(runtime) == FIRST_COUNTS
+    assert entries(runtime) == FIRST_COUNTS["valid"] - FIRST_COUNTS["duplicates"]
+    assert stages(runtime) == []
+    assert len(notices(runtime)) == 2
+    again = ingest_leak(runtime, path, slug=SLUG, chunk_records=CHUNK)
+    assert again.already_ingested
+    assert entries(runtime) == 8
+
+
+def test_a_crash_in_the_merge_leaves_the_stage_whole_and_the_next_run_merges_it(
+    runtime: Runtime, accounts: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_lines(tmp_path / "leak.txt", FIRST)
+    merge = bulk.merge_stage
+
+    def crash_after_merging(*args: Any) -> Any:
+        merge(*args)  # the keys inserted and the stage dropped, uncommitted
+        raise RuntimeError("crashed in the merge")
+
+    monkeypatch.setattr(pipeline, "merge_stage", crash_after_merging)
+    with pytest.raises(RuntimeError, match="crashed in the merge"):
+        ingest_leak(runtime, path, slug=SLUG, chunk_records=CHUNK)
+
+    state = file_state(runtime)
+    assert (state["state"], state["records_done"], state["duplicates"]) == (
+        LeakFileState.RUNNING,
+        len(FIRST),
+        0,
+    )
+    assert staged_rows(runtime, state["id"]) == FIRST_COUNTS["valid"]
+    assert entries(runtime) == 0
+
+    monkeypatch.setattr(pipeline, "merge_stage", merge)
+    report = ingest_leak(runtime, path, slug=SLUG, chunk_records=CHUNK)
+    assert (report.run.lines, report.run.duplicates) == (0, 3)
+    assert leak_totals(runtime) == FIRST_COUNTS
+    assert entries(runtime) == 8
+    assert stages(runtime) == []
+
+
+def test_two_files_of_one_leak_sharing_keys_count_duplicates_exactly(
+    runtime: Runtime, accounts: dict[str, str], tmp_path: Path
+) -> None:
+    first = ingest_leak(
+        runtime, write_lines(tmp_path / "a.txt", FIRST), slug=SLUG, chunk_records=CHUNK
+    )
+    second = ingest_leak(
+        runtime, write_lines(tmp_path / "b.txt", SECOND), slug=SLUG, chunk_records=CHUNK
+    )
+
+    assert (first.run.valid, first.run.duplicates) == (11, 3)
+    # s1, s2 and ben are the first file's; s7 is twice in this one.
+    assert (second.run.valid, second.run.duplicates, second.run.matched) == (6, 4, 0)
+    totals = leak_totals(runtime)
+    assert (totals["valid"], totals["duplicates"]) == (17, 7)
+    assert entries(runtime) == 17 - 7 == 10
+    assert stages(runtime) == []
+
+
+def test_a_dry_run_counts_duplicates_and_leaves_nothing_staged(
+    runtime: Runtime, accounts: dict[str, str], tmp_path: Path
+) -> None:
+    path = write_lines(tmp_path / "leak.txt", FIRST)
+
+    report = ingest_leak(runtime, path, slug=SLUG, chunk_records=CHUNK, dry_run=True)
+
+    assert {name: getattr(report.run, name) for name in COUNTERS} == FIRST_COUNTS
+    assert stages(runtime) == []
+    with runtime.db.read_session() as session:
+        assert session.scalar(select(func.count()).select_from(LeakFile)) == 0
+    assert entries(runtime) == 0
+
+
+def test_a_dry_run_of_a_staged_file_leaves_its_stage_as_it_was(
+    runtime: Runtime, accounts: dict[str, str], tmp_path: Path
+) -> None:
+    path = write_lines(tmp_path / "leak.txt", FIRST)
+    ingest_until_merge(runtime, path, len(FIRST))
+    file_id = file_state(runtime)["id"]
+
+    report = ingest_leak(runtime, path, slug=SLUG, chunk_records=CHUNK, dry_run=True)
+
+    assert report.run.duplicates == 3  # merged in its transaction, rolled back
+    assert stages(runtime) == [bulk.stage_name(file_id)]
+    assert staged_rows(runtime, file_id) == 11
+    assert entries(runtime) == 0
+
+
+def test_retracting_a_leak_drops_what_its_files_staged(
+    runtime: Runtime, accounts: dict[str, str], tmp_path: Path
+) -> None:
+    path = write_lines(tmp_path / "leak.txt", FIRST)
+    ingest_until_merge(runtime, path, len(FIRST))
+    assert len(stages(runtime)) == 1
+
+    retract_leak(runtime.db, SLUG, reason="wrong file", actor="test", now=utcnow())
+
+    assert stages(runtime) == []
+    with pytest.raises(LeakRetracted):
+        ingest_leak(runtime, path, slug=SLUG, chunk_records=CHUNK)
+    assert stages(runtime) == []
+    assert entries(runtime) == 0
+
+
+def test_forgetting_a_staged_file_drops_its_stage(
+    runtime: Runtime, accounts: dict[str, str], tmp_path: Path
+) -> None:
+    ingest_until_merge(runtime, write_lines(tmp_path / "leak.txt", FIRST), len(FIRST))
+    state = file_state(runtime)
+    with runtime.db.transaction() as session:
+        leak_id = session.scalar(select(Leak.id).where(Leak.slug == SLUG))
+        assert leak_id is not None
+        forget_file(session, leak_id, state["id"], untouched=False)
+    assert stages(runtime) == []
+
+
+def test_an_account_created_while_its_key_is_staged_is_flagged_by_the_merge(
+    runtime: Runtime, accounts: dict[str, str], tmp_path: Path
+) -> None:
+    path = write_lines(tmp_path / "leak.txt", FIRST)
+    ingest_until_merge(runtime, path, len(FIRST))
+    later = tmp_path / "later"
+    later.mkdir()
+    # s3's account comes after the run's account filter and reads the watch list before
+    # the merge: nobody flags it yet.
+    load_accounts(runtime, later, {"u-s3": "s3@example.net"})
+    assert flagged(runtime, SLUG) == {"u-ann", "u-ben"}
+
+    report = ingest_leak(runtime, path, slug=SLUG, chunk_records=CHUNK)
+
+    assert (report.run.matched, report.run.notices) == (1, 1)
+    assert flagged(runtime, SLUG) == {"u-ann", "u-ben", "u-s3"}
+    assert leak_totals(runtime) == FIRST_COUNTS | {"matched": 3, "notices": 3}
+
+
+def test_a_file_in_parts_merges_with_its_last_part_and_survives_a_crash_there(
+    runtime: Runtime,
+    accounts: dict[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    lines = [f"s{i % 40}@example.net" for i in range(120)] + ["ann@example.org"] * 3
+    path = write_lines(tmp_path / "leak.txt", lines)
+    plan = plan_parts(runtime, path, slug=SLUG, parts=3)
+    assert len(plan.pending) == 3
+    for part_id in plan.pending[:-1]:
+        run_part(runtime, part_id, chunk_records=7)
+    # Not merged with a part that is not the last.
+    assert entries(runtime) == 0
+    assert len(stages(runtime)) == 1
+
+    def crash(*_args: Any, **_kwargs: Any) -> Any:
+        raise RuntimeError("crashed in the merge")
+
+    monkeypatch.setattr("jobs.ingest.parts.merge_file_keys", crash)
+    with pytest.raises(RuntimeError):
+        run_part(runtime, plan.pending[-1], chunk_records=7)
+    with runtime.db.read_session() as session:
+        complete = session.scalar(
+            select(func.count())
+            .select_from(LeakPart)
+            .where(LeakPart.state == LeakFileState.COMPLETE)
+        )
+    assert complete == 2
+    assert entries(runtime) == 0
+    monkeypatch.undo()
+
+    run_part(runtime, plan.pending[-1], chunk_records=7)
+
+    expected = {"lines": 123, "valid": 123, "invalid": 0, "duplicates": 82, "matched": 1}
+    totals = leak_totals(runtime)
+    assert {name: totals[name] for name in expected} == expected
+    assert file_state(runtime)["state"] is LeakFileState.COMPLETE
+    assert entries(runtime) == 41
+    assert stages(runtime) == []
+    with runtime.db.read_session() as session:
+        parts = session.execute(select(func.sum(LeakPart.duplicates), func.sum(LeakPart.valid)))
+        assert tuple(parts.one()) == (82, 123)
+
+
+def test_a_new_file_never_merges_a_stage_left_under_its_id(
+    runtime: Runtime, accounts: dict[str, str], tmp_path: Path
+) -> None:
+    ingest_leak(runtime, write_lines(tmp_path / "a.txt", FIRST), slug=SLUG, chunk_records=CHUNK)
+    next_id = file_state(runtime)["id"] + 1
+    with runtime.db.transaction() as session:  # keys staged under the id the next file gets
+        leak_id = session.scalar(select(Leak.id).where(Leak.slug == SLUG))
+        assert leak_id is not None
+        bulk.stage_and_match(session, (leak_id, next_id), [bytes([n]) * 16 for n in range(5)], [])
+    assert stages(runtime) == [bulk.stage_name(next_id)]
+
+    second = ingest_leak(
+        runtime, write_lines(tmp_path / "b.txt", SECOND), slug=SLUG, chunk_records=CHUNK
+    )
+
+    with runtime.db.read_session() as session:
+        assert session.scalar(select(func.max(LeakFile.id))) == next_id
+    assert (second.run.valid, second.run.duplicates) == (6, 4)
+    assert entries(runtime) == 10  # none of the five stale keys
+    assert stages(runtime) == []
