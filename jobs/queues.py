@@ -49,11 +49,26 @@ def get_queue(name: QueueName, connection: Redis) -> Queue:
     return Queue(name.value, connection=connection)
 
 
+class EmbeddedWorker(SimpleWorker):
+    """The in-process worker of the fake Redis, whose Ctrl-C never calls into the fake Redis.
+
+    rq's warm-shutdown handler writes the stop's date to the worker's Redis hash while a
+    job runs. The fake Redis serves every command under one non-reentrant lock, and the
+    handler runs on the main thread between two of its bytecodes: a Ctrl-C landing while
+    the worker's own loop holds that lock (a status write, a dequeue) waited for itself
+    forever. The date stays on the worker object, where the stop is read; the hash is for
+    tools such as ``rq info``, which cannot see this process's queue anyway.
+    """
+
+    def set_shutdown_requested_date(self) -> None:
+        return None
+
+
 def make_worker(
     settings: Settings, connection: Redis, names: tuple[QueueName, ...] = ALL_QUEUES
 ) -> Worker:
     """A worker on ``names``; in-process (no fork) on the fake Redis, which cannot be shared."""
     queues = [get_queue(name, connection) for name in names]
-    worker_class: Any = SimpleWorker if uses_fake_redis(settings) else Worker
+    worker_class: Any = EmbeddedWorker if uses_fake_redis(settings) else Worker
     worker: Worker = worker_class(queues, connection=connection)
     return worker
