@@ -55,7 +55,7 @@ from jobs.reader.stream import (
     open_leak,
     shown_path,
 )
-from service.addresses import AddressKeys, canonical_texts
+from service.addresses import AddressKeys, PackedKeys, canonical_texts
 from service.db import utcnow
 from service.db.bulk import merge_stage, stage_and_match
 from service.leaks.candidates import AccountFilter, account_filter
@@ -166,7 +166,7 @@ class IngestReport:
 class _Chunk:
     records: int  # records consumed, the resume point moves by this much
     counters: Counters
-    keys: list[bytes]
+    keys: PackedKeys  # every valid record's key, in file order
     candidates: set[bytes]  # the keys the account filter let through
     passwords: dict[bytes, str]  # the first leaked password of each candidate
     invalid_lines: list[int]
@@ -472,7 +472,12 @@ def _count(chunk: _Chunk, records: int, position: Callable[[], int] | None) -> N
 
 def _new_chunk() -> _Chunk:
     return _Chunk(
-        records=0, counters=Counters(), keys=[], candidates=set(), passwords={}, invalid_lines=[]
+        records=0,
+        counters=Counters(),
+        keys=PackedKeys(),
+        candidates=set(),
+        passwords={},
+        invalid_lines=[],
     )
 
 

@@ -13,7 +13,7 @@ from service.addresses.canonical import (
     canonicalize_email,
     clean_address,
 )
-from service.addresses.keys import AddressKeys, EmailHasher, address_keys_from
+from service.addresses.keys import AddressKeys, EmailHasher, PackedKeys, address_keys_from
 from service.addresses.masking import mask_addresses, mask_email
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "CanonicalRules",
     "EmailHasher",
     "InvalidAddress",
+    "PackedKeys",
     "address_keys_from",
     "canonical_text",
     "canonical_texts",

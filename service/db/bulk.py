@@ -480,7 +480,7 @@ def _pg_copy_keys(keys: list[bytes], key_size: int) -> bytes:
 def stage_and_match(
     session: Session,
     target: tuple[int, int],
-    keys: list[bytes],
+    keys: Sequence[bytes],
     candidates: Sequence[bytes],
 ) -> list[Match]:
     """Stage ``keys`` for the leak file and find the accounts not yet exposed to the leak.
@@ -608,10 +608,13 @@ def account_keys(session: Session, key_size: int) -> Iterator[bytes]:
 
 
 def _postgres(
-    connection: Any, leak_id: int, file_id: int, keys: list[bytes], candidates: Sequence[bytes]
+    connection: Any, leak_id: int, file_id: int, keys: Sequence[bytes], candidates: Sequence[bytes]
 ) -> list[Match]:
     name = stage_name(file_id)
-    data = _pg_copy_keys(keys, len(keys[0]))
+    # A chunk's keys come packed (service.addresses.PackedKeys): unpacked here, one chunk
+    # at a time, for the one join that builds the stream.
+    listed = keys if isinstance(keys, list) else list(keys)
+    data = _pg_copy_keys(listed, len(listed[0]))
     with connection.cursor() as cursor:
         # The chunk's resume point commits with its effects, so a commit lost to a server
         # crash is simply redone by the next run: no need to wait for the WAL flush.
@@ -634,7 +637,7 @@ def _postgres(
 
 
 def _sqlite(
-    connection: Any, leak_id: int, file_id: int, keys: list[bytes], candidates: Sequence[bytes]
+    connection: Any, leak_id: int, file_id: int, keys: Sequence[bytes], candidates: Sequence[bytes]
 ) -> list[Match]:
     name = stage_name(file_id)
     connection.execute(f"CREATE TABLE IF NOT EXISTS {name} (email_key BLOB NOT NULL)")

@@ -313,7 +313,7 @@ def test_batched_path_equals_per_record_path(
                 )
             )
     got = [
-        (chunk.records, chunk.keys, chunk.invalid_lines, chunk.candidates, chunk.passwords)
+        (chunk.records, list(chunk.keys), chunk.invalid_lines, chunk.candidates, chunk.passwords)
         for chunk in chunks
     ]
     assert got == expected
@@ -367,7 +367,7 @@ def test_batched_path_equals_per_record_path_on_every_edge_at_every_place(
     with open_leak(path, fmt) as reader:
         chunks = list(read_chunks(keys, reader.batches(), 500, [], accounts=accounts, first=7))
     got = [
-        (chunk.records, chunk.keys, chunk.invalid_lines, chunk.candidates, chunk.passwords)
+        (chunk.records, list(chunk.keys), chunk.invalid_lines, chunk.candidates, chunk.passwords)
         for chunk in chunks
     ]
     # A chunk keeps at most MAX_REPORTED_LINES invalid line numbers (fewer once the run's
