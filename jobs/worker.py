@@ -1,8 +1,10 @@
 """The life of a ``leakguard worker``: relay the outbox, run queued jobs, stop cleanly.
 
 With a real Redis, a worker forks a work horse per job (rq) while a thread relays due
-notices every few seconds. On the embedded default the queue lives in this process, so a
-worker can only run in burst mode: relay, deliver, repeat until nothing is due.
+notices every few seconds; a burst worker relays before each burst, and bursts again while
+the jobs it ran (a leak's parts) left warnings to relay. On the embedded default the queue
+lives in this process, so a worker can only run in burst mode: relay, deliver, repeat until
+nothing is due.
 """
 
 from __future__ import annotations
@@ -53,7 +55,16 @@ def run_worker(
     if relay is not None:
         relay.start()
     try:
-        make_worker(settings, connection, names).work(burst=burst, with_scheduler=not burst)
+        while True:
+            worker = make_worker(settings, connection, names)
+            worker.work(burst=burst, with_scheduler=not burst)
+            # A burst ends once the queues are empty, but the jobs it ran (a leak's parts)
+            # may have queued warnings after its first relay: relay again and work those
+            # too, until a relay finds nothing (or the worker was told to stop).
+            if not burst or getattr(worker, "_shutdown_requested_date", None) is not None:
+                break
+            if not relay_notices(runtime, connection) and not relay_events(runtime, connection):
+                break
     finally:
         if relay is not None:
             relay.stopping.set()

@@ -19,9 +19,9 @@ from flask.testing import FlaskCliRunner
 from sqlalchemy import func, select
 
 from jobs.account_import import import_accounts
-from service.models import Exposure, LeakEntry, LeakFile, LeakPart, Notice
+from service.models import Exposure, LeakEntry, LeakFile, LeakPart, Notice, NoticeState
 from service.runtime import Runtime
-from tests.support.cli import cli_env, invoke, json_output, start_leakguard
+from tests.support.cli import LEAKGUARD, cli_env, invoke, json_output, start_leakguard
 from tests.support.processes import kill_session
 
 ACCOUNTS = 3000
@@ -191,3 +191,26 @@ def test_a_worker_killed_mid_part_loses_nothing(
     assert totals == expected_counts()
     state = database_state(runtime)
     assert state["exposures"] == state["notices"] == expected_counts()["matched"]
+
+
+def test_a_burst_worker_sends_the_warnings_of_the_parts_it_ran(
+    runtime: Runtime,
+    postgres_only: str,
+    redis_url: str,
+    operator: FlaskCliRunner,
+    tmp_path: Path,
+) -> None:
+    """Found by trying: `ingest --enqueue --no-wait` then `worker --burst` ran every part
+    but left their warnings pending (the burst relayed once, before the parts ran)."""
+    leak = write_leak(runtime, tmp_path)
+    planned = ingest(operator, leak, "--parts", "4", "--no-wait")
+    assert planned["enqueued"] == 4
+    env = environment(postgres_only, redis_url, tmp_path / "instance")
+    subprocess.run(
+        [str(LEAKGUARD), "worker", "--burst"], env=env, check=True, timeout=600, capture_output=True
+    )
+    with runtime.db.read_session() as session:
+        states = dict(
+            session.execute(select(Notice.state, func.count()).group_by(Notice.state)).all()
+        )
+    assert states == {NoticeState.SENT: expected_counts()["notices"]}
