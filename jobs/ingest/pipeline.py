@@ -300,14 +300,18 @@ def ingest_leak(
                 )
                 progress = _progress_reporter(on_progress, done, source_info.size)
                 try:
-                    writer.run(chunks, Target(leak_id, file_id), report, progress, stop=stop)
+                    ended = writer.run(
+                        chunks, Target(leak_id, file_id), report, progress, stop=stop
+                    )
                 except LeakFileError:
                     # Bad input harms nothing: a file that breaks before any of its records
                     # is committed leaves no half-registered leak to list or resume.
                     if done == 0 and report.run.lines == 0:
                         writer.forget_file(leak_id, file_id)
                     raise
-                if stop is not None and stop.is_set():
+                # A stop after the file's merge is too late to interrupt anything: the run
+                # finishes and reports, with the duplicates the merge counted.
+                if not ended and stop is not None and stop.is_set():
                     writer.record_time(file_id)  # up to the stop, not only the last commit
                     raise IngestInterrupted(done + report.run.lines, dry_run=dry_run)
                 if done == 0 and report.run.valid == 0:
@@ -590,13 +594,15 @@ class ChunkWriter:
         on_progress: Callable[[_Chunk], None] | None,
         *,
         stop: threading.Event | None = None,
-    ) -> None:
+    ) -> bool:
         """Commit chunks on a writer thread while this thread reads the next one.
 
         ``stop``, once set, commits no further chunk: the one being committed ends the run.
         A run of a whole file that reads to its end then merges the file's staged keys into
-        the watch list and flags the accounts its filter could not know; for a part, the
-        last part to complete does (``jobs.ingest.parts``).
+        the watch list and flags the accounts its filter could not know, and returns True
+        (the file's effects are all committed: a stop that comes later changes nothing);
+        for a part, the last part to complete does (``jobs.ingest.parts``). Returns False
+        for a part, and for a run that stopped before the file's end.
         """
         handoff: queue.Queue[_Chunk | None] = queue.Queue(maxsize=1)
         failure: list[BaseException] = []
@@ -636,6 +642,8 @@ class ChunkWriter:
                 report.run.add(merge_file_keys(session, target, now=utcnow()))
             with self._session() as session:
                 report.run.add(flag_late_accounts(session, target, now=utcnow()))
+            return True
+        return False
 
     def _commit_chunk(self, chunk: _Chunk, target: Target, report: IngestReport) -> None:
         counters = chunk.counters

@@ -153,6 +153,33 @@ def test_a_run_stopped_between_its_last_chunk_and_the_merge_resumes_to_exact_tot
     assert entries(runtime) == 8
 
 
+def test_a_stop_after_the_merge_is_too_late_and_the_run_reports_the_whole_file(
+    runtime: Runtime, accounts: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by trying: a Ctrl-C landing after the merge reported the run as interrupted
+    ("run the same command again"), and the run that then completed the file reported
+    duplicates 0: no run ever reported the file's duplicates."""
+    path = write_lines(tmp_path / "leak.txt", FIRST)
+    stop = threading.Event()
+    merge = pipeline.merge_file_keys
+
+    def merge_then_stop(*args: Any, **kwargs: Any) -> Any:
+        merged = merge(*args, **kwargs)
+        stop.set()  # the Ctrl-C, right after the merge's commit is under way
+        return merged
+
+    monkeypatch.setattr(pipeline, "merge_file_keys", merge_then_stop)
+    report = ingest_leak(runtime, path, slug=SLUG, chunk_records=CHUNK, stop=stop)
+
+    assert stop.is_set()
+    assert report.run.as_dict() == FIRST_COUNTS
+    after = file_state(runtime)
+    assert after["state"] is LeakFileState.COMPLETE
+    assert {name: after[name] for name in COUNTERS} == FIRST_COUNTS
+    assert stages(runtime) == []
+    assert flagged(runtime, SLUG) == {"u-ann", "u-ben"}
+
+
 def test_a_crash_in_the_merge_leaves_the_stage_whole_and_the_next_run_merges_it(
     runtime: Runtime, accounts: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
