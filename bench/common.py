@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -79,3 +80,19 @@ def child_env(url: str, instance: Path, hash_key: str) -> dict[str, str]:
         LEAKGUARD_HASH_KEY=hash_key,
     )
     return env
+
+
+class OffersPipelining:
+    """Part of a benches' aiosmtpd sink: with ``pipelining``, its EHLO answer offers
+    PIPELINING as real relays do (RFC 2920); aiosmtpd answers pipelined commands in order
+    but does not say so itself."""
+
+    pipelining: bool
+
+    async def handle_EHLO(  # noqa: N802
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        if self.pipelining:
+            responses.insert(-1, "250-PIPELINING")
+        return responses

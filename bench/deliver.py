@@ -42,7 +42,7 @@ from email import message_from_bytes, policy
 from pathlib import Path
 from typing import Any
 
-from common import RUSAGE_WRAPPER, create_pg_database, drop_pg_database
+from common import RUSAGE_WRAPPER, OffersPipelining, create_pg_database, drop_pg_database
 from redis import Redis
 from sqlalchemy import func, insert, update
 from sqlalchemy import select as sql_select
@@ -96,23 +96,13 @@ class Sink:
 # --- the sink process -------------------------------------------------------------------
 
 
-class Discard:
+class Discard(OffersPipelining):
     """aiosmtpd handler: accept everything, keep nothing but counts."""
 
     def __init__(self, *, pipelining: bool) -> None:
         self.messages = 0
         self.rcpts = 0
         self.pipelining = pipelining
-
-    async def handle_EHLO(  # noqa: N802
-        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
-    ) -> list[str]:
-        session.host_name = hostname
-        if self.pipelining:
-            # As bench/incident.py's sink and real relays (RFC 2920); aiosmtpd answers
-            # pipelined commands in order but does not say so itself.
-            responses.insert(-1, "250-PIPELINING")
-        return responses
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
         self.messages += 1

@@ -76,7 +76,14 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from common import DOMAINS, RUSAGE_WRAPPER, child_env, create_pg_database, drop_pg_database
+from common import (
+    DOMAINS,
+    RUSAGE_WRAPPER,
+    OffersPipelining,
+    child_env,
+    create_pg_database,
+    drop_pg_database,
+)
 from redis import Redis
 from rq import Worker
 from sqlalchemy import select as sql_select
@@ -135,7 +142,7 @@ class Sender:
     times: list[float] = field(default_factory=list)  # each acceptance, for the gaps
 
 
-class Counting:
+class Counting(OffersPipelining):
     """aiosmtpd handler: accept everything, keep counts and recipients per sender."""
 
     def __init__(self, done: Path, expected: int, *, pipelining: bool) -> None:
@@ -144,16 +151,6 @@ class Counting:
         self.expected = expected
         self.pipelining = pipelining
         self.batches = 0  # senders' runs of ``expected`` messages completed so far
-
-    async def handle_EHLO(  # noqa: N802
-        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
-    ) -> list[str]:
-        session.host_name = hostname
-        if self.pipelining:
-            # As real relays do (RFC 2920); aiosmtpd answers pipelined commands in order
-            # but does not say so itself.
-            responses.insert(-1, "250-PIPELINING")
-        return responses
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
         now = time.time()
