@@ -55,6 +55,26 @@ MIN_PARTS = 4
 MAX_PARTS = 1024
 PART_JOB_TIMEOUT = 6 * 3600  # seconds: a 64 MiB part takes about a minute
 PART_RETRY = Retry(max=5, interval=[5, 30, 120, 300, 600])
+MAX_PATH_CHARS = 1000  # LeakFile.path: where the workers open the file
+
+
+def stored_path(path: Path) -> str:
+    """The file's absolute path, as the workers open it; raise LeakFileError for a path the
+    column cannot hold (over MAX_PATH_CHARS characters, or a name that is not UTF-8): the
+    file is then moved or renamed, rather than refused by PostgreSQL with a trace."""
+    resolved = str(path.resolve())
+    if len(resolved) > MAX_PATH_CHARS:
+        raise LeakFileError(
+            f"the file's absolute path is {len(resolved)} characters long, at most "
+            f"{MAX_PATH_CHARS} for --enqueue: move it to a shorter path"
+        )
+    try:
+        resolved.encode("utf-8")
+    except UnicodeEncodeError:
+        raise LeakFileError(
+            "the file's path is not UTF-8 text, which --enqueue stores for the workers: rename it"
+        ) from None
+    return resolved
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +118,7 @@ def plan_parts(
     IngestRefused, LeakFileError, or IngestBusy for a file a single-process run has started
     (resume that one instead).
     """
+    resolved = stored_path(path)
     sha256 = fingerprint_file(path, stop=stop)
     with open_leak(path, fmt) as reader:
         info = reader.source
@@ -153,7 +174,7 @@ def plan_parts(
                     )
                 ranges = reader.byte_ranges(parts or default_parts(info.size))
                 leak_file.parts = len(ranges)
-                leak_file.path = str(path.resolve())
+                leak_file.path = resolved
                 leak_file.started_at = utcnow()
                 session.add_all(
                     LeakPart(
@@ -168,8 +189,8 @@ def plan_parts(
                     )
                     for seq, (start, end) in enumerate(ranges)
                 )
-            elif leak_file.path != str(path.resolve()):
-                leak_file.path = str(path.resolve())  # the same bytes, moved: follow them
+            elif leak_file.path != resolved:
+                leak_file.path = resolved  # the same bytes, moved: follow them
             session.flush()
             pending = session.scalars(
                 select(LeakPart.id)

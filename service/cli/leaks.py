@@ -29,7 +29,10 @@ from service.db import utcnow
 from service.leaks.catalogue import (
     LeakFacts,
     LeakView,
+    check_leak_name,
+    check_leak_source,
     check_observed_at,
+    check_operator,
     edit_leak,
     list_leaks,
     show_leak,
@@ -62,7 +65,7 @@ def leak_fact_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def leak_facts(observed_at: str | None, names: dict[str, str | None]) -> LeakFacts:
-    """The facts given on the command line; one line and exit 1 for a bad date."""
+    """The facts given on the command line; one line and exit 1 for a bad date or name."""
     day = None
     if observed_at is not None:
         try:
@@ -73,11 +76,18 @@ def leak_facts(observed_at: str | None, names: dict[str, str | None]) -> LeakFac
             ) from None
         check_observed_at(day, now=utcnow())
     given = {
-        language: " ".join(text.split())
+        language: check_leak_name(text, what=f"--name-{language}")
         for language in TRANSLATED
-        if (text := names.get(f"name_{language}"))
+        if (text := names.get(f"name_{language}")) is not None
     }
     return LeakFacts(names=given, observed_at=day)
+
+
+def checked_option(value: str | None, check: Callable[..., str], option: str) -> str | None:
+    """``value`` as the domain stores it (None: not given), checked before any work starts:
+    the domain checks again, but only after an ingest has read the whole file for its
+    fingerprint."""
+    return None if value is None else check(value, what=option)
 
 
 @cli.command("ingest")
@@ -169,6 +179,9 @@ def ingest_command(
     leak ingested by mistake is undone with `leakguard leaks retract`.
     """
     facts = leak_facts(observed_at, names)
+    name = checked_option(name, check_leak_name, "--name")
+    source = checked_option(source, check_leak_source, "--source")
+    operator = checked_option(operator, check_operator, "--by")
     value = migrated_runtime()
     if enqueue and dry_run:
         raise click.ClickException("--dry-run runs in one process: drop --enqueue")
@@ -419,6 +432,8 @@ def leaks_edit(
 ) -> None:
     """Change what the notices say of a leak; warnings not yet sent use the new facts."""
     facts = leak_facts(observed_at, names)
+    name = checked_option(name, check_leak_name, "--name")
+    source = checked_option(source, check_leak_source, "--source")
     with migrated_runtime().db.transaction() as session:
         changed = edit_leak(
             session,
