@@ -89,6 +89,7 @@ class SplitPlan:
     pending: tuple[int, ...]  # part ids not yet complete
     before: Counters  # the file's totals before this run, to report only what it adds
     already_ingested: bool = False
+    facts_not_applied: tuple[str, ...] = ()  # given for an existing leak, which kept its own
 
 
 def default_parts(size: int) -> int:
@@ -158,6 +159,7 @@ def plan_parts(
             parts=0,
             pending=(),
             before=Counters(),
+            facts_not_applied=opened.facts_not_applied,
         )
         if opened.state is LeakFileState.COMPLETE:
             return replace(plan, already_ingested=True)

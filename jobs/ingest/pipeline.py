@@ -120,6 +120,7 @@ class IngestReport:
     already_ingested: bool = False
     dry_run: bool = False
     seconds: float = 0.0
+    facts_not_applied: tuple[str, ...] = ()  # given for an existing leak, which kept its own
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -134,6 +135,7 @@ class IngestReport:
             "already_ingested": self.already_ingested,
             "dry_run": self.dry_run,
             "seconds": round(self.seconds, 3),
+            "facts_not_applied": list(self.facts_not_applied),
         }
 
     def summary(self) -> str:
@@ -276,6 +278,7 @@ def ingest_leak(
                 operator=operator,
             )
             leak_id, file_id, done = opened.leak_id, opened.file_id, opened.records_done
+            report.facts_not_applied = opened.facts_not_applied
             if opened.state is LeakFileState.COMPLETE:
                 report.already_ingested = True
                 return report

@@ -46,6 +46,7 @@ class SplitReport:
     in_process: bool = False  # the embedded queue: this process ran the parts itself
     added: Counters = field(default_factory=Counters)
     seconds: float = 0.0
+    facts_not_applied: tuple[str, ...] = ()  # given for an existing leak, which kept its own
 
     def to_json(self) -> dict[str, Any]:
         payload: dict[str, Any] = {
@@ -57,6 +58,7 @@ class SplitReport:
             "enqueued": self.enqueued,
             "already_ingested": self.already_ingested,
             "complete": self.complete,
+            "facts_not_applied": list(self.facts_not_applied),
         }
         if self.waited or self.already_ingested:
             payload |= self.added.as_dict() | {"seconds": round(self.seconds, 3)}
@@ -136,6 +138,7 @@ def ingest_in_parts(
         parts=plan.parts,
         already_ingested=plan.already_ingested,
         complete=plan.already_ingested,
+        facts_not_applied=plan.facts_not_applied,
     )
     if plan.already_ingested:
         return report

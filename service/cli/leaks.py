@@ -34,6 +34,7 @@ from service.leaks.catalogue import (
     check_observed_at,
     check_operator,
     edit_leak,
+    facts_kept_note,
     list_leaks,
     show_leak,
 )
@@ -222,6 +223,9 @@ def ingest_command(
     except IngestInterrupted as exc:
         click.echo(str(exc), err=True)
         raise click.exceptions.Exit(INTERRUPTED_EXIT) from None
+    kept = split.facts_not_applied if enqueue else report.facts_not_applied
+    if kept:
+        click.echo(facts_kept_note(slug, kept), err=True)
     if enqueue:
         emit_json(split.to_json()) if as_json else click.echo(split.summary())
         if stop.is_set() and not split.complete:

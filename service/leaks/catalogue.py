@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -104,11 +104,14 @@ def get_or_create_leak(
     now: datetime,
     facts: LeakFacts | None = None,
 ) -> Leak:
-    """Return the leak named ``slug``, creating it; a given name, source or fact updates it.
+    """Return the leak named ``slug``, creating it with the given name, source and facts.
 
-    Raises ValidationFailed for a bad slug, name or source (check_leak_name) or a leak date
-    in the future, LeakRetracted for a retracted leak (its slug is taken for good: a new
-    run goes under another one).
+    An existing leak keeps its facts whatever is given: a rerun of an ingest (or a new file
+    of the leak) with another --name would otherwise rewrite what unsent warnings say with
+    no trace in the audit log. ``edit_leak`` changes them, audited; ``facts_not_applied``
+    tells which given facts were left. Raises ValidationFailed for a bad slug, name or
+    source (check_leak_name) or a leak date in the future, LeakRetracted for a retracted
+    leak (its slug is taken for good: a new run goes under another one).
     """
     check_slug(slug)
     name, source, facts = check_leak_facts(name, source, facts or LeakFacts(), now=now)
@@ -132,7 +135,6 @@ def get_or_create_leak(
         raise LeakRetracted.saying(
             lambda w: f"leak {slug} was retracted on {retracted_at:%Y-%m-%d}; {w.another_slug}"
         )
-    update_leak_facts(leak, name=name, source=source, facts=facts)
     return leak
 
 
@@ -170,6 +172,14 @@ def facts_not_applied(
     if facts.observed_at is not None and facts.observed_at != leak.observed_at:
         kept.append("date")
     return tuple(kept)
+
+
+def facts_kept_note(slug: str, kept: Sequence[str]) -> str:
+    """One line for the operator: the leak kept these facts, and how to change them."""
+    return (
+        f"leak {slug} keeps its {', '.join(kept)}: an ingest sets them only for a new leak; "
+        f"`leakguard leaks edit {slug}` changes them (audited, unsent warnings follow)"
+    )
 
 
 def update_leak_facts(

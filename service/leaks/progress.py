@@ -16,7 +16,13 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from service.db import bulk, rowcount
-from service.leaks.catalogue import LeakFacts, LeakRetracted, get_or_create_leak
+from service.leaks.catalogue import (
+    LeakFacts,
+    LeakRetracted,
+    check_leak_facts,
+    facts_not_applied,
+    get_or_create_leak,
+)
 from service.leaks.counters import Counters
 from service.models import IngestCounters, Leak, LeakFile, LeakFileState, LeakPart
 
@@ -39,6 +45,8 @@ class OpenedFile:
     state: LeakFileState
     records_done: int
     parts: int  # > 0: the file is split into parts for workers
+    # Facts given for a leak that existed already, which it kept (catalogue.facts_not_applied).
+    facts_not_applied: tuple[str, ...] = ()
 
 
 def open_leak_file(
@@ -63,6 +71,8 @@ def open_leak_file(
     Does not commit. Raises ValidationFailed for a bad slug, LeakRetracted.
     """
     leak = get_or_create_leak(session, slug=slug, name=name, source=source, facts=facts, now=now)
+    given_name, given_source, given = check_leak_facts(name, source, facts or LeakFacts(), now=now)
+    kept = facts_not_applied(leak, name=given_name, source=given_source, facts=given)
     digest = bytes.fromhex(sha256)
     leak_file = session.scalars(
         select(LeakFile).where(
@@ -95,7 +105,7 @@ def open_leak_file(
         # its stage (SQLite reuses the highest id; a sequence may be reset) is not its own.
         bulk.drop_stages(session, [leak_file.id])
     return OpenedFile(
-        leak.id, leak_file.id, leak_file.state, leak_file.records_done, leak_file.parts
+        leak.id, leak_file.id, leak_file.state, leak_file.records_done, leak_file.parts, kept
     )
 
 
