@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import getpass
-import signal
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import date
 from functools import partial
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import click
@@ -25,6 +21,7 @@ from jobs.queues import redis_connection, uses_fake_redis
 from jobs.reader.stream import LeakFormat
 from service.cli.base import cli, cli_actor, emit_json, migrated_runtime
 from service.cli.progress import LINE_SECONDS, ProgressDisplay, ProgressMode
+from service.cli.stopping import INTERRUPTED_EXIT, stop_on_signals
 from service.db import utcnow
 from service.leaks.catalogue import (
     LeakFacts,
@@ -285,33 +282,6 @@ class WarningRelay:
             )
         elif not quiet:
             click.echo(f"relayed {self.relayed} notices to the queue for the workers", err=True)
-
-
-INTERRUPTED_EXIT = 130  # 128 + SIGINT, as shells report a Ctrl-C
-
-
-@contextmanager
-def stop_on_signals() -> Iterator[threading.Event]:
-    """Turn the first SIGINT or SIGTERM into a stop request the ingest sees at its next
-    chunk boundary; a second one interrupts at once."""
-    stop = threading.Event()
-
-    def request_stop(signum: int, frame: FrameType | None) -> None:
-        if stop.is_set():
-            raise KeyboardInterrupt
-        stop.set()
-
-    previous: dict[int, Any] = {}
-    try:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            previous[signum] = signal.signal(signum, request_stop)
-    except ValueError:  # not the main thread (an embedding caller): no handlers
-        pass
-    try:
-        yield stop
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
 
 
 def login_name() -> str | None:
