@@ -46,6 +46,7 @@ class SplitReport:
     in_process: bool = False  # the embedded queue: this process ran the parts itself
     added: Counters = field(default_factory=Counters)
     seconds: float = 0.0
+    file_unreadable: bool = False  # a part could not read the file: the run stopped
     facts_not_applied: tuple[str, ...] = ()  # given for an existing leak, which kept its own
 
     def to_json(self) -> dict[str, Any]:
@@ -67,6 +68,12 @@ class SplitReport:
     def summary(self) -> str:
         if self.already_ingested:
             return f"leak {self.leak}: this file was ingested before; nothing changed"
+        if self.file_unreadable:
+            return (
+                f"leak {self.leak}: stopped after {self.added.lines} records, a part could not "
+                "read the file (gone or changed): put it back, then run the same command again "
+                "to resume"
+            )
         if not self.complete and self.waited and self.in_process:
             return (
                 f"leak {self.leak}: interrupted after {self.added.lines} records; run the "
@@ -168,6 +175,7 @@ def ingest_in_parts(
     done = wait_for_parts(runtime, plan, connection, on_progress=on_progress, stop=stop)
     report.waited = True
     report.complete = done.done
+    report.file_unreadable = done.stopped
     report.added = done.totals.minus(plan.before)
     report.seconds = time.monotonic() - started
     return report

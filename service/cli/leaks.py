@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import os
 from collections.abc import Callable
 from datetime import date
 from functools import partial
@@ -25,6 +26,7 @@ from service.cli.stopping import INTERRUPTED_EXIT, stop_on_signals
 from service.db import utcnow
 from service.leaks.catalogue import (
     LeakFacts,
+    LeakFileView,
     LeakView,
     check_leak_name,
     check_leak_source,
@@ -225,6 +227,8 @@ def ingest_command(
         click.echo(facts_kept_note(slug, kept), err=True)
     if enqueue:
         emit_json(split.to_json()) if as_json else click.echo(split.summary())
+        if split.file_unreadable:
+            raise click.exceptions.Exit(1)
         if stop.is_set() and not split.complete:
             raise click.exceptions.Exit(INTERRUPTED_EXIT)
         return
@@ -361,11 +365,31 @@ def _describe(leak: LeakView) -> str:
         )
         per_run = ", ".join(f"{s:.1f}s" for s in f.run_seconds)
         took = f"{f.seconds:.1f}s in {f.runs} run(s)" + (f" ({per_run})" if per_run else "")
-        hint = "; run the same ingest again to resume" if f.state == "interrupted" else ""
+        hint = _resume_hint(f)
         lines.append(
             f"    {f.state}, {f.records_done:,} records done, {took}; read as {f.read_as}{hint}"
         )
     return "\n".join(lines)
+
+
+def _resume_hint(leak_file: LeakFileView) -> str:
+    """What to do for an interrupted file: run again, once its file is back (--enqueue)."""
+    if leak_file.state != "interrupted":
+        return ""
+    if leak_file.path is not None:  # the workers open the file there
+        try:
+            size = os.stat(leak_file.path).st_size
+        except OSError:
+            return (
+                f"; waiting for its file: {leak_file.path} is gone; put it back there, then "
+                "run the same ingest again to resume"
+            )
+        if size != leak_file.size:
+            return (
+                f"; waiting for its file: {leak_file.path} changed since the ingest began; put "
+                "the original back there, then run the same ingest again to resume"
+            )
+    return "; run the same ingest again to resume"
 
 
 def _counts(counts: dict[str, int]) -> str:

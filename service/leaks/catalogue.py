@@ -273,6 +273,7 @@ class LeakFileView:
     seconds: float
     started_at: datetime
     finished_at: datetime | None
+    path: str | None = None  # a split file's (--enqueue): where its workers open it
 
 
 @dataclass(frozen=True, slots=True)
@@ -431,6 +432,7 @@ def _view(session: Session, leak: Leak, held: IsHeld | None) -> LeakView:
                 seconds=f.seconds,
                 started_at=f.started_at,
                 finished_at=f.finished_at,
+                path=f.path,
             )
             for f in files
         ),
