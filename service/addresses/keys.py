@@ -110,6 +110,11 @@ class PackedKeys(Sequence[bytes]):
         start = index * self.size
         return bytes(self._data[start : start + self.size])
 
+    def packed(self) -> memoryview:
+        """The keys back to back, read-only, without a copy: the buffer cannot grow while
+        the view is held (``extend`` raises BufferError), so release it before adding."""
+        return memoryview(self._data).toreadonly()
+
     def __iter__(self) -> Iterator[bytes]:
         data, size = bytes(self._data), self.size
         return (data[start : start + size] for start in range(0, len(data), size))
