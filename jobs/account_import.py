@@ -396,6 +396,9 @@ class _BatchChecker:
         if max(map(len, emails)) > MAX_EMAIL_CHARS:
             slow += [n for n, value in enumerate(emails) if len(value) > MAX_EMAIL_CHARS]
         locales = self._read_locales(work)
+        if _BAD_LOCALE in locales:
+            # Refused as a whole row by _check_one, as the API refuses the account.
+            slow += [n for n, value in enumerate(locales) if value is _BAD_LOCALE]
         rules = self._keys.rules
         # The rows left to _check_one get their canonical form there, not twice.
         canonical: list[str | None] = []
@@ -449,6 +452,7 @@ class _BatchChecker:
         return _Batch(starts, valid, accounts, invalid, blank)
 
     def _read_locales(self, records: list[list[str]]) -> list[str | None]:
+        """Each record's locale as stored; ``_BAD_LOCALE`` for one that is no language tag."""
         if self._locale is None:
             return [None] * len(records)
         at, known = self._locale, self._locales
@@ -459,9 +463,9 @@ class _BatchChecker:
                 # A file with junk in the locale column: answers stay exact, memory flat.
                 known.clear()
                 if len(missing) > MAX_KNOWN_LOCALES:
-                    return [_lenient_locale(cell) for cell in cells]
+                    return [_checked_locale(cell) for cell in cells]
             for cell in missing:
-                known[cell] = _lenient_locale(cell)
+                known[cell] = _checked_locale(cell)
         return list(map(known.__getitem__, cells))
 
     def _check_one(self, record: list[str]) -> ValidAccount | _Blank | None:
@@ -477,7 +481,7 @@ class _BatchChecker:
             external_id=record[self._id].strip(),
             email=record[self._email],
             locale=(
-                _lenient_locale(record[locale_at])
+                record[locale_at].strip()
                 if locale_at is not None and locale_at < len(record)
                 else None
             ),
@@ -542,12 +546,18 @@ def _header_columns(reader: Any, path: Path) -> dict[str, int]:
     return columns
 
 
-def _lenient_locale(cell: str) -> str | None:
-    # A typo in a locale must not lose the account: it only falls back to English.
+# A locale that is no language tag. It was once stored as none, silently: the person's
+# notices went out in English and nobody learnt of the typo. Now the row is refused and
+# reported by line like a bad address, as the API refuses the account, and the operator
+# fixes the file.
+_BAD_LOCALE: Final = "\0bad locale"
+
+
+def _checked_locale(cell: str) -> str | None:
     try:
         return normalize_locale(cell.strip())
     except ValidationFailed:
-        return None
+        return _BAD_LOCALE
 
 
 def _chunks(runtime: Runtime, path: Path, size: int) -> Iterator[_Chunk]:

@@ -170,13 +170,14 @@ def test_header_is_matched_case_insensitively_in_any_order_and_other_columns_are
         ],
     )
     report = import_accounts(runtime, path)
-    assert (report.rows, report.created, report.invalid) == (3, 3, 0)
+    assert (report.rows, report.created, report.invalid) == (3, 2, 1)
     accounts = stored_accounts(runtime)
     assert accounts["u1"].email == "anna@example.com"
     assert accounts["u1"].locale == "de-AT"
     assert accounts["u2"].email == "ben@example.com"
     assert accounts["u2"].locale is None
-    assert accounts["u3"].locale is None  # a bad locale falls back, the account stays
+    assert "u3" not in accounts  # a bad locale is refused by line, as the API refuses it
+    assert report.invalid_lines == [4]
 
 
 @pytest.mark.parametrize("delimiter", [",", ";", "\t", "|"], ids=["comma", "semi", "tab", "pipe"])
@@ -407,6 +408,33 @@ def test_a_repeated_external_id_keeps_the_first_row_whatever_the_chunk_size(
         "u4": ("four@example.com", "en"),
     }
     assert accounts["u1"].email_key == runtime.keys.key("first@example.com")
+
+
+@pytest.mark.parametrize("chunk_rows", [1, None], ids=["1", "one-chunk"])
+def test_a_row_whose_locale_is_no_language_tag_is_refused_by_line(
+    runtime: Runtime, tmp_path: Path, chunk_rows: int | None
+) -> None:
+    # Before, each was stored without a locale, unreported (the notices then in English).
+    lines = [
+        "external_id,email,locale",
+        "l1,l1@example.org,de-AT",
+        "l2,l2@example.org,en_US@x",
+        "l3,l3@example.org,12",
+        "l4,l4@example.org," + "a" * 100,
+        "l5,l5@example.org,",
+        "l6,l6@example.org, fr ",
+        "l7,l7@example.org,en_US@x",
+    ]
+    path = write_lines(tmp_path / "a.csv", lines)
+    report = import_accounts(runtime, path, chunk_rows=chunk_rows)
+    assert (report.rows, report.created, report.invalid) == (7, 3, 4)
+    assert report.invalid_lines == [3, 4, 5, 8]
+    accounts = stored_accounts(runtime)
+    assert {external_id: a.locale for external_id, a in accounts.items()} == {
+        "l1": "de-AT",
+        "l5": None,
+        "l6": "fr",
+    }
 
 
 def test_the_import_names_the_duplicate_rows_by_line(
