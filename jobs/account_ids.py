@@ -55,16 +55,21 @@ class SeenIds:
         added before, by an earlier call or earlier in this list, ascending."""
         bloom = self._bloom
         digests = list(map(_digest, external_ids))
-        repeated: list[int] = []
-        fresh: set[bytes] = set()
-        for position, digest in enumerate(digests):
-            if digest in fresh or (digest in bloom and self._seen_before(digest)):
-                repeated.append(position)
-                continue
-            fresh.add(digest)
-        for digest in fresh:
-            bloom.add(digest)
+        # The filter's "maybe" is rare for a new id (FALSE_POSITIVE_RATE): only those are
+        # looked for in the runs; a chunk without a repeat takes no Python loop per id.
+        earlier = {n for n, d in enumerate(digests) if d in bloom and self._seen_before(d)}
+        fresh = set(digests)
+        if earlier or len(fresh) != len(digests):
+            fresh, repeated = set(), []
+            for position, digest in enumerate(digests):
+                if position in earlier or digest in fresh:
+                    repeated.append(position)
+                else:
+                    fresh.add(digest)
+        else:
+            repeated = []
         if fresh:
+            bloom.update(fresh)
             self._runs.append(b"".join(sorted(fresh)))
         return repeated
 
