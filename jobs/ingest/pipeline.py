@@ -509,10 +509,15 @@ def flag_late_accounts(session: Session, target: Target, *, now: datetime) -> Co
     run starts, and an account's own look at the watch list finds a key only once the
     file's stage is merged. Call after ``merge_file_keys``. Counted as the file's matches;
     returns what it added. Does not commit."""
-    started = session.scalars(
-        select(LeakFile.started_at).where(LeakFile.id == target.file_id)
+    started, accounts_xmin = session.execute(
+        select(LeakFile.started_at, LeakFile.accounts_xmin).where(LeakFile.id == target.file_id)
     ).one()
-    late = late_accounts(session, target.leak_id, since=started - LATE_ACCOUNT_MARGIN)
+    late = late_accounts(
+        session,
+        target.leak_id,
+        since=started - LATE_ACCOUNT_MARGIN,
+        accounts_xmin=accounts_xmin,
+    )
     if not late:
         return Counters()
     outcome = record_exposures(
