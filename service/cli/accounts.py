@@ -30,7 +30,7 @@ def accounts_import(path: Path, as_json: bool) -> None:
     Safe to run again: imported rows come out unchanged. Ctrl-C (or SIGTERM) stops after
     the chunk being committed and says up to which line the rows are imported.
     """
-    value = migrated_runtime()
+    value = migrated_runtime(record_key=True)
     try:
         with (
             tqdm(unit=" rows", unit_scale=True, disable=None, file=sys.stderr, leave=False) as bar,

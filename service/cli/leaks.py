@@ -8,17 +8,14 @@ from collections.abc import Callable
 from datetime import date
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from jobs.deliver import RelayUnavailable, relay_notices
+from jobs.ingest import MAX_PARTS
 from jobs.ingest.checks import IngestInterrupted
 from jobs.ingest.lock import file_is_held
-from jobs.ingest.parts import MAX_PARTS
 from jobs.ingest.pipeline import IngestProgress, ingest_leak
-from jobs.ingest.split import ingest_in_parts
-from jobs.queues import redis_connection, uses_fake_redis
 from jobs.reader.stream import LeakFormat
 from service.cli.base import cli, cli_actor, emit_json, migrated_runtime
 from service.cli.progress import LINE_SECONDS, ProgressDisplay, ProgressMode
@@ -40,6 +37,14 @@ from service.leaks.catalogue import (
 from service.leaks.retract import retract_leak
 from service.notices.render import LANGUAGES
 from service.runtime import Runtime
+
+if TYPE_CHECKING:
+    from jobs.ingest.split import SplitReport
+
+# Imported where used, not here: the queue's side (jobs.deliver, jobs.queues, the split
+# ingest: redis, rq, fakeredis, the mail and events modules, their cryptography) is about
+# 15 MiB of a one-process ingest's peak RSS, which without LEAKGUARD_REDIS_URL or --enqueue
+# never uses it (tests/integration/test_cli.py holds the ingest to that).
 
 # The notices' languages past the first: each gets its own --name-<language>.
 TRANSLATED = LANGUAGES[1:]
@@ -182,7 +187,7 @@ def ingest_command(
     name = checked_option(name, check_leak_name, "--name")
     source = checked_option(source, check_leak_source, "--source")
     operator = checked_option(operator, check_operator, "--by")
-    value = migrated_runtime()
+    value = migrated_runtime(record_key=not dry_run)
     if enqueue and dry_run:
         raise click.ClickException("--dry-run runs in one process: drop --enqueue")
     options: dict[str, Any] = {
@@ -197,9 +202,12 @@ def ingest_command(
     }
     display = ProgressDisplay(ProgressMode(progress_mode), quiet=quiet, every=progress_every)
     relay = WarningRelay(value, active=not dry_run)
+    split: SplitReport | None = None
     try:
         with display, stop_on_signals() as stop:
             if enqueue:
+                from jobs.ingest.split import ingest_in_parts
+
                 split = ingest_in_parts(
                     value,
                     path,
@@ -222,10 +230,10 @@ def ingest_command(
     except IngestInterrupted as exc:
         click.echo(str(exc), err=True)
         raise click.exceptions.Exit(INTERRUPTED_EXIT) from None
-    kept = split.facts_not_applied if enqueue else report.facts_not_applied
+    kept = split.facts_not_applied if split is not None else report.facts_not_applied
     if kept:
         click.echo(facts_kept_note(slug, kept), err=True)
-    if enqueue:
+    if split is not None:
         emit_json(split.to_json()) if as_json else click.echo(split.summary())
         if split.file_unreadable:
             raise click.exceptions.Exit(1)
@@ -248,8 +256,9 @@ class WarningRelay:
 
     def __init__(self, value: Runtime, *, active: bool) -> None:
         self.value = value
-        # The embedded default has no shared queue: `leakguard worker --burst` sends them.
-        self.active = active and not uses_fake_redis(value.settings)
+        # The embedded default (LEAKGUARD_REDIS_URL unset: jobs.queues.uses_fake_redis) has
+        # no shared queue: `leakguard worker --burst` sends them.
+        self.active = active and value.settings.redis_url is not None
         self.relayed = 0
         self.flagged = 0  # accounts flagged by the chunks committed so far
         self.unavailable: str | None = None
@@ -270,6 +279,9 @@ class WarningRelay:
     def relay(self) -> None:
         if not self.active or self.unavailable is not None:
             return
+        from jobs.deliver import RelayUnavailable, relay_notices
+        from jobs.queues import redis_connection
+
         try:
             self.relayed += relay_notices(self.value, redis_connection(self.value.settings))
         except RelayUnavailable as exc:

@@ -103,6 +103,7 @@ COLUMNS: dict[str, Checked | Bounded | Internal] = {
     "exposure.password_hash": Internal("an argon2 hash"),
     "exposure.resolved_by": ACTOR,
     "exposure.resolution": REASON,
+    "key_fingerprint.name": Internal("a constant key name (hash_key)"),
     "leak.slug": Checked(catalogue.check_slug),
     "leak.name": Checked(catalogue.check_leak_name),
     "leak.source": Checked(catalogue.check_leak_source),
