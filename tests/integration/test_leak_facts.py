@@ -204,3 +204,17 @@ def test_a_new_file_of_a_leak_keeps_its_facts_too(
     third = write_lines(tmp_path / "third.txt", ["dora@example.org"])
     quiet = invoke(runner, "ingest", str(third), "--leak", SLUG, "--name", " Shop ")
     assert (quiet.exit_code, quiet.stderr) == (0, "")
+
+
+def test_a_split_rerun_keeps_the_facts_too(
+    runtime: Runtime, runner: FlaskCliRunner, tmp_path: Path
+) -> None:
+    path = str(leak_file(runtime, tmp_path))
+    output(runner, "ingest", path, "--leak", SLUG, "--enqueue", "--name", "Shop", "--quiet")
+    before = leak_facts_of(runtime)
+
+    again = invoke(runner, "ingest", path, "--leak", SLUG, "--enqueue", "--name", "Other", "--json")
+
+    assert json_output(again)["facts_not_applied"] == ["name"]
+    assert again.stderr.startswith(f"leak {SLUG} keeps its name: an ingest sets them only")
+    assert leak_facts_of(runtime) == before
