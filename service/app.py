@@ -7,6 +7,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from service.api import api, register_routes
 from service.api.events import register_well_known
+from service.api.json_body import StrictJsonRequest
 from service.api.limits import install_rate_limits
 from service.api.problems import Problem, register_problem_handlers, render_validation_error
 from service.app_base import install, package_version, prepare
@@ -46,6 +47,7 @@ def create_app(
         validation_error_callback=render_validation_error,
         doc_prefix="/openapi",
     )
+    app.request_class = StrictJsonRequest
     install(app, settings, runtime)
     register_converters(app)
     register_problem_handlers(app)
