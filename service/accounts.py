@@ -33,6 +33,17 @@ from service.stepup.devices import end_trust
 from service.stepup.services import drop_pending_enrolments
 
 MAX_EXTERNAL_ID_CHARS = 255
+# What the API appends to /v1/accounts/{external_id}. An id may hold any character,
+# slashes too ("tenant/42"), but the path of an id ending in one of these is the path of
+# that operation on a shorter id ("a/totp" + "/totp"...): such ids could not be reached.
+ROUTE_SUFFIXES = (
+    "/email-change",
+    "/email-change/resend",
+    "/email-change:assisted",
+    "/totp",
+    "/totp/confirm",
+    "/recovery-codes",
+)
 MAX_EMAIL_CHARS = 320
 MAX_LOCALE_CHARS = 35
 # BCP 47 in the shape mail templates need (language, optional script/region/variants);
@@ -139,6 +150,11 @@ def check_external_id(external_id: str) -> str:
         raise ValidationFailed(f"external_id must be 1 to {MAX_EXTERNAL_ID_CHARS} characters")
     if _has_invisible(external_id) or not _is_utf8(external_id):
         raise ValidationFailed("external_id contains characters that cannot be stored")
+    if external_id.endswith(ROUTE_SUFFIXES):
+        raise ValidationFailed(
+            "external_id must not end in " + ", ".join(ROUTE_SUFFIXES) + ": /v1/accounts/"
+            "{external_id} followed by it names an operation on a shorter id"
+        )
     return external_id
 
 
@@ -155,6 +171,7 @@ def external_ids_plain(external_ids: Sequence[str]) -> bool:
     return (
         joined.isascii()
         and joined.isprintable()
+        and "/" not in joined  # ROUTE_SUFFIXES: ids with a slash are asked one by one
         and max(map(len, external_ids)) <= MAX_EXTERNAL_ID_CHARS
         and all(map(str.strip, external_ids))
     )

@@ -17,7 +17,7 @@ from service.ops.metrics import register_metrics
 from service.ops.requests import register_request_ids
 from service.staff.views import register_staff
 from service.web.email_change import pages
-from service.web.routing import register_converters
+from service.web.routing import keep_slashes_in_ids, register_converters
 
 API_DESCRIPTION = """\
 Leakguard flags the accounts whose email address appeared in a third-party leak and tells
@@ -53,6 +53,7 @@ def create_app(
     register_problem_handlers(app)
     register_routes()
     app.register_api(api)
+    keep_slashes_in_ids(app)
     app.register_blueprint(pages)
     register_staff(app)
     install_rate_limits(app, settings)

@@ -135,7 +135,7 @@ FACTOR_CHANGE_ERRORS = (400, 403, 404, 422, 429, 503)
 
 
 @api.post(
-    "/accounts/<external_id>/totp",
+    "/accounts/<external_id:external_id>/totp",
     tags=[TAG],
     responses={201: TotpEnrollmentOut, **problem_responses(*FACTOR_CHANGE_ERRORS, 413, 415)},
 )
@@ -174,7 +174,7 @@ def enroll_totp(path: AccountPath, header: AssuranceHeader, body: TotpEnrollBody
 
 
 @api.post(
-    "/accounts/<external_id>/totp/confirm",
+    "/accounts/<external_id:external_id>/totp/confirm",
     tags=[TAG],
     responses={200: TotpConfirmedOut, **problem_responses(403, 404, *BODY_ERRORS)},
 )
@@ -197,7 +197,7 @@ def confirm_totp(path: AccountPath, body: TotpConfirmBody) -> Response:
 
 
 @api.delete(
-    "/accounts/<external_id>/totp",
+    "/accounts/<external_id:external_id>/totp",
     tags=[TAG],
     responses={204: None, **problem_responses(*FACTOR_CHANGE_ERRORS)},
 )
@@ -219,7 +219,7 @@ def remove_totp(path: AccountPath, header: AssuranceHeader) -> tuple[str, int]:
 
 
 @api.post(
-    "/accounts/<external_id>/recovery-codes",
+    "/accounts/<external_id:external_id>/recovery-codes",
     tags=[TAG],
     responses={201: RecoveryCodesOut, **problem_responses(*FACTOR_CHANGE_ERRORS)},
 )
