@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from jobs.reader.encoding import decode_line, detect_encoding, open_text
 from service.accounts import (
     MAX_EMAIL_CHARS,
+    MAX_LOCAL_PART_OCTETS,
     AccountColumns,
     AccountInput,
     AddressChangeCause,
@@ -33,6 +34,7 @@ from service.accounts import (
     apply_account_columns,
     check_external_id,
     external_ids_plain,
+    local_part_too_long,
     normalize_locale,
     validate_account,
 )
@@ -328,8 +330,11 @@ class _BatchChecker:
         if not external_ids_plain(external_ids):
             slow += [n for n, value in enumerate(external_ids) if not _plain_id(value)]
         slow += dressed_positions(emails)
-        if max(map(len, emails)) > MAX_EMAIL_CHARS:
+        longest = max(map(len, emails))
+        if longest > MAX_EMAIL_CHARS:
             slow += [n for n, value in enumerate(emails) if len(value) > MAX_EMAIL_CHARS]
+        if longest > MAX_LOCAL_PART_OCTETS + 2:  # "@" and a domain: a local part may be over
+            slow += [n for n, value in enumerate(emails) if local_part_too_long(value)]
         locales = self._read_locales(work)
         rules = self._keys.rules
         # The rows left to _check_one get their canonical form there, not twice.
