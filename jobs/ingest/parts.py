@@ -27,6 +27,7 @@ from rq.job import Job, JobStatus
 from sqlalchemy import func, select, update
 
 from jobs.context import job_runtime
+from jobs.ingest import MAX_PARTS
 from jobs.ingest.checks import check_leak_file, refuse_if_elsewhere
 from jobs.ingest.lock import ingest_lock, part_is_idle
 from jobs.ingest.pipeline import (
@@ -52,7 +53,6 @@ log = logging.getLogger(__name__)
 PART_QUEUE = QueueName.DEFAULT
 PART_BYTES = 64 * 1024 * 1024  # a part per 64 MiB by default: work for many workers
 MIN_PARTS = 4
-MAX_PARTS = 1024
 PART_JOB_TIMEOUT = 6 * 3600  # seconds: a 64 MiB part takes about a minute
 PART_RETRY = Retry(max=5, interval=[5, 30, 120, 300, 600])
 

@@ -11,17 +11,14 @@ from datetime import date
 from functools import partial
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from jobs.deliver import RelayUnavailable, relay_notices
+from jobs.ingest import MAX_PARTS
 from jobs.ingest.checks import IngestInterrupted
 from jobs.ingest.lock import file_is_held
-from jobs.ingest.parts import MAX_PARTS
 from jobs.ingest.pipeline import IngestProgress, ingest_leak
-from jobs.ingest.split import ingest_in_parts
-from jobs.queues import redis_connection, uses_fake_redis
 from jobs.reader.stream import LeakFormat
 from service.cli.base import cli, cli_actor, emit_json, migrated_runtime
 from service.cli.progress import LINE_SECONDS, ProgressDisplay, ProgressMode
@@ -37,6 +34,14 @@ from service.leaks.catalogue import (
 from service.leaks.retract import retract_leak
 from service.notices.render import LANGUAGES
 from service.runtime import Runtime
+
+if TYPE_CHECKING:
+    from jobs.ingest.split import SplitReport
+
+# Imported where used, not here: the queue's side (jobs.deliver, jobs.queues, the split
+# ingest: redis, rq, fakeredis, the mail and events modules, their cryptography) is about
+# 15 MiB of a one-process ingest's peak RSS, which without LEAKGUARD_REDIS_URL or --enqueue
+# never uses it (tests/integration/test_cli.py holds the ingest to that).
 
 # The notices' languages past the first: each gets its own --name-<language>.
 TRANSLATED = LANGUAGES[1:]
@@ -169,7 +174,7 @@ def ingest_command(
     leak ingested by mistake is undone with `leakguard leaks retract`.
     """
     facts = leak_facts(observed_at, names)
-    value = migrated_runtime()
+    value = migrated_runtime(record_key=not dry_run)
     if enqueue and dry_run:
         raise click.ClickException("--dry-run runs in one process: drop --enqueue")
     options: dict[str, Any] = {
@@ -184,9 +189,12 @@ def ingest_command(
     }
     display = ProgressDisplay(ProgressMode(progress_mode), quiet=quiet, every=progress_every)
     relay = WarningRelay(value, active=not dry_run)
+    split: SplitReport | None = None
     try:
         with display, stop_on_signals() as stop:
             if enqueue:
+                from jobs.ingest.split import ingest_in_parts
+
                 split = ingest_in_parts(
                     value,
                     path,
@@ -209,7 +217,7 @@ def ingest_command(
     except IngestInterrupted as exc:
         click.echo(str(exc), err=True)
         raise click.exceptions.Exit(INTERRUPTED_EXIT) from None
-    if enqueue:
+    if split is not None:
         emit_json(split.to_json()) if as_json else click.echo(split.summary())
         if stop.is_set() and not split.complete:
             raise click.exceptions.Exit(INTERRUPTED_EXIT)
@@ -230,8 +238,9 @@ class WarningRelay:
 
     def __init__(self, value: Runtime, *, active: bool) -> None:
         self.value = value
-        # The embedded default has no shared queue: `leakguard worker --burst` sends them.
-        self.active = active and not uses_fake_redis(value.settings)
+        # The embedded default (LEAKGUARD_REDIS_URL unset: jobs.queues.uses_fake_redis) has
+        # no shared queue: `leakguard worker --burst` sends them.
+        self.active = active and value.settings.redis_url is not None
         self.relayed = 0
         self.flagged = 0  # accounts flagged by the chunks committed so far
         self.unavailable: str | None = None
@@ -252,6 +261,9 @@ class WarningRelay:
     def relay(self) -> None:
         if not self.active or self.unavailable is not None:
             return
+        from jobs.deliver import RelayUnavailable, relay_notices
+        from jobs.queues import redis_connection
+
         try:
             self.relayed += relay_notices(self.value, redis_connection(self.value.settings))
         except RelayUnavailable as exc:

@@ -18,7 +18,15 @@ from sqlalchemy.orm import Session
 from service.db import bulk, rowcount
 from service.leaks.catalogue import LeakFacts, LeakRetracted, get_or_create_leak
 from service.leaks.counters import Counters
-from service.models import IngestCounters, Leak, LeakFile, LeakFileState, LeakPart
+from service.models import (
+    Exposure,
+    IngestCounters,
+    Leak,
+    LeakFile,
+    LeakFileState,
+    LeakPart,
+    Notice,
+)
 
 MAX_REPORTED_LINES = 100  # invalid line numbers kept per file, for the operator's report
 
@@ -86,6 +94,7 @@ def open_leak_file(
             seconds=0.0,
             run_seconds=[],
             started_at=now,
+            accounts_xmin=bulk.snapshot_xmin(session),
             parts=0,
             **Counters().as_dict(),
         )
@@ -242,4 +251,9 @@ def forget_file(session: Session, leak_id: int, file_id: int, *, untouched: bool
     if not untouched or not session.scalar(select(LeakFile.id).where(LeakFile.id == file_id)):
         bulk.drop_stages(session, [file_id])  # gone: whatever it staged goes with it
     others = select(LeakFile.id).where(LeakFile.leak_id == leak_id).exists()
-    session.execute(delete(Leak).where(Leak.id == leak_id, ~others))
+    gone = session.scalar(delete(Leak).where(Leak.id == leak_id, ~others).returning(Leak.id))
+    if gone is not None:
+        # Exposures and notices name their leak without a foreign key (models.leaks): none
+        # should exist for a leak without a committed file, and none may outlive it.
+        session.execute(delete(Notice).where(Notice.leak_id == gone))
+        session.execute(delete(Exposure).where(Exposure.leak_id == gone))
