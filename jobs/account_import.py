@@ -33,6 +33,7 @@ from jobs.account_ids import SeenIds
 from jobs.reader.encoding import decode_line, detect_encoding, open_text
 from service.accounts import (
     MAX_EMAIL_CHARS,
+    MAX_LOCAL_PART_OCTETS,
     AccountColumns,
     AccountInput,
     AddressChangeCause,
@@ -41,6 +42,7 @@ from service.accounts import (
     apply_account_columns,
     check_external_id,
     external_ids_plain,
+    local_part_too_long,
     normalize_locale,
     validate_account,
 )
@@ -412,8 +414,11 @@ class _BatchChecker:
         if not external_ids_plain(external_ids):
             slow += [n for n, value in enumerate(external_ids) if not _plain_id(value)]
         slow += dressed_positions(emails)
-        if max(map(len, emails)) > MAX_EMAIL_CHARS:
+        longest = max(map(len, emails))
+        if longest > MAX_EMAIL_CHARS:
             slow += [n for n, value in enumerate(emails) if len(value) > MAX_EMAIL_CHARS]
+        if longest > MAX_LOCAL_PART_OCTETS + 2:  # "@" and a domain: a local part may be over
+            slow += [n for n, value in enumerate(emails) if local_part_too_long(value)]
         locales = self._read_locales(work)
         if _BAD_LOCALE in locales:
             # Refused as a whole row by _check_one, as the API refuses the account.

@@ -33,6 +33,18 @@ from service.stepup.devices import end_trust
 from service.stepup.services import drop_pending_enrolments
 
 MAX_EXTERNAL_ID_CHARS = 255
+MAX_LOCAL_PART_OCTETS = 64  # RFC 5321 section 4.5.3.1.1
+# What the API appends to /v1/accounts/{external_id}. An id may hold any character,
+# slashes too ("tenant/42"), but the path of an id ending in one of these is the path of
+# that operation on a shorter id ("a/totp" + "/totp"...): such ids could not be reached.
+ROUTE_SUFFIXES = (
+    "/email-change",
+    "/email-change/resend",
+    "/email-change:assisted",
+    "/totp",
+    "/totp/confirm",
+    "/recovery-codes",
+)
 MAX_EMAIL_CHARS = 320
 MAX_LOCALE_CHARS = 35
 # BCP 47 in the shape mail templates need (language, optional script/region/variants);
@@ -139,6 +151,11 @@ def check_external_id(external_id: str) -> str:
         raise ValidationFailed(f"external_id must be 1 to {MAX_EXTERNAL_ID_CHARS} characters")
     if _has_invisible(external_id) or not _is_utf8(external_id):
         raise ValidationFailed("external_id contains characters that cannot be stored")
+    if external_id.endswith(ROUTE_SUFFIXES):
+        raise ValidationFailed(
+            "external_id must not end in " + ", ".join(ROUTE_SUFFIXES) + ": /v1/accounts/"
+            "{external_id} followed by it names an operation on a shorter id"
+        )
     return external_id
 
 
@@ -155,6 +172,7 @@ def external_ids_plain(external_ids: Sequence[str]) -> bool:
     return (
         joined.isascii()
         and joined.isprintable()
+        and "/" not in joined  # ROUTE_SUFFIXES: ids with a slash are asked one by one
         and max(map(len, external_ids)) <= MAX_EXTERNAL_ID_CHARS
         and all(map(str.strip, external_ids))
     )
@@ -184,7 +202,24 @@ def bare_email(keys: AddressKeys, email: str) -> Mailbox:
         raise InvalidEmail("the value names more than one address: send the person's one address")
     if isinstance(mailbox, InvalidAddress):
         raise InvalidEmail()
+    if local_part_too_long(mailbox.bare):
+        raise InvalidEmail(
+            f"the part before the @ is longer than {MAX_LOCAL_PART_OCTETS} bytes (RFC 5321)"
+        )
     return mailbox
+
+
+def local_part_too_long(address: str) -> bool:
+    """Whether the local part of the addr-spec ``address`` is over RFC 5321's 64 octets
+    (section 4.5.3.1.1): no server need accept it, so no code or warning could reach it.
+
+    The canonical form checks the other limits (a domain label 63 octets, the address
+    254) but not this one: leaks hold such addresses, and they are matched as written.
+    """
+    local = address.rpartition("@")[0]
+    if len(local) > MAX_LOCAL_PART_OCTETS or local.isascii():
+        return len(local) > MAX_LOCAL_PART_OCTETS
+    return len(local.encode("utf-8", "surrogatepass")) > MAX_LOCAL_PART_OCTETS
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from service.api import api, register_routes
 from service.api.events import register_well_known
+from service.api.json_body import StrictJsonRequest
 from service.api.limits import install_rate_limits
 from service.api.problems import Problem, register_problem_handlers, render_validation_error
 from service.app_base import install, package_version, prepare
@@ -16,7 +17,7 @@ from service.ops.metrics import register_metrics
 from service.ops.requests import register_request_ids
 from service.staff.views import register_staff
 from service.web.email_change import pages
-from service.web.routing import register_converters
+from service.web.routing import keep_slashes_in_ids, register_converters
 
 API_DESCRIPTION = """\
 Leakguard flags the accounts whose email address appeared in a third-party leak and tells
@@ -46,11 +47,13 @@ def create_app(
         validation_error_callback=render_validation_error,
         doc_prefix="/openapi",
     )
+    app.request_class = StrictJsonRequest
     install(app, settings, runtime)
     register_converters(app)
     register_problem_handlers(app)
     register_routes()
     app.register_api(api)
+    keep_slashes_in_ids(app)
     app.register_blueprint(pages)
     register_staff(app)
     install_rate_limits(app, settings)

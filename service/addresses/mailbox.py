@@ -32,6 +32,10 @@ _QUOTED: Final = re.compile(r'"(?:[^"\\]|\\.)*"(@?)', re.S)
 _MAILTO: Final = "mailto:"
 
 SEVERAL_ADDRESSES: Final = InvalidAddress("several_addresses")
+# What stands between two mailboxes of one value: a list's "," or ";", a space, angle
+# brackets (RFC 5322 address-list and group syntax), or an encoded word hiding them. A
+# value with two "@" and none of these ("a@b@example.org") is one malformed address.
+_BETWEEN_MAILBOXES: Final = re.compile(r"[\s,;<>]|=\?")
 
 # A value that is already one bare dot-atom addr-spec, as nearly every account's address
 # is: no dressing to take off (no quotes, brackets, comments, spaces, "mailto:", encoded
@@ -117,7 +121,9 @@ def dressed_positions(values: Sequence[str]) -> list[int]:
 def _bare_mailbox_dressed(text: str, rules: CanonicalRules) -> Mailbox | InvalidAddress:
     """``bare_mailbox`` for any value: count its mailboxes, take the dressing off."""
     if mailboxes_named(text) > 1:
-        return SEVERAL_ADDRESSES
+        separated = _BETWEEN_MAILBOXES.search(text.strip())
+        mailto = text.strip()[: len(_MAILTO)].lower() == _MAILTO  # its fields: ?cc=b@y
+        return SEVERAL_ADDRESSES if separated or mailto else InvalidAddress("syntax")
     bare = clean_address(text)
     canonical = canonicalize_email(bare, rules)
     if isinstance(canonical, InvalidAddress):

@@ -46,7 +46,7 @@ ACCOUNT_SYNC = "account sync by the login service, bounded by its own traffic"
 
 
 @api.put(
-    "/accounts/<external_id>",
+    "/accounts/<external_id:external_id>",
     tags=[TAG],
     responses={200: AccountUpsertOut, 201: AccountUpsertOut, **problem_responses(*BODY_ERRORS)},
 )
@@ -67,7 +67,7 @@ def put_account(path: AccountPath, body: AccountBody) -> Response:
 
 
 @api.get(
-    "/accounts/<external_id>",
+    "/accounts/<external_id:external_id>",
     tags=[TAG],
     responses={200: AccountWithChangeOut, **problem_responses(404, 422)},
 )
@@ -108,7 +108,7 @@ def read_account(path: AccountPath) -> Response:
 
 
 @api.delete(
-    "/accounts/<external_id>",
+    "/accounts/<external_id:external_id>",
     tags=[TAG],
     responses={204: None, **problem_responses(404, 422)},
 )

@@ -136,7 +136,7 @@ def change_out(view: ChangeView, *, address_restored: bool | None = None) -> Ema
 
 
 @api.post(
-    "/accounts/<external_id>/email-change",
+    "/accounts/<external_id:external_id>/email-change",
     tags=[TAG],
     responses={202: EmailChangeOut, **problem_responses(403, 404, 409, *BODY_ERRORS)},
 )
@@ -184,7 +184,7 @@ def start_email_change(path: AccountPath, body: EmailChangeBody) -> Response:
 
 
 @api.get(
-    "/accounts/<external_id>/email-change",
+    "/accounts/<external_id:external_id>/email-change",
     tags=[TAG],
     responses={200: PendingEmailChangeOut, **problem_responses(404, 422)},
 )
@@ -214,7 +214,7 @@ def pending_out(view: ChangeView) -> PendingEmailChangeOut:
 
 
 @api.delete(
-    "/accounts/<external_id>/email-change",
+    "/accounts/<external_id:external_id>/email-change",
     tags=[TAG],
     responses={204: None, **problem_responses(404, 422)},
 )
@@ -228,7 +228,7 @@ def cancel_email_change(path: AccountPath) -> tuple[str, int]:
 
 
 @api.post(
-    "/accounts/<external_id>/email-change/resend",
+    "/accounts/<external_id:external_id>/email-change/resend",
     tags=[TAG],
     responses={202: EmailChangeOut, **problem_responses(404, 422, 429, 503)},
 )
@@ -253,7 +253,7 @@ def resend_email_change(path: AccountPath) -> Response:
 
 @api.post(
     # The converter named: flask-openapi3 would read "external_id>/email-change:" as one.
-    "/accounts/<string:external_id>/email-change:assisted",
+    "/accounts/<external_id:external_id>/email-change:assisted",
     tags=[TAG],
     responses={202: EmailChangeOut, **problem_responses(404, 409, *BODY_ERRORS)},
 )

@@ -120,7 +120,7 @@ def render_domain_error(exc: LeakguardError) -> Response:
 def render_validation_error(exc: ValidationError) -> Response:
     """pydantic's report, minus the rejected input: it may hold an address or a secret."""
     errors = [
-        {"loc": [str(part) for part in error["loc"]], "msg": error["msg"], "type": error["type"]}
+        {"loc": list(error["loc"]), "msg": error["msg"], "type": error["type"]}
         for error in exc.errors(include_url=False, include_input=False, include_context=False)
     ]
     return problem_response(

@@ -46,7 +46,9 @@ def _actor() -> str:
 def _outcome_name(outcome: Outcome) -> str:
     if isinstance(outcome, Passed):
         return "passed"
-    return "locked" if outcome.locked is not None else "failed"
+    if outcome.locked is not None:
+        return "locked"
+    return "replayed" if outcome.replayed else "failed"
 
 
 def _assurance(outcome: Outcome) -> Response:
@@ -100,7 +102,7 @@ def start_challenge(body: ChallengeBody) -> Response:
 @api.post(
     "/step-up/verify",
     tags=[TAG],
-    responses={200: AssuranceOut, **problem_responses(403, *BODY_ERRORS)},
+    responses={200: AssuranceOut, **problem_responses(403, 409, *BODY_ERRORS)},
 )
 @requires_scope(Scope.STEP_UP_VERIFY)
 @rate_limit("rate_limit_step_up")
@@ -112,8 +114,12 @@ def verify_step_up(body: VerifyBody) -> Response:
     check then allows it with reason `trusted_device` until the address leaks again, leaks
     with a password, or changes. Only a keyed hash of the id is stored.
 
-    403 `verification_failed` for a wrong, used or expired code (and for an unknown
-    account); 403 `locked` with Retry-After once 10 verifications in a row have failed.
+    403 `verification_failed` for a wrong or expired code (and for an unknown account);
+    403 `locked` with Retry-After once 10 verifications in a row have failed. 409
+    `code_already_used` for a code accepted already (the same challenge's code again, a
+    TOTP code of the time step accepted last or earlier, a used recovery code): refused,
+    but not counted as a failure, so a double submit neither locks the account nor voids
+    the token the first one earned.
     """
     rt = runtime()
     with rt.db.transaction() as session:
@@ -135,7 +141,7 @@ FACTOR_CHANGE_ERRORS = (400, 403, 404, 422, 429, 503)
 
 
 @api.post(
-    "/accounts/<external_id>/totp",
+    "/accounts/<external_id:external_id>/totp",
     tags=[TAG],
     responses={201: TotpEnrollmentOut, **problem_responses(*FACTOR_CHANGE_ERRORS, 413, 415)},
 )
@@ -174,9 +180,9 @@ def enroll_totp(path: AccountPath, header: AssuranceHeader, body: TotpEnrollBody
 
 
 @api.post(
-    "/accounts/<external_id>/totp/confirm",
+    "/accounts/<external_id:external_id>/totp/confirm",
     tags=[TAG],
-    responses={200: TotpConfirmedOut, **problem_responses(403, 404, *BODY_ERRORS)},
+    responses={200: TotpConfirmedOut, **problem_responses(403, 404, 409, *BODY_ERRORS)},
 )
 @requires_scope(Scope.STEP_UP_ENROLL)
 @rate_limit("rate_limit_step_up")
@@ -184,7 +190,8 @@ def confirm_totp(path: AccountPath, body: TotpConfirmBody) -> Response:
     """Confirm enrolment with the authenticator's first code.
 
     Not a step-up: a factor just added proves nothing about who added it, so no assurance
-    token comes back. A wrong code counts against the TOTP guess budget (403).
+    token comes back. A wrong code counts against the TOTP guess budget (403); the
+    confirming code sent again once confirmed is 409 `code_already_used`, not counted.
     """
     rt = runtime()
     with rt.db.transaction() as session:
@@ -197,7 +204,7 @@ def confirm_totp(path: AccountPath, body: TotpConfirmBody) -> Response:
 
 
 @api.delete(
-    "/accounts/<external_id>/totp",
+    "/accounts/<external_id:external_id>/totp",
     tags=[TAG],
     responses={204: None, **problem_responses(*FACTOR_CHANGE_ERRORS)},
 )
@@ -219,7 +226,7 @@ def remove_totp(path: AccountPath, header: AssuranceHeader) -> tuple[str, int]:
 
 
 @api.post(
-    "/accounts/<external_id>/recovery-codes",
+    "/accounts/<external_id:external_id>/recovery-codes",
     tags=[TAG],
     responses={201: RecoveryCodesOut, **problem_responses(*FACTOR_CHANGE_ERRORS)},
 )

@@ -39,6 +39,10 @@ from service.runtime import Runtime
 UPLOAD_DIR = "uploads"
 COPY_BLOCK = 1 << 20
 MAX_NAME_CHARS = 200
+# A file name is at most 255 bytes on Linux filesystems (NAME_MAX), whatever its characters:
+# 200 "ü" are 400 bytes. The stored name keeps well under it.
+MAX_NAME_BYTES = 200
+MAX_SUFFIX_BYTES = 20
 
 
 class IngestOptions(TypedDict):
@@ -79,11 +83,31 @@ class StartedIngest:
 
 
 def safe_name(name: str) -> str:
-    """The uploaded file's basename as stored: printable, no folder, never empty."""
+    """The uploaded file's basename as stored: printable, no folder, never empty, at most
+    MAX_NAME_CHARS characters and MAX_NAME_BYTES bytes of UTF-8 (its extension kept)."""
     base = name.replace("\\", "/").rsplit("/", 1)[-1]
     cleaned = "".join(c if c.isprintable() and c not in "\0" else "_" for c in base).strip()
-    cleaned = cleaned.lstrip(".")[:MAX_NAME_CHARS]
+    cleaned = _fit(cleaned.lstrip("."))
     return cleaned or "leak-file"
+
+
+def _utf8(text: str) -> bytes:
+    return text.encode("utf-8", "surrogatepass")
+
+
+def _fit(name: str) -> str:
+    """``name`` cut to MAX_NAME_CHARS characters and MAX_NAME_BYTES bytes of UTF-8, at a
+    character boundary; the stem is cut, not a short extension (``.txt``, ``.csv.gz``: the
+    reader's format hint)."""
+    if len(name) <= MAX_NAME_CHARS and len(_utf8(name)) <= MAX_NAME_BYTES:
+        return name
+    stem, dot, rest = name.partition(".")
+    suffix = dot + rest
+    if len(_utf8(suffix)) > MAX_SUFFIX_BYTES:
+        stem, suffix = name, ""
+    stem = stem[: MAX_NAME_CHARS - len(suffix)]
+    room = MAX_NAME_BYTES - len(_utf8(suffix))
+    return _utf8(stem)[:room].decode("utf-8", "ignore").rstrip() + suffix
 
 
 def store_upload(stream: BinaryIO, name: str, *, instance_dir: Path) -> Path:
@@ -91,9 +115,13 @@ def store_upload(stream: BinaryIO, name: str, *, instance_dir: Path) -> Path:
     return its path. The copy is streamed: the upload is never held in memory whole."""
     folder = private_dir(private_dir(instance_dir / UPLOAD_DIR) / secrets.token_hex(8))
     path = folder / safe_name(name)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE)
-    with os.fdopen(fd, "wb") as handle:
-        shutil.copyfileobj(stream, handle, COPY_BLOCK)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE)
+        with os.fdopen(fd, "wb") as handle:
+            shutil.copyfileobj(stream, handle, COPY_BLOCK)
+    except BaseException:  # a full disk, a client gone mid-upload: leave no folder behind
+        _forget(path)
+        raise
     return path
 
 
@@ -150,7 +178,7 @@ def start_upload_ingest(
         raise UploadRefused.saying(
             lambda words: words_of(refused, words).replace(str(path), shown)
         ) from None
-    except LeakguardError:
+    except BaseException:  # anything else (a bug, the database gone): nothing keeps it
         _forget(path)
         raise
     if split.already_ingested:

@@ -65,6 +65,14 @@ MAX_LABEL_CHARS = 100
 SUBJECT_BYTES = 16
 
 
+class CodeCheck(StrEnum):
+    """What one code turned out to be."""
+
+    RIGHT = "right"
+    WRONG = "wrong"
+    REPLAYED = "replayed"  # right, and accepted already
+
+
 class Method(StrEnum):
     TOTP = "totp"
     EMAIL_CODE = "email_code"
@@ -81,6 +89,17 @@ class VerificationFailed(LeakguardError):
     status = 403
     code = "verification_failed"
     title = "The code is not valid"
+
+
+class CodeAlreadyUsed(LeakguardError):
+    """The right code, accepted once already: the same emailed challenge, the same or an
+    earlier TOTP time step, a used recovery code (RFC 6238 section 5.2: no second
+    acceptance). Not a guess (it proves the code was known), so it is not counted as one:
+    a double submit must not lock the account or void the token the first one earned."""
+
+    status = 409
+    code = "code_already_used"
+    title = "This code was accepted already: each code counts once"
 
 
 class StepUpLocked(LeakguardError):
@@ -150,10 +169,13 @@ class Enrolled:
 @dataclass(frozen=True, slots=True)
 class Refused:
     locked: Locked | None  # set when this failure, or an earlier one, locked the method
+    replayed: bool = False  # the code was accepted already; not counted as a failure
 
     def error(self, now: datetime) -> LeakguardError:
         if self.locked is not None:
             return StepUpLocked(self.locked.until, now)
+        if self.replayed:
+            return CodeAlreadyUsed()
         return VerificationFailed()
 
 
@@ -249,6 +271,14 @@ class StepUp:
         counter = None
         if account and credential is not None and credential.pending_secret is not None:
             counter = self._totp_counter(account.id, credential.pending_secret, code, now)
+        elif account and credential is not None and credential.secret is not None:
+            # Confirmed already: the confirming request sent twice is a replay, not a guess.
+            used = self._totp_counter(account.id, credential.secret, code, now)
+            last = credential.last_counter
+            if used is not None and last is not None and used <= last:
+                return self._replayed(
+                    session, reservation, account, Method.TOTP, external_id, actor, now
+                )
         if account is None or credential is None or counter is None:
             return self._fail(session, reservation, account, Method.TOTP, external_id, actor, now)
         credential.secret = credential.pending_secret
@@ -288,13 +318,15 @@ class StepUp:
             return None
         return totp.step_of(secret, code, now)
 
-    def _verify_totp(self, session: Session, account_id: int, code: str, now: datetime) -> bool:
+    def _verify_totp(
+        self, session: Session, account_id: int, code: str, now: datetime
+    ) -> CodeCheck:
         credential = session.get(TotpCredential, account_id)
         if credential is None or credential.secret is None:
-            return False
+            return CodeCheck.WRONG
         counter = self._totp_counter(account_id, credential.secret, code, now)
         if counter is None:
-            return False
+            return CodeCheck.WRONG
         # The replay guard: a step at or below the last accepted one was used already.
         claimed = session.execute(
             update(TotpCredential)
@@ -305,7 +337,9 @@ class StepUp:
             .values(last_counter=counter)
             .execution_options(synchronize_session=False)
         )
-        return rowcount(claimed) == 1
+        # A code of the step accepted last, or of one before it, was valid: a replay (a
+        # double submit), which RFC 6238 refuses but which is no guess.
+        return CodeCheck.RIGHT if rowcount(claimed) == 1 else CodeCheck.REPLAYED
 
     # Emailed codes ----------------------------------------------------------------------
 
@@ -392,9 +426,10 @@ class StepUp:
 
     def _verify_email_code(
         self, session: Session, account_id: int, challenge_id: str | None, code: str, now: datetime
-    ) -> bool:
+    ) -> CodeCheck:
         if not challenge_id:
-            return False
+            return CodeCheck.WRONG
+        right = strings_equal("".join(code.split()), self.email_code(challenge_id))
         # Spend one of the challenge's tries first, so that it is counted whatever happens.
         spent = session.execute(
             update(StepUpChallenge)
@@ -410,8 +445,17 @@ class StepUp:
             .execution_options(synchronize_session=False)
         ).scalar_one_or_none()
         if spent is None:
-            return False
-        right = strings_equal("".join(code.split()), self.email_code(challenge_id))
+            # The challenge's own code once more after it passed: a replay, not a guess.
+            passed = session.scalar(
+                select(
+                    exists().where(
+                        StepUpChallenge.id == challenge_id,
+                        StepUpChallenge.account_id == account_id,
+                        StepUpChallenge.state == ChallengeState.PASSED,
+                    )
+                )
+            )
+            return CodeCheck.REPLAYED if right and passed else CodeCheck.WRONG
         if right or spent >= self.policy.code_attempts:
             session.execute(
                 update(StepUpChallenge)
@@ -422,7 +466,7 @@ class StepUp:
                 )
                 .execution_options(synchronize_session=False)
             )
-        return right
+        return CodeCheck.RIGHT if right else CodeCheck.WRONG
 
     # Recovery codes ---------------------------------------------------------------------
 
@@ -459,28 +503,30 @@ class StepUp:
 
     def _verify_recovery_code(
         self, session: Session, account_id: int, code: str, now: datetime
-    ) -> bool:
+    ) -> CodeCheck:
         normalized = recovery_codes.normalize_code(code)
         if normalized is None:
-            return False
+            return CodeCheck.WRONG
+        # Used codes too: one of them sent again is a replay, not a guess.
         candidates = session.execute(
-            select(RecoveryCode.id, RecoveryCode.code_hash).where(
+            select(RecoveryCode.id, RecoveryCode.code_hash, RecoveryCode.used_at).where(
                 RecoveryCode.account_id == account_id,
                 RecoveryCode.lookup == normalized[: recovery_codes.LOOKUP_CHARS],
-                RecoveryCode.used_at.is_(None),
             )
         ).all()
         for row in candidates:
             if not recovery_codes.matches(row.code_hash, normalized):
                 continue
+            if row.used_at is not None:
+                return CodeCheck.REPLAYED
             used = session.execute(
                 update(RecoveryCode)
                 .where(RecoveryCode.id == row.id, RecoveryCode.used_at.is_(None))
                 .values(used_at=now)
                 .execution_options(synchronize_session=False)
             )
-            return rowcount(used) == 1
-        return False
+            return CodeCheck.RIGHT if rowcount(used) == 1 else CodeCheck.REPLAYED
+        return CodeCheck.WRONG
 
     # Verification and lockout -----------------------------------------------------------
 
@@ -506,16 +552,18 @@ class StepUp:
             return attempt
         reservation, account = attempt
         code = code[:MAX_CODE_CHARS]
-        right = False
+        check = CodeCheck.WRONG
         if account is not None:
             if method is Method.TOTP:
-                right = self._verify_totp(session, account.id, code, now)
+                check = self._verify_totp(session, account.id, code, now)
             elif method is Method.EMAIL_CODE:
-                right = self._verify_email_code(session, account.id, challenge_id, code, now)
+                check = self._verify_email_code(session, account.id, challenge_id, code, now)
             else:
-                right = self._verify_recovery_code(session, account.id, code, now)
-        if account is None or not right:
+                check = self._verify_recovery_code(session, account.id, code, now)
+        if account is None or check is CodeCheck.WRONG:
             return self._fail(session, reservation, account, method, external_id, actor, now)
+        if check is CodeCheck.REPLAYED:
+            return self._replayed(session, reservation, account, method, external_id, actor, now)
         throttle.succeed(session, reservation)
         _audit(session, actor, "step_up.passed", account.email, external_id, now, method=method)
         # Support's hold asked for exactly this: the person proved it is them again.
@@ -612,6 +660,22 @@ class StepUp:
             return Refused(reserved)
         account = None if row is None else _Account(row.id, row.email, row.security_epoch)
         return reserved, account
+
+    def _replayed(
+        self,
+        session: Session,
+        reservation: Reservation,
+        account: _Account,
+        method: Method,
+        external_id: str,
+        actor: str,
+        now: datetime,
+    ) -> Refused:
+        """Refuse a code accepted already without counting it: the failure reserved for
+        this attempt is given back, the earlier ones stay."""
+        throttle.release(session, reservation)
+        _audit(session, actor, "step_up.replayed", account.email, external_id, now, method=method)
+        return Refused(None, replayed=True)
 
     def _fail(
         self,

@@ -51,6 +51,10 @@ class Reservation:
     failures: int  # of the method, this one included
     lock_count: int
     total: int  # over all methods, this one included
+    # What the rows said before: ``release`` puts it back.
+    last_failed_at: datetime | None = None
+    total_last_failed_at: datetime | None = None
+    blocked_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +155,16 @@ def reserve(
         last_failed_at=now,
         blocked_at=None if planted else everything.blocked_at,
     )
-    return Reservation(subject, method, failures + 1, lock_count, total + 1)
+    return Reservation(
+        subject,
+        method,
+        failures + 1,
+        lock_count,
+        total + 1,
+        last_failed_at=row.last_failed_at,
+        total_last_failed_at=everything.last_failed_at,
+        blocked_at=everything.blocked_at,
+    )
 
 
 def _lock_row(
@@ -217,6 +230,27 @@ def succeed(session: Session, reservation: Reservation) -> None:
     """The code was right: the reserved failure and the method's lock history are forgotten."""
     _set(session, reservation.subject, reservation.method, failures=0, lock_count=0)
     _set(session, reservation.subject, THROTTLE_ALL_METHODS, failures=0)
+
+
+def release(session: Session, reservation: Reservation) -> None:
+    """Neither right nor wrong: a replay of a code accepted already (RFC 6238 section 5.2
+    refuses it, but it is no guess). The rows are as if the attempt had not been made: no
+    failure counted, and no success either (that would forget the failures before it)."""
+    _set(
+        session,
+        reservation.subject,
+        reservation.method,
+        failures=reservation.failures - 1,
+        last_failed_at=reservation.last_failed_at,
+    )
+    _set(
+        session,
+        reservation.subject,
+        THROTTLE_ALL_METHODS,
+        failures=reservation.total - 1,
+        last_failed_at=reservation.total_last_failed_at,
+        blocked_at=reservation.blocked_at,
+    )
 
 
 def fail(

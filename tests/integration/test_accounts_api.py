@@ -458,7 +458,7 @@ def test_batch_item_with_wrong_shape_is_422_and_applies_nothing(
         headers=auth,
     )
     body = assert_problem(response, 422, "validation_failed")
-    assert body["errors"][0]["loc"] == ["accounts", "1", "admin"]
+    assert body["errors"][0]["loc"] == ["accounts", 1, "admin"]
     assert account_count(runtime) == 0
 
 

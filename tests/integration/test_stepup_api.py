@@ -253,7 +253,65 @@ def test_totp_replay_over_http_is_refused(
     # The confirmation used the current step; the next step's code works once.
     code = totp.at(time.time() + 30)
     assert verify(client, auth, "totp-user", "totp", code).status_code == 200
-    assert_problem(verify(client, auth, "totp-user", "totp", code), 403, "verification_failed")
+    assert_problem(verify(client, auth, "totp-user", "totp", code), 409, "code_already_used")
+
+
+def test_an_emailed_code_replayed_after_it_passed_is_refused_and_not_counted(
+    runtime: Runtime, client: FlaskClient, auth: dict[str, str]
+) -> None:
+    expose(runtime, make_account(runtime, "twice"))
+    challenge = email_challenge(client, auth, "twice")
+    code = runtime.step_up.email_code(challenge)
+    passed = verify(client, auth, "twice", "email_code", code, challenge_id=challenge)
+    assert passed.status_code == 200, passed.get_data(as_text=True)
+    token = passed.get_json()["assurance_token"]
+    for _ in range(12):  # more than the 10 failures that lock a method
+        replay = verify(client, auth, "twice", "email_code", code, challenge_id=challenge)
+        body = assert_problem(replay, 409, "code_already_used")
+        assert body["title"] != "The code is not valid"
+    # the token the pass earned still speaks for the account: nothing locked
+    allowed = risk(client, auth, account_id="twice", assurance_token=token).get_json()
+    assert (allowed["decision"], allowed["reasons"]) == ("allow", ["step_up_passed"])
+    # a wrong code for the passed challenge is still a guess, counted as one
+    wrong = f"{(int(code) + 1) % 1_000_000:06d}"
+    assert_problem(
+        verify(client, auth, "twice", "email_code", wrong, challenge_id=challenge),
+        403,
+        "verification_failed",
+    )
+    with runtime.db.read_session() as session:
+        actions = session.scalars(
+            select(AuditEvent.action).where(AuditEvent.target == "account:twice")
+        ).all()
+    assert actions.count("step_up.replayed") == 12
+    assert actions.count("step_up.failed") == 1
+
+
+def test_a_used_recovery_code_replayed_is_refused_and_not_counted(
+    runtime: Runtime, client: FlaskClient, auth: dict[str, str]
+) -> None:
+    make_account(runtime, "codes")
+    issued = client.post("/v1/accounts/codes/recovery-codes", headers=auth)
+    assert issued.status_code == 201, issued.get_data(as_text=True)
+    first, second = issued.get_json()["codes"][:2]
+    assert verify(client, auth, "codes", "recovery_code", first).status_code == 200
+    for _ in range(11):
+        assert_problem(
+            verify(client, auth, "codes", "recovery_code", first), 409, "code_already_used"
+        )
+    assert verify(client, auth, "codes", "recovery_code", second).status_code == 200
+
+
+def test_the_confirming_totp_code_sent_twice_is_a_replay(
+    runtime: Runtime, client: FlaskClient, auth: dict[str, str]
+) -> None:
+    make_account(runtime, "confirm-twice")
+    started = client.post("/v1/accounts/confirm-twice/totp", headers=auth)
+    totp = pyotp.TOTP(started.get_json()["secret"])
+    code = totp.now()
+    path = "/v1/accounts/confirm-twice/totp/confirm"
+    assert post(client, auth, path, {"code": code}).status_code == 200
+    assert_problem(post(client, auth, path, {"code": code}), 409, "code_already_used")
 
 
 def test_email_challenge_and_verify_answer_the_same_for_unknown_accounts(
@@ -324,7 +382,49 @@ def test_twenty_parallel_posts_of_one_totp_code_pass_once(
     totp = enroll(app.test_client(), auth, "race")
     code = totp.at(time.time() + 30)
     responses = in_parallel(20, lambda: verify(app.test_client(), auth, "race", "totp", code))
-    assert Counter(r.status_code for r in responses) == {200: 1, 403: 19}
+    assert Counter(r.status_code for r in responses) == {200: 1, 409: 19}
+
+
+def test_double_submits_of_a_right_totp_code_with_typos_lock_nothing(
+    runtime: Runtime, app: Flask, auth: dict[str, str]
+) -> None:
+    make_account(runtime, "double")
+    totp = enroll(app.test_client(), auth, "double")
+    right = totp.at(time.time() + 30)
+    typos = [f"{(int(right) + n) % 1_000_000:06d}" for n in (1, 2, 3)]
+    codes = [right] * 14 + typos  # 7 double submits of the right code, 3 typos
+    with ThreadPoolExecutor(max_workers=len(codes)) as pool:
+        responses = list(
+            pool.map(lambda code: verify(app.test_client(), auth, "double", "totp", code), codes)
+        )
+    statuses = Counter(r.status_code for r in responses)
+    assert statuses == {200: 1, 409: 13, 403: 3}, statuses
+    assert not [
+        r
+        for r in responses
+        if r.status_code == 403 and r.get_json()["code"] != ("verification_failed")
+    ]
+    # 4 failures, not 17: the method is open (the replays counted, it would be locked)
+    typo = f"{(int(right) + 4) % 1_000_000:06d}"
+    after = verify(app.test_client(), auth, "double", "totp", typo)
+    assert_problem(after, 403, "verification_failed")
+
+
+def test_parallel_replays_of_a_passed_emailed_code_lock_nothing(
+    runtime: Runtime, app: Flask, auth: dict[str, str]
+) -> None:
+    make_account(runtime, "burst")
+    challenge = email_challenge(app.test_client(), auth, "burst")
+    code = runtime.step_up.email_code(challenge)
+    responses = in_parallel(
+        15,
+        lambda: verify(
+            app.test_client(), auth, "burst", "email_code", code, challenge_id=challenge
+        ),
+    )
+    assert Counter(r.status_code for r in responses) == {200: 1, 409: 14}
+    decision = risk(app.test_client(), auth, account_id="burst").get_json()
+    assert "locked" not in decision["reasons"]
 
 
 def test_fifty_parallel_wrong_codes_evaluate_at_most_five(
@@ -359,7 +459,7 @@ def test_two_parallel_uses_of_one_recovery_code_pass_once(
     responses = in_parallel(
         2, lambda: verify(app.test_client(), auth, "twice", "recovery_code", code)
     )
-    assert sorted(r.status_code for r in responses) == [200, 403]
+    assert sorted(r.status_code for r in responses) == [200, 409]
 
 
 # --- rate limits ------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from pathlib import Path
 
 from flask import Blueprint, Response, current_app, g, render_template, request
@@ -19,6 +20,8 @@ from service.staff.access import (
     load_session,
     refuse_forged_request,
 )
+
+log = logging.getLogger(__name__)
 
 staff = Blueprint(
     "staff",
@@ -90,6 +93,19 @@ def _domain_error(exc: LeakguardError) -> tuple[str, int]:
 @staff.errorhandler(HTTPException)
 def _http_error(exc: HTTPException) -> tuple[str, int]:
     return error_page(exc.code or 500, exc.name, exc.description or exc.name)
+
+
+@staff.errorhandler(Exception)
+def _unexpected(exc: Exception) -> tuple[str, int]:
+    """A bug or an unforeseen failure on a staff page: logged with its trace, and the
+    site's own page (the app-wide handler would answer the API's problem+json)."""
+    log.error("unhandled error on %s %s", request.method, request.path, exc_info=exc)
+    return error_page(
+        500,
+        "Something went wrong",
+        "The page could not be completed. The error is logged: "
+        "try again, or tell the administrator if it happens again.",
+    )
 
 
 staff.before_request(check_access)

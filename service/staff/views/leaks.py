@@ -244,9 +244,7 @@ def leak_upload() -> ResponseReturnValue:
         return render_template("staff/leak_upload.html", form=form, error=None)
     if not form.validate_on_submit():
         _audit_upload_refused(form, "form_invalid")
-        return render_template(
-            "staff/leak_upload.html", form=form, error="Choose a file and name the leak."
-        ), 400
+        return render_template("staff/leak_upload.html", form=form, error=form.error_message()), 400
     rt = _runtime()
     upload = form.file.data
     try:

@@ -3,14 +3,23 @@ token). Validation here is only shape; the rules are the domain functions'."""
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import timedelta
 from typing import Any
 
 from flask import abort
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
-from wtforms import BooleanField, DateField, HiddenField, IntegerField, SelectField, StringField
-from wtforms.validators import DataRequired, Length, NumberRange, Optional
+from wtforms import (
+    BooleanField,
+    DateField,
+    Field,
+    HiddenField,
+    IntegerField,
+    SelectField,
+    StringField,
+)
+from wtforms.validators import DataRequired, Length, NumberRange, Optional, StopValidation
 
 from jobs.reader.stream import LeakFormat
 from service.db.base import BIGINT_MAX, WHOLE_NUMBER, read_whole_number
@@ -106,26 +115,62 @@ ACCEPT_INVALID_LABEL = "Ingest even if most of the first records are no address"
 ALSO_AS_NEW_LEAK_LABEL = "Ingest a file another leak has recorded, as this leak too"
 
 
+# Characters that show nothing: controls, formatting (U+200B, bidi marks), unassigned,
+# private use, surrogates; with white space, what a blank-looking text is made of.
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Cn", "Co", "Cs"})
+
+
+def optional_readable_text(_form: object, field: Field) -> None:
+    """An optional one-line text people read (a leak's name, its source): absent when
+    empty; refused when it is white space or invisible characters only, or holds a control
+    character (a newline would break the notice's line)."""
+    text = field.data or ""
+    if text == "":
+        raise StopValidation()
+    if any(unicodedata.category(c) == "Cc" for c in text):
+        raise StopValidation("must be one line of text, without control characters")
+    if all(c.isspace() or unicodedata.category(c) in _INVISIBLE_CATEGORIES for c in text):
+        raise StopValidation("must be readable text, not blank or invisible characters only")
+
+
 class UploadForm(FlaskForm):  # type: ignore[misc]
-    file = FileField("Leak file", validators=[FileRequired()])
+    file = FileField("Leak file", validators=[FileRequired("choose the file to upload")])
     slug = StringField(
         "Leak slug (lowercase letters, digits, . _ -)",
-        validators=[DataRequired(), Length(max=100)],
+        validators=[DataRequired("name the leak: give its slug"), Length(max=100)],
         render_kw={"autocomplete": "off", "spellcheck": "false"},
     )
-    name = StringField("Name in notices (optional)", validators=[Optional(), Length(max=200)])
+    name = StringField(
+        "Name in notices (optional)",
+        validators=[optional_readable_text, Length(max=200, message="at most 200 characters")],
+    )
     # One more name per language past the first, as the CLI's --name-<language>.
     name_de = StringField(
         "Name in German notices (optional; default: the name above)",
-        validators=[Optional(), Length(max=200)],
+        validators=[optional_readable_text, Length(max=200, message="at most 200 characters")],
     )
     observed_at = DateField(
         "First seen on (optional; the leak's own date, not in the future)",
         validators=[Optional()],
     )
     source = StringField(
-        "Source (optional: a URL, a ticket)", validators=[Optional(), Length(max=500)]
+        "Source (optional: a URL, a ticket)",
+        validators=[optional_readable_text, Length(max=500, message="at most 500 characters")],
     )
+
+    def error_message(self) -> str:
+        """Each refused field by its label (without the parenthesis) and why, one sentence
+        each: "First seen on: not a valid date (YYYY-MM-DD)." The CSRF field's failure has
+        its own page (CSRFError) and is not listed."""
+        parts = []
+        for field in self:
+            if not field.errors or field.name == "csrf_token":
+                continue
+            label = str(field.label.text).split(" (", 1)[0]
+            why = "not a valid date (YYYY-MM-DD)" if field is self.observed_at else field.errors[0]
+            parts.append(f"{label}: {str(why).rstrip('.')}.")
+        return " ".join(parts) or "Choose a file and name the leak."
+
     fmt = SelectField(
         FORMAT_LABEL,
         choices=[(f.value, f.value) for f in LeakFormat],
