@@ -102,7 +102,7 @@ def start_challenge(body: ChallengeBody) -> Response:
 @api.post(
     "/step-up/verify",
     tags=[TAG],
-    responses={200: AssuranceOut, **problem_responses(403, 409, *BODY_ERRORS)},
+    responses={200: AssuranceOut, **problem_responses(403, *BODY_ERRORS)},
 )
 @requires_scope(Scope.STEP_UP_VERIFY)
 @rate_limit("rate_limit_step_up")
@@ -114,12 +114,12 @@ def verify_step_up(body: VerifyBody) -> Response:
     check then allows it with reason `trusted_device` until the address leaks again, leaks
     with a password, or changes. Only a keyed hash of the id is stored.
 
-    403 `verification_failed` for a wrong or expired code (and for an unknown account);
-    403 `locked` with Retry-After once 10 verifications in a row have failed. 409
-    `code_already_used` for a code accepted already (the same challenge's code again, a
-    TOTP code of the time step accepted last or earlier, a used recovery code): refused,
-    but not counted as a failure, so a double submit neither locks the account nor voids
-    the token the first one earned.
+    403 `verification_failed` for a wrong, used or expired code (and for an unknown
+    account); 403 `locked` with Retry-After once 10 verifications in a row have failed. A
+    code accepted already (the same challenge's code again, a TOTP code of the time step
+    accepted last or earlier, a used recovery code) is refused the same way but not
+    counted as a failure, so a double submit neither locks the account nor voids the
+    token the first one earned.
     """
     rt = runtime()
     with rt.db.transaction() as session:
@@ -182,7 +182,7 @@ def enroll_totp(path: AccountPath, header: AssuranceHeader, body: TotpEnrollBody
 @api.post(
     "/accounts/<external_id:external_id>/totp/confirm",
     tags=[TAG],
-    responses={200: TotpConfirmedOut, **problem_responses(403, 404, 409, *BODY_ERRORS)},
+    responses={200: TotpConfirmedOut, **problem_responses(403, 404, *BODY_ERRORS)},
 )
 @requires_scope(Scope.STEP_UP_ENROLL)
 @rate_limit("rate_limit_step_up")
@@ -191,7 +191,7 @@ def confirm_totp(path: AccountPath, body: TotpConfirmBody) -> Response:
 
     Not a step-up: a factor just added proves nothing about who added it, so no assurance
     token comes back. A wrong code counts against the TOTP guess budget (403); the
-    confirming code sent again once confirmed is 409 `code_already_used`, not counted.
+    confirming code sent again once confirmed is refused the same way, not counted.
     """
     rt = runtime()
     with rt.db.transaction() as session:

@@ -91,17 +91,6 @@ class VerificationFailed(LeakguardError):
     title = "The code is not valid"
 
 
-class CodeAlreadyUsed(LeakguardError):
-    """The right code, accepted once already: the same emailed challenge, the same or an
-    earlier TOTP time step, a used recovery code (RFC 6238 section 5.2: no second
-    acceptance). Not a guess (it proves the code was known), so it is not counted as one:
-    a double submit must not lock the account or void the token the first one earned."""
-
-    status = 409
-    code = "code_already_used"
-    title = "This code was accepted already: each code counts once"
-
-
 class StepUpLocked(LeakguardError):
     """The method is locked for a while (``Retry-After``), or, without an end, until support."""
 
@@ -174,8 +163,8 @@ class Refused:
     def error(self, now: datetime) -> LeakguardError:
         if self.locked is not None:
             return StepUpLocked(self.locked.until, now)
-        if self.replayed:
-            return CodeAlreadyUsed()
+        # A replay gets a wrong code's answer (STYLE: a wrong, expired or reused code is
+        # one refusal; the audit row says which). Only the guess budget tells them apart.
         return VerificationFailed()
 
 
