@@ -11,6 +11,7 @@ break the sentence or a log line: both are refused, not cleaned up behind the op
 from __future__ import annotations
 
 import unicodedata
+from enum import Enum
 
 from service.errors import ValidationFailed
 
@@ -26,6 +27,29 @@ REFUSED_CATEGORIES = frozenset({"Cc", "Zl", "Zp", "Cs", "Cn", "Co"})
 INVISIBLE_CATEGORIES = frozenset({"Zs", "Cf", "Mn", "Me"})
 
 
+class TextFault(Enum):
+    """Why a text people read is refused (``text_fault``)."""
+
+    CONTROL = "control"  # a control or formatting character that changes how it reads
+    BLANK = "blank"  # nothing visible
+    TOO_LONG = "too_long"  # over the column's width, once trimmed
+
+
+def text_fault(value: str, *, limit: int) -> tuple[TextFault, str] | None:
+    """The first reason ``value`` is refused, with its detail (the character as U+XXXX, or
+    the trimmed length), or None when ``value`` may be stored. The faces word it their
+    own way (``check_readable_text`` for a one-line error, a staff form per field)."""
+    bad = next((c for c in value if _refused(c)), None)
+    if bad is not None:
+        return TextFault.CONTROL, f"U+{ord(bad):04X}"
+    text = " ".join(value.split())
+    if not any(unicodedata.category(c) not in INVISIBLE_CATEGORIES for c in text):
+        return TextFault.BLANK, ""
+    if len(text) > limit:
+        return TextFault.TOO_LONG, str(len(text))
+    return None
+
+
 def check_readable_text(value: str, *, what: str, limit: int) -> str:
     """Return ``value`` as stored: trimmed, runs of spaces made one; raise ValidationFailed.
 
@@ -35,18 +59,17 @@ def check_readable_text(value: str, *, what: str, limit: int) -> str:
     them: code points) once trimmed. ``what`` names the field in the one-line message
     ("--name", "the leak's source").
     """
-    bad = next((c for c in value if _refused(c)), None)
-    if bad is not None:
-        raise ValidationFailed(
-            f"{what} may not hold a control or invisible formatting character "
-            f"(U+{ord(bad):04X}): write it on one line, in plain characters"
-        )
-    text = " ".join(value.split())
-    if not any(unicodedata.category(c) not in INVISIBLE_CATEGORIES for c in text):
-        raise ValidationFailed(f"{what} is blank: give visible text, or leave the option out")
-    if len(text) > limit:
-        raise ValidationFailed(f"{what} is {len(text)} characters long; at most {limit}")
-    return text
+    match text_fault(value, limit=limit):
+        case (TextFault.CONTROL, char):
+            raise ValidationFailed(
+                f"{what} may not hold a control or invisible formatting character "
+                f"({char}): write it on one line, in plain characters"
+            )
+        case (TextFault.BLANK, _):
+            raise ValidationFailed(f"{what} is blank: give visible text, or leave the option out")
+        case (TextFault.TOO_LONG, length):
+            raise ValidationFailed(f"{what} is {length} characters long; at most {limit}")
+    return " ".join(value.split())
 
 
 def _refused(char: str) -> bool:

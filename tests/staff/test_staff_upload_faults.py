@@ -105,7 +105,7 @@ def test_a_failure_after_the_copy_leaves_nothing_either(
         ({"source": "s" * 501}, "Source: at most 500 characters."),
         ({"name": "   "}, "Name in notices: must be readable text, not blank"),
         ({"name": "\u200b\u200b"}, "Name in notices: must be readable text, not blank"),
-        ({"name": "\u202e\u2060 "}, "Name in notices: must be readable text, not blank"),
+        ({"name": "\u202e\u2060 "}, "Name in notices: must be one line of text, without control"),
         ({"source": "a\nb"}, "Source: must be one line of text"),
         ({"slug": ""}, "Leak slug: name the leak: give its slug."),
     ],

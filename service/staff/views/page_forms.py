@@ -3,7 +3,7 @@ token). Validation here is only shape; the rules are the domain functions'."""
 
 from __future__ import annotations
 
-import unicodedata
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -23,9 +23,11 @@ from wtforms.validators import DataRequired, Length, NumberRange, Optional, Stop
 
 from jobs.reader.stream import LeakFormat
 from service.db.base import BIGINT_MAX, WHOLE_NUMBER, read_whole_number
+from service.leaks.catalogue import MAX_NAME_CHARS, MAX_SOURCE_CHARS
 from service.leaks.wording import OptionWords
 from service.notices.preview import SeedWords, WarningVariant
 from service.notices.render import LANGUAGES
+from service.readable_text import TextFault, text_fault
 
 
 def whole_number(text: str, *, what: str) -> int:
@@ -115,22 +117,28 @@ ACCEPT_INVALID_LABEL = "Ingest even if most of the first records are no address"
 ALSO_AS_NEW_LEAK_LABEL = "Ingest a file another leak has recorded, as this leak too"
 
 
-# Characters that show nothing: controls, formatting (U+200B, bidi marks), unassigned,
-# private use, surrogates; with white space, what a blank-looking text is made of.
-_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Cn", "Co", "Cs"})
+def readable_text(limit: int) -> Callable[[object, Field], None]:
+    """A validator of an optional one-line text people read (a leak's name, its source),
+    by the domain's rule (``service.readable_text``): absent when empty; else refused,
+    worded for the form, when it is blank, holds a control character (a newline would
+    break the notice's line) or is over ``limit`` characters once trimmed."""
 
+    def check(_form: object, field: Field) -> None:
+        if not field.data:
+            raise StopValidation()
+        match text_fault(field.data, limit=limit):
+            case (TextFault.CONTROL, char):
+                raise StopValidation(
+                    f"must be one line of text, without control or formatting characters ({char})"
+                )
+            case (TextFault.BLANK, _):
+                raise StopValidation(
+                    "must be readable text, not blank or invisible characters only"
+                )
+            case (TextFault.TOO_LONG, _):
+                raise StopValidation(f"at most {limit} characters")
 
-def optional_readable_text(_form: object, field: Field) -> None:
-    """An optional one-line text people read (a leak's name, its source): absent when
-    empty; refused when it is white space or invisible characters only, or holds a control
-    character (a newline would break the notice's line)."""
-    text = field.data or ""
-    if text == "":
-        raise StopValidation()
-    if any(unicodedata.category(c) == "Cc" for c in text):
-        raise StopValidation("must be one line of text, without control characters")
-    if all(c.isspace() or unicodedata.category(c) in _INVISIBLE_CATEGORIES for c in text):
-        raise StopValidation("must be readable text, not blank or invisible characters only")
+    return check
 
 
 class UploadForm(FlaskForm):  # type: ignore[misc]
@@ -142,12 +150,12 @@ class UploadForm(FlaskForm):  # type: ignore[misc]
     )
     name = StringField(
         "Name in notices (optional)",
-        validators=[optional_readable_text, Length(max=200, message="at most 200 characters")],
+        validators=[readable_text(MAX_NAME_CHARS)],
     )
     # One more name per language past the first, as the CLI's --name-<language>.
     name_de = StringField(
         "Name in German notices (optional; default: the name above)",
-        validators=[optional_readable_text, Length(max=200, message="at most 200 characters")],
+        validators=[readable_text(MAX_NAME_CHARS)],
     )
     observed_at = DateField(
         "First seen on (optional; the leak's own date, not in the future)",
@@ -155,7 +163,7 @@ class UploadForm(FlaskForm):  # type: ignore[misc]
     )
     source = StringField(
         "Source (optional: a URL, a ticket)",
-        validators=[optional_readable_text, Length(max=500, message="at most 500 characters")],
+        validators=[readable_text(MAX_SOURCE_CHARS)],
     )
 
     def error_message(self) -> str:
