@@ -98,8 +98,14 @@ def redis_url(redis_database: str) -> Iterator[str]:
 
 
 @pytest.fixture
-def settings(db_url: str, tmp_path: Path) -> Settings:
-    return make_settings(db_url, tmp_path / "instance")
+def settings(db_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Settings]:
+    yield make_settings(db_url, tmp_path / "instance")
+    if "runtime" not in request.fixturenames:
+        # A test of processes alone (a console script, a server) wrote to the database
+        # with no runtime to empty it afterwards: the next test must start from nothing.
+        engine = create_engine(db_url)
+        empty_tables(engine)
+        engine.dispose()
 
 
 @pytest.fixture
@@ -111,7 +117,7 @@ def runtime(settings: Settings) -> Iterator[Runtime]:
     value = build_runtime(settings)
     use_runtime(value)
     yield value
-    empty_tables(value)
+    empty_tables(value.db.engine)
     value.db.dispose()
 
 

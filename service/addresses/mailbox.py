@@ -44,6 +44,7 @@ _PLAIN_ADDR_SPEC: Final = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0
 # The same shape for a run of values joined by newlines: one C pass over a whole batch finds
 # where the first value that is not plain starts (neither class holds a newline).
 _PLAIN_RUN: Final = re.compile(rf"(?:{_PLAIN_ADDR_SPEC.pattern}\n)*")
+_MAX_CLEANING_PASSES: Final = 4
 
 
 def mailboxes_named(text: str) -> int:
@@ -125,6 +126,15 @@ def _bare_mailbox_dressed(text: str, rules: CanonicalRules) -> Mailbox | Invalid
         mailto = text.strip()[: len(_MAILTO)].lower() == _MAILTO  # its fields: ?cc=b@y
         return SEVERAL_ADDRESSES if separated or mailto else InvalidAddress("syntax")
     bare = clean_address(text)
+    # Taking one layer of dressing off may leave another that reads as dressing only now
+    # ('"(")a@example.org': the outer quotes go, then "(\")" is a comment): clean until
+    # nothing changes, so that what is stored as bare cleans to itself. Each pass only
+    # shortens the text; the bound keeps a hostile value linear.
+    for _ in range(_MAX_CLEANING_PASSES):
+        again = clean_address(bare)
+        if again == bare:
+            break
+        bare = again
     canonical = canonicalize_email(bare, rules)
     if isinstance(canonical, InvalidAddress):
         return canonical

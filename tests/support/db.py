@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import func, inspect, select, text
+from sqlalchemy import Engine, func, inspect, select, text
 
 from service.db import Base, bulk
 from service.leaks.counters import COUNTERS
@@ -14,20 +14,18 @@ from service.models import Account, Exposure, Leak, LeakEntry, LeakFile, Notice
 from service.runtime import Runtime
 
 
-def empty_tables(runtime: Runtime) -> None:
+def empty_tables(engine: Engine) -> None:
     """Delete every row of every table (PostgreSQL: TRUNCATE, identities restarted), and drop
     the ingests' stages (``leak_stage_<file id>``) a test left: the next test's files reuse
     the ids."""
     tables = list(reversed(Base.metadata.sorted_tables))
     stages = [
-        name
-        for name in inspect(runtime.db.engine).get_table_names()
-        if name.startswith(bulk.STAGE_PREFIX)
+        name for name in inspect(engine).get_table_names() if name.startswith(bulk.STAGE_PREFIX)
     ]
-    with runtime.db.engine.begin() as connection:
+    with engine.begin() as connection:
         for name in stages:
             connection.execute(text(f"DROP TABLE IF EXISTS {name}"))
-        if runtime.db.is_postgres:
+        if engine.dialect.name == "postgresql":
             names = ", ".join(f'"{table.name}"' for table in tables)
             connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
         else:
