@@ -110,6 +110,53 @@ def test_a_line_over_the_cap_keeps_its_head_and_the_next_line_is_read(tmp_path: 
 # --- csv -----------------------------------------------------------------------------------
 
 
+# A stray quote at the start, middle or end of a field, in the address column, on the last
+# line, several of them; the lines of the data (after the header), and the invalid ones.
+STRAY_QUOTES = {
+    "start-of-name": ({3: '"Mallory,m@x.org'}, [3]),
+    "start-of-address": ({3: 'Mallory,"m@x.org'}, []),  # read alone: the address is whole
+    "middle-and-end": ({3: 'Mal"lory,m@x.org', 4: 'Mallory",n@x.org'}, []),
+    "last-line": ({201: '"Mallory,m@x.org'}, [201]),
+    "several": (
+        {3: '"A,a@x.org', 50: '"B,b@x.org', 51: 'C,"c@x.org', 200: '"D,d@x.org'},
+        [3, 50, 200],
+    ),
+}
+
+
+@pytest.mark.parametrize("ending", ["\n", "\r\n"], ids=["lf", "crlf"])
+@pytest.mark.parametrize("case", list(STRAY_QUOTES))
+def test_csv_a_stray_quote_costs_its_own_line_and_every_line_after_it_is_read(
+    tmp_path: Path, case: str, ending: str
+) -> None:
+    lines = {n: f"U{n},u{n}@x.org" for n in range(2, 202)}
+    changed, invalid = STRAY_QUOTES[case]
+    lines.update(changed)
+    text = ending.join(["name,email", *lines.values()]) + ending
+    source, records = read(write(tmp_path, "leak.csv", text))
+    assert source.format is LeakFormat.CSV
+    assert [record.line for record in records] == list(range(2, 202))
+    assert [record.line for record in records if record.candidate is None] == invalid
+    assert records[-2].candidate == "u200@x.org" or 200 in changed
+
+
+def test_csv_a_quoted_field_with_line_breaks_stays_one_row_past_a_block_boundary(
+    tmp_path: Path,
+) -> None:
+    # The quoted note starts at the end of the first 64 KiB block and closes in the next.
+    rows = [f"u{n}@x.org,note" for n in range(3000)]
+    head = "email,note\n" + "\n".join(rows) + "\n"
+    pad = MAX_LINE_BYTES - len(head.encode()) - 20
+    assert pad > 0
+    text = head + "p@x.org," + "y" * pad + '"\n'  # a stray quote mid-field: literal
+    text += 'q@x.org,"one\ntwo\nthree"\nr@x.org,"x""y"\nlast@x.org,z\n'
+    _, records = read(write(tmp_path, "leak.csv", text))
+    assert [r.line for r in records[-4:]] == [3002, 3003, 3006, 3007]
+    assert [r.candidate for r in records[-4:]] == ["p@x.org", "q@x.org", "r@x.org", "last@x.org"]
+    _, resumed = read(tmp_path / "leak.csv", skip=3001)
+    assert resumed == records[-3:]
+
+
 @pytest.mark.parametrize(
     "name",
     [
