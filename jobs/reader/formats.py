@@ -105,6 +105,17 @@ class LeakRecord:
     password: str | None = None
 
 
+class LinePiece(str):
+    """A piece of a physical line over the line cap (``stream.MAX_LINE_BYTES``), after its
+    first piece: free text and mail read it as that line going on, not as the next line."""
+
+    __slots__ = ()
+
+
+# A line over the cap in a line format (lines, combo, CSV, JSON lines): no such line is a
+# record of those formats, and holding it whole would let one line take any memory. Every
+# line format reads this (a NUL: no "@", no quote, no JSON) as one invalid record.
+LONG_LINE: Final = "\0"
 # Records a batch of a format read record by record (eml, text, json) holds at most.
 RECORDS_PER_BATCH: Final = 4096
 
@@ -865,12 +876,15 @@ def eml_records(batches: Batches, *, skip: int) -> Iterator[LeakRecord]:
     start = size = quotes = 0
     for batch in batches:
         for text in batch:
-            line += 1
+            # A piece of a long line goes on with that line: a continuation of its field.
+            piece = type(text) is LinePiece
+            if not piece:
+                line += 1
             if not in_headers:
-                if text.startswith("From "):
+                if not piece and text.startswith("From "):
                     in_headers, seen_field = True, False
                 continue
-            if text[:1] in (" ", "\t"):
+            if piece or text[:1] in (" ", "\t"):
                 if value is None or size > MAX_HEADER_CHARS:
                     continue
                 value.write(text)
@@ -927,7 +941,8 @@ def text_records(batches: Batches, *, skip: int) -> Iterator[LeakRecord]:
     line = 0
     for batch in batches:
         for text in batch:
-            line += 1
+            if type(text) is not LinePiece:  # a piece of a long line goes on with that line
+                line += 1
             if "@" not in text:
                 continue
             for match in finditer(text):

@@ -705,6 +705,38 @@ def test_leaks_list_and_show_give_counts_state_files_and_timings(
     assert "unknown" in one_error_line(missing)
 
 
+# --- long lines -----------------------------------------------------------------------------
+
+
+def test_a_mass_mail_with_its_to_header_on_one_line_flags_every_account(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    # The trial's model case: 4,000 strangers and 100 accounts on one ~100 KB To: line
+    # read 2,563 records and flagged none (the line was cut at 64 KiB).
+    members = {f"u-{n}": f"member{n}@example.org" for n in range(100)}
+    load_accounts(runtime, tmp_path, members)
+    to = [f"stranger{n}@example.net" for n in range(4_000)] + list(members.values())
+    path = tmp_path / "mass.eml"
+    path.write_text(
+        "From: shop@example.com\r\nTo: " + ", ".join(to) + "\r\nSubject: x\r\n\r\nbody\r\n"
+    )
+    report = ingest_leak(runtime, path, slug="mass")
+    assert (report.run.lines, report.run.valid, report.run.matched) == (4_100, 4_100, 100)
+    assert report.long_lines == 0
+
+
+def test_a_line_over_the_cap_in_a_line_format_is_counted_invalid_with_its_reason(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    lines = ["a@example.org", "b" * (70 * 1024) + "@example.org", "c@example.org"]
+    report = ingest_leak(runtime, write_lines(tmp_path / "leak.txt", lines), slug="long")
+    assert (report.run.lines, report.run.valid, report.run.invalid) == (3, 2, 1)
+    assert report.invalid_lines == [2]
+    assert report.long_lines == 1
+    assert report.to_json()["long_lines"] == 1
+    assert "1 line(s) longer than 64 KiB, counted invalid" in report.summary()
+
+
 # --- bad input ------------------------------------------------------------------------------
 
 
