@@ -66,6 +66,7 @@ __all__ = [
     "LeakRecord",
     "LeakSource",
     "RecordBatch",
+    "TruncatedStream",
     "check_regular_file",
     "open_leak",
     "shown_path",
@@ -107,6 +108,11 @@ class LeakFormat(StrEnum):
 class LeakFileError(JobError):
     """The file cannot be read at all (missing, a directory, unreadable, corrupt compression
     stream, CSV without an email column...). Message: one line, never file content."""
+
+
+class TruncatedStream(LeakFileError):
+    """The compressed stream ends before its end marker: the file was cut (an interrupted
+    download or copy). ``LeakReader`` ends its records there rather than raising this."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +223,10 @@ class LeakReader:
         # Lines over MAX_LINE_BYTES the latest batches() pass refused (line formats; each
         # one an invalid record, LONG_LINE): the reason some records are invalid.
         self.long_lines = 0
+        # Where the latest whole-file pass found the compressed stream cut short, in the
+        # file's own bytes (the records end with the last complete line before it); None
+        # for a stream read to its end.
+        self.truncated_at: int | None = None
         self._raw: BinaryIO | None = None
         self._active: weakref.WeakSet[Iterator[LeakRecord] | Iterator[RecordBatch]] = (
             weakref.WeakSet()
@@ -324,6 +334,7 @@ class LeakReader:
             _line_batches,
             split_long=self.source.format in FREE_TEXT_FORMATS,
             on_long=self._count_long_line,
+            cut_short=lambda: self.truncated_at is not None,
         )
         if whole or byte_range is None:
             lines = split(self._blocks())
@@ -426,10 +437,16 @@ class LeakReader:
             ) from None
 
     def _blocks(self) -> Iterator[bytes]:
+        self.truncated_at = None
         with ExitStack() as stack:
             read, _, raw = _open_stream(self._path, self._identity, stack)
             self._raw = raw
-            yield from _decoded_blocks(read, self._path, _read_block(read, self._path))
+            try:
+                yield from _decoded_blocks(read, self._path, _read_block(read, self._path))
+            except TruncatedStream:
+                # The addresses before the cut leaked all the same: they are read, the
+                # file ends here (and completes), and the caller says the rest is missing.
+                self.truncated_at = raw.tell()
 
 
 # Formats that look for addresses anywhere in the text: a long line is read in pieces.
@@ -517,13 +534,15 @@ def _open_stream(
     for prefix, what in _UNSUPPORTED:
         if magic.startswith(prefix):
             raise LeakFileError(f"{_shown(path)}: {what}; extract or decompress it first")
+    # read1, one decompressor call a block: read() gathers several, and when the stream
+    # is cut, the text of the calls before the cut in that read() is lost with the error.
     if magic.startswith(b"\x1f\x8b"):
-        return stack.enter_context(gzip.GzipFile(fileobj=raw, mode="rb")).read, "gzip", raw
+        return stack.enter_context(gzip.GzipFile(fileobj=raw, mode="rb")).read1, "gzip", raw
     # "BZh" and a block size digit: a text file starting "BZh" stays text.
     if magic[:3] == b"BZh" and magic[3:4].isdigit() and magic[3:4] != b"0":
-        return stack.enter_context(bz2.BZ2File(raw)).read, "bz2", raw
+        return stack.enter_context(bz2.BZ2File(raw)).read1, "bz2", raw
     if magic.startswith(b"\xfd7zXZ\x00"):
-        return stack.enter_context(lzma.LZMAFile(raw)).read, "xz", raw
+        return stack.enter_context(lzma.LZMAFile(raw)).read1, "xz", raw
     return raw.read, None, raw
 
 
@@ -532,8 +551,8 @@ def _read_block(read: Callable[[int], bytes], path: Path) -> bytes:
         return read(_BLOCK_BYTES)
     except _STREAM_ERRORS as exc:
         if isinstance(exc, EOFError):
-            reason = "the compressed stream is truncated"
-        elif isinstance(exc, OSError) and exc.errno is not None:
+            raise TruncatedStream(f"{_shown(path)}: the compressed stream is truncated") from None
+        if isinstance(exc, OSError) and exc.errno is not None:
             reason = f"cannot read ({exc.strerror})"  # the disk, not the data
         else:
             reason = f"the compressed stream is corrupt ({type(exc).__name__})"
@@ -572,6 +591,7 @@ def _line_batches(
     *,
     split_long: bool = False,
     on_long: Callable[[], object] | None = None,
+    cut_short: Callable[[], bool] | None = None,
 ) -> Iterator[list[str]]:
     """Split UTF-8 blocks into physical lines (LF, CRLF or lone CR), one list per block.
 
@@ -581,7 +601,8 @@ def _line_batches(
     ``LinePiece``s (the same line goes on); otherwise it is the one string ``LONG_LINE``
     (a record the line formats count invalid), and ``on_long`` is called. A line that is
     not valid UTF-8 is read as Windows-1252 (``encoding.decode_line``), line by line (or
-    piece by piece), as mixed files need.
+    piece by piece), as mixed files need. ``cut_short`` says, at the end, whether the
+    blocks ended where a compressed stream was cut: its last line, cut too, is no line.
     """
     carry = b""  # the start of the line that goes on in the next block, at most the cap
     long = False  # the line in progress is over the cap: refused, or pieces of it sent
@@ -623,6 +644,8 @@ def _line_batches(
         lines = decode_lines(data[:last]) if last >= 0 else []
         carry = data[last + 1 :]
         yield head + lines if head else lines
+    if cut_short is not None and cut_short():
+        return
     if carry or long:
         if split_long:
             pieces, rest = _pieces(carry, first=not long)
