@@ -6,6 +6,9 @@ from __future__ import annotations
 import codecs
 import json
 import re
+import signal
+import subprocess
+import threading
 import tracemalloc
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,13 +19,15 @@ import pytest
 from flask.testing import FlaskClient, FlaskCliRunner
 from sqlalchemy import select
 
-from jobs.account_import import ImportAborted, ImportFileError, import_accounts
+from jobs.account_import import ImportAborted, ImportFileError, ImportInterrupted, import_accounts
 from jobs.ingest.pipeline import ingest_leak
+from service.config import Settings
 from service.models import Account
 from service.runtime import Runtime
-from tests.support.cli import invoke, json_output, one_error_line
+from tests.support.cli import LEAKGUARD, cli_env, invoke, json_output, one_error_line
 from tests.support.db import all_rows, exposures, notices
 from tests.support.leakfiles import write_lines
+from tests.support.processes import wait_for
 
 # Eight chunks of 5,000 rows. Under tracemalloc the import runs about four times slower,
 # so the file stays small; its 40,000 rows held at once take over 50 MiB, a streaming
@@ -170,13 +175,14 @@ def test_header_is_matched_case_insensitively_in_any_order_and_other_columns_are
         ],
     )
     report = import_accounts(runtime, path)
-    assert (report.rows, report.created, report.invalid) == (3, 3, 0)
+    assert (report.rows, report.created, report.invalid) == (3, 2, 1)
     accounts = stored_accounts(runtime)
     assert accounts["u1"].email == "anna@example.com"
     assert accounts["u1"].locale == "de-AT"
     assert accounts["u2"].email == "ben@example.com"
     assert accounts["u2"].locale is None
-    assert accounts["u3"].locale is None  # a bad locale falls back, the account stays
+    assert "u3" not in accounts  # a bad locale is refused by line, as the API refuses it
+    assert report.invalid_lines == [4]
 
 
 @pytest.mark.parametrize("delimiter", [",", ";", "\t", "|"], ids=["comma", "semi", "tab", "pipe"])
@@ -418,28 +424,85 @@ def test_a_chunk_mixing_new_unchanged_and_changed_rows_gets_each_outcome(
     assert accounts["u7"].email == "a7@x.de"
 
 
-@pytest.mark.parametrize("chunk_rows", [None, 2], ids=["one-chunk", "chunks-of-2"])
-def test_a_repeated_external_id_takes_the_last_row(
+@pytest.mark.parametrize("chunk_rows", [1, 2, 3, None], ids=["1", "2", "3", "one-chunk"])
+def test_a_repeated_external_id_keeps_the_first_row_whatever_the_chunk_size(
     runtime: Runtime, tmp_path: Path, chunk_rows: int | None
 ) -> None:
+    # u1 is stored already; the file names it three times, u2 twice with its address
+    # unchanged, u3 twice with another address, once after an invalid row. Before, the
+    # counts and the stored address depended on whether the repeats shared a chunk.
+    import_accounts(
+        runtime, write_lines(tmp_path / "before.csv", ["external_id,email", "u1,old@x.org"])
+    )
     lines = [
         "external_id,email,locale",
-        "u1,first@example.com,en",
+        "u1,first@example.com,en",  # line 2: applied
         "u2,two@example.com,en",
-        "u1,second@example.com,de",
+        "u1,second@example.com,de",  # line 4: duplicate
         "u3,three@example.com,en",
+        "u3,not an address,en",  # line 6: invalid, not a duplicate
+        "u2,two@example.com,en",  # line 7: duplicate
         "u4,four@example.com,en",
-        "u1,last@example.com,fr",
+        "u3,other@example.com,fr",  # line 9: duplicate
+        "u1,last@example.com,fr",  # line 10: duplicate
     ]
-    report = import_accounts(runtime, write_lines(tmp_path / "a.csv", lines), chunk_rows=chunk_rows)
-    assert report.rows == 6
-    assert report.created == 4
-    assert report.created + report.updated + report.unchanged == report.rows
+    path = write_lines(tmp_path / "a.csv", lines)
+
+    first = import_accounts(runtime, path, chunk_rows=chunk_rows).to_json()
+    second = import_accounts(runtime, path, chunk_rows=chunk_rows).to_json()
+
+    common = {"rows": 9, "invalid": 1, "invalid_lines": [6], "flagged": 0}
+    duplicates = {"duplicates": 4, "duplicate_lines": [4, 7, 9, 10]}
+    assert first == {"created": 3, "updated": 1, "unchanged": 0, **common, **duplicates}
+    assert second == {"created": 0, "updated": 0, "unchanged": 4, **common, **duplicates}
     accounts = stored_accounts(runtime)
-    assert set(accounts) == {"u1", "u2", "u3", "u4"}
-    assert accounts["u1"].email == "last@example.com"
-    assert accounts["u1"].locale == "fr"
-    assert accounts["u1"].email_key == runtime.keys.key("last@example.com")
+    assert {external_id: (a.email, a.locale) for external_id, a in accounts.items()} == {
+        "u1": ("first@example.com", "en"),
+        "u2": ("two@example.com", "en"),
+        "u3": ("three@example.com", "en"),
+        "u4": ("four@example.com", "en"),
+    }
+    assert accounts["u1"].email_key == runtime.keys.key("first@example.com")
+
+
+@pytest.mark.parametrize("chunk_rows", [1, None], ids=["1", "one-chunk"])
+def test_a_row_whose_locale_is_no_language_tag_is_refused_by_line(
+    runtime: Runtime, tmp_path: Path, chunk_rows: int | None
+) -> None:
+    # Before, each was stored without a locale, unreported (the notices then in English).
+    lines = [
+        "external_id,email,locale",
+        "l1,l1@example.org,de-AT",
+        "l2,l2@example.org,en_US@x",
+        "l3,l3@example.org,12",
+        "l4,l4@example.org," + "a" * 100,
+        "l5,l5@example.org,",
+        "l6,l6@example.org, fr ",
+        "l7,l7@example.org,en_US@x",
+    ]
+    path = write_lines(tmp_path / "a.csv", lines)
+    report = import_accounts(runtime, path, chunk_rows=chunk_rows)
+    assert (report.rows, report.created, report.invalid) == (7, 3, 4)
+    assert report.invalid_lines == [3, 4, 5, 8]
+    accounts = stored_accounts(runtime)
+    assert {external_id: a.locale for external_id, a in accounts.items()} == {
+        "l1": "de-AT",
+        "l5": None,
+        "l6": "fr",
+    }
+
+
+def test_the_import_names_the_duplicate_rows_by_line(
+    runner: FlaskCliRunner, tmp_path: Path
+) -> None:
+    lines = ["external_id,email", "d1,a1@example.org", "d2,a2@example.org", "d1,b1@example.org"]
+    result = invoke(runner, "accounts", "import", str(write_lines(tmp_path / "a.csv", lines)))
+    assert result.exit_code == 0, result.output
+    assert result.stdout == (
+        "3 rows: 2 created, 0 updated, 0 unchanged, 0 invalid, 1 duplicates\n"
+        "duplicate rows (their account is named on an earlier line; not applied) at lines 4\n"
+    )
+    assert "b1@" not in result.output
 
 
 def test_a_second_import_finds_accounts_whose_external_id_has_special_characters(
@@ -668,3 +731,72 @@ def test_the_import_reports_what_the_watch_list_flagged(runtime: Runtime, tmp_pa
     # u1: its locale only, not flagged again; u2: a new address, and a leaked one.
     assert (second.updated, second.flagged) == (2, 1)
     assert sorted(exposures(runtime)) == [("u1", WATCHED), ("u2", WATCHED)]
+
+
+# --- a stop (Ctrl-C, SIGTERM) ------------------------------------------------------------
+
+
+def test_a_stop_ends_the_import_after_the_chunk_and_says_what_is_imported(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    lines = ["external_id,email", *(f"u{n:02d},user{n:02d}@example.com" for n in range(1, 31))]
+    path = write_lines(tmp_path / "a.csv", lines)
+    stop = threading.Event()
+
+    with pytest.raises(ImportInterrupted) as caught:
+        import_accounts(
+            runtime, path, chunk_rows=10, on_progress=lambda rows: stop.set(), stop=stop
+        )
+
+    assert set(stored_accounts(runtime)) == {f"u{n:02d}" for n in range(1, 11)}
+    assert str(caught.value) == (
+        "interrupted: rows through line 11 are imported (10 created, 0 updated, 0 unchanged), "
+        "the rest not yet; run the same command again, which is safe: imported rows come "
+        "out unchanged"
+    )
+    again = import_accounts(runtime, path, chunk_rows=10)
+    assert (again.created, again.unchanged) == (20, 10)
+
+
+@pytest.fixture(scope="module")
+def long_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("long") / "accounts.csv"
+    with path.open("w", encoding="utf-8") as handle:
+        handle.write("external_id,email\n")
+        handle.writelines(f"a{n:06d},person{n}@example.com\n" for n in range(200_000))
+    return path
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_stops_the_console_script_with_130_and_one_line(
+    runtime: Runtime, settings: Settings, long_csv: Path, signum: signal.Signals
+) -> None:
+    env = cli_env(
+        settings.resolved_database_url, settings.instance_dir, LEAKGUARD_IMPORT_CHUNK_ROWS="1000"
+    )
+    process = subprocess.Popen(
+        [str(LEAKGUARD), "accounts", "import", str(long_csv)],
+        env=env,
+        cwd=settings.instance_dir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(lambda: bool(stored_accounts(runtime)), timeout=60, what="a first commit")
+        process.send_signal(signum)
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+    imported = len(stored_accounts(runtime))
+    assert process.returncode == 130, stderr
+    assert stdout == ""
+    assert stderr.strip() == (
+        f"interrupted: rows through line {imported + 1} are imported ({imported} created, "
+        "0 updated, 0 unchanged), the rest not yet; run the same command again, which is "
+        "safe: imported rows come out unchanged"
+    )
+    assert 0 < imported < 200_000
