@@ -18,10 +18,12 @@ import csv
 import io
 import threading
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from itertools import chain, islice
 from pathlib import Path
 from typing import Any, Final, cast
@@ -30,6 +32,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from jobs.account_ids import SeenIds
+from jobs.reader.csv_records import CsvShape, cut_records
 from jobs.reader.encoding import decode_line, detect_encoding, open_text
 from service.accounts import (
     MAX_EMAIL_CHARS,
@@ -292,23 +295,39 @@ def _read_batches(runtime: Runtime, path: Path, size: int) -> Iterator[_Batch]:
     except OSError as exc:
         raise ImportFileError(f"cannot read {path}: {exc.strerror or exc}") from None
     with raw:
-        reader = csv.reader(_text_lines(raw, path), dialect=_sniff(sample))
-        columns = _header_columns(reader, path)
+        shape = CsvShape.of(_sniff(sample))
+        batches = _text_lines(raw, path)
+        head = next(batches, [])
+        # The header is its first line, read alone: a stray quote in it cannot swallow rows.
+        columns = _header_columns(csv.reader(head[:1], shape.dialect), path)
         checker = _BatchChecker(runtime.keys, columns)
-        end = reader.line_num
+        # Each text is one record (``csv_records``): a stray quote costs its own line only.
+        queued: deque[Sequence[int]] = deque()
+
+        def texts() -> Iterator[Sequence[str]]:
+            for records, starts in cut_records(
+                chain([head[1:]], batches),
+                shape,
+                columns=shape.columns(head[0]),
+                first_line=2,
+                with_ends=True,
+            ):
+                queued.append(starts)
+                yield records
+
+        reader = csv.reader(chain.from_iterable(texts()), shape.dialect)
+        # The line each record starts on, in step with the reader: a record's starts are
+        # queued before its text reaches the reader.
+        starts = chain.from_iterable(iter(queued.popleft, None))
         while True:
-            records, ends = _read_records(reader, size)
+            records, lines = _read_records(reader, starts, size)
             if not records:
                 return
-            # A quoted field may span lines; a record is reported by the line it starts
-            # on, which is where a stray opening quote that swallowed the lines after it sits.
-            starts = [end + 1, *(line + 1 for line in ends[:-1])]
-            end = ends[-1]
-            yield checker.check(records, starts)
+            yield checker.check(records, lines)
 
 
-def _text_lines(raw: io.BufferedReader, path: Path) -> Iterator[str]:
-    """The lines of ``raw`` exactly as ``open_text`` reads them, a block at a time.
+def _text_lines(raw: io.BufferedReader, path: Path) -> Iterator[list[str]]:
+    """The lines of ``raw`` exactly as ``open_text`` reads them, in lists of a block each.
 
     ``open_text`` decodes line by line (UTF-8, else Windows-1252), a few Python calls per
     line; a block that is valid UTF-8 as a whole is valid line by line ("\n" and "\r"
@@ -320,13 +339,13 @@ def _text_lines(raw: io.BufferedReader, path: Path) -> Iterator[str]:
     codec, bom = detect_encoding(raw.peek(_UTF16_PROBE_BYTES)[:_UTF16_PROBE_BYTES])
     if codec != "utf-8":
         # As open_text reads them, on the handle the caller closes.
-        return iter(io.TextIOWrapper(raw, encoding=codec, errors="replace", newline=""))
+        text = io.TextIOWrapper(raw, encoding=codec, errors="replace", newline="")
+        return iter(partial(text.readlines, _BLOCK_BYTES), [])
     raw.read(bom)
-    # Lines go from C to C (StringIO to csv.reader); only a block passes through Python.
-    return chain.from_iterable(_text_blocks(raw, path))
+    return _text_blocks(raw, path)
 
 
-def _text_blocks(raw: io.BufferedReader, path: Path) -> Iterator[Iterable[str]]:
+def _text_blocks(raw: io.BufferedReader, path: Path) -> Iterator[list[str]]:
     rest = b""
     while True:
         try:
@@ -347,7 +366,7 @@ def _text_blocks(raw: io.BufferedReader, path: Path) -> Iterator[Iterable[str]]:
         if not block:
             return
         try:
-            yield io.StringIO(block.decode("utf-8"), newline="")
+            yield io.StringIO(block.decode("utf-8"), newline="").readlines()
         except UnicodeDecodeError:
             yield [
                 decode_line(line.encode("latin-1"))
@@ -359,22 +378,25 @@ def _text_blocks(raw: io.BufferedReader, path: Path) -> Iterator[Iterable[str]]:
 _BROKEN: list[str] = ["\0"]
 
 
-def _read_records(reader: Any, count: int) -> tuple[list[list[str]], list[int]]:
-    """Read up to ``count`` records and the line each ends on; fewer only at the end."""
+def _read_records(
+    reader: Any, starts: Iterator[int], count: int
+) -> tuple[list[list[str]], list[int]]:
+    """Read up to ``count`` records and the line each starts on (the next of ``starts``:
+    one a record); fewer only at the end."""
     records: list[list[str]] = []
-    ends: list[int] = []
-    add_record, add_end = records.append, ends.append
+    lines: list[int] = []
+    add_record, add_line = records.append, lines.append
     while True:
         try:
             for record in islice(reader, count - len(records)):
                 add_record(record)
-                add_end(reader.line_num)
+                add_line(next(starts))
         except csv.Error:
             add_record(_BROKEN)
-            add_end(reader.line_num)
+            add_line(next(starts))
             if len(records) < count:
                 continue
-        return records, ends
+        return records, lines
 
 
 class _BatchChecker:

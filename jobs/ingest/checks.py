@@ -112,6 +112,11 @@ def check_leak_file(
     if source.size == 0:
         raise IngestRefused(f"{name}: the file is empty; nothing recorded")
     quality = measure_sample(reader, rules, stop=stop)
+    if quality.records == 0 and reader.truncated_at is not None:
+        raise IngestRefused(
+            f"{name}: the compressed stream is truncated after {reader.truncated_at:,} bytes, "
+            "before its first complete record; nothing recorded; get a complete copy of the file"
+        )
     binary = _looks_binary(path, source)
 
     def how(words: OptionWords) -> str:

@@ -47,6 +47,7 @@ from jobs.ingest.checks import (
 )
 from jobs.ingest.lock import IngestBusy, ingest_lock
 from jobs.reader.stream import (
+    MAX_LINE_BYTES,
     LeakFileError,
     LeakFormat,
     LeakSource,
@@ -116,6 +117,13 @@ class IngestReport:
     format_reason: str = ""  # why this format: what auto-detection saw, or --format
     run: Counters = field(default_factory=Counters)
     invalid_lines: list[int] = field(default_factory=list)
+    # Lines over the reader's cap (64 KiB) in a line format, read by this run: each is one
+    # of the invalid records, refused rather than held whole.
+    long_lines: int = 0
+    # A compressed file cut short: the file's bytes read when its stream ended without its
+    # end marker. The records before the cut are ingested and the file completes; the rest
+    # of the leak is not in the file.
+    truncated_after_bytes: int | None = None
     resumed_at_record: int = 0
     already_ingested: bool = False
     dry_run: bool = False
@@ -131,6 +139,8 @@ class IngestReport:
             "compression": self.compression,
             "sha256": self.sha256,
             "invalid_lines": self.invalid_lines,
+            "long_lines": self.long_lines,
+            "truncated_after_bytes": self.truncated_after_bytes,
             "resumed_at_record": self.resumed_at_record,
             "already_ingested": self.already_ingested,
             "dry_run": self.dry_run,
@@ -161,6 +171,18 @@ class IngestReport:
             shown = ", ".join(str(n) for n in self.invalid_lines[:20])
             more = "" if run.invalid <= 20 else f" (and more; {run.invalid} in all)"
             text += f"\ninvalid at lines {shown}{more}"
+        if self.truncated_after_bytes is not None:
+            text += (
+                f"\nthe compressed stream is truncated after {self.truncated_after_bytes:,} "
+                "bytes of the file: every complete record before the cut is ingested, the "
+                "rest of the leak is missing from this file; ingest a complete copy under the "
+                "same leak to read the rest"
+            )
+        if self.long_lines:
+            text += (
+                f"\n{self.long_lines} line(s) longer than {MAX_LINE_BYTES // 1024} KiB, "
+                f"counted invalid: no {self.format} record is that long"
+            )
         return text
 
 
@@ -306,6 +328,8 @@ def ingest_leak(
                     ended = writer.run(
                         chunks, Target(leak_id, file_id), report, progress, stop=stop
                     )
+                    report.long_lines = reader.long_lines
+                    report.truncated_after_bytes = reader.truncated_at
                 except LeakFileError:
                     # Bad input harms nothing: a file that breaks before any of its records
                     # is committed leaves no half-registered leak to list or resume.

@@ -30,6 +30,7 @@ from typing import Any, Final, cast
 
 import ijson
 
+from jobs.reader.csv_records import CsvShape, cut_records
 from jobs.reader.encoding import FALLBACK_HANDLER
 
 Batches = Iterable[list[str]]
@@ -104,6 +105,17 @@ class LeakRecord:
     password: str | None = None
 
 
+class LinePiece(str):
+    """A piece of a physical line over the line cap (``stream.MAX_LINE_BYTES``), after its
+    first piece: free text and mail read it as that line going on, not as the next line."""
+
+    __slots__ = ()
+
+
+# A line over the cap in a line format (lines, combo, CSV, JSON lines): no such line is a
+# record of those formats, and holding it whole would let one line take any memory. Every
+# line format reads this (a NUL: no "@", no quote, no JSON) as one invalid record.
+LONG_LINE: Final = "\0"
 # Records a batch of a format read record by record (eml, text, json) holds at most.
 RECORDS_PER_BATCH: Final = 4096
 
@@ -165,6 +177,9 @@ class CsvLayout:
     password_column: int | None
     skip_lines: int
     data_offset: int = 0
+    # The columns of a row (the header's, else the sample's usual width): a quoted field
+    # spans lines only into a row of this width (``csv_records``); 0 accepts any.
+    columns: int = 0
 
 
 def name_words(name: str) -> list[str]:
@@ -302,7 +317,9 @@ def sniff_csv(lines: list[str], *, auto: bool) -> CsvLayout | None:
     if named:
         _, index, _, delimiter, column, end_line = max(named)
         header = dict(samples)[delimiter][-index][0]
-        return CsvLayout(delimiter, column, _named_column(header, CREDENTIAL), end_line)
+        return CsvLayout(
+            delimiter, column, _named_column(header, CREDENTIAL), end_line, columns=len(header)
+        )
     best: tuple[int, int, str, int, list[tuple[list[str], int]]] | None = None
     for order, (delimiter, rows) in enumerate(samples):
         widths = [len(row) for row, _ in rows]
@@ -322,7 +339,7 @@ def sniff_csv(lines: list[str], *, auto: bool) -> CsvLayout | None:
         skip_lines = rows[start][1]  # an unnamed header
     else:
         skip_lines = rows[start - 1][1] if start else first_line
-    return CsvLayout(delimiter, column, None, skip_lines)
+    return CsvLayout(delimiter, column, None, skip_lines, columns=width)
 
 
 def _sample_rows(lines: list[str], delimiter: str, first: int) -> list[tuple[list[str], int]]:
@@ -776,54 +793,58 @@ def json_records(blocks: Iterable[bytes], *, skip: int) -> Iterator[LeakRecord]:
 
 
 def csv_batches(batches: Batches, *, layout: CsvLayout, skip: int) -> Iterator[RecordBatch]:
-    """Yield one record per non-blank CSV row, starting at the row's first line.
+    """Yield one record per non-blank CSV row, at the line the row starts on.
 
     The layout's ``skip_lines`` (header and what stands above it) are passed over, and
-    lines are still counted from the start of the text. A row that cannot be parsed (an
-    over-long field) is a record with candidate None. A
-    newline inside a quoted field is dropped from the value (the csv module sees lines
-    without their ends); such fields are notes, not addresses.
+    lines are still counted from the start of the text. Rows are cut by
+    ``csv_records.cut_records``: a quoted field spans lines only when it closes soon and
+    the row keeps the layout's columns, so a stray quote costs its own line, never the
+    lines after it. A row that cannot be parsed (an over-long field) is a record with
+    candidate None; a newline inside a quoted field stays in the value.
     """
-    reader = csv.reader(
-        chain.from_iterable(_drop_lines(batches, layout.skip_lines)), delimiter=layout.delimiter
-    )
+    shape = CsvShape.of("excel", delimiter=layout.delimiter)
     column, password_column = layout.email_column, layout.password_column
-    first = end = layout.skip_lines
     lines: list[int] = []
     candidates: list[str | None] = []
     passwords: list[str | None] = []
-    # A csv.Error ends the for loop but not the reader, which goes on at the next line.
-    while True:
-        try:
-            for row in reader:
-                line, end = end + 1, first + reader.line_num
-                cell = row[column].strip() if len(row) > column else ""
-                if "@" not in cell:
-                    if not any(value.strip() for value in row):
+    for texts, starts in cut_records(
+        _drop_lines(batches, layout.skip_lines),
+        shape,
+        columns=layout.columns,
+        first_line=layout.skip_lines + 1,
+    ):
+        reader = csv.reader(texts, shape.dialect)
+        # Each text is one row: a csv.Error ends the for loop but not the reader, which goes
+        # on at the next text.
+        while True:
+            try:
+                for row in reader:
+                    cell = row[column].strip() if len(row) > column else ""
+                    if "@" not in cell:
+                        if not any(value.strip() for value in row):
+                            continue
+                        cell = ""
+                    if skip:
+                        skip -= 1
                         continue
-                    cell = ""
+                    lines.append(starts[reader.line_num - 1])
+                    candidates.append(cell or None)
+                    if password_column is not None:
+                        passwords.append(
+                            (row[password_column] or None) if len(row) > password_column else None
+                        )
+                break
+            except csv.Error:
                 if skip:
                     skip -= 1
-                    continue
-                lines.append(line)
-                candidates.append(cell or None)
-                if password_column is not None:
-                    passwords.append(
-                        (row[password_column] or None) if len(row) > password_column else None
-                    )
-                if len(lines) >= RECORDS_PER_BATCH:
-                    yield RecordBatch(lines, candidates, passwords or None)
-                    lines, candidates, passwords = [], [], []
-            break
-        except csv.Error:
-            line, end = end + 1, first + reader.line_num
-            if skip:
-                skip -= 1
-            else:
-                lines.append(line)
-                candidates.append(None)
-                if password_column is not None:
-                    passwords.append(None)
+                else:
+                    lines.append(starts[reader.line_num - 1])
+                    candidates.append(None)
+                    if password_column is not None:
+                        passwords.append(None)
+        if len(lines) >= RECORDS_PER_BATCH:
+            yield RecordBatch(lines, candidates, passwords or None)
+            lines, candidates, passwords = [], [], []
     if lines:
         yield RecordBatch(lines, candidates, passwords or None)
 
@@ -855,12 +876,15 @@ def eml_records(batches: Batches, *, skip: int) -> Iterator[LeakRecord]:
     start = size = quotes = 0
     for batch in batches:
         for text in batch:
-            line += 1
+            # A piece of a long line goes on with that line: a continuation of its field.
+            piece = type(text) is LinePiece
+            if not piece:
+                line += 1
             if not in_headers:
-                if text.startswith("From "):
+                if not piece and text.startswith("From "):
                     in_headers, seen_field = True, False
                 continue
-            if text[:1] in (" ", "\t"):
+            if piece or text[:1] in (" ", "\t"):
                 if value is None or size > MAX_HEADER_CHARS:
                     continue
                 value.write(text)
@@ -917,7 +941,8 @@ def text_records(batches: Batches, *, skip: int) -> Iterator[LeakRecord]:
     line = 0
     for batch in batches:
         for text in batch:
-            line += 1
+            if type(text) is not LinePiece:  # a piece of a long line goes on with that line
+                line += 1
             if "@" not in text:
                 continue
             for match in finditer(text):

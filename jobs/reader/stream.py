@@ -6,8 +6,10 @@ bytes), the encoding (UTF-8 with or without BOM, UTF-16/32 with BOM, UTF-16 with
 its NUL pattern) and the format, from at most the first 64 KiB of text; ``batches()`` then
 streams the records in file order as ``RecordBatch``es (the ingest's way: no object per
 record), ``records()`` the same records one ``LeakRecord`` each. Nothing is decompressed
-to disk, and memory stays bounded whatever the input: every physical line keeps at most its
-first ``MAX_LINE_BYTES`` bytes, and the rest of it is read in bounded blocks and dropped.
+to disk, and memory stays bounded whatever the input: no line is held longer than
+``MAX_LINE_BYTES``. A longer line is never dropped silently: free text and mail read it in
+pieces cut between addresses; a line format counts it as one invalid record (``LONG_LINE``,
+``LeakReader.long_lines``), since none of its records is that long.
 
 This module does not canonicalize or validate addresses (``service.emails`` does); it
 reports where each candidate was found and never puts file content in an error message.
@@ -28,14 +30,17 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from enum import StrEnum
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, Final
 
 from jobs.reader.encoding import decode_line, decode_lines, detect_encoding
 from jobs.reader.formats import (
+    LONG_LINE,
     CsvLayout,
     LeakRecord,
+    LinePiece,
     RecordBatch,
     batch_records,
     combo_batches,
@@ -61,6 +66,7 @@ __all__ = [
     "LeakRecord",
     "LeakSource",
     "RecordBatch",
+    "TruncatedStream",
     "check_regular_file",
     "open_leak",
     "shown_path",
@@ -102,6 +108,11 @@ class LeakFormat(StrEnum):
 class LeakFileError(JobError):
     """The file cannot be read at all (missing, a directory, unreadable, corrupt compression
     stream, CSV without an email column...). Message: one line, never file content."""
+
+
+class TruncatedStream(LeakFileError):
+    """The compressed stream ends before its end marker: the file was cut (an interrupted
+    download or copy). ``LeakReader`` ends its records there rather than raising this."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,6 +220,13 @@ class LeakReader:
         self._identity = identity
         self._layout = layout
         self._closed = False
+        # Lines over MAX_LINE_BYTES the latest batches() pass refused (line formats; each
+        # one an invalid record, LONG_LINE): the reason some records are invalid.
+        self.long_lines = 0
+        # Where the latest whole-file pass found the compressed stream cut short, in the
+        # file's own bytes (the records end with the last complete line before it); None
+        # for a stream read to its end.
+        self.truncated_at: int | None = None
         self._raw: BinaryIO | None = None
         self._active: weakref.WeakSet[Iterator[LeakRecord] | Iterator[RecordBatch]] = (
             weakref.WeakSet()
@@ -311,8 +329,15 @@ class LeakReader:
             iterator = batch_records(json_records(self._blocks(), skip=skip))
             self._active.add(iterator)
             return iterator
+        self.long_lines = 0
+        split = partial(
+            _line_batches,
+            split_long=self.source.format in FREE_TEXT_FORMATS,
+            on_long=self._count_long_line,
+            cut_short=lambda: self.truncated_at is not None,
+        )
         if whole or byte_range is None:
-            lines = _line_batches(self._blocks())
+            lines = split(self._blocks())
         else:
             if not self.splittable:
                 raise ValueError("byte ranges need a plain UTF-8 file of a line format")
@@ -323,13 +348,13 @@ class LeakReader:
                 lines = iter(())  # only lines above the data start in this range
             elif layout is None or start <= origin:
                 # The first range passes over the lines above the data, as the whole file does.
-                lines = _line_batches(self._range_blocks(start, end))
+                lines = split(self._range_blocks(start, end))
             else:
                 # A later range never sees the header: the lines above the data belong to no
                 # record, so a range starting among them begins at the data's first line.
                 begin = max(start, data)
                 blocks = self._range_blocks(begin, end, at_line_start=begin == data)
-                lines = _line_batches(blocks)
+                lines = split(blocks)
                 layout = replace(layout, skip_lines=0)
         if layout is not None:
             iterator = csv_batches(lines, layout=layout, skip=skip)
@@ -337,6 +362,9 @@ class LeakReader:
             iterator = _FORMAT_READERS[self.source.format](lines, skip=skip)
         self._active.add(iterator)
         return iterator
+
+    def _count_long_line(self) -> None:
+        self.long_lines += 1
 
     def close(self) -> None:
         """End every open ``records()`` iteration and release its file; safe to repeat."""
@@ -409,12 +437,20 @@ class LeakReader:
             ) from None
 
     def _blocks(self) -> Iterator[bytes]:
+        self.truncated_at = None
         with ExitStack() as stack:
             read, _, raw = _open_stream(self._path, self._identity, stack)
             self._raw = raw
-            yield from _decoded_blocks(read, self._path, _read_block(read, self._path))
+            try:
+                yield from _decoded_blocks(read, self._path, _read_block(read, self._path))
+            except TruncatedStream:
+                # The addresses before the cut leaked all the same: they are read, the
+                # file ends here (and completes), and the caller says the rest is missing.
+                self.truncated_at = raw.tell()
 
 
+# Formats that look for addresses anywhere in the text: a long line is read in pieces.
+FREE_TEXT_FORMATS: Final = frozenset({LeakFormat.EML, LeakFormat.TEXT})
 SPLITTABLE_FORMATS: Final = frozenset(
     {LeakFormat.LINES, LeakFormat.COMBO, LeakFormat.JSONL, LeakFormat.CSV}
 )
@@ -498,13 +534,15 @@ def _open_stream(
     for prefix, what in _UNSUPPORTED:
         if magic.startswith(prefix):
             raise LeakFileError(f"{_shown(path)}: {what}; extract or decompress it first")
+    # read1, one decompressor call a block: read() gathers several, and when the stream
+    # is cut, the text of the calls before the cut in that read() is lost with the error.
     if magic.startswith(b"\x1f\x8b"):
-        return stack.enter_context(gzip.GzipFile(fileobj=raw, mode="rb")).read, "gzip", raw
+        return stack.enter_context(gzip.GzipFile(fileobj=raw, mode="rb")).read1, "gzip", raw
     # "BZh" and a block size digit: a text file starting "BZh" stays text.
     if magic[:3] == b"BZh" and magic[3:4].isdigit() and magic[3:4] != b"0":
-        return stack.enter_context(bz2.BZ2File(raw)).read, "bz2", raw
+        return stack.enter_context(bz2.BZ2File(raw)).read1, "bz2", raw
     if magic.startswith(b"\xfd7zXZ\x00"):
-        return stack.enter_context(lzma.LZMAFile(raw)).read, "xz", raw
+        return stack.enter_context(lzma.LZMAFile(raw)).read1, "xz", raw
     return raw.read, None, raw
 
 
@@ -513,8 +551,8 @@ def _read_block(read: Callable[[int], bytes], path: Path) -> bytes:
         return read(_BLOCK_BYTES)
     except _STREAM_ERRORS as exc:
         if isinstance(exc, EOFError):
-            reason = "the compressed stream is truncated"
-        elif isinstance(exc, OSError) and exc.errno is not None:
+            raise TruncatedStream(f"{_shown(path)}: the compressed stream is truncated") from None
+        if isinstance(exc, OSError) and exc.errno is not None:
             reason = f"cannot read ({exc.strerror})"  # the disk, not the data
         else:
             reason = f"the compressed stream is corrupt ({type(exc).__name__})"
@@ -548,13 +586,26 @@ def _decoded_blocks(read: Callable[[int], bytes], path: Path, first: bytes) -> I
         block = _read_block(read, path)
 
 
-def _line_batches(blocks: Iterator[bytes]) -> Iterator[list[str]]:
+def _line_batches(
+    blocks: Iterator[bytes],
+    *,
+    split_long: bool = False,
+    on_long: Callable[[], object] | None = None,
+    cut_short: Callable[[], bool] | None = None,
+) -> Iterator[list[str]]:
     """Split UTF-8 blocks into physical lines (LF, CRLF or lone CR), one list per block.
 
-    Each line keeps at most its first MAX_LINE_BYTES bytes; a line that is not valid UTF-8
-    is read as Windows-1252 (``encoding.decode_line``), line by line, as mixed files need.
+    A line of at most MAX_LINE_BYTES bytes is one string. A longer one is never dropped,
+    and never held whole: with ``split_long`` (free text, mail) it comes as pieces of at
+    most MAX_LINE_BYTES cut after a separator (``_piece_end``), the first a str, the rest
+    ``LinePiece``s (the same line goes on); otherwise it is the one string ``LONG_LINE``
+    (a record the line formats count invalid), and ``on_long`` is called. A line that is
+    not valid UTF-8 is read as Windows-1252 (``encoding.decode_line``), line by line (or
+    piece by piece), as mixed files need. ``cut_short`` says, at the end, whether the
+    blocks ended where a compressed stream was cut: its last line, cut too, is no line.
     """
-    carry = b""
+    carry = b""  # the start of the line that goes on in the next block, at most the cap
+    long = False  # the line in progress is over the cap: refused, or pieces of it sent
     after_cr = False
     for block in blocks:
         data = block[1:] if after_cr and block.startswith(b"\n") else block
@@ -563,20 +614,87 @@ def _line_batches(blocks: Iterator[bytes]) -> Iterator[list[str]]:
             data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         last = data.rfind(b"\n")
         if last < 0:
-            if len(carry) < MAX_LINE_BYTES:
-                carry = (carry + data)[:MAX_LINE_BYTES]
+            carry += data
+            if len(carry) > MAX_LINE_BYTES:
+                if split_long:
+                    pieces, carry = _pieces(carry, first=not long)
+                    yield pieces
+                else:
+                    carry = b""
+                long = True
             continue
-        if carry:
-            first = data.find(b"\n")
-            if len(carry) < MAX_LINE_BYTES:
-                carry = (carry + data[:first])[:MAX_LINE_BYTES]
-            chunk = carry + data[first:last]
-        else:
-            chunk = data[:last]
+        first = data.find(b"\n")
+        head: list[str] = []
+        if carry or long:
+            line = carry + data[:first]
+            if len(line) > MAX_LINE_BYTES or long:
+                if split_long:
+                    head, rest = _pieces(line, first=not long)
+                    if rest or not head:
+                        head.append(_piece(rest, first=not (long or head)))
+                else:
+                    head = [LONG_LINE]
+                    if on_long is not None:
+                        on_long()
+                long = False
+            else:
+                head = [decode_line(line)]
+            carry, data = b"", data[first + 1 :]
+            last -= first + 1
+        lines = decode_lines(data[:last]) if last >= 0 else []
         carry = data[last + 1 :]
-        yield decode_lines(chunk, cut_at=MAX_LINE_BYTES)
-    if carry:
-        yield [decode_line(carry, cut_at=MAX_LINE_BYTES)]
+        yield head + lines if head else lines
+    if cut_short is not None and cut_short():
+        return
+    if carry or long:
+        if split_long:
+            pieces, rest = _pieces(carry, first=not long)
+            if rest or not pieces:
+                pieces.append(_piece(rest, first=not (long or pieces)))
+            yield pieces
+        elif long:
+            if on_long is not None:
+                on_long()
+            yield [LONG_LINE]
+        else:
+            yield [decode_line(carry)]
+
+
+# Where a long line of free text is cut: after a separator of addresses first, else after
+# any character no address holds, else (a run of address characters longer than any
+# address) anywhere between two characters.
+_SEPARATORS: Final = (b",", b";", b" ", b"\t")
+_LAST_NON_ADDRESS: Final = re.compile(rb"(?s:.*)[^\w.+'@%\-\x80-\xff]")
+
+
+def _piece_end(data: bytes) -> int:
+    """Return where to cut the first piece of ``data`` (longer than MAX_LINE_BYTES)."""
+    cut = max(data.rfind(separator, 0, MAX_LINE_BYTES) for separator in _SEPARATORS) + 1
+    if cut:
+        return cut
+    match = _LAST_NON_ADDRESS.match(data, 0, MAX_LINE_BYTES)
+    if match is not None:
+        return match.end()
+    cut = MAX_LINE_BYTES
+    while cut > MAX_LINE_BYTES - 3 and 0x80 <= data[cut] < 0xC0:
+        cut -= 1  # not inside a UTF-8 character
+    return cut
+
+
+def _pieces(data: bytes, *, first: bool) -> tuple[list[str], bytes]:
+    """Cut pieces off ``data`` until at most MAX_LINE_BYTES are left; return them and the
+    rest. ``first``: the first piece starts the line (else the line went on before)."""
+    pieces: list[str] = []
+    while len(data) > MAX_LINE_BYTES:
+        cut = _piece_end(data)
+        pieces.append(_piece(data[:cut], first=first and not pieces))
+        data = data[cut:]
+    return pieces, data
+
+
+def _piece(data: bytes, *, first: bool) -> str:
+    text = decode_line(data)
+    return text if first else LinePiece(text)
 
 
 def _sample(blocks: Iterator[bytes]) -> tuple[bytes, bool]:

@@ -306,16 +306,66 @@ def test_invalid_rows_are_counted_and_reported_by_line_number(
     assert set(stored_accounts(runtime)) == {"u1", "u7", "u10"}
 
 
-def test_a_stray_opening_quote_is_reported_at_its_own_line(
-    runtime: Runtime, tmp_path: Path
+# Stray quotes (accounts CSV: external_id,email,name): the changed lines, and the lines
+# then invalid. A stray quote in the name is read alone, the account whole.
+ACCOUNT_STRAY_QUOTES = {
+    "start-of-name": ({3: 'aq-3,aq3@example.net,"Mallory'}, []),
+    "start-of-address": ({3: 'aq-3,"aq3@example.net,Mallory'}, [3]),
+    # A quote inside a field, or after it, is only a character (the address then loses it).
+    "middle-and-end": ({3: 'aq-3,aq3@example.net,Mal"lory', 4: 'aq-4,aq4@example.net",X'}, []),
+    "last-line": ({501: 'aq-501,aq501@example.net,"Mallory'}, []),
+    "several": (
+        {
+            3: 'aq-3,"aq3@example.net,X',
+            50: 'aq-50,aq50@example.net,"B',
+            51: '"aq-51,aq51@example.net,C',
+            500: 'aq-500,"aq500@example.net,D',
+        },
+        [3, 51, 500],
+    ),
+}
+
+
+@pytest.mark.parametrize("chunk_rows", [None, 7], ids=["one-chunk", "chunks-of-7"])
+@pytest.mark.parametrize("ending", ["\n", "\r\n"], ids=["lf", "crlf"])
+@pytest.mark.parametrize("case", list(ACCOUNT_STRAY_QUOTES))
+def test_a_stray_quote_costs_at_most_its_own_line_and_every_row_after_it_is_read(
+    runtime: Runtime, tmp_path: Path, case: str, ending: str, chunk_rows: int | None
 ) -> None:
-    # The quote makes the csv reader take the following lines into that field, so the
-    # report must point at the line to fix, not at the end of the file.
-    lines = ["external_id,email", "u1,ok@example.com", 'u2,"u2@example.com']
-    lines += [f"u{n},u{n}@example.com" for n in range(3, 9)]
-    report = import_accounts(runtime, write_lines(tmp_path / "a.csv", lines))
-    assert report.invalid_lines == [3]
-    assert "u1" in stored_accounts(runtime)
+    # Before: the quote swallowed the lines up to the next quote or the end of the file,
+    # and those accounts were neither imported nor counted.
+    lines = {n: f"aq-{n},aq{n}@example.net,X" for n in range(2, 502)}
+    changed, invalid = ACCOUNT_STRAY_QUOTES[case]
+    lines.update(changed)
+    path = tmp_path / "a.csv"
+    path.write_bytes((ending.join(["external_id,email,name", *lines.values()]) + ending).encode())
+    report = import_accounts(runtime, path, chunk_rows=chunk_rows)
+    assert (report.rows, report.invalid, report.invalid_lines) == (500, len(invalid), invalid)
+    assert report.created == 500 - len(invalid)
+    assert report.committed_through_line == max(set(range(2, 502)) - set(invalid))
+    stored = stored_accounts(runtime)
+    assert set(stored) == {f"aq-{n}" for n in range(2, 502) if n not in invalid}
+
+
+@pytest.mark.parametrize("chunk_rows", [None, 1, 2], ids=["one-chunk", "chunks-of-1", "of-2"])
+def test_a_quoted_note_with_line_breaks_stays_one_row(
+    runtime: Runtime, tmp_path: Path, chunk_rows: int | None
+) -> None:
+    lines = [
+        "external_id,email,note",
+        'u1,u1@example.com,"first\r\nsecond, with a comma"',
+        "u2,u2@example.com,plain",
+        'u3,u3@example.com,"x""y',
+        'z"',
+        'u4,"u4@example.com,broken',
+        "u5,u5@example.com,",
+    ]
+    path = tmp_path / "a.csv"
+    path.write_bytes("\r\n".join(lines).encode())
+    report = import_accounts(runtime, path, chunk_rows=chunk_rows)
+    # Physical lines: the note spans 2-3, u3's value 5-6; u4's stray quote is line 7.
+    assert (report.rows, report.created, report.invalid_lines) == (5, 4, [7])
+    assert set(stored_accounts(runtime)) == {"u1", "u2", "u3", "u5"}
 
 
 def test_two_rows_with_one_canonical_address_are_both_imported_with_one_email_key(

@@ -8,12 +8,13 @@ import csv
 import tempfile
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, cast
+from typing import cast
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jobs.account_import import _chunks, _header_columns, _sniff
+from jobs.reader.csv_records import CsvShape, cut_records
 from jobs.reader.encoding import open_text
 from service.accounts import (
     AccountInput,
@@ -40,41 +41,45 @@ def read_row_by_row(path: Path) -> Read:
     with open_text(path) as handle:
         sample = handle.read(64 * 1024)
         handle.seek(0)
-        reader: Any = csv.reader(handle, dialect=_sniff(sample))
-        columns = _header_columns(reader, path)
-        needed = max(columns["external_id"], columns["email"]) + 1
-        end = reader.line_num
-        while True:
-            line = end + 1
-            try:
-                record = next(reader)
-            except StopIteration:
-                return accounts, invalid, rows
-            except csv.Error:
-                end = reader.line_num
-                rows += 1
-                invalid.append(line)
-                continue
-            end = reader.line_num
-            if not "".join(record).strip():
-                continue
+        physical = list(handle)
+    # Records cut as csv_records cuts them (a stray quote costs its own line), all at once.
+    shape = CsvShape.of(_sniff(sample))
+    columns = _header_columns(csv.reader(physical[:1], shape.dialect), path)
+    needed = max(columns["external_id"], columns["email"]) + 1
+    cut = list(
+        cut_records(
+            [physical[1:]], shape, columns=shape.columns(physical[0]), first_line=2, with_ends=True
+        )
+    )
+    texts = [text for batch, _ in cut for text in batch]
+    starts = [line for _, batch in cut for line in batch]
+    for text, line in zip(texts, starts, strict=True):
+        try:
+            (record,) = csv.reader([text], shape.dialect)
+        except csv.Error:
             rows += 1
-            if len(record) < needed:
-                invalid.append(line)
-                continue
-            at = columns.get("locale")
-            locale = record[at].strip() if at is not None and at < len(record) else None
-            item = AccountInput(
-                record[columns["external_id"]].strip(), record[columns["email"]], locale
-            )
-            try:
-                account = validate_account(item, KEYS)
-            except ValidationFailed:
-                invalid.append(line)
-                continue
-            accounts.append(
-                (line, account.external_id, account.email, account.email_key, account.locale)
-            )
+            invalid.append(line)
+            continue
+        if not "".join(record).strip():
+            continue
+        rows += 1
+        if len(record) < needed:
+            invalid.append(line)
+            continue
+        at = columns.get("locale")
+        locale = record[at].strip() if at is not None and at < len(record) else None
+        item = AccountInput(
+            record[columns["external_id"]].strip(), record[columns["email"]], locale
+        )
+        try:
+            account = validate_account(item, KEYS)
+        except ValidationFailed:
+            invalid.append(line)
+            continue
+        accounts.append(
+            (line, account.external_id, account.email, account.email_key, account.locale)
+        )
+    return accounts, invalid, rows
 
 
 def read_in_chunks(path: Path, size: int) -> Read:

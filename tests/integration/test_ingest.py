@@ -3,9 +3,11 @@ idempotency, the watch list, the operator's commands and what bad input does."""
 
 from __future__ import annotations
 
+import bz2
 import gc
 import gzip
 import json
+import lzma
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,6 +18,7 @@ from flask.testing import FlaskClient, FlaskCliRunner
 from sqlalchemy import select
 
 import jobs.ingest.pipeline as pipeline
+from jobs.account_import import import_accounts
 from jobs.ingest.lock import ingest_lock
 from jobs.ingest.pipeline import (
     FIRST_CHUNK_RECORDS,
@@ -708,15 +711,39 @@ def test_leaks_list_and_show_give_counts_state_files_and_timings(
     assert "unknown" in one_error_line(missing)
 
 
-# --- bad input ------------------------------------------------------------------------------
+# --- long lines -----------------------------------------------------------------------------
 
 
-def _truncated_gzip(path: Path, lines: int) -> Path:
-    data = gzip.compress(
-        "".join(f"victim{i}@example.com\n" for i in range(lines)).encode(), mtime=0
+def test_a_mass_mail_with_its_to_header_on_one_line_flags_every_account(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    # The trial's model case: 4,000 strangers and 100 accounts on one ~100 KB To: line
+    # read 2,563 records and flagged none (the line was cut at 64 KiB).
+    members = {f"u-{n}": f"member{n}@example.org" for n in range(100)}
+    load_accounts(runtime, tmp_path, members)
+    to = [f"stranger{n}@example.net" for n in range(4_000)] + list(members.values())
+    path = tmp_path / "mass.eml"
+    path.write_text(
+        "From: shop@example.com\r\nTo: " + ", ".join(to) + "\r\nSubject: x\r\n\r\nbody\r\n"
     )
-    path.write_bytes(data[: len(data) // 2])
-    return path
+    report = ingest_leak(runtime, path, slug="mass")
+    assert (report.run.lines, report.run.valid, report.run.matched) == (4_100, 4_100, 100)
+    assert report.long_lines == 0
+
+
+def test_a_line_over_the_cap_in_a_line_format_is_counted_invalid_with_its_reason(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    lines = ["a@example.org", "b" * (70 * 1024) + "@example.org", "c@example.org"]
+    report = ingest_leak(runtime, write_lines(tmp_path / "leak.txt", lines), slug="long")
+    assert (report.run.lines, report.run.valid, report.run.invalid) == (3, 2, 1)
+    assert report.invalid_lines == [2]
+    assert report.long_lines == 1
+    assert report.to_json()["long_lines"] == 1
+    assert "1 line(s) longer than 64 KiB, counted invalid" in report.summary()
+
+
+# --- bad input ------------------------------------------------------------------------------
 
 
 def _bad_input(name: str, directory: Path) -> tuple[Path, str, list[str]]:
@@ -726,10 +753,6 @@ def _bad_input(name: str, directory: Path) -> tuple[Path, str, list[str]]:
     if name == "directory":
         (directory / "a-dir").mkdir()
         return directory / "a-dir", "bad-input", []
-    if name == "truncated-gzip-small":  # the stream breaks in its first block
-        return _truncated_gzip(directory / "small.txt.gz", 50), "bad-input", []
-    if name == "truncated-gzip-first-chunk":  # after hundreds of records, before any commit
-        return _truncated_gzip(directory / "large.txt.gz", 1_200), "bad-input", []
     if name == "csv-without-email-column":
         rows = ["id,name,city", "1,Jane,Paris", "2,Bob,Rome"]
         return write_lines(directory / "nomail.csv", rows), "bad-input", ["--format", "csv"]
@@ -740,28 +763,78 @@ def _bad_input(name: str, directory: Path) -> tuple[Path, str, list[str]]:
 BAD_INPUTS = [
     "missing-file",
     "directory",
-    "truncated-gzip-small",
-    "truncated-gzip-first-chunk",
     "csv-without-email-column",
     "bad-slug",
 ]
 
 
-def test_file_breaking_after_committed_chunks_keeps_them_to_resume(
-    runtime: Runtime, accounts: dict[str, str], runner: FlaskCliRunner, tmp_path: Path
+TRUNCATED = {"gzip": gzip.compress, "bz2": bz2.compress, "xz": lzma.compress}
+
+
+def _truncated(path: Path, kind: str, lines: list[str], share: float = 0.9) -> Path:
+    data = TRUNCATED[kind](("\n".join(lines) + "\n").encode())
+    path.write_bytes(data[: int(len(data) * share)])
+    return path
+
+
+@pytest.mark.parametrize("kind", list(TRUNCATED))
+def test_a_truncated_compressed_leak_completes_with_every_record_before_the_cut(
+    runtime: Runtime, runner: FlaskCliRunner, tmp_path: Path, kind: str
 ) -> None:
-    # Thousands of records in: the first small chunks are committed (their warnings may be
-    # on their way already); the run stops with one line and the file stays resumable.
-    path = _truncated_gzip(tmp_path / "large.txt.gz", 40_000)
+    # Before: "the compressed stream is truncated", exit 1, a file left running that every
+    # rerun read a little further and never completed, its stage never merged.
+    members = {f"m-{n}": f"member{n}@example.org" for n in range(50)}
+    load_accounts(runtime, tmp_path, members)
+    lines = [f"stranger{n}@example.net" for n in range(60_000)]
+    for n in range(50):
+        lines[n * 100] = f"member{n}@example.org"
+    lines.append("late.member@example.org")  # after the cut: not in the truncated file
+    path = _truncated(tmp_path / f"leak.txt.{kind}", kind, lines)
 
-    result = invoke(runner, "ingest", str(path), "--leak", "bad-input", "--json")
-
-    assert "Error" in one_error_line(result)
-    assert result.stdout == ""
+    result = invoke(runner, "ingest", str(path), "--leak", "cut", "--json")
+    assert result.exit_code == 0, result.output
+    report = json_output(result)
+    assert report["truncated_after_bytes"] == path.stat().st_size
+    assert report["matched"] == 50
+    assert 5_000 < int(report["lines"]) < 60_000  # type: ignore[call-overload]
     with runtime.db.read_session() as session:
-        state, done = session.execute(select(LeakFile.state, LeakFile.records_done)).one()
-    assert state is LeakFileState.RUNNING
-    assert FIRST_CHUNK_RECORDS <= done < 40_000
+        assert session.scalar(select(LeakFile.state)) is LeakFileState.COMPLETE
+    assert flagged(runtime, "cut") == set(members)
+    summary = invoke(runner, "ingest", str(path), "--leak", "again-cut", "--also-as-new-leak")
+    assert "the compressed stream is truncated after" in summary.output
+    assert "rest of the leak is missing" in summary.output
+
+    again = json_output(invoke(runner, "ingest", str(path), "--leak", "cut", "--json"))
+    assert again["already_ingested"] is True
+    # The stages were merged: an account given a leaked address later is flagged at once,
+    # by both leaks the file was ingested as.
+    later = import_accounts(runtime, write_accounts_csv(tmp_path / "b.csv", {"x-1": lines[7]}))
+    assert later.flagged == 2
+
+
+def test_a_truncated_compressed_leak_in_parts_completes(
+    runtime: Runtime, runner: FlaskCliRunner, tmp_path: Path
+) -> None:
+    # A compressed file is one part of --enqueue: the part reads to the cut and completes.
+    load_accounts(runtime, tmp_path, {"m-1": "member1@example.org"})
+    lines = ["member1@example.org", *(f"stranger{n}@example.net" for n in range(30_000))]
+    path = _truncated(tmp_path / "leak.txt.gz", "gzip", lines)
+    result = invoke(runner, "ingest", str(path), "--leak", "cut-parts", "--enqueue", "--json")
+    assert result.exit_code == 0, result.output
+    with runtime.db.read_session() as session:
+        assert session.scalar(select(LeakFile.state)) is LeakFileState.COMPLETE
+    assert flagged(runtime, "cut-parts") == {"m-1"}
+
+
+def test_a_truncated_compressed_file_without_one_complete_record_is_refused_saying_so(
+    runtime: Runtime, runner: FlaskCliRunner, tmp_path: Path
+) -> None:
+    path = _truncated(tmp_path / "small.txt.gz", "gzip", ["bob@example.org"] * 50, 0.5)
+    result = invoke(runner, "ingest", str(path), "--leak", "tiny-cut")
+    line = one_error_line(result)
+    assert "truncated after" in line
+    assert "nothing recorded" in line
+    assert row_counts(runtime) == EMPTY
 
 
 @pytest.mark.parametrize("bad", BAD_INPUTS)
