@@ -36,7 +36,7 @@ _AT: Final = r"(?:@|%40|%2540)"
 # the general punctuation block (bidi and zero-width controls, curly quotes) and the BOM
 # (RFC 6531 UTF8-non-ascii). "%" is atext, so "%22", "%20" and "%40" read as atext too, and
 # a percent-encoded quoted local part is one atom until it is decoded.
-_ATOM: Final = rf"[A-Za-z0-9!#$%&'*+/=?^_`{{|}}~-]|[^\x00-\x7f\s\u00a0\u2000-\u206f\u3000\ufeff]"
+_ATOM: Final = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]|[^\x00-\x7f\s\u00a0\u2000-\u206f\u3000\ufeff]"
 # A quoted string as written, and as a JSON string spells it (\"...\", "\\" for "\").
 _QUOTED: Final = rf'"(?:[^"\\\r\n]|\\[^\r\n]){{0,{_MAX_RUN}}}"'
 _JSON_QUOTED: Final = (
@@ -47,7 +47,7 @@ _JSON_QUOTED: Final = (
 _WORD: Final = rf"(?:(?:{_ATOM}){{1,{_MAX_RUN}}}|{_JSON_QUOTED}|{_QUOTED})"
 _DOT: Final = r"(?:\.|%2[Ee])"
 _LABEL: Final = rf"(?:[^\W_]|{_PCT})(?:[\w-]|{_PCT}){{0,62}}"
-_LITERAL: Final = rf"(?:\[|%5[Bb])(?:[A-Za-z0-9:.]|%3[Aa]){{1,64}}(?:\]|%5[Dd])"
+_LITERAL: Final = r"(?:\[|%5[Bb])(?:[A-Za-z0-9:.]|%3[Aa]){1,64}(?:\]|%5[Dd])"
 _ADDRESS: Final = re.compile(
     rf"\.{{0,8}}{_WORD}(?:\.{{1,8}}{_WORD}){{0,32}}\.{{0,8}}{_AT}"
     rf"(?:{_LITERAL}|{_LABEL}(?:{_DOT}{_LABEL}){{0,126}})"

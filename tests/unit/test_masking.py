@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-import pytest
+import json
+import re
+from urllib.parse import quote
 
-from service.addresses import mask_addresses
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from service.addresses import mask_addresses, mask_email
 
 
 @pytest.mark.parametrize(
@@ -45,15 +51,6 @@ def test_masking_is_idempotent() -> None:
 
 
 # --- every addr-spec form (new-user trial: quoted local parts were left in clear) ----------
-
-import json  # noqa: E402
-import re  # noqa: E402
-from urllib.parse import quote  # noqa: E402
-
-from hypothesis import HealthCheck, assume, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-
-from service.addresses import mask_email  # noqa: E402
 
 
 @pytest.mark.parametrize(
