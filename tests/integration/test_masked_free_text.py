@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from service.clients import Scope
 from service.db import Base, utcnow
+from service.models import Leak
 from service.runtime import Runtime
 from tests.support.cli import output
 from tests.support.factories import enroll_totp, expose, make_account, make_api_key
@@ -91,8 +92,6 @@ def test_invariant_no_clear_address_in_any_free_text_an_operator_or_caller_types
 
 def test_a_lookup_by_masked_free_text_still_finds_its_row(runtime: Runtime) -> None:
     """A comparison with a masked column masks its value too (the column type binds both)."""
-    from service.models import Leak
-
     with runtime.db.transaction() as session:
         session.add(Leak(slug="find-me", name="sent by bob.smith@example.org", created_at=utcnow()))
     with runtime.db.read_session() as session:
