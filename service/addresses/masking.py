@@ -52,9 +52,10 @@ _ADDRESS: Final = re.compile(
     rf"\.{{0,8}}{_WORD}(?:\.{{1,8}}{_WORD}){{0,32}}\.{{0,8}}{_AT}"
     rf"(?:{_LITERAL}|{_LABEL}(?:{_DOT}{_LABEL}){{0,126}})"
 )
-# A URL path before the local part ("/v1/accounts/" + "alice@x"), kept for the log's reader:
-# plain segments only, so "/G=Jo/S=Do/@x" (X.400 through a gateway) is masked whole.
-_PATH: Final = re.compile(r"(?:/[A-Za-z0-9_.~-]*)*/")
+# A URL path before the local part ("/v1/accounts/" + "alice@x"), kept for the log's reader,
+# also as a rendered log field ("path=/v1/accounts/j***@x" stays as it is): plain segments
+# only, so "/G=Jo/S=Do/@x" (X.400 through a gateway) is masked whole.
+_PATH: Final = re.compile(r"(?:[A-Za-z_]{1,32}=)?(?:/[A-Za-z0-9_.~-]*)*/")
 _LOCAL_START: Final = re.compile(rf"(?!{_AT})[^@]")
 
 
@@ -96,7 +97,7 @@ def mask_addresses(text: str) -> str:
 def _masked_token(match: re.Match[str]) -> str:
     token = match.group(0)
     kept = ""
-    if token.startswith("/"):
+    if "/" in token:
         path = _PATH.match(token)
         rest = token[path.end() :] if path else ""
         if path and _LOCAL_START.match(rest):
