@@ -32,7 +32,7 @@ class MaskedText(TypeDecorator[str]):
         if value is None:
             return None
         masked = mask_addresses(value)
-        length = self.impl.length  # type: ignore[attr-defined]  # String's, set in __init__
+        length = self.impl_instance.length
         return masked[:length] if length else masked
 
 

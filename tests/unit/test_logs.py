@@ -106,7 +106,7 @@ def test_a_link_token_never_reaches_a_log(caplog: pytest.LogCaptureFixture) -> N
 class _Response:
     status = "404 NOT FOUND"
     sent = 156
-    headers = [("X-Request-ID", "r-1")]
+    headers = (("X-Request-ID", "r-1"),)
 
 
 def _access_line(raw_path: bytes, log_format: str, user_agent: bytes = b"curl/8") -> str:
@@ -156,7 +156,8 @@ def test_the_access_line_shows_the_path_decoded_and_escaped(
 ) -> None:
     monkeypatch.setenv("LEAKGUARD_LOG_FORMAT", log_format)
     line = _access_line(raw_path, log_format, user_agent=b"ua \xe2\x80\xae\x00")
-    assert line.count("\n") == 1 and line.endswith("\n")
+    assert line.count("\n") == 1
+    assert line.endswith("\n")
     assert line[:-1].isprintable(), repr(line)
     assert "Ã" not in line  # no latin-1 mojibake
     path = json.loads(line)["path"] if log_format == "json" else line
