@@ -32,7 +32,8 @@ class MaskedText(TypeDecorator[str]):
         if value is None:
             return None
         masked = mask_addresses(value)
-        length = self.impl_instance.length
+        impl = self.impl_instance
+        length = impl.length if isinstance(impl, String) else None
         return masked[:length] if length else masked
 
 
