@@ -64,6 +64,8 @@ def on_starting(server):
         problems = [str(exc)]
     else:
         problems = production_problems(settings) if settings.env is Environment.PRODUCTION else []
+    if not problems:
+        problems = _key_problems(settings)
     if problems:
         for line in problems:
             server.log.error("Error: %s", line)
@@ -84,6 +86,30 @@ def on_starting(server):
                 "process's memory (set LEAKGUARD_REDIS_URL to run more)"
             )
             server.num_workers = 1
+
+
+def _key_problems(settings):
+    """The hash key refused (another than the database's), as one line; none if it is the
+    database's, or if the database cannot be asked now (readiness reports that)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from service.db import utcnow
+    from service.errors import JobError
+    from service.keying import HashKeyMismatch, verify_runtime_key
+    from service.runtime import build_runtime
+
+    try:
+        runtime = build_runtime(settings, create_instance=False)
+        try:
+            # The API writes keys (account upserts): the server may be the first to record.
+            verify_runtime_key(runtime, record=True, now=utcnow())
+        finally:
+            runtime.db.engine.dispose()
+    except HashKeyMismatch as exc:
+        return [str(exc)]
+    except (SQLAlchemyError, JobError):
+        return []
+    return []
 
 
 def child_exit(server, worker):

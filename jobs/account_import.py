@@ -4,6 +4,12 @@ Each chunk is one transaction through the one account upsert (``service.accounts
 apply_accounts``, a handful of set-based statements), so a million rows take under half a
 minute (bench/import_accounts.py), and a failure leaves every earlier chunk committed and
 the failing chunk untouched: the report says how far the import got.
+
+A file that names one account twice contradicts itself. The first row naming it is
+applied; every later one is refused as a duplicate, by line number, and nothing of it is
+applied (``SeenIds``). The rule is the same within a chunk and across chunks, so the counts
+and what is stored never depend on the chunk size; "last row wins" would need the file
+read twice, since the first row's chunk may commit before the last row is read.
 """
 
 from __future__ import annotations
@@ -17,11 +23,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import chain, islice
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Final, cast
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from jobs.account_ids import SeenIds
 from jobs.reader.encoding import decode_line, detect_encoding, open_text
 from service.accounts import (
     MAX_EMAIL_CHARS,
@@ -78,16 +85,22 @@ class ImportReport:
     updated: int = 0
     unchanged: int = 0
     invalid: int = 0
+    duplicates: int = 0  # valid rows naming an account an earlier row named: not applied
     flagged: int = 0  # accounts found in a known leak by the watch list
     invalid_lines: list[int] = field(default_factory=list)
+    duplicate_lines: list[int] = field(default_factory=list)
     committed_through_line: int = 0
 
     def add_read(self, tally: _Tally) -> None:
-        """Count what reading found up to a chunk (rows read, invalid ones by line)."""
+        """Count what reading found up to a chunk (rows read, invalid and duplicate ones
+        by line)."""
         self.rows += tally.rows
         self.invalid += tally.invalid
+        self.duplicates += tally.duplicates
         room = MAX_REPORTED_LINES - len(self.invalid_lines)
         self.invalid_lines.extend(tally.invalid_lines[:room])
+        room = MAX_REPORTED_LINES - len(self.duplicate_lines)
+        self.duplicate_lines.extend(tally.duplicate_lines[:room])
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -96,8 +109,10 @@ class ImportReport:
             "updated": self.updated,
             "unchanged": self.unchanged,
             "invalid": self.invalid,
+            "duplicates": self.duplicates,
             "flagged": self.flagged,
             "invalid_lines": self.invalid_lines,
+            "duplicate_lines": self.duplicate_lines,
         }
 
     def summary(self) -> str:
@@ -105,12 +120,21 @@ class ImportReport:
             f"{self.rows} rows: {self.created} created, {self.updated} updated, "
             f"{self.unchanged} unchanged, {self.invalid} invalid"
         )
+        if self.duplicates:
+            text += f", {self.duplicates} duplicates"
         if self.flagged:
             text += f"; {self.flagged} flagged: their address is in a known leak"
         if self.invalid_lines:
             shown = ", ".join(str(n) for n in self.invalid_lines[:20])
             more = "" if self.invalid <= 20 else f" (and {self.invalid - 20} more)"
             text += f"\ninvalid rows at lines {shown}{more}"
+        if self.duplicate_lines:
+            shown = ", ".join(str(n) for n in self.duplicate_lines[:20])
+            more = "" if self.duplicates <= 20 else f" (and {self.duplicates - 20} more)"
+            text += (
+                f"\nduplicate rows (their account is named on an earlier line; not applied) "
+                f"at lines {shown}{more}"
+            )
         return text
 
 
@@ -121,11 +145,17 @@ class _Tally:
     rows: int = 0
     invalid: int = 0
     invalid_lines: list[int] = field(default_factory=list)
+    duplicates: int = 0
+    duplicate_lines: list[int] = field(default_factory=list)
 
     def note_invalid(self, line: int) -> None:
         self.invalid += 1
         if len(self.invalid_lines) < MAX_REPORTED_LINES:
             self.invalid_lines.append(line)
+
+    def note_duplicates(self, lines: list[int]) -> None:
+        self.duplicates += len(lines)
+        self.duplicate_lines.extend(lines[: MAX_REPORTED_LINES - len(self.duplicate_lines)])
 
     def take(self) -> _Tally:
         """Return what was counted so far and start counting afresh."""
@@ -137,6 +167,7 @@ class _Tally:
 @dataclass(frozen=True, slots=True)
 class _Chunk:
     accounts: AccountColumns  # empty only for what follows the last chunk (invalid rows)
+    lines: list[int]  # the line each account starts on
     first_line: int  # where its first and its last account start
     last_line: int
     read: _Tally
@@ -176,7 +207,8 @@ def import_accounts(
     """
     size = chunk_rows or runtime.settings.import_chunk_rows
     report = ImportReport()
-    for item in _read_ahead(_chunks(runtime, path, size)):
+    seen = SeenIds(expected=_expected_rows(path))
+    for item in _read_ahead(_first_of_each(_chunks(runtime, path, size), seen)):
         report.add_read(item.read)
         rows = len(item.accounts.external_ids)
         if not rows:
@@ -195,6 +227,39 @@ def import_accounts(
         if on_progress is not None:
             on_progress(rows)
     return report
+
+
+# The shortest row that holds an account ("i,a@b.cd" and its line end): a file of N bytes
+# has fewer than N / 10 accounts, so SeenIds sized for that many never overfills.
+_MIN_ROW_BYTES: Final = 10
+
+
+def _expected_rows(path: Path) -> int:
+    try:
+        return path.stat().st_size // _MIN_ROW_BYTES
+    except OSError:
+        return 0  # the reading says why
+
+
+def _first_of_each(chunks: Iterator[_Chunk], seen: SeenIds) -> Iterator[_Chunk]:
+    """``chunks`` without the accounts an earlier row of the file named (within the chunk
+    or in an earlier one), those counted as duplicates by line number."""
+    for chunk in chunks:
+        repeated = seen.add_new(chunk.accounts.external_ids)
+        if not repeated:
+            yield chunk
+            continue
+        chunk.read.note_duplicates([chunk.lines[n] for n in repeated])
+        gone = set(repeated)
+        keep = [n for n in range(len(chunk.lines)) if n not in gone]
+        lines = [chunk.lines[n] for n in keep]
+        yield _Chunk(
+            chunk.accounts.take(keep),
+            lines,
+            lines[0] if lines else chunk.first_line,
+            lines[-1] if lines else chunk.last_line,
+            chunk.read,
+        )
 
 
 def _read_batches(runtime: Runtime, path: Path, size: int) -> Iterator[_Batch]:
@@ -331,6 +396,9 @@ class _BatchChecker:
         if max(map(len, emails)) > MAX_EMAIL_CHARS:
             slow += [n for n, value in enumerate(emails) if len(value) > MAX_EMAIL_CHARS]
         locales = self._read_locales(work)
+        if _BAD_LOCALE in locales:
+            # Refused as a whole row by _check_one, as the API refuses the account.
+            slow += [n for n, value in enumerate(locales) if value is _BAD_LOCALE]
         rules = self._keys.rules
         # The rows left to _check_one get their canonical form there, not twice.
         canonical: list[str | None] = []
@@ -384,6 +452,7 @@ class _BatchChecker:
         return _Batch(starts, valid, accounts, invalid, blank)
 
     def _read_locales(self, records: list[list[str]]) -> list[str | None]:
+        """Each record's locale as stored; ``_BAD_LOCALE`` for one that is no language tag."""
         if self._locale is None:
             return [None] * len(records)
         at, known = self._locale, self._locales
@@ -394,9 +463,9 @@ class _BatchChecker:
                 # A file with junk in the locale column: answers stay exact, memory flat.
                 known.clear()
                 if len(missing) > MAX_KNOWN_LOCALES:
-                    return [_lenient_locale(cell) for cell in cells]
+                    return [_checked_locale(cell) for cell in cells]
             for cell in missing:
-                known[cell] = _lenient_locale(cell)
+                known[cell] = _checked_locale(cell)
         return list(map(known.__getitem__, cells))
 
     def _check_one(self, record: list[str]) -> ValidAccount | _Blank | None:
@@ -412,7 +481,7 @@ class _BatchChecker:
             external_id=record[self._id].strip(),
             email=record[self._email],
             locale=(
-                _lenient_locale(record[locale_at])
+                record[locale_at].strip()
                 if locale_at is not None and locale_at < len(record)
                 else None
             ),
@@ -477,12 +546,18 @@ def _header_columns(reader: Any, path: Path) -> dict[str, int]:
     return columns
 
 
-def _lenient_locale(cell: str) -> str | None:
-    # A typo in a locale must not lose the account: it only falls back to English.
+# A locale that is no language tag. It was once stored as none, silently: the person's
+# notices went out in English and nobody learnt of the typo. Now the row is refused and
+# reported by line like a bad address, as the API refuses the account, and the operator
+# fixes the file.
+_BAD_LOCALE: Final = "\0bad locale"
+
+
+def _checked_locale(cell: str) -> str | None:
     try:
         return normalize_locale(cell.strip())
     except ValidationFailed:
-        return None
+        return _BAD_LOCALE
 
 
 def _chunks(runtime: Runtime, path: Path, size: int) -> Iterator[_Chunk]:
@@ -493,6 +568,7 @@ def _chunks(runtime: Runtime, path: Path, size: int) -> Iterator[_Chunk]:
     """
     tally = _Tally()
     pending: list[AccountColumns] = []
+    lines: list[int] = []
     pending_rows = 0
     first_line = last_line = 0
     for batch in _read_batches(runtime, path, size):
@@ -504,17 +580,19 @@ def _chunks(runtime: Runtime, path: Path, size: int) -> Iterator[_Chunk]:
             if not pending:
                 first_line = batch.starts[batch.valid[taken]]
             pending.append(batch.accounts.slice(taken, stop))
-            yield _Chunk(_joined(pending), first_line, batch.starts[last], tally.take())
-            pending, pending_rows = [], 0
+            lines += [batch.starts[n] for n in batch.valid[taken:stop]]
+            yield _Chunk(_joined(pending), lines, first_line, batch.starts[last], tally.take())
+            pending, lines, pending_rows = [], [], 0
             start, taken = last + 1, stop
         batch.count(tally, start, len(batch.starts))
         if taken < len(batch.valid):
             if not pending:
                 first_line = batch.starts[batch.valid[taken]]
             pending.append(batch.accounts.slice(taken, len(batch.valid)))
+            lines += [batch.starts[n] for n in batch.valid[taken:]]
             pending_rows += len(batch.valid) - taken
             last_line = batch.starts[batch.valid[-1]]
-    yield _Chunk(_joined(pending), first_line, last_line, tally.take())
+    yield _Chunk(_joined(pending), lines, first_line, last_line, tally.take())
 
 
 def _joined(parts: list[AccountColumns]) -> AccountColumns:
@@ -545,15 +623,12 @@ def _read_ahead(chunks: Iterator[_Chunk]) -> Iterator[_Chunk]:
 def _apply_chunk(
     session: Session, chunk: AccountColumns, report: ImportReport, *, now: datetime
 ) -> None:
-    rows = len(chunk.external_ids)
-    # A repeated external_id: the last row wins, in the place of the first.
-    latest = dict(zip(chunk.external_ids, range(rows), strict=True))
-    distinct = chunk if len(latest) == rows else chunk.take(list(latest.values()))
+    # Distinct external ids: _first_of_each took the repeated ones out.
     applied = apply_account_columns(
-        session, distinct, now=now, cause=AddressChangeCause.ACCOUNT_IMPORT
+        session, chunk, now=now, cause=AddressChangeCause.ACCOUNT_IMPORT
     )
     outcomes = list(applied.outcomes.values())
     report.created += outcomes.count(UpsertOutcome.CREATED)
     report.updated += outcomes.count(UpsertOutcome.UPDATED)
-    report.unchanged += outcomes.count(UpsertOutcome.UNCHANGED) + rows - len(latest)
+    report.unchanged += outcomes.count(UpsertOutcome.UNCHANGED)
     report.flagged += applied.flagged

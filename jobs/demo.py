@@ -16,7 +16,9 @@ from jobs.ingest.pipeline import IngestReport, ingest_leak
 from jobs.queues import redis_connection, uses_fake_redis
 from jobs.sample import SampleFiles, generate_sample
 from jobs.worker import run_worker
+from service.db import utcnow
 from service.db.migrate import upgrade_database
+from service.keying import verify_runtime_key
 from service.runtime import Runtime
 
 DEMO_LEAK = "exchange-2019-sample"
@@ -70,6 +72,7 @@ class DemoReport:
 def run_demo(runtime: Runtime, *, accounts: int, exposed: int) -> DemoReport:
     """Migrate, generate the sample, import, ingest, deliver; return what each step did."""
     upgrade_database(runtime.db.engine)
+    verify_runtime_key(runtime, record=True, now=utcnow())
     sample = generate_sample(
         runtime.settings.instance_dir / "demo", accounts=accounts, exposed=exposed
     )

@@ -271,6 +271,13 @@ class Settings(BaseSettings):
             return self.hash_key.get_secret_value().encode()
         return _instance_secret(self.instance_dir / HASH_KEY_FILE).encode()
 
+    def hash_key_source(self) -> str:
+        """Where ``hash_key_bytes`` takes the key from, for a message: the variable or the
+        file (its absolute path)."""
+        if self.hash_key is not None:
+            return f"{ENV_PREFIX}HASH_KEY"
+        return str((self.instance_dir / HASH_KEY_FILE).absolute())
+
     def secret_key_text(self) -> str:
         """Return Flask's signing key; in development, generate it once and keep it."""
         if self.secret_key is not None:

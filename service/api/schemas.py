@@ -76,6 +76,18 @@ Locale = Annotated[
     ),
     Storable,
 ]
+# A batch item's locale: checked by the upsert (``normalize_locale``, the rule Locale
+# spells out), so an item with a bad one is reported invalid and the rest applied, as for
+# a bad address, and as the accounts import refuses that row alone.
+ItemLocale = Annotated[
+    str,
+    Field(
+        description="BCP 47 tag (at most 35 characters) such as en or de-AT; an item with "
+        "another value is reported invalid.",
+        examples=["de-AT"],
+    ),
+    Storable,
+]
 
 
 # RFC 3339 with a numeric offset ("+00:00"), as Python writes it: the wire format the
@@ -104,7 +116,7 @@ class AccountBody(Strict):
 class AccountItem(Strict):
     external_id: ExternalId
     email: EmailText
-    locale: Locale | None = None
+    locale: ItemLocale | None = None
 
 
 class AccountBatchBody(Strict):

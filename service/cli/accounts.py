@@ -25,7 +25,7 @@ def accounts_group() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 def accounts_import(path: Path, as_json: bool) -> None:
     """Create or update accounts from a CSV with external_id and email columns."""
-    value = migrated_runtime()
+    value = migrated_runtime(record_key=True)
     with tqdm(unit=" rows", unit_scale=True, disable=None, file=sys.stderr, leave=False) as bar:
         report = import_accounts(value, path, on_progress=bar.update)
     if as_json:

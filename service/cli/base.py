@@ -164,15 +164,20 @@ def runtime() -> Runtime:
     return runtime_of(current_app)
 
 
-def migrated_runtime() -> Runtime:
-    """The runtime, after making sure the schema is current."""
+def migrated_runtime(*, record_key: bool = False) -> Runtime:
+    """The runtime, after making sure the schema is current and the address hash key is
+    the one the database was keyed with (``record_key``: a command that writes keys
+    records the key's fingerprint if none is stored yet)."""
+    from service.db import utcnow
     from service.db.migrate import is_at_head
+    from service.keying import verify_runtime_key
 
     value = runtime()
     if not is_at_head(value.db.engine):
         raise click.ClickException(
             "the database schema is not current: run `leakguard db upgrade` first"
         )
+    verify_runtime_key(value, record=record_key, now=utcnow())
     return value
 
 

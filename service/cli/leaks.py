@@ -169,7 +169,7 @@ def ingest_command(
     leak ingested by mistake is undone with `leakguard leaks retract`.
     """
     facts = leak_facts(observed_at, names)
-    value = migrated_runtime()
+    value = migrated_runtime(record_key=not dry_run)
     if enqueue and dry_run:
         raise click.ClickException("--dry-run runs in one process: drop --enqueue")
     options: dict[str, Any] = {

@@ -20,6 +20,8 @@ from service.cli.base import cli, migrated_runtime
 )
 def worker_command(burst: bool, queues: tuple[str, ...]) -> None:
     """Run jobs from the rq queues on LEAKGUARD_REDIS_URL."""
-    report = run_worker(migrated_runtime(), tuple(QueueName(name) for name in queues), burst=burst)
+    # A worker writes keys (ingest parts, email changes): it may be the first to record.
+    value = migrated_runtime(record_key=True)
+    report = run_worker(value, tuple(QueueName(name) for name in queues), burst=burst)
     if report is not None:
         click.echo(report.summary(), err=True)

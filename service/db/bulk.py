@@ -543,6 +543,31 @@ def merge_stage(session: Session, leak_id: int, file_id: int) -> tuple[int, int]
     return staged, new_entries
 
 
+def count_staged(session: Session, file_ids: Sequence[int]) -> int:
+    """The keys the stages of these leak files hold (absent stages: 0).
+
+    One scan of each stage (a table without an index): for a retraction, which reports the
+    keys it drops, not for the ingest's hot path. Does not commit.
+    """
+    driver: Any = session.connection().connection.driver_connection
+    total = 0
+    for file_id in file_ids:
+        name = stage_name(file_id)
+        if is_postgres(session):
+            with driver.cursor() as cursor:
+                cursor.execute("SELECT to_regclass(%s) IS NOT NULL", (name,))
+                if cursor.fetchone()[0]:
+                    cursor.execute(f"SELECT count(*) FROM {name}")  # noqa: S608  (ours)
+                    total += int(cursor.fetchone()[0])
+            continue
+        exists = driver.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
+        ).fetchone()
+        if exists is not None:
+            total += int(driver.execute(f"SELECT count(*) FROM {name}").fetchone()[0])  # noqa: S608
+    return total
+
+
 def drop_stages(session: Session, file_ids: Sequence[int]) -> None:
     """Drop the stages of these leak files, with the keys they hold; absent ones are fine.
 

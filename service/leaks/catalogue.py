@@ -187,7 +187,8 @@ class LeakFileView:
     format: str
     read_as: str
     compression: str | None
-    state: str  # complete, running, or interrupted (running and no process holds it)
+    state: str  # complete, running, interrupted (running and no process holds it), or
+    # abandoned (not finished when its leak was retracted: it can never resume)
     size: int
     records_done: int
     counters: dict[str, int]
@@ -286,13 +287,18 @@ def show_leak(session: Session, slug: str, *, held: IsHeld | None = None) -> Lea
     return _view(session, find_leak(session, slug), held)
 
 
-def _file_state(leak_file: LeakFile, held: IsHeld | None) -> str:
+def _file_state(leak_file: LeakFile, held: IsHeld | None, *, retracted: bool) -> str:
     state = str(leak_file.state)
+    if state != "running":
+        return state
     # ``held`` answers for a split file too: its parts are held by the runs ingesting
     # them, or wait in a queue that workers share (the face knows which).
-    if state == "running" and held is not None:
-        return "running" if held(leak_file.id) else "interrupted"
-    return state
+    is_held = held is None or held(leak_file.id)
+    if retracted:
+        # Its leak refuses every further chunk (LeakRetracted): a run still holding it stops
+        # at its next one, and nothing resumes it. "interrupted" would invite a resume.
+        return "running" if held is not None and is_held else "abandoned"
+    return "running" if is_held else "interrupted"
 
 
 def _view(session: Session, leak: Leak, held: IsHeld | None) -> LeakView:
@@ -345,7 +351,7 @@ def _view(session: Session, leak: Leak, held: IsHeld | None) -> LeakView:
                 format=f.format,
                 read_as=f.read_as,
                 compression=f.compression,
-                state=_file_state(f, held),
+                state=_file_state(f, held, retracted=leak.retracted_at is not None),
                 size=f.size,
                 records_done=max(f.records_done, int(parts_done.get(f.id) or 0)),
                 counters=Counters.of(f).as_dict(),

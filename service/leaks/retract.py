@@ -59,10 +59,18 @@ class RetractionReport:
     warnings_sent: int  # had gone out already: cannot be unsent
     warnings_sending: int  # in a worker's hands right now: they may still go out
     entries_removed: int
+    # Keys of files not ingested to the end (interrupted, or cut short by the retraction),
+    # waiting in their stages: never in the watch list, dropped with the stages.
+    staged_keys_dropped: int = 0
 
     @property
     def changed_nothing(self) -> bool:
-        return not (self.exposures_ended or self.warnings_cancelled or self.entries_removed)
+        return not (
+            self.exposures_ended
+            or self.warnings_cancelled
+            or self.entries_removed
+            or self.staged_keys_dropped
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -75,6 +83,7 @@ class RetractionReport:
             "warnings_sent": self.warnings_sent,
             "warnings_sending": self.warnings_sending,
             "entries_removed": self.entries_removed,
+            "staged_keys_dropped": self.staged_keys_dropped,
         }
 
     def summary(self) -> str:
@@ -92,6 +101,12 @@ class RetractionReport:
             f"{head} {self.exposures_ended} open exposures; {self.warnings_cancelled} unsent "
             f"warnings {cancelled}; {self.entries_removed} {entries}"
         )
+        if self.staged_keys_dropped:
+            dropped = "to drop" if self.dry_run else "dropped"
+            text += (
+                f"; {self.staged_keys_dropped} keys staged by unfinished files {dropped} "
+                "(never in the watch list)"
+            )
         if self.warnings_sent:
             text += f"\n{self.warnings_sent} warnings had already been sent: they cannot be unsent"
         if self.warnings_sending:
@@ -133,7 +148,7 @@ def retract_leak(
         first = mark_retracted(session, slug, reason=reason, actor=actor, now=now)
     leak_id, removed, after = first.leak_id, 0, None
     with db.transaction() as session:
-        drop_staged_keys(session, leak_id)
+        staged = drop_staged_keys(session, leak_id)
     while True:
         with db.transaction() as session:
             count, after = remove_watch_entries(session, leak_id, after=after, limit=batch)
@@ -144,7 +159,7 @@ def retract_leak(
     # (on SQLite a chunk refused by the mark may have created its file's stage, empty).
     with db.transaction() as session:
         late = end_leak_effects(session, leak_id, actor=actor, reason=reason, now=now)
-        drop_staged_keys(session, leak_id)
+        staged += drop_staged_keys(session, leak_id)
     return RetractionReport(
         leak=slug,
         retracted_at=first.retracted_at,
@@ -155,6 +170,7 @@ def retract_leak(
         warnings_sent=first.warnings_sent,
         warnings_sending=first.warnings_sending,
         entries_removed=removed,
+        staged_keys_dropped=staged,
     )
 
 
@@ -247,14 +263,21 @@ def end_leak_effects(
     return _Effects(rowcount(ended), cancelled)
 
 
-def drop_staged_keys(session: Session, leak_id: int) -> None:
-    """Drop the keys the leak's files staged and did not merge into the watch list yet.
+def drop_staged_keys(session: Session, leak_id: int) -> int:
+    """Drop the keys the leak's files staged and did not merge into the watch list yet;
+    return how many there were.
 
     After the leak is marked retracted: no chunk or merge of its files commits after the
     mark (``record_chunk`` refuses), so nothing is staged again. Does not commit.
     """
-    file_ids = session.scalars(select(LeakFile.id).where(LeakFile.leak_id == leak_id)).all()
+    file_ids = _file_ids(session, leak_id)
+    staged = bulk.count_staged(session, file_ids)
     bulk.drop_stages(session, file_ids)
+    return staged
+
+
+def _file_ids(session: Session, leak_id: int) -> list[int]:
+    return list(session.scalars(select(LeakFile.id).where(LeakFile.leak_id == leak_id)))
 
 
 def remove_watch_entries(
@@ -296,11 +319,14 @@ def _dry_run(session: Session, slug: str) -> RetractionReport:
         )
     )
     sent, sending = _gone_out(session, leak.id)
+    # What the real run drops with the stages, counted as it counts them.
+    staged = bulk.count_staged(session, _file_ids(session, leak.id))
     if leak.retracted_at is None:
         # The ingest counted each entry it added (valid minus duplicates): no full scan of
-        # a table without an index on the leak. A file staged but not merged yet counts its
-        # keys as entries (its duplicates are counted by its merge): at most that many over.
-        entries = max(leak.valid - leak.duplicates, 0)
+        # a table without an index on the leak. A file staged but not merged yet counted
+        # each staged key as valid and none as a duplicate (its merge counts those), and
+        # none is in the watch list: its keys are the staged ones, left out here.
+        entries = max(leak.valid - leak.duplicates - staged, 0)
     else:
         entries = session.scalar(select(func.count()).where(LeakEntry.leak_id == leak.id)) or 0
     return RetractionReport(
@@ -313,4 +339,5 @@ def _dry_run(session: Session, slug: str) -> RetractionReport:
         warnings_sent=sent,
         warnings_sending=sending,
         entries_removed=entries,
+        staged_keys_dropped=staged,
     )

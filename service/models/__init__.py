@@ -14,6 +14,7 @@ from service.models.email_change import (
     EmailChangeRequest,
 )
 from service.models.events import EventReceiver, EventState, SecurityEvent
+from service.models.keying import KeyFingerprint
 from service.models.leaks import (
     Exposure,
     ExposureEndCause,
@@ -59,6 +60,7 @@ __all__ = [
     "ExposureKind",
     "ExposureState",
     "IngestCounters",
+    "KeyFingerprint",
     "Leak",
     "LeakEntry",
     "LeakFile",

@@ -38,7 +38,7 @@ class FileProgress:
     (``ingest --enqueue``) also counts its finished parts."""
 
     name: str | None
-    state: str  # running, interrupted or complete
+    state: str  # running, interrupted, abandoned (its leak was retracted) or complete
     records_done: int
     size: int  # bytes
     parts: int  # 0: read by one process

@@ -13,7 +13,7 @@ from typing import Any, cast
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jobs.account_import import _chunks, _header_columns, _lenient_locale, _sniff
+from jobs.account_import import _chunks, _header_columns, _sniff
 from jobs.reader.encoding import open_text
 from service.accounts import (
     AccountInput,
@@ -63,7 +63,7 @@ def read_row_by_row(path: Path) -> Read:
                 invalid.append(line)
                 continue
             at = columns.get("locale")
-            locale = _lenient_locale(record[at]) if at is not None and at < len(record) else None
+            locale = record[at].strip() if at is not None and at < len(record) else None
             item = AccountInput(
                 record[columns["external_id"]].strip(), record[columns["email"]], locale
             )

@@ -351,6 +351,39 @@ def test_batch_reports_each_item_and_applies_the_valid_ones(
     assert account_count(runtime) == 4
 
 
+@pytest.mark.parametrize(
+    "locale", ["en_US@x", "12", "a" * 100, "de AT"], ids=["posix", "digits", "100-chars", "space"]
+)
+def test_batch_reports_an_item_with_a_bad_locale_invalid_and_applies_the_rest(
+    client: FlaskClient, auth: dict[str, str], runtime: Runtime, locale: str
+) -> None:
+    # As a bad address, and as the accounts import refuses that row: before, one bad
+    # locale refused the whole batch (422), while a bad address was reported per item.
+    response = client.post(
+        "/v1/accounts:batch",
+        json={
+            "accounts": [
+                {"external_id": "ok", "email": "ok@example.org", "locale": "de-AT"},
+                {"external_id": "bad", "email": "bad@example.org", "locale": locale},
+            ]
+        },
+        headers=auth,
+    )
+    assert response.status_code == 200, response.get_json()
+    results = response.get_json()["results"]
+    assert [(r["external_id"], r["status"]) for r in results] == [
+        ("ok", "created"),
+        ("bad", "invalid"),
+    ]
+    assert "locale" in results[1]["error"]
+    assert stored(runtime, "bad") is None
+    assert account_count(runtime) == 1
+    single = client.put(
+        "/v1/accounts/bad", json={"email": "b@x.org", "locale": locale}, headers=auth
+    )
+    assert_problem(single, 422, "validation_failed")
+
+
 def test_batch_repeated_external_id_last_one_wins(
     client: FlaskClient, auth: dict[str, str], runtime: Runtime
 ) -> None:

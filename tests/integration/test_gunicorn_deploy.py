@@ -21,6 +21,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from service.clients import Scope
+from service.keying import HASH_KEY, key_fingerprint
+from service.models import KeyFingerprint
 from service.runtime import Runtime
 from tests.support.cli import cli_env
 from tests.support.factories import make_api_key
@@ -173,6 +175,30 @@ def test_production_server_refuses_wrong_settings_before_any_worker(
     assert "LEAKGUARD_SERVICE_NAME" in output
     assert "LEAKGUARD_REDIS_URL" in output
     assert os.environ.get("PROMETHEUS_MULTIPROC_DIR") is None
+
+
+def test_server_refuses_another_hash_key_than_the_database_before_any_worker(
+    runtime: Runtime, db_url: str, tmp_path: Path
+) -> None:
+    with runtime.db.transaction() as session:
+        other = key_fingerprint(b"another-hash-key-fedcba9876543210")
+        session.add(KeyFingerprint(name=HASH_KEY, fingerprint=other))
+    env = cli_env(db_url, tmp_path / "instance", HOME=str(tmp_path))
+    env["GUNICORN_BIND"] = f"127.0.0.1:{free_port()}"
+    finished = subprocess.run(
+        [str(GUNICORN), "-c", str(CONFIG), "service.app:create_app()"],
+        cwd=ROOT,
+        env={k: v for k, v in env.items() if k != "PROMETHEUS_MULTIPROC_DIR"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert finished.returncode == 2
+    output = finished.stdout + finished.stderr
+    assert "Booting worker" not in output
+    assert "Traceback" not in output
+    assert "the address hash key from LEAKGUARD_HASH_KEY is not the one" in output
 
 
 def printed_config(tmp_path: Path, cpus: set[int], **extra: str) -> dict[str, str]:

@@ -5,11 +5,13 @@ an account created meanwhile, and a file ingested in parts."""
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
+from flask.testing import FlaskCliRunner
 from sqlalchemy import func, inspect, select
 
 import jobs.ingest.pipeline as pipeline
@@ -22,6 +24,7 @@ from service.leaks.progress import forget_file
 from service.leaks.retract import retract_leak
 from service.models import Leak, LeakEntry, LeakFile, LeakFileState, LeakPart
 from service.runtime import Runtime
+from tests.support.cli import output
 from tests.support.db import flagged, notices
 from tests.support.factories import load_accounts
 from tests.support.leakfiles import write_lines
@@ -273,6 +276,43 @@ def test_retracting_a_leak_drops_what_its_files_staged(
         ingest_leak(runtime, path, slug=SLUG, chunk_records=CHUNK)
     assert stages(runtime) == []
     assert entries(runtime) == 0
+
+
+def test_a_dry_retraction_of_a_staged_file_counts_what_the_retraction_does(
+    runtime: Runtime, runner: FlaskCliRunner, accounts: dict[str, str], tmp_path: Path
+) -> None:
+    # FIRST merged (8 watch-list entries), SECOND interrupted with its 6 keys staged: the
+    # dry run counted the staged keys as entries to remove (14), the retraction removed 8.
+    ingest_leak(runtime, write_lines(tmp_path / "first.txt", FIRST), slug=SLUG, chunk_records=CHUNK)
+    ingest_until_merge(runtime, write_lines(tmp_path / "second.txt", SECOND), len(SECOND))
+    retract = ("leaks", "retract", SLUG, "--reason", "wrong file", "--json")
+
+    dry = json.loads(output(runner, *retract, "--dry-run"))
+    done = json.loads(output(runner, *retract))
+
+    counts = ("exposures_ended", "warnings_cancelled", "entries_removed", "staged_keys_dropped")
+    assert {name: dry[name] for name in counts} == {name: done[name] for name in counts}
+    assert (done["entries_removed"], done["staged_keys_dropped"]) == (8, 6)
+    assert stages(runtime) == []
+    assert entries(runtime) == 0
+
+
+def test_a_file_cut_short_by_a_retraction_is_abandoned_with_no_resume_hint(
+    runtime: Runtime, runner: FlaskCliRunner, accounts: dict[str, str], tmp_path: Path
+) -> None:
+    path = write_lines(tmp_path / "leak.txt", FIRST)
+    ingest_until_merge(runtime, path, len(FIRST))
+    assert "run the same ingest again to resume" in output(runner, "leaks", "show", SLUG)
+
+    output(runner, "leaks", "retract", SLUG, "--reason", "wrong file")
+
+    shown = output(runner, "leaks", "show", SLUG)
+    assert "resume" not in shown
+    assert "    abandoned, 12 records done" in shown
+    (leak_file,) = json.loads(output(runner, "leaks", "show", SLUG, "--json"))["files"]
+    assert leak_file["state"] == "abandoned"
+    with pytest.raises(LeakRetracted):  # what "interrupted" would have invited
+        ingest_leak(runtime, path, slug=SLUG, chunk_records=CHUNK)
 
 
 def test_forgetting_a_staged_file_drops_its_stage(

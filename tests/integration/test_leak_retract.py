@@ -109,6 +109,7 @@ def test_retract_undoes_the_leak_and_reports_what_went_out(
         "warnings_sent": 2,
         "warnings_sending": 0,
         "entries_removed": 12,
+        "staged_keys_dropped": 0,
     }
 
     out = output(runner, "leaks", "retract", TYPO, "--reason", "typo in slug")
