@@ -34,9 +34,11 @@ _PCT: Final = r"%[0-9A-Fa-f]{2}"
 _AT: Final = r"(?:@|%40|%2540)"
 # One character of a dot-atom but the dot: ASCII atext, or any non-ASCII character but space,
 # the general punctuation block (bidi and zero-width controls, curly quotes) and the BOM
-# (RFC 6531 UTF8-non-ascii). "%" is atext, so "%22", "%20" and "%40" read as atext too, and
-# a percent-encoded quoted local part is one atom until it is decoded.
-_ATOM: Final = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]|[^\x00-\x7f\s\u00a0\u2000-\u206f\u3000\ufeff]"
+# (RFC 6531 UTF8-non-ascii). "%" is atext, so "%20" and "%40" read as atext too; "%22", an
+# encoded quote, ends an atom: it opens or closes a quoted word.
+_ATOM: Final = (
+    r"[A-Za-z0-9!#$&'*+/=?^_`{|}~-]|%(?!22)|[^\x00-\x7f\s\u00a0\u2000-\u206f\u3000\ufeff]"
+)
 # A quoted string as written, and as a JSON string spells it (\"...\", "\\" for "\").
 _QUOTED: Final = rf'"(?:[^"\\\r\n]|\\[^\r\n]){{0,{_MAX_RUN}}}"'
 _JSON_QUOTED: Final = (
@@ -44,12 +46,18 @@ _JSON_QUOTED: Final = (
 )
 # A word is an atom or a quoted string (RFC 5322 obs-local-part: words between dots). A quoted
 # string stands only between dots and the "@": 'a": "b", "c' in a JSON line is no local part.
-_WORD: Final = rf"(?:(?:{_ATOM}){{1,{_MAX_RUN}}}|{_JSON_QUOTED}|{_QUOTED})"
+# Percent-encoded ("%22jane@doe%22" in a URL): an "@" inside the quotes may stay raw.
+_PCT_QUOTED: Final = rf'%22(?:[^\s%"\\]|%(?!22)[0-9A-Fa-f]{{2}}|%5[Cc]%22){{0,{_MAX_RUN}}}%22'
+_WORD: Final = rf"(?:{_PCT_QUOTED}|(?:{_ATOM}){{1,{_MAX_RUN}}}|{_JSON_QUOTED}|{_QUOTED})"
 _DOT: Final = r"(?:\.|%2[Ee])"
-_LABEL: Final = rf"(?:[^\W_]|{_PCT})(?:[\w-]|{_PCT}){{0,62}}"
+# A domain's percent-encoded characters: letters, digits, "-" and the bytes of UTF-8 (an
+# IDN); a "%22" or "%40" ends the domain.
+_PCT_HOST: Final = r"%(?:[89A-Fa-f][0-9A-Fa-f]|2[Dd]|3[0-9]|[46][1-9A-Fa-f]|[57][0-9Aa])"
+_LABEL: Final = rf"(?:[^\W_]|{_PCT_HOST})(?:[\w-]|{_PCT_HOST}){{0,62}}"
 _LITERAL: Final = r"(?:\[|%5[Bb])(?:[A-Za-z0-9:.]|%3[Aa]){1,64}(?:\]|%5[Dd])"
+# Never from inside a "%XX" escape: "%22bob@x" is a quote, then bob@x.
 _ADDRESS: Final = re.compile(
-    rf"\.{{0,8}}{_WORD}(?:\.{{1,8}}{_WORD}){{0,32}}\.{{0,8}}{_AT}"
+    rf"(?<!%)(?<!%[0-9A-Fa-f])\.{{0,8}}{_WORD}(?:\.{{1,8}}{_WORD}){{0,32}}\.{{0,8}}{_AT}"
     rf"(?:{_LITERAL}|{_LABEL}(?:{_DOT}{_LABEL}){{0,126}})"
 )
 # A URL path before the local part ("/v1/accounts/" + "alice@x"), kept for the log's reader,
