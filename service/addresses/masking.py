@@ -32,12 +32,13 @@ _MASKED_LOCAL: Final = re.compile(r"[^\W_]?\*\*\*")
 _MAX_RUN: Final = 256
 _PCT: Final = r"%[0-9A-Fa-f]{2}"
 _AT: Final = r"(?:@|%40|%2540)"
+_ANY_AT: Final = re.compile(_AT)
 # One character of a dot-atom but the dot: ASCII atext, or any non-ASCII character but space,
 # the general punctuation block (bidi and zero-width controls, curly quotes) and the BOM
 # (RFC 6531 UTF8-non-ascii). "%" is atext, so "%20" and "%40" read as atext too; "%22", an
 # encoded quote, ends an atom: it opens or closes a quoted word.
 _ATOM: Final = (
-    r"[A-Za-z0-9!#$&'*+/=?^_`{|}~-]|%(?!22)|[^\x00-\x7f\s\u00a0\u2000-\u206f\u3000\ufeff]"
+    r"[A-Za-z0-9!#$&'*+/=?^_`{|}~-]|%(?!22|40|2540)|[^\x00-\x7f\s\u00a0\u2000-\u206f\u3000\ufeff]"
 )
 # A quoted string as written, and as a JSON string spells it (\"...\", "\\" for "\").
 _QUOTED: Final = rf'"(?:[^"\\\r\n]|\\[^\r\n]){{0,{_MAX_RUN}}}"'
@@ -48,7 +49,7 @@ _JSON_QUOTED: Final = (
 # string stands only between dots and the "@": 'a": "b", "c' in a JSON line is no local part.
 # Percent-encoded ("%22jane@doe%22" in a URL): an "@" inside the quotes may stay raw.
 _PCT_QUOTED: Final = rf'%22(?:[^\s%"\\]|%(?!22)[0-9A-Fa-f]{{2}}|%5[Cc]%22){{0,{_MAX_RUN}}}%22'
-_WORD: Final = rf"(?:{_PCT_QUOTED}|(?:{_ATOM}){{1,{_MAX_RUN}}}|{_JSON_QUOTED}|{_QUOTED})"
+_WORD: Final = rf"(?:{_PCT_QUOTED}|(?:{_ATOM}){{1,{_MAX_RUN}}}+|{_JSON_QUOTED}|{_QUOTED})"
 _DOT: Final = r"(?:\.|%2[Ee])"
 # A domain's percent-encoded characters: letters, digits, "-" and the bytes of UTF-8 (an
 # IDN); a "%22" or "%40" ends the domain.
@@ -97,7 +98,9 @@ def mask_email(text: str) -> str:
 def mask_addresses(text: str) -> str:
     """Return ``text`` with every address-shaped token masked (for log lines and stored
     free text). Idempotent; linear in the length of ``text``."""
-    if "@" not in text and "%" not in text:
+    # Each start position may read up to _MAX_RUN characters: text with no at-sign at all
+    # (nearly every log line) skips the search.
+    if "@" not in text and _ANY_AT.search(text) is None:
         return text
     return _ADDRESS.sub(_masked_token, text)
 
