@@ -79,12 +79,12 @@ def mask_email(text: str) -> str:
     if not isinstance(text, str) or len(text) > MAX_INPUT_CHARS:
         return _MASK
     local, at, domain = clean_address(text).rpartition("@")
+    if at and _MASKED_LOCAL.fullmatch(local) and len(domain) <= _MASK_MAX_DOMAIN:
+        return f"{local}@{domain}"  # masked already: "***@0" from "0@0@0" stays as it is
     quoted = len(local) >= 2 and local[0] == local[-1] == '"'
     # An "@" is text only inside quotes: "a@b@c.com" is no address.
     if not at or not local or ("@" in local and not quoted) or not _showable_domain(domain):
         return _MASK
-    if _MASKED_LOCAL.fullmatch(local):
-        return f"{local}@{domain}"
     hidden = f"{_MASK}@{domain}"
     bare = _unquoted(local)
     first = bare[:1]

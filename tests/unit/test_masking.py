@@ -87,6 +87,8 @@ def test_masking_is_idempotent() -> None:
         # masked already: unchanged
         ("j***@example.org", "j***@example.org"),
         ("***@example.org", "***@example.org"),
+        ("0@0@0", "***@0"),
+        ("***@0", "***@0"),
         # JSON keys and values that are not addresses stay as they are
         ('{"a": "b", "c": "d"}', '{"a": "b", "c": "d"}'),
     ],
@@ -177,7 +179,7 @@ def test_property_masked_address_is_well_formed(
     masked = mask_addresses(f"{before} {shown} {after}")
     head = {"angle": "<", "mailto": "mailto:", "path": "/v1/accounts/"}.get(form, "")
     tail = ">" if form == "angle" else ""
-    first = _bare(local)[:1].upper() if form == "upper" else _bare(local)[:1]
+    first = (_bare(local).upper() if form == "upper" else _bare(local))[:1]  # "ß" -> "SS"
     # An uppercase non-ASCII domain comes back lowercased (IDNA's mapping, UTS #46).
     masked_domain = rf"(?i:{re.escape(domain)})" if form == "upper" else re.escape(domain)
     form_of_mask = rf"(?:{re.escape(first)})?\*\*\*@{masked_domain}"
