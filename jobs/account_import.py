@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import io
+import threading
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -75,6 +76,19 @@ class ImportAborted(JobError):
 
     def __init__(self, message: str, report: ImportReport) -> None:
         super().__init__(message)
+        self.report = report
+
+
+class ImportInterrupted(JobError):
+    """A stop signal ended the import after a chunk; the chunks before are committed."""
+
+    def __init__(self, report: ImportReport) -> None:
+        super().__init__(
+            f"interrupted: rows through line {report.committed_through_line} are imported "
+            f"({report.created} created, {report.updated} updated, {report.unchanged} "
+            "unchanged), the rest not yet; run the same command again, which is safe: "
+            "imported rows come out unchanged"
+        )
         self.report = report
 
 
@@ -199,11 +213,14 @@ def import_accounts(
     *,
     chunk_rows: int | None = None,
     on_progress: Callable[[int], object] | None = None,
+    stop: threading.Event | None = None,
 ) -> ImportReport:
     """Upsert every account in the CSV at ``path`` by external_id; commit chunk by chunk.
 
-    Safe to run twice: the second run reports every row unchanged. Raises ImportFileError
-    for an unusable file and ImportAborted (with the partial report) if a chunk fails.
+    Safe to run twice: the second run reports every row unchanged. ``stop``, once set (a
+    signal), ends the run after the chunk being committed with ImportInterrupted (its
+    report: what is committed). Raises ImportFileError for an unusable file and
+    ImportAborted (with the partial report) if a chunk fails.
     """
     size = chunk_rows or runtime.settings.import_chunk_rows
     report = ImportReport()
@@ -226,6 +243,8 @@ def import_accounts(
         report.committed_through_line = item.last_line
         if on_progress is not None:
             on_progress(rows)
+        if stop is not None and stop.is_set():
+            raise ImportInterrupted(report)
     return report
 
 

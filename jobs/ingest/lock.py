@@ -13,7 +13,7 @@ from sqlalchemy import select
 from service.db.locks import LockBusy, exclusive_lock
 from service.errors import JobError
 from service.leaks.wording import Worded
-from service.models import LeakFileState, LeakPart
+from service.models import LeakFile, LeakFileState, LeakPart
 from service.runtime import Runtime
 
 # Keep our lock ids apart from other users of the database, and files apart from parts.
@@ -86,8 +86,11 @@ def file_is_held(runtime: Runtime, file_id: int) -> bool:
                 LeakPart.leak_file_id == file_id, LeakPart.state != LeakFileState.COMPLETE
             )
         ).all()
+        # A part that could not read the file stopped the run (jobs.ingest.parts): its
+        # queue holds nothing that will go on, whatever else is in it.
+        stopped = session.scalar(select(LeakFile.finished_at).where(LeakFile.id == file_id))
     if not parts:
         return False
-    if runtime.settings.redis_url is not None:
+    if runtime.settings.redis_url is not None and stopped is None:
         return True
     return any(not part_is_idle(runtime, part_id) for part_id in parts)

@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 
 from redis import Redis
@@ -27,6 +28,7 @@ from rq.job import Job, JobStatus
 from sqlalchemy import func, select, update
 
 from jobs.context import job_runtime
+from jobs.ingest import MAX_PARTS
 from jobs.ingest.checks import check_leak_file, refuse_if_elsewhere
 from jobs.ingest.lock import ingest_lock, part_is_idle
 from jobs.ingest.pipeline import (
@@ -52,9 +54,28 @@ log = logging.getLogger(__name__)
 PART_QUEUE = QueueName.DEFAULT
 PART_BYTES = 64 * 1024 * 1024  # a part per 64 MiB by default: work for many workers
 MIN_PARTS = 4
-MAX_PARTS = 1024
 PART_JOB_TIMEOUT = 6 * 3600  # seconds: a 64 MiB part takes about a minute
 PART_RETRY = Retry(max=5, interval=[5, 30, 120, 300, 600])
+MAX_PATH_CHARS = 1000  # LeakFile.path: where the workers open the file
+
+
+def stored_path(path: Path) -> str:
+    """The file's absolute path, as the workers open it; raise LeakFileError for a path the
+    column cannot hold (over MAX_PATH_CHARS characters, or a name that is not UTF-8): the
+    file is then moved or renamed, rather than refused by PostgreSQL with a trace."""
+    resolved = str(path.resolve())
+    if len(resolved) > MAX_PATH_CHARS:
+        raise LeakFileError(
+            f"the file's absolute path is {len(resolved)} characters long, at most "
+            f"{MAX_PATH_CHARS} for --enqueue: move it to a shorter path"
+        )
+    try:
+        resolved.encode("utf-8")
+    except UnicodeEncodeError:
+        raise LeakFileError(
+            "the file's path is not UTF-8 text, which --enqueue stores for the workers: rename it"
+        ) from None
+    return resolved
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +90,7 @@ class SplitPlan:
     pending: tuple[int, ...]  # part ids not yet complete
     before: Counters  # the file's totals before this run, to report only what it adds
     already_ingested: bool = False
+    facts_not_applied: tuple[str, ...] = ()  # given for an existing leak, which kept its own
 
 
 def default_parts(size: int) -> int:
@@ -98,6 +120,7 @@ def plan_parts(
     IngestRefused, LeakFileError, or IngestBusy for a file a single-process run has started
     (resume that one instead).
     """
+    resolved = stored_path(path)
     sha256 = fingerprint_file(path, stop=stop)
     with open_leak(path, fmt) as reader:
         info = reader.source
@@ -137,6 +160,7 @@ def plan_parts(
             parts=0,
             pending=(),
             before=Counters(),
+            facts_not_applied=opened.facts_not_applied,
         )
         if opened.state is LeakFileState.COMPLETE:
             return replace(plan, already_ingested=True)
@@ -153,7 +177,7 @@ def plan_parts(
                     )
                 ranges = reader.byte_ranges(parts or default_parts(info.size))
                 leak_file.parts = len(ranges)
-                leak_file.path = str(path.resolve())
+                leak_file.path = resolved
                 leak_file.started_at = utcnow()
                 session.add_all(
                     LeakPart(
@@ -168,8 +192,13 @@ def plan_parts(
                     )
                     for seq, (start, end) in enumerate(ranges)
                 )
-            elif leak_file.path != str(path.resolve()):
-                leak_file.path = str(path.resolve())  # the same bytes, moved: follow them
+            else:
+                if leak_file.path != resolved:
+                    leak_file.path = resolved  # the same bytes, moved: follow them
+                if leak_file.finished_at is not None:
+                    # The last run stopped (a part could not read the file): this is a new
+                    # one, timed from now; the wait in between was no work.
+                    leak_file.started_at, leak_file.finished_at = utcnow(), None
             session.flush()
             pending = session.scalars(
                 select(LeakPart.id)
@@ -221,7 +250,9 @@ def run_part(runtime: Runtime, part_id: int, *, chunk_records: int | None = None
     """Ingest the part from its last commit to its end; mark the file complete with its last.
 
     Idempotent: a complete part does nothing; a part another worker holds does nothing.
-    Raises LeakFileError if the file is gone or changed (the job fails and is retried).
+    A part that cannot read its file (gone, changed) stops the file's run (stop_split_run)
+    and returns: retrying would fail the same way until the operator puts the file back
+    and runs the ingest again, which `leakguard leaks show` tells them.
     """
     with runtime.db.read_session() as session:
         row = session.execute(
@@ -241,6 +272,40 @@ def run_part(runtime: Runtime, part_id: int, *, chunk_records: int | None = None
     except IngestBusy:  # only the lock raises it: a second delivery of a running part
         log.info("part %s is being ingested by another worker", part_id)
         return Counters()
+    except LeakFileError as exc:
+        stop_split_run(runtime, leak_file.id, now=utcnow())
+        log.warning(
+            "part %s stopped, its file cannot be read (%s): put it back, then run the same "
+            "ingest again",
+            part_id,
+            exc,
+        )
+        return Counters()
+
+
+def stop_split_run(runtime: Runtime, file_id: int, *, now: datetime) -> None:
+    """End the split file's current run, its time counted as one run; commits.
+
+    ``finished_at`` set on a file still running marks the stop: the file is interrupted
+    (``file_is_held``), a wait for its parts ends, and the next ``plan_parts`` starts a new
+    run. Idempotent: a second part failing the same way changes nothing.
+    """
+    with runtime.db.transaction() as session:
+        leak_file = session.scalars(
+            select(LeakFile).where(LeakFile.id == file_id).with_for_update()
+        ).one()
+        if leak_file.state is LeakFileState.COMPLETE or leak_file.finished_at is not None:
+            return
+        _count_run(leak_file, now)
+        leak_file.finished_at = now
+
+
+def _count_run(leak_file: LeakFile, now: datetime) -> None:
+    """Add the run from ``started_at`` to ``now`` to the file's runs and time."""
+    run = round((now - leak_file.started_at).total_seconds(), 3)
+    leak_file.runs += 1
+    leak_file.run_seconds = [*(leak_file.run_seconds or []), run]
+    leak_file.seconds = sum(leak_file.run_seconds)
 
 
 def _ingest_range(
@@ -309,10 +374,8 @@ def _complete_part(runtime: Runtime, target: Target) -> Counters:
             added.add(merge_file_keys(session, target, now=now))
             added.add(flag_late_accounts(session, target, now=now))
             leak_file.state = LeakFileState.COMPLETE
+            _count_run(leak_file, now)  # this run's wall time, after any that stopped
             leak_file.finished_at = now
-            leak_file.runs += 1
-            leak_file.seconds = (now - leak_file.started_at).total_seconds()
-            leak_file.run_seconds = [round(leak_file.seconds, 3)]  # one run: the wall time
             leak_file.records_done = leak_file.lines
     return added
 
@@ -322,6 +385,7 @@ class SplitProgress:
     parts: int
     complete: int
     totals: Counters
+    stopped: bool = False  # a part could not read the file: nothing goes on until a rerun
 
     @property
     def done(self) -> bool:
@@ -337,7 +401,10 @@ def split_progress(runtime: Runtime, file_id: int) -> SplitProgress:
             .where(LeakPart.leak_file_id == file_id, LeakPart.state == LeakFileState.COMPLETE)
         )
         totals = Counters.of(leak_file)
-    return SplitProgress(parts=leak_file.parts, complete=int(complete or 0), totals=totals)
+        stopped = leak_file.state is LeakFileState.RUNNING and leak_file.finished_at is not None
+    return SplitProgress(
+        parts=leak_file.parts, complete=int(complete or 0), totals=totals, stopped=stopped
+    )
 
 
 WAITING = frozenset({JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED})
@@ -393,7 +460,9 @@ def wait_for_parts(
         progress = split_progress(runtime, plan.file_id)
         if on_progress is not None:
             on_progress(progress)
-        if progress.done or (stop is not None and stop.wait(poll_seconds)):
+        if progress.done or progress.stopped:
+            return progress
+        if stop is not None and stop.wait(poll_seconds):
             return progress
         if stop is None:
             time.sleep(poll_seconds)

@@ -120,6 +120,7 @@ class IngestReport:
     already_ingested: bool = False
     dry_run: bool = False
     seconds: float = 0.0
+    facts_not_applied: tuple[str, ...] = ()  # given for an existing leak, which kept its own
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -134,6 +135,7 @@ class IngestReport:
             "already_ingested": self.already_ingested,
             "dry_run": self.dry_run,
             "seconds": round(self.seconds, 3),
+            "facts_not_applied": list(self.facts_not_applied),
         }
 
     def summary(self) -> str:
@@ -276,6 +278,7 @@ def ingest_leak(
                 operator=operator,
             )
             leak_id, file_id, done = opened.leak_id, opened.file_id, opened.records_done
+            report.facts_not_applied = opened.facts_not_applied
             if opened.state is LeakFileState.COMPLETE:
                 report.already_ingested = True
                 return report
@@ -509,10 +512,15 @@ def flag_late_accounts(session: Session, target: Target, *, now: datetime) -> Co
     run starts, and an account's own look at the watch list finds a key only once the
     file's stage is merged. Call after ``merge_file_keys``. Counted as the file's matches;
     returns what it added. Does not commit."""
-    started = session.scalars(
-        select(LeakFile.started_at).where(LeakFile.id == target.file_id)
+    started, accounts_xmin = session.execute(
+        select(LeakFile.started_at, LeakFile.accounts_xmin).where(LeakFile.id == target.file_id)
     ).one()
-    late = late_accounts(session, target.leak_id, since=started - LATE_ACCOUNT_MARGIN)
+    late = late_accounts(
+        session,
+        target.leak_id,
+        since=started - LATE_ACCOUNT_MARGIN,
+        accounts_xmin=accounts_xmin,
+    )
     if not late:
         return Counters()
     outcome = record_exposures(
@@ -604,11 +612,21 @@ class ChunkWriter:
         for a part, the last part to complete does (``jobs.ingest.parts``). Returns False
         for a part, and for a run that stopped before the file's end.
         """
+        # A rendezvous: the reader hands a chunk on and reads the next only once the writer
+        # has taken it, and the writer lets go of a committed chunk before it waits. So at
+        # most two chunks are alive, the one being committed and the one being read; a
+        # queued third one (about 2.5 MiB at 100,000 records) would gain no overlap, since
+        # the writer never waits for the reader when the database is the slower side.
         handoff: queue.Queue[_Chunk | None] = queue.Queue(maxsize=1)
         failure: list[BaseException] = []
 
-        def write() -> None:
+        def take() -> _Chunk | None:
             chunk = handoff.get()
+            handoff.task_done()  # lets the reader read on
+            return chunk
+
+        def write() -> None:
+            chunk = take()
             try:
                 while chunk is not None:
                     if stop is not None and stop.is_set():
@@ -616,11 +634,12 @@ class ChunkWriter:
                     self._commit_chunk(chunk, target, report)
                     if on_progress is not None:
                         on_progress(chunk)
-                    chunk = handoff.get()
+                    chunk = None  # committed: not kept alive while waiting for the next
+                    chunk = take()
             except BaseException as exc:  # noqa: BLE001  (re-raised on the reading thread)
                 failure.append(exc)
             while chunk is not None:  # drain so the reader never blocks
-                chunk = handoff.get()
+                chunk = take()
 
         thread = threading.Thread(target=write, name="ingest-writer", daemon=True)
         thread.start()
@@ -629,6 +648,7 @@ class ChunkWriter:
                 if failure or (stop is not None and stop.is_set()):
                     break
                 handoff.put(chunk)
+                handoff.join()  # until the writer has taken it
         finally:
             handoff.put(None)
             thread.join()

@@ -46,6 +46,8 @@ class SplitReport:
     in_process: bool = False  # the embedded queue: this process ran the parts itself
     added: Counters = field(default_factory=Counters)
     seconds: float = 0.0
+    file_unreadable: bool = False  # a part could not read the file: the run stopped
+    facts_not_applied: tuple[str, ...] = ()  # given for an existing leak, which kept its own
 
     def to_json(self) -> dict[str, Any]:
         payload: dict[str, Any] = {
@@ -57,6 +59,7 @@ class SplitReport:
             "enqueued": self.enqueued,
             "already_ingested": self.already_ingested,
             "complete": self.complete,
+            "facts_not_applied": list(self.facts_not_applied),
         }
         if self.waited or self.already_ingested:
             payload |= self.added.as_dict() | {"seconds": round(self.seconds, 3)}
@@ -65,6 +68,12 @@ class SplitReport:
     def summary(self) -> str:
         if self.already_ingested:
             return f"leak {self.leak}: this file was ingested before; nothing changed"
+        if self.file_unreadable:
+            return (
+                f"leak {self.leak}: stopped after {self.added.lines} records, a part could not "
+                "read the file (gone or changed): put it back, then run the same command again "
+                "to resume"
+            )
         if not self.complete and self.waited and self.in_process:
             return (
                 f"leak {self.leak}: interrupted after {self.added.lines} records; run the "
@@ -136,6 +145,7 @@ def ingest_in_parts(
         parts=plan.parts,
         already_ingested=plan.already_ingested,
         complete=plan.already_ingested,
+        facts_not_applied=plan.facts_not_applied,
     )
     if plan.already_ingested:
         return report
@@ -165,6 +175,7 @@ def ingest_in_parts(
     done = wait_for_parts(runtime, plan, connection, on_progress=on_progress, stop=stop)
     report.waited = True
     report.complete = done.done
+    report.file_unreadable = done.stopped
     report.added = done.totals.minus(plan.before)
     report.seconds = time.monotonic() - started
     return report

@@ -9,8 +9,9 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
-from jobs.account_import import import_accounts
+from jobs.account_import import ImportInterrupted, import_accounts
 from service.cli.base import cli, cli_actor, emit_json, migrated_runtime
+from service.cli.stopping import INTERRUPTED_EXIT, stop_on_signals
 from service.db import utcnow
 from service.stepup import hold, support
 
@@ -24,10 +25,21 @@ def accounts_group() -> None:
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 def accounts_import(path: Path, as_json: bool) -> None:
-    """Create or update accounts from a CSV with external_id and email columns."""
+    """Create or update accounts from a CSV with external_id and email columns.
+
+    Safe to run again: imported rows come out unchanged. Ctrl-C (or SIGTERM) stops after
+    the chunk being committed and says up to which line the rows are imported.
+    """
     value = migrated_runtime(record_key=True)
-    with tqdm(unit=" rows", unit_scale=True, disable=None, file=sys.stderr, leave=False) as bar:
-        report = import_accounts(value, path, on_progress=bar.update)
+    try:
+        with (
+            tqdm(unit=" rows", unit_scale=True, disable=None, file=sys.stderr, leave=False) as bar,
+            stop_on_signals() as stop,
+        ):
+            report = import_accounts(value, path, on_progress=bar.update, stop=stop)
+    except ImportInterrupted as exc:
+        click.echo(str(exc), err=True)
+        raise click.exceptions.Exit(INTERRUPTED_EXIT) from None
     if as_json:
         emit_json(report.to_json())
     else:

@@ -123,11 +123,39 @@ class LeakguardGroup(FlaskGroup):
             with formatter.section("Commands"):
                 formatter.write_dl([(name, cmd.get_short_help_str(limit)) for name, cmd in shown])
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            raise OneLineUsageError.of(exc) from None
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except (LeakguardError, JobError) as exc:
             raise click.ClickException(str(exc)) from None
+        except click.UsageError as exc:  # a subcommand's bad option, argument or name
+            raise OneLineUsageError.of(exc) from None
+
+
+class OneLineUsageError(click.UsageError):
+    """A usage error as one line on stderr (exit 2): scripts and logs read failures line by
+    line, and Click's own four (usage, hint, blank, error) bury the error at the end."""
+
+    @classmethod
+    def of(cls, exc: click.UsageError) -> click.UsageError:
+        """``exc`` told in one line; a request for help (a group run bare) stays as it is."""
+        if isinstance(exc, click.exceptions.NoArgsIsHelpError | cls):
+            return exc
+        return cls(exc.format_message(), ctx=exc.ctx)
+
+    def show(self, file: Any = None) -> None:
+        message = " ".join(self.format_message().split())
+        ctx = self.ctx
+        if ctx is not None and ctx.command.get_help_option(ctx) is not None:
+            option = max(ctx.command.get_help_option_names(ctx), key=len)
+            message += f" (see {ctx.command_path} {option})"
+        click.echo(f"Error: {message}", err=True, file=file)
 
 
 def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:

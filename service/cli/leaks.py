@@ -3,40 +3,48 @@
 from __future__ import annotations
 
 import getpass
-import signal
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+import os
+from collections.abc import Callable
 from datetime import date
 from functools import partial
 from pathlib import Path
-from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from jobs.deliver import RelayUnavailable, relay_notices
+from jobs.ingest import MAX_PARTS
 from jobs.ingest.checks import IngestInterrupted
 from jobs.ingest.lock import file_is_held
-from jobs.ingest.parts import MAX_PARTS
 from jobs.ingest.pipeline import IngestProgress, ingest_leak
-from jobs.ingest.split import ingest_in_parts
-from jobs.queues import redis_connection, uses_fake_redis
 from jobs.reader.stream import LeakFormat
 from service.cli.base import cli, cli_actor, emit_json, migrated_runtime
 from service.cli.progress import LINE_SECONDS, ProgressDisplay, ProgressMode
+from service.cli.stopping import INTERRUPTED_EXIT, stop_on_signals
 from service.db import utcnow
 from service.leaks.catalogue import (
     LeakFacts,
+    LeakFileView,
     LeakView,
+    check_leak_name,
+    check_leak_source,
     check_observed_at,
+    check_operator,
     edit_leak,
+    facts_kept_note,
     list_leaks,
     show_leak,
 )
 from service.leaks.retract import retract_leak
 from service.notices.render import LANGUAGES
 from service.runtime import Runtime
+
+if TYPE_CHECKING:
+    from jobs.ingest.split import SplitReport
+
+# Imported where used, not here: the queue's side (jobs.deliver, jobs.queues, the split
+# ingest: redis, rq, fakeredis, the mail and events modules, their cryptography) is about
+# 15 MiB of a one-process ingest's peak RSS, which without LEAKGUARD_REDIS_URL or --enqueue
+# never uses it (tests/integration/test_cli.py holds the ingest to that).
 
 # The notices' languages past the first: each gets its own --name-<language>.
 TRANSLATED = LANGUAGES[1:]
@@ -62,7 +70,7 @@ def leak_fact_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def leak_facts(observed_at: str | None, names: dict[str, str | None]) -> LeakFacts:
-    """The facts given on the command line; one line and exit 1 for a bad date."""
+    """The facts given on the command line; one line and exit 1 for a bad date or name."""
     day = None
     if observed_at is not None:
         try:
@@ -73,11 +81,18 @@ def leak_facts(observed_at: str | None, names: dict[str, str | None]) -> LeakFac
             ) from None
         check_observed_at(day, now=utcnow())
     given = {
-        language: " ".join(text.split())
+        language: check_leak_name(text, what=f"--name-{language}")
         for language in TRANSLATED
-        if (text := names.get(f"name_{language}"))
+        if (text := names.get(f"name_{language}")) is not None
     }
     return LeakFacts(names=given, observed_at=day)
+
+
+def checked_option(value: str | None, check: Callable[..., str], option: str) -> str | None:
+    """``value`` as the domain stores it (None: not given), checked before any work starts:
+    the domain checks again, but only after an ingest has read the whole file for its
+    fingerprint."""
+    return None if value is None else check(value, what=option)
 
 
 @cli.command("ingest")
@@ -169,6 +184,9 @@ def ingest_command(
     leak ingested by mistake is undone with `leakguard leaks retract`.
     """
     facts = leak_facts(observed_at, names)
+    name = checked_option(name, check_leak_name, "--name")
+    source = checked_option(source, check_leak_source, "--source")
+    operator = checked_option(operator, check_operator, "--by")
     value = migrated_runtime(record_key=not dry_run)
     if enqueue and dry_run:
         raise click.ClickException("--dry-run runs in one process: drop --enqueue")
@@ -184,9 +202,12 @@ def ingest_command(
     }
     display = ProgressDisplay(ProgressMode(progress_mode), quiet=quiet, every=progress_every)
     relay = WarningRelay(value, active=not dry_run)
+    split: SplitReport | None = None
     try:
         with display, stop_on_signals() as stop:
             if enqueue:
+                from jobs.ingest.split import ingest_in_parts
+
                 split = ingest_in_parts(
                     value,
                     path,
@@ -209,8 +230,13 @@ def ingest_command(
     except IngestInterrupted as exc:
         click.echo(str(exc), err=True)
         raise click.exceptions.Exit(INTERRUPTED_EXIT) from None
-    if enqueue:
+    kept = split.facts_not_applied if split is not None else report.facts_not_applied
+    if kept:
+        click.echo(facts_kept_note(slug, kept), err=True)
+    if split is not None:
         emit_json(split.to_json()) if as_json else click.echo(split.summary())
+        if split.file_unreadable:
+            raise click.exceptions.Exit(1)
         if stop.is_set() and not split.complete:
             raise click.exceptions.Exit(INTERRUPTED_EXIT)
         return
@@ -230,8 +256,9 @@ class WarningRelay:
 
     def __init__(self, value: Runtime, *, active: bool) -> None:
         self.value = value
-        # The embedded default has no shared queue: `leakguard worker --burst` sends them.
-        self.active = active and not uses_fake_redis(value.settings)
+        # The embedded default (LEAKGUARD_REDIS_URL unset: jobs.queues.uses_fake_redis) has
+        # no shared queue: `leakguard worker --burst` sends them.
+        self.active = active and value.settings.redis_url is not None
         self.relayed = 0
         self.flagged = 0  # accounts flagged by the chunks committed so far
         self.unavailable: str | None = None
@@ -252,6 +279,9 @@ class WarningRelay:
     def relay(self) -> None:
         if not self.active or self.unavailable is not None:
             return
+        from jobs.deliver import RelayUnavailable, relay_notices
+        from jobs.queues import redis_connection
+
         try:
             self.relayed += relay_notices(self.value, redis_connection(self.value.settings))
         except RelayUnavailable as exc:
@@ -268,33 +298,6 @@ class WarningRelay:
             )
         elif not quiet:
             click.echo(f"relayed {self.relayed} notices to the queue for the workers", err=True)
-
-
-INTERRUPTED_EXIT = 130  # 128 + SIGINT, as shells report a Ctrl-C
-
-
-@contextmanager
-def stop_on_signals() -> Iterator[threading.Event]:
-    """Turn the first SIGINT or SIGTERM into a stop request the ingest sees at its next
-    chunk boundary; a second one interrupts at once."""
-    stop = threading.Event()
-
-    def request_stop(signum: int, frame: FrameType | None) -> None:
-        if stop.is_set():
-            raise KeyboardInterrupt
-        stop.set()
-
-    previous: dict[int, Any] = {}
-    try:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            previous[signum] = signal.signal(signum, request_stop)
-    except ValueError:  # not the main thread (an embedding caller): no handlers
-        pass
-    try:
-        yield stop
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
 
 
 def login_name() -> str | None:
@@ -374,11 +377,31 @@ def _describe(leak: LeakView) -> str:
         )
         per_run = ", ".join(f"{s:.1f}s" for s in f.run_seconds)
         took = f"{f.seconds:.1f}s in {f.runs} run(s)" + (f" ({per_run})" if per_run else "")
-        hint = "; run the same ingest again to resume" if f.state == "interrupted" else ""
+        hint = _resume_hint(f)
         lines.append(
             f"    {f.state}, {f.records_done:,} records done, {took}; read as {f.read_as}{hint}"
         )
     return "\n".join(lines)
+
+
+def _resume_hint(leak_file: LeakFileView) -> str:
+    """What to do for an interrupted file: run again, once its file is back (--enqueue)."""
+    if leak_file.state != "interrupted":
+        return ""
+    if leak_file.path is not None:  # the workers open the file there
+        try:
+            size = os.stat(leak_file.path).st_size
+        except OSError:
+            return (
+                f"; waiting for its file: {leak_file.path} is gone; put it back there, then "
+                "run the same ingest again to resume"
+            )
+        if size != leak_file.size:
+            return (
+                f"; waiting for its file: {leak_file.path} changed since the ingest began; put "
+                "the original back there, then run the same ingest again to resume"
+            )
+    return "; run the same ingest again to resume"
 
 
 def _counts(counts: dict[str, int]) -> str:
@@ -419,6 +442,8 @@ def leaks_edit(
 ) -> None:
     """Change what the notices say of a leak; warnings not yet sent use the new facts."""
     facts = leak_facts(observed_at, names)
+    name = checked_option(name, check_leak_name, "--name")
+    source = checked_option(source, check_leak_source, "--source")
     with migrated_runtime().db.transaction() as session:
         changed = edit_leak(
             session,

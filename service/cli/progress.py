@@ -15,12 +15,14 @@ import time
 from dataclasses import dataclass
 from enum import StrEnum
 from types import TracebackType
-from typing import IO, Any, Final
+from typing import IO, TYPE_CHECKING, Any, Final
 
 from tqdm import tqdm
 
-from jobs.ingest.parts import SplitProgress
 from jobs.ingest.pipeline import IngestProgress
+
+if TYPE_CHECKING:  # only a type here: the module imports rq and redis
+    from jobs.ingest.parts import SplitProgress
 
 LINE_SECONDS: Final = 10.0  # off a terminal: a line at least this often, at most this often
 

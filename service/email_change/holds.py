@@ -21,8 +21,10 @@ from service.db import bulk
 from service.email_change.errors import CoolingOff
 from service.errors import NotFound, ValidationFailed
 from service.models import Account, EmailChangeHold
+from service.readable_text import check_readable_text
 
 MAX_REASON_CHARS = 500
+MAX_ACTOR_CHARS = 200  # EmailChangeHold.cleared_by
 
 
 def held(account_id: ColumnElement[int] | int) -> Exists:
@@ -81,6 +83,8 @@ def clear_hold(
     reason = reason.strip()
     if not reason or len(reason) > MAX_REASON_CHARS or not actor.strip():
         raise ValidationFailed(f"name who clears the hold, and why (1-{MAX_REASON_CHARS} chars)")
+    # ``actor`` is the operator's --by: a name, stored in cleared_by (String(200)).
+    actor = check_readable_text(actor, what="who clears the hold", limit=MAX_ACTOR_CHARS)
     account = session.scalars(select(Account).where(Account.external_id == external_id)).first()
     if account is None:
         raise NotFound(f"no account with the id {external_id!r}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -16,8 +16,13 @@ from service.errors import LeakguardError, NotFound, ValidationFailed
 from service.leaks.counters import Counters
 from service.leaks.wording import Worded
 from service.models import Exposure, Leak, LeakFile, LeakPart, Notice
+from service.readable_text import check_readable_text
 
 SLUG_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{0,99}")
+# The widths of the leak's columns (service/models/leaks.py): what people read of a leak.
+MAX_NAME_CHARS = 200  # the name, in any language
+MAX_SOURCE_CHARS = 500
+MAX_OPERATOR_CHARS = 200  # who ran a file's ingest (--by)
 
 
 def check_slug(slug: str) -> str:
@@ -26,6 +31,22 @@ def check_slug(slug: str) -> str:
             "a leak slug is 1-100 characters: lowercase letters, digits, '.', '_' or '-'"
         )
     return slug
+
+
+def check_leak_name(name: str, *, what: str = "the leak's name") -> str:
+    """The name as stored (trimmed, spaces made one); raise ValidationFailed for a blank or
+    invisible one, a control character, or more than MAX_NAME_CHARS characters."""
+    return check_readable_text(name, what=what, limit=MAX_NAME_CHARS)
+
+
+def check_leak_source(source: str, *, what: str = "the leak's source") -> str:
+    """The source as stored; raise ValidationFailed as check_leak_name, at MAX_SOURCE_CHARS."""
+    return check_readable_text(source, what=what, limit=MAX_SOURCE_CHARS)
+
+
+def check_operator(operator: str, *, what: str = "the operator") -> str:
+    """Who runs an ingest, as stored; raise ValidationFailed as check_leak_name."""
+    return check_readable_text(operator, what=what, limit=MAX_OPERATOR_CHARS)
 
 
 class LeakRetracted(LeakguardError, Worded):
@@ -46,6 +67,14 @@ class LeakFacts:
 
     names: Mapping[str, str] = field(default_factory=dict)
     observed_at: date | None = None
+
+    def checked(self) -> LeakFacts:
+        """These facts with each name as stored; raise ValidationFailed (check_leak_name)."""
+        names = {
+            language: check_leak_name(text, what=f"the leak's name in {language!r}")
+            for language, text in self.names.items()
+        }
+        return LeakFacts(names=names, observed_at=self.observed_at)
 
 
 def check_observed_at(day: date, *, now: datetime) -> date:
@@ -75,20 +104,22 @@ def get_or_create_leak(
     now: datetime,
     facts: LeakFacts | None = None,
 ) -> Leak:
-    """Return the leak named ``slug``, creating it; a given name, source or fact updates it.
+    """Return the leak named ``slug``, creating it with the given name, source and facts.
 
-    Raises ValidationFailed for a bad slug or a leak date in the future, LeakRetracted for
-    a retracted leak (its slug is taken for good: a new run goes under another one).
+    An existing leak keeps its facts whatever is given: a rerun of an ingest (or a new file
+    of the leak) with another --name would otherwise rewrite what unsent warnings say with
+    no trace in the audit log. ``edit_leak`` changes them, audited; ``facts_not_applied``
+    tells which given facts were left. Raises ValidationFailed for a bad slug, name or
+    source (check_leak_name) or a leak date in the future, LeakRetracted for a retracted
+    leak (its slug is taken for good: a new run goes under another one).
     """
     check_slug(slug)
-    facts = facts or LeakFacts()
-    if facts.observed_at is not None:
-        check_observed_at(facts.observed_at, now=now)
+    name, source, facts = check_leak_facts(name, source, facts or LeakFacts(), now=now)
     leak = session.scalars(select(Leak).where(Leak.slug == slug)).one_or_none()
     if leak is None:
         leak = Leak(
             slug=slug,
-            name=name or None,
+            name=name,
             names=dict(facts.names),
             source=source,
             observed_at=facts.observed_at,
@@ -104,8 +135,51 @@ def get_or_create_leak(
         raise LeakRetracted.saying(
             lambda w: f"leak {slug} was retracted on {retracted_at:%Y-%m-%d}; {w.another_slug}"
         )
-    update_leak_facts(leak, name=name, source=source, facts=facts)
     return leak
+
+
+def check_leak_facts(
+    name: str | None, source: str | None, facts: LeakFacts, *, now: datetime
+) -> tuple[str | None, str | None, LeakFacts]:
+    """The given name, source and facts as stored (None: not given); raise ValidationFailed
+    (check_leak_name, check_leak_source, check_observed_at)."""
+    if facts.observed_at is not None:
+        check_observed_at(facts.observed_at, now=now)
+    return (
+        None if name is None else check_leak_name(name),
+        None if source is None else check_leak_source(source),
+        facts.checked(),
+    )
+
+
+def facts_not_applied(
+    leak: Leak, *, name: str | None, source: str | None, facts: LeakFacts
+) -> tuple[str, ...]:
+    """Which given facts differ from the leak's: "name", "name in 'de'", "source", "date".
+
+    Pure; the values are compared as stored (check_leak_facts first).
+    """
+    kept = []
+    if name is not None and name != leak.name:
+        kept.append("name")
+    kept.extend(
+        f"name in {language!r}"
+        for language, text in sorted(facts.names.items())
+        if (leak.names or {}).get(language) != text
+    )
+    if source is not None and source != leak.source:
+        kept.append("source")
+    if facts.observed_at is not None and facts.observed_at != leak.observed_at:
+        kept.append("date")
+    return tuple(kept)
+
+
+def facts_kept_note(slug: str, kept: Sequence[str]) -> str:
+    """One line for the operator: the leak kept these facts, and how to change them."""
+    return (
+        f"leak {slug} keeps its {', '.join(kept)}: an ingest sets them only for a new leak; "
+        f"`leakguard leaks edit {slug}` changes them (audited, unsent warnings follow)"
+    )
 
 
 def update_leak_facts(
@@ -113,7 +187,8 @@ def update_leak_facts(
 ) -> bool:
     """Set the given facts on ``leak`` (None: keep); return whether anything changed.
 
-    Warnings not yet sent use the new facts: each delivery job reads them afresh.
+    Warnings not yet sent use the new facts: each delivery job reads them afresh. The
+    values are stored as given: check_leak_facts first.
     """
     changed = False
     if name and leak.name != name:
@@ -142,11 +217,11 @@ def edit_leak(
     """Change the leak's name, names, source or date; audited. Return whether it changed.
 
     ``clear_names`` first drops the name in every language (notices then use the neutral
-    wording), before any name given with it. Raises NotFound, ValidationFailed (a date in
-    the future). Does not commit.
+    wording), before any name given with it. Raises NotFound, ValidationFailed (a blank,
+    invisible or over-long name or source: check_leak_name; a date in the future). Does
+    not commit.
     """
-    if facts.observed_at is not None:
-        check_observed_at(facts.observed_at, now=now)
+    name, source, facts = check_leak_facts(name, source, facts, now=now)
     leak = find_leak(session, slug)
     cleared = clear_names and (leak.name is not None or bool(leak.names))
     if cleared:
@@ -199,6 +274,7 @@ class LeakFileView:
     seconds: float
     started_at: datetime
     finished_at: datetime | None
+    path: str | None = None  # a split file's (--enqueue): where its workers open it
 
 
 @dataclass(frozen=True, slots=True)
@@ -362,6 +438,7 @@ def _view(session: Session, leak: Leak, held: IsHeld | None) -> LeakView:
                 seconds=f.seconds,
                 started_at=f.started_at,
                 finished_at=f.finished_at,
+                path=f.path,
             )
             for f in files
         ),

@@ -67,14 +67,21 @@ def record_exposures(
     return outcome
 
 
-def late_accounts(session: Session, leak_id: int, *, since: datetime) -> list[int]:
+def late_accounts(
+    session: Session, leak_id: int, *, since: datetime, accounts_xmin: int | None = None
+) -> list[int]:
     """Accounts created or given a new address since ``since`` whose key is in the leak's
     watch list and that have no exposure to it, in id order.
 
     An ingest looks up only the keys its account filter, built when the run began, lets
     through; an account that got its address later and read the watch list before the
     chunk with its key committed is found by nobody else. One pass over the accounts.
+    ``accounts_xmin`` (PostgreSQL: ``bulk.snapshot_xmin`` when the file was opened, before
+    any run's filter) leaves out the accounts whose row is older: every filter held them.
     """
+    found = bulk.late_accounts(session, leak_id, since=since, accounts_xmin=accounts_xmin)
+    if found is not None:
+        return found
     return list(
         session.scalars(
             select(Account.id)

@@ -16,9 +16,23 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from service.db import bulk, rowcount
-from service.leaks.catalogue import LeakFacts, LeakRetracted, get_or_create_leak
+from service.leaks.catalogue import (
+    LeakFacts,
+    LeakRetracted,
+    check_leak_facts,
+    facts_not_applied,
+    get_or_create_leak,
+)
 from service.leaks.counters import Counters
-from service.models import IngestCounters, Leak, LeakFile, LeakFileState, LeakPart
+from service.models import (
+    Exposure,
+    IngestCounters,
+    Leak,
+    LeakFile,
+    LeakFileState,
+    LeakPart,
+    Notice,
+)
 
 MAX_REPORTED_LINES = 100  # invalid line numbers kept per file, for the operator's report
 
@@ -39,6 +53,8 @@ class OpenedFile:
     state: LeakFileState
     records_done: int
     parts: int  # > 0: the file is split into parts for workers
+    # Facts given for a leak that existed already, which it kept (catalogue.facts_not_applied).
+    facts_not_applied: tuple[str, ...] = ()
 
 
 def open_leak_file(
@@ -63,6 +79,8 @@ def open_leak_file(
     Does not commit. Raises ValidationFailed for a bad slug, LeakRetracted.
     """
     leak = get_or_create_leak(session, slug=slug, name=name, source=source, facts=facts, now=now)
+    given_name, given_source, given = check_leak_facts(name, source, facts or LeakFacts(), now=now)
+    kept = facts_not_applied(leak, name=given_name, source=given_source, facts=given)
     digest = bytes.fromhex(sha256)
     leak_file = session.scalars(
         select(LeakFile).where(
@@ -86,6 +104,7 @@ def open_leak_file(
             seconds=0.0,
             run_seconds=[],
             started_at=now,
+            accounts_xmin=bulk.snapshot_xmin(session),
             parts=0,
             **Counters().as_dict(),
         )
@@ -95,7 +114,7 @@ def open_leak_file(
         # its stage (SQLite reuses the highest id; a sequence may be reset) is not its own.
         bulk.drop_stages(session, [leak_file.id])
     return OpenedFile(
-        leak.id, leak_file.id, leak_file.state, leak_file.records_done, leak_file.parts
+        leak.id, leak_file.id, leak_file.state, leak_file.records_done, leak_file.parts, kept
     )
 
 
@@ -242,4 +261,9 @@ def forget_file(session: Session, leak_id: int, file_id: int, *, untouched: bool
     if not untouched or not session.scalar(select(LeakFile.id).where(LeakFile.id == file_id)):
         bulk.drop_stages(session, [file_id])  # gone: whatever it staged goes with it
     others = select(LeakFile.id).where(LeakFile.leak_id == leak_id).exists()
-    session.execute(delete(Leak).where(Leak.id == leak_id, ~others))
+    gone = session.scalar(delete(Leak).where(Leak.id == leak_id, ~others).returning(Leak.id))
+    if gone is not None:
+        # Exposures and notices name their leak without a foreign key (models.leaks): none
+        # should exist for a leak without a committed file, and none may outlive it.
+        session.execute(delete(Notice).where(Notice.leak_id == gone))
+        session.execute(delete(Exposure).where(Exposure.leak_id == gone))

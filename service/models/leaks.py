@@ -121,6 +121,10 @@ class LeakFile(IngestCounters, Base):
     # Seconds of each run, an interrupted one included (kept up to date at every commit).
     run_seconds: Mapped[list[float] | None] = mapped_column(JSON, default=list)
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # PostgreSQL: the oldest transaction the file's opening could not see (64-bit xid). An
+    # account row written before it was in every run's account filter, so the file's end
+    # need not look at it again (``service.db.bulk.late_accounts``). None on SQLite.
+    accounts_xmin: Mapped[int | None] = mapped_column(BigInteger)
     finished_at: Mapped[datetime | None]
     # Split runs (``ingest --enqueue``): workers open the file by this path, in parts.
     path: Mapped[str | None] = mapped_column(String(1000))
@@ -151,7 +155,7 @@ class LeakEntry(Base):
     index probe. The primary key is the table's only index and there is no foreign key:
     this table takes hundreds of millions of rows, and a second index or a per-row
     foreign-key check would slow every ingest for the sake of a rare leak deletion
-    (``delete_leak`` removes the entries itself).
+    (``service.leaks.progress.forget_file`` deletes a leak only while it has none).
     """
 
     __tablename__ = "leak_entry"
@@ -180,7 +184,12 @@ class Exposure(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("account.id", ondelete="CASCADE"))
-    leak_id: Mapped[int] = mapped_column(ForeignKey("leak.id", ondelete="CASCADE"), index=True)
+    # No foreign key to the leak, as in leak_entry: a row's check is a trigger a row on
+    # PostgreSQL (a query each), a fifth of the ingest's cost of an exposure and its
+    # warning (README "The matched accounts' rows"), and it would only ever check a leak
+    # the writer has just read. A leak is deleted only while it has no watch-list entry,
+    # exposure or warning (``service.leaks.progress.forget_file``, which removes any).
+    leak_id: Mapped[int] = mapped_column(BigId, index=True)
     kind: Mapped[ExposureKind] = mapped_column(str_enum(ExposureKind))
     # argon2id of the leaked password (credential leaks, matched accounts only).
     password_hash: Mapped[str | None] = mapped_column(String(200))

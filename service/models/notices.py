@@ -40,9 +40,8 @@ class Notice(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("account.id", ondelete="CASCADE"))
-    leak_id: Mapped[int | None] = mapped_column(
-        ForeignKey("leak.id", ondelete="CASCADE"), index=True
-    )
+    # No foreign key to the leak, for the reason exposure.leak_id has none (models.leaks).
+    leak_id: Mapped[int | None] = mapped_column(BigId, index=True)
     kind: Mapped[NoticeKind] = mapped_column(str_enum(NoticeKind))
     state: Mapped[NoticeState] = mapped_column(str_enum(NoticeState))
     attempts: Mapped[int] = mapped_column(Integer, default=0)

@@ -13,11 +13,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+from typing import TYPE_CHECKING
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+# cryptography is imported when a secret is first sealed or opened, not with this module:
+# every process builds the step-up services (service.runtime), and its bindings are about
+# 8 MiB of resident memory that a leak ingest or an accounts import never uses.
 
 NONCE_BYTES = 12
 VERSION = b"\x01"  # the first byte of every ciphertext: room for a later key rotation
@@ -29,6 +32,9 @@ class SecretUnreadable(Exception):
 
 def derive_key(master: bytes, purpose: str) -> bytes:
     """A 256-bit key for one ``purpose``, independent of every other purpose's key."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
     return HKDF(
         algorithm=hashes.SHA256(), length=32, salt=None, info=b"leakguard/" + purpose.encode()
     ).derive(master)
@@ -38,18 +44,28 @@ class SecretBox:
     """Encrypt small secrets bound to a context (such as the account they belong to)."""
 
     def __init__(self, master: bytes, purpose: str) -> None:
-        self._aead = AESGCM(derive_key(master, purpose))
+        self._master, self._purpose = master, purpose
+        self._aead: AESGCM | None = None  # on first use: two threads may both build it
+
+    def _cipher(self) -> AESGCM:
+        if self._aead is None:
+            from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+            self._aead = AESGCM(derive_key(self._master, self._purpose))
+        return self._aead
 
     def seal(self, plaintext: bytes, context: bytes) -> bytes:
         nonce = os.urandom(NONCE_BYTES)
-        return VERSION + nonce + self._aead.encrypt(nonce, plaintext, context)
+        return VERSION + nonce + self._cipher().encrypt(nonce, plaintext, context)
 
     def open(self, sealed: bytes, context: bytes) -> bytes:
+        from cryptography.exceptions import InvalidTag
+
         if sealed[:1] != VERSION:
             raise SecretUnreadable("unknown secret format")
         nonce = sealed[1 : 1 + NONCE_BYTES]
         try:
-            return self._aead.decrypt(nonce, sealed[1 + NONCE_BYTES :], context)
+            return self._cipher().decrypt(nonce, sealed[1 + NONCE_BYTES :], context)
         except InvalidTag:
             raise SecretUnreadable("the secret does not decrypt with this key") from None
 

@@ -6,6 +6,9 @@ from __future__ import annotations
 import codecs
 import json
 import re
+import signal
+import subprocess
+import threading
 import tracemalloc
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,13 +19,15 @@ import pytest
 from flask.testing import FlaskClient, FlaskCliRunner
 from sqlalchemy import select
 
-from jobs.account_import import ImportAborted, ImportFileError, import_accounts
+from jobs.account_import import ImportAborted, ImportFileError, ImportInterrupted, import_accounts
 from jobs.ingest.pipeline import ingest_leak
+from service.config import Settings
 from service.models import Account
 from service.runtime import Runtime
-from tests.support.cli import invoke, json_output, one_error_line
+from tests.support.cli import LEAKGUARD, cli_env, invoke, json_output, one_error_line
 from tests.support.db import all_rows, exposures, notices
 from tests.support.leakfiles import write_lines
+from tests.support.processes import wait_for
 
 # Eight chunks of 5,000 rows. Under tracemalloc the import runs about four times slower,
 # so the file stays small; its 40,000 rows held at once take over 50 MiB, a streaming
@@ -676,3 +681,72 @@ def test_the_import_reports_what_the_watch_list_flagged(runtime: Runtime, tmp_pa
     # u1: its locale only, not flagged again; u2: a new address, and a leaked one.
     assert (second.updated, second.flagged) == (2, 1)
     assert sorted(exposures(runtime)) == [("u1", WATCHED), ("u2", WATCHED)]
+
+
+# --- a stop (Ctrl-C, SIGTERM) ------------------------------------------------------------
+
+
+def test_a_stop_ends_the_import_after_the_chunk_and_says_what_is_imported(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    lines = ["external_id,email", *(f"u{n:02d},user{n:02d}@example.com" for n in range(1, 31))]
+    path = write_lines(tmp_path / "a.csv", lines)
+    stop = threading.Event()
+
+    with pytest.raises(ImportInterrupted) as caught:
+        import_accounts(
+            runtime, path, chunk_rows=10, on_progress=lambda rows: stop.set(), stop=stop
+        )
+
+    assert set(stored_accounts(runtime)) == {f"u{n:02d}" for n in range(1, 11)}
+    assert str(caught.value) == (
+        "interrupted: rows through line 11 are imported (10 created, 0 updated, 0 unchanged), "
+        "the rest not yet; run the same command again, which is safe: imported rows come "
+        "out unchanged"
+    )
+    again = import_accounts(runtime, path, chunk_rows=10)
+    assert (again.created, again.unchanged) == (20, 10)
+
+
+@pytest.fixture(scope="module")
+def long_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("long") / "accounts.csv"
+    with path.open("w", encoding="utf-8") as handle:
+        handle.write("external_id,email\n")
+        handle.writelines(f"a{n:06d},person{n}@example.com\n" for n in range(200_000))
+    return path
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_stops_the_console_script_with_130_and_one_line(
+    runtime: Runtime, settings: Settings, long_csv: Path, signum: signal.Signals
+) -> None:
+    env = cli_env(
+        settings.resolved_database_url, settings.instance_dir, LEAKGUARD_IMPORT_CHUNK_ROWS="1000"
+    )
+    process = subprocess.Popen(
+        [str(LEAKGUARD), "accounts", "import", str(long_csv)],
+        env=env,
+        cwd=settings.instance_dir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(lambda: bool(stored_accounts(runtime)), timeout=60, what="a first commit")
+        process.send_signal(signum)
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+    imported = len(stored_accounts(runtime))
+    assert process.returncode == 130, stderr
+    assert stdout == ""
+    assert stderr.strip() == (
+        f"interrupted: rows through line {imported + 1} are imported ({imported} created, "
+        "0 updated, 0 unchanged), the rest not yet; run the same command again, which is "
+        "safe: imported rows come out unchanged"
+    )
+    assert 0 < imported < 200_000

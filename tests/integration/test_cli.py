@@ -84,7 +84,8 @@ try:
     main()
 except SystemExit:
     pass
-names = (name for name in sys.modules if name.startswith(("service", "jobs", "sqlalchemy")))
+watched = {"service", "jobs", "sqlalchemy", "redis", "rq", "fakeredis", "cryptography"}
+names = (name for name in sys.modules if name.split(".")[0] in watched)
 print(*sorted(names), file=sys.stderr)
 """
 
@@ -114,6 +115,24 @@ def test_help_and_a_command_import_only_what_they_use(runtime: Runtime, db_url: 
     assert not {"service.app", "service.api", "service.staff", "service.cli.staff"} & (
         command_imports
     )
+
+
+def test_an_ingest_in_one_process_imports_neither_the_queue_nor_cryptography(
+    runtime: Runtime, db_url: str, tmp_path: Path
+) -> None:
+    """Without LEAKGUARD_REDIS_URL or --enqueue the ingest relays nothing and splits
+    nothing: redis, rq, fakeredis and the mail and events modules (with cryptography)
+    would be about 20 MiB of its peak RSS (README, issue 18)."""
+    instance = runtime.settings.instance_dir
+    leak = tmp_path / "leak.txt"
+    leak.write_text("jane@example.org\nbob@example.net\n")
+    imported = _imported(
+        cli_env(db_url, instance), instance, "ingest", str(leak), "--leak", "x", "--dry-run"
+    )
+    assert {"jobs.ingest.pipeline", "service.stepup.secret_box"} <= imported
+    unwanted = {"redis", "rq", "fakeredis", "cryptography", "jobs.deliver", "jobs.queues"}
+    unwanted |= {"jobs.ingest.parts", "jobs.ingest.split"}
+    assert not {name for name in imported if name.split(".")[0] in unwanted or name in unwanted}
 
 
 # --- commands on the test database ----------------------------------------------------

@@ -166,6 +166,10 @@ def test_bad_input_is_one_line_and_changes_nothing(
         ("request-assisted", "jane", "--new-email", "a@example.net", "--ticket", "bad ticket"),
         ("approve", "no-such-request", "--by", "a", "--reason", "b"),
         ("clear-hold", "nobody", "--by", "a", "--reason", "b"),
+        # --by lands in cleared_by and the audit row's actor (String(200)): PostgreSQL
+        # refused 201 characters with a trace, SQLite stored them.
+        ("clear-hold", "jane", "--by", "b" * 201, "--reason", "b"),
+        ("clear-hold", "jane", "--by", "sam\nroot", "--reason", "b"),
     ]
     for args in cases:
         one_error_line(invoke(runner, "email-change", *args))

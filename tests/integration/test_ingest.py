@@ -3,8 +3,10 @@ idempotency, the watch list, the operator's commands and what bad input does."""
 
 from __future__ import annotations
 
+import gc
 import gzip
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +15,7 @@ import pytest
 from flask.testing import FlaskClient, FlaskCliRunner
 from sqlalchemy import select
 
+import jobs.ingest.pipeline as pipeline
 from jobs.ingest.lock import ingest_lock
 from jobs.ingest.pipeline import (
     FIRST_CHUNK_RECORDS,
@@ -865,3 +868,22 @@ def test_leaked_passwords_are_kept_only_for_keys_the_account_filter_lets_through
     assert chunk.candidates == {dave, bob}
     assert chunk.passwords == {dave: "dave-secret", bob: "bob-secret"}
     assert (chunk.counters.lines, chunk.counters.valid, chunk.counters.invalid) == (52, 52, 0)
+
+
+def test_the_reader_reads_one_chunk_ahead_of_the_writer_and_no_more(
+    runtime: Runtime, accounts: dict[str, str], tmp_path: Path
+) -> None:
+    """At most two chunks are alive: the one being committed and the one read next. A chunk
+    queued between them was a third chunk's memory (issue 18: the ingest's peak RSS)."""
+    path = write_lines(tmp_path / "leak.txt", [f"user{n}@example.net" for n in range(40)])
+    alive: list[int] = []
+
+    def count_chunks(progress: IngestProgress) -> None:
+        time.sleep(0.05)  # while a chunk commits, the reader reads ahead as far as it may
+        alive.append(sum(1 for item in gc.get_objects() if type(item) is pipeline._Chunk))
+
+    report = ingest_leak(runtime, path, slug="ahead", chunk_records=4, on_progress=count_chunks)
+
+    assert report.run.valid == 40
+    assert len(alive) == 10
+    assert max(alive) == 2

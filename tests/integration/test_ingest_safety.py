@@ -24,7 +24,7 @@ from jobs.ingest.checks import IngestInterrupted
 from jobs.ingest.lock import ingest_lock
 from jobs.ingest.pipeline import IngestProgress, ingest_leak
 from service.cli import cli
-from service.cli.leaks import stop_on_signals
+from service.cli.stopping import stop_on_signals
 from service.config import Settings
 from service.models import LeakFile, LeakPart
 from service.runtime import Runtime

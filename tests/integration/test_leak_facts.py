@@ -15,6 +15,7 @@ from service.models import Leak, Notice
 from service.runtime import Runtime
 from tests.support.cli import invoke, json_output, one_error_line, output
 from tests.support.db import row_counts
+from tests.support.email_change import audit_actions
 from tests.support.factories import make_account
 from tests.support.leakfiles import write_lines
 from tests.support.mail import parse_message, text_and_html
@@ -145,3 +146,75 @@ def test_a_bad_leak_date_is_refused_in_one_line_and_records_nothing(
         assert session.scalar(select(Leak.id)) is None
     edit = invoke(runner, "leaks", "edit", "no-such-leak", "--observed-at", "2019-11-01")
     assert one_error_line(edit) == "Error: no leak named 'no-such-leak'"
+
+
+def leak_facts_of(runtime: Runtime) -> tuple[object, ...]:
+    with runtime.db.read_session() as session:
+        leak = session.scalars(select(Leak).where(Leak.slug == SLUG)).one()
+        return (leak.name, leak.names, leak.source, leak.observed_at, leak.updated_at)
+
+
+OTHER_FACTS = (
+    "--name",
+    "New shop",
+    "--name-de",
+    "Neuer Laden",
+    "--source",
+    "T-2",
+    "--observed-at",
+    "2020-01-01",
+)
+
+
+def test_a_rerun_with_other_facts_changes_none_and_says_how_to(
+    runtime: Runtime, runner: FlaskCliRunner, tmp_path: Path
+) -> None:
+    path = str(leak_file(runtime, tmp_path))
+    first = ("--name", "Old shop", "--source", "T-1", "--observed-at", "2019-11-01")
+    output(runner, "ingest", path, "--leak", SLUG, *first)
+    before = leak_facts_of(runtime)
+
+    again = invoke(runner, "ingest", path, "--leak", SLUG, *OTHER_FACTS)
+
+    assert again.exit_code == 0
+    assert leak_facts_of(runtime) == before
+    assert "was ingested before; nothing changed" in again.stdout
+    assert again.stderr == (
+        f"leak {SLUG} keeps its name, name in 'de', source, date: an ingest sets them only "
+        f"for a new leak; `leakguard leaks edit {SLUG}` changes them (audited, unsent "
+        "warnings follow)\n"
+    )
+    assert "leak.edited" not in [row["action"] for row in audit_actions(runtime, "leak.")]
+    text = text_of(delivered(runtime)["anna@example.org"])
+    assert ": Old shop. The list was first seen on 1 November 2019." in text
+
+
+def test_a_new_file_of_a_leak_keeps_its_facts_too(
+    runtime: Runtime, runner: FlaskCliRunner, tmp_path: Path
+) -> None:
+    output(runner, "ingest", str(leak_file(runtime, tmp_path)), "--leak", SLUG, "--name", "Shop")
+    other = write_lines(tmp_path / "more.txt", ["carl@example.org"])
+    before = leak_facts_of(runtime)
+
+    result = invoke(runner, "ingest", str(other), "--leak", SLUG, *OTHER_FACTS, "--json")
+
+    assert json_output(result)["facts_not_applied"] == ["name", "name in 'de'", "source", "date"]
+    assert leak_facts_of(runtime)[:4] == before[:4]  # its totals, and updated_at, grew
+    # The same facts again, or none, are nothing to tell.
+    third = write_lines(tmp_path / "third.txt", ["dora@example.org"])
+    quiet = invoke(runner, "ingest", str(third), "--leak", SLUG, "--name", " Shop ")
+    assert (quiet.exit_code, quiet.stderr) == (0, "")
+
+
+def test_a_split_rerun_keeps_the_facts_too(
+    runtime: Runtime, runner: FlaskCliRunner, tmp_path: Path
+) -> None:
+    path = str(leak_file(runtime, tmp_path))
+    output(runner, "ingest", path, "--leak", SLUG, "--enqueue", "--name", "Shop", "--quiet")
+    before = leak_facts_of(runtime)
+
+    again = invoke(runner, "ingest", path, "--leak", SLUG, "--enqueue", "--name", "Other", "--json")
+
+    assert json_output(again)["facts_not_applied"] == ["name"]
+    assert again.stderr.startswith(f"leak {SLUG} keeps its name: an ingest sets them only")
+    assert leak_facts_of(runtime) == before
