@@ -78,9 +78,10 @@ def mask_email(text: str) -> str:
     """
     if not isinstance(text, str) or len(text) > MAX_INPUT_CHARS:
         return _MASK
+    shown_local, at, shown_domain = text.rpartition("@")
+    if at and _MASKED_LOCAL.fullmatch(shown_local) and len(shown_domain) <= _MASK_MAX_DOMAIN:
+        return text  # masked already ("***@0" from "0@0@0"): as it is, domain unmapped
     local, at, domain = clean_address(text).rpartition("@")
-    if at and _MASKED_LOCAL.fullmatch(local) and len(domain) <= _MASK_MAX_DOMAIN:
-        return f"{local}@{domain}"  # masked already: "***@0" from "0@0@0" stays as it is
     quoted = len(local) >= 2 and local[0] == local[-1] == '"'
     # An "@" is text only inside quotes: "a@b@c.com" is no address.
     if not at or not local or ("@" in local and not quoted) or not _showable_domain(domain):
