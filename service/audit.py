@@ -25,7 +25,9 @@ def record_event(
     """Write an audit row in the caller's transaction (an ORM session, or a bare connection
     on the risk check's hot path); the caller's commit makes it durable with the act.
 
-    ``detail`` must never hold a clear address, code, token or password: mask first.
+    ``detail`` must never hold a code, token or password. Every address in it, in any
+    string however nested, is masked on write by the column's type (``MaskedJSON``): free
+    text a caller or operator typed (a user agent, a support reason) cannot slip through.
     """
     executor.execute(
         _INSERT, {"at": now, "actor": actor, "action": action, "target": target, "detail": detail}

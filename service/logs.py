@@ -21,6 +21,7 @@ import re
 import sys
 import threading
 import time
+import unicodedata
 import uuid
 from collections.abc import Mapping, MutableMapping
 from datetime import timedelta
@@ -38,6 +39,64 @@ _LINK_TOKEN = re.compile(r"((?:^|[?&])token=)[^&\s\"']+")
 def mask_secrets(text: str) -> str:
     """``text`` with addresses masked and link tokens (``?token=...``) replaced by ***."""
     return _LINK_TOKEN.sub(r"\1***", mask_addresses(text))
+
+
+# Characters a log line never shows as they are: controls (a NUL, an ANSI escape, a CR that
+# forges a line), format characters (bidi overrides such as U+202E, zero-width spaces),
+# separators other than the space, surrogates, private-use and unassigned code points.
+_UNSHOWN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp", "Zs"})
+
+
+def _unshown(char: str) -> bool:
+    return char != " " and unicodedata.category(char) in _UNSHOWN_CATEGORIES
+
+
+def printable_wsgi_text(text: str) -> str:
+    """A request's path or header as a log line may show it: printable and unambiguous.
+
+    WSGI hands them over as latin-1 text of the raw bytes (PEP 3333): the bytes are decoded
+    as UTF-8, a byte that is no UTF-8 shows as ``\\xNN``, a character a line must not show
+    (see ``_UNSHOWN_CATEGORIES``) as ``\\xNN``, ``\\uNNNN`` or ``\\UNNNNNNNN``, and a
+    backslash as two, so that every escape reads one way. Never raises.
+    """
+    try:
+        decoded = text.encode("latin-1").decode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        decoded = text  # not WSGI's latin-1 text: a str already
+    if decoded.isascii() and decoded.isprintable() and "\\" not in decoded:
+        return decoded
+    return "".join(_escaped(char) for char in decoded)
+
+
+def _escaped(char: str) -> str:
+    code = ord(char)
+    if char == "\\":
+        return "\\\\"
+    if 0xDC80 <= code <= 0xDCFF:  # a byte that is no UTF-8 (surrogateescape)
+        return f"\\x{code - 0xDC00:02x}"
+    if not _unshown(char):
+        return char
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def escape_unshown(line: str) -> str:
+    """``line`` with every character a log line must not show as a JSON-style ``\\uNNNN``
+    escape (valid inside a JSON string too); newlines and tabs stay (tracebacks)."""
+    if line.isascii() and line.isprintable():
+        return line
+    return "".join(
+        _json_escape(char) if char not in "\n\t" and _unshown(char) else char for char in line
+    )
+
+
+def _json_escape(char: str) -> str:
+    code = ord(char)
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    code -= 0x10000  # astral: a UTF-16 surrogate pair, as JSON spells it
+    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
 
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -84,7 +143,7 @@ class MaskedFormatter(structlog.stdlib.ProcessorFormatter):
     """structlog's formatter for stdlib records, whose finished line passes the mask."""
 
     def format(self, record: logging.LogRecord) -> str:
-        return mask_secrets(super().format(record))
+        return escape_unshown(mask_secrets(super().format(record)))
 
 
 def make_formatter(log_format: str) -> logging.Formatter:
@@ -169,6 +228,15 @@ class GunicornLogger(glogging.Logger):  # type: ignore[misc]  # gunicorn ships n
     this, ``GET /v1/accounts/alice@example.org`` lands in the access log in clear. Named in
     deploy/gunicorn.conf.py as ``logger_class``.
     """
+
+    def atoms(self, resp: Any, req: Any, environ: Any, request_time: Any) -> dict[str, Any]:
+        """gunicorn's atoms, with the path and user agent decoded and escaped before the mask
+        reads them (the mask must see "jürgen@bücher.de", not its latin-1 mojibake)."""
+        atoms: dict[str, Any] = super().atoms(resp, req, environ, request_time)
+        for key in ("U", "a"):
+            if isinstance(atoms.get(key), str):
+                atoms[key] = printable_wsgi_text(atoms[key])
+        return atoms
 
     def setup(self, cfg: Any) -> None:
         super().setup(cfg)

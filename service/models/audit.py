@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Index, String
+from sqlalchemy import Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from service.db import Base, BigId, utcnow
+from service.db import Base, BigId, MaskedJSON, utcnow
 
 
 class AuditEvent(Base):
@@ -27,4 +27,4 @@ class AuditEvent(Base):
     action: Mapped[str] = mapped_column(String(100), index=True)
     # What the act was on: "account:<external id>" (ids are up to 255 characters), a slug.
     target: Mapped[str | None] = mapped_column(String(300))
-    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    detail: Mapped[dict[str, Any] | None] = mapped_column(MaskedJSON)

@@ -9,7 +9,7 @@ from sqlalchemy import Boolean, ForeignKey, Index, Integer, LargeBinary, String,
 from sqlalchemy.orm import Mapped, mapped_column
 
 from service.addresses.keys import EMAIL_KEY_BYTES
-from service.db import Base, str_enum, utcnow
+from service.db import Base, MaskedText, str_enum, utcnow
 
 
 class ChangeState(StrEnum):
@@ -73,7 +73,7 @@ class EmailChangeRequest(Base):
     ticket: Mapped[str | None] = mapped_column(String(100))
     requested_by: Mapped[str] = mapped_column(String(200))
     reviewed_by: Mapped[str | None] = mapped_column(String(200))
-    review_reason: Mapped[str | None] = mapped_column(String(500))
+    review_reason: Mapped[str | None] = mapped_column(MaskedText(500))
     link_generation: Mapped[int] = mapped_column(Integer, default=0)
     confirm_token_hash: Mapped[bytes | None] = mapped_column(LargeBinary(32), unique=True)
     confirm_expires_at: Mapped[datetime | None]
@@ -102,4 +102,4 @@ class EmailChangeHold(Base):
     cooling_until: Mapped[datetime]
     cleared_at: Mapped[datetime | None]
     cleared_by: Mapped[str | None] = mapped_column(String(200))
-    clear_reason: Mapped[str | None] = mapped_column(String(500))
+    clear_reason: Mapped[str | None] = mapped_column(MaskedText(500))

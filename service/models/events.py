@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import JSON, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from service.db import Base, BigId, str_enum, utcnow
+from service.db import Base, BigId, MaskedText, str_enum, utcnow
 
 
 class EventReceiver(StrEnum):
@@ -54,4 +54,4 @@ class SecurityEvent(Base):
     lease_until: Mapped[datetime | None]
     delivered_at: Mapped[datetime | None]
     status_code: Mapped[int | None] = mapped_column(Integer)
-    last_error: Mapped[str | None] = mapped_column(String(500))
+    last_error: Mapped[str | None] = mapped_column(MaskedText(500))

@@ -21,7 +21,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from service.addresses.keys import EMAIL_KEY_BYTES
-from service.db import Base, BigId, str_enum, utcnow
+from service.db import Base, BigId, MaskedJSON, MaskedText, str_enum, utcnow
 
 
 class ExposureKind(StrEnum):
@@ -78,9 +78,9 @@ class Leak(IngestCounters, Base):
     slug: Mapped[str] = mapped_column(String(100), unique=True)
     # What the notices call the leak: ``name`` in every language without its own entry in
     # ``names`` ({"de": ...}); with neither, they use neutral wording, never the slug.
-    name: Mapped[str | None] = mapped_column(String(200))
-    names: Mapped[dict[str, str] | None] = mapped_column(JSON)
-    source: Mapped[str | None] = mapped_column(String(500))
+    name: Mapped[str | None] = mapped_column(MaskedText(200))
+    names: Mapped[dict[str, str] | None] = mapped_column(MaskedJSON)
+    source: Mapped[str | None] = mapped_column(MaskedText(500))
     # The leak's own date (when it appeared), as the operator knows it; not the ingest's.
     observed_at: Mapped[date | None] = mapped_column(Date)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -88,7 +88,7 @@ class Leak(IngestCounters, Base):
     # Retracted (service/leaks/retract.py): ingested by mistake, its effects undone.
     retracted_at: Mapped[datetime | None]
     retracted_by: Mapped[str | None] = mapped_column(String(200))
-    retraction_reason: Mapped[str | None] = mapped_column(String(500))
+    retraction_reason: Mapped[str | None] = mapped_column(MaskedText(500))
 
 
 class LeakFile(IngestCounters, Base):
@@ -107,7 +107,7 @@ class LeakFile(IngestCounters, Base):
     # How the bytes were read (the format, and a CSV's columns): part of the file's
     # identity, so a file read under a wrong format can be ingested again under another.
     read_as: Mapped[str] = mapped_column(String(100))
-    name: Mapped[str | None] = mapped_column(String(255))  # the file's basename
+    name: Mapped[str | None] = mapped_column(MaskedText(255))  # the file's basename
     ran_by: Mapped[str | None] = mapped_column(String(200))  # the operator who ran it
     size: Mapped[int] = mapped_column(BigInteger)
     format: Mapped[str] = mapped_column(String(10))
@@ -198,5 +198,5 @@ class Exposure(Base):
     # When, by whom, why and for what cause it stopped being open (all None while open).
     resolved_at: Mapped[datetime | None]
     resolved_by: Mapped[str | None] = mapped_column(String(200))
-    resolution: Mapped[str | None] = mapped_column(String(500))
+    resolution: Mapped[str | None] = mapped_column(MaskedText(500))
     end_cause: Mapped[ExposureEndCause | None] = mapped_column(str_enum(ExposureEndCause))

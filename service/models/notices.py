@@ -8,7 +8,7 @@ from enum import StrEnum
 from sqlalchemy import ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from service.db import Base, BigId, str_enum, utcnow
+from service.db import Base, BigId, MaskedText, str_enum, utcnow
 
 
 class NoticeKind(StrEnum):
@@ -45,7 +45,7 @@ class Notice(Base):
     kind: Mapped[NoticeKind] = mapped_column(str_enum(NoticeKind))
     state: Mapped[NoticeState] = mapped_column(str_enum(NoticeState))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    last_error: Mapped[str | None] = mapped_column(String(500))
+    last_error: Mapped[str | None] = mapped_column(MaskedText(500))
     reply_code: Mapped[int | None] = mapped_column(Integer)
     message_id: Mapped[str | None] = mapped_column(String(255), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

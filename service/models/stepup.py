@@ -8,7 +8,7 @@ from enum import StrEnum
 from sqlalchemy import BigInteger, ForeignKey, Index, Integer, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from service.db import Base, BigId, str_enum, utcnow
+from service.db import Base, BigId, MaskedText, str_enum, utcnow
 
 
 class ChallengeState(StrEnum):
@@ -133,11 +133,11 @@ class SupportHold(Base):
     account_id: Mapped[int] = mapped_column(
         ForeignKey("account.id", ondelete="CASCADE"), primary_key=True
     )
-    reason: Mapped[str | None] = mapped_column(String(500))
+    reason: Mapped[str | None] = mapped_column(MaskedText(500))
     placed_by: Mapped[str] = mapped_column(String(200))
     placed_at: Mapped[datetime]
     expires_at: Mapped[datetime | None]
     cleared_at: Mapped[datetime | None]
     # Who ended it: an actor such as "staff:3", or the person's step-up ("step_up:<method>").
     cleared_by: Mapped[str | None] = mapped_column(String(200))
-    clear_reason: Mapped[str | None] = mapped_column(String(500))
+    clear_reason: Mapped[str | None] = mapped_column(MaskedText(500))

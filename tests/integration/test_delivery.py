@@ -629,7 +629,8 @@ def test_bounces_fail_the_notice_and_mark_the_address_until_it_changes(
     body = {
         "bounces": [
             {"message_id": bare, "code": 550, "reason": "5.1.1 user jane.doe@example.org unknown"},
-            {"message_id": bracketed, "code": 552},
+            # a quoted local part (new-user trial: it was kept, and shown, in the clear)
+            {"message_id": bracketed, "code": 552, "reason": '5.2.2 "jane doe"@example.org full'},
             {"message_id": "<not-ours-1@elsewhere.example>", "code": 550},
         ]
     }
@@ -642,6 +643,11 @@ def test_bounces_fail_the_notice_and_mark_the_address_until_it_changes(
     with runtime.db.read_session() as session:  # the provider's quote of the address is masked
         reasons = list(session.scalars(select(Notice.last_error).where(Notice.state == "failed")))
     assert "bounced: 5.1.1 user j***@example.org unknown" in reasons
+    assert "bounced: 5.2.2 j***@example.org full" in reasons
+    reader = bearer(make_api_key(runtime, Scope.ACCOUNTS_READ))
+    shown = client.get(f"/v1/accounts/{second}", headers=reader).get_data(as_text=True)
+    assert "j***@example.org full" in shown
+    assert "jane doe" not in shown
     assert (rows[second].state, rows[second].reply_code) == ("failed", 552)
     assert rows[first].undeliverable_at is not None
     assert rows[second].undeliverable_at is not None

@@ -81,13 +81,35 @@ def test_gunicorn_access_and_error_logs_mask_addresses(
                 # longer than gunicorn's default request line (4094): the app answers it
                 get(f"{base}/v1/accounts/{'x' * 6000}", key),
             ]
+            # the new-user trial's: a quoted local part, a NUL, a bidi override, UTF-8
+            for path in (
+                "%22jane%20doe%22%40example.org",
+                "a%00b",
+                "%E2%80%AEevil",
+                "j%C3%BCrgen%40b%C3%BCcher.de",
+                "bad%FFbyte",
+            ):
+                get(f"{base}/v1/accounts/{path}", key)
         finally:
             server.terminate()
             server.wait(timeout=30)
-    text = log_path.read_text()
+    raw = log_path.read_bytes()
+    text = raw.decode("utf-8")  # strict: a stray byte would raise
     problem = "application/problem+json"
     assert answers == [(404, problem), (404, problem), (404, problem), (422, problem)]
     assert "path=/v1/accounts/" in text  # the access log was written
     for clear in ("alice@example.org", "bob%40example.org", "bob@example.org", "carol@example.net"):
         assert clear not in text, text
     assert "a***@example.org" in text
+    # printable and unambiguous: the path decoded as UTF-8, controls and bidi escaped
+    assert all(line.isprintable() for line in text.splitlines()), text
+    assert "jane doe" not in text
+    for shown in (
+        r"path=/v1/accounts/a\x00b",
+        r"path=/v1/accounts/\u202eevil",
+        r"path=/v1/accounts/bad\xffbyte",
+        "path=/v1/accounts/j***@bücher.de",
+        "path=/v1/accounts/j***@example.org",
+    ):
+        assert shown in text, text
+    assert "Ã" not in text

@@ -9,9 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import Enum, String
+from sqlalchemy import Column, Enum, String
+from sqlalchemy.types import TypeDecorator, TypeEngine
 
 import service.models  # noqa: F401  # every model on Base.metadata
 from jobs.ingest import parts
@@ -139,14 +141,20 @@ COLUMNS: dict[str, Checked | Bounded | Internal] = {
 }
 
 
+def _stored_type(column: Column[Any]) -> TypeEngine[Any]:
+    """The type the database stores: a ``MaskedText(n)`` is a ``String(n)`` there."""
+    kind = column.type
+    return kind.impl_instance if isinstance(kind, TypeDecorator) else kind
+
+
 def bounded_columns() -> dict[str, int]:
     return {
-        f"{table.name}.{column.name}": column.type.length
+        f"{table.name}.{column.name}": kind.length
         for table in Base.metadata.sorted_tables
         for column in table.columns
-        if isinstance(column.type, String)
-        and not isinstance(column.type, Enum)  # a StrEnum's values
-        and column.type.length is not None
+        if isinstance(kind := _stored_type(column), String)
+        and not isinstance(kind, Enum)  # a StrEnum's values
+        and kind.length is not None
     }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+from datetime import timedelta
 
 import pytest
 
@@ -97,3 +98,80 @@ def test_a_link_token_never_reaches_a_log(caplog: pytest.LogCaptureFixture) -> N
         logger.info("%(q)s", {"q": "token=Zq3-_abcDEF0123456789"})
     assert "Zq3-_abc" not in caplog.text
     assert "/email-change/confirm?token=***&x=1" in caplog.text
+
+
+# --- the access line is printable and unambiguous (new-user trial) --------------------------
+
+
+class _Response:
+    status = "404 NOT FOUND"
+    sent = 156
+    headers = (("X-Request-ID", "r-1"),)
+
+
+def _access_line(raw_path: bytes, log_format: str, user_agent: bytes = b"curl/8") -> str:
+    """The access line gunicorn writes for a GET of ``raw_path`` (its bytes, as sent)."""
+    from gunicorn.config import Config
+
+    from service.logs import GunicornLogger
+
+    config = Config()
+    config.set("accesslog", "-")
+    logger = GunicornLogger(config)
+    stream = io.StringIO()
+    # gunicorn's loggers are global: an earlier test's handlers are still there.
+    *earlier, handler = logger.access_log.handlers
+    for old in earlier:
+        logger.access_log.removeHandler(old)
+    handler.setStream(stream)  # type: ignore[attr-defined]
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "RAW_URI": raw_path.decode("latin-1"),
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        # PEP 3333: the raw bytes as latin-1 text, as gunicorn hands them to the app
+        "PATH_INFO": raw_path.decode("latin-1"),
+        "QUERY_STRING": "",
+        "REMOTE_ADDR": "127.0.0.1",
+        "HTTP_USER_AGENT": user_agent.decode("latin-1"),
+    }
+    logger.access(_Response(), [], environ, timedelta(milliseconds=3))
+    return stream.getvalue()
+
+
+@pytest.mark.parametrize("log_format", ["json", "console"])
+@pytest.mark.parametrize(
+    ("raw_path", "shown"),
+    [
+        (b"/v1/accounts/a\x00b", r"/v1/accounts/a\x00b"),
+        (b"/v1/accounts/\xe2\x80\xaeevil", r"/v1/accounts/\u202eevil"),
+        (b"/v1/accounts/bad\xffbyte", r"/v1/accounts/bad\xffbyte"),
+        (b"/v1/accounts/a\\x00b", r"/v1/accounts/a\\x00b"),
+        (b"/v1/accounts/j\xc3\xbcrgen@b\xc3\xbccher.de", "/v1/accounts/j***@bücher.de"),
+        (b'/v1/accounts/"jane doe"@example.org', "/v1/accounts/j***@example.org"),
+        (b"/v1/accounts/a\x1b[31mred\r\nforged", r"/v1/accounts/a\x1b[31mred\x0d\x0aforged"),
+    ],
+)
+def test_the_access_line_shows_the_path_decoded_and_escaped(
+    monkeypatch: pytest.MonkeyPatch, log_format: str, raw_path: bytes, shown: str
+) -> None:
+    monkeypatch.setenv("LEAKGUARD_LOG_FORMAT", log_format)
+    line = _access_line(raw_path, log_format, user_agent=b"ua \xe2\x80\xae\x00")
+    assert line.count("\n") == 1
+    assert line.endswith("\n")
+    assert line[:-1].isprintable(), repr(line)
+    assert "Ã" not in line  # no latin-1 mojibake
+    path = json.loads(line)["path"] if log_format == "json" else line
+    assert shown in path, line
+    for clear in ("jane", "rgen@"):
+        assert clear not in line
+
+
+def test_escape_unshown_keeps_newlines_and_is_valid_inside_json() -> None:
+    from service.logs import escape_unshown
+
+    text = "a\u202eb\x7fc\u200bd\U0001f600e\U000e0001f\ng"
+    escaped = escape_unshown(json.dumps(text, ensure_ascii=False))
+    assert escaped.isprintable()
+    assert "\U0001f600" in escaped  # printable: shown as it is
+    assert json.loads(escaped) == text
+    assert escape_unshown("line one\n\tline two\r") == "line one\n\tline two\\u000d"
