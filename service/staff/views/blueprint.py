@@ -54,10 +54,16 @@ SECURITY_HEADERS = {
 }
 
 
-@staff.after_request
-def _headers(response: Response) -> Response:
-    for name, value in SECURITY_HEADERS.items():
-        response.headers.setdefault(name, value)
+def staff_headers(response: Response) -> Response:
+    """Every answer under /staff gets ``SECURITY_HEADERS`` (a view's own value wins).
+
+    Registered on the app (``register_staff``), not the blueprint: an unrouted path's 404
+    or 405 page belongs to no blueprint, so a blueprint's ``after_request`` never saw it,
+    and that page (with the signed-in user's email in its nav) went out framable, without
+    the CSP and cacheable."""
+    if under_staff(request.path):
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
     return response
 
 
