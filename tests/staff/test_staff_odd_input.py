@@ -88,3 +88,47 @@ def test_a_nul_in_a_form_is_refused_and_nothing_is_stored(
         [field] = [name for name, value in form.items() if NUL in value]
         assert f'"{field}"' in page  # the field is named
     assert audit_count(runtime) == before
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "0001-01-01T00:00+14:00",  # year 0 in UTC
+        "0001-01-01T05:00:00+05:01",
+        "9999-12-31T23:59-14:00",  # year 10000 in UTC
+        "9999-12-31T23:59:59.999999-00:01",
+    ],
+)
+def test_an_audit_time_past_the_calendar_in_utc_is_named_not_a_500(
+    signed_in: FlaskClient, runtime: Runtime, value: str
+) -> None:
+    """The filters read any ISO 8601 time with an offset; one whose UTC time falls outside
+    years 1-9999 raised OverflowError (a 500) on the page and in the export."""
+    for name in ("since", "until"):
+        page = signed_in.get("/staff/audit", query_string={name: value})
+        assert (page.status_code, page.mimetype) == (200, "text/html")
+        assert f"{name}: not a date and time from year 1 to 9999" in page.get_data(as_text=True)
+        before = audit_count(runtime)
+        export = signed_in.post(
+            "/staff/audit/export.csv",
+            data={"csrf_token": csrf_token(signed_in, "/staff/audit"), name: value},
+        )
+        assert export.status_code == 400
+        assert f"{name}: not a date and time" in export.get_data(as_text=True)
+        assert audit_count(runtime) == before
+
+
+def test_an_audit_time_at_the_calendar_ends_within_it_filters(
+    signed_in: FlaskClient, runtime: Runtime
+) -> None:
+    """The ends themselves, in UTC or with an offset that keeps them inside, still filter."""
+    for query in (
+        {"since": "0001-01-01T00:00"},
+        {"since": "0001-01-01T00:00-01:00"},
+        {"until": "9999-12-31T23:59+01:00"},
+    ):
+        page = signed_in.get("/staff/audit", query_string=query)
+        assert page.status_code == 200
+        text = page.get_data(as_text=True)
+        assert "not a date and time" not in text
+        assert "staff.login" in text  # the agent's own login, inside both ends
