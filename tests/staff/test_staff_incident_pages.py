@@ -361,6 +361,38 @@ def test_bulk_dismissal_shows_its_count_then_acts_on_that_set(
     assert row.detail["dismissed"] == 3
 
 
+def test_a_bulk_dismissal_over_the_batch_says_how_many_are_left(
+    runtime: Runtime,
+    staff_client: FlaskClient,
+    agent: StaffLogin,
+    clock: Clock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A press ends at most MAX_BULK of the counted set: the page said "Dismissed 5000"
+    after "Dismiss these 6000", as if none were left."""
+    monkeypatch.setattr(queues_module, "MAX_BULK", 2)
+    for n in range(3):
+        expose(runtime, make_account(runtime, f"a{n}", f"a{n}@example.org"))
+    log_in(staff_client, agent, clock)
+    page = "/staff/queues/bulk-dismiss"
+    done = post(
+        staff_client, page, page, leak=LEAK, kind="", reason="wrong file", confirmed_count="3"
+    )
+    assert done.status_code == 303
+    shown = unescape(staff_client.get(done.headers["Location"]).get_data(as_text=True))
+    assert (
+        f"Dismissed 2 open exposures of {LEAK}; 1 still open: count again to dismiss the rest."
+        in shown
+    )
+    again = post(staff_client, page, page, leak=LEAK, kind="", reason="wrong file")
+    assert re.search(r"<strong>1</strong> open exposures match now", again.get_data(as_text=True))
+    last = post(
+        staff_client, page, page, leak=LEAK, kind="", reason="wrong file", confirmed_count="1"
+    )
+    shown = unescape(staff_client.get(last.headers["Location"]).get_data(as_text=True))
+    assert f"Dismissed 1 open exposures of {LEAK}." in shown
+
+
 def test_failed_warnings_page_lists_and_a_viewer_cannot_retry(
     runtime: Runtime, staff_client: FlaskClient, viewer: StaffLogin, clock: Clock
 ) -> None:

@@ -230,7 +230,12 @@ def bulk_dismiss() -> ResponseReturnValue:
                         "reason": str(form.reason.data),
                     },
                 )
-                flash(f"Dismissed {outcome.ended} open exposures of {wanted.leak}.")
+                line = f"Dismissed {outcome.ended} open exposures of {wanted.leak}"
+                if outcome.left:
+                    # Over MAX_BULK a press ends only the first batch: said so, or the
+                    # page reads as if the whole counted set ("Dismiss these 6000") was.
+                    line += f"; {outcome.left} still open: count again to dismiss the rest"
+                flash(line + ".")
                 return redirect(url_for("staff.leak", slug=wanted.leak), code=303)
             outcome = bulk_end_exposures(
                 session,
