@@ -11,13 +11,21 @@ from html import unescape
 
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from service.db import utcnow
 from service.email_change import assisted
 from service.email_change.context import ChangeTools
 from service.leaks.lifecycle import end_exposure
-from service.models import AuditEvent, ChangeState, EmailChangeRequest, Leak, StaffRole
+from service.models import (
+    AuditEvent,
+    ChangeState,
+    EmailChangeRequest,
+    Leak,
+    Notice,
+    NoticeState,
+    StaffRole,
+)
 from service.runtime import Runtime
 from service.staff import queues as queues_module
 from service.staff.queues import ExposureFilter
@@ -391,6 +399,44 @@ def test_a_bulk_dismissal_over_the_batch_says_how_many_are_left(
     )
     shown = unescape(staff_client.get(last.headers["Location"]).get_data(as_text=True))
     assert f"Dismissed 1 open exposures of {LEAK}." in shown
+
+
+def test_the_failed_warnings_page_lists_a_bounded_number_and_counts_them_all(
+    runtime: Runtime,
+    staff_client: FlaskClient,
+    agent: StaffLogin,
+    clock: Clock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A relay that refused a whole campaign fails every warning: the page listed each
+    one (6,000 were 870 kB; 100,000 some 14 MB) and the queues page loaded them all to
+    count them. It lists the oldest MAX_FAILED_SHOWN and says how many there are."""
+    monkeypatch.setattr(queues_module, "MAX_FAILED_SHOWN", 2)
+    for n in range(5):
+        expose(runtime, make_account(runtime, f"f{n}", f"f{n}@example.org"))
+    with runtime.db.transaction() as session:
+        session.execute(
+            update(Notice).values(
+                state=NoticeState.FAILED, failed_at=utcnow(), last_error="550 refused"
+            )
+        )
+        ids = list(session.scalars(select(Notice.id).order_by(Notice.id)))
+    log_in(staff_client, agent, clock)
+    overview = staff_client.get("/staff/queues").get_data(as_text=True)
+    assert re.search(r'Failed warnings <span class="badge">5</span>', overview)
+    page = unescape(staff_client.get("/staff/queues/failed-notices").get_data(as_text=True))
+    listed = [int(n) for n in re.findall(r'<tr><td class="num">(\d+)</td>', page)]
+    assert listed == ids[:2]  # the oldest
+    assert f"The oldest 2 of 5 failed warnings of {LEAK}" in page
+    retried = post(
+        staff_client,
+        f"/staff/queues/failed-notices/{LEAK}/retry",
+        "/staff/queues/failed-notices",
+        ids="",
+    )
+    assert retried.status_code == 303
+    shown = unescape(staff_client.get(retried.headers["Location"]).get_data(as_text=True))
+    assert f"5 failed warnings of {LEAK} are pending again" in shown
 
 
 def test_failed_warnings_page_lists_and_a_viewer_cannot_retry(

@@ -25,6 +25,7 @@ from service.staff.queues import (
     CountChanged,
     ExposureFilter,
     bulk_end_exposures,
+    count_failed_notices,
     email_change_queue,
     failed_notices,
 )
@@ -44,7 +45,7 @@ from service.staff.views.page_forms import (
 def queues() -> ResponseReturnValue:
     with runtime_of(current_app).db.read_session() as session:
         waiting = len(email_change_queue(session))
-        failed = sum(len(group.notices) for group in failed_notices(session))
+        failed = count_failed_notices(session)
     return render_template("staff/queues.html", waiting=waiting, failed=failed)
 
 
