@@ -320,6 +320,29 @@ def test_whoever_filed_a_request_cannot_approve_it_on_the_page(
     ] * len(ids)
 
 
+def test_a_review_reason_pasted_with_tabs_is_taken_and_a_refusal_names_no_cli_flag(
+    runtime: Runtime, staff_client: FlaskClient, agent: StaffLogin, clock: Clock
+) -> None:
+    """A reason pasted from a ticket (a tab, a line break) was refused on the page as
+    "--reason must be 1-500 printable characters"; other support reasons take it with
+    each run of whitespace one space, and a refusal names the reason, not a CLI flag."""
+    first = file_for_review(runtime, "ann", actor="cli:ops")
+    second = file_for_review(runtime, "bob", actor="cli:ops")
+    log_in(staff_client, agent, clock)
+    page = "/staff/queues/email-change"
+    denied = post(staff_client, f"{page}/{first}/deny", page, reason="no ID\tSUP-12\r\nsee call")
+    assert denied.status_code == 303
+    with runtime.db.read_session() as session:
+        stored = session.get(EmailChangeRequest, first)
+        assert stored is not None
+        assert (stored.state, stored.review_reason) == (ChangeState.DENIED, "no ID SUP-12 see call")
+    refused = post(staff_client, f"{page}/{second}/deny", page, reason="bell\x07")
+    assert refused.status_code == 422
+    text = unescape(refused.get_data(as_text=True))
+    assert "the reason must be 1-500 printable characters" in text
+    assert "--reason" not in text
+
+
 def test_a_staff_members_id_is_not_a_cli_users_name(
     runtime: Runtime, staff_client: FlaskClient, agent: StaffLogin, clock: Clock
 ) -> None:
