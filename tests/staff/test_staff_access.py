@@ -228,6 +228,11 @@ def test_the_return_address_after_reauthentication_stays_on_this_site(
         "//evil.example/staff/",
         "/v1/accounts",
         "/staff//x",
+        # dot segments leave /staff once resolved (was: kept, a way off the staff site)
+        "/staff/../v1/accounts",
+        "/staff/%2e%2e/v1/accounts",
+        "/staff/.%2E/email-change/confirm",
+        "/staff/./../v1",
     ):
         page = staff_client.get(f"/staff/reauth?next={target}").get_data(as_text=True)
         assert 'name="next" type="hidden" value="/staff/"' in page, target
