@@ -7,6 +7,8 @@ shows is what is sent.
 from __future__ import annotations
 
 import ipaddress
+import re
+import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -291,9 +293,31 @@ class RiskCheckOut(BaseModel):
 
 
 Code = Annotated[str, Field(min_length=1, max_length=MAX_CODE_CHARS), Storable]
+# A UUID as clients write one (RFC 9562 section 4: case-insensitive on input): upper case
+# from a SQL Server uniqueidentifier, braces or no hyphens from .NET, the URN form. The
+# code of a challenge is derived from its canonical spelling, so it is read as that.
+_UUID_SPELLING = re.compile(
+    r"(?:urn:uuid:)?(\{)?[0-9a-f]{8}(-?)[0-9a-f]{4}\2[0-9a-f]{4}\2[0-9a-f]{4}\2[0-9a-f]{12}(?(1)\})",
+    re.IGNORECASE,
+)
+
+
+def _canonical_uuid(value: str) -> str:
+    if not _UUID_SPELLING.fullmatch(value):
+        raise ValueError("must be a UUID (the challenge_id of POST /v1/step-up/challenges)")
+    return str(uuid.UUID(value))
+
+
 ChallengeId = Annotated[
     str,
-    Field(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"),
+    Field(
+        min_length=32,
+        max_length=47,
+        json_schema_extra={"format": "uuid"},
+        description="As answered by POST /v1/step-up/challenges; any case, with or without "
+        "hyphens, braces or urn:uuid:",
+    ),
+    AfterValidator(_canonical_uuid),
 ]
 
 

@@ -542,3 +542,38 @@ def test_openapi_document_lists_the_reason_codes_and_methods(client: FlaskClient
     assert decisions["enum"] == ["allow", "step_up", "deny"]
     assert "/v1/risk/check" in document["paths"]
     assert "/v1/step-up/verify" in document["paths"]
+
+
+UUID_SPELLINGS = {
+    "upper case": str.upper,  # SQL Server's uniqueidentifier, Windows GUIDs
+    "braces": lambda text: "{" + text + "}",  # .NET Guid.ToString("B")
+    "URN": lambda text: "urn:uuid:" + text,  # RFC 9562 section 4
+    "no hyphens": lambda text: text.replace("-", ""),  # .NET Guid.ToString("N")
+}
+
+
+@pytest.mark.parametrize("spelling", sorted(UUID_SPELLINGS))
+def test_a_challenge_id_is_the_same_uuid_however_the_client_spells_it(
+    runtime: Runtime, client: FlaskClient, auth: dict[str, str], spelling: str
+) -> None:
+    # A login service keeping the challenge id in a uniqueidentifier column gets it back in
+    # upper case: it was a 422, so no emailed code could ever pass (RFC 9562: UUIDs are
+    # case-insensitive on input).
+    expose(runtime, make_account(runtime, "uuid-case"))
+    challenge = email_challenge(client, auth, "uuid-case")
+    code = runtime.step_up.email_code(challenge)
+    spelled = UUID_SPELLINGS[spelling](challenge)
+    passed = verify(client, auth, "uuid-case", "email_code", code, challenge_id=spelled)
+    assert passed.status_code == 200, passed.get_data(as_text=True)
+
+
+@pytest.mark.parametrize(
+    "challenge_id",
+    ["x", "0" * 31, "g" * 32, "12345678-1234-1234-1234-1234567890ab-", "\u0661" * 32],
+)
+def test_a_challenge_id_that_is_no_uuid_is_422(
+    client: FlaskClient, auth: dict[str, str], challenge_id: str
+) -> None:
+    body = {"account_id": "a", "method": "email_code", "code": "1", "challenge_id": challenge_id}
+    problem = assert_problem(post(client, auth, "/v1/step-up/verify", body), 422)
+    assert [error["loc"] for error in problem["errors"]] == [["challenge_id"]]
