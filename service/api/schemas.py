@@ -219,6 +219,9 @@ def _ip_address(value: str) -> str:
         raise ValueError("must be an IPv4 or IPv6 address") from None
 
 
+MAX_USER_AGENT_CHARS = 8192
+USER_AGENT_KEPT_CHARS = 500
+
 DeviceId = Annotated[
     str,
     Field(
@@ -243,7 +246,18 @@ class RiskContext(Strict):
         Annotated[str, Field(max_length=45, examples=["203.0.113.7"]), AfterValidator(_ip_address)]
         | None
     ) = None
-    user_agent: Annotated[str, Field(max_length=500), Storable] | None = None
+    # Taken as the browser sent it, up to the 8 KiB of a header servers accept (in-app
+    # browsers' run past 500 characters: a refusal would leave the sign-in undecided), and
+    # kept for the audit row to its first USER_AGENT_KEPT_CHARS.
+    user_agent: (
+        Annotated[
+            str,
+            Field(max_length=MAX_USER_AGENT_CHARS),
+            Storable,
+            AfterValidator(lambda text: text[:USER_AGENT_KEPT_CHARS]),
+        ]
+        | None
+    ) = None
     device_id: DeviceId | None = None
 
 
