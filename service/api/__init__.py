@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import inspect
 from functools import cache
+from http import HTTPStatus
 
-from flask import current_app, request
+from flask import Response, current_app, request
 from flask_openapi3 import APIBlueprint
 from pydantic import ValidationError
 
@@ -29,6 +30,15 @@ api = APIBlueprint(
 @api.before_request
 def _authenticate() -> None:
     authenticate_request()
+
+
+@api.after_request
+def _no_type_without_content(response: Response) -> Response:
+    """A 204 has no content (RFC 9110 section 15.3.5), so no media type: Flask would label
+    the empty string text/html, which a client may try to read as a page."""
+    if response.status_code == HTTPStatus.NO_CONTENT:
+        response.headers.pop("Content-Type", None)
+    return response
 
 
 @api.before_request
