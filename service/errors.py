@@ -81,6 +81,18 @@ class UnsupportedMediaType(LeakguardError):
     status = 415
     code = "unsupported_media_type"
     title = "The request body must be JSON"
+    headers: ClassVar[dict[str, str]] = {"Accept": "application/json"}
+
+
+class UnsupportedContentEncoding(LeakguardError):
+    """A compressed request body (``Content-Encoding: gzip``): nothing here decodes one, and
+    reading the compressed bytes as JSON would call a good body malformed (RFC 9110
+    section 15.5.16: 415, naming the codings accepted)."""
+
+    status = 415
+    code = "unsupported_content_encoding"
+    title = "The request body must not be compressed"
+    headers: ClassVar[dict[str, str]] = {"Accept-Encoding": "identity"}
 
 
 class JobError(Exception):

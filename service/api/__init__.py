@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import inspect
 from functools import cache
+from http import HTTPStatus
 
-from flask import current_app, request
+from flask import Response, current_app, request
 from flask_openapi3 import APIBlueprint
 from pydantic import ValidationError
 
 from service.api.auth import authenticate_request
 from service.api.problems import problem_responses
-from service.errors import InvalidRequest, UnsupportedMediaType
+from service.errors import InvalidRequest, UnsupportedContentEncoding, UnsupportedMediaType
 
 JSON_METHODS = frozenset({"POST", "PUT", "PATCH"})
 API_PREFIX = "/v1/"
@@ -31,6 +32,15 @@ def _authenticate() -> None:
     authenticate_request()
 
 
+@api.after_request
+def _no_type_without_content(response: Response) -> Response:
+    """A 204 has no content (RFC 9110 section 15.3.5), so no media type: Flask would label
+    the empty string text/html, which a client may try to read as a page."""
+    if response.status_code == HTTPStatus.NO_CONTENT:
+        response.headers.pop("Content-Type", None)
+    return response
+
+
 @api.before_request
 def _require_json_body() -> None:
     """Parse the body once, strictly (``json_body``), before validation sees it: a body
@@ -41,6 +51,11 @@ def _require_json_body() -> None:
         if _takes_body(request.endpoint):
             raise InvalidRequest("the body is empty: send a JSON object")
         return  # no body where none is needed, whatever the Content-Type says
+    if _content_codings():
+        raise UnsupportedContentEncoding(
+            "send the body uncompressed, without Content-Encoding "
+            f"(this one: {', '.join(_content_codings())})"
+        )
     if not request.is_json:
         raise UnsupportedMediaType("send the body as JSON (Content-Type: application/json)")
     # A declared Content-Length over MAX_CONTENT_LENGTH is a 413 already. A chunked body
@@ -50,6 +65,17 @@ def _require_json_body() -> None:
     if getattr(request.stream, "is_exhausted", False):
         request.stream.read(1)
     request.get_json()  # raises InvalidRequest; cached for the view and flask-openapi3
+
+
+def _content_codings() -> list[str]:
+    """The codings of ``Content-Encoding`` other than ``identity`` (RFC 9110 section 8.4),
+    at most a few and each cut short: they are quoted back to the caller."""
+    codings = [
+        coding.strip().lower()[:20]
+        for coding in request.headers.get("Content-Encoding", "").split(",")
+        if coding.strip()
+    ]
+    return [coding for coding in codings if coding != "identity"][:3]
 
 
 def _has_no_body() -> bool:

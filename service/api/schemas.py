@@ -7,6 +7,8 @@ shows is what is sent.
 from __future__ import annotations
 
 import ipaddress
+import re
+import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -217,6 +219,9 @@ def _ip_address(value: str) -> str:
         raise ValueError("must be an IPv4 or IPv6 address") from None
 
 
+MAX_USER_AGENT_CHARS = 8192
+USER_AGENT_KEPT_CHARS = 500
+
 DeviceId = Annotated[
     str,
     Field(
@@ -241,7 +246,18 @@ class RiskContext(Strict):
         Annotated[str, Field(max_length=45, examples=["203.0.113.7"]), AfterValidator(_ip_address)]
         | None
     ) = None
-    user_agent: Annotated[str, Field(max_length=500), Storable] | None = None
+    # Taken as the browser sent it, up to the 8 KiB of a header servers accept (in-app
+    # browsers' run past 500 characters: a refusal would leave the sign-in undecided), and
+    # kept for the audit row to its first USER_AGENT_KEPT_CHARS.
+    user_agent: (
+        Annotated[
+            str,
+            Field(max_length=MAX_USER_AGENT_CHARS),
+            Storable,
+            AfterValidator(lambda text: text[:USER_AGENT_KEPT_CHARS]),
+        ]
+        | None
+    ) = None
     device_id: DeviceId | None = None
 
 
@@ -291,9 +307,31 @@ class RiskCheckOut(BaseModel):
 
 
 Code = Annotated[str, Field(min_length=1, max_length=MAX_CODE_CHARS), Storable]
+# A UUID as clients write one (RFC 9562 section 4: case-insensitive on input): upper case
+# from a SQL Server uniqueidentifier, braces or no hyphens from .NET, the URN form. The
+# code of a challenge is derived from its canonical spelling, so it is read as that.
+_UUID_SPELLING = re.compile(
+    r"(?:urn:uuid:)?(\{)?[0-9a-f]{8}(-?)[0-9a-f]{4}\2[0-9a-f]{4}\2[0-9a-f]{4}\2[0-9a-f]{12}(?(1)\})",
+    re.IGNORECASE,
+)
+
+
+def _canonical_uuid(value: str) -> str:
+    if not _UUID_SPELLING.fullmatch(value):
+        raise ValueError("must be a UUID (the challenge_id of POST /v1/step-up/challenges)")
+    return str(uuid.UUID(value))
+
+
 ChallengeId = Annotated[
     str,
-    Field(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"),
+    Field(
+        min_length=32,
+        max_length=47,
+        json_schema_extra={"format": "uuid"},
+        description="As answered by POST /v1/step-up/challenges; any case, with or without "
+        "hyphens, braces or urn:uuid:",
+    ),
+    AfterValidator(_canonical_uuid),
 ]
 
 

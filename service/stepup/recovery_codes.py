@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from service.stepup.typed import typed_code
+
 BASE32_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
 CODES_PER_SET = 10
 LOOKUP_CHARS = 4
@@ -40,8 +42,9 @@ def format_code(code: str) -> str:
 
 
 def normalize_code(text: str) -> str | None:
-    """Undo what people do to codes: case, spaces, dashes, 0/O and 1/I mix-ups."""
-    cleaned = "".join(ch for ch in text.upper() if ch not in " -\t")
+    """Undo what people do to codes: case, spaces, dashes, 0/O and 1/I mix-ups, and what
+    keyboards and clipboards add (``typed_code``: en dashes, no-break spaces, line breaks)."""
+    cleaned = typed_code(text).upper()
     cleaned = cleaned.translate(str.maketrans("018", "OIB"))
     if len(cleaned) != LOOKUP_CHARS + SECRET_CHARS or not set(cleaned) <= set(BASE32_ALPHABET):
         return None

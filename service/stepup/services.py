@@ -58,6 +58,7 @@ from service.stepup.assurance import Assurance, AssuranceSigner, AssuranceTokenI
 from service.stepup.secret_box import SecretBox, SecretUnreadable, keyed_digest
 from service.stepup.throttle import Locked, Reservation, ThrottlePolicy
 from service.stepup.totp import TotpEnrollment
+from service.stepup.typed import typed_code
 
 EMAIL_CODE_DIGITS = 6
 MAX_CODE_CHARS = 64
@@ -418,7 +419,7 @@ class StepUp:
     ) -> CodeCheck:
         if not challenge_id:
             return CodeCheck.WRONG
-        right = strings_equal("".join(code.split()), self.email_code(challenge_id))
+        right = strings_equal(typed_code(code), self.email_code(challenge_id))
         # Spend one of the challenge's tries first, so that it is counted whatever happens.
         spent = session.execute(
             update(StepUpChallenge)

@@ -11,6 +11,8 @@ from datetime import datetime
 import pyotp
 import segno
 
+from service.stepup.typed import typed_code
+
 DIGITS = 6
 SECRET_BYTES = 20  # 160 bits, as RFC 4226 recommends for HMAC-SHA1
 DRIFT_STEPS = 1  # RFC 6238 s5.2: one step either way for clocks and typing
@@ -45,10 +47,12 @@ def enrollment(secret: str, *, name: str, issuer: str) -> TotpEnrollment:
 def step_of(secret: str, code: str, now: datetime) -> int | None:
     """The time step ``code`` belongs to, within one step of drift, or None.
 
-    Spaces are no part of the code: apps show it as "123 456", and people type it so.
+    Spaces are no part of the code: apps show it as "123 456", and people type it so; nor
+    are what other keyboards and clipboards add (``typed_code``: full-width or other
+    scripts' digits, dashes, invisible characters).
     The caller refuses a step at or below the last one it accepted: a code works once.
     """
-    code = "".join(code.split())
+    code = typed_code(code)
     if len(code) != DIGITS or not code.isascii() or not code.isdigit():
         return None
     try:

@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from flask import Flask
 from werkzeug.routing import IntegerConverter, Map, PathConverter
 
+from service.accounts import ROUTE_SUFFIXES
 from service.db.base import BIGINT_MAX
 
 
@@ -27,10 +29,13 @@ class ExternalIdConverter(PathConverter):
     """Any id the product stores (``check_external_id``): ``tenant/42``, ``/x``, ``a//b``
     and ``x/`` too, so slashes anywhere (werkzeug's ``path`` wants no leading one).
     Non-greedy, so that ``/accounts/<id>/totp`` takes the suffix route; the ids that end
-    in such a suffix are refused where ids enter (``ROUTE_SUFFIXES``). Rules using it set
-    ``merge_slashes=False``: a ``//`` inside an id is part of it, not a typo to redirect."""
+    in such a suffix are refused where ids enter (``ROUTE_SUFFIXES``), and no rule matches
+    one either: ``GET /accounts/u-1/totp`` is then a 405 of the ``/totp`` route (its own
+    ``Allow``), not ``GET /accounts/<id>`` of an id ``u-1/totp`` that cannot exist. Rules
+    using it set ``merge_slashes=False``: a ``//`` inside an id is part of it, not a typo
+    to redirect."""
 
-    regex = ".+?"
+    regex = ".+?" + "".join(f"(?<!{re.escape(suffix)})" for suffix in ROUTE_SUFFIXES)
     part_isolating = False  # werkzeug would infer True: the regex has no "/" in it
 
 

@@ -496,3 +496,13 @@ def test_concurrent_puts_of_one_new_account_create_it_once(
     assert errors == []
     assert sorted(statuses) == [200] * 9 + [201]
     assert account_count(runtime) == 1
+
+
+def test_a_204_carries_no_media_type(client: FlaskClient, auth: dict[str, str]) -> None:
+    # Flask labelled the empty answer text/html; a 204 has no content to label.
+    client.put("/v1/accounts/u-204", json={"email": "nemo@example.org"}, headers=auth)
+    for path in ("/v1/accounts/u-204/totp", "/v1/accounts/u-204"):
+        deleted = client.delete(path, headers=auth)
+        assert deleted.status_code == 204, deleted.get_data(as_text=True)
+        assert "Content-Type" not in deleted.headers
+        assert deleted.get_data() == b""

@@ -16,6 +16,8 @@ from tests.support.cli import invoke, json_output
 from tests.support.http import assert_problem
 from tests.support.leakfiles import write_lines
 
+ACCOUNT = {"email": "odd@example.org"}
+
 ODD_IDS = [
     "sl/ash",
     "tenant/42",
@@ -105,3 +107,35 @@ def test_route_suffixes_name_every_route_after_an_id(app: Flask) -> None:
         if marker in rule.rule and not rule.rule.endswith(marker)
     }
     assert suffixes == set(ROUTE_SUFFIXES)
+
+
+# Each route after an id and the methods it serves (README "API"); HEAD and OPTIONS come
+# with them as werkzeug adds them.
+SUB_ROUTE_METHODS = {
+    "/email-change": {"GET", "POST", "DELETE"},
+    "/email-change/resend": {"POST"},
+    "/email-change:assisted": {"POST"},
+    "/totp": {"POST", "DELETE"},
+    "/totp/confirm": {"POST"},
+    "/recovery-codes": {"POST"},
+}
+
+
+@pytest.mark.parametrize("external_id", ["u-1", "tenant/42"])
+@pytest.mark.parametrize("suffix", sorted(SUB_ROUTE_METHODS))
+def test_a_method_a_sub_route_does_not_serve_is_405_with_its_own_allow(
+    client: FlaskClient, auth: dict[str, str], external_id: str, suffix: str
+) -> None:
+    # GET /v1/accounts/u-1/totp used to reach GET /v1/accounts/<id> with the id "u-1/totp"
+    # (404 "no account"; a PUT: 400 or 422 for the body), and the Allow of a 405 or an
+    # OPTIONS named the bare account route's methods too, which the sub-route does not serve.
+    assert client.put(account_path(external_id), json=ACCOUNT, headers=auth).status_code == 201
+    served = SUB_ROUTE_METHODS[suffix]
+    expected_allow = served | {"OPTIONS"} | ({"HEAD"} if "GET" in served else set())
+    path = account_path(external_id, suffix)
+    for method in sorted({"GET", "PUT", "POST", "DELETE", "PATCH"} - served):
+        response = client.open(path, method=method, json=ACCOUNT, headers=auth)
+        assert_problem(response, 405, "method_not_allowed")
+        assert set(response.headers["Allow"].replace(" ", "").split(",")) == expected_allow
+    options = client.options(path, headers=auth)
+    assert set(options.headers["Allow"].replace(" ", "").split(",")) == expected_allow

@@ -3,6 +3,9 @@ numbers finite; anything else is a 400 with its reason (README "API")."""
 
 from __future__ import annotations
 
+import gzip
+import json
+
 import pytest
 from flask.testing import FlaskClient
 
@@ -138,3 +141,40 @@ def test_every_body_endpoint_is_listed(client: FlaskClient) -> None:
     }
     listed = {(method, path.replace("u-1", "{external_id}")) for method, path in BODY_ENDPOINTS}
     assert with_body == listed
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate", "br", "GZIP", "identity, gzip"])
+@pytest.mark.parametrize("compressed", [True, False], ids=["compressed", "plain"])
+def test_a_compressed_body_is_415_naming_the_codings_accepted(
+    client: FlaskClient, auth: dict[str, str], coding: str, compressed: bool
+) -> None:
+    # Content-Encoding was ignored: a gzip body was read as JSON (400 "not valid JSON" for
+    # a good body), and a plain body labelled gzip was taken, whatever the label said.
+    raw = json.dumps({"account_id": "u-6"}).encode()
+    response = client.post(
+        "/v1/risk/check",
+        data=gzip.compress(raw) if compressed else raw,
+        headers={**auth, "Content-Type": "application/json", "Content-Encoding": coding},
+    )
+    problem = assert_problem(response, 415, "unsupported_content_encoding")
+    assert response.headers["Accept-Encoding"] == "identity"
+    assert "uncompressed" in problem["detail"]
+
+
+def test_an_identity_coding_is_the_body_as_it_is(client: FlaskClient, auth: dict[str, str]) -> None:
+    response = client.post(
+        "/v1/risk/check",
+        data=json.dumps({"account_id": "u-6"}),
+        headers={**auth, "Content-Type": "application/json", "Content-Encoding": "identity"},
+    )
+    assert response.status_code == 200, response.get_data(as_text=True)
+
+
+def test_a_body_of_another_media_type_is_415_naming_json(
+    client: FlaskClient, auth: dict[str, str]
+) -> None:
+    response = client.post(
+        "/v1/risk/check", data="account_id=u-6", content_type="text/plain", headers=auth
+    )
+    assert_problem(response, 415, "unsupported_media_type")
+    assert response.headers["Accept"] == "application/json"

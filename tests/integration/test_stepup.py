@@ -453,3 +453,79 @@ def assert_not_stored(runtime: Runtime, secret: str) -> None:
             rows = connection.execute(text(f"SELECT * FROM {table}")).all()  # noqa: S608
             for row in rows:
                 assert all(secret not in str(value) for value in row), table
+
+
+# --- codes as keyboards and clipboards deliver them --------------------------------------
+
+
+def full_width(code: str) -> str:
+    return "".join(chr(ord(char) + 0xFEE0) for char in code)  # "1" -> U+FF11, "A" -> U+FF21
+
+
+def arabic_indic(code: str) -> str:
+    return "".join(chr(0x0660 + int(char)) if char.isdigit() else char for char in code)
+
+
+# What a phone's input method, a word processor or a copy from a web page or mail turns a
+# digit code into: each is the same code and used to be refused as a wrong guess.
+DIGIT_SPELLINGS = {
+    "full-width digits": full_width,
+    "Arabic-Indic digits": arabic_indic,
+    "no-break space": lambda code: code[:3] + "\u00a0" + code[3:],
+    "zero-width space": lambda code: code[:3] + "\u200b" + code[3:],
+    "line break": lambda code: code[:3] + "\r\n" + code[3:],
+    "dash": lambda code: code[:3] + "-" + code[3:],
+    "en dash": lambda code: code[:3] + "\u2013" + code[3:],
+}
+
+
+@pytest.mark.parametrize("spelling", sorted(DIGIT_SPELLINGS))
+def test_a_totp_code_is_accepted_however_the_keyboard_wrote_it(
+    runtime: Runtime, spelling: str
+) -> None:
+    make_account(runtime, "typed-totp")
+    totp = enroll_totp(runtime, "typed-totp", now=T0 - timedelta(minutes=5))
+    typed = DIGIT_SPELLINGS[spelling](totp.at(T0))
+    assert passed(verify(runtime, "typed-totp", Method.TOTP, typed, now=T0))
+
+
+@pytest.mark.parametrize("spelling", sorted(DIGIT_SPELLINGS))
+def test_an_emailed_code_is_accepted_however_the_keyboard_wrote_it(
+    runtime: Runtime, spelling: str
+) -> None:
+    make_account(runtime, "typed-mail")
+    cid = challenge(runtime, "typed-mail", now=T0)
+    typed = DIGIT_SPELLINGS[spelling](runtime.step_up.email_code(cid))
+    assert passed(verify(runtime, "typed-mail", Method.EMAIL_CODE, typed, challenge_id=cid, now=T0))
+
+
+RECOVERY_SPELLINGS = {
+    "en dashes": lambda code: code.replace("-", "\u2013"),
+    "em dashes": lambda code: code.replace("-", "\u2014"),
+    "minus signs": lambda code: code.replace("-", "\u2212"),
+    "no-break spaces": lambda code: code.replace("-", "\u00a0"),
+    "line break": lambda code: code[:9] + "\n" + code[9:],
+    "soft hyphens": lambda code: code.replace("-", "\u00ad"),
+    "full-width": full_width,
+}
+
+
+@pytest.mark.parametrize("spelling", sorted(RECOVERY_SPELLINGS))
+def test_a_recovery_code_is_accepted_however_the_clipboard_wrote_it(
+    runtime: Runtime, spelling: str
+) -> None:
+    make_account(runtime, "typed-rc")
+    code = recovery_codes(runtime, "typed-rc")[0]
+    typed = RECOVERY_SPELLINGS[spelling](code)
+    assert passed(verify(runtime, "typed-rc", Method.RECOVERY_CODE, typed, now=T0))
+
+
+def test_a_wrong_code_stays_wrong_however_it_is_written(runtime: Runtime) -> None:
+    make_account(runtime, "typed-wrong")
+    totp = enroll_totp(runtime, "typed-wrong", now=T0 - timedelta(minutes=5))
+    right = totp.at(T0)
+    wrong = f"{(int(right) + 1) % 10**6:06d}"
+    for spelling in DIGIT_SPELLINGS.values():
+        assert not passed(verify(runtime, "typed-wrong", Method.TOTP, spelling(wrong), now=T0))
+    # Only what keyboards add is dropped: a letter in place of a digit is still refused.
+    assert not passed(verify(runtime, "typed-wrong", Method.TOTP, right[:5] + "x", now=T0))

@@ -542,3 +542,69 @@ def test_openapi_document_lists_the_reason_codes_and_methods(client: FlaskClient
     assert decisions["enum"] == ["allow", "step_up", "deny"]
     assert "/v1/risk/check" in document["paths"]
     assert "/v1/step-up/verify" in document["paths"]
+
+
+UUID_SPELLINGS = {
+    "upper case": str.upper,  # SQL Server's uniqueidentifier, Windows GUIDs
+    "braces": lambda text: "{" + text + "}",  # .NET Guid.ToString("B")
+    "URN": lambda text: "urn:uuid:" + text,  # RFC 9562 section 4
+    "no hyphens": lambda text: text.replace("-", ""),  # .NET Guid.ToString("N")
+}
+
+
+@pytest.mark.parametrize("spelling", sorted(UUID_SPELLINGS))
+def test_a_challenge_id_is_the_same_uuid_however_the_client_spells_it(
+    runtime: Runtime, client: FlaskClient, auth: dict[str, str], spelling: str
+) -> None:
+    # A login service keeping the challenge id in a uniqueidentifier column gets it back in
+    # upper case: it was a 422, so no emailed code could ever pass (RFC 9562: UUIDs are
+    # case-insensitive on input).
+    expose(runtime, make_account(runtime, "uuid-case"))
+    challenge = email_challenge(client, auth, "uuid-case")
+    code = runtime.step_up.email_code(challenge)
+    spelled = UUID_SPELLINGS[spelling](challenge)
+    passed = verify(client, auth, "uuid-case", "email_code", code, challenge_id=spelled)
+    assert passed.status_code == 200, passed.get_data(as_text=True)
+
+
+@pytest.mark.parametrize(
+    "challenge_id",
+    ["x", "0" * 31, "g" * 32, "12345678-1234-1234-1234-1234567890ab-", "\u0661" * 32],
+)
+def test_a_challenge_id_that_is_no_uuid_is_422(
+    client: FlaskClient, auth: dict[str, str], challenge_id: str
+) -> None:
+    body = {"account_id": "a", "method": "email_code", "code": "1", "challenge_id": challenge_id}
+    problem = assert_problem(post(client, auth, "/v1/step-up/verify", body), 422)
+    assert [error["loc"] for error in problem["errors"]] == [["challenge_id"]]
+
+
+# An in-app browser's user agent (Facebook's, inside Instagram's) runs past 500 characters.
+LONG_USER_AGENT = (
+    "Mozilla/5.0 (Linux; Android 13; SM-S918B Build/TP1A.220624.014; wv) AppleWebKit/537.36 "
+    "(KHTML, like Gecko) Version/4.0 Chrome/119.0.6045.163 Mobile Safari/537.36 [FB_IAB/FB4A;"
+    "FBAV/442.0.0.33.113;FBBV/535219346;FBDM/{density=3.0,width=1080,height=2340};FBLC/en_US;"
+    "FBRV/0;FBCR/Verizon;FBMF/samsung;FBBD/samsung;FBPN/com.facebook.katana;FBDV/SM-S918B;"
+    "FBSV/13;FBOP/1;FBCA/arm64-v8a:;] Instagram 309.0.0.40.113 Android (33/13; 420dpi; "
+    "1080x2340; samsung; SM-S918B; dm3q; qcom; en_US; 536988434; IABMV/1; com.instagram.android)"
+) + " Extension/1.0" * 10
+
+
+def test_a_long_user_agent_is_kept_cut_short_not_refused(
+    runtime: Runtime, client: FlaskClient, auth: dict[str, str]
+) -> None:
+    # The risk check runs on every sign-in with the browser's user agent as it came: one
+    # over 500 characters was a 422, a sign-in the login service could not decide.
+    assert len(LONG_USER_AGENT) > 500
+    expose(runtime, make_account(runtime, "long-ua"))
+    context = {"ip": "203.0.113.7", "user_agent": LONG_USER_AGENT}
+    answer = risk(client, auth, account_id="long-ua", context=context)
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    assert answer.get_json()["decision"] == "step_up"
+    with runtime.db.read_session() as session:
+        audit = session.scalars(select(AuditEvent).where(AuditEvent.action == "risk.step_up")).one()
+    assert audit.detail is not None
+    assert audit.detail["user_agent"] == LONG_USER_AGENT[:500]
+    # Past any header a server takes (8 KiB), it is no user agent: refused.
+    context = {"user_agent": "x" * 8193}
+    assert_problem(risk(client, auth, account_id="long-ua", context=context), 422)
