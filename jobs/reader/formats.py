@@ -64,6 +64,9 @@ _ADDRESS_WORDS: Final = frozenset({"address", "addr", "adresse", "adress"})
 _PASSWORD_WORDS: Final = frozenset({"password", "pass", "passwd", "pwd", "passwort", "pw"})
 _EXACT_EMAIL_NAMES: Final = (["email"], ["mail"], ["emailaddress"])
 _ARRAY_TAILS: Final = frozenset({",", "]", "],"})
+# The lines of a JSON-lines array that are only its brackets (``[`` above the first element,
+# ``]`` below the last, ``[]`` for an empty one).
+_ARRAY_LINES: Final = frozenset({"[", "]", "],", "[]", "[],"})
 _CACHE_SIZE: Final = 4096
 _json_shapes: dict[tuple[str, ...], tuple[str | None, str | None]] = {}
 _key_roles: dict[str, str | None] = {}
@@ -527,8 +530,9 @@ def _field_record(text: str) -> tuple[str | None, str | None] | None:
 def jsonl_batches(batches: Batches, *, skip: int) -> Iterator[RecordBatch]:
     """Yield one record per non-blank line holding a JSON object with an address key.
 
-    Keys are matched by ``name_role`` at the top level, else one object level down; a
-    line that is not an object, or has no such string, gives candidate None.
+    A line that is only an array's bracket (``[``, ``]``) is no record, like a blank one.
+    Keys are matched by ``name_role`` at the top level, else one object level down; a line
+    that is not an object, or has no such string, gives candidate None.
     """
     # raw_decode skips json.loads's two whitespace regex passes (a third of its cost on
     # short objects); the line is stripped already, and trailing text is checked below.
@@ -537,6 +541,11 @@ def jsonl_batches(batches: Batches, *, skip: int) -> Iterator[RecordBatch]:
     for batch in batches:
         texts, lines = _stripped_lines(batch, line + 1)
         line += len(batch)
+        if _ARRAY_LINES.intersection(texts):
+            # The brackets of an array written one element per line hold no record: counted,
+            # they made a file of valid objects report its first and last lines invalid.
+            kept = [index for index, text in enumerate(texts) if text not in _ARRAY_LINES]
+            texts, lines = [texts[index] for index in kept], [lines[index] for index in kept]
         if skip:
             passed = min(skip, len(texts))
             skip -= passed

@@ -478,6 +478,21 @@ def test_jsonl_looks_one_level_down_and_tolerates_broken_lines(tmp_path: Path) -
     ]
 
 
+@pytest.mark.parametrize("line_end", ["\n", "\r\n"])
+@pytest.mark.parametrize("closing", ["]", "],", "  ]  "])
+def test_jsonl_array_brackets_on_lines_of_their_own_are_no_records(
+    tmp_path: Path, line_end: str, closing: str
+) -> None:
+    # An array written one element per line (as many exports write it): 2 objects, 2
+    # records, none invalid; the bracket lines used to count as invalid records 1 and 4.
+    lines = ["[", '{"email": "a@x.org"},', '{"email": "b@x.org"}', closing, "[]"]
+    source, records = read(write(tmp_path, "leak.json", line_end.join(lines) + line_end))
+    assert source.format is LeakFormat.JSONL
+    assert records == [R(2, "a@x.org"), R(3, "b@x.org")]
+    with open_leak(tmp_path / "leak.json") as reader:
+        assert list(reader.records(skip=1)) == [R(3, "b@x.org")]
+
+
 # --- json (any other layout) ----------------------------------------------------------------
 
 JSON_DOCS = [
