@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import email.message
 import inspect
 import io
 import json
@@ -874,15 +875,27 @@ def eml_records(batches: Batches, *, skip: int) -> Iterator[LeakRecord]:
     One message, or an mbox of many ("From " lines start them; bodies are skipped line by
     line and never kept). ``line`` is the line where the field starts. Only addresses with
     an '@' count: group names and display-name debris are not records.
+
+    A message inside a message counts as one: a mass mail forwarded as an attachment
+    (``message/rfc822`` or ``message/global``, at any depth of ``multipart`` parts), the
+    parts of a ``multipart/digest``, the original header a bounce carries
+    (``text/rfc822-headers``). Their header sections are read like the outer one; the
+    header of a MIME part itself (Content-Type and the like) holds no recipients.
     """
     line = 0
     mbox = False
     in_headers = True
     seen_field = False
+    section = _Section(recipients=True, top=True)
+    # The open multipart bodies, innermost last: (boundary, whether a digest).
+    boundaries: list[tuple[str, bool]] = []
     # StringIO, not a list of lines: 100,000 short continuation lines as separate str objects
     # would cost six times their text.
     value: io.StringIO | None = None
     start = size = quotes = 0
+    mime: list[str] | None = None  # a Content-Type or Content-Transfer-Encoding being read
+    mime_name = ""
+    mime_size = 0
     for batch in batches:
         for text in batch:
             # A piece of a long line goes on with that line: a continuation of its field.
@@ -890,10 +903,31 @@ def eml_records(batches: Batches, *, skip: int) -> Iterator[LeakRecord]:
             if not piece:
                 line += 1
             if not in_headers:
-                if not piece and text.startswith("From "):
+                if piece:
+                    continue
+                if mbox and text.startswith("From "):
                     in_headers, seen_field = True, False
+                    section = _Section(recipients=True, top=True)
+                    boundaries.clear()
+                elif boundaries and text.startswith("--"):
+                    found = _boundary_line(text, boundaries)
+                    if found is not None:
+                        index, closing = found
+                        digest = boundaries[index][1]
+                        # A boundary closes every part opened inside its own (RFC 2046 5.1.2).
+                        del boundaries[index if closing else index + 1 :]
+                        if not closing:
+                            in_headers, seen_field = True, False
+                            section = _Section(recipients=False, digest=digest)
+                        elif not boundaries and not mbox:
+                            return  # the message's last part ended: the rest is epilogue
                 continue
             if piece or text[:1] in (" ", "\t"):
+                if mime is not None:
+                    if mime_size < _MAX_MIME_FIELD_CHARS:
+                        mime.append(text)
+                        mime_size += len(text)
+                    continue
                 if value is None or size > MAX_HEADER_CHARS:
                     continue
                 value.write(text)
@@ -908,30 +942,107 @@ def eml_records(batches: Batches, *, skip: int) -> Iterator[LeakRecord]:
                 records, skip = _field_records(value, start, skip)
                 yield from records
                 value = None
-            if not text:
-                if seen_field:
-                    if not mbox:
-                        return  # one message: its body cannot hold recipients
-                    in_headers = False
-                continue
-            if not seen_field and text.startswith("From "):
-                mbox = True
-                continue
-            match = _FIELD.match(text)
+            if mime is not None:
+                section.set_field(mime_name, "".join(mime))
+                mime = None
+            match = None if not text else _FIELD.match(text)
             if match is None:
-                # Like the stdlib parser: a line that is no field ends the header section.
-                if not mbox:
-                    return
+                if not text and not seen_field and section.recipients:
+                    continue  # blank lines above a message's first field
+                if not seen_field and section.top and text.startswith("From "):
+                    mbox = True
+                    continue
+                # A blank line ends the header section; so does, like the stdlib parser, a
+                # line that is no field (and is the body's first line).
+                body = section.body()
+                if body is _EMBEDDED:
+                    seen_field = False
+                    section = _Section(recipients=True)
+                    continue
+                if body is not None and len(boundaries) < MAX_MIME_DEPTH:
+                    boundaries.append(body)
+                if not boundaries and not mbox:
+                    return  # one message: its body cannot hold recipients
                 in_headers = False
                 continue
             seen_field = True
-            if match.group(1).lower() in RECIPIENT_FIELDS:
-                head = text[match.end() :]
-                value, start, size, quotes = io.StringIO(), line, len(head), head.count('"')
-                value.write(head)
+            name = match.group(1).lower()
+            if name in RECIPIENT_FIELDS:
+                if section.recipients:
+                    head = text[match.end() :]
+                    value, start, size, quotes = io.StringIO(), line, len(head), head.count('"')
+                    value.write(head)
+            elif name in _MIME_FIELDS:
+                mime_name, mime = name, [text[match.end() :]]
+                mime_size = len(mime[0])
     if value is not None:
         records, skip = _field_records(value, start, skip)
         yield from records
+
+
+# A message inside a message (RFC 2046 5.2.1, RFC 6532 3.7) or a copy of its header (RFC 6522
+# 4); each starts with a header section whose recipients leaked like the outer one's.
+_EMBEDDED_TYPES: Final = frozenset({"message/rfc822", "message/global", "text/rfc822-headers"})
+# The encodings whose body can be read line by line as a header section: RFC 2046 5.2.1
+# allows no other for message/rfc822.
+_PLAIN_ENCODINGS: Final = frozenset({"", "7bit", "8bit", "binary"})
+_MIME_FIELDS: Final = frozenset({"content-type", "content-transfer-encoding"})
+_MAX_MIME_FIELD_CHARS: Final = 8192
+# Nested multiparts followed at most; a deeper one's parts are skipped as body (bounded work
+# and memory on a hostile file; real mail nests a handful).
+MAX_MIME_DEPTH: Final = 32
+_EMBEDDED: Final = ("", False)
+
+
+@dataclass(slots=True)
+class _Section:
+    """A header section of a mail file: a message's (``recipients``) or a MIME part's."""
+
+    recipients: bool
+    top: bool = False  # the file's first message, or a message of an mbox
+    digest: bool = False  # a part of multipart/digest: message/rfc822 unless it says otherwise
+    content_type: str = ""
+    encoding: str = ""
+
+    def set_field(self, name: str, value: str) -> None:
+        if name == "content-type":
+            self.content_type = value
+        else:
+            self.encoding = value.strip().lower()
+
+    def body(self) -> tuple[str, bool] | None:
+        """Say what the body below holds: ``_EMBEDDED`` (a header section), a multipart's
+        (boundary, whether a digest), or None (text to skip)."""
+        if not self.content_type.strip():
+            kind, boundary = ("message/rfc822" if self.digest else "text/plain"), None
+        else:
+            parsed = email.message.Message()
+            parsed["Content-Type"] = self.content_type
+            try:
+                kind, boundary = parsed.get_content_type(), parsed.get_boundary()
+            except (ValueError, LookupError):  # UnicodeError too: a value that is no type
+                kind, boundary = "text/plain", None
+        if kind in _EMBEDDED_TYPES:
+            return _EMBEDDED if self.encoding in _PLAIN_ENCODINGS else None
+        if kind.startswith("multipart/") and boundary:
+            return boundary, kind == "multipart/digest"
+        return None
+
+
+def _boundary_line(text: str, boundaries: list[tuple[str, bool]]) -> tuple[int, bool] | None:
+    """Return (index in ``boundaries``, whether closing) of a boundary line, or None.
+
+    A delimiter line is "--" and the boundary, a closing one adds "--"; either may be
+    followed by white space (RFC 2046 5.1.1). The innermost boundary is tried first.
+    """
+    text = text.rstrip(" \t")
+    for index in range(len(boundaries) - 1, -1, -1):
+        boundary = boundaries[index][0]
+        if text[2:].startswith(boundary):
+            rest = text[2 + len(boundary) :]
+            if rest in ("", "--"):
+                return index, rest == "--"
+    return None
 
 
 def _field_records(value: io.StringIO, line: int, skip: int) -> tuple[list[LeakRecord], int]:

@@ -730,6 +730,109 @@ def test_mbox_yields_the_recipients_of_each_message_and_skips_bodies(tmp_path: P
     ]
 
 
+FORWARDED = (
+    "From: Some User <user@elsewhere.example>\n"  # 1
+    "To: security@ours.example\n"  # 2
+    "Subject: Fwd: Your monthly update\n"
+    "MIME-Version: 1.0\n"
+    "Content-Type: multipart/mixed;\n"
+    ' boundary="outer=_1"\n'
+    "\n"
+    "This is a multi-part message in MIME format.\n"
+    "--outer=_1\n"  # 9
+    "Content-Type: text/plain; charset=utf-8\n"
+    "To: part-header@not-a-recipient.example\n"  # a MIME part's header holds no recipients
+    "\n"
+    "They sent this to everyone, see below.\n"
+    "To: body@not-a-recipient.example\n"
+    "--outer=_1 \n"  # 15, transport padding after the boundary
+    "Content-Type: message/rfc822\n"
+    "Content-Disposition: attachment\n"
+    "\n"
+    "From: news@exchange.example\n"  # 19: the forwarded mass mail
+    'To: a@x.org, "Smith, Bob" <b@x.org>,\n'  # 20
+    " c@x.org\n"
+    "Cc: d@x.org\n"  # 22
+    "Subject: Your monthly update\n"
+    "Content-Type: multipart/alternative; boundary=inner\n"
+    "\n"
+    "--inner\n"
+    "Content-Type: text/plain\n"
+    "\n"
+    "Cc: inner-body@not-a-recipient.example\n"
+    "--inner--\n"
+    "\n"
+    "--outer=_1\n"  # 32
+    "Content-Type: text/rfc822-headers\n"
+    "\n"
+    "To: e@x.org\n"  # 35: a bounce's copy of the original header
+    "Subject: returned\n"
+    "\n"
+    "Bcc: after-the-headers@not-a-recipient.example\n"
+    "--outer=_1\n"  # 39
+    "Content-Type: multipart/digest; boundary=dig\n"
+    "\n"
+    "--dig\n"
+    "\n"  # a digest part without a Content-Type is a message
+    "To: f@x.org\n"  # 44
+    "\n"
+    "--dig--\n"
+    "--outer=_1\n"
+    "Content-Type: message/rfc822\n"
+    "Content-Transfer-Encoding: base64\n"  # not allowed for message/rfc822: skipped as body
+    "\n"
+    "VG86IGdAeC5vcmcNCg==\n"
+    "--outer=_1--\n"
+    "\n"
+    "To: epilogue@not-a-recipient.example\n"
+)
+
+
+@pytest.mark.parametrize("line_end", ["\n", "\r\n"])
+def test_eml_reads_the_recipients_of_a_mail_forwarded_as_an_attachment(
+    tmp_path: Path, line_end: str
+) -> None:
+    # A leak often reaches the operator forwarded: the mass mail is a message/rfc822 part.
+    # Only the outer To: (the forwarder's recipient) was read, none of the leaked addresses.
+    source, records = read(write(tmp_path, "fwd.eml", FORWARDED.replace("\n", line_end)))
+    assert source.format is LeakFormat.EML
+    assert records == [
+        R(2, "security@ours.example"),
+        R(20, "a@x.org"),
+        R(20, "b@x.org"),
+        R(20, "c@x.org"),
+        R(22, "d@x.org"),
+        R(35, "e@x.org"),
+        R(44, "f@x.org"),
+    ]
+    with open_leak(tmp_path / "fwd.eml") as reader:
+        assert list(reader.records(skip=4)) == records[4:]
+
+
+def test_mbox_of_forwarded_mails_reads_each_message_and_its_attachment(tmp_path: Path) -> None:
+    one = FORWARDED.split("--outer=_1\nContent-Type: text/rfc822-headers")[0] + "--outer=_1--\n"
+    text = (
+        "From user@elsewhere.example Fri Nov  1 09:12:44 2019\n"
+        + one
+        + "\nFrom other@y.org Fri Nov  1 10:00:00 2019\n"
+        + "Content-Type: multipart/mixed; boundary=never-closed\n"
+        + "To: g@x.org\n"
+        + "\n--never-closed\nContent-Type: text/plain\n\nbody\n"
+        + "From third@z.org Fri Nov  1 11:00:00 2019\n"  # a new message ends the open parts
+        + "To: h@x.org\n\n--never-closed\n\nTo: not-a-part@not-a-recipient.example\n"
+    )
+    _, records = read(write(tmp_path, "leak.mbox", text))
+    assert candidates(records) == [
+        "security@ours.example",
+        "a@x.org",
+        "b@x.org",
+        "c@x.org",
+        "d@x.org",
+        "g@x.org",
+        "h@x.org",
+    ]
+
+
 # --- text ----------------------------------------------------------------------------------
 
 
