@@ -387,6 +387,104 @@ def _address_column(rows: list[list[str]], width: int) -> int | None:
     return None
 
 
+# --- several mailboxes in one value --------------------------------------------------------
+
+# A line, cell or string with a second "@": it may name several mailboxes.
+_SEVERAL_AT: Final = re.compile(r"^[^\n@]*@[^\n@]*@", re.MULTILINE)
+# The same test for a whole batch of lines at once, without their starts (about 4x faster).
+_SEVERAL_IN_A_LINE: Final = re.compile(r"@[^\n@]*@")
+
+
+def split_mailboxes(text: str) -> list[str]:
+    """Return the mailboxes a value names, each as found, or ``[text]`` for one or none.
+
+    A recipients column, a ``to`` key or a pasted list names several: ``a@x.org, b@y.org``,
+    ``Ann <a@x.org>; "Lee, Bob" <b@y.org>`` (an RFC 5322 address list, or ``;`` as Outlook
+    writes it), or ``a@x.org b@y.org``. The value is cut at ``,`` and ``;`` outside quotes,
+    comments and angle brackets; a piece without an "@" belongs to the next (``Smith, Bob
+    <b@y.org>``: a display name's unquoted comma), or is dropped at the end. A piece
+    of bare addresses separated by white space is cut there. One mailbox with a second "@"
+    (``"a@x.org" <a@x.org>``, ``mailto:a@x.org?cc=b@y.org``) stays whole. Linear time.
+    """
+    if text.count("@") < 2:
+        return [text]
+    cuts: list[int] = []
+    depth = 0
+    quoted = angle = escaped = False
+    for index, char in enumerate(text):
+        if escaped:
+            escaped = False
+        elif char == "\\" and (quoted or depth):
+            escaped = True
+        elif quoted:
+            quoted = char != '"'
+        elif char == '"':
+            quoted = True
+        elif char == "(":
+            depth += 1
+        elif depth:
+            depth -= char == ")"
+        elif char == "<":
+            angle = True
+        elif char == ">":
+            angle = False
+        elif char in ",;" and not angle:
+            cuts.append(index)
+    pieces: list[str] = []
+    start = 0
+    for cut in [*cuts, len(text)]:
+        piece = text[start:cut]
+        if "@" in piece:
+            pieces.append(piece)
+            start = cut + 1
+    found: list[str] = []
+    for piece in pieces:
+        words = piece.split()
+        if (
+            len(words) > 1
+            and all("@" in word for word in words)
+            and not any(char in piece for char in '"<>()')
+        ):
+            found += words
+        else:
+            found.append(piece.strip())
+    return found if len(found) > 1 else [text]
+
+
+def _split_records(
+    lines: Sequence[int], candidates: list[str | None], passwords: list[str | None] | None
+) -> tuple[Sequence[int], list[str | None], list[str | None] | None]:
+    """Give each mailbox of a candidate naming several a record of its own, at its line and
+    with its password (``split_mailboxes``); the lists as they are if none does."""
+    several = [
+        index
+        for index, candidate in enumerate(candidates)
+        if candidate is not None and candidate.count("@") > 1
+    ]
+    if not several:
+        return lines, candidates, passwords
+    new_lines: list[int] = []
+    new_candidates: list[str | None] = []
+    new_passwords: list[str | None] = []
+    last = 0
+    for index in several:
+        new_lines += lines[last:index]
+        new_candidates += candidates[last:index]
+        if passwords is not None:
+            new_passwords += passwords[last:index]
+        parts = split_mailboxes(cast("str", candidates[index]))
+        new_lines += [lines[index]] * len(parts)
+        new_candidates += parts
+        if passwords is not None:
+            new_passwords += [passwords[index]] * len(parts)
+        last = index + 1
+    new_lines += lines[last:]
+    new_candidates += candidates[last:]
+    if passwords is not None:
+        new_passwords += passwords[last:]
+    return new_lines, new_candidates, new_passwords if passwords is not None else None
+
+
 # --- record generators ---------------------------------------------------------------------
 
 # A line without an "@"; a plain list's line is then no candidate, unless it holds "%40".
@@ -410,27 +508,37 @@ def _stripped_lines(batch: list[str], first: int) -> tuple[list[str], Sequence[i
 
 
 def lines_batches(batches: Batches, *, skip: int) -> Iterator[RecordBatch]:
-    """Yield one record per non-blank line: the stripped line, or None without an '@'."""
+    """Yield one record per non-blank line: the stripped line, or None without an '@'.
+
+    A line naming several mailboxes gives one record each (``split_mailboxes``).
+    """
     line = 0
     for batch in batches:
         texts, lines = _stripped_lines(batch, line + 1)
         line += len(batch)
-        if skip:
-            passed = min(skip, len(texts))
-            skip -= passed
-            texts, lines = texts[passed:], lines[passed:]
         if not texts:
             continue
-        candidates = cast("list[str | None]", texts)
         joined = "\n".join(texts)
-        index = start = 0
+        if skip >= len(texts) and _SEVERAL_IN_A_LINE.search(joined) is None:
+            skip -= len(texts)  # one record a line, none of them read
+            continue
+        candidates = cast("list[str | None]", texts)
+        index = start = bare = 0
         for match in _NO_AT_LINE.finditer(joined):
             index += joined.count("\n", start, match.start())
             start = match.start()
+            bare += 1
             # "%40": an "@" percent-encoded in a mailto: URI (RFC 6068), still an address.
             if "%40" not in match.group():
                 candidates[index] = None
-        yield RecordBatch(lines, candidates)
+        if joined.count("@") > len(texts) - bare:  # a line holds a second "@"
+            lines, candidates, _ = _split_records(lines, candidates, None)
+        if skip:
+            passed = min(skip, len(candidates))
+            skip -= passed
+            lines, candidates = lines[passed:], candidates[passed:]
+        if candidates:
+            yield RecordBatch(lines, candidates)
 
 
 def combo_batches(batches: Batches, *, skip: int) -> Iterator[RecordBatch]:
@@ -533,7 +641,8 @@ def jsonl_batches(batches: Batches, *, skip: int) -> Iterator[RecordBatch]:
 
     A line that is only an array's bracket (``[``, ``]``) is no record, like a blank one.
     Keys are matched by ``name_role`` at the top level, else one object level down; a line
-    that is not an object, or has no such string, gives candidate None.
+    that is not an object, or has no such string, gives candidate None. A value naming
+    several mailboxes gives one record each (``split_mailboxes``).
     """
     # raw_decode skips json.loads's two whitespace regex passes (a third of its cost on
     # short objects); the line is stripped already, and trailing text is checked below.
@@ -548,7 +657,11 @@ def jsonl_batches(batches: Batches, *, skip: int) -> Iterator[RecordBatch]:
             kept = [index for index, text in enumerate(texts) if text not in _ARRAY_LINES]
             texts, lines = [texts[index] for index in kept], [lines[index] for index in kept]
         if skip:
-            passed = min(skip, len(texts))
+            # Lines up to the first with a second "@" are one record each; one that names
+            # several mailboxes is read, and its records passed over below.
+            several = _SEVERAL_AT.search(joined := "\n".join(texts))
+            ones = len(texts) if several is None else joined.count("\n", 0, several.start())
+            passed = min(skip, ones)
             skip -= passed
             texts, lines = texts[passed:], lines[passed:]
         if not texts:
@@ -579,7 +692,16 @@ def jsonl_batches(batches: Batches, *, skip: int) -> Iterator[RecordBatch]:
             else:
                 add_candidate(None)
                 add_password(None)
-        yield RecordBatch(lines, candidates, passwords)
+        split_lines, split_candidates, split_passwords = _split_records(
+            lines, candidates, passwords
+        )
+        if skip:
+            passed = min(skip, len(split_candidates))
+            skip -= passed
+            split_lines, split_candidates = split_lines[passed:], split_candidates[passed:]
+            split_passwords = split_passwords[passed:] if split_passwords is not None else None
+        if split_candidates:
+            yield RecordBatch(split_lines, split_candidates, split_passwords)
 
 
 def _json_fields(document: dict[str, Any]) -> tuple[str | None, str | None]:
@@ -793,17 +915,30 @@ def json_records(blocks: Iterable[bytes], *, skip: int) -> Iterator[LeakRecord]:
             for event, value in events:
                 handle(event, value)
         for record in out:
-            if skip:
-                skip -= 1
+            candidate = record.candidate
+            if candidate is not None and candidate.count("@") > 1:
+                mailboxes = split_mailboxes(candidate)
             else:
-                yield record
+                mailboxes = None
+            if mailboxes is None or len(mailboxes) == 1:
+                if skip:
+                    skip -= 1
+                else:
+                    yield record
+                continue
+            for mailbox in mailboxes:  # a value naming several mailboxes: one record each
+                if skip:
+                    skip -= 1
+                else:
+                    yield replace(record, candidate=mailbox)
         out.clear()
         if not reading:
             return
 
 
 def csv_batches(batches: Batches, *, layout: CsvLayout, skip: int) -> Iterator[RecordBatch]:
-    """Yield one record per non-blank CSV row, at the line the row starts on.
+    """Yield one record per non-blank CSV row, at the line the row starts on (one per mailbox
+    of an address cell naming several, ``split_mailboxes``).
 
     The layout's ``skip_lines`` (header and what stands above it) are passed over, and
     lines are still counted from the start of the text. Rows are cut by
@@ -834,15 +969,18 @@ def csv_batches(batches: Batches, *, layout: CsvLayout, skip: int) -> Iterator[R
                         if not any(value.strip() for value in row):
                             continue
                         cell = ""
-                    if skip:
-                        skip -= 1
-                        continue
-                    lines.append(starts[reader.line_num - 1])
-                    candidates.append(cell or None)
-                    if password_column is not None:
-                        passwords.append(
-                            (row[password_column] or None) if len(row) > password_column else None
-                        )
+                    for mailbox in split_mailboxes(cell) if cell.count("@") > 1 else (cell,):
+                        if skip:
+                            skip -= 1
+                            continue
+                        lines.append(starts[reader.line_num - 1])
+                        candidates.append(mailbox or None)
+                        if password_column is not None:
+                            passwords.append(
+                                (row[password_column] or None)
+                                if len(row) > password_column
+                                else None
+                            )
                 break
             except csv.Error:
                 if skip:

@@ -493,6 +493,94 @@ def test_jsonl_array_brackets_on_lines_of_their_own_are_no_records(
         assert list(reader.records(skip=1)) == [R(3, "b@x.org")]
 
 
+SEVERAL = [
+    ("a@x.org, b@y.org", ["a@x.org", "b@y.org"]),
+    ('Ann <a@x.org>; "Lee, Bob" <b@y.org>;', ["Ann <a@x.org>", '"Lee, Bob" <b@y.org>']),
+    ("Smith, Ann <a@x.org>, b@y.org", ["Smith, Ann <a@x.org>", "b@y.org"]),
+    ("a@x.org (Ann, A.), b@y.org", ["a@x.org (Ann, A.)", "b@y.org"]),
+    ("a@x.org b@y.org", ["a@x.org", "b@y.org"]),
+    ('"a,b"@x.org, b@y.org', ['"a,b"@x.org', "b@y.org"]),
+]
+ONE_WITH_TWO_AT = ['"a@x.org" <a@x.org>', "mailto:a@x.org?cc=b@y.org", "a@b@x.org"]
+
+
+@pytest.mark.parametrize(("value", "mailboxes"), SEVERAL)
+def test_a_value_naming_several_mailboxes_gives_a_record_each(
+    value: str, mailboxes: list[str]
+) -> None:
+    assert leakformats.split_mailboxes(value) == mailboxes
+
+
+@pytest.mark.parametrize("value", ONE_WITH_TWO_AT)
+def test_one_mailbox_with_a_second_at_sign_stays_whole(value: str) -> None:
+    assert leakformats.split_mailboxes(value) == [value]
+
+
+LISTS_OF_SEVERAL = {
+    "lines": "\n".join(["z@w.org", *(value for value, _ in SEVERAL), *ONE_WITH_TWO_AT]),
+    "csv": "id,email,password\n"
+    + "\n".join(
+        f"{n},{json.dumps(value)},pw{n}"
+        for n, value in enumerate(["z@w.org", *(v for v, _ in SEVERAL), *ONE_WITH_TWO_AT])
+    ),
+    "jsonl": "\n".join(
+        json.dumps({"email": value, "pass": f"pw{n}"})
+        for n, value in enumerate(["z@w.org", *(v for v, _ in SEVERAL), *ONE_WITH_TWO_AT])
+    ),
+    "json": json.dumps(
+        [
+            {"email": value, "pass": f"pw{n}"}
+            for n, value in enumerate(["z@w.org", *(v for v, _ in SEVERAL), *ONE_WITH_TWO_AT])
+        ],
+        indent=2,
+    ),
+}
+
+
+@pytest.mark.parametrize("fmt", sorted(LISTS_OF_SEVERAL))
+def test_every_format_gives_each_mailbox_of_a_value_its_own_record(
+    tmp_path: Path, fmt: str
+) -> None:
+    # A recipients cell or line naming several people ("Ann <a@x.org>, Bob <b@y.org>") was
+    # one record: invalid, or only the last mailbox read; every other person was missed.
+    path = write(tmp_path, f"leak.{fmt}", LISTS_OF_SEVERAL[fmt] + "\n")
+    _, records = read(path, LeakFormat(fmt))
+    expected = ["z@w.org", *(m for _, mailboxes in SEVERAL for m in mailboxes), *ONE_WITH_TWO_AT]
+    assert candidates(records) == expected
+    if fmt != "json":  # one line each; a pretty-printed object starts a line above its value
+        numbers = [record.line for record in records]
+        per_line = [1, *(len(mailboxes) for _, mailboxes in SEVERAL), 1, 1, 1]
+        first = 2 if fmt == "csv" else 1
+        assert numbers == [first + n for n, count in enumerate(per_line) for _ in range(count)]
+    if fmt != "lines":  # each mailbox keeps the password of its row
+        passwords = [record.password for record in records]
+        assert passwords[1:3] == ["pw1", "pw1"]
+    with open_leak(path, LeakFormat(fmt)) as reader:
+        for skip in range(len(records) + 1):
+            assert list(reader.records(skip=skip)) == records[skip:]
+
+
+@pytest.mark.parametrize("fmt", ["lines", "jsonl", "csv"])
+def test_resuming_past_whole_blocks_of_several_mailboxes_lands_on_the_same_record(
+    tmp_path: Path, fmt: str
+) -> None:
+    # Records, not lines, are what a resumed run skips: 3,000 lines of two mailboxes each
+    # (many blocks) then single ones must skip to exactly the suffix.
+    values = [f"a{n}@x.org; b{n}@y.org" for n in range(3000)] + [f"c{n}@z.org" for n in range(3000)]
+    rows = {
+        "lines": values,
+        "jsonl": [json.dumps({"email": value}) for value in values],
+        "csv": ["email", *(json.dumps(value) for value in values)],
+    }[fmt]
+    path = write(tmp_path, f"leak.{fmt}", "\n".join(rows) + "\n")
+    _, records = read(path, LeakFormat(fmt))
+    assert len(records) == 9000
+    assert records[1].candidate == "b0@y.org"
+    with open_leak(path, LeakFormat(fmt)) as reader:
+        for skip in (1, 2999, 4096, 5999, 6000, 6001, 8999, 9000):
+            assert list(reader.records(skip=skip)) == records[skip:]
+
+
 # --- json (any other layout) ----------------------------------------------------------------
 
 JSON_DOCS = [
