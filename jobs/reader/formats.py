@@ -1183,11 +1183,24 @@ def _boundary_line(text: str, boundaries: list[tuple[str, bool]]) -> tuple[int, 
     return None
 
 
+# An unquoted display name holding an "@" before its <address>, as Outlook and many mailing
+# tools write it ("bob@x.org <bob@x.org>"): getaddresses reads the name as another
+# recipient, so one person counted twice (or a stale address in the name as a recipient).
+_AT_DISPLAY_NAME: Final = re.compile(r"(^|[,:;])([^,\"<>():;@\\]*@[^,\"<>():;\\]*?)(?=[ \t]*<)")
+
+
+def _quoted_display_name(match: re.Match[str]) -> str:
+    return f'{match.group(1)}"{match.group(2).strip()}" '
+
+
 def _field_records(value: io.StringIO, line: int, skip: int) -> tuple[list[LeakRecord], int]:
     """Return the records of one unfolded field value, less ``skip``, and the skip left."""
     # Unfolding is joining: each continuation line keeps its leading whitespace (RFC 5322
     # 2.2.3). getaddresses on the raw value is ~100x faster than policy header objects.
-    pairs = _parse_addresses([value.getvalue()])
+    text = value.getvalue()
+    if "<" in text:
+        text = _AT_DISPLAY_NAME.sub(_quoted_display_name, text)
+    pairs = _parse_addresses([text])
     addresses = [address.strip() for _, address in pairs if "@" in address]
     passed = min(skip, len(addresses))
     return [LeakRecord(line, address) for address in addresses[passed:]], skip - passed

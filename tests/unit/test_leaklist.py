@@ -818,6 +818,19 @@ def test_mbox_yields_the_recipients_of_each_message_and_skips_bodies(tmp_path: P
     ]
 
 
+def test_eml_an_address_as_its_own_display_name_is_one_recipient(tmp_path: Path) -> None:
+    # Outlook writes "bob@y.org <bob@y.org>": read as two recipients, one person counted
+    # twice (records, duplicates); a stale address in the name is no recipient either.
+    text = (
+        "From: news@exchange.example\n"
+        "To: bob@y.org <bob@y.org>, a@x.org,\n"
+        ' old@x.org <c@x.org>, team: d@x.org <d@x.org>;, "e@x.org" <e@x.org>\n'
+        "\n"
+    )
+    _, records = read(write(tmp_path, "leak.eml", text))
+    assert candidates(records) == ["bob@y.org", "a@x.org", "c@x.org", "d@x.org", "e@x.org"]
+
+
 FORWARDED = (
     "From: Some User <user@elsewhere.example>\n"  # 1
     "To: security@ours.example\n"  # 2
