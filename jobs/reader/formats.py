@@ -33,6 +33,7 @@ import ijson
 
 from jobs.reader.csv_records import CsvShape, cut_records
 from jobs.reader.encoding import FALLBACK_HANDLER
+from service.addresses.canonical import decode_encoded_words
 
 Batches = Iterable[list[str]]
 
@@ -1201,7 +1202,15 @@ def _field_records(value: io.StringIO, line: int, skip: int) -> tuple[list[LeakR
     if "<" in text:
         text = _AT_DISPLAY_NAME.sub(_quoted_display_name, text)
     pairs = _parse_addresses([text])
-    addresses = [address.strip() for _, address in pairs if "@" in address]
+    addresses = [address.strip() for _, address in pairs if "@" in address or "=?" in address]
+    if len(addresses) != sum("@" in address for address in addresses):
+        # A mailbox its sender's software wrote as one encoded word (RFC 2047 forbids it in
+        # an address, yet "=?utf-8?B?YWxp...?=" occurs): decoded, it is a recipient too.
+        addresses = [
+            decoded
+            for address in addresses
+            if "@" in (decoded := address if "@" in address else decode_encoded_words(address))
+        ]
     passed = min(skip, len(addresses))
     return [LeakRecord(line, address) for address in addresses[passed:]], skip - passed
 

@@ -831,6 +831,26 @@ def test_eml_an_address_as_its_own_display_name_is_one_recipient(tmp_path: Path)
     assert candidates(records) == ["bob@y.org", "a@x.org", "c@x.org", "d@x.org", "e@x.org"]
 
 
+def test_eml_a_mailbox_written_as_one_encoded_word_is_a_recipient(tmp_path: Path) -> None:
+    # Broken mailers encode the whole mailbox (RFC 2047 forbids it; readers decode it): the
+    # address had no "@" before decoding, so it was dropped without even counting invalid.
+    text = (
+        "From: news@exchange.example\n"
+        "To: =?utf-8?B?YWxpY2VAZXhhbXBsZS5jb20=?=, b@x.org,\n"
+        " =?utf-8?B?IkFsaWNlIiA8Y0B4Lm9yZz4=?=, =?iso-8859-1?q?d=40x.org?=,\n"
+        " =?utf-8?q?J=C3=BCrgen?= <e@x.org>, =?utf-8?q?no_address?=\n"
+        "\n"
+    )
+    _, records = read(write(tmp_path, "leak.eml", text))
+    assert candidates(records) == [
+        "alice@example.com",
+        "b@x.org",
+        '"Alice" <c@x.org>',
+        "d@x.org",
+        "e@x.org",
+    ]
+
+
 FORWARDED = (
     "From: Some User <user@elsewhere.example>\n"  # 1
     "To: security@ours.example\n"  # 2
