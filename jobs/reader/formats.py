@@ -61,8 +61,12 @@ MAX_HEADER_CHARS = 1024 * 1024
 
 _CAMEL_BREAK: Final = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _WORD_BREAK: Final = re.compile(r"[\W_]+")
-_EMAIL_WORDS: Final = frozenset({"email", "mail", "emailaddress", "mailaddress", "emailadresse"})
-_ADDRESS_WORDS: Final = frozenset({"address", "addr", "adresse", "adress"})
+# Plural names ("emails": ["a@x.org", "b@y.org"]) hold a list of addresses, or several in one
+# string: each is a record of its own (``split_mailboxes``).
+_EMAIL_WORDS: Final = frozenset(
+    {"email", "mail", "emailaddress", "mailaddress", "emailadresse", "emails", "mails"}
+)
+_ADDRESS_WORDS: Final = frozenset({"address", "addr", "adresse", "adress", "addresses"})
 _PASSWORD_WORDS: Final = frozenset({"password", "pass", "passwd", "pwd", "passwort", "pw"})
 _EXACT_EMAIL_NAMES: Final = (["email"], ["mail"], ["emailaddress"])
 _ARRAY_TAILS: Final = frozenset({",", "]", "],"})
@@ -191,8 +195,8 @@ def name_words(name: str) -> list[str]:
     """Split a column or key name into lowercase words, joining "e" + "mail" into "email"."""
     words: list[str] = []
     for word in _WORD_BREAK.split(_CAMEL_BREAK.sub(" ", name).lower()):
-        if word == "mail" and words and words[-1] == "e":
-            words[-1] = "email"
+        if word in ("mail", "mails") and words and words[-1] == "e":
+            words[-1] = "e" + word
         elif word:
             words.append(word)
     if len(words) > 1 and words[-1] in _ADDRESS_WORDS:
@@ -729,6 +733,8 @@ def _json_fields(document: dict[str, Any]) -> tuple[str | None, str | None]:
                     break
     if type(password) is int:
         password = str(password)  # dumps store numeric passwords as numbers
+    if type(address) is list:  # "emails": [...]: one string, cut again by _split_records
+        address = ", ".join(item for item in address if isinstance(item, str) and "@" in item)
     return (
         address.strip() if isinstance(address, str) and "@" in address else None,
         password if isinstance(password, str) and password else None,
@@ -769,6 +775,8 @@ class _JsonFrame:
     password: str | None = None
     nested: LeakRecord | None = None  # a nested object's record, waiting for a password
     nested_count: int = 0
+    addresses: bool = False  # an array under an address key ("emails": [...])
+    listed: int = -1  # records given by such an array of this object (-1: it has none)
 
 
 def json_records(blocks: Iterable[bytes], *, skip: int) -> Iterator[LeakRecord]:
@@ -804,6 +812,8 @@ def json_records(blocks: Iterable[bytes], *, skip: int) -> Iterator[LeakRecord]:
 
     def close_map(frame: _JsonFrame) -> None:
         record: LeakRecord | None = None
+        if frame.listed > 0:
+            return  # its array of addresses gave its records
         if frame.has_address_key:
             record = LeakRecord(frame.line, frame.address, frame.password)
         elif frame.nested is not None:
@@ -814,6 +824,8 @@ def json_records(blocks: Iterable[bytes], *, skip: int) -> Iterator[LeakRecord]:
             return
         parent = stack[-1] if stack else None
         if parent is None or not parent.is_map or frame.unit:
+            if parent is not None and parent.addresses:
+                stack[-2].listed += 1  # "emails": [{"address": ...}, ...]
             emit(record)
         elif parent.nested_count == 0:
             parent.nested, parent.nested_count = record, 1
@@ -831,13 +843,17 @@ def json_records(blocks: Iterable[bytes], *, skip: int) -> Iterator[LeakRecord]:
             text = value.strip() if event == "string" and "@" in value else None
             emit(LeakRecord(line, text))
             return
+        if top.addresses:
+            # Each string of an array of addresses is a record at once, with the password
+            # its object gave so far: memory stays flat whatever the array's length.
+            if event == "string" and "@" in value:
+                owner = stack[-2]
+                owner.listed += 1
+                emit(LeakRecord(line, value.strip(), owner.password))
+            return
         if not top.is_map or top.key is None:
             return
-        role = _key_roles.get(top.key, "")
-        if role == "":
-            role = name_role(top.key)
-            if len(_key_roles) < _CACHE_SIZE:
-                _key_roles[top.key] = role
+        role = key_role(top.key)
         if role == ADDRESS and not top.has_address_key:
             top.has_address_key = True
             if event == "string" and "@" in value:
@@ -847,6 +863,14 @@ def json_records(blocks: Iterable[bytes], *, skip: int) -> Iterator[LeakRecord]:
                 top.password = value
             elif event == "number" and type(value) is int:
                 top.password = str(value)  # dumps store numeric passwords as numbers
+
+    def key_role(key: str) -> str | None:
+        role = _key_roles.get(key, "")
+        if role == "":
+            role = name_role(key)
+            if len(_key_roles) < _CACHE_SIZE:
+                _key_roles[key] = role
+        return role
 
     def handle(event: str, value: Any) -> None:
         nonlocal found
@@ -859,7 +883,18 @@ def json_records(blocks: Iterable[bytes], *, skip: int) -> Iterator[LeakRecord]:
                 unit = False  # the top-level array holds the entries
             if unit:
                 found = False
-            stack.append(_JsonFrame(event == "start_map", line, unit))
+            frame = _JsonFrame(event == "start_map", line, unit)
+            owner = stack[-1] if stack else None
+            if (
+                event == "start_array"
+                and owner is not None
+                and owner.is_map
+                and owner.key is not None
+                and not owner.has_address_key
+                and key_role(owner.key) == ADDRESS
+            ):
+                owner.has_address_key, owner.listed, frame.addresses = True, 0, True
+            stack.append(frame)
         elif event in ("end_map", "end_array"):
             frame = stack.pop()
             if frame.is_map:

@@ -276,6 +276,12 @@ def test_csv_finds_the_address_column_by_name_in_any_position(tmp_path: Path, na
         ("user pass", leakformats.CREDENTIAL),
         ("recovery-mail", leakformats.ADDRESS),
         ("eMail", leakformats.ADDRESS),
+        # plural names hold several addresses; "addresses" alone may be postal ones
+        ("emails", leakformats.ADDRESS),
+        ("E-Mails", leakformats.ADDRESS),
+        ("email_addresses", leakformats.ADDRESS),
+        ("addresses", None),
+        ("emails_sent", None),
     ],
 )
 def test_column_names_are_matched_by_their_last_word(name: str, role: str | None) -> None:
@@ -520,7 +526,8 @@ LISTS_OF_SEVERAL = {
     "lines": "\n".join(["z@w.org", *(value for value, _ in SEVERAL), *ONE_WITH_TWO_AT]),
     "csv": "id,email,password\n"
     + "\n".join(
-        f"{n},{json.dumps(value)},pw{n}"
+        # RFC 4180: a quote inside a quoted field is doubled
+        "{},{},pw{}".format(n, '"' + value.replace('"', '""') + '"', n)
         for n, value in enumerate(["z@w.org", *(v for v, _ in SEVERAL), *ONE_WITH_TWO_AT])
     ),
     "jsonl": "\n".join(
@@ -578,6 +585,41 @@ def test_resuming_past_whole_blocks_of_several_mailboxes_lands_on_the_same_recor
     assert records[1].candidate == "b0@y.org"
     with open_leak(path, LeakFormat(fmt)) as reader:
         for skip in (1, 2999, 4096, 5999, 6000, 6001, 8999, 9000):
+            assert list(reader.records(skip=skip)) == records[skip:]
+
+
+EMAIL_LISTS = [
+    {"id": 1, "emails": ["a@x.org", "Bee <b@y.org>", 7, None], "password": "p1"},
+    {"id": 2, "user": {"E-Mails": ["c@x.org"]}},
+    {"id": 3, "emails": []},
+    {"id": 4, "email_addresses": [{"address": "no role"}, "d@x.org"]},
+    {"id": 5, "email": "e@x.org"},
+]
+
+
+@pytest.mark.parametrize("layout", ["jsonl", "json"])
+def test_json_a_list_of_addresses_gives_each_its_record(tmp_path: Path, layout: str) -> None:
+    # "emails": [...] (people-search and CRM dumps): the list was no address at all, so
+    # every address in it was missed and its entry counted invalid.
+    if layout == "jsonl":
+        text = "\n".join(json.dumps(doc) for doc in EMAIL_LISTS)
+    else:
+        text = json.dumps(EMAIL_LISTS, indent=2)
+    path = write(tmp_path, f"leak.{layout}", text + "\n")
+    _, records = read(path, LeakFormat(layout))
+    assert candidates(records) == [
+        "a@x.org",
+        "Bee <b@y.org>",
+        "c@x.org",
+        None,
+        "d@x.org",
+        "e@x.org",
+    ]
+    if layout == "jsonl":
+        assert [record.line for record in records] == [1, 1, 2, 3, 4, 5]
+        assert [record.password for record in records][:2] == ["p1", "p1"]
+    with open_leak(path, LeakFormat(layout)) as reader:
+        for skip in range(len(records) + 1):
             assert list(reader.records(skip=skip)) == records[skip:]
 
 
