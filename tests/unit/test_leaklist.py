@@ -9,6 +9,7 @@ import gzip
 import io
 import json
 import lzma
+import tarfile
 import time
 import tracemalloc
 import zlib
@@ -1202,6 +1203,51 @@ def test_missing_file_and_directory_are_file_errors(tmp_path: Path) -> None:
 def test_an_archive_is_a_file_error_that_says_what_to_do(tmp_path: Path) -> None:
     with pytest.raises(LeakFileError, match="zip archive; extract"):
         open_leak(write(tmp_path, "leak.zip", b"PK\x03\x04" + b"\x00" * 40))
+
+
+def tar_of(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("kind", [None, "gzip", "bz2", "xz"])
+@pytest.mark.parametrize("fmt", [LeakFormat.AUTO, LeakFormat.LINES, LeakFormat.TEXT])
+def test_a_tar_archive_is_a_file_error_not_its_files_run_together(
+    tmp_path: Path, kind: str | None, fmt: LeakFormat
+) -> None:
+    # leak.tar.gz of a CSV and a list was read as one text: the tar headers and both files'
+    # lines as records of one format (the list's lines as CSV rows), with no word of it.
+    data = tar_of({"dump/users.csv": b"id,email\n1,a@x.org\n", "dump/b.txt": b"b@y.org\n"})
+    if kind is not None:
+        data = {"gzip": gzip.compress, "bz2": bz2.compress, "xz": lzma.compress}[kind](data)
+    path = write(tmp_path, "leak.tar" + ("" if kind is None else f".{kind}"), data)
+    what = "a tar archive" if kind is None else f"a {kind}-compressed tar"
+    with pytest.raises(LeakFileError, match=f"{what}; extract it first and ingest each file"):
+        open_leak(path, fmt)
+
+
+@pytest.mark.parametrize(
+    ("data", "says"),
+    [
+        (
+            b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + "a@x.org".encode("utf-16-le"),
+            "save the mail as .eml",
+        ),
+        (b"%PDF-1.7\n(a@x.org)\n", "extract its text first"),
+    ],
+)
+def test_a_mail_program_file_or_pdf_is_a_file_error_saying_what_to_do(
+    tmp_path: Path, data: bytes, says: str
+) -> None:
+    # An Outlook .msg (a mass mail saved from Outlook) read as text gave "no valid address",
+    # or the strings its binary structure happened to hold.
+    with pytest.raises(LeakFileError, match=says):
+        open_leak(write(tmp_path, "leak.bin", data))
 
 
 COMPRESSORS = {"gzip": gzip.compress, "bz2": bz2.compress, "xz": lzma.compress}
