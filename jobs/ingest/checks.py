@@ -184,6 +184,14 @@ def _suggest(path: Path, source: LeakSource, rules: CanonicalRules) -> Say:
     """Name the format that reads the most valid addresses from the file's start (in the
     words of the face that shows it)."""
     current = source.format
+    if current is LeakFormat.EML and source.reason != FORMAT_GIVEN:
+        # A mail, detected by its header: any other format would read its sender's and its
+        # relays' addresses (From, Received) as leaked ones. A mass mail sent as Bcc shows
+        # no recipient, and then no one's address leaked.
+        return lambda w: (
+            "its To, Cc and Bcc name no one (a mail to undisclosed recipients leaks no "
+            "address; the sender's is never read), so no other format is suggested"
+        )
     skip = {LeakFormat.AUTO, current}
     if _looks_binary(path, source):
         skip.add(LeakFormat.TEXT)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import email.message
 import inspect
 import io
 import json
@@ -32,6 +33,7 @@ import ijson
 
 from jobs.reader.csv_records import CsvShape, cut_records
 from jobs.reader.encoding import FALLBACK_HANDLER
+from service.addresses.canonical import decode_encoded_words
 
 Batches = Iterable[list[str]]
 
@@ -59,11 +61,18 @@ MAX_HEADER_CHARS = 1024 * 1024
 
 _CAMEL_BREAK: Final = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _WORD_BREAK: Final = re.compile(r"[\W_]+")
-_EMAIL_WORDS: Final = frozenset({"email", "mail", "emailaddress", "mailaddress", "emailadresse"})
-_ADDRESS_WORDS: Final = frozenset({"address", "addr", "adresse", "adress"})
+# Plural names ("emails": ["a@x.org", "b@y.org"]) hold a list of addresses, or several in one
+# string: each is a record of its own (``split_mailboxes``).
+_EMAIL_WORDS: Final = frozenset(
+    {"email", "mail", "emailaddress", "mailaddress", "emailadresse", "emails", "mails"}
+)
+_ADDRESS_WORDS: Final = frozenset({"address", "addr", "adresse", "adress", "addresses"})
 _PASSWORD_WORDS: Final = frozenset({"password", "pass", "passwd", "pwd", "passwort", "pw"})
 _EXACT_EMAIL_NAMES: Final = (["email"], ["mail"], ["emailaddress"])
 _ARRAY_TAILS: Final = frozenset({",", "]", "],"})
+# The lines of a JSON-lines array that are only its brackets (``[`` above the first element,
+# ``]`` below the last, ``[]`` for an empty one).
+_ARRAY_LINES: Final = frozenset({"[", "]", "],", "[]", "[],"})
 _CACHE_SIZE: Final = 4096
 _json_shapes: dict[tuple[str, ...], tuple[str | None, str | None]] = {}
 _key_roles: dict[str, str | None] = {}
@@ -186,8 +195,8 @@ def name_words(name: str) -> list[str]:
     """Split a column or key name into lowercase words, joining "e" + "mail" into "email"."""
     words: list[str] = []
     for word in _WORD_BREAK.split(_CAMEL_BREAK.sub(" ", name).lower()):
-        if word == "mail" and words and words[-1] == "e":
-            words[-1] = "email"
+        if word in ("mail", "mails") and words and words[-1] == "e":
+            words[-1] = "e" + word
         elif word:
             words.append(word)
     if len(words) > 1 and words[-1] in _ADDRESS_WORDS:
@@ -383,6 +392,104 @@ def _address_column(rows: list[list[str]], width: int) -> int | None:
     return None
 
 
+# --- several mailboxes in one value --------------------------------------------------------
+
+# A line, cell or string with a second "@": it may name several mailboxes.
+_SEVERAL_AT: Final = re.compile(r"^[^\n@]*@[^\n@]*@", re.MULTILINE)
+# The same test for a whole batch of lines at once, without their starts (about 4x faster).
+_SEVERAL_IN_A_LINE: Final = re.compile(r"@[^\n@]*@")
+
+
+def split_mailboxes(text: str) -> list[str]:
+    """Return the mailboxes a value names, each as found, or ``[text]`` for one or none.
+
+    A recipients column, a ``to`` key or a pasted list names several: ``a@x.org, b@y.org``,
+    ``Ann <a@x.org>; "Lee, Bob" <b@y.org>`` (an RFC 5322 address list, or ``;`` as Outlook
+    writes it), or ``a@x.org b@y.org``. The value is cut at ``,`` and ``;`` outside quotes,
+    comments and angle brackets; a piece without an "@" belongs to the next (``Smith, Bob
+    <b@y.org>``: a display name's unquoted comma), or is dropped at the end. A piece
+    of bare addresses separated by white space is cut there. One mailbox with a second "@"
+    (``"a@x.org" <a@x.org>``, ``mailto:a@x.org?cc=b@y.org``) stays whole. Linear time.
+    """
+    if text.count("@") < 2:
+        return [text]
+    cuts: list[int] = []
+    depth = 0
+    quoted = angle = escaped = False
+    for index, char in enumerate(text):
+        if escaped:
+            escaped = False
+        elif char == "\\" and (quoted or depth):
+            escaped = True
+        elif quoted:
+            quoted = char != '"'
+        elif char == '"':
+            quoted = True
+        elif char == "(":
+            depth += 1
+        elif depth:
+            depth -= char == ")"
+        elif char == "<":
+            angle = True
+        elif char == ">":
+            angle = False
+        elif char in ",;" and not angle:
+            cuts.append(index)
+    pieces: list[str] = []
+    start = 0
+    for cut in [*cuts, len(text)]:
+        piece = text[start:cut]
+        if "@" in piece:
+            pieces.append(piece)
+            start = cut + 1
+    found: list[str] = []
+    for piece in pieces:
+        words = piece.split()
+        if (
+            len(words) > 1
+            and all("@" in word for word in words)
+            and not any(char in piece for char in '"<>()')
+        ):
+            found += words
+        else:
+            found.append(piece.strip())
+    return found if len(found) > 1 else [text]
+
+
+def _split_records(
+    lines: Sequence[int], candidates: list[str | None], passwords: list[str | None] | None
+) -> tuple[Sequence[int], list[str | None], list[str | None] | None]:
+    """Give each mailbox of a candidate naming several a record of its own, at its line and
+    with its password (``split_mailboxes``); the lists as they are if none does."""
+    several = [
+        index
+        for index, candidate in enumerate(candidates)
+        if candidate is not None and candidate.count("@") > 1
+    ]
+    if not several:
+        return lines, candidates, passwords
+    new_lines: list[int] = []
+    new_candidates: list[str | None] = []
+    new_passwords: list[str | None] = []
+    last = 0
+    for index in several:
+        new_lines += lines[last:index]
+        new_candidates += candidates[last:index]
+        if passwords is not None:
+            new_passwords += passwords[last:index]
+        parts = split_mailboxes(cast("str", candidates[index]))
+        new_lines += [lines[index]] * len(parts)
+        new_candidates += parts
+        if passwords is not None:
+            new_passwords += [passwords[index]] * len(parts)
+        last = index + 1
+    new_lines += lines[last:]
+    new_candidates += candidates[last:]
+    if passwords is not None:
+        new_passwords += passwords[last:]
+    return new_lines, new_candidates, new_passwords if passwords is not None else None
+
+
 # --- record generators ---------------------------------------------------------------------
 
 # A line without an "@"; a plain list's line is then no candidate, unless it holds "%40".
@@ -406,27 +513,37 @@ def _stripped_lines(batch: list[str], first: int) -> tuple[list[str], Sequence[i
 
 
 def lines_batches(batches: Batches, *, skip: int) -> Iterator[RecordBatch]:
-    """Yield one record per non-blank line: the stripped line, or None without an '@'."""
+    """Yield one record per non-blank line: the stripped line, or None without an '@'.
+
+    A line naming several mailboxes gives one record each (``split_mailboxes``).
+    """
     line = 0
     for batch in batches:
         texts, lines = _stripped_lines(batch, line + 1)
         line += len(batch)
-        if skip:
-            passed = min(skip, len(texts))
-            skip -= passed
-            texts, lines = texts[passed:], lines[passed:]
         if not texts:
             continue
-        candidates = cast("list[str | None]", texts)
         joined = "\n".join(texts)
-        index = start = 0
+        if skip >= len(texts) and _SEVERAL_IN_A_LINE.search(joined) is None:
+            skip -= len(texts)  # one record a line, none of them read
+            continue
+        candidates = cast("list[str | None]", texts)
+        index = start = bare = 0
         for match in _NO_AT_LINE.finditer(joined):
             index += joined.count("\n", start, match.start())
             start = match.start()
+            bare += 1
             # "%40": an "@" percent-encoded in a mailto: URI (RFC 6068), still an address.
             if "%40" not in match.group():
                 candidates[index] = None
-        yield RecordBatch(lines, candidates)
+        if joined.count("@") > len(texts) - bare:  # a line holds a second "@"
+            lines, candidates, _ = _split_records(lines, candidates, None)
+        if skip:
+            passed = min(skip, len(candidates))
+            skip -= passed
+            lines, candidates = lines[passed:], candidates[passed:]
+        if candidates:
+            yield RecordBatch(lines, candidates)
 
 
 def combo_batches(batches: Batches, *, skip: int) -> Iterator[RecordBatch]:
@@ -527,8 +644,10 @@ def _field_record(text: str) -> tuple[str | None, str | None] | None:
 def jsonl_batches(batches: Batches, *, skip: int) -> Iterator[RecordBatch]:
     """Yield one record per non-blank line holding a JSON object with an address key.
 
-    Keys are matched by ``name_role`` at the top level, else one object level down; a
-    line that is not an object, or has no such string, gives candidate None.
+    A line that is only an array's bracket (``[``, ``]``) is no record, like a blank one.
+    Keys are matched by ``name_role`` at the top level, else one object level down; a line
+    that is not an object, or has no such string, gives candidate None. A value naming
+    several mailboxes gives one record each (``split_mailboxes``).
     """
     # raw_decode skips json.loads's two whitespace regex passes (a third of its cost on
     # short objects); the line is stripped already, and trailing text is checked below.
@@ -537,8 +656,17 @@ def jsonl_batches(batches: Batches, *, skip: int) -> Iterator[RecordBatch]:
     for batch in batches:
         texts, lines = _stripped_lines(batch, line + 1)
         line += len(batch)
+        if _ARRAY_LINES.intersection(texts):
+            # The brackets of an array written one element per line hold no record: counted,
+            # they made a file of valid objects report its first and last lines invalid.
+            kept = [index for index, text in enumerate(texts) if text not in _ARRAY_LINES]
+            texts, lines = [texts[index] for index in kept], [lines[index] for index in kept]
         if skip:
-            passed = min(skip, len(texts))
+            # Lines up to the first with a second "@" are one record each; one that names
+            # several mailboxes is read, and its records passed over below.
+            several = _SEVERAL_AT.search(joined := "\n".join(texts))
+            ones = len(texts) if several is None else joined.count("\n", 0, several.start())
+            passed = min(skip, ones)
             skip -= passed
             texts, lines = texts[passed:], lines[passed:]
         if not texts:
@@ -569,7 +697,16 @@ def jsonl_batches(batches: Batches, *, skip: int) -> Iterator[RecordBatch]:
             else:
                 add_candidate(None)
                 add_password(None)
-        yield RecordBatch(lines, candidates, passwords)
+        split_lines, split_candidates, split_passwords = _split_records(
+            lines, candidates, passwords
+        )
+        if skip:
+            passed = min(skip, len(split_candidates))
+            skip -= passed
+            split_lines, split_candidates = split_lines[passed:], split_candidates[passed:]
+            split_passwords = split_passwords[passed:] if split_passwords is not None else None
+        if split_candidates:
+            yield RecordBatch(split_lines, split_candidates, split_passwords)
 
 
 def _json_fields(document: dict[str, Any]) -> tuple[str | None, str | None]:
@@ -596,6 +733,8 @@ def _json_fields(document: dict[str, Any]) -> tuple[str | None, str | None]:
                     break
     if type(password) is int:
         password = str(password)  # dumps store numeric passwords as numbers
+    if type(address) is list:  # "emails": [...]: one string, cut again by _split_records
+        address = ", ".join(item for item in address if isinstance(item, str) and "@" in item)
     return (
         address.strip() if isinstance(address, str) and "@" in address else None,
         password if isinstance(password, str) and password else None,
@@ -636,6 +775,8 @@ class _JsonFrame:
     password: str | None = None
     nested: LeakRecord | None = None  # a nested object's record, waiting for a password
     nested_count: int = 0
+    addresses: bool = False  # an array under an address key ("emails": [...])
+    listed: int = -1  # records given by such an array of this object (-1: it has none)
 
 
 def json_records(blocks: Iterable[bytes], *, skip: int) -> Iterator[LeakRecord]:
@@ -671,6 +812,8 @@ def json_records(blocks: Iterable[bytes], *, skip: int) -> Iterator[LeakRecord]:
 
     def close_map(frame: _JsonFrame) -> None:
         record: LeakRecord | None = None
+        if frame.listed > 0:
+            return  # its array of addresses gave its records
         if frame.has_address_key:
             record = LeakRecord(frame.line, frame.address, frame.password)
         elif frame.nested is not None:
@@ -681,6 +824,8 @@ def json_records(blocks: Iterable[bytes], *, skip: int) -> Iterator[LeakRecord]:
             return
         parent = stack[-1] if stack else None
         if parent is None or not parent.is_map or frame.unit:
+            if parent is not None and parent.addresses:
+                stack[-2].listed += 1  # "emails": [{"address": ...}, ...]
             emit(record)
         elif parent.nested_count == 0:
             parent.nested, parent.nested_count = record, 1
@@ -698,13 +843,17 @@ def json_records(blocks: Iterable[bytes], *, skip: int) -> Iterator[LeakRecord]:
             text = value.strip() if event == "string" and "@" in value else None
             emit(LeakRecord(line, text))
             return
+        if top.addresses:
+            # Each string of an array of addresses is a record at once, with the password
+            # its object gave so far: memory stays flat whatever the array's length.
+            if event == "string" and "@" in value:
+                owner = stack[-2]
+                owner.listed += 1
+                emit(LeakRecord(line, value.strip(), owner.password))
+            return
         if not top.is_map or top.key is None:
             return
-        role = _key_roles.get(top.key, "")
-        if role == "":
-            role = name_role(top.key)
-            if len(_key_roles) < _CACHE_SIZE:
-                _key_roles[top.key] = role
+        role = key_role(top.key)
         if role == ADDRESS and not top.has_address_key:
             top.has_address_key = True
             if event == "string" and "@" in value:
@@ -714,6 +863,14 @@ def json_records(blocks: Iterable[bytes], *, skip: int) -> Iterator[LeakRecord]:
                 top.password = value
             elif event == "number" and type(value) is int:
                 top.password = str(value)  # dumps store numeric passwords as numbers
+
+    def key_role(key: str) -> str | None:
+        role = _key_roles.get(key, "")
+        if role == "":
+            role = name_role(key)
+            if len(_key_roles) < _CACHE_SIZE:
+                _key_roles[key] = role
+        return role
 
     def handle(event: str, value: Any) -> None:
         nonlocal found
@@ -726,7 +883,18 @@ def json_records(blocks: Iterable[bytes], *, skip: int) -> Iterator[LeakRecord]:
                 unit = False  # the top-level array holds the entries
             if unit:
                 found = False
-            stack.append(_JsonFrame(event == "start_map", line, unit))
+            frame = _JsonFrame(event == "start_map", line, unit)
+            owner = stack[-1] if stack else None
+            if (
+                event == "start_array"
+                and owner is not None
+                and owner.is_map
+                and owner.key is not None
+                and not owner.has_address_key
+                and key_role(owner.key) == ADDRESS
+            ):
+                owner.has_address_key, owner.listed, frame.addresses = True, 0, True
+            stack.append(frame)
         elif event in ("end_map", "end_array"):
             frame = stack.pop()
             if frame.is_map:
@@ -783,17 +951,30 @@ def json_records(blocks: Iterable[bytes], *, skip: int) -> Iterator[LeakRecord]:
             for event, value in events:
                 handle(event, value)
         for record in out:
-            if skip:
-                skip -= 1
+            candidate = record.candidate
+            if candidate is not None and candidate.count("@") > 1:
+                mailboxes = split_mailboxes(candidate)
             else:
-                yield record
+                mailboxes = None
+            if mailboxes is None or len(mailboxes) == 1:
+                if skip:
+                    skip -= 1
+                else:
+                    yield record
+                continue
+            for mailbox in mailboxes:  # a value naming several mailboxes: one record each
+                if skip:
+                    skip -= 1
+                else:
+                    yield replace(record, candidate=mailbox)
         out.clear()
         if not reading:
             return
 
 
 def csv_batches(batches: Batches, *, layout: CsvLayout, skip: int) -> Iterator[RecordBatch]:
-    """Yield one record per non-blank CSV row, at the line the row starts on.
+    """Yield one record per non-blank CSV row, at the line the row starts on (one per mailbox
+    of an address cell naming several, ``split_mailboxes``).
 
     The layout's ``skip_lines`` (header and what stands above it) are passed over, and
     lines are still counted from the start of the text. Rows are cut by
@@ -824,15 +1005,18 @@ def csv_batches(batches: Batches, *, layout: CsvLayout, skip: int) -> Iterator[R
                         if not any(value.strip() for value in row):
                             continue
                         cell = ""
-                    if skip:
-                        skip -= 1
-                        continue
-                    lines.append(starts[reader.line_num - 1])
-                    candidates.append(cell or None)
-                    if password_column is not None:
-                        passwords.append(
-                            (row[password_column] or None) if len(row) > password_column else None
-                        )
+                    for mailbox in split_mailboxes(cell) if cell.count("@") > 1 else (cell,):
+                        if skip:
+                            skip -= 1
+                            continue
+                        lines.append(starts[reader.line_num - 1])
+                        candidates.append(mailbox or None)
+                        if password_column is not None:
+                            passwords.append(
+                                (row[password_column] or None)
+                                if len(row) > password_column
+                                else None
+                            )
                 break
             except csv.Error:
                 if skip:
@@ -865,15 +1049,27 @@ def eml_records(batches: Batches, *, skip: int) -> Iterator[LeakRecord]:
     One message, or an mbox of many ("From " lines start them; bodies are skipped line by
     line and never kept). ``line`` is the line where the field starts. Only addresses with
     an '@' count: group names and display-name debris are not records.
+
+    A message inside a message counts as one: a mass mail forwarded as an attachment
+    (``message/rfc822`` or ``message/global``, at any depth of ``multipart`` parts), the
+    parts of a ``multipart/digest``, the original header a bounce carries
+    (``text/rfc822-headers``). Their header sections are read like the outer one; the
+    header of a MIME part itself (Content-Type and the like) holds no recipients.
     """
     line = 0
     mbox = False
     in_headers = True
     seen_field = False
+    section = _Section(recipients=True, top=True)
+    # The open multipart bodies, innermost last: (boundary, whether a digest).
+    boundaries: list[tuple[str, bool]] = []
     # StringIO, not a list of lines: 100,000 short continuation lines as separate str objects
     # would cost six times their text.
     value: io.StringIO | None = None
     start = size = quotes = 0
+    mime: list[str] | None = None  # a Content-Type or Content-Transfer-Encoding being read
+    mime_name = ""
+    mime_size = 0
     for batch in batches:
         for text in batch:
             # A piece of a long line goes on with that line: a continuation of its field.
@@ -881,10 +1077,31 @@ def eml_records(batches: Batches, *, skip: int) -> Iterator[LeakRecord]:
             if not piece:
                 line += 1
             if not in_headers:
-                if not piece and text.startswith("From "):
+                if piece:
+                    continue
+                if mbox and text.startswith("From "):
                     in_headers, seen_field = True, False
+                    section = _Section(recipients=True, top=True)
+                    boundaries.clear()
+                elif boundaries and text.startswith("--"):
+                    found = _boundary_line(text, boundaries)
+                    if found is not None:
+                        index, closing = found
+                        digest = boundaries[index][1]
+                        # A boundary closes every part opened inside its own (RFC 2046 5.1.2).
+                        del boundaries[index if closing else index + 1 :]
+                        if not closing:
+                            in_headers, seen_field = True, False
+                            section = _Section(recipients=False, digest=digest)
+                        elif not boundaries and not mbox:
+                            return  # the message's last part ended: the rest is epilogue
                 continue
             if piece or text[:1] in (" ", "\t"):
+                if mime is not None:
+                    if mime_size < _MAX_MIME_FIELD_CHARS:
+                        mime.append(text)
+                        mime_size += len(text)
+                    continue
                 if value is None or size > MAX_HEADER_CHARS:
                     continue
                 value.write(text)
@@ -899,38 +1116,136 @@ def eml_records(batches: Batches, *, skip: int) -> Iterator[LeakRecord]:
                 records, skip = _field_records(value, start, skip)
                 yield from records
                 value = None
-            if not text:
-                if seen_field:
-                    if not mbox:
-                        return  # one message: its body cannot hold recipients
-                    in_headers = False
-                continue
-            if not seen_field and text.startswith("From "):
-                mbox = True
-                continue
-            match = _FIELD.match(text)
+            if mime is not None:
+                section.set_field(mime_name, "".join(mime))
+                mime = None
+            match = None if not text else _FIELD.match(text)
             if match is None:
-                # Like the stdlib parser: a line that is no field ends the header section.
-                if not mbox:
-                    return
+                if not text and not seen_field and section.recipients:
+                    continue  # blank lines above a message's first field
+                if not seen_field and section.top and text.startswith("From "):
+                    mbox = True
+                    continue
+                # A blank line ends the header section; so does, like the stdlib parser, a
+                # line that is no field (and is the body's first line).
+                body = section.body()
+                if body is _EMBEDDED:
+                    seen_field = False
+                    section = _Section(recipients=True)
+                    continue
+                if body is not None and len(boundaries) < MAX_MIME_DEPTH:
+                    boundaries.append(body)
+                if not boundaries and not mbox:
+                    return  # one message: its body cannot hold recipients
                 in_headers = False
                 continue
             seen_field = True
-            if match.group(1).lower() in RECIPIENT_FIELDS:
-                head = text[match.end() :]
-                value, start, size, quotes = io.StringIO(), line, len(head), head.count('"')
-                value.write(head)
+            name = match.group(1).lower()
+            if name in RECIPIENT_FIELDS:
+                if section.recipients:
+                    head = text[match.end() :]
+                    value, start, size, quotes = io.StringIO(), line, len(head), head.count('"')
+                    value.write(head)
+            elif name in _MIME_FIELDS:
+                mime_name, mime = name, [text[match.end() :]]
+                mime_size = len(mime[0])
     if value is not None:
         records, skip = _field_records(value, start, skip)
         yield from records
+
+
+# A message inside a message (RFC 2046 5.2.1, RFC 6532 3.7) or a copy of its header (RFC 6522
+# 4); each starts with a header section whose recipients leaked like the outer one's.
+_EMBEDDED_TYPES: Final = frozenset({"message/rfc822", "message/global", "text/rfc822-headers"})
+# The encodings whose body can be read line by line as a header section: RFC 2046 5.2.1
+# allows no other for message/rfc822.
+_PLAIN_ENCODINGS: Final = frozenset({"", "7bit", "8bit", "binary"})
+_MIME_FIELDS: Final = frozenset({"content-type", "content-transfer-encoding"})
+_MAX_MIME_FIELD_CHARS: Final = 8192
+# Nested multiparts followed at most; a deeper one's parts are skipped as body (bounded work
+# and memory on a hostile file; real mail nests a handful).
+MAX_MIME_DEPTH: Final = 32
+_EMBEDDED: Final = ("", False)
+
+
+@dataclass(slots=True)
+class _Section:
+    """A header section of a mail file: a message's (``recipients``) or a MIME part's."""
+
+    recipients: bool
+    top: bool = False  # the file's first message, or a message of an mbox
+    digest: bool = False  # a part of multipart/digest: message/rfc822 unless it says otherwise
+    content_type: str = ""
+    encoding: str = ""
+
+    def set_field(self, name: str, value: str) -> None:
+        if name == "content-type":
+            self.content_type = value
+        else:
+            self.encoding = value.strip().lower()
+
+    def body(self) -> tuple[str, bool] | None:
+        """Say what the body below holds: ``_EMBEDDED`` (a header section), a multipart's
+        (boundary, whether a digest), or None (text to skip)."""
+        if not self.content_type.strip():
+            kind, boundary = ("message/rfc822" if self.digest else "text/plain"), None
+        else:
+            parsed = email.message.Message()
+            parsed["Content-Type"] = self.content_type
+            try:
+                kind, boundary = parsed.get_content_type(), parsed.get_boundary()
+            except (ValueError, LookupError):  # UnicodeError too: a value that is no type
+                kind, boundary = "text/plain", None
+        if kind in _EMBEDDED_TYPES:
+            return _EMBEDDED if self.encoding in _PLAIN_ENCODINGS else None
+        if kind.startswith("multipart/") and boundary:
+            return boundary, kind == "multipart/digest"
+        return None
+
+
+def _boundary_line(text: str, boundaries: list[tuple[str, bool]]) -> tuple[int, bool] | None:
+    """Return (index in ``boundaries``, whether closing) of a boundary line, or None.
+
+    A delimiter line is "--" and the boundary, a closing one adds "--"; either may be
+    followed by white space (RFC 2046 5.1.1). The innermost boundary is tried first.
+    """
+    text = text.rstrip(" \t")
+    for index in range(len(boundaries) - 1, -1, -1):
+        boundary = boundaries[index][0]
+        if text[2:].startswith(boundary):
+            rest = text[2 + len(boundary) :]
+            if rest in ("", "--"):
+                return index, rest == "--"
+    return None
+
+
+# An unquoted display name holding an "@" before its <address>, as Outlook and many mailing
+# tools write it ("bob@x.org <bob@x.org>"): getaddresses reads the name as another
+# recipient, so one person counted twice (or a stale address in the name as a recipient).
+_AT_DISPLAY_NAME: Final = re.compile(r"(^|[,:;])([^,\"<>():;@\\]*@[^,\"<>():;\\]*?)(?=[ \t]*<)")
+
+
+def _quoted_display_name(match: re.Match[str]) -> str:
+    return f'{match.group(1)}"{match.group(2).strip()}" '
 
 
 def _field_records(value: io.StringIO, line: int, skip: int) -> tuple[list[LeakRecord], int]:
     """Return the records of one unfolded field value, less ``skip``, and the skip left."""
     # Unfolding is joining: each continuation line keeps its leading whitespace (RFC 5322
     # 2.2.3). getaddresses on the raw value is ~100x faster than policy header objects.
-    pairs = _parse_addresses([value.getvalue()])
-    addresses = [address.strip() for _, address in pairs if "@" in address]
+    text = value.getvalue()
+    if "<" in text:
+        text = _AT_DISPLAY_NAME.sub(_quoted_display_name, text)
+    pairs = _parse_addresses([text])
+    addresses = [address.strip() for _, address in pairs if "@" in address or "=?" in address]
+    if len(addresses) != sum("@" in address for address in addresses):
+        # A mailbox its sender's software wrote as one encoded word (RFC 2047 forbids it in
+        # an address, yet "=?utf-8?B?YWxp...?=" occurs): decoded, it is a recipient too.
+        addresses = [
+            decoded
+            for address in addresses
+            if "@" in (decoded := address if "@" in address else decode_encoded_words(address))
+        ]
     passed = min(skip, len(addresses))
     return [LeakRecord(line, address) for address in addresses[passed:]], skip - passed
 

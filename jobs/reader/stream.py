@@ -88,6 +88,21 @@ _UNSUPPORTED: Final = (
     (b"\x28\xb5\x2f\xfd", "zstd-compressed"),
     (b"Rar!\x1a\x07", "a rar archive"),
 )
+# Files that hold the leak in a form this reader cannot see through: read as text, their
+# structure would pass for records (or hide the addresses), so each is refused saying what
+# to do instead.
+_CONVERT_FIRST: Final = (
+    (
+        b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1",
+        "an Outlook .msg (OLE2) file; save the mail as .eml (or the folder as mbox) and "
+        "ingest that",
+    ),
+    (b"%PDF-", "a PDF document; extract its text first (pdftotext) and ingest that"),
+)
+# A tar archive, plain or inside gzip, bz2 or xz: its header's magic at byte 257 (POSIX
+# ustar, GNU tar). Read as text, its files ran together into one leak, headers and all.
+_TAR_MAGIC_AT: Final = 257
+_TAR_MAGIC: Final = b"ustar"
 # Stream errors of the decompressors: a truncated stream is EOFError, a corrupt one OSError
 # (gzip.BadGzipFile, bz2), zlib.error or lzma.LZMAError.
 _STREAM_ERRORS: Final = (OSError, EOFError, zlib.error, lzma.LZMAError)
@@ -152,6 +167,11 @@ def open_leak(path: Path, fmt: LeakFormat = LeakFormat.AUTO) -> LeakReader:
             first = _read_block(read, path)
         except LeakFileError:
             first = b""  # records() reports the broken stream, after what came before it
+        if first[_TAR_MAGIC_AT : _TAR_MAGIC_AT + len(_TAR_MAGIC)] == _TAR_MAGIC:
+            what = "a tar archive" if compression is None else f"a {compression}-compressed tar"
+            raise LeakFileError(
+                f"{_shown(path)}: {what}; extract it first and ingest each file of it"
+            )
         codec, _ = detect_encoding(first)
         sample, complete = _sample(_decoded_blocks(read, path, first))
     lines = _sample_lines(sample, complete=complete)
@@ -559,6 +579,9 @@ def _open_stream(
     for prefix, what in _UNSUPPORTED:
         if magic.startswith(prefix):
             raise LeakFileError(f"{_shown(path)}: {what}; extract or decompress it first")
+    for prefix, what in _CONVERT_FIRST:
+        if magic.startswith(prefix):
+            raise LeakFileError(f"{_shown(path)}: {what}")
     # read1, one decompressor call a block: read() gathers several, and when the stream
     # is cut, the text of the calls before the cut in that read() is lost with the error.
     if magic.startswith(b"\x1f\x8b"):

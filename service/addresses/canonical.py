@@ -168,20 +168,20 @@ def decode_encoded_words(text: str) -> str:
 
 
 def _invisible(char: str) -> bool:
-    """Whitespace of any kind, or a format character (Unicode category Cf): a byte-order
-    mark left mid-file by concatenated exports, zero-width spaces and joiners, soft hyphens
-    from copy and paste. None is part of an address."""
-    return char.isspace() or (not char.isascii() and unicodedata.category(char) == "Cf")
+    """Whitespace of any kind, a format character (Unicode category Cf: a byte-order mark
+    left mid-file by concatenated exports, zero-width spaces and joiners, soft hyphens from
+    copy and paste) or a control character (Cc: the NUL padding of fixed-width fields and
+    C strings dumped whole). None is part of an address."""
+    return char.isspace() or unicodedata.category(char) in _INVISIBLE_CATEGORIES
+
+
+_INVISIBLE_CATEGORIES: Final = frozenset({"Cf", "Cc"})
 
 
 def _strip_trailing_junk(text: str) -> str:
     """Return ``text`` without trailing invisible characters and ``.,;``."""
     end = len(text)
-    while end and (
-        text[end - 1] in _TRAILING_PUNCTUATION
-        or text[end - 1].isspace()
-        or (not text[end - 1].isascii() and _invisible(text[end - 1]))
-    ):
+    while end and (text[end - 1] in _TRAILING_PUNCTUATION or _invisible(text[end - 1])):
         end -= 1
     return text[:end]
 
@@ -250,9 +250,9 @@ def clean_address(text: str) -> str:
     """
     if not isinstance(text, str):
         return ""
-    # Invisible characters other than whitespace are never ASCII: plain ASCII lines, nearly
-    # all of a leak, keep to the built-in strip.
-    plain = text.isascii()
+    # Plain ASCII lines without control characters, nearly all of a leak, keep to the
+    # built-in strip; the others' invisible ends go character by character.
+    plain = text.isascii() and text.isprintable()
     candidate = text.strip() if plain else _strip_invisible(text)
     if "(" in candidate:
         candidate = strip_comments(candidate).strip()
@@ -261,7 +261,7 @@ def clean_address(text: str) -> str:
     # address, and decoding it would both break it and make canonical forms unstable.
     if "=?" in candidate and ("<" in candidate or "@" not in candidate):
         candidate = decode_encoded_words(candidate).strip()
-        plain = candidate.isascii()
+        plain = candidate.isascii() and candidate.isprintable()
     # A fixed number of rounds keeps hostile nesting ('"'"'"...) from going quadratic; real
     # lines need a handful.
     for _ in range(_MAX_CLEAN_ROUNDS):
@@ -279,7 +279,7 @@ def clean_address(text: str) -> str:
         elif candidate[:7].lower() == _MAILTO:
             # RFC 6068: the addr-spec is percent-encoded ("%40" an "@", "%2B" a "+").
             candidate = unquote(candidate[7:].partition("?")[0])
-            plain = candidate.isascii()
+            plain = candidate.isascii() and candidate.isprintable()
         else:
             # A lone leading "'" is legal atext ('tis@x.com), so only '"' and '<' go on the
             # left; nothing quoted or bracketed can legally end an address.

@@ -95,8 +95,23 @@ def checked_option(value: str | None, check: Callable[..., str], option: str) ->
     return None if value is None else check(value, what=option)
 
 
+def no_standard_input(_ctx: click.Context, _param: click.Parameter, path: Path) -> Path:
+    """Refuse ``-`` as a usage error, unless a file of that name is there.
+
+    ``zcat leak.gz | leakguard ingest -`` is the habit of many tools; the ingest reads its
+    file more than once (format detection, fingerprint, resume after a stop), which a pipe
+    cannot give, and "-: no such file" did not say so.
+    """
+    if str(path) == "-" and not path.exists():
+        raise click.BadParameter(
+            "standard input ('-') cannot be ingested: the file is read more than once "
+            "(format, fingerprint, resume); save the leak to a file and give its path"
+        )
+    return path
+
+
 @cli.command("ingest")
-@click.argument("path", type=click.Path(path_type=Path))
+@click.argument("path", type=click.Path(path_type=Path), callback=no_standard_input)
 @click.option("--leak", "slug", required=True, help="Short name of the leak, e.g. exchange-2019.")
 @leak_fact_options
 @click.option("--source", help="Where the list came from (a URL, a ticket).")

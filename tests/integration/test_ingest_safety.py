@@ -131,6 +131,29 @@ def test_a_wrong_format_is_refused_naming_the_right_one_and_the_right_one_then_w
     assert (report["format"], report["matched"]) == ("csv", 2)
 
 
+def test_a_mail_without_recipients_is_refused_suggesting_no_format_that_reads_its_sender(
+    runtime: Runtime, runner: FlaskCliRunner, tmp_path: Path
+) -> None:
+    # A mass mail sent correctly, as Bcc: nobody's address leaked. The refusal suggested
+    # "--format combo reads 100%", which reads the From and Received lines' addresses as
+    # leaked ones (the sender, the relays), the opposite of what the eml format promises.
+    mail = tmp_path / "bcc.eml"
+    mail.write_bytes(
+        b"Received: from mx.exchange.example by mx.example.org\r\n"
+        b"From: News <news@exchange.example>\r\n"
+        b"To: undisclosed-recipients:;\r\n"
+        b"Reply-To: support@exchange.example\r\n"
+        b"Subject: Update\r\n\r\nWrite to help@exchange.example\r\n"
+    )
+    line = refused(runner, runtime, str(mail), "--leak", "bcc")
+    assert line == (
+        f"Error: {mail}: no records read as eml (mail headers at the top (every address in "
+        "To, Cc and Bcc is read)); nothing recorded; its To, Cc and Bcc name no one (a mail to "
+        "undisclosed recipients leaks no address; the sender's is never read), so no other "
+        "format is suggested"
+    )
+
+
 def mostly_invalid(directory: Path) -> Path:
     """One valid address in twenty lines: 5 %, under the threshold of 10 %."""
     return write_lines(directory / "notes.txt", ["bob@example.org", *(["a note"] * 19)])

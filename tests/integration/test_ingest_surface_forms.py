@@ -26,6 +26,7 @@ LINES = {
     "mallory@exa\u200bmple.com": "mallory@example.com",
     "mailto:victor%40example.com": "victor@example.com",
     "mailto:walter%2Bnews@example.com": "walter@example.com",
+    "peggy@example.com\x00\x00\x00": "peggy@example.com",  # NUL padding of a fixed-width field
 }
 
 
@@ -103,3 +104,53 @@ def test_auto_detection_says_what_it_chose_and_why(
         )
     )
     assert forced["format_reason"] == "given with --format"
+
+
+def test_a_line_naming_several_people_flags_each_and_counts_each(
+    runtime: Runtime, runner: FlaskCliRunner, tmp_path: Path
+) -> None:
+    for name in ("ann", "bob", "cat", "dan", "eve"):
+        make_account(runtime, name, f"{name}@example.com")
+    lines = [
+        "ann@example.com, bob@example.com",
+        'Smith, Cat <cat@example.com>; "Lee, Dan" <dan@example.com>',
+        "eve@example.com",
+    ]
+    path = write_lines(tmp_path / "recipients.txt", lines)
+    report = json_output(invoke(runner, "ingest", str(path), "--leak", "several", "--json"))
+    assert (report["lines"], report["valid"], report["invalid"]) == (5, 5, 0)
+    assert report["matched"] == 5
+
+
+def test_a_mass_mail_forwarded_as_an_attachment_flags_its_recipients(
+    runtime: Runtime, runner: FlaskCliRunner, tmp_path: Path
+) -> None:
+    for name in ("ann", "bob", "cat"):
+        make_account(runtime, name, f"{name}@example.com")
+    make_account(runtime, "forwarder", "security@example.org")
+    mail = (
+        "From: Someone <someone@example.net>\r\n"
+        "To: security@example.org\r\n"
+        "Subject: Fwd: they leaked all of us\r\n"
+        'Content-Type: multipart/mixed; boundary="b1"\r\n'
+        "\r\n"
+        "--b1\r\n"
+        "Content-Type: text/plain\r\n"
+        "\r\n"
+        "see attached\r\n"
+        "--b1\r\n"
+        "Content-Type: message/rfc822\r\n"
+        "\r\n"
+        "From: news@exchange.example\r\n"
+        "To: ann@example.com,\r\n"
+        " =?utf-8?q?B=C3=B6b?= <bob@example.com>\r\n"
+        "Cc: cat@example.com\r\n"
+        "\r\n"
+        "Hello\r\n"
+        "--b1--\r\n"
+    )
+    path = tmp_path / "forwarded.eml"
+    path.write_bytes(mail.encode("utf-8"))
+    report = json_output(invoke(runner, "ingest", str(path), "--leak", "fwd", "--json"))
+    assert report["format"] == "eml"
+    assert (report["lines"], report["valid"], report["matched"]) == (4, 4, 4)

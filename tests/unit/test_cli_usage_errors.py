@@ -25,6 +25,8 @@ BAD_USES = [
     (["--bogus"], "--bogus", "leakguard"),
     (["ingest", "x.txt", "--leak", "t", "--chunk-records", "many"], "many", "leakguard ingest"),
     (["leaks", "list", "--jsn"], "--jsn", "leakguard leaks list"),
+    # A pipe cannot be read twice: said as such, not "-: no such file" with exit 1.
+    (["ingest", "-", "--leak", "t"], "standard input ('-')", "leakguard ingest"),
 ]
 
 

@@ -965,6 +965,12 @@ def test_mask_and_clean_never_raise(text: str) -> None:
         ("sybil@example.com\u200b", "sybil@example.com"),
         ("\u2060sybil@example.com\u00ad", "sybil@example.com"),
         ("\u00a0sybil@example.com\u00a0", "sybil@example.com"),
+        # control characters too: the NUL padding of fixed-width fields and dumped C strings
+        ("sybil@example.com\x00\x00\x00", "sybil@example.com"),
+        ("\x00sybil@example.com", "sybil@example.com"),
+        ("Sybil <sybil@example.com>\x00", "sybil@example.com"),
+        ("sybil@example.com\x7f\x85", "sybil@example.com"),
+        ("sybil@b\u00fccher.de\x00", "sybil@xn--bcher-kva.de"),
         # inside a domain, as IDNA maps them (UTS #46: ignored code points go)
         ("sybil@exa\u200bmple.com", "sybil@example.com"),
         ("sybil@b\u00fc\u00adcher.de", "sybil@xn--bcher-kva.de"),
@@ -978,6 +984,12 @@ def test_surface_forms_of_real_leaks_fold_to_the_account_address(text: str, cano
     result = canonicalize_email(text)
     assert isinstance(result, CanonicalAddress), result
     assert result.address == canonical
+
+
+def test_a_control_character_inside_an_address_still_makes_it_invalid() -> None:
+    assert isinstance(canonicalize_email("sybil@exa\x00mple.com"), InvalidAddress)
+    assert isinstance(canonicalize_email("syb\x00il@example.com"), InvalidAddress)
+    assert isinstance(canonicalize_email("\x00"), InvalidAddress)  # LONG_LINE, the reader's
 
 
 def test_a_local_part_that_needs_its_quotes_stays_quoted_and_valid() -> None:

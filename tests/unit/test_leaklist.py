@@ -9,6 +9,7 @@ import gzip
 import io
 import json
 import lzma
+import tarfile
 import time
 import tracemalloc
 import zlib
@@ -277,6 +278,12 @@ def test_csv_finds_the_address_column_by_name_in_any_position(tmp_path: Path, na
         ("user pass", leakformats.CREDENTIAL),
         ("recovery-mail", leakformats.ADDRESS),
         ("eMail", leakformats.ADDRESS),
+        # plural names hold several addresses; "addresses" alone may be postal ones
+        ("emails", leakformats.ADDRESS),
+        ("E-Mails", leakformats.ADDRESS),
+        ("email_addresses", leakformats.ADDRESS),
+        ("addresses", None),
+        ("emails_sent", None),
     ],
 )
 def test_column_names_are_matched_by_their_last_word(name: str, role: str | None) -> None:
@@ -477,6 +484,145 @@ def test_jsonl_looks_one_level_down_and_tolerates_broken_lines(tmp_path: Path) -
         R(9, None),
         R(10, None),
     ]
+
+
+@pytest.mark.parametrize("line_end", ["\n", "\r\n"])
+@pytest.mark.parametrize("closing", ["]", "],", "  ]  "])
+def test_jsonl_array_brackets_on_lines_of_their_own_are_no_records(
+    tmp_path: Path, line_end: str, closing: str
+) -> None:
+    # An array written one element per line (as many exports write it): 2 objects, 2
+    # records, none invalid; the bracket lines used to count as invalid records 1 and 4.
+    lines = ["[", '{"email": "a@x.org"},', '{"email": "b@x.org"}', closing, "[]"]
+    source, records = read(write(tmp_path, "leak.json", line_end.join(lines) + line_end))
+    assert source.format is LeakFormat.JSONL
+    assert records == [R(2, "a@x.org"), R(3, "b@x.org")]
+    with open_leak(tmp_path / "leak.json") as reader:
+        assert list(reader.records(skip=1)) == [R(3, "b@x.org")]
+
+
+SEVERAL = [
+    ("a@x.org, b@y.org", ["a@x.org", "b@y.org"]),
+    ('Ann <a@x.org>; "Lee, Bob" <b@y.org>;', ["Ann <a@x.org>", '"Lee, Bob" <b@y.org>']),
+    ("Smith, Ann <a@x.org>, b@y.org", ["Smith, Ann <a@x.org>", "b@y.org"]),
+    ("a@x.org (Ann, A.), b@y.org", ["a@x.org (Ann, A.)", "b@y.org"]),
+    ("a@x.org b@y.org", ["a@x.org", "b@y.org"]),
+    ('"a,b"@x.org, b@y.org', ['"a,b"@x.org', "b@y.org"]),
+]
+ONE_WITH_TWO_AT = ['"a@x.org" <a@x.org>', "mailto:a@x.org?cc=b@y.org", "a@b@x.org"]
+
+
+@pytest.mark.parametrize(("value", "mailboxes"), SEVERAL)
+def test_a_value_naming_several_mailboxes_gives_a_record_each(
+    value: str, mailboxes: list[str]
+) -> None:
+    assert leakformats.split_mailboxes(value) == mailboxes
+
+
+@pytest.mark.parametrize("value", ONE_WITH_TWO_AT)
+def test_one_mailbox_with_a_second_at_sign_stays_whole(value: str) -> None:
+    assert leakformats.split_mailboxes(value) == [value]
+
+
+LISTS_OF_SEVERAL = {
+    "lines": "\n".join(["z@w.org", *(value for value, _ in SEVERAL), *ONE_WITH_TWO_AT]),
+    "csv": "id,email,password\n"
+    + "\n".join(
+        # RFC 4180: a quote inside a quoted field is doubled
+        "{},{},pw{}".format(n, '"' + value.replace('"', '""') + '"', n)
+        for n, value in enumerate(["z@w.org", *(v for v, _ in SEVERAL), *ONE_WITH_TWO_AT])
+    ),
+    "jsonl": "\n".join(
+        json.dumps({"email": value, "pass": f"pw{n}"})
+        for n, value in enumerate(["z@w.org", *(v for v, _ in SEVERAL), *ONE_WITH_TWO_AT])
+    ),
+    "json": json.dumps(
+        [
+            {"email": value, "pass": f"pw{n}"}
+            for n, value in enumerate(["z@w.org", *(v for v, _ in SEVERAL), *ONE_WITH_TWO_AT])
+        ],
+        indent=2,
+    ),
+}
+
+
+@pytest.mark.parametrize("fmt", sorted(LISTS_OF_SEVERAL))
+def test_every_format_gives_each_mailbox_of_a_value_its_own_record(
+    tmp_path: Path, fmt: str
+) -> None:
+    # A recipients cell or line naming several people ("Ann <a@x.org>, Bob <b@y.org>") was
+    # one record: invalid, or only the last mailbox read; every other person was missed.
+    path = write(tmp_path, f"leak.{fmt}", LISTS_OF_SEVERAL[fmt] + "\n")
+    _, records = read(path, LeakFormat(fmt))
+    expected = ["z@w.org", *(m for _, mailboxes in SEVERAL for m in mailboxes), *ONE_WITH_TWO_AT]
+    assert candidates(records) == expected
+    if fmt != "json":  # one line each; a pretty-printed object starts a line above its value
+        numbers = [record.line for record in records]
+        per_line = [1, *(len(mailboxes) for _, mailboxes in SEVERAL), 1, 1, 1]
+        first = 2 if fmt == "csv" else 1
+        assert numbers == [first + n for n, count in enumerate(per_line) for _ in range(count)]
+    if fmt != "lines":  # each mailbox keeps the password of its row
+        passwords = [record.password for record in records]
+        assert passwords[1:3] == ["pw1", "pw1"]
+    with open_leak(path, LeakFormat(fmt)) as reader:
+        for skip in range(len(records) + 1):
+            assert list(reader.records(skip=skip)) == records[skip:]
+
+
+@pytest.mark.parametrize("fmt", ["lines", "jsonl", "csv"])
+def test_resuming_past_whole_blocks_of_several_mailboxes_lands_on_the_same_record(
+    tmp_path: Path, fmt: str
+) -> None:
+    # Records, not lines, are what a resumed run skips: 3,000 lines of two mailboxes each
+    # (many blocks) then single ones must skip to exactly the suffix.
+    values = [f"a{n}@x.org; b{n}@y.org" for n in range(3000)] + [f"c{n}@z.org" for n in range(3000)]
+    rows = {
+        "lines": values,
+        "jsonl": [json.dumps({"email": value}) for value in values],
+        "csv": ["email", *(json.dumps(value) for value in values)],
+    }[fmt]
+    path = write(tmp_path, f"leak.{fmt}", "\n".join(rows) + "\n")
+    _, records = read(path, LeakFormat(fmt))
+    assert len(records) == 9000
+    assert records[1].candidate == "b0@y.org"
+    with open_leak(path, LeakFormat(fmt)) as reader:
+        for skip in (1, 2999, 4096, 5999, 6000, 6001, 8999, 9000):
+            assert list(reader.records(skip=skip)) == records[skip:]
+
+
+EMAIL_LISTS = [
+    {"id": 1, "emails": ["a@x.org", "Bee <b@y.org>", 7, None], "password": "p1"},
+    {"id": 2, "user": {"E-Mails": ["c@x.org"]}},
+    {"id": 3, "emails": []},
+    {"id": 4, "email_addresses": [{"address": "no role"}, "d@x.org"]},
+    {"id": 5, "email": "e@x.org"},
+]
+
+
+@pytest.mark.parametrize("layout", ["jsonl", "json"])
+def test_json_a_list_of_addresses_gives_each_its_record(tmp_path: Path, layout: str) -> None:
+    # "emails": [...] (people-search and CRM dumps): the list was no address at all, so
+    # every address in it was missed and its entry counted invalid.
+    if layout == "jsonl":
+        text = "\n".join(json.dumps(doc) for doc in EMAIL_LISTS)
+    else:
+        text = json.dumps(EMAIL_LISTS, indent=2)
+    path = write(tmp_path, f"leak.{layout}", text + "\n")
+    _, records = read(path, LeakFormat(layout))
+    assert candidates(records) == [
+        "a@x.org",
+        "Bee <b@y.org>",
+        "c@x.org",
+        None,
+        "d@x.org",
+        "e@x.org",
+    ]
+    if layout == "jsonl":
+        assert [record.line for record in records] == [1, 1, 2, 3, 4, 5]
+        assert [record.password for record in records][:2] == ["p1", "p1"]
+    with open_leak(path, LeakFormat(layout)) as reader:
+        for skip in range(len(records) + 1):
+            assert list(reader.records(skip=skip)) == records[skip:]
 
 
 # --- json (any other layout) ----------------------------------------------------------------
@@ -716,6 +862,142 @@ def test_mbox_yields_the_recipients_of_each_message_and_skips_bodies(tmp_path: P
     ]
 
 
+def test_eml_an_address_as_its_own_display_name_is_one_recipient(tmp_path: Path) -> None:
+    # Outlook writes "bob@y.org <bob@y.org>": read as two recipients, one person counted
+    # twice (records, duplicates); a stale address in the name is no recipient either.
+    text = (
+        "From: news@exchange.example\n"
+        "To: bob@y.org <bob@y.org>, a@x.org,\n"
+        ' old@x.org <c@x.org>, team: d@x.org <d@x.org>;, "e@x.org" <e@x.org>\n'
+        "\n"
+    )
+    _, records = read(write(tmp_path, "leak.eml", text))
+    assert candidates(records) == ["bob@y.org", "a@x.org", "c@x.org", "d@x.org", "e@x.org"]
+
+
+def test_eml_a_mailbox_written_as_one_encoded_word_is_a_recipient(tmp_path: Path) -> None:
+    # Broken mailers encode the whole mailbox (RFC 2047 forbids it; readers decode it): the
+    # address had no "@" before decoding, so it was dropped without even counting invalid.
+    text = (
+        "From: news@exchange.example\n"
+        "To: =?utf-8?B?YWxpY2VAZXhhbXBsZS5jb20=?=, b@x.org,\n"
+        " =?utf-8?B?IkFsaWNlIiA8Y0B4Lm9yZz4=?=, =?iso-8859-1?q?d=40x.org?=,\n"
+        " =?utf-8?q?J=C3=BCrgen?= <e@x.org>, =?utf-8?q?no_address?=\n"
+        "\n"
+    )
+    _, records = read(write(tmp_path, "leak.eml", text))
+    assert candidates(records) == [
+        "alice@example.com",
+        "b@x.org",
+        '"Alice" <c@x.org>',
+        "d@x.org",
+        "e@x.org",
+    ]
+
+
+FORWARDED = (
+    "From: Some User <user@elsewhere.example>\n"  # 1
+    "To: security@ours.example\n"  # 2
+    "Subject: Fwd: Your monthly update\n"
+    "MIME-Version: 1.0\n"
+    "Content-Type: multipart/mixed;\n"
+    ' boundary="outer=_1"\n'
+    "\n"
+    "This is a multi-part message in MIME format.\n"
+    "--outer=_1\n"  # 9
+    "Content-Type: text/plain; charset=utf-8\n"
+    "To: part-header@not-a-recipient.example\n"  # a MIME part's header holds no recipients
+    "\n"
+    "They sent this to everyone, see below.\n"
+    "To: body@not-a-recipient.example\n"
+    "--outer=_1 \n"  # 15, transport padding after the boundary
+    "Content-Type: message/rfc822\n"
+    "Content-Disposition: attachment\n"
+    "\n"
+    "From: news@exchange.example\n"  # 19: the forwarded mass mail
+    'To: a@x.org, "Smith, Bob" <b@x.org>,\n'  # 20
+    " c@x.org\n"
+    "Cc: d@x.org\n"  # 22
+    "Subject: Your monthly update\n"
+    "Content-Type: multipart/alternative; boundary=inner\n"
+    "\n"
+    "--inner\n"
+    "Content-Type: text/plain\n"
+    "\n"
+    "Cc: inner-body@not-a-recipient.example\n"
+    "--inner--\n"
+    "\n"
+    "--outer=_1\n"  # 32
+    "Content-Type: text/rfc822-headers\n"
+    "\n"
+    "To: e@x.org\n"  # 35: a bounce's copy of the original header
+    "Subject: returned\n"
+    "\n"
+    "Bcc: after-the-headers@not-a-recipient.example\n"
+    "--outer=_1\n"  # 39
+    "Content-Type: multipart/digest; boundary=dig\n"
+    "\n"
+    "--dig\n"
+    "\n"  # a digest part without a Content-Type is a message
+    "To: f@x.org\n"  # 44
+    "\n"
+    "--dig--\n"
+    "--outer=_1\n"
+    "Content-Type: message/rfc822\n"
+    "Content-Transfer-Encoding: base64\n"  # not allowed for message/rfc822: skipped as body
+    "\n"
+    "VG86IGdAeC5vcmcNCg==\n"
+    "--outer=_1--\n"
+    "\n"
+    "To: epilogue@not-a-recipient.example\n"
+)
+
+
+@pytest.mark.parametrize("line_end", ["\n", "\r\n"])
+def test_eml_reads_the_recipients_of_a_mail_forwarded_as_an_attachment(
+    tmp_path: Path, line_end: str
+) -> None:
+    # A leak often reaches the operator forwarded: the mass mail is a message/rfc822 part.
+    # Only the outer To: (the forwarder's recipient) was read, none of the leaked addresses.
+    source, records = read(write(tmp_path, "fwd.eml", FORWARDED.replace("\n", line_end)))
+    assert source.format is LeakFormat.EML
+    assert records == [
+        R(2, "security@ours.example"),
+        R(20, "a@x.org"),
+        R(20, "b@x.org"),
+        R(20, "c@x.org"),
+        R(22, "d@x.org"),
+        R(35, "e@x.org"),
+        R(44, "f@x.org"),
+    ]
+    with open_leak(tmp_path / "fwd.eml") as reader:
+        assert list(reader.records(skip=4)) == records[4:]
+
+
+def test_mbox_of_forwarded_mails_reads_each_message_and_its_attachment(tmp_path: Path) -> None:
+    one = FORWARDED.split("--outer=_1\nContent-Type: text/rfc822-headers")[0] + "--outer=_1--\n"
+    text = (
+        "From user@elsewhere.example Fri Nov  1 09:12:44 2019\n"
+        + one
+        + "\nFrom other@y.org Fri Nov  1 10:00:00 2019\n"
+        + "Content-Type: multipart/mixed; boundary=never-closed\n"
+        + "To: g@x.org\n"
+        + "\n--never-closed\nContent-Type: text/plain\n\nbody\n"
+        + "From third@z.org Fri Nov  1 11:00:00 2019\n"  # a new message ends the open parts
+        + "To: h@x.org\n\n--never-closed\n\nTo: not-a-part@not-a-recipient.example\n"
+    )
+    _, records = read(write(tmp_path, "leak.mbox", text))
+    assert candidates(records) == [
+        "security@ours.example",
+        "a@x.org",
+        "b@x.org",
+        "c@x.org",
+        "d@x.org",
+        "g@x.org",
+        "h@x.org",
+    ]
+
+
 # --- text ----------------------------------------------------------------------------------
 
 
@@ -922,6 +1204,51 @@ def test_missing_file_and_directory_are_file_errors(tmp_path: Path) -> None:
 def test_an_archive_is_a_file_error_that_says_what_to_do(tmp_path: Path) -> None:
     with pytest.raises(LeakFileError, match="zip archive; extract"):
         open_leak(write(tmp_path, "leak.zip", b"PK\x03\x04" + b"\x00" * 40))
+
+
+def tar_of(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("kind", [None, "gzip", "bz2", "xz"])
+@pytest.mark.parametrize("fmt", [LeakFormat.AUTO, LeakFormat.LINES, LeakFormat.TEXT])
+def test_a_tar_archive_is_a_file_error_not_its_files_run_together(
+    tmp_path: Path, kind: str | None, fmt: LeakFormat
+) -> None:
+    # leak.tar.gz of a CSV and a list was read as one text: the tar headers and both files'
+    # lines as records of one format (the list's lines as CSV rows), with no word of it.
+    data = tar_of({"dump/users.csv": b"id,email\n1,a@x.org\n", "dump/b.txt": b"b@y.org\n"})
+    if kind is not None:
+        data = {"gzip": gzip.compress, "bz2": bz2.compress, "xz": lzma.compress}[kind](data)
+    path = write(tmp_path, "leak.tar" + ("" if kind is None else f".{kind}"), data)
+    what = "a tar archive" if kind is None else f"a {kind}-compressed tar"
+    with pytest.raises(LeakFileError, match=f"{what}; extract it first and ingest each file"):
+        open_leak(path, fmt)
+
+
+@pytest.mark.parametrize(
+    ("data", "says"),
+    [
+        (
+            b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + "a@x.org".encode("utf-16-le"),
+            "save the mail as .eml",
+        ),
+        (b"%PDF-1.7\n(a@x.org)\n", "extract its text first"),
+    ],
+)
+def test_a_mail_program_file_or_pdf_is_a_file_error_saying_what_to_do(
+    tmp_path: Path, data: bytes, says: str
+) -> None:
+    # An Outlook .msg (a mass mail saved from Outlook) read as text gave "no valid address",
+    # or the strings its binary structure happened to hold.
+    with pytest.raises(LeakFileError, match=says):
+        open_leak(write(tmp_path, "leak.bin", data))
 
 
 COMPRESSORS = {"gzip": gzip.compress, "bz2": bz2.compress, "xz": lzma.compress}

@@ -16,6 +16,9 @@ LINE_FORMATS = {
     "lines": lambda i: f"user{i}@example.com",
     "combo": lambda i: f"user{i}@example.com:pa:ss|{i}",
     "jsonl": lambda i: f'{{"Email": "u{i}@x.org", "pwd": "p{i}"}}',
+    # several mailboxes on some lines: records, not lines, are what the ranges must cover
+    "lines-several": lambda i: f"u{i}@x.org; Vee <v{i}@y.org>" if i % 3 else f"u{i}@x.org",
+    "jsonl-several": lambda i: f'{{"emails": ["u{i}@x.org", "v{i}@y.org"], "pwd": "p{i}"}},',
 }
 
 
@@ -35,6 +38,8 @@ def write(path: Path, fmt: str, count: int, *, bom: bool, blank_every: int) -> N
         csv = fmt.startswith("csv")
         if csv:
             handle.write(PREAMBLES[fmt] + "name;email;password\r\n")
+        elif fmt == "jsonl-several":
+            handle.write("[\n")  # an array written one element per line
         for i in range(count):
             row = f"n{i};user{i}@example.com;p{i}" if csv else LINE_FORMATS[fmt](i)
             handle.write(row + ("\r\n" if csv else "\n"))
@@ -46,7 +51,7 @@ def write(path: Path, fmt: str, count: int, *, bom: bool, blank_every: int) -> N
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(
-    fmt=st.sampled_from(["lines", "combo", "jsonl", *PREAMBLES]),
+    fmt=st.sampled_from([*LINE_FORMATS, *PREAMBLES]),
     count=st.integers(min_value=0, max_value=400),
     bom=st.booleans(),
     blank_every=st.integers(min_value=0, max_value=9),
@@ -57,7 +62,7 @@ def test_any_cut_into_ranges_reads_each_record_once_in_order(
 ) -> None:
     path = tmp_path / f"leak.{fmt}"
     write(path, fmt, count, bom=bom, blank_every=blank_every)
-    fmt_asked = LeakFormat.CSV if fmt.startswith("csv") else LeakFormat(fmt)
+    fmt_asked = LeakFormat.CSV if fmt.startswith("csv") else LeakFormat(fmt.split("-")[0])
     with open_leak(path, fmt_asked) as reader:
         assert reader.splittable
         size = reader.source.size
@@ -68,6 +73,8 @@ def test_any_cut_into_ranges_reads_each_record_once_in_order(
             (r.candidate, r.password) for rng in ranges for r in reader.records(byte_range=rng)
         ]
     assert pieces == whole
+    if fmt.endswith("-several"):
+        assert len(whole) == count + sum(1 for i in range(count) if i % 3 or "json" in fmt)
     if fmt.startswith("csv"):
         assert whole == [(f"user{i}@example.com", f"p{i}") for i in range(count)]
 
