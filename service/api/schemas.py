@@ -212,14 +212,44 @@ class BounceBatchOut(BaseModel):
     unknown: int = Field(description="bounces whose Message-ID is not ours")
 
 
-def _ip_address(value: str) -> str:
+# RFC 7239 section 6: a proxy that does not know or will not tell the client's address
+# writes "unknown" or an obfuscated identifier ("_hidden"). The client then has no address.
+_NO_ADDRESS = re.compile(r"unknown|_[A-Za-z0-9._-]+", re.IGNORECASE)
+# "[2001:db8::1]:443" or "[2001:db8::1]"; "203.0.113.7:51234".
+_BRACKETED = re.compile(r"\[([^\]]*)\](?::\d{1,5})?")
+_IPV4_PORT = re.compile(r"(\d{1,3}(?:\.\d{1,3}){3}):\d{1,5}")
+
+
+def _client_ip(value: str) -> str | None:
+    """The client's address as a login service's proxy chain hands it over, or None.
+
+    Takes what arrives in practice: an X-Forwarded-For list (its first entry is the client,
+    the ones after it proxies), RFC 7239's ``for=`` with its quotes, an address with a port
+    or in brackets. None for a proxy's "unknown" or obfuscated identifier (RFC 7239 section
+    6). Anything else that is no IPv4 or IPv6 address is refused.
+    """
+    text = value.split(",", 1)[0].strip()
+    if text[:4].lower() == "for=":
+        text = text[4:].split(";", 1)[0].strip()
+    text = text.strip('"').strip()
+    if _NO_ADDRESS.fullmatch(text):
+        return None
+    for form in (_BRACKETED, _IPV4_PORT):
+        match = form.fullmatch(text)
+        if match is not None:
+            text = match.group(1)
+            break
     try:
-        return str(ipaddress.ip_address(value))
+        return str(ipaddress.ip_address(text))
     except ValueError:
         raise ValueError("must be an IPv4 or IPv6 address") from None
 
 
 MAX_USER_AGENT_CHARS = 8192
+MAX_FORWARDED_CHARS = 8192  # a header's worth of a proxy chain
+# Whatever the sign-in form let through: a refusal would leave the sign-in undecided. Only
+# the first MAX_PASSWORD_CHARS count, for the typed password as for the leaked ones.
+MAX_TYPED_PASSWORD_CHARS = 64 * 1024
 USER_AGENT_KEPT_CHARS = 500
 
 DeviceId = Annotated[
@@ -243,7 +273,19 @@ class DeviceContext(Strict):
 
 class RiskContext(Strict):
     ip: (
-        Annotated[str, Field(max_length=45, examples=["203.0.113.7"]), AfterValidator(_ip_address)]
+        Annotated[
+            str | None,
+            Field(
+                max_length=MAX_FORWARDED_CHARS,
+                examples=["203.0.113.7"],
+                description=(
+                    "The client's address: an IPv4 or IPv6 address, or an X-Forwarded-For "
+                    "or RFC 7239 for= value (its first entry; a port or brackets are "
+                    'dropped; "unknown" is no address)'
+                ),
+            ),
+            AfterValidator(lambda value: None if value is None else _client_ip(value)),
+        ]
         | None
     ) = None
     # Taken as the browser sent it, up to the 8 KiB of a header servers accept (in-app
@@ -278,8 +320,12 @@ class RiskCheckBody(Strict):
         Annotated[
             str,
             Field(
-                max_length=MAX_PASSWORD_CHARS,
-                description="The password being tried, to recognise one that leaked. Never stored.",
+                max_length=MAX_TYPED_PASSWORD_CHARS,
+                description=(
+                    "The password being tried, to recognise one that leaked (compared by its "
+                    f"first {MAX_PASSWORD_CHARS} characters, as a leaked one is kept). Never "
+                    "stored."
+                ),
             ),
             Storable,
         ]

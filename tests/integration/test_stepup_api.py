@@ -608,3 +608,50 @@ def test_a_long_user_agent_is_kept_cut_short_not_refused(
     # Past any header a server takes (8 KiB), it is no user agent: refused.
     context = {"user_agent": "x" * 8193}
     assert_problem(risk(client, auth, account_id="long-ua", context=context), 422)
+
+
+@pytest.mark.parametrize(
+    ("sent", "kept"),
+    [
+        ("203.0.113.7", "203.0.113.7"),
+        ("203.0.113.7, 10.0.0.1, 10.0.0.2", "203.0.113.7"),  # X-Forwarded-For: the client first
+        (" 203.0.113.7 ,10.0.0.1", "203.0.113.7"),
+        ("203.0.113.7:51234", "203.0.113.7"),
+        ("[2001:db8::1]:443", "2001:db8::1"),
+        ("[2001:DB8::1]", "2001:db8::1"),
+        ('for="[2001:db8:cafe::17]:4711"', "2001:db8:cafe::17"),  # RFC 7239 section 4
+        ("for=192.0.2.60;proto=http;by=203.0.113.43", "192.0.2.60"),
+        ("unknown", None),  # RFC 7239 section 6: a proxy that will not tell
+        ("unknown, 10.0.0.1", None),
+        ('for="_hidden"', None),
+    ],
+)
+def test_the_client_address_is_taken_as_proxies_hand_it_over(
+    runtime: Runtime, client: FlaskClient, auth: dict[str, str], sent: str, kept: str | None
+) -> None:
+    # Before: any of these but the first was a 422 on the sign-in's risk check, which then
+    # had no decision; the address is only kept in the audit row.
+    expose(runtime, make_account(runtime, "proxied"))
+    answer = risk(client, auth, account_id="proxied", context={"ip": sent})
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    assert answer.get_json()["decision"] == "step_up"
+    with runtime.db.read_session() as session:
+        audit = session.scalars(select(AuditEvent).where(AuditEvent.action == "risk.step_up")).one()
+    assert audit.detail is not None
+    assert audit.detail.get("ip") == kept
+
+
+def test_a_typed_password_past_the_kept_length_is_compared_by_its_start(
+    runtime: Runtime, client: FlaskClient, auth: dict[str, str]
+) -> None:
+    # Before: a password over 1,024 characters was a 422, a sign-in left undecided.
+    typed = "p" * 1024 + "q" * 976
+    account = make_account(runtime, "long-pw")
+    expose(runtime, account, password=typed)
+    answer = risk(client, auth, account_id="long-pw", password=typed)
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    assert answer.get_json()["reasons"] == ["leaked_password"]
+    # Another long password is not the leaked one (this account has no step-up method).
+    other = risk(client, auth, account_id="long-pw", password="p" * 1023 + "q" * 977)
+    assert other.get_json()["reasons"] == ["no_usable_method"], other.get_json()
+    assert_problem(risk(client, auth, account_id="long-pw", password="p" * 65537), 422)
