@@ -21,17 +21,16 @@ from dataclasses import dataclass
 from email.utils import getaddresses
 from pathlib import Path
 from typing import Protocol
-from urllib.parse import parse_qs, unquote, urlsplit
 
 import idna
 
 from service.addresses import mask_addresses, mask_email
+from service.notices.smtp_url import SmtpSettings, parse_smtp_url
 from service.private_files import private_dir, write_private
 
 log = logging.getLogger(__name__)
 
 SMTP_TIMEOUT_SECONDS = 30
-LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
 class MultipleRecipients(Exception):
@@ -151,40 +150,6 @@ def check_outgoing(message: OutgoingMessage) -> str:
     if not plain and [address for _, address in getaddresses([to])] != [message.recipient]:
         raise MultipleRecipients("a notice must have exactly one To address, its envelope's")
     return message.recipient
-
-
-@dataclass(frozen=True, slots=True)
-class SmtpSettings:
-    host: str
-    port: int
-    implicit_tls: bool
-    starttls: str  # "required" | "if-offered" | "off"
-    username: str | None
-    password: str | None
-
-
-def parse_smtp_url(url: str) -> SmtpSettings:
-    """Read ``smtp://user:pass@host:587`` (STARTTLS) or ``smtps://...:465`` (TLS).
-
-    STARTTLS is required on ``smtp://`` except to a loopback relay, where it is used if
-    offered; ``?starttls=off`` turns it off explicitly (a relay on a trusted network).
-    """
-    parts = urlsplit(url)
-    implicit = parts.scheme == "smtps"
-    host = parts.hostname or "localhost"
-    query = parse_qs(parts.query)
-    default = "if-offered" if host in LOOPBACK_HOSTS else "required"
-    starttls = "off" if implicit else query.get("starttls", [default])[0]
-    if starttls not in {"required", "if-offered", "off"}:
-        raise ValueError("starttls must be required, if-offered or off")
-    return SmtpSettings(
-        host=host,
-        port=parts.port or (465 if implicit else 587),
-        implicit_tls=implicit,
-        starttls=starttls,
-        username=unquote(parts.username) if parts.username else None,
-        password=unquote(parts.password) if parts.password else None,
-    )
 
 
 class SmtpMailer:
