@@ -578,10 +578,17 @@ def _header_columns(reader: Any, path: Path) -> dict[str, int]:
     names = [cell.strip().strip('"').lower() for cell in header]
     columns: dict[str, int] = {}
     for column, aliases in COLUMN_ALIASES.items():
-        for index, name in enumerate(names):
-            if name in aliases:
-                columns[column] = index
-                break
+        found = [index for index, name in enumerate(names) if name in aliases]
+        if len(found) > 1:
+            # Two columns for one field ("email" and "e-mail": the old and the new address
+            # side by side, say): taking either silently could file every account under
+            # the wrong address, as the API refuses a member given twice.
+            raise ImportFileError(
+                f"{path}: the header names {column} more than once (columns "
+                f"{', '.join(str(index + 1) for index in found)}); keep one of them"
+            )
+        if found:
+            columns[column] = found[0]
     missing = [name for name in ("external_id", "email") if name not in columns]
     if missing:
         # Never echo the line: without a header it is the first account's data.
