@@ -211,6 +211,28 @@ def test_a_header_naming_a_column_twice_is_refused_in_one_line(
     assert stored_accounts(runtime) == {}
 
 
+@pytest.mark.parametrize(
+    "first", ["sep=;", "SEP=;", "\ufeffsep=;", "sep=; "], ids=["plain", "upper", "bom", "space"]
+)
+def test_excels_sep_line_names_the_delimiter_above_the_header(
+    runtime: Runtime, tmp_path: Path, first: str
+) -> None:
+    """Excel writes "sep=;" above the header for ';' locales, and an ingest reads it; the
+    import refused such a file ("missing: external_id, email")."""
+    lines = [
+        first,
+        "External_ID;Name;Email",
+        'u1;"Doe, Jane";jane@example.com',
+        "u2;x;not-an-address",
+    ]
+    path = tmp_path / "a.csv"
+    path.write_bytes("\r\n".join(lines).encode() + b"\r\n")
+    report = import_accounts(runtime, path)
+    assert (report.rows, report.created, report.invalid) == (2, 1, 1)
+    assert report.invalid_lines == [4]  # line numbers count the sep= line
+    assert stored_accounts(runtime)["u1"].email == "jane@example.com"
+
+
 @pytest.mark.parametrize("delimiter", [",", ";", "\t", "|"], ids=["comma", "semi", "tab", "pipe"])
 def test_delimiter_is_sniffed_and_quoted_fields_may_contain_it(
     runtime: Runtime, tmp_path: Path, delimiter: str
