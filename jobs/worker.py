@@ -71,7 +71,9 @@ def run_worker(
     try:
         while True:
             worker = make_worker(settings, connection, names)
-            worker.work(burst=burst, with_scheduler=not burst)
+            # rq sets its loggers to INFO when imported: hold them to LEAKGUARD_LOG_LEVEL
+            # like every other line, or each burst prints a dozen lines at the default.
+            worker.work(burst=burst, with_scheduler=not burst, logging_level=settings.log_level)
             # A burst ends once the queues are empty, but the jobs it ran (a leak's parts)
             # may have queued warnings after its first relay: relay again and work those
             # too, until a relay finds nothing (or the worker was told to stop).
