@@ -26,7 +26,7 @@ If ``leakguard ingest`` has ``--enqueue``, the largest plain-lines file is also 
 way: enqueued with ``--no-wait`` on a real Redis (db 12, used only if empty), then run by
 two ``leakguard worker --burst`` processes; the counters come from ``leaks show``.
 
-``--profile`` also runs one ingest (PostgreSQL, lines, the prefix size) under py-spy, once
+``--profile`` also runs one ingest (each backend, lines, the prefix size) under py-spy, once
 on-CPU and once with idle samples, and prints the top functions by self and inclusive time;
 then the same ingest in-process with every psycopg call timed (where the writer's time goes),
 and the CPU stages alone in this process: the reader per format, ``canonicalize_email`` (fast
@@ -181,7 +181,6 @@ def main() -> None:
     profile = args.profile or args.profile_only
     if args.profile_only:
         formats = []
-        backends = ["postgres"]
     sizes = plan_sizes(args, formats, profile=profile)
 
     print(
@@ -246,7 +245,7 @@ def main() -> None:
                 results,
                 base_first,
                 args,
-                profile=profile and backend == "postgres",
+                profile=profile,
                 enqueue=enqueue == "available",
             )
 
@@ -579,7 +578,8 @@ def bench_backend(
         if profile:
             size = min(n for f, n in leaks.paths if f == "lines")
             profile_ingest(directory, leaks.paths[("lines", size)], env, backend, url, args)
-            print_statements(leaks.paths[("lines", size)], env, backend, url)
+            if backend == "postgres":  # psycopg's calls, timed one by one
+                print_statements(leaks.paths[("lines", size)], env, backend, url)
             print_stages({f: path for (f, n), path in leaks.paths.items() if n == size})
     finally:
         if backend == "postgres":

@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -45,7 +45,7 @@ from jobs.reader.stream import LeakFileError, LeakFormat, open_leak
 from service.db import utcnow
 from service.leaks.catalogue import LeakFacts
 from service.leaks.counters import Counters
-from service.leaks.progress import Target, file_elsewhere, find_file
+from service.leaks.progress import ReadFaults, Target, file_elsewhere, find_file
 from service.models import LeakFile, LeakFileState, LeakPart
 from service.runtime import Runtime
 
@@ -341,12 +341,18 @@ def _ingest_range(
             writer.run(chunks, Target(leak_file.leak_id, leak_file.id, part_id), report, None)
         finally:
             writer.close()
-    report.run.add(_complete_part(runtime, Target(leak_file.leak_id, leak_file.id, part_id)))
+        # The whole range was read (a resumed part passes over its committed records).
+        faults = ReadFaults(reader.long_lines, reader.truncated_at)
+    target = Target(leak_file.leak_id, leak_file.id, part_id)
+    report.run.add(_complete_part(runtime, target, faults))
     return report.run
 
 
-def _complete_part(runtime: Runtime, target: Target) -> Counters:
+def _complete_part(runtime: Runtime, target: Target, faults: ReadFaults) -> Counters:
     """Mark the part complete, and the file with its last part: one writer decides, by lock.
+
+    The part's ``faults`` are added to the file's, once: a part completes in one
+    transaction, and a complete part is never read again.
 
     The last part also merges the file's staged keys into the watch list and then flags the
     late accounts, in the same transaction: a worker killed anywhere in it leaves the part
@@ -365,6 +371,9 @@ def _complete_part(runtime: Runtime, target: Target) -> Counters:
             .where(LeakPart.id == part_id)
             .values(state=LeakFileState.COMPLETE, finished_at=now)
         )
+        leak_file.long_lines += faults.long_lines
+        if faults.truncated_after_bytes is not None:  # a compressed file is one part
+            leak_file.truncated_after_bytes = faults.truncated_after_bytes
         left = session.scalar(
             select(func.count())
             .select_from(LeakPart)
@@ -386,6 +395,7 @@ class SplitProgress:
     complete: int
     totals: Counters
     stopped: bool = False  # a part could not read the file: nothing goes on until a rerun
+    faults: ReadFaults = field(default_factory=ReadFaults)  # the complete parts'
 
     @property
     def done(self) -> bool:
@@ -403,7 +413,11 @@ def split_progress(runtime: Runtime, file_id: int) -> SplitProgress:
         totals = Counters.of(leak_file)
         stopped = leak_file.state is LeakFileState.RUNNING and leak_file.finished_at is not None
     return SplitProgress(
-        parts=leak_file.parts, complete=int(complete or 0), totals=totals, stopped=stopped
+        parts=leak_file.parts,
+        complete=int(complete or 0),
+        totals=totals,
+        stopped=stopped,
+        faults=ReadFaults(leak_file.long_lines, leak_file.truncated_after_bytes),
     )
 
 

@@ -67,6 +67,7 @@ from service.leaks.passwords import hash_leaked_password
 from service.leaks.progress import (
     MAX_REPORTED_LINES,
     OpenedFile,
+    ReadFaults,
     Target,
     file_elsewhere,
     find_file,
@@ -171,19 +172,27 @@ class IngestReport:
             shown = ", ".join(str(n) for n in self.invalid_lines[:20])
             more = "" if run.invalid <= 20 else f" (and more; {run.invalid} in all)"
             text += f"\ninvalid at lines {shown}{more}"
-        if self.truncated_after_bytes is not None:
-            text += (
-                f"\nthe compressed stream is truncated after {self.truncated_after_bytes:,} "
-                "bytes of the file: every complete record before the cut is ingested, the "
-                "rest of the leak is missing from this file; ingest a complete copy under the "
-                "same leak to read the rest"
-            )
-        if self.long_lines:
-            text += (
-                f"\n{self.long_lines} line(s) longer than {MAX_LINE_BYTES // 1024} KiB, "
-                f"counted invalid: no {self.format} record is that long"
-            )
-        return text
+        return text + fault_notes(
+            ReadFaults(self.long_lines, self.truncated_after_bytes), self.format
+        )
+
+
+def fault_notes(faults: ReadFaults, fmt: str) -> str:
+    """The lines a report adds for what its reader met (each starts with a newline)."""
+    text = ""
+    if faults.truncated_after_bytes is not None:
+        text += (
+            f"\nthe compressed stream is truncated after {faults.truncated_after_bytes:,} "
+            "bytes of the file: every complete record before the cut is ingested, the "
+            "rest of the leak is missing from this file; ingest a complete copy under the "
+            "same leak to read the rest"
+        )
+    if faults.long_lines:
+        text += (
+            f"\n{faults.long_lines} line(s) longer than {MAX_LINE_BYTES // 1024} KiB, "
+            f"counted invalid: no {fmt} record is that long"
+        )
+    return text
 
 
 @dataclass(slots=True)
@@ -350,7 +359,11 @@ def ingest_leak(
                         f"records read as {source_info.format.value}; nothing recorded"
                     )
                 report.seconds = time.monotonic() - started
-                writer.finish(file_id, seconds=report.seconds)
+                writer.finish(
+                    file_id,
+                    seconds=report.seconds,
+                    faults=ReadFaults(report.long_lines, report.truncated_after_bytes),
+                )
         finally:
             writer.close()
     log.info(
@@ -733,9 +746,9 @@ class ChunkWriter:
         # One order for every writer: parallel parts then take row locks in the same order.
         return sorted(exposures, key=lambda exposure: exposure.account_id)
 
-    def finish(self, file_id: int, *, seconds: float) -> None:
+    def finish(self, file_id: int, *, seconds: float, faults: ReadFaults) -> None:
         with self._session() as session:
-            finish_file(session, file_id, seconds=seconds, now=utcnow())
+            finish_file(session, file_id, seconds=seconds, now=utcnow(), faults=faults)
 
     def forget_file(self, leak_id: int, file_id: int, *, untouched: bool = True) -> None:
         with self._session() as session:

@@ -23,10 +23,12 @@ from jobs.ingest.parts import (
     plan_parts,
     wait_for_parts,
 )
+from jobs.ingest.pipeline import fault_notes
 from jobs.queues import make_worker, redis_connection, uses_fake_redis
 from jobs.reader.stream import LeakFormat
 from service.leaks.catalogue import LeakFacts
 from service.leaks.counters import Counters
+from service.leaks.progress import ReadFaults
 from service.runtime import Runtime
 
 
@@ -47,6 +49,7 @@ class SplitReport:
     added: Counters = field(default_factory=Counters)
     seconds: float = 0.0
     file_unreadable: bool = False  # a part could not read the file: the run stopped
+    faults: ReadFaults = field(default_factory=ReadFaults)  # what the parts' readers met
     facts_not_applied: tuple[str, ...] = ()  # given for an existing leak, which kept its own
 
     def to_json(self) -> dict[str, Any]:
@@ -63,6 +66,11 @@ class SplitReport:
         }
         if self.waited or self.already_ingested:
             payload |= self.added.as_dict() | {"seconds": round(self.seconds, 3)}
+        if self.waited:
+            payload |= {
+                "long_lines": self.faults.long_lines,
+                "truncated_after_bytes": self.faults.truncated_after_bytes,
+            }
         return payload
 
     def summary(self) -> str:
@@ -96,7 +104,7 @@ class SplitReport:
             f"{added.lines} records, {added.valid} valid, {added.invalid} invalid, "
             f"{added.duplicates} duplicates; {added.matched} accounts flagged, "
             f"{added.notices} warnings queued in {self.seconds:.1f}s"
-        )
+        ) + fault_notes(self.faults, self.format)
 
 
 def ingest_in_parts(
@@ -176,6 +184,7 @@ def ingest_in_parts(
     report.waited = True
     report.complete = done.done
     report.file_unreadable = done.stopped
+    report.faults = done.faults
     report.added = done.totals.minus(plan.before)
     report.seconds = time.monotonic() - started
     return report

@@ -16,7 +16,7 @@ from jobs.ingest import MAX_PARTS
 from jobs.ingest.checks import IngestInterrupted
 from jobs.ingest.lock import file_is_held
 from jobs.ingest.pipeline import IngestProgress, ingest_leak
-from jobs.reader.stream import LeakFormat
+from jobs.reader.stream import MAX_LINE_BYTES, LeakFormat
 from service.cli.base import cli, cli_actor, emit_json, migrated_runtime
 from service.cli.progress import LINE_SECONDS, ProgressDisplay, ProgressMode
 from service.cli.stopping import INTERRUPTED_EXIT, stop_on_signals
@@ -381,6 +381,15 @@ def _describe(leak: LeakView) -> str:
         lines.append(
             f"    {f.state}, {f.records_done:,} records done, {took}; read as {f.read_as}{hint}"
         )
+        if f.truncated_after_bytes is not None:
+            lines.append(
+                f"    truncated after {f.truncated_after_bytes:,} bytes: the records before "
+                "the cut are ingested, the rest of the leak is not in this file"
+            )
+        if f.long_lines:
+            lines.append(
+                f"    {f.long_lines} line(s) over {MAX_LINE_BYTES // 1024} KiB, counted invalid"
+            )
     return "\n".join(lines)
 
 

@@ -268,6 +268,8 @@ class LeakFileView:
     records_done: int
     counters: dict[str, int]
     invalid_lines: list[int]
+    long_lines: int  # of the invalid records, lines over the reader's cap (64 KiB)
+    truncated_after_bytes: int | None  # a compressed file cut short there
     ran_by: str | None
     runs: int
     run_seconds: list[float]
@@ -337,6 +339,8 @@ class LeakView:
                     "records_done": f.records_done,
                     **f.counters,
                     "invalid_lines": f.invalid_lines,
+                    "long_lines": f.long_lines,
+                    "truncated_after_bytes": f.truncated_after_bytes,
                     "ran_by": f.ran_by,
                     "runs": f.runs,
                     "run_seconds": f.run_seconds,
@@ -432,6 +436,8 @@ def _view(session: Session, leak: Leak, held: IsHeld | None) -> LeakView:
                 records_done=max(f.records_done, int(parts_done.get(f.id) or 0)),
                 counters=Counters.of(f).as_dict(),
                 invalid_lines=list(f.invalid_lines or []),
+                long_lines=f.long_lines,
+                truncated_after_bytes=f.truncated_after_bytes,
                 ran_by=f.ran_by,
                 runs=f.runs,
                 run_seconds=[float(x) for x in f.run_seconds or []],

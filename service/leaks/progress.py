@@ -178,6 +178,19 @@ def records_done(session: Session, file_id: int) -> int:
     return int(session.scalar(select(LeakFile.records_done).where(LeakFile.id == file_id)) or 0)
 
 
+@dataclass(frozen=True, slots=True)
+class ReadFaults:
+    """What a reader met in a whole file, or in one part of it.
+
+    ``long_lines``: lines over the reader's cap in a line format, each counted invalid.
+    ``truncated_after_bytes``: a compressed file's bytes read when its stream ended without
+    its end marker (None: the stream was whole).
+    """
+
+    long_lines: int = 0
+    truncated_after_bytes: int | None = None
+
+
 def record_chunk(
     session: Session,
     target: Target,
@@ -227,16 +240,31 @@ def _plus(model: type[IngestCounters], increments: dict[str, int]) -> dict[str, 
     return {name: getattr(model, name) + n for name, n in increments.items()}
 
 
-def finish_file(session: Session, file_id: int, *, seconds: float, now: datetime) -> None:
+def finish_file(
+    session: Session,
+    file_id: int,
+    *,
+    seconds: float,
+    now: datetime,
+    faults: ReadFaults | None = None,
+) -> None:
     """Mark the file complete: from now on, ingesting it again changes nothing.
 
-    ``seconds``: the time of this (last) run; earlier runs keep theirs.
+    ``seconds``: the time of this (last) run; earlier runs keep theirs. ``faults``: what
+    the last run's reader met in the whole file (a resumed run reads it from its start,
+    passing over the committed records), kept for ``leaks show``.
     """
     record_run_time(session, file_id, seconds=seconds)
+    faults = faults or ReadFaults()
     session.execute(
         update(LeakFile)
         .where(LeakFile.id == file_id)
-        .values(state=LeakFileState.COMPLETE, finished_at=now)
+        .values(
+            state=LeakFileState.COMPLETE,
+            finished_at=now,
+            long_lines=faults.long_lines,
+            truncated_after_bytes=faults.truncated_after_bytes,
+        )
     )
 
 

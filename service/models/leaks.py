@@ -116,6 +116,13 @@ class LeakFile(IngestCounters, Base):
     records_done: Mapped[int] = mapped_column(BigInteger, default=0)
     # Line numbers only, never line content: the first few, for the operator's report.
     invalid_lines: Mapped[list[int]] = mapped_column(JSON, default=list)
+    # Lines over the reader's cap (64 KiB) in a line format: each is one of the invalid
+    # records, counted here with its reason, committed with its chunk like the counters.
+    long_lines: Mapped[int] = mapped_column(BigInteger, default=0)
+    # A compressed file cut short: how many of its bytes were read when its stream ended
+    # without its end marker. Every record before the cut is ingested; the rest of the leak
+    # is not in this file.
+    truncated_after_bytes: Mapped[int | None] = mapped_column(BigInteger)
     runs: Mapped[int] = mapped_column(Integer, default=0)
     seconds: Mapped[float] = mapped_column(Float, default=0.0)  # all runs together
     # Seconds of each run, an interrupted one included (kept up to date at every commit).

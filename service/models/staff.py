@@ -27,8 +27,7 @@ class StaffUser(Base):
     replay guard. Until enrolment both are empty and ``enrol_token_hash`` (SHA-256 of the
     one-time link's token) lets the link set them. The secret the enrolment page shows is
     derived from the link's token (``StaffSecrets.enrolment_secret``), so showing the page
-    writes nothing; ``pending_totp_secret`` is no longer written (kept empty; dropping the
-    column is a migration of its own).
+    writes nothing.
     """
 
     __tablename__ = "staff_user"
@@ -38,7 +37,6 @@ class StaffUser(Base):
     role: Mapped[StaffRole] = mapped_column(str_enum(StaffRole))
     password_hash: Mapped[str | None] = mapped_column(String(200))
     totp_secret: Mapped[bytes | None] = mapped_column(LargeBinary(128))
-    pending_totp_secret: Mapped[bytes | None] = mapped_column(LargeBinary(128))
     totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
     enrol_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
     enrol_expires_at: Mapped[datetime | None]

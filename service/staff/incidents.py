@@ -43,6 +43,8 @@ class FileProgress:
     size: int  # bytes
     parts: int  # 0: read by one process
     parts_done: int
+    long_lines: int = 0  # lines over the reader's cap, counted invalid
+    truncated_after_bytes: int | None = None  # a compressed file cut short there
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +129,8 @@ def _incident(session: Session, view: LeakView) -> Incident:
                 size=f.size,
                 parts=parts.get(f.id, (0, 0))[0],
                 parts_done=parts.get(f.id, (0, 0))[1],
+                long_lines=f.long_lines,
+                truncated_after_bytes=f.truncated_after_bytes,
             )
             for f in view.files
         ),

@@ -193,7 +193,6 @@ def reset_staff_totp(session: Session, *, email: str, actor: str, now: datetime)
     if staff.disabled_at is not None:
         raise ValidationFailed("this staff user is disabled")
     staff.totp_secret = None
-    staff.pending_totp_secret = None
     staff.totp_last_step = None
     staff.password_hash = None
     staff.enrolled_at = None
@@ -270,7 +269,6 @@ def complete_enrolment(
         raise CodeRefused()
     staff.password_hash = hash_password(password)
     staff.totp_secret = secrets_.seal(staff.id, secret)
-    staff.pending_totp_secret = None
     staff.totp_last_step = step
     staff.enrol_token_hash = None
     staff.enrol_expires_at = None

@@ -8,6 +8,7 @@ import gc
 import gzip
 import json
 import lzma
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from sqlalchemy import select
 
 import jobs.ingest.pipeline as pipeline
 from jobs.account_import import import_accounts
+from jobs.ingest.checks import IngestInterrupted
 from jobs.ingest.lock import ingest_lock
 from jobs.ingest.pipeline import (
     FIRST_CHUNK_RECORDS,
@@ -743,6 +745,54 @@ def test_a_line_over_the_cap_in_a_line_format_is_counted_invalid_with_its_reason
     assert "1 line(s) longer than 64 KiB, counted invalid" in report.summary()
 
 
+@pytest.mark.parametrize("how", ["one process, stopped and resumed", "in parts"])
+def test_leaks_show_keeps_a_files_long_lines_however_it_was_ingested(
+    runtime: Runtime, runner: FlaskCliRunner, tmp_path: Path, how: str
+) -> None:
+    # Before: only the run's own report counted them; `leaks show` did not, and a split
+    # run's report (--enqueue) left them out, though each is one of its invalid records.
+    lines = [f"user{n}@example.org" for n in range(40)]
+    lines[5] = "x" * (70 * 1024) + "@example.org"
+    lines[33] = "y" * (65 * 1024) + "@example.org"
+    path = write_lines(tmp_path / "leak.txt", lines)
+    if how == "in parts":
+        result = invoke(runner, "ingest", str(path), "--leak", "long", "--enqueue", "--parts", "4")
+        assert result.exit_code == 0, result.output
+        assert "2 line(s) longer than 64 KiB, counted invalid" in result.output
+        split = json_output(
+            invoke(
+                runner,
+                "ingest",
+                str(path),
+                "--leak",
+                "long2",
+                "--enqueue",
+                "--json",
+                "--also-as-new-leak",
+            )
+        )
+        assert (split["invalid"], split["long_lines"]) == (2, 2)
+    else:
+        stop = threading.Event()
+        with pytest.raises(IngestInterrupted):
+            ingest_leak(
+                runtime,
+                path,
+                slug="long",
+                chunk_records=10,
+                on_progress=lambda progress: stop.set(),
+                stop=stop,
+            )
+        report = ingest_leak(runtime, path, slug="long", chunk_records=10)
+        assert report.resumed_at_record == 10
+    shown = json_output(invoke(runner, "leaks", "show", "long", "--json"))
+    assert (shown["invalid"], shown["files"][0]["long_lines"]) == (2, 2)
+    assert shown["files"][0]["truncated_after_bytes"] is None
+    text = invoke(runner, "leaks", "show", "long").stdout
+    assert "    2 line(s) over 64 KiB, counted invalid" in text
+    assert "truncated" not in text
+
+
 # --- bad input ------------------------------------------------------------------------------
 
 
@@ -803,6 +853,10 @@ def test_a_truncated_compressed_leak_completes_with_every_record_before_the_cut(
     summary = invoke(runner, "ingest", str(path), "--leak", "again-cut", "--also-as-new-leak")
     assert "the compressed stream is truncated after" in summary.output
     assert "rest of the leak is missing" in summary.output
+    shown = json_output(invoke(runner, "leaks", "show", "cut", "--json"))
+    assert shown["files"][0]["truncated_after_bytes"] == path.stat().st_size
+    cut = f"    truncated after {path.stat().st_size:,} bytes: the records before the cut"
+    assert cut in invoke(runner, "leaks", "show", "cut").stdout
 
     again = json_output(invoke(runner, "ingest", str(path), "--leak", "cut", "--json"))
     assert again["already_ingested"] is True
@@ -821,6 +875,9 @@ def test_a_truncated_compressed_leak_in_parts_completes(
     path = _truncated(tmp_path / "leak.txt.gz", "gzip", lines)
     result = invoke(runner, "ingest", str(path), "--leak", "cut-parts", "--enqueue", "--json")
     assert result.exit_code == 0, result.output
+    assert json_output(result)["truncated_after_bytes"] == path.stat().st_size
+    shown = json_output(invoke(runner, "leaks", "show", "cut-parts", "--json"))
+    assert shown["files"][0]["truncated_after_bytes"] == path.stat().st_size
     with runtime.db.read_session() as session:
         assert session.scalar(select(LeakFile.state)) is LeakFileState.COMPLETE
     assert flagged(runtime, "cut-parts") == {"m-1"}

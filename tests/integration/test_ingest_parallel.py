@@ -89,8 +89,9 @@ def expected_counts() -> dict[str, int]:
 
 @pytest.fixture
 def workers(
-    postgres_only: str, redis_url: str, tmp_path: Path
+    runtime: Runtime, postgres_only: str, redis_url: str, tmp_path: Path
 ) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Worker processes, killed before ``runtime`` empties the tables they write to."""
     started: list[subprocess.Popen[bytes]] = []
     yield started
     for process in started:

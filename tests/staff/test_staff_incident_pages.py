@@ -4,15 +4,18 @@ dry-run count; on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import gzip
 import io
 import re
 from datetime import timedelta
 from html import unescape
+from pathlib import Path
 
 import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
+from jobs.ingest.pipeline import ingest_leak
 from service.db import utcnow
 from service.email_change import assisted
 from service.email_change.context import ChangeTools
@@ -458,3 +461,18 @@ def test_a_bulk_confirmation_sent_twice_or_overtaken_says_so_without_a_button(
     assert "Nothing left to dismiss" in text
     assert "Dismiss these" not in text
     assert len(staff_rows(runtime, "exposures.bulk_dismissed")) == 1
+
+
+def test_the_leak_page_says_a_file_was_truncated_or_had_long_lines(
+    runtime: Runtime, staff_client: FlaskClient, viewer: StaffLogin, clock: Clock, tmp_path: Path
+) -> None:
+    lines = [f"user{n}@example.org" for n in range(3_000)]
+    lines[7] = "x" * (70 * 1024) + "@example.org"
+    data = gzip.compress(("\n".join(lines) + "\n").encode())
+    path = tmp_path / "cut.txt.gz"
+    path.write_bytes(data[: int(len(data) * 0.9)])
+    ingest_leak(runtime, path, slug="cut")
+    log_in(staff_client, viewer, clock)
+    page = unescape(staff_client.get("/staff/leaks/cut").get_data(as_text=True))
+    assert f"truncated</span> after {path.stat().st_size:,} bytes" in page
+    assert "1 line(s) over 64 KiB counted invalid" in page
