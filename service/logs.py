@@ -34,11 +34,18 @@ from service.addresses import mask_addresses
 
 # The query of a link (``?token=...``), or a query string alone (gunicorn's ``q`` atom).
 _LINK_TOKEN = re.compile(r"((?:^|[?&])token=)[^&\s\"']+")
+# A staff enrolment link carries its one-time token in the path (service/staff/users.py,
+# ENROL_PATH), where the access line shows it: whoever read the log within its 72 hours
+# could open the link and enrol as the new staff user (an admin, first of all) before them.
+# The path as gunicorn logs it (decoded), with repeated slashes (the router merges them)
+# or a slash still encoded as %2F (a raw request line).
+_ENROL_TOKEN = re.compile(r"((?:/|%2f)+staff(?:/|%2f)+enrol(?:/|%2f)+)[^/?#&\s\"']+", re.I)
 
 
 def mask_secrets(text: str) -> str:
-    """``text`` with addresses masked and link tokens (``?token=...``) replaced by ***."""
-    return _LINK_TOKEN.sub(r"\1***", mask_addresses(text))
+    """``text`` with addresses masked and link tokens (``?token=...``, a staff enrolment
+    link's path) replaced by ***."""
+    return _ENROL_TOKEN.sub(r"\1***", _LINK_TOKEN.sub(r"\1***", mask_addresses(text)))
 
 
 # Characters a log line never shows as they are: controls (a NUL, an ANSI escape, a CR that

@@ -68,6 +68,7 @@ __all__ = [
     "RecordBatch",
     "TruncatedStream",
     "check_regular_file",
+    "expanded_bytes",
     "open_leak",
     "shown_path",
 ]
@@ -514,6 +515,30 @@ def check_regular_file(path: Path, mode: int) -> None:
         return
     what = next((name for test, name in _KINDS if test(mode)), "not a regular file")
     raise LeakFileError(f"{_shown(path)}: {what}, not a leak file; give a regular file")
+
+
+def expanded_bytes(path: Path, *, limit: int) -> int | None:
+    """The bytes a compressed leak file decompresses to, counted up to just past ``limit``.
+
+    None for a file that is not compressed. Stops reading once the count exceeds
+    ``limit``, so a small file that would expand without end (a decompression bomb) costs
+    at most ``limit`` bytes of decompression; a stream cut short counts what it gave.
+    Raises LeakFileError for a file that cannot be read or a corrupt stream.
+    """
+    with ExitStack() as stack:
+        read, compression, _ = _open_stream(path, _identify(path), stack)
+        if compression is None:
+            return None
+        total = 0
+        while total <= limit:
+            try:
+                block = _read_block(read, path)
+            except TruncatedStream:
+                break
+            if not block:
+                break
+            total += len(block)
+        return total
 
 
 def _open_stream(

@@ -534,8 +534,11 @@ class FailedNotice:
         }
 
 
-def failed_warnings(session: Session, *, leak_id: int) -> list[FailedNotice]:
-    """The leak's failed warnings, oldest first, addresses masked (in reasons too)."""
+def failed_warnings(
+    session: Session, *, leak_id: int, limit: int | None = None
+) -> list[FailedNotice]:
+    """The leak's failed warnings, oldest first, addresses masked (in reasons too); the
+    first ``limit`` only if given (a page shows a bounded list)."""
     rows = session.execute(
         select(
             Notice.id,
@@ -548,6 +551,7 @@ def failed_warnings(session: Session, *, leak_id: int) -> list[FailedNotice]:
         .join(Account, Account.id == Notice.account_id)
         .where(Notice.leak_id == leak_id, Notice.state == NoticeState.FAILED)
         .order_by(Notice.id)
+        .limit(limit)
     ).all()
     return [
         FailedNotice(

@@ -16,7 +16,7 @@ import functools
 import logging
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from flask import (
     Flask,
@@ -309,6 +309,10 @@ def safe_next(value: str | None, *, default: str = HOME) -> str:
     if not path.startswith(COOKIE_PATH + "/") and path != COOKIE_PATH:
         return default
     if "//" in path or "\\" in path:
+        return default
+    # A dot segment, plain or percent-encoded, leaves /staff once the browser resolves it
+    # (RFC 3986 5.2.4; WHATWG URL reads %2e as a dot): "/staff/../v1/accounts" is /v1.
+    if {".", ".."} & set(unquote(path).split("/")):
         return default
     page = _page_of_fragment(path)
     if page is not None:

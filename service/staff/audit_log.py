@@ -21,7 +21,9 @@ from sqlalchemy import Select, String, cast, or_, select
 from sqlalchemy.orm import Session
 
 from service.addresses import mask_addresses
+from service.errors import ValidationFailed
 from service.models import AuditEvent, StaffUser
+from service.staff.users import normalize_staff_email
 
 PAGE_ROWS = 50
 EXPORT_BATCH_ROWS = 1000
@@ -121,11 +123,16 @@ def _filtered(session: Session, where: AuditFilter) -> Select[AuditEvent]:
         actor = where.actor.strip()
         names = [actor]
         if "@" in actor and not actor.startswith("staff:"):
-            staff_id = session.scalar(select(StaffUser.id).where(StaffUser.email == actor.lower()))
+            # Read as the login reads it: any spelling that signs in names the person.
+            try:
+                email = normalize_staff_email(actor)
+            except ValidationFailed:
+                email = actor.lower()
+            staff_id = session.scalar(select(StaffUser.id).where(StaffUser.email == email))
             if staff_id is not None:
                 # Their acts (``staff:<id>``) and their email-change reviews, which name
                 # the person (``staff:<email>``, see ``users.staff_person``).
-                names = [f"staff:{staff_id}", f"staff:{actor.lower()}"]
+                names = [f"staff:{staff_id}", f"staff:{email}"]
         query = query.where(AuditEvent.actor.in_(names))
     if where.account:
         query = query.where(AuditEvent.target == f"account:{where.account.strip()}")

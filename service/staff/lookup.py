@@ -72,16 +72,20 @@ class AccountSummary:
 
 
 def find_accounts(session: Session, keys: AddressKeys, query: str) -> LookupResult:
-    """Accounts whose external id is ``query``, or, when it has an ``@``, whose address is
-    the same canonical address as ``query`` (by its keyed hash)."""
+    """Accounts whose external id is ``query``, or, when it is an address in any spelling
+    the canonical form reads, whose address is that canonical address (by its keyed hash).
+
+    The canonical form decides what an address is, not an ``@`` in the text: a
+    ``mailto:jane%40example.org`` link copied from a ticket has none, was looked up as an
+    external id only (no hit), and, read as one, was shown back in the box. Text with an
+    ``@`` that is no address is still never shown back (``LookupBy.ADDRESS``)."""
     text = query.strip()
     conditions = [Account.external_id == text]
-    by = LookupBy.EXTERNAL_ID
-    if "@" in text:
+    by = LookupBy.ADDRESS if "@" in text else LookupBy.EXTERNAL_ID
+    key = keys.key(text)
+    if key is not None:
         by = LookupBy.ADDRESS
-        key = keys.key(text)
-        if key is not None:
-            conditions.append(Account.email_key == key)
+        conditions.append(Account.email_key == key)
     rows = session.execute(
         select(Account.id, Account.external_id, Account.email)
         .where(or_(*conditions))

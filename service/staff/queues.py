@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.orm import Session
 
 from service.email_change.assisted import QueuedRequest, review_queue
@@ -42,20 +42,48 @@ def email_change_queue(session: Session) -> list[QueuedRequest]:
     return review_queue(session)
 
 
+# Failed warnings a page lists per leak: a relay that refused a campaign fails every one of
+# its warnings, and a page of 100,000 rows (14 MB) helps nobody; retry takes them all.
+MAX_FAILED_SHOWN = 500
+
+
 @dataclass(frozen=True, slots=True)
 class FailedByLeak:
     leak: str
     retracted: bool  # its warnings stay cancelled: nothing to retry
-    notices: tuple[FailedNotice, ...]
+    notices: tuple[FailedNotice, ...]  # the oldest MAX_FAILED_SHOWN
+    total: int  # every failed warning of the leak
+
+    @property
+    def more(self) -> int:
+        """Failed warnings of the leak not listed."""
+        return self.total - len(self.notices)
+
+
+def _failed(*conditions: ColumnElement[bool]) -> Select[int]:
+    return select(func.count()).where(
+        Notice.kind == NoticeKind.LEAK_WARNING, Notice.state == NoticeState.FAILED, *conditions
+    )
+
+
+def count_failed_notices(session: Session) -> int:
+    """Every warning that failed for good, all leaks together (the queues page's figure)."""
+    return int(session.scalar(_failed()) or 0)
 
 
 def failed_notices(session: Session, *, slug: str | None = None) -> list[FailedByLeak]:
-    """The warnings that failed for good, by leak (newest leak first), addresses masked.
+    """The warnings that failed for good, by leak (newest leak first), addresses masked:
+    the oldest MAX_FAILED_SHOWN of each leak and how many it has in all.
 
     ``slug`` narrows to one leak (NotFound if there is none).
     """
     query = (
-        select(Leak.id, Leak.slug, Leak.retracted_at)
+        select(
+            Leak.id,
+            Leak.slug,
+            Leak.retracted_at,
+            _failed(Notice.leak_id == Leak.id).scalar_subquery(),
+        )
         .where(
             select(Notice.id)
             .where(
@@ -70,8 +98,13 @@ def failed_notices(session: Session, *, slug: str | None = None) -> list[FailedB
     if slug is not None:
         query = query.where(Leak.id == find_leak(session, slug).id)
     return [
-        FailedByLeak(leak_slug, retracted is not None, tuple(failed_warnings(session, leak_id=i)))
-        for i, leak_slug, retracted in session.execute(query)
+        FailedByLeak(
+            leak_slug,
+            retracted is not None,
+            tuple(failed_warnings(session, leak_id=i, limit=MAX_FAILED_SHOWN)),
+            int(total),
+        )
+        for i, leak_slug, retracted, total in session.execute(query)
     ]
 
 

@@ -22,6 +22,9 @@ from limits.storage import Storage, storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 from redis.exceptions import RedisError
 
+from service.errors import ValidationFailed
+from service.staff.users import normalize_staff_email
+
 logger = logging.getLogger(__name__)
 
 NAMESPACE = "leakguard-staff-login"
@@ -41,7 +44,8 @@ class LoginGate:
 
 
 class LoginThrottle:
-    """Budgets of refused logins per account (the email as typed, hashed) and per IP."""
+    """Budgets of refused logins per account (the email as the login reads it, hashed) and
+    per IP."""
 
     def __init__(self, storage_uri: str, *, per_account: str, per_ip: str) -> None:
         storage = (
@@ -82,5 +86,13 @@ class LoginThrottle:
 
 
 def _account_key(email: str) -> str:
-    """The key of the typed email: a digest, so that Redis holds no address."""
-    return hashlib.sha256(email.strip().lower().encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    """The key of the staff account the typed email names: a digest, so that Redis holds
+    no address. The email is read as the login reads it (``normalize_staff_email``): every
+    spelling that signs in to one account spends one budget. Keyed on the text as typed,
+    ``admin@\uff53taff.example`` (a full-width letter the domain's IDNA mapping folds) had
+    budgets of its own, one per spelling: thousands of guesses at one account."""
+    try:
+        typed = normalize_staff_email(email)
+    except ValidationFailed:  # no address: no account, a budget of its own all the same
+        typed = email.strip().lower()
+    return hashlib.sha256(typed.encode("utf-8", "surrogatepass")).hexdigest()[:32]

@@ -29,7 +29,7 @@ from jobs.ingest.lock import IngestBusy
 from jobs.ingest.pipeline import ingest_leak
 from jobs.ingest.split import ingest_in_parts
 from jobs.queues import uses_fake_redis
-from jobs.reader.stream import LeakFileError, LeakFormat
+from jobs.reader.stream import LeakFileError, LeakFormat, expanded_bytes
 from service.errors import LeakguardError
 from service.leaks.catalogue import LeakFacts, check_slug
 from service.leaks.wording import Worded, words_of
@@ -43,6 +43,11 @@ MAX_NAME_CHARS = 200
 # 200 "ü" are 400 bytes. The stored name keeps well under it.
 MAX_NAME_BYTES = 200
 MAX_SUFFIX_BYTES = 20
+# Ingested in the request (the embedded default), a compressed upload may expand to this
+# many times the upload limit: a few times an address list's usual ratio (4-5x for gzip),
+# and a bound on the request's work whatever the file, as 50 KB of gzip can expand to
+# 50 MB of blank lines. Larger leaks go through the CLI, as larger uploads do.
+MAX_EXPANSION = 8
 
 
 class IngestOptions(TypedDict):
@@ -160,6 +165,7 @@ def start_upload_ingest(
     )
     try:
         if uses_fake_redis(runtime.settings):
+            _refuse_a_bomb(path, shown, limit=MAX_EXPANSION * runtime.settings.max_request_bytes)
             report = ingest_leak(runtime, path, **options)
             _forget(path)  # read to the end: nothing comes back for it
             return StartedIngest(
@@ -172,6 +178,9 @@ def start_upload_ingest(
                 summary=report.summary(),
             )
         split = ingest_in_parts(runtime, path, wait=False, **options)
+    except UploadRefused:
+        _forget(path)
+        raise
     except (IngestRefused, LeakFileError, IngestBusy) as exc:
         _forget(path)
         refused = exc  # ``exc`` is unbound after the except block; ``say`` runs later
@@ -192,6 +201,19 @@ def start_upload_ingest(
         already_ingested=split.already_ingested,
         summary=split.summary(),
     )
+
+
+def _refuse_a_bomb(path: Path, shown: str, *, limit: int) -> None:
+    """Raise UploadRefused if the compressed file at ``path`` expands past ``limit`` bytes.
+
+    Raises LeakFileError for a corrupt stream, as the ingest would.
+    """
+    size = expanded_bytes(path, limit=limit)
+    if size is not None and size > limit:
+        raise UploadRefused(
+            f"{shown}: decompressed, this file is larger than {limit // (1024 * 1024)} MiB, "
+            "more than a page ingests while you wait; ingest it with `leakguard ingest`"
+        )
 
 
 def _forget(path: Path) -> None:

@@ -228,6 +228,11 @@ def test_the_return_address_after_reauthentication_stays_on_this_site(
         "//evil.example/staff/",
         "/v1/accounts",
         "/staff//x",
+        # dot segments leave /staff once resolved (was: kept, a way off the staff site)
+        "/staff/../v1/accounts",
+        "/staff/%2e%2e/v1/accounts",
+        "/staff/.%2E/email-change/confirm",
+        "/staff/./../v1",
     ):
         page = staff_client.get(f"/staff/reauth?next={target}").get_data(as_text=True)
         assert 'name="next" type="hidden" value="/staff/"' in page, target
@@ -316,6 +321,34 @@ def test_an_unknown_staff_path_is_the_staff_sites_404_page_with_its_nav(
     api = staff_client.get("/v1/no-such-endpoint")
     assert (api.status_code, api.mimetype) == (404, "application/problem+json")
     assert staff_client.get("/staffing").mimetype == "application/problem+json"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("GET", "/staff/login", 200),
+        ("GET", "/staff/no-such-page", 404),
+        ("GET", "/staff/accounts/9223372036854775808", 404),  # beyond any id: unrouted
+        ("GET", "/staff/accounts/1/nothing", 404),
+        ("GET", "/staff/logout", 405),
+        ("GET", "/staff/static/no-such-file.js", 404),
+        ("POST", "/staff/logout", 400),  # no CSRF token
+    ],
+)
+def test_every_staff_answer_has_the_security_headers(
+    staff_client: FlaskClient, agent: StaffLogin, clock: Clock, method: str, path: str, status: int
+) -> None:
+    """An unrouted path's page (404, 405) belongs to no blueprint: it had no CSP, no
+    frame-ancestors and no no-store, though it shows the signed-in user's email."""
+    log_in(staff_client, agent, clock)
+    answer = staff_client.open(path, method=method)
+    assert answer.status_code == status
+    assert "frame-ancestors 'none'" in answer.headers["Content-Security-Policy"]
+    assert answer.headers["X-Frame-Options"] == "DENY"
+    assert answer.headers["Cache-Control"] == "no-store"
+    assert answer.headers["X-Content-Type-Options"] == "nosniff"
+    api = staff_client.get("/v1/no-such-endpoint")
+    assert "X-Frame-Options" not in api.headers  # the API's answers are not pages
 
 
 def test_the_csrf_refusal_page_has_the_staff_layout(

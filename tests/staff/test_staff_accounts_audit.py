@@ -8,6 +8,7 @@ import io
 import re
 from datetime import timedelta
 from html import unescape
+from urllib.parse import quote
 
 from flask.testing import FlaskClient
 from sqlalchemy import event
@@ -76,6 +77,34 @@ def test_look_up_by_external_id_or_any_form_of_the_address_is_audited_without_it
         (None, {"by": "address", "found": 0}),
     ]
     assert {r.actor for r in rows} == {f"staff:{viewer.id}"}
+
+
+def test_look_up_by_an_address_without_an_at_sign_the_canonical_form_reads(
+    staff_client: FlaskClient, viewer: StaffLogin, clock: Clock, runtime: Runtime
+) -> None:
+    """A ``mailto:`` link with its ``@`` percent-encoded (RFC 6068), as copied from a
+    ticket or a mail client, is the address (README: the canonical form): it was read as
+    an external id only, found nothing, and was shown back in the box and kept in the
+    session cookie in clear."""
+    account_id = make_account(runtime, "jane", ADDRESS)
+    log_in(staff_client, viewer, clock)
+    for spelling in (
+        "mailto:jane.doe%40example.org",
+        "MAILTO:Jane.Doe%2Bticket%40EXAMPLE.org",
+        "<mailto:jane.doe%40example.org?subject=help>",
+    ):
+        page = look_up(staff_client, spelling)
+        assert f"/staff/accounts/{account_id}" in page, spelling
+        assert "j***@example.org" in page
+        assert "%40" not in page
+        assert "jane.doe" not in page.lower()
+        cookie = staff_client.get_cookie("session")
+        assert cookie is not None
+        app = staff_client.application
+        kept = app.session_interface.get_signing_serializer(app).loads(cookie.value)  # type: ignore[attr-defined]
+        assert kept["staff_lookup"]["external_id"] is None
+    rows = audit_rows(runtime, "staff.account_lookup")
+    assert [r.detail for r in rows] == [{"by": "address", "found": 1}] * 3
 
 
 def test_the_account_page_shows_the_masked_address_and_the_exposures(
@@ -219,6 +248,10 @@ def test_the_audit_log_filters_and_pages_through_every_row_once(
     assert count("action=staff.&leak=exchange-2019") == 1  # found by the slug in its detail
     assert count("leak=exchange-2019&account=jane") == 1
     assert count(f"actor={viewer.email}") == 3  # enrolled, logged in, the resolve above
+    # Any spelling of the staff email that signs in names the same person: case, a
+    # full-width letter the domain's IDNA mapping folds (was: "No entries").
+    for spelling in ("VIEWER@staff.EXAMPLE", "viewer@\uff53taff.example", " viewer@staff.example"):
+        assert count(f"actor={quote(spelling)}") == 3, spelling
     since = (seeded - timedelta(minutes=10)).strftime("%Y-%m-%dT%H:%M")  # n 110-119
     until = (seeded - timedelta(minutes=4)).strftime("%Y-%m-%dT%H:%M")  # n 110-115
     assert count(f"actor=cli:ops&since={since}") == 5

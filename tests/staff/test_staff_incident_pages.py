@@ -13,14 +13,22 @@ from pathlib import Path
 
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from jobs.ingest.pipeline import ingest_leak
 from service.db import utcnow
 from service.email_change import assisted
 from service.email_change.context import ChangeTools
 from service.leaks.lifecycle import end_exposure
-from service.models import AuditEvent, ChangeState, EmailChangeRequest, Leak, StaffRole
+from service.models import (
+    AuditEvent,
+    ChangeState,
+    EmailChangeRequest,
+    Leak,
+    Notice,
+    NoticeState,
+    StaffRole,
+)
 from service.runtime import Runtime
 from service.staff import queues as queues_module
 from service.staff.queues import ExposureFilter
@@ -315,6 +323,29 @@ def test_whoever_filed_a_request_cannot_approve_it_on_the_page(
     ] * len(ids)
 
 
+def test_a_review_reason_pasted_with_tabs_is_taken_and_a_refusal_names_no_cli_flag(
+    runtime: Runtime, staff_client: FlaskClient, agent: StaffLogin, clock: Clock
+) -> None:
+    """A reason pasted from a ticket (a tab, a line break) was refused on the page as
+    "--reason must be 1-500 printable characters"; other support reasons take it with
+    each run of whitespace one space, and a refusal names the reason, not a CLI flag."""
+    first = file_for_review(runtime, "ann", actor="cli:ops")
+    second = file_for_review(runtime, "bob", actor="cli:ops")
+    log_in(staff_client, agent, clock)
+    page = "/staff/queues/email-change"
+    denied = post(staff_client, f"{page}/{first}/deny", page, reason="no ID\tSUP-12\r\nsee call")
+    assert denied.status_code == 303
+    with runtime.db.read_session() as session:
+        stored = session.get(EmailChangeRequest, first)
+        assert stored is not None
+        assert (stored.state, stored.review_reason) == (ChangeState.DENIED, "no ID SUP-12 see call")
+    refused = post(staff_client, f"{page}/{second}/deny", page, reason="bell\x07")
+    assert refused.status_code == 422
+    text = unescape(refused.get_data(as_text=True))
+    assert "the reason must be 1-500 printable characters" in text
+    assert "--reason" not in text
+
+
 def test_a_staff_members_id_is_not_a_cli_users_name(
     runtime: Runtime, staff_client: FlaskClient, agent: StaffLogin, clock: Clock
 ) -> None:
@@ -362,6 +393,76 @@ def test_bulk_dismissal_shows_its_count_then_acts_on_that_set(
     [row] = staff_rows(runtime, "exposures.bulk_dismissed")
     assert row.detail is not None
     assert row.detail["dismissed"] == 3
+
+
+def test_a_bulk_dismissal_over_the_batch_says_how_many_are_left(
+    runtime: Runtime,
+    staff_client: FlaskClient,
+    agent: StaffLogin,
+    clock: Clock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A press ends at most MAX_BULK of the counted set: the page said "Dismissed 5000"
+    after "Dismiss these 6000", as if none were left."""
+    monkeypatch.setattr(queues_module, "MAX_BULK", 2)
+    for n in range(3):
+        expose(runtime, make_account(runtime, f"a{n}", f"a{n}@example.org"))
+    log_in(staff_client, agent, clock)
+    page = "/staff/queues/bulk-dismiss"
+    done = post(
+        staff_client, page, page, leak=LEAK, kind="", reason="wrong file", confirmed_count="3"
+    )
+    assert done.status_code == 303
+    shown = unescape(staff_client.get(done.headers["Location"]).get_data(as_text=True))
+    assert (
+        f"Dismissed 2 open exposures of {LEAK}; 1 still open: count again to dismiss the rest."
+        in shown
+    )
+    again = post(staff_client, page, page, leak=LEAK, kind="", reason="wrong file")
+    assert re.search(r"<strong>1</strong> open exposures match now", again.get_data(as_text=True))
+    last = post(
+        staff_client, page, page, leak=LEAK, kind="", reason="wrong file", confirmed_count="1"
+    )
+    shown = unescape(staff_client.get(last.headers["Location"]).get_data(as_text=True))
+    assert f"Dismissed 1 open exposures of {LEAK}." in shown
+
+
+def test_the_failed_warnings_page_lists_a_bounded_number_and_counts_them_all(
+    runtime: Runtime,
+    staff_client: FlaskClient,
+    agent: StaffLogin,
+    clock: Clock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A relay that refused a whole campaign fails every warning: the page listed each
+    one (6,000 were 870 kB; 100,000 some 14 MB) and the queues page loaded them all to
+    count them. It lists the oldest MAX_FAILED_SHOWN and says how many there are."""
+    monkeypatch.setattr(queues_module, "MAX_FAILED_SHOWN", 2)
+    for n in range(5):
+        expose(runtime, make_account(runtime, f"f{n}", f"f{n}@example.org"))
+    with runtime.db.transaction() as session:
+        session.execute(
+            update(Notice).values(
+                state=NoticeState.FAILED, failed_at=utcnow(), last_error="550 refused"
+            )
+        )
+        ids = list(session.scalars(select(Notice.id).order_by(Notice.id)))
+    log_in(staff_client, agent, clock)
+    overview = staff_client.get("/staff/queues").get_data(as_text=True)
+    assert re.search(r'Failed warnings <span class="badge">5</span>', overview)
+    page = unescape(staff_client.get("/staff/queues/failed-notices").get_data(as_text=True))
+    listed = [int(n) for n in re.findall(r'<tr><td class="num">(\d+)</td>', page)]
+    assert listed == ids[:2]  # the oldest
+    assert f"The oldest 2 of 5 failed warnings of {LEAK}" in page
+    retried = post(
+        staff_client,
+        f"/staff/queues/failed-notices/{LEAK}/retry",
+        "/staff/queues/failed-notices",
+        ids="",
+    )
+    assert retried.status_code == 303
+    shown = unescape(staff_client.get(retried.headers["Location"]).get_data(as_text=True))
+    assert f"5 failed warnings of {LEAK} are pending again" in shown
 
 
 def test_failed_warnings_page_lists_and_a_viewer_cannot_retry(

@@ -4,6 +4,7 @@ site's own HTML page, with nothing left under instance/uploads; on SQLite and Po
 
 from __future__ import annotations
 
+import gzip
 import io
 from html import unescape
 from pathlib import Path
@@ -13,7 +14,7 @@ from flask.testing import FlaskClient
 
 from service.runtime import Runtime
 from service.staff import upload as upload_module
-from service.staff.upload import UPLOAD_DIR, safe_name
+from service.staff.upload import MAX_EXPANSION, UPLOAD_DIR, safe_name
 from tests.support.factories import make_account
 from tests.support.staff import Clock, StaffLogin, csrf_token, log_in
 
@@ -143,3 +144,26 @@ def test_no_file_says_so(staff_client: FlaskClient, agent: StaffLogin, clock: Cl
     )
     assert response.status_code == 400
     assert "Leak file: choose the file to upload." in unescape(response.get_data(as_text=True))
+
+
+def test_a_compressed_upload_that_expands_past_the_bound_is_refused_unread(
+    runtime: Runtime, staff_client: FlaskClient, agent: StaffLogin, clock: Clock
+) -> None:
+    # The trial's case: 50 KB of gzip expanding to 50 MB of blank lines kept the server's
+    # only worker busy for over ten minutes, ingested in the request on the embedded default.
+    make_account(runtime, "ann", "ann@example.org")
+    log_in(staff_client, agent, clock)
+    bomb = gzip.compress(b"\n" * (50 * 1024 * 1024))
+    assert len(bomb) < 100 * 1024
+    response = send(staff_client, "bomb.txt.gz", file=(io.BytesIO(bomb), "bomb.txt.gz"))
+    assert response.status_code == 422
+    text = unescape(response.get_data(as_text=True))
+    limit = MAX_EXPANSION * runtime.settings.max_request_bytes // (1024 * 1024)
+    assert f"bomb.txt.gz: decompressed, this file is larger than {limit} MiB" in text
+    assert leftovers(runtime) == []
+    assert staff_client.get("/staff/leaks/fresh").status_code == 404  # nothing recorded
+    # A gzip of an address list within the bound is ingested as before.
+    plain = gzip.compress(b"ann@example.org\n" + b"x@example.net\n" * 100_000)
+    ok = send(staff_client, "list.txt.gz", file=(io.BytesIO(plain), "list.txt.gz"))
+    assert ok.status_code == 303, ok.get_data(as_text=True)[:500]
+    assert "1 accounts flagged" in staff_client.get("/staff/leaks/fresh").get_data(as_text=True)

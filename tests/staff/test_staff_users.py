@@ -174,6 +174,42 @@ def test_refused_logins_are_limited_per_account(
     assert login_with(other, agent, clock, agent.password) == 303  # another process's memory
 
 
+def login_as(
+    client: FlaskClient, typed: str, staff: StaffLogin, clock: Clock, password: str
+) -> int:
+    clock.advance(timedelta(seconds=30))
+    return client.post(
+        "/staff/login",
+        data={
+            "csrf_token": csrf_token(client),
+            "email": typed,
+            "password": password,
+            "code": staff.code(clock.now()),
+        },
+    ).status_code
+
+
+def test_every_spelling_of_one_staff_email_spends_one_budget(
+    make_app: Callable[..., Flask], agent: StaffLogin, clock: Clock
+) -> None:
+    """The login reads the email as email-validator does (case, IDNA mapping of the
+    domain: a full-width letter is its ASCII one), so each of these signs in to the agent;
+    the per-account budget was keyed on the text as typed, one budget per spelling."""
+    spellings = [
+        "AGENT@STAFF.EXAMPLE",
+        "agent@\uff53taff.example",  # full-width s
+        "agent@staff.\uff45xample",  # full-width e
+        " agent@STAFF.\uff45\uff58ample ",
+    ]
+    for typed in spellings:  # each is the agent's account: the right password signs in
+        fresh = make_app().test_client()
+        assert login_as(fresh, typed, agent, clock, agent.password) == 303, typed
+    client = make_app(rate_limit_staff_login_account="4/15minutes").test_client()
+    refused = [login_as(client, typed, agent, clock, "a wrong password!!") for typed in spellings]
+    assert refused == [401] * 4
+    assert login_with(client, agent, clock, agent.password) == 429
+
+
 def test_a_limited_login_says_when_to_retry_and_is_audited(
     make_app: Callable[..., Flask], agent: StaffLogin, clock: Clock, runtime: Runtime
 ) -> None:

@@ -27,6 +27,7 @@ from jobs.reader.stream import (
     LeakFormat,
     LeakRecord,
     LeakSource,
+    expanded_bytes,
     open_leak,
 )
 
@@ -1154,3 +1155,28 @@ def test_written_leaks_read_back_exactly(
     assert candidates(records) == addresses
     if fmt in (LeakFormat.COMBO, LeakFormat.JSONL, LeakFormat.JSON, LeakFormat.CSV):
         assert [record.password for record in records] == [password for _, password in rows]
+
+
+def test_expanded_bytes_counts_a_compressed_file_and_stops_past_the_limit(
+    tmp_path: Path,
+) -> None:
+    text = b"ann@example.org\n" * 10_000
+    plain = tmp_path / "plain.txt"
+    plain.write_bytes(text)
+    assert expanded_bytes(plain, limit=10) is None
+    for name, compress in (
+        ("a.gz", gzip.compress),
+        ("a.bz2", bz2.compress),
+        ("a.xz", lzma.compress),
+    ):
+        path = tmp_path / name
+        path.write_bytes(compress(text))
+        assert expanded_bytes(path, limit=len(text)) == len(text)
+        assert len(text) // 2 < expanded_bytes(path, limit=len(text) // 2)  # type: ignore[operator]
+    bomb = tmp_path / "bomb.gz"
+    bomb.write_bytes(gzip.compress(b"\n" * (20 * 1024 * 1024)))
+    # Read only to just past the limit: a block of the 20 MiB.
+    assert 1024 < (expanded_bytes(bomb, limit=1024) or 0) <= 1024 + MAX_LINE_BYTES
+    cut = tmp_path / "cut.gz"
+    cut.write_bytes(gzip.compress(text)[:-20])
+    assert 0 < (expanded_bytes(cut, limit=len(text)) or 0) <= len(text)

@@ -175,3 +175,34 @@ def test_escape_unshown_keeps_newlines_and_is_valid_inside_json() -> None:
     assert "\U0001f600" in escaped  # printable: shown as it is
     assert json.loads(escaped) == text
     assert escape_unshown("line one\n\tline two\r") == "line one\n\tline two\\u000d"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/staff/enrol/{token}",
+        "//staff//enrol/{token}",
+        "/staff/enrol/{token}?x=1",
+        "%2Fstaff%2Fenrol%2F{token}",
+    ],
+)
+@pytest.mark.parametrize("log_format", ["json", "console"])
+def test_a_staff_enrolment_links_token_never_reaches_the_access_log(
+    path: str, log_format: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The one-time link of a new staff user holds its token in the path, which the access
+    line shows: whoever read the log could enrol as them (as the new admin) first."""
+    monkeypatch.setenv("LEAKGUARD_LOG_FORMAT", log_format)
+    token = "iOruwR5IbdEetLIJww1PU4RjKLoNoaTgoDY1o0eGtOY"
+    line = _access_line(path.format(token=token).encode(), log_format)
+    assert "enrol" in line
+    assert token not in line
+    assert token[:8] not in line
+    assert "enrol/***" in line or "enrol%2F***" in line
+
+
+def test_the_enrolment_token_mask_leaves_other_staff_paths_alone() -> None:
+    from service.logs import mask_secrets
+
+    assert mask_secrets("GET /staff/leaks/enrol-2019 200") == "GET /staff/leaks/enrol-2019 200"
+    assert mask_secrets("GET /staff/enrol/abc_-9 404") == "GET /staff/enrol/*** 404"

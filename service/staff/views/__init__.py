@@ -21,7 +21,7 @@ from service.staff.views import (  # noqa: F401  (registers views)
     queues,
     roles,
 )
-from service.staff.views.blueprint import staff, unrouted_page
+from service.staff.views.blueprint import staff, staff_headers, unrouted_page
 
 __all__ = ["register_staff", "staff"]
 
@@ -39,6 +39,7 @@ def register_staff(app: Flask) -> None:
         per_ip=settings.rate_limit_staff_login_ip,
     )
     app.register_blueprint(staff)
+    app.after_request(staff_headers)
     for code in (404, 405):
         app.register_error_handler(code, _unrouted)
     undeclared = undeclared_views(app)

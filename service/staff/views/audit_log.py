@@ -89,10 +89,14 @@ def _filter_from(fields: MultiDict[str, str]) -> tuple[AuditFilter, list[str]]:
             return None
         try:
             parsed = datetime.fromisoformat(value)
-        except ValueError:
-            problems.append(f"{name}: not a date and time (YYYY-MM-DDTHH:MM, UTC)")
+            # An offset can carry a time at either end of the calendar past it
+            # (0001-01-01T00:00+14:00 is in year 0 in UTC): OverflowError, a 500 page.
+            return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+        except (ValueError, OverflowError):
+            problems.append(
+                f"{name}: not a date and time from year 1 to 9999 (YYYY-MM-DDTHH:MM, UTC)"
+            )
             return None
-        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
     where = AuditFilter(
         actor=text("actor"),

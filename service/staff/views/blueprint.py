@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 from pathlib import Path
 
 from flask import Blueprint, Response, current_app, g, render_template, request
 from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import CSRFError
 from sqlalchemy.exc import SQLAlchemyError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import BadRequest, HTTPException, NotFound
 
 from service.errors import LeakguardError
 from service.staff.access import (
@@ -54,10 +55,16 @@ SECURITY_HEADERS = {
 }
 
 
-@staff.after_request
-def _headers(response: Response) -> Response:
-    for name, value in SECURITY_HEADERS.items():
-        response.headers.setdefault(name, value)
+def staff_headers(response: Response) -> Response:
+    """Every answer under /staff gets ``SECURITY_HEADERS`` (a view's own value wins).
+
+    Registered on the app (``register_staff``), not the blueprint: an unrouted path's 404
+    or 405 page belongs to no blueprint, so a blueprint's ``after_request`` never saw it,
+    and that page (with the signed-in user's email in its nav) went out framable, without
+    the CSP and cacheable."""
+    if under_staff(request.path):
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
     return response
 
 
@@ -108,7 +115,30 @@ def _unexpected(exc: Exception) -> tuple[str, int]:
     )
 
 
+NUL = "\x00"
+FIELD_NAME = re.compile(r"[A-Za-z0-9_-]{1,40}")
+
+
+def refuse_unstorable_text() -> None:
+    """Refuse a path, query or form value holding NUL (U+0000): no text anywhere here
+    holds one, and PostgreSQL refuses it in any text column or query, so each such value
+    was a 500 page (a look-up, an audit filter, a reason, a leak slug or request id in a
+    path), or, on SQLite, stored. A path with one names nothing (404); a field with one
+    is the 400 page naming the field."""
+    if any(isinstance(v, str) and NUL in v for v in (request.view_args or {}).values()):
+        raise NotFound("There is no such page: its address holds a NUL character (%00).")
+    for fields in (request.args, request.form):
+        for name, values in fields.lists():
+            if NUL in name or any(NUL in value for value in values):
+                shown = f'"{name}"' if FIELD_NAME.fullmatch(name) else "A field"
+                raise BadRequest(
+                    f"{shown} holds a NUL character (U+0000), which no text here may "
+                    "hold: remove it and send the form again."
+                )
+
+
 staff.before_request(check_access)
+staff.before_request(refuse_unstorable_text)  # after the session check: none, to log in
 
 
 def under_staff(path: str) -> bool:

@@ -25,6 +25,7 @@ from service.staff.queues import (
     CountChanged,
     ExposureFilter,
     bulk_end_exposures,
+    count_failed_notices,
     email_change_queue,
     failed_notices,
 )
@@ -44,7 +45,7 @@ from service.staff.views.page_forms import (
 def queues() -> ResponseReturnValue:
     with runtime_of(current_app).db.read_session() as session:
         waiting = len(email_change_queue(session))
-        failed = sum(len(group.notices) for group in failed_notices(session))
+        failed = count_failed_notices(session)
     return render_template("staff/queues.html", waiting=waiting, failed=failed)
 
 
@@ -230,7 +231,12 @@ def bulk_dismiss() -> ResponseReturnValue:
                         "reason": str(form.reason.data),
                     },
                 )
-                flash(f"Dismissed {outcome.ended} open exposures of {wanted.leak}.")
+                line = f"Dismissed {outcome.ended} open exposures of {wanted.leak}"
+                if outcome.left:
+                    # Over MAX_BULK a press ends only the first batch: said so, or the
+                    # page reads as if the whole counted set ("Dismiss these 6000") was.
+                    line += f"; {outcome.left} still open: count again to dismiss the rest"
+                flash(line + ".")
                 return redirect(url_for("staff.leak", slug=wanted.leak), code=303)
             outcome = bulk_end_exposures(
                 session,
