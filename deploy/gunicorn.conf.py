@@ -9,6 +9,25 @@ import shutil
 import sys
 import tempfile
 
+
+def _whole(name, default, least):
+    """The variable ``name`` as a whole number of at least ``least``; else one line, exit 2.
+
+    int() of a typo was a traceback, and 0 workers a server that never answers.
+    """
+    text = os.environ.get(name)
+    if text is None:
+        return default
+    try:
+        value = int(text.strip())
+    except ValueError:
+        value = None
+    if value is None or value < least:
+        print(f"Error: {name} must be a whole number of at least {least}", file=sys.stderr)  # noqa: T201
+        sys.exit(2)
+    return value
+
+
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 # The CPUs this process may run on (a container's or a unit's CPU set), not the host's.
 _cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -16,11 +35,11 @@ _cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os
 # server"), it served the risk check at less CPU per request and more req/s than
 # 2 x CPUs + 1 workers (gthread or sync) on the same machine. A request spends part of its
 # time waiting on PostgreSQL and Redis: the threads fill that wait.
-workers = int(os.environ.get("GUNICORN_WORKERS", str(_cpus)))
+workers = _whole("GUNICORN_WORKERS", _cpus, 1)
 worker_class = "gthread"
-threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+threads = _whole("GUNICORN_THREADS", 4, 1)
 # The login service waits on us during sign-in: fail fast rather than queue forever.
-timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
+timeout = _whole("GUNICORN_TIMEOUT", 30, 0)  # 0: no timeout, as gunicorn reads it
 graceful_timeout = 20
 keepalive = 5
 # Build the app (and its engine) in each worker: database connections must not be

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import threading
 from bisect import bisect_left
 from collections import deque
@@ -66,6 +67,10 @@ COLUMN_ALIASES = {
     "email": {"email", "e-mail", "email_address", "email address", "mail"},
     "locale": {"locale", "language", "lang"},
 }
+
+# Excel's first line "sep=;" (Excel writes it for ';' locales; an ingest reads it too,
+# jobs/reader/formats.py) names the delimiter and stands above the header.
+_SEP_LINE: Final = re.compile(r"\ufeff?sep=([^\r\n\"])[ \t]*", re.IGNORECASE)
 
 # A 10 MB field is a broken file, not an account; the csv module's default (128 KiB)
 # is far above any real row, so keep it and count the row invalid.
@@ -298,6 +303,10 @@ def _read_batches(runtime: Runtime, path: Path, size: int) -> Iterator[_Batch]:
         shape = CsvShape.of(_sniff(sample))
         batches = _text_lines(raw, path)
         head = next(batches, [])
+        above = 0  # lines above the header: Excel's "sep=" line
+        if head and _SEP_LINE.fullmatch(head[0].rstrip("\r\n")):
+            above = 1
+            head = head[1:] or next(batches, [])
         # The header is its first line, read alone: a stray quote in it cannot swallow rows.
         columns = _header_columns(csv.reader(head[:1], shape.dialect), path)
         checker = _BatchChecker(runtime.keys, columns)
@@ -309,7 +318,7 @@ def _read_batches(runtime: Runtime, path: Path, size: int) -> Iterator[_Batch]:
                 chain([head[1:]], batches),
                 shape,
                 columns=shape.columns(head[0]),
-                first_line=2,
+                first_line=2 + above,
                 with_ends=True,
             ):
                 queued.append(starts)
@@ -555,8 +564,12 @@ def _plain_id(external_id: str) -> bool:
 
 
 def _sniff(sample: str) -> type[csv.Dialect] | str:
+    lines = sample.splitlines()
+    named = _SEP_LINE.fullmatch(lines[0]) if lines else None
+    if named is not None:
+        return type("_Named", (csv.excel,), {"delimiter": named.group(1)})
     # The first lines are enough, and a truncated last line would only confuse the sniffer.
-    head = "\n".join(sample.splitlines()[:20])
+    head = "\n".join(lines[:20])
     try:
         dialect = csv.Sniffer().sniff(head, DELIMITERS)
     except csv.Error:
@@ -578,10 +591,17 @@ def _header_columns(reader: Any, path: Path) -> dict[str, int]:
     names = [cell.strip().strip('"').lower() for cell in header]
     columns: dict[str, int] = {}
     for column, aliases in COLUMN_ALIASES.items():
-        for index, name in enumerate(names):
-            if name in aliases:
-                columns[column] = index
-                break
+        found = [index for index, name in enumerate(names) if name in aliases]
+        if len(found) > 1:
+            # Two columns for one field ("email" and "e-mail": the old and the new address
+            # side by side, say): taking either silently could file every account under
+            # the wrong address, as the API refuses a member given twice.
+            raise ImportFileError(
+                f"{path}: the header names {column} more than once (columns "
+                f"{', '.join(str(index + 1) for index in found)}); keep one of them"
+            )
+        if found:
+            columns[column] = found[0]
     missing = [name for name in ("external_id", "email") if name not in columns]
     if missing:
         # Never echo the line: without a header it is the first account's data.

@@ -419,20 +419,21 @@ def send_notices(
             _fail(
                 runtime,
                 notice.id,
-                permanent=result.permanent,
+                permanent=result.permanent and not result.relay,
                 code=result.code,
                 error=result.error,
                 report=report,
             )
-            if result.code is None and not result.permanent:
-                # No server to talk to: the rest of the batch would fail the same way.
+            if result.relay or (result.code is None and not result.permanent):
+                # No server to talk to, or one refusing us (our login, our sender), not
+                # this person: the rest of the batch would fail the same way.
                 for rest in claimed:
                     if rest not in done:
                         _fail(
                             runtime,
                             rest,
                             permanent=False,
-                            code=None,
+                            code=result.code if result.relay else None,
                             error=result.error,
                             report=report,
                         )

@@ -12,8 +12,16 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
+from redis.exceptions import RedisError
+
 from jobs.context import use_runtime
-from jobs.deliver import DrainReport, RelayThread, drain_outbox, relay_notices
+from jobs.deliver import (
+    DrainReport,
+    RelayThread,
+    RelayUnavailable,
+    drain_outbox,
+    relay_notices,
+)
 from jobs.events import relay_events
 from jobs.queues import ALL_QUEUES, QueueName, make_worker, redis_connection, uses_fake_redis
 from service.errors import JobError
@@ -49,6 +57,12 @@ def run_worker(
     # the horse and this process's relay thread would talk over one socket at once, and a
     # horse's commit could be lost (SQLAlchemy: "Using Connection Pools with os.fork()").
     os.register_at_fork(after_in_child=lambda: runtime.db.engine.dispose(close=False))
+    try:
+        # Asked first: with nothing due the relay never touches Redis, and rq's first
+        # command then died with a traceback instead of this one line.
+        connection.ping()
+    except RedisError as exc:
+        raise RelayUnavailable(f"the queue is unreachable: {exc}") from None
     relay_notices(runtime, connection)
     relay_events(runtime, connection)
     relay = None if burst else RelayThread(runtime, connection)
@@ -57,7 +71,9 @@ def run_worker(
     try:
         while True:
             worker = make_worker(settings, connection, names)
-            worker.work(burst=burst, with_scheduler=not burst)
+            # rq sets its loggers to INFO when imported: hold them to LEAKGUARD_LOG_LEVEL
+            # like every other line, or each burst prints a dozen lines at the default.
+            worker.work(burst=burst, with_scheduler=not burst, logging_level=settings.log_level)
             # A burst ends once the queues are empty, but the jobs it ran (a leak's parts)
             # may have queued warnings after its first relay: relay again and work those
             # too, until a relay finds nothing (or the worker was told to stop).

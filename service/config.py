@@ -9,6 +9,7 @@ keyed hashes that join leaks to accounts.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from email.utils import getaddresses
 from enum import StrEnum
@@ -22,12 +23,16 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
+from service.notices.smtp_url import parse_smtp_url
 from service.private_files import private_dir
+from service.readable_text import TextFault, text_fault
 
 ENV_PREFIX = "LEAKGUARD_"
 HASH_KEY_FILE = "hash_key"
 SECRET_KEY_FILE = "secret_key"  # noqa: S105  (a file name, not a secret)
 MIN_KEY_BYTES = 16
+# The service's and the TOTP issuer's name: a few words, shown in subjects and apps.
+MAX_NAME_CHARS = 100
 # Ceiling of LEAKGUARD_MAX_BATCH_ACCOUNTS. A full batch of maximal items (255-character ids
 # and 320-character addresses, every character \u-escaped) is about 3.5 MB: it stays under
 # the default body limit, so a schema-valid request never meets a 413.
@@ -151,6 +156,32 @@ class Settings(BaseSettings):
     def _one_sender(cls, value: str) -> str:
         return sender_with_a_labels(value)
 
+    @field_validator("service_name", "totp_issuer")
+    @classmethod
+    def _readable_name(cls, value: str) -> str:
+        # Named in every notice ("your account with ...", the subject) and in people's
+        # authenticator apps: blank, a newline or a bidi override would show there.
+        fault = text_fault(value, limit=MAX_NAME_CHARS)
+        if fault is not None:
+            kind, detail = fault
+            raise ValueError(
+                {
+                    TextFault.CONTROL: f"may not hold a control or formatting character ({detail})",
+                    TextFault.BLANK: "is blank: give visible text, or leave it unset",
+                    TextFault.TOO_LONG: f"is {detail} characters long; at most {MAX_NAME_CHARS}",
+                }[kind]
+            )
+        return " ".join(value.split())
+
+    @field_validator("totp_issuer")
+    @classmethod
+    def _issuer_without_colon(cls, value: str) -> str:
+        if ":" in value:
+            # The otpauth:// label is "issuer:account"; apps split it at the first colon
+            # (Key Uri Format), so an issuer holding one shows as another name.
+            raise ValueError("may not hold a colon (authenticator apps split the name at it)")
+        return value
+
     @field_validator("redis_url")
     @classmethod
     def _redis_scheme(cls, value: str | None) -> str | None:
@@ -161,8 +192,8 @@ class Settings(BaseSettings):
     @field_validator("smtp_url")
     @classmethod
     def _smtp_scheme(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("smtp://", "smtps://")):
-            raise ValueError("must be an smtp:// or smtps:// URL")
+        if value is not None:
+            parse_smtp_url(value)  # every fault found here, not by the first delivery job
         return value
 
     @field_validator(
@@ -345,6 +376,13 @@ def database_dialect(url: str) -> tuple[str, str]:
     return found
 
 
+# The sender's addr-spec (RFC 5321 4.1.2): a dot-atom local part, and a domain of labels
+# (any letters: a non-ASCII one becomes A-labels) or an address literal.
+_SENDER_LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
+_SENDER_DOMAIN = re.compile(r"(?:[^\W_](?:[\w-]*[^\W_])?\.)*[^\W_](?:[\w-]*[^\W_])?")
+_DOMAIN_LITERAL = re.compile(r"\[[A-Za-z0-9.:-]+\]")
+
+
 def sender_with_a_labels(value: str) -> str:
     """``value`` (``Name <local@domain>`` or ``local@domain``) with its domain as A-labels.
 
@@ -361,8 +399,19 @@ def sender_with_a_labels(value: str) -> str:
         raise ValueError("must be one address, such as Security <security@example.com>")
     address = found[0][1]
     local, _, domain = address.rpartition("@")
-    if not local or not domain:
+    if not local or not domain or address not in value:
+        # Not found as written (``s@exa mple.com`` parses as ``s@example.com``): the From
+        # header would carry one address and the envelope another.
         raise ValueError("must be one address, such as Security <security@example.com>")
+    if not _SENDER_LOCAL.fullmatch(local):
+        # The envelope sender of every notice, sent without SMTPUTF8: a local part that is
+        # not plain ASCII would have every notice refused before it leaves.
+        raise ValueError(
+            "its local part must be plain ASCII letters, digits and .!#$%&'*+/=?^_`{|}~- "
+            "(the SMTP envelope sender of every notice)"
+        )
+    if not (_SENDER_DOMAIN.fullmatch(domain) or _DOMAIN_LITERAL.fullmatch(domain)):
+        raise ValueError("its domain is no domain name, such as example.com")
     if domain.isascii():
         return value
     try:

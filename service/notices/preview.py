@@ -139,7 +139,9 @@ def send_test_warning(
         mailer.close()
     masked = mask_email(recipient)
     if not result.accepted:
-        reason = f"{result.code or ''} {result.error or ''}".strip()
+        # A relay refusal's text names its code already ("the relay refused the session: 535").
+        code = "" if result.relay else result.code or ""
+        reason = f"{code} {result.error or ''}".strip()
         raise SeedRefused(f"not sent to {masked}: {reason}".strip())
     # The server's name, never its credentials or a path on this machine: the staff site
     # shows this line to people who have no business with the server's file system.

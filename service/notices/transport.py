@@ -21,17 +21,16 @@ from dataclasses import dataclass
 from email.utils import getaddresses
 from pathlib import Path
 from typing import Protocol
-from urllib.parse import parse_qs, unquote, urlsplit
 
 import idna
 
-from service.addresses import mask_email
+from service.addresses import mask_addresses, mask_email
+from service.notices.smtp_url import SmtpSettings, parse_smtp_url
 from service.private_files import private_dir, write_private
 
 log = logging.getLogger(__name__)
 
 SMTP_TIMEOUT_SECONDS = 30
-LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
 class MultipleRecipients(Exception):
@@ -54,6 +53,12 @@ class SendResult:
     permanent: bool = False  # a refusal that retrying will not change
     code: int | None = None
     error: str | None = None
+    # The relay refused our session or our sender (greeting, EHLO, STARTTLS, AUTH, MAIL
+    # FROM), not this recipient: no address is at fault, and every other message would
+    # meet the same refusal. Never permanent: a wrong password or a sender the relay does
+    # not take is fixed on our side, and must not fail the campaign for good nor mark
+    # every account's address undeliverable.
+    relay: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,40 +152,6 @@ def check_outgoing(message: OutgoingMessage) -> str:
     return message.recipient
 
 
-@dataclass(frozen=True, slots=True)
-class SmtpSettings:
-    host: str
-    port: int
-    implicit_tls: bool
-    starttls: str  # "required" | "if-offered" | "off"
-    username: str | None
-    password: str | None
-
-
-def parse_smtp_url(url: str) -> SmtpSettings:
-    """Read ``smtp://user:pass@host:587`` (STARTTLS) or ``smtps://...:465`` (TLS).
-
-    STARTTLS is required on ``smtp://`` except to a loopback relay, where it is used if
-    offered; ``?starttls=off`` turns it off explicitly (a relay on a trusted network).
-    """
-    parts = urlsplit(url)
-    implicit = parts.scheme == "smtps"
-    host = parts.hostname or "localhost"
-    query = parse_qs(parts.query)
-    default = "if-offered" if host in LOOPBACK_HOSTS else "required"
-    starttls = "off" if implicit else query.get("starttls", [default])[0]
-    if starttls not in {"required", "if-offered", "off"}:
-        raise ValueError("starttls must be required, if-offered or off")
-    return SmtpSettings(
-        host=host,
-        port=parts.port or (465 if implicit else 587),
-        implicit_tls=implicit,
-        starttls=starttls,
-        username=unquote(parts.username) if parts.username else None,
-        password=unquote(parts.password) if parts.password else None,
-    )
-
-
 class SmtpMailer:
     """One reused SMTP connection; reconnects once when the server dropped it."""
 
@@ -200,15 +171,21 @@ class SmtpMailer:
             )
         else:
             connection = smtplib.SMTP(s.host, s.port, timeout=SMTP_TIMEOUT_SECONDS)
-            connection.ehlo()
-            if s.starttls != "off" and connection.has_extn("starttls"):
-                connection.starttls(context=_tls_context())
+        try:
+            if not s.implicit_tls:
                 connection.ehlo()
-            elif s.starttls == "required":
+                if s.starttls != "off" and connection.has_extn("starttls"):
+                    connection.starttls(context=_tls_context())
+                    connection.ehlo()
+                elif s.starttls == "required":
+                    raise smtplib.SMTPNotSupportedError("the server does not offer STARTTLS")
+            if s.username:
+                connection.login(s.username, s.password or "")
+        except BaseException:
+            # A refused EHLO, STARTTLS or login: the half-open session is of no use.
+            with contextlib.suppress(OSError, smtplib.SMTPException):
                 connection.close()
-                raise smtplib.SMTPNotSupportedError("the server does not offer STARTTLS")
-        if s.username:
-            connection.login(s.username, s.password or "")
+            raise
         return connection
 
     def send(self, message: OutgoingMessage) -> SendResult:
@@ -254,7 +231,10 @@ class SmtpMailer:
         for attempt in (1, 2):
             try:
                 if self._connection is None:
-                    self._connection = self._connect()
+                    session = self._session_or_refusal()
+                    if isinstance(session, SendResult):
+                        return session, following
+                    self._connection = session
                 connection = self._connection
                 if not connection.has_extn("pipelining"):
                     options = _mail_options(connection, message)
@@ -296,6 +276,10 @@ class SmtpMailer:
                 # A non-ASCII local part and a relay without SMTPUTF8 (RFC 6531): nothing
                 # was sent, retrying changes nothing, and the next message may well go.
                 return SendResult(False, permanent=True, error=str(exc)[:300]), following
+            except smtplib.SMTPSenderRefused as exc:  # MAIL FROM, without PIPELINING
+                if exc.smtp_code == 421:
+                    self._drop()
+                return _relay_refusal("the sender", exc.smtp_code, exc.smtp_error), following
             except smtplib.SMTPRecipientsRefused as exc:
                 code, reply = next(iter(exc.recipients.values()))
                 return _refusal(code, reply, recipient), following
@@ -310,6 +294,20 @@ class SmtpMailer:
                 self._drop()
                 return SendResult(False, error=f"{type(exc).__name__}: {exc}"[:300]), following
         return SendResult(False, error="unreachable"), following
+
+    def _session_or_refusal(self) -> smtplib.SMTP | SendResult:
+        """A new session, or the relay's refusal of it as a ``relay`` result.
+
+        A refusal of the greeting, EHLO, STARTTLS or AUTH (554, 530, 535 ...) is the
+        relay's answer to us, whoever the message is for. A dropped connection or a
+        network error is raised as before (retried once, then the batch waits).
+        """
+        try:
+            return self._connect()
+        except smtplib.SMTPServerDisconnected:
+            raise
+        except smtplib.SMTPResponseException as exc:  # connect, helo, auth errors
+            return _relay_refusal("the session", exc.smtp_code, exc.smtp_error)
 
     def _envelope(self, connection: smtplib.SMTP, message: OutgoingMessage) -> bytes:
         """MAIL, RCPT and DATA of ``message`` as one write (RFC 2920)."""
@@ -386,7 +384,7 @@ def _envelope_replies(connection: smtplib.SMTP, recipient: str) -> SendResult | 
     data_open = len(rest) == 2 and rest[1][0] == 354
     if mail_code != 250:
         _reset(connection, data_open=data_open)
-        return _refusal(mail_code, mail_reply, recipient)
+        return _relay_refusal("the sender", mail_code, mail_reply)
     rcpt_code, rcpt_reply = rest[0]
     if rcpt_code not in (250, 251):
         _reset(connection, data_open=data_open)
@@ -438,6 +436,14 @@ def _refusal(code: int, reply: bytes | str, recipient: str) -> SendResult:
     # A server's reply may quote the address back; the record keeps it masked.
     text = text.replace(recipient, mask_email(recipient))
     return SendResult(False, permanent=500 <= code < 600, code=code, error=text[:300])
+
+
+def _relay_refusal(what: str, code: int, reply: bytes | str) -> SendResult:
+    """The relay's refusal of our session or sender: never the recipient's, never
+    permanent (``SendResult.relay``)."""
+    text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
+    error = mask_addresses(f"the relay refused {what}: {code} {text}")
+    return SendResult(False, code=code, error=error[:300], relay=True)
 
 
 class FolderMailer:

@@ -185,6 +185,54 @@ def test_header_is_matched_case_insensitively_in_any_order_and_other_columns_are
     assert report.invalid_lines == [4]
 
 
+@pytest.mark.parametrize(
+    ("header", "column", "where"),
+    [
+        ("external_id,email,email", "email", "2, 3"),
+        ("external_id,Email,E-Mail,plan", "email", "2, 3"),
+        ("id,email_address,external_id,mail", "email", "2, 4"),
+        ("external_id,email,External ID", "external_id", "1, 3"),
+        ("external_id,email,locale,language", "locale", "3, 4"),
+    ],
+)
+def test_a_header_naming_a_column_twice_is_refused_in_one_line(
+    runtime: Runtime, runner: FlaskCliRunner, tmp_path: Path, header: str, column: str, where: str
+) -> None:
+    """Two columns for one field (an export with the old and the new address side by
+    side) were read by taking the first one silently: every account could be filed under
+    the wrong address. Which one is meant is the operator's to say."""
+    cells = len(header.split(","))
+    row = ",".join(["u1", "anna@example.com", "ben@example.com", "en"][:cells])
+    path = write_lines(tmp_path / "a.csv", [header, row])
+    result = invoke(runner, "accounts", "import", str(path))
+    line = one_error_line(result)
+    assert f"names {column} more than once (columns {where})" in line
+    assert "anna" not in line
+    assert stored_accounts(runtime) == {}
+
+
+@pytest.mark.parametrize(
+    "first", ["sep=;", "SEP=;", "\ufeffsep=;", "sep=; "], ids=["plain", "upper", "bom", "space"]
+)
+def test_excels_sep_line_names_the_delimiter_above_the_header(
+    runtime: Runtime, tmp_path: Path, first: str
+) -> None:
+    """Excel writes "sep=;" above the header for ';' locales, and an ingest reads it; the
+    import refused such a file ("missing: external_id, email")."""
+    lines = [
+        first,
+        "External_ID;Name;Email",
+        'u1;"Doe, Jane";jane@example.com',
+        "u2;x;not-an-address",
+    ]
+    path = tmp_path / "a.csv"
+    path.write_bytes("\r\n".join(lines).encode() + b"\r\n")
+    report = import_accounts(runtime, path)
+    assert (report.rows, report.created, report.invalid) == (2, 1, 1)
+    assert report.invalid_lines == [4]  # line numbers count the sep= line
+    assert stored_accounts(runtime)["u1"].email == "jane@example.com"
+
+
 @pytest.mark.parametrize("delimiter", [",", ";", "\t", "|"], ids=["comma", "semi", "tab", "pipe"])
 def test_delimiter_is_sniffed_and_quoted_fields_may_contain_it(
     runtime: Runtime, tmp_path: Path, delimiter: str

@@ -265,6 +265,38 @@ def test_bad_redis_url_exits_2_naming_the_variable_but_help_still_works(tmp_path
         assert result.stderr == ""
 
 
+@pytest.mark.parametrize("args", [("worker", "--burst"), ("worker",)], ids=["burst", "long"])
+def test_a_worker_whose_redis_is_unreachable_says_so_in_one_line(
+    runtime: Runtime, db_url: str, tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    """With nothing due, the first word to Redis was rq's, and an unreachable Redis was
+    a 60-line traceback instead of the one line every command gives."""
+    env = cli_env(db_url, tmp_path / "instance", LEAKGUARD_REDIS_URL="redis://127.0.0.1:1/0")
+    result = run_leakguard(env, *args, cwd=tmp_path)
+    assert result.returncode == 1
+    line = one_error_line(result)
+    assert line.startswith("Error: the queue is unreachable: ")
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.redis
+def test_a_burst_worker_logs_at_leakguard_log_level(
+    runtime: Runtime, db_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    """rq sets its loggers to INFO: a burst with nothing to do printed about ten lines
+    ("started with PID", "Listening on", "cleaning registries") under the documented
+    default WARNING."""
+    env = cli_env(db_url, tmp_path / "instance", LEAKGUARD_REDIS_URL=redis_url)
+    quiet = run_leakguard(env, "worker", "--burst", cwd=tmp_path)
+    assert quiet.returncode == 0, quiet.stderr
+    assert "rq.worker" not in quiet.stdout + quiet.stderr
+    assert "Listening on" not in quiet.stdout + quiet.stderr
+    env["LEAKGUARD_LOG_LEVEL"] = "INFO"
+    told = run_leakguard(env, "worker", "--burst", cwd=tmp_path)
+    assert told.returncode == 0, told.stderr
+    assert "Listening on" in told.stdout + told.stderr
+
+
 def test_production_without_hash_key_exits_2_naming_the_variable(tmp_path: Path) -> None:
     env = base_env(tmp_path / "instance")
     env["LEAKGUARD_ENV"] = "production"

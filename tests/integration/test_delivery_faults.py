@@ -30,13 +30,14 @@ from tests.support.delivery import (
     deliver,
     move_time_forward,
     notice_rows,
+    runtime_with,
     states,
 )
 from tests.support.factories import LEAK, flag_accounts
 from tests.support.leakfiles import write_lines
 from tests.support.mail import to_addresses
 from tests.support.processes import kill_session, wait_for
-from tests.support.smtp import SmtpServer, drop, refuse
+from tests.support.smtp import Rule, SmtpServer, drop, refuse
 
 pytestmark = pytest.mark.redis
 
@@ -263,3 +264,58 @@ def test_worker_killed_mid_campaign_loses_nothing(
     assert doubled <= min(RECORD_EVERY_MESSAGES, len(sending)), received.most_common(3)
     assert set(received) == {email.lower() for email in flagged.values()}
     assert states(mail_runtime) == {"sent": KILL_ACCOUNTS}
+
+
+@pytest.mark.parametrize(
+    ("login", "mode", "code", "refused"),
+    [
+        pytest.param(("leakguard", "wrong"), None, 535, "session", id="wrong-password"),
+        pytest.param(None, None, 530, "sender", id="no-login-where-one-is-required"),
+        pytest.param(
+            ("leakguard", "right"), refuse(553, at="mail"), 553, "sender", id="sender-refused"
+        ),
+        pytest.param(
+            ("leakguard", "right"), refuse(451, at="mail"), 451, "sender", id="sender-deferred"
+        ),
+    ],
+)
+def test_a_relay_refusing_us_fails_no_address_and_the_batch_waits(
+    login: tuple[str, str] | None,
+    mode: Rule | None,
+    code: int,
+    refused: str,
+    runtime: Runtime,
+    smtp_server: SmtpServer,
+    redis_url: str,
+    tmp_path: Path,
+) -> None:
+    """The relay refusing our login (535), our session without one (530 at MAIL) or our
+    sender (MAIL FROM: 553, 451) says nothing of any recipient: no notice fails for good,
+    no account is marked undeliverable, and the batch waits rather than meet the same
+    refusal for every notice. Once the operator fixes the setting, each goes out once."""
+    flagged = flag_accounts(runtime, tmp_path, ACCOUNTS)
+    smtp_server.set_mode(*([mode] if mode else []), login=("leakguard", "right"))
+    credentials = "" if login is None else f"{login[0]}:{login[1]}@"
+    misconfigured = runtime_with(
+        runtime, smtp_url=smtp_server.url.replace("smtp://", f"smtp://{credentials}")
+    )
+    assert deliver(misconfigured, redis_url) == ACCOUNTS
+
+    rows = notice_rows(misconfigured)
+    assert {row.state for row in rows.values()} == {"pending"}
+    assert {row.attempts for row in rows.values()} == {1}
+    assert [row.undeliverable_at for row in rows.values()] == [None] * ACCOUNTS
+    assert {row.reply_code for row in rows.values()} == {code}
+    assert smtp_server.messages() == []
+    with misconfigured.db.read_session() as session:
+        errors = set(session.scalars(select(Notice.last_error)))
+    assert len(errors) == 1
+    assert f"the relay refused the {refused}: {code} " in (errors.pop() or "")
+
+    smtp_server.set_mode(login=("leakguard", "right"))
+    move_time_forward(misconfigured)
+    fixed = runtime_with(
+        runtime, smtp_url=smtp_server.url.replace("smtp://", "smtp://leakguard:right@")
+    )
+    assert deliver(fixed, redis_url) == ACCOUNTS
+    assert assert_each_once_or_failed(fixed, smtp_server, flagged) == {"sent": ACCOUNTS}

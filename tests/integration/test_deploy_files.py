@@ -23,6 +23,7 @@ from flask import Flask
 from service.cli import cli
 from service.clients import Scope
 from service.config import Settings
+from service.notices.smtp_url import parse_smtp_url
 from tests.support.factories import make_api_key
 from tests.support.http import bearer
 
@@ -165,6 +166,20 @@ def test_compose_parses_and_names_commands_and_settings_that_exist() -> None:
     for name, service in ours.items():
         assert command_problem(service["command"]) is None, name
         assert_known_variables(set(service["environment"]), f"compose {name}")
+
+
+def test_compose_mails_its_catcher_without_starttls() -> None:
+    """mailpit offers no STARTTLS unless given a certificate, and smtp:// to a host other
+    than this one requires it: the first try's worker retried every warning until it
+    failed ("the server does not offer STARTTLS") and the catcher showed none."""
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    url = compose["x-leakguard"]["environment"]["LEAKGUARD_SMTP_URL"]
+    assert not any(
+        name.startswith("MP_SMTP_TLS")
+        for name in compose["services"]["mailpit"].get("environment", {})
+    )
+    settings = parse_smtp_url(url)
+    assert (settings.host, settings.implicit_tls, settings.starttls) == ("mailpit", False, "off")
 
 
 # --- Kubernetes ----------------------------------------------------------------------------

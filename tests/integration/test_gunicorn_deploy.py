@@ -235,6 +235,45 @@ def test_workers_default_to_one_gthread_worker_of_four_threads_per_cpu(tmp_path:
     assert (chosen["workers"], chosen["threads"]) == ("3", "8")
 
 
+@pytest.mark.parametrize(
+    ("variable", "value", "least"),
+    [
+        ("GUNICORN_WORKERS", "abc", 1),
+        ("GUNICORN_WORKERS", "0", 1),  # a server with no worker never answers
+        ("GUNICORN_THREADS", "-1", 1),
+        ("GUNICORN_THREADS", "2.5", 1),
+        ("GUNICORN_TIMEOUT", "30s", 0),
+        ("GUNICORN_TIMEOUT", "-5", 0),
+    ],
+)
+def test_a_bad_server_size_is_one_line_and_exit_2(
+    tmp_path: Path, variable: str, value: str, least: int
+) -> None:
+    """A typo in GUNICORN_WORKERS or GUNICORN_TIMEOUT was a traceback of the config file
+    (exit 1), and GUNICORN_WORKERS=0 a server that started and never answered."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GUNICORN_", "LEAKGUARD_"))}
+    env.update(PROMETHEUS_MULTIPROC_DIR=str(tmp_path), **{variable: value})
+    finished = subprocess.run(
+        [str(GUNICORN), "-c", str(CONFIG), "--print-config", "service.app:create_app()"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert finished.returncode == 2
+    assert finished.stderr.splitlines() == [
+        f"Error: {variable} must be a whole number of at least {least}"
+    ]
+    assert finished.stdout == ""
+
+
+def test_a_timeout_of_0_is_gunicorns_no_timeout(tmp_path: Path) -> None:
+    available = set(os.sched_getaffinity(0))
+    assert printed_config(tmp_path, available, GUNICORN_TIMEOUT="0")["timeout"] == "0"
+
+
 class _Arbiter:
     """What deploy/gunicorn.conf.py's on_starting reads of gunicorn's arbiter."""
 

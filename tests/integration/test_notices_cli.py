@@ -116,6 +116,26 @@ def test_test_send_sends_one_message_to_the_seed_and_prints_it_masked(
     assert str(envelope.message["Message-ID"]) in result.stdout
 
 
+def test_test_send_to_a_relay_refusing_our_login_says_so_once(
+    make_app: Callable[..., Flask], smtp_server: SmtpServer
+) -> None:
+    """The seed send is how an operator tries the relay settings: a wrong password is
+    named as the relay's refusal of the session, its code once ("535 the relay refused
+    ...: 535 ..." before)."""
+    smtp_server.set_mode(login=("leakguard", "right"))
+    url = smtp_server.url.replace("smtp://", "smtp://leakguard:wrong@")
+    runner = make_app(smtp_url=url).test_cli_runner()
+    result = invoke(runner, "notices", "test-send", "--leak", LEAK, "--to", SEED)
+    assert result.exit_code == 1
+    line = one_error_line(result)
+    assert line.startswith(
+        "Error: not sent to s***@example.org: the relay refused the session: 535 "
+    )
+    assert line.count("535") == 1
+    assert "wrong" not in line
+    assert smtp_server.messages() == []
+
+
 def test_test_send_without_smtp_writes_one_eml(
     make_app: Callable[..., Flask], tmp_path: Path
 ) -> None:

@@ -147,12 +147,20 @@ class SmtpServer:
             process.stdout.close()
 
     def set_mode(
-        self, *rules: Rule, delay: float = 0.0, smtputf8: bool = True, pipelining: bool = True
+        self,
+        *rules: Rule,
+        delay: float = 0.0,
+        smtputf8: bool = True,
+        pipelining: bool = True,
+        login: tuple[str, str] | None = None,
     ) -> None:
         """Behave by ``rules`` (none: accept everything), ``delay`` seconds per message.
 
         ``smtputf8``: offer SMTPUTF8 (RFC 6531) to connections made from now on.
         ``pipelining``: offer PIPELINING (RFC 2920) in the answers to EHLO from now on.
+        ``login``: (user, password) that connections made from now on must log in with
+        (AUTH, RFC 4954; offered without TLS on this loopback test server): MAIL before it
+        is refused 530, other credentials 535.
         """
         self.version += 1
         payload = {
@@ -160,6 +168,7 @@ class SmtpServer:
             "delay": delay,
             "smtputf8": smtputf8,
             "pipelining": pipelining,
+            "login": list(login) if login is not None else None,
             "rules": [asdict(r) for r in rules],
         }
         partial = self.control.with_suffix(".part")
@@ -306,21 +315,43 @@ class Recorder:
 
 
 def serve(port: int, directory: Path) -> None:
-    from aiosmtpd.smtp import SMTP  # the server process only
+    from aiosmtpd.smtp import SMTP, AuthResult  # the server process only
 
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     handler = Recorder(directory)
+
+    def session() -> Any:
+        mode = handler.mode()
+        login = mode.get("login")
+        auth: dict[str, Any] = {}
+        if login is not None:
+            wanted = (login[0].encode(), login[1].encode())
+
+            def authenticator(*args: Any) -> Any:
+                data = args[-1]
+                given = (getattr(data, "login", None), getattr(data, "password", None))
+                # handled=False: aiosmtpd answers 535 itself on a refusal.
+                return AuthResult(success=given == wanted, handled=False)
+
+            auth = {
+                "authenticator": authenticator,
+                "auth_required": True,
+                "auth_require_tls": False,
+            }
+        return SMTP(
+            handler,
+            hostname="smtp.test",
+            ident="leakguard test SMTP",
+            enable_SMTPUTF8=mode.get("smtputf8", True),
+            decode_data=False,
+            loop=loop,
+            **auth,
+        )
+
     server = loop.run_until_complete(
         loop.create_server(
-            lambda: SMTP(
-                handler,
-                hostname="smtp.test",
-                ident="leakguard test SMTP",
-                enable_SMTPUTF8=handler.mode().get("smtputf8", True),
-                decode_data=False,
-                loop=loop,
-            ),
+            session,
             HOST,
             port,
             reuse_address=True,

@@ -212,3 +212,98 @@ def test_good_urls_are_accepted() -> None:
     assert settings.resolved_database_url == "postgresql+psycopg://u:p@h/db"
     assert settings.smtp_url == "smtps://u:p@mail.example:465"
     assert settings.redis_url == "redis://127.0.0.1:6379/0"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "smtp://relay:hunter2-pw@mail.example:notaport",
+        "smtp://relay:hunter2-pw@mail.example:70000",
+        "smtp://relay:hunter2-pw@mail.example:0",
+        "smtp://",
+        "smtp://relay:hunter2-pw@:587",
+        "smtp://mail.example?starttls=maybe",
+        "smtp://mail.example?startls=off",  # a typo that was silently ignored
+        "smtp://mail.example?starttls=off&starttls=required",
+        "smtp://mail.example?starttls",
+        "smtps://mail.example?starttls=off",
+        "smtp://mail.example/relay",
+    ],
+)
+def test_an_smtp_url_no_connection_can_use_is_refused_at_start(url: str) -> None:
+    """Each was accepted at start, then every delivery job died on it (notices stuck in
+    `sending` until their lease ran out) or it was silently read otherwise."""
+    message = config_error(LEAKGUARD_SMTP_URL=url)
+    assert message.startswith("invalid configuration: LEAKGUARD_SMTP_URL: ")
+    assert "hunter2-pw" not in message
+
+
+@pytest.mark.parametrize(
+    "sender",
+    [
+        "Sécurité <sécurité@example.com>",  # the envelope sender needs plain ASCII
+        "Security <security@exa mple.com>",  # parsed as another address than written
+        "Security <secu rity@example.com>",
+        'Security <"secu rity"@example.com>',
+        "Security <security..team@example.com>",
+        "Security <security@example..com>",
+        "Security <security@-example.com>",
+    ],
+)
+def test_a_sender_no_relay_takes_as_written_is_refused_at_start(sender: str) -> None:
+    """Such a sender was accepted, and every notice then failed for good (the envelope
+    could not carry it) with every account's address marked undeliverable."""
+    assert config_error(LEAKGUARD_MAIL_FROM=sender).startswith(
+        "invalid configuration: LEAKGUARD_MAIL_FROM: "
+    )
+
+
+@pytest.mark.parametrize(
+    "sender",
+    [
+        "Leakguard <security@localhost>",
+        "Sécurité <security@example.com>",  # a display name may be anything
+        "security@example.com (Security)",
+        "Security <security@[192.0.2.1]>",
+        "Security <sec.team+notices@mail.example.com>",
+    ],
+)
+def test_a_usable_sender_is_accepted(sender: str) -> None:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LEAKGUARD_MAIL_FROM", sender)
+        assert load_settings().mail_from == sender
+
+
+@pytest.mark.parametrize("variable", ["LEAKGUARD_SERVICE_NAME", "LEAKGUARD_TOTP_ISSUER"])
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("", "blank"),
+        ("   ", "blank"),
+        ("\u200b", "blank"),
+        ("Shop\nBcc: x@example.net", "U+000A"),
+        ("Shop\u202eevil", "U+202E"),
+        ("x" * 101, "101 characters"),
+    ],
+)
+def test_a_name_shown_in_notices_and_apps_must_be_readable(
+    variable: str, value: str, why: str
+) -> None:
+    """A blank service name had the warning read "your account with , the address ..."
+    and sign "The security team of"; a control character broke the sentence."""
+    message = config_error(**{variable: value})
+    assert message.startswith(f"invalid configuration: {variable}: ")
+    assert why in message
+
+
+def test_a_totp_issuer_with_a_colon_is_refused() -> None:
+    # otpauth://totp/Issuer:account: apps split the label at its first colon.
+    assert "colon" in config_error(LEAKGUARD_TOTP_ISSUER="Shop: Security")
+
+
+def test_names_are_trimmed_to_one_line_of_single_spaces() -> None:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LEAKGUARD_SERVICE_NAME", "  Example   Exchange ")
+        patch.setenv("LEAKGUARD_TOTP_ISSUER", " Example  Exchange")
+        settings = load_settings()
+    assert (settings.service_name, settings.totp_issuer) == ("Example Exchange",) * 2
