@@ -10,10 +10,13 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from redis.exceptions import RedisError
 
 from jobs.context import use_runtime
 from jobs.ingest.parts import (
@@ -26,10 +29,15 @@ from jobs.ingest.parts import (
 from jobs.ingest.pipeline import fault_notes
 from jobs.queues import make_worker, redis_connection, uses_fake_redis
 from jobs.reader.stream import LeakFormat
+from service.errors import JobError
 from service.leaks.catalogue import LeakFacts
 from service.leaks.counters import Counters
 from service.leaks.progress import ReadFaults
 from service.runtime import Runtime
+
+
+class QueueUnreachable(JobError):
+    """LEAKGUARD_REDIS_URL does not answer: no part can be handed to a worker."""
 
 
 @dataclass(slots=True)
@@ -128,9 +136,17 @@ def ingest_in_parts(
 
     Safe to run again: a finished file changes nothing, a split run resumes its parts (a
     part whose worker died is enqueued again while waiting). Raises LeakFileError,
-    IngestBusy, ValidationFailed (bad slug) or RedisError.
+    IngestBusy, ValidationFailed (bad slug) or QueueUnreachable (before anything is
+    recorded when Redis does not answer at the start; the same command resumes a run whose
+    Redis went away later).
     """
     started = time.monotonic()
+    connection = redis_connection(runtime.settings)
+    with _queue_errors(
+        "the queue is unreachable ({}): nothing recorded; start Redis or check "
+        "LEAKGUARD_REDIS_URL, then run the same command again"
+    ):
+        connection.ping()  # asked first: a refusal records nothing, as the checks' do
     plan = plan_parts(
         runtime,
         path,
@@ -157,34 +173,47 @@ def ingest_in_parts(
     )
     if plan.already_ingested:
         return report
-    connection = redis_connection(runtime.settings)
-    report.enqueued = len(enqueue_parts(runtime, plan.pending, connection))
-    if stop is not None and stop.is_set():
-        return report  # stopped before any part ran here: the same command resumes
-    if uses_fake_redis(runtime.settings):
-        # The embedded queue lives in this process: its worker must too.
-        report.in_process = True
-        use_runtime(runtime)
-        worker = make_worker(runtime.settings, connection, (PART_QUEUE,))
-        handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            worker.work(burst=True, logging_level="WARNING")
-        finally:
-            # rq installs its own handlers (a stop after the current part): put ours back,
-            # and pass on a stop it was asked for.
-            if threading.current_thread() is threading.main_thread():
-                for signum, handler in handlers.items():
-                    if handler is not None:
-                        signal.signal(signum, handler)
-        if stop is not None and getattr(worker, "_shutdown_requested_date", None) is not None:
-            stop.set()  # the parts it finished count; the rest wait for the same command
-    elif not wait:
+    with _queue_errors(
+        "the queue became unreachable ({}): the parts done are kept; run the same command "
+        "again to resume"
+    ):
+        report.enqueued = len(enqueue_parts(runtime, plan.pending, connection))
+        if stop is not None and stop.is_set():
+            return report  # stopped before any part ran here: the same command resumes
+        if uses_fake_redis(runtime.settings):
+            # The embedded queue lives in this process: its worker must too.
+            report.in_process = True
+            use_runtime(runtime)
+            worker = make_worker(runtime.settings, connection, (PART_QUEUE,))
+            signals = (signal.SIGINT, signal.SIGTERM)
+            handlers = {signum: signal.getsignal(signum) for signum in signals}
+            try:
+                worker.work(burst=True, logging_level="WARNING")
+            finally:
+                # rq installs its own handlers (a stop after the current part): put ours back,
+                # and pass on a stop it was asked for.
+                if threading.current_thread() is threading.main_thread():
+                    for signum, handler in handlers.items():
+                        if handler is not None:
+                            signal.signal(signum, handler)
+            if stop is not None and getattr(worker, "_shutdown_requested_date", None) is not None:
+                stop.set()  # the parts it finished count; the rest wait for the same command
+        elif not wait:
+            return report
+        done = wait_for_parts(runtime, plan, connection, on_progress=on_progress, stop=stop)
+        report.waited = True
+        report.complete = done.done
+        report.file_unreadable = done.stopped
+        report.faults = done.faults
+        report.added = done.totals.minus(plan.before)
+        report.seconds = time.monotonic() - started
         return report
-    done = wait_for_parts(runtime, plan, connection, on_progress=on_progress, stop=stop)
-    report.waited = True
-    report.complete = done.done
-    report.file_unreadable = done.stopped
-    report.faults = done.faults
-    report.added = done.totals.minus(plan.before)
-    report.seconds = time.monotonic() - started
-    return report
+
+
+@contextmanager
+def _queue_errors(message: str) -> Iterator[None]:
+    """Turn Redis's errors into QueueUnreachable with ``message`` (``{}``: the error)."""
+    try:
+        yield
+    except RedisError as exc:
+        raise QueueUnreachable(message.format(exc)) from None

@@ -279,6 +279,27 @@ def test_a_worker_whose_redis_is_unreachable_says_so_in_one_line(
     assert "Traceback" not in result.stderr
 
 
+def test_an_enqueued_ingest_whose_redis_is_unreachable_says_so_and_records_nothing(
+    runtime: Runtime, db_url: str, tmp_path: Path
+) -> None:
+    """It was a redis ConnectionError traceback, and the leak stayed recorded as an
+    interrupted file of 0 records, though a refusal records nothing."""
+    env = cli_env(db_url, tmp_path / "instance", LEAKGUARD_REDIS_URL="redis://127.0.0.1:1/0")
+    leak = tmp_path / "leak.txt"
+    leak.write_text("".join(f"user{n}@example.org\n" for n in range(20)))
+    result = run_leakguard(env, "ingest", str(leak), "--leak", "zz", "--enqueue", cwd=tmp_path)
+    assert result.returncode == 1
+    line = one_error_line(result)
+    assert line.startswith("Error: the queue is unreachable (")
+    assert line.endswith(
+        "nothing recorded; start Redis or check LEAKGUARD_REDIS_URL, then run the same "
+        "command again"
+    )
+    shown = run_leakguard(env, "leaks", "show", "zz", cwd=tmp_path)
+    assert shown.returncode == 1
+    assert "zz" in one_error_line(shown)
+
+
 @pytest.mark.redis
 def test_a_burst_worker_logs_at_leakguard_log_level(
     runtime: Runtime, db_url: str, redis_url: str, tmp_path: Path
