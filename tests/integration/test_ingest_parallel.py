@@ -38,12 +38,13 @@ def postgres_only(db_url: str) -> str:
 
 
 def environment(db_url: str, redis_url: str, instance: Path) -> dict[str, str]:
-    """The workers' environment."""
+    """The workers' environment; at INFO, rq logs each job a worker takes."""
     return cli_env(
         db_url,
         instance,
         LEAKGUARD_REDIS_URL=redis_url,
         LEAKGUARD_INGEST_CHUNK_RECORDS=str(CHUNK_RECORDS),
+        LEAKGUARD_LOG_LEVEL="INFO",
     )
 
 
