@@ -70,13 +70,14 @@ def leak_fact_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def leak_facts(observed_at: str | None, names: dict[str, str | None]) -> LeakFacts:
-    """The facts given on the command line; one line and exit 1 for a bad date or name."""
+    """The facts given on the command line: a value that is no date is a usage error (exit
+    2); a date in the future or a bad name, one line and exit 1."""
     day = None
     if observed_at is not None:
         try:
             day = date.fromisoformat(observed_at.strip())
         except ValueError:
-            raise click.ClickException(
+            raise click.UsageError(
                 f"--observed-at takes a date like 2019-11-01, not {observed_at!r}"
             ) from None
         check_observed_at(day, now=utcnow())

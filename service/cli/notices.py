@@ -145,10 +145,11 @@ def _ids(text: str | None) -> list[int] | None:
     if text is None:
         return None
     ids = [read_whole_number(part) for part in text.replace(",", " ").split()]
+    # A usage error (exit 2), as any other malformed option value is.
     if None in ids:  # not digits, or beyond any id (the database would refuse to compare)
-        raise click.ClickException(f"--ids takes notice ids like 12,15,40, not {text!r}")
+        raise click.UsageError(f"--ids takes notice ids like 12,15,40, not {text!r}")
     if not ids:
-        raise click.ClickException("--ids names no notice")
+        raise click.UsageError("--ids names no notice")
     return [number for number in ids if number is not None]
 
 

@@ -134,8 +134,9 @@ def test_a_bad_leak_date_is_refused_in_one_line_and_records_nothing(
     path = leak_file(runtime, tmp_path)
     before = row_counts(runtime)
     unparseable = invoke(runner, "ingest", str(path), "--leak", SLUG, "--observed-at", "1.11.2019")
-    assert one_error_line(unparseable) == (
-        "Error: --observed-at takes a date like 2019-11-01, not '1.11.2019'"
+    assert unparseable.exit_code == 2  # a malformed option value: a usage error
+    assert one_error_line(unparseable).startswith(
+        "Error: --observed-at takes a date like 2019-11-01, not '1.11.2019' (see "
     )
     future = invoke(runner, "ingest", str(path), "--leak", SLUG, "--observed-at", "2999-01-01")
     line = one_error_line(future)

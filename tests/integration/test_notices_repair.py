@@ -111,13 +111,13 @@ def test_retry_puts_failed_warnings_back_and_clears_their_backoff(
         actions = session.scalars(select(AuditEvent.action)).all()
     assert actions.count("campaign.retried") == 2
 
-    bad = invoke(runner, "notices", "retry", "--leak", LEAK, "--ids", "12,x")
-    assert one_error_line(bad) == "Error: --ids takes notice ids like 12,15,40, not '12,x'"
-    # Beyond any id the database holds, another script's digits: one line, not a traceback.
-    for ids in (f"12,{2**63}", "12,١٢"):
-        beyond = invoke(runner, "notices", "retry", "--leak", LEAK, "--ids", ids)
-        assert beyond.exit_code == 1, ids
-        assert one_error_line(beyond) == f"Error: --ids takes notice ids like 12,15,40, not {ids!r}"
+    # A malformed --ids is a usage error, exit 2, as any malformed option value; beyond any
+    # id the database holds, or another script's digits: one line, not a traceback.
+    for ids in ("12,x", f"12,{2**63}", "12,١٢"):
+        bad = invoke(runner, "notices", "retry", "--leak", LEAK, "--ids", ids)
+        assert bad.exit_code == 2, ids
+        line = one_error_line(bad)
+        assert line.startswith(f"Error: --ids takes notice ids like 12,15,40, not {ids!r} (see ")
 
 
 def test_cancel_stops_every_unsent_warning_and_counts_those_gone_out(
