@@ -63,7 +63,7 @@ class Settings(BaseSettings):
     mail_dir: Path | None = None
     mail_from: str = "Leakguard <security@localhost>"
     # Messages a second from each delivering process (0: as fast as the server takes them).
-    mail_rate: Annotated[float, Field(ge=0)] = 0.0
+    mail_rate: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
     # Named in the notices: "your account with <service_name>" ("us" when unset).
     service_name: str = "us"
     # Where a person changes the address of their account: named in the warning as an
@@ -210,9 +210,12 @@ class Settings(BaseSettings):
     @classmethod
     def _rate_limit(cls, value: str) -> str:
         try:
-            parse_many(value)
+            items = parse_many(value)
         except ValueError:
             raise ValueError("must be a rate limit such as 50/second or 5/15minutes") from None
+        # "0/second" parses, and refuses every request: a typo, never a limit anyone wants.
+        if not items or any(item.amount < 1 or item.multiples < 1 for item in items):
+            raise ValueError("must allow at least 1 request, such as 50/second or 5/15minutes")
         return value
 
     @field_validator("events_push_url", "events_issuer")

@@ -35,6 +35,7 @@ from service.db import rowcount
 from service.errors import NotFound, ValidationFailed
 from service.events.emit import record_step_up_locked
 from service.models import Account, TotpCredential
+from service.readable_text import TextFault, text_fault
 from service.stepup import devices, hold, throttle
 from service.stepup.services import StepUp
 
@@ -68,6 +69,33 @@ def _raise_epoch(session: Session, account_id: int) -> None:
         .values(security_epoch=Account.security_epoch + 1)
         .execution_options(synchronize_session=False)
     )
+
+
+def support_reason(reason: str | None, *, required: bool = False) -> str | None:
+    """Support's reason as stored: each run of whitespace one space (a reason pasted from a
+    ticket keeps its tabs and line breaks); None when blank and not ``required``.
+
+    Raises ValidationFailed for a blank required reason, a control or bidirectional
+    formatting character (the audit log shows the reason as written), or more than
+    ``hold.MAX_REASON_CHARS`` characters.
+    """
+    text = " ".join((reason or "").split())
+    if not text:
+        if required:
+            raise ValidationFailed(
+                f"say why the hold can end (1-{hold.MAX_REASON_CHARS} characters)"
+            )
+        return None
+    match text_fault(text, limit=hold.MAX_REASON_CHARS):
+        case (TextFault.CONTROL, char):
+            raise ValidationFailed(
+                f"the reason may not hold a control or invisible formatting character ({char})"
+            )
+        case (TextFault.TOO_LONG, length):
+            raise ValidationFailed(
+                f"the reason is {length} characters long; at most {hold.MAX_REASON_CHARS}"
+            )
+    return text
 
 
 def _audit(
@@ -105,6 +133,7 @@ def lock_step_up(
     """Block every step-up method of the account until support unlocks it; raise the
     security epoch (earlier assurance tokens are void) and tell the login service (the
     account is disabled while the block stands). Raises NotFound. Does not commit."""
+    reason = support_reason(reason)
     account = _account(session, external_id)
     changed = throttle.block(session, step_up.subject(external_id), now=now)
     if changed:
@@ -122,6 +151,7 @@ def reset_totp(
     without the assurance token ``StepUp.remove_totp`` asks of the person: support vouches
     instead, and the audit row says who. Raises the security epoch. Raises NotFound. Does
     not commit."""
+    reason = support_reason(reason)
     account = _account(session, external_id)
     removed = rowcount(
         session.execute(delete(TotpCredential).where(TotpCredential.account_id == account.id))
@@ -137,6 +167,7 @@ def revoke_trusted_devices(
     session: Session, external_id: str, *, actor: str, now: datetime, reason: str | None = None
 ) -> SupportChange:
     """End every trusted device of the account. Raises NotFound. Does not commit."""
+    reason = support_reason(reason)
     account = _account(session, external_id)
     ended = devices.end_trust(session, [account.id])
     action = "step_up.devices_revoked"
@@ -157,6 +188,7 @@ def force_step_up(
     assurance token issued before (the security epoch rises), and hold the account (until
     a passed step-up, support's clear, or ``expires_in``; None: no end of its own). Raises
     NotFound, or ValidationFailed for a hold time out of bounds. Does not commit."""
+    reason = support_reason(reason)
     account = _account(session, external_id)
     until = hold.place_hold(
         session, account.id, actor=actor, reason=reason, expires_in=expires_in, now=now
@@ -185,9 +217,7 @@ def clear_support_hold(
     """Support's end of a hold ``force_step_up`` placed: sign-ins step up again only where
     the risk policy asks for it. ``changed`` False when no hold stood (still audited).
     Raises NotFound, or ValidationFailed without a reason. Does not commit."""
-    reason = reason.strip()
-    if not reason or len(reason) > hold.MAX_REASON_CHARS:
-        raise ValidationFailed(f"say why the hold can end (1-{hold.MAX_REASON_CHARS} characters)")
+    reason = support_reason(reason, required=True) or ""
     account = _account(session, external_id)
     ended = hold.release_hold(session, account.id, by=actor, reason=reason, now=now)
     action = "step_up.hold_cleared" if ended else "step_up.hold_clear_noop"

@@ -115,3 +115,25 @@ def test_bad_hold_options_are_one_line_and_change_nothing(
     assert one_error_line(unknown) == "Error: no account with the id 'nobody'"
     assert risk(runtime, "jane").decision is Decision.ALLOW
     assert actions(runtime) == []
+
+
+def test_a_support_reason_is_one_line_of_plain_characters(
+    runtime: Runtime, runner: FlaskCliRunner
+) -> None:
+    # Before: a reason with a BEL or a bidi override was stored and shown in the audit log
+    # as written; one pasted with tabs or line breaks kept them.
+    make_account(runtime, "jane", "jane@example.org")
+    for command in ("lock", "force-step-up", "revoke-devices", "reset-totp"):
+        for reason in ("x\x07", "ticket \u202e42"):
+            refused = invoke(runner, "accounts", command, "jane", "--reason", reason)
+            assert refused.exit_code == 1, (command, reason)
+            assert one_error_line(refused).startswith(
+                "Error: the reason may not hold a control or invisible formatting character"
+            ), command
+    assert actions(runtime) == []
+    taken = invoke(runner, "accounts", "lock", "jane", "--reason", "ticket\t42\nlost phone")
+    assert taken.exit_code == 0, taken.output
+    with runtime.db.read_session() as session:
+        detail = session.scalars(select(AuditEvent.detail)).one()
+    assert detail is not None
+    assert detail["reason"] == "ticket 42 lost phone"

@@ -307,3 +307,23 @@ def test_names_are_trimmed_to_one_line_of_single_spaces() -> None:
         patch.setenv("LEAKGUARD_TOTP_ISSUER", " Example  Exchange")
         settings = load_settings()
     assert (settings.service_name, settings.totp_issuer) == ("Example Exchange",) * 2
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "error"),
+    [
+        # Each parsed, and then refused every request (or, for the mail rate, sent nothing):
+        # a typo the operator learns of from the first sign-in or campaign.
+        ("LEAKGUARD_RATE_LIMIT_RISK", "0/second", "must allow at least 1 request"),
+        ("LEAKGUARD_RATE_LIMIT_STEP_UP", "10/minute;0/hour", "must allow at least 1 request"),
+        ("LEAKGUARD_RATE_LIMIT_RISK", "fast", "must be a rate limit such as 50/second"),
+        ("LEAKGUARD_MAIL_RATE", "inf", "finite number"),
+        ("LEAKGUARD_MAIL_RATE", "nan", "finite number"),
+    ],
+)
+def test_a_rate_that_no_request_or_message_can_pass_is_refused_at_start(
+    variable: str, value: str, error: str
+) -> None:
+    message = config_error(**{variable: value})
+    assert message.startswith(f"invalid configuration: {variable}: "), message
+    assert error in message, message
