@@ -154,20 +154,28 @@ def test_two_servers_on_one_host_do_not_collide(
         assert "Traceback" not in text, text
 
 
+def run_gunicorn(
+    env: dict[str, str], *args: str, check: bool = False, cpus: set[int] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """gunicorn with deploy/gunicorn.conf.py and ``args``, run to its end (60 s at most)."""
+    return subprocess.run(
+        [str(GUNICORN), "-c", str(CONFIG), *args, "service.app:create_app()"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=check,
+        preexec_fn=None if cpus is None else lambda: os.sched_setaffinity(0, cpus),
+    )
+
+
 def test_production_server_refuses_wrong_settings_before_any_worker(
     db_url: str, tmp_path: Path
 ) -> None:
     env = cli_env(db_url, tmp_path / "instance", HOME=str(tmp_path), LEAKGUARD_ENV="production")
     env["GUNICORN_BIND"] = f"127.0.0.1:{free_port()}"
-    finished = subprocess.run(
-        [str(GUNICORN), "-c", str(CONFIG), "service.app:create_app()"],
-        cwd=ROOT,
-        env={k: v for k, v in env.items() if k != "PROMETHEUS_MULTIPROC_DIR"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    finished = run_gunicorn({k: v for k, v in env.items() if k != "PROMETHEUS_MULTIPROC_DIR"})
     assert finished.returncode != 0
     output = finished.stdout + finished.stderr
     assert "Booting worker" not in output
@@ -185,15 +193,7 @@ def test_server_refuses_another_hash_key_than_the_database_before_any_worker(
         session.add(KeyFingerprint(name=HASH_KEY, fingerprint=other))
     env = cli_env(db_url, tmp_path / "instance", HOME=str(tmp_path))
     env["GUNICORN_BIND"] = f"127.0.0.1:{free_port()}"
-    finished = subprocess.run(
-        [str(GUNICORN), "-c", str(CONFIG), "service.app:create_app()"],
-        cwd=ROOT,
-        env={k: v for k, v in env.items() if k != "PROMETHEUS_MULTIPROC_DIR"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    finished = run_gunicorn({k: v for k, v in env.items() if k != "PROMETHEUS_MULTIPROC_DIR"})
     assert finished.returncode == 2
     output = finished.stdout + finished.stderr
     assert "Booting worker" not in output
@@ -206,16 +206,7 @@ def printed_config(tmp_path: Path, cpus: set[int], **extra: str) -> dict[str, st
     ``cpus`` with ``extra`` in an environment free of GUNICORN_* settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GUNICORN_", "LEAKGUARD_"))}
     env.update(PROMETHEUS_MULTIPROC_DIR=str(tmp_path), **extra)
-    finished = subprocess.run(
-        [str(GUNICORN), "-c", str(CONFIG), "--print-config", "service.app:create_app()"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-        preexec_fn=lambda: os.sched_setaffinity(0, cpus),
-    )
+    finished = run_gunicorn(env, "--print-config", check=True, cpus=cpus)
     values = {}
     for line in finished.stdout.splitlines():
         name, _, value = line.partition("=")
@@ -253,15 +244,7 @@ def test_a_bad_server_size_is_one_line_and_exit_2(
     (exit 1), and GUNICORN_WORKERS=0 a server that started and never answered."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GUNICORN_", "LEAKGUARD_"))}
     env.update(PROMETHEUS_MULTIPROC_DIR=str(tmp_path), **{variable: value})
-    finished = subprocess.run(
-        [str(GUNICORN), "-c", str(CONFIG), "--print-config", "service.app:create_app()"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    finished = run_gunicorn(env, "--print-config")
     assert finished.returncode == 2
     assert finished.stderr.splitlines() == [
         f"Error: {variable} must be a whole number of at least {least}"
