@@ -71,20 +71,15 @@ def _raise_epoch(session: Session, account_id: int) -> None:
     )
 
 
-def support_reason(reason: str | None, *, required: bool = False) -> str | None:
+def support_reason(reason: str | None) -> str | None:
     """Support's reason as stored: each run of whitespace one space (a reason pasted from a
-    ticket keeps its tabs and line breaks); None when blank and not ``required``.
+    ticket brings tabs and line breaks); None when blank.
 
-    Raises ValidationFailed for a blank required reason, a control or bidirectional
-    formatting character (the audit log shows the reason as written), or more than
-    ``hold.MAX_REASON_CHARS`` characters.
+    Raises ValidationFailed for a control or bidirectional formatting character (the audit
+    log shows the reason as written), or more than ``hold.MAX_REASON_CHARS`` characters.
     """
     text = " ".join((reason or "").split())
     if not text:
-        if required:
-            raise ValidationFailed(
-                f"say why the hold can end (1-{hold.MAX_REASON_CHARS} characters)"
-            )
         return None
     match text_fault(text, limit=hold.MAX_REASON_CHARS):
         case (TextFault.CONTROL, char):
@@ -217,7 +212,10 @@ def clear_support_hold(
     """Support's end of a hold ``force_step_up`` placed: sign-ins step up again only where
     the risk policy asks for it. ``changed`` False when no hold stood (still audited).
     Raises NotFound, or ValidationFailed without a reason. Does not commit."""
-    reason = support_reason(reason, required=True) or ""
+    given = support_reason(reason)
+    if given is None:
+        raise ValidationFailed(f"say why the hold can end (1-{hold.MAX_REASON_CHARS} characters)")
+    reason = given
     account = _account(session, external_id)
     ended = hold.release_hold(session, account.id, by=actor, reason=reason, now=now)
     action = "step_up.hold_cleared" if ended else "step_up.hold_clear_noop"
