@@ -10,6 +10,10 @@ than the API's own:
   server has not read which page was asked for, so the staff site gets it too.
 - The head it parsed goes to the app (``service.ops.head``), which refuses one past the
   documented limits with its own answer: problem+json, or the staff site's page.
+- A body whose framing is malformed (a chunk size that is no number, a chunk without its
+  CRLF, bad trailers) raised gunicorn's parse error inside the app, which answered it as
+  an unhandled error (500, with a traceback in the log). Reading it now raises werkzeug's
+  BadRequest, which the app answers 400 as it answers its own.
 
 gunicorn ships no types: the overrides are typed as far as ours go.
 """
@@ -22,7 +26,10 @@ from collections.abc import Callable, Iterable
 from typing import Any, Final
 
 from gunicorn import util
+from gunicorn.http.errors import ChunkMissingTerminator, InvalidChunkSize, NoMoreData
+from gunicorn.http.errors import ParseException as GunicornParseError
 from gunicorn.workers.gthread import ThreadWorker
+from werkzeug.exceptions import BadRequest
 from werkzeug.http import HTTP_STATUS_CODES
 
 from service.errors import PROBLEM_BASE
@@ -76,6 +83,7 @@ class ProblemWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn ships no ty
             head = getattr(heads, "current", None)
             if head is not None:
                 environ[ENVIRON_KEY] = head
+            environ["wsgi.input"] = CheckedBody(environ["wsgi.input"])
             return app(environ, start_response)
 
         self.wsgi = with_head
@@ -100,6 +108,52 @@ class ProblemWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn ships no ty
             util.write_nonblock(client, problem_answer(page.status()))
         except Exception:  # noqa: BLE001  (the client is gone: as gunicorn, nothing to do)
             self.log.debug("Failed to send error message.")
+
+
+class CheckedBody:
+    """gunicorn's request body (``wsgi.input``), whose framing errors are the client's:
+    werkzeug's BadRequest (400) instead of gunicorn's parse error (an unhandled 500).
+
+    gunicorn has marked the body failed by then, so the connection closes after the
+    answer: where the next request would start is unknown.
+    """
+
+    def __init__(self, body: Any) -> None:
+        self._body = body
+
+    def read(self, size: int | None = None) -> bytes:
+        data: bytes = self._checked(self._body.read, size)
+        return data
+
+    def readline(self, size: int | None = None) -> bytes:
+        line: bytes = self._checked(self._body.readline, size)
+        return line
+
+    def readlines(self, hint: int | None = None) -> list[bytes]:
+        lines: list[bytes] = self._checked(self._body.readlines, hint)
+        return lines
+
+    def __iter__(self) -> CheckedBody:
+        return self
+
+    def __next__(self) -> bytes:
+        line = self.readline()
+        if not line:
+            raise StopIteration
+        return line
+
+    @staticmethod
+    def _checked(read: Callable[[int | None], Any], size: int | None) -> Any:
+        try:
+            return read(size)
+        except (InvalidChunkSize, ChunkMissingTerminator) as exc:
+            raise BadRequest(
+                "the request body is not valid chunked transfer coding (RFC 9112 section 7.1)"
+            ) from exc
+        except GunicornParseError as exc:
+            raise BadRequest("the request body's framing is not valid HTTP/1.1") from exc
+        except NoMoreData as exc:
+            raise BadRequest("the request body ended before its end: the client stopped") from exc
 
 
 class _GunicornsPage:

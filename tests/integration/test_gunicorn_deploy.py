@@ -323,9 +323,11 @@ def raw_request(base: str, head: bytes) -> tuple[int, str, bytes]:
     return int(status_line.split()[1]), media, body
 
 
-def request_head(target: str, headers: list[tuple[str, str]] | None = None) -> bytes:
+def request_head(
+    target: str, headers: list[tuple[str, str]] | None = None, method: str = "GET"
+) -> bytes:
     fields = [("Host", "localhost"), *(headers or []), ("Connection", "close")]
-    lines = [f"GET {target} HTTP/1.1", *(f"{name}: {value}" for name, value in fields)]
+    lines = [f"{method} {target} HTTP/1.1", *(f"{name}: {value}" for name, value in fields)]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
@@ -343,8 +345,11 @@ def test_every_refusal_of_a_request_head_is_problem_json_or_the_staff_page(
     under /v1, the staff site's page under /staff; past the server's own maximums (a
     request line over 8,190 bytes) the worker still answers problem+json, as it does
     malformed HTTP."""
-    key = make_api_key(runtime, Scope.ACCOUNTS_READ)
+    key = make_api_key(runtime, Scope.ACCOUNTS_READ, Scope.RISK_CHECK)
     auth = [("Authorization", f"Bearer {key}")]
+    chunked = [("Transfer-Encoding", "chunked")]
+    json_type = [("Content-Type", "application/json")]
+    form_type = [("Content-Type", "application/x-www-form-urlencoded")]
     env = cli_env(db_url, tmp_path / "instance", HOME=str(tmp_path))
     many = [(f"X-Extra-{n}", "1") for n in range(150)]
     long_field = [("X-Long", "a" * 9000)]
@@ -368,6 +373,16 @@ def test_every_refusal_of_a_request_head_is_problem_json_or_the_staff_page(
             431,
         ),
         "not HTTP": (b"HELLO\r\n\r\n", 400),
+        # a body whose chunked framing is malformed: was gunicorn's parse error in the
+        # app, an unhandled 500 with a traceback in the log
+        "bad chunk": (
+            request_head("/v1/risk/check", auth + json_type + chunked, "POST") + b"ZZ\r\n{}\r\n",
+            400,
+        ),
+        "staff bad chunk": (
+            request_head("/staff/login", form_type + chunked, "POST") + b"3\r\na=bXX0\r\n\r\n",
+            400,
+        ),
     }
     with gunicorn(env, tmp_path / "server.log") as base:
         answers = {name: raw_request(base, head) for name, (head, _) in cases.items()}
@@ -393,5 +408,7 @@ def test_every_refusal_of_a_request_head_is_problem_json_or_the_staff_page(
         "request_header_fields_too_large"
     )
     assert login_page[0] == 200
+    assert "chunked transfer coding" in json.loads(answers["bad chunk"][2])["detail"]
     log = (tmp_path / "server.log").read_text()
     assert "Traceback" not in log
+    assert "unhandled error" not in log
