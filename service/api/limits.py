@@ -9,7 +9,9 @@ it, in this process's memory. When Redis cannot be reached the request fails clo
 503: an attacker must not be able to switch the limits off by overloading their store.
 Per-client limits key on the authenticated client's id, so every spelling of one key
 shares one budget; requests without a valid key count against their IP, and failed
-authentications have a budget of their own per IP.
+authentications have a budget of their own per IP. Per-client limits are checked before
+the view; budgets per account or address are checked by the view's domain step, where its
+request is known to count (``Budgets``).
 """
 
 from __future__ import annotations
