@@ -9,6 +9,8 @@ import shutil
 import sys
 import tempfile
 
+from service.ops.head import SERVER_HEADER_LINE_BYTES, SERVER_HEADERS, SERVER_REQUEST_LINE_BYTES
+
 
 def _whole(name, default, least):
     """The variable ``name`` as a whole number of at least ``least``; else one line, exit 2.
@@ -36,7 +38,9 @@ _cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os
 # 2 x CPUs + 1 workers (gthread or sync) on the same machine. A request spends part of its
 # time waiting on PostgreSQL and Redis: the threads fill that wait.
 workers = _whole("GUNICORN_WORKERS", _cpus, 1)
-worker_class = "gthread"
+# gunicorn's gthread worker whose own refusals are problem+json, like every API error,
+# and which hands the app the head it parsed (service/ops/server.py).
+worker_class = "service.ops.server.ProblemWorker"
 threads = _whole("GUNICORN_THREADS", 4, 1)
 # The login service waits on us during sign-in: fail fast rather than queue forever.
 timeout = _whole("GUNICORN_TIMEOUT", 30, 0)  # 0: no timeout, as gunicorn reads it
@@ -52,9 +56,15 @@ accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-") or None
 errorlog = "-"
 # Every line gunicorn writes passes the address mask, like the app's own logs.
 logger_class = "service.logs.GunicornLogger"
-# The longest request line gunicorn reads (its own maximum): a longer /v1 URI then reaches
-# the app, which answers it as problem+json; past this gunicorn answers its own plain 414.
-limit_request_line = 8190
+# What gunicorn reads of a request head before refusing it itself: more than the app's
+# documented limits (service/ops/head.py: a request line of 8,000 bytes, header lines of
+# 8,190, 100 headers), so that the app refuses such a head with its own answer
+# (problem+json, or the staff site's page). 8,190 is the longest request line gunicorn
+# reads at all; the header limits bound what one connection's head may hold in memory
+# (200 x 16 KiB). Past them the worker still answers problem+json.
+limit_request_line = SERVER_REQUEST_LINE_BYTES
+limit_request_field_size = SERVER_HEADER_LINE_BYTES
+limit_request_fields = SERVER_HEADERS
 # gunicorn 25.1+ opens a control socket at $XDG_RUNTIME_DIR/gunicorn.ctl or
 # ~/.gunicorn/gunicorn.ctl: one path per user, so a second instance on the host (a
 # blue-green deploy, the benchmark beside the service) would take the first one's socket.

@@ -140,6 +140,10 @@ class ImportReport:
         }
 
     def summary(self) -> str:
+        if not self.rows:
+            # "0 rows: 0 created, ..." of a file that holds its header alone read like a
+            # reading that failed; say what the file held.
+            return "0 rows: the file holds a header and no account rows below it; nothing changed"
         text = (
             f"{self.rows} rows: {self.created} created, {self.updated} updated, "
             f"{self.unchanged} unchanged, {self.invalid} invalid"
@@ -304,9 +308,15 @@ def _read_batches(runtime: Runtime, path: Path, size: int) -> Iterator[_Batch]:
         batches = _text_lines(raw, path)
         head = next(batches, [])
         above = 0  # lines above the header: Excel's "sep=" line
+        sep_line = None
         if head and _SEP_LINE.fullmatch(head[0].rstrip("\r\n")):
             above = 1
+            sep_line = head[0].strip().lstrip("\ufeff")
             head = head[1:] or next(batches, [])
+        if not head or not head[0].strip():
+            raise ImportFileError(
+                _no_header(path, sep_line, blank_line=above + 1 if head else None)
+            )
         # The header is its first line, read alone: a stray quote in it cannot swallow rows.
         columns = _header_columns(csv.reader(head[:1], shape.dialect), path)
         checker = _BatchChecker(runtime.keys, columns)
@@ -581,11 +591,40 @@ def _sniff(sample: str) -> type[csv.Dialect] | str:
     return dialect
 
 
+def _no_header(path: Path, sep_line: str | None, *, blank_line: int | None) -> str:
+    """Why a file without a header line holds nothing to import, in words true of it.
+
+    A file of Excel's ``sep=;`` line alone, or of a byte-order mark alone, was called
+    "empty", and a blank line where the header belongs was read as a header naming
+    nothing ("missing: external_id, email"). ``blank_line``: the number of the blank line
+    where the header should be; None when no line follows (``sep_line``, if any).
+    """
+    wanted = (
+        "the header must come first (below a sep= line, if any) and name the columns "
+        "external_id and email"
+    )
+    if blank_line is not None:
+        where = "below Excel's sep= line" if sep_line else "the first line"
+        return f"{path} holds no header: line {blank_line} ({where}) is blank; {wanted}"
+    if sep_line is not None:
+        # The line matched _SEP_LINE: "sep=" and one delimiter, never account data.
+        return f"{path} holds only Excel's {sep_line!r} line: no header and no accounts"
+    if _file_size(path) > 0:
+        # Bytes but no line: all the file held was the byte-order mark open_text skips.
+        return f"{path} holds only a byte-order mark: no header and no accounts"
+    return f"{path} is empty: no header and no accounts"
+
+
+def _file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
 def _header_columns(reader: Any, path: Path) -> dict[str, int]:
     try:
         header = next(reader)
-    except StopIteration:
-        raise ImportFileError(f"{path} is empty") from None
     except csv.Error:
         raise ImportFileError(f"{path}: the first line is not a CSV header") from None
     names = [cell.strip().strip('"').lower() for cell in header]

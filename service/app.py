@@ -14,7 +14,7 @@ from service.app_base import install, package_version, prepare
 from service.config import Settings
 from service.ops.health import register_health
 from service.ops.metrics import register_metrics
-from service.ops.requests import register_request_ids
+from service.ops.requests import register_head_limits, register_request_ids
 from service.staff.views import register_staff
 from service.web.email_change import pages
 from service.web.routing import keep_slashes_in_ids, register_converters
@@ -68,5 +68,6 @@ def create_app(
     register_health(app, runtime)
     register_metrics(app, runtime)
     register_request_ids(app)
+    register_head_limits(app)
     register_well_known(app)
     return app

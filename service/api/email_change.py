@@ -25,7 +25,7 @@ from service.api.email_change_schemas import (
     LinkTokenBody,
     PendingEmailChangeOut,
 )
-from service.api.limits import rate_limit
+from service.api.limits import admit, rate_limit
 from service.api.problems import problem_responses
 from service.api.schemas import AccountPath, answer
 from service.clients import Scope
@@ -88,31 +88,6 @@ def new_address_key() -> str:
     return "email-change-address:" + (key.hex() if key else "none")
 
 
-# The refusals a request reaches only with a valid assurance token (the token is checked
-# first): they count against the per-account and per-address budgets, so that one step-up
-# cannot probe addresses without bound. A refusal before it (no, a forged, an expired or
-# another account's token; an unknown account; a malformed body) counts only against the
-# client's budget: whoever can send those must not use up the owner's.
-REFUSALS_AFTER_ASSURANCE = frozenset(
-    {"address_in_use", "address_leaked", "address_unchanged", "invalid_email", "cooling_off"}
-)
-
-
-def counts_after_assurance(response: Response) -> bool:
-    """Whether a self-service request counts against the account's and the address's
-    budget: it was accepted, or refused after its assurance token was found valid."""
-    if 200 <= response.status_code < 300:
-        return True
-    body = response.get_json(silent=True) if response.is_json else None
-    return isinstance(body, dict) and body.get("code") in REFUSALS_AFTER_ASSURANCE
-
-
-def counts_when_accepted(response: Response) -> bool:
-    """Whether a request counts against its per-account budget: only when accepted (a
-    resend with nothing pending, an assisted request refused, do not)."""
-    return 200 <= response.status_code < 300
-
-
 def send_after_answer(rt: Runtime, response: Response, step: ChangeStep) -> None:
     """Hand the step's messages to the queue once the answer is sent: the high queue for
     an account with an open exposure, ahead of any campaign. The rows are committed, so a
@@ -145,7 +120,6 @@ def change_out(view: ChangeView, *, address_restored: bool | None = None) -> Ema
     "rate_limit_step_up",
     ("rate_limit_email_change_account", account_key),
     ("rate_limit_email_change_address", new_address_key),
-    counts=counts_after_assurance,
 )
 def start_email_change(path: AccountPath, body: EmailChangeBody) -> Response:
     """Ask to move the account to `new_email`; the new mailbox must confirm.
@@ -162,7 +136,7 @@ def start_email_change(path: AccountPath, body: EmailChangeBody) -> Response:
     and leaves the assurance token unspent.
     """
     rt = runtime()
-    tools, actor, now = ChangeTools.of(rt), _actor(), utcnow()
+    tools, actor, now = ChangeTools.of(rt, admit=admit), _actor(), utcnow()
     # Two requests at once: the loser of the one-open-request race runs again, and then
     # replaces the winner's request (or finds the token spent).
     step = run_in_transaction(
@@ -236,7 +210,6 @@ def cancel_email_change(path: AccountPath) -> tuple[str, int]:
 @rate_limit(
     "rate_limit_step_up",
     ("rate_limit_email_change_resend", account_key),
-    counts=counts_when_accepted,
 )
 def resend_email_change(path: AccountPath) -> Response:
     """Send the confirmation again, as a new link valid for 24 hours (the earlier link stops
@@ -244,7 +217,7 @@ def resend_email_change(path: AccountPath) -> Response:
     rt = runtime()
     with rt.db.transaction() as session:
         step = resend_confirmation(
-            session, ChangeTools.of(rt), path.external_id, actor=_actor(), now=utcnow()
+            session, ChangeTools.of(rt, admit=admit), path.external_id, actor=_actor(), now=utcnow()
         )
     response = answer(change_out(step.view), 202)
     send_after_answer(rt, response, step)
@@ -262,7 +235,6 @@ def resend_email_change(path: AccountPath) -> Response:
     "rate_limit_step_up",
     ("rate_limit_email_change_account", account_key),
     ("rate_limit_email_change_address", new_address_key),
-    counts=counts_when_accepted,
 )
 def assisted_email_change(path: AccountPath, body: AssistedChangeBody) -> Response:
     """Support files a change for someone who lost the old mailbox: it waits for review
@@ -271,7 +243,7 @@ def assisted_email_change(path: AccountPath, body: AssistedChangeBody) -> Respon
     An account with an open support-assisted request: 409 `assisted_request_open` (its
     `ticket`), unless `cancel_open_request` is true."""
     rt = runtime()
-    tools, actor, now = ChangeTools.of(rt), _actor(), utcnow()
+    tools, actor, now = ChangeTools.of(rt, admit=admit), _actor(), utcnow()
     view = run_in_transaction(
         rt.db,
         lambda session: request_assisted(

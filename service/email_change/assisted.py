@@ -93,7 +93,8 @@ def request_assisted(
     ``replaced``, audited. An open self-service request is replaced, as a newer
     self-service one would replace it (audited ``email_change.replaced``). Raises NotFound,
     ValidationFailed, InvalidEmail, AddressUnchanged, AddressInUse, AddressLeaked,
-    CoolingOff, AssistedRequestOpen. Does not commit.
+    CoolingOff, AssistedRequestOpen, and then whatever ``tools.admit`` raises (the caller's
+    budget, which only an accepted request uses). Does not commit.
     """
     ticket = _ticket(ticket)
     account = lock_account(session, external_id)
@@ -102,6 +103,7 @@ def request_assisted(
     current = open_request(session, account.id)
     if current is not None and current.assisted and not cancel_open:
         raise AssistedRequestOpen(current.id, current.ticket or "-", current.state)
+    tools.admit()  # only an accepted request counts against the budgets
     supersede_open(session, account.id, actor=actor, external_id=external_id, now=now)
     request = new_request(
         session,

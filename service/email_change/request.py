@@ -225,7 +225,8 @@ def request_change(
     """Ask to move the account to ``new_email`` (``POST /v1/accounts/{id}/email-change``).
 
     Needs the assurance token of a step-up passed for the account as it is now, never spent
-    on an email change before (StepUpRequired, 403); then the address checks of
+    on an email change before (StepUpRequired, 403); then ``tools.admit`` (the caller's
+    budget: what follows counts, refusals too); then the address checks of
     ``check_new_address`` and the cooling-off of a recent revert (CoolingOff, 409). A
     newer request replaces the pending one. On success the token is spent (its jti is
     stored with the request) and two messages wait in the outbox: the confirmation link to
@@ -234,6 +235,8 @@ def request_change(
     """
     account = lock_account(session, external_id)
     jti = spend_assurance(session, tools, account, assurance_token, now=now)
+    # From here on every refusal counts: one step-up must not probe addresses unbounded.
+    tools.admit()
     check_cooling_off(session, account.id, now=now)
     address = check_new_address(session, tools, account, new_email, accept_leaked=accept_leaked)
     supersede_open(session, account.id, actor=actor, external_id=external_id, now=now)
@@ -306,11 +309,13 @@ def resend_confirmation(
 ) -> ChangeStep:
     """Send the confirmation link again, as a new link valid for another 24 hours: the
     earlier link stops working (its generation is past). NoPendingChange when nothing
-    awaits confirmation. Does not commit."""
+    awaits confirmation, before ``tools.admit`` (the caller's budget, which only a resend
+    that goes out uses). Does not commit."""
     account = lock_account(session, external_id)
     request = open_request(session, account.id)
     if request is None or request.state is not ChangeState.AWAITING_CONFIRMATION:
         raise NoPendingChange("no change of this account awaits confirmation")
+    tools.admit()
     cancel_unsent(session, request.id, (NoticeKind.EMAIL_CHANGE_CONFIRM,))
     request.link_generation += 1
     confirm = tools.tokens.token(request.id, LinkPurpose.CONFIRM, request.link_generation)

@@ -1,1 +1,2 @@
-"""What operators and their tools call: health probes and Prometheus metrics."""
+"""What operators and their tools call and run: health probes, Prometheus metrics, request
+ids, the request head's limits and the gunicorn worker that serves the app."""

@@ -159,6 +159,71 @@ def test_a_file_it_cannot_import_raises_import_file_error(
     assert_one_line(str(caught.value))
 
 
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        (b"", "is empty: no header and no accounts"),
+        (b"\xef\xbb\xbf", "holds only a byte-order mark: no header and no accounts"),
+        (b"\xff\xfe", "holds only a byte-order mark: no header and no accounts"),
+        (b"sep=;", "holds only Excel's 'sep=;' line: no header and no accounts"),
+        (b"sep=;\r\n", "holds only Excel's 'sep=;' line: no header and no accounts"),
+        (b"\xef\xbb\xbfsep=|\n", "holds only Excel's 'sep=|' line: no header and no accounts"),
+        (b"sep=;\r\n\r\n", "holds no header: line 2 (below Excel's sep= line) is blank"),
+        (
+            b"sep=;\n\nexternal_id;email\nu1;anna@example.com\n",
+            "holds no header: line 2 (below Excel's sep= line) is blank",
+        ),
+        (b" \n\n", "holds no header: line 1 (the first line) is blank"),
+    ],
+    ids=[
+        "empty",
+        "utf8-bom",
+        "utf16-bom",
+        "sep",
+        "sep-newline",
+        "bom-sep",
+        "sep-blank",
+        "sep-blank-header",
+        "blank",
+    ],
+)
+def test_a_file_without_a_header_says_what_it_holds(
+    runner: FlaskCliRunner, runtime: Runtime, tmp_path: Path, content: bytes, says: str
+) -> None:
+    """A file of Excel's "sep=;" line alone (Excel writes one for an empty sheet) was
+    "empty", and one with a blank line below it "missing: external_id, email": neither
+    was true. Each degenerate form now says what the file holds, in one line."""
+    path = tmp_path / "accounts.csv"
+    path.write_bytes(content)
+    line = one_error_line(invoke(runner, "accounts", "import", str(path)))
+    assert line.startswith(f"Error: {path} {says}"), line
+    if "blank" in says:  # what a header must be, never what the file's lines hold
+        assert line.endswith("name the columns external_id and email"), line
+    else:
+        assert line == f"Error: {path} {says}"
+    assert "anna" not in line
+    assert stored_accounts(runtime) == {}
+
+
+@pytest.mark.parametrize(
+    "content", [b"external_id,email\n", b"sep=,\nexternal_id,email\n", b"external_id,email\n\n"]
+)
+def test_a_header_alone_imports_nothing_and_says_so(
+    runner: FlaskCliRunner, runtime: Runtime, tmp_path: Path, content: bytes
+) -> None:
+    """A header with no row below it is a file with nothing to import, not an error (an
+    export of no accounts); the summary says so instead of a row of zeros."""
+    path = tmp_path / "accounts.csv"
+    path.write_bytes(content)
+    result = invoke(runner, "accounts", "import", str(path))
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == (
+        "0 rows: the file holds a header and no account rows below it; nothing changed"
+    )
+    assert import_json(runner, path)["rows"] == 0
+    assert stored_accounts(runtime) == {}
+
+
 # --- reading the file -----------------------------------------------------------------
 
 

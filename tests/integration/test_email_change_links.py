@@ -484,7 +484,114 @@ def test_a_refused_assisted_request_does_not_count(
         assert_problem(client.post(path, json=taken, headers=assist), 409, "address_in_use")
     fine = {"new_email": NEW, "ticket": "SUP-2"}
     assert client.post(path, json=fine, headers=assist).status_code == 202
-    assert_problem(client.post(path, json=fine, headers=assist), 429, "too_many_requests")
+    # The same request again could not succeed (SUP-2 is open): its own refusal, not 429.
+    assert_problem(client.post(path, json=fine, headers=assist), 409, "assisted_request_open")
+    replace = {**fine, "ticket": "SUP-3", "cancel_open_request": True}
+    assert_problem(client.post(path, json=replace, headers=assist), 429, "too_many_requests")
+
+
+def test_a_spent_resend_budget_still_says_nothing_is_pending(
+    runtime: Runtime,
+    make_app,
+    auth: dict[str, str],  # type: ignore[no-untyped-def]
+) -> None:
+    """A resend with nothing pending was 429 once the account's resend budget was spent,
+    though it could not have sent anything: the endpoint's own 404 is the true answer.
+    An unknown account stays the 404 it is under the budget; a resend that would go out
+    is still refused."""
+    client = make_app(rate_limit_email_change_resend="1/hour").test_client()
+    make_account(runtime, "jane", OLD)
+    resend = "/v1/accounts/jane/email-change/resend"
+    start(runtime, client, auth)
+    assert client.post(resend, headers=auth).status_code == 202
+    assert client.delete("/v1/accounts/jane/email-change", headers=auth).status_code == 204
+    for _ in range(2):
+        assert_problem(client.post(resend, headers=auth), 404, "no_pending_change")
+    unknown = client.post("/v1/accounts/nobody/email-change/resend", headers=auth)
+    assert_problem(unknown, 404)
+    assert unknown.get_json()["code"] != "too_many_requests"
+    start(runtime, client, auth)
+    refused = client.post(resend, headers=auth)
+    assert_problem(refused, 429, "too_many_requests")
+    assert int(refused.headers["Retry-After"]) > 0
+    # The refused resend changed nothing: one confirmation waits, the request's own.
+    confirms = [n for n in change_notices(runtime) if n.kind is NoticeKind.EMAIL_CHANGE_CONFIRM]
+    assert [n.state for n in confirms][-1] == NoticeState.PENDING
+    assert sum(n.state is NoticeState.PENDING for n in confirms) == 1
+
+
+def test_a_spent_change_budget_still_refuses_a_request_without_a_step_up_as_such(
+    runtime: Runtime,
+    make_app,
+    auth: dict[str, str],  # type: ignore[no-untyped-def]
+) -> None:
+    """Past the account's (or the address's) budget, a request without a valid assurance
+    token was 429: it could never have succeeded, and for the address budget the 429 told
+    a caller with no step-up that someone had been moving accounts to that address. Such
+    a request is now 403 step_up_required as under the budget; one with a valid token is
+    still 429, and changes nothing."""
+    client = make_app(
+        rate_limit_email_change_account="1/hour", rate_limit_email_change_address="1/hour"
+    ).test_client()
+    make_account(runtime, "jane", OLD)
+    make_account(runtime, "mallory", "mallory@example.org")
+    start(runtime, client, auth)  # jane's budget and NEW's budget are spent
+    # The account's budget (jane), the address's (mallory asks for NEW too).
+    for account, other in (("jane", "mallory"), ("mallory", "jane")):
+        for token in (None, "forged", assurance_token(runtime, other)):
+            body: dict[str, object] = {"new_email": NEW}
+            if token is not None:
+                body["assurance_token"] = token
+            refused = client.post(f"/v1/accounts/{account}/email-change", json=body, headers=auth)
+            assert_problem(refused, 403, "step_up_required")
+    assert_problem(
+        client.post(
+            "/v1/accounts/nobody/email-change",
+            json={"new_email": NEW, "assurance_token": "forged"},
+            headers=auth,
+        ),
+        404,
+    )
+    over_account = client.post(
+        "/v1/accounts/jane/email-change",
+        json={
+            "new_email": "other@example.net",
+            "assurance_token": assurance_token(runtime, "jane"),
+        },
+        headers=auth,
+    )
+    assert_problem(over_account, 429, "too_many_requests")
+    over_address = client.post(
+        "/v1/accounts/mallory/email-change",
+        json={"new_email": NEW, "assurance_token": assurance_token(runtime, "mallory")},
+        headers=auth,
+    )
+    assert_problem(over_address, 429, "too_many_requests")
+    assert [r.new_email for r in requests_of(runtime)] == [NEW]
+
+
+def test_a_spent_assisted_budget_still_gives_a_refused_request_its_own_answer(
+    runtime: Runtime,
+    make_app,
+) -> None:
+    """Only an accepted assisted request counts; past the budget a request that would be
+    refused (an open assisted request, a taken address) got 429 instead of its refusal."""
+    client = make_app(rate_limit_email_change_account="1/hour").test_client()
+    assist = bearer(make_api_key(runtime, Scope.EMAIL_CHANGE_ASSIST))
+    make_account(runtime, "jane", OLD)
+    make_account(runtime, "john", "john@example.org")
+    path = "/v1/accounts/jane/email-change:assisted"
+    assert (
+        client.post(path, json={"new_email": NEW, "ticket": "SUP-1"}, headers=assist).status_code
+        == 202
+    )
+    again = client.post(path, json={"new_email": NEW, "ticket": "SUP-2"}, headers=assist)
+    assert_problem(again, 409, "assisted_request_open")
+    taken = {"new_email": "john@example.org", "ticket": "SUP-2", "cancel_open_request": True}
+    assert_problem(client.post(path, json=taken, headers=assist), 409, "address_in_use")
+    replace = {"new_email": "jane3@example.net", "ticket": "SUP-3", "cancel_open_request": True}
+    assert_problem(client.post(path, json=replace, headers=assist), 429, "too_many_requests")
+    assert [r.ticket for r in requests_of(runtime)] == ["SUP-1"]
 
 
 def test_a_revert_reopens_the_exposure_and_warns_no_one_twice(

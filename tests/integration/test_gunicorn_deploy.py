@@ -219,7 +219,8 @@ def test_workers_default_to_one_gthread_worker_of_four_threads_per_cpu(tmp_path:
     the process may run on; GUNICORN_WORKERS and GUNICORN_THREADS still win."""
     available = sorted(os.sched_getaffinity(0))
     one = printed_config(tmp_path, {available[0]})
-    assert (one["worker_class"], one["workers"], one["threads"]) == ("gthread", "1", "4")
+    worker = "service.ops.server.ProblemWorker"  # gunicorn's gthread, problem+json refusals
+    assert (one["worker_class"], one["workers"], one["threads"]) == (worker, "1", "4")
     every = printed_config(tmp_path, set(available))
     assert (every["workers"], every["threads"]) == (str(len(available)), "4")
     chosen = printed_config(tmp_path, set(available), GUNICORN_WORKERS="3", GUNICORN_THREADS="8")
@@ -301,3 +302,113 @@ def test_without_redis_the_server_runs_one_worker_so_the_limits_hold(
     shared = _Arbiter(workers=2)
     config["on_starting"](shared)
     assert (shared.num_workers, shared.lines) == (2, [])
+
+
+def raw_request(base: str, head: bytes) -> tuple[int, str, bytes]:
+    """Send ``head`` (a whole request head, as bytes on the wire) and read the answer to
+    its end: its status, media type and body."""
+    host, port = base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as connection:
+        connection.sendall(head)
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    lines, _, body = answer.partition(b"\r\n\r\n")
+    status_line, *fields = lines.decode("latin-1").split("\r\n")
+    media = ""
+    for field in fields:
+        name, _, value = field.partition(":")
+        if name.strip().lower() == "content-type":
+            media = value.split(";")[0].strip()
+    return int(status_line.split()[1]), media, body
+
+
+def request_head(
+    target: str, headers: list[tuple[str, str]] | None = None, method: str = "GET"
+) -> bytes:
+    fields = [("Host", "localhost"), *(headers or []), ("Connection", "close")]
+    lines = [f"{method} {target} HTTP/1.1", *(f"{name}: {value}" for name, value in fields)]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def _padded(prefix: str, line_bytes: int) -> str:
+    """A request target making ``GET <target> HTTP/1.1`` exactly ``line_bytes`` long."""
+    return prefix + "x" * (line_bytes - len(f"GET {prefix} HTTP/1.1"))
+
+
+def test_every_refusal_of_a_request_head_is_problem_json_or_the_staff_page(
+    runtime: Runtime, db_url: str, tmp_path: Path
+) -> None:
+    """gunicorn answered an over-long request line (over its 4,094 default) with its own
+    HTML 414, and header lines or headers past its limits with HTML 400/431, before the
+    app saw them. The app now refuses a head past the documented limits itself: problem+json
+    under /v1, the staff site's page under /staff; past the server's own maximums (a
+    request line over 8,190 bytes) the worker still answers problem+json, as it does
+    malformed HTTP."""
+    key = make_api_key(runtime, Scope.ACCOUNTS_READ, Scope.RISK_CHECK)
+    auth = [("Authorization", f"Bearer {key}")]
+    chunked = [("Transfer-Encoding", "chunked")]
+    json_type = [("Content-Type", "application/json")]
+    form_type = [("Content-Type", "application/x-www-form-urlencoded")]
+    env = cli_env(db_url, tmp_path / "instance", HOME=str(tmp_path))
+    many = [(f"X-Extra-{n}", "1") for n in range(150)]
+    long_field = [("X-Long", "a" * 9000)]
+    cases = {
+        # within the limits: the app's ordinary answers (an id too long, an unknown one)
+        "line 8000": (request_head(_padded("/v1/accounts/", 8000), auth), 422),
+        "97 headers": (request_head("/v1/accounts/u-1", auth + many[:95]), 404),
+        # past the documented limits: the app refuses
+        "line 8001": (request_head(_padded("/v1/accounts/", 8001), auth), 414),
+        "header line 9000": (request_head("/v1/accounts/u-1", auth + long_field), 431),
+        "150 headers": (request_head("/v1/accounts/u-1", auth + many), 431),
+        "staff line 8001": (request_head(_padded("/staff/accounts/", 8001)), 414),
+        "staff header line": (request_head("/staff/login", long_field), 431),
+        "staff 150 headers": (request_head("/staff/login", many), 431),
+        # past the server's own maximums: the worker refuses
+        "line 9000": (request_head(_padded("/v1/accounts/", 9000), auth), 414),
+        "staff line 9000": (request_head(_padded("/staff/", 9000)), 414),
+        "header line 20000": (request_head("/v1/accounts/u-1", [("X-Long", "a" * 20000)]), 431),
+        "300 headers": (
+            request_head("/v1/accounts/u-1", [(f"X-{n}", "1") for n in range(300)]),
+            431,
+        ),
+        "not HTTP": (b"HELLO\r\n\r\n", 400),
+        # a body whose chunked framing is malformed: was gunicorn's parse error in the
+        # app, an unhandled 500 with a traceback in the log
+        "bad chunk": (
+            request_head("/v1/risk/check", auth + json_type + chunked, "POST") + b"ZZ\r\n{}\r\n",
+            400,
+        ),
+        "staff bad chunk": (
+            request_head("/staff/login", form_type + chunked, "POST") + b"3\r\na=bXX0\r\n\r\n",
+            400,
+        ),
+    }
+    with gunicorn(env, tmp_path / "server.log") as base:
+        answers = {name: raw_request(base, head) for name, (head, _) in cases.items()}
+        login_page = raw_request(base, request_head("/staff/login"))
+    for name, (_, status) in cases.items():
+        got, media, body = answers[name]
+        assert got == status, (name, body[:300])
+        if name.startswith("staff") and "9000" not in name:
+            assert media == "text/html", (name, media)
+            assert b"\xc2\xb7 Leakguard staff</title>" in body  # the staff layout
+            assert b"Back to the staff home page" in body  # its error page
+            continue
+        assert media == "application/problem+json", (name, media, body[:300])
+        problem = json.loads(body)
+        assert problem["status"] == status
+        assert problem["type"].endswith(problem["code"].replace("_", "-"))
+    codes = {name: json.loads(answers[name][2])["code"] for name in ("line 8001", "line 9000")}
+    assert codes == {"line 8001": "request_uri_too_long", "line 9000": "request_uri_too_long"}
+    assert "8,000" in json.loads(answers["line 8001"][2])["detail"]
+    # Host, Authorization, the 150 and Connection: counted one by one as sent
+    assert "153 headers, over the 100" in json.loads(answers["150 headers"][2])["detail"]
+    assert json.loads(answers["header line 20000"][2])["code"] == (
+        "request_header_fields_too_large"
+    )
+    assert login_page[0] == 200
+    assert "chunked transfer coding" in json.loads(answers["bad chunk"][2])["detail"]
+    log = (tmp_path / "server.log").read_text()
+    assert "Traceback" not in log
+    assert "unhandled error" not in log

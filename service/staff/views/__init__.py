@@ -40,7 +40,9 @@ def register_staff(app: Flask) -> None:
     )
     app.register_blueprint(staff)
     app.after_request(staff_headers)
-    for code in (404, 405):
+    # 414 and 431: a request head past the limits (service.ops.head), refused before
+    # routing decides whose page it is.
+    for code in (404, 405, 414, 431):
         app.register_error_handler(code, _unrouted)
     undeclared = undeclared_views(app)
     if undeclared:  # check_access would refuse them; say so at start, not at first use
@@ -48,8 +50,9 @@ def register_staff(app: Flask) -> None:
 
 
 def _unrouted(exc: HTTPException) -> ResponseReturnValue:
-    """404 and 405 for the whole app: a staff page under /staff, else problem+json (these
-    code handlers are found before the app's HTTPException one, so they answer both)."""
+    """404, 405, 414 and 431 for the whole app: a staff page under /staff, else
+    problem+json (these code handlers are found before the app's HTTPException one, so
+    they answer both)."""
     page = unrouted_page(exc)
     if page is not None:
         return page

@@ -146,8 +146,8 @@ def under_staff(path: str) -> bool:
 
 
 def unrouted_page(exc: HTTPException) -> ResponseReturnValue | None:
-    """The staff site's page for a 404 or 405 under /staff: the staff layout with its nav
-    (for a signed-in user), not the API's problem+json. None for any other path.
+    """The staff site's page for a 404, 405, 414 or 431 under /staff: the staff layout with
+    its nav (for a signed-in user), not the API's problem+json. None for any other path.
 
     Registered on the app (``register_staff``): an unrouted path belongs to no blueprint,
     so the blueprint's own handlers never see it (Flask docs, "Blueprint Error Handlers").
