@@ -286,7 +286,10 @@ def server_command(spec: Spec, endpoint: str, port: int) -> list[str]:
     command = [str(GUNICORN), "-c", str(ROOT / "deploy" / "gunicorn.conf.py")]
     # Command-line settings win over the file's; sync needs threads = 1 (gunicorn turns a
     # sync worker with more threads into gthread).
-    command += ["--worker-class", spec.kind, "--threads", str(spec.threads)]
+    # gthread is measured as deployed: the config's worker class, gunicorn's gthread worker
+    # whose own refusals are problem+json (service/ops/server.py).
+    worker_class = "service.ops.server.ProblemWorker" if spec.kind == "gthread" else spec.kind
+    command += ["--worker-class", worker_class, "--threads", str(spec.threads)]
     if endpoint == "risk":
         return [*command, "service.app:create_app()"]
     return [*command, "--pythonpath", str(BENCH), "risk:create_baseline_app()"]
