@@ -156,15 +156,24 @@ def check_leak_file(
 
 
 def refuse_if_elsewhere(path: Path, elsewhere: FileElsewhere | None, *, slug: str) -> None:
-    """Refuse bytes another leak has recorded: the same file under a typo'd slug would warn
-    everyone in it a second time."""
+    """Refuse a file another leak has recorded: the same file under a typo'd slug would warn
+    everyone in it a second time. The same bytes, or the same content in another
+    compression (``gzip -c leak.txt > leak.txt.gz`` of an ingested ``leak.txt``)."""
     if elsewhere is None:
         return
+    when = f"{elsewhere.started_at:%Y-%m-%d}"
+    if elsewhere.same_bytes:
+        what = f"this file was already ingested as leak {elsewhere.slug!r} on {when}"
+    else:
+        shown = f" (as {shown_path(Path(elsewhere.name))})" if elsewhere.name else ""
+        what = (
+            f"this file's content was already ingested as leak {elsewhere.slug!r} on {when}"
+            f"{shown}, in another compression"
+        )
     raise IngestRefused.saying(
         lambda w: (
-            f"{shown_path(path)}: this file was already ingested as leak "
-            f"{elsewhere.slug!r} on {elsewhere.started_at:%Y-%m-%d}; nothing recorded; to record "
-            f"it as leak {slug!r} as well, {w.also_as_new_leak}"
+            f"{shown_path(path)}: {what}; nothing recorded; to record it as leak {slug!r} "
+            f"as well, {w.also_as_new_leak}"
         )
     )
 

@@ -121,13 +121,16 @@ def plan_parts(
     (resume that one instead).
     """
     resolved = stored_path(path)
-    sha256 = fingerprint_file(path, stop=stop)
+    digests = fingerprint_file(path, stop=stop)
+    sha256 = digests.bytes_sha256
     with open_leak(path, fmt) as reader:
         info = reader.source
         read_as = reader.read_as
         with runtime.db.read_session() as session:
             known = find_file(session, slug=slug, sha256=sha256, read_as=read_as)
-            elsewhere = file_elsewhere(session, slug=slug, sha256=sha256)
+            elsewhere = file_elsewhere(
+                session, slug=slug, sha256=sha256, content_sha256=digests.content_sha256
+            )
         if known is None:
             if not also_as_new_leak:
                 refuse_if_elsewhere(path, elsewhere, slug=slug)
@@ -142,6 +145,7 @@ def plan_parts(
                 source=source,
                 facts=facts,
                 sha256=sha256,
+                content_sha256=digests.content_sha256,
                 read_as=read_as,
                 info=info,
                 path=path,

@@ -4,7 +4,12 @@ stderr, clean interrupts. On SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import bz2
+import gzip
+import hashlib
+import io
 import json
+import lzma
 import os
 import random
 import shutil
@@ -12,6 +17,7 @@ import signal
 import socket
 import subprocess
 import threading
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +28,7 @@ from sqlalchemy import func, select
 
 from jobs.ingest.checks import IngestInterrupted
 from jobs.ingest.lock import ingest_lock
-from jobs.ingest.pipeline import IngestProgress, ingest_leak
+from jobs.ingest.pipeline import IngestProgress, fingerprint_file, ingest_leak
 from service.cli import cli
 from service.cli.stopping import stop_on_signals
 from service.config import Settings
@@ -241,6 +247,95 @@ def test_a_file_another_leak_has_is_refused_naming_it_unless_also_as_new_leak(
         invoke(runner, "ingest", str(leak), "--leak", "shop-2", "--also-as-new-leak", "--json")
     )
     assert both["matched"] == 2
+
+
+def _recompressed(data: bytes) -> dict[str, bytes]:
+    """The copies of ``data`` a leak circulates in: each of other bytes, of the same content."""
+    gzip_named = io.BytesIO()
+    with gzip.GzipFile("other-name.txt", "wb", compresslevel=1, fileobj=gzip_named, mtime=99) as f:
+        f.write(data)
+    return {
+        "leak.txt.gz": gzip.compress(data, mtime=0),
+        "renamed.txt.gz": gzip_named.getvalue(),  # another name, time and level in its header
+        "two-members.txt.gz": gzip.compress(data[:10], mtime=1) + gzip.compress(data[10:]),
+        "leak.txt.bz2": bz2.compress(data),
+        "leak.txt.xz": lzma.compress(data),
+        # Cut before its 8-byte trailer only: every line of the content is in it.
+        "no-trailer.txt.gz": gzip.compress(data, mtime=0)[:-8],
+    }
+
+
+def test_a_recompressed_copy_of_a_file_another_leak_has_is_refused_by_its_content(
+    runtime: Runtime, accounts: dict[str, str], runner: FlaskCliRunner, tmp_path: Path
+) -> None:
+    """The guard compared the bytes' SHA-256 alone: ``gzip -c leak.txt > leak.txt.gz`` of
+    an ingested file (or bz2, xz, another gzip header) got past it under another slug and
+    warned everyone in it a second time."""
+    lines = ["bob@example.org", "dave@example.net", *(f"s{n}@example.com" for n in range(50))]
+    plain = write_lines(tmp_path / "leak.txt", lines)
+    json_output(invoke(runner, "ingest", str(plain), "--leak", "shop", "--json"))
+    with runtime.db.read_session() as session:
+        day = session.scalars(select(LeakFile.started_at)).one().strftime("%Y-%m-%d")
+    before = row_counts(runtime)
+    for name, data in _recompressed(plain.read_bytes()).items():
+        copy = tmp_path / name
+        copy.write_bytes(data)
+        for extra in ((), ("--dry-run",), ("--enqueue",), ("--format", "combo")):
+            result = invoke(runner, "ingest", str(copy), "--leak", "shpo", *extra)
+            assert one_error_line(result) == (
+                f"Error: {copy}: this file's content was already ingested as leak 'shop' on "
+                f"{day} (as leak.txt), in another compression; nothing recorded; to record "
+                "it as leak 'shpo' as well, add --also-as-new-leak"
+            ), (name, extra)
+            assert row_counts(runtime) == before
+    # The same slug is not guarded: a copy adds a file to its own leak and warns no one again.
+    again = json_output(
+        invoke(runner, "ingest", str(tmp_path / "leak.txt.xz"), "--leak", "shop", "--json")
+    )
+    assert (again["already_ingested"], again["valid"], again["notices"]) == (False, 52, 0)
+    both = json_output(
+        invoke(
+            runner,
+            *("ingest", str(tmp_path / "leak.txt.bz2"), "--leak", "shop-2"),
+            *("--also-as-new-leak", "--json"),
+        )
+    )
+    assert both["matched"] == 2
+
+
+def test_a_plain_copy_of_a_compressed_file_another_leak_has_is_refused(
+    runtime: Runtime, accounts: dict[str, str], runner: FlaskCliRunner, tmp_path: Path
+) -> None:
+    lines = ["bob@example.org", "dave@example.net"]
+    packed = write_lines(tmp_path / "dump.gz", lines, compress=True)
+    json_output(invoke(runner, "ingest", str(packed), "--leak", "shop", "--json"))
+    plain = write_lines(tmp_path / "dump.txt", lines)
+    result = invoke(runner, "ingest", str(plain), "--leak", "shpo")
+    assert "this file's content was already ingested as leak 'shop'" in one_error_line(result)
+    assert "(as dump.gz)" in one_error_line(result)
+    with runtime.db.read_session() as session:
+        stored = session.execute(select(LeakFile.sha256, LeakFile.content_sha256)).one()
+    assert stored.content_sha256 == hashlib.sha256(plain.read_bytes()).digest()
+    assert stored.sha256 == hashlib.sha256(packed.read_bytes()).digest()
+
+
+def test_a_compressed_file_cut_short_has_the_content_before_the_cut(tmp_path: Path) -> None:
+    """A cut stream is fingerprinted up to the cut (the reader reads it up to there), and
+    the bytes' fingerprint is still of every byte."""
+    data = "".join(f"user{n}@example.org\n" for n in range(5000)).encode()
+    packed = gzip.compress(data, mtime=0)
+    cut = tmp_path / "cut.gz"
+    cut.write_bytes(packed[: len(packed) // 2])
+    digests = fingerprint_file(cut)
+    assert digests.bytes_sha256 == hashlib.sha256(cut.read_bytes()).hexdigest()
+    given = zlib.decompressobj(wbits=31).decompress(cut.read_bytes())
+    assert 0 < len(given) < len(data)
+    assert digests.content_sha256 == hashlib.sha256(given).hexdigest()
+    plain = write_lines(tmp_path / "plain.txt", ["a@example.org"])
+    same = fingerprint_file(plain)
+    assert (
+        same.bytes_sha256 == same.content_sha256 == hashlib.sha256(plain.read_bytes()).hexdigest()
+    )
 
 
 # --- 5. one instance, found or refused ------------------------------------------------------
