@@ -647,7 +647,9 @@ def jsonl_batches(batches: Batches, *, skip: int) -> Iterator[RecordBatch]:
     A line that is only an array's bracket (``[``, ``]``) is no record, like a blank one.
     Keys are matched by ``name_role`` at the top level, else one object level down; a line
     that is not an object, or has no such string, gives candidate None. A value naming
-    several mailboxes gives one record each (``split_mailboxes``).
+    several mailboxes gives one record each (``split_mailboxes``), and so does a list under
+    an address key, of strings or of objects with an address key (``_listed_addresses``),
+    each with the line's password wherever its key stands.
     """
     # raw_decode skips json.loads's two whitespace regex passes (a third of its cost on
     # short objects); the line is stripped already, and trailing text is checked below.
@@ -734,11 +736,42 @@ def _json_fields(document: dict[str, Any]) -> tuple[str | None, str | None]:
     if type(password) is int:
         password = str(password)  # dumps store numeric passwords as numbers
     if type(address) is list:  # "emails": [...]: one string, cut again by _split_records
-        address = ", ".join(item for item in address if isinstance(item, str) and "@" in item)
+        address, listed_password = _listed_addresses(address)
+        if password is None:
+            password = listed_password
     return (
         address.strip() if isinstance(address, str) and "@" in address else None,
         password if isinstance(password, str) and password else None,
     )
+
+
+def _listed_addresses(items: list[Any]) -> tuple[str, str | None]:
+    """Return the addresses of an address key's list as one string (``a@x.org, b@y.org``),
+    and the password its objects agree on, if any.
+
+    An item is an address string, or an object with an address key (``"emails":
+    [{"email": "a@x.org", "verified": true}]``), as the JSON reader takes them. The list's
+    records share one password: the enclosing object's, else one its objects all give.
+    """
+    addresses: list[str] = []
+    passwords: set[str] = set()
+    for item in items:
+        if isinstance(item, str):
+            if "@" in item:
+                addresses.append(item)
+            continue
+        if type(item) is not dict:
+            continue
+        address_key, password_key = _named_keys(item)
+        value = item.get(address_key) if address_key is not None else None
+        if isinstance(value, str) and "@" in value:
+            addresses.append(value)
+            secret = item.get(password_key) if password_key is not None else None
+            if type(secret) is int:
+                secret = str(secret)
+            if isinstance(secret, str) and secret:
+                passwords.add(secret)
+    return ", ".join(addresses), (passwords.pop() if len(passwords) == 1 else None)
 
 
 def _named_keys(document: dict[str, Any]) -> tuple[str | None, str | None]:
@@ -760,6 +793,9 @@ def _named_keys(document: dict[str, Any]) -> tuple[str | None, str | None]:
 # A JSON token (a string, a number) longer than this is not a leak's: past it the reader
 # stops rather than let the parser's buffer grow with the file.
 MAX_JSON_TOKEN_BYTES = 8 * 1024 * 1024
+# Records of arrays of addresses held until their object ends (its password key may come
+# after the array): memory stays flat whatever an array's length.
+MAX_HELD_RECORDS: Final = 4096
 
 
 @dataclass(slots=True)
@@ -773,10 +809,15 @@ class _JsonFrame:
     has_address_key: bool = False
     address: str | None = None
     password: str | None = None
-    nested: LeakRecord | None = None  # a nested object's record, waiting for a password
+    # A nested object's records (one, or those of its array of addresses), waiting for this
+    # object's password.
+    nested: list[LeakRecord] | None = None
     nested_count: int = 0
     addresses: bool = False  # an array under an address key ("emails": [...])
     listed: int = -1  # records given by such an array of this object (-1: it has none)
+    # Those records, held until the object ends: its password key may come after the array.
+    held: list[LeakRecord] | None = None
+    streamed: bool = False  # too many held: its records go out as they are read
 
 
 def json_records(blocks: Iterable[bytes], *, skip: int) -> Iterator[LeakRecord]:
@@ -801,6 +842,7 @@ def json_records(blocks: Iterable[bytes], *, skip: int) -> Iterator[LeakRecord]:
     parser = ijson.basic_parse_coro(events, multiple_values=True, use_float=True)
     stack: list[_JsonFrame] = []
     found = False  # the current entry gave a record
+    held = 0  # records held in open objects, waiting for a password key after them
     line = 1
     pending = 0  # bytes sent since the parser last produced an event
     out: list[LeakRecord] = []
@@ -810,31 +852,70 @@ def json_records(blocks: Iterable[bytes], *, skip: int) -> Iterator[LeakRecord]:
         found = True
         out.append(record)
 
+    def release(records: list[LeakRecord], password: str | None) -> list[LeakRecord]:
+        """Take held records out of the count, each given ``password`` if it has none."""
+        nonlocal held
+        held -= len(records)
+        if password is None:
+            return records
+        return [r if r.password is not None else replace(r, password=password) for r in records]
+
+    def hold(owner: _JsonFrame, record: LeakRecord) -> None:
+        """Keep a record of ``owner``'s array of addresses until ``owner`` ends, so that its
+        password key counts wherever it stands; past MAX_HELD_RECORDS held in all, the
+        owner's records go out at once with the password read so far (an object with
+        thousands of addresses is a list, not one person's account)."""
+        nonlocal held
+        owner.listed += 1
+        if held >= MAX_HELD_RECORDS or owner.streamed:
+            owner.streamed = True  # the rest of its array goes out as read, in file order
+            if owner.held:
+                for early in release(owner.held, owner.password):
+                    emit(early)
+                owner.held = None
+            emit(record if owner.password is None else replace(record, password=owner.password))
+            return
+        if owner.held is None:
+            owner.held = []
+        owner.held.append(record)
+        held += 1
+
     def close_map(frame: _JsonFrame) -> None:
-        record: LeakRecord | None = None
+        nonlocal held
+        records: list[LeakRecord]
         if frame.listed > 0:
-            return  # its array of addresses gave its records
-        if frame.has_address_key:
-            record = LeakRecord(frame.line, frame.address, frame.password)
+            # Its array of addresses gave its records, held for its password until now.
+            if not frame.held:
+                return
+            records = release(frame.held, frame.password)
+            frame.held = None
+        elif frame.has_address_key:
+            records = [LeakRecord(frame.line, frame.address, frame.password)]
         elif frame.nested is not None:
-            record = frame.nested
-            if record.password is None and frame.password is not None:
-                record = replace(record, password=frame.password)
-        if record is None:
+            records = release(frame.nested, frame.password)
+            frame.nested = None
+        else:
             return
         parent = stack[-1] if stack else None
         if parent is None or not parent.is_map or frame.unit:
             if parent is not None and parent.addresses:
-                stack[-2].listed += 1  # "emails": [{"address": ...}, ...]
-            emit(record)
+                # "emails": [{"email": ...}, ...]: the owner's password may come later.
+                for record in records:
+                    hold(stack[-2], record)
+                return
+            for record in records:
+                emit(record)
         elif parent.nested_count == 0:
-            parent.nested, parent.nested_count = record, 1
+            parent.nested, parent.nested_count = records, 1
+            held += len(records)
         else:
             if parent.nested is not None:  # many address objects: a container, not a user
-                emit(parent.nested)
+                for record in release(parent.nested, None):
+                    emit(record)
                 parent.nested = None
             parent.nested_count += 1
-            emit(record)
+            for record in records:
+                emit(record)
 
     def scalar(event: str, value: Any) -> None:
         top = stack[-1] if stack else None
@@ -844,12 +925,10 @@ def json_records(blocks: Iterable[bytes], *, skip: int) -> Iterator[LeakRecord]:
             emit(LeakRecord(line, text))
             return
         if top.addresses:
-            # Each string of an array of addresses is a record at once, with the password
-            # its object gave so far: memory stays flat whatever the array's length.
+            # Each string of an array of addresses is a record of its object, with the
+            # object's password wherever its key stands (``hold``).
             if event == "string" and "@" in value:
-                owner = stack[-2]
-                owner.listed += 1
-                emit(LeakRecord(line, value.strip(), owner.password))
+                hold(stack[-2], LeakRecord(line, value.strip()))
             return
         if not top.is_map or top.key is None:
             return

@@ -625,6 +625,64 @@ def test_json_a_list_of_addresses_gives_each_its_record(tmp_path: Path, layout: 
             assert list(reader.records(skip=skip)) == records[skip:]
 
 
+def _with_password_last(doc: dict[str, object]) -> dict[str, object]:
+    return {**{k: v for k, v in doc.items() if k != "password"}, "password": doc["password"]}
+
+
+# Every form of several addresses the JSON readers take, the password key before them.
+PASSWORD_FIRST = [
+    {"password": "p1", "emails": ["a1@x.org", "b1@y.org"]},
+    {"password": "p2", "emails": [{"email": "a2@x.org"}, {"email": "b2@y.org", "ok": True}]},
+    {"password": "p3", "emails": "a3@x.org, b3@y.org"},
+    {"password": "p4", "user": {"emails": ["a4@x.org", "b4@y.org"]}},
+    {"password": "p5", "user": {"emails": [{"mail": "a5@x.org"}, {"mail": "b5@y.org"}]}},
+    {"password": "p6", "E-Mails": ["a6@x.org"], "id": 6},
+]
+
+
+@pytest.mark.parametrize("password_last", [False, True])
+@pytest.mark.parametrize("layout", ["jsonl", "json-indent", "json-one-line", "json-wrapped"])
+def test_json_a_password_key_counts_for_a_list_of_addresses_wherever_it_stands(
+    tmp_path: Path, layout: str, password_last: bool
+) -> None:
+    # {"emails": [...], "password": "p"} gave no password to any of its addresses in the
+    # JSON reader (the array's records went out before the key was read); in JSON lines a
+    # list of objects ([{"email": ...}]) gave no address at all.
+    docs = [_with_password_last(doc) if password_last else doc for doc in PASSWORD_FIRST]
+    if layout == "jsonl":
+        text = "\n".join(json.dumps(doc) for doc in docs)
+    elif layout == "json-indent":
+        text = json.dumps(docs, indent=2)
+    elif layout == "json-one-line":
+        text = json.dumps(docs)
+    else:
+        text = json.dumps({"count": len(docs), "users": docs}, indent=4)
+    path = write(tmp_path, "dump.json" if layout != "jsonl" else "dump.jsonl", text + "\n")
+    fmt = LeakFormat.JSONL if layout == "jsonl" else LeakFormat.JSON
+    _, records = read(path, fmt)
+    expected = [
+        (f"{who}{n}@{host}", f"p{n}")
+        for n in range(1, 6)
+        for who, host in (("a", "x.org"), ("b", "y.org"))
+    ]
+    assert [(r.candidate, r.password) for r in records] == [*expected, ("a6@x.org", "p6")]
+    with open_leak(path, fmt) as reader:
+        for skip in range(len(records) + 1):
+            assert list(reader.records(skip=skip)) == records[skip:]
+
+
+def test_json_a_huge_list_of_addresses_is_held_only_up_to_a_bound(tmp_path: Path) -> None:
+    # Held for a password key that may follow, the records of one object's array stay
+    # bounded: past MAX_HELD_RECORDS they go out as read (a list, not one person's account).
+    many = [f"u{n}@x.org" for n in range(3 * leakformats.MAX_HELD_RECORDS)]
+    docs = [{"emails": many, "password": "list"}, {"emails": ["a@x.org"], "password": "pa"}]
+    path = write(tmp_path, "dump.json", json.dumps(docs, indent=1))
+    _, records = read(path, LeakFormat.JSON)
+    assert candidates(records) == [*many, "a@x.org"]
+    assert records[-1].password == "pa"
+    assert [r.line for r in records[:-1]] == sorted(r.line for r in records[:-1])
+
+
 # --- json (any other layout) ----------------------------------------------------------------
 
 JSON_DOCS = [
