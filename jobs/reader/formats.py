@@ -89,6 +89,9 @@ _FIELD_ADDRESS: Final = re.compile(r"[\w!#$%&'*+/=?^`{|}~.-]+@[\w-]+(?:\.[\w-]+)
 # authority up to its port or path (so its user-info, "https://user@host/", with it), an
 # optional port, then a path up to the next field separator (RFC 3986 section 3).
 _URL_PREFIX: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/?#:;|\s]*(?::\d+)?(?:[/?#][^:;|]*)?")
+# A line of a combo list written with a comma: an address alone, a comma, and a password
+# (which may hold more commas) without an '@', else it is a second address.
+_COMMA_COMBO: Final = re.compile(rf"[ \t]*{_FIELD_ADDRESS.pattern}[ \t]*,[^@]*")
 _TEXT_ADDRESS: Final = re.compile(r"(?<![\w.+'-])[\w.+'-]++@[^\W_][\w-]*+(?:\.[^\W_][\w-]*+)++")
 
 _parse_addresses: Callable[[list[str]], list[tuple[str, str]]]
@@ -275,14 +278,18 @@ def json_layout(lines: list[str], *, partial: str = "") -> str | None:
 
 
 def looks_like_combo(lines: list[str]) -> bool:
-    """Say whether most non-blank lines have a combo separator after their '@'."""
+    """Say whether most non-blank lines have a combo separator after their '@', or are an
+    address, a comma and a field without one (``alice@example.org,hunter2``)."""
     total = combos = 0
     for text in lines:
         if not text.strip():
             continue
         total += 1
         at = text.find("@")
-        if at >= 0 and any(text.find(sep, at) >= 0 for sep in COMBO_SEPARATORS):
+        if at >= 0 and (
+            any(text.find(sep, at) >= 0 for sep in COMBO_SEPARATORS)
+            or _COMMA_COMBO.fullmatch(text) is not None
+        ):
             combos += 1
     return total > 0 and 2 * combos > total
 
@@ -341,14 +348,41 @@ def sniff_csv(lines: list[str], *, auto: bool) -> CsvLayout | None:
     if best is None:
         return None
     width, _, delimiter, column, rows = best
-    if auto and width == 2 and column == 0 and delimiter in COMBO_SEPARATORS and not first_line:
-        return None
     start = next(i for i, (row, _) in enumerate(rows) if len(row) == width)
-    if "@" not in rows[start][0][column]:
-        skip_lines = rows[start][1]  # an unnamed header
-    else:
-        skip_lines = rows[start - 1][1] if start else first_line
+    first_row = rows[start][0]
+    is_header = _unnamed_header(first_row[column])
+    if auto and width == 2 and column == 0 and not first_line and not is_header:
+        if delimiter in COMBO_SEPARATORS:
+            return None  # the combo reader's: its second column is a password
+        data = [row for row, _ in rows[start:] if len(row) == 2 and row[1].strip()]
+        if 2 * sum("@" in row[1] for row in data) > len(data):
+            return None  # two addresses a line: one address per line reads both
+        if delimiter == "," and data:
+            # A combo list written with commas: a real CSV has a header naming its columns.
+            # The combo reader keeps a password's commas (the rest of the line is one).
+            return None
+    if is_header:
+        # A header naming no address column ("id,login,contact"), or whose address cell is
+        # an example ("Email (name@example.com)"): skipped, a password column taken by name.
+        return CsvLayout(
+            delimiter,
+            column,
+            _named_column(first_row, CREDENTIAL),
+            rows[start][1],
+            columns=width,
+        )
+    skip_lines = rows[start - 1][1] if start else first_line
     return CsvLayout(delimiter, column, None, skip_lines, columns=width)
+
+
+def _unnamed_header(cell: str) -> bool:
+    """Say whether the address column's first cell is a header's, not an address: it holds
+    no '@', or it is no bare address and names one ("E-Mail (name@example.com)")."""
+    if "@" not in cell:
+        return True
+    if _FIELD_ADDRESS.fullmatch(cell.strip()) is not None:
+        return False
+    return any(word in _EMAIL_WORDS for word in name_words(cell))
 
 
 def _sample_rows(lines: list[str], delimiter: str, first: int) -> list[tuple[list[str], int]]:
@@ -498,8 +532,12 @@ _NO_AT_LINE: Final = re.compile(r"^[^@\n]*$", re.MULTILINE)
 # then the first separator after its "@" and the password, or the line's end. Every other
 # line (group 3) is left to ``_combo_line``.
 _COMBO_ROW: Final = re.compile(
-    rf"^({_FIELD_ADDRESS.pattern})(?:[:;|]([^\n]*))?$|^([^\n]*)$", re.MULTILINE
+    rf"^({_FIELD_ADDRESS.pattern})(?:[:;|,]([^\n]*))?$|^([^\n]*)$", re.MULTILINE
 )
+# The separators a combo line's fields are cut at: ':' ';' '|', and ',' of the combo lists
+# written as two-column CSV without a header (``alice@example.org,hunter2``).
+_COMBO_CUT: Final = re.compile(r"[:;|,]")
+_FIELD_SEPARATORS: Final = (*COMBO_SEPARATORS, ",")
 
 
 def _stripped_lines(batch: list[str], first: int) -> tuple[list[str], Sequence[int]]:
@@ -547,8 +585,8 @@ def lines_batches(batches: Batches, *, skip: int) -> Iterator[RecordBatch]:
 
 
 def combo_batches(batches: Batches, *, skip: int) -> Iterator[RecordBatch]:
-    """Yield one record per non-blank ``email:password`` line (also ';' and '|'), or a line
-    of more fields: ``URL:login:password`` (stealer logs), ``login:email:password``.
+    """Yield one record per non-blank ``email:password`` line (also ';', '|' and ','), or a
+    line of more fields: ``URL:login:password`` (stealer logs), ``login:email:password``.
 
     First the split at the first separator after the first '@' (a domain cannot hold one, a
     password can): if what comes before parses as an address, that is the record. Else the
@@ -601,15 +639,8 @@ def _combo_line(text: str) -> tuple[str | None, str | None] | None:
     at = text.find("@")
     if at < 0:
         return (None, None) if text.strip() else None
-    cut = text.find(":", at)
-    if ";" in text or "|" in text:  # rare: most lists use ':' alone
-        end = len(text) if cut < 0 else cut
-        semicolon = text.find(";", at, end)
-        if semicolon >= 0:
-            cut = end = semicolon
-        bar = text.find("|", at, end)
-        if bar >= 0:
-            cut = bar
+    found = _COMBO_CUT.search(text, at)
+    cut = found.start() if found is not None else -1
     head = text[:cut].strip() if cut >= 0 else text.strip()
     password = text[cut + 1 :] or None if cut >= 0 else None
     if _FIELD_ADDRESS.fullmatch(head) is not None:
@@ -621,11 +652,11 @@ def _field_record(text: str) -> tuple[str | None, str | None] | None:
     """Return (candidate, password) of a line of more than two fields; None if no field is an
     address ((None, None) if the line opens with a URL).
 
-    Tried with ':' first, the separator of stealer logs, then ';' and '|'.
+    Tried with ':' first, the separator of stealer logs, then ';', '|' and ','.
     """
     url = _URL_PREFIX.match(text)
     rest = text[url.end() :] if url is not None else text
-    for separator in COMBO_SEPARATORS:
+    for separator in _FIELD_SEPARATORS:
         if separator not in rest:
             continue
         fields = rest.split(separator)

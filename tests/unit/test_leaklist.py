@@ -395,6 +395,73 @@ def test_csv_with_no_email_column_is_a_file_error(tmp_path: Path) -> None:
 # --- combo ---------------------------------------------------------------------------------
 
 
+def test_a_headerless_comma_separated_credential_list_is_a_combo_list(tmp_path: Path) -> None:
+    # Read as a CSV, "alice@example.org,hunter2" lines lost every password (no header named
+    # the column): a real CSV has a header; without one, address and field are a combo.
+    text = (
+        "alice@example.org,hunter2\n"
+        "bob@example.org,pass,with,commas\n"
+        "carol@example.org,p@ss\n"
+        "dave@example.org,\n"
+        " erin@example.org , spaced \n"
+    )
+    source, records = read(write(tmp_path, "combo.csv", text))
+    assert source.format is LeakFormat.COMBO
+    assert records == [
+        R(1, "alice@example.org", "hunter2"),
+        R(2, "bob@example.org", "pass,with,commas"),
+        R(3, "carol@example.org", "p@ss"),
+        R(4, "dave@example.org", None),
+        R(5, "erin@example.org", " spaced "),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected_format", "expected"),
+    [
+        # A header naming the columns: a CSV, as before.
+        ("email,password\nalice@x.org,pw1\n", LeakFormat.CSV, [R(2, "alice@x.org", "pw1")]),
+        # A header whose address cell is an example address: a header all the same.
+        (
+            "E-Mail (name@example.com),Password\nalice@x.org,pw1\nbob@y.org,pw2\n",
+            LeakFormat.CSV,
+            [R(2, "alice@x.org", "pw1"), R(3, "bob@y.org", "pw2")],
+        ),
+        (
+            "Email address (e.g. user@example.com);Passwort\nalice@x.org;pw1\n",
+            LeakFormat.CSV,
+            [R(2, "alice@x.org", "pw1")],
+        ),
+        # More columns without a header: a CSV whose address column is found by its values.
+        (
+            "alice@x.org,pw1,Alice\nbob@y.org,pw2,Bob\n",
+            LeakFormat.CSV,
+            [R(1, "alice@x.org"), R(2, "bob@y.org")],
+        ),
+        # Two addresses a line: each is a record (a CSV read only the first).
+        (
+            "alice@x.org,bob@y.org\ncarol@x.org, dave@y.org\n",
+            LeakFormat.LINES,
+            [R(1, "alice@x.org"), R(1, "bob@y.org"), R(2, "carol@x.org"), R(2, "dave@y.org")],
+        ),
+        # Excel's "sep=," names the file a CSV.
+        ("sep=,\nalice@x.org,pw1\n", LeakFormat.CSV, [R(2, "alice@x.org")]),
+    ],
+)
+def test_comma_separated_files_that_stay_csv_or_lines(
+    tmp_path: Path, text: str, expected_format: LeakFormat, expected: list[LeakRecord]
+) -> None:
+    source, records = read(write(tmp_path, "leak.csv", text))
+    assert source.format is expected_format
+    assert records == expected
+
+
+def test_a_headerless_comma_combo_read_as_csv_when_the_operator_says_so(tmp_path: Path) -> None:
+    path = write(tmp_path, "combo.csv", "alice@example.org,hunter2\nbob@example.org,secret\n")
+    _, records = read(path, LeakFormat.CSV)
+    assert records == [R(1, "alice@example.org"), R(2, "bob@example.org")]
+
+
 def test_combo_splits_at_the_first_separator_after_the_at_sign(tmp_path: Path) -> None:
     text = (
         "jane@x.org:pass:with:colons\n"
@@ -1104,6 +1171,7 @@ DETECTED = [
     ("csv-sep-line", b"sep=;\nmail;pw\nx@y.org;a\n", LeakFormat.CSV),
     ("csv-under-title", b"Users\n2024-01-02\n\nid,email\n1,x@y.org\n", LeakFormat.CSV),
     ("combo-colon", b"x@y.org:pw1\nz@y.org:pw2\n", LeakFormat.COMBO),
+    ("combo-comma", b"x@y.org,pw1\nz@y.org,pw2\n", LeakFormat.COMBO),
     ("combo-semicolon", b"x@y.org;pw1\nz@y.org;pw2\n", LeakFormat.COMBO),
     ("combo-bar", b"x@y.org|pw1\nz@y.org|p|w2\n", LeakFormat.COMBO),
     (
