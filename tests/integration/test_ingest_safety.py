@@ -317,6 +317,10 @@ def test_a_plain_copy_of_a_compressed_file_another_leak_has_is_refused(
         stored = session.execute(select(LeakFile.sha256, LeakFile.content_sha256)).one()
     assert stored.content_sha256 == hashlib.sha256(plain.read_bytes()).digest()
     assert stored.sha256 == hashlib.sha256(packed.read_bytes()).digest()
+    shown = json_output(invoke(runner, "leaks", "show", "shop", "--json"))
+    assert shown["files"][0]["content_sha256"] == stored.content_sha256.hex()
+    text = invoke(runner, "leaks", "show", "shop").stdout
+    assert f"sha256 {stored.sha256.hex()}, content sha256 {stored.content_sha256.hex()}, " in text
 
 
 def test_a_compressed_file_cut_short_has_the_content_before_the_cut(tmp_path: Path) -> None:
