@@ -41,7 +41,7 @@ from jobs.ingest.pipeline import (
     read_chunks,
 )
 from jobs.queues import QueueName, get_queue
-from jobs.reader.stream import LeakFileError, LeakFormat, open_leak
+from jobs.reader.stream import PREFIX_BYTES, LeakFileError, LeakFormat, open_leak
 from service.db import utcnow
 from service.leaks.catalogue import LeakFacts
 from service.leaks.counters import Counters
@@ -129,7 +129,12 @@ def plan_parts(
         with runtime.db.read_session() as session:
             known = find_file(session, slug=slug, sha256=sha256, read_as=read_as)
             elsewhere = file_elsewhere(
-                session, slug=slug, sha256=sha256, content_sha256=digests.content_sha256
+                session,
+                slug=slug,
+                sha256=sha256,
+                content_sha256=digests.content_sha256,
+                content_prefixes=digests.content_prefixes,
+                prefix_bytes=PREFIX_BYTES,
             )
         if known is None:
             if not also_as_new_leak:
@@ -146,6 +151,7 @@ def plan_parts(
                 facts=facts,
                 sha256=sha256,
                 content_sha256=digests.content_sha256,
+                content_prefixes=digests.content_prefixes,
                 read_as=read_as,
                 info=info,
                 path=path,

@@ -47,6 +47,7 @@ from jobs.ingest.checks import (
 from jobs.ingest.lock import IngestBusy, ingest_lock
 from jobs.reader.stream import (
     MAX_LINE_BYTES,
+    PREFIX_BYTES,
     FileDigests,
     LeakFileError,
     LeakFormat,
@@ -273,7 +274,12 @@ def ingest_leak(
         with runtime.db.read_session() as session:
             known = find_file(session, slug=slug, sha256=sha256, read_as=read_as)
             elsewhere = file_elsewhere(
-                session, slug=slug, sha256=sha256, content_sha256=digests.content_sha256
+                session,
+                slug=slug,
+                sha256=sha256,
+                content_sha256=digests.content_sha256,
+                content_prefixes=digests.content_prefixes,
+                prefix_bytes=PREFIX_BYTES,
             )
         if known is None:
             if not also_as_new_leak:
@@ -298,6 +304,7 @@ def ingest_leak(
                 facts=facts,
                 sha256=sha256,
                 content_sha256=digests.content_sha256,
+                content_prefixes=digests.content_prefixes,
                 read_as=read_as,
                 info=source_info,
                 path=path,
@@ -589,6 +596,7 @@ class ChunkWriter:
         content_sha256: str,
         read_as: str,
         info: LeakSource,
+        content_prefixes: tuple[str, ...] = (),
         path: Path,
         facts: LeakFacts | None = None,
         operator: str | None = None,
@@ -602,6 +610,7 @@ class ChunkWriter:
                 facts=facts,
                 sha256=sha256,
                 content_sha256=content_sha256,
+                content_prefixes=content_prefixes,
                 read_as=read_as,
                 size=info.size,
                 file_format=info.format.value,

@@ -632,6 +632,40 @@ class FileDigests:
 
     bytes_sha256: str
     content_sha256: str
+    # SHA-256 of the content's first PREFIX_BYTES << k bytes, k = 0, 1, ... while the content
+    # is that long: a copy cut short (a download or copy interrupted, a compressed stream
+    # cut) or extended shares them with the whole file up to its own length.
+    content_prefixes: tuple[str, ...] = ()
+
+
+# The shortest content prefix kept: a leak list's first 64 KiB (about 2,000 addresses) are
+# that list's; shorter runs of equal text (a header, boilerplate) decide nothing.
+PREFIX_BYTES: Final = 64 * 1024
+
+
+class _ContentHash:
+    """SHA-256 of a stream, and of its prefixes of PREFIX_BYTES << k bytes."""
+
+    def __init__(self) -> None:
+        self._digest = hashlib.sha256()
+        self._length = 0
+        self._next = PREFIX_BYTES
+        self.prefixes: list[str] = []
+
+    def update(self, data: bytes) -> None:
+        view = memoryview(data)
+        while self._length + len(view) >= self._next:
+            take = self._next - self._length
+            self._digest.update(view[:take])
+            view = view[take:]
+            self._length = self._next
+            self.prefixes.append(self._digest.hexdigest())
+            self._next <<= 1
+        self._digest.update(view)
+        self._length += len(view)
+
+    def hexdigest(self) -> str:
+        return self._digest.hexdigest()
 
 
 class _HashingReader:
@@ -660,7 +694,8 @@ class _HashingReader:
 def file_digests(
     path: Path, *, block: int = 1 << 20, check: Callable[[], None] | None = None
 ) -> FileDigests:
-    """Return the SHA-256 of the file's bytes and of its decompressed content, in one read.
+    """Return the SHA-256 of the file's bytes and of its decompressed content (and of the
+    content's prefixes, ``FileDigests``), in one read.
 
     Refuses anything but a regular file before reading a byte: ``stat`` first, so that a
     FIFO never blocks the open and a device such as /dev/zero is never read. ``check`` is
@@ -678,13 +713,14 @@ def file_digests(
             check_regular_file(path, os.fstat(raw.fileno()).st_mode)  # swapped meanwhile
             compression = _compression_of(raw.read(8))
             raw.seek(0)
+            content = _ContentHash()
             if compression is None:
                 while data := raw.read(block):
-                    raw_digest.update(data)
+                    content.update(data)
                     if check is not None:
                         check()
-                return FileDigests(raw_digest.hexdigest(), raw_digest.hexdigest())
-            content = hashlib.sha256()
+                whole = content.hexdigest()
+                return FileDigests(whole, whole, tuple(content.prefixes))
             tee = _HashingReader(raw, raw_digest.update)
             read = _decompressed(compression, tee, stack)
             while True:
@@ -700,7 +736,7 @@ def file_digests(
                 if check is not None:
                     check()
             tee.drain(block, check)
-            return FileDigests(raw_digest.hexdigest(), content.hexdigest())
+            return FileDigests(raw_digest.hexdigest(), content.hexdigest(), tuple(content.prefixes))
     except FileNotFoundError:
         raise LeakFileError(f"{_shown(path)}: no such file") from None
     except OSError as exc:
