@@ -851,6 +851,13 @@ class _JsonFrame:
     streamed: bool = False  # too many held: its records go out as they are read
 
 
+def _with_password(record: LeakRecord, password: str | None) -> LeakRecord:
+    """``record``, given ``password`` if it has none of its own."""
+    if password is None or record.password is not None:
+        return record
+    return replace(record, password=password)
+
+
 def json_records(blocks: Iterable[bytes], *, skip: int) -> Iterator[LeakRecord]:
     """Yield the records of a JSON text of any layout (RFC 8259), streamed by ijson.
 
@@ -889,7 +896,7 @@ def json_records(blocks: Iterable[bytes], *, skip: int) -> Iterator[LeakRecord]:
         held -= len(records)
         if password is None:
             return records
-        return [r if r.password is not None else replace(r, password=password) for r in records]
+        return [_with_password(record, password) for record in records]
 
     def hold(owner: _JsonFrame, record: LeakRecord) -> None:
         """Keep a record of ``owner``'s array of addresses until ``owner`` ends, so that its
@@ -904,7 +911,7 @@ def json_records(blocks: Iterable[bytes], *, skip: int) -> Iterator[LeakRecord]:
                 for early in release(owner.held, owner.password):
                     emit(early)
                 owner.held = None
-            emit(record if owner.password is None else replace(record, password=owner.password))
+            emit(_with_password(record, owner.password))
             return
         if owner.held is None:
             owner.held = []

@@ -738,6 +738,13 @@ def test_json_a_password_key_counts_for_a_list_of_addresses_wherever_it_stands(
             assert list(reader.records(skip=skip)) == records[skip:]
 
 
+def test_json_an_address_object_s_own_password_beats_its_owner_s(tmp_path: Path) -> None:
+    doc = {"emails": [{"email": "a@x.org", "pass": "own"}, {"email": "b@y.org"}], "pwd": "all"}
+    path = write(tmp_path, "dump.json", json.dumps([doc], indent=2))
+    _, records = read(path, LeakFormat.JSON)
+    assert [(r.candidate, r.password) for r in records] == [("a@x.org", "own"), ("b@y.org", "all")]
+
+
 def test_json_a_huge_list_of_addresses_is_held_only_up_to_a_bound(tmp_path: Path) -> None:
     # Held for a password key that may follow, the records of one object's array stay
     # bounded: past MAX_HELD_RECORDS they go out as read (a list, not one person's account).
