@@ -10,13 +10,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 from flask import Flask
 
 from service.app import create_app
 from service.config import Settings
 from service.runtime import runtime_of
-from tests.support.services import create_postgres_database, drop_postgres_database
 from tests.support.settings import TEST_HASH_KEY, TEST_SECRET_KEY
 
 UNREACHABLE = {
@@ -81,13 +81,21 @@ def test_readiness_says_503_within_a_second(app_without_database: Flask) -> None
 
 
 def test_a_server_on_an_unmigrated_database_answers_503_not_500(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture, request: pytest.FixtureRequest
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    request: pytest.FixtureRequest,
+    postgres_url: str,
 ) -> None:
     """Reviewed from outside: gunicorn on an empty PostgreSQL database answered every /v1
     request with 500 and two tracebacks."""
-    name = f"leakguard_test_{os.getpid()}_empty"
-    url = create_postgres_database(name)
-    request.addfinalizer(lambda: drop_postgres_database(name))
+    # An empty schema of the run's database, alone on the search path, is a database
+    # never migrated: a database of its own took up to a minute to drop under the suite's
+    # writes (DROP DATABASE waits for a checkpoint).
+    schema = f"unmigrated_{os.getpid()}"
+    with psycopg.connect(postgres_url.replace("+psycopg", ""), autocommit=True) as admin:
+        admin.execute(f'CREATE SCHEMA "{schema}"')
+    request.addfinalizer(lambda: _drop_schema(postgres_url, schema))
+    url = f"{postgres_url}?options=-csearch_path%3D{schema}"
     app = create_app(
         Settings(
             database_url=url,
@@ -108,3 +116,8 @@ def test_a_server_on_an_unmigrated_database_answers_503_not_500(
         assert app.test_client().get("/readyz").status_code == 503
     finally:
         runtime_of(app).db.dispose()
+
+
+def _drop_schema(postgres_url: str, schema: str) -> None:
+    with psycopg.connect(postgres_url.replace("+psycopg", ""), autocommit=True) as admin:
+        admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
