@@ -156,17 +156,42 @@ def check_leak_file(
 
 
 def refuse_if_elsewhere(path: Path, elsewhere: FileElsewhere | None, *, slug: str) -> None:
-    """Refuse bytes another leak has recorded: the same file under a typo'd slug would warn
-    everyone in it a second time."""
+    """Refuse a file another leak has recorded: the same file under a typo'd slug would warn
+    everyone in it a second time. The same bytes, or the same content in another
+    compression (``gzip -c leak.txt > leak.txt.gz`` of an ingested ``leak.txt``)."""
     if elsewhere is None:
         return
+    when = f"{elsewhere.started_at:%Y-%m-%d}"
+    shown = f" (as {shown_path(Path(elsewhere.name))})" if elsewhere.name else ""
+    if elsewhere.same_bytes:
+        what = f"this file was already ingested as leak {elsewhere.slug!r} on {when}"
+    elif elsewhere.same_prefix_bytes is not None:
+        # A download or copy cut short, a compressed stream cut, or a longer version: the
+        # people of the shared part would be warned again.
+        what = (
+            f"this file's content starts with the same {_size(elsewhere.same_prefix_bytes)} "
+            f"as a file ingested as leak {elsewhere.slug!r} on {when}{shown}: one of them "
+            "is a copy of the other cut short, or extended"
+        )
+    else:
+        what = (
+            f"this file's content was already ingested as leak {elsewhere.slug!r} on {when}"
+            f"{shown}, in another compression"
+        )
     raise IngestRefused.saying(
         lambda w: (
-            f"{shown_path(path)}: this file was already ingested as leak "
-            f"{elsewhere.slug!r} on {elsewhere.started_at:%Y-%m-%d}; nothing recorded; to record "
-            f"it as leak {slug!r} as well, {w.also_as_new_leak}"
+            f"{shown_path(path)}: {what}; nothing recorded; to record it as leak {slug!r} "
+            f"as well, {w.also_as_new_leak}"
         )
     )
+
+
+def _size(count: int) -> str:
+    """A power of two of bytes, 64 KiB and up, in its unit: "64 KiB", "2 MiB", "1 GiB"."""
+    for unit, shift in (("GiB", 30), ("MiB", 20)):
+        if count >= 1 << shift:
+            return f"{count / (1 << shift):g} {unit}"
+    return f"{count / 1024:g} KiB"
 
 
 def _looks_binary(path: Path, source: LeakSource) -> bool:

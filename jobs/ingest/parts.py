@@ -41,7 +41,7 @@ from jobs.ingest.pipeline import (
     read_chunks,
 )
 from jobs.queues import QueueName, get_queue
-from jobs.reader.stream import LeakFileError, LeakFormat, open_leak
+from jobs.reader.stream import PREFIX_BYTES, LeakFileError, LeakFormat, open_leak
 from service.db import utcnow
 from service.leaks.catalogue import LeakFacts
 from service.leaks.counters import Counters
@@ -121,13 +121,21 @@ def plan_parts(
     (resume that one instead).
     """
     resolved = stored_path(path)
-    sha256 = fingerprint_file(path, stop=stop)
+    digests = fingerprint_file(path, stop=stop)
+    sha256 = digests.bytes_sha256
     with open_leak(path, fmt) as reader:
         info = reader.source
         read_as = reader.read_as
         with runtime.db.read_session() as session:
             known = find_file(session, slug=slug, sha256=sha256, read_as=read_as)
-            elsewhere = file_elsewhere(session, slug=slug, sha256=sha256)
+            elsewhere = file_elsewhere(
+                session,
+                slug=slug,
+                sha256=sha256,
+                content_sha256=digests.content_sha256,
+                content_prefixes=digests.content_prefixes,
+                prefix_bytes=PREFIX_BYTES,
+            )
         if known is None:
             if not also_as_new_leak:
                 refuse_if_elsewhere(path, elsewhere, slug=slug)
@@ -142,6 +150,8 @@ def plan_parts(
                 source=source,
                 facts=facts,
                 sha256=sha256,
+                content_sha256=digests.content_sha256,
+                content_prefixes=digests.content_prefixes,
                 read_as=read_as,
                 info=info,
                 path=path,

@@ -23,7 +23,6 @@ while a single writer thread commits chunk k. One writer keeps commits in file o
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import queue
@@ -48,11 +47,13 @@ from jobs.ingest.checks import (
 from jobs.ingest.lock import IngestBusy, ingest_lock
 from jobs.reader.stream import (
     MAX_LINE_BYTES,
+    PREFIX_BYTES,
+    FileDigests,
     LeakFileError,
     LeakFormat,
     LeakSource,
     RecordBatch,
-    check_regular_file,
+    file_digests,
     open_leak,
     shown_path,
 )
@@ -219,29 +220,20 @@ class IngestProgress:
 ProgressCallback = Callable[[IngestProgress], None]
 
 
-def fingerprint_file(path: Path, *, stop: threading.Event | None = None) -> str:
-    """Return the SHA-256 of the file's bytes: the file's identity across runs.
+def fingerprint_file(path: Path, *, stop: threading.Event | None = None) -> FileDigests:
+    """Return the SHA-256 of the file's bytes (the file's identity across runs) and of its
+    decompressed content (what another leak's copy in another compression shares with it),
+    in one read of the file (``jobs.reader.stream.file_digests``).
 
-    Refuses anything but a regular file before reading a byte: ``stat`` first, so that a
-    FIFO never blocks the open and a device such as /dev/zero is never read.
+    Refuses anything but a regular file before reading a byte. Raises LeakFileError,
+    IngestInterrupted once ``stop`` is set.
     """
-    digest = hashlib.sha256()
-    try:
-        check_regular_file(path, os.stat(path).st_mode)
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-        with open(fd, "rb") as handle:
-            check_regular_file(path, os.fstat(handle.fileno()).st_mode)  # swapped meanwhile
-            while block := handle.read(FINGERPRINT_BLOCK):
-                digest.update(block)
-                if stop is not None and stop.is_set():
-                    raise IngestInterrupted(0)
-    except FileNotFoundError:
-        raise LeakFileError(f"{shown_path(path)}: no such file") from None
-    except OSError as exc:
-        raise LeakFileError(
-            f"{shown_path(path)}: cannot read ({exc.strerror or 'error'})"
-        ) from None
-    return digest.hexdigest()
+
+    def check() -> None:
+        if stop is not None and stop.is_set():
+            raise IngestInterrupted(0)
+
+    return file_digests(path, block=FINGERPRINT_BLOCK, check=check)
 
 
 def ingest_leak(
@@ -274,13 +266,21 @@ def ingest_leak(
     IngestBusy if another run holds this file, LeakRetracted for a retracted leak.
     """
     started = time.monotonic()
-    sha256 = fingerprint_file(path, stop=stop)
+    digests = fingerprint_file(path, stop=stop)
+    sha256 = digests.bytes_sha256
     with open_leak(path, fmt) as reader:
         source_info = reader.source
         read_as = reader.read_as
         with runtime.db.read_session() as session:
             known = find_file(session, slug=slug, sha256=sha256, read_as=read_as)
-            elsewhere = file_elsewhere(session, slug=slug, sha256=sha256)
+            elsewhere = file_elsewhere(
+                session,
+                slug=slug,
+                sha256=sha256,
+                content_sha256=digests.content_sha256,
+                content_prefixes=digests.content_prefixes,
+                prefix_bytes=PREFIX_BYTES,
+            )
         if known is None:
             if not also_as_new_leak:
                 refuse_if_elsewhere(path, elsewhere, slug=slug)
@@ -303,6 +303,8 @@ def ingest_leak(
                 source=source,
                 facts=facts,
                 sha256=sha256,
+                content_sha256=digests.content_sha256,
+                content_prefixes=digests.content_prefixes,
                 read_as=read_as,
                 info=source_info,
                 path=path,
@@ -591,8 +593,10 @@ class ChunkWriter:
         name: str | None,
         source: str | None,
         sha256: str,
+        content_sha256: str,
         read_as: str,
         info: LeakSource,
+        content_prefixes: tuple[str, ...] = (),
         path: Path,
         facts: LeakFacts | None = None,
         operator: str | None = None,
@@ -605,6 +609,8 @@ class ChunkWriter:
                 source=source,
                 facts=facts,
                 sha256=sha256,
+                content_sha256=content_sha256,
+                content_prefixes=content_prefixes,
                 read_as=read_as,
                 size=info.size,
                 file_format=info.format.value,

@@ -89,6 +89,9 @@ _FIELD_ADDRESS: Final = re.compile(r"[\w!#$%&'*+/=?^`{|}~.-]+@[\w-]+(?:\.[\w-]+)
 # authority up to its port or path (so its user-info, "https://user@host/", with it), an
 # optional port, then a path up to the next field separator (RFC 3986 section 3).
 _URL_PREFIX: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/?#:;|\s]*(?::\d+)?(?:[/?#][^:;|]*)?")
+# A line of a combo list written with a comma: an address alone, a comma, and a password
+# (which may hold more commas) without an '@', else it is a second address.
+_COMMA_COMBO: Final = re.compile(rf"[ \t]*{_FIELD_ADDRESS.pattern}[ \t]*,[^@]*")
 _TEXT_ADDRESS: Final = re.compile(r"(?<![\w.+'-])[\w.+'-]++@[^\W_][\w-]*+(?:\.[^\W_][\w-]*+)++")
 
 _parse_addresses: Callable[[list[str]], list[tuple[str, str]]]
@@ -275,14 +278,18 @@ def json_layout(lines: list[str], *, partial: str = "") -> str | None:
 
 
 def looks_like_combo(lines: list[str]) -> bool:
-    """Say whether most non-blank lines have a combo separator after their '@'."""
+    """Say whether most non-blank lines have a combo separator after their '@', or are an
+    address, a comma and a field without one (``alice@example.org,hunter2``)."""
     total = combos = 0
     for text in lines:
         if not text.strip():
             continue
         total += 1
         at = text.find("@")
-        if at >= 0 and any(text.find(sep, at) >= 0 for sep in COMBO_SEPARATORS):
+        if at >= 0 and (
+            any(text.find(sep, at) >= 0 for sep in COMBO_SEPARATORS)
+            or _COMMA_COMBO.fullmatch(text) is not None
+        ):
             combos += 1
     return total > 0 and 2 * combos > total
 
@@ -341,14 +348,41 @@ def sniff_csv(lines: list[str], *, auto: bool) -> CsvLayout | None:
     if best is None:
         return None
     width, _, delimiter, column, rows = best
-    if auto and width == 2 and column == 0 and delimiter in COMBO_SEPARATORS and not first_line:
-        return None
     start = next(i for i, (row, _) in enumerate(rows) if len(row) == width)
-    if "@" not in rows[start][0][column]:
-        skip_lines = rows[start][1]  # an unnamed header
-    else:
-        skip_lines = rows[start - 1][1] if start else first_line
+    first_row = rows[start][0]
+    is_header = _unnamed_header(first_row[column])
+    if auto and width == 2 and column == 0 and not first_line and not is_header:
+        if delimiter in COMBO_SEPARATORS:
+            return None  # the combo reader's: its second column is a password
+        data = [row for row, _ in rows[start:] if len(row) == 2 and row[1].strip()]
+        if 2 * sum("@" in row[1] for row in data) > len(data):
+            return None  # two addresses a line: one address per line reads both
+        if delimiter == "," and data:
+            # A combo list written with commas: a real CSV has a header naming its columns.
+            # The combo reader keeps a password's commas (the rest of the line is one).
+            return None
+    if is_header:
+        # A header naming no address column ("id,login,contact"), or whose address cell is
+        # an example ("Email (name@example.com)"): skipped, a password column taken by name.
+        return CsvLayout(
+            delimiter,
+            column,
+            _named_column(first_row, CREDENTIAL),
+            rows[start][1],
+            columns=width,
+        )
+    skip_lines = rows[start - 1][1] if start else first_line
     return CsvLayout(delimiter, column, None, skip_lines, columns=width)
+
+
+def _unnamed_header(cell: str) -> bool:
+    """Say whether the address column's first cell is a header's, not an address: it holds
+    no '@', or it is no bare address and names one ("E-Mail (name@example.com)")."""
+    if "@" not in cell:
+        return True
+    if _FIELD_ADDRESS.fullmatch(cell.strip()) is not None:
+        return False
+    return any(word in _EMAIL_WORDS for word in name_words(cell))
 
 
 def _sample_rows(lines: list[str], delimiter: str, first: int) -> list[tuple[list[str], int]]:
@@ -498,8 +532,12 @@ _NO_AT_LINE: Final = re.compile(r"^[^@\n]*$", re.MULTILINE)
 # then the first separator after its "@" and the password, or the line's end. Every other
 # line (group 3) is left to ``_combo_line``.
 _COMBO_ROW: Final = re.compile(
-    rf"^({_FIELD_ADDRESS.pattern})(?:[:;|]([^\n]*))?$|^([^\n]*)$", re.MULTILINE
+    rf"^({_FIELD_ADDRESS.pattern})(?:[:;|,]([^\n]*))?$|^([^\n]*)$", re.MULTILINE
 )
+# The separators a combo line's fields are cut at: ':' ';' '|', and ',' of the combo lists
+# written as two-column CSV without a header (``alice@example.org,hunter2``).
+_COMBO_CUT: Final = re.compile(r"[:;|,]")
+_FIELD_SEPARATORS: Final = (*COMBO_SEPARATORS, ",")
 
 
 def _stripped_lines(batch: list[str], first: int) -> tuple[list[str], Sequence[int]]:
@@ -547,8 +585,8 @@ def lines_batches(batches: Batches, *, skip: int) -> Iterator[RecordBatch]:
 
 
 def combo_batches(batches: Batches, *, skip: int) -> Iterator[RecordBatch]:
-    """Yield one record per non-blank ``email:password`` line (also ';' and '|'), or a line
-    of more fields: ``URL:login:password`` (stealer logs), ``login:email:password``.
+    """Yield one record per non-blank ``email:password`` line (also ';', '|' and ','), or a
+    line of more fields: ``URL:login:password`` (stealer logs), ``login:email:password``.
 
     First the split at the first separator after the first '@' (a domain cannot hold one, a
     password can): if what comes before parses as an address, that is the record. Else the
@@ -601,15 +639,8 @@ def _combo_line(text: str) -> tuple[str | None, str | None] | None:
     at = text.find("@")
     if at < 0:
         return (None, None) if text.strip() else None
-    cut = text.find(":", at)
-    if ";" in text or "|" in text:  # rare: most lists use ':' alone
-        end = len(text) if cut < 0 else cut
-        semicolon = text.find(";", at, end)
-        if semicolon >= 0:
-            cut = end = semicolon
-        bar = text.find("|", at, end)
-        if bar >= 0:
-            cut = bar
+    found = _COMBO_CUT.search(text, at)
+    cut = found.start() if found is not None else -1
     head = text[:cut].strip() if cut >= 0 else text.strip()
     password = text[cut + 1 :] or None if cut >= 0 else None
     if _FIELD_ADDRESS.fullmatch(head) is not None:
@@ -621,11 +652,11 @@ def _field_record(text: str) -> tuple[str | None, str | None] | None:
     """Return (candidate, password) of a line of more than two fields; None if no field is an
     address ((None, None) if the line opens with a URL).
 
-    Tried with ':' first, the separator of stealer logs, then ';' and '|'.
+    Tried with ':' first, the separator of stealer logs, then ';', '|' and ','.
     """
     url = _URL_PREFIX.match(text)
     rest = text[url.end() :] if url is not None else text
-    for separator in COMBO_SEPARATORS:
+    for separator in _FIELD_SEPARATORS:
         if separator not in rest:
             continue
         fields = rest.split(separator)
@@ -647,7 +678,9 @@ def jsonl_batches(batches: Batches, *, skip: int) -> Iterator[RecordBatch]:
     A line that is only an array's bracket (``[``, ``]``) is no record, like a blank one.
     Keys are matched by ``name_role`` at the top level, else one object level down; a line
     that is not an object, or has no such string, gives candidate None. A value naming
-    several mailboxes gives one record each (``split_mailboxes``).
+    several mailboxes gives one record each (``split_mailboxes``), and so does a list under
+    an address key, of strings or of objects with an address key (``_listed_addresses``),
+    each with the line's password wherever its key stands.
     """
     # raw_decode skips json.loads's two whitespace regex passes (a third of its cost on
     # short objects); the line is stripped already, and trailing text is checked below.
@@ -734,11 +767,42 @@ def _json_fields(document: dict[str, Any]) -> tuple[str | None, str | None]:
     if type(password) is int:
         password = str(password)  # dumps store numeric passwords as numbers
     if type(address) is list:  # "emails": [...]: one string, cut again by _split_records
-        address = ", ".join(item for item in address if isinstance(item, str) and "@" in item)
+        address, listed_password = _listed_addresses(address)
+        if password is None:
+            password = listed_password
     return (
         address.strip() if isinstance(address, str) and "@" in address else None,
         password if isinstance(password, str) and password else None,
     )
+
+
+def _listed_addresses(items: list[Any]) -> tuple[str, str | None]:
+    """Return the addresses of an address key's list as one string (``a@x.org, b@y.org``),
+    and the password its objects agree on, if any.
+
+    An item is an address string, or an object with an address key (``"emails":
+    [{"email": "a@x.org", "verified": true}]``), as the JSON reader takes them. The list's
+    records share one password: the enclosing object's, else one its objects all give.
+    """
+    addresses: list[str] = []
+    passwords: set[str] = set()
+    for item in items:
+        if isinstance(item, str):
+            if "@" in item:
+                addresses.append(item)
+            continue
+        if type(item) is not dict:
+            continue
+        address_key, password_key = _named_keys(item)
+        value = item.get(address_key) if address_key is not None else None
+        if isinstance(value, str) and "@" in value:
+            addresses.append(value)
+            secret = item.get(password_key) if password_key is not None else None
+            if type(secret) is int:
+                secret = str(secret)
+            if isinstance(secret, str) and secret:
+                passwords.add(secret)
+    return ", ".join(addresses), (passwords.pop() if len(passwords) == 1 else None)
 
 
 def _named_keys(document: dict[str, Any]) -> tuple[str | None, str | None]:
@@ -760,6 +824,9 @@ def _named_keys(document: dict[str, Any]) -> tuple[str | None, str | None]:
 # A JSON token (a string, a number) longer than this is not a leak's: past it the reader
 # stops rather than let the parser's buffer grow with the file.
 MAX_JSON_TOKEN_BYTES = 8 * 1024 * 1024
+# Records of arrays of addresses held until their object ends (its password key may come
+# after the array): memory stays flat whatever an array's length.
+MAX_HELD_RECORDS: Final = 4096
 
 
 @dataclass(slots=True)
@@ -773,10 +840,22 @@ class _JsonFrame:
     has_address_key: bool = False
     address: str | None = None
     password: str | None = None
-    nested: LeakRecord | None = None  # a nested object's record, waiting for a password
+    # A nested object's records (one, or those of its array of addresses), waiting for this
+    # object's password.
+    nested: list[LeakRecord] | None = None
     nested_count: int = 0
     addresses: bool = False  # an array under an address key ("emails": [...])
     listed: int = -1  # records given by such an array of this object (-1: it has none)
+    # Those records, held until the object ends: its password key may come after the array.
+    held: list[LeakRecord] | None = None
+    streamed: bool = False  # too many held: its records go out as they are read
+
+
+def _with_password(record: LeakRecord, password: str | None) -> LeakRecord:
+    """``record``, given ``password`` if it has none of its own."""
+    if password is None or record.password is not None:
+        return record
+    return replace(record, password=password)
 
 
 def json_records(blocks: Iterable[bytes], *, skip: int) -> Iterator[LeakRecord]:
@@ -801,6 +880,7 @@ def json_records(blocks: Iterable[bytes], *, skip: int) -> Iterator[LeakRecord]:
     parser = ijson.basic_parse_coro(events, multiple_values=True, use_float=True)
     stack: list[_JsonFrame] = []
     found = False  # the current entry gave a record
+    held = 0  # records held in open objects, waiting for a password key after them
     line = 1
     pending = 0  # bytes sent since the parser last produced an event
     out: list[LeakRecord] = []
@@ -810,31 +890,70 @@ def json_records(blocks: Iterable[bytes], *, skip: int) -> Iterator[LeakRecord]:
         found = True
         out.append(record)
 
+    def release(records: list[LeakRecord], password: str | None) -> list[LeakRecord]:
+        """Take held records out of the count, each given ``password`` if it has none."""
+        nonlocal held
+        held -= len(records)
+        if password is None:
+            return records
+        return [_with_password(record, password) for record in records]
+
+    def hold(owner: _JsonFrame, record: LeakRecord) -> None:
+        """Keep a record of ``owner``'s array of addresses until ``owner`` ends, so that its
+        password key counts wherever it stands; past MAX_HELD_RECORDS held in all, the
+        owner's records go out at once with the password read so far (an object with
+        thousands of addresses is a list, not one person's account)."""
+        nonlocal held
+        owner.listed += 1
+        if held >= MAX_HELD_RECORDS or owner.streamed:
+            owner.streamed = True  # the rest of its array goes out as read, in file order
+            if owner.held:
+                for early in release(owner.held, owner.password):
+                    emit(early)
+                owner.held = None
+            emit(_with_password(record, owner.password))
+            return
+        if owner.held is None:
+            owner.held = []
+        owner.held.append(record)
+        held += 1
+
     def close_map(frame: _JsonFrame) -> None:
-        record: LeakRecord | None = None
+        nonlocal held
+        records: list[LeakRecord]
         if frame.listed > 0:
-            return  # its array of addresses gave its records
-        if frame.has_address_key:
-            record = LeakRecord(frame.line, frame.address, frame.password)
+            # Its array of addresses gave its records, held for its password until now.
+            if not frame.held:
+                return
+            records = release(frame.held, frame.password)
+            frame.held = None
+        elif frame.has_address_key:
+            records = [LeakRecord(frame.line, frame.address, frame.password)]
         elif frame.nested is not None:
-            record = frame.nested
-            if record.password is None and frame.password is not None:
-                record = replace(record, password=frame.password)
-        if record is None:
+            records = release(frame.nested, frame.password)
+            frame.nested = None
+        else:
             return
         parent = stack[-1] if stack else None
         if parent is None or not parent.is_map or frame.unit:
             if parent is not None and parent.addresses:
-                stack[-2].listed += 1  # "emails": [{"address": ...}, ...]
-            emit(record)
+                # "emails": [{"email": ...}, ...]: the owner's password may come later.
+                for record in records:
+                    hold(stack[-2], record)
+                return
+            for record in records:
+                emit(record)
         elif parent.nested_count == 0:
-            parent.nested, parent.nested_count = record, 1
+            parent.nested, parent.nested_count = records, 1
+            held += len(records)
         else:
             if parent.nested is not None:  # many address objects: a container, not a user
-                emit(parent.nested)
+                for record in release(parent.nested, None):
+                    emit(record)
                 parent.nested = None
             parent.nested_count += 1
-            emit(record)
+            for record in records:
+                emit(record)
 
     def scalar(event: str, value: Any) -> None:
         top = stack[-1] if stack else None
@@ -844,12 +963,10 @@ def json_records(blocks: Iterable[bytes], *, skip: int) -> Iterator[LeakRecord]:
             emit(LeakRecord(line, text))
             return
         if top.addresses:
-            # Each string of an array of addresses is a record at once, with the password
-            # its object gave so far: memory stays flat whatever the array's length.
+            # Each string of an array of addresses is a record of its object, with the
+            # object's password wherever its key stands (``hold``).
             if event == "string" and "@" in value:
-                owner = stack[-2]
-                owner.listed += 1
-                emit(LeakRecord(line, value.strip(), owner.password))
+                hold(stack[-2], LeakRecord(line, value.strip()))
             return
         if not top.is_map or top.key is None:
             return

@@ -20,6 +20,7 @@ from __future__ import annotations
 import bz2
 import codecs
 import gzip
+import hashlib
 import lzma
 import os
 import re
@@ -33,7 +34,7 @@ from enum import StrEnum
 from functools import partial
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO, Final
+from typing import BinaryIO, Final, cast
 
 from jobs.reader.encoding import decode_line, decode_lines, detect_encoding
 from jobs.reader.formats import (
@@ -60,6 +61,7 @@ from service.leaks.wording import CLI_WORDS
 
 __all__ = [
     "MAX_LINE_BYTES",
+    "FileDigests",
     "LeakFileError",
     "LeakFormat",
     "LeakReader",
@@ -69,6 +71,7 @@ __all__ = [
     "TruncatedStream",
     "check_regular_file",
     "expanded_bytes",
+    "file_digests",
     "open_leak",
     "shown_path",
 ]
@@ -582,16 +585,162 @@ def _open_stream(
     for prefix, what in _CONVERT_FIRST:
         if magic.startswith(prefix):
             raise LeakFileError(f"{_shown(path)}: {what}")
-    # read1, one decompressor call a block: read() gathers several, and when the stream
-    # is cut, the text of the calls before the cut in that read() is lost with the error.
+    compression = _compression_of(magic)
+    if compression is None:
+        return raw.read, None, raw
+    return _decompressed(compression, raw, stack), compression, raw
+
+
+def _compression_of(magic: bytes) -> str | None:
+    """Name the compression a file's first 8 bytes show (gzip, bz2, xz), or None."""
     if magic.startswith(b"\x1f\x8b"):
-        return stack.enter_context(gzip.GzipFile(fileobj=raw, mode="rb")).read1, "gzip", raw
+        return "gzip"
     # "BZh" and a block size digit: a text file starting "BZh" stays text.
     if magic[:3] == b"BZh" and magic[3:4].isdigit() and magic[3:4] != b"0":
-        return stack.enter_context(bz2.BZ2File(raw)).read1, "bz2", raw
+        return "bz2"
     if magic.startswith(b"\xfd7zXZ\x00"):
-        return stack.enter_context(lzma.LZMAFile(raw)).read1, "xz", raw
-    return raw.read, None, raw
+        return "xz"
+    return None
+
+
+def _decompressed(
+    compression: str, raw: BinaryIO | _HashingReader, stack: ExitStack
+) -> Callable[[int], bytes]:
+    """Return the decompressed stream's ``read1`` over ``raw``, closed with ``stack``.
+
+    read1, one decompressor call a block: read() gathers several, and when the stream is
+    cut, the text of the calls before the cut in that read() is lost with the error.
+    """
+    fileobj = cast("BinaryIO", raw)
+    if compression == "gzip":
+        return stack.enter_context(gzip.GzipFile(fileobj=fileobj, mode="rb")).read1
+    if compression == "bz2":
+        return stack.enter_context(bz2.BZ2File(fileobj)).read1
+    return stack.enter_context(lzma.LZMAFile(fileobj)).read1
+
+
+@dataclass(frozen=True, slots=True)
+class FileDigests:
+    """A leak file's two fingerprints, as hex SHA-256.
+
+    ``bytes_sha256``: of the file's bytes, its identity across runs. ``content_sha256``: of
+    its decompressed stream (for a plain file the same as ``bytes_sha256``): a gzip, bz2 or
+    xz copy of a file has the content of the file, whatever its compression level or the
+    name and time in its header. A stream cut short (or corrupt) has the content it gives
+    before the cut, as the reader reads the file only up to there.
+    """
+
+    bytes_sha256: str
+    content_sha256: str
+    # SHA-256 of the content's first PREFIX_BYTES << k bytes, k = 0, 1, ... while the content
+    # is that long: a copy cut short (a download or copy interrupted, a compressed stream
+    # cut) or extended shares them with the whole file up to its own length.
+    content_prefixes: tuple[str, ...] = ()
+
+
+# The shortest content prefix kept: a leak list's first 64 KiB (about 2,000 addresses) are
+# that list's; shorter runs of equal text (a header, boilerplate) decide nothing.
+PREFIX_BYTES: Final = 64 * 1024
+
+
+class _ContentHash:
+    """SHA-256 of a stream, and of its prefixes of PREFIX_BYTES << k bytes."""
+
+    def __init__(self) -> None:
+        self._digest = hashlib.sha256()
+        self._length = 0
+        self._next = PREFIX_BYTES
+        self.prefixes: list[str] = []
+
+    def update(self, data: bytes) -> None:
+        view = memoryview(data)
+        while self._length + len(view) >= self._next:
+            take = self._next - self._length
+            self._digest.update(view[:take])
+            view = view[take:]
+            self._length = self._next
+            self.prefixes.append(self._digest.hexdigest())
+            self._next <<= 1
+        self._digest.update(view)
+        self._length += len(view)
+
+    def hexdigest(self) -> str:
+        return self._digest.hexdigest()
+
+
+class _HashingReader:
+    """A file read through a decompressor, hashing every byte the decompressor takes: the
+    bytes' and the content's fingerprints in one read of the file."""
+
+    def __init__(self, raw: BinaryIO, update: Callable[[bytes], object]) -> None:
+        self._raw = raw
+        self._update = update
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._raw.read(size)
+        self._update(data)
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+    def drain(self, block: int, check: Callable[[], None] | None) -> None:
+        """Hash the bytes the decompressor left (after a cut, a corrupt stream's rest)."""
+        while self.read(block):
+            if check is not None:
+                check()
+
+
+def file_digests(
+    path: Path, *, block: int = 1 << 20, check: Callable[[], None] | None = None
+) -> FileDigests:
+    """Return the SHA-256 of the file's bytes and of its decompressed content (and of the
+    content's prefixes, ``FileDigests``), in one read.
+
+    Refuses anything but a regular file before reading a byte: ``stat`` first, so that a
+    FIFO never blocks the open and a device such as /dev/zero is never read. ``check`` is
+    called after each block of ``block`` bytes (it may raise to stop the pass). A plain
+    file is hashed once: its content is its bytes. Raises LeakFileError for a file that is
+    missing or cannot be read; a compressed stream that is cut short or corrupt is not an
+    error here (the reader says what it met), its content ends where it breaks.
+    """
+    raw_digest = hashlib.sha256()
+    try:
+        check_regular_file(path, os.stat(path).st_mode)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        with ExitStack() as stack:
+            raw = stack.enter_context(open(fd, "rb", buffering=0))
+            check_regular_file(path, os.fstat(raw.fileno()).st_mode)  # swapped meanwhile
+            compression = _compression_of(raw.read(8))
+            raw.seek(0)
+            content = _ContentHash()
+            if compression is None:
+                while data := raw.read(block):
+                    content.update(data)
+                    if check is not None:
+                        check()
+                whole = content.hexdigest()
+                return FileDigests(whole, whole, tuple(content.prefixes))
+            tee = _HashingReader(raw, raw_digest.update)
+            read = _decompressed(compression, tee, stack)
+            while True:
+                try:
+                    data = read(block)
+                except _STREAM_ERRORS as exc:
+                    if isinstance(exc, OSError) and exc.errno is not None:
+                        raise  # the disk, not the data
+                    break  # cut short or corrupt: the content is what came before
+                if not data:
+                    break
+                content.update(data)
+                if check is not None:
+                    check()
+            tee.drain(block, check)
+            return FileDigests(raw_digest.hexdigest(), content.hexdigest(), tuple(content.prefixes))
+    except FileNotFoundError:
+        raise LeakFileError(f"{_shown(path)}: no such file") from None
+    except OSError as exc:
+        raise LeakFileError(f"{_shown(path)}: cannot read ({exc.strerror or 'error'})") from None
 
 
 def _read_block(read: Callable[[int], bytes], path: Path) -> bytes:

@@ -389,7 +389,12 @@ def _describe(leak: LeakView) -> str:
         lines.append(
             f"  file {f.name or '-'}: {f.size:,} bytes, {f.format}"
             f"{'/' + f.compression if f.compression else ''}, sha256 {f.sha256}, "
-            f"ran by {f.ran_by or 'unknown'}"
+            + (
+                f"content sha256 {f.content_sha256}, "
+                if f.content_sha256 not in (None, f.sha256)
+                else ""
+            )
+            + f"ran by {f.ran_by or 'unknown'}"
         )
         per_run = ", ".join(f"{s:.1f}s" for s in f.run_seconds)
         took = f"{f.seconds:.1f}s in {f.runs} run(s)" + (f" ({per_run})" if per_run else "")

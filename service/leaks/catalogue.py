@@ -277,6 +277,9 @@ class LeakFileView:
     started_at: datetime
     finished_at: datetime | None
     path: str | None = None  # a split file's (--enqueue): where its workers open it
+    # SHA-256 of the decompressed content (a plain file's is ``sha256``); None: a compressed
+    # file recorded before revision 0018.
+    content_sha256: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,6 +334,7 @@ class LeakView:
                 {
                     "name": f.name,
                     "sha256": f.sha256,
+                    "content_sha256": f.content_sha256,
                     "format": f.format,
                     "read_as": f.read_as,
                     "compression": f.compression,
@@ -445,6 +449,7 @@ def _view(session: Session, leak: Leak, held: IsHeld | None) -> LeakView:
                 started_at=f.started_at,
                 finished_at=f.finished_at,
                 path=f.path,
+                content_sha256=f.content_sha256.hex() if f.content_sha256 is not None else None,
             )
             for f in files
         ),

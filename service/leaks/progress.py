@@ -8,11 +8,12 @@ commit ended, and totals are exact whatever the number of writers.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from service.db import bulk, rowcount
@@ -66,6 +67,8 @@ def open_leak_file(
     sha256: str,
     read_as: str,
     size: int,
+    content_sha256: str | None = None,
+    content_prefixes: Sequence[str] | None = None,
     file_format: str,
     compression: str | None,
     file_name: str | None = None,
@@ -74,7 +77,9 @@ def open_leak_file(
     facts: LeakFacts | None = None,
 ) -> OpenedFile:
     """Find the leak's record of this file (its SHA-256 read as ``read_as``), creating leak
-    and file as needed.
+    and file as needed. ``content_sha256``, ``content_prefixes``: of the decompressed
+    content (``FileDigests``), stored with a new file, and with one recorded before they
+    were kept.
 
     Does not commit. Raises ValidationFailed for a bad slug, LeakRetracted.
     """
@@ -87,10 +92,18 @@ def open_leak_file(
             LeakFile.leak_id == leak.id, LeakFile.sha256 == digest, LeakFile.read_as == read_as
         )
     ).one_or_none()
+    content = bytes.fromhex(content_sha256) if content_sha256 is not None else None
+    prefixes = list(content_prefixes) if content_prefixes is not None else None
+    if leak_file is not None and leak_file.content_sha256 is None and content is not None:
+        leak_file.content_sha256 = content  # a compressed file from before revision 0018
+    if leak_file is not None and leak_file.content_prefixes is None and prefixes is not None:
+        leak_file.content_prefixes = prefixes  # a file from before revision 0018
     if leak_file is None:
         leak_file = LeakFile(
             leak_id=leak.id,
             sha256=digest,
+            content_sha256=content,
+            content_prefixes=prefixes,
             read_as=read_as,
             name=file_name,
             ran_by=ran_by,
@@ -120,11 +133,18 @@ def open_leak_file(
 
 @dataclass(frozen=True, slots=True)
 class FileElsewhere:
-    """The same bytes, recorded under another leak."""
+    """The same file, recorded under another leak: its bytes (``same_bytes``), its content
+    in another compression (a gzip of a plain file, a plain copy of a gzip, ...), or, with
+    ``same_prefix_bytes``, as many first bytes of content as the shorter of the two has in
+    its longest prefix (``FileDigests.content_prefixes``): one is a copy of the other cut
+    short, or extended."""
 
     slug: str
     started_at: datetime
     read_as: str
+    same_bytes: bool = True
+    name: str | None = None  # the other file's basename, as it was ingested
+    same_prefix_bytes: int | None = None
 
 
 def find_file(session: Session, *, slug: str, sha256: str, read_as: str) -> LeakFileState | None:
@@ -141,16 +161,62 @@ def find_file(session: Session, *, slug: str, sha256: str, read_as: str) -> Leak
     return state
 
 
-def file_elsewhere(session: Session, *, slug: str, sha256: str) -> FileElsewhere | None:
-    """The first other leak that recorded these bytes (however read), if any."""
+def file_elsewhere(
+    session: Session,
+    *,
+    slug: str,
+    sha256: str,
+    content_sha256: str | None = None,
+    content_prefixes: Sequence[str] = (),
+    prefix_bytes: int = 0,
+) -> FileElsewhere | None:
+    """The first other leak that recorded these bytes or, given ``content_sha256``, this
+    decompressed content (however read), if any; a file of the same bytes before one of
+    the same content only. Failing both, the first whose content starts as this one's does,
+    as far as the shorter of the two has ``content_prefixes`` (the first ``prefix_bytes``
+    << k bytes each)."""
+    digest = bytes.fromhex(sha256)
+    same = LeakFile.sha256 == digest
+    if content_sha256 is not None:
+        same = or_(same, LeakFile.content_sha256 == bytes.fromhex(content_sha256))
     row = session.execute(
-        select(Leak.slug, LeakFile.started_at, LeakFile.read_as)
+        select(Leak.slug, LeakFile.started_at, LeakFile.read_as, LeakFile.sha256, LeakFile.name)
         .join(Leak, Leak.id == LeakFile.leak_id)
-        .where(LeakFile.sha256 == bytes.fromhex(sha256), Leak.slug != slug)
-        .order_by(LeakFile.started_at, LeakFile.id)
+        .where(same, Leak.slug != slug)
+        .order_by((LeakFile.sha256 != digest), LeakFile.started_at, LeakFile.id)
         .limit(1)
     ).one_or_none()
-    return None if row is None else FileElsewhere(row[0], row[1], row[2])
+    if row is not None:
+        return FileElsewhere(row[0], row[1], row[2], same_bytes=row[3] == digest, name=row[4])
+    if not content_prefixes:
+        return None
+    # A leak has a few files, a deployment a few thousand at most: each file's prefixes
+    # (at most ~40 digests) are compared here rather than indexed.
+    rows = session.execute(
+        select(
+            Leak.slug,
+            LeakFile.started_at,
+            LeakFile.read_as,
+            LeakFile.name,
+            LeakFile.content_prefixes,
+        )
+        .join(Leak, Leak.id == LeakFile.leak_id)
+        .where(Leak.slug != slug, LeakFile.content_prefixes.is_not(None))
+        .order_by(LeakFile.started_at, LeakFile.id)
+    )
+    for other_slug, started_at, read_as, name, prefixes in rows:
+        theirs: list[str] = prefixes or []
+        shared = min(len(content_prefixes), len(theirs))
+        if shared and theirs[shared - 1] == content_prefixes[shared - 1]:
+            return FileElsewhere(
+                other_slug,
+                started_at,
+                read_as,
+                same_bytes=False,
+                name=name,
+                same_prefix_bytes=prefix_bytes << (shared - 1),
+            )
+    return None
 
 
 def start_run(session: Session, file_id: int) -> None:

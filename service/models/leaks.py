@@ -104,6 +104,14 @@ class LeakFile(IngestCounters, Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     leak_id: Mapped[int] = mapped_column(ForeignKey("leak.id", ondelete="CASCADE"))
     sha256: Mapped[bytes] = mapped_column(LargeBinary(32), index=True)
+    # SHA-256 of the decompressed content (the bytes' own for a plain file): a gzip, bz2 or
+    # xz copy of a file another leak has is refused like the file itself. None for a
+    # compressed file recorded before revision 0018, known by its bytes alone.
+    content_sha256: Mapped[bytes | None] = mapped_column(LargeBinary(32), index=True)
+    # Hex SHA-256 of the content's first 64 KiB << k bytes (jobs.reader.stream.FileDigests):
+    # a copy cut short or extended shares them up to its length, and is refused like the
+    # file. None for a file recorded before revision 0018.
+    content_prefixes: Mapped[list[str] | None] = mapped_column(JSON)
     # How the bytes were read (the format, and a CSV's columns): part of the file's
     # identity, so a file read under a wrong format can be ingested again under another.
     read_as: Mapped[str] = mapped_column(String(100))

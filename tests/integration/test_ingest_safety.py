@@ -4,7 +4,12 @@ stderr, clean interrupts. On SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import bz2
+import gzip
+import hashlib
+import io
 import json
+import lzma
 import os
 import random
 import shutil
@@ -12,6 +17,7 @@ import signal
 import socket
 import subprocess
 import threading
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +28,8 @@ from sqlalchemy import func, select
 
 from jobs.ingest.checks import IngestInterrupted
 from jobs.ingest.lock import ingest_lock
-from jobs.ingest.pipeline import IngestProgress, ingest_leak
+from jobs.ingest.pipeline import IngestProgress, fingerprint_file, ingest_leak
+from jobs.reader.stream import PREFIX_BYTES
 from service.cli import cli
 from service.cli.stopping import stop_on_signals
 from service.config import Settings
@@ -241,6 +248,194 @@ def test_a_file_another_leak_has_is_refused_naming_it_unless_also_as_new_leak(
         invoke(runner, "ingest", str(leak), "--leak", "shop-2", "--also-as-new-leak", "--json")
     )
     assert both["matched"] == 2
+
+
+def _recompressed(data: bytes) -> dict[str, bytes]:
+    """The copies of ``data`` a leak circulates in: each of other bytes, of the same content."""
+    gzip_named = io.BytesIO()
+    with gzip.GzipFile("other-name.txt", "wb", compresslevel=1, fileobj=gzip_named, mtime=99) as f:
+        f.write(data)
+    return {
+        "leak.txt.gz": gzip.compress(data, mtime=0),
+        "renamed.txt.gz": gzip_named.getvalue(),  # another name, time and level in its header
+        "two-members.txt.gz": gzip.compress(data[:10], mtime=1) + gzip.compress(data[10:]),
+        "leak.txt.bz2": bz2.compress(data),
+        "leak.txt.xz": lzma.compress(data),
+        # Cut before its 8-byte trailer only: every line of the content is in it.
+        "no-trailer.txt.gz": gzip.compress(data, mtime=0)[:-8],
+    }
+
+
+def test_a_recompressed_copy_of_a_file_another_leak_has_is_refused_by_its_content(
+    runtime: Runtime, accounts: dict[str, str], runner: FlaskCliRunner, tmp_path: Path
+) -> None:
+    """The guard compared the bytes' SHA-256 alone: ``gzip -c leak.txt > leak.txt.gz`` of
+    an ingested file (or bz2, xz, another gzip header) got past it under another slug and
+    warned everyone in it a second time."""
+    lines = ["bob@example.org", "dave@example.net", *(f"s{n}@example.com" for n in range(50))]
+    plain = write_lines(tmp_path / "leak.txt", lines)
+    json_output(invoke(runner, "ingest", str(plain), "--leak", "shop", "--json"))
+    with runtime.db.read_session() as session:
+        day = session.scalars(select(LeakFile.started_at)).one().strftime("%Y-%m-%d")
+    before = row_counts(runtime)
+    for name, data in _recompressed(plain.read_bytes()).items():
+        copy = tmp_path / name
+        copy.write_bytes(data)
+        for extra in ((), ("--dry-run",), ("--enqueue",), ("--format", "combo")):
+            result = invoke(runner, "ingest", str(copy), "--leak", "shpo", *extra)
+            assert one_error_line(result) == (
+                f"Error: {copy}: this file's content was already ingested as leak 'shop' on "
+                f"{day} (as leak.txt), in another compression; nothing recorded; to record "
+                "it as leak 'shpo' as well, add --also-as-new-leak"
+            ), (name, extra)
+            assert row_counts(runtime) == before
+    # The same slug is not guarded: a copy adds a file to its own leak and warns no one again.
+    again = json_output(
+        invoke(runner, "ingest", str(tmp_path / "leak.txt.xz"), "--leak", "shop", "--json")
+    )
+    assert (again["already_ingested"], again["valid"], again["notices"]) == (False, 52, 0)
+    both = json_output(
+        invoke(
+            runner,
+            *("ingest", str(tmp_path / "leak.txt.bz2"), "--leak", "shop-2"),
+            *("--also-as-new-leak", "--json"),
+        )
+    )
+    assert both["matched"] == 2
+
+
+def test_a_plain_copy_of_a_compressed_file_another_leak_has_is_refused(
+    runtime: Runtime, accounts: dict[str, str], runner: FlaskCliRunner, tmp_path: Path
+) -> None:
+    lines = ["bob@example.org", "dave@example.net"]
+    packed = write_lines(tmp_path / "dump.gz", lines, compress=True)
+    json_output(invoke(runner, "ingest", str(packed), "--leak", "shop", "--json"))
+    plain = write_lines(tmp_path / "dump.txt", lines)
+    result = invoke(runner, "ingest", str(plain), "--leak", "shpo")
+    assert "this file's content was already ingested as leak 'shop'" in one_error_line(result)
+    assert "(as dump.gz)" in one_error_line(result)
+    with runtime.db.read_session() as session:
+        stored = session.execute(select(LeakFile.sha256, LeakFile.content_sha256)).one()
+    assert stored.content_sha256 == hashlib.sha256(plain.read_bytes()).digest()
+    assert stored.sha256 == hashlib.sha256(packed.read_bytes()).digest()
+    shown = json_output(invoke(runner, "leaks", "show", "shop", "--json"))
+    assert shown["files"][0]["content_sha256"] == stored.content_sha256.hex()
+    text = invoke(runner, "leaks", "show", "shop").stdout
+    assert f"sha256 {stored.sha256.hex()}, content sha256 {stored.content_sha256.hex()}, " in text
+
+
+def test_a_compressed_file_cut_short_has_the_content_before_the_cut(tmp_path: Path) -> None:
+    """A cut stream is fingerprinted up to the cut (the reader reads it up to there), and
+    the bytes' fingerprint is still of every byte."""
+    data = "".join(f"user{n}@example.org\n" for n in range(20_000)).encode()
+    packed = gzip.compress(data, mtime=0)
+    cut = tmp_path / "cut.gz"
+    cut.write_bytes(packed[: len(packed) // 2])
+    digests = fingerprint_file(cut)
+    assert digests.bytes_sha256 == hashlib.sha256(cut.read_bytes()).hexdigest()
+    given = zlib.decompressobj(wbits=31).decompress(cut.read_bytes())
+    assert 0 < len(given) < len(data)
+    assert digests.content_sha256 == hashlib.sha256(given).hexdigest()
+    assert digests.content_prefixes == tuple(
+        hashlib.sha256(given[: PREFIX_BYTES << k]).hexdigest()
+        for k in range(8)
+        if PREFIX_BYTES << k <= len(given)
+    )
+    plain = write_lines(tmp_path / "plain.txt", ["a@example.org"])
+    same = fingerprint_file(plain)
+    assert (
+        same.bytes_sha256 == same.content_sha256 == hashlib.sha256(plain.read_bytes()).hexdigest()
+    )
+
+
+def _prefix_words(path: Path) -> str:
+    """How a refusal names the content ``path`` shares with a longer copy: its longest
+    prefix kept."""
+    kept = len(fingerprint_file(path).content_prefixes)
+    size = PREFIX_BYTES << (kept - 1)
+    return f"{size // 1024} KiB" if size < 1 << 20 else f"{size >> 20} MiB"
+
+
+def test_a_copy_cut_short_or_extended_of_a_file_another_leak_has_is_refused(
+    runtime: Runtime, accounts: dict[str, str], runner: FlaskCliRunner, tmp_path: Path
+) -> None:
+    """A gzip copy cut by an interrupted download (read up to its last complete line), or a
+    plain one, has other content than the whole file: every address before the cut was
+    warned again under another slug. So was the whole file after an ingest of a cut copy."""
+    lines = [*(f"s{n}@example.com" for n in range(20_000)), "bob@example.org"]
+    whole = write_lines(tmp_path / "leak.txt", lines)
+    data = whole.read_bytes()
+    json_output(invoke(runner, "ingest", str(whole), "--leak", "shop", "--json"))
+    with runtime.db.read_session() as session:
+        day = session.scalars(select(LeakFile.started_at)).one().strftime("%Y-%m-%d")
+    before = row_counts(runtime)
+    packed = gzip.compress(data, mtime=0)
+    copies = {
+        "cut.txt.gz": packed[: len(packed) * 2 // 3],  # a download of a gzip interrupted
+        "cut.txt": data[: len(data) // 2],  # of the plain file
+        "longer.txt": data + b"more@example.net\n",  # a later, longer version
+    }
+    for name, copy in copies.items():
+        path = tmp_path / name
+        path.write_bytes(copy)
+        for extra in ((), ("--enqueue",), ("--dry-run",)):
+            result = invoke(runner, "ingest", str(path), "--leak", "shpo", *extra)
+            shared = _prefix_words(path if name != "longer.txt" else whole)
+            assert one_error_line(result) == (
+                f"Error: {path}: this file's content starts with the same {shared} as a file "
+                f"ingested as leak 'shop' on {day} (as leak.txt): one of them is a copy of the "
+                "other cut short, or extended; nothing recorded; to record it as leak 'shpo' "
+                "as well, add --also-as-new-leak"
+            ), (name, extra)
+            assert row_counts(runtime) == before
+    both = json_output(
+        invoke(
+            runner,
+            *("ingest", str(tmp_path / "cut.txt.gz"), "--leak", "shop-2"),
+            *("--also-as-new-leak", "--json"),
+        )
+    )
+    assert both["truncated_after_bytes"] is not None
+
+
+def test_the_whole_file_after_a_cut_copy_another_leak_has_is_refused(
+    runtime: Runtime, accounts: dict[str, str], runner: FlaskCliRunner, tmp_path: Path
+) -> None:
+    lines = [*(f"s{n}@example.com" for n in range(20_000)), "bob@example.org"]
+    whole = write_lines(tmp_path / "leak.txt", lines)
+    packed = gzip.compress(whole.read_bytes(), mtime=0)
+    cut = tmp_path / "leak.txt.gz"
+    cut.write_bytes(packed[: len(packed) // 2])
+    first = json_output(invoke(runner, "ingest", str(cut), "--leak", "cut", "--json"))
+    assert first["truncated_after_bytes"] is not None
+    before = row_counts(runtime)
+    result = invoke(runner, "ingest", str(whole), "--leak", "whole")
+    assert one_error_line(result).startswith(
+        f"Error: {whole}: this file's content starts with the same {_prefix_words(cut)} as a "
+        "file ingested as leak 'cut' on "
+    )
+    assert "(as leak.txt.gz): one of them is a copy of the other cut short" in (
+        one_error_line(result)
+    )
+    assert row_counts(runtime) == before
+    # Its rest goes under the same leak, as the summary of a cut file says: no one again.
+    rest = json_output(invoke(runner, "ingest", str(whole), "--leak", "cut", "--json"))
+    assert (rest["matched"], rest["notices"]) == (1, 1)  # bob, past the cut
+
+
+def test_files_that_share_less_than_their_first_64_kib_are_not_copies(
+    runtime: Runtime, accounts: dict[str, str], runner: FlaskCliRunner, tmp_path: Path
+) -> None:
+    head = [f"s{n}@example.com" for n in range(1_500)]  # about 27 KiB the same
+    first = write_lines(tmp_path / "a.txt", [*head, *(f"a{n}@example.org" for n in range(9_000))])
+    second = write_lines(tmp_path / "b.txt", [*head, *(f"b{n}@example.org" for n in range(9_000))])
+    assert len(fingerprint_file(first).content_prefixes) >= 2
+    json_output(invoke(runner, "ingest", str(first), "--leak", "shop", "--json"))
+    again = json_output(invoke(runner, "ingest", str(second), "--leak", "other", "--json"))
+    assert again["valid"] == 10_500
+    small = write_lines(tmp_path / "small.txt", head[:100])  # no prefix kept: under 64 KiB
+    assert fingerprint_file(small).content_prefixes == ()
+    json_output(invoke(runner, "ingest", str(small), "--leak", "small", "--json"))
 
 
 # --- 5. one instance, found or refused ------------------------------------------------------

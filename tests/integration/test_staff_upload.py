@@ -3,6 +3,7 @@ refused with the CLI's own messages; on SQLite and PostgreSQL, and with real wor
 
 from __future__ import annotations
 
+import gzip
 import io
 import stat
 from pathlib import Path
@@ -88,6 +89,27 @@ def test_an_upload_is_refused_with_the_cli_message_and_nothing_kept(
         assert stored(runtime) == []
     with runtime.db.read_session() as session:
         assert list_incidents(session) == []
+
+
+def test_an_upload_of_another_leak_s_content_recompressed_is_refused(runtime: Runtime) -> None:
+    """A gzip of a file another leak has: other bytes, the same people warned again."""
+    accounts(runtime)
+    upload(runtime, LEAK_TEXT, "mass-mail.txt")
+    packed = gzip.compress(LEAK_TEXT, mtime=7)
+    with pytest.raises(UploadRefused) as refused:
+        start_upload_ingest(
+            runtime, io.BytesIO(packed), "copy.txt.gz", slug="exchange-2091", operator="staff:a"
+        )
+    assert str(refused.value).startswith(
+        "copy.txt.gz: this file's content was already ingested as leak 'exchange-2019' on "
+    )
+    assert str(refused.value).endswith(
+        "(as mass-mail.txt), in another compression; nothing recorded; to record it as leak "
+        "'exchange-2091' as well, add --also-as-new-leak"
+    )
+    assert stored(runtime) == []
+    with runtime.db.read_session() as session:
+        assert [i.leak.slug for i in list_incidents(session)] == ["exchange-2019"]
 
 
 def test_an_upload_to_a_retracted_leak_or_a_bad_slug_is_refused(runtime: Runtime) -> None:

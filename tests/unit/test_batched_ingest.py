@@ -65,15 +65,9 @@ def reference_combo(lines: Iterable[str]) -> Iterator[LeakRecord]:
             if text.strip():
                 yield LeakRecord(number, None)
             continue
-        cut = text.find(":", at)
-        if ";" in text or "|" in text:
-            end = len(text) if cut < 0 else cut
-            semicolon = text.find(";", at, end)
-            if semicolon >= 0:
-                cut = end = semicolon
-            bar = text.find("|", at, end)
-            if bar >= 0:
-                cut = bar
+        # The first separator after the '@' (',' too: a combo list written as CSV).
+        cuts = [found for sep in ":;|," if (found := text.find(sep, at)) >= 0]
+        cut = min(cuts) if cuts else -1
         head = text[:cut].strip() if cut >= 0 else text.strip()
         password = text[cut + 1 :] or None if cut >= 0 else None
         if fullmatch(head) is not None:
@@ -82,7 +76,7 @@ def reference_combo(lines: Iterable[str]) -> Iterator[LeakRecord]:
         url = _URL_PREFIX.match(text)
         rest = text[url.end() :] if url is not None else text
         record: LeakRecord | None = None
-        for separator in COMBO_SEPARATORS:
+        for separator in (*COMBO_SEPARATORS, ","):
             if separator not in rest or record is not None:
                 continue
             fields = rest.split(separator)
@@ -225,14 +219,14 @@ ADDRESSES = st.builds(
 JUNK = st.sampled_from(
     ["", "   ", "no-at", "%40", "a%40b.com", "@", "a@@b.com", "=?utf-8?q?a=40b.com?=", "\x00"]
 ) | st.text(max_size=12)
-PASSWORDS = st.text(alphabet="ab1 :;|@", max_size=6)
+PASSWORDS = st.text(alphabet="ab1 :;|@,", max_size=6)
 
 
 @st.composite
 def combo_lines(draw: st.DrawFn) -> str:
     text = draw(ADDRESSES | JUNK)
     if draw(st.booleans()):
-        text += draw(st.sampled_from([":", ";", "|"])) + draw(PASSWORDS)
+        text += draw(st.sampled_from([":", ";", "|", ","])) + draw(PASSWORDS)
     if draw(st.integers(0, 9)) == 0:
         text = draw(st.sampled_from(["https://site.example/login:", "user:", "a@b.com;"])) + text
     return text

@@ -395,6 +395,73 @@ def test_csv_with_no_email_column_is_a_file_error(tmp_path: Path) -> None:
 # --- combo ---------------------------------------------------------------------------------
 
 
+def test_a_headerless_comma_separated_credential_list_is_a_combo_list(tmp_path: Path) -> None:
+    # Read as a CSV, "alice@example.org,hunter2" lines lost every password (no header named
+    # the column): a real CSV has a header; without one, address and field are a combo.
+    text = (
+        "alice@example.org,hunter2\n"
+        "bob@example.org,pass,with,commas\n"
+        "carol@example.org,p@ss\n"
+        "dave@example.org,\n"
+        " erin@example.org , spaced \n"
+    )
+    source, records = read(write(tmp_path, "combo.csv", text))
+    assert source.format is LeakFormat.COMBO
+    assert records == [
+        R(1, "alice@example.org", "hunter2"),
+        R(2, "bob@example.org", "pass,with,commas"),
+        R(3, "carol@example.org", "p@ss"),
+        R(4, "dave@example.org", None),
+        R(5, "erin@example.org", " spaced "),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected_format", "expected"),
+    [
+        # A header naming the columns: a CSV, as before.
+        ("email,password\nalice@x.org,pw1\n", LeakFormat.CSV, [R(2, "alice@x.org", "pw1")]),
+        # A header whose address cell is an example address: a header all the same.
+        (
+            "E-Mail (name@example.com),Password\nalice@x.org,pw1\nbob@y.org,pw2\n",
+            LeakFormat.CSV,
+            [R(2, "alice@x.org", "pw1"), R(3, "bob@y.org", "pw2")],
+        ),
+        (
+            "Email address (e.g. user@example.com);Passwort\nalice@x.org;pw1\n",
+            LeakFormat.CSV,
+            [R(2, "alice@x.org", "pw1")],
+        ),
+        # More columns without a header: a CSV whose address column is found by its values.
+        (
+            "alice@x.org,pw1,Alice\nbob@y.org,pw2,Bob\n",
+            LeakFormat.CSV,
+            [R(1, "alice@x.org"), R(2, "bob@y.org")],
+        ),
+        # Two addresses a line: each is a record (a CSV read only the first).
+        (
+            "alice@x.org,bob@y.org\ncarol@x.org, dave@y.org\n",
+            LeakFormat.LINES,
+            [R(1, "alice@x.org"), R(1, "bob@y.org"), R(2, "carol@x.org"), R(2, "dave@y.org")],
+        ),
+        # Excel's "sep=," names the file a CSV.
+        ("sep=,\nalice@x.org,pw1\n", LeakFormat.CSV, [R(2, "alice@x.org")]),
+    ],
+)
+def test_comma_separated_files_that_stay_csv_or_lines(
+    tmp_path: Path, text: str, expected_format: LeakFormat, expected: list[LeakRecord]
+) -> None:
+    source, records = read(write(tmp_path, "leak.csv", text))
+    assert source.format is expected_format
+    assert records == expected
+
+
+def test_a_headerless_comma_combo_read_as_csv_when_the_operator_says_so(tmp_path: Path) -> None:
+    path = write(tmp_path, "combo.csv", "alice@example.org,hunter2\nbob@example.org,secret\n")
+    _, records = read(path, LeakFormat.CSV)
+    assert records == [R(1, "alice@example.org"), R(2, "bob@example.org")]
+
+
 def test_combo_splits_at_the_first_separator_after_the_at_sign(tmp_path: Path) -> None:
     text = (
         "jane@x.org:pass:with:colons\n"
@@ -623,6 +690,71 @@ def test_json_a_list_of_addresses_gives_each_its_record(tmp_path: Path, layout: 
     with open_leak(path, LeakFormat(layout)) as reader:
         for skip in range(len(records) + 1):
             assert list(reader.records(skip=skip)) == records[skip:]
+
+
+def _with_password_last(doc: dict[str, object]) -> dict[str, object]:
+    return {**{k: v for k, v in doc.items() if k != "password"}, "password": doc["password"]}
+
+
+# Every form of several addresses the JSON readers take, the password key before them.
+PASSWORD_FIRST = [
+    {"password": "p1", "emails": ["a1@x.org", "b1@y.org"]},
+    {"password": "p2", "emails": [{"email": "a2@x.org"}, {"email": "b2@y.org", "ok": True}]},
+    {"password": "p3", "emails": "a3@x.org, b3@y.org"},
+    {"password": "p4", "user": {"emails": ["a4@x.org", "b4@y.org"]}},
+    {"password": "p5", "user": {"emails": [{"mail": "a5@x.org"}, {"mail": "b5@y.org"}]}},
+    {"password": "p6", "E-Mails": ["a6@x.org"], "id": 6},
+]
+
+
+@pytest.mark.parametrize("password_last", [False, True])
+@pytest.mark.parametrize("layout", ["jsonl", "json-indent", "json-one-line", "json-wrapped"])
+def test_json_a_password_key_counts_for_a_list_of_addresses_wherever_it_stands(
+    tmp_path: Path, layout: str, password_last: bool
+) -> None:
+    # {"emails": [...], "password": "p"} gave no password to any of its addresses in the
+    # JSON reader (the array's records went out before the key was read); in JSON lines a
+    # list of objects ([{"email": ...}]) gave no address at all.
+    docs = [_with_password_last(doc) if password_last else doc for doc in PASSWORD_FIRST]
+    if layout == "jsonl":
+        text = "\n".join(json.dumps(doc) for doc in docs)
+    elif layout == "json-indent":
+        text = json.dumps(docs, indent=2)
+    elif layout == "json-one-line":
+        text = json.dumps(docs)
+    else:
+        text = json.dumps({"count": len(docs), "users": docs}, indent=4)
+    path = write(tmp_path, "dump.json" if layout != "jsonl" else "dump.jsonl", text + "\n")
+    fmt = LeakFormat.JSONL if layout == "jsonl" else LeakFormat.JSON
+    _, records = read(path, fmt)
+    expected = [
+        (f"{who}{n}@{host}", f"p{n}")
+        for n in range(1, 6)
+        for who, host in (("a", "x.org"), ("b", "y.org"))
+    ]
+    assert [(r.candidate, r.password) for r in records] == [*expected, ("a6@x.org", "p6")]
+    with open_leak(path, fmt) as reader:
+        for skip in range(len(records) + 1):
+            assert list(reader.records(skip=skip)) == records[skip:]
+
+
+def test_json_an_address_object_s_own_password_beats_its_owner_s(tmp_path: Path) -> None:
+    doc = {"emails": [{"email": "a@x.org", "pass": "own"}, {"email": "b@y.org"}], "pwd": "all"}
+    path = write(tmp_path, "dump.json", json.dumps([doc], indent=2))
+    _, records = read(path, LeakFormat.JSON)
+    assert [(r.candidate, r.password) for r in records] == [("a@x.org", "own"), ("b@y.org", "all")]
+
+
+def test_json_a_huge_list_of_addresses_is_held_only_up_to_a_bound(tmp_path: Path) -> None:
+    # Held for a password key that may follow, the records of one object's array stay
+    # bounded: past MAX_HELD_RECORDS they go out as read (a list, not one person's account).
+    many = [f"u{n}@x.org" for n in range(3 * leakformats.MAX_HELD_RECORDS)]
+    docs = [{"emails": many, "password": "list"}, {"emails": ["a@x.org"], "password": "pa"}]
+    path = write(tmp_path, "dump.json", json.dumps(docs, indent=1))
+    _, records = read(path, LeakFormat.JSON)
+    assert candidates(records) == [*many, "a@x.org"]
+    assert records[-1].password == "pa"
+    assert [r.line for r in records[:-1]] == sorted(r.line for r in records[:-1])
 
 
 # --- json (any other layout) ----------------------------------------------------------------
@@ -1046,6 +1178,7 @@ DETECTED = [
     ("csv-sep-line", b"sep=;\nmail;pw\nx@y.org;a\n", LeakFormat.CSV),
     ("csv-under-title", b"Users\n2024-01-02\n\nid,email\n1,x@y.org\n", LeakFormat.CSV),
     ("combo-colon", b"x@y.org:pw1\nz@y.org:pw2\n", LeakFormat.COMBO),
+    ("combo-comma", b"x@y.org,pw1\nz@y.org,pw2\n", LeakFormat.COMBO),
     ("combo-semicolon", b"x@y.org;pw1\nz@y.org;pw2\n", LeakFormat.COMBO),
     ("combo-bar", b"x@y.org|pw1\nz@y.org|p|w2\n", LeakFormat.COMBO),
     (
