@@ -47,6 +47,7 @@ ROUTE_SUFFIXES = (
 )
 MAX_EMAIL_CHARS = 320
 MAX_LOCALE_CHARS = 35
+MAX_LOCALE_INPUT_CHARS = 80  # a POSIX locale name, codeset and modifier included
 # BCP 47 in the shape mail templates need (language, optional script/region/variants);
 # not a full registry check: an unknown tag only falls back to English.
 LOCALE_PATTERN = re.compile(r"[A-Za-z]{2,8}(?:-[A-Za-z0-9]{1,8})*")
@@ -179,12 +180,60 @@ def external_ids_plain(external_ids: Sequence[str]) -> bool:
 
 
 def normalize_locale(locale: str | None) -> str | None:
-    """Return the locale tag as stored (``de-AT``), None for none; raise ValidationFailed."""
+    """Return the locale tag as stored (``de-AT``), None for none; raise ValidationFailed.
+
+    A BCP 47 tag (RFC 5646) is stored as given. A POSIX locale name as systems and exports
+    write it (``language[_territory][.codeset][@modifier]``, POSIX.1-2017 section 8.2; Java
+    and ICU's ``zh_Hant_TW``) is stored as the tag it means: ``de_DE.UTF-8`` as ``de-DE``,
+    ``sr_RS@latin`` as ``sr-Latn-RS``, ``ca_ES@valencia`` as ``ca-ES-valencia``; other
+    modifiers (``@euro``) and the codeset say nothing of the language and are dropped.
+    ``C`` and ``POSIX`` (with any codeset) name no language: None. Refusing these had
+    refused the account itself, whose person then got no protection.
+    """
     if locale is None or locale == "":
         return None
-    if len(locale) > MAX_LOCALE_CHARS or not LOCALE_PATTERN.fullmatch(locale):
-        raise ValidationFailed("locale must be a BCP 47 language tag such as en or de-AT")
-    return locale
+    if (
+        len(locale) <= MAX_LOCALE_CHARS
+        and LOCALE_PATTERN.fullmatch(locale)
+        and locale.casefold() not in _NO_LANGUAGE
+    ):
+        return locale
+    posix = _POSIX_LOCALE.fullmatch(locale) if len(locale) <= MAX_LOCALE_INPUT_CHARS else None
+    if posix is None:
+        raise ValidationFailed(_LOCALE_RULE)
+    language = posix["language"]
+    if language.casefold() in _NO_LANGUAGE and not posix["rest"]:
+        return None
+    subtags = posix["rest"].split("_")[1:] if posix["rest"] else []
+    modifier = (posix["modifier"] or "").casefold()
+    if modifier in _SCRIPT_MODIFIERS and not (subtags and _is_script(subtags[0])):
+        subtags.insert(0, _SCRIPT_MODIFIERS[modifier])
+    elif modifier in _VARIANT_MODIFIERS:
+        subtags.append(modifier)
+    tag = "-".join([language, *subtags])
+    if len(tag) > MAX_LOCALE_CHARS or not LOCALE_PATTERN.fullmatch(tag):
+        raise ValidationFailed(_LOCALE_RULE)
+    return tag
+
+
+def _is_script(subtag: str) -> bool:
+    return len(subtag) == 4 and subtag.isalpha()  # RFC 5646 section 2.2.3
+
+
+# POSIX.1-2017 section 8.2: language[_territory][.codeset][@modifier]; Java and ICU add a
+# script between language and territory (zh_Hant_TW). C and POSIX are one letter or five.
+_POSIX_LOCALE = re.compile(
+    r"(?P<language>[A-Za-z]{1,8})(?P<rest>(?:_[A-Za-z0-9]{1,8})*)"
+    r"(?:\.[A-Za-z0-9_-]{1,20})?(?:@(?P<modifier>[A-Za-z0-9]{1,20}))?"
+)
+_LOCALE_RULE = (
+    "locale must be a BCP 47 language tag such as en or de-AT, or a POSIX locale name "
+    "such as de_DE.UTF-8"
+)
+_NO_LANGUAGE = frozenset({"c", "posix"})
+# glibc's modifiers that name a script (ISO 15924) or a registered variant (RFC 5646).
+_SCRIPT_MODIFIERS = {"latin": "Latn", "cyrillic": "Cyrl", "devanagari": "Deva"}
+_VARIANT_MODIFIERS = frozenset({"valencia"})
 
 
 def bare_email(keys: AddressKeys, email: str) -> Mailbox:

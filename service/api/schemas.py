@@ -22,8 +22,14 @@ from pydantic import (
     model_validator,
 )
 
-from service.accounts import MAX_EMAIL_CHARS, MAX_EXTERNAL_ID_CHARS, MAX_LOCALE_CHARS
+from service.accounts import (
+    MAX_EMAIL_CHARS,
+    MAX_EXTERNAL_ID_CHARS,
+    MAX_LOCALE_INPUT_CHARS,
+    normalize_locale,
+)
 from service.config import MAX_BATCH_ACCOUNTS_LIMIT
+from service.errors import ValidationFailed
 from service.leaks.passwords import MAX_PASSWORD_CHARS
 from service.models import ExposureKind
 from service.risk import REASON_DESCRIPTIONS, Decision, Reason
@@ -68,15 +74,29 @@ EmailText = Annotated[
     ),
     Storable,
 ]
+
+
+def _locale_tag(locale: str) -> str | None:
+    """The tag a locale is stored as (``service.accounts.normalize_locale``)."""
+    try:
+        return normalize_locale(locale)
+    except ValidationFailed as exc:
+        raise ValueError(str(exc)) from None
+
+
 Locale = Annotated[
     str,
     Field(
-        max_length=MAX_LOCALE_CHARS,
-        pattern=r"^[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8})*$",
-        description="BCP 47 tag; picks the language of the person's notices.",
+        max_length=MAX_LOCALE_INPUT_CHARS,
+        description=(
+            "BCP 47 tag (stored as given, at most 35 characters) or POSIX locale name "
+            "(de_DE.UTF-8 is stored as de-DE; C and POSIX as no locale); picks the "
+            "language of the person's notices."
+        ),
         examples=["de-AT"],
     ),
     Storable,
+    AfterValidator(_locale_tag),
 ]
 # A batch item's locale: checked by the upsert (``normalize_locale``, the rule Locale
 # spells out), so an item with a bad one is reported invalid and the rest applied, as for
@@ -84,8 +104,9 @@ Locale = Annotated[
 ItemLocale = Annotated[
     str,
     Field(
-        description="BCP 47 tag (at most 35 characters) such as en or de-AT; an item with "
-        "another value is reported invalid.",
+        description="BCP 47 tag (at most 35 characters) such as en or de-AT, or POSIX locale "
+        "name such as de_DE.UTF-8 (stored as de-DE); an item with another value is reported "
+        "invalid.",
         examples=["de-AT"],
     ),
     Storable,

@@ -586,12 +586,12 @@ def test_a_row_whose_locale_is_no_language_tag_is_refused_by_line(
     lines = [
         "external_id,email,locale",
         "l1,l1@example.org,de-AT",
-        "l2,l2@example.org,en_US@x",
+        "l2,l2@example.org,en_US@",
         "l3,l3@example.org,12",
         "l4,l4@example.org," + "a" * 100,
         "l5,l5@example.org,",
         "l6,l6@example.org, fr ",
-        "l7,l7@example.org,en_US@x",
+        "l7,l7@example.org,en_US@",
     ]
     path = write_lines(tmp_path / "a.csv", lines)
     report = import_accounts(runtime, path, chunk_rows=chunk_rows)
@@ -913,3 +913,33 @@ def test_a_signal_stops_the_console_script_with_130_and_one_line(
         "safe: imported rows come out unchanged"
     )
     assert 0 < imported < 200_000
+
+
+def test_a_posix_locale_is_stored_as_the_language_tag_it_means(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    """Found from outside: an export holding de_DE (as Linux, Java and many login services
+    write locales) had every such row refused, and its person went unprotected."""
+    spellings = {
+        "de_DE": "de-DE",
+        "de_DE.UTF-8": "de-DE",
+        "fr_FR.utf8@euro": "fr-FR",
+        "en_US.ISO-8859-1": "en-US",
+        "sr_RS@latin": "sr-Latn-RS",
+        "ca_ES@valencia": "ca-ES-valencia",
+        "zh_Hant_TW": "zh-Hant-TW",
+        "pt_BR": "pt-BR",
+        "C": None,
+        "C.UTF-8": None,
+        "POSIX": None,
+        "de-AT": "de-AT",
+    }
+    lines = ["external_id,email,locale"] + [
+        f"u{n},user{n}@example.com,{spelling}" for n, spelling in enumerate(spellings)
+    ]
+    lines += ["bad1,bad1@example.com,de__DE", "bad2,bad2@example.com,de_DE.UTF 8"]
+    report = import_accounts(runtime, write_lines(tmp_path / "a.csv", lines))
+    assert (report.created, report.invalid) == (len(spellings), 2)
+    accounts = stored_accounts(runtime)
+    assert [accounts[f"u{n}"].locale for n in range(len(spellings))] == list(spellings.values())
+    assert report.invalid_lines == [len(spellings) + 2, len(spellings) + 3]
