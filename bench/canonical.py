@@ -29,12 +29,14 @@ Then the ingest's two lanes on the same sets, in CPU seconds (``time.process_tim
 
 from __future__ import annotations
 
-import argparse
 import gc
 import random
 import sys
 import time
 from collections.abc import Callable
+
+from options import at_least, make_parser
+from owned import run_bench
 
 from service.addresses import DEFAULT_RULES, CanonicalAddress, InvalidAddress
 from service.addresses import canonical as emails
@@ -251,9 +253,9 @@ def print_lanes(sets: dict[str, list[str]], repeat: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--lines", type=int, default=200_000)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser = make_parser(__doc__)
+    parser.add_argument("--lines", type=at_least(1), default=200_000)
+    parser.add_argument("--repeat", type=at_least(1), default=3)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--lanes-only", action="store_true", help="only the ingest's lanes")
     args = parser.parse_args()
@@ -292,4 +294,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_bench(main)

@@ -7,10 +7,12 @@ plain name from the bench folder.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
 import psycopg
+from owned import stop_children
 
 PG_ADMIN_URL = os.environ.get("LEAKGUARD_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -58,16 +60,33 @@ def pg_url(name: str) -> str:
     return f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
 
 
+def bench_database_name(bench: str) -> str:
+    """``leakguard_bench_<bench>_<pid>``: two runs of a bench at once never share (or drop)
+    each other's database."""
+    return f"leakguard_bench_{bench}_{os.getpid()}"
+
+
+def _admin() -> psycopg.Connection[Any]:
+    """The administrative connection; an unreachable server ends the bench in one line."""
+    try:
+        return psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        sys.exit(f"PostgreSQL not reachable at {PG_ADMIN_URL} (LEAKGUARD_BENCH_PG): {reason}")
+
+
 def create_pg_database(name: str) -> str:
     """Create ``name`` afresh (dropping a leftover); return its SQLAlchemy URL."""
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5) as admin:
+    with _admin() as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.execute(f'CREATE DATABASE "{name}"')
     return pg_url(name).replace("postgresql://", "postgresql+psycopg://")
 
 
 def drop_pg_database(name: str) -> None:
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5) as admin:
+    """Drop ``name`` once no process this bench started can still use it."""
+    stop_children()
+    with _admin() as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 

@@ -2,7 +2,7 @@
 normal, while a 20,000-notice campaign is being delivered. Prints figures only.
 
 A fresh database (SQLite in a temp dir, or a PostgreSQL database
-``leakguard_bench_email_change``, created and dropped) gets N campaign accounts, each with
+``leakguard_bench_email_change_<pid>``, created and dropped) gets N campaign accounts, each with
 an open exposure and a pending warning (``bench/deliver.py``'s ``fill``), and as many
 accounts with no exposure as there are normal-priority samples. The campaign is relayed to
 the real Redis (untimed), one ``leakguard worker`` process starts on all queues, and once
@@ -12,7 +12,9 @@ assurance token), alternating: an exposed account (``priority: high``, its mail 
 ``high`` queue) and an account with no exposure (``normal``, behind the campaign on
 ``default``). A sample is the time from just before the request until the sink (aiosmtpd
 in a process of its own, on 127.0.0.1) accepted the confirmation message for the new
-address. Redis: db 13 of 127.0.0.1 (``LEAKGUARD_BENCH_REDIS``), flushed before and after.
+address. Redis: a database of its own, ``LEAKGUARD_BENCH_REDIS`` if set, else a free one of
+1-15 claimed as the test runs claim theirs (``bench/owned.py``); used only if empty, emptied
+at the end. Ctrl-C stops the sink and the worker and removes the databases and files.
 
     .venv/bin/python bench/email_change.py [--notices 20000] [--samples 10]
                                            [--backend sqlite|postgres]
@@ -34,12 +36,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import create_pg_database, drop_pg_database
+from common import bench_database_name, create_pg_database, drop_pg_database
 from deliver import HASH_KEY, LEAKGUARD, fill
-from redis import Redis
+from options import at_least, make_parser
+from owned import RedisUnavailable, redis_database, run_bench, start
 from sqlalchemy import select as sql_select
 
-from jobs.deliver import relay_notices
+from jobs.deliver import BATCH_SIZE, relay_notices
 from jobs.queues import redis_connection
 from service.accounts import AccountInput, upsert_account
 from service.app import create_app
@@ -50,10 +53,13 @@ from service.models import Account
 from service.runtime import Runtime, build_runtime
 
 HOST = "127.0.0.1"
-REDIS_URL = os.environ.get("LEAKGUARD_BENCH_REDIS", "redis://127.0.0.1:6379/13")
-PG_DATABASE = "leakguard_bench_email_change"
+# This one if set, else a free database claimed as the test runs claim theirs (bench/owned.py).
+REDIS_URL = os.environ.get("LEAKGUARD_BENCH_REDIS")
+PG_DATABASE = bench_database_name("email_change")
 NEW_DOMAIN = "change.example"  # the new addresses: the sink times these
-STARTED_AFTER = 1_000  # campaign messages accepted before the first request
+STARTED_AFTER = 1_000  # campaign messages accepted before the first request (at most half)
+COUNT_EVERY = 100  # the sink records the campaign's count every this many messages
+CAMPAIGN_START_SECONDS = 600  # the longest wait for the campaign's first messages
 
 
 # --- the sink process -------------------------------------------------------------------
@@ -72,7 +78,7 @@ class Timing:
             if rcpt.endswith("@" + NEW_DOMAIN):
                 self.record.write(json.dumps({"rcpt": rcpt, "at": time.time()}) + "\n")
                 self.record.flush()
-        if self.count % 100 == 0:
+        if self.count % COUNT_EVERY == 0:
             self.record.write(json.dumps({"count": self.count}) + "\n")
             self.record.flush()
         return "250 2.0.0 OK discarded"
@@ -96,11 +102,8 @@ def serve_sink(record: Path) -> None:
 
 
 def start_sink(record: Path) -> tuple[subprocess.Popen[str], int]:
-    process = subprocess.Popen(
-        [sys.executable, __file__, "--sink", str(record)],
-        stdout=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
+    process = start(
+        [sys.executable, __file__, "--sink", str(record)], stdout=subprocess.PIPE, text=True
     )
     ready, _, _ = select.select([process.stdout], [], [], 15) if process.stdout else ([], 0, 0)
     line = process.stdout.readline() if ready and process.stdout else ""
@@ -127,15 +130,19 @@ def sink_state(record: Path) -> tuple[int, dict[str, float]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--notices", type=int, default=20_000)
-    parser.add_argument("--samples", type=int, default=10, help="per priority")
+    parser = make_parser(__doc__)
+    parser.add_argument("--notices", type=at_least(1), default=20_000)
+    parser.add_argument("--samples", type=at_least(1), default=10, help="per priority")
     parser.add_argument("--backend", choices=("sqlite", "postgres"), default="sqlite")
     parser.add_argument("--sink", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.sink is not None:
         serve_sink(args.sink)
         return
+    if args.samples > args.notices:
+        parser.error(
+            "--samples must not exceed --notices (the exposed samples are campaign accounts)"
+        )
     print(
         f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs; campaign of "
         f"{args.notices:,} notices; {args.samples} samples per priority; backend {args.backend}"
@@ -147,21 +154,21 @@ def main() -> None:
             if args.backend == "sqlite"
             else create_pg_database(PG_DATABASE)
         )
-        redis = Redis.from_url(REDIS_URL)
-        redis.flushdb()
         try:
-            run(url, directory, args.notices, args.samples)
+            with redis_database(REDIS_URL) as redis_url:
+                run(url, redis_url, directory, args.notices, args.samples)
+        except RedisUnavailable as exc:
+            sys.exit(f"no Redis database for the worker: {exc}")
         finally:
-            redis.flushdb()
             if args.backend == "postgres":
                 drop_pg_database(PG_DATABASE)
 
 
-def run(url: str, directory: Path, n: int, samples: int) -> None:
+def run(url: str, redis_url: str, directory: Path, n: int, samples: int) -> None:
     env = {key: value for key, value in os.environ.items() if not key.startswith("LEAKGUARD_")}
     env.update(
         LEAKGUARD_DATABASE_URL=url,
-        LEAKGUARD_REDIS_URL=REDIS_URL,
+        LEAKGUARD_REDIS_URL=redis_url,
         LEAKGUARD_HASH_KEY=HASH_KEY,
         LEAKGUARD_INSTANCE_DIR=str(directory / "instance"),
         LEAKGUARD_LOG_LEVEL="WARNING",
@@ -170,9 +177,24 @@ def run(url: str, directory: Path, n: int, samples: int) -> None:
     record = directory / "sink.jsonl"
     sink, port = start_sink(record)
     env["LEAKGUARD_SMTP_URL"] = f"smtp://{HOST}:{port}?starttls=off"
+    try:
+        asked, campaign_at_last_request = measure(env, directory, record, n, samples)
+    finally:
+        sink.terminate()
+        sink.wait(timeout=30)
+    total, accepted = sink_state(record)
+    report(asked, accepted, campaign_at_last_request, total)
+
+
+def measure(
+    env: dict[str, str], directory: Path, record: Path, n: int, samples: int
+) -> tuple[dict[str, tuple[str, float]], int]:
+    """Fill, relay the campaign, start the worker and ask for the email changes once the
+    campaign is under way; (new address -> (priority, asked at), campaign messages accepted
+    when the last request was made)."""
     settings = Settings(
-        database_url=url,
-        redis_url=REDIS_URL,
+        database_url=env["LEAKGUARD_DATABASE_URL"],
+        redis_url=env["LEAKGUARD_REDIS_URL"],
         hash_key=HASH_KEY,
         instance_dir=directory / "instance",
         smtp_url=env["LEAKGUARD_SMTP_URL"],
@@ -204,15 +226,17 @@ def run(url: str, directory: Path, n: int, samples: int) -> None:
     app = create_app(settings)
     client = app.test_client()
     headers = {"Authorization": f"Bearer {key}"}
+    started_after = campaign_started_after(n)
     log = (directory / "worker.log").open("w")
-    worker = subprocess.Popen(
-        [str(LEAKGUARD), "worker"], env=env, stdout=log, stderr=subprocess.STDOUT
-    )
+    worker = start([str(LEAKGUARD), "worker"], env=env, stdout=log, stderr=subprocess.STDOUT)
     asked: dict[str, tuple[str, float]] = {}  # new address -> (priority, asked at)
     try:
-        while sink_state(record)[0] < STARTED_AFTER:
+        deadline = time.monotonic() + CAMPAIGN_START_SECONDS
+        while sink_state(record)[0] < started_after:
             if worker.poll() is not None:
                 sys.exit(f"the worker exited: {(directory / 'worker.log').read_text()[-2000:]}")
+            if time.monotonic() > deadline:
+                sys.exit(f"the campaign's first {started_after:,} messages did not arrive in time")
             time.sleep(0.05)
         pairs = [(e, "high") for e in exposed] + [(c, "normal") for c in calm]
         order = [pair for two in zip(pairs[:samples], pairs[samples:], strict=True) for pair in two]
@@ -232,17 +256,23 @@ def run(url: str, directory: Path, n: int, samples: int) -> None:
             asked[new] = (expected, at)
             time.sleep(0.2)
         campaign_at_last_request = sink_state(record)[0]
-        deadline = time.time() + 600
-        while len(sink_state(record)[1]) < len(asked) and time.time() < deadline:
+        deadline = time.monotonic() + 600
+        while len(sink_state(record)[1]) < len(asked) and time.monotonic() < deadline:
             time.sleep(0.1)
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(timeout=60)
         log.close()
-        sink.terminate()
-        sink.wait(timeout=30)
-    total, accepted = sink_state(record)
-    report(asked, accepted, campaign_at_last_request, total)
+        runtime.db.dispose()
+    return asked, campaign_at_last_request
+
+
+def campaign_started_after(notices: int) -> int:
+    """The campaign messages the sink must have accepted before the first request:
+    STARTED_AFTER, or for a smaller campaign half of it, in the sink's steps of COUNT_EVERY
+    (0: at once). More than the campaign holds would never come: the bench would wait
+    forever (it did for fewer than 1,000 notices)."""
+    return min(STARTED_AFTER, notices // 2 // COUNT_EVERY * COUNT_EVERY)
 
 
 def assurance(runtime: Runtime, external_id: str) -> str:
@@ -298,10 +328,11 @@ def report(
     print(
         "\nA sample: from just before POST /v1/accounts/{id}/email-change until the sink "
         "accepted the confirmation for the new address. One `leakguard worker` on all queues "
-        "(high first); the campaign's warnings are 1,000 to a job on `default`, so a high "
-        "message waits at most for the job in hand; a normal one waits for the campaign."
+        f"(high first); the campaign's warnings are up to {BATCH_SIZE:,} to a job on `default`, "
+        "so a high message waits at most for the job in hand; a normal one waits for the "
+        "campaign."
     )
 
 
 if __name__ == "__main__":
-    main()
+    run_bench(main)

@@ -6,10 +6,11 @@ statements before the answer, ``test_stepup_rules.py``); this bench measures the
 an attacker sees, and prints figures only (tests never fail on timing).
 
 A fresh database (SQLite in a temp dir, or the PostgreSQL database
-``leakguard_bench_enumeration``, created and dropped) gets N accounts with a deliverable
+``leakguard_bench_enumeration_<pid>``, created and dropped) gets N accounts with a deliverable
 address and an API key with ``step_up:verify``. The app runs in process (Flask's test
 client: what is timed is the app's own work, not a network), with its queue and limits in
-the real Redis (db 12 of 127.0.0.1, ``LEAKGUARD_BENCH_REDIS``, flushed before and after),
+the real Redis (a database of its own: ``LEAKGUARD_BENCH_REDIS`` if set, else a free one
+claimed as the test runs claim theirs, ``bench/owned.py``; emptied at the end),
 the limits set high enough never to answer 429. Then ``POST /v1/step-up/challenges
 {"account_id": ..., "method": "email_code"}`` is sent once per id, alternating a known id
 and an unknown one (each id asked once, as an attacker probing a list would), after a
@@ -24,7 +25,6 @@ medians (the issue's bound: within 20 %, i.e. between 0.8 and 1.25).
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import subprocess
@@ -34,8 +34,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from common import create_pg_database, drop_pg_database
-from redis import Redis
+from common import bench_database_name, create_pg_database, drop_pg_database
+from options import at_least, make_parser
+from owned import RedisUnavailable, redis_database, run_bench
 
 from service.accounts import AccountInput, upsert_account
 from service.app import create_app
@@ -45,23 +46,25 @@ from service.db import utcnow
 from service.runtime import build_runtime
 
 LEAKGUARD = Path(sys.executable).parent / "leakguard"
-REDIS_URL = os.environ.get("LEAKGUARD_BENCH_REDIS", "redis://127.0.0.1:6379/12")
-PG_DATABASE = "leakguard_bench_enumeration"
+# This one if set, else a free database claimed as the test runs claim theirs (bench/owned.py).
+REDIS_URL = os.environ.get("LEAKGUARD_BENCH_REDIS")
+PG_DATABASE = bench_database_name("enumeration")
 HASH_KEY = "bench-hash-key-0123456789abcdef"
 WARMUP = 10  # per kind, not counted
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=100, help="per kind (known, unknown)")
+    parser = make_parser(__doc__)
+    # Two at least: a p90 and p99 need two samples.
+    parser.add_argument(
+        "--requests", type=at_least(2), default=100, help="per kind (known, unknown)"
+    )
     parser.add_argument("--backend", choices=("sqlite", "postgres"), default="sqlite")
     args = parser.parse_args()
     print(
         f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs; backend {args.backend}; "
         f"{args.requests} challenges per kind after {WARMUP} of warm-up"
     )
-    redis = Redis.from_url(REDIS_URL)
-    redis.flushdb()
     with tempfile.TemporaryDirectory(prefix="leakguard-bench-enumeration-") as tmp:
         directory = Path(tmp)
         url = (
@@ -70,14 +73,16 @@ def main() -> None:
             else create_pg_database(PG_DATABASE)
         )
         try:
-            run(url, directory, args.requests)
+            with redis_database(REDIS_URL) as redis_url:
+                run(url, redis_url, directory, args.requests)
+        except RedisUnavailable as exc:
+            sys.exit(f"no Redis database for the queue and limits: {exc}")
         finally:
-            redis.flushdb()
             if args.backend == "postgres":
                 drop_pg_database(PG_DATABASE)
 
 
-def run(url: str, directory: Path, requests: int) -> None:
+def run(url: str, redis_url: str, directory: Path, requests: int) -> None:
     env = {key: value for key, value in os.environ.items() if not key.startswith("LEAKGUARD_")}
     env.update(
         LEAKGUARD_DATABASE_URL=url,
@@ -87,7 +92,7 @@ def run(url: str, directory: Path, requests: int) -> None:
     subprocess.run([str(LEAKGUARD), "db", "upgrade"], env=env, check=True, capture_output=True)
     settings = Settings(
         database_url=url,
-        redis_url=REDIS_URL,
+        redis_url=redis_url,
         hash_key=HASH_KEY,
         instance_dir=directory / "instance",
         log_level="WARNING",
@@ -146,4 +151,4 @@ def run(url: str, directory: Path, requests: int) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_bench(main)

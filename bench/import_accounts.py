@@ -18,13 +18,12 @@ process, held to about one core by the GIL, and PostgreSQL each have a core).
 
     .venv/bin/python bench/import_accounts.py [--rows N] [--backends sqlite,postgres]
 
-PostgreSQL: a database ``leakguard_bench_import_<pid>`` on postgres@127.0.0.1 is created
-and dropped.
+PostgreSQL: a database ``leakguard_bench_import_<pid>`` on postgres@127.0.0.1
+(``LEAKGUARD_BENCH_PG``) is created and dropped, also when the bench is interrupted.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import os
@@ -38,7 +37,16 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from common import DOMAINS, RUSAGE_WRAPPER, child_env, create_pg_database, drop_pg_database
+from common import (
+    DOMAINS,
+    RUSAGE_WRAPPER,
+    bench_database_name,
+    child_env,
+    create_pg_database,
+    drop_pg_database,
+)
+from options import at_least, make_parser, names_of
+from owned import run_bench, start
 
 from jobs.account_import import _chunks
 from jobs.sample import FIRST_NAMES, LAST_NAMES
@@ -52,7 +60,8 @@ from service.addresses import (
 
 LEAKGUARD = Path(sys.executable).with_name("leakguard")
 HASH_KEY = "bench-hash-key-0123456789abcdef"
-PG_DATABASE = f"leakguard_bench_import_{os.getpid()}"
+PG_DATABASE = bench_database_name("import")
+BACKENDS = ("sqlite", "postgres")
 TARGET_OF_BASELINE = 0.40  # issue 18, target 4
 CHUNK_ROWS = 20_000  # the import's default (LEAKGUARD_IMPORT_CHUNK_ROWS)
 BROKEN_EVERY = 5000  # one row in 5,000 is not an account, as in real exports
@@ -82,15 +91,12 @@ class Baseline:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--backends", default="sqlite,postgres")
+    parser = make_parser(__doc__)
+    parser.add_argument("--rows", type=at_least(1), default=1_000_000)
+    parser.add_argument("--backends", type=names_of(BACKENDS), default=",".join(BACKENDS))
     parser.add_argument("--seed", type=int, default=2019)
     args = parser.parse_args()
-    backends = [name.strip() for name in args.backends.split(",") if name.strip()]
-    unknown = set(backends) - {"sqlite", "postgres"}
-    if unknown:
-        parser.error(f"unknown backends: {', '.join(sorted(unknown))}")
+    backends: list[str] = args.backends
 
     with tempfile.TemporaryDirectory(prefix="leakguard-bench-") as tmp:
         directory = Path(tmp)
@@ -230,7 +236,7 @@ def run_child(args: list[str], env: dict[str, str]) -> Run:
     with tempfile.NamedTemporaryFile() as usage:
         backends: dict[int, float] = {}
         started = time.perf_counter()
-        child = subprocess.Popen(
+        child = start(
             [sys.executable, "-c", RUSAGE_WRAPPER, usage.name, str(LEAKGUARD), *args],
             env=env,
             stdout=subprocess.PIPE,
@@ -311,4 +317,4 @@ def print_targets(results: dict[tuple[str, str], Run], base: Baseline) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_bench(main)

@@ -7,8 +7,10 @@ names and MIME encoded-words, upper/title case, gmail dots dropped or added, goo
 for gmail, ``+tags``, an IDN domain as U-label or A-label), written to a temp dir. 100,000
 accounts, 10,000 of them in the leak (each once, in one of those forms), imported with
 ``leakguard accounts import`` (untimed) into a throw-away PostgreSQL database
-``leakguard_bench_incident_PID``. Redis: db 14 of 127.0.0.1 (``LEAKGUARD_BENCH_REDIS``),
-flushed before and after.
+``leakguard_bench_incident_PID``. Redis: a database of its own, ``LEAKGUARD_BENCH_REDIS`` if
+set, else a free one of 1-15 claimed as the test runs claim theirs (``bench/owned.py``);
+used only if empty, emptied at the end. Ctrl-C stops the worker, the ingest and the sink and
+removes the databases and files.
 
 One ``leakguard worker`` (all queues, long-running, as deployed) is started and registered
 before the clock starts. A discarding aiosmtpd sink runs in a process of its own on
@@ -80,10 +82,13 @@ from common import (
     DOMAINS,
     RUSAGE_WRAPPER,
     OffersPipelining,
+    bench_database_name,
     child_env,
     create_pg_database,
     drop_pg_database,
 )
+from options import at_least, make_parser
+from owned import RedisUnavailable, redis_database, run_bench, start
 from redis import Redis
 from rq import Worker
 from sqlalchemy import select as sql_select
@@ -109,9 +114,12 @@ from service.runtime import Runtime, build_runtime
 LEAKGUARD = Path(sys.executable).with_name("leakguard")
 HOST = "127.0.0.1"
 HASH_KEY = "bench-hash-key-0123456789abcdef!"  # 32 characters
-REDIS_URL = os.environ.get("LEAKGUARD_BENCH_REDIS", "redis://127.0.0.1:6379/14")
+# This one if set, else a free database claimed as the test runs claim theirs (bench/owned.py).
+REDIS_URL = os.environ.get("LEAKGUARD_BENCH_REDIS")
 # Its own database per run: other helpers' benches may run on the same server at once.
-PG_DATABASE = f"leakguard_bench_incident_{os.getpid()}"
+PG_DATABASE = bench_database_name("incident")
+TARGET_END_TO_END = 1.3  # issue 18, target 5: the whole incident over the bare loop
+TARGET_WORKER = 0.80  # issue 18, target 6: the worker's msgs/s of the bare loop's
 SLUG = "bitmex-2019"
 LEAK_NAME = "BitMEX"
 OBSERVED = date(2019, 11, 1)
@@ -221,7 +229,7 @@ class Sink:
 
     def __init__(self, directory: Path, expected: int, *, pipelining: bool = True) -> None:
         self.directory = directory
-        self.process = subprocess.Popen(
+        self.process = start(
             [
                 sys.executable,
                 __file__,
@@ -230,7 +238,6 @@ class Sink:
             ],
             stdout=subprocess.PIPE,
             text=True,
-            start_new_session=True,
         )
         out = self.process.stdout
         ready, _, _ = select.select([out], [], [], 15) if out else ([], 0, 0)
@@ -440,7 +447,7 @@ class Measured:
         usage, log = directory / f"{label}.rusage", directory / f"{label}.log"
         started = time.time()
         with log.open("wb") as out:
-            process = subprocess.Popen(
+            process = start(
                 [sys.executable, "-c", RUSAGE_WRAPPER, str(usage), *command],
                 env=env,
                 stdout=out,
@@ -571,13 +578,15 @@ def bare_loop(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--accounts", type=int, default=100_000)
-    parser.add_argument("--leaked", type=int, default=10_000)
-    parser.add_argument("--mails", type=int, default=30)
-    parser.add_argument("--per-mail", type=int, default=1_000)
+    parser = make_parser(__doc__)
+    parser.add_argument("--accounts", type=at_least(1), default=100_000)
+    parser.add_argument("--leaked", type=at_least(1), default=10_000)
+    parser.add_argument("--mails", type=at_least(1), default=30)
+    parser.add_argument("--per-mail", type=at_least(1), default=1_000)
     parser.add_argument("--seed", type=int, default=18)
-    parser.add_argument("--profile", type=int, default=0, metavar="N")
+    parser.add_argument(
+        "--profile", type=at_least(0), default=0, metavar="N", help="then profile N warnings"
+    )
     parser.add_argument(
         "--no-pipelining",
         action="store_true",
@@ -594,21 +603,22 @@ def main() -> None:
     print(
         f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average "
         f"{os.getloadavg()[0]:.1f}; {args.accounts:,} accounts, {args.leaked:,} of them in a "
-        f"leak of {args.mails} mails x {args.per_mail:,} recipients; PostgreSQL, Redis {REDIS_URL}"
+        f"leak of {args.mails} mails x {args.per_mail:,} recipients; PostgreSQL, Redis"
     )
     with tempfile.TemporaryDirectory(prefix="leakguard-bench-incident-") as tmp:
         directory = Path(tmp)
         url = create_pg_database(PG_DATABASE)
-        redis = Redis.from_url(REDIS_URL)
-        redis.flushdb()
         try:
-            run(url, directory, args)
+            with redis_database(REDIS_URL) as redis_url:
+                print(f"Redis: {redis_url}")
+                run(url, redis_url, directory, args)
+        except RedisUnavailable as exc:
+            sys.exit(f"no Redis database for the worker: {exc}")
         finally:
-            redis.flushdb()
             drop_pg_database(PG_DATABASE)
 
 
-def run(url: str, directory: Path, args: argparse.Namespace) -> None:
+def run(url: str, redis_url: str, directory: Path, args: argparse.Namespace) -> None:
     rng = random.Random(args.seed)
     population = make_population(args.accounts, args.leaked, rng)
     accounts_csv, mbox = directory / "accounts.csv", directory / "bitmex.mbox"
@@ -621,7 +631,7 @@ def run(url: str, directory: Path, args: argparse.Namespace) -> None:
     )
 
     env = child_env(url, directory / "instance", HASH_KEY)
-    env.update(LEAKGUARD_REDIS_URL=REDIS_URL, LEAKGUARD_LOG_LEVEL="WARNING")
+    env.update(LEAKGUARD_REDIS_URL=redis_url, LEAKGUARD_LOG_LEVEL="WARNING")
     leakguard(["db", "upgrade"], env)
     started = time.perf_counter()
     imported = leakguard(["accounts", "import", str(accounts_csv), "--json"], env)
@@ -634,7 +644,7 @@ def run(url: str, directory: Path, args: argparse.Namespace) -> None:
     env["LEAKGUARD_SMTP_URL"] = sink.url
     settings = Settings(
         database_url=url,
-        redis_url=REDIS_URL,
+        redis_url=redis_url,
         hash_key=HASH_KEY,
         instance_dir=directory / "instance",
         smtp_url=sink.url,
@@ -695,13 +705,14 @@ def run_incident(
         ).key
     client = create_app(settings).test_client()
     headers = {"Authorization": f"Bearer {key}"}
-    sample = [external_id for external_id, _, _ in random.Random(args.seed).sample(leaked, SAMPLE)]
+    drawn = random.Random(args.seed).sample(leaked, min(SAMPLE, len(leaked)))
+    sample = [external_id for external_id, _, _ in drawn]
     errors: list[str] = []
     if any(check(client, headers, external_id, errors) != "allow" for external_id in sample):
         sys.exit(f"a sampled account did not answer allow before the leak: {errors[:3]}")
 
     worker = Measured.start([str(LEAKGUARD), "worker"], env, directory, "worker")
-    connection = Redis.from_url(REDIS_URL)
+    connection = Redis.from_url(settings.redis_url or "")
     deadline = time.monotonic() + 60
     while not Worker.all(connection=connection):
         if worker.process.poll() is not None or time.monotonic() > deadline:
@@ -829,10 +840,17 @@ def report(
         if incident.protected_at
         else "never (within the run)"
     )
+    ratio = end_to_end / base_wall
     rows = [
         ("end to end: ingest start -> last warning accepted", f"{end_to_end:.2f} s"),
-        ("  / bare loop (target <= 1.3x)", f"{end_to_end / base_wall:.2f}x"),
-        (f"protected: ingest start -> {SAMPLE} sampled accounts answer step_up", protected),
+        (
+            f"  / bare loop (target 5, issue 18: <= {TARGET_END_TO_END}x)",
+            f"{ratio:.2f}x ({_verdict(ratio <= TARGET_END_TO_END)})",
+        ),
+        (
+            f"protected: ingest start -> {min(SAMPLE, n)} sampled accounts answer step_up",
+            protected,
+        ),
         ("ingest wall (interpreter start to exit)", f"{incident.ingest_wall:.2f} s"),
         ("  of it the ingest's own seconds (--json)", f"{summary.get('seconds', 0.0):.2f} s"),
         (
@@ -844,7 +862,10 @@ def report(
         ("ingest start -> first warning accepted", f"{warnings['first'] - incident.started:.2f} s"),
         ("send window: first -> last warning accepted", f"{window:.2f} s"),
         ("worker msgs/s over the send window", f"{rate:,.0f}"),
-        ("  / bare loop msgs/s (target >= 80 %)", f"{rate / base_rate:.0%}"),
+        (
+            f"  / bare loop msgs/s (target 6, issue 18: >= {TARGET_WORKER:.0%})",
+            f"{rate / base_rate:.0%} ({_verdict(rate / base_rate >= TARGET_WORKER)})",
+        ),
         (
             f"  the window's pauses over {GAP_SECONDS} s (no warning accepted): count, total",
             f"{len(gaps)}, {sum(gaps):.2f} s",
@@ -900,6 +921,10 @@ def report(
     )
 
 
+def _verdict(met: bool) -> str:
+    return "met" if met else "NOT met"
+
+
 def profile(settings: Settings, n: int) -> None:
     """Re-send n warnings with ``send_notices`` under cProfile, in this process."""
     runtime = build_runtime(settings)
@@ -938,4 +963,4 @@ def profile(settings: Settings, n: int) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_bench(main)

@@ -23,8 +23,11 @@ reference): a bare Python loop over the plain-lines file that reads, strips, low
 and keyed-BLAKE2b-hashes each line, with no canonical form and no database.
 
 If ``leakguard ingest`` has ``--enqueue``, the largest plain-lines file is also ingested that
-way: enqueued with ``--no-wait`` on a real Redis (db 12, used only if empty), then run by
-two ``leakguard worker --burst`` processes; the counters come from ``leaks show``.
+way: enqueued with ``--no-wait`` on a real Redis, then run by one and then two ``leakguard
+worker --burst`` processes pinned to as many cores; the counters come from ``leaks show``.
+The Redis database is ``LEAKGUARD_BENCH_REDIS`` if set, else a free one of 1-15 claimed as
+the test runs claim theirs (``bench/owned.py``); either way one no other run holds, used
+only if empty and emptied at the end.
 
 ``--profile`` also runs one ingest (each backend, lines, the prefix size) under py-spy, once
 on-CPU and once with idle samples, and prints the top functions by self and inclusive time;
@@ -36,8 +39,9 @@ path and the rest) and the keyed hash.
         [--backends sqlite,postgres] [--formats lines,csv,combo,jsonl]
         [--format-lines N] [--prefix-lines 1000000] [--profile | --profile-only]
 
-PostgreSQL: a database ``leakguard_bench_ingest_<pid>`` on postgres@127.0.0.1 is created
-and dropped. The generated files live in a temporary directory, deleted at the end.
+PostgreSQL: a database ``leakguard_bench_ingest_<pid>`` on postgres@127.0.0.1
+(``LEAKGUARD_BENCH_PG``) is created and dropped. The generated files live in a temporary
+directory, deleted at the end. Ctrl-C stops the bench's processes and removes all of it.
 """
 
 from __future__ import annotations
@@ -63,7 +67,17 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from common import DOMAINS, RUSAGE_WRAPPER, child_env, create_pg_database, drop_pg_database, pg_url
+from common import (
+    DOMAINS,
+    RUSAGE_WRAPPER,
+    bench_database_name,
+    child_env,
+    create_pg_database,
+    drop_pg_database,
+    pg_url,
+)
+from options import at_least, make_parser, names_of
+from owned import RedisUnavailable, redis_database, run_bench, start
 from redis import Redis
 
 from jobs.sample import FIRST_NAMES, LAST_NAMES
@@ -73,9 +87,11 @@ BIN = Path(sys.executable).parent
 LEAKGUARD = BIN / "leakguard"
 PY_SPY = BIN / "py-spy"
 HASH_KEY = "bench-hash-key-0123456789abcdef"
-PG_DATABASE = f"leakguard_bench_ingest_{os.getpid()}"
-# Not 15: the test suite's (tests/conftest.py). Used only if empty; its rq keys are removed.
-REDIS_URL = os.environ.get("LEAKGUARD_BENCH_REDIS", "redis://127.0.0.1:6379/12")
+PG_DATABASE = bench_database_name("ingest")
+# --enqueue's Redis database: this one if set, else a free one claimed as the test runs
+# claim theirs (bench/owned.py); either way one no other run holds, emptied at the end.
+REDIS_URL = os.environ.get("LEAKGUARD_BENCH_REDIS")
+BACKENDS = ("sqlite", "postgres")
 FORMATS = ("lines", "csv", "combo", "jsonl")
 # --enqueue: 1 worker pinned to core 0, then 2 workers pinned to cores 0 and 1 (taskset), so
 # that the figure says how the ingest grows with cores whatever else runs on the machine.
@@ -143,45 +159,46 @@ class LeakSet:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--lines", type=int, default=10_000_000)
-    parser.add_argument("--accounts", type=int, default=1_000_000)
-    parser.add_argument("--backends", default="sqlite,postgres")
-    parser.add_argument("--formats", default=",".join(FORMATS))
+    parser = make_parser(__doc__)
+    lines_help = f"lines, in whole blocks of {WRITE_BLOCK:,} (rounded down)"
+    parser.add_argument("--lines", type=at_least(WRITE_BLOCK), default=10_000_000, help=lines_help)
+    parser.add_argument("--accounts", type=at_least(1), default=1_000_000)
+    parser.add_argument("--backends", type=names_of(BACKENDS), default=",".join(BACKENDS))
+    parser.add_argument("--formats", type=names_of(FORMATS), default=",".join(FORMATS))
     parser.add_argument(
         "--format-lines",
-        type=int,
+        type=at_least(WRITE_BLOCK),
         help="cap csv/combo/jsonl at this many lines (plain lines is then run at this size "
         "too, for the ratio); default: --lines",
     )
     parser.add_argument(
         "--prefix-lines",
-        type=int,
+        type=at_least(0),
         default=1_000_000,
         help="also ingest this prefix of every file, to compare peak RSS (0: off)",
     )
-    parser.add_argument("--chunk-records", type=int, help="passed to leakguard ingest")
-    parser.add_argument("--profile", action="store_true", help="also profile one ingest")
+    parser.add_argument("--chunk-records", type=at_least(1), help="passed to leakguard ingest")
+    parser.add_argument("--profile", action="store_true", help="also profile one ingest (py-spy)")
     parser.add_argument("--profile-only", action="store_true", help="only the profile")
-    parser.add_argument("--profile-rate", type=int, default=200, help="py-spy samples/s")
+    parser.add_argument("--profile-rate", type=at_least(1), default=200, help="py-spy samples/s")
     parser.add_argument("--seed", type=int, default=2019)
     parser.add_argument("--sql-profile", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.sql_profile is not None:
         sql_profile_child(args.sql_profile)
         return
-    backends = [name.strip() for name in args.backends.split(",") if name.strip()]
-    formats = [name.strip() for name in args.formats.split(",") if name.strip()]
-    if set(backends) - {"sqlite", "postgres"}:
-        parser.error(
-            f"unknown backends: {', '.join(sorted(set(backends) - {'sqlite', 'postgres'}))}"
-        )
-    if set(formats) - set(FORMATS):
-        parser.error(f"unknown formats: {', '.join(sorted(set(formats) - set(FORMATS)))}")
+    backends: list[str] = args.backends
+    formats: list[str] = args.formats
     profile = args.profile or args.profile_only
+    if profile and not PY_SPY.is_file():
+        parser.error(f"--profile needs py-spy: {BIN}/pip install py-spy")
     if args.profile_only:
         formats = []
     sizes = plan_sizes(args, formats, profile=profile)
+    for flag in ("lines", "format_lines", "prefix_lines"):
+        asked = getattr(args, flag)
+        if asked and asked % WRITE_BLOCK:
+            print(f"note: --{flag.replace('_', '-')} {asked:,} runs as {_block(asked):,} lines")
 
     print(
         f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average "
@@ -280,6 +297,8 @@ def plan_sizes(
         sizes["lines"].add(cap)  # plain lines at the other formats' size, for the ratio
     if profile:
         sizes["lines"].add(min(args.prefix_lines or args.lines, args.lines))
+    if formats and not sizes["lines"]:
+        sizes["lines"].add(cap)  # not ingested: the bare loop's file, for every ratio
     return {fmt: {_block(n) for n in ns} for fmt, ns in sizes.items() if ns}
 
 
@@ -612,7 +631,7 @@ def run_child(
         usages = [stack.enter_context(tempfile.NamedTemporaryFile()) for _ in range(parallel)]
         before = Usage.now()
         children = [
-            subprocess.Popen(
+            start(
                 [sys.executable, "-c", RUSAGE_WRAPPER, usage.name, *command],
                 env=env,
                 stdout=out,
@@ -734,25 +753,12 @@ def print_targets(results: dict[tuple[str, str, int], Run], base: float) -> None
     print(f"\ntargets (issue 18), against the bare loop of this run ({base:,.0f} lines/s):")
     for backend in sorted({backend for backend, _, _ in results}):
         sizes = [n for b, f, n in results if b == backend and f == "lines"]
-        if not sizes:
-            continue
-        size = max(sizes)
-        one = results[(backend, "lines", size)]
-        lines = one.report["lines"]
-        ratio = run_rate(one) / base
-        goal = TARGET_LINES[backend]
-        line = (
-            f"  1. {backend} plain lines {_short(size)}, one process: {run_rate(one):,.0f} "
-            f"lines/s = {ratio:.1%} of the bare loop (target >= {goal:.0%}: "
-            f"{_verdict(ratio >= goal)}); CPU per line ours {one.cpu / lines * 1e6:.1f} us"
-        )
-        if backend == "postgres":
-            pg_us = one.pg_cpu / lines * 1e6
-            line += (
-                f", PostgreSQL {pg_us:.1f} us (target <= {TARGET_PG_US_PER_LINE:.0f} us: "
-                f"{_verdict(pg_us <= TARGET_PG_US_PER_LINE)}; includes other users of the server)"
-            )
-        print(line)
+        size = max(sizes, default=0)
+        one = results.get((backend, "lines", size))
+        if one is not None:
+            print_target_one(backend, size, one, base)
+        else:
+            print(f"  1. {backend}: plain lines not run (--formats), no figure")
         for (b, fmt, n), run in sorted(results.items()):
             if b != backend:
                 continue
@@ -770,6 +776,8 @@ def print_targets(results: dict[tuple[str, str, int], Run], base: float) -> None
                     f"{run_rate(run) / base:.1%} of the bare loop"
                 )
             print(line)
+        if one is None:
+            continue
         scaled = {
             workers: results[(backend, f"lines+{workers}w", size)]
             for workers in WORKER_COUNTS
@@ -789,6 +797,25 @@ def print_targets(results: dict[tuple[str, str, int], Run], base: float) -> None
             print(line)
 
 
+def print_target_one(backend: str, size: int, one: Run, base: float) -> None:
+    """Target 1: plain lines in one process, of the bare loop (and PostgreSQL's CPU)."""
+    lines = one.report["lines"]
+    ratio = run_rate(one) / base
+    goal = TARGET_LINES[backend]
+    line = (
+        f"  1. {backend} plain lines {_short(size)}, one process: {run_rate(one):,.0f} "
+        f"lines/s = {ratio:.1%} of the bare loop (target >= {goal:.0%}: "
+        f"{_verdict(ratio >= goal)}); CPU per line ours {one.cpu / lines * 1e6:.1f} us"
+    )
+    if backend == "postgres":
+        pg_us = one.pg_cpu / lines * 1e6
+        line += (
+            f", PostgreSQL {pg_us:.1f} us (target <= {TARGET_PG_US_PER_LINE:.0f} us: "
+            f"{_verdict(pg_us <= TARGET_PG_US_PER_LINE)}; includes other users of the server)"
+        )
+    print(line)
+
+
 def bench_enqueue(
     backend: str,
     url: str,
@@ -798,9 +825,15 @@ def bench_enqueue(
     results: dict[tuple[str, str, int], Run],
     base: float,
 ) -> None:
-    """``ingest --enqueue`` then burst workers, once per count in WORKER_COUNTS."""
-    for workers in WORKER_COUNTS:
-        bench_enqueue_once(backend, url, path, size, env, results, base, workers)
+    """``ingest --enqueue`` then burst workers, once per count in WORKER_COUNTS, on a Redis
+    database of this run's own (given back empty)."""
+    try:
+        with redis_database(REDIS_URL) as redis_url:
+            for workers in WORKER_COUNTS:
+                queued = {**env, "LEAKGUARD_REDIS_URL": redis_url}
+                bench_enqueue_once(backend, url, path, size, queued, results, base, workers)
+    except RedisUnavailable as exc:
+        print(f"  --enqueue: {exc}; not measured")
 
 
 def bench_enqueue_once(
@@ -819,16 +852,9 @@ def bench_enqueue_once(
     Written against the interface DESIGN.md announces (``--enqueue`` cuts the file into
     rq jobs, ``leakguard worker`` runs them); the counters come from ``leaks show``.
     """
-    redis = Redis.from_url(REDIS_URL, socket_connect_timeout=5)
-    if redis.dbsize():
-        # Checked before the try: its cleanup must only ever touch a database this run had
-        # to itself.
-        redis.close()
-        print(f"  --enqueue: {REDIS_URL} is not empty (someone else's?); not measured")
-        return
+    redis = Redis.from_url(env["LEAKGUARD_REDIS_URL"], socket_connect_timeout=5)
     try:
         reset_leaks(backend, url)
-        env = {**env, "LEAKGUARD_REDIS_URL": REDIS_URL}
         slug = "bench-lines-enqueue"
         command = ["ingest", str(path), "--leak", slug, "--format", "lines", "--enqueue"]
         # Enqueue and return, then burst workers: workers started with the submit could find
@@ -850,7 +876,7 @@ def bench_enqueue_once(
             return
         counters = run_child(["leaks", "show", slug, "--json"], env, check=False).report
     finally:
-        stale = list(redis.scan_iter("rq:*"))  # this run's queue, job and worker keys
+        stale = list(redis.scan_iter("rq:*"))  # this count's queue, job and worker keys
         if stale:
             redis.delete(*stale)
         redis.close()
@@ -1268,4 +1294,4 @@ def print_profile(stacks: list[tuple[str, list[str], int]], *, idle: bool, top: 
 
 
 if __name__ == "__main__":
-    main()
+    run_bench(main)

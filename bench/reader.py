@@ -28,6 +28,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from common import DOMAINS
+from options import at_least, make_parser, names_of
+from owned import run_bench
 
 from jobs.reader.stream import LeakFormat, open_leak
 from jobs.sample import FIRST_NAMES, LAST_NAMES
@@ -131,9 +133,9 @@ def measure(path: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--lines", type=int, default=2_000_000)
-    parser.add_argument("--formats", default=",".join(FORMATS))
+    parser = make_parser(__doc__)
+    parser.add_argument("--lines", type=at_least(1), default=2_000_000)
+    parser.add_argument("--formats", type=names_of(FORMATS), default=",".join(FORMATS))
     parser.add_argument("--no-gzip", action="store_true")
     parser.add_argument("--seed", type=int, default=2019)
     parser.add_argument("--measure", type=Path, help=argparse.SUPPRESS)
@@ -141,10 +143,7 @@ def main() -> None:
     if args.measure is not None:
         measure(args.measure)
         return
-    formats = [name.strip() for name in args.formats.split(",") if name.strip()]
-    unknown = set(formats) - set(FORMATS)
-    if unknown:
-        parser.error(f"unknown formats: {', '.join(sorted(unknown))}")
+    formats: list[str] = args.formats
     suffixes = [""] if args.no_gzip else ["", ".gz"]
 
     print(f"reader benchmark: {args.lines:,} lines per file, Python {sys.version.split()[0]}")
@@ -182,4 +181,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_bench(main)

@@ -7,7 +7,7 @@ Then it starts two servers on loopback, each under ``deploy/gunicorn.conf.py`` w
 workers and threads (access log off):
 
 * ``leakguard``: the real app, ``service.app:create_app()`` in production mode, its rate
-  limits counted in Redis (db 10) as in production, set high enough never to trigger;
+  limits counted in Redis as in production, set high enough never to trigger;
 * ``baseline``: a minimal Flask app (``create_baseline_app`` below) that parses the JSON
   body, runs the same indexed read (account by external id, LEFT JOIN its open exposures)
   with SQLAlchemy Core and answers JSON: no authentication, validation, limiter or audit.
@@ -23,8 +23,12 @@ baseline (throughput, p99), and the peak RSS (VmHWM) of each server's workers.
         [--connections 16,64] [--paths allow,step_up] [--duration 15] [--warmup 3]
         [--workers 2] [--threads 4] [--keep]
 
-PostgreSQL: a database ``leakguard_bench_risk`` on postgres@127.0.0.1 is created, and
-dropped at the end unless ``--keep``. Redis: db 10; only the limiter's keys are removed.
+PostgreSQL: a database ``leakguard_bench_risk_<pid>`` on postgres@127.0.0.1
+(``LEAKGUARD_BENCH_PG``) is created, and dropped at the end unless ``--keep``. Redis: a
+database of its own, ``LEAKGUARD_BENCH_REDIS`` if set, else a free one of 1-15 claimed as the
+test runs claim theirs (``bench/owned.py``), emptied at the end. The servers listen on ports
+the kernel gives out, so two runs at once do not collide; Ctrl-C stops them and wrk, and
+cleans up as above.
 Targets (issue 5): allow path at least 80 % of the baseline's req/s, p99 at most 1.5x its p99.
 """
 
@@ -48,7 +52,9 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from common import create_pg_database, drop_pg_database, pg_url
+from common import bench_database_name, create_pg_database, drop_pg_database, pg_url
+from options import at_least, counts_of, make_parser, names_of
+from owned import RedisUnavailable, free_port, redis_database, run_bench, start
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -60,11 +66,11 @@ SECRET_KEY = "bench-secret-key-0123456789abcdef"  # noqa: S105  (a throw-away be
 BENCH_SERVICE_NAME = "Bench Shop"
 BENCH_MAIL_FROM = "Bench Shop Security <security@bench-shop.de>"
 BENCH_PUBLIC_URL = "https://leakguard.bench-shop.de"
-PG_DATABASE = "leakguard_bench_risk"
-REDIS_URL = "redis://127.0.0.1:6379/10"
-LIMITER_KEYS = "LIMITER*leakguard*"
+PG_DATABASE = bench_database_name("risk")
+# This one if set, else a free database claimed as the test runs claim theirs (bench/owned.py).
+REDIS_URL = os.environ.get("LEAKGUARD_BENCH_REDIS")
 HOST = "127.0.0.1"
-PORTS = {"leakguard": 18461, "baseline": 18462}
+SERVERS = ("leakguard", "baseline")
 LEAK_SLUG = "bench-mass-mail"
 IDS_PER_PATH = 20_000  # random ids handed to wrk per path
 SAMPLE_CHECKS = 40  # answers checked per (server, path) before each measurement
@@ -123,19 +129,25 @@ class Server:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--accounts", type=int, default=1_000_000)
-    parser.add_argument("--exposures", type=int, default=100_000)
-    parser.add_argument("--connections", default="16,64")
-    parser.add_argument("--paths", default="allow,step_up")
-    parser.add_argument("--duration", type=int, default=15, help="seconds measured per run")
-    parser.add_argument("--warmup", type=int, default=3, help="seconds of warm-up per run")
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers per server")
-    parser.add_argument("--threads", type=int, default=4, help="gunicorn threads per worker")
+    parser = make_parser(__doc__)
+    parser.add_argument("--accounts", type=at_least(2), default=1_000_000)
+    parser.add_argument("--exposures", type=at_least(1), default=100_000)
+    parser.add_argument("--connections", type=counts_of(1), default="16,64")
+    parser.add_argument("--paths", type=names_of(EXPECTED), default="allow,step_up")
+    parser.add_argument("--duration", type=at_least(1), default=15, help="seconds measured per run")
+    parser.add_argument(
+        "--warmup", type=at_least(0), default=3, help="seconds of warm-up per run (0: none)"
+    )
+    parser.add_argument(
+        "--workers", type=at_least(1), default=2, help="gunicorn workers per server"
+    )
+    parser.add_argument(
+        "--threads", type=at_least(1), default=4, help="gunicorn threads per worker"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     parser.add_argument(
         "--profile",
-        type=int,
+        type=at_least(0),
         default=0,
         metavar="N",
         help="also profile N allow-path requests in-process (cProfile, Flask test client)",
@@ -143,17 +155,13 @@ def main() -> None:
     parser.add_argument("--profile-only", action="store_true", help="load, profile, stop")
     parser.add_argument("--seed", type=int, default=2019)
     args = parser.parse_args()
-    connections = [int(n) for n in args.connections.split(",") if n.strip()]
-    paths = [name.strip() for name in args.paths.split(",") if name.strip()]
-    if set(paths) - EXPECTED.keys():
-        parser.error(f"unknown paths: {', '.join(sorted(set(paths) - EXPECTED.keys()))}")
+    connections: list[int] = args.connections
+    paths: list[str] = args.paths
     if not 0 < args.exposures < args.accounts:
         parser.error("--exposures must be between 0 and --accounts")
-    if shutil.which(WRK) is None:
+    if shutil.which(WRK) is None and not args.profile_only:
         sys.exit("wrk is needed (apt-get install wrk)")
 
-    # A SIGTERM unwinds like Ctrl-C, through every finally below.
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     print(
         f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average "
         + " ".join(f"{x:.2f}" for x in os.getloadavg())
@@ -164,12 +172,18 @@ def main() -> None:
         "(gthread), access log off; wrk: 1 thread; "
         f"{args.warmup} s warm-up + {args.duration} s measured per run"
     )
-    with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="leakguard-bench-risk-") as tmp:
+    # The servers (in the stack) stop before their folder is removed.
+    with tempfile.TemporaryDirectory(prefix="leakguard-bench-risk-") as tmp, ExitStack() as stack:
         directory = Path(tmp)
         url = create_pg_database(PG_DATABASE)
         if not args.keep:
             stack.callback(drop_pg_database, PG_DATABASE)
-        stack.callback(remove_limiter_keys)
+        else:
+            stack.callback(print, f"kept the database {PG_DATABASE} (--keep)")
+        try:
+            redis_url = stack.enter_context(redis_database(REDIS_URL))
+        except RedisUnavailable as exc:
+            sys.exit(f"no Redis database for the rate limits: {exc}")
         rng = random.Random(args.seed)
         started = time.perf_counter()
         exposed = load_data(url, args.accounts, args.exposures, rng)
@@ -180,12 +194,13 @@ def main() -> None:
         )
         ids = pick_ids(args.accounts, exposed, rng)
         if args.profile or args.profile_only:
-            profile_allow(url, key, ids["allow"], directory, args.profile or 3000)
+            profile_allow(url, redis_url, key, ids["allow"], directory, args.profile or 3000)
             if args.profile_only:
                 return
         scripts = {path: write_script(directory, path, ids[path], key) for path in paths}
         servers = {
-            name: stack.enter_context(run_server(name, directory, url, args)) for name in PORTS
+            name: stack.enter_context(run_server(name, directory, url, redis_url, args))
+            for name in SERVERS
         }
         results: dict[tuple[str, str, int], Load] = {}
         header = (
@@ -198,7 +213,8 @@ def main() -> None:
             for conns in connections:
                 for name, server in servers.items():
                     check_answers(server, path, ids[path], key, rng)
-                    wrk(server, scripts[path], conns, args.warmup)
+                    if args.warmup:
+                        wrk(server, scripts[path], conns, args.warmup)
                     load = wrk(server, scripts[path], conns, args.duration)
                     results[(name, path, conns)] = load
                     print_load(name, path, conns, load)
@@ -304,9 +320,12 @@ def write_script(directory: Path, path: str, ids: list[str], key: str) -> Path:
 
 
 @contextmanager
-def run_server(name: str, directory: Path, url: str, args: argparse.Namespace) -> Iterator[Server]:
-    """Start gunicorn for ``name``; stop it (and every worker) however the block ends."""
-    port = PORTS[name]
+def run_server(
+    name: str, directory: Path, url: str, redis_url: str, args: argparse.Namespace
+) -> Iterator[Server]:
+    """Start gunicorn for ``name`` on a free port; stop it (and every worker) however the
+    block ends."""
+    port = free_port(HOST)
     env = {key: value for key, value in os.environ.items() if not key.startswith("LEAKGUARD_")}
     env.update(
         GUNICORN_BIND=f"{HOST}:{port}",
@@ -322,7 +341,7 @@ def run_server(name: str, directory: Path, url: str, args: argparse.Namespace) -
             LEAKGUARD_ENV="production",
             LEAKGUARD_HASH_KEY=HASH_KEY,
             LEAKGUARD_SECRET_KEY=SECRET_KEY,
-            LEAKGUARD_REDIS_URL=REDIS_URL,
+            LEAKGUARD_REDIS_URL=redis_url,
             LEAKGUARD_RATE_LIMIT_RISK="1000000/second",
             LEAKGUARD_SERVICE_NAME=BENCH_SERVICE_NAME,
             LEAKGUARD_MAIL_FROM=BENCH_MAIL_FROM,
@@ -335,14 +354,14 @@ def run_server(name: str, directory: Path, url: str, args: argparse.Namespace) -
         command += ["--pythonpath", str(ROOT / "bench"), "risk:create_baseline_app()"]
     log = directory / f"{name}.log"
     with log.open("wb") as handle:
-        process = subprocess.Popen(
+        # In a session of its own: Ctrl-C reaches us only; we stop the group ourselves.
+        process = start(
             command,
             cwd=ROOT,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=handle,
             stderr=subprocess.STDOUT,
-            start_new_session=True,  # Ctrl-C reaches us only; we stop the group ourselves
         )
     server = Server(name, port, process, log)
     try:
@@ -505,7 +524,9 @@ def print_ratios(
 # --- profile ---------------------------------------------------------------------------------
 
 
-def profile_allow(url: str, key: str, ids: list[str], directory: Path, requests: int) -> None:
+def profile_allow(
+    url: str, redis_url: str, key: str, ids: list[str], directory: Path, requests: int
+) -> None:
     """Time, then profile, ``requests`` allow-path checks through the real app in this process.
 
     Production settings and the Redis limiter as under gunicorn, but no HTTP server: the
@@ -521,7 +542,7 @@ def profile_allow(url: str, key: str, ids: list[str], directory: Path, requests:
         env=Environment.PRODUCTION,
         instance_dir=directory / "instance-profile",
         database_url=url,
-        redis_url=REDIS_URL,
+        redis_url=redis_url,
         hash_key=HASH_KEY,
         secret_key=SECRET_KEY,
         rate_limit_risk="1000000/second",
@@ -628,20 +649,5 @@ def create_baseline_app() -> Any:
     return app
 
 
-# --- database --------------------------------------------------------------------------------
-
-
-def remove_limiter_keys() -> None:
-    from redis import Redis
-
-    redis = Redis.from_url(REDIS_URL)
-    try:
-        keys = list(redis.scan_iter(LIMITER_KEYS, count=1000))
-        if keys:
-            redis.delete(*keys)
-    finally:
-        redis.close()
-
-
 if __name__ == "__main__":
-    main()
+    run_bench(main)

@@ -6,7 +6,7 @@ scope ``risk:check``), then, for each server setting in turn, starts two servers
 loopback ports with the same server and settings:
 
 * ``risk``: the real app, ``service.app:create_app()`` in production mode, its rate limits
-  counted in the real Redis (db 10), set high enough never to trigger;
+  counted in the real Redis, set high enough never to trigger;
 * ``baseline``: ``bench/risk.py``'s bare Flask app: parse the JSON body, one indexed read of
   the same tables (account by external id, LEFT JOIN its open exposures), JSON out; no
   authentication, validation, limiter or audit.
@@ -38,22 +38,20 @@ server, as a Markdown table.
         [--connections 16,64] [--duration 10] [--warmup 2] [--path allow] [--keep]
 
 Needs wrk (``apt-get install wrk``) and granian (``pip install -e '.[serve]'``) for the
-granian rows. The database ``leakguard_bench_servers`` is dropped at the end unless
-``--keep``; only the limiter's keys are removed from Redis db 10. Loopback only; every run
-is bounded by ``--duration`` and ``--timeout``, and the bench stops its servers however it
-ends.
+granian rows. The database ``leakguard_bench_servers_<pid>`` is dropped at the end unless
+``--keep``; Redis is a database of its own (``LEAKGUARD_BENCH_REDIS`` if set, else a free one
+claimed as the test runs claim theirs, ``bench/owned.py``), emptied at the end. Loopback
+only, on ports the kernel gives out; every run is bounded by ``--duration`` and
+``--timeout``, and the bench stops its servers however it ends (Ctrl-C included).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import random
 import resource
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -64,7 +62,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import risk
-from common import create_pg_database, drop_pg_database
+from common import bench_database_name, create_pg_database, drop_pg_database
+from options import at_least, counts_of, make_parser
+from owned import RedisUnavailable, descendants, free_port, redis_database, run_bench, start
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = Path(__file__).resolve().parent
@@ -73,7 +73,7 @@ GUNICORN = BIN / "gunicorn"
 GRANIAN = BIN / "granian"
 WRK = shutil.which("wrk") or "wrk"
 HOST = "127.0.0.1"
-PG_DATABASE = "leakguard_bench_servers"
+PG_DATABASE = bench_database_name("servers")
 ENDPOINTS = ("risk", "baseline")
 KINDS = ("sync", "gthread", "granian")
 
@@ -151,15 +151,19 @@ Running = risk.Server
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--accounts", type=int, default=1_000_000)
-    parser.add_argument("--exposures", type=int, default=100_000)
+    parser = make_parser(__doc__)
+    parser.add_argument("--accounts", type=at_least(2), default=1_000_000)
+    parser.add_argument("--exposures", type=at_least(1), default=100_000)
     parser.add_argument("--servers", default=default_servers(), help="KIND:SETTINGS, ...")
-    parser.add_argument("--connections", default="16,64")
+    parser.add_argument("--connections", type=counts_of(1), default="16,64")
     parser.add_argument("--path", choices=sorted(risk.EXPECTED), default="allow")
-    parser.add_argument("--duration", type=int, default=10, help="seconds measured per run")
-    parser.add_argument("--warmup", type=int, default=2, help="seconds of warm-up per run")
-    parser.add_argument("--timeout", type=int, default=5, help="wrk's per-request timeout, s")
+    parser.add_argument("--duration", type=at_least(1), default=10, help="seconds measured per run")
+    parser.add_argument(
+        "--warmup", type=at_least(0), default=2, help="seconds of warm-up per run (0: none)"
+    )
+    parser.add_argument(
+        "--timeout", type=at_least(1), default=5, help="wrk's per-request timeout, s"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     parser.add_argument("--seed", type=int, default=2019)
     args = parser.parse_args()
@@ -168,11 +172,11 @@ def main() -> None:
         specs = list(
             dict.fromkeys(parse_spec(text) for text in args.servers.split(",") if text.strip())
         )
-        connections = [int(n) for n in args.connections.split(",") if n.strip()]
     except ValueError as exc:
         parser.error(str(exc))
-    if not specs or not connections or min(connections) < 1:
-        parser.error("name at least one server and one connection count (>= 1)")
+    connections: list[int] = args.connections
+    if not specs:
+        parser.error("name at least one server")
     if not 0 < args.exposures < args.accounts:
         parser.error("--exposures must be between 0 and --accounts")
     if shutil.which(WRK) is None:
@@ -180,8 +184,6 @@ def main() -> None:
     if any(spec.kind == "granian" for spec in specs) and not GRANIAN.is_file():
         sys.exit(f"granian is needed for the granian rows ({BIN}/pip install -e '.[serve]')")
 
-    # A SIGTERM unwinds like Ctrl-C, through every finally below.
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     print(
         f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average "
         + " ".join(f"{x:.2f}" for x in os.getloadavg())
@@ -192,12 +194,18 @@ def main() -> None:
         f"timeout {args.timeout} s; path {args.path}; access logs off"
     )
     results: dict[tuple[Spec, str, int], Load] = {}
-    with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="leakguard-bench-srv-") as tmp:
+    # The servers (in the stack) stop before their folder is removed.
+    with tempfile.TemporaryDirectory(prefix="leakguard-bench-srv-") as tmp, ExitStack() as stack:
         directory = Path(tmp)
         url = create_pg_database(PG_DATABASE)
         if not args.keep:
             stack.callback(drop_pg_database, PG_DATABASE)
-        stack.callback(risk.remove_limiter_keys)
+        else:
+            stack.callback(print, f"kept the database {PG_DATABASE} (--keep)")
+        try:
+            redis_url = stack.enter_context(redis_database(risk.REDIS_URL))
+        except RedisUnavailable as exc:
+            sys.exit(f"no Redis database for the rate limits: {exc}")
         rng = random.Random(args.seed)
         started = time.perf_counter()
         exposed = risk.load_data(url, args.accounts, args.exposures, rng, PG_DATABASE)
@@ -219,14 +227,17 @@ def main() -> None:
             with ExitStack() as servers:
                 running = {
                     endpoint: servers.enter_context(
-                        run_server(spec, endpoint, directory / f"{number}-{endpoint}", url)
+                        run_server(
+                            spec, endpoint, directory / f"{number}-{endpoint}", url, redis_url
+                        )
                     )
                     for endpoint in ENDPOINTS
                 }
                 for conns in connections:
                     for endpoint, server in running.items():
                         risk.check_answers(server, args.path, ids, key, rng)
-                        wrk(server, script, conns, args.warmup, args.timeout)
+                        if args.warmup:
+                            wrk(server, script, conns, args.warmup, args.timeout)
                         load = wrk(server, script, conns, args.duration, args.timeout)
                         results[(spec, endpoint, conns)] = load
                         print_load(spec, endpoint, conns, load, results)
@@ -252,13 +263,6 @@ def server_versions() -> str:
 
 
 # --- servers ---------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on now (the server binds it a moment later)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((HOST, 0))
-        return int(probe.getsockname()[1])
 
 
 def server_command(spec: Spec, endpoint: str, port: int) -> list[str]:
@@ -295,7 +299,9 @@ def server_command(spec: Spec, endpoint: str, port: int) -> list[str]:
     return [*command, "--pythonpath", str(BENCH), "risk:create_baseline_app()"]
 
 
-def server_env(spec: Spec, endpoint: str, port: int, directory: Path, url: str) -> dict[str, str]:
+def server_env(
+    spec: Spec, endpoint: str, port: int, directory: Path, url: str, redis_url: str
+) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("LEAKGUARD_")}
     metrics = directory / "metrics"
     metrics.mkdir(parents=True)
@@ -315,7 +321,7 @@ def server_env(spec: Spec, endpoint: str, port: int, directory: Path, url: str) 
             LEAKGUARD_ENV="production",
             LEAKGUARD_HASH_KEY=risk.HASH_KEY,
             LEAKGUARD_SECRET_KEY=risk.SECRET_KEY,
-            LEAKGUARD_REDIS_URL=risk.REDIS_URL,
+            LEAKGUARD_REDIS_URL=redis_url,
             LEAKGUARD_RATE_LIMIT_RISK="1000000/second",
             LEAKGUARD_SERVICE_NAME=risk.BENCH_SERVICE_NAME,
             LEAKGUARD_MAIL_FROM=risk.BENCH_MAIL_FROM,
@@ -327,20 +333,22 @@ def server_env(spec: Spec, endpoint: str, port: int, directory: Path, url: str) 
 
 
 @contextmanager
-def run_server(spec: Spec, endpoint: str, directory: Path, url: str) -> Iterator[Running]:
+def run_server(
+    spec: Spec, endpoint: str, directory: Path, url: str, redis_url: str
+) -> Iterator[Running]:
     """Start ``endpoint`` under ``spec``; stop it (and every worker) however the block ends."""
-    port = free_port()
-    env = server_env(spec, endpoint, port, directory, url)
+    port = free_port(HOST)
+    env = server_env(spec, endpoint, port, directory, url, redis_url)
     log = directory / "server.log"
     with log.open("wb") as handle:
-        process = subprocess.Popen(
+        # In a session of its own: Ctrl-C reaches us only; we stop the group ourselves.
+        process = start(
             server_command(spec, endpoint, port),
             cwd=ROOT,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=handle,
             stderr=subprocess.STDOUT,
-            start_new_session=True,  # Ctrl-C reaches us only; we stop the group ourselves
         )
     server = Running(endpoint, port, process, log)
     try:
@@ -348,22 +356,6 @@ def run_server(spec: Spec, endpoint: str, directory: Path, url: str) -> Iterator
         yield server
     finally:
         risk.stop_server(server)
-
-
-def descendants(pid: int) -> list[int]:
-    """Every process below ``pid`` (gunicorn's and granian's workers)."""
-    found: list[int] = []
-    pending = [pid]
-    while pending:
-        parent = pending.pop()
-        try:
-            text = Path(f"/proc/{parent}/task/{parent}/children").read_text()
-        except OSError:
-            continue
-        children = [int(child) for child in text.split()]
-        found += children
-        pending += children
-    return found
 
 
 def print_rss(spec: Spec, running: dict[str, Running]) -> None:
@@ -499,4 +491,4 @@ def print_summary(
 
 
 if __name__ == "__main__":
-    main()
+    run_bench(main)

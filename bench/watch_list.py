@@ -20,7 +20,8 @@ is this process's).
     .venv/bin/python bench/watch_list.py [--keys 2000000] [--chunk 100000]
         [--existing 2000000] [--backend postgres|sqlite]
 
-A database ``leakguard_bench_watch_<pid>`` on postgres@127.0.0.1 is created and dropped.
+A database ``leakguard_bench_watch_<pid>`` on postgres@127.0.0.1 (``LEAKGUARD_BENCH_PG``) is
+created and dropped, also when the bench is interrupted.
 """
 
 from __future__ import annotations
@@ -35,14 +36,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import psycopg
+from common import bench_database_name, create_pg_database, drop_pg_database
+from options import at_least, make_parser
+from owned import run_bench
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
 from service.db import bulk, make_engine
 from service.db.migrate import upgrade_database
 
-SERVER = "postgresql://postgres@127.0.0.1:5432"
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -74,14 +76,17 @@ class Timer:
 
     def print(self, design: str, new: int, keys: int, wall: float) -> None:
         server, ours = sum(self.cpu.values()), sum(self.ours.values())
+        # SQLite has no server: its work is in this process, in "ours".
+        where = f"server {server / keys * 1e6:.2f} us, " if self.pid else ""
         print(
-            f"\n{design}: {new:,} new entries of {keys:,} keys; CPU per key: server "
-            f"{server / keys * 1e6:.2f} us, ours {ours / keys * 1e6:.2f} us; wall {wall:.1f} s"
+            f"\n{design}: {new:,} new entries of {keys:,} keys; CPU per key: {where}"
+            f"ours {ours / keys * 1e6:.2f} us; wall {wall:.1f} s"
         )
         for kind in sorted(self.wall, key=lambda kind: -(self.cpu[kind] + self.ours[kind])):
+            where = f"server {self.cpu[kind] / keys * 1e6:5.2f} us, " if self.pid else ""
             print(
-                f"  {kind:<22} server {self.cpu[kind] / keys * 1e6:5.2f} us, ours "
-                f"{self.ours[kind] / keys * 1e6:5.2f} us per key; wall {self.wall[kind]:6.2f} s"
+                f"  {kind:<22} {where}ours {self.ours[kind] / keys * 1e6:5.2f} us per key; "
+                f"wall {self.wall[kind]:6.2f} s"
             )
 
 
@@ -186,10 +191,10 @@ def sqlite_run(args: argparse.Namespace, keys: list[bytes], chunks: list[list[by
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--keys", type=int, default=2_000_000)
-    parser.add_argument("--chunk", type=int, default=100_000)
-    parser.add_argument("--existing", type=int, default=2_000_000)
+    parser = make_parser(__doc__)
+    parser.add_argument("--keys", type=at_least(1), default=2_000_000)
+    parser.add_argument("--chunk", type=at_least(1), default=100_000)
+    parser.add_argument("--existing", type=at_least(0), default=2_000_000)
     parser.add_argument("--backend", choices=("postgres", "sqlite"), default="postgres")
     args = parser.parse_args()
     if args.backend == "sqlite":
@@ -203,13 +208,10 @@ def main() -> None:
         )
         sqlite_run(args, keys, chunks)
         return
-    name = f"leakguard_bench_watch_{os.getpid()}"
-    with psycopg.connect(f"{SERVER}/postgres", autocommit=True) as admin:
-        admin.execute(f"CREATE DATABASE {name}")
+    name = bench_database_name("watch")
+    url = create_pg_database(name)
     # One pooled connection: every session of the run is the same server backend.
-    engine = create_engine(
-        f"{SERVER.replace('postgresql', 'postgresql+psycopg')}/{name}", pool_size=1, max_overflow=0
-    )
+    engine = create_engine(url, pool_size=1, max_overflow=0)
     try:
         upgrade_database(engine)
         rng = random.Random(18)
@@ -246,9 +248,8 @@ def main() -> None:
             timer.print(design, new, args.keys, time.perf_counter() - started)
     finally:
         engine.dispose()
-        with psycopg.connect(f"{SERVER}/postgres", autocommit=True) as admin:
-            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        drop_pg_database(name)
 
 
 if __name__ == "__main__":
-    main()
+    run_bench(main)
