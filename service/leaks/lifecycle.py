@@ -115,7 +115,7 @@ def end_exposure(
     Raises ValidationFailed (empty or over-long reason), NotFound (unknown account or
     leak), NoOpenExposure; nothing changes then.
     """
-    reason = check_reason(reason)
+    check_reason(reason)  # refused before the look-ups; end_exposures stores it masked
     account_id = _account_id(session, external_id)
     leak = find_leak(session, slug)
     [ended] = end_exposures(

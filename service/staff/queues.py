@@ -181,7 +181,7 @@ def bulk_end_exposures(
     changes while it is being ended.
     Raises ValidationFailed (reason), NotFound. Does not commit.
     """
-    reason = check_reason(reason)
+    check_reason(reason)  # refused even on a dry run; end_exposures stores it masked
     accounts = _selection(session, wanted)
     if dry_run:
         return BulkOutcome(wanted, True, len(accounts), 0, len(accounts))

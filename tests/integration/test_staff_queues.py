@@ -3,13 +3,14 @@ bulk verdicts that count before they act; on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import nullcontext
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import event, func, select, update
+from sqlalchemy import event, func, select, text, update
 
 from jobs.context import use_runtime
 from service.db import utcnow
@@ -18,14 +19,13 @@ from service.email_change.context import ChangeTools
 from service.email_change.errors import AssistedRequestOpen
 from service.errors import NotFound, ValidationFailed
 from service.leaks.exposures import NewExposure, record_exposures
-from service.leaks.lifecycle import end_exposure
+from service.leaks.lifecycle import SUPPORT_ENDINGS, end_exposure
 from service.leaks.passwords import hash_leaked_password
 from service.models import (
     Account,
     AuditEvent,
     EmailChangeRequest,
     Exposure,
-    ExposureEndCause,
     ExposureKind,
     ExposureState,
     Leak,
@@ -36,6 +36,7 @@ from service.models import (
 from service.risk import Decision, assess
 from service.runtime import Runtime, build_runtime
 from service.staff.queues import (
+    BulkOutcome,
     CountChanged,
     ExposureFilter,
     bulk_end_exposures,
@@ -45,6 +46,7 @@ from service.staff.queues import (
 )
 from tests.support.db import empty_tables
 from tests.support.factories import LEAK, expose, make_account, make_leak
+from tests.support.processes import wait_for
 
 STAFF = "staff:agent@example.com"
 
@@ -303,9 +305,12 @@ def database_of(rt: Runtime) -> dict[str, Any]:
         }
 
 
-@pytest.mark.parametrize("kind", [None, ExposureKind.EMAIL])
+@pytest.mark.parametrize(
+    ("action", "kind"),
+    [("dismiss", None), ("dismiss", ExposureKind.EMAIL), ("resolve", None)],
+)
 def test_a_bulk_verdict_leaves_the_database_as_the_same_verdicts_one_by_one(
-    runtime: Runtime, events_runtime: Runtime, kind: ExposureKind | None
+    runtime: Runtime, events_runtime: Runtime, action: str, kind: ExposureKind | None
 ) -> None:
     wanted = ExposureFilter(LEAK, kind)
     exposed_as_ingest_left_them(runtime, events_runtime)
@@ -325,7 +330,7 @@ def test_a_bulk_verdict_leaves_the_database_as_the_same_verdicts_one_by_one(
         done = bulk_end_exposures(
             session,
             wanted,
-            action="dismiss",
+            action=action,
             reason=REASON,
             actor=STAFF,
             now=NOW,
@@ -348,8 +353,7 @@ def test_a_bulk_verdict_leaves_the_database_as_the_same_verdicts_one_by_one(
             .order_by(Exposure.id)
         ).all()
     assert [tuple(row) for row in ended] == [
-        (name, ExposureState.DISMISSED, ExposureEndCause.DISMISSED, NOW, STAFF, MASKED_REASON)
-        for name in order
+        (name, *SUPPORT_ENDINGS[action], NOW, STAFF, MASKED_REASON) for name in order
     ]
     in_bulk = database_of(events_runtime)
     empty_tables(events_runtime.db.engine)
@@ -357,7 +361,7 @@ def test_a_bulk_verdict_leaves_the_database_as_the_same_verdicts_one_by_one(
     with events_runtime.db.transaction() as session:
         for external_id in order:
             end_exposure(
-                session, external_id, LEAK, action="dismiss", reason=REASON, actor=STAFF, now=NOW
+                session, external_id, LEAK, action=action, reason=REASON, actor=STAFF, now=NOW
             )
     one_by_one = database_of(events_runtime)
     assert in_bulk == one_by_one
@@ -365,8 +369,9 @@ def test_a_bulk_verdict_leaves_the_database_as_the_same_verdicts_one_by_one(
     audit = in_bulk["audit"]
     assert [row["target"] for row in audit] == [f"account:{name}" for name in order]
     cancelled = {row["target"][8:]: row["detail"]["warnings_cancelled"] for row in audit}
+    # A dismissal cancels the warnings not sent yet (a resolution leaves them to go out).
     assert cancelled == {
-        name: count
+        name: count if action == "dismiss" else 0
         for name, count in {"p0": 1, "p1": 1, "p2": 1, "p3": 0, "p4": 0, "p5": 1}.items()
         if name in order
     }
@@ -423,3 +428,56 @@ def test_a_bulk_dismissal_sends_as_many_statements_for_30_exposures_as_for_3(
     many = statements_of_a_bulk_dismissal(events_runtime, 30)
     assert many == few
     assert few <= 20
+
+
+def test_a_bulk_dismissal_waits_for_a_colleague_ending_one_then_refuses_and_writes_nothing(
+    runtime: Runtime,
+) -> None:
+    """The set is counted, a colleague's verdict on one of it is not committed yet: the
+    bulk verdict waits for that exposure's lock, finds it no longer open and refuses,
+    as one by one it refused at that exposure; the rest stay open, their warnings due."""
+    if not runtime.db.is_postgres:
+        pytest.skip("row locks are PostgreSQL's: SQLite lets one writer at a time in")
+    for n in range(3):
+        expose(runtime, make_account(runtime, f"a{n}", f"a{n}@example.org"))
+    outcome: list[BaseException | BulkOutcome] = []
+
+    def bulk() -> None:
+        try:
+            with runtime.db.transaction() as session:
+                outcome.append(
+                    bulk_end_exposures(
+                        session,
+                        ExposureFilter(LEAK),
+                        action="dismiss",
+                        reason="wrong file",
+                        actor=STAFF,
+                        now=utcnow(),
+                        dry_run=False,
+                        confirmed_count=3,
+                    )
+                )
+        except BaseException as exc:  # noqa: BLE001  (reported by the test)
+            outcome.append(exc)
+
+    with runtime.db.transaction() as session:
+        end_exposure(session, "a1", LEAK, action="dismiss", reason="x", actor="cli:ops", now=NOW)
+        thread = threading.Thread(target=bulk)
+        thread.start()
+        wait_for(lambda: lock_waiters(runtime) > 0, timeout=30, what="the bulk to wait")
+    thread.join()
+    [refused] = outcome
+    assert isinstance(refused, CountChanged)
+    with runtime.db.read_session() as session:
+        dismissed = session.scalars(
+            select(AuditEvent.actor).where(AuditEvent.action == "exposure.dismissed")
+        ).all()
+        pending = session.scalar(select(func.count()).where(Notice.state == NoticeState.PENDING))
+    assert open_exposures(runtime) == 2
+    assert dismissed == ["cli:ops"]
+    assert pending == 2
+
+
+def lock_waiters(rt: Runtime) -> int:
+    with rt.db.engine.connect() as connection:
+        return int(connection.scalar(text("SELECT count(*) FROM pg_locks WHERE NOT granted")) or 0)
