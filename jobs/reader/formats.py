@@ -192,6 +192,10 @@ class CsvLayout:
     # The columns of a row (the header's, else the sample's usual width): a quoted field
     # spans lines only into a row of this width (``csv_records``); 0 accepts any.
     columns: int = 0
+    # The other columns that hold addresses (``email,secondary_email``, ``to,cc,bcc``, a
+    # headerless ``1,a@x.org,b@y.org``), in order: each of their mailboxes is a record too,
+    # without the row's password (it is the account's of ``email_column``).
+    more_columns: tuple[int, ...] = ()
 
 
 def name_words(name: str) -> list[str]:
@@ -279,16 +283,21 @@ def json_layout(lines: list[str], *, partial: str = "") -> str | None:
 
 def looks_like_combo(lines: list[str]) -> bool:
     """Say whether most non-blank lines have a combo separator after their '@', or are an
-    address, a comma and a field without one (``alice@example.org,hunter2``)."""
+    address, a comma and a field without one (``alice@example.org,hunter2``); a line whose
+    rest after the separator is more mailboxes (``mailbox_list``) names no password."""
     total = combos = 0
     for text in lines:
         if not text.strip():
             continue
         total += 1
         at = text.find("@")
-        if at >= 0 and (
-            any(text.find(sep, at) >= 0 for sep in COMBO_SEPARATORS)
-            or _COMMA_COMBO.fullmatch(text) is not None
+        if at < 0:
+            continue
+        cut = min((i for sep in COMBO_SEPARATORS if (i := text.find(sep, at)) >= 0), default=-1)
+        # A line that goes on with more mailboxes (``a@x.org;b@y.org``) names recipients:
+        # no password follows its address.
+        if (cut >= 0 and mailbox_list(text[cut + 1 :]) is None) or (
+            cut < 0 and _COMMA_COMBO.fullmatch(text) is not None
         ):
             combos += 1
     return total > 0 and 2 * combos > total
@@ -332,9 +341,18 @@ def sniff_csv(lines: list[str], *, auto: bool) -> CsvLayout | None:
                 named.append((len(row), -index, -order, delimiter, column, end_line))
     if named:
         _, index, _, delimiter, column, end_line = max(named)
-        header = dict(samples)[delimiter][-index][0]
+        rows = dict(samples)[delimiter]
+        header = rows[-index][0]
+        password_column = _named_column(header, CREDENTIAL)
         return CsvLayout(
-            delimiter, column, _named_column(header, CREDENTIAL), end_line, columns=len(header)
+            delimiter,
+            column,
+            password_column,
+            end_line,
+            columns=len(header),
+            more_columns=_more_address_columns(
+                header, [row for row, _ in rows[-index + 1 :]], (column, password_column)
+            ),
         )
     best: tuple[int, int, str, int, list[tuple[list[str], int]]] | None = None
     for order, (delimiter, rows) in enumerate(samples):
@@ -351,12 +369,17 @@ def sniff_csv(lines: list[str], *, auto: bool) -> CsvLayout | None:
     start = next(i for i, (row, _) in enumerate(rows) if len(row) == width)
     first_row = rows[start][0]
     is_header = _unnamed_header(first_row[column])
+    if auto and not first_line and not is_header:
+        lists = [row for row, _ in rows[start:] if sum(bool(cell.strip()) for cell in row) > 1]
+        if 2 * sum(_only_addresses(row) for row in lists) > len(lists):
+            # Mailboxes and nothing else, several a line (``a@x.org;b@y.org;``, as Outlook
+            # copies recipients): a list of addresses, not columns; one address per line
+            # reads every one of them.
+            return None
     if auto and width == 2 and column == 0 and not first_line and not is_header:
         if delimiter in COMBO_SEPARATORS:
             return None  # the combo reader's: its second column is a password
         data = [row for row, _ in rows[start:] if len(row) == 2 and row[1].strip()]
-        if 2 * sum("@" in row[1] for row in data) > len(data):
-            return None  # two addresses a line: one address per line reads both
         if delimiter == "," and data:
             # A combo list written with commas: a real CSV has a header naming its columns.
             # The combo reader keeps a password's commas (the rest of the line is one).
@@ -364,15 +387,65 @@ def sniff_csv(lines: list[str], *, auto: bool) -> CsvLayout | None:
     if is_header:
         # A header naming no address column ("id,login,contact"), or whose address cell is
         # an example ("Email (name@example.com)"): skipped, a password column taken by name.
+        password_column = _named_column(first_row, CREDENTIAL)
         return CsvLayout(
             delimiter,
             column,
-            _named_column(first_row, CREDENTIAL),
+            password_column,
             rows[start][1],
             columns=width,
+            more_columns=_more_address_columns(
+                first_row, [row for row, _ in rows[start + 1 :]], (column, password_column)
+            ),
         )
     skip_lines = rows[start - 1][1] if start else first_line
-    return CsvLayout(delimiter, column, None, skip_lines, columns=width)
+    return CsvLayout(
+        delimiter,
+        column,
+        None,
+        skip_lines,
+        columns=width,
+        more_columns=_more_address_columns(None, [row for row, _ in rows[start:]], (column,)),
+    )
+
+
+def _only_addresses(row: list[str]) -> bool:
+    """Say whether every non-blank cell of ``row`` holds an '@'."""
+    return all("@" in cell for cell in row if cell.strip())
+
+
+# Columns of a CSV of mails that name the sender, not the recipients whose addresses leaked
+# (as ``RECIPIENT_FIELDS`` leaves them out of a mail's header).
+_SENDER_WORDS: Final = frozenset({"from", "sender", "reply", "return"})
+
+
+def _names_sender(cell: str) -> bool:
+    """Say whether a header cell names a mail's sender (``from``, ``Reply-To``)."""
+    return "@" not in cell and any(word in _SENDER_WORDS for word in name_words(cell))
+
+
+def _more_address_columns(
+    header: list[str] | None, rows: list[list[str]], taken: tuple[int | None, ...]
+) -> tuple[int, ...]:
+    """Return the columns but ``taken`` that hold addresses: named as an address column
+    (``secondary_email``), or whose values in ``rows`` mostly hold an '@' (``cc``, an
+    unnamed column); never one whose header names a sender (``from``, ``reply_to``)."""
+    width = max((len(row) for row in rows), default=0)
+    if header is not None:
+        width = max(width, len(header))
+    found: list[int] = []
+    for column in range(width):
+        if column in taken:
+            continue
+        name = header[column] if header is not None and column < len(header) else ""
+        if _names_sender(name):
+            continue
+        values = [row[column] for row in rows if len(row) > column and row[column].strip()]
+        # A value over several lines is a stray quote's swallowed rows, not an address.
+        with_at = sum("@" in value and "\n" not in value for value in values)
+        if 2 * with_at > len(values) or (header is not None and name_role(name) == ADDRESS):
+            found.append(column)
+    return tuple(found)
 
 
 def _unnamed_header(cell: str) -> bool:
@@ -418,7 +491,11 @@ def _named_column(header: list[str], role: str) -> int | None:
 
 
 def _address_column(rows: list[list[str]], width: int) -> int | None:
+    """Return the first column whose values mostly hold an '@', but one whose first cell
+    names a sender (``from``: a header the leaker's address stands under), or None."""
     for column in range(width):
+        if rows and len(rows[0]) > column and _names_sender(rows[0][column]):
+            continue
         values = [row[column] for row in rows if len(row) > column and row[column].strip()]
         with_at = sum("@" in value for value in values)
         if with_at and 2 * with_at >= len(values):
@@ -439,14 +516,23 @@ def split_mailboxes(text: str) -> list[str]:
 
     A recipients column, a ``to`` key or a pasted list names several: ``a@x.org, b@y.org``,
     ``Ann <a@x.org>; "Lee, Bob" <b@y.org>`` (an RFC 5322 address list, or ``;`` as Outlook
-    writes it), or ``a@x.org b@y.org``. The value is cut at ``,`` and ``;`` outside quotes,
-    comments and angle brackets; a piece without an "@" belongs to the next (``Smith, Bob
-    <b@y.org>``: a display name's unquoted comma), or is dropped at the end. A piece
-    of bare addresses separated by white space is cut there. One mailbox with a second "@"
-    (``"a@x.org" <a@x.org>``, ``mailto:a@x.org?cc=b@y.org``) stays whole. Linear time.
+    writes it), ``a@x.org|b@y.org``, ``a@x.org:b@y.org`` (the other combo separators), or
+    ``a@x.org b@y.org``. The value is cut at ``,`` ``;`` ``|`` and ``:`` outside quotes,
+    comments and angle or square brackets; a piece without an "@" belongs to the next
+    (``Smith, Bob <b@y.org>``: a display name's unquoted comma; ``mailto:``, a group's
+    ``Team:``), or is dropped at the end. A piece of bare addresses separated by white space
+    is cut there. One mailbox with a second "@" (``"a@x.org" <a@x.org>``,
+    ``mailto:a@x.org?cc=b@y.org``) stays whole. Linear time.
     """
     if text.count("@") < 2:
         return [text]
+    found = _mailbox_pieces(text)
+    return found if len(found) > 1 else [text]
+
+
+def _mailbox_pieces(text: str) -> list[str]:
+    """Cut ``text`` into the pieces ``split_mailboxes`` describes, stripped, each holding an
+    "@" (none for a text without one)."""
     cuts: list[int] = []
     depth = 0
     quoted = angle = escaped = False
@@ -463,11 +549,12 @@ def split_mailboxes(text: str) -> list[str]:
             depth += 1
         elif depth:
             depth -= char == ")"
-        elif char == "<":
+        elif char in "<[":
+            # An angle address, or a domain literal ("a@[IPv6:::1]"): its ':' cut nothing.
             angle = True
-        elif char == ">":
+        elif char in ">]":
             angle = False
-        elif char in ",;" and not angle:
+        elif char in _MAILBOX_CUTS and not angle:
             cuts.append(index)
     pieces: list[str] = []
     start = 0
@@ -487,7 +574,37 @@ def split_mailboxes(text: str) -> list[str]:
             found += words
         else:
             found.append(piece.strip())
-    return found if len(found) > 1 else [text]
+    return found
+
+
+# Where a list of mailboxes is cut: RFC 5322's ',', Outlook's ';', and the other separators
+# of a combo line (':' and '|'), between which a pasted list of recipients also appears.
+_MAILBOX_CUTS: Final = ",;|:"
+# One mailbox as a field of a line: a bare address, or a display name (plain or quoted) and
+# an angle address (``"Ann" <a@x.org>``, ``Ann Lee <a@x.org>``).
+_DISPLAY_NAME: Final = r'(?:"(?:[^"\\]|\\.)*"|[^"<>@,;:|]*)'
+_MAILBOX: Final = re.compile(
+    rf"(?:{_FIELD_ADDRESS.pattern}|{_DISPLAY_NAME}[ \t]*<{_FIELD_ADDRESS.pattern}>)"
+)
+
+
+def mailbox_list(text: str) -> list[str] | None:
+    """Return the mailboxes of ``text`` if it is nothing but one or more mailboxes (separated
+    by ``,`` ``;`` ``|`` ``:`` or white space, a separator at either end allowed), else None.
+
+    What follows an address on a line (``a@x.org;b@y.org``, ``"Ann" <a@x.org>; "Bob"
+    <b@y.org>``) is then no password but more recipients: Outlook copies a To: line so.
+    """
+    if "@" not in text:
+        return None
+    pieces = _mailbox_pieces(text)
+    if not pieces or any(_MAILBOX.fullmatch(piece) is None for piece in pieces):
+        return None
+    # Nothing but separators and white space may stand between the mailboxes.
+    rest = text
+    for piece in pieces:
+        rest = rest.replace(piece, "", 1)
+    return pieces if rest.strip(_MAILBOX_CUTS + " \t") == "" else None
 
 
 def _split_records(
@@ -598,7 +715,8 @@ def combo_batches(batches: Batches, *, skip: int) -> Iterator[RecordBatch]:
     for batch in batches:
         first = line + 1
         line += len(batch)
-        heads, found, texts = zip(*_COMBO_ROW.findall("\n".join(batch)), strict=True)
+        joined = "\n".join(batch)
+        heads, found, texts = zip(*_COMBO_ROW.findall(joined), strict=True)
         candidates: list[str | None] = list(heads)
         passwords: list[str | None] = [password or None for password in found]
         lines: Sequence[int] = range(first, line + 1)
@@ -617,12 +735,40 @@ def combo_batches(batches: Batches, *, skip: int) -> Iterator[RecordBatch]:
                 lines = [first + i for i in kept]
                 candidates = [candidates[i] for i in kept]
                 passwords = [passwords[i] for i in kept]
+        if joined.count("@") > len(candidates):  # a line holds a second "@"
+            lines, candidates, passwords = _split_mailbox_lines(lines, candidates, passwords)
         if skip:
             passed = min(skip, len(candidates))
             skip -= passed
             lines, candidates, passwords = lines[passed:], candidates[passed:], passwords[passed:]
         if candidates:
             yield RecordBatch(lines, candidates, passwords)
+
+
+def _split_mailbox_lines(
+    lines: Sequence[int], candidates: list[str | None], passwords: list[str | None]
+) -> tuple[Sequence[int], list[str | None], list[str | None]]:
+    """Give each mailbox of a combo line that names several a record of its own, with no
+    password: ``a@x.org;b@y.org`` (any combo separator, or white space) is two recipients,
+    not an address and its password. A password that holds an "@" but is no list of
+    mailboxes (``p@ss``, ``hunter2 b@y.org``) stays the password."""
+    new_lines: list[int] = []
+    new_candidates: list[str | None] = []
+    new_passwords: list[str | None] = []
+    for line, candidate, password in zip(lines, candidates, passwords, strict=True):
+        more = mailbox_list(password) if password is not None and "@" in password else None
+        found: list[str | None]
+        if more is not None and candidate is not None:
+            found = [*split_mailboxes(candidate), *more]
+            password = None
+        elif candidate is not None and candidate.count("@") > 1:
+            found = list(split_mailboxes(candidate))
+        else:
+            found = [candidate]
+        new_lines += [line] * len(found)
+        new_candidates += found
+        new_passwords += [password] * len(found)
+    return new_lines, new_candidates, new_passwords
 
 
 def _find_next(items: tuple[str, ...], start: int) -> int:
@@ -1091,7 +1237,8 @@ def json_records(blocks: Iterable[bytes], *, skip: int) -> Iterator[LeakRecord]:
 
 def csv_batches(batches: Batches, *, layout: CsvLayout, skip: int) -> Iterator[RecordBatch]:
     """Yield one record per non-blank CSV row, at the line the row starts on (one per mailbox
-    of an address cell naming several, ``split_mailboxes``).
+    of an address cell naming several, ``split_mailboxes``, and one per mailbox of the
+    layout's ``more_columns``; a row with no address in any of them is one invalid record).
 
     The layout's ``skip_lines`` (header and what stands above it) are passed over, and
     lines are still counted from the start of the text. Rows are cut by
@@ -1102,6 +1249,7 @@ def csv_batches(batches: Batches, *, layout: CsvLayout, skip: int) -> Iterator[R
     """
     shape = CsvShape.of("excel", delimiter=layout.delimiter)
     column, password_column = layout.email_column, layout.password_column
+    more_columns = layout.more_columns
     lines: list[int] = []
     candidates: list[str | None] = []
     passwords: list[str | None] = []
@@ -1118,22 +1266,32 @@ def csv_batches(batches: Batches, *, layout: CsvLayout, skip: int) -> Iterator[R
             try:
                 for row in reader:
                     cell = row[column].strip() if len(row) > column else ""
+                    password = (
+                        (row[password_column] or None)
+                        if password_column is not None and len(row) > password_column
+                        else None
+                    )
+                    cells = [(cell, password)]
+                    for other in more_columns:
+                        value = row[other].strip() if len(row) > other else ""
+                        if "@" in value:
+                            cells.append((value, None))
                     if "@" not in cell:
-                        if not any(value.strip() for value in row):
+                        if len(cells) > 1:
+                            del cells[0]  # the row's addresses stand in its other columns
+                        elif not any(value.strip() for value in row):
                             continue
-                        cell = ""
-                    for mailbox in split_mailboxes(cell) if cell.count("@") > 1 else (cell,):
-                        if skip:
-                            skip -= 1
-                            continue
-                        lines.append(starts[reader.line_num - 1])
-                        candidates.append(mailbox or None)
-                        if password_column is not None:
-                            passwords.append(
-                                (row[password_column] or None)
-                                if len(row) > password_column
-                                else None
-                            )
+                        else:
+                            cells[0] = ("", None)
+                    for value, value_password in cells:
+                        for mailbox in split_mailboxes(value) if value.count("@") > 1 else (value,):
+                            if skip:
+                                skip -= 1
+                                continue
+                            lines.append(starts[reader.line_num - 1])
+                            candidates.append(mailbox or None)
+                            if password_column is not None:
+                                passwords.append(value_password)
                 break
             except csv.Error:
                 if skip:

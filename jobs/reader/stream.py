@@ -206,9 +206,16 @@ def detection_reason(fmt: LeakFormat, layout: CsvLayout | None) -> str:
         password = " and a password column" if layout.password_column is not None else ""
         return (
             f"rows separated by {where} with addresses in column {layout.email_column + 1}"
-            f"{password}{above}"
+            f"{_more_columns(layout)}{password}{above}"
         )
     return _REASONS[fmt]
+
+
+def _more_columns(layout: CsvLayout) -> str:
+    """Name a CSV's other address columns (``" and 3, 4"``), or nothing."""
+    if not layout.more_columns:
+        return ""
+    return " and " + ", ".join(str(column + 1) for column in layout.more_columns)
 
 
 _REASONS: Final = {
@@ -281,9 +288,11 @@ class LeakReader:
             if (layout.password_column is not None)
             else ""
         )
+        # A file of one address column keeps the identity it was recorded under before
+        # more columns were read; one of several is another reading of its bytes.
         return (
             f"csv {layout.delimiter!r}-separated, address column {layout.email_column + 1}"
-            f"{password}, from line {layout.skip_lines + 1}"
+            f"{_more_columns(layout)}{password}, from line {layout.skip_lines + 1}"
         )[:100]
 
     def bytes_read(self) -> int:

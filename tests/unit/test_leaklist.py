@@ -31,6 +31,7 @@ from jobs.reader.stream import (
     expanded_bytes,
     open_leak,
 )
+from service.addresses.canonical import canonicalize_email
 
 PROPERTY = settings(
     max_examples=120,
@@ -320,9 +321,11 @@ def test_csv_quoted_fields_hold_delimiters_and_newlines(tmp_path: Path) -> None:
 
 
 def test_csv_prefers_the_plain_email_column_over_a_secondary_one(tmp_path: Path) -> None:
-    text = "recovery_email,email\nold@x.org,new@y.org\n"
+    # The plain column is the account's (its password goes with it); the secondary one's
+    # address leaked as well, and is a record of its own, without the password.
+    text = "recovery_email,email,password\nold@x.org,new@y.org,pw\n"
     _, records = read(write(tmp_path, "leak.csv", text))
-    assert records == [R(2, "new@y.org")]
+    assert records == [R(2, "new@y.org", "pw"), R(2, "old@x.org")]
 
 
 def test_csv_8bit_bytes_in_another_column_keep_the_address(tmp_path: Path) -> None:
@@ -1640,3 +1643,103 @@ def test_expanded_bytes_counts_a_compressed_file_and_stops_past_the_limit(
     cut = tmp_path / "cut.gz"
     cut.write_bytes(gzip.compress(text)[:-20])
     assert 0 < (expanded_bytes(cut, limit=len(text)) or 0) <= len(text)
+
+
+# --- several recipients a line, several address columns ------------------------------------
+
+# Recipients as people paste them, two lines each: every separator a combo line may use.
+# Before, each was read as a combo list with b@y.org as a's password (tab: as one address).
+RECIPIENT_LINES = {
+    "semicolon": ("a@x.org;b@y.org", "c@x.org;d@y.org"),
+    "semicolon-spaced-trailing": ("a@x.org; b@y.org;", "c@x.org; d@y.org;"),
+    "outlook-named": ('"Ann" <a@x.org>; "Bob" <b@y.org>', '"Cy" <c@x.org>; "Di" <d@y.org>'),
+    "colon": ("a@x.org:b@y.org", "c@x.org:d@y.org"),
+    "pipe": ("a@x.org|b@y.org", "c@x.org|d@y.org"),
+    "tab": ("a@x.org\tb@y.org", "c@x.org\td@y.org"),
+    "comma": ("a@x.org,b@y.org", "c@x.org,d@y.org"),
+}
+
+
+@pytest.mark.parametrize("fmt", [LeakFormat.AUTO, LeakFormat.COMBO])
+@pytest.mark.parametrize("case", list(RECIPIENT_LINES))
+def test_a_line_of_several_recipients_is_a_record_each_without_a_password(
+    tmp_path: Path, case: str, fmt: LeakFormat
+) -> None:
+    path = write(tmp_path, "leak.txt", "\n".join(RECIPIENT_LINES[case]) + "\n")
+    source, records = read(path, fmt)
+    if fmt is LeakFormat.AUTO:
+        assert source.format is LeakFormat.LINES  # not a combo list: no password in it
+    assert [(r.line, r.password) for r in records] == [(1, None), (1, None), (2, None), (2, None)]
+    found = [canonicalize_email(c or "") for c in candidates(records)]
+    assert [getattr(f, "address", None) for f in found] == [
+        "a@x.org",
+        "b@y.org",
+        "c@x.org",
+        "d@y.org",
+    ]
+
+
+def test_combo_a_line_of_three_recipients_and_real_passwords_beside_it(tmp_path: Path) -> None:
+    text = "a@x.org;b@y.org;e@z.org\nc@x.org:p@ss\nf@x.org:hunter2 g@y.org\nh@x.org|pw\n"
+    for fmt in (LeakFormat.AUTO, LeakFormat.COMBO):
+        source, records = read(write(tmp_path, "leak.txt", text), fmt)
+        assert source.format is LeakFormat.COMBO
+        assert records == [
+            R(1, "a@x.org"),
+            R(1, "b@y.org"),
+            R(1, "e@z.org"),
+            R(2, "c@x.org", "p@ss"),  # no address: a password with an '@' stays one
+            R(3, "f@x.org", "hunter2 g@y.org"),  # not only mailboxes: the password
+            R(4, "h@x.org", "pw"),
+        ]
+        # Resuming counts the split records: the same record, whatever the skip.
+        with open_leak(write(tmp_path, "leak.txt", text), fmt) as reader:
+            assert list(reader.records(skip=2)) == records[2:]
+
+
+def test_combo_detection_is_not_fooled_by_recipient_lines_among_combos(tmp_path: Path) -> None:
+    text = "a@x.org;b@y.org\nc@x.org;d@y.org\ne@x.org;pw\n"
+    source, records = read(write(tmp_path, "leak.txt", text))
+    assert source.format is LeakFormat.LINES
+    assert candidates(records)[:4] == ["a@x.org", "b@y.org", "c@x.org", "d@y.org"]
+
+
+CSV_ADDRESS_COLUMNS = {
+    "id-email-cc": "id,email,cc\n1,a@x.org,b@y.org\n2,c@x.org,\n3,,d@y.org\n",
+    "headerless": "1,a@x.org,b@y.org\n2,c@x.org,\n3,,d@y.org\n",
+    "secondary": "name,email,secondary_email\nA,a@x.org,b@y.org\nC,c@x.org,\nD,,d@y.org\n",
+    "to-cc-bcc": "to,cc,bcc\na@x.org,b@y.org,\nc@x.org,,\n,d@y.org,\n",
+}
+
+
+@pytest.mark.parametrize("case", list(CSV_ADDRESS_COLUMNS))
+def test_csv_reads_every_address_column_each_at_its_line(tmp_path: Path, case: str) -> None:
+    # Before, only the first address column was read: b@y.org and d@y.org were lost.
+    text = CSV_ADDRESS_COLUMNS[case]
+    first = 1 if case == "headerless" else 2
+    source, records = read(write(tmp_path, "leak.csv", text))
+    assert source.format is LeakFormat.CSV
+    assert records == [
+        R(first, "a@x.org"),
+        R(first, "b@y.org"),
+        R(first + 1, "c@x.org"),
+        R(first + 2, "d@y.org"),
+    ]
+
+
+def test_csv_other_address_columns_get_no_password_and_no_sender(tmp_path: Path) -> None:
+    text = "from,to,cc,password\nboss@corp.org,a@x.org,b@y.org,pw\n,,,\nboss@corp.org,,,\n"
+    with open_leak(write(tmp_path, "leak.csv", text)) as reader:
+        records = list(reader.records())
+        assert (
+            reader.read_as
+            == "csv ','-separated, address column 2 and 3, password column 4, from line 2"
+        )
+    # The sender is the leaker, never a record; a row with no recipient is one invalid record.
+    assert records == [R(2, "a@x.org", "pw"), R(2, "b@y.org"), R(4, None)]
+
+
+def test_csv_of_one_address_column_keeps_its_identity(tmp_path: Path) -> None:
+    # Files recorded before several columns were read stay the same file.
+    with open_leak(write(tmp_path, "leak.csv", "name,email\nA,a@x.org\n")) as reader:
+        assert reader.read_as == "csv ','-separated, address column 2, from line 2"
