@@ -15,6 +15,7 @@ the run. Only the lines the whole-batch pass cannot settle go through the per-li
 
 from __future__ import annotations
 
+import binascii
 import codecs
 import csv
 import email.message
@@ -735,7 +736,7 @@ def combo_batches(batches: Batches, *, skip: int) -> Iterator[RecordBatch]:
                 lines = [first + i for i in kept]
                 candidates = [candidates[i] for i in kept]
                 passwords = [passwords[i] for i in kept]
-        if joined.count("@") > len(candidates):  # a line holds a second "@"
+        if _SEVERAL_IN_A_LINE.search(joined) is not None:  # a line holds a second "@"
             lines, candidates, passwords = _split_mailbox_lines(lines, candidates, passwords)
         if skip:
             passed = min(skip, len(candidates))
@@ -1326,12 +1327,16 @@ def eml_records(batches: Batches, *, skip: int) -> Iterator[LeakRecord]:
     an '@' count: group names and display-name debris are not records.
 
     A message inside a message counts as one: a mass mail forwarded as an attachment
-    (``message/rfc822`` or ``message/global``, at any depth of ``multipart`` parts), the
-    parts of a ``multipart/digest``, the original header a bounce carries
-    (``text/rfc822-headers``). Their header sections are read like the outer one; the
-    header of a MIME part itself (Content-Type and the like) holds no recipients.
+    (``message/rfc822`` or ``message/global``, at any depth of ``multipart`` parts, also
+    sent base64 or quoted-printable: decoded line by line, each record at the line of the
+    encoded text it came from), the parts of a ``multipart/digest``, the original header a
+    bounce carries (``text/rfc822-headers``). Their header sections are read like the outer
+    one; the header of a MIME part itself (Content-Type and the like) holds no recipients.
+    So does a mail forwarded inline: in a text/plain body (decoded if need be), the To: and
+    Cc: lines of the header block below a forward marker (``_FORWARD_MARKER``); never its
+    From, Reply-To or Sender, and no To: line of a body without a marker.
     """
-    line = 0
+    feed = _MailLines(batches)
     mbox = False
     in_headers = True
     seen_field = False
@@ -1345,88 +1350,345 @@ def eml_records(batches: Batches, *, skip: int) -> Iterator[LeakRecord]:
     mime: list[str] | None = None  # a Content-Type or Content-Transfer-Encoding being read
     mime_name = ""
     mime_size = 0
-    for batch in batches:
-        for text in batch:
-            # A piece of a long line goes on with that line: a continuation of its field.
-            piece = type(text) is LinePiece
-            if not piece:
-                line += 1
-            if not in_headers:
-                if piece:
-                    continue
-                if mbox and text.startswith("From "):
-                    in_headers, seen_field = True, False
-                    section = _Section(recipients=True, top=True)
-                    boundaries.clear()
-                elif boundaries and text.startswith("--"):
-                    found = _boundary_line(text, boundaries)
-                    if found is not None:
-                        index, closing = found
-                        digest = boundaries[index][1]
-                        # A boundary closes every part opened inside its own (RFC 2046 5.1.2).
-                        del boundaries[index if closing else index + 1 :]
-                        if not closing:
-                            in_headers, seen_field = True, False
-                            section = _Section(recipients=False, digest=digest)
-                        elif not boundaries and not mbox:
-                            return  # the message's last part ended: the rest is epilogue
-                continue
-            if piece or text[:1] in (" ", "\t"):
-                if mime is not None:
-                    if mime_size < _MAX_MIME_FIELD_CHARS:
-                        mime.append(text)
-                        mime_size += len(text)
-                    continue
-                if value is None or size > MAX_HEADER_CHARS:
-                    continue
-                value.write(text)
-                size += len(text)
-                quotes += text.count('"')
-                if size > HEADER_FLUSH_CHARS and quotes % 2 == 0 and text.rstrip().endswith(","):
-                    records, skip = _field_records(value, start, skip)
-                    yield from records
-                    value, size = io.StringIO(), 0
-                continue
+    scan: _ForwardScan | None = None  # a text body, read for mails forwarded inline
+    for text, line in feed:
+        if text is _PART_END:
+            # The enclosing multipart's boundary ends a decoded part wherever it stood.
             if value is not None:
                 records, skip = _field_records(value, start, skip)
                 yield from records
                 value = None
+            if scan is not None:
+                for found, at in scan.close():
+                    records, skip = _field_records(found, at, skip)
+                    yield from records
+                scan = None
+            mime, in_headers = None, False
+            continue
+        # A piece of a long line goes on with that line: a continuation of its field.
+        piece = type(text) is LinePiece
+        if not in_headers:
+            ends_part = False
+            if piece:
+                pass
+            elif mbox and text.startswith("From "):
+                in_headers, seen_field, ends_part = True, False, True
+                section = _Section(recipients=True, top=True)
+                boundaries.clear()
+            elif boundaries and text.startswith("--"):
+                found_boundary = _boundary_line(text, boundaries)
+                if found_boundary is not None:
+                    ends_part = True
+                    index, closing = found_boundary
+                    digest = boundaries[index][1]
+                    # A boundary closes every part opened inside its own (RFC 2046 5.1.2).
+                    del boundaries[index if closing else index + 1 :]
+                    if not closing:
+                        in_headers, seen_field = True, False
+                        section = _Section(recipients=False, digest=digest)
+                    elif not boundaries and not mbox and not feed.decoding:
+                        if scan is not None:
+                            for found, at in scan.close():
+                                records, skip = _field_records(found, at, skip)
+                                yield from records
+                        return  # the message's last part ended: the rest is epilogue
+            if scan is not None:
+                fields = scan.close() if ends_part else scan.line(text, line, piece=piece)
+                for found, at in fields:
+                    records, skip = _field_records(found, at, skip)
+                    yield from records
+                if ends_part:
+                    scan = None
+            continue
+        if piece or text[:1] in (" ", "\t"):
             if mime is not None:
-                section.set_field(mime_name, "".join(mime))
-                mime = None
-            match = None if not text else _FIELD.match(text)
-            if match is None:
-                if not text and not seen_field and section.recipients:
-                    continue  # blank lines above a message's first field
-                if not seen_field and section.top and text.startswith("From "):
-                    mbox = True
-                    continue
-                # A blank line ends the header section; so does, like the stdlib parser, a
-                # line that is no field (and is the body's first line).
-                body = section.body()
-                if body is _EMBEDDED:
-                    seen_field = False
-                    section = _Section(recipients=True)
-                    continue
-                if body is not None and len(boundaries) < MAX_MIME_DEPTH:
-                    boundaries.append(body)
-                if not boundaries and not mbox:
-                    return  # one message: its body cannot hold recipients
-                in_headers = False
+                if mime_size < _MAX_MIME_FIELD_CHARS:
+                    mime.append(text)
+                    mime_size += len(text)
                 continue
-            seen_field = True
-            name = match.group(1).lower()
-            if name in RECIPIENT_FIELDS:
-                if section.recipients:
-                    head = text[match.end() :]
-                    value, start, size, quotes = io.StringIO(), line, len(head), head.count('"')
-                    value.write(head)
-            elif name in _MIME_FIELDS:
-                mime_name, mime = name, [text[match.end() :]]
-                mime_size = len(mime[0])
+            if value is None or size > MAX_HEADER_CHARS:
+                continue
+            value.write(text)
+            size += len(text)
+            quotes += text.count('"')
+            if size > HEADER_FLUSH_CHARS and quotes % 2 == 0 and text.rstrip().endswith(","):
+                records, skip = _field_records(value, start, skip)
+                yield from records
+                value, size = io.StringIO(), 0
+            continue
+        if value is not None:
+            records, skip = _field_records(value, start, skip)
+            yield from records
+            value = None
+        if mime is not None:
+            section.set_field(mime_name, "".join(mime))
+            mime = None
+        match = None if not text else _FIELD.match(text)
+        if match is None:
+            if not text and not seen_field and section.recipients:
+                continue  # blank lines above a message's first field
+            if not seen_field and section.top and text.startswith("From "):
+                mbox = True
+                continue
+            # A blank line ends the header section; so does, like the stdlib parser, a
+            # line that is no field (and is the body's first line).
+            body = section.body()
+            encoded = section.encoding in _DECODED_ENCODINGS
+            if encoded and body in (_EMBEDDED, _TEXT):
+                if feed.decoding:
+                    body = None  # an encoded part inside a decoded one: skipped as body
+                else:
+                    decoder = _BodyDecoder(section.encoding, section.charset())
+                    feed.decode(decoder, boundaries, mbox=mbox)
+            if body is _EMBEDDED:
+                seen_field = False
+                section = _Section(recipients=True)
+                continue
+            if body is _TEXT:
+                scan = _ForwardScan()
+            elif body is not None and len(boundaries) < MAX_MIME_DEPTH:
+                boundaries.append(body)
+            if not boundaries and not mbox and scan is None and not feed.decoding:
+                return  # one message: its body cannot hold recipients
+            in_headers = False
+            if scan is not None and match is None and text:
+                # The body's first line ended the header section: it is read as body too.
+                for found, at in scan.line(text, line, piece=False):
+                    records, skip = _field_records(found, at, skip)
+                    yield from records
+            continue
+        seen_field = True
+        name = match.group(1).lower()
+        if name in RECIPIENT_FIELDS:
+            if section.recipients:
+                head = text[match.end() :]
+                value, start, size, quotes = io.StringIO(), line, len(head), head.count('"')
+                value.write(head)
+        elif name in _MIME_FIELDS:
+            mime_name, mime = name, [text[match.end() :]]
+            mime_size = len(mime[0])
     if value is not None:
         records, skip = _field_records(value, start, skip)
         yield from records
+    if scan is not None:
+        for found, at in scan.close():
+            records, skip = _field_records(found, at, skip)
+            yield from records
+
+
+# The end of a decoded part (``_MailLines``): a str no line of a file is (lines hold no NUL
+# at their start and end alike), compared by identity.
+_PART_END: Final = "\0part-end\0"
+# Lines that open a mail forwarded inline in a text body: Gmail's "---------- Forwarded
+# message ---------", Thunderbird's "-------- Forwarded Message --------", Outlook's
+# "-----Original Message-----" (or the rule of underscores it writes instead), Apple Mail's
+# "Begin forwarded message:"; also quoted ("> ") in a reply.
+_FORWARD_MARKER: Final = re.compile(
+    r"[ \t]*(?:-{2,}[ \t]*(?:forwarded message|original message)[ \t]*-{2,}"
+    r"|begin forwarded message:|_{20,})[ \t]*",
+    re.IGNORECASE,
+)
+_QUOTE_PREFIX: Final = re.compile(r"(?:>[ \t]?)+")
+# The recipients of a forwarded block: never its From, Reply-To or Sender (the leaker's).
+_FORWARDED_FIELDS: Final = frozenset({"to", "cc"})
+# Content-Transfer-Encodings decoded to read a part (RFC 2045 6.7, 6.8).
+_DECODED_ENCODINGS: Final = frozenset({"base64", "quoted-printable"})
+
+
+class _ForwardScan:
+    """Read a text body for mails forwarded inline: after a marker line (blank lines may
+    follow it), the block of header lines up to a blank line or a line that is no field;
+    its To: and Cc: values (folded lines joined) are returned as (value, line) to parse.
+
+    Bounded like a header field: a value over HEADER_FLUSH_CHARS is handed on at a comma
+    outside quotes, and nothing past MAX_HEADER_CHARS without one is kept.
+    """
+
+    __slots__ = ("_block", "_quotes", "_size", "_start", "_value")
+
+    def __init__(self) -> None:
+        self._block = 0  # 0: body text; 1: below a marker; 2: in the forwarded header block
+        self._value: io.StringIO | None = None
+        self._start = self._size = self._quotes = 0
+
+    def line(self, text: str, line: int, *, piece: bool) -> list[tuple[io.StringIO, int]]:
+        """Take one line of the body; return the values it completed."""
+        if piece:
+            return self._more(text)
+        if text[:1] == ">":
+            text = _QUOTE_PREFIX.sub("", text, count=1)
+        if _FORWARD_MARKER.fullmatch(text) is not None:
+            done = self.close()
+            self._block = 1
+            return done
+        if not self._block:
+            return []
+        if not text.strip():
+            if self._block == 1:
+                return []  # Apple Mail: a blank line between the marker and the fields
+            self._block = 0  # a blank line ends the forwarded header block
+            return self.close()
+        if text[:1] in (" ", "\t") and self._block == 2:
+            return self._more(text)
+        match = _FIELD.match(text)
+        done = self.close()
+        if match is None:
+            self._block = 0  # the forwarded mail's body (or no block at all)
+            return done
+        self._block = 2
+        if match.group(1).lower() in _FORWARDED_FIELDS:
+            head = text[match.end() :]
+            self._value = io.StringIO(head)
+            self._value.seek(0, io.SEEK_END)
+            self._start, self._size, self._quotes = line, len(head), head.count('"')
+        return done
+
+    def _more(self, text: str) -> list[tuple[io.StringIO, int]]:
+        value = self._value
+        if value is None or self._size > MAX_HEADER_CHARS:
+            return []
+        value.write(text)
+        self._size += len(text)
+        self._quotes += text.count('"')
+        if (
+            self._size > HEADER_FLUSH_CHARS
+            and self._quotes % 2 == 0
+            and text.rstrip().endswith(",")
+        ):
+            self._value, self._size = io.StringIO(), 0
+            return [(value, self._start)]
+        return []
+
+    def close(self) -> list[tuple[io.StringIO, int]]:
+        """End the field being read (the block goes on); return it, if any."""
+        value, self._value = self._value, None
+        return [] if value is None else [(value, self._start)]
+
+
+# A decoded line longer than this goes on in pieces, as the line reader cuts a long line
+# (``stream.MAX_LINE_BYTES``): a header field of thousands of recipients is then parsed in
+# parts (HEADER_FLUSH_CHARS) rather than held whole.
+_DECODED_PIECE_BYTES: Final = 64 * 1024
+
+
+class _BodyDecoder:
+    """Decode the lines of a part sent base64 or quoted-printable into its text's lines.
+
+    Bounded: a decoded line over _DECODED_PIECE_BYTES is handed on in pieces
+    (``LinePiece``), cut after a comma where there is one.
+    """
+
+    __slots__ = ("_base64", "_buffer", "_charset", "_cut", "_hard", "_pending")
+
+    def __init__(self, encoding: str, charset: str) -> None:
+        self._base64 = encoding == "base64"
+        self._charset = charset
+        self._pending = ""  # base64 characters short of a group of four
+        self._buffer = b""  # decoded bytes after the last line end
+        self._hard = False  # quoted-printable: the line before ended without "=" (a line end)
+        self._cut = False  # the buffer's line was cut for its length: the rest is a piece
+
+    def feed(self, text: str) -> list[str]:
+        """Decode one line of the encoded part; return the text lines it completed."""
+        if self._base64:
+            chunk = self._pending + "".join(text.split())
+            usable = len(chunk) - len(chunk) % 4
+            self._pending = chunk[usable:]
+            try:
+                data = binascii.a2b_base64(chunk[:usable].encode("ascii", "ignore"))
+            except binascii.Error:
+                data = b""  # not base64 after all: no text of it
+        else:
+            raw = text.rstrip(" \t").encode("utf-8", "surrogateescape")
+            soft = raw.endswith(b"=")
+            data = (b"\n" if self._hard else b"") + binascii.a2b_qp(raw[:-1] if soft else raw)
+            self._hard = not soft
+        return self._lines(data, final=False)
+
+    def close(self) -> list[str]:
+        """Return the text lines left at the end of the part."""
+        return self._lines(b"", final=True)
+
+    def _lines(self, data: bytes, *, final: bool) -> list[str]:
+        parts = (self._buffer + data).split(b"\n")
+        self._buffer = b"" if final else parts.pop()
+        lines = [self._text(part) for part in parts]
+        while len(self._buffer) > _DECODED_PIECE_BYTES:
+            cut = self._buffer.rfind(b",", 0, _DECODED_PIECE_BYTES) + 1 or _DECODED_PIECE_BYTES
+            lines.append(self._text(self._buffer[:cut]))
+            self._cut = True
+            self._buffer = self._buffer[cut:]
+        if final and lines and not lines[-1]:
+            lines.pop()  # the part's last line end
+        return lines
+
+    def _text(self, data: bytes) -> str:
+        try:
+            text = data.decode(self._charset, "replace").rstrip("\r")
+        except LookupError:
+            text = data.decode("utf-8", "replace").rstrip("\r")
+        if self._cut:
+            self._cut = False
+            return LinePiece(text)  # the rest of a line handed on before in pieces
+        return text
+
+
+class _MailLines:
+    """The lines of a mail file, each with its number; within a part being decoded
+    (``decode``), the part's decoded lines instead, each at the line of the encoded text
+    that completed it, up to the next boundary of the multiparts around the part (or an
+    mbox's next message), before which comes ``_PART_END``. One part at a time: a part
+    encoded inside a decoded one is not decoded."""
+
+    def __init__(self, batches: Batches) -> None:
+        self._batches = batches
+        self._decoder: _BodyDecoder | None = None
+        self._stops: list[tuple[str, bool]] = []
+        self._mbox = False
+
+    @property
+    def decoding(self) -> bool:
+        return self._decoder is not None
+
+    def decode(
+        self, decoder: _BodyDecoder, boundaries: list[tuple[str, bool]], *, mbox: bool
+    ) -> None:
+        """Decode the lines from the next one on, up to a boundary of ``boundaries`` (or,
+        in an mbox, the next message's "From " line)."""
+        self._decoder, self._stops, self._mbox = decoder, list(boundaries), mbox
+
+    def __iter__(self) -> Iterator[tuple[str, int]]:
+        line = 0
+        for batch in self._batches:
+            for text in batch:
+                piece = type(text) is LinePiece
+                if not piece:
+                    line += 1
+                decoder = self._decoder
+                if decoder is None:
+                    yield text, line
+                    continue
+                if not piece and (
+                    (
+                        text.startswith("--")
+                        and self._stops
+                        and _boundary_line(text, self._stops) is not None
+                    )
+                    or (self._mbox and text.startswith("From "))
+                ):
+                    self._decoder = None
+                    for decoded in decoder.close():
+                        yield decoded, line - 1
+                    yield _PART_END, line
+                    yield text, line
+                    continue
+                for decoded in decoder.feed(text):
+                    yield decoded, line
+        decoder = self._decoder
+        if decoder is not None:
+            self._decoder = None
+            for decoded in decoder.close():
+                yield decoded, line
 
 
 # A message inside a message (RFC 2046 5.2.1, RFC 6532 3.7) or a copy of its header (RFC 6522
@@ -1441,6 +1703,8 @@ _MAX_MIME_FIELD_CHARS: Final = 8192
 # and memory on a hostile file; real mail nests a handful).
 MAX_MIME_DEPTH: Final = 32
 _EMBEDDED: Final = ("", False)
+# A text/plain body: read for mails forwarded inline (``_ForwardScan``).
+_TEXT: Final = ("", True)
 
 
 @dataclass(slots=True)
@@ -1471,11 +1735,23 @@ class _Section:
                 kind, boundary = parsed.get_content_type(), parsed.get_boundary()
             except (ValueError, LookupError):  # UnicodeError too: a value that is no type
                 kind, boundary = "text/plain", None
+        known = self.encoding in _PLAIN_ENCODINGS or self.encoding in _DECODED_ENCODINGS
         if kind in _EMBEDDED_TYPES:
-            return _EMBEDDED if self.encoding in _PLAIN_ENCODINGS else None
+            return _EMBEDDED if known else None
+        if kind == "text/plain":
+            return _TEXT if known else None
         if kind.startswith("multipart/") and boundary:
             return boundary, kind == "multipart/digest"
         return None
+
+    def charset(self) -> str:
+        """The charset of a text body (UTF-8 unless the Content-Type names another)."""
+        parsed = email.message.Message()
+        parsed["Content-Type"] = self.content_type or "text/plain"
+        try:
+            return parsed.get_content_charset() or "utf-8"
+        except (ValueError, LookupError):
+            return "utf-8"
 
 
 def _boundary_line(text: str, boundaries: list[tuple[str, bool]]) -> tuple[int, bool] | None:
