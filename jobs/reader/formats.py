@@ -721,10 +721,14 @@ def combo_batches(batches: Batches, *, skip: int) -> Iterator[RecordBatch]:
         candidates: list[str | None] = list(heads)
         passwords: list[str | None] = [password or None for password in found]
         lines: Sequence[int] = range(first, line + 1)
+        # One "@" a line unless a line holds a second (``_split_mailbox_lines``): a common
+        # line holds its address's, another line at least one if any; counted in C.
+        ats = joined.count("@") - len(heads)
         if "" in heads:  # lines not in the common shape, blank lines among them
             blank: list[int] = []
             index = -1
             while (index := _find_next(heads, index + 1)) >= 0:
+                ats += "@" not in texts[index]
                 record = _combo_line(texts[index])
                 if record is None:
                     blank.append(index)
@@ -736,7 +740,7 @@ def combo_batches(batches: Batches, *, skip: int) -> Iterator[RecordBatch]:
                 lines = [first + i for i in kept]
                 candidates = [candidates[i] for i in kept]
                 passwords = [passwords[i] for i in kept]
-        if _SEVERAL_IN_A_LINE.search(joined) is not None:  # a line holds a second "@"
+        if ats > 0:  # a line holds a second "@"
             lines, candidates, passwords = _split_mailbox_lines(lines, candidates, passwords)
         if skip:
             passed = min(skip, len(candidates))
@@ -1267,6 +1271,25 @@ def csv_batches(batches: Batches, *, layout: CsvLayout, skip: int) -> Iterator[R
             try:
                 for row in reader:
                     cell = row[column].strip() if len(row) > column else ""
+                    if not more_columns:
+                        # One address column (most files): the row's cell, as read before.
+                        if "@" not in cell:
+                            if not any(value.strip() for value in row):
+                                continue
+                            cell = ""
+                        for mailbox in split_mailboxes(cell) if cell.count("@") > 1 else (cell,):
+                            if skip:
+                                skip -= 1
+                                continue
+                            lines.append(starts[reader.line_num - 1])
+                            candidates.append(mailbox or None)
+                            if password_column is not None:
+                                passwords.append(
+                                    (row[password_column] or None)
+                                    if len(row) > password_column
+                                    else None
+                                )
+                        continue
                     password = (
                         (row[password_column] or None)
                         if password_column is not None and len(row) > password_column
