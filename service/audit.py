@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -32,3 +34,36 @@ def record_event(
     executor.execute(
         _INSERT, {"at": now, "actor": actor, "action": action, "target": target, "detail": detail}
     )
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRow:
+    """One audit row of a bulk act: what ``record_event`` takes, but the actor and time."""
+
+    action: str
+    target: str | None = None
+    detail: dict[str, Any] | None = None
+
+
+def record_events(
+    executor: Session | Connection, rows: Sequence[AuditRow], *, actor: str, now: datetime
+) -> None:
+    """Write ``rows`` as ``record_event`` writes each, in their order, in one executemany.
+
+    A bulk act of thousands (support's bulk verdict) wrote its rows one statement each,
+    a round trip apiece inside one request. Same masking, same guarantees; does not commit.
+    """
+    if rows:
+        executor.execute(
+            _INSERT,
+            [
+                {
+                    "at": now,
+                    "actor": actor,
+                    "action": row.action,
+                    "target": row.target,
+                    "detail": row.detail,
+                }
+                for row in rows
+            ],
+        )

@@ -157,8 +157,9 @@ def check_leak_file(
 
 def refuse_if_elsewhere(path: Path, elsewhere: FileElsewhere | None, *, slug: str) -> None:
     """Refuse a file another leak has recorded: the same file under a typo'd slug would warn
-    everyone in it a second time. The same bytes, or the same content in another
-    compression (``gzip -c leak.txt > leak.txt.gz`` of an ingested ``leak.txt``)."""
+    everyone in it a second time. The same bytes, the same content in another
+    compression (``gzip -c leak.txt > leak.txt.gz`` of an ingested ``leak.txt``), or the
+    same text in other line ends, BOM or encoding (``unix2dos``, UTF-16)."""
     if elsewhere is None:
         return
     when = f"{elsewhere.started_at:%Y-%m-%d}"
@@ -172,6 +173,12 @@ def refuse_if_elsewhere(path: Path, elsewhere: FileElsewhere | None, *, slug: st
             f"this file's content starts with the same {_size(elsewhere.same_prefix_bytes)} "
             f"as a file ingested as leak {elsewhere.slug!r} on {when}{shown}: one of them "
             "is a copy of the other cut short, or extended"
+        )
+    elif elsewhere.same_text:
+        # CRLF for LF, a BOM added or removed, UTF-16 for UTF-8: the same people again.
+        what = (
+            f"this file's text was already ingested as leak {elsewhere.slug!r} on {when}"
+            f"{shown}, with other line ends, byte-order mark or encoding"
         )
     else:
         what = (

@@ -135,6 +135,8 @@ def plan_parts(
                 content_sha256=digests.content_sha256,
                 content_prefixes=digests.content_prefixes,
                 prefix_bytes=PREFIX_BYTES,
+                text_sha256=digests.text_sha256,
+                text_prefixes=digests.text_prefixes,
             )
         if known is None:
             if not also_as_new_leak:
@@ -152,6 +154,8 @@ def plan_parts(
                 sha256=sha256,
                 content_sha256=digests.content_sha256,
                 content_prefixes=digests.content_prefixes,
+                text_sha256=digests.text_sha256,
+                text_prefixes=digests.text_prefixes,
                 read_as=read_as,
                 info=info,
                 path=path,

@@ -280,6 +280,8 @@ def ingest_leak(
                 content_sha256=digests.content_sha256,
                 content_prefixes=digests.content_prefixes,
                 prefix_bytes=PREFIX_BYTES,
+                text_sha256=digests.text_sha256,
+                text_prefixes=digests.text_prefixes,
             )
         if known is None:
             if not also_as_new_leak:
@@ -305,6 +307,8 @@ def ingest_leak(
                 sha256=sha256,
                 content_sha256=digests.content_sha256,
                 content_prefixes=digests.content_prefixes,
+                text_sha256=digests.text_sha256,
+                text_prefixes=digests.text_prefixes,
                 read_as=read_as,
                 info=source_info,
                 path=path,
@@ -597,6 +601,8 @@ class ChunkWriter:
         read_as: str,
         info: LeakSource,
         content_prefixes: tuple[str, ...] = (),
+        text_sha256: str | None = None,
+        text_prefixes: tuple[str, ...] | None = None,
         path: Path,
         facts: LeakFacts | None = None,
         operator: str | None = None,
@@ -611,6 +617,8 @@ class ChunkWriter:
                 sha256=sha256,
                 content_sha256=content_sha256,
                 content_prefixes=content_prefixes,
+                text_sha256=text_sha256,
+                text_prefixes=text_prefixes,
                 read_as=read_as,
                 size=info.size,
                 file_format=info.format.value,

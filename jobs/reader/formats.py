@@ -15,6 +15,7 @@ the run. Only the lines the whole-batch pass cannot settle go through the per-li
 
 from __future__ import annotations
 
+import binascii
 import codecs
 import csv
 import email.message
@@ -192,6 +193,10 @@ class CsvLayout:
     # The columns of a row (the header's, else the sample's usual width): a quoted field
     # spans lines only into a row of this width (``csv_records``); 0 accepts any.
     columns: int = 0
+    # The other columns that hold addresses (``email,secondary_email``, ``to,cc,bcc``, a
+    # headerless ``1,a@x.org,b@y.org``), in order: each of their mailboxes is a record too,
+    # without the row's password (it is the account's of ``email_column``).
+    more_columns: tuple[int, ...] = ()
 
 
 def name_words(name: str) -> list[str]:
@@ -279,16 +284,21 @@ def json_layout(lines: list[str], *, partial: str = "") -> str | None:
 
 def looks_like_combo(lines: list[str]) -> bool:
     """Say whether most non-blank lines have a combo separator after their '@', or are an
-    address, a comma and a field without one (``alice@example.org,hunter2``)."""
+    address, a comma and a field without one (``alice@example.org,hunter2``); a line whose
+    rest after the separator is more mailboxes (``mailbox_list``) names no password."""
     total = combos = 0
     for text in lines:
         if not text.strip():
             continue
         total += 1
         at = text.find("@")
-        if at >= 0 and (
-            any(text.find(sep, at) >= 0 for sep in COMBO_SEPARATORS)
-            or _COMMA_COMBO.fullmatch(text) is not None
+        if at < 0:
+            continue
+        cut = min((i for sep in COMBO_SEPARATORS if (i := text.find(sep, at)) >= 0), default=-1)
+        # A line that goes on with more mailboxes (``a@x.org;b@y.org``) names recipients:
+        # no password follows its address.
+        if (cut >= 0 and mailbox_list(text[cut + 1 :]) is None) or (
+            cut < 0 and _COMMA_COMBO.fullmatch(text) is not None
         ):
             combos += 1
     return total > 0 and 2 * combos > total
@@ -332,9 +342,18 @@ def sniff_csv(lines: list[str], *, auto: bool) -> CsvLayout | None:
                 named.append((len(row), -index, -order, delimiter, column, end_line))
     if named:
         _, index, _, delimiter, column, end_line = max(named)
-        header = dict(samples)[delimiter][-index][0]
+        rows = dict(samples)[delimiter]
+        header = rows[-index][0]
+        password_column = _named_column(header, CREDENTIAL)
         return CsvLayout(
-            delimiter, column, _named_column(header, CREDENTIAL), end_line, columns=len(header)
+            delimiter,
+            column,
+            password_column,
+            end_line,
+            columns=len(header),
+            more_columns=_more_address_columns(
+                header, [row for row, _ in rows[-index + 1 :]], (column, password_column)
+            ),
         )
     best: tuple[int, int, str, int, list[tuple[list[str], int]]] | None = None
     for order, (delimiter, rows) in enumerate(samples):
@@ -351,12 +370,17 @@ def sniff_csv(lines: list[str], *, auto: bool) -> CsvLayout | None:
     start = next(i for i, (row, _) in enumerate(rows) if len(row) == width)
     first_row = rows[start][0]
     is_header = _unnamed_header(first_row[column])
+    if auto and not first_line and not is_header:
+        lists = [row for row, _ in rows[start:] if sum(bool(cell.strip()) for cell in row) > 1]
+        if 2 * sum(_only_addresses(row) for row in lists) > len(lists):
+            # Mailboxes and nothing else, several a line (``a@x.org;b@y.org;``, as Outlook
+            # copies recipients): a list of addresses, not columns; one address per line
+            # reads every one of them.
+            return None
     if auto and width == 2 and column == 0 and not first_line and not is_header:
         if delimiter in COMBO_SEPARATORS:
             return None  # the combo reader's: its second column is a password
         data = [row for row, _ in rows[start:] if len(row) == 2 and row[1].strip()]
-        if 2 * sum("@" in row[1] for row in data) > len(data):
-            return None  # two addresses a line: one address per line reads both
         if delimiter == "," and data:
             # A combo list written with commas: a real CSV has a header naming its columns.
             # The combo reader keeps a password's commas (the rest of the line is one).
@@ -364,15 +388,65 @@ def sniff_csv(lines: list[str], *, auto: bool) -> CsvLayout | None:
     if is_header:
         # A header naming no address column ("id,login,contact"), or whose address cell is
         # an example ("Email (name@example.com)"): skipped, a password column taken by name.
+        password_column = _named_column(first_row, CREDENTIAL)
         return CsvLayout(
             delimiter,
             column,
-            _named_column(first_row, CREDENTIAL),
+            password_column,
             rows[start][1],
             columns=width,
+            more_columns=_more_address_columns(
+                first_row, [row for row, _ in rows[start + 1 :]], (column, password_column)
+            ),
         )
     skip_lines = rows[start - 1][1] if start else first_line
-    return CsvLayout(delimiter, column, None, skip_lines, columns=width)
+    return CsvLayout(
+        delimiter,
+        column,
+        None,
+        skip_lines,
+        columns=width,
+        more_columns=_more_address_columns(None, [row for row, _ in rows[start:]], (column,)),
+    )
+
+
+def _only_addresses(row: list[str]) -> bool:
+    """Say whether every non-blank cell of ``row`` holds an '@'."""
+    return all("@" in cell for cell in row if cell.strip())
+
+
+# Columns of a CSV of mails that name the sender, not the recipients whose addresses leaked
+# (as ``RECIPIENT_FIELDS`` leaves them out of a mail's header).
+_SENDER_WORDS: Final = frozenset({"from", "sender", "reply", "return"})
+
+
+def _names_sender(cell: str) -> bool:
+    """Say whether a header cell names a mail's sender (``from``, ``Reply-To``)."""
+    return "@" not in cell and any(word in _SENDER_WORDS for word in name_words(cell))
+
+
+def _more_address_columns(
+    header: list[str] | None, rows: list[list[str]], taken: tuple[int | None, ...]
+) -> tuple[int, ...]:
+    """Return the columns but ``taken`` that hold addresses: named as an address column
+    (``secondary_email``), or whose values in ``rows`` mostly hold an '@' (``cc``, an
+    unnamed column); never one whose header names a sender (``from``, ``reply_to``)."""
+    width = max((len(row) for row in rows), default=0)
+    if header is not None:
+        width = max(width, len(header))
+    found: list[int] = []
+    for column in range(width):
+        if column in taken:
+            continue
+        name = header[column] if header is not None and column < len(header) else ""
+        if _names_sender(name):
+            continue
+        values = [row[column] for row in rows if len(row) > column and row[column].strip()]
+        # A value over several lines is a stray quote's swallowed rows, not an address.
+        with_at = sum("@" in value and "\n" not in value for value in values)
+        if 2 * with_at > len(values) or (header is not None and name_role(name) == ADDRESS):
+            found.append(column)
+    return tuple(found)
 
 
 def _unnamed_header(cell: str) -> bool:
@@ -418,7 +492,11 @@ def _named_column(header: list[str], role: str) -> int | None:
 
 
 def _address_column(rows: list[list[str]], width: int) -> int | None:
+    """Return the first column whose values mostly hold an '@', but one whose first cell
+    names a sender (``from``: a header the leaker's address stands under), or None."""
     for column in range(width):
+        if rows and len(rows[0]) > column and _names_sender(rows[0][column]):
+            continue
         values = [row[column] for row in rows if len(row) > column and row[column].strip()]
         with_at = sum("@" in value for value in values)
         if with_at and 2 * with_at >= len(values):
@@ -439,14 +517,23 @@ def split_mailboxes(text: str) -> list[str]:
 
     A recipients column, a ``to`` key or a pasted list names several: ``a@x.org, b@y.org``,
     ``Ann <a@x.org>; "Lee, Bob" <b@y.org>`` (an RFC 5322 address list, or ``;`` as Outlook
-    writes it), or ``a@x.org b@y.org``. The value is cut at ``,`` and ``;`` outside quotes,
-    comments and angle brackets; a piece without an "@" belongs to the next (``Smith, Bob
-    <b@y.org>``: a display name's unquoted comma), or is dropped at the end. A piece
-    of bare addresses separated by white space is cut there. One mailbox with a second "@"
-    (``"a@x.org" <a@x.org>``, ``mailto:a@x.org?cc=b@y.org``) stays whole. Linear time.
+    writes it), ``a@x.org|b@y.org``, ``a@x.org:b@y.org`` (the other combo separators), or
+    ``a@x.org b@y.org``. The value is cut at ``,`` ``;`` ``|`` and ``:`` outside quotes,
+    comments and angle or square brackets; a piece without an "@" belongs to the next
+    (``Smith, Bob <b@y.org>``: a display name's unquoted comma; ``mailto:``, a group's
+    ``Team:``), or is dropped at the end. A piece of bare addresses separated by white space
+    is cut there. One mailbox with a second "@" (``"a@x.org" <a@x.org>``,
+    ``mailto:a@x.org?cc=b@y.org``) stays whole. Linear time.
     """
     if text.count("@") < 2:
         return [text]
+    found = _mailbox_pieces(text)
+    return found if len(found) > 1 else [text]
+
+
+def _mailbox_pieces(text: str) -> list[str]:
+    """Cut ``text`` into the pieces ``split_mailboxes`` describes, stripped, each holding an
+    "@" (none for a text without one)."""
     cuts: list[int] = []
     depth = 0
     quoted = angle = escaped = False
@@ -463,11 +550,12 @@ def split_mailboxes(text: str) -> list[str]:
             depth += 1
         elif depth:
             depth -= char == ")"
-        elif char == "<":
+        elif char in "<[":
+            # An angle address, or a domain literal ("a@[IPv6:::1]"): its ':' cut nothing.
             angle = True
-        elif char == ">":
+        elif char in ">]":
             angle = False
-        elif char in ",;" and not angle:
+        elif char in _MAILBOX_CUTS and not angle:
             cuts.append(index)
     pieces: list[str] = []
     start = 0
@@ -487,7 +575,37 @@ def split_mailboxes(text: str) -> list[str]:
             found += words
         else:
             found.append(piece.strip())
-    return found if len(found) > 1 else [text]
+    return found
+
+
+# Where a list of mailboxes is cut: RFC 5322's ',', Outlook's ';', and the other separators
+# of a combo line (':' and '|'), between which a pasted list of recipients also appears.
+_MAILBOX_CUTS: Final = ",;|:"
+# One mailbox as a field of a line: a bare address, or a display name (plain or quoted) and
+# an angle address (``"Ann" <a@x.org>``, ``Ann Lee <a@x.org>``).
+_DISPLAY_NAME: Final = r'(?:"(?:[^"\\]|\\.)*"|[^"<>@,;:|]*)'
+_MAILBOX: Final = re.compile(
+    rf"(?:{_FIELD_ADDRESS.pattern}|{_DISPLAY_NAME}[ \t]*<{_FIELD_ADDRESS.pattern}>)"
+)
+
+
+def mailbox_list(text: str) -> list[str] | None:
+    """Return the mailboxes of ``text`` if it is nothing but one or more mailboxes (separated
+    by ``,`` ``;`` ``|`` ``:`` or white space, a separator at either end allowed), else None.
+
+    What follows an address on a line (``a@x.org;b@y.org``, ``"Ann" <a@x.org>; "Bob"
+    <b@y.org>``) is then no password but more recipients: Outlook copies a To: line so.
+    """
+    if "@" not in text:
+        return None
+    pieces = _mailbox_pieces(text)
+    if not pieces or any(_MAILBOX.fullmatch(piece) is None for piece in pieces):
+        return None
+    # Nothing but separators and white space may stand between the mailboxes.
+    rest = text
+    for piece in pieces:
+        rest = rest.replace(piece, "", 1)
+    return pieces if rest.strip(_MAILBOX_CUTS + " \t") == "" else None
 
 
 def _split_records(
@@ -598,14 +716,19 @@ def combo_batches(batches: Batches, *, skip: int) -> Iterator[RecordBatch]:
     for batch in batches:
         first = line + 1
         line += len(batch)
-        heads, found, texts = zip(*_COMBO_ROW.findall("\n".join(batch)), strict=True)
+        joined = "\n".join(batch)
+        heads, found, texts = zip(*_COMBO_ROW.findall(joined), strict=True)
         candidates: list[str | None] = list(heads)
         passwords: list[str | None] = [password or None for password in found]
         lines: Sequence[int] = range(first, line + 1)
+        # One "@" a line unless a line holds a second (``_split_mailbox_lines``): a common
+        # line holds its address's, another line at least one if any; counted in C.
+        ats = joined.count("@") - len(heads)
         if "" in heads:  # lines not in the common shape, blank lines among them
             blank: list[int] = []
             index = -1
             while (index := _find_next(heads, index + 1)) >= 0:
+                ats += "@" not in texts[index]
                 record = _combo_line(texts[index])
                 if record is None:
                     blank.append(index)
@@ -617,12 +740,40 @@ def combo_batches(batches: Batches, *, skip: int) -> Iterator[RecordBatch]:
                 lines = [first + i for i in kept]
                 candidates = [candidates[i] for i in kept]
                 passwords = [passwords[i] for i in kept]
+        if ats > 0:  # a line holds a second "@"
+            lines, candidates, passwords = _split_mailbox_lines(lines, candidates, passwords)
         if skip:
             passed = min(skip, len(candidates))
             skip -= passed
             lines, candidates, passwords = lines[passed:], candidates[passed:], passwords[passed:]
         if candidates:
             yield RecordBatch(lines, candidates, passwords)
+
+
+def _split_mailbox_lines(
+    lines: Sequence[int], candidates: list[str | None], passwords: list[str | None]
+) -> tuple[Sequence[int], list[str | None], list[str | None]]:
+    """Give each mailbox of a combo line that names several a record of its own, with no
+    password: ``a@x.org;b@y.org`` (any combo separator, or white space) is two recipients,
+    not an address and its password. A password that holds an "@" but is no list of
+    mailboxes (``p@ss``, ``hunter2 b@y.org``) stays the password."""
+    new_lines: list[int] = []
+    new_candidates: list[str | None] = []
+    new_passwords: list[str | None] = []
+    for line, candidate, password in zip(lines, candidates, passwords, strict=True):
+        more = mailbox_list(password) if password is not None and "@" in password else None
+        found: list[str | None]
+        if more is not None and candidate is not None:
+            found = [*split_mailboxes(candidate), *more]
+            password = None
+        elif candidate is not None and candidate.count("@") > 1:
+            found = list(split_mailboxes(candidate))
+        else:
+            found = [candidate]
+        new_lines += [line] * len(found)
+        new_candidates += found
+        new_passwords += [password] * len(found)
+    return new_lines, new_candidates, new_passwords
 
 
 def _find_next(items: tuple[str, ...], start: int) -> int:
@@ -1091,7 +1242,8 @@ def json_records(blocks: Iterable[bytes], *, skip: int) -> Iterator[LeakRecord]:
 
 def csv_batches(batches: Batches, *, layout: CsvLayout, skip: int) -> Iterator[RecordBatch]:
     """Yield one record per non-blank CSV row, at the line the row starts on (one per mailbox
-    of an address cell naming several, ``split_mailboxes``).
+    of an address cell naming several, ``split_mailboxes``, and one per mailbox of the
+    layout's ``more_columns``; a row with no address in any of them is one invalid record).
 
     The layout's ``skip_lines`` (header and what stands above it) are passed over, and
     lines are still counted from the start of the text. Rows are cut by
@@ -1102,6 +1254,7 @@ def csv_batches(batches: Batches, *, layout: CsvLayout, skip: int) -> Iterator[R
     """
     shape = CsvShape.of("excel", delimiter=layout.delimiter)
     column, password_column = layout.email_column, layout.password_column
+    more_columns = layout.more_columns
     lines: list[int] = []
     candidates: list[str | None] = []
     passwords: list[str | None] = []
@@ -1118,22 +1271,51 @@ def csv_batches(batches: Batches, *, layout: CsvLayout, skip: int) -> Iterator[R
             try:
                 for row in reader:
                     cell = row[column].strip() if len(row) > column else ""
+                    if not more_columns:
+                        # One address column (most files): the row's cell, as read before.
+                        if "@" not in cell:
+                            if not any(value.strip() for value in row):
+                                continue
+                            cell = ""
+                        for mailbox in split_mailboxes(cell) if cell.count("@") > 1 else (cell,):
+                            if skip:
+                                skip -= 1
+                                continue
+                            lines.append(starts[reader.line_num - 1])
+                            candidates.append(mailbox or None)
+                            if password_column is not None:
+                                passwords.append(
+                                    (row[password_column] or None)
+                                    if len(row) > password_column
+                                    else None
+                                )
+                        continue
+                    password = (
+                        (row[password_column] or None)
+                        if password_column is not None and len(row) > password_column
+                        else None
+                    )
+                    cells = [(cell, password)]
+                    for other in more_columns:
+                        value = row[other].strip() if len(row) > other else ""
+                        if "@" in value:
+                            cells.append((value, None))
                     if "@" not in cell:
-                        if not any(value.strip() for value in row):
+                        if len(cells) > 1:
+                            del cells[0]  # the row's addresses stand in its other columns
+                        elif not any(value.strip() for value in row):
                             continue
-                        cell = ""
-                    for mailbox in split_mailboxes(cell) if cell.count("@") > 1 else (cell,):
-                        if skip:
-                            skip -= 1
-                            continue
-                        lines.append(starts[reader.line_num - 1])
-                        candidates.append(mailbox or None)
-                        if password_column is not None:
-                            passwords.append(
-                                (row[password_column] or None)
-                                if len(row) > password_column
-                                else None
-                            )
+                        else:
+                            cells[0] = ("", None)
+                    for value, value_password in cells:
+                        for mailbox in split_mailboxes(value) if value.count("@") > 1 else (value,):
+                            if skip:
+                                skip -= 1
+                                continue
+                            lines.append(starts[reader.line_num - 1])
+                            candidates.append(mailbox or None)
+                            if password_column is not None:
+                                passwords.append(value_password)
                 break
             except csv.Error:
                 if skip:
@@ -1168,12 +1350,16 @@ def eml_records(batches: Batches, *, skip: int) -> Iterator[LeakRecord]:
     an '@' count: group names and display-name debris are not records.
 
     A message inside a message counts as one: a mass mail forwarded as an attachment
-    (``message/rfc822`` or ``message/global``, at any depth of ``multipart`` parts), the
-    parts of a ``multipart/digest``, the original header a bounce carries
-    (``text/rfc822-headers``). Their header sections are read like the outer one; the
-    header of a MIME part itself (Content-Type and the like) holds no recipients.
+    (``message/rfc822`` or ``message/global``, at any depth of ``multipart`` parts, also
+    sent base64 or quoted-printable: decoded line by line, each record at the line of the
+    encoded text it came from), the parts of a ``multipart/digest``, the original header a
+    bounce carries (``text/rfc822-headers``). Their header sections are read like the outer
+    one; the header of a MIME part itself (Content-Type and the like) holds no recipients.
+    So does a mail forwarded inline: in a text/plain body (decoded if need be), the To: and
+    Cc: lines of the header block below a forward marker (``_FORWARD_MARKER``); never its
+    From, Reply-To or Sender, and no To: line of a body without a marker.
     """
-    line = 0
+    feed = _MailLines(batches)
     mbox = False
     in_headers = True
     seen_field = False
@@ -1187,88 +1373,345 @@ def eml_records(batches: Batches, *, skip: int) -> Iterator[LeakRecord]:
     mime: list[str] | None = None  # a Content-Type or Content-Transfer-Encoding being read
     mime_name = ""
     mime_size = 0
-    for batch in batches:
-        for text in batch:
-            # A piece of a long line goes on with that line: a continuation of its field.
-            piece = type(text) is LinePiece
-            if not piece:
-                line += 1
-            if not in_headers:
-                if piece:
-                    continue
-                if mbox and text.startswith("From "):
-                    in_headers, seen_field = True, False
-                    section = _Section(recipients=True, top=True)
-                    boundaries.clear()
-                elif boundaries and text.startswith("--"):
-                    found = _boundary_line(text, boundaries)
-                    if found is not None:
-                        index, closing = found
-                        digest = boundaries[index][1]
-                        # A boundary closes every part opened inside its own (RFC 2046 5.1.2).
-                        del boundaries[index if closing else index + 1 :]
-                        if not closing:
-                            in_headers, seen_field = True, False
-                            section = _Section(recipients=False, digest=digest)
-                        elif not boundaries and not mbox:
-                            return  # the message's last part ended: the rest is epilogue
-                continue
-            if piece or text[:1] in (" ", "\t"):
-                if mime is not None:
-                    if mime_size < _MAX_MIME_FIELD_CHARS:
-                        mime.append(text)
-                        mime_size += len(text)
-                    continue
-                if value is None or size > MAX_HEADER_CHARS:
-                    continue
-                value.write(text)
-                size += len(text)
-                quotes += text.count('"')
-                if size > HEADER_FLUSH_CHARS and quotes % 2 == 0 and text.rstrip().endswith(","):
-                    records, skip = _field_records(value, start, skip)
-                    yield from records
-                    value, size = io.StringIO(), 0
-                continue
+    scan: _ForwardScan | None = None  # a text body, read for mails forwarded inline
+    for text, line in feed:
+        if text is _PART_END:
+            # The enclosing multipart's boundary ends a decoded part wherever it stood.
             if value is not None:
                 records, skip = _field_records(value, start, skip)
                 yield from records
                 value = None
+            if scan is not None:
+                for found, at in scan.close():
+                    records, skip = _field_records(found, at, skip)
+                    yield from records
+                scan = None
+            mime, in_headers = None, False
+            continue
+        # A piece of a long line goes on with that line: a continuation of its field.
+        piece = type(text) is LinePiece
+        if not in_headers:
+            ends_part = False
+            if piece:
+                pass
+            elif mbox and text.startswith("From "):
+                in_headers, seen_field, ends_part = True, False, True
+                section = _Section(recipients=True, top=True)
+                boundaries.clear()
+            elif boundaries and text.startswith("--"):
+                found_boundary = _boundary_line(text, boundaries)
+                if found_boundary is not None:
+                    ends_part = True
+                    index, closing = found_boundary
+                    digest = boundaries[index][1]
+                    # A boundary closes every part opened inside its own (RFC 2046 5.1.2).
+                    del boundaries[index if closing else index + 1 :]
+                    if not closing:
+                        in_headers, seen_field = True, False
+                        section = _Section(recipients=False, digest=digest)
+                    elif not boundaries and not mbox and not feed.decoding:
+                        if scan is not None:
+                            for found, at in scan.close():
+                                records, skip = _field_records(found, at, skip)
+                                yield from records
+                        return  # the message's last part ended: the rest is epilogue
+            if scan is not None:
+                fields = scan.close() if ends_part else scan.line(text, line, piece=piece)
+                for found, at in fields:
+                    records, skip = _field_records(found, at, skip)
+                    yield from records
+                if ends_part:
+                    scan = None
+            continue
+        if piece or text[:1] in (" ", "\t"):
             if mime is not None:
-                section.set_field(mime_name, "".join(mime))
-                mime = None
-            match = None if not text else _FIELD.match(text)
-            if match is None:
-                if not text and not seen_field and section.recipients:
-                    continue  # blank lines above a message's first field
-                if not seen_field and section.top and text.startswith("From "):
-                    mbox = True
-                    continue
-                # A blank line ends the header section; so does, like the stdlib parser, a
-                # line that is no field (and is the body's first line).
-                body = section.body()
-                if body is _EMBEDDED:
-                    seen_field = False
-                    section = _Section(recipients=True)
-                    continue
-                if body is not None and len(boundaries) < MAX_MIME_DEPTH:
-                    boundaries.append(body)
-                if not boundaries and not mbox:
-                    return  # one message: its body cannot hold recipients
-                in_headers = False
+                if mime_size < _MAX_MIME_FIELD_CHARS:
+                    mime.append(text)
+                    mime_size += len(text)
                 continue
-            seen_field = True
-            name = match.group(1).lower()
-            if name in RECIPIENT_FIELDS:
-                if section.recipients:
-                    head = text[match.end() :]
-                    value, start, size, quotes = io.StringIO(), line, len(head), head.count('"')
-                    value.write(head)
-            elif name in _MIME_FIELDS:
-                mime_name, mime = name, [text[match.end() :]]
-                mime_size = len(mime[0])
+            if value is None or size > MAX_HEADER_CHARS:
+                continue
+            value.write(text)
+            size += len(text)
+            quotes += text.count('"')
+            if size > HEADER_FLUSH_CHARS and quotes % 2 == 0 and text.rstrip().endswith(","):
+                records, skip = _field_records(value, start, skip)
+                yield from records
+                value, size = io.StringIO(), 0
+            continue
+        if value is not None:
+            records, skip = _field_records(value, start, skip)
+            yield from records
+            value = None
+        if mime is not None:
+            section.set_field(mime_name, "".join(mime))
+            mime = None
+        match = None if not text else _FIELD.match(text)
+        if match is None:
+            if not text and not seen_field and section.recipients:
+                continue  # blank lines above a message's first field
+            if not seen_field and section.top and text.startswith("From "):
+                mbox = True
+                continue
+            # A blank line ends the header section; so does, like the stdlib parser, a
+            # line that is no field (and is the body's first line).
+            body = section.body()
+            encoded = section.encoding in _DECODED_ENCODINGS
+            if encoded and body in (_EMBEDDED, _TEXT):
+                if feed.decoding:
+                    body = None  # an encoded part inside a decoded one: skipped as body
+                else:
+                    decoder = _BodyDecoder(section.encoding, section.charset())
+                    feed.decode(decoder, boundaries, mbox=mbox)
+            if body is _EMBEDDED:
+                seen_field = False
+                section = _Section(recipients=True)
+                continue
+            if body is _TEXT:
+                scan = _ForwardScan()
+            elif body is not None and len(boundaries) < MAX_MIME_DEPTH:
+                boundaries.append(body)
+            if not boundaries and not mbox and scan is None and not feed.decoding:
+                return  # one message: its body cannot hold recipients
+            in_headers = False
+            if scan is not None and match is None and text:
+                # The body's first line ended the header section: it is read as body too.
+                for found, at in scan.line(text, line, piece=False):
+                    records, skip = _field_records(found, at, skip)
+                    yield from records
+            continue
+        seen_field = True
+        name = match.group(1).lower()
+        if name in RECIPIENT_FIELDS:
+            if section.recipients:
+                head = text[match.end() :]
+                value, start, size, quotes = io.StringIO(), line, len(head), head.count('"')
+                value.write(head)
+        elif name in _MIME_FIELDS:
+            mime_name, mime = name, [text[match.end() :]]
+            mime_size = len(mime[0])
     if value is not None:
         records, skip = _field_records(value, start, skip)
         yield from records
+    if scan is not None:
+        for found, at in scan.close():
+            records, skip = _field_records(found, at, skip)
+            yield from records
+
+
+# The end of a decoded part (``_MailLines``): a str no line of a file is (lines hold no NUL
+# at their start and end alike), compared by identity.
+_PART_END: Final = "\0part-end\0"
+# Lines that open a mail forwarded inline in a text body: Gmail's "---------- Forwarded
+# message ---------", Thunderbird's "-------- Forwarded Message --------", Outlook's
+# "-----Original Message-----" (or the rule of underscores it writes instead), Apple Mail's
+# "Begin forwarded message:"; also quoted ("> ") in a reply.
+_FORWARD_MARKER: Final = re.compile(
+    r"[ \t]*(?:-{2,}[ \t]*(?:forwarded message|original message)[ \t]*-{2,}"
+    r"|begin forwarded message:|_{20,})[ \t]*",
+    re.IGNORECASE,
+)
+_QUOTE_PREFIX: Final = re.compile(r"(?:>[ \t]?)+")
+# The recipients of a forwarded block: never its From, Reply-To or Sender (the leaker's).
+_FORWARDED_FIELDS: Final = frozenset({"to", "cc"})
+# Content-Transfer-Encodings decoded to read a part (RFC 2045 6.7, 6.8).
+_DECODED_ENCODINGS: Final = frozenset({"base64", "quoted-printable"})
+
+
+class _ForwardScan:
+    """Read a text body for mails forwarded inline: after a marker line (blank lines may
+    follow it), the block of header lines up to a blank line or a line that is no field;
+    its To: and Cc: values (folded lines joined) are returned as (value, line) to parse.
+
+    Bounded like a header field: a value over HEADER_FLUSH_CHARS is handed on at a comma
+    outside quotes, and nothing past MAX_HEADER_CHARS without one is kept.
+    """
+
+    __slots__ = ("_block", "_quotes", "_size", "_start", "_value")
+
+    def __init__(self) -> None:
+        self._block = 0  # 0: body text; 1: below a marker; 2: in the forwarded header block
+        self._value: io.StringIO | None = None
+        self._start = self._size = self._quotes = 0
+
+    def line(self, text: str, line: int, *, piece: bool) -> list[tuple[io.StringIO, int]]:
+        """Take one line of the body; return the values it completed."""
+        if piece:
+            return self._more(text)
+        if text[:1] == ">":
+            text = _QUOTE_PREFIX.sub("", text, count=1)
+        if _FORWARD_MARKER.fullmatch(text) is not None:
+            done = self.close()
+            self._block = 1
+            return done
+        if not self._block:
+            return []
+        if not text.strip():
+            if self._block == 1:
+                return []  # Apple Mail: a blank line between the marker and the fields
+            self._block = 0  # a blank line ends the forwarded header block
+            return self.close()
+        if text[:1] in (" ", "\t") and self._block == 2:
+            return self._more(text)
+        match = _FIELD.match(text)
+        done = self.close()
+        if match is None:
+            self._block = 0  # the forwarded mail's body (or no block at all)
+            return done
+        self._block = 2
+        if match.group(1).lower() in _FORWARDED_FIELDS:
+            head = text[match.end() :]
+            self._value = io.StringIO(head)
+            self._value.seek(0, io.SEEK_END)
+            self._start, self._size, self._quotes = line, len(head), head.count('"')
+        return done
+
+    def _more(self, text: str) -> list[tuple[io.StringIO, int]]:
+        value = self._value
+        if value is None or self._size > MAX_HEADER_CHARS:
+            return []
+        value.write(text)
+        self._size += len(text)
+        self._quotes += text.count('"')
+        if (
+            self._size > HEADER_FLUSH_CHARS
+            and self._quotes % 2 == 0
+            and text.rstrip().endswith(",")
+        ):
+            self._value, self._size = io.StringIO(), 0
+            return [(value, self._start)]
+        return []
+
+    def close(self) -> list[tuple[io.StringIO, int]]:
+        """End the field being read (the block goes on); return it, if any."""
+        value, self._value = self._value, None
+        return [] if value is None else [(value, self._start)]
+
+
+# A decoded line longer than this goes on in pieces, as the line reader cuts a long line
+# (``stream.MAX_LINE_BYTES``): a header field of thousands of recipients is then parsed in
+# parts (HEADER_FLUSH_CHARS) rather than held whole.
+_DECODED_PIECE_BYTES: Final = 64 * 1024
+
+
+class _BodyDecoder:
+    """Decode the lines of a part sent base64 or quoted-printable into its text's lines.
+
+    Bounded: a decoded line over _DECODED_PIECE_BYTES is handed on in pieces
+    (``LinePiece``), cut after a comma where there is one.
+    """
+
+    __slots__ = ("_base64", "_buffer", "_charset", "_cut", "_hard", "_pending")
+
+    def __init__(self, encoding: str, charset: str) -> None:
+        self._base64 = encoding == "base64"
+        self._charset = charset
+        self._pending = ""  # base64 characters short of a group of four
+        self._buffer = b""  # decoded bytes after the last line end
+        self._hard = False  # quoted-printable: the line before ended without "=" (a line end)
+        self._cut = False  # the buffer's line was cut for its length: the rest is a piece
+
+    def feed(self, text: str) -> list[str]:
+        """Decode one line of the encoded part; return the text lines it completed."""
+        if self._base64:
+            chunk = self._pending + "".join(text.split())
+            usable = len(chunk) - len(chunk) % 4
+            self._pending = chunk[usable:]
+            try:
+                data = binascii.a2b_base64(chunk[:usable].encode("ascii", "ignore"))
+            except binascii.Error:
+                data = b""  # not base64 after all: no text of it
+        else:
+            raw = text.rstrip(" \t").encode("utf-8", "surrogateescape")
+            soft = raw.endswith(b"=")
+            data = (b"\n" if self._hard else b"") + binascii.a2b_qp(raw[:-1] if soft else raw)
+            self._hard = not soft
+        return self._lines(data, final=False)
+
+    def close(self) -> list[str]:
+        """Return the text lines left at the end of the part."""
+        return self._lines(b"", final=True)
+
+    def _lines(self, data: bytes, *, final: bool) -> list[str]:
+        parts = (self._buffer + data).split(b"\n")
+        self._buffer = b"" if final else parts.pop()
+        lines = [self._text(part) for part in parts]
+        while len(self._buffer) > _DECODED_PIECE_BYTES:
+            cut = self._buffer.rfind(b",", 0, _DECODED_PIECE_BYTES) + 1 or _DECODED_PIECE_BYTES
+            lines.append(self._text(self._buffer[:cut]))
+            self._cut = True
+            self._buffer = self._buffer[cut:]
+        if final and lines and not lines[-1]:
+            lines.pop()  # the part's last line end
+        return lines
+
+    def _text(self, data: bytes) -> str:
+        try:
+            text = data.decode(self._charset, "replace").rstrip("\r")
+        except LookupError:
+            text = data.decode("utf-8", "replace").rstrip("\r")
+        if self._cut:
+            self._cut = False
+            return LinePiece(text)  # the rest of a line handed on before in pieces
+        return text
+
+
+class _MailLines:
+    """The lines of a mail file, each with its number; within a part being decoded
+    (``decode``), the part's decoded lines instead, each at the line of the encoded text
+    that completed it, up to the next boundary of the multiparts around the part (or an
+    mbox's next message), before which comes ``_PART_END``. One part at a time: a part
+    encoded inside a decoded one is not decoded."""
+
+    def __init__(self, batches: Batches) -> None:
+        self._batches = batches
+        self._decoder: _BodyDecoder | None = None
+        self._stops: list[tuple[str, bool]] = []
+        self._mbox = False
+
+    @property
+    def decoding(self) -> bool:
+        return self._decoder is not None
+
+    def decode(
+        self, decoder: _BodyDecoder, boundaries: list[tuple[str, bool]], *, mbox: bool
+    ) -> None:
+        """Decode the lines from the next one on, up to a boundary of ``boundaries`` (or,
+        in an mbox, the next message's "From " line)."""
+        self._decoder, self._stops, self._mbox = decoder, list(boundaries), mbox
+
+    def __iter__(self) -> Iterator[tuple[str, int]]:
+        line = 0
+        for batch in self._batches:
+            for text in batch:
+                piece = type(text) is LinePiece
+                if not piece:
+                    line += 1
+                decoder = self._decoder
+                if decoder is None:
+                    yield text, line
+                    continue
+                if not piece and (
+                    (
+                        text.startswith("--")
+                        and self._stops
+                        and _boundary_line(text, self._stops) is not None
+                    )
+                    or (self._mbox and text.startswith("From "))
+                ):
+                    self._decoder = None
+                    for decoded in decoder.close():
+                        yield decoded, line - 1
+                    yield _PART_END, line
+                    yield text, line
+                    continue
+                for decoded in decoder.feed(text):
+                    yield decoded, line
+        decoder = self._decoder
+        if decoder is not None:
+            self._decoder = None
+            for decoded in decoder.close():
+                yield decoded, line
 
 
 # A message inside a message (RFC 2046 5.2.1, RFC 6532 3.7) or a copy of its header (RFC 6522
@@ -1283,6 +1726,8 @@ _MAX_MIME_FIELD_CHARS: Final = 8192
 # and memory on a hostile file; real mail nests a handful).
 MAX_MIME_DEPTH: Final = 32
 _EMBEDDED: Final = ("", False)
+# A text/plain body: read for mails forwarded inline (``_ForwardScan``).
+_TEXT: Final = ("", True)
 
 
 @dataclass(slots=True)
@@ -1313,11 +1758,23 @@ class _Section:
                 kind, boundary = parsed.get_content_type(), parsed.get_boundary()
             except (ValueError, LookupError):  # UnicodeError too: a value that is no type
                 kind, boundary = "text/plain", None
+        known = self.encoding in _PLAIN_ENCODINGS or self.encoding in _DECODED_ENCODINGS
         if kind in _EMBEDDED_TYPES:
-            return _EMBEDDED if self.encoding in _PLAIN_ENCODINGS else None
+            return _EMBEDDED if known else None
+        if kind == "text/plain":
+            return _TEXT if known else None
         if kind.startswith("multipart/") and boundary:
             return boundary, kind == "multipart/digest"
         return None
+
+    def charset(self) -> str:
+        """The charset of a text body (UTF-8 unless the Content-Type names another)."""
+        parsed = email.message.Message()
+        parsed["Content-Type"] = self.content_type or "text/plain"
+        try:
+            return parsed.get_content_charset() or "utf-8"
+        except (ValueError, LookupError):
+            return "utf-8"
 
 
 def _boundary_line(text: str, boundaries: list[tuple[str, bool]]) -> tuple[int, bool] | None:

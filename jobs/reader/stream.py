@@ -206,9 +206,16 @@ def detection_reason(fmt: LeakFormat, layout: CsvLayout | None) -> str:
         password = " and a password column" if layout.password_column is not None else ""
         return (
             f"rows separated by {where} with addresses in column {layout.email_column + 1}"
-            f"{password}{above}"
+            f"{_more_columns(layout)}{password}{above}"
         )
     return _REASONS[fmt]
+
+
+def _more_columns(layout: CsvLayout) -> str:
+    """Name a CSV's other address columns (``" and 3, 4"``), or nothing."""
+    if not layout.more_columns:
+        return ""
+    return " and " + ", ".join(str(column + 1) for column in layout.more_columns)
 
 
 _REASONS: Final = {
@@ -281,9 +288,11 @@ class LeakReader:
             if (layout.password_column is not None)
             else ""
         )
+        # A file of one address column keeps the identity it was recorded under before
+        # more columns were read; one of several is another reading of its bytes.
         return (
             f"csv {layout.delimiter!r}-separated, address column {layout.email_column + 1}"
-            f"{password}, from line {layout.skip_lines + 1}"
+            f"{_more_columns(layout)}{password}, from line {layout.skip_lines + 1}"
         )[:100]
 
     def bytes_read(self) -> int:
@@ -636,6 +645,20 @@ class FileDigests:
     # is that long: a copy cut short (a download or copy interrupted, a compressed stream
     # cut) or extended shares them with the whole file up to its own length.
     content_prefixes: tuple[str, ...] = ()
+    # The same two of the content as text (``_TextHash``: decoded to UTF-8, no BOM, every
+    # line end "\n"), or None where that text is the content byte for byte (a UTF-8 file
+    # with LF line ends and no BOM: most files, hashed once): a copy saved with CRLF, with
+    # a BOM added or removed, or re-encoded as UTF-16 has the text of the file.
+    text_sha256: str | None = None
+    text_prefixes: tuple[str, ...] | None = None
+
+    def text_digest(self) -> str:
+        """The SHA-256 of the content as text (the content's own where they are the same)."""
+        return self.text_sha256 or self.content_sha256
+
+    def text_prefix_digests(self) -> tuple[str, ...]:
+        """The prefixes of the content as text (the content's own where they are the same)."""
+        return self.content_prefixes if self.text_prefixes is None else self.text_prefixes
 
 
 # The shortest content prefix kept: a leak list's first 64 KiB (about 2,000 addresses) are
@@ -667,6 +690,69 @@ class _ContentHash:
     def hexdigest(self) -> str:
         return self._digest.hexdigest()
 
+    def copy(self) -> _ContentHash:
+        """Return a hash of the same bytes so far, going on apart from this one."""
+        twin = _ContentHash()
+        twin._digest = self._digest.copy()
+        twin._length, twin._next, twin.prefixes = self._length, self._next, list(self.prefixes)
+        return twin
+
+
+class _TextHash:
+    """The content's fingerprints as text: decoded to UTF-8 (``detect_encoding``: a UTF-16
+    or UTF-32 copy), without a BOM, every CRLF and lone CR as LF.
+
+    Fed each block before ``content`` takes it. While the text is the content byte for byte
+    (UTF-8, no BOM, no CR yet) it hashes nothing of its own: at the first block that differs
+    it takes a copy of the content's hash as it stands and goes on from there, so a UTF-8
+    LF file costs one scan for "\r" a block and no second hash. A line of 8-bit text stays
+    as its bytes (decoding it is the reader's, line by line).
+    """
+
+    def __init__(self, content: _ContentHash) -> None:
+        self._content = content
+        self._text: _ContentHash | None = None
+        self._decoder: codecs.IncrementalDecoder | None = None
+        self._first = True
+        self._after_cr = False
+
+    def update(self, data: bytes) -> None:
+        if self._first:
+            self._first = False
+            codec, bom = detect_encoding(data)
+            if codec != "utf-8":
+                self._decoder = codecs.getincrementaldecoder(codec)("replace")
+            if codec != "utf-8" or bom:
+                self._text = _ContentHash()
+                data = data[bom:]
+        if self._text is None:
+            if b"\r" not in data:
+                return  # the text is still the content
+            self._text = self._content.copy()
+        if self._decoder is not None:
+            data = self._decoder.decode(data).encode("utf-8", "surrogatepass")
+        self._text.update(self._lf(data))
+
+    def _lf(self, data: bytes) -> bytes:
+        """``data`` with CRLF and CR as LF; a CR that ends a block and an LF that opens the
+        next are one line end."""
+        if self._after_cr and data.startswith(b"\n"):
+            data = data[1:]
+        if not data:
+            return data
+        self._after_cr = data.endswith(b"\r")
+        if b"\r" not in data:
+            return data
+        return data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+
+    def digests(self) -> tuple[str | None, tuple[str, ...] | None]:
+        """The text's SHA-256 and prefixes; (None, None) if they are the content's."""
+        if self._text is None:
+            return None, None
+        if self._decoder is not None:
+            self._text.update(self._lf(self._decoder.decode(b"", final=True).encode("utf-8")))
+        return self._text.hexdigest(), tuple(self._text.prefixes)
+
 
 class _HashingReader:
     """A file read through a decompressor, hashing every byte the decompressor takes: the
@@ -695,7 +781,7 @@ def file_digests(
     path: Path, *, block: int = 1 << 20, check: Callable[[], None] | None = None
 ) -> FileDigests:
     """Return the SHA-256 of the file's bytes and of its decompressed content (and of the
-    content's prefixes, ``FileDigests``), in one read.
+    content's prefixes, and of both as text where it differs, ``FileDigests``), in one read.
 
     Refuses anything but a regular file before reading a byte: ``stat`` first, so that a
     FIFO never blocks the open and a device such as /dev/zero is never read. ``check`` is
@@ -714,13 +800,15 @@ def file_digests(
             compression = _compression_of(raw.read(8))
             raw.seek(0)
             content = _ContentHash()
+            text = _TextHash(content)
             if compression is None:
                 while data := raw.read(block):
+                    text.update(data)
                     content.update(data)
                     if check is not None:
                         check()
                 whole = content.hexdigest()
-                return FileDigests(whole, whole, tuple(content.prefixes))
+                return FileDigests(whole, whole, tuple(content.prefixes), *text.digests())
             tee = _HashingReader(raw, raw_digest.update)
             read = _decompressed(compression, tee, stack)
             while True:
@@ -732,11 +820,17 @@ def file_digests(
                     break  # cut short or corrupt: the content is what came before
                 if not data:
                     break
+                text.update(data)
                 content.update(data)
                 if check is not None:
                     check()
             tee.drain(block, check)
-            return FileDigests(raw_digest.hexdigest(), content.hexdigest(), tuple(content.prefixes))
+            return FileDigests(
+                raw_digest.hexdigest(),
+                content.hexdigest(),
+                tuple(content.prefixes),
+                *text.digests(),
+            )
     except FileNotFoundError:
         raise LeakFileError(f"{_shown(path)}: no such file") from None
     except OSError as exc:

@@ -12,6 +12,8 @@ reason's addresses masked.
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,10 +21,10 @@ from typing import Any
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
-from service.audit import record_event
-from service.db import rowcount
+from service.audit import AuditRow, record_events
+from service.db import bulk, rowcount
 from service.errors import LeakguardError, NotFound
-from service.events.emit import record_risk_level, record_risk_lowered
+from service.events.emit import record_risk_level
 from service.events.types import LoweredBecause
 from service.leaks.catalogue import find_leak
 from service.leaks.exposures import NOTICE_TABLE, UNSENT_WARNING
@@ -34,11 +36,8 @@ from service.models import (
     ExposureKind,
     ExposureState,
     Leak,
-    Notice,
-    NoticeKind,
     NoticeState,
 )
-from service.notices.outbox import UNSENT
 
 # The state and cause each support action ends an exposure with.
 SUPPORT_ENDINGS = {
@@ -116,49 +115,149 @@ def end_exposure(
     Raises ValidationFailed (empty or over-long reason), NotFound (unknown account or
     leak), NoOpenExposure; nothing changes then.
     """
-    state, cause = SUPPORT_ENDINGS[action]
-    reason = check_reason(reason)
+    check_reason(reason)  # refused before the look-ups; end_exposures stores it masked
     account_id = _account_id(session, external_id)
     leak = find_leak(session, slug)
-    exposure = session.scalars(
-        select(Exposure)
-        .where(
-            Exposure.account_id == account_id,
-            Exposure.leak_id == leak.id,
-            Exposure.state == ExposureState.OPEN,
-        )
-        .with_for_update()
-    ).one_or_none()
-    if exposure is None:
-        raise NoOpenExposure(f"account {external_id!r} has no open exposure to leak {slug!r}")
-    exposure.state, exposure.end_cause = state, cause
-    exposure.resolved_at, exposure.resolved_by, exposure.resolution = now, actor, reason
-    session.flush()  # the risk level below reads the exposure as ended
-    record_risk_lowered(session, account_id, reason=cause.value, now=now)
-    cancelled = 0
-    if state is ExposureState.DISMISSED:
-        cancelled = rowcount(
-            session.execute(
-                update(Notice)
-                .where(
-                    Notice.account_id == account_id,
-                    Notice.leak_id == leak.id,
-                    Notice.kind == NoticeKind.LEAK_WARNING,
-                    Notice.state.in_(UNSENT),
-                )
-                .values(state=NoticeState.CANCELLED, lease_until=None, not_before=None)
-            )
-        )
-    record_event(
+    [ended] = end_exposures(
         session,
+        Ending(leak.id, slug, action),
+        [(account_id, external_id)],
+        reason=reason,
         actor=actor,
-        action=f"exposure.{state.value}",
-        target=f"account:{external_id}",
-        detail={"leak": slug, "reason": reason, "warnings_cancelled": cancelled},
         now=now,
     )
-    session.flush()
-    return _view(exposure, slug)
+    return ended
+
+
+@dataclass(frozen=True, slots=True)
+class Ending:
+    """What support ends: the exposures to leak ``leak_id`` (slug ``slug``), by ``action``
+    (a key of SUPPORT_ENDINGS)."""
+
+    leak_id: int
+    slug: str
+    action: str
+
+
+def end_exposures(
+    session: Session,
+    ending: Ending,
+    accounts: Sequence[tuple[int, str]],
+    *,
+    reason: str,
+    actor: str,
+    now: datetime,
+) -> list[ExposureView]:
+    """End the open exposure to the leak of each of ``accounts`` ((account id, external
+    id), in the order they are to end) as ``end_exposure`` ends one, and return their
+    views in that order.
+
+    Set-based: a handful of statements for any number of accounts (a bulk verdict of
+    5,000 ran 5,000 times the statements of one and outlived the worker timeout), with the
+    same rows as ending them one by one in that order: each exposure's fields, the unsent
+    warnings cancelled, each account's security events (``record_risk_level``, as one by
+    one, one account's after another's), one audit row each in ``accounts`` order, saying
+    how many of its warnings were cancelled. Does not commit.
+
+    Raises ValidationFailed (reason), NoOpenExposure (naming the first account, in order,
+    without an open exposure to the leak, even one another transaction ended after the
+    caller read it: its lock is waited for); nothing is written then.
+    """
+    state, cause = SUPPORT_ENDINGS[ending.action]
+    reason = check_reason(reason)
+    if not accounts:
+        return []
+    account_ids = [account_id for account_id, _ in accounts]
+    # Locked in id order, as one by one would lock them one at a time: a transaction that
+    # ended one meanwhile is waited for, and its exposure then no longer reads as open.
+    locked: dict[int, tuple[int, ExposureKind, datetime]] = {}
+    for condition in bulk.in_batches(session, Exposure.account_id, account_ids):
+        locked.update(
+            (row.account_id, (row.id, row.kind, row.created_at))
+            for row in session.execute(
+                select(Exposure.id, Exposure.account_id, Exposure.kind, Exposure.created_at)
+                .where(
+                    condition,
+                    Exposure.leak_id == ending.leak_id,
+                    Exposure.state == ExposureState.OPEN,
+                )
+                .order_by(Exposure.id)
+                .with_for_update()
+            )
+        )
+    for account_id, external_id in accounts:
+        if account_id not in locked:
+            raise NoOpenExposure(
+                f"account {external_id!r} has no open exposure to leak {ending.slug!r}"
+            )
+    exposure_ids = [locked[account_id][0] for account_id in account_ids]
+    for condition in bulk.in_batches(session, Exposure.id, exposure_ids):
+        session.execute(
+            update(Exposure)
+            .where(condition)
+            .values(
+                state=state,
+                end_cause=cause,
+                resolved_at=now,
+                resolved_by=actor,
+                resolution=reason,
+            ),
+            # Exposures the caller's session holds read as ended, as when ended one by one.
+            execution_options={"synchronize_session": "fetch"},
+        )
+    record_risk_level(session, account_ids, reason=cause.value, now=now)
+    cancelled: Counter[int] = Counter()
+    if state is ExposureState.DISMISSED:
+        cancelled = cancel_unsent_warnings(session, ending.leak_id, account_ids)
+    record_events(
+        session,
+        [
+            AuditRow(
+                f"exposure.{state.value}",
+                f"account:{external_id}",
+                {"leak": ending.slug, "reason": reason, "warnings_cancelled": cancelled[a]},
+            )
+            for a, external_id in accounts
+        ],
+        actor=actor,
+        now=now,
+    )
+    return [
+        ExposureView(
+            leak=ending.slug,
+            kind=locked[account_id][1],
+            state=state,
+            since=locked[account_id][2],
+            ended_at=now,
+            end_cause=cause,
+            ended_by=actor,
+            reason=reason,
+        )
+        for account_id in account_ids
+    ]
+
+
+def cancel_unsent_warnings(
+    session: Session, leak_id: int, account_ids: Sequence[int]
+) -> Counter[int]:
+    """Cancel the accounts' warnings of the leak not sent yet (pending, queued, failed);
+    return how many each account had. Does not commit.
+
+    One UPDATE ... RETURNING per ``bulk.in_batches`` batch: the executemany by (account,
+    leak) the other endings use cannot say which rows it changed, and an audit row says
+    how many of its account's warnings a dismissal cancelled.
+    """
+    cancelled: Counter[int] = Counter()
+    for condition in bulk.in_batches(session, NOTICE_TABLE.c.account_id, list(account_ids)):
+        cancelled.update(
+            session.scalars(
+                update(NOTICE_TABLE)
+                .where(condition, NOTICE_TABLE.c.leak_id == leak_id, UNSENT_WARNING)
+                .values(state=NoticeState.CANCELLED.value, lease_until=None, not_before=None)
+                .returning(NOTICE_TABLE.c.account_id)
+            )
+        )
+    return cancelled
 
 
 def expire_exposures(session: Session, *, ttl: timedelta, now: datetime, limit: int) -> int:

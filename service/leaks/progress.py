@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from service.db import bulk, rowcount
@@ -69,6 +69,8 @@ def open_leak_file(
     size: int,
     content_sha256: str | None = None,
     content_prefixes: Sequence[str] | None = None,
+    text_sha256: str | None = None,
+    text_prefixes: Sequence[str] | None = None,
     file_format: str,
     compression: str | None,
     file_name: str | None = None,
@@ -79,7 +81,8 @@ def open_leak_file(
     """Find the leak's record of this file (its SHA-256 read as ``read_as``), creating leak
     and file as needed. ``content_sha256``, ``content_prefixes``: of the decompressed
     content (``FileDigests``), stored with a new file, and with one recorded before they
-    were kept.
+    were kept; ``text_sha256``, ``text_prefixes``: of that content as text, given only
+    where it differs from the content (None: the same).
 
     Does not commit. Raises ValidationFailed for a bad slug, LeakRetracted.
     """
@@ -98,12 +101,20 @@ def open_leak_file(
         leak_file.content_sha256 = content  # a compressed file from before revision 0018
     if leak_file is not None and leak_file.content_prefixes is None and prefixes is not None:
         leak_file.content_prefixes = prefixes  # a file from before revision 0018
+    text = bytes.fromhex(text_sha256) if text_sha256 is not None else None
+    text_list = list(text_prefixes) if text_prefixes is not None else None
+    if leak_file is not None and leak_file.text_sha256 is None and text is not None:
+        # A file from before revision 0019 whose text differs from its content (CRLF, BOM,
+        # UTF-16): known from now on by its text as well.
+        leak_file.text_sha256, leak_file.text_prefixes = text, text_list
     if leak_file is None:
         leak_file = LeakFile(
             leak_id=leak.id,
             sha256=digest,
             content_sha256=content,
             content_prefixes=prefixes,
+            text_sha256=text,
+            text_prefixes=text_list,
             read_as=read_as,
             name=file_name,
             ran_by=ran_by,
@@ -145,6 +156,9 @@ class FileElsewhere:
     same_bytes: bool = True
     name: str | None = None  # the other file's basename, as it was ingested
     same_prefix_bytes: int | None = None
+    # The same text only, in other content: saved with other line ends, a BOM added or
+    # removed, or another Unicode encoding (UTF-16).
+    same_text: bool = False
 
 
 def find_file(session: Session, *, slug: str, sha256: str, read_as: str) -> LeakFileState | None:
@@ -169,29 +183,64 @@ def file_elsewhere(
     content_sha256: str | None = None,
     content_prefixes: Sequence[str] = (),
     prefix_bytes: int = 0,
+    text_sha256: str | None = None,
+    text_prefixes: Sequence[str] | None = None,
 ) -> FileElsewhere | None:
     """The first other leak that recorded these bytes or, given ``content_sha256``, this
     decompressed content (however read), if any; a file of the same bytes before one of
-    the same content only. Failing both, the first whose content starts as this one's does,
-    as far as the shorter of the two has ``content_prefixes`` (the first ``prefix_bytes``
-    << k bytes each)."""
+    the same content, and that before one of the same text only (``text_sha256``: the
+    content decoded, without BOM, with LF line ends; None where that is the content).
+    Failing those, the first whose content or text starts as this one's does, as far as the
+    shorter of the two has ``content_prefixes`` or ``text_prefixes`` (the first
+    ``prefix_bytes`` << k bytes each).
+
+    A file stores its text's fingerprints only where they differ from its content's (and
+    files from before revision 0019 none): its content's stand for its text there.
+    """
     digest = bytes.fromhex(sha256)
     same = LeakFile.sha256 == digest
-    if content_sha256 is not None:
-        same = or_(same, LeakFile.content_sha256 == bytes.fromhex(content_sha256))
+    content = bytes.fromhex(content_sha256) if content_sha256 is not None else None
+    text = bytes.fromhex(text_sha256) if text_sha256 is not None else content
+    texts = list({value for value in (content, text) if value is not None})
+    if texts:
+        same = or_(same, LeakFile.content_sha256.in_(texts), LeakFile.text_sha256.in_(texts))
     row = session.execute(
-        select(Leak.slug, LeakFile.started_at, LeakFile.read_as, LeakFile.sha256, LeakFile.name)
+        select(
+            Leak.slug,
+            LeakFile.started_at,
+            LeakFile.read_as,
+            LeakFile.sha256,
+            LeakFile.name,
+            LeakFile.content_sha256,
+        )
         .join(Leak, Leak.id == LeakFile.leak_id)
         .where(same, Leak.slug != slug)
-        .order_by((LeakFile.sha256 != digest), LeakFile.started_at, LeakFile.id)
+        .order_by(
+            (LeakFile.sha256 != digest),
+            # NULL (a compressed file from before 0018) is no match of the content.
+            func.coalesce(LeakFile.content_sha256 != content, True),
+            LeakFile.started_at,
+            LeakFile.id,
+        )
         .limit(1)
     ).one_or_none()
     if row is not None:
-        return FileElsewhere(row[0], row[1], row[2], same_bytes=row[3] == digest, name=row[4])
-    if not content_prefixes:
+        same_bytes = row[3] == digest
+        return FileElsewhere(
+            row[0],
+            row[1],
+            row[2],
+            same_bytes=same_bytes,
+            name=row[4],
+            same_text=not same_bytes and (content is None or row[5] != content),
+        )
+    ours = [list(content_prefixes)]
+    if text_prefixes is not None:
+        ours.append(list(text_prefixes))
+    if not any(ours):
         return None
     # A leak has a few files, a deployment a few thousand at most: each file's prefixes
-    # (at most ~40 digests) are compared here rather than indexed.
+    # (at most ~40 digests each) are compared here rather than indexed.
     rows = session.execute(
         select(
             Leak.slug,
@@ -199,23 +248,28 @@ def file_elsewhere(
             LeakFile.read_as,
             LeakFile.name,
             LeakFile.content_prefixes,
+            LeakFile.text_prefixes,
         )
         .join(Leak, Leak.id == LeakFile.leak_id)
-        .where(Leak.slug != slug, LeakFile.content_prefixes.is_not(None))
+        .where(
+            Leak.slug != slug,
+            or_(LeakFile.content_prefixes.is_not(None), LeakFile.text_prefixes.is_not(None)),
+        )
         .order_by(LeakFile.started_at, LeakFile.id)
     )
-    for other_slug, started_at, read_as, name, prefixes in rows:
-        theirs: list[str] = prefixes or []
-        shared = min(len(content_prefixes), len(theirs))
-        if shared and theirs[shared - 1] == content_prefixes[shared - 1]:
-            return FileElsewhere(
-                other_slug,
-                started_at,
-                read_as,
-                same_bytes=False,
-                name=name,
-                same_prefix_bytes=prefix_bytes << (shared - 1),
-            )
+    for other_slug, started_at, read_as, name, content_theirs, text_theirs in rows:
+        for theirs in (content_theirs or [], text_theirs or []):
+            for mine in ours:
+                shared = min(len(mine), len(theirs))
+                if shared and theirs[shared - 1] == mine[shared - 1]:
+                    return FileElsewhere(
+                        other_slug,
+                        started_at,
+                        read_as,
+                        same_bytes=False,
+                        name=name,
+                        same_prefix_bytes=prefix_bytes << (shared - 1),
+                    )
     return None
 
 

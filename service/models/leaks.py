@@ -112,6 +112,13 @@ class LeakFile(IngestCounters, Base):
     # a copy cut short or extended shares them up to its length, and is refused like the
     # file. None for a file recorded before revision 0018.
     content_prefixes: Mapped[list[str] | None] = mapped_column(JSON)
+    # The same two of the content as text: decoded to UTF-8, without a BOM, every line end
+    # LF (jobs.reader.stream.FileDigests), so a copy saved with CRLF, a BOM or as UTF-16 is
+    # refused like the file. None where the text is the content byte for byte (a UTF-8 file
+    # with LF line ends, no BOM), and for a file recorded before revision 0019: the
+    # content's fingerprints stand for the text's.
+    text_sha256: Mapped[bytes | None] = mapped_column(LargeBinary(32), index=True)
+    text_prefixes: Mapped[list[str] | None] = mapped_column(JSON)
     # How the bytes were read (the format, and a CSV's columns): part of the file's
     # identity, so a file read under a wrong format can be ingested again under another.
     read_as: Mapped[str] = mapped_column(String(100))

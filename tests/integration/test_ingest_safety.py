@@ -29,7 +29,7 @@ from sqlalchemy import func, select
 from jobs.ingest.checks import IngestInterrupted
 from jobs.ingest.lock import ingest_lock
 from jobs.ingest.pipeline import IngestProgress, fingerprint_file, ingest_leak
-from jobs.reader.stream import PREFIX_BYTES
+from jobs.reader.stream import PREFIX_BYTES, file_digests
 from service.cli import cli
 from service.cli.stopping import stop_on_signals
 from service.config import Settings
@@ -743,3 +743,98 @@ def test_sigint_stops_an_in_process_split_run_and_leaks_show_says_interrupted(
     assert resumed["complete"] is True
     final = json_output(invoke(runner, "leaks", "show", "split", "--json"))["files"][0]
     assert (final["state"], final["records_done"]) == ("complete", final["lines"])
+
+
+def _text_copies(text: str) -> dict[str, bytes]:
+    """The same text in other bytes, as editors and exports save it."""
+    crlf = text.replace("\n", "\r\n")
+    return {
+        "crlf.txt": crlf.encode(),
+        "bom.txt": b"\xef\xbb\xbf" + text.encode(),
+        "utf16.txt": text.encode("utf-16"),  # with its BOM, as Windows saves "Unicode"
+        "utf16-crlf.txt": crlf.encode("utf-16"),
+        "crlf.txt.gz": gzip.compress(crlf.encode(), mtime=0),
+        "cr.txt": text.replace("\n", "\r").encode(),
+    }
+
+
+def test_a_copy_in_other_line_ends_bom_or_encoding_of_a_file_another_leak_has_is_refused(
+    runtime: Runtime, accounts: dict[str, str], runner: FlaskCliRunner, tmp_path: Path
+) -> None:
+    """The content fingerprint was of the bytes: the same list saved with CRLF line ends, a
+    BOM, or as UTF-16 got past the guard under another slug and warned everyone again."""
+    lines = ["bob@example.org", "dave@example.net", *(f"s{n}@example.com" for n in range(50))]
+    plain = write_lines(tmp_path / "leak.txt", lines)
+    text = plain.read_text()
+    json_output(invoke(runner, "ingest", str(plain), "--leak", "shop", "--json"))
+    with runtime.db.read_session() as session:
+        stored = session.execute(select(LeakFile.started_at, LeakFile.text_sha256)).one()
+    day = stored.started_at.strftime("%Y-%m-%d")
+    assert stored.text_sha256 is None  # a UTF-8 LF file: its content is its text
+    before = row_counts(runtime)
+    for name, data in _text_copies(text).items():
+        copy = tmp_path / name
+        copy.write_bytes(data)
+        for extra in ((), ("--enqueue",)):
+            result = invoke(runner, "ingest", str(copy), "--leak", "shpo", *extra)
+            assert one_error_line(result) == (
+                f"Error: {copy}: this file's text was already ingested as leak 'shop' on "
+                f"{day} (as leak.txt), with other line ends, byte-order mark or encoding; "
+                "nothing recorded; to record it as leak 'shpo' as well, add --also-as-new-leak"
+            ), (name, extra)
+            assert row_counts(runtime) == before
+
+
+def test_the_lf_original_of_a_crlf_file_another_leak_has_is_refused_by_its_text(
+    runtime: Runtime, accounts: dict[str, str], runner: FlaskCliRunner, tmp_path: Path
+) -> None:
+    """The other way round: the CRLF (or UTF-16) file came first, then its LF copy, and a
+    copy of either cut short (text prefixes). A file recorded before revision 0019 (no
+    text fingerprint) is still found by its bytes and content."""
+    text = "".join(f"s{n}@example.com\n" for n in range(20_000)) + "bob@example.org\n"
+    first = tmp_path / "first.txt"
+    first.write_bytes(text.replace("\n", "\r\n").encode("utf-16"))
+    json_output(invoke(runner, "ingest", str(first), "--leak", "shop", "--json"))
+    before = row_counts(runtime)
+    copies = {
+        "lf.txt": text.encode(),
+        "lf.txt.gz": gzip.compress(text.encode(), mtime=0),
+        "lf-cut.txt": text.encode()[: len(text) // 2],
+    }
+    for name, data in copies.items():
+        copy = tmp_path / name
+        copy.write_bytes(data)
+        result = invoke(runner, "ingest", str(copy), "--leak", "shpo")
+        expected = "starts with the same" if "cut" in name else "this file's text was already"
+        assert expected in one_error_line(result), name
+        assert row_counts(runtime) == before
+    # As recorded before revision 0019: without a text fingerprint, found by what it kept.
+    with runtime.db.transaction() as session:
+        session.execute(LeakFile.__table__.update().values(text_sha256=None, text_prefixes=None))
+    same = tmp_path / "same.txt"
+    same.write_bytes(first.read_bytes())
+    packed = tmp_path / "same.txt.gz"
+    packed.write_bytes(gzip.compress(first.read_bytes(), mtime=0))
+    assert "this file was already ingested" in one_error_line(
+        invoke(runner, "ingest", str(same), "--leak", "shpo")
+    )
+    assert "in another compression" in one_error_line(
+        invoke(runner, "ingest", str(packed), "--leak", "shpo")
+    )
+    assert row_counts(runtime) == before
+
+
+def test_text_fingerprints_match_across_line_ends_bom_encoding_and_blocks(tmp_path: Path) -> None:
+    text = "".join(f"user{n}@example.org\n" for n in range(30_000))
+    original = tmp_path / "leak.txt"
+    original.write_text(text)
+    want = fingerprint_file(original)
+    assert (want.text_sha256, want.text_prefixes) == (None, None)  # hashed once
+    for name, data in _text_copies(text).items():
+        copy = tmp_path / name
+        copy.write_bytes(data)
+        for block in (1 << 20, 1001, 4096):  # a CRLF or a UTF-16 pair across two blocks
+            got = file_digests(copy, block=block)
+            assert got.text_sha256 == want.content_sha256, (name, block)
+            assert got.text_prefixes == want.content_prefixes, (name, block)
+            assert got.content_sha256 != want.content_sha256

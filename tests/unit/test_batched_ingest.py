@@ -26,7 +26,9 @@ from jobs.reader.formats import (
     LeakRecord,
     RecordBatch,
     jsonl_batches,
+    mailbox_list,
     name_role,
+    split_mailboxes,
 )
 from jobs.reader.stream import LeakFormat, _line_batches, open_leak
 from service.addresses import AddressKeys, CanonicalRules, EmailHasher, canonical_text
@@ -58,6 +60,23 @@ def reference_lines(lines: Iterable[str]) -> Iterator[LeakRecord]:
 
 
 def reference_combo(lines: Iterable[str]) -> Iterator[LeakRecord]:
+    """One combo line at a time: its record, or one per mailbox where the password is
+    nothing but more mailboxes (recipients, ``a@x.org;b@y.org``) or the candidate names
+    several."""
+    for record in _reference_combo_records(lines):
+        password, candidate = record.password, record.candidate
+        more = mailbox_list(password) if password is not None and "@" in password else None
+        if more is not None and candidate is not None:
+            for mailbox in [*split_mailboxes(candidate), *more]:
+                yield LeakRecord(record.line, mailbox)
+        elif candidate is not None and candidate.count("@") > 1:
+            for mailbox in split_mailboxes(candidate):
+                yield LeakRecord(record.line, mailbox, password)
+        else:
+            yield record
+
+
+def _reference_combo_records(lines: Iterable[str]) -> Iterator[LeakRecord]:
     fullmatch = re.compile(FIELD_ADDRESS).fullmatch
     for number, text in enumerate(lines, 1):
         at = text.find("@")

@@ -31,6 +31,7 @@ from jobs.reader.stream import (
     expanded_bytes,
     open_leak,
 )
+from service.addresses.canonical import canonicalize_email
 
 PROPERTY = settings(
     max_examples=120,
@@ -320,9 +321,11 @@ def test_csv_quoted_fields_hold_delimiters_and_newlines(tmp_path: Path) -> None:
 
 
 def test_csv_prefers_the_plain_email_column_over_a_secondary_one(tmp_path: Path) -> None:
-    text = "recovery_email,email\nold@x.org,new@y.org\n"
+    # The plain column is the account's (its password goes with it); the secondary one's
+    # address leaked as well, and is a record of its own, without the password.
+    text = "recovery_email,email,password\nold@x.org,new@y.org,pw\n"
     _, records = read(write(tmp_path, "leak.csv", text))
-    assert records == [R(2, "new@y.org")]
+    assert records == [R(2, "new@y.org", "pw"), R(2, "old@x.org")]
 
 
 def test_csv_8bit_bytes_in_another_column_keep_the_address(tmp_path: Path) -> None:
@@ -1076,7 +1079,7 @@ FORWARDED = (
     "--dig--\n"
     "--outer=_1\n"
     "Content-Type: message/rfc822\n"
-    "Content-Transfer-Encoding: base64\n"  # not allowed for message/rfc822: skipped as body
+    "Content-Transfer-Encoding: base64\n"  # RFC 2046 forbids it, mail programs send it
     "\n"
     "VG86IGdAeC5vcmcNCg==\n"
     "--outer=_1--\n"
@@ -1101,6 +1104,7 @@ def test_eml_reads_the_recipients_of_a_mail_forwarded_as_an_attachment(
         R(22, "d@x.org"),
         R(35, "e@x.org"),
         R(44, "f@x.org"),
+        R(51, "g@x.org"),  # decoded: it was skipped
     ]
     with open_leak(tmp_path / "fwd.eml") as reader:
         assert list(reader.records(skip=4)) == records[4:]
@@ -1640,3 +1644,289 @@ def test_expanded_bytes_counts_a_compressed_file_and_stops_past_the_limit(
     cut = tmp_path / "cut.gz"
     cut.write_bytes(gzip.compress(text)[:-20])
     assert 0 < (expanded_bytes(cut, limit=len(text)) or 0) <= len(text)
+
+
+# --- several recipients a line, several address columns ------------------------------------
+
+# Recipients as people paste them, two lines each: every separator a combo line may use.
+# Before, each was read as a combo list with b@y.org as a's password (tab: as one address).
+RECIPIENT_LINES = {
+    "semicolon": ("a@x.org;b@y.org", "c@x.org;d@y.org"),
+    "semicolon-spaced-trailing": ("a@x.org; b@y.org;", "c@x.org; d@y.org;"),
+    "outlook-named": ('"Ann" <a@x.org>; "Bob" <b@y.org>', '"Cy" <c@x.org>; "Di" <d@y.org>'),
+    "colon": ("a@x.org:b@y.org", "c@x.org:d@y.org"),
+    "pipe": ("a@x.org|b@y.org", "c@x.org|d@y.org"),
+    "tab": ("a@x.org\tb@y.org", "c@x.org\td@y.org"),
+    "comma": ("a@x.org,b@y.org", "c@x.org,d@y.org"),
+}
+
+
+@pytest.mark.parametrize("fmt", [LeakFormat.AUTO, LeakFormat.COMBO])
+@pytest.mark.parametrize("case", list(RECIPIENT_LINES))
+def test_a_line_of_several_recipients_is_a_record_each_without_a_password(
+    tmp_path: Path, case: str, fmt: LeakFormat
+) -> None:
+    path = write(tmp_path, "leak.txt", "\n".join(RECIPIENT_LINES[case]) + "\n")
+    source, records = read(path, fmt)
+    if fmt is LeakFormat.AUTO:
+        assert source.format is LeakFormat.LINES  # not a combo list: no password in it
+    assert [(r.line, r.password) for r in records] == [(1, None), (1, None), (2, None), (2, None)]
+    found = [canonicalize_email(c or "") for c in candidates(records)]
+    assert [getattr(f, "address", None) for f in found] == [
+        "a@x.org",
+        "b@y.org",
+        "c@x.org",
+        "d@y.org",
+    ]
+
+
+def test_combo_a_line_of_three_recipients_and_real_passwords_beside_it(tmp_path: Path) -> None:
+    text = (
+        "a@x.org;b@y.org;e@z.org\nc@x.org:p@ss\nf@x.org:hunter2 g@y.org\nh@x.org|pw\n"
+        "no address\n"  # a line without an "@" beside one with two
+    )
+    for fmt in (LeakFormat.AUTO, LeakFormat.COMBO):
+        source, records = read(write(tmp_path, "leak.txt", text), fmt)
+        assert source.format is LeakFormat.COMBO
+        assert records == [
+            R(1, "a@x.org"),
+            R(1, "b@y.org"),
+            R(1, "e@z.org"),
+            R(2, "c@x.org", "p@ss"),  # no address: a password with an '@' stays one
+            R(3, "f@x.org", "hunter2 g@y.org"),  # not only mailboxes: the password
+            R(4, "h@x.org", "pw"),
+            R(5, None),
+        ]
+        # Resuming counts the split records: the same record, whatever the skip.
+        with open_leak(write(tmp_path, "leak.txt", text), fmt) as reader:
+            assert list(reader.records(skip=2)) == records[2:]
+
+
+def test_combo_detection_is_not_fooled_by_recipient_lines_among_combos(tmp_path: Path) -> None:
+    text = "a@x.org;b@y.org\nc@x.org;d@y.org\ne@x.org;pw\n"
+    source, records = read(write(tmp_path, "leak.txt", text))
+    assert source.format is LeakFormat.LINES
+    assert candidates(records)[:4] == ["a@x.org", "b@y.org", "c@x.org", "d@y.org"]
+
+
+CSV_ADDRESS_COLUMNS = {
+    "id-email-cc": "id,email,cc\n1,a@x.org,b@y.org\n2,c@x.org,\n3,,d@y.org\n",
+    "headerless": "1,a@x.org,b@y.org\n2,c@x.org,\n3,,d@y.org\n",
+    "secondary": "name,email,secondary_email\nA,a@x.org,b@y.org\nC,c@x.org,\nD,,d@y.org\n",
+    "to-cc-bcc": "to,cc,bcc\na@x.org,b@y.org,\nc@x.org,,\n,d@y.org,\n",
+}
+
+
+@pytest.mark.parametrize("case", list(CSV_ADDRESS_COLUMNS))
+def test_csv_reads_every_address_column_each_at_its_line(tmp_path: Path, case: str) -> None:
+    # Before, only the first address column was read: b@y.org and d@y.org were lost.
+    text = CSV_ADDRESS_COLUMNS[case]
+    first = 1 if case == "headerless" else 2
+    source, records = read(write(tmp_path, "leak.csv", text))
+    assert source.format is LeakFormat.CSV
+    assert records == [
+        R(first, "a@x.org"),
+        R(first, "b@y.org"),
+        R(first + 1, "c@x.org"),
+        R(first + 2, "d@y.org"),
+    ]
+
+
+def test_csv_other_address_columns_get_no_password_and_no_sender(tmp_path: Path) -> None:
+    text = "from,to,cc,password\nboss@corp.org,a@x.org,b@y.org,pw\n,,,\nboss@corp.org,,,\n"
+    with open_leak(write(tmp_path, "leak.csv", text)) as reader:
+        records = list(reader.records())
+        assert (
+            reader.read_as
+            == "csv ','-separated, address column 2 and 3, password column 4, from line 2"
+        )
+    # The sender is the leaker, never a record; a row with no recipient is one invalid record.
+    assert records == [R(2, "a@x.org", "pw"), R(2, "b@y.org"), R(4, None)]
+
+
+def test_csv_of_one_address_column_keeps_its_identity(tmp_path: Path) -> None:
+    # Files recorded before several columns were read stay the same file.
+    with open_leak(write(tmp_path, "leak.csv", "name,email\nA,a@x.org\n")) as reader:
+        assert reader.read_as == "csv ','-separated, address column 2, from line 2"
+
+
+# --- mails forwarded inline, and attached messages sent encoded ----------------------------
+
+
+def _inline(marker: str, block: str, *, intro: str = "FYI, see below.\n") -> str:
+    return (
+        "From: Forwarder <fwd@ours.example>\n"  # 1
+        "To: security@ours.example\n"  # 2
+        "Subject: Fwd: Your monthly update\n"
+        "Content-Type: text/plain; charset=utf-8\n"
+        "\n"
+        f"{intro}"  # 6
+        "To: not-a-block@not-a-recipient.example\n"  # a body line with no marker above it
+        f"{marker}\n"  # 8
+        f"{block}"
+        "\n"
+        "Hello all,\n"
+        "To: in-the-body@not-a-recipient.example\n"  # the forwarded mail's body
+    )
+
+
+GMAIL_BLOCK = (
+    "From: News <news@exchange.example>\n"  # 9
+    "Date: Mon, 4 Nov 2019 at 09:00\n"
+    "Subject: Your monthly update\n"
+    'To: a@x.org, "Smith, Bob" <b@x.org>,\n'  # 12
+    " c@x.org\n"
+    "Cc: <d@x.org>\n"  # 14
+    "Reply-To: leaker-reply@not-a-recipient.example\n"
+)
+INLINE_FORWARDS = {
+    "gmail": ("---------- Forwarded message ---------", GMAIL_BLOCK),
+    "thunderbird": ("-------- Forwarded Message --------", GMAIL_BLOCK),
+    "outlook": ("-----Original Message-----", GMAIL_BLOCK),
+    "outlook-rule": ("_" * 32, GMAIL_BLOCK),
+    "apple": ("Begin forwarded message:", GMAIL_BLOCK),
+}
+INLINE_RECORDS = [
+    R(2, "security@ours.example"),
+    R(12, "a@x.org"),
+    R(12, "b@x.org"),
+    R(12, "c@x.org"),
+    R(14, "d@x.org"),
+]
+
+
+@pytest.mark.parametrize("case", list(INLINE_FORWARDS))
+def test_eml_reads_the_recipients_of_a_mail_forwarded_inline(tmp_path: Path, case: str) -> None:
+    # Before, only the forwarder's recipient (line 2) was read: the body was skipped.
+    marker, block = INLINE_FORWARDS[case]
+    source, records = read(write(tmp_path, "fwd.eml", _inline(marker, block)))
+    assert source.format is LeakFormat.EML
+    assert records == INLINE_RECORDS
+    with open_leak(tmp_path / "fwd.eml") as reader:
+        assert list(reader.records(skip=2)) == records[2:]
+
+
+def test_eml_apple_mail_blank_line_below_the_marker_and_quoted_forward(tmp_path: Path) -> None:
+    text = _inline("Begin forwarded message:\n", GMAIL_BLOCK)  # a blank line after it
+    _, records = read(write(tmp_path, "apple.eml", text))
+    assert [(r.line - 1 if r.line > 2 else r.line, r.candidate) for r in records] == [
+        (r.line, r.candidate) for r in INLINE_RECORDS
+    ]
+    quoted = "".join(f"> {line}\n" for line in GMAIL_BLOCK.splitlines())
+    _, records = read(
+        write(tmp_path, "quoted.eml", _inline("> -----Original Message-----", quoted))
+    )
+    assert records == INLINE_RECORDS
+
+
+def test_eml_an_inline_forward_in_an_encoded_text_part_of_a_multipart(tmp_path: Path) -> None:
+    import base64
+    import quopri
+
+    forwarded = "---------- Forwarded message ---------\r\n" + GMAIL_BLOCK.replace("\n", "\r\n")
+    long_to = "To: " + ", ".join(f"u{n}@x.org" for n in range(40)) + "\r\n"
+    qp = quopri.encodestring((forwarded + long_to).encode()).decode()  # soft line breaks
+    b64 = base64.encodebytes(forwarded.encode()).decode()
+    text = (
+        "To: security@ours.example\n"
+        "Content-Type: multipart/alternative; boundary=b\n"
+        "\n"
+        "--b\n"
+        "Content-Type: text/plain; charset=utf-8\n"
+        "Content-Transfer-Encoding: quoted-printable\n"
+        "\n"
+        f"{qp}\n"
+        "--b\n"
+        "Content-Type: text/plain; charset=utf-8\n"
+        "Content-Transfer-Encoding: base64\n"
+        "\n"
+        f"{b64}"
+        "--b\n"
+        "Content-Type: text/html\n"
+        "\n"
+        "<p>To: html@not-a-recipient.example</p>\n"
+        "--b--\n"
+    )
+    _, records = read(write(tmp_path, "enc.eml", text))
+    got = candidates(records)
+    assert got[0] == "security@ours.example"
+    assert got[1:5] == ["a@x.org", "b@x.org", "c@x.org", "d@x.org"]
+    assert got[5:45] == [f"u{n}@x.org" for n in range(40)]  # one To: over soft line breaks
+    assert got[45:] == ["a@x.org", "b@x.org", "c@x.org", "d@x.org"]
+    assert not any("not-a-recipient" in (c or "") for c in got)
+
+
+@pytest.mark.parametrize("encoding", ["base64", "quoted-printable"])
+def test_eml_an_attached_message_sent_encoded_is_decoded(tmp_path: Path, encoding: str) -> None:
+    import base64
+    import quopri
+
+    inner = (
+        "From: news@exchange.example\r\n"
+        "To: " + ", ".join(f"r{n}@x.org" for n in range(300)) + "\r\n"
+        "Cc: last@x.org\r\n"
+        "Subject: update\r\n"
+        "\r\n"
+        "To: inner-body@not-a-recipient.example\r\n"
+    ).encode()
+    body = (
+        base64.encodebytes(inner) if encoding == "base64" else quopri.encodestring(inner)
+    ).decode()
+    text = (
+        "To: security@ours.example\n"
+        "Content-Type: multipart/mixed; boundary=o\n"
+        "\n"
+        "--o\n"
+        "Content-Type: message/rfc822\n"
+        f"Content-Transfer-Encoding: {encoding}\n"
+        "\n"
+        f"{body}"
+        "--o\n"
+        "Content-Type: text/plain\n"
+        "\n"
+        "To: after@not-a-recipient.example\n"
+        "--o--\n"
+    )
+    _, records = read(write(tmp_path, "att.eml", text))
+    assert candidates(records) == [
+        "security@ours.example",
+        *(f"r{n}@x.org" for n in range(300)),
+        "last@x.org",
+    ]
+    assert all(8 <= r.line <= 8 + body.count("\n") for r in records[1:])  # in the part
+
+
+@pytest.mark.parametrize("encoding", ["base64", "quoted-printable"])
+def test_eml_an_encoded_attached_mass_mail_is_read_in_bounded_memory(
+    tmp_path: Path, encoding: str
+) -> None:
+    import base64
+    import quopri
+
+    recipients = [f"p{n}@x.org" for n in range(100_000)]  # a To: of about 1.2 MB, one line
+    inner = (
+        "From: news@exchange.example\r\nTo: " + ", ".join(recipients) + "\r\n\r\n"
+    ).encode() + b"body line\r\n" * 200_000
+    body = base64.encodebytes(inner) if encoding == "base64" else quopri.encodestring(inner)
+    head = (
+        "To: security@ours.example\nContent-Type: multipart/mixed; boundary=o\n\n--o\n"
+        f"Content-Type: message/rfc822\nContent-Transfer-Encoding: {encoding}\n\n"
+    ).encode()
+    path = write(tmp_path, "big.eml", head + body + b"--o--\n")
+    tracemalloc.start()
+    try:
+        with open_leak(path) as reader:
+            count = sum(len(batch) for batch in reader.batches())
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert count == 100_001
+    # The same mail attached unencoded peaks at about 8.3 MiB; decoded at 1 MiB lines, 24.
+    assert peak < 12 * 1024 * 1024
+
+
+def test_combo_splits_recipients_beside_a_line_without_an_address(tmp_path: Path) -> None:
+    # As many "@" as records in the batch: one line's second "@" is still found.
+    path = write(tmp_path, "leak.txt", "a@x.org;b@y.org\nno address here\n")
+    _, records = read(path, LeakFormat.COMBO)
+    assert records == [R(1, "a@x.org"), R(1, "b@y.org"), R(2, None)]
