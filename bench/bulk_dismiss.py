@@ -15,8 +15,6 @@ answer (the transaction committed). The deployed worker timeout is 30 s
 
 from __future__ import annotations
 
-import argparse
-import os
 import re
 import secrets
 import tempfile
@@ -26,7 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import pyotp
-from common import create_pg_database, drop_pg_database
+from common import bench_database_name, create_pg_database, drop_pg_database
+from options import at_least, make_parser
+from owned import run_bench
 from sqlalchemy import create_engine, func, select
 
 from service.accounts import AccountInput, upsert_accounts
@@ -57,14 +57,16 @@ LEAK = "bench-bulk"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--accounts", type=int, default=20_000)
-    parser.add_argument("--exposed", type=int, default=5_000)
+    parser = make_parser(__doc__)
+    parser.add_argument("--accounts", type=at_least(1), default=20_000)
+    parser.add_argument("--exposed", type=at_least(1), default=5_000)
     args = parser.parse_args()
-    name = f"leakguard_bench_bulk_{os.getpid()}"
-    url = create_pg_database(name)
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
+    if args.exposed > args.accounts:
+        parser.error("--exposed must not exceed --accounts")
+    name = bench_database_name("bulk")
+    try:  # created inside: a Ctrl-C while it is created still drops it
+        url = create_pg_database(name)
+        with tempfile.TemporaryDirectory(prefix="leakguard-bench-bulk-") as tmp:
             run(url, Path(tmp), args.accounts, args.exposed)
     finally:
         drop_pg_database(name)
@@ -175,4 +177,4 @@ def log_in(client: Any, totp: pyotp.TOTP) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_bench(main)

@@ -71,7 +71,7 @@ def _admin() -> psycopg.Connection[Any]:
     try:
         return psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5)
     except psycopg.OperationalError as exc:
-        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         sys.exit(f"PostgreSQL not reachable at {PG_ADMIN_URL} (LEAKGUARD_BENCH_PG): {reason}")
 
 

@@ -204,11 +204,11 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory(prefix="leakguard-bench-deliver-") as tmp:
         directory = Path(tmp)
-        if args.backend == "sqlite":
-            url = f"sqlite:///{directory / 'bench.sqlite3'}"
-        else:
-            url = create_pg_database(PG_DATABASE)
-        try:
+        try:  # created inside: a Ctrl-C while it is created still drops it
+            if args.backend == "sqlite":
+                url = f"sqlite:///{directory / 'bench.sqlite3'}"
+            else:
+                url = create_pg_database(PG_DATABASE)
             with redis_database(REDIS_URL) as redis_url:
                 run(url, redis_url, directory, args.notices, worker_counts)
         except RedisUnavailable as exc:

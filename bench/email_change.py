@@ -149,12 +149,12 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory(prefix="leakguard-bench-email-change-") as tmp:
         directory = Path(tmp)
-        url = (
-            f"sqlite:///{directory / 'bench.sqlite3'}"
-            if args.backend == "sqlite"
-            else create_pg_database(PG_DATABASE)
-        )
-        try:
+        try:  # created inside: a Ctrl-C while it is created still drops it
+            url = (
+                f"sqlite:///{directory / 'bench.sqlite3'}"
+                if args.backend == "sqlite"
+                else create_pg_database(PG_DATABASE)
+            )
             with redis_database(REDIS_URL) as redis_url:
                 run(url, redis_url, directory, args.notices, args.samples)
         except RedisUnavailable as exc:

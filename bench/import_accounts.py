@@ -203,14 +203,14 @@ def reading_alone(path: Path) -> tuple[float, float, int]:
 def bench_backend(
     backend: str, directory: Path, path: Path, base: Baseline
 ) -> dict[tuple[str, str], Run]:
-    if backend == "sqlite":
-        database = directory / "bench.sqlite3"
-        database.unlink(missing_ok=True)
-        url = f"sqlite:///{database}"
-    else:
-        url = create_pg_database(PG_DATABASE)
     runs: dict[tuple[str, str], Run] = {}
-    try:
+    try:  # created inside: a Ctrl-C while it is created still drops it
+        if backend == "sqlite":
+            database = directory / "bench.sqlite3"
+            database.unlink(missing_ok=True)
+            url = f"sqlite:///{database}"
+        else:
+            url = create_pg_database(PG_DATABASE)
         env = child_env(url, directory / f"instance-{backend}", HASH_KEY)
         upgrade = run_child(["db", "upgrade"], env)
         empty = directory / "header-only.csv"

@@ -607,8 +607,8 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory(prefix="leakguard-bench-incident-") as tmp:
         directory = Path(tmp)
-        url = create_pg_database(PG_DATABASE)
-        try:
+        try:  # created inside: a Ctrl-C while it is created still drops it
+            url = create_pg_database(PG_DATABASE)
             with redis_database(REDIS_URL) as redis_url:
                 print(f"Redis: {redis_url}")
                 run(url, redis_url, directory, args)

@@ -560,12 +560,11 @@ def bench_backend(
     profile: bool,
     enqueue: bool,
 ) -> None:
-    if backend == "sqlite":
-        database = directory / "bench.sqlite3"
-        url = f"sqlite:///{database}"
-    else:
-        url = create_pg_database(PG_DATABASE)
-    try:
+    try:  # created inside: a Ctrl-C while it is created still drops it
+        if backend == "sqlite":
+            url = f"sqlite:///{directory / 'bench.sqlite3'}"
+        else:
+            url = create_pg_database(PG_DATABASE)
         env = child_env(url, directory / f"instance-{backend}", HASH_KEY)
         upgrade = run_child(["db", "upgrade"], env)
         imported = run_child(["accounts", "import", str(accounts_csv), "--json"], env)

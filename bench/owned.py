@@ -176,11 +176,15 @@ def _take(admin: Redis, server: str, number: int, owner: str) -> str | None:
     if not admin.set(redis_claim_key(number), owner, nx=True, ex=CLAIM_TTL_SECONDS):
         return None
     url = f"{server}/{number}"
-    with Redis.from_url(url, socket_connect_timeout=5) as database:
-        if database.dbsize() == 0 or database.exists(OWNER_KEY):
-            database.flushdb()
-            database.set(OWNER_KEY, owner)
-            return url
+    try:
+        with Redis.from_url(url, socket_connect_timeout=5) as database:
+            if database.dbsize() == 0 or database.exists(OWNER_KEY):
+                database.flushdb()
+                database.set(OWNER_KEY, owner)
+                return url
+    except BaseException:
+        admin.delete(redis_claim_key(number))  # interrupted: no claim held for 6 hours
+        raise
     admin.delete(redis_claim_key(number))
     return None
 
@@ -230,24 +234,21 @@ def redis_database(fixed: str | None = None) -> Iterator[str]:
     owner = f"bench {os.path.basename(sys.argv[0])} {socket.gethostname()}:{os.getpid()}"
     server, number = _server_and_number(fixed) if fixed else (REDIS_SERVER_URL, 0)
     admin = Redis.from_url(f"{server}/0", socket_connect_timeout=5)
+    url: str | None = None
     try:
-        url = _claim(admin, server, number if fixed else None, owner)
-    except RedisError as exc:
-        admin.close()
-        raise RedisUnavailable(f"Redis at {server} not reachable: {exc}") from exc
-    except RedisUnavailable:
-        admin.close()
-        raise
-    try:
+        try:
+            url = _claim(admin, server, number if fixed else None, owner)
+        except RedisError as exc:
+            raise RedisUnavailable(f"Redis at {server} not reachable: {exc}") from exc
         yield url
     finally:
-        stop_children()  # none of them may write to it once it is emptied and given back
-        try:
-            _give_back(admin, url, owner)
-        except RedisError as exc:
-            print(f"could not empty {url}: {exc}", file=sys.stderr)
-        finally:
-            admin.close()
+        if url is not None:
+            stop_children()  # none of them may write to it once it is emptied and given back
+            try:
+                _give_back(admin, url, owner)
+            except RedisError as exc:
+                print(f"could not empty {url}: {exc}", file=sys.stderr)
+        admin.close()
 
 
 # --- ports -----------------------------------------------------------------------------------

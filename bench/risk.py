@@ -175,11 +175,12 @@ def main() -> None:
     # The servers (in the stack) stop before their folder is removed.
     with tempfile.TemporaryDirectory(prefix="leakguard-bench-risk-") as tmp, ExitStack() as stack:
         directory = Path(tmp)
-        url = create_pg_database(PG_DATABASE)
+        # Its drop is registered first: a Ctrl-C while it is created still drops it.
         if not args.keep:
             stack.callback(drop_pg_database, PG_DATABASE)
         else:
             stack.callback(print, f"kept the database {PG_DATABASE} (--keep)")
+        url = create_pg_database(PG_DATABASE)
         try:
             redis_url = stack.enter_context(redis_database(REDIS_URL))
         except RedisUnavailable as exc:

@@ -114,13 +114,17 @@ class Spec:
 def parse_spec(text: str) -> Spec:
     """``sync:5``, ``gthread:2x4``, ``granian:2x8``; ValueError names what is wrong."""
     kind, _, size = text.strip().partition(":")
+    expected = f"{text!r}: expected sync:N, gthread:WxT or granian:WxT"
     if kind not in KINDS or not size:
-        raise ValueError(f"{text!r}: expected sync:N, gthread:WxT or granian:WxT")
-    if kind == "sync":
-        workers, threads = int(size), 1
-    else:
-        left, _, right = size.partition("x")
-        workers, threads = int(left), int(right or "1")
+        raise ValueError(expected)
+    try:
+        if kind == "sync":
+            workers, threads = int(size), 1
+        else:
+            left, _, right = size.partition("x")
+            workers, threads = int(left), int(right or "1")
+    except ValueError:
+        raise ValueError(expected) from None
     if workers < 1 or threads < 1:
         raise ValueError(f"{text!r}: workers and threads must be at least 1")
     return Spec(kind, workers, threads)
@@ -197,11 +201,12 @@ def main() -> None:
     # The servers (in the stack) stop before their folder is removed.
     with tempfile.TemporaryDirectory(prefix="leakguard-bench-srv-") as tmp, ExitStack() as stack:
         directory = Path(tmp)
-        url = create_pg_database(PG_DATABASE)
+        # Its drop is registered first: a Ctrl-C while it is created still drops it.
         if not args.keep:
             stack.callback(drop_pg_database, PG_DATABASE)
         else:
             stack.callback(print, f"kept the database {PG_DATABASE} (--keep)")
+        url = create_pg_database(PG_DATABASE)
         try:
             redis_url = stack.enter_context(redis_database(risk.REDIS_URL))
         except RedisUnavailable as exc:

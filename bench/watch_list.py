@@ -209,46 +209,53 @@ def main() -> None:
         sqlite_run(args, keys, chunks)
         return
     name = bench_database_name("watch")
-    url = create_pg_database(name)
-    # One pooled connection: every session of the run is the same server backend.
-    engine = create_engine(url, pool_size=1, max_overflow=0)
-    try:
-        upgrade_database(engine)
-        rng = random.Random(18)
-        keys = keys_of(args.keys, rng)
-        chunks = [keys[i : i + args.chunk] for i in range(0, len(keys), args.chunk)]
-        print(
-            f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}; {args.keys:,} keys "
-            f"in chunks of {args.chunk:,}; {args.existing:,} keys of another leak first"
-        )
-        for design, leak_id in (("per-chunk", 2), ("staged", 3)):
-            with engine.connect() as connection:
-                raw: Any = connection.connection.driver_connection
-                raw.autocommit = True
-                raw.execute("DELETE FROM leak_entry")
-                raw.execute("VACUUM leak_entry")
-                existing = rng.randbytes(16 * args.existing)
-                with (
-                    raw.cursor() as cursor,
-                    cursor.copy("COPY leak_entry FROM STDIN (FORMAT BINARY)") as copy,
-                ):
-                    copy.set_types(["bytea", "int8"])
-                    for i in range(0, len(existing), 16):
-                        copy.write_row((existing[i : i + 16], 1))
-                raw.execute("CHECKPOINT")
-                pid = raw.execute("SELECT pg_backend_pid()").fetchone()[0]
-                raw.autocommit = False
-            timer = Timer(pid)
-            started = time.perf_counter()
-            if design == "per-chunk":
-                with engine.connect() as connection:
-                    new = per_chunk(connection.connection.driver_connection, leak_id, chunks, timer)
-            else:
-                new = staged(engine, leak_id, 1, chunks, timer)
-            timer.print(design, new, args.keys, time.perf_counter() - started)
+    try:  # created inside: a Ctrl-C while it is created still drops it
+        url = create_pg_database(name)
+        # One pooled connection: every session of the run is the same server backend.
+        engine = create_engine(url, pool_size=1, max_overflow=0)
+        try:
+            measure(engine, args)
+        finally:
+            engine.dispose()
     finally:
-        engine.dispose()
         drop_pg_database(name)
+
+
+def measure(engine: Any, args: argparse.Namespace) -> None:
+    """Both designs on PostgreSQL, each after the other leak's keys and a CHECKPOINT."""
+    upgrade_database(engine)
+    rng = random.Random(18)
+    keys = keys_of(args.keys, rng)
+    chunks = [keys[i : i + args.chunk] for i in range(0, len(keys), args.chunk)]
+    print(
+        f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}; {args.keys:,} keys "
+        f"in chunks of {args.chunk:,}; {args.existing:,} keys of another leak first"
+    )
+    for design, leak_id in (("per-chunk", 2), ("staged", 3)):
+        with engine.connect() as connection:
+            raw: Any = connection.connection.driver_connection
+            raw.autocommit = True
+            raw.execute("DELETE FROM leak_entry")
+            raw.execute("VACUUM leak_entry")
+            existing = rng.randbytes(16 * args.existing)
+            with (
+                raw.cursor() as cursor,
+                cursor.copy("COPY leak_entry FROM STDIN (FORMAT BINARY)") as copy,
+            ):
+                copy.set_types(["bytea", "int8"])
+                for i in range(0, len(existing), 16):
+                    copy.write_row((existing[i : i + 16], 1))
+            raw.execute("CHECKPOINT")
+            pid = raw.execute("SELECT pg_backend_pid()").fetchone()[0]
+            raw.autocommit = False
+        timer = Timer(pid)
+        started = time.perf_counter()
+        if design == "per-chunk":
+            with engine.connect() as connection:
+                new = per_chunk(connection.connection.driver_connection, leak_id, chunks, timer)
+        else:
+            new = staged(engine, leak_id, 1, chunks, timer)
+        timer.print(design, new, args.keys, time.perf_counter() - started)
 
 
 if __name__ == "__main__":

@@ -158,3 +158,12 @@ def test_each_run_names_its_databases_after_its_process(
     assert bench("common").bench_database_name("risk") == f"leakguard_bench_risk_{os.getpid()}"
     for name in ("risk", "servers", "email_change", "enumeration", "deliver", "incident"):
         assert bench(name).PG_DATABASE.endswith(f"_{os.getpid()}")
+
+
+@pytest.mark.parametrize("text", ["sync:x", "gthread:2xy", "granian:", "uvicorn:2"])
+def test_a_server_setting_that_is_not_one_names_the_forms(
+    bench: Callable[[str], ModuleType], text: str
+) -> None:
+    """``sync:x`` was refused as "invalid literal for int() with base 10: 'x'"."""
+    with pytest.raises(ValueError, match=r"expected sync:N, gthread:WxT or granian:WxT"):
+        bench("servers").parse_spec(text)
