@@ -16,8 +16,12 @@ from itertools import islice
 from pathlib import Path
 from typing import Final
 
+from sqlalchemy.orm import Session
+
 from jobs.reader.stream import (
     FORMAT_GIVEN,
+    PREFIX_BYTES,
+    FileDigests,
     LeakFileError,
     LeakFormat,
     LeakReader,
@@ -28,7 +32,7 @@ from jobs.reader.stream import (
 from service.addresses import InvalidAddress, canonicalize_email
 from service.addresses.canonical import CanonicalRules
 from service.errors import JobError
-from service.leaks.progress import FileElsewhere
+from service.leaks.progress import FileElsewhere, file_elsewhere
 from service.leaks.wording import OptionWords, Say, Worded
 
 SAMPLE_RECORDS: Final = 10_000  # records read to judge a file, from its start
@@ -153,6 +157,21 @@ def check_leak_file(
                 f"{suggest(w)}, or {w.accept_invalid}"
             )
         )
+
+
+def leak_elsewhere(session: Session, *, slug: str, digests: FileDigests) -> FileElsewhere | None:
+    """The first other leak that recorded this file by any of its fingerprints: its bytes,
+    its decompressed content, its text, or a prefix of either (``file_elsewhere``)."""
+    return file_elsewhere(
+        session,
+        slug=slug,
+        sha256=digests.bytes_sha256,
+        content_sha256=digests.content_sha256,
+        content_prefixes=digests.content_prefixes,
+        prefix_bytes=PREFIX_BYTES,
+        text_sha256=digests.text_sha256,
+        text_prefixes=digests.text_prefixes,
+    )
 
 
 def refuse_if_elsewhere(path: Path, elsewhere: FileElsewhere | None, *, slug: str) -> None:

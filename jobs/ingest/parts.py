@@ -29,7 +29,7 @@ from sqlalchemy import func, select, update
 
 from jobs.context import job_runtime
 from jobs.ingest import MAX_PARTS
-from jobs.ingest.checks import check_leak_file, refuse_if_elsewhere
+from jobs.ingest.checks import check_leak_file, leak_elsewhere, refuse_if_elsewhere
 from jobs.ingest.lock import ingest_lock, part_is_idle
 from jobs.ingest.pipeline import (
     ChunkWriter,
@@ -41,11 +41,11 @@ from jobs.ingest.pipeline import (
     read_chunks,
 )
 from jobs.queues import QueueName, get_queue
-from jobs.reader.stream import PREFIX_BYTES, LeakFileError, LeakFormat, open_leak
+from jobs.reader.stream import LeakFileError, LeakFormat, open_leak
 from service.db import utcnow
 from service.leaks.catalogue import LeakFacts
 from service.leaks.counters import Counters
-from service.leaks.progress import ReadFaults, Target, file_elsewhere, find_file
+from service.leaks.progress import ReadFaults, Target, find_file
 from service.models import LeakFile, LeakFileState, LeakPart
 from service.runtime import Runtime
 
@@ -128,16 +128,7 @@ def plan_parts(
         read_as = reader.read_as
         with runtime.db.read_session() as session:
             known = find_file(session, slug=slug, sha256=sha256, read_as=read_as)
-            elsewhere = file_elsewhere(
-                session,
-                slug=slug,
-                sha256=sha256,
-                content_sha256=digests.content_sha256,
-                content_prefixes=digests.content_prefixes,
-                prefix_bytes=PREFIX_BYTES,
-                text_sha256=digests.text_sha256,
-                text_prefixes=digests.text_prefixes,
-            )
+            elsewhere = leak_elsewhere(session, slug=slug, digests=digests)
         if known is None:
             if not also_as_new_leak:
                 refuse_if_elsewhere(path, elsewhere, slug=slug)

@@ -42,12 +42,12 @@ from jobs.ingest.checks import (
     IngestInterrupted,
     IngestRefused,
     check_leak_file,
+    leak_elsewhere,
     refuse_if_elsewhere,
 )
 from jobs.ingest.lock import IngestBusy, ingest_lock
 from jobs.reader.stream import (
     MAX_LINE_BYTES,
-    PREFIX_BYTES,
     FileDigests,
     LeakFileError,
     LeakFormat,
@@ -70,7 +70,6 @@ from service.leaks.progress import (
     OpenedFile,
     ReadFaults,
     Target,
-    file_elsewhere,
     find_file,
     finish_file,
     forget_file,
@@ -273,16 +272,7 @@ def ingest_leak(
         read_as = reader.read_as
         with runtime.db.read_session() as session:
             known = find_file(session, slug=slug, sha256=sha256, read_as=read_as)
-            elsewhere = file_elsewhere(
-                session,
-                slug=slug,
-                sha256=sha256,
-                content_sha256=digests.content_sha256,
-                content_prefixes=digests.content_prefixes,
-                prefix_bytes=PREFIX_BYTES,
-                text_sha256=digests.text_sha256,
-                text_prefixes=digests.text_prefixes,
-            )
+            elsewhere = leak_elsewhere(session, slug=slug, digests=digests)
         if known is None:
             if not also_as_new_leak:
                 refuse_if_elsewhere(path, elsewhere, slug=slug)
