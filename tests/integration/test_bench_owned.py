@@ -8,7 +8,6 @@ database, Redis database and files are removed, and the bench exits 130 without 
 
 from __future__ import annotations
 
-import importlib
 import os
 import signal
 import subprocess
@@ -21,6 +20,7 @@ import psycopg
 import pytest
 import redis
 
+from tests.support.bench import BENCH, bench_importer
 from tests.support.processes import wait_for
 from tests.support.services import (
     PG_ADMIN_URL,
@@ -33,17 +33,13 @@ from tests.support.services import (
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-BENCH = ROOT / "bench"
 
 
 @pytest.fixture(scope="module")
 def bench() -> Iterator[Callable[[str], ModuleType]]:
     """Import a bench module by its plain name, as the benches import each other."""
-    sys.path.insert(0, str(BENCH))
-    try:
-        yield importlib.import_module
-    finally:
-        sys.path.remove(str(BENCH))
+    with bench_importer() as importer:
+        yield importer
 
 
 @pytest.fixture

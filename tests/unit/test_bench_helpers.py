@@ -7,25 +7,19 @@ The benches are scripts that import each other by plain name from ``bench/``.
 from __future__ import annotations
 
 import argparse
-import importlib
-import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
+from tests.support.bench import bench_importer
 
 
 @pytest.fixture(scope="module")
 def bench() -> Iterator[Callable[[str], ModuleType]]:
     """Import a bench module by its plain name, as the benches import each other."""
-    sys.path.insert(0, str(BENCH))
-    try:
-        yield importlib.import_module
-    finally:
-        sys.path.remove(str(BENCH))
+    with bench_importer() as importer:
+        yield importer
 
 
 def _parser(bench: Callable[[str], ModuleType], **types: object) -> argparse.ArgumentParser:
