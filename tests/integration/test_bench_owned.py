@@ -32,8 +32,6 @@ from tests.support.services import (
     release_redis_database,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 @pytest.fixture(scope="module")
 def bench() -> Iterator[Callable[[str], ModuleType]]:
