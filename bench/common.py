@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +90,21 @@ def drop_pg_database(name: str) -> None:
     stop_children()
     with _admin() as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def backend_database(backend: str, directory: Path, name: str) -> Iterator[str]:
+    """The URL of the bench's database: a SQLite file in ``directory``, or the PostgreSQL
+    database ``name``, created here and dropped however the block ends (a Ctrl-C while it
+    is being created included)."""
+    try:
+        if backend == "sqlite":
+            yield f"sqlite:///{directory / 'bench.sqlite3'}"
+        else:
+            yield create_pg_database(name)
+    finally:
+        if backend == "postgres":
+            drop_pg_database(name)
 
 
 def child_env(url: str, instance: Path, hash_key: str) -> dict[str, str]:

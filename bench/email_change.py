@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import bench_database_name, create_pg_database, drop_pg_database
+from common import backend_database, bench_database_name
 from deliver import HASH_KEY, LEAKGUARD, fill
 from options import at_least, make_parser
 from owned import RedisUnavailable, redis_database, run_bench, start
@@ -149,19 +149,14 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory(prefix="leakguard-bench-email-change-") as tmp:
         directory = Path(tmp)
-        try:  # created inside: a Ctrl-C while it is created still drops it
-            url = (
-                f"sqlite:///{directory / 'bench.sqlite3'}"
-                if args.backend == "sqlite"
-                else create_pg_database(PG_DATABASE)
-            )
-            with redis_database(REDIS_URL) as redis_url:
+        try:
+            with (
+                backend_database(args.backend, directory, PG_DATABASE) as url,
+                redis_database(REDIS_URL) as redis_url,
+            ):
                 run(url, redis_url, directory, args.notices, args.samples)
         except RedisUnavailable as exc:
             sys.exit(f"no Redis database for the worker: {exc}")
-        finally:
-            if args.backend == "postgres":
-                drop_pg_database(PG_DATABASE)
 
 
 def run(url: str, redis_url: str, directory: Path, n: int, samples: int) -> None:

@@ -34,7 +34,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from common import bench_database_name, create_pg_database, drop_pg_database
+from common import backend_database, bench_database_name
 from options import at_least, make_parser
 from owned import RedisUnavailable, redis_database, run_bench
 
@@ -67,19 +67,14 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory(prefix="leakguard-bench-enumeration-") as tmp:
         directory = Path(tmp)
-        try:  # created inside: a Ctrl-C while it is created still drops it
-            url = (
-                f"sqlite:///{directory / 'bench.sqlite3'}"
-                if args.backend == "sqlite"
-                else create_pg_database(PG_DATABASE)
-            )
-            with redis_database(REDIS_URL) as redis_url:
+        try:
+            with (
+                backend_database(args.backend, directory, PG_DATABASE) as url,
+                redis_database(REDIS_URL) as redis_url,
+            ):
                 run(url, redis_url, directory, args.requests)
         except RedisUnavailable as exc:
             sys.exit(f"no Redis database for the queue and limits: {exc}")
-        finally:
-            if args.backend == "postgres":
-                drop_pg_database(PG_DATABASE)
 
 
 def run(url: str, redis_url: str, directory: Path, requests: int) -> None:

@@ -254,13 +254,16 @@ def test_a_bench_interrupted_while_it_creates_its_database_drops_it(
     common, module = bench("common"), bench(name)
     monkeypatch.setattr(common, "PG_ADMIN_URL", PG_ADMIN_URL)
     created: list[str] = []
+    create = common.create_pg_database
 
     def create_then_interrupted(database: str) -> str:
         created.append(database)
-        common.create_pg_database(database)
+        create(database)
         raise KeyboardInterrupt  # as a Ctrl-C right after the CREATE DATABASE
 
-    monkeypatch.setattr(module, "create_pg_database", create_then_interrupted)
+    # A bench creates its database itself, or through common.backend_database.
+    where = module if hasattr(module, "create_pg_database") else common
+    monkeypatch.setattr(where, "create_pg_database", create_then_interrupted)
     monkeypatch.setattr(sys, "argv", [f"{name}.py", *SMALLEST[name]])
     with pytest.raises(KeyboardInterrupt):
         module.main()
